@@ -1,0 +1,253 @@
+/*
+ * reflinkfs pool: the pool file or block device, its superblocks, the
+ * block cache, space allocation, deferred frees, data blocks and the
+ * transaction commit.  Nothing here knows about trees or FUSE; the tree
+ * layer (tree.h) builds on it.
+ *
+ * Conventions: functions return 0 or a negative errno.  Every error that
+ * concerns a block is also logged (see log.h) with the block number.
+ *
+ * Locking model (see docs/ARCHITECTURE.md): one reader/writer lock per
+ * pool.  Mutating calls (tree updates, allocation, commit) need the write
+ * lock; lookups need at least the read lock.  The block cache has its own
+ * internal mutex, so concurrent readers may load blocks.  rfs_pool_commit
+ * takes the write lock itself.
+ */
+#ifndef REFLINKFS_POOL_H
+#define REFLINKFS_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RFS_BLOCK_SIZE 4096u
+#define RFS_BLOCK_SHIFT 12
+#define RFS_FORMAT_VERSION 1u
+
+/* Number of root slots kept in the superblock. */
+#define RFS_ROOT_SLOTS 8
+/* Well-known root slots. */
+enum rfs_root_slot {
+	RFS_ROOT_CATALOG = 0,  /* catalog tree: id -> user tree root */
+	RFS_ROOT_REFCOUNT = 1, /* shared-block refcount tree */
+};
+
+/* Block types, stored in every metadata block header. */
+enum rfs_block_type {
+	RFS_BT_SUPER = 1,
+	RFS_BT_BITMAP = 2,
+	RFS_BT_NODE = 3,
+};
+
+#define RFS_META_MAGIC 0x52464d42u /* "RFMB" */
+
+/*
+ * Header at offset 0 of every metadata block (tree nodes, bitmap pages).
+ * The crc32c covers the whole block with the crc field taken as zero.
+ * Little-endian on disk; the code asserts a little-endian host.
+ */
+struct rfs_block_header {
+	uint32_t magic;
+	uint32_t crc;
+	uint64_t blocknr;    /* self-location */
+	uint64_t generation; /* transaction that wrote it */
+	uint64_t owner;      /* kind of tree that owns it (informational) */
+	uint8_t type;        /* enum rfs_block_type */
+	uint8_t level;       /* 0 = leaf */
+	uint16_t reserved0;
+	uint32_t reserved1;
+};
+#define RFS_BLOCK_HEADER_SIZE 40u
+
+typedef struct rfs_pool rfs_pool;
+
+/* Flags for rfs_pool_open / rfs_pool_create. */
+enum {
+	RFS_OPEN_RDONLY = 1u << 0,
+	/* Keep every write not yet flushed in memory, so a crash can be
+	 * simulated (rfs_pool_crash).  For tests. */
+	RFS_OPEN_CRASHSIM = 1u << 1,
+	/* mkfs: overwrite an existing pool or filesystem signature. */
+	RFS_CREATE_FORCE = 1u << 2,
+};
+
+/*
+ * Create a new, empty pool at path (a regular file, created sparse and
+ * grown on demand up to size_bytes, or a block device whose size is used
+ * when size_bytes is 0).  Refuses to overwrite an existing pool or a known
+ * filesystem signature unless RFS_CREATE_FORCE.  Returns 0 or -errno.
+ */
+int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags);
+
+/*
+ * Open the pool at path: picks the newest valid superblock, checks the
+ * format version, loads the allocation bitmap.  On error *out is NULL and
+ * a message naming the path was logged.
+ */
+int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out);
+
+/*
+ * Close the pool.  Does NOT commit: uncommitted changes are discarded,
+ * exactly as a crash would.  Frees all memory.
+ */
+void rfs_pool_close(rfs_pool *pool);
+
+/*
+ * Commit the running transaction: write every dirty block to its (fresh)
+ * location, flush, write the other superblock slot, flush.  Blocks freed
+ * in this transaction become reusable afterwards.  Takes the write lock.
+ * On error the pool turns read-only (every later mutation fails -EROFS),
+ * and the last committed state stays intact on disk.
+ */
+int rfs_pool_commit(rfs_pool *pool);
+
+/* Same as rfs_pool_commit, for a caller already holding the write lock. */
+int rfs_pool_commit_locked(rfs_pool *pool);
+
+/* Take / release the pool's reader-writer lock. */
+void rfs_pool_rdlock(rfs_pool *pool);
+void rfs_pool_wrlock(rfs_pool *pool);
+void rfs_pool_unlock(rfs_pool *pool);
+
+/* Generation of the last committed transaction. */
+uint64_t rfs_pool_committed_gen(const rfs_pool *pool);
+/* Generation of the running transaction (committed_gen + 1). */
+uint64_t rfs_pool_txn_gen(const rfs_pool *pool);
+
+/* Root slot accessors: the block number of a root tree node (0 = empty). */
+uint64_t rfs_pool_root(const rfs_pool *pool, unsigned slot);
+void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr);
+
+/* Path the pool was opened from (for messages). */
+const char *rfs_pool_path(const rfs_pool *pool);
+
+/* Space and cache figures. */
+struct rfs_pool_stats {
+	uint64_t total_blocks;   /* configured size, in blocks */
+	uint64_t data_start;     /* first allocatable block */
+	uint64_t used_blocks;    /* allocated blocks (state being built) */
+	uint64_t pending_free;   /* freed, reusable after the next commit */
+	uint64_t high_water;     /* highest block ever allocated + 1 */
+	uint64_t cache_blocks;   /* blocks held in the cache */
+	uint64_t dirty_blocks;   /* dirty blocks waiting for commit */
+	uint64_t commits;        /* commits since open */
+	uint64_t flushes;        /* device flushes since open */
+};
+void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
+
+/* Limit of clean blocks kept in the cache (default 256 MiB worth). */
+void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);
+
+/* ---- block cache ---------------------------------------------------- */
+
+/* A cached metadata block.  data points to RFS_BLOCK_SIZE bytes. */
+struct rfs_buf {
+	uint64_t blocknr;
+	uint8_t *data;
+};
+
+/*
+ * Read metadata block blocknr through the cache, pinned.  Verifies magic,
+ * crc32c, self-location, type, and generation: not newer than the running
+ * transaction, and equal to expect_gen when expect_gen != 0.  Any mismatch
+ * gives -EIO and a log line naming the block and what was wrong.
+ */
+int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type,
+		 uint64_t expect_gen, struct rfs_buf **out);
+
+/*
+ * Allocate a fresh block in the running transaction and return it pinned,
+ * zeroed, dirty, with its header filled (type, level, owner, blocknr,
+ * generation = txn gen).  -ENOSPC when the pool is full.
+ */
+int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
+		struct rfs_buf **out);
+
+/* True when buf was allocated in the running transaction (may be modified
+ * in place); false when it belongs to committed state (must be shadowed). */
+bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf);
+
+/* Unpin a buffer obtained from rfs_buf_read / rfs_buf_new. */
+void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf);
+
+/* Generation stored in a block header. */
+uint64_t rfs_buf_gen(const struct rfs_buf *buf);
+
+/* ---- allocation ------------------------------------------------------ */
+
+/*
+ * Allocate a contiguous run of up to want blocks (at least 1) for data.
+ * *start and *got receive the run.  -ENOSPC when nothing is free.
+ * A reserve is kept so that deletions can always proceed on a full pool:
+ * data allocations fail with -ENOSPC before metadata allocations do.
+ */
+int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start,
+		   uint64_t *got);
+
+/*
+ * Free blocks [start, start+n).  Blocks allocated in the running
+ * transaction become reusable at once; others only after the next commit
+ * is durable.  Freeing a block that is not allocated logs and returns
+ * -EUCLEAN without changing anything.
+ */
+int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n);
+
+/* True when block is allocated in the state being built. */
+bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr);
+
+/* ---- data blocks ------------------------------------------------------ */
+
+/*
+ * Checksum of one data block: crc32c of the data, seeded with the block
+ * number, so a misdirected write or read is caught like corruption.
+ */
+uint32_t rfs_data_csum(uint64_t blocknr, const void *data);
+
+/*
+ * Write nblocks data blocks starting at blocknr (which must be allocated
+ * in the running transaction) and store each block's checksum in csums
+ * (may be NULL).  Data becomes durable with the next commit.
+ */
+int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
+		   uint32_t nblocks, uint32_t *csums);
+
+/*
+ * Read nblocks data blocks starting at blocknr and verify each against
+ * csums[i] (when csums is not NULL).  A mismatch gives -EIO and logs the
+ * block number; buf contents are then unspecified and must not be used.
+ */
+int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf,
+		  uint32_t nblocks, const uint32_t *csums);
+
+/* ---- fault injection and crash simulation (tests) --------------------- */
+
+enum rfs_crash_mode {
+	RFS_CRASH_DROP_ALL = 0,   /* every unflushed write is lost */
+	RFS_CRASH_DROP_RANDOM = 1, /* a random subset of them reaches disk */
+	RFS_CRASH_TEAR = 2,       /* random subset, one of them torn */
+};
+
+/*
+ * Pool opened with RFS_OPEN_CRASHSIM: apply the unflushed writes as mode
+ * says (seeded), then close the pool without committing.  The file then
+ * holds what a real crash could have left.
+ */
+void rfs_pool_crash(rfs_pool *pool, enum rfs_crash_mode mode, uint64_t seed);
+
+/*
+ * Pool opened with RFS_OPEN_CRASHSIM: when the n-th flush from now is
+ * reached (n >= 1), crash there as rfs_pool_crash does, and make every
+ * later I/O fail with -EIO; the caller then closes the pool.  n = 0
+ * disarms.
+ */
+void rfs_pool_crash_at_flush(rfs_pool *pool, uint64_t n,
+			     enum rfs_crash_mode mode, uint64_t seed);
+
+/* True once a simulated crash happened (all I/O now fails). */
+bool rfs_pool_crashed(const rfs_pool *pool);
+
+/* Make every write after the next n writes fail with -EIO (n = UINT64_MAX
+ * disarms).  For error-path tests. */
+void rfs_pool_fail_writes_after(rfs_pool *pool, uint64_t n);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * reflinkfs tree: one copy-on-write B+tree with lazily refcounted,
+ * shareable nodes (Rodeh, "B-trees, Shadowing, and Clones", ACM TOS 2008),
+ * the block refcount map built on it, and the catalog of named roots.
+ *
+ * Keys are byte strings compared with memcmp (shorter first on a tie);
+ * callers encode integers big-endian so that byte order is numeric order.
+ *
+ * Ownership.  An rfs_tree handle is one reference to its root node.  A
+ * mutation may move the handle to a new root (shadowing); the caller must
+ * store the new root back wherever the tree hangs (a catalog slot, or a
+ * value in a parent tree) before the next commit.
+ *
+ * References inside values.  A leaf item may carry references that the
+ * tree counts like child pointers, so that shadowing a shared leaf
+ * increments them and dropping the last copy releases them:
+ *   RFS_ITEM_TREE:   value bytes 0..7 are the root block of a subtree
+ *                    (0 = empty subtree);
+ *   RFS_ITEM_EXTENT: the next 16 bytes (after the tree root, if any) are a
+ *                    data extent {u64 start; u64 nblocks} (nblocks = 0 or
+ *                    start = 0: no extent).
+ * Inserting an item moves its references into the tree.  Replacing or
+ * deleting an item releases the old item's references unless the caller
+ * says it keeps them (RFS_KEEP_REFS).
+ *
+ * Before mutating a subtree whose root was read from a value, the caller
+ * must have read the value with rfs_tree_lookup_mut (which shadows the
+ * path), else the change could show through another clone.
+ *
+ * All calls need the pool lock: the write lock to mutate, the read lock
+ * (at least) to read.
+ */
+#ifndef REFLINKFS_TREE_H
+#define REFLINKFS_TREE_H
+
+#include "reflinkfs/pool.h"
+
+#define RFS_KEY_MAX 512u
+#define RFS_VAL_MAX 1024u
+
+enum rfs_item_flags {
+	RFS_ITEM_TREE = 1u << 0,
+	RFS_ITEM_EXTENT = 1u << 1,
+};
+
+/* Tree owner kinds (block header owner field; informational). */
+enum rfs_tree_owner {
+	RFS_OWNER_CATALOG = 1,
+	RFS_OWNER_REFCOUNT = 2,
+	RFS_OWNER_USER = 16,
+};
+
+typedef struct rfs_tree {
+	uint64_t root;  /* block of the root node, 0 = empty tree */
+	uint64_t owner; /* enum rfs_tree_owner or any caller value >= 16 */
+} rfs_tree;
+
+/* put modes */
+enum rfs_put_mode {
+	RFS_PUT_UPSERT = 0,  /* insert or replace */
+	RFS_PUT_INSERT = 1,  /* -EEXIST if the key exists */
+	RFS_PUT_REPLACE = 2, /* -ENOENT if the key does not exist */
+};
+/* Or-able with a put mode or given to rfs_tree_delete: the old item's
+ * references are not released (the caller moved or already consumed them). */
+#define RFS_KEEP_REFS 0x100
+
+/*
+ * Look up key.  On success copies the value into val (up to *vlen bytes;
+ * *vlen receives the full length) and its flags into *flags (may be
+ * NULL).  -ENOENT when absent.
+ */
+int rfs_tree_lookup(rfs_pool *pool, const rfs_tree *t, const void *key,
+		    size_t klen, void *val, size_t *vlen, uint8_t *flags);
+
+/*
+ * Like rfs_tree_lookup, but first shadows the path to the key so that the
+ * references in the value are owned by this tree alone for the rest of
+ * the transaction.  Needs the write lock; may move t->root.
+ */
+int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
+			size_t klen, void *val, size_t *vlen, uint8_t *flags);
+
+/*
+ * Insert or replace key -> val with item flags (mode: enum rfs_put_mode,
+ * optionally | RFS_KEEP_REFS).  klen in 1..RFS_KEY_MAX, vlen in
+ * 0..RFS_VAL_MAX (-EINVAL otherwise).  -ENOSPC leaves the tree unchanged.
+ */
+int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		 const void *val, size_t vlen, uint8_t flags, int mode);
+
+/*
+ * Delete key (-ENOENT if absent).  mode 0 releases the item's references;
+ * RFS_KEEP_REFS hands them to the caller.
+ */
+int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
+		    size_t klen, int mode);
+
+/*
+ * Clone: *dst becomes a second reference to src's root.  O(1) whatever the
+ * size of the tree: one refcount increment.  Both trees stay independently
+ * writable.
+ */
+int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst);
+
+/*
+ * Drop the reference t holds; frees every node (and every value
+ * reference) that no other tree still shares.  t becomes empty.
+ */
+int rfs_tree_drop(rfs_pool *pool, rfs_tree *t);
+
+/* Height of the tree (0 = empty, 1 = a single leaf). */
+int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height);
+
+/* ---- cursors ----------------------------------------------------------- */
+
+typedef struct rfs_cursor rfs_cursor;
+
+/* Open a cursor on t (not positioned).  Valid while the caller holds the
+ * lock and nobody mutates t. */
+int rfs_cursor_open(rfs_pool *pool, const rfs_tree *t, rfs_cursor **out);
+void rfs_cursor_close(rfs_cursor *c);
+
+/* Position on the first item with key >= key (dir > 0) or the last item
+ * with key <= key (dir < 0).  key = NULL means the first / last item.
+ * -ENOENT when there is no such item. */
+int rfs_cursor_seek(rfs_cursor *c, const void *key, size_t klen, int dir);
+
+/* Step to the next (dir > 0) or previous (dir < 0) item; -ENOENT at the
+ * end. */
+int rfs_cursor_step(rfs_cursor *c, int dir);
+
+/* The current item; pointers stay valid until the cursor moves. */
+int rfs_cursor_get(rfs_cursor *c, const void **key, size_t *klen,
+		   const void **val, size_t *vlen, uint8_t *flags);
+
+/* ---- block refcounts ---------------------------------------------------- */
+
+/*
+ * Refcount of an allocated block: implicitly 1 unless recorded in the
+ * refcount tree (root slot RFS_ROOT_REFCOUNT), which holds only counts >= 2,
+ * as disjoint block ranges.
+ */
+int rfs_ref_get(rfs_pool *pool, uint64_t blocknr, uint64_t *count);
+/* Add one reference to each block of [start, start+n). */
+int rfs_ref_inc(rfs_pool *pool, uint64_t start, uint64_t n);
+/* Remove one reference from each block of [start, start+n); blocks whose
+ * count drops to zero are freed (rfs_free_blocks). */
+int rfs_ref_dec(rfs_pool *pool, uint64_t start, uint64_t n);
+
+/* ---- catalog ------------------------------------------------------------- */
+
+/*
+ * The catalog (root slot RFS_ROOT_CATALOG) maps 64-bit ids to tree roots,
+ * so trees survive commits.  rfs_catalog_get returns the catalog's own
+ * reference (mutate it, then rfs_catalog_set the new root);
+ * rfs_catalog_set stores t's reference under id, releasing nothing;
+ * rfs_catalog_del removes the id and drops its tree.
+ */
+int rfs_catalog_get(rfs_pool *pool, uint64_t id, rfs_tree *t);
+int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t);
+int rfs_catalog_del(rfs_pool *pool, uint64_t id);
+
+/* ---- consistency check (core of fsck) ------------------------------------ */
+
+/* Called once per problem found, with the block involved (0 if none). */
+typedef void (*rfs_check_report_fn)(void *arg, uint64_t blocknr,
+				    const char *what);
+
+struct rfs_check_stats {
+	uint64_t nodes;         /* distinct tree nodes visited */
+	uint64_t items;         /* leaf items visited */
+	uint64_t data_blocks;   /* distinct data blocks referenced */
+	uint64_t shared_blocks; /* blocks with refcount >= 2 */
+	uint64_t problems;
+};
+
+/*
+ * Walk the catalog, every tree reachable from it (through internal nodes
+ * and RFS_ITEM_TREE values), the refcount tree and the allocation bitmap.
+ * Verifies node checksums, key order, levels, every block's refcount
+ * against the number of its referrers, and that exactly the referenced
+ * blocks are allocated (no leak, no block used twice or free while used).
+ * Returns the number of problems (0 = clean) or a negative errno when the
+ * check itself could not run.  Needs at least the read lock.
+ */
+long rfs_check(rfs_pool *pool, rfs_check_report_fn report, void *arg,
+	       struct rfs_check_stats *st);
+
+#endif
