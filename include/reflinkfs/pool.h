@@ -167,6 +167,16 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
  * in place); false when it belongs to committed state (must be shadowed). */
 bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf);
 
+/*
+ * Structural check for metadata blocks of one type, run on every block of
+ * that type read from disk (after the checksum; not on cache hits).  It
+ * returns NULL when the block is sane, else a short description: the read
+ * then fails with -EIO and a log line naming the block.  Process-wide; the
+ * tree layer registers its node check for RFS_BT_NODE.
+ */
+typedef const char *(*rfs_block_verify_fn)(const uint8_t *data);
+void rfs_pool_set_verifier(uint8_t type, rfs_block_verify_fn fn);
+
 /* Unpin a buffer obtained from rfs_buf_read / rfs_buf_new. */
 void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf);
 

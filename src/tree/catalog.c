@@ -1,0 +1,63 @@
+/*
+ * The catalog: a tree in root slot RFS_ROOT_CATALOG mapping big-endian u64
+ * ids to tree roots (RFS_ITEM_TREE values), so that trees survive commits.
+ */
+#include <errno.h>
+
+#include "tree/tree_internal.h"
+
+struct cat_val {
+	uint64_t root;
+	uint64_t owner;
+};
+
+static rfs_tree cat_tree(rfs_pool *pool)
+{
+	rfs_tree t = { rfs_pool_root(pool, RFS_ROOT_CATALOG), RFS_OWNER_CATALOG };
+	return t;
+}
+
+int rfs_catalog_get(rfs_pool *pool, uint64_t id, rfs_tree *t)
+{
+	rfs_tree cat = cat_tree(pool);
+	struct cat_val v;
+	size_t vlen = sizeof(v);
+	uint8_t key[8];
+	int ret;
+
+	be64_put(key, id);
+	ret = rfs_tree_lookup(pool, &cat, key, 8, &v, &vlen, NULL);
+	if (ret)
+		return ret;
+	if (vlen != sizeof(v))
+		return -EUCLEAN;
+	t->root = v.root;
+	t->owner = v.owner;
+	return 0;
+}
+
+int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t)
+{
+	rfs_tree cat = cat_tree(pool);
+	struct cat_val v = { t->root, t->owner };
+	uint8_t key[8];
+	int ret;
+
+	be64_put(key, id);
+	ret = rfs_tree_put(pool, &cat, key, 8, &v, sizeof(v), RFS_ITEM_TREE,
+			   RFS_PUT_UPSERT | RFS_KEEP_REFS);
+	rfs_pool_set_root(pool, RFS_ROOT_CATALOG, cat.root);
+	return ret;
+}
+
+int rfs_catalog_del(rfs_pool *pool, uint64_t id)
+{
+	rfs_tree cat = cat_tree(pool);
+	uint8_t key[8];
+	int ret;
+
+	be64_put(key, id);
+	ret = rfs_tree_delete(pool, &cat, key, 8, 0);
+	rfs_pool_set_root(pool, RFS_ROOT_CATALOG, cat.root);
+	return ret;
+}

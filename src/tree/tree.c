@@ -1,0 +1,692 @@
+/*
+ * The copy-on-write B+tree: lookup, put, delete, clone, drop.
+ *
+ * Shadowing follows Rodeh (ACM TOS 2008).  A mutation first shadows the
+ * whole root-to-leaf path (cow_path): a node with refcount 1 that was
+ * written in the running transaction is modified in place; any other node
+ * is copied to a fresh block.  Copying a shared node (refcount > 1) adds a
+ * reference to each of its children (and to the references its leaf values
+ * carry) and removes one from the original; copying an exclusive committed
+ * node frees the original (reusable after the commit) and the copy inherits
+ * its references.  Splits and merges then work on writable nodes only.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "reflinkfs/log.h"
+#include "tree/tree_internal.h"
+
+struct path {
+	int h;
+	struct rfs_buf *b[NODE_MAX_HEIGHT];
+	unsigned s[NODE_MAX_HEIGHT];
+};
+
+static pthread_once_t verifier_once = PTHREAD_ONCE_INIT;
+
+static void register_verifier(void)
+{
+	rfs_pool_set_verifier(RFS_BT_NODE, node_validate);
+}
+
+int tree_read(rfs_pool *pool, uint64_t blocknr, uint64_t gen, struct rfs_buf **out)
+{
+	pthread_once(&verifier_once, register_verifier);
+	return rfs_buf_read(pool, blocknr, RFS_BT_NODE, gen, out);
+}
+
+static bool refcounted(const rfs_tree *t)
+{
+	return t->owner != RFS_OWNER_REFCOUNT;
+}
+
+static void path_release(rfs_pool *pool, struct path *p)
+{
+	for (int i = 0; i < p->h; i++) {
+		if (p->b[i])
+			rfs_buf_put(pool, p->b[i]);
+		p->b[i] = NULL;
+	}
+	p->h = 0;
+}
+
+uint64_t tree_free_blocks(rfs_pool *pool)
+{
+	struct rfs_pool_stats st;
+
+	rfs_pool_stats(pool, &st);
+	uint64_t used = st.data_start + st.used_blocks + st.pending_free;
+	return st.total_blocks > used ? st.total_blocks - used : 0;
+}
+
+/* Enough free blocks for one mutation at this height, so that -ENOSPC is
+ * reported before any node changes.  Shadowing a shared internal node may
+ * add a refcount record per child; the budget covers that too. */
+static int space_check(rfs_pool *pool, int height)
+{
+	uint64_t need = 16 + 8 * (uint64_t)(height + 1);
+
+	if (rfs_pool_root(pool, RFS_ROOT_REFCOUNT))
+		need += 4 * (uint64_t)(height + 1) * 8;
+	if (tree_free_blocks(pool) < need)
+		return -ENOSPC;
+	return 0;
+}
+
+bool tree_value_refs_valid(size_t vlen, uint8_t flags)
+{
+	size_t need = 0;
+
+	if (flags & ~(RFS_ITEM_TREE | RFS_ITEM_EXTENT))
+		return false;
+	if (flags & RFS_ITEM_TREE)
+		need += 8;
+	if (flags & RFS_ITEM_EXTENT)
+		need += 16;
+	return vlen >= need;
+}
+
+void tree_value_decode(const uint8_t *val, uint8_t flags, uint64_t *root,
+		       uint64_t *ext_start, uint64_t *ext_len)
+{
+	size_t off = 0;
+
+	*root = *ext_start = *ext_len = 0;
+	if (flags & RFS_ITEM_TREE) {
+		memcpy(root, val, 8);
+		off = 8;
+	}
+	if (flags & RFS_ITEM_EXTENT) {
+		memcpy(ext_start, val + off, 8);
+		memcpy(ext_len, val + off + 8, 8);
+		if (!*ext_start)
+			*ext_len = 0;
+	}
+}
+
+int tree_value_refs(rfs_pool *pool, const uint8_t *val, size_t vlen,
+		    uint8_t flags, int delta)
+{
+	uint64_t root, start, len;
+	int ret = 0, r;
+
+	if (!flags)
+		return 0;
+	if (!tree_value_refs_valid(vlen, flags))
+		return -EUCLEAN;
+	tree_value_decode(val, flags, &root, &start, &len);
+	if (root) {
+		r = delta > 0 ? rfs_ref_inc(pool, root, 1)
+			      : tree_drop_node(pool, root, 0, true);
+		if (r)
+			ret = r;
+	}
+	if (len) {
+		r = delta > 0 ? rfs_ref_inc(pool, start, len)
+			      : rfs_ref_dec(pool, start, len);
+		if (r && !ret)
+			ret = r;
+	}
+	return ret;
+}
+
+/* Add one reference to everything a node points at (children or value
+ * references), because a copy of the node now points at them too. */
+static int node_inc_refs(rfs_pool *pool, uint8_t *d)
+{
+	unsigned n = node_n(d);
+	int ret;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (node_level(d) > 0) {
+			ret = rfs_ref_inc(pool, node_get_child(d, i).blocknr, 1);
+		} else {
+			size_t vlen;
+			uint8_t *v = node_val(d, i, &vlen);
+			ret = tree_value_refs(pool, v, vlen, node_flags(d, i), +1);
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Make *bp writable for tree t.  On return *bp is a pinned dirty node
+ * with refcount 1 (maybe a new block); the caller updates the pointer to
+ * it when its block number changed.
+ */
+static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
+{
+	struct rfs_buf *buf = *bp, *nb;
+	uint64_t count = 1, old = buf->blocknr;
+	int ret;
+
+	if (refcounted(t)) {
+		ret = rfs_ref_get(pool, old, &count);
+		if (ret)
+			return ret;
+	}
+	if (count == 1 && rfs_buf_is_dirty(pool, buf))
+		return 0;
+	ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)node_level(buf->data),
+			  t->owner, &nb);
+	if (ret)
+		return ret;
+	memcpy(nb->data + RFS_BLOCK_HEADER_SIZE, buf->data + RFS_BLOCK_HEADER_SIZE,
+	       RFS_BLOCK_SIZE - RFS_BLOCK_HEADER_SIZE);
+	rfs_buf_put(pool, buf);
+	if (count > 1) {
+		ret = node_inc_refs(pool, nb->data);
+		if (!ret)
+			ret = rfs_ref_dec(pool, old, 1);
+	} else {
+		ret = rfs_free_blocks(pool, old, 1);
+	}
+	*bp = nb;
+	return ret;
+}
+
+/* Shadow the path from the root to the leaf where key belongs. */
+static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		    struct path *p)
+{
+	struct rfs_buf *b;
+	int ret;
+
+	p->h = 0;
+	ret = tree_read(pool, t->root, 0, &b);
+	if (ret)
+		return ret;
+	ret = shadow(pool, t, &b);
+	p->b[0] = b;
+	p->h = 1;
+	if (ret)
+		goto fail;
+	t->root = b->blocknr;
+	while (node_level(p->b[p->h - 1]->data) > 0) {
+		uint8_t *d = p->b[p->h - 1]->data;
+		unsigned s;
+		struct node_child c;
+
+		if (p->h >= NODE_MAX_HEIGHT || node_n(d) == 0) {
+			rfs_log(RFS_LOG_ERR, "tree: node %llu: malformed internal node",
+				(unsigned long long)p->b[p->h - 1]->blocknr);
+			ret = -EUCLEAN;
+			goto fail;
+		}
+		s = node_child_slot(d, key, klen);
+		c = node_get_child(d, s);
+		ret = tree_read(pool, c.blocknr, c.gen, &b);
+		if (ret)
+			goto fail;
+		if (node_level(b->data) + 1 != node_level(d)) {
+			rfs_log(RFS_LOG_ERR, "tree: node %llu: level %u under level %u",
+				(unsigned long long)b->blocknr, node_level(b->data),
+				node_level(d));
+			rfs_buf_put(pool, b);
+			ret = -EUCLEAN;
+			goto fail;
+		}
+		ret = shadow(pool, t, &b);
+		p->s[p->h - 1] = s;
+		p->b[p->h++] = b;
+		if (ret)
+			goto fail;
+		node_set_child(d, s, b->blocknr, rfs_buf_gen(b));
+	}
+	return 0;
+fail:
+	path_release(pool, p);
+	return ret;
+}
+
+/* Read-only descent to the leaf holding key. */
+static int find_leaf(rfs_pool *pool, const rfs_tree *t, const void *key,
+		     size_t klen, struct rfs_buf **leaf)
+{
+	struct rfs_buf *b;
+	int ret, depth = 0;
+
+	ret = tree_read(pool, t->root, 0, &b);
+	if (ret)
+		return ret;
+	while (node_level(b->data) > 0) {
+		uint8_t *d = b->data;
+		struct rfs_buf *c;
+		unsigned lvl = node_level(d);
+
+		if (node_n(d) == 0 || ++depth >= NODE_MAX_HEIGHT) {
+			rfs_log(RFS_LOG_ERR, "tree: node %llu: malformed internal node",
+				(unsigned long long)b->blocknr);
+			rfs_buf_put(pool, b);
+			return -EUCLEAN;
+		}
+		struct node_child ch = node_get_child(d, node_child_slot(d, key, klen));
+		ret = tree_read(pool, ch.blocknr, ch.gen, &c);
+		rfs_buf_put(pool, b);
+		if (ret)
+			return ret;
+		if (node_level(c->data) + 1 != lvl) {
+			rfs_log(RFS_LOG_ERR, "tree: node %llu: level %u under level %u",
+				(unsigned long long)c->blocknr, node_level(c->data), lvl);
+			rfs_buf_put(pool, c);
+			return -EUCLEAN;
+		}
+		b = c;
+	}
+	*leaf = b;
+	return 0;
+}
+
+static int copy_out(uint8_t *leaf, unsigned i, void *val, size_t *vlen,
+		    uint8_t *flags)
+{
+	size_t len;
+	const uint8_t *v = node_val(leaf, i, &len);
+
+	if (val && vlen)
+		memcpy(val, v, len < *vlen ? len : *vlen);
+	if (vlen)
+		*vlen = len;
+	if (flags)
+		*flags = node_flags(leaf, i);
+	return 0;
+}
+
+int rfs_tree_lookup(rfs_pool *pool, const rfs_tree *t, const void *key,
+		    size_t klen, void *val, size_t *vlen, uint8_t *flags)
+{
+	struct rfs_buf *leaf;
+	bool exact;
+	int ret;
+
+	if (!t->root)
+		return -ENOENT;
+	ret = find_leaf(pool, t, key, klen, &leaf);
+	if (ret)
+		return ret;
+	unsigned i = node_search(leaf->data, key, klen, &exact);
+	ret = exact ? copy_out(leaf->data, i, val, vlen, flags) : -ENOENT;
+	rfs_buf_put(pool, leaf);
+	return ret;
+}
+
+int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
+			size_t klen, void *val, size_t *vlen, uint8_t *flags)
+{
+	struct path p;
+	bool exact;
+	int ret;
+
+	if (!t->root)
+		return -ENOENT;
+	ret = cow_path(pool, t, key, klen, &p);
+	if (ret)
+		return ret;
+	uint8_t *leaf = p.b[p.h - 1]->data;
+	unsigned i = node_search(leaf, key, klen, &exact);
+	ret = exact ? copy_out(leaf, i, val, vlen, flags) : -ENOENT;
+	path_release(pool, &p);
+	return ret;
+}
+
+/*
+ * Insert an item at index idx of the node at path level li, splitting
+ * upwards as needed.  Every node on the path is writable.
+ */
+static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
+		     unsigned idx, const void *key, size_t klen, const void *val,
+		     size_t vlen, uint8_t flags)
+{
+	uint8_t *d = p->b[li]->data;
+	size_t isz = item_size(klen, vlen);
+	struct rfs_buf *right, *nroot;
+	unsigned sp;
+	int ret;
+
+	if (node_free(d) >= isz) {
+		node_insert(d, idx, key, klen, val, vlen, flags);
+		return 0;
+	}
+	ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)node_level(d), t->owner, &right);
+	if (ret)
+		return ret;
+	node_init(right->data);
+	sp = node_split_point(d, idx, isz);
+	node_move_tail(right->data, d, sp);
+	if (idx < sp)
+		node_insert(d, idx, key, klen, val, vlen, flags);
+	else
+		node_insert(right->data, idx - sp, key, klen, val, vlen, flags);
+
+	size_t sklen;
+	const uint8_t *sk = node_key(right->data, 0, &sklen);
+	struct node_child rc = { right->blocknr, rfs_buf_gen(right) };
+
+	if (li == 0) {
+		ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)(node_level(d) + 1),
+				  t->owner, &nroot);
+		if (ret) {
+			rfs_buf_put(pool, right);
+			return ret;
+		}
+		node_init(nroot->data);
+		size_t lklen;
+		const uint8_t *lk = node_key(d, 0, &lklen);
+		struct node_child lc = { p->b[0]->blocknr, rfs_buf_gen(p->b[0]) };
+		node_insert(nroot->data, 0, lk, lklen, &lc, sizeof(lc), 0);
+		node_insert(nroot->data, 1, sk, sklen, &rc, sizeof(rc), 0);
+		t->root = nroot->blocknr;
+		rfs_buf_put(pool, nroot);
+		rfs_buf_put(pool, right);
+		return 0;
+	}
+	ret = insert_at(pool, t, p, li - 1, p->s[li - 1] + 1, sk, sklen, &rc,
+			sizeof(rc), 0);
+	rfs_buf_put(pool, right);
+	return ret;
+}
+
+int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		 const void *val, size_t vlen, uint8_t flags, int mode)
+{
+	int m = mode & 0xff, keep = mode & RFS_KEEP_REFS;
+	uint8_t old[RFS_VAL_MAX];
+	size_t oldlen = 0;
+	uint8_t oldflags = 0;
+	struct path p;
+	bool exact;
+	int ret, height = 0;
+
+	if (klen == 0 || klen > RFS_KEY_MAX || vlen > RFS_VAL_MAX ||
+	    !tree_value_refs_valid(vlen, flags) || m > RFS_PUT_REPLACE)
+		return -EINVAL;
+	if (!t->root) {
+		struct rfs_buf *leaf;
+		if (m == RFS_PUT_REPLACE)
+			return -ENOENT;
+		ret = rfs_buf_new(pool, RFS_BT_NODE, 0, t->owner, &leaf);
+		if (ret)
+			return ret;
+		node_init(leaf->data);
+		node_insert(leaf->data, 0, key, klen, val, vlen, flags);
+		t->root = leaf->blocknr;
+		rfs_buf_put(pool, leaf);
+		return 0;
+	}
+	/* Refcount-tree updates are part of a mutation already checked. */
+	if (refcounted(t)) {
+		ret = rfs_tree_height(pool, t, &height);
+		if (!ret)
+			ret = space_check(pool, height);
+		if (ret)
+			return ret;
+	}
+	ret = cow_path(pool, t, key, klen, &p);
+	if (ret)
+		return ret;
+	int li = p.h - 1;
+	uint8_t *leaf = p.b[li]->data;
+	unsigned idx = node_search(leaf, key, klen, &exact);
+	if (exact) {
+		if (m == RFS_PUT_INSERT) {
+			ret = -EEXIST;
+			goto out;
+		}
+		const uint8_t *ov = node_val(leaf, idx, &oldlen);
+		memcpy(old, ov, oldlen);
+		oldflags = node_flags(leaf, idx);
+		node_remove(leaf, idx);
+	} else if (m == RFS_PUT_REPLACE) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ret = insert_at(pool, t, &p, li, idx, key, klen, val, vlen, flags);
+	if (!ret && exact && !keep)
+		ret = tree_value_refs(pool, old, oldlen, oldflags, -1);
+out:
+	path_release(pool, &p);
+	return ret;
+}
+
+/* Merge two adjacent siblings (children ls and ls+1 of parent) when their
+ * items fit in one node.  Returns 1 when merged, 0 when not, or -errno. */
+static int try_merge(rfs_pool *pool, rfs_tree *t, uint8_t *parent, unsigned ls)
+{
+	struct rfs_buf *l, *r;
+	struct node_child lc = node_get_child(parent, ls);
+	struct node_child rc = node_get_child(parent, ls + 1);
+	size_t seplen, r0len;
+	const uint8_t *sep = node_key(parent, ls + 1, &seplen);
+	int ret;
+
+	ret = tree_read(pool, lc.blocknr, lc.gen, &l);
+	if (ret)
+		return ret;
+	ret = tree_read(pool, rc.blocknr, rc.gen, &r);
+	if (ret) {
+		rfs_buf_put(pool, l);
+		return ret;
+	}
+	size_t need = node_used(r->data);
+	bool internal = node_level(l->data) > 0;
+	if (internal && node_n(r->data)) {
+		node_key(r->data, 0, &r0len);
+		need = need - r0len + seplen;
+	}
+	if (node_used(l->data) + need > NODE_SPACE) {
+		rfs_buf_put(pool, l);
+		rfs_buf_put(pool, r);
+		return 0;
+	}
+	ret = shadow(pool, t, &l);
+	if (!ret) {
+		node_set_child(parent, ls, l->blocknr, rfs_buf_gen(l));
+		ret = shadow(pool, t, &r);
+		if (!ret)
+			node_set_child(parent, ls + 1, r->blocknr, rfs_buf_gen(r));
+	}
+	if (ret) {
+		rfs_buf_put(pool, l);
+		rfs_buf_put(pool, r);
+		return ret;
+	}
+	if (internal && node_n(r->data)) {
+		/* r's first separator is only implied by the parent; make it
+		 * explicit now that it becomes a routing key inside l. */
+		uint8_t key[RFS_KEY_MAX];
+		size_t vlen;
+		struct node_child c0 = node_get_child(r->data, 0);
+		(void)node_val(r->data, 0, &vlen);
+		memcpy(key, sep, seplen);
+		node_remove(r->data, 0);
+		node_insert(l->data, node_n(l->data), key, seplen, &c0, sizeof(c0), 0);
+	}
+	node_move_tail(l->data, r->data, 0);
+	uint64_t rblk = r->blocknr;
+	rfs_buf_put(pool, l);
+	rfs_buf_put(pool, r);
+	node_remove(parent, ls + 1);
+	ret = rfs_free_blocks(pool, rblk, 1);
+	return ret ? ret : 1;
+}
+
+/* After a removal at path level li, drop empty nodes and merge small ones,
+ * bottom-up, then shrink the root. */
+static int rebalance(rfs_pool *pool, rfs_tree *t, struct path *p, int li)
+{
+	int ret;
+
+	for (; li > 0; li--) {
+		uint8_t *d = p->b[li]->data;
+		uint8_t *parent = p->b[li - 1]->data;
+		unsigned s = p->s[li - 1];
+
+		if (node_n(d) > 0 && node_used(d) >= NODE_SPACE / 4)
+			break;
+		if (node_n(d) == 0) {
+			uint64_t blk = p->b[li]->blocknr;
+			rfs_buf_put(pool, p->b[li]);
+			p->b[li] = NULL;
+			node_remove(parent, s);
+			ret = rfs_free_blocks(pool, blk, 1);
+			if (ret)
+				return ret;
+			continue;
+		}
+		/* Release our pin: try_merge reads the siblings itself. */
+		rfs_buf_put(pool, p->b[li]);
+		p->b[li] = NULL;
+		if (s > 0)
+			ret = try_merge(pool, t, parent, s - 1);
+		else if (s + 1 < node_n(parent))
+			ret = try_merge(pool, t, parent, s);
+		else
+			ret = 0;
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			break;
+	}
+	/* Shrink: an internal root with one child hands the tree to it. */
+	for (;;) {
+		struct rfs_buf *root;
+		ret = tree_read(pool, t->root, 0, &root);
+		if (ret)
+			return ret;
+		unsigned n = node_n(root->data), lvl = node_level(root->data);
+		if (n > 1 || (n == 1 && lvl == 0)) {
+			rfs_buf_put(pool, root);
+			return 0;
+		}
+		uint64_t blk = root->blocknr, next = 0;
+		if (n == 1)
+			next = node_get_child(root->data, 0).blocknr;
+		/* The root is dirty and exclusive (it was on the shadowed
+		 * path), so it is freed without touching its child's count:
+		 * the tree handle inherits that reference. */
+		rfs_buf_put(pool, root);
+		for (int i = 0; i < p->h; i++) {
+			if (p->b[i] && p->b[i]->blocknr == blk) {
+				rfs_buf_put(pool, p->b[i]);
+				p->b[i] = NULL;
+			}
+		}
+		ret = rfs_free_blocks(pool, blk, 1);
+		if (ret)
+			return ret;
+		t->root = next;
+		if (!next)
+			return 0;
+	}
+}
+
+int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
+		    size_t klen, int mode)
+{
+	uint8_t old[RFS_VAL_MAX];
+	size_t oldlen;
+	uint8_t oldflags;
+	struct path p;
+	bool exact;
+	int ret;
+
+	if (klen == 0 || klen > RFS_KEY_MAX)
+		return -EINVAL;
+	if (!t->root)
+		return -ENOENT;
+	/* Deletion must work on a full pool: it may use the reserve. */
+	ret = cow_path(pool, t, key, klen, &p);
+	if (ret)
+		return ret;
+	int li = p.h - 1;
+	uint8_t *leaf = p.b[li]->data;
+	unsigned idx = node_search(leaf, key, klen, &exact);
+	if (!exact) {
+		path_release(pool, &p);
+		return -ENOENT;
+	}
+	const uint8_t *ov = node_val(leaf, idx, &oldlen);
+	memcpy(old, ov, oldlen);
+	oldflags = node_flags(leaf, idx);
+	node_remove(leaf, idx);
+	ret = rebalance(pool, t, &p, li);
+	path_release(pool, &p);
+	if (!ret && !(mode & RFS_KEEP_REFS))
+		ret = tree_value_refs(pool, old, oldlen, oldflags, -1);
+	return ret;
+}
+
+int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst)
+{
+	int ret = 0;
+
+	if (src->root)
+		ret = rfs_ref_inc(pool, src->root, 1);
+	if (!ret)
+		*dst = *src;
+	return ret;
+}
+
+int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
+{
+	struct rfs_buf *b;
+	uint64_t count = 1;
+	int ret, first = 0;
+
+	if (rc) {
+		ret = rfs_ref_get(pool, blocknr, &count);
+		if (ret)
+			return ret;
+		if (count > 1)
+			return rfs_ref_dec(pool, blocknr, 1);
+	}
+	ret = tree_read(pool, blocknr, gen, &b);
+	if (ret)
+		return ret;
+	uint8_t *d = b->data;
+	for (unsigned i = 0; i < node_n(d); i++) {
+		if (node_level(d) > 0) {
+			struct node_child c = node_get_child(d, i);
+			ret = tree_drop_node(pool, c.blocknr, c.gen, rc);
+		} else {
+			size_t vlen;
+			uint8_t *v = node_val(d, i, &vlen);
+			ret = tree_value_refs(pool, v, vlen, node_flags(d, i), -1);
+		}
+		/* Keep going: free as much as possible, report the first error. */
+		if (ret && !first)
+			first = ret;
+	}
+	rfs_buf_put(pool, b);
+	ret = rfs_free_blocks(pool, blocknr, 1);
+	return first ? first : ret;
+}
+
+int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
+{
+	int ret = 0;
+
+	if (t->root)
+		ret = tree_drop_node(pool, t->root, 0, refcounted(t));
+	t->root = 0;
+	return ret;
+}
+
+int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height)
+{
+	struct rfs_buf *b;
+	int ret;
+
+	*height = 0;
+	if (!t->root)
+		return 0;
+	ret = tree_read(pool, t->root, 0, &b);
+	if (ret)
+		return ret;
+	*height = (int)node_level(b->data) + 1;
+	rfs_buf_put(pool, b);
+	return 0;
+}

@@ -1,0 +1,60 @@
+/* Internal interfaces shared by the files of src/tree. */
+#ifndef RFS_TREE_INTERNAL_H
+#define RFS_TREE_INTERNAL_H
+
+#include "reflinkfs/tree.h"
+#include "tree/node.h"
+
+/* Cursor state; embeddable on the stack (tree_cursor_init/fini). */
+struct rfs_cursor {
+	rfs_pool *pool;
+	uint64_t root;
+	int h;          /* levels on the path, 0 = not positioned */
+	struct rfs_buf *b[NODE_MAX_HEIGHT];
+	unsigned s[NODE_MAX_HEIGHT];
+};
+
+void tree_cursor_init(struct rfs_cursor *c, rfs_pool *pool, uint64_t root);
+void tree_cursor_fini(struct rfs_cursor *c);
+
+/* Read a tree node (verified; gen 0 = any generation).  Registers the
+ * node verifier on first use. */
+int tree_read(rfs_pool *pool, uint64_t blocknr, uint64_t gen, struct rfs_buf **out);
+
+/* Drop one reference to the subtree rooted at blocknr: decrement a shared
+ * node, or free an exclusive one after dropping everything below it. */
+int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool refcounted);
+
+/* Add (delta = +1) or release (delta = -1) the references carried by a
+ * leaf item's value. */
+int tree_value_refs(rfs_pool *pool, const uint8_t *val, size_t vlen,
+		    uint8_t flags, int delta);
+
+/* Check that a value's size suits its reference flags. */
+bool tree_value_refs_valid(size_t vlen, uint8_t flags);
+
+/* Decode the references of a value. */
+void tree_value_decode(const uint8_t *val, uint8_t flags, uint64_t *root,
+		       uint64_t *ext_start, uint64_t *ext_len);
+
+/* Free blocks available for metadata right now. */
+uint64_t tree_free_blocks(rfs_pool *pool);
+
+/* Big-endian u64 key helpers. */
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+#endif
