@@ -37,12 +37,21 @@ unsigned node_search(const uint8_t *d, const void *key, size_t klen, bool *exact
 
 unsigned node_child_slot(const uint8_t *d, const void *key, size_t klen)
 {
-	bool exact;
-	unsigned i = node_search(d, key, klen, &exact);
+	/* Slot 0 stands for "minus infinity": its stored key may be stale
+	 * (smaller keys are routed to it without updating it), so only slots
+	 * 1.. are compared.  Find the last slot whose key is <= key. */
+	unsigned lo = 1, hi = node_n(d);
 
-	if (exact)
-		return i;
-	return i ? i - 1 : 0;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		size_t mlen;
+		const uint8_t *mk = node_key(d, mid, &mlen);
+		if (key_cmp(mk, mlen, key, klen) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
 }
 
 void node_compact(uint8_t *d)
@@ -174,7 +183,9 @@ const char *node_validate(const uint8_t *d)
 		if (h->h.level > 0 && s->vlen != sizeof(struct node_child))
 			return "internal item of wrong size";
 		data += (size_t)s->klen + s->vlen;
-		if (i > 0) {
+		/* Internal slot 0's key is not a routing key (see
+		 * node_child_slot), so order is checked from slot 1 on. */
+		if (i > (h->h.level > 0 ? 1u : 0u)) {
 			size_t al, bl;
 			const uint8_t *a = node_key(d, i - 1, &al);
 			const uint8_t *b = node_key(d, i, &bl);

@@ -12,7 +12,7 @@
  *
  * Leaves (level 0) hold the items.  Internal nodes hold one item per child:
  * key = separator (the child holds keys >= it; the separator of slot 0 is
- * ignored by searches, it stands for "minus infinity") and value = struct
+ * ignored by searches and may be stale: it stands for "minus infinity") and value = struct
  * node_child {blocknr, generation} so a read verifies the child's
  * generation.
  */

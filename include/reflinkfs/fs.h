@@ -1,0 +1,300 @@
+/*
+ * reflinkfs filesystem model: volumes, directories, inodes, extent maps,
+ * xattrs, hard links and clones, built on the copy-on-write trees of
+ * tree.h.  This is the whole filesystem without FUSE: the FUSE adapter
+ * (src/fuse) is a thin translation of kernel requests into these calls,
+ * and tests drive the same calls directly.
+ *
+ * Addressing.  Inodes are addressed by node ids, exactly like FUSE
+ * low-level node ids: RFS_ROOT_NODE is the root directory; every call that
+ * returns a node id (lookup, create, mkdir, mknod, symlink, link) adds one
+ * lookup reference to it, which the caller gives back with
+ * rfs_fs_forget().  A node id stays valid while it has lookup references
+ * or open handles, also after its last name was removed (the inode then
+ * lives on as an orphan until the last reference goes, as POSIX wants for
+ * unlinked open files).
+ *
+ * st_ino as reported in struct stat is (volume id << 48) | inode number,
+ * stable across remounts.
+ *
+ * Conventions: functions return 0 (or a byte count) on success and a
+ * negative errno on failure.  All functions are thread-safe: mutations
+ * take the pool's write lock, reads its read lock.  Nothing is durable
+ * before rfs_fs_sync() (or the background commit of a mounted fs).
+ */
+#ifndef REFLINKFS_FS_H
+#define REFLINKFS_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "reflinkfs/pool.h"
+
+typedef struct rfs_fs rfs_fs;
+typedef uint64_t rfs_nodeid;
+
+#define RFS_ROOT_NODE 1u
+/* Id of the top volume in the catalog. */
+#define RFS_TOP_VOLUME 1u
+/* Longest name of a directory entry, in bytes. */
+#define RFS_NAME_MAX 255u
+/* Longest symlink target, in bytes. */
+#define RFS_SYMLINK_MAX 4095u
+/* Longest xattr value, in bytes. */
+#define RFS_XATTR_MAX 65536u
+/* Largest file size (8 TiB and far beyond: 2^62 bytes). */
+#define RFS_FILE_MAX (1ull << 62)
+/* Longest extent record, in blocks (keeps a record under RFS_VAL_MAX). */
+#define RFS_EXTENT_MAX 128u
+
+/* Who is asking (for ownership of new inodes). */
+struct rfs_ctx {
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t pid;
+};
+
+/* Flags of rfs_fs_open. */
+enum {
+	RFS_FS_RDONLY = 1u << 0,   /* open the pool read-only */
+	RFS_FS_CRASHSIM = 1u << 1, /* pool opened with RFS_OPEN_CRASHSIM (tests) */
+};
+
+/*
+ * Create a new pool at path (see rfs_pool_create: size_bytes, and
+ * RFS_CREATE_FORCE in flags) holding an empty filesystem: the top volume
+ * with an empty root directory owned by root, mode 0755.  Committed
+ * before returning.
+ */
+int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags);
+
+/*
+ * Open the filesystem in the pool at path.  Removes orphans left by a
+ * crash (inodes unlinked while open).  On error *out is NULL and a
+ * message naming the path was logged.
+ */
+int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out);
+
+/*
+ * Commit (unless read-only) and close.  Returns the commit's result; the
+ * fs is freed in every case.
+ */
+int rfs_fs_close(rfs_fs *fs);
+
+/* Close without committing (what a crash would leave).  For tests. */
+void rfs_fs_abandon(rfs_fs *fs);
+
+/* The pool below the fs (for stats and crash simulation in tests). */
+rfs_pool *rfs_fs_pool(rfs_fs *fs);
+
+/* True when the fs was opened read-only. */
+bool rfs_fs_rdonly(const rfs_fs *fs);
+
+/* Make everything done so far durable (one pool commit). */
+int rfs_fs_sync(rfs_fs *fs);
+
+/* ---- names --------------------------------------------------------------- */
+
+/* Look name up in directory parent; +1 lookup reference on *out. */
+int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
+		  rfs_nodeid *out, struct stat *st);
+
+/* Resolve a slash-separated path from the root (tests and tools).  Does
+ * not follow symlinks.  +1 lookup reference on *out. */
+int rfs_fs_resolve(rfs_fs *fs, const char *path, rfs_nodeid *out,
+		   struct stat *st);
+
+/* Drop n lookup references. */
+void rfs_fs_forget(rfs_fs *fs, rfs_nodeid node, uint64_t n);
+
+/* Number of nodes currently known (tests: leak checks). */
+size_t rfs_fs_node_count(rfs_fs *fs);
+
+/* ---- attributes ---------------------------------------------------------- */
+
+int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid node, struct stat *st);
+
+/* Bits of rfs_fs_setattr's to_set (same values as FUSE_SET_ATTR_*). */
+enum {
+	RFS_SET_MODE = 1 << 0,
+	RFS_SET_UID = 1 << 1,
+	RFS_SET_GID = 1 << 2,
+	RFS_SET_SIZE = 1 << 3,
+	RFS_SET_ATIME = 1 << 4,
+	RFS_SET_MTIME = 1 << 5,
+	RFS_SET_ATIME_NOW = 1 << 7,
+	RFS_SET_MTIME_NOW = 1 << 8,
+	RFS_SET_CTIME = 1 << 10,
+};
+
+/*
+ * Change the attributes named by to_set, taking the values from in
+ * (st_mode permission bits, st_uid, st_gid, st_size, st_atim, st_mtim,
+ * st_ctim).  ctime is set to now for every change.  Changing the size
+ * of a directory gives -EISDIR.  *out (may be NULL) receives the result.
+ * Permission rules (who may chown) are the caller's business (the FUSE
+ * mount uses default_permissions, so the kernel enforces them).
+ */
+int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid node, const struct stat *in,
+		   int to_set, struct stat *out);
+
+/* ---- creating and removing --------------------------------------------- */
+
+/*
+ * Create name in parent: a regular file, fifo, socket, character or block
+ * device, per the S_IFMT bits of mode (0 means a regular file).  Owner
+ * is ctx's uid; group is ctx's gid, or parent's when parent is set-gid.
+ * -EEXIST when the name exists, -ENAMETOOLONG over RFS_NAME_MAX.
+ */
+int rfs_fs_mknod(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		 const char *name, mode_t mode, dev_t rdev, rfs_nodeid *out,
+		 struct stat *st);
+
+/* Same as rfs_fs_mknod for a regular file. */
+int rfs_fs_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		  const char *name, mode_t mode, rfs_nodeid *out,
+		  struct stat *st);
+
+/* Create a directory (inherits set-gid from parent). */
+int rfs_fs_mkdir(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		 const char *name, mode_t mode, rfs_nodeid *out,
+		 struct stat *st);
+
+/* Create a symlink to target (1..RFS_SYMLINK_MAX bytes). */
+int rfs_fs_symlink(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		   const char *name, const char *target, rfs_nodeid *out,
+		   struct stat *st);
+
+/* Read a symlink's target into buf (NUL-terminated, truncated to size);
+ * returns the target's full length. */
+int rfs_fs_readlink(rfs_fs *fs, rfs_nodeid node, char *buf, size_t size);
+
+/* New name newname in newparent for node (not a directory: -EPERM).
+ * +1 lookup reference on node. */
+int rfs_fs_link(rfs_fs *fs, rfs_nodeid node, rfs_nodeid newparent,
+		const char *newname, struct stat *st);
+
+/* Remove a non-directory name. */
+int rfs_fs_unlink(rfs_fs *fs, rfs_nodeid parent, const char *name);
+
+/* Remove an empty directory (-ENOTEMPTY otherwise). */
+int rfs_fs_rmdir(rfs_fs *fs, rfs_nodeid parent, const char *name);
+
+/* rename flags (same values as RENAME_NOREPLACE / RENAME_EXCHANGE). */
+enum { RFS_RENAME_NOREPLACE = 1, RFS_RENAME_EXCHANGE = 2 };
+
+/*
+ * Rename, POSIX rules: replaces an existing target of the same kind
+ * (an empty directory for a directory), -EINVAL when moving a directory
+ * below itself, -EEXIST with RFS_RENAME_NOREPLACE, swaps both with
+ * RFS_RENAME_EXCHANGE (-ENOENT when either is missing).
+ */
+int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
+		  rfs_nodeid newparent, const char *newname, unsigned flags);
+
+/*
+ * Directory listing from offset off (0 = start).  Calls fn for ".", ".."
+ * and every entry, with st filled with st_ino and st_mode (and, when
+ * plus is true, all attributes and a new lookup reference on *node,
+ * which the callback keeps or the caller forgets).  next_off resumes
+ * after that entry; offsets stay valid across changes to the directory.
+ * fn returns non-zero to stop (the entry it was given then counts as not
+ * consumed and gets no lookup reference).
+ */
+typedef int (*rfs_dir_fn)(void *arg, const char *name, const struct stat *st,
+			  rfs_nodeid node, uint64_t next_off);
+int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid dir, uint64_t off, bool plus,
+		   rfs_dir_fn fn, void *arg);
+
+/* ---- open files and data ----------------------------------------------- */
+
+/* Count an open handle on node (keeps an unlinked inode alive). */
+int rfs_fs_open_node(rfs_fs *fs, rfs_nodeid node);
+/* Drop an open handle. */
+void rfs_fs_release(rfs_fs *fs, rfs_nodeid node);
+
+/* Read up to size bytes at off; returns bytes read (0 at or past EOF).
+ * Every block is verified against its checksum: -EIO on a mismatch. */
+ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid node, void *buf, size_t size,
+		    uint64_t off);
+
+/* Write size bytes at off (copy-on-write: the blocks written are new);
+ * returns bytes written, short only when the pool filled up midway
+ * (-ENOSPC when nothing could be written). */
+ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid node, const void *buf,
+		     size_t size, uint64_t off);
+
+/* fallocate modes: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE |
+ * FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE [| KEEP_SIZE]; others give
+ * -EOPNOTSUPP. */
+int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid node, int mode, uint64_t off,
+		     uint64_t len);
+
+/* SEEK_DATA / SEEK_HOLE from off; *out receives the offset.  -ENXIO when
+ * off is at or past EOF (or no data follows, for SEEK_DATA). */
+int rfs_fs_lseek(rfs_fs *fs, rfs_nodeid node, uint64_t off, int whence,
+		 uint64_t *out);
+
+/*
+ * copy_file_range: make len bytes of dst at off_out equal to src at
+ * off_in, sharing whole blocks (copy-on-write afterwards) and copying
+ * only partial head and tail blocks.  Returns the bytes copied (short at
+ * src EOF, 0 at or past it).  Cloning a whole file onto an empty or
+ * shorter destination is O(1) whatever the number of extents.
+ * Overlapping ranges of the same file give -EINVAL.
+ */
+ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
+			   rfs_nodeid dst, uint64_t off_out, uint64_t len);
+
+/* Make dst (a regular file) a clone of the whole of src: same data and
+ * size, O(1), atomic.  dst keeps its own attributes and xattrs. */
+int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst);
+
+/* One extent of a file, for rfs_fs_extents. */
+struct rfs_extent_info {
+	uint64_t logical;  /* file offset, bytes */
+	uint64_t physical; /* pool offset, bytes */
+	uint64_t length;   /* bytes */
+	uint64_t shared;   /* blocks of it with a reference count >= 2 */
+	bool unwritten;    /* preallocated, reads as zeros */
+};
+/* Calls fn for every extent of a regular file, in order (fn returns
+ * non-zero to stop). */
+int rfs_fs_extents(rfs_fs *fs, rfs_nodeid node,
+		   int (*fn)(void *arg, const struct rfs_extent_info *e),
+		   void *arg);
+
+/* ---- xattrs ------------------------------------------------------------- */
+
+/* flags: XATTR_CREATE / XATTR_REPLACE or 0. */
+int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
+		    const void *val, size_t size, int flags);
+/* Returns the value's length; copies it when size is large enough (else
+ * -ERANGE); size 0 only asks for the length.  -ENODATA when absent. */
+ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
+			void *val, size_t size);
+/* NUL-separated names; same size rules as rfs_fs_getxattr. */
+ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid node, char *list,
+			 size_t size);
+int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name);
+
+/* ---- whole filesystem --------------------------------------------------- */
+
+/* Space and inode figures, in RFS_BLOCK_SIZE blocks. */
+int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st);
+
+/*
+ * Check the pool at path (not mounted): the engine's check (every tree,
+ * refcount and allocation) plus the filesystem's invariants (records,
+ * link counts, extents).  Calls report once per problem; returns the
+ * number of problems (0 = clean) or a negative errno when the check
+ * could not run.
+ */
+long rfs_fs_fsck(const char *path,
+		 void (*report)(void *arg, const char *what), void *arg);
+
+#endif
