@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run the reflinkfs benchmarks, one process per benchmark so that each
+# run's peak memory is its own.  Prints "name: value unit" lines on stdout;
+# progress and diagnostics go to stderr.
+#
+#   bench/run.sh [--quick] [--time] [--only clone|ops]
+#     --quick   1,000,000 entries instead of 10,000,000 (smoke run)
+#     --time    run every process under /usr/bin/time -v (its report goes
+#               to stderr, stdout keeps the figure format)
+#     --only X  run only benchmark X
+#
+# Environment: RFS_BENCH_DIR   directory of the bench binaries
+#                              (default build/bench, as `make bench` sets)
+#              RFS_BENCH_TMPDIR where the temporary pool / LMDB go
+#                              (default $TMPDIR or /tmp; needs ~2 GiB free)
+#              RFS_BENCH_N     entry count, overrides --quick
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n=10000000
+timed=()
+only=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) n=1000000 ;;
+	--time) timed=(/usr/bin/time -v) ;;
+	--only) only=${2:?--only needs a benchmark name}; shift ;;
+	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+	shift
+done
+n=${RFS_BENCH_N:-$n}
+
+bindir=${RFS_BENCH_DIR:-build/bench}
+bin=$bindir/bench_tree
+if [ ! -x "$bin" ]; then
+	echo "run.sh: $bin not found; build it with 'make bench-build'" >&2
+	exit 1
+fi
+
+status=0
+for b in clone ops; do
+	if [ -n "$only" ] && [ "$only" != "$b" ]; then
+		continue
+	fi
+	echo "run.sh: bench_tree $b $n" >&2
+	if ! "${timed[@]}" "$bin" "$b" "$n"; then
+		echo "run.sh: bench_tree $b FAILED" >&2
+		status=1
+	fi
+done
+exit $status

@@ -1,0 +1,358 @@
+/*
+ * Space allocation: one bit per block, three in-memory bitmaps and the
+ * list of deferred frees.
+ *
+ *   persist  allocation state being built; the commit writes it to disk.
+ *   avail    what the allocator may not hand out: persist plus the blocks
+ *            freed in a transaction whose commit is not yet durable (the
+ *            last committed state still references them).
+ *   fresh    allocated in the running transaction: freeing such a block
+ *            makes it reusable at once, since no committed state has it.
+ *
+ * On disk there are two copies of the bitmap; the commit of generation g
+ * writes copy g % 2 (see commit.c and docs/FORMAT.md).
+ */
+#include "pool/pool_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_range(uint64_t *map, uint64_t start, uint64_t n)
+{
+	while (n) {
+		uint64_t w = start >> 6, bit = start & 63;
+		uint64_t k = 64 - bit < n ? 64 - bit : n;
+		uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << bit;
+
+		map[w] |= mask;
+		start += k;
+		n -= k;
+	}
+}
+
+static void clear_range(uint64_t *map, uint64_t start, uint64_t n)
+{
+	while (n) {
+		uint64_t w = start >> 6, bit = start & 63;
+		uint64_t k = 64 - bit < n ? 64 - bit : n;
+		uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << bit;
+
+		map[w] &= ~mask;
+		start += k;
+		n -= k;
+	}
+}
+
+/* First bit in [from, limit) that is clear (want_set false) or set. */
+static uint64_t find_bit(const uint64_t *map, uint64_t from, uint64_t limit, bool want_set)
+{
+	uint64_t w, word;
+
+	if (from >= limit)
+		return limit;
+	w = from >> 6;
+	word = want_set ? map[w] : ~map[w];
+	word &= ~0ull << (from & 63);
+	for (;;) {
+		if (word) {
+			uint64_t bit = (w << 6) + (uint64_t)__builtin_ctzll(word);
+
+			return bit < limit ? bit : limit;
+		}
+		if (++w << 6 >= limit)
+			return limit;
+		word = want_set ? map[w] : ~map[w];
+	}
+}
+
+static void touch_pages(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	uint64_t gen = pool->committed_gen + 1;
+
+	for (uint64_t p = start / RFS_BITS_PER_PAGE; p <= (start + n - 1) / RFS_BITS_PER_PAGE; p++)
+		pool->page_gen[p] = gen;
+}
+
+int rfs_alloc_init(rfs_pool *pool)
+{
+	uint64_t r = pool->total_blocks / 100;
+
+	pool->nwords = (pool->total_blocks + 63) / 64;
+	pool->persist = calloc(pool->nwords, sizeof(uint64_t));
+	pool->avail = calloc(pool->nwords, sizeof(uint64_t));
+	pool->fresh = calloc(pool->nwords, sizeof(uint64_t));
+	pool->page_gen = calloc(pool->bitmap_blocks, sizeof(uint64_t));
+	if (!pool->persist || !pool->avail || !pool->fresh || !pool->page_gen)
+		return -ENOMEM;
+	/* Blocks that deletions may use when data allocation already
+	 * reports ENOSPC: shadowing a tree to delete from it needs space. */
+	pool->reserve = r < 64 ? 64 : r > 8192 ? 8192 : r;
+	return 0;
+}
+
+void rfs_alloc_destroy(rfs_pool *pool)
+{
+	free(pool->persist);
+	free(pool->avail);
+	free(pool->fresh);
+	free(pool->page_gen);
+	free(pool->pending);
+}
+
+void rfs_alloc_format(rfs_pool *pool)
+{
+	/* Superblocks and both bitmap copies are allocated for good. */
+	set_range(pool->persist, 0, pool->data_start);
+	set_range(pool->avail, 0, pool->data_start);
+	pool->used_blocks = pool->avail_used = pool->data_start;
+	pool->high_water = pool->hint = pool->data_start;
+}
+
+int rfs_alloc_loaded(rfs_pool *pool, uint64_t sb_used)
+{
+	uint64_t used = 0;
+
+	for (uint64_t w = 0; w < pool->nwords; w++)
+		used += (uint64_t)__builtin_popcountll(pool->persist[w]);
+	if (find_bit(pool->persist, 0, pool->data_start, false) < pool->data_start ||
+	    find_bit(pool->persist, pool->high_water, pool->total_blocks, true) <
+		    pool->total_blocks ||
+	    used != sb_used) {
+		rfs_log(RFS_LOG_ERR, "%s: allocation bitmap does not match the superblock (%llu blocks marked used, superblock says %llu)",
+			pool->path, (unsigned long long)used, (unsigned long long)sb_used);
+		return -EIO;
+	}
+	memcpy(pool->avail, pool->persist, pool->nwords * 8);
+	pool->used_blocks = pool->avail_used = used;
+	pool->hint = pool->data_start;
+	return 0;
+}
+
+uint64_t rfs_bitmap_pages_used(const rfs_pool *pool)
+{
+	return (pool->high_water - 1) / RFS_BITS_PER_PAGE + 1;
+}
+
+void rfs_bitmap_page_fill(rfs_pool *pool, uint64_t page, unsigned copy,
+			  uint64_t gen, uint8_t *block)
+{
+	struct rfs_block_header h = {
+		.magic = RFS_META_MAGIC,
+		.blocknr = pool->bitmap_start + copy * pool->bitmap_blocks + page,
+		.generation = gen,
+		.type = RFS_BT_BITMAP,
+	};
+	uint64_t w0 = page * RFS_WORDS_PER_PAGE;
+	uint64_t nw = pool->nwords - w0 < RFS_WORDS_PER_PAGE ? pool->nwords - w0
+							       : RFS_WORDS_PER_PAGE;
+
+	memset(block, 0, RFS_BLOCK_SIZE);
+	memcpy(block + RFS_BLOCK_HEADER_SIZE, pool->persist + w0, nw * 8);
+	memcpy(block, &h, sizeof(h));
+	h.crc = rfs_meta_csum(block);
+	memcpy(block, &h, sizeof(h));
+}
+
+void rfs_bitmap_page_load(rfs_pool *pool, uint64_t page, const uint8_t *block)
+{
+	uint64_t w0 = page * RFS_WORDS_PER_PAGE;
+	uint64_t nw = pool->nwords - w0 < RFS_WORDS_PER_PAGE ? pool->nwords - w0
+							       : RFS_WORDS_PER_PAGE;
+
+	memcpy(pool->persist + w0, block + RFS_BLOCK_HEADER_SIZE, nw * 8);
+}
+
+/* Mark [start, start+n) allocated in the running transaction. */
+static void mark_alloc(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	set_range(pool->persist, start, n);
+	set_range(pool->avail, start, n);
+	set_range(pool->fresh, start, n);
+	pool->used_blocks += n;
+	pool->avail_used += n;
+	touch_pages(pool, start, n);
+	if (start + n > pool->high_water)
+		pool->high_water = start + n;
+	if (start == pool->hint)
+		pool->hint = start + n;
+	pool->changed = true;
+}
+
+/* Find a free run of up to want blocks, keeping keep blocks free. */
+static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, uint64_t *start,
+		     uint64_t *got)
+{
+	uint64_t free_blocks = pool->total_blocks - pool->avail_used;
+	uint64_t pos, best = 0, best_len = 0;
+	int ret;
+
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	if (free_blocks <= keep)
+		return -ENOSPC;
+	if (want == 0)
+		want = 1;
+	if (want > free_blocks - keep)
+		want = free_blocks - keep;
+
+	/* Lowest addresses first keeps the pool file short; the first run
+	 * long enough wins, else the longest one seen. */
+	pos = pool->hint > pool->data_start ? pool->hint : pool->data_start;
+	pos = find_bit(pool->avail, pos, pool->total_blocks, false);
+	pool->hint = pos;
+	while (pos < pool->total_blocks) {
+		uint64_t lim = pool->total_blocks - pos < want ? pool->total_blocks : pos + want;
+		uint64_t end = find_bit(pool->avail, pos, lim, true);
+
+		if (end - pos > best_len) {
+			best = pos;
+			best_len = end - pos;
+			if (best_len == want)
+				break;
+		}
+		pos = find_bit(pool->avail, end, pool->total_blocks, false);
+	}
+	if (!best_len)
+		return -ENOSPC; /* counters and bitmap disagree: be safe */
+	mark_alloc(pool, best, best_len);
+	*start = best;
+	*got = best_len;
+	return 0;
+}
+
+int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
+{
+	return alloc_run(pool, want, pool->reserve, start, got);
+}
+
+int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
+{
+	uint64_t got;
+
+	return alloc_run(pool, 1, 0, blocknr, &got);
+}
+
+static int add_pending(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	struct rfs_extent *last = pool->npending ? &pool->pending[pool->npending - 1] : NULL;
+
+	if (last && last->start + last->n == start) {
+		last->n += n;
+		return 0;
+	}
+	if (pool->npending == pool->pending_cap) {
+		size_t cap = pool->pending_cap ? pool->pending_cap * 2 : 64;
+		struct rfs_extent *p = realloc(pool->pending, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		pool->pending = p;
+		pool->pending_cap = cap;
+	}
+	pool->pending[pool->npending++] = (struct rfs_extent){ start, n };
+	return 0;
+}
+
+int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	uint64_t b, end;
+	size_t runs;
+	int ret;
+
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	if (n == 0)
+		return 0;
+	if (start < pool->data_start || start >= pool->total_blocks ||
+	    n > pool->total_blocks - start) {
+		rfs_log(RFS_LOG_ERR, "%s: block %llu freed but not allocated (%llu blocks outside the data area)",
+			pool->path, (unsigned long long)start, (unsigned long long)n);
+		return -EUCLEAN;
+	}
+	end = start + n;
+	b = find_bit(pool->persist, start, end, false);
+	if (b < end) {
+		rfs_log(RFS_LOG_ERR, "%s: block %llu freed but not allocated",
+			pool->path, (unsigned long long)b);
+		return -EUCLEAN;
+	}
+	/* Make room in the pending list first, so nothing changes on
+	 * failure: one extent per run of blocks that are not fresh. */
+	runs = 0;
+	for (b = find_bit(pool->fresh, start, end, false); b < end;) {
+		runs++;
+		b = find_bit(pool->fresh, find_bit(pool->fresh, b, end, true), end, false);
+	}
+	if (pool->npending + runs > pool->pending_cap) {
+		size_t cap = pool->npending + runs + 64;
+		struct rfs_extent *p = realloc(pool->pending, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		pool->pending = p;
+		pool->pending_cap = cap;
+	}
+	for (b = start; b < end;) {
+		bool is_fresh = rfs_bit_test(pool->fresh, b);
+		uint64_t run_end = find_bit(pool->fresh, b, end, !is_fresh);
+		uint64_t k = run_end - b;
+
+		if (is_fresh) {
+			/* Never part of a committed state: reusable now. */
+			clear_range(pool->fresh, b, k);
+			clear_range(pool->avail, b, k);
+			pool->avail_used -= k;
+			if (b < pool->hint)
+				pool->hint = b;
+		} else {
+			/* Still referenced by the last commit: reusable only
+			 * once the next commit is durable. */
+			add_pending(pool, b, k); /* cannot fail: room reserved */
+			pool->pending_blocks += k;
+		}
+		b = run_end;
+	}
+	clear_range(pool->persist, start, n);
+	pool->used_blocks -= n;
+	touch_pages(pool, start, n);
+	pool->changed = true;
+	for (b = start; b < end; b++)
+		rfs_cache_drop(pool, b);
+	return 0;
+}
+
+bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr)
+{
+	if (blocknr >= pool->total_blocks)
+		return false;
+	return rfs_bit_test(pool->persist, blocknr);
+}
+
+void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
+{
+	/* Fresh bits can only be set in pages touched by this transaction. */
+	for (uint64_t p = 0; p < pool->bitmap_blocks; p++) {
+		uint64_t w0, nw;
+
+		if (pool->page_gen[p] != gen)
+			continue;
+		w0 = p * RFS_WORDS_PER_PAGE;
+		nw = pool->nwords - w0 < RFS_WORDS_PER_PAGE ? pool->nwords - w0
+							      : RFS_WORDS_PER_PAGE;
+		memset(pool->fresh + w0, 0, nw * 8);
+	}
+	for (size_t i = 0; i < pool->npending; i++) {
+		struct rfs_extent *e = &pool->pending[i];
+
+		clear_range(pool->avail, e->start, e->n);
+		pool->avail_used -= e->n;
+		if (e->start < pool->hint)
+			pool->hint = e->start;
+	}
+	pool->npending = 0;
+	pool->pending_blocks = 0;
+	pool->full_bitmap_write = false;
+}

@@ -1,0 +1,386 @@
+/*
+ * Block cache for metadata blocks: a chained hash table keyed by block
+ * number, an LRU list of clean unpinned blocks (the only ones that may be
+ * evicted) and a list of dirty blocks waiting for the commit.
+ *
+ * The cache has its own mutex so that readers holding only the pool's
+ * read lock can load blocks concurrently; the disk read itself happens
+ * outside the mutex.
+ */
+#include "pool/pool_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_INIT_SHIFT 12
+
+static inline struct rfs_cent *to_cent(const struct rfs_buf *buf)
+{
+	return (struct rfs_cent *)buf;
+}
+
+static inline size_t hslot(const struct rfs_cache *c, uint64_t nr)
+{
+	return (size_t)((nr * 0x9e3779b97f4a7c15ull) >> c->shift);
+}
+
+static void list_add_tail(struct rfs_clist *l, struct rfs_cent *e)
+{
+	e->next = NULL;
+	e->prev = l->tail;
+	if (l->tail)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+	l->n++;
+}
+
+static void list_del(struct rfs_clist *l, struct rfs_cent *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		l->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		l->tail = e->prev;
+	e->prev = e->next = NULL;
+	l->n--;
+}
+
+int rfs_cache_init(struct rfs_cache *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->nbuckets = (size_t)1 << CACHE_INIT_SHIFT;
+	c->shift = 64 - CACHE_INIT_SHIFT;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (!c->buckets)
+		return -ENOMEM;
+	c->limit = RFS_DEFAULT_CACHE_LIMIT;
+	pthread_mutex_init(&c->lock, NULL);
+	return 0;
+}
+
+static void free_ent(struct rfs_cent *e)
+{
+	free(e->buf.data);
+	free(e);
+}
+
+void rfs_cache_destroy(struct rfs_cache *c)
+{
+	if (!c->buckets)
+		return;
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		struct rfs_cent *e = c->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			free_ent(e);
+		}
+	}
+	free(c->buckets);
+	c->buckets = NULL;
+	pthread_mutex_destroy(&c->lock);
+}
+
+static struct rfs_cent *lookup(const struct rfs_cache *c, uint64_t nr)
+{
+	struct rfs_cent *e = c->buckets[hslot(c, nr)];
+
+	while (e && e->buf.blocknr != nr)
+		e = e->hnext;
+	return e;
+}
+
+static void grow(struct rfs_cache *c)
+{
+	size_t n = c->nbuckets * 2;
+	struct rfs_cent **b = calloc(n, sizeof(*b));
+	struct rfs_cache tmp = { .nbuckets = n, .shift = c->shift - 1 };
+
+	if (!b)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		struct rfs_cent *e = c->buckets[i], *next;
+
+		for (; e; e = next) {
+			size_t s = hslot(&tmp, e->buf.blocknr);
+
+			next = e->hnext;
+			e->hnext = b[s];
+			b[s] = e;
+		}
+	}
+	free(c->buckets);
+	c->buckets = b;
+	c->nbuckets = n;
+	c->shift--;
+}
+
+static void insert(struct rfs_cache *c, struct rfs_cent *e)
+{
+	size_t s;
+
+	if (c->count >= c->nbuckets)
+		grow(c);
+	s = hslot(c, e->buf.blocknr);
+	e->hnext = c->buckets[s];
+	c->buckets[s] = e;
+	c->count++;
+}
+
+static void unhash(struct rfs_cache *c, struct rfs_cent *e)
+{
+	struct rfs_cent **pp = &c->buckets[hslot(c, e->buf.blocknr)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	c->count--;
+}
+
+static void pin(struct rfs_cache *c, struct rfs_cent *e)
+{
+	if (e->pins++ == 0 && !e->dirty)
+		list_del(&c->lru, e);
+}
+
+void rfs_cache_evict(struct rfs_cache *c)
+{
+	while (c->count - c->dirty.n > c->limit && c->lru.head) {
+		struct rfs_cent *e = c->lru.head;
+
+		list_del(&c->lru, e);
+		unhash(c, e);
+		free_ent(e);
+	}
+}
+
+void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
+{
+	struct rfs_cache *c = &pool->cache;
+	struct rfs_cent *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = c->count ? lookup(c, blocknr) : NULL;
+	if (e) {
+		unhash(c, e);
+		if (e->dirty)
+			list_del(&c->dirty, e);
+		else if (!e->pins)
+			list_del(&c->lru, e);
+		e->dirty = false;
+		if (e->pins)
+			e->orphan = true; /* freed by the last rfs_buf_put */
+		else
+			free_ent(e);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void rfs_cache_mark_clean(rfs_pool *pool)
+{
+	struct rfs_cache *c = &pool->cache;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->dirty.head) {
+		struct rfs_cent *e = c->dirty.head;
+
+		list_del(&c->dirty, e);
+		e->dirty = false;
+		if (!e->pins)
+			list_add_tail(&c->lru, e);
+	}
+	rfs_cache_evict(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks)
+{
+	pthread_mutex_lock(&pool->cache.lock);
+	pool->cache.limit = blocks;
+	rfs_cache_evict(&pool->cache);
+	pthread_mutex_unlock(&pool->cache.lock);
+}
+
+/* Checks that also apply to a cached block: the caller's expectations. */
+static int check_cached(const rfs_pool *pool, const struct rfs_cent *e, uint8_t type,
+			uint64_t expect_gen)
+{
+	struct rfs_block_header h;
+
+	memcpy(&h, e->buf.data, sizeof(h));
+	if (h.type != type) {
+		rfs_log(RFS_LOG_ERR, "%s: block %llu: wrong type %u, expected %u", pool->path,
+			(unsigned long long)e->buf.blocknr, h.type, type);
+		return -EIO;
+	}
+	if (expect_gen && h.generation != expect_gen) {
+		rfs_log(RFS_LOG_ERR, "%s: block %llu: generation %llu, expected %llu", pool->path,
+			(unsigned long long)e->buf.blocknr, (unsigned long long)h.generation,
+			(unsigned long long)expect_gen);
+		return -EIO;
+	}
+	return 0;
+}
+
+int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect_gen,
+		 struct rfs_buf **out)
+{
+	struct rfs_cache *c = &pool->cache;
+	struct rfs_cent *e, *other;
+	int ret;
+
+	*out = NULL;
+	if (blocknr < pool->data_start || blocknr >= pool->total_blocks) {
+		rfs_log(RFS_LOG_ERR, "%s: block %llu: outside the data area (%llu..%llu)",
+			pool->path, (unsigned long long)blocknr,
+			(unsigned long long)pool->data_start,
+			(unsigned long long)pool->total_blocks - 1);
+		return -EIO;
+	}
+	pthread_mutex_lock(&c->lock);
+	e = lookup(c, blocknr);
+	if (e)
+		pin(c, e);
+	pthread_mutex_unlock(&c->lock);
+	if (e)
+		goto check;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->buf.blocknr = blocknr;
+	e->buf.data = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
+	if (!e->buf.data) {
+		free(e);
+		return -ENOMEM;
+	}
+	ret = rfs_io_read(&pool->io, blocknr << RFS_BLOCK_SHIFT, e->buf.data, RFS_BLOCK_SIZE);
+	if (!ret)
+		ret = rfs_meta_verify(pool, blocknr, e->buf.data, type, expect_gen,
+				      rfs_pool_txn_gen(pool));
+	if (ret) {
+		/* Never cache what failed: a retry reads the disk again. */
+		free_ent(e);
+		return ret;
+	}
+	pthread_mutex_lock(&c->lock);
+	other = lookup(c, blocknr);
+	if (other) {
+		/* Another reader loaded it meanwhile; use theirs. */
+		free_ent(e);
+		e = other;
+		pin(c, e);
+	} else {
+		e->pins = 1;
+		insert(c, e);
+		rfs_cache_evict(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!other) {
+		*out = &e->buf;
+		return 0;
+	}
+check:
+	ret = check_cached(pool, e, type, expect_gen);
+	if (ret) {
+		rfs_buf_put(pool, &e->buf);
+		return ret;
+	}
+	*out = &e->buf;
+	return 0;
+}
+
+int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
+		struct rfs_buf **out)
+{
+	struct rfs_cache *c = &pool->cache;
+	struct rfs_block_header h = {
+		.magic = RFS_META_MAGIC,
+		.generation = rfs_pool_txn_gen(pool),
+		.owner = owner,
+		.type = type,
+		.level = level,
+	};
+	struct rfs_cent *e;
+	uint64_t nr;
+	int ret;
+
+	*out = NULL;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	/* Memory first, so a failure leaves the allocation untouched. */
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->buf.data = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
+	if (!e->buf.data) {
+		free(e);
+		return -ENOMEM;
+	}
+	ret = rfs_alloc_meta(pool, &nr);
+	if (ret) {
+		free_ent(e);
+		if (ret == -ENOSPC)
+			rfs_log(RFS_LOG_ERR, "%s: no space left for a metadata block", pool->path);
+		return ret;
+	}
+	/* A stale copy from the block's previous life must not linger. */
+	rfs_cache_drop(pool, nr);
+
+	h.blocknr = nr;
+	e->buf.blocknr = nr;
+	memset(e->buf.data, 0, RFS_BLOCK_SIZE);
+	memcpy(e->buf.data, &h, sizeof(h));
+	e->pins = 1;
+	e->dirty = true;
+
+	pthread_mutex_lock(&c->lock);
+	insert(c, e);
+	list_add_tail(&c->dirty, e);
+	pthread_mutex_unlock(&c->lock);
+	*out = &e->buf;
+	return 0;
+}
+
+bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf)
+{
+	(void)pool;
+	/* Only rfs_buf_new makes dirty buffers, and only the commit (under
+	 * the write lock) cleans them, so no cache lock is needed. */
+	return to_cent(buf)->dirty;
+}
+
+void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
+{
+	struct rfs_cache *c = &pool->cache;
+	struct rfs_cent *e;
+
+	if (!buf)
+		return;
+	e = to_cent(buf);
+	pthread_mutex_lock(&c->lock);
+	if (--e->pins == 0) {
+		if (e->orphan) {
+			free_ent(e);
+		} else if (!e->dirty) {
+			list_add_tail(&c->lru, e);
+			rfs_cache_evict(c);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t rfs_buf_gen(const struct rfs_buf *buf)
+{
+	struct rfs_block_header h;
+
+	memcpy(&h, buf->data, sizeof(h));
+	return h.generation;
+}

@@ -1,0 +1,187 @@
+/*
+ * Transaction commit.  Order of writes for generation g:
+ *
+ *   1. every dirty metadata block, at its own (fresh) location;
+ *   2. the bitmap pages of copy g % 2 that changed in generation g or
+ *      g - 1 (copy g % 2 was last brought up to date by g - 2), or all of
+ *      them for the first commit after open;
+ *   3. flush: data blocks (written directly earlier) and all of the above
+ *      are durable;
+ *   4. superblock slot g % 2 naming generation g;
+ *   5. flush.
+ *
+ * Nothing the live superblock (slot (g - 1) % 2, bitmap copy (g - 1) % 2,
+ * blocks of committed trees) refers to is written, so a crash anywhere
+ * leaves the last commit intact.
+ */
+#include "pool/pool_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Blocks gathered into one write when their numbers are contiguous. */
+#define STAGE_BLOCKS 64
+
+struct stager {
+	rfs_pool *pool;
+	uint8_t *buf;
+	uint64_t first; /* block number of buf[0] */
+	unsigned n;
+};
+
+static int stage_flush(struct stager *s)
+{
+	int ret = 0;
+
+	if (s->n)
+		ret = rfs_io_write(&s->pool->io, s->first << RFS_BLOCK_SHIFT, s->buf,
+				   (size_t)s->n * RFS_BLOCK_SIZE);
+	s->n = 0;
+	return ret;
+}
+
+/* Slot for block nr in the staging buffer, writing out what is there if
+ * nr does not extend it. */
+static int stage_slot(struct stager *s, uint64_t nr, uint8_t **slot)
+{
+	int ret;
+
+	if (s->n && (s->n == STAGE_BLOCKS || s->first + s->n != nr)) {
+		ret = stage_flush(s);
+		if (ret)
+			return ret;
+	}
+	if (!s->n)
+		s->first = nr;
+	*slot = s->buf + (size_t)s->n++ * RFS_BLOCK_SIZE;
+	return 0;
+}
+
+static int cmp_cent(const void *a, const void *b)
+{
+	uint64_t x = (*(struct rfs_cent *const *)a)->buf.blocknr;
+	uint64_t y = (*(struct rfs_cent *const *)b)->buf.blocknr;
+
+	return x < y ? -1 : x > y;
+}
+
+static int write_dirty(rfs_pool *pool, struct stager *s, uint64_t gen)
+{
+	struct rfs_cent **v = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&pool->cache.lock);
+	if (pool->cache.dirty.n) {
+		v = malloc(pool->cache.dirty.n * sizeof(*v));
+		for (struct rfs_cent *e = pool->cache.dirty.head; v && e; e = e->next)
+			v[n++] = e;
+	}
+	pthread_mutex_unlock(&pool->cache.lock);
+	if (pool->cache.dirty.n && !v)
+		return -ENOMEM;
+	qsort(v, n, sizeof(*v), cmp_cent);
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct rfs_block_header h;
+		uint8_t *slot;
+
+		/* Location and generation are restamped so that a caller
+		 * who copied a whole old block over a new one cannot write
+		 * a block that fails verification. */
+		memcpy(&h, v[i]->buf.data, sizeof(h));
+		h.magic = RFS_META_MAGIC;
+		h.blocknr = v[i]->buf.blocknr;
+		h.generation = gen;
+		memcpy(v[i]->buf.data, &h, sizeof(h));
+		h.crc = rfs_meta_csum(v[i]->buf.data);
+		memcpy(v[i]->buf.data, &h, sizeof(h));
+
+		ret = stage_slot(s, v[i]->buf.blocknr, &slot);
+		if (!ret)
+			memcpy(slot, v[i]->buf.data, RFS_BLOCK_SIZE);
+	}
+	free(v);
+	return ret;
+}
+
+static int write_bitmap(rfs_pool *pool, struct stager *s, uint64_t gen)
+{
+	unsigned copy = gen % 2;
+	uint64_t pages = rfs_bitmap_pages_used(pool);
+	int ret = 0;
+
+	for (uint64_t p = 0; p < pages && !ret; p++) {
+		uint8_t *slot;
+
+		if (!pool->full_bitmap_write && pool->page_gen[p] + 1 < gen)
+			continue;
+		ret = stage_slot(s, pool->bitmap_start + copy * pool->bitmap_blocks + p, &slot);
+		if (!ret)
+			rfs_bitmap_page_fill(pool, p, copy, gen, slot);
+	}
+	return ret;
+}
+
+int rfs_pool_commit_locked(rfs_pool *pool)
+{
+	uint64_t gen = pool->committed_gen + 1;
+	struct stager s = { .pool = pool };
+	int ret;
+
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	/* An idle timer commit costs nothing. */
+	if (!pool->changed)
+		return 0;
+	s.buf = aligned_alloc(RFS_BLOCK_SIZE, (size_t)STAGE_BLOCKS * RFS_BLOCK_SIZE);
+	if (!s.buf)
+		return -ENOMEM; /* nothing written: the pool stays usable */
+
+	ret = write_dirty(pool, &s, gen);
+	if (!ret)
+		ret = stage_flush(&s);
+	if (!ret)
+		ret = write_bitmap(pool, &s, gen);
+	if (!ret)
+		ret = stage_flush(&s);
+	/* A file pool must cover high_water even if its last blocks were
+	 * never written, else the next open reports it truncated. */
+	if (!ret)
+		ret = rfs_io_extend(&pool->io, pool->high_water << RFS_BLOCK_SHIFT);
+	if (!ret)
+		ret = rfs_io_flush(&pool->io);
+	if (!ret) {
+		rfs_super_fill(pool, gen, s.buf);
+		ret = rfs_io_write(&pool->io, (gen % 2) << RFS_BLOCK_SHIFT, s.buf, RFS_BLOCK_SIZE);
+	}
+	if (!ret)
+		ret = rfs_io_flush(&pool->io);
+	free(s.buf);
+	if (ret) {
+		pool->failed = true;
+		if (!pool->io.crashed)
+			rfs_log(RFS_LOG_ERR, "%s: commit of generation %llu failed (%s); the pool is read-only now, the last commit (generation %llu) is intact",
+				pool->path, (unsigned long long)gen, strerror(-ret),
+				(unsigned long long)pool->committed_gen);
+		return ret;
+	}
+
+	pool->committed_gen = gen;
+	rfs_alloc_committed(pool, gen);
+	rfs_cache_mark_clean(pool);
+	pool->commits++;
+	pool->changed = false;
+	return 0;
+}
+
+int rfs_pool_commit(rfs_pool *pool)
+{
+	int ret;
+
+	rfs_pool_wrlock(pool);
+	ret = rfs_pool_commit_locked(pool);
+	rfs_pool_unlock(pool);
+	return ret;
+}

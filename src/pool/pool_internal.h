@@ -1,0 +1,220 @@
+/*
+ * Internal state of the pool layer, shared by the files of src/pool/.
+ * Nothing outside src/pool/ (except the pool's own internal tests) may
+ * include this header.
+ */
+#ifndef RFS_POOL_INTERNAL_H
+#define RFS_POOL_INTERNAL_H
+
+#include "reflinkfs/log.h"
+#include "reflinkfs/pool.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	      "reflinkfs writes its on-disk structures in host order and assumes little-endian");
+static_assert(sizeof(struct rfs_block_header) == RFS_BLOCK_HEADER_SIZE,
+	      "block header layout");
+
+#define RFS_SUPER_MAGIC "RFLNKFS" /* 8 bytes with the NUL */
+#define RFS_SUPER_SLOTS 2
+#define RFS_BITMAP_START 2
+/* Bits of allocation state held by one bitmap page (after its header). */
+#define RFS_BITS_PER_PAGE ((RFS_BLOCK_SIZE - RFS_BLOCK_HEADER_SIZE) * 8u)
+#define RFS_WORDS_PER_PAGE (RFS_BITS_PER_PAGE / 64u)
+static_assert(RFS_BITS_PER_PAGE % 64 == 0, "bitmap pages hold whole words");
+
+#define RFS_MIN_BLOCKS 4096u /* 16 MiB */
+#define RFS_DEFAULT_CACHE_LIMIT 65536u
+
+/*
+ * Superblock body.  A superblock block is a metadata block like any other
+ * (struct rfs_block_header with type RFS_BT_SUPER, blocknr = slot,
+ * generation = the commit it describes, crc over the whole block) and this
+ * body follows the header; the rest of the block is zero.
+ */
+struct rfs_super_disk {
+	char magic[8]; /* RFS_SUPER_MAGIC */
+	uint32_t version;
+	uint32_t block_size;
+	uint64_t total_blocks;
+	uint64_t bitmap_start;
+	uint64_t bitmap_blocks; /* per copy */
+	uint64_t data_start;
+	uint64_t roots[RFS_ROOT_SLOTS];
+	uint64_t used_blocks;
+	uint64_t high_water;
+	uint8_t uuid[16];
+	uint64_t created; /* seconds since the epoch */
+};
+static_assert(sizeof(struct rfs_super_disk) == 152, "superblock layout");
+
+/* ---- I/O layer (io.c) ------------------------------------------------ */
+
+struct rfs_ovl_ent {
+	uint64_t blk;
+	uint8_t *data;
+};
+
+struct rfs_io {
+	int fd;
+	const char *path;
+	bool is_bdev;
+	bool crashsim;
+	bool crashed;       /* simulated crash happened: all I/O fails */
+	uint64_t file_size; /* length of a regular file, as last known */
+
+	/* Crash simulation overlay: unflushed block writes, in order. */
+	pthread_mutex_t lock;
+	struct rfs_ovl_ent *ovl;
+	size_t ovl_n, ovl_cap;
+	int32_t *ovl_hash; /* open addressing: index into ovl or -1 */
+	size_t ovl_hcap;   /* power of two */
+
+	uint64_t fail_after; /* writes still allowed; UINT64_MAX = no limit */
+	uint64_t crash_flush_n;
+	int crash_mode;
+	uint64_t crash_seed;
+	uint64_t flushes;
+};
+
+void rfs_io_init(struct rfs_io *io, int fd, const char *path, bool is_bdev,
+		 bool crashsim, uint64_t file_size);
+void rfs_io_destroy(struct rfs_io *io);
+int rfs_io_read(struct rfs_io *io, uint64_t off, void *buf, size_t len);
+int rfs_io_write(struct rfs_io *io, uint64_t off, const void *buf, size_t len);
+int rfs_io_flush(struct rfs_io *io);
+int rfs_io_extend(struct rfs_io *io, uint64_t size);
+void rfs_io_crash(struct rfs_io *io, int mode, uint64_t seed);
+
+/* ---- block cache (cache.c) ------------------------------------------- */
+
+struct rfs_cent {
+	struct rfs_buf buf; /* first member: what callers see */
+	struct rfs_cent *hnext;
+	/* On the LRU list when clean and unpinned, on the dirty list when
+	 * dirty, on no list when clean and pinned. */
+	struct rfs_cent *prev, *next;
+	uint32_t pins;
+	bool dirty;
+	bool orphan; /* dropped from the table while pinned */
+};
+
+struct rfs_clist {
+	struct rfs_cent *head, *tail;
+	size_t n;
+};
+
+struct rfs_cache {
+	pthread_mutex_t lock;
+	struct rfs_cent **buckets;
+	size_t nbuckets; /* power of two */
+	unsigned shift;  /* 64 - log2(nbuckets) */
+	size_t count;    /* entries in the table */
+	struct rfs_clist lru;
+	struct rfs_clist dirty;
+	uint64_t limit; /* clean blocks kept */
+};
+
+int rfs_cache_init(struct rfs_cache *c);
+void rfs_cache_destroy(struct rfs_cache *c);
+/* Forget the cached copy of blocknr (it was freed). */
+void rfs_cache_drop(struct rfs_pool *pool, uint64_t blocknr);
+/* Called by commit once every dirty block is durable. */
+void rfs_cache_mark_clean(struct rfs_pool *pool);
+void rfs_cache_evict(struct rfs_cache *c);
+
+/* ---- allocation (alloc.c) -------------------------------------------- */
+
+struct rfs_extent {
+	uint64_t start, n;
+};
+
+int rfs_alloc_init(rfs_pool *pool);
+void rfs_alloc_destroy(rfs_pool *pool);
+/* New pool: only the fixed region below data_start is allocated. */
+void rfs_alloc_format(rfs_pool *pool);
+/* persist was loaded from disk (high_water set): check it, derive the rest. */
+int rfs_alloc_loaded(rfs_pool *pool, uint64_t sb_used);
+/* Allocate one block for metadata (may use the reserve). */
+int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr);
+/* Commit succeeded: fresh blocks become committed, pending frees usable. */
+void rfs_alloc_committed(rfs_pool *pool, uint64_t gen);
+/* Fill one on-disk bitmap page (header and bits) for copy/page of gen. */
+void rfs_bitmap_page_fill(rfs_pool *pool, uint64_t page, unsigned copy,
+			  uint64_t gen, uint8_t *block);
+uint64_t rfs_bitmap_pages_used(const rfs_pool *pool);
+/* Load page from a verified on-disk bitmap block. */
+void rfs_bitmap_page_load(rfs_pool *pool, uint64_t page, const uint8_t *block);
+
+static inline bool rfs_bit_test(const uint64_t *map, uint64_t bit)
+{
+	return (map[bit >> 6] >> (bit & 63)) & 1;
+}
+
+/* ---- checksums (crc.c) ------------------------------------------------ */
+
+/* Standard crc32c (as zlib's crc32 API: pass the previous result, 0 to
+ * start), so that tools can recompute it with any implementation. */
+uint32_t rfs_crc32c(uint32_t crc, const void *buf, size_t len);
+/* crc32c of a metadata block with its crc field taken as zero. */
+uint32_t rfs_meta_csum(const uint8_t *block);
+
+/* Verify a metadata block read from disk; logs and returns -EIO. */
+int rfs_meta_verify(const rfs_pool *pool, uint64_t blocknr, const uint8_t *block,
+		    uint8_t type, uint64_t expect_gen, uint64_t max_gen);
+
+/* ---- the pool --------------------------------------------------------- */
+
+struct rfs_pool {
+	char *path;
+	unsigned flags;
+	bool rdonly;
+	bool failed;  /* a commit failed: read-only from now on */
+	bool changed; /* something to commit in the running transaction */
+	struct rfs_io io;
+	pthread_rwlock_t lock;
+
+	/* Geometry, fixed at create. */
+	uint64_t total_blocks;
+	uint64_t bitmap_start;
+	uint64_t bitmap_blocks;
+	uint64_t data_start;
+	uint8_t uuid[16];
+	uint64_t created;
+
+	uint64_t committed_gen;
+	uint64_t roots[RFS_ROOT_SLOTS];
+
+	/* Allocation state (alloc.c).  persist: what the next commit
+	 * writes; avail: what may be handed out (persist plus blocks freed
+	 * in a transaction not yet durable); fresh: allocated in the
+	 * running transaction. */
+	uint64_t nwords;
+	uint64_t *persist, *avail, *fresh;
+	uint64_t *page_gen; /* per bitmap page: gen of its last change */
+	bool full_bitmap_write; /* first commit after open: write all pages */
+	uint64_t used_blocks;   /* popcount(persist) */
+	uint64_t avail_used;    /* popcount(avail) */
+	uint64_t high_water;
+	uint64_t hint; /* no clear bit in avail below this */
+	uint64_t reserve;
+	struct rfs_extent *pending;
+	size_t npending, pending_cap;
+	uint64_t pending_blocks;
+
+	struct rfs_cache cache;
+	uint64_t commits;
+};
+
+/* Superblock image of generation gen (super.c). */
+void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block);
+
+/* Mutations are refused on a read-only or failed pool. */
+int rfs_pool_check_writable(const rfs_pool *pool);
+
+#endif

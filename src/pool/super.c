@@ -1,0 +1,566 @@
+/*
+ * Superblocks and the pool's life cycle: create (mkfs), open, close,
+ * the format version check, accessors, statistics and the crash
+ * simulation entry points.
+ */
+#include "pool/pool_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bytes read to look for filesystem signatures (btrfs sits at 64 KiB). */
+#define SIG_PROBE_BYTES (68u * 1024u)
+
+static int raw_pread(int fd, uint64_t off, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pread(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0) {
+			memset(p, 0, len);
+			break;
+		}
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+static int raw_pwrite(int fd, uint64_t off, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+static int bdev_size(int fd, const char *path, uint64_t *size)
+{
+	if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+		int err = errno;
+
+		rfs_log(RFS_LOG_ERR, "%s: cannot get the device size: %s", path, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+static void geometry(uint64_t total, uint64_t *bitmap_blocks, uint64_t *data_start)
+{
+	*bitmap_blocks = (total + RFS_BITS_PER_PAGE - 1) / RFS_BITS_PER_PAGE;
+	*data_start = RFS_BITMAP_START + 2 * *bitmap_blocks;
+}
+
+void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block)
+{
+	struct rfs_super_disk sb = {
+		.magic = RFS_SUPER_MAGIC,
+		.version = RFS_FORMAT_VERSION,
+		.block_size = RFS_BLOCK_SIZE,
+		.generation = gen,
+		.total_blocks = pool->total_blocks,
+		.bitmap_start = pool->bitmap_start,
+		.bitmap_blocks = pool->bitmap_blocks,
+		.data_start = pool->data_start,
+		.used_blocks = pool->used_blocks,
+		.high_water = pool->high_water,
+		.created = pool->created,
+	};
+
+	memcpy(sb.roots, pool->roots, sizeof(sb.roots));
+	memcpy(sb.uuid, pool->uuid, sizeof(sb.uuid));
+	sb.crc = rfs_super_csum(&sb);
+	memset(block, 0, RFS_BLOCK_SIZE);
+	memcpy(block, &sb, sizeof(sb));
+}
+
+/* Name of a known signature found in the first bytes of path, or NULL. */
+static const char *find_signature(const uint8_t *buf)
+{
+	uint16_t ext_magic;
+
+	if (!memcmp(buf, RFS_SUPER_MAGIC, 8) || !memcmp(buf + RFS_BLOCK_SIZE, RFS_SUPER_MAGIC, 8))
+		return "a reflinkfs pool";
+	memcpy(&ext_magic, buf + 1080, 2);
+	if (ext_magic == 0xEF53)
+		return "an ext2/ext3/ext4 filesystem";
+	if (!memcmp(buf, "XFSB", 4))
+		return "an XFS filesystem";
+	if (!memcmp(buf + 65600, "_BHRfS_M", 8))
+		return "a btrfs filesystem";
+	return NULL;
+}
+
+/* Write superblocks and bitmaps of an empty pool through fd. */
+static int format(rfs_pool *pool, int fd)
+{
+	uint8_t *block = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
+	int ret = 0;
+
+	if (!block)
+		return -ENOMEM;
+	/* Generation 0 in slot 0 with bitmap copy 0, generation 1 in slot 1
+	 * with copy 1: both valid, so the first commit (generation 2,
+	 * slot 0) can tear without losing the pool. */
+	for (unsigned copy = 0; copy < 2 && !ret; copy++) {
+		for (uint64_t p = 0; p < rfs_bitmap_pages_used(pool) && !ret; p++) {
+			rfs_bitmap_page_fill(pool, p, copy, copy, block);
+			ret = raw_pwrite(fd, (pool->bitmap_start + copy * pool->bitmap_blocks + p)
+						     << RFS_BLOCK_SHIFT,
+					 block, RFS_BLOCK_SIZE);
+		}
+	}
+	for (unsigned slot = 0; slot < 2 && !ret; slot++) {
+		rfs_super_fill(pool, slot, block);
+		ret = raw_pwrite(fd, (uint64_t)slot << RFS_BLOCK_SHIFT, block, RFS_BLOCK_SIZE);
+	}
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	free(block);
+	return ret;
+}
+
+static int create_fd(const char *path, int fd, bool is_bdev, uint64_t size_bytes,
+		     uint64_t file_len, unsigned flags)
+{
+	uint8_t *probe;
+	const char *sig;
+	rfs_pool *pool;
+	int ret;
+
+	if (size_bytes / RFS_BLOCK_SIZE < RFS_MIN_BLOCKS) {
+		rfs_log(RFS_LOG_ERR, "%s: pool size %llu bytes is below the minimum of %u MiB",
+			path, (unsigned long long)size_bytes,
+			(RFS_MIN_BLOCKS * RFS_BLOCK_SIZE) >> 20);
+		return -EINVAL;
+	}
+	probe = calloc(1, SIG_PROBE_BYTES);
+	if (!probe)
+		return -ENOMEM;
+	ret = raw_pread(fd, 0, probe, SIG_PROBE_BYTES);
+	if (ret < 0) {
+		rfs_log(RFS_LOG_ERR, "%s: cannot read: %s", path, strerror(-ret));
+		free(probe);
+		return ret;
+	}
+	sig = find_signature(probe);
+	free(probe);
+	if (!(flags & RFS_CREATE_FORCE)) {
+		if (sig) {
+			rfs_log(RFS_LOG_ERR, "%s: holds %s; use --force to overwrite", path, sig);
+			return -EEXIST;
+		}
+		if (!is_bdev && file_len > 0) {
+			rfs_log(RFS_LOG_ERR, "%s: file is not empty (%llu bytes); use --force to overwrite",
+				path, (unsigned long long)file_len);
+			return -EEXIST;
+		}
+	}
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	pool->path = (char *)path;
+	pool->total_blocks = size_bytes / RFS_BLOCK_SIZE;
+	pool->bitmap_start = RFS_BITMAP_START;
+	geometry(pool->total_blocks, &pool->bitmap_blocks, &pool->data_start);
+	pool->created = (uint64_t)time(NULL);
+	if (getrandom(pool->uuid, sizeof(pool->uuid), 0) != (ssize_t)sizeof(pool->uuid)) {
+		/* Not fatal: the uuid only names the pool. */
+		uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+		memcpy(pool->uuid, &t, sizeof(t));
+	}
+	ret = rfs_alloc_init(pool);
+	if (!ret) {
+		rfs_alloc_format(pool);
+		if (is_bdev) {
+			/* Also wipe a btrfs signature, which sits past our
+			 * superblocks. */
+			static const uint8_t zero[RFS_BLOCK_SIZE];
+
+			ret = raw_pwrite(fd, 16 << RFS_BLOCK_SHIFT, zero, sizeof(zero));
+		} else if (ftruncate(fd, 0) < 0 ||
+			   ftruncate(fd, (off_t)(pool->data_start << RFS_BLOCK_SHIFT)) < 0) {
+			ret = -errno;
+		}
+	}
+	if (!ret)
+		ret = format(pool, fd);
+	if (ret < 0 && ret != -ENOMEM)
+		rfs_log(RFS_LOG_ERR, "%s: cannot write the new pool: %s", path, strerror(-ret));
+	rfs_alloc_destroy(pool);
+	free(pool);
+	return ret;
+}
+
+int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags)
+{
+	struct stat st;
+	bool exists, is_bdev = false;
+	uint64_t file_len = 0;
+	int fd, ret;
+
+	exists = stat(path, &st) == 0;
+	if (!exists && errno != ENOENT) {
+		ret = -errno;
+		rfs_log(RFS_LOG_ERR, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (exists) {
+		is_bdev = S_ISBLK(st.st_mode);
+		if (!is_bdev && !S_ISREG(st.st_mode)) {
+			rfs_log(RFS_LOG_ERR, "%s: not a regular file or block device", path);
+			return -EINVAL;
+		}
+		file_len = (uint64_t)st.st_size;
+	}
+	if (!is_bdev && size_bytes == 0) {
+		rfs_log(RFS_LOG_ERR, "%s: a pool file needs a size", path);
+		return -EINVAL;
+	}
+	if (!is_bdev && size_bytes / RFS_BLOCK_SIZE < RFS_MIN_BLOCKS) {
+		/* Checked before creating anything. */
+		return create_fd(path, -1, false, size_bytes, 0, flags);
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC | (exists ? 0 : O_CREAT | O_EXCL), 0644);
+	if (fd < 0) {
+		ret = -errno;
+		rfs_log(RFS_LOG_ERR, "%s: cannot open: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (is_bdev) {
+		uint64_t dev;
+
+		ret = bdev_size(fd, path, &dev);
+		if (ret) {
+			close(fd);
+			return ret;
+		}
+		if (size_bytes == 0) {
+			size_bytes = dev;
+		} else if (size_bytes > dev) {
+			rfs_log(RFS_LOG_ERR, "%s: size %llu bytes exceeds the device (%llu bytes)",
+				path, (unsigned long long)size_bytes, (unsigned long long)dev);
+			close(fd);
+			return -EINVAL;
+		}
+	}
+	ret = create_fd(path, fd, is_bdev, size_bytes, file_len, flags);
+	close(fd);
+	if (ret && !exists)
+		unlink(path);
+	return ret;
+}
+
+/* Is sb a superblock this code can use?  Sets *newer on a newer format. */
+static bool super_valid(const struct rfs_super_disk *sb, uint32_t *newer)
+{
+	uint64_t bb, ds;
+
+	if (memcmp(sb->magic, RFS_SUPER_MAGIC, 8))
+		return false;
+	if (sb->version > RFS_FORMAT_VERSION) {
+		if (sb->version > *newer)
+			*newer = sb->version;
+		return false;
+	}
+	if (sb->version == 0 || sb->crc != rfs_super_csum(sb))
+		return false;
+	geometry(sb->total_blocks, &bb, &ds);
+	if (sb->block_size != RFS_BLOCK_SIZE || sb->total_blocks < RFS_MIN_BLOCKS ||
+	    sb->total_blocks > (UINT64_MAX >> RFS_BLOCK_SHIFT) ||
+	    sb->bitmap_start != RFS_BITMAP_START || sb->bitmap_blocks != bb ||
+	    sb->data_start != ds || sb->high_water < ds || sb->high_water > sb->total_blocks ||
+	    sb->used_blocks < ds || sb->used_blocks > sb->high_water)
+		return false;
+	for (unsigned i = 0; i < RFS_ROOT_SLOTS; i++)
+		if (sb->roots[i] && (sb->roots[i] < ds || sb->roots[i] >= sb->high_water))
+			return false;
+	return true;
+}
+
+static int load_bitmap(rfs_pool *pool, const struct rfs_super_disk *sb)
+{
+	uint8_t *block = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
+	unsigned copy = sb->generation % 2;
+	int ret = 0;
+
+	if (!block)
+		return -ENOMEM;
+	/* Pages past high_water hold no allocation: left all free. */
+	for (uint64_t p = 0; p < rfs_bitmap_pages_used(pool) && !ret; p++) {
+		uint64_t nr = pool->bitmap_start + copy * pool->bitmap_blocks + p;
+
+		ret = rfs_io_read(&pool->io, nr << RFS_BLOCK_SHIFT, block, RFS_BLOCK_SIZE);
+		if (!ret)
+			ret = rfs_meta_verify(pool, nr, block, RFS_BT_BITMAP, 0, sb->generation);
+		if (!ret)
+			rfs_bitmap_page_load(pool, p, block);
+	}
+	free(block);
+	if (ret)
+		return ret;
+	return rfs_alloc_loaded(pool, sb->used_blocks);
+}
+
+int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
+{
+	struct rfs_super_disk sbs[RFS_SUPER_SLOTS], *sb = NULL;
+	uint8_t *raw = NULL;
+	uint32_t newer = 0;
+	uint64_t size;
+	struct stat st;
+	rfs_pool *pool = NULL;
+	bool is_bdev;
+	int fd, ret;
+
+	*out = NULL;
+	fd = open(path, ((flags & RFS_OPEN_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		rfs_log(RFS_LOG_ERR, "%s: cannot open: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		rfs_log(RFS_LOG_ERR, "%s: cannot stat: %s", path, strerror(-ret));
+		goto fail;
+	}
+	is_bdev = S_ISBLK(st.st_mode);
+	if (!is_bdev && !S_ISREG(st.st_mode)) {
+		rfs_log(RFS_LOG_ERR, "%s: not a regular file or block device", path);
+		ret = -EINVAL;
+		goto fail;
+	}
+	size = (uint64_t)st.st_size;
+	if (is_bdev && (ret = bdev_size(fd, path, &size)))
+		goto fail;
+
+	raw = malloc(RFS_SUPER_SLOTS * RFS_BLOCK_SIZE);
+	if (!raw) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = raw_pread(fd, 0, raw, RFS_SUPER_SLOTS * RFS_BLOCK_SIZE);
+	if (ret < 0) {
+		rfs_log(RFS_LOG_ERR, "%s: cannot read the superblocks: %s", path, strerror(-ret));
+		goto fail;
+	}
+	for (unsigned i = 0; i < RFS_SUPER_SLOTS; i++) {
+		memcpy(&sbs[i], raw + i * RFS_BLOCK_SIZE, sizeof(sbs[i]));
+		if (super_valid(&sbs[i], &newer) && (!sb || sbs[i].generation > sb->generation))
+			sb = &sbs[i];
+	}
+	if (newer) {
+		/* Even if the other slot is readable: the newest state may be
+		 * in the newer format, and using an older one loses it. */
+		rfs_log(RFS_LOG_ERR, "%s: format version %u is newer than this reflinkfs supports (%u); use a newer reflinkfs",
+			path, newer, RFS_FORMAT_VERSION);
+		ret = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	if (!sb) {
+		rfs_log(RFS_LOG_ERR, "%s: not a reflinkfs pool (no valid superblock)", path);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (size < (sb->data_start << RFS_BLOCK_SHIFT) ||
+	    size < (sb->high_water << RFS_BLOCK_SHIFT) ||
+	    (is_bdev && size < (sb->total_blocks << RFS_BLOCK_SHIFT))) {
+		uint64_t need = (is_bdev ? sb->total_blocks : sb->high_water) << RFS_BLOCK_SHIFT;
+
+		rfs_log(RFS_LOG_ERR, "%s: truncated pool: %llu bytes, but the pool needs at least %llu",
+			path, (unsigned long long)size, (unsigned long long)need);
+		ret = -EINVAL;
+		goto fail;
+	}
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool || !(pool->path = strdup(path))) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	pool->flags = flags;
+	pool->rdonly = flags & RFS_OPEN_RDONLY;
+	pthread_rwlock_init(&pool->lock, NULL);
+	rfs_io_init(&pool->io, fd, pool->path, is_bdev, flags & RFS_OPEN_CRASHSIM, size);
+	fd = -1;
+	ret = rfs_cache_init(&pool->cache);
+	if (ret)
+		goto fail;
+	pool->total_blocks = sb->total_blocks;
+	pool->bitmap_start = sb->bitmap_start;
+	pool->bitmap_blocks = sb->bitmap_blocks;
+	pool->data_start = sb->data_start;
+	pool->high_water = sb->high_water;
+	pool->created = sb->created;
+	memcpy(pool->uuid, sb->uuid, sizeof(pool->uuid));
+	memcpy(pool->roots, sb->roots, sizeof(pool->roots));
+	pool->committed_gen = sb->generation;
+	ret = rfs_alloc_init(pool);
+	if (!ret)
+		ret = load_bitmap(pool, sb);
+	if (ret) {
+		rfs_log(RFS_LOG_ERR, "%s: cannot load the allocation bitmap", path);
+		goto fail;
+	}
+	/* The other bitmap copy may hold a crashed commit's garbage. */
+	pool->full_bitmap_write = true;
+	free(raw);
+	*out = pool;
+	return 0;
+
+fail:
+	free(raw);
+	if (pool)
+		rfs_pool_close(pool);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+void rfs_pool_close(rfs_pool *pool)
+{
+	if (!pool)
+		return;
+	/* No commit: uncommitted changes vanish as in a crash.  The crash
+	 * simulation overlay (unflushed writes) is discarded likewise. */
+	rfs_cache_destroy(&pool->cache);
+	rfs_alloc_destroy(pool);
+	if (pool->path) {
+		if (pool->io.fd >= 0)
+			close(pool->io.fd);
+		rfs_io_destroy(&pool->io);
+		pthread_rwlock_destroy(&pool->lock);
+	}
+	free(pool->path);
+	free(pool);
+}
+
+int rfs_pool_check_writable(const rfs_pool *pool)
+{
+	if (pool->io.crashed)
+		return -EIO;
+	if (pool->rdonly || pool->failed)
+		return -EROFS;
+	return 0;
+}
+
+void rfs_pool_rdlock(rfs_pool *pool)
+{
+	pthread_rwlock_rdlock(&pool->lock);
+}
+
+void rfs_pool_wrlock(rfs_pool *pool)
+{
+	pthread_rwlock_wrlock(&pool->lock);
+}
+
+void rfs_pool_unlock(rfs_pool *pool)
+{
+	pthread_rwlock_unlock(&pool->lock);
+}
+
+uint64_t rfs_pool_committed_gen(const rfs_pool *pool)
+{
+	return pool->committed_gen;
+}
+
+uint64_t rfs_pool_txn_gen(const rfs_pool *pool)
+{
+	return pool->committed_gen + 1;
+}
+
+uint64_t rfs_pool_root(const rfs_pool *pool, unsigned slot)
+{
+	return slot < RFS_ROOT_SLOTS ? pool->roots[slot] : 0;
+}
+
+void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr)
+{
+	if (slot >= RFS_ROOT_SLOTS || pool->roots[slot] == blocknr)
+		return;
+	pool->roots[slot] = blocknr;
+	pool->changed = true;
+}
+
+const char *rfs_pool_path(const rfs_pool *pool)
+{
+	return pool->path;
+}
+
+void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->total_blocks = pool->total_blocks;
+	st->data_start = pool->data_start;
+	st->used_blocks = pool->used_blocks;
+	st->pending_free = pool->pending_blocks;
+	st->high_water = pool->high_water;
+	pthread_mutex_lock(&pool->cache.lock);
+	st->cache_blocks = pool->cache.count;
+	st->dirty_blocks = pool->cache.dirty.n;
+	pthread_mutex_unlock(&pool->cache.lock);
+	st->commits = pool->commits;
+	st->flushes = pool->io.flushes;
+}
+
+void rfs_pool_crash(rfs_pool *pool, enum rfs_crash_mode mode, uint64_t seed)
+{
+	if (!pool->io.crashsim)
+		rfs_log(RFS_LOG_WARN, "%s: crash simulation needs RFS_OPEN_CRASHSIM; closing",
+			pool->path);
+	else if (!pool->io.crashed)
+		rfs_io_crash(&pool->io, mode, seed);
+	rfs_pool_close(pool);
+}
+
+void rfs_pool_crash_at_flush(rfs_pool *pool, uint64_t n, enum rfs_crash_mode mode, uint64_t seed)
+{
+	if (!pool->io.crashsim) {
+		rfs_log(RFS_LOG_WARN, "%s: crash simulation needs RFS_OPEN_CRASHSIM", pool->path);
+		return;
+	}
+	pool->io.crash_flush_n = n;
+	pool->io.crash_mode = mode;
+	pool->io.crash_seed = seed;
+}
+
+bool rfs_pool_crashed(const rfs_pool *pool)
+{
+	return pool->io.crashed;
+}
+
+void rfs_pool_fail_writes_after(rfs_pool *pool, uint64_t n)
+{
+	pool->io.fail_after = n;
+}
