@@ -176,7 +176,6 @@ static void mark_alloc(rfs_pool *pool, uint64_t start, uint64_t n)
 		pool->high_water = start + n;
 	if (start == pool->hint)
 		pool->hint = start + n;
-	pool->changed = true;
 }
 
 /* Find a free run of up to want blocks, keeping keep blocks free. */
@@ -318,7 +317,6 @@ int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n)
 	clear_range(pool->persist, start, n);
 	pool->used_blocks -= n;
 	touch_pages(pool, start, n);
-	pool->changed = true;
 	for (b = start; b < end; b++)
 		rfs_cache_drop(pool, b);
 	return 0;

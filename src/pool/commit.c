@@ -81,7 +81,8 @@ static int write_dirty(rfs_pool *pool, struct stager *s, uint64_t gen)
 	pthread_mutex_unlock(&pool->cache.lock);
 	if (pool->cache.dirty.n && !v)
 		return -ENOMEM;
-	qsort(v, n, sizeof(*v), cmp_cent);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_cent);
 	for (size_t i = 0; i < n && !ret; i++) {
 		struct rfs_block_header h;
 		uint8_t *slot;
@@ -132,9 +133,6 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
-	/* An idle timer commit costs nothing. */
-	if (!pool->changed)
-		return 0;
 	s.buf = aligned_alloc(RFS_BLOCK_SIZE, (size_t)STAGE_BLOCKS * RFS_BLOCK_SIZE);
 	if (!s.buf)
 		return -ENOMEM; /* nothing written: the pool stays usable */
@@ -172,7 +170,6 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	rfs_alloc_committed(pool, gen);
 	rfs_cache_mark_clean(pool);
 	pool->commits++;
-	pool->changed = false;
 	return 0;
 }
 

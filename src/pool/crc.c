@@ -11,11 +11,10 @@
 #include <stddef.h>
 #include <string.h>
 
-uint32_t rfs_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t rfs_crc32c(const void *buf, size_t len, uint32_t seed)
 {
-	/* crc32_iscsi works on the uninverted register; isa-l takes a
-	 * non-const pointer but does not write through it. */
-	return ~crc32_iscsi((unsigned char *)buf, (int)len, ~crc);
+	/* isa-l takes a non-const pointer but does not write through it. */
+	return crc32_iscsi((unsigned char *)buf, (int)len, seed);
 }
 
 uint32_t rfs_meta_csum(const uint8_t *block)
@@ -25,9 +24,17 @@ uint32_t rfs_meta_csum(const uint8_t *block)
 	uint32_t crc;
 
 	/* Chained so the block need not be copied to zero the crc field. */
-	crc = rfs_crc32c(0, block, off);
-	crc = rfs_crc32c(crc, zero, sizeof(zero));
-	return rfs_crc32c(crc, block + off + 4, RFS_BLOCK_SIZE - off - 4);
+	crc = rfs_crc32c(block, off, RFS_CRC_SEED);
+	crc = rfs_crc32c(zero, sizeof(zero), crc);
+	return rfs_crc32c(block + off + 4, RFS_BLOCK_SIZE - off - 4, crc);
+}
+
+uint32_t rfs_super_csum(const struct rfs_super_disk *sb)
+{
+	struct rfs_super_disk tmp = *sb;
+
+	tmp.crc = 0;
+	return rfs_crc32c(&tmp, sizeof(tmp), RFS_CRC_SEED);
 }
 
 uint32_t rfs_data_csum(uint64_t blocknr, const void *data)
@@ -36,7 +43,7 @@ uint32_t rfs_data_csum(uint64_t blocknr, const void *data)
 	 * the wrong place fails like corruption does. */
 	uint32_t seed = (uint32_t)(blocknr ^ (blocknr >> 32)) ^ 0x5246u;
 
-	return crc32_iscsi((unsigned char *)data, RFS_BLOCK_SIZE, seed);
+	return rfs_crc32c(data, RFS_BLOCK_SIZE, seed);
 }
 
 /* Structural checks registered by upper layers (see rfs_pool_set_verifier),

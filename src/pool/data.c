@@ -40,7 +40,6 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 		for (uint32_t i = 0; i < nblocks; i++)
 			csums[i] = rfs_data_csum(blocknr + i,
 						 (const uint8_t *)buf + (size_t)i * RFS_BLOCK_SIZE);
-	pool->changed = true;
 	return 0;
 }
 

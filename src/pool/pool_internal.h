@@ -32,15 +32,15 @@ static_assert(RFS_BITS_PER_PAGE % 64 == 0, "bitmap pages hold whole words");
 #define RFS_DEFAULT_CACHE_LIMIT 65536u
 
 /*
- * Superblock body.  A superblock block is a metadata block like any other
- * (struct rfs_block_header with type RFS_BT_SUPER, blocknr = slot,
- * generation = the commit it describes, crc over the whole block) and this
- * body follows the header; the rest of the block is zero.
+ * Superblock, at offset 0 of blocks 0 and 1; the rest of the block is
+ * zero.  Not a metadata block header: the magic comes first so that tools
+ * like blkid can recognise a pool by its first bytes.
  */
 struct rfs_super_disk {
 	char magic[8]; /* RFS_SUPER_MAGIC */
 	uint32_t version;
 	uint32_t block_size;
+	uint64_t generation;
 	uint64_t total_blocks;
 	uint64_t bitmap_start;
 	uint64_t bitmap_blocks; /* per copy */
@@ -50,8 +50,10 @@ struct rfs_super_disk {
 	uint64_t high_water;
 	uint8_t uuid[16];
 	uint64_t created; /* seconds since the epoch */
+	uint32_t crc;     /* rfs_crc32c of this struct with crc = 0 */
+	uint32_t pad;
 };
-static_assert(sizeof(struct rfs_super_disk) == 152, "superblock layout");
+static_assert(sizeof(struct rfs_super_disk) == 168, "superblock layout");
 
 /* ---- I/O layer (io.c) ------------------------------------------------ */
 
@@ -158,11 +160,13 @@ static inline bool rfs_bit_test(const uint64_t *map, uint64_t bit)
 
 /* ---- checksums (crc.c) ------------------------------------------------ */
 
-/* Standard crc32c (as zlib's crc32 API: pass the previous result, 0 to
- * start), so that tools can recompute it with any implementation. */
-uint32_t rfs_crc32c(uint32_t crc, const void *buf, size_t len);
+/* isa-l's crc32_iscsi(buf, len, seed): for seed ~0 the result is the
+ * bitwise NOT of the standard crc32c.  Chains: pass the last result. */
+uint32_t rfs_crc32c(const void *buf, size_t len, uint32_t seed);
+#define RFS_CRC_SEED 0xffffffffu
 /* crc32c of a metadata block with its crc field taken as zero. */
 uint32_t rfs_meta_csum(const uint8_t *block);
+uint32_t rfs_super_csum(const struct rfs_super_disk *sb);
 
 /* Verify a metadata block read from disk; logs and returns -EIO. */
 int rfs_meta_verify(const rfs_pool *pool, uint64_t blocknr, const uint8_t *block,
@@ -175,7 +179,6 @@ struct rfs_pool {
 	unsigned flags;
 	bool rdonly;
 	bool failed;  /* a commit failed: read-only from now on */
-	bool changed; /* something to commit in the running transaction */
 	struct rfs_io io;
 	pthread_rwlock_t lock;
 

@@ -281,37 +281,56 @@ int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags)
 	return ret;
 }
 
-/* Is sb a superblock this code can use?  Sets *newer on a newer format. */
-static bool super_valid(const struct rfs_super_disk *sb, uint32_t *newer)
+/*
+ * Is the superblock in slot usable?  Sets *newer on a newer format.  A
+ * slot that has our magic but fails a check is logged, naming its block,
+ * since it means damage (or a write torn by a crash).
+ */
+static bool super_valid(const char *path, unsigned slot, const uint8_t *block,
+			struct rfs_super_disk *sb, uint32_t *newer)
 {
+	const char *why = NULL;
 	uint64_t bb, ds;
 
+	memcpy(sb, block, sizeof(*sb));
 	if (memcmp(sb->magic, RFS_SUPER_MAGIC, 8))
-		return false;
+		return false; /* nothing of ours here */
 	if (sb->version > RFS_FORMAT_VERSION) {
+		/* Checked before the crc: a newer format may checksum
+		 * differently, and must still be recognised as newer. */
 		if (sb->version > *newer)
 			*newer = sb->version;
 		return false;
 	}
-	if (sb->version == 0 || sb->crc != rfs_super_csum(sb))
+	if (sb->crc != rfs_super_csum(sb)) {
+		why = "checksum mismatch";
+	} else if (sb->version == 0) {
+		why = "bad format version 0";
+	} else {
+		geometry(sb->total_blocks, &bb, &ds);
+		if (sb->block_size != RFS_BLOCK_SIZE || sb->total_blocks < RFS_MIN_BLOCKS ||
+		    sb->total_blocks > (UINT64_MAX >> RFS_BLOCK_SHIFT) ||
+		    sb->bitmap_start != RFS_BITMAP_START || sb->bitmap_blocks != bb ||
+		    sb->data_start != ds || sb->high_water < ds ||
+		    sb->high_water > sb->total_blocks || sb->used_blocks < ds ||
+		    sb->used_blocks > sb->high_water || sb->generation % 2 != slot)
+			why = "inconsistent geometry";
+		for (unsigned i = 0; !why && i < RFS_ROOT_SLOTS; i++)
+			if (sb->roots[i] && (sb->roots[i] < ds || sb->roots[i] >= sb->high_water))
+				why = "root outside the pool";
+	}
+	if (why) {
+		rfs_log(RFS_LOG_WARN, "%s: superblock in block %u: %s; ignoring this slot",
+			path, slot, why);
 		return false;
-	geometry(sb->total_blocks, &bb, &ds);
-	if (sb->block_size != RFS_BLOCK_SIZE || sb->total_blocks < RFS_MIN_BLOCKS ||
-	    sb->total_blocks > (UINT64_MAX >> RFS_BLOCK_SHIFT) ||
-	    sb->bitmap_start != RFS_BITMAP_START || sb->bitmap_blocks != bb ||
-	    sb->data_start != ds || sb->high_water < ds || sb->high_water > sb->total_blocks ||
-	    sb->used_blocks < ds || sb->used_blocks > sb->high_water)
-		return false;
-	for (unsigned i = 0; i < RFS_ROOT_SLOTS; i++)
-		if (sb->roots[i] && (sb->roots[i] < ds || sb->roots[i] >= sb->high_water))
-			return false;
+	}
 	return true;
 }
 
-static int load_bitmap(rfs_pool *pool, const struct rfs_super_disk *sb)
+static int load_bitmap(rfs_pool *pool, uint64_t gen, const struct rfs_super_disk *sb)
 {
 	uint8_t *block = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
-	unsigned copy = sb->generation % 2;
+	unsigned copy = gen % 2;
 	int ret = 0;
 
 	if (!block)
@@ -322,7 +341,7 @@ static int load_bitmap(rfs_pool *pool, const struct rfs_super_disk *sb)
 
 		ret = rfs_io_read(&pool->io, nr << RFS_BLOCK_SHIFT, block, RFS_BLOCK_SIZE);
 		if (!ret)
-			ret = rfs_meta_verify(pool, nr, block, RFS_BT_BITMAP, 0, sb->generation);
+			ret = rfs_meta_verify(pool, nr, block, RFS_BT_BITMAP, 0, gen);
 		if (!ret)
 			rfs_bitmap_page_load(pool, p, block);
 	}
@@ -335,6 +354,7 @@ static int load_bitmap(rfs_pool *pool, const struct rfs_super_disk *sb)
 int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 {
 	struct rfs_super_disk sbs[RFS_SUPER_SLOTS], *sb = NULL;
+	uint64_t gen = 0;
 	uint8_t *raw = NULL;
 	uint32_t newer = 0;
 	uint64_t size;
@@ -376,9 +396,11 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 		goto fail;
 	}
 	for (unsigned i = 0; i < RFS_SUPER_SLOTS; i++) {
-		memcpy(&sbs[i], raw + i * RFS_BLOCK_SIZE, sizeof(sbs[i]));
-		if (super_valid(&sbs[i], &newer) && (!sb || sbs[i].generation > sb->generation))
+		if (super_valid(path, i, raw + i * RFS_BLOCK_SIZE, &sbs[i], &newer) &&
+		    (!sb || sbs[i].generation > gen)) {
 			sb = &sbs[i];
+			gen = sb->generation;
+		}
 	}
 	if (newer) {
 		/* Even if the other slot is readable: the newest state may be
@@ -425,10 +447,10 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	pool->created = sb->created;
 	memcpy(pool->uuid, sb->uuid, sizeof(pool->uuid));
 	memcpy(pool->roots, sb->roots, sizeof(pool->roots));
-	pool->committed_gen = sb->generation;
+	pool->committed_gen = gen;
 	ret = rfs_alloc_init(pool);
 	if (!ret)
-		ret = load_bitmap(pool, sb);
+		ret = load_bitmap(pool, gen, sb);
 	if (ret) {
 		rfs_log(RFS_LOG_ERR, "%s: cannot load the allocation bitmap", path);
 		goto fail;
@@ -507,10 +529,8 @@ uint64_t rfs_pool_root(const rfs_pool *pool, unsigned slot)
 
 void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr)
 {
-	if (slot >= RFS_ROOT_SLOTS || pool->roots[slot] == blocknr)
-		return;
-	pool->roots[slot] = blocknr;
-	pool->changed = true;
+	if (slot < RFS_ROOT_SLOTS)
+		pool->roots[slot] = blocknr;
 }
 
 const char *rfs_pool_path(const rfs_pool *pool)

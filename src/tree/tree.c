@@ -56,7 +56,8 @@ uint64_t tree_free_blocks(rfs_pool *pool)
 	struct rfs_pool_stats st;
 
 	rfs_pool_stats(pool, &st);
-	uint64_t used = st.data_start + st.used_blocks + st.pending_free;
+	/* used_blocks includes the fixed region below data_start. */
+	uint64_t used = st.used_blocks + st.pending_free;
 	return st.total_blocks > used ? st.total_blocks - used : 0;
 }
 

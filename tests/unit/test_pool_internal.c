@@ -1,0 +1,339 @@
+/*
+ * White-box tests of the pool layer: the two bitmap copies across many
+ * commits, reopens and simulated crashes (checked against a model of the
+ * allocation state), cache eviction and concurrent readers, frees of
+ * cached and pinned buffers.  The black-box tests are in test_pool.c.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool/pool_internal.h"
+
+struct ctx {
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	snprintf(c->dir, sizeof(c->dir), "/tmp/rfs-pooli-XXXXXX");
+	assert_non_null(mkdtemp(c->dir));
+	snprintf(c->path, sizeof(c->path), "%s/pool", c->dir);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	unlink(c->path);
+	rmdir(c->dir);
+	free(c);
+	return 0;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void quiet(void *arg, int level, const char *line)
+{
+	(void)arg;
+	(void)level;
+	(void)line;
+}
+
+static rfs_pool *open_pool(const char *path, unsigned flags)
+{
+	rfs_pool *p = NULL;
+
+	assert_int_equal(rfs_pool_open(path, flags, &p), 0);
+	return p;
+}
+
+/* The pool's persist bitmap equals the model (one byte per block). */
+static void expect_model(rfs_pool *p, const uint8_t *model)
+{
+	for (uint64_t b = p->data_start; b < p->total_blocks; b++)
+		if (rfs_block_allocated(p, b) != (model[b] != 0)) {
+			fail_msg("block %llu: allocated %d, model %d", (unsigned long long)b,
+				 rfs_block_allocated(p, b), model[b]);
+		}
+}
+
+/*
+ * Random allocations and frees over a pool whose bitmap spans several
+ * pages, with commits, reopens and crashes at random flushes.  After every
+ * reopen the allocation state must be exactly the one of the last
+ * committed transaction (or the crashed one, if its superblock landed).
+ */
+static void test_bitmap_copies_random(void **state)
+{
+	struct ctx *c = *state;
+	uint64_t total = (640ull << 20) / RFS_BLOCK_SIZE; /* 5+ bitmap pages */
+	uint8_t *committed = calloc(total, 1), *cur = calloc(total, 1);
+	uint64_t seed = 42;
+	rfs_pool *p;
+
+	rfs_log_set_sink(quiet, NULL);
+	assert_int_equal(rfs_pool_create(c->path, total * RFS_BLOCK_SIZE, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, RFS_OPEN_CRASHSIM);
+	assert_true(p->bitmap_blocks >= 5);
+
+	for (int round = 0; round < 120; round++) {
+		int nops = 1 + (int)(rng_next(&seed) % 40);
+		uint64_t action = rng_next(&seed) % 10;
+
+		for (int i = 0; i < nops; i++) {
+			uint64_t s, got;
+
+			if (rng_next(&seed) % 3) {
+				uint64_t want = 1 + rng_next(&seed) % 3000;
+
+				if (rfs_alloc_data(p, want, &s, &got) == 0)
+					memset(cur + s, 1, got);
+			} else {
+				/* free a random allocated run */
+				uint64_t b = p->data_start +
+					     rng_next(&seed) % (total - p->data_start);
+				uint64_t n = 0;
+
+				while (b < total && !cur[b])
+					b++;
+				while (b + n < total && cur[b + n] && n < 2000)
+					n++;
+				if (n) {
+					assert_int_equal(rfs_free_blocks(p, b, n), 0);
+					memset(cur + b, 0, n);
+				}
+			}
+		}
+		expect_model(p, cur);
+
+		if (action < 6) {
+			assert_int_equal(rfs_pool_commit(p), 0);
+			memcpy(committed, cur, total);
+		} else if (action < 8) {
+			/* crash in the middle of the commit */
+			uint64_t k = 1 + rng_next(&seed) % 2;
+			uint64_t g = rfs_pool_committed_gen(p);
+
+			rfs_pool_crash_at_flush(p, k, (enum rfs_crash_mode)(rng_next(&seed) % 3),
+						rng_next(&seed));
+			assert_int_not_equal(rfs_pool_commit(p), 0);
+			assert_true(rfs_pool_crashed(p));
+			rfs_pool_close(p);
+			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
+			if (rfs_pool_committed_gen(p) == g + 1)
+				memcpy(committed, cur, total);
+			else
+				assert_int_equal(rfs_pool_committed_gen(p), g);
+			memcpy(cur, committed, total);
+			expect_model(p, cur);
+		} else if (action < 9) {
+			/* crash without commit */
+			rfs_pool_crash(p, (enum rfs_crash_mode)(rng_next(&seed) % 3), rng_next(&seed));
+			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
+			memcpy(cur, committed, total);
+			expect_model(p, cur);
+		} else {
+			assert_int_equal(rfs_pool_commit(p), 0);
+			memcpy(committed, cur, total);
+			rfs_pool_close(p);
+			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
+			expect_model(p, cur);
+		}
+	}
+	rfs_pool_close(p);
+	rfs_log_set_sink(NULL, NULL);
+	free(committed);
+	free(cur);
+}
+
+/* A block freed in its own transaction is reusable at once, and its dirty
+ * buffer disappears; a committed one waits for the commit. */
+static void test_free_fresh_and_pinned(void **state)
+{
+	struct ctx *c = *state;
+	struct rfs_pool_stats st;
+	struct rfs_buf *b, *b2;
+	uint64_t nr;
+	rfs_pool *p;
+
+	assert_int_equal(rfs_pool_create(c->path, 32ull << 20, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, 0);
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b), 0);
+	nr = b->blocknr;
+	assert_true(rfs_buf_is_dirty(p, b));
+	assert_int_equal(rfs_buf_gen(b), rfs_pool_txn_gen(p));
+	rfs_buf_put(p, b);
+	rfs_pool_stats(p, &st);
+	assert_int_equal(st.dirty_blocks, 1);
+	assert_int_equal(rfs_free_blocks(p, nr, 1), 0);
+	rfs_pool_stats(p, &st);
+	assert_int_equal(st.dirty_blocks, 0);
+	assert_int_equal(st.cache_blocks, 0);
+	assert_int_equal(st.pending_free, 0);
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b), 0);
+	assert_int_equal(b->blocknr, nr);
+
+	/* freed while pinned: the buffer stays valid until put */
+	assert_int_equal(rfs_free_blocks(p, nr, 1), 0);
+	memset(b->data + RFS_BLOCK_HEADER_SIZE, 0x77, 100);
+	rfs_buf_put(p, b);
+
+	/* committed block, pinned, freed: pending until commit */
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 1, 16, &b), 0);
+	nr = b->blocknr;
+	rfs_buf_put(p, b);
+	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_buf_read(p, nr, RFS_BT_NODE, rfs_pool_committed_gen(p), &b), 0);
+	assert_false(rfs_buf_is_dirty(p, b));
+	assert_int_equal(rfs_free_blocks(p, nr, 1), 0);
+	assert_int_equal(rfs_free_blocks(p, nr, 1), -EUCLEAN);
+	rfs_pool_stats(p, &st);
+	assert_int_equal(st.pending_free, 1);
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b2), 0);
+	assert_int_not_equal(b2->blocknr, nr);
+	rfs_buf_put(p, b2);
+	rfs_buf_put(p, b);
+	assert_int_equal(rfs_pool_commit(p), 0);
+	rfs_pool_stats(p, &st);
+	assert_int_equal(st.pending_free, 0);
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b2), 0);
+	assert_int_equal(b2->blocknr, nr);
+	rfs_buf_put(p, b2);
+	rfs_pool_close(p);
+}
+
+struct reader_arg {
+	rfs_pool *p;
+	uint64_t *blocks;
+	size_t n;
+	uint64_t gen;
+	int errors;
+	unsigned seed;
+};
+
+static void *reader(void *arg)
+{
+	struct reader_arg *a = arg;
+	uint64_t s = a->seed;
+
+	for (int i = 0; i < 20000; i++) {
+		struct rfs_buf *b;
+		uint64_t nr = a->blocks[rng_next(&s) % a->n];
+
+		rfs_pool_rdlock(a->p);
+		if (rfs_buf_read(a->p, nr, RFS_BT_NODE, a->gen, &b) != 0 ||
+		    b->data[RFS_BLOCK_HEADER_SIZE] != (uint8_t)nr)
+			a->errors++;
+		else
+			rfs_buf_put(a->p, b);
+		rfs_pool_unlock(a->p);
+	}
+	return NULL;
+}
+
+/* Eviction keeps the cache at its limit; concurrent readers are safe. */
+static void test_cache_limit_and_readers(void **state)
+{
+	struct ctx *c = *state;
+	enum { N = 600 };
+	uint64_t blocks[N];
+	struct rfs_pool_stats st;
+	struct reader_arg args[4];
+	pthread_t th[4];
+	rfs_pool *p;
+
+	assert_int_equal(rfs_pool_create(c->path, 32ull << 20, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, 0);
+	rfs_pool_set_cache_limit(p, 50);
+	for (int i = 0; i < N; i++) {
+		struct rfs_buf *b;
+
+		assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b), 0);
+		blocks[i] = b->blocknr;
+		b->data[RFS_BLOCK_HEADER_SIZE] = (uint8_t)b->blocknr;
+		rfs_buf_put(p, b);
+	}
+	rfs_pool_stats(p, &st);
+	assert_int_equal(st.dirty_blocks, N); /* dirty blocks stay */
+	assert_int_equal(rfs_pool_commit(p), 0);
+	rfs_pool_stats(p, &st);
+	assert_true(st.cache_blocks <= 50);
+
+	for (int t = 0; t < 4; t++) {
+		args[t] = (struct reader_arg){ p, blocks, N, rfs_pool_committed_gen(p), 0,
+					       (unsigned)t + 1 };
+		pthread_create(&th[t], NULL, reader, &args[t]);
+	}
+	for (int t = 0; t < 4; t++) {
+		pthread_join(th[t], NULL);
+		assert_int_equal(args[t].errors, 0);
+	}
+	rfs_pool_stats(p, &st);
+	assert_true(st.cache_blocks <= 50);
+	rfs_pool_close(p);
+}
+
+/* A data block allocated but never written still leaves the pool file
+ * long enough to reopen; high_water and used_blocks survive. */
+static void test_high_water_file_length(void **state)
+{
+	struct ctx *c = *state;
+	struct rfs_pool_stats st, st2;
+	uint64_t s, got;
+	rfs_pool *p;
+
+	assert_int_equal(rfs_pool_create(c->path, 64ull << 20, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, 0);
+	assert_int_equal(rfs_alloc_data(p, 1000, &s, &got), 0);
+	assert_int_equal(got, 1000);
+	assert_int_equal(rfs_pool_commit(p), 0);
+	rfs_pool_stats(p, &st);
+	rfs_pool_close(p);
+	p = open_pool(c->path, 0);
+	rfs_pool_stats(p, &st2);
+	assert_int_equal(st.high_water, st2.high_water);
+	assert_int_equal(st.used_blocks, st2.used_blocks);
+	/* data write to a committed block is refused */
+	{
+		uint8_t blk[RFS_BLOCK_SIZE] = { 0 };
+
+		rfs_log_set_sink(quiet, NULL);
+		assert_int_equal(rfs_data_write(p, s, blk, 1, NULL), -EINVAL);
+		rfs_log_set_sink(NULL, NULL);
+	}
+	rfs_pool_close(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bitmap_copies_random, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_fresh_and_pinned, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_limit_and_readers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_high_water_file_length, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
