@@ -238,3 +238,20 @@ format-check:
 -include $(wildcard $(B)/obj/*/*/*.d $(B)/obj/*/*.d $(B)/asan/obj/*/*/*.d $(B)/asan/obj/*/*.d \
 	$(B)/valgrind/obj/*/*/*.d $(B)/valgrind/obj/*/*.d \
 	$(B)/asan/tests/*/*.d $(B)/valgrind/tests/*/*.d $(B)/bench/*.d $(B)/*.d)
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer on tree nodes read from disk (tests/fuzz/fuzz_node.h).  Needs
+# clang (Debian: clang, libclang-rt-14-dev).  Inputs that crash are saved
+# into tests/fuzz/corpus/ (commit them: `make test` replays that folder).
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+.PHONY: fuzz
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang libclang-rt-14-dev"; exit 1; }
+	@mkdir -p $(B)/fuzz-corpus tests/fuzz/corpus
+	$(FUZZ_CC) -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests -pthread \
+		-fsanitize=fuzzer,address,undefined \
+		$(wildcard src/util/*.c src/pool/*.c src/tree/*.c) tests/fuzz/fuzz_node.c \
+		-o $(B)/fuzz_node -lisal -lpthread
+	$(B)/fuzz_node -max_total_time=$(FUZZ_TIME) -max_len=4097 \
+		-artifact_prefix=tests/fuzz/corpus/ $(B)/fuzz-corpus

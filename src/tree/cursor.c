@@ -77,6 +77,8 @@ static int descend_edge(struct rfs_cursor *c, int dir)
 	for (;;) {
 		uint8_t *d = c->b[c->h - 1]->data;
 		unsigned n = node_n(d);
+		if (n == 0 && node_level(d) > 0)
+			return -EUCLEAN;
 		if (node_level(d) == 0) {
 			if (n == 0)
 				return -ENOENT;

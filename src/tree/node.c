@@ -170,6 +170,8 @@ const char *node_validate(const uint8_t *d)
 
 	if (h->h.level >= NODE_MAX_HEIGHT)
 		return "level out of range";
+	if (h->h.level > 0 && n == 0)
+		return "empty internal node";
 	if ((size_t)NODE_HDR_SIZE + (size_t)n * NODE_SLOT_SIZE > h->data_start ||
 	    h->data_start > RFS_BLOCK_SIZE)
 		return "slot array overlaps item data";

@@ -631,7 +631,12 @@ int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst)
 	return ret;
 }
 
-int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
+/* Nesting depth of tree_drop_node on this thread: a damaged pool could
+ * hold a value that references its own tree, which would recurse forever. */
+static _Thread_local int drop_depth;
+#define DROP_DEPTH_MAX 4096
+
+static int drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 {
 	struct rfs_buf *b;
 	uint64_t count = 1;
@@ -664,6 +669,22 @@ int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 	rfs_buf_put(pool, b);
 	ret = rfs_free_blocks(pool, blocknr, 1);
 	return first ? first : ret;
+}
+
+int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
+{
+	int ret;
+
+	if (drop_depth >= DROP_DEPTH_MAX) {
+		rfs_log(RFS_LOG_ERR, "tree: block %llu: trees nested more than %d "
+			"deep (a reference loop?); not dropped",
+			(unsigned long long)blocknr, DROP_DEPTH_MAX);
+		return -EUCLEAN;
+	}
+	drop_depth++;
+	ret = drop_node(pool, blocknr, gen, rc);
+	drop_depth--;
+	return ret;
 }
 
 int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
