@@ -253,5 +253,12 @@ fuzz:
 		-fsanitize=fuzzer,address,undefined \
 		$(wildcard src/util/*.c src/pool/*.c src/tree/*.c) tests/fuzz/fuzz_node.c \
 		-o $(B)/fuzz_node -lisal -lpthread
+	$(FUZZ_CC) -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests -pthread \
+		-fsanitize=fuzzer,address,undefined \
+		$(wildcard src/util/*.c src/pool/*.c src/tree/*.c) tests/fuzz/fuzz_super.c \
+		-o $(B)/fuzz_super -lisal -lpthread
+	@mkdir -p $(B)/fuzz-corpus-super tests/fuzz/corpus-super
 	$(B)/fuzz_node -max_total_time=$(FUZZ_TIME) -max_len=4097 \
 		-artifact_prefix=tests/fuzz/corpus/ $(B)/fuzz-corpus
+	$(B)/fuzz_super -max_total_time=$(FUZZ_TIME) -max_len=169 \
+		-artifact_prefix=tests/fuzz/corpus-super/ $(B)/fuzz-corpus-super

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "fuzz_node.h"
+#include "fuzz_super.h"
 
 static uint64_t rng_state;
 
@@ -173,10 +173,51 @@ static void test_replay(void **state)
 	assert_true(ok_total > 0);
 }
 
+/* Superblock fields set to edge values (the fields are u64/u32 words). */
+static void test_super_replay(void **state)
+{
+	(void)state;
+	const char *dir = getenv("RFS_TEST_DIR") ? getenv("RFS_TEST_DIR") : "/tmp";
+	const char *st = getenv("RFS_STEPS");
+	unsigned steps = st ? (unsigned)strtoul(st, NULL, 0) / 10 : 500;
+	uint8_t in[1 + sizeof(struct rfs_super_disk)];
+	struct fzs f;
+	int opened = 0;
+
+	rng_state = 77;
+	assert_int_equal(fzs_setup(&f, dir), 0);
+	/* The unchanged superblock must open and work. */
+	for (unsigned slot = 0; slot < 2; slot++) {
+		in[0] = (uint8_t)slot;
+		memcpy(in + 1, f.image_super[slot], sizeof(in) - 1);
+		assert_true(fzs_run(&f, in, sizeof(in)) >= 5);
+	}
+	for (unsigned i = 0; i < steps; i++) {
+		static const uint64_t edge[] = { 0, 1, 2, 3, 4095, 4096, 4097, 65536,
+						 UINT32_MAX, UINT64_MAX, UINT64_MAX >> 12,
+						 1ull << 40 };
+		unsigned slot = (unsigned)(rnd() % 2);
+		in[0] = (uint8_t)slot;
+		memcpy(in + 1, f.image_super[slot], sizeof(in) - 1);
+		unsigned n = 1 + (unsigned)(rnd() % 3);
+		for (unsigned k = 0; k < n; k++) {
+			size_t word = 1 + (size_t)(rnd() % ((sizeof(in) - 1) / 8));
+			uint64_t v = rnd() % 3 ? edge[rnd() % 12] : rnd();
+			size_t off = 1 + (word - 1) * 8;
+			memcpy(in + off, &v, 8);
+		}
+		opened += fzs_run(&f, in, sizeof(in)) > 0;
+	}
+	fzs_teardown(&f);
+	/* The other slot stays valid, so most damaged pools still open. */
+	assert_true(opened > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replay),
+		cmocka_unit_test(test_super_replay),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
