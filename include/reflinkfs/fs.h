@@ -56,6 +56,9 @@ struct rfs_ctx {
 	uint32_t uid;
 	uint32_t gid;
 	uint32_t pid;
+	/* Applied to the mode of new inodes unless the parent directory has
+	 * a default ACL (which is inherited instead). */
+	uint32_t umask;
 };
 
 /* Flags of rfs_fs_open. */
@@ -87,6 +90,10 @@ int rfs_fs_close(rfs_fs *fs);
 
 /* Close without committing (what a crash would leave).  For tests. */
 void rfs_fs_abandon(rfs_fs *fs);
+
+/* fs opened with RFS_FS_CRASHSIM: simulate a crash (rfs_pool_crash with
+ * mode and seed) and free the fs.  For tests. */
+void rfs_fs_crash(rfs_fs *fs, enum rfs_crash_mode mode, uint64_t seed);
 
 /* The pool below the fs (for stats and crash simulation in tests). */
 rfs_pool *rfs_fs_pool(rfs_fs *fs);
@@ -148,6 +155,9 @@ int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid node, const struct stat *in,
  * Create name in parent: a regular file, fifo, socket, character or block
  * device, per the S_IFMT bits of mode (0 means a regular file).  Owner
  * is ctx's uid; group is ctx's gid, or parent's when parent is set-gid.
+ * A default ACL of parent is inherited (POSIX.1e rules: it becomes the
+ * new inode's access ACL, masked by mode, and a new directory's default
+ * ACL); without one, ctx->umask is applied to mode.
  * -EEXIST when the name exists, -ENAMETOOLONG over RFS_NAME_MAX.
  */
 int rfs_fs_mknod(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
@@ -270,7 +280,10 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid node,
 
 /* ---- xattrs ------------------------------------------------------------- */
 
-/* flags: XATTR_CREATE / XATTR_REPLACE or 0. */
+/* flags: XATTR_CREATE / XATTR_REPLACE or 0.  system.posix_acl_access
+ * and system.posix_acl_default are checked (-EINVAL when malformed);
+ * setting the access ACL sets the mode bits it implies (an ACL saying no
+ * more than the mode bits is not stored); chmod updates the access ACL. */
 int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
 		    const void *val, size_t size, int flags);
 /* Returns the value's length; copies it when size is large enough (else
@@ -281,6 +294,50 @@ ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
 ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid node, char *list,
 			 size_t size);
 int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name);
+
+/*
+ * Find the node of an inode by its st_ino, when the node is known (it is
+ * while some process holds the file open or the kernel caches it).  No
+ * lookup reference is added.  -ENOENT when unknown.
+ */
+int rfs_fs_find_ino(rfs_fs *fs, uint64_t st_ino, rfs_nodeid *out);
+
+/* ---- ioctls on files of a mounted reflinkfs ------------------------------ */
+
+#include <linux/ioctl.h>
+
+/* Issued on the destination (open for writing): make it a clone of the
+ * source, which the caller holds open for reading as src_fd (its st_ino
+ * in src_ino, checked against the fd).  O(1), atomic. */
+struct rfs_ioc_clone {
+	int64_t src_fd;
+	uint64_t src_ino;
+};
+#define RFS_IOC_CLONE _IOW('R', 1, struct rfs_ioc_clone)
+
+/* Sharing summary of a file. */
+struct rfs_ioc_stat {
+	uint64_t size;           /* bytes */
+	uint64_t blocks;         /* data blocks referenced */
+	uint64_t extents;        /* extent records */
+	uint64_t shared_blocks;  /* blocks shared with another file or clone */
+	uint64_t unwritten_blocks;
+};
+#define RFS_IOC_STAT _IOR('R', 2, struct rfs_ioc_stat)
+
+/* A page of a file's extents, from file offset `from`. */
+#define RFS_IOC_EXTENTS_MAX 64
+struct rfs_ioc_extents {
+	uint64_t from;  /* in: first file offset wanted */
+	uint32_t count; /* out: entries filled (fewer than MAX: the end) */
+	uint32_t pad;
+	struct {
+		uint64_t logical, physical, length, shared;
+		uint32_t flags; /* 1 = unwritten */
+		uint32_t pad;
+	} e[RFS_IOC_EXTENTS_MAX];
+};
+#define RFS_IOC_EXTENTS _IOWR('R', 3, struct rfs_ioc_extents)
 
 /* ---- whole filesystem --------------------------------------------------- */
 

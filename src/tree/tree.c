@@ -299,7 +299,7 @@ static int copy_out(uint8_t *leaf, unsigned i, void *val, size_t *vlen,
 int rfs_tree_lookup(rfs_pool *pool, const rfs_tree *t, const void *key,
 		    size_t klen, void *val, size_t *vlen, uint8_t *flags)
 {
-	struct rfs_buf *leaf;
+	struct rfs_buf *leaf = NULL;
 	bool exact;
 	int ret;
 

@@ -1,0 +1,31 @@
+/*
+ * The `reflinkfs` command: one binary, git-like subcommands.  Each
+ * subcommand lives in its own file and has the signature of main().
+ */
+#ifndef RFS_CLI_H
+#define RFS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+int cmd_mkfs(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+
+/* Mount helper mode (argv[0] is mount.fuse.reflinkfs): POOL MNT [-o opts]. */
+int cmd_mount_helper(int argc, char **argv);
+
+/* "10G", "512M", "4096" -> bytes; false on a malformed size. */
+bool cli_parse_size(const char *s, uint64_t *out);
+
+/* True when argv holds -h or --help. */
+bool cli_wants_help(int argc, char **argv);
+
+/* Take an exclusive (or shared) non-blocking lock on the pool file; -1 and
+ * a message when the pool is in use.  The fd is returned (kept open). */
+int cli_lock_pool(const char *pool, bool exclusive, const char *cmd);
+
+#endif

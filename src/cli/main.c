@@ -1,0 +1,127 @@
+/*
+ * reflinkfs: entry point and subcommand dispatch.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *what;
+} cmds[] = {
+	{"mkfs", cmd_mkfs, "create a pool holding an empty filesystem"},
+	{"mount", cmd_mount, "mount a pool"},
+	{"umount", cmd_umount, "commit and unmount"},
+	{"clone", cmd_clone, "clone a file (O(1), atomic)"},
+	{"stat", cmd_stat, "show a file's extents and how many blocks are shared"},
+	{"fsck", cmd_fsck, "check an unmounted pool"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: reflinkfs <command> [options] [args]\n\n"
+		   "A copy-on-write filesystem in userspace where copying a file is a clone.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].what);
+	fprintf(f, "\nRun `reflinkfs <command> --help` for the options of a command.\n");
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	}
+	return false;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	unsigned shift = 0;
+	switch (*end) {
+	case 0:
+		break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	case 'p': case 'P': shift = 50; end++; break;
+	default:
+		return false;
+	}
+	if (*end == 'i' && shift)
+		end++;
+	if ((*end == 'B' || *end == 'b') && shift)
+		end++;
+	if (*end)
+		return false;
+	if (shift && v > (~0ull >> shift))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+int cli_lock_pool(const char *pool, bool exclusive, const char *cmd)
+{
+	int fd = open(pool, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "reflinkfs %s: cannot open %s: %s\n", cmd, pool, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			fprintf(stderr, "reflinkfs %s: %s is in use (mounted?); unmount it first with `reflinkfs umount MOUNTPOINT`\n",
+				cmd, pool);
+		else
+			fprintf(stderr, "reflinkfs %s: cannot lock %s: %s\n", cmd, pool, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	char *a0 = strdup(argv[0]);
+	const char *base = a0 ? basename(a0) : argv[0];
+	if (!strncmp(base, "mount.", 6)) {
+		free(a0);
+		return cmd_mount_helper(argc, argv);
+	}
+	free(a0);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("reflinkfs 0.1\n");
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "unmount"))
+		return cmd_umount(argc - 1, argv + 1);
+	fprintf(stderr, "reflinkfs: '%s' is not a command (see `reflinkfs --help`)\n", argv[1]);
+	return 2;
+}

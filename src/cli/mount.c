@@ -1,0 +1,240 @@
+/*
+ * reflinkfs mount [-f] [-o OPTIONS] POOL MOUNTPOINT, and the mount helper
+ * (mount -t fuse.reflinkfs POOL MNT -o OPTIONS; /etc/fstab).
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fuse/rfs_fuse.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: reflinkfs mount [-f] [-d] [-o OPTIONS] POOL MOUNTPOINT\n\n"
+		   "Mount the reflinkfs pool POOL on MOUNTPOINT.  Runs in the background\n"
+		   "unless -f.  Unmount with `reflinkfs umount MOUNTPOINT`.\n\n"
+		   "  -f              stay in the foreground\n"
+		   "  -d              debug: foreground, and print every FUSE request\n"
+		   "  -o OPTIONS      comma-separated mount options:\n"
+		   "       ro               read-only\n"
+		   "       commit=SECONDS   background commit interval (default 5)\n"
+		   "       writeback        kernel writeback cache: faster small writes, but\n"
+		   "                        SEEK_DATA/SEEK_HOLE do not see data still cached\n"
+		   "                        in the kernel (off by default)\n"
+		   "       noacl            no POSIX ACLs (system.posix_acl_* are then plain xattrs)\n"
+		   "       allow_other, allow_root, ... and the other FUSE options pass through\n"
+		   "  -h, --help      show this help\n\n"
+		   "Data is durable after fsync/fdatasync, and at the latest `commit` seconds\n"
+		   "after it was written.\n");
+}
+
+/* Split our own options off; the rest goes to libfuse. */
+static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
+{
+	char *copy = strdup(in ? in : ""), *save = NULL;
+	size_t cap = strlen(in ? in : "") + 1;
+	char *out = calloc(1, cap + 1);
+	if (!copy || !out) {
+		free(copy);
+		free(out);
+		return -1;
+	}
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(t, "ro")) {
+			o->rdonly = true;
+		} else if (!strcmp(t, "rw")) {
+			o->rdonly = false;
+		} else if (!strncmp(t, "commit=", 7)) {
+			char *end;
+			unsigned long v = strtoul(t + 7, &end, 10);
+			if (*end || v == 0 || v > 3600) {
+				fprintf(stderr, "reflinkfs mount: commit=%s: give seconds from 1 to 3600\n", t + 7);
+				free(copy);
+				free(out);
+				return -1;
+			}
+			o->commit_secs = (unsigned)v;
+		} else if (!strcmp(t, "no_writeback")) {
+			o->writeback = false;
+		} else if (!strcmp(t, "writeback")) {
+			o->writeback = true;
+		} else if (!strcmp(t, "noacl")) {
+			o->acl = false;
+		} else if (!strcmp(t, "acl")) {
+			o->acl = true;
+		} else if (!strcmp(t, "debug")) {
+			o->debug = true;
+			o->foreground = true;
+		} else if (!strcmp(t, "defaults") || !strcmp(t, "auto") || !strcmp(t, "noauto") ||
+			   !strcmp(t, "user") || !strcmp(t, "users") || !strcmp(t, "nouser") ||
+			   !strcmp(t, "nofail") || !strcmp(t, "_netdev") || !strncmp(t, "x-", 2) ||
+			   !strncmp(t, "comment=", 8) || !strcmp(t, "owner") || !strcmp(t, "group")) {
+			/* mount(8) / fstab options, not for us */
+		} else {
+			if (*out)
+				strcat(out, ",");
+			strcat(out, t);
+		}
+	}
+	free(copy);
+	*rest = out;
+	return 0;
+}
+
+static bool is_mountpoint(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192];
+	bool found = false;
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mp[4096];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && !strcmp(mp, path))
+			found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+static int do_mount(const char *pool, const char *mnt, const char *opts, bool fg, bool debug)
+{
+	struct rfs_mount_opts o = {.foreground = fg || debug, .debug = debug, .writeback = false,
+				   .acl = true, .lock_fd = -1};
+	char rpool[PATH_MAX], rmnt[PATH_MAX];
+	struct stat st;
+	char *rest = NULL;
+	if (parse_opts(opts, &o, &rest))
+		return 2;
+	if (!realpath(pool, rpool) || stat(rpool, &st)) {
+		fprintf(stderr, "reflinkfs mount: cannot find the pool %s: %s\n", pool, strerror(errno));
+		free(rest);
+		return 1;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		fprintf(stderr, "reflinkfs mount: %s is not a pool (neither a file nor a block device)\n", pool);
+		free(rest);
+		return 1;
+	}
+	if (stat(mnt, &st)) {
+		if (errno == ENOTCONN)
+			fprintf(stderr, "reflinkfs mount: %s is a dead mount (its daemon is gone); run `reflinkfs umount %s` first\n",
+				mnt, mnt);
+		else
+			fprintf(stderr, "reflinkfs mount: mountpoint %s: %s (create the directory first)\n", mnt,
+				strerror(errno));
+		free(rest);
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "reflinkfs mount: mountpoint %s is not a directory\n", mnt);
+		free(rest);
+		return 1;
+	}
+	if (!realpath(mnt, rmnt)) {
+		fprintf(stderr, "reflinkfs mount: mountpoint %s: %s\n", mnt, strerror(errno));
+		free(rest);
+		return 1;
+	}
+	if (is_mountpoint(rmnt)) {
+		fprintf(stderr, "reflinkfs mount: %s is busy: something is already mounted there\n", rmnt);
+		free(rest);
+		return 1;
+	}
+	o.lock_fd = cli_lock_pool(rpool, !o.rdonly, "mount");
+	if (o.lock_fd < 0) {
+		free(rest);
+		return 1;
+	}
+	o.pool = rpool;
+	o.mountpoint = rmnt;
+	o.fuse_opts = rest;
+	int ret = rfs_fuse_main(&o);
+	free(rest);
+	return ret;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, 0, 'h'},
+					   {"foreground", no_argument, 0, 'f'},
+					   {0, 0, 0, 0}};
+	bool fg = false, debug = false;
+	char *opts = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+fdo:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			fg = true;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 'o': {
+			size_t l = (opts ? strlen(opts) + 1 : 0) + strlen(optarg) + 1;
+			char *n = malloc(l);
+			if (!n)
+				return 1;
+			snprintf(n, l, "%s%s%s", opts ? opts : "", opts ? "," : "", optarg);
+			free(opts);
+			opts = n;
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			free(opts);
+			return 0;
+		default:
+			usage(stderr);
+			free(opts);
+			return 2;
+		}
+	}
+	if (optind != argc - 2) {
+		usage(stderr);
+		free(opts);
+		return 2;
+	}
+	int ret = do_mount(argv[optind], argv[optind + 1], opts, fg, debug);
+	free(opts);
+	return ret;
+}
+
+/* mount.fuse.reflinkfs POOL MNT [-o opts] [-n] [-s] [-f] [-v] */
+int cmd_mount_helper(int argc, char **argv)
+{
+	const char *pool = NULL, *mnt = NULL, *opts = NULL;
+	bool fg = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			opts = argv[++i];
+		else if (!strcmp(argv[i], "-f"))
+			fg = true;
+		else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-s") || !strcmp(argv[i], "-v"))
+			continue;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!pool)
+			pool = argv[i];
+		else if (!mnt)
+			mnt = argv[i];
+		else {
+			fprintf(stderr, "mount.fuse.reflinkfs: unexpected argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!pool || !mnt) {
+		fprintf(stderr, "usage: mount.fuse.reflinkfs POOL MOUNTPOINT [-o OPTIONS]\n");
+		return 2;
+	}
+	return do_mount(pool, mnt, opts, fg, false);
+}

@@ -1,0 +1,100 @@
+/*
+ * reflinkfs stat [-e] FILE...: a file's extents and how many of its
+ * blocks are shared.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "reflinkfs/fs.h"
+
+static int stat_one(const char *path, bool extents)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "reflinkfs stat: cannot open %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	struct rfs_ioc_stat s;
+	if (ioctl(fd, RFS_IOC_STAT, &s)) {
+		int err = errno;
+		if (err == ENOTTY || err == EOPNOTSUPP || err == ENOSYS)
+			fprintf(stderr, "reflinkfs stat: %s is not on a reflinkfs mount\n", path);
+		else if (err == EINVAL)
+			fprintf(stderr, "reflinkfs stat: %s is not a regular file\n", path);
+		else
+			fprintf(stderr, "reflinkfs stat: %s: %s\n", path, strerror(err));
+		close(fd);
+		return 1;
+	}
+	printf("%s\n", path);
+	printf("  size:     %llu bytes\n", (unsigned long long)s.size);
+	printf("  blocks:   %llu (%llu KiB)\n", (unsigned long long)s.blocks,
+	       (unsigned long long)s.blocks * 4);
+	printf("  extents:  %llu\n", (unsigned long long)s.extents);
+	printf("  shared:   %llu blocks\n", (unsigned long long)s.shared_blocks);
+	printf("  exclusive: %llu blocks\n", (unsigned long long)(s.blocks - s.shared_blocks));
+	if (s.unwritten_blocks)
+		printf("  unwritten: %llu blocks (preallocated)\n", (unsigned long long)s.unwritten_blocks);
+	if (extents) {
+		struct rfs_ioc_extents *x = calloc(1, sizeof(*x));
+		if (!x) {
+			close(fd);
+			return 1;
+		}
+		printf("  %-16s %-16s %-12s %-8s\n", "logical", "physical", "length", "shared");
+		uint64_t from = 0;
+		for (;;) {
+			memset(x, 0, sizeof(*x));
+			x->from = from;
+			if (ioctl(fd, RFS_IOC_EXTENTS, x)) {
+				fprintf(stderr, "reflinkfs stat: %s: %s\n", path, strerror(errno));
+				break;
+			}
+			for (unsigned i = 0; i < x->count; i++) {
+				printf("  %-16llu %-16llu %-12llu %-8llu%s\n",
+				       (unsigned long long)x->e[i].logical,
+				       (unsigned long long)x->e[i].physical,
+				       (unsigned long long)x->e[i].length,
+				       (unsigned long long)x->e[i].shared,
+				       x->e[i].flags & 1 ? " unwritten" : "");
+				from = x->e[i].logical + x->e[i].length;
+			}
+			if (x->count < RFS_IOC_EXTENTS_MAX)
+				break;
+		}
+		free(x);
+	}
+	close(fd);
+	return 0;
+}
+
+int cmd_stat(int argc, char **argv)
+{
+	bool extents = false;
+	int first = 1, ret = 0;
+	if (cli_wants_help(argc, argv)) {
+		printf("usage: reflinkfs stat [-e|--extents] FILE...\n\n"
+		       "Show a file's size, blocks and extents, and how many of its blocks are\n"
+		       "shared with clones (lazily shared blocks under a shared tree are counted\n"
+		       "when the whole extent map is shared).  -e lists every extent.\n");
+		return 0;
+	}
+	if (argc > 1 && (!strcmp(argv[1], "-e") || !strcmp(argv[1], "--extents"))) {
+		extents = true;
+		first = 2;
+	}
+	if (first >= argc) {
+		fprintf(stderr, "usage: reflinkfs stat [-e] FILE...\n");
+		return 2;
+	}
+	for (int i = first; i < argc; i++)
+		ret |= stat_one(argv[i], extents);
+	return ret;
+}

@@ -1,0 +1,301 @@
+/*
+ * Clones of files and file ranges (copy_file_range, `reflinkfs clone`).
+ *
+ * A whole-file clone is rfs_tree_clone of the source's file tree: one
+ * refcount increment, whatever the number of extents.  The destination
+ * keeps its own xattrs (they live in the same tree, so they are taken
+ * out of the clone and put back, O(number of xattrs)).  A range clone
+ * shares the source's extent records over the whole blocks of the range
+ * (rfs_ref_inc on each piece) and copies partial head and tail blocks.
+ */
+#include "fs/fs_internal.h"
+
+#include <stdlib.h>
+
+#define BS RFS_BLOCK_SIZE
+
+/* Make D's data an O(1) clone of S's (tree clone); D keeps its xattrs. */
+static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
+{
+	rfs_tree src = FS_TREE(s->i.subtree, RFS_OWNER_FILE), nt;
+	rfs_tree old = FS_TREE(d->i.subtree, RFS_OWNER_FILE);
+	struct rfs_xsave *save = NULL;
+	int ret = xattr_save(fs, &old, &save);
+	if (ret)
+		return ret;
+	ret = rfs_tree_clone(fs->pool, &src, &nt);
+	if (ret)
+		goto out;
+	nt.owner = RFS_OWNER_FILE;
+	ret = xattr_strip(fs, &nt);
+	if (!ret)
+		ret = xattr_restore(fs, &nt, save);
+	if (ret) {
+		rfs_tree_drop(fs->pool, &nt);
+		goto out;
+	}
+	ret = rfs_tree_drop(fs->pool, &old);
+	d->i.subtree = nt.root;
+	d->i.size = s->i.size;
+	d->i.blocks = s->i.blocks;
+	d->i.flags &= ~(uint32_t)RFS_INODE_TAILCLONE;
+out:
+	xattr_save_free(save);
+	return ret;
+}
+
+/* Copy bytes through memory (partial blocks, misaligned ranges). */
+static int copy_bytes(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d,
+		      uint64_t off_in, uint64_t off_out, uint64_t len)
+{
+	size_t chunk = 1u << 20;
+	uint8_t *buf = malloc(chunk);
+	int ret = 0;
+	if (!buf)
+		return -ENOMEM;
+	while (len && !ret) {
+		size_t n = len < chunk ? (size_t)len : chunk, got, done;
+		ret = file_read_locked(fs, s == d ? d : s, buf, n, off_in, &got);
+		if (ret)
+			break;
+		if (got < n)
+			memset(buf + got, 0, n - got);
+		ret = file_write_locked(fs, d, buf, n, off_out, &done);
+		if (!ret && done < n)
+			ret = -ENOSPC;
+		off_in += n;
+		off_out += n;
+		len -= n;
+	}
+	free(buf);
+	return ret;
+}
+
+/* Share source blocks [sb, sb + nb) at destination block db. */
+static int share_blocks(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d,
+			uint64_t sb, uint64_t db, uint64_t nb)
+{
+	rfs_tree dt = FS_TREE(d->i.subtree, RFS_OWNER_FILE);
+	uint64_t removed = 0;
+	int ret = ext_punch(fs, &dt, db, nb, &removed);
+	d->i.blocks -= removed;
+	if (ret) {
+		d->i.subtree = dt.root;
+		return ret;
+	}
+	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
+	if (!ex) {
+		d->i.subtree = dt.root;
+		return -ENOMEM;
+	}
+	uint64_t pos = sb, end = sb + nb;
+	while (pos < end && !ret) {
+		/* The same file: read the live tree (it moves as we insert). */
+		rfs_tree st = s == d ? dt : FS_TREE(s->i.subtree, RFS_OWNER_FILE);
+		int cnt = ext_collect(fs, &st, pos, end, ex, 16);
+		if (cnt <= 0) {
+			ret = cnt;
+			break;
+		}
+		for (int i = 0; i < cnt && !ret; i++) {
+			struct rfs_ext *x = &ex[i];
+			uint64_t lo = x->lblk > pos ? x->lblk : pos;
+			uint64_t hi = x->lblk + x->n < end ? x->lblk + x->n : end;
+			struct rfs_ext piece = *x;
+			uint64_t from = lo - x->lblk;
+			piece.lblk = db + (lo - sb);
+			piece.start = x->start + from;
+			piece.n = hi - lo;
+			if (!(x->flags & RFS_EXT_UNWRITTEN))
+				memmove(piece.csum, x->csum + from, 4 * piece.n);
+			ret = rfs_ref_inc(fs->pool, piece.start, piece.n);
+			if (ret)
+				break;
+			ret = ext_insert(fs, &dt, &piece);
+			if (ret) {
+				rfs_ref_dec(fs->pool, piece.start, piece.n);
+				break;
+			}
+			d->i.blocks += piece.n;
+			pos = hi;
+		}
+	}
+	free(ex);
+	d->i.subtree = dt.root;
+	return ret;
+}
+
+/* True when src has no extent in file blocks [b, e). */
+static int no_extents(rfs_fs *fs, const struct rfs_irec *s, uint64_t b, uint64_t e)
+{
+	struct rfs_ext x;
+	rfs_tree t = FS_TREE(s->i.subtree, RFS_OWNER_FILE);
+	int cnt = ext_collect(fs, &t, b, e, &x, 1);
+	return cnt < 0 ? cnt : cnt == 0;
+}
+
+static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d,
+			      bool same, uint64_t off_in, uint64_t off_out, uint64_t len)
+{
+	uint64_t ssize = s->i.size;
+	int ret;
+	/* O(1): the whole source onto an empty or shorter destination. */
+	if (!same && off_in == 0 && off_out == 0 && len == ssize && d->i.size <= len)
+		return clone_whole(fs, s, d);
+	/*
+	 * `cp` of a file over 4 GiB (the kernel caps each call at 4 GiB) or of
+	 * a sparse file (one call per data region) arrives as several calls
+	 * at equal offsets.  The first one, onto an empty file, clones the
+	 * whole tree and keeps the extents past the new size hidden
+	 * (RFS_INODE_TAILCLONE).  While neither tree changed, both have the
+	 * same root block, so every later call only moves the size: O(1),
+	 * plus one extent lookup to check that a skipped gap is a hole in the
+	 * source too.
+	 */
+	if (!same && off_in == off_out && s->i.subtree) {
+		if (d->i.size == 0 && d->i.blocks == 0 && !d->i.subtree) {
+			ret = no_extents(fs, s, 0, div_up(off_in, BS));
+			if (ret < 0)
+				return ret;
+			if (ret) {
+				uint64_t end = off_in + len;
+				ret = clone_whole(fs, s, d);
+				if (ret)
+					return ret;
+				if (end < ssize) {
+					d->i.size = end;
+					d->i.flags |= RFS_INODE_TAILCLONE;
+				}
+				return 0;
+			}
+		} else if ((d->i.flags & RFS_INODE_TAILCLONE) && d->i.subtree == s->i.subtree) {
+			ret = off_in <= d->i.size ? 1
+						  : no_extents(fs, s, d->i.size / BS, div_up(off_in, BS));
+			if (ret < 0)
+				return ret;
+			if (ret) {
+				uint64_t end = off_in + len;
+				if (end > d->i.size)
+					d->i.size = end;
+				if (d->i.size >= ssize)
+					d->i.flags &= ~(uint32_t)RFS_INODE_TAILCLONE;
+				return 0;
+			}
+		}
+	}
+	ret = tail_fix(fs, d);
+	if (ret)
+		return ret;
+	if ((off_in % BS) != (off_out % BS))
+		return copy_bytes(fs, same ? d : s, d, off_in, off_out, len);
+	uint64_t head = (BS - off_in % BS) % BS;
+	if (head > len)
+		head = len;
+	if (head) {
+		ret = copy_bytes(fs, same ? d : s, d, off_in, off_out, head);
+		if (ret)
+			return ret;
+	}
+	uint64_t rest = len - head, nb = rest / BS, tail = rest % BS;
+	/* A partial last block at the source's EOF can be shared when the
+	 * destination ends there too (the bytes past EOF are zeros). */
+	if (tail && off_in + len == ssize && off_out + len >= d->i.size) {
+		nb++;
+		tail = 0;
+	}
+	if (nb) {
+		ret = share_blocks(fs, same ? d : s, d, (off_in + head) / BS,
+				   (off_out + head) / BS, nb);
+		if (ret)
+			return ret;
+	}
+	if (tail) {
+		uint64_t o = head + (rest - tail);
+		ret = copy_bytes(fs, same ? d : s, d, off_in + o, off_out + o, tail);
+		if (ret)
+			return ret;
+	}
+	if (off_out + len > d->i.size)
+		d->i.size = off_out + len;
+	return 0;
+}
+
+ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
+			   rfs_nodeid dst, uint64_t off_out, uint64_t len)
+{
+	struct rfs_irec s;
+	struct rfs_ipath p;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
+	int ret = sn && dn ? inode_read(fs, sn, &s) : -ESTALE;
+	if (ret)
+		goto out;
+	if (!S_ISREG(s.i.mode)) {
+		ret = S_ISDIR(s.i.mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (off_in >= s.i.size || len == 0) {
+		ret = 0;
+		goto out;
+	}
+	if (len > s.i.size - off_in)
+		len = s.i.size - off_in;
+	if (off_out >= RFS_FILE_MAX || len > RFS_FILE_MAX - off_out) {
+		ret = -EFBIG;
+		goto out;
+	}
+	bool same = sn == dn;
+	if (same && off_in < off_out + len && off_out < off_in + len) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = ip_load(fs, dn, true, &p);
+	if (ret)
+		goto out;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISREG(d->i.mode)) {
+		ret = S_ISDIR(d->i.mode) ? -EISDIR : -EINVAL;
+	} else {
+		ret = clone_range_locked(fs, same ? d : &s, d, same, off_in, off_out, len);
+		touch_mc(&d->i);
+	}
+	ret = ip_done(fs, &p, 0, ret);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret ? ret : (ssize_t)len;
+}
+
+int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst)
+{
+	struct rfs_irec s;
+	struct rfs_ipath p;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
+	int ret = sn && dn ? inode_read(fs, sn, &s) : -ESTALE;
+	if (ret)
+		goto out;
+	if (!S_ISREG(s.i.mode)) {
+		ret = S_ISDIR(s.i.mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (sn == dn)
+		goto out;
+	ret = ip_load(fs, dn, true, &p);
+	if (ret)
+		goto out;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISREG(d->i.mode)) {
+		ret = S_ISDIR(d->i.mode) ? -EISDIR : -EINVAL;
+	} else {
+		ret = clone_whole(fs, &s, d);
+		touch_mc(&d->i);
+	}
+	ret = ip_done(fs, &p, 0, ret);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}

@@ -1,0 +1,981 @@
+/*
+ * Directories: lookup, create (files, dirs, nodes, symlinks), link,
+ * unlink, rmdir, rename, readdir, readlink.
+ *
+ * A directory's entries tree maps 'N' + be64(hash(name)) + name to the
+ * entry's inode record.  The hash prefix gives readdir stable 63-bit
+ * offsets (resume = seek past the hash), at the price of ordering
+ * entries by hash rather than by name.
+ */
+#include "fs/fs_internal.h"
+
+#include <stdlib.h>
+
+static int check_name(const char *name, size_t *len)
+{
+	size_t l = strlen(name);
+	if (l == 0)
+		return -ENOENT;
+	if (l > RFS_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (memchr(name, '/', l))
+		return -EINVAL;
+	*len = l;
+	return 0;
+}
+
+static bool is_dot(const char *name)
+{
+	return !strcmp(name, ".") || !strcmp(name, "..");
+}
+
+/* links_below contribution of an entry (for the path's counters). */
+static int64_t entry_links(const struct rfs_irec *r)
+{
+	if (r->i.flags & RFS_INODE_LINKED)
+		return 1;
+	if (S_ISDIR(r->i.mode))
+		return (int64_t)r->i.links_below;
+	return 0;
+}
+
+/* Read a full record for an entry (following a link stub). */
+static int entry_full(rfs_fs *fs, const struct rfs_irec *e, struct rfs_irec *out)
+{
+	if (!(e->i.flags & RFS_INODE_LINKED)) {
+		*out = *e;
+		return 0;
+	}
+	struct rfs_ipath p;
+	int ret = ip_load_table(fs, e->i.ino, false, &p);
+	if (ret)
+		return ret == -ESTALE ? -EUCLEAN : ret;
+	*out = *ip_rec(&p);
+	ip_free(&p);
+	return 0;
+}
+
+static int dir_entry_read(rfs_fs *fs, struct rfs_node *dn, const char *name,
+			  size_t len, struct rfs_irec *e)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, dn, false, &p);
+	if (ret)
+		return ret;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISDIR(d->i.mode)) {
+		ip_free(&p);
+		return -ENOTDIR;
+	}
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, name, len);
+	rfs_tree t = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
+	ret = rec_get(fs->pool, &t, key, kl, e, false);
+	ip_free(&p);
+	return ret;
+}
+
+int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
+		  rfs_nodeid *out, struct stat *st)
+{
+	size_t len;
+	struct rfs_irec e, r;
+	int ret = check_name(name, &len);
+	if (ret)
+		return ret;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *dn = node_get(fs, parent);
+	if (!dn) {
+		ret = -ESTALE;
+		goto out;
+	}
+	if (!strcmp(name, ".") || !strcmp(name, "..")) {
+		struct rfs_node *t = dn;
+		if (name[1] == '.' && dn->parent)
+			t = dn->parent;
+		ret = inode_read(fs, t, &r);
+		if (!ret) {
+			pthread_mutex_lock(&fs->nlock);
+			t->nlookup++;
+			pthread_mutex_unlock(&fs->nlock);
+			*out = t->id;
+			if (st)
+				rec_to_stat(fs, &r, st);
+		}
+		goto out;
+	}
+	ret = dir_entry_read(fs, dn, name, len, &e);
+	if (ret == -ESTALE && dn->in_table)
+		ret = -ENOENT;
+	if (!ret)
+		ret = entry_full(fs, &e, &r);
+	if (ret)
+		goto out;
+	struct rfs_node *n = node_ref(fs, dn, name, r.i.ino,
+				      e.i.flags & RFS_INODE_LINKED);
+	if (!n) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	*out = n->id;
+	if (st)
+		rec_to_stat(fs, &r, st);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int rfs_fs_resolve(rfs_fs *fs, const char *path, rfs_nodeid *out, struct stat *st)
+{
+	char *copy = strdup(path), *save = NULL;
+	if (!copy)
+		return -ENOMEM;
+	rfs_nodeid cur = RFS_ROOT_NODE;
+	int ret = 0;
+	bool have = false;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		rfs_nodeid next;
+		ret = rfs_fs_lookup(fs, cur, c, &next, st);
+		if (have)
+			rfs_fs_forget(fs, cur, 1);
+		if (ret)
+			break;
+		cur = next;
+		have = true;
+	}
+	free(copy);
+	if (ret)
+		return ret;
+	if (!have && st) /* the root: it never goes away */
+		ret = rfs_fs_getattr(fs, RFS_ROOT_NODE, st);
+	*out = cur;
+	return ret;
+}
+
+/* ---- create -------------------------------------------------------------------- */
+
+static int table_insert(rfs_fs *fs, struct rfs_irec *r)
+{
+	int ret;
+	struct rfs_ilevel *lv = calloc(1, sizeof(*lv));
+	if (!lv)
+		return -ENOMEM;
+	ret = rfs_catalog_get(fs->pool, fs->volid, &lv->parent);
+	if (ret)
+		goto out;
+	lv->parent.owner = RFS_OWNER_VOLUME;
+	ret = rec_get(fs->pool, &lv->parent, "T", 1, &lv->rec, true);
+	if (ret) {
+		rfs_catalog_set(fs->pool, fs->volid, &lv->parent);
+		goto out;
+	}
+	rfs_tree tab = FS_TREE(lv->rec.i.subtree, RFS_OWNER_LINKS);
+	uint8_t key[16];
+	size_t kl = table_key(key, r->i.ino);
+	ret = rec_put(fs->pool, &tab, key, kl, r, RFS_PUT_INSERT);
+	lv->rec.i.subtree = tab.root;
+	int r2 = rec_put(fs->pool, &lv->parent, "T", 1, &lv->rec,
+			 RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	if (!r2 && fs->meta_dirty)
+		r2 = meta_store(fs, &lv->parent);
+	if (!r2)
+		r2 = rfs_catalog_set(fs->pool, fs->volid, &lv->parent);
+	if (!ret)
+		ret = r2;
+out:
+	free(lv);
+	return ret;
+}
+
+static int long_symlink_store(rfs_fs *fs, struct rfs_irec *r, const char *target,
+			      size_t len)
+{
+	rfs_tree t = FS_TREE(0, RFS_OWNER_FILE);
+	int ret = 0;
+	for (size_t off = 0, chunk = 0; off < len && !ret; off += RFS_VAL_MAX, chunk++) {
+		uint8_t key[3] = {'L'};
+		put_be16(key + 1, (uint16_t)chunk);
+		size_t n = len - off > RFS_VAL_MAX ? RFS_VAL_MAX : len - off;
+		ret = rfs_tree_put(fs->pool, &t, key, 3, target + off, n, 0, RFS_PUT_INSERT);
+	}
+	if (ret) {
+		rfs_tree_drop(fs->pool, &t);
+		return ret;
+	}
+	r->i.subtree = t.root;
+	r->i.flags |= RFS_INODE_LONGLINK;
+	return 0;
+}
+
+static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		      const char *name, mode_t mode, dev_t rdev, const char *target,
+		      rfs_nodeid *out, struct stat *st)
+{
+	size_t len;
+	struct rfs_ipath p;
+	int ret = check_name(name, &len);
+	if (ret)
+		return ret;
+	if (is_dot(name))
+		return -EEXIST;
+	if (fs->rdonly)
+		return -EROFS;
+	size_t tlen = target ? strlen(target) : 0;
+	if (target && (tlen == 0 || tlen > RFS_SYMLINK_MAX))
+		return tlen ? -ENAMETOOLONG : -ENOENT;
+
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *dn = node_get(fs, parent);
+	ret = dn ? ip_load(fs, dn, true, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISDIR(d->i.mode)) {
+		ret = -ENOTDIR;
+		goto done;
+	}
+	if (d->i.nlink == 0) {
+		ret = -ENOENT;
+		goto done;
+	}
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, name, len);
+	rfs_tree *t = ip_tree(&p);
+	uint8_t tmp[8];
+	size_t tl = sizeof(tmp);
+	ret = rfs_tree_lookup(fs->pool, t, key, kl, tmp, &tl, NULL);
+	if (ret != -ENOENT) {
+		ret = ret ? ret : -EEXIST;
+		goto done;
+	}
+	struct rfs_irec *c = calloc(1, sizeof(*c));
+	if (!c) {
+		ret = -ENOMEM;
+		goto done;
+	}
+	c->i.mode = mode;
+	c->i.uid = ctx ? ctx->uid : 0;
+	c->i.gid = ctx ? ctx->gid : 0;
+	if (d->i.mode & S_ISGID) {
+		c->i.gid = d->i.gid;
+		if (S_ISDIR(mode))
+			c->i.mode |= S_ISGID;
+	}
+	c->i.nlink = S_ISDIR(mode) ? 2 : 1;
+	c->i.rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
+	touch_mc(&c->i);
+	c->i.atime = c->i.btime = c->i.mtime;
+	c->i.atime_ns = c->i.btime_ns = c->i.mtime_ns;
+	c->i.generation = 1;
+	if (target) {
+		c->i.size = tlen;
+		if (tlen <= RFS_INLINE_MAX) {
+			memcpy(c->tail, target, tlen);
+			c->taillen = tlen;
+		} else {
+			ret = long_symlink_store(fs, c, target, tlen);
+			if (ret) {
+				free(c);
+				goto done;
+			}
+		}
+	}
+	ret = acl_inherit(fs, d, c, ctx ? ctx->umask : 0);
+	if (ret) {
+		if (c->i.subtree) {
+			rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
+			rfs_tree_drop(fs->pool, &lt);
+		}
+		free(c);
+		goto done;
+	}
+	c->i.ino = ino_alloc(fs);
+	ret = rec_put(fs->pool, t, key, kl, c, RFS_PUT_INSERT);
+	if (ret) {
+		fs->meta.ninodes--;
+		if (c->i.subtree) {
+			rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
+			rfs_tree_drop(fs->pool, &lt);
+		}
+		free(c);
+		goto done;
+	}
+	d->i.size++;
+	if (S_ISDIR(mode))
+		d->i.nlink++;
+	touch_mc(&d->i);
+	ret = ip_done(fs, &p, 0, 0);
+	if (!ret) {
+		struct rfs_node *n = node_ref(fs, dn, name, c->i.ino, false);
+		if (!n)
+			ret = -ENOMEM;
+		else
+			*out = n->id;
+		if (st)
+			rec_to_stat(fs, c, st);
+	}
+	free(c);
+	goto out;
+done:
+	ret = ip_done(fs, &p, 0, ret);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int rfs_fs_mknod(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		 const char *name, mode_t mode, dev_t rdev, rfs_nodeid *out,
+		 struct stat *st)
+{
+	if ((mode & S_IFMT) == 0)
+		mode |= S_IFREG;
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		break;
+	default:
+		return -EINVAL;
+	}
+	return dir_create(fs, ctx, parent, name, (mode & S_IFMT) | (mode & 07777),
+			  rdev, NULL, out, st);
+}
+
+int rfs_fs_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		  const char *name, mode_t mode, rfs_nodeid *out, struct stat *st)
+{
+	return dir_create(fs, ctx, parent, name, S_IFREG | (mode & 07777), 0, NULL,
+			  out, st);
+}
+
+int rfs_fs_mkdir(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		 const char *name, mode_t mode, rfs_nodeid *out, struct stat *st)
+{
+	return dir_create(fs, ctx, parent, name, S_IFDIR | (mode & 07777), 0, NULL,
+			  out, st);
+}
+
+int rfs_fs_symlink(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		   const char *name, const char *target, rfs_nodeid *out,
+		   struct stat *st)
+{
+	return dir_create(fs, ctx, parent, name, S_IFLNK | 0777, 0, target, out, st);
+}
+
+int rfs_fs_readlink(rfs_fs *fs, rfs_nodeid id, char *buf, size_t size)
+{
+	struct rfs_irec r;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	if (ret)
+		goto out;
+	if (!S_ISLNK(r.i.mode)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	size_t len = r.i.size;
+	if (!(r.i.flags & RFS_INODE_LONGLINK)) {
+		if (size) {
+			size_t c = len < size - 1 ? len : size - 1;
+			memcpy(buf, r.tail, c);
+			buf[c] = 0;
+		}
+	} else {
+		rfs_tree t = FS_TREE(r.i.subtree, RFS_OWNER_FILE);
+		size_t off = 0;
+		for (uint16_t chunk = 0; off < len && off + 1 < size; chunk++) {
+			uint8_t key[3] = {'L'}, val[RFS_VAL_MAX];
+			size_t vl = sizeof(val);
+			put_be16(key + 1, chunk);
+			ret = rfs_tree_lookup(fs->pool, &t, key, 3, val, &vl, NULL);
+			if (ret) {
+				ret = ret == -ENOENT ? -EUCLEAN : ret;
+				goto out;
+			}
+			size_t c = vl < size - 1 - off ? vl : size - 1 - off;
+			memcpy(buf + off, val, c);
+			off += c;
+		}
+		if (size)
+			buf[off] = 0;
+	}
+	ret = (int)len;
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+/* ---- removal ------------------------------------------------------------------- */
+
+/* Drop one name from a link-table inode.  Pool write lock held. */
+static int table_unlink(rfs_fs *fs, uint64_t ino)
+{
+	struct rfs_ipath p;
+	int ret = ip_load_table(fs, ino, true, &p);
+	if (ret)
+		return ret == -ESTALE ? -EUCLEAN : ret;
+	struct rfs_irec *r = ip_rec(&p);
+	if (r->i.nlink > 0)
+		r->i.nlink--;
+	touch_c(&r->i);
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_by_ino(fs, ino);
+	bool live = n && node_live(n);
+	if (r->i.nlink == 0 && !live) {
+		if (n)
+			n->dead = true;
+		pthread_mutex_unlock(&fs->nlock);
+		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key, p.lv[1].klen, 0);
+		fs->meta.ninodes--;
+		fs->meta_dirty = true;
+		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
+		p.n = 1;
+	} else {
+		pthread_mutex_unlock(&fs->nlock);
+	}
+	return ip_done(fs, &p, 0, ret);
+}
+
+/*
+ * Remove entry name of directory node dn.  want: 1 = must be a directory
+ * (rmdir), 0 = must not be (unlink), -1 = either (rename's victim).
+ * Pool write lock held.
+ */
+static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
+			size_t len, int want)
+{
+	struct rfs_ipath p;
+	struct rfs_irec e;
+	int ret = ip_load(fs, dn, true, &p);
+	if (ret)
+		return ret;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISDIR(d->i.mode)) {
+		ret = -ENOTDIR;
+		goto done;
+	}
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, name, len);
+	rfs_tree *t = ip_tree(&p);
+	ret = rec_get(fs->pool, t, key, kl, &e, true);
+	if (ret)
+		goto done;
+	bool isdir = S_ISDIR(e.i.mode);
+	if (want == 1 && !isdir) {
+		ret = -ENOTDIR;
+		goto done;
+	}
+	if (want == 0 && isdir) {
+		ret = -EISDIR;
+		goto done;
+	}
+	if (isdir && e.i.size != 0) {
+		ret = -ENOTEMPTY;
+		goto done;
+	}
+	int64_t delta = -entry_links(&e);
+	bool linked = e.i.flags & RFS_INODE_LINKED;
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *cn = linked ? NULL : node_by_ino(fs, e.i.ino);
+	bool keep = cn && node_live(cn);
+	pthread_mutex_unlock(&fs->nlock);
+
+	ret = rfs_tree_delete(fs->pool, t, key, kl, (linked || keep) ? RFS_KEEP_REFS : 0);
+	if (ret)
+		goto done;
+	d->i.size--;
+	if (isdir)
+		d->i.nlink--;
+	touch_mc(&d->i);
+	if (!linked && !keep) {
+		fs->meta.ninodes--;
+		fs->meta_dirty = true;
+		if (cn) {
+			pthread_mutex_lock(&fs->nlock);
+			cn->dead = true;
+			pthread_mutex_unlock(&fs->nlock);
+		}
+	}
+	ret = ip_done(fs, &p, delta, 0);
+	if (ret)
+		return ret;
+	if (linked)
+		return table_unlink(fs, e.i.ino);
+	if (keep) {
+		/* Still in use: the inode lives on in the link table with no
+		 * name until its last user goes (then orphan_reap frees it). */
+		e.i.nlink = 0;
+		touch_c(&e.i);
+		ret = table_insert(fs, &e);
+		if (ret) {
+			rfs_log(RFS_LOG_ERR, "%s: keeping unlinked inode %llu failed: %s",
+				rfs_pool_path(fs->pool), (unsigned long long)e.i.ino,
+				strerror(-ret));
+			return ret;
+		}
+		pthread_mutex_lock(&fs->nlock);
+		node_move_to_table(fs, cn);
+		pthread_mutex_unlock(&fs->nlock);
+	}
+	return 0;
+done:
+	return ip_done(fs, &p, 0, ret);
+}
+
+static int remove_common(rfs_fs *fs, rfs_nodeid parent, const char *name, int want)
+{
+	size_t len;
+	int ret = check_name(name, &len);
+	if (ret)
+		return ret;
+	if (is_dot(name))
+		return want ? (name[1] ? -ENOTEMPTY : -EINVAL) : -EISDIR;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *dn = node_get(fs, parent);
+	ret = dn ? entry_remove(fs, dn, name, len, want) : -ESTALE;
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int rfs_fs_unlink(rfs_fs *fs, rfs_nodeid parent, const char *name)
+{
+	return remove_common(fs, parent, name, 0);
+}
+
+int rfs_fs_rmdir(rfs_fs *fs, rfs_nodeid parent, const char *name)
+{
+	return remove_common(fs, parent, name, 1);
+}
+
+/* ---- link ----------------------------------------------------------------------- */
+
+/* Move node n's record from its entry into the link table, leaving a
+ * stub.  Pool write lock held. */
+static int move_to_table(rfs_fs *fs, struct rfs_node *n)
+{
+	struct rfs_ipath p;
+	struct rfs_irec e;
+	int ret = ip_load(fs, n->parent, true, &p);
+	if (ret)
+		return ret;
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, n->name, strlen(n->name));
+	rfs_tree *t = ip_tree(&p);
+	ret = rec_get(fs->pool, t, key, kl, &e, true);
+	if (ret)
+		return ip_done(fs, &p, 0, ret == -ENOENT ? -ESTALE : ret);
+	struct rfs_irec stub;
+	memset(&stub, 0, sizeof(stub));
+	stub.i.ino = e.i.ino;
+	stub.i.mode = e.i.mode & S_IFMT;
+	stub.i.flags = RFS_INODE_LINKED;
+	/* Insert into the table first (the record's references move with
+	 * it), then replace the entry keeping them. */
+	ret = ip_done(fs, &p, 0, 0);
+	if (ret)
+		return ret;
+	ret = table_insert(fs, &e);
+	if (ret)
+		return ret;
+	ret = ip_load(fs, n->parent, true, &p);
+	if (ret)
+		return ret;
+	t = ip_tree(&p);
+	ret = rec_put(fs->pool, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	ret = ip_done(fs, &p, ret ? 0 : 1, ret);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&fs->nlock);
+	node_move_to_table(fs, n);
+	pthread_mutex_unlock(&fs->nlock);
+	return 0;
+}
+
+int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
+		const char *newname, struct stat *st)
+{
+	size_t len;
+	struct rfs_ipath p;
+	struct rfs_irec r;
+	int ret = check_name(newname, &len);
+	if (ret)
+		return ret;
+	if (is_dot(newname))
+		return -EEXIST;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id), *dn = node_get(fs, newparent);
+	if (!n || !dn) {
+		ret = -ESTALE;
+		goto out;
+	}
+	ret = inode_read(fs, n, &r);
+	if (ret)
+		goto out;
+	if (S_ISDIR(r.i.mode)) {
+		ret = -EPERM;
+		goto out;
+	}
+	if (r.i.nlink == 0) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (r.i.nlink >= 65000) {
+		ret = -EMLINK;
+		goto out;
+	}
+	/* The new name must be free before anything moves. */
+	struct rfs_irec e;
+	ret = dir_entry_read(fs, dn, newname, len, &e);
+	if (ret != -ENOENT) {
+		ret = ret ? ret : -EEXIST;
+		goto out;
+	}
+	if (!n->in_table) {
+		ret = move_to_table(fs, n);
+		if (ret)
+			goto out;
+	}
+	ret = ip_load(fs, dn, true, &p);
+	if (ret)
+		goto out;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISDIR(d->i.mode) || d->i.nlink == 0) {
+		ret = ip_done(fs, &p, 0, S_ISDIR(d->i.mode) ? -ENOENT : -ENOTDIR);
+		goto out;
+	}
+	struct rfs_irec stub;
+	memset(&stub, 0, sizeof(stub));
+	stub.i.ino = r.i.ino;
+	stub.i.mode = r.i.mode & S_IFMT;
+	stub.i.flags = RFS_INODE_LINKED;
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, newname, len);
+	ret = rec_put(fs->pool, ip_tree(&p), key, kl, &stub, RFS_PUT_INSERT);
+	if (!ret) {
+		d->i.size++;
+		touch_mc(&d->i);
+	}
+	ret = ip_done(fs, &p, ret ? 0 : 1, ret);
+	if (ret)
+		goto out;
+	ret = ip_load_table(fs, r.i.ino, true, &p);
+	if (ret)
+		goto out;
+	ip_rec(&p)->i.nlink++;
+	touch_c(&ip_rec(&p)->i);
+	if (st)
+		rec_to_stat(fs, ip_rec(&p), st);
+	ret = ip_done(fs, &p, 0, 0);
+	if (!ret) {
+		pthread_mutex_lock(&fs->nlock);
+		n->nlookup++;
+		pthread_mutex_unlock(&fs->nlock);
+	}
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+/* ---- rename --------------------------------------------------------------------- */
+
+/* True when dir node dn is node with ino `ino` or below it. */
+static bool below(struct rfs_node *dn, uint64_t ino)
+{
+	for (struct rfs_node *x = dn; x; x = x->parent)
+		if (x->ino == ino)
+			return true;
+	return false;
+}
+
+/* In directory dn: put rec at name (mode REPLACE or INSERT, with the
+ * record's references already owned by the caller), adjusting the
+ * directory's counts by dsize / dnlink / dlinks. */
+static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len,
+		     const struct rfs_irec *rec, int mode, int dsize, int dnlink,
+		     int64_t dlinks)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, dn, true, &p);
+	if (ret)
+		return ret;
+	struct rfs_irec *d = ip_rec(&p);
+	uint8_t key[RFS_KEY_MAX];
+	size_t kl = dent_key(key, name, len);
+	ret = rec_put(fs->pool, ip_tree(&p), key, kl, rec, mode);
+	if (!ret) {
+		d->i.size += (uint64_t)(int64_t)dsize;
+		d->i.nlink += (uint32_t)dnlink;
+		touch_mc(&d->i);
+	}
+	return ip_done(fs, &p, ret ? 0 : dlinks, ret);
+}
+
+/* Add one reference to a record's subtree (it is about to be in two
+ * entries for a moment). */
+static int rec_ref(rfs_fs *fs, const struct rfs_irec *r)
+{
+	if (!r->i.subtree)
+		return 0;
+	rfs_tree src = FS_TREE(r->i.subtree, rec_owner(&r->i)), dst;
+	return rfs_tree_clone(fs->pool, &src, &dst);
+}
+
+int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
+		  rfs_nodeid newparent, const char *newname, unsigned flags)
+{
+	size_t len, nlen;
+	struct rfs_irec s, d;
+	int ret = check_name(name, &len);
+	if (!ret)
+		ret = check_name(newname, &nlen);
+	if (ret)
+		return ret;
+	if (flags & ~(unsigned)(RFS_RENAME_NOREPLACE | RFS_RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((flags & RFS_RENAME_NOREPLACE) && (flags & RFS_RENAME_EXCHANGE))
+		return -EINVAL;
+	if (is_dot(name) || is_dot(newname))
+		return -EBUSY;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *pn = node_get(fs, parent), *np = node_get(fs, newparent);
+	if (!pn || !np) {
+		ret = -ESTALE;
+		goto out;
+	}
+	ret = dir_entry_read(fs, pn, name, len, &s);
+	if (ret)
+		goto out;
+	ret = dir_entry_read(fs, np, newname, nlen, &d);
+	bool dexists = !ret;
+	if (ret && ret != -ENOENT)
+		goto out;
+	ret = 0;
+	if (pn == np && len == nlen && !memcmp(name, newname, len))
+		goto out;
+	if (dexists && (flags & RFS_RENAME_NOREPLACE)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	if (!dexists && (flags & RFS_RENAME_EXCHANGE)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	bool sdir = S_ISDIR(s.i.mode), ddir = dexists && S_ISDIR(d.i.mode);
+	if (sdir && below(np, s.i.ino)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((flags & RFS_RENAME_EXCHANGE) && ddir && below(pn, d.i.ino)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	/* Re-read both entries mutably (their subtrees are then ours). */
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *sn = (s.i.flags & RFS_INODE_LINKED) ? NULL : node_by_ino(fs, s.i.ino);
+	struct rfs_node *dnode = (!dexists || (d.i.flags & RFS_INODE_LINKED)) ? NULL
+						: node_by_ino(fs, d.i.ino);
+	pthread_mutex_unlock(&fs->nlock);
+
+	if (flags & RFS_RENAME_EXCHANGE) {
+		int ds = sdir - ddir;
+		/* d goes to pn/name, s goes to np/newname */
+		ret = rec_ref(fs, &s);
+		if (ret)
+			goto out;
+		ret = rec_ref(fs, &d);
+		if (ret)
+			goto out;
+		if (!(s.i.flags & RFS_INODE_LINKED))
+			touch_c(&s.i);
+		if (!(d.i.flags & RFS_INODE_LINKED))
+			touch_c(&d.i);
+		ret = entry_put(fs, np, newname, nlen, &s, RFS_PUT_REPLACE, 0, ds,
+				entry_links(&s) - entry_links(&d));
+		if (ret)
+			goto out;
+		ret = entry_put(fs, pn, name, len, &d, RFS_PUT_REPLACE, 0, -ds,
+				entry_links(&d) - entry_links(&s));
+		if (ret)
+			goto out;
+		pthread_mutex_lock(&fs->nlock);
+		if (sn)
+			node_set_parent(fs, sn, np, newname, nlen);
+		if (dnode)
+			node_set_parent(fs, dnode, pn, name, len);
+		pthread_mutex_unlock(&fs->nlock);
+		goto out;
+	}
+	if (dexists) {
+		if (d.i.ino == s.i.ino)
+			goto out; /* two names of one inode: nothing to do */
+		if (sdir && !ddir) {
+			ret = -ENOTDIR;
+			goto out;
+		}
+		if (!sdir && ddir) {
+			ret = -EISDIR;
+			goto out;
+		}
+		if (ddir && d.i.size) {
+			ret = -ENOTEMPTY;
+			goto out;
+		}
+		ret = entry_remove(fs, np, newname, nlen, -1);
+		if (ret)
+			goto out;
+	}
+	ret = rec_ref(fs, &s);
+	if (ret)
+		goto out;
+	if (!(s.i.flags & RFS_INODE_LINKED))
+		touch_c(&s.i);
+	ret = entry_put(fs, np, newname, nlen, &s, RFS_PUT_INSERT, 1, sdir ? 1 : 0,
+			entry_links(&s));
+	if (ret) {
+		if (s.i.subtree) {
+			rfs_tree t = FS_TREE(s.i.subtree, rec_owner(&s.i));
+			rfs_tree_drop(fs->pool, &t);
+		}
+		goto out;
+	}
+	/* Remove the old name; its reference on the subtree goes with it. */
+	{
+		struct rfs_ipath p;
+		ret = ip_load(fs, pn, true, &p);
+		if (ret)
+			goto out;
+		struct rfs_irec *pd = ip_rec(&p);
+		uint8_t key[RFS_KEY_MAX];
+		size_t kl = dent_key(key, name, len);
+		ret = rfs_tree_delete(fs->pool, ip_tree(&p), key, kl, 0);
+		if (!ret) {
+			pd->i.size--;
+			if (sdir)
+				pd->i.nlink--;
+			touch_mc(&pd->i);
+		}
+		ret = ip_done(fs, &p, ret ? 0 : -entry_links(&s), ret);
+		if (ret)
+			goto out;
+	}
+	if (sn) {
+		pthread_mutex_lock(&fs->nlock);
+		node_set_parent(fs, sn, np, newname, nlen);
+		pthread_mutex_unlock(&fs->nlock);
+	}
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+/* ---- readdir -------------------------------------------------------------------- */
+
+int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
+		   rfs_dir_fn fn, void *arg)
+{
+	struct rfs_ipath p;
+	struct stat st;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *dn = node_get(fs, id);
+	int ret = dn ? ip_load(fs, dn, false, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	struct rfs_irec d = *ip_rec(&p);
+	ip_free(&p);
+	if (!S_ISDIR(d.i.mode)) {
+		ret = -ENOTDIR;
+		goto out;
+	}
+	if (off == 0) {
+		rec_to_stat(fs, &d, &st);
+		if (fn(arg, ".", &st, 0, 1))
+			goto out;
+	}
+	if (off <= 1) {
+		struct rfs_irec pr;
+		if (dn->parent && inode_read(fs, dn->parent, &pr) == 0)
+			rec_to_stat(fs, &pr, &st);
+		else
+			rec_to_stat(fs, &d, &st);
+		if (fn(arg, "..", &st, 0, 2))
+			goto out;
+	}
+	rfs_tree t = FS_TREE(d.i.subtree, RFS_OWNER_DIR);
+	if (!t.root)
+		goto out;
+	uint8_t key[9] = {'N'};
+	put_be64(key + 1, off <= 2 ? 0 : off + 1);
+	uint64_t last = 0;
+	for (;;) {
+		/* Each round reopens the cursor, because plus-mode lookups in
+		 * the link table need the tree code too. */
+		rfs_cursor *c;
+		ret = rfs_cursor_open(fs->pool, &t, &c);
+		if (ret)
+			goto out;
+		ret = rfs_cursor_seek(c, key, sizeof(key), 1);
+		struct rfs_irec e;
+		char name[RFS_NAME_MAX + 1];
+		uint64_t h = 0;
+		if (!ret) {
+			const uint8_t *k;
+			const void *v;
+			size_t kl, vl;
+			rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
+			if (k[0] != 'N' || kl < 10 || kl - 9 > RFS_NAME_MAX) {
+				ret = -ENOENT;
+			} else {
+				h = get_be64(k + 1);
+				memcpy(name, k + 9, kl - 9);
+				name[kl - 9] = 0;
+				ret = rec_decode(v, vl, &e);
+			}
+		}
+		rfs_cursor_close(c);
+		if (ret == -ENOENT) {
+			ret = 0;
+			break;
+		}
+		if (ret)
+			break;
+		(void)last;
+		last = h;
+		put_be64(key + 1, h + 1);
+		struct rfs_irec full;
+		rfs_nodeid nid = 0;
+		if (plus) {
+			ret = entry_full(fs, &e, &full);
+			if (ret)
+				break;
+			rec_to_stat(fs, &full, &st);
+			struct rfs_node *cn = node_ref(fs, dn, name, full.i.ino,
+						       e.i.flags & RFS_INODE_LINKED);
+			if (!cn) {
+				ret = -ENOMEM;
+				break;
+			}
+			nid = cn->id;
+		} else {
+			memset(&st, 0, sizeof(st));
+			st.st_ino = (fs->volid << 48) | e.i.ino;
+			st.st_mode = e.i.mode;
+		}
+		if (fn(arg, name, &st, nid, h)) {
+			if (nid)
+				node_unref(fs, nid);
+			break;
+		}
+	}
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}

@@ -1,0 +1,819 @@
+/*
+ * The filesystem object: open/close/mkfs of a pool holding a filesystem,
+ * the in-memory node table (FUSE node ids), attributes, statfs, sync.
+ */
+#include "fs/fs_internal.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- node table ------------------------------------------------------------ */
+
+static size_t hash64(uint64_t v, size_t cap)
+{
+	v ^= v >> 33;
+	v *= 0xff51afd7ed558ccdull;
+	v ^= v >> 33;
+	return (size_t)(v & (cap - 1));
+}
+
+static int table_grow(rfs_fs *fs)
+{
+	size_t ncap = fs->cap ? fs->cap * 2 : 1024;
+	struct rfs_node **bid = calloc(ncap, sizeof(*bid));
+	struct rfs_node **bino = calloc(ncap, sizeof(*bino));
+	if (!bid || !bino) {
+		free(bid);
+		free(bino);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < fs->cap; i++) {
+		struct rfs_node *n = fs->by_id[i], *next;
+		for (; n; n = next) {
+			next = n->next_id;
+			size_t h = hash64(n->id, ncap);
+			n->next_id = bid[h];
+			bid[h] = n;
+		}
+		for (n = fs->by_ino[i]; n; n = next) {
+			next = n->next_ino;
+			size_t h = hash64(n->ino, ncap);
+			n->next_ino = bino[h];
+			bino[h] = n;
+		}
+	}
+	free(fs->by_id);
+	free(fs->by_ino);
+	fs->by_id = bid;
+	fs->by_ino = bino;
+	fs->cap = ncap;
+	return 0;
+}
+
+static struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
+{
+	for (struct rfs_node *n = fs->by_id[hash64(id, fs->cap)]; n; n = n->next_id)
+		if (n->id == id)
+			return n;
+	return NULL;
+}
+
+struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id)
+{
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_get_locked(fs, id);
+	pthread_mutex_unlock(&fs->nlock);
+	return n;
+}
+
+struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino)
+{
+	for (struct rfs_node *n = fs->by_ino[hash64(ino, fs->cap)]; n; n = n->next_ino)
+		if (n->ino == ino && !n->dead)
+			return n;
+	return NULL;
+}
+
+bool node_live(struct rfs_node *n)
+{
+	return n->nlookup > 0 || n->nopen > 0;
+}
+
+static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
+{
+	struct rfs_node **pp = &fs->by_id[hash64(n->id, fs->cap)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->next_id;
+	if (*pp)
+		*pp = n->next_id;
+	pp = &fs->by_ino[hash64(n->ino, fs->cap)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->next_ino;
+	if (*pp)
+		*pp = n->next_ino;
+}
+
+/* Free n (and, in cascade, parents) when nothing refers to it.  nlock held. */
+static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
+{
+	while (n && n->id != RFS_ROOT_NODE && !node_live(n) && n->nchild == 0) {
+		struct rfs_node *parent = n->parent;
+		unlink_hash(fs, n);
+		fs->nnodes--;
+		free(n->name);
+		free(n);
+		if (parent)
+			parent->nchild--;
+		n = parent;
+	}
+}
+
+void node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		     const char *name, size_t len)
+{
+	char *nm = NULL;
+	if (parent) {
+		nm = malloc(len + 1);
+		if (!nm)
+			abort(); /* cannot keep the table consistent without it */
+		memcpy(nm, name, len);
+		nm[len] = 0;
+		parent->nchild++;
+	}
+	struct rfs_node *old = n->parent;
+	free(n->name);
+	n->name = nm;
+	n->parent = parent;
+	if (old) {
+		old->nchild--;
+		node_maybe_free(fs, old);
+	}
+}
+
+void node_move_to_table(rfs_fs *fs, struct rfs_node *n)
+{
+	n->in_table = true;
+	node_set_parent(fs, n, NULL, NULL, 0);
+}
+
+struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
+			  const char *name, uint64_t ino, bool in_table)
+{
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_by_ino(fs, ino);
+	if (n) {
+		n->nlookup++;
+		if (in_table && !n->in_table)
+			node_move_to_table(fs, n);
+		else if (!in_table && !n->in_table && n->id != RFS_ROOT_NODE &&
+			 (n->parent != parent || strcmp(n->name, name)))
+			node_set_parent(fs, n, parent, name, strlen(name));
+		pthread_mutex_unlock(&fs->nlock);
+		return n;
+	}
+	if (fs->nnodes + 1 > fs->cap && table_grow(fs)) {
+		pthread_mutex_unlock(&fs->nlock);
+		return NULL;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n) {
+		pthread_mutex_unlock(&fs->nlock);
+		return NULL;
+	}
+	n->id = fs->next_id++;
+	n->ino = ino;
+	n->nlookup = 1;
+	n->in_table = in_table;
+	if (!in_table)
+		node_set_parent(fs, n, parent, name, strlen(name));
+	size_t h = hash64(n->id, fs->cap);
+	n->next_id = fs->by_id[h];
+	fs->by_id[h] = n;
+	h = hash64(n->ino, fs->cap);
+	n->next_ino = fs->by_ino[h];
+	fs->by_ino[h] = n;
+	fs->nnodes++;
+	pthread_mutex_unlock(&fs->nlock);
+	return n;
+}
+
+void node_unref(rfs_fs *fs, rfs_nodeid id)
+{
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_get_locked(fs, id);
+	if (n && n->nlookup) {
+		n->nlookup--;
+		if (!n->in_table)
+			node_maybe_free(fs, n);
+	}
+	pthread_mutex_unlock(&fs->nlock);
+}
+
+int rfs_fs_find_ino(rfs_fs *fs, uint64_t st_ino, rfs_nodeid *out)
+{
+	if ((st_ino >> 48) != fs->volid)
+		return -ENOENT;
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_by_ino(fs, st_ino & ((1ull << 48) - 1));
+	if (n)
+		*out = n->id;
+	pthread_mutex_unlock(&fs->nlock);
+	return n ? 0 : -ENOENT;
+}
+
+size_t rfs_fs_node_count(rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->nlock);
+	size_t n = fs->nnodes;
+	pthread_mutex_unlock(&fs->nlock);
+	return n;
+}
+
+/* An orphan (in the link table with nlink 0) that nobody uses any more:
+ * delete its record, which releases its data.  Pool write lock held. */
+static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
+{
+	struct rfs_ipath p;
+	if (fs->rdonly || !n->in_table || n->dead)
+		return;
+	if (ip_load_table(fs, n->ino, true, &p))
+		return;
+	if (ip_rec(&p)->i.nlink == 0) {
+		rfs_tree *t = &p.lv[1].parent;
+		int ret = rfs_tree_delete(fs->pool, t, p.lv[1].key, p.lv[1].klen, 0);
+		if (ret)
+			rfs_log(RFS_LOG_ERR, "%s: freeing unlinked inode %llu: %s",
+				rfs_pool_path(fs->pool), (unsigned long long)n->ino,
+				strerror(-ret));
+		fs->meta.ninodes--;
+		fs->meta_dirty = true;
+		n->dead = true;
+		p.n = 1; /* store the table root and the volume */
+		p.lv[0].rec.i.subtree = t->root;
+	}
+	ip_done(fs, &p, 0, 0);
+}
+
+static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
+			   uint32_t nopen)
+{
+	rfs_pool_wrlock(fs->pool);
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_get_locked(fs, id);
+	if (n && id != RFS_ROOT_NODE) {
+		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		n->nopen = nopen > n->nopen ? 0 : n->nopen - nopen;
+		if (!node_live(n)) {
+			if (n->in_table)
+				orphan_reap(fs, n);
+			node_maybe_free(fs, n);
+		}
+	}
+	pthread_mutex_unlock(&fs->nlock);
+	rfs_pool_unlock(fs->pool);
+}
+
+void rfs_fs_forget(rfs_fs *fs, rfs_nodeid node, uint64_t n)
+{
+	node_drop_refs(fs, node, n, 0);
+}
+
+int rfs_fs_open_node(rfs_fs *fs, rfs_nodeid node)
+{
+	pthread_mutex_lock(&fs->nlock);
+	struct rfs_node *n = node_get_locked(fs, node);
+	if (n)
+		n->nopen++;
+	pthread_mutex_unlock(&fs->nlock);
+	return n ? 0 : -ESTALE;
+}
+
+void rfs_fs_release(rfs_fs *fs, rfs_nodeid node)
+{
+	node_drop_refs(fs, node, 0, 1);
+}
+
+/* ---- open / close / mkfs ---------------------------------------------------- */
+
+int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags)
+{
+	rfs_pool *pool;
+	int ret = rfs_pool_create(path, size_bytes, flags);
+	if (ret)
+		return ret;
+	ret = rfs_pool_open(path, 0, &pool);
+	if (ret)
+		return ret;
+	rfs_pool_wrlock(pool);
+	rfs_tree vol = {0, RFS_OWNER_VOLUME};
+	struct rfs_volmeta m = {.magic = RFS_VOL_MAGIC,
+				.version = RFS_VOL_VERSION,
+				.volid = RFS_TOP_VOLUME,
+				.next_ino = 2,
+				.ninodes = 1};
+	struct rfs_irec root;
+	memset(&root, 0, sizeof(root));
+	root.i.ino = 1;
+	root.i.mode = S_IFDIR | 0755;
+	root.i.nlink = 2;
+	touch_mc(&root.i);
+	root.i.atime = root.i.btime = root.i.mtime;
+	root.i.atime_ns = root.i.btime_ns = root.i.mtime_ns;
+	struct rfs_irec tab;
+	memset(&tab, 0, sizeof(tab));
+	ret = rfs_tree_put(pool, &vol, "M", 1, &m, sizeof(m), 0, RFS_PUT_INSERT);
+	if (!ret)
+		ret = rec_put(pool, &vol, "R", 1, &root, RFS_PUT_INSERT);
+	if (!ret)
+		ret = rec_put(pool, &vol, "T", 1, &tab, RFS_PUT_INSERT);
+	if (!ret)
+		ret = rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol);
+	if (!ret)
+		ret = rfs_pool_commit_locked(pool);
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+	if (ret)
+		rfs_log(RFS_LOG_ERR, "%s: creating the filesystem failed: %s", path,
+			strerror(-ret));
+	return ret;
+}
+
+/* Remove orphans a crash left in the link table. */
+static int orphans_clean(rfs_fs *fs)
+{
+	rfs_tree vol, tab;
+	struct rfs_irec t;
+	int ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	if (ret)
+		return ret;
+	ret = rec_get(fs->pool, &vol, "T", 1, &t, false);
+	if (ret)
+		return ret;
+	tab = FS_TREE(t.i.subtree, RFS_OWNER_LINKS);
+	for (;;) {
+		uint64_t found = 0;
+		rfs_cursor *c;
+		if (!tab.root)
+			return 0;
+		ret = rfs_cursor_open(fs->pool, &tab, &c);
+		if (ret)
+			return ret;
+		for (ret = rfs_cursor_seek(c, NULL, 0, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+			const void *k, *v;
+			size_t kl, vl;
+			struct rfs_irec r;
+			rfs_cursor_get(c, &k, &kl, &v, &vl, NULL);
+			if (rec_decode(v, vl, &r) == 0 && r.i.nlink == 0) {
+				found = r.i.ino;
+				break;
+			}
+		}
+		rfs_cursor_close(c);
+		if (ret && ret != -ENOENT)
+			return ret;
+		if (!found)
+			return 0;
+		struct rfs_ipath p;
+		ret = ip_load_table(fs, found, true, &p);
+		if (ret)
+			return ret;
+		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key,
+				      p.lv[1].klen, 0);
+		fs->meta.ninodes--;
+		fs->meta_dirty = true;
+		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
+		p.n = 1;
+		ret = ip_done(fs, &p, 0, ret);
+		if (ret)
+			return ret;
+		rfs_log(RFS_LOG_INFO, "%s: freed inode %llu, unlinked while open before a crash",
+			rfs_pool_path(fs->pool), (unsigned long long)found);
+		tab.root = 0;
+		ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+		if (!ret)
+			ret = rec_get(fs->pool, &vol, "T", 1, &t, false);
+		if (ret)
+			return ret;
+		tab.root = t.i.subtree;
+	}
+}
+
+int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
+{
+	*out = NULL;
+	rfs_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	unsigned pflags = 0;
+	if (flags & RFS_FS_RDONLY)
+		pflags |= RFS_OPEN_RDONLY;
+	if (flags & RFS_FS_CRASHSIM)
+		pflags |= RFS_OPEN_CRASHSIM;
+	int ret = rfs_pool_open(path, pflags, &fs->pool);
+	if (ret) {
+		free(fs);
+		return ret;
+	}
+	fs->rdonly = flags & RFS_FS_RDONLY;
+	fs->volid = RFS_TOP_VOLUME;
+	pthread_mutex_init(&fs->nlock, NULL);
+	fs->next_id = RFS_ROOT_NODE + 1;
+	ret = table_grow(fs);
+	if (ret)
+		goto fail;
+
+	rfs_pool_wrlock(fs->pool);
+	rfs_tree vol;
+	size_t ml = sizeof(fs->meta);
+	ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	if (!ret && !vol.root)
+		ret = -ENOENT;
+	if (!ret)
+		ret = rfs_tree_lookup(fs->pool, &vol, "M", 1, &fs->meta, &ml, NULL);
+	if (ret == -ENOENT || (!ret && (ml != sizeof(fs->meta) ||
+					fs->meta.magic != RFS_VOL_MAGIC))) {
+		rfs_log(RFS_LOG_ERR, "%s: the pool holds no reflinkfs filesystem (run `reflinkfs mkfs` to make one)",
+			path);
+		ret = -EINVAL;
+	} else if (!ret && fs->meta.version > RFS_VOL_VERSION) {
+		rfs_log(RFS_LOG_ERR, "%s: filesystem format version %u is newer than this program supports (%u); use a newer reflinkfs",
+			path, fs->meta.version, RFS_VOL_VERSION);
+		ret = -EPROTONOSUPPORT;
+	}
+	struct rfs_irec root;
+	if (!ret)
+		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
+	if (!ret && !fs->rdonly)
+		ret = orphans_clean(fs);
+	rfs_pool_unlock(fs->pool);
+	if (ret)
+		goto fail;
+
+	struct rfs_node *rn = calloc(1, sizeof(*rn));
+	if (!rn) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	rn->id = RFS_ROOT_NODE;
+	rn->ino = root.i.ino;
+	rn->nlookup = 1;
+	fs->by_id[hash64(rn->id, fs->cap)] = rn;
+	fs->by_ino[hash64(rn->ino, fs->cap)] = rn;
+	fs->nnodes = 1;
+	*out = fs;
+	return 0;
+fail:
+	rfs_pool_close(fs->pool);
+	free(fs->by_id);
+	free(fs->by_ino);
+	pthread_mutex_destroy(&fs->nlock);
+	free(fs);
+	return ret;
+}
+
+static void fs_free(rfs_fs *fs)
+{
+	for (size_t i = 0; i < fs->cap; i++) {
+		struct rfs_node *n = fs->by_id[i], *next;
+		for (; n; n = next) {
+			next = n->next_id;
+			free(n->name);
+			free(n);
+		}
+	}
+	free(fs->by_id);
+	free(fs->by_ino);
+	pthread_mutex_destroy(&fs->nlock);
+	free(fs);
+}
+
+int rfs_fs_close(rfs_fs *fs)
+{
+	int ret = 0;
+	if (!fs)
+		return 0;
+	if (!fs->rdonly) {
+		/* Orphans still held open die with the mount. */
+		rfs_pool_wrlock(fs->pool);
+		pthread_mutex_lock(&fs->nlock);
+		for (size_t i = 0; i < fs->cap; i++)
+			for (struct rfs_node *n = fs->by_id[i]; n; n = n->next_id)
+				if (n->in_table && !n->dead)
+					orphan_reap(fs, n);
+		pthread_mutex_unlock(&fs->nlock);
+		if (fs->meta_dirty) {
+			rfs_tree vol;
+			if (!rfs_catalog_get(fs->pool, fs->volid, &vol) &&
+			    !meta_store(fs, &vol))
+				rfs_catalog_set(fs->pool, fs->volid, &vol);
+		}
+		ret = rfs_pool_commit_locked(fs->pool);
+		rfs_pool_unlock(fs->pool);
+	}
+	rfs_pool_close(fs->pool);
+	fs_free(fs);
+	return ret;
+}
+
+void rfs_fs_abandon(rfs_fs *fs)
+{
+	rfs_pool_close(fs->pool);
+	fs_free(fs);
+}
+
+void rfs_fs_crash(rfs_fs *fs, enum rfs_crash_mode mode, uint64_t seed)
+{
+	rfs_pool_crash(fs->pool, mode, seed);
+	fs_free(fs);
+}
+
+rfs_pool *rfs_fs_pool(rfs_fs *fs)
+{
+	return fs->pool;
+}
+
+bool rfs_fs_rdonly(const rfs_fs *fs)
+{
+	return fs->rdonly;
+}
+
+int rfs_fs_sync(rfs_fs *fs)
+{
+	if (fs->rdonly)
+		return 0;
+	return rfs_pool_commit(fs->pool);
+}
+
+/* ---- attributes ------------------------------------------------------------- */
+
+int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid id, struct stat *st)
+{
+	struct rfs_irec r;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	rfs_pool_unlock(fs->pool);
+	if (!ret)
+		rec_to_stat(fs, &r, st);
+	return ret;
+}
+
+int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid id, const struct stat *in,
+		   int to_set, struct stat *out)
+{
+	struct rfs_ipath p;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	struct rfs_inode *i = &ip_rec(&p)->i;
+	if ((to_set & RFS_SET_SIZE) && !S_ISREG(i->mode)) {
+		ret = S_ISDIR(i->mode) ? -EISDIR : -EINVAL;
+		goto done;
+	}
+	if ((to_set & RFS_SET_SIZE) && (uint64_t)in->st_size > RFS_FILE_MAX) {
+		ret = -EFBIG;
+		goto done;
+	}
+	if (to_set & RFS_SET_SIZE) {
+		ret = file_truncate_locked(fs, ip_rec(&p), (uint64_t)in->st_size);
+		if (ret)
+			goto done;
+		touch_mc(i);
+	}
+	if (to_set & RFS_SET_MODE) {
+		i->mode = (i->mode & S_IFMT) | (in->st_mode & 07777);
+		if (!S_ISLNK(i->mode)) {
+			ret = acl_update_on_chmod(fs, ip_tree(&p), i->mode);
+			if (ret)
+				goto done;
+		}
+	}
+	if (to_set & RFS_SET_UID)
+		i->uid = in->st_uid;
+	if (to_set & RFS_SET_GID)
+		i->gid = in->st_gid;
+	if (to_set & RFS_SET_ATIME_NOW) {
+		now_ts(&i->atime, &i->atime_ns);
+	} else if (to_set & RFS_SET_ATIME) {
+		i->atime = in->st_atim.tv_sec;
+		i->atime_ns = (uint32_t)in->st_atim.tv_nsec;
+	}
+	if (to_set & RFS_SET_MTIME_NOW) {
+		now_ts(&i->mtime, &i->mtime_ns);
+	} else if (to_set & RFS_SET_MTIME) {
+		i->mtime = in->st_mtim.tv_sec;
+		i->mtime_ns = (uint32_t)in->st_mtim.tv_nsec;
+	}
+	touch_c(i);
+	if (to_set & RFS_SET_CTIME) {
+		i->ctime = in->st_ctim.tv_sec;
+		i->ctime_ns = (uint32_t)in->st_ctim.tv_nsec;
+	}
+	if (out)
+		rec_to_stat(fs, ip_rec(&p), out);
+done:
+	ret = ip_done(fs, &p, 0, ret);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+/* ---- statfs ------------------------------------------------------------------ */
+
+int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
+{
+	struct rfs_pool_stats ps;
+	rfs_pool_stats(fs->pool, &ps);
+	memset(st, 0, sizeof(*st));
+	uint64_t total = ps.total_blocks > ps.data_start ? ps.total_blocks - ps.data_start : 0;
+	uint64_t used = ps.used_blocks > ps.data_start ? ps.used_blocks - ps.data_start : ps.used_blocks;
+	if (used > ps.pending_free)
+		used -= ps.pending_free;
+	uint64_t freeb = total > used ? total - used : 0;
+	st->f_bsize = RFS_BLOCK_SIZE;
+	st->f_frsize = RFS_BLOCK_SIZE;
+	st->f_blocks = total;
+	st->f_bfree = freeb;
+	st->f_bavail = freeb;
+	rfs_pool_rdlock(fs->pool);
+	uint64_t ninodes = fs->meta.ninodes;
+	rfs_pool_unlock(fs->pool);
+	st->f_files = ninodes + freeb;
+	st->f_ffree = freeb;
+	st->f_favail = freeb;
+	st->f_namemax = RFS_NAME_MAX;
+	st->f_fsid = fs->volid;
+	if (fs->rdonly)
+		st->f_flag |= ST_RDONLY;
+	return 0;
+}
+
+/* ---- fsck --------------------------------------------------------------------- */
+
+struct fsck_ctx {
+	void (*report)(void *arg, const char *what);
+	void *arg;
+	long problems;
+};
+
+static void fsck_engine_report(void *arg, uint64_t blocknr, const char *what)
+{
+	struct fsck_ctx *c = arg;
+	char line[512];
+	if (blocknr)
+		snprintf(line, sizeof(line), "block %llu: %s", (unsigned long long)blocknr, what);
+	else
+		snprintf(line, sizeof(line), "%s", what);
+	c->report(c->arg, line);
+}
+
+static void fsck_problem(struct fsck_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fsck_problem(struct fsck_ctx *c, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	c->problems++;
+	c->report(c->arg, line);
+}
+
+/* Check one directory's entries (recursively); counts linked names. */
+static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *dir,
+		    const char *path, uint64_t *links, uint64_t *ninodes, int depth)
+{
+	rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
+	rfs_cursor *cur;
+	uint64_t entries = 0, subdirs = 0, below = 0;
+	int ret;
+	if (!t.root)
+		goto counts;
+	if (depth > 4096) {
+		fsck_problem(c, "%s: directory nesting too deep", path);
+		return 0;
+	}
+	ret = rfs_cursor_open(fs->pool, &t, &cur);
+	if (ret)
+		return ret;
+	/* Collect children first (recursion needs its own cursors). */
+	for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+		const uint8_t *k;
+		const void *v;
+		size_t kl, vl;
+		struct rfs_irec r;
+		rfs_cursor_get(cur, (const void **)&k, &kl, &v, &vl, NULL);
+		if (k[0] != 'N')
+			continue;
+		entries++;
+		char name[RFS_NAME_MAX + 1];
+		size_t nl = kl - 9 > RFS_NAME_MAX ? RFS_NAME_MAX : kl - 9;
+		memcpy(name, k + 9, nl);
+		name[nl] = 0;
+		if (kl < 10 || get_be64(k + 1) != name_hash((const char *)k + 9, kl - 9))
+			fsck_problem(c, "%s/%s: entry key does not match its name", path, name);
+		if (rec_decode(v, vl, &r)) {
+			fsck_problem(c, "%s/%s: bad inode record", path, name);
+			continue;
+		}
+		if (r.i.flags & RFS_INODE_LINKED) {
+			(*links)++;
+			below++;
+			continue;
+		}
+		(*ninodes)++;
+		if (S_ISDIR(r.i.mode)) {
+			subdirs++;
+			char *sub = malloc(strlen(path) + nl + 2);
+			if (!sub) {
+				rfs_cursor_close(cur);
+				return -ENOMEM;
+			}
+			sprintf(sub, "%s/%s", path, name);
+			/* The cursor stays valid: nothing mutates during fsck. */
+			ret = fsck_dir(fs, c, &r, sub, links, ninodes, depth + 1);
+			free(sub);
+			if (ret) {
+				rfs_cursor_close(cur);
+				return ret;
+			}
+			below += r.i.links_below;
+		} else if (r.i.nlink != 1) {
+			fsck_problem(c, "%s/%s: link count %u, expected 1", path, name, r.i.nlink);
+		}
+	}
+	rfs_cursor_close(cur);
+	if (ret != -ENOENT)
+		return ret;
+counts:
+	if (dir->i.size != entries)
+		fsck_problem(c, "%s: entry count %llu, found %llu", path,
+			     (unsigned long long)dir->i.size, (unsigned long long)entries);
+	if (dir->i.nlink != 2 + subdirs)
+		fsck_problem(c, "%s: link count %u, expected %llu", path, dir->i.nlink,
+			     (unsigned long long)(2 + subdirs));
+	if (dir->i.links_below != below)
+		fsck_problem(c, "%s: hard-link names below %llu, found %llu", path,
+			     (unsigned long long)dir->i.links_below, (unsigned long long)below);
+	return 0;
+}
+
+long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
+		 void *arg)
+{
+	struct fsck_ctx c = {report, arg, 0};
+	rfs_fs *fs;
+	int ret = rfs_fs_open(path, RFS_FS_RDONLY, &fs);
+	if (ret)
+		return ret;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_check_stats cs;
+	long n = rfs_check(fs->pool, fsck_engine_report, &c, &cs);
+	if (n < 0) {
+		ret = (int)n;
+		goto out;
+	}
+	c.problems += n;
+	rfs_tree vol;
+	struct rfs_irec root, tab;
+	uint64_t links = 0, ninodes = 1;
+	ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	if (!ret)
+		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
+	if (!ret)
+		ret = rec_get(fs->pool, &vol, "T", 1, &tab, false);
+	if (ret) {
+		fsck_problem(&c, "volume %llu: cannot read its root or link table: %s",
+			     (unsigned long long)fs->volid, strerror(-ret));
+		ret = 0;
+		goto out;
+	}
+	ret = fsck_dir(fs, &c, &root, "", &links, &ninodes, 0);
+	if (ret)
+		goto out;
+	/* Link table: every record's nlink equals the stubs naming it. */
+	uint64_t tlinks = 0;
+	rfs_tree tt = FS_TREE(tab.i.subtree, RFS_OWNER_LINKS);
+	if (tt.root) {
+		rfs_cursor *cur;
+		ret = rfs_cursor_open(fs->pool, &tt, &cur);
+		if (ret)
+			goto out;
+		for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+			const void *k, *v;
+			size_t kl, vl;
+			struct rfs_irec r;
+			rfs_cursor_get(cur, &k, &kl, &v, &vl, NULL);
+			if (rec_decode(v, vl, &r)) {
+				fsck_problem(&c, "link table: bad inode record");
+				continue;
+			}
+			tlinks += r.i.nlink;
+			ninodes++;
+			/* nlink 0: an orphan a crash left behind (unlinked
+			 * while open); the next read-write mount frees it. */
+		}
+		rfs_cursor_close(cur);
+		if (ret != -ENOENT)
+			goto out;
+		ret = 0;
+	}
+	if (tlinks != links)
+		fsck_problem(&c, "hard links: %llu names, link counts add up to %llu",
+			     (unsigned long long)links, (unsigned long long)tlinks);
+	if (ninodes != fs->meta.ninodes)
+		fsck_problem(&c, "volume %llu: inode count %llu, found %llu",
+			     (unsigned long long)fs->volid, (unsigned long long)fs->meta.ninodes,
+			     (unsigned long long)ninodes);
+out:
+	rfs_pool_unlock(fs->pool);
+	rfs_fs_close(fs);
+	return ret < 0 ? ret : c.problems;
+}

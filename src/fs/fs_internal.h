@@ -1,0 +1,280 @@
+/*
+ * Internal state of the filesystem layer, shared by the files of src/fs/.
+ *
+ * On-disk model (see docs/ARCHITECTURE.md, "Filesystem model"):
+ *   catalog id V  -> volume tree:
+ *       'M'            volume meta (struct rfs_volmeta)
+ *       'R'            root directory's inode record (RFS_ITEM_TREE)
+ *       'T'            link table pseudo-record (RFS_ITEM_TREE -> table)
+ *   directory entries tree (the subtree of a directory's record):
+ *       'N' be64(hash(name)) name -> inode record of that entry
+ *       'X' name 0 be16(chunk)    -> the directory's xattr value chunk
+ *   file tree (the subtree of a regular file's or symlink's record):
+ *       'E' be64(file block)      -> extent (RFS_ITEM_EXTENT)
+ *       'L' be16(chunk)           -> long symlink target chunk
+ *       'X' name 0 be16(chunk)    -> xattr value chunk
+ *   link table: 'I' be64(ino) -> inode record of a hard-linked inode
+ *       (nlink >= 2, or an orphan with nlink 0 that is still open).
+ */
+#ifndef RFS_FS_INTERNAL_H
+#define RFS_FS_INTERNAL_H
+
+#include "reflinkfs/fs.h"
+#include "reflinkfs/log.h"
+#include "reflinkfs/pool.h"
+#include "reflinkfs/tree.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Tree owner kinds (informational, in node headers). */
+enum {
+	RFS_OWNER_VOLUME = 17,
+	RFS_OWNER_DIR = 18,
+	RFS_OWNER_FILE = 19,
+	RFS_OWNER_LINKS = 20,
+};
+
+#define RFS_VOL_MAGIC 0x4c4f5646534652ull /* "RFSFVOL" */
+#define RFS_VOL_VERSION 1u
+
+/* Volume meta, key 'M' of the volume tree. */
+struct rfs_volmeta {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t pad;
+	uint64_t volid;
+	uint64_t next_ino;
+	uint64_t ninodes;
+	uint64_t reserved[4];
+};
+
+/* Inode record flags. */
+enum {
+	RFS_INODE_LINKED = 1u << 0, /* entry stub: the record is in the link table */
+	RFS_INODE_LONGLINK = 1u << 1, /* symlink target in the file tree ('L') */
+	/* File tree is a clone whose extents past the size are the clone
+	 * source's, still hidden (a copy_file_range in progress, see clone.c);
+	 * they are cut (tail_fix) before the size can grow otherwise. */
+	RFS_INODE_TAILCLONE = 1u << 2,
+};
+
+/*
+ * Inode record: the value of a directory entry, of 'R', and of a link
+ * table item; RFS_ITEM_TREE (bytes 0..7 = subtree root).  Followed by the
+ * inline symlink target, if any.  Host (little-endian) order.
+ */
+struct rfs_inode {
+	uint64_t subtree; /* dir: entries tree; file/symlink: file tree */
+	uint64_t ino;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t size;   /* file: bytes; dir: number of entries */
+	uint64_t blocks; /* data blocks referenced (RFS_BLOCK_SIZE) */
+	int64_t atime, mtime, ctime, btime;
+	uint32_t atime_ns, mtime_ns, ctime_ns, btime_ns;
+	uint64_t rdev;
+	uint32_t flags;
+	uint32_t generation;
+	uint64_t links_below; /* dir: hard-linked names in its subtree */
+	uint64_t reserved[2];
+};
+#define RFS_INODE_SIZE sizeof(struct rfs_inode)
+#define RFS_INLINE_MAX (RFS_VAL_MAX - RFS_INODE_SIZE)
+
+/* An inode record with its inline tail. */
+struct rfs_irec {
+	struct rfs_inode i;
+	size_t taillen;
+	char tail[RFS_INLINE_MAX];
+};
+
+/* Extent value, key 'E' + be64(file block); RFS_ITEM_EXTENT. */
+struct rfs_extent {
+	uint64_t start;   /* first pool block */
+	uint64_t nblocks; /* blocks */
+	uint32_t flags;   /* RFS_EXT_* */
+	uint32_t pad;
+	/* followed by nblocks crc32c (written extents only) */
+};
+enum { RFS_EXT_UNWRITTEN = 1u << 0 };
+#define RFS_EXT_HDR sizeof(struct rfs_extent)
+#define RFS_UNWRITTEN_MAX 32768u
+
+/* An extent as held in memory. */
+struct rfs_ext {
+	uint64_t lblk; /* file block */
+	uint64_t start;
+	uint64_t n;
+	uint32_t flags;
+	uint32_t csum[RFS_EXTENT_MAX];
+};
+
+/* In-memory inode of the node table (FUSE node id). */
+struct rfs_node {
+	rfs_nodeid id;
+	uint64_t ino;
+	struct rfs_node *parent; /* NULL for the root and link-table inodes */
+	char *name;              /* NULL likewise */
+	bool in_table;           /* record lives in the link table */
+	bool dead;               /* last name gone and record dropped */
+	uint64_t nlookup;
+	uint32_t nopen;
+	uint32_t nchild; /* nodes whose parent is this one */
+	struct rfs_node *next_id, *next_ino;
+};
+
+struct rfs_fs {
+	rfs_pool *pool;
+	bool rdonly;
+	uint64_t volid;
+	struct rfs_volmeta meta;
+	bool meta_dirty;
+
+	pthread_mutex_t nlock; /* node table; taken after the pool lock */
+	struct rfs_node **by_id, **by_ino;
+	size_t cap, nnodes;
+	uint64_t next_id;
+};
+
+/* One level of a path from the volume root to an inode record. */
+struct rfs_ilevel {
+	rfs_tree parent; /* tree holding the record */
+	size_t klen;
+	uint8_t key[RFS_KEY_MAX];
+	struct rfs_irec rec;
+};
+
+struct rfs_ipath {
+	int n; /* levels; lv[n-1] is the target */
+	bool in_table;
+	bool mut;
+	/* When set, ip_store stores target_tree.root as the target's
+	 * subtree (the caller mutated the target's own tree). */
+	bool target_tree_valid;
+	rfs_tree target_tree;
+	struct rfs_ilevel *lv;
+};
+
+/* The target's subtree as a tree handle, to mutate; ip_store writes the
+ * new root back. */
+static inline rfs_tree *ip_tree(struct rfs_ipath *p)
+{
+	if (!p->target_tree_valid) {
+		struct rfs_irec *r = &p->lv[p->n - 1].rec;
+		p->target_tree.root = r->i.subtree;
+		p->target_tree.owner = S_ISDIR(r->i.mode) ? RFS_OWNER_DIR : RFS_OWNER_FILE;
+		p->target_tree_valid = true;
+	}
+	return &p->target_tree;
+}
+
+static inline struct rfs_irec *ip_rec(struct rfs_ipath *p)
+{
+	return &p->lv[p->n - 1].rec;
+}
+
+/* ---- util (inode.c) ---- */
+void put_be64(uint8_t *p, uint64_t v);
+uint64_t get_be64(const uint8_t *p);
+void put_be16(uint8_t *p, uint16_t v);
+uint16_t get_be16(const uint8_t *p);
+void now_ts(int64_t *sec, uint32_t *nsec);
+void touch_mc(struct rfs_inode *i);  /* mtime = ctime = now */
+void touch_c(struct rfs_inode *i);   /* ctime = now */
+uint64_t name_hash(const char *name, size_t len);
+size_t dent_key(uint8_t *key, const char *name, size_t len);
+int rec_decode(const void *val, size_t vlen, struct rfs_irec *r);
+size_t rec_encode(const struct rfs_irec *r, uint8_t *val);
+int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+	    const struct rfs_irec *r, int mode);
+int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+	    struct rfs_irec *r, bool mut);
+void rec_to_stat(rfs_fs *fs, const struct rfs_irec *r, struct stat *st);
+size_t table_key(uint8_t *key, uint64_t ino);
+
+/* ---- paths (inode.c) ---- */
+int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p);
+int ip_load_table(rfs_fs *fs, uint64_t ino, bool mut, struct rfs_ipath *p);
+int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta);
+/* ip_store + ip_free; returns ret when non-zero, else the store's result. */
+int ip_done(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta, int ret);
+void ip_free(struct rfs_ipath *p);
+int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
+uint64_t ino_alloc(rfs_fs *fs);
+int meta_store(rfs_fs *fs, rfs_tree *vol);
+
+/* ---- node table (fs.c) ---- */
+struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */
+struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino); /* nlock held */
+/* Find or make the node for (ino) reached as parent/name; +1 lookup. */
+struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
+			  const char *name, uint64_t ino, bool in_table);
+bool node_live(struct rfs_node *n);
+/* Give back one lookup reference of a node that is not an orphan. */
+void node_unref(rfs_fs *fs, rfs_nodeid id);
+void node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		     const char *name, size_t len);
+void node_move_to_table(rfs_fs *fs, struct rfs_node *n);
+
+/* ---- files (file.c) ---- */
+int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
+		     size_t size, uint64_t off, size_t *got);
+int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
+		      size_t size, uint64_t off, size_t *done);
+int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size);
+/* Cut hidden clone extents past the size (RFS_INODE_TAILCLONE). */
+int tail_fix(rfs_fs *fs, struct rfs_irec *r);
+/* Zero bytes [from, to) of one block inside the file (copy-on-write). */
+int zero_partial(rfs_fs *fs, struct rfs_irec *r, rfs_tree *t, uint64_t from, uint64_t to);
+int ext_punch(rfs_fs *fs, rfs_tree *t, uint64_t b, uint64_t n,
+	      uint64_t *removed);
+int ext_insert(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e);
+/* Read up to max extents overlapping [b, ...) into out; returns count. */
+int ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
+		struct rfs_ext *out, int max);
+int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got);
+size_t ext_key(uint8_t *key, uint64_t lblk);
+
+/* ---- xattrs (xattr.c) ---- */
+/* Copy all 'X' items of src into memory / back (clone keeps dst's). */
+struct rfs_xsave;
+int xattr_save(rfs_fs *fs, const rfs_tree *t, struct rfs_xsave **out);
+int xattr_strip(rfs_fs *fs, rfs_tree *t);
+int xattr_restore(rfs_fs *fs, rfs_tree *t, struct rfs_xsave *s);
+void xattr_save_free(struct rfs_xsave *s);
+int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name,
+		     const void *val, size_t size);
+
+/* ---- POSIX ACLs (acl.c) ---- */
+extern const char RFS_ACL_ACCESS[];
+extern const char RFS_ACL_DEFAULT[];
+int acl_valid(const void *val, size_t size);
+uint32_t acl_to_mode(const void *val, size_t size, uint32_t mode);
+bool acl_is_minimal(const void *val, size_t size);
+/* New inode child in dir: inherit dir's default ACL (into child's
+ * subtree, masking child's mode), or apply umask when there is none. */
+int acl_inherit(rfs_fs *fs, const struct rfs_irec *dir, struct rfs_irec *child,
+		uint32_t umask);
+/* chmod: keep the access ACL in t (if any) in sync with mode. */
+int acl_update_on_chmod(rfs_fs *fs, rfs_tree *t, uint32_t mode);
+
+static inline uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+#define FS_TREE(root, owner) ((rfs_tree){(root), (owner)})
+
+static inline uint64_t rec_owner(const struct rfs_inode *i)
+{
+	return S_ISDIR(i->mode) ? RFS_OWNER_DIR : RFS_OWNER_FILE;
+}
+
+#endif

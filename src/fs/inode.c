@@ -1,0 +1,354 @@
+/*
+ * Inode records and paths.  An inode record lives in its directory entry
+ * (or in the volume's link table when hard-linked); it is reached by
+ * walking from the volume root down the in-memory path of the node.  To
+ * modify it, the walk uses rfs_tree_lookup_mut at every level (so nested
+ * roots are exclusively owned, whatever was cloned), and ip_store writes
+ * each new subtree root back upward, up to the catalog.
+ */
+#include "fs/fs_internal.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+void now_ts(int64_t *sec, uint32_t *nsec)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	*sec = ts.tv_sec;
+	*nsec = (uint32_t)ts.tv_nsec;
+}
+
+void touch_c(struct rfs_inode *i)
+{
+	now_ts(&i->ctime, &i->ctime_ns);
+}
+
+void touch_mc(struct rfs_inode *i)
+{
+	now_ts(&i->mtime, &i->mtime_ns);
+	i->ctime = i->mtime;
+	i->ctime_ns = i->mtime_ns;
+}
+
+/* 63-bit FNV-1a of the name, at least 16 (readdir offsets 0..15 are
+ * reserved for "." and ".."). */
+uint64_t name_hash(const char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (uint8_t)name[i];
+		h *= 0x100000001b3ull;
+	}
+	h >>= 1;
+	if (h < 16)
+		h += 16;
+	return h;
+}
+
+size_t dent_key(uint8_t *key, const char *name, size_t len)
+{
+	key[0] = 'N';
+	put_be64(key + 1, name_hash(name, len));
+	memcpy(key + 9, name, len);
+	return 9 + len;
+}
+
+size_t table_key(uint8_t *key, uint64_t ino)
+{
+	key[0] = 'I';
+	put_be64(key + 1, ino);
+	return 9;
+}
+
+int rec_decode(const void *val, size_t vlen, struct rfs_irec *r)
+{
+	if (vlen < RFS_INODE_SIZE || vlen > RFS_VAL_MAX) {
+		rfs_log(RFS_LOG_ERR, "inode record of %zu bytes (corrupt)", vlen);
+		return -EUCLEAN;
+	}
+	memcpy(&r->i, val, RFS_INODE_SIZE);
+	r->taillen = vlen - RFS_INODE_SIZE;
+	memcpy(r->tail, (const uint8_t *)val + RFS_INODE_SIZE, r->taillen);
+	return 0;
+}
+
+size_t rec_encode(const struct rfs_irec *r, uint8_t *val)
+{
+	memcpy(val, &r->i, RFS_INODE_SIZE);
+	memcpy(val + RFS_INODE_SIZE, r->tail, r->taillen);
+	return RFS_INODE_SIZE + r->taillen;
+}
+
+int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+	    const struct rfs_irec *r, int mode)
+{
+	uint8_t val[RFS_VAL_MAX];
+	size_t vlen = rec_encode(r, val);
+	return rfs_tree_put(pool, t, key, klen, val, vlen, RFS_ITEM_TREE, mode);
+}
+
+int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+	    struct rfs_irec *r, bool mut)
+{
+	uint8_t val[RFS_VAL_MAX];
+	size_t vlen = sizeof(val);
+	int ret = mut ? rfs_tree_lookup_mut(pool, t, key, klen, val, &vlen, NULL)
+		      : rfs_tree_lookup(pool, t, key, klen, val, &vlen, NULL);
+	if (ret)
+		return ret;
+	return rec_decode(val, vlen, r);
+}
+
+void rec_to_stat(rfs_fs *fs, const struct rfs_irec *r, struct stat *st)
+{
+	const struct rfs_inode *i = &r->i;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = (fs->volid << 48) | i->ino;
+	st->st_mode = i->mode;
+	st->st_nlink = i->nlink;
+	st->st_uid = i->uid;
+	st->st_gid = i->gid;
+	st->st_rdev = i->rdev;
+	st->st_size = (off_t)i->size;
+	st->st_blksize = RFS_BLOCK_SIZE;
+	st->st_blocks = (blkcnt_t)(i->blocks * (RFS_BLOCK_SIZE / 512));
+	st->st_atim.tv_sec = i->atime;
+	st->st_atim.tv_nsec = i->atime_ns;
+	st->st_mtim.tv_sec = i->mtime;
+	st->st_mtim.tv_nsec = i->mtime_ns;
+	st->st_ctim.tv_sec = i->ctime;
+	st->st_ctim.tv_nsec = i->ctime_ns;
+}
+
+uint64_t ino_alloc(rfs_fs *fs)
+{
+	fs->meta_dirty = true;
+	fs->meta.ninodes++;
+	return fs->meta.next_ino++;
+}
+
+int meta_store(rfs_fs *fs, rfs_tree *vol)
+{
+	int ret = rfs_tree_put(fs->pool, vol, "M", 1, &fs->meta,
+			       sizeof(fs->meta), 0, RFS_PUT_UPSERT);
+	if (!ret)
+		fs->meta_dirty = false;
+	return ret;
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+static int ip_alloc(struct rfs_ipath *p, int n, bool mut)
+{
+	memset(p, 0, sizeof(*p));
+	p->lv = calloc((size_t)n, sizeof(*p->lv));
+	if (!p->lv)
+		return -ENOMEM;
+	p->n = n;
+	p->mut = mut;
+	return 0;
+}
+
+void ip_free(struct rfs_ipath *p)
+{
+	free(p->lv);
+	p->lv = NULL;
+	p->n = 0;
+}
+
+/*
+ * A mutable walk failed at level k: the levels above may already have
+ * been shadowed (their roots moved), so store them back, else the
+ * catalog would keep pointing at freed nodes.
+ */
+static void ip_unwind(rfs_fs *fs, struct rfs_ipath *p, int k)
+{
+	int n = p->n;
+	if (k > 0)
+		p->lv[k - 1].rec.i.subtree = p->lv[k].parent.root;
+	if (k == 0) {
+		rfs_catalog_set(fs->pool, fs->volid, &p->lv[0].parent);
+		return;
+	}
+	p->n = k;
+	ip_store(fs, p, 0);
+	p->n = n;
+}
+
+int ip_load_table(rfs_fs *fs, uint64_t ino, bool mut, struct rfs_ipath *p)
+{
+	int ret = ip_alloc(p, 2, mut);
+	if (ret)
+		return ret;
+	p->in_table = true;
+	ret = rfs_catalog_get(fs->pool, fs->volid, &p->lv[0].parent);
+	if (ret)
+		goto fail;
+	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
+	p->lv[0].key[0] = 'T';
+	p->lv[0].klen = 1;
+	ret = rec_get(fs->pool, &p->lv[0].parent, "T", 1, &p->lv[0].rec, mut);
+	if (ret) {
+		if (mut)
+			ip_unwind(fs, p, 0);
+		goto fail;
+	}
+	p->lv[1].parent = FS_TREE(p->lv[0].rec.i.subtree, RFS_OWNER_LINKS);
+	p->lv[1].klen = table_key(p->lv[1].key, ino);
+	ret = rec_get(fs->pool, &p->lv[1].parent, p->lv[1].key, p->lv[1].klen,
+		      &p->lv[1].rec, mut);
+	if (ret) {
+		if (mut)
+			ip_unwind(fs, p, 1);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (ret == -ENOENT)
+		ret = -ESTALE;
+	ip_free(p);
+	return ret;
+}
+
+int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
+{
+	if (node->dead)
+		return -ESTALE;
+	if (node->in_table)
+		return ip_load_table(fs, node->ino, mut, p);
+
+	int n = 1;
+	for (struct rfs_node *x = node; x->parent; x = x->parent)
+		n++;
+	int ret = ip_alloc(p, n, mut);
+	if (ret)
+		return ret;
+	struct rfs_node **chain = malloc(sizeof(*chain) * (size_t)n);
+	if (!chain) {
+		ip_free(p);
+		return -ENOMEM;
+	}
+	int k = n - 1;
+	for (struct rfs_node *x = node; x; x = x->parent)
+		chain[k--] = x;
+
+	ret = rfs_catalog_get(fs->pool, fs->volid, &p->lv[0].parent);
+	if (ret) {
+		mut = false;
+		goto out;
+	}
+	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
+	p->lv[0].key[0] = 'R';
+	p->lv[0].klen = 1;
+	k = 0;
+	ret = rec_get(fs->pool, &p->lv[0].parent, "R", 1, &p->lv[0].rec, mut);
+	if (ret)
+		goto out;
+	for (k = 1; k < n; k++) {
+		struct rfs_ilevel *up = &p->lv[k - 1], *lv = &p->lv[k];
+		if (!S_ISDIR(up->rec.i.mode)) {
+			ret = -ENOTDIR;
+			goto out;
+		}
+		lv->parent = FS_TREE(up->rec.i.subtree, RFS_OWNER_DIR);
+		lv->klen = dent_key(lv->key, chain[k]->name, strlen(chain[k]->name));
+		ret = rec_get(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec, mut);
+		if (ret)
+			goto out;
+		if (lv->rec.i.flags & RFS_INODE_LINKED) {
+			/* the in-memory path went stale: a linked inode must be
+			 * addressed through the table */
+			ret = -ESTALE;
+			goto out;
+		}
+	}
+out:
+	free(chain);
+	if (ret) {
+		if (mut)
+			ip_unwind(fs, p, k);
+		if (ret == -ENOENT)
+			ret = -ESTALE;
+		ip_free(p);
+	}
+	return ret;
+}
+
+int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
+{
+	int ret = 0;
+	assert(p->mut);
+	for (int k = p->n - 1; k >= 0; k--) {
+		struct rfs_ilevel *lv = &p->lv[k];
+		if (links_delta && !p->in_table && S_ISDIR(lv->rec.i.mode))
+			lv->rec.i.links_below += (uint64_t)links_delta;
+		if (k < p->n - 1)
+			lv->rec.i.subtree = p->lv[k + 1].parent.root;
+		else if (p->target_tree_valid)
+			lv->rec.i.subtree = p->target_tree.root;
+		ret = rec_put(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec,
+			      RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		if (ret)
+			goto fail;
+	}
+	if (fs->meta_dirty) {
+		ret = meta_store(fs, &p->lv[0].parent);
+		if (ret)
+			goto fail;
+	}
+	ret = rfs_catalog_set(fs->pool, fs->volid, &p->lv[0].parent);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	rfs_log(RFS_LOG_ERR, "%s: storing an inode path failed: %s",
+		rfs_pool_path(fs->pool), strerror(-ret));
+	return ret;
+}
+
+int ip_done(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta, int ret)
+{
+	int r = ip_store(fs, p, links_delta);
+	ip_free(p);
+	return ret ? ret : r;
+}
+
+int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, node, false, &p);
+	if (ret)
+		return ret;
+	*r = *ip_rec(&p);
+	ip_free(&p);
+	return 0;
+}

@@ -1,0 +1,351 @@
+/*
+ * Extended attributes.  They live in the inode's own subtree (a
+ * directory's entries tree, a file's extent tree) under
+ * 'X' + name + 0 + be16(chunk); values longer than RFS_VAL_MAX are split
+ * into chunks.  POSIX ACLs are the system.posix_acl_access / _default
+ * xattrs, stored like any other (the kernel enforces them).
+ */
+#include "fs/fs_internal.h"
+
+#include <stdlib.h>
+#include <sys/xattr.h>
+
+#define XCHUNK RFS_VAL_MAX
+
+static size_t xkey(uint8_t *key, const char *name, size_t nl, uint16_t chunk)
+{
+	key[0] = 'X';
+	memcpy(key + 1, name, nl);
+	key[1 + nl] = 0;
+	put_be16(key + 2 + nl, chunk);
+	return nl + 4;
+}
+
+static int check_xname(const char *name, size_t *nl)
+{
+	size_t l = strlen(name);
+	if (l == 0 || l > 255)
+		return -ERANGE;
+	*nl = l;
+	return 0;
+}
+
+/* Delete every chunk of name; -ENODATA when there was none. */
+static int xdel(rfs_fs *fs, rfs_tree *t, const char *name, size_t nl)
+{
+	uint8_t key[RFS_KEY_MAX];
+	int ret = 0;
+	uint16_t c;
+	for (c = 0;; c++) {
+		size_t kl = xkey(key, name, nl, c);
+		ret = rfs_tree_delete(fs->pool, t, key, kl, 0);
+		if (ret)
+			break;
+	}
+	if (ret == -ENOENT)
+		ret = c ? 0 : -ENODATA;
+	return ret;
+}
+
+int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
+		     size_t size)
+{
+	uint8_t key[RFS_KEY_MAX];
+	size_t nl = strlen(name);
+	int ret = 0;
+	uint16_t c = 0;
+	size_t off = 0;
+	do {
+		size_t n = size - off > XCHUNK ? XCHUNK : size - off;
+		size_t kl = xkey(key, name, nl, c);
+		ret = rfs_tree_put(fs->pool, t, key, kl, (const uint8_t *)val + off, n, 0,
+				   RFS_PUT_UPSERT);
+		off += n;
+		c++;
+	} while (!ret && off < size);
+	return ret;
+}
+
+static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val,
+		    size_t size, int flags, bool remove)
+{
+	size_t nl;
+	struct rfs_ipath p;
+	int ret = check_xname(name, &nl);
+	if (ret)
+		return ret;
+	if (!remove && size > RFS_XATTR_MAX)
+		return -E2BIG;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	rfs_tree *t = ip_tree(&p);
+	struct rfs_inode *ino = &ip_rec(&p)->i;
+	bool acc = !strcmp(name, RFS_ACL_ACCESS), def = !strcmp(name, RFS_ACL_DEFAULT);
+	if ((acc || def) && !remove) {
+		int n = acl_valid(val, size);
+		if (n < 0 || (acc && n == 0)) {
+			ret = -EINVAL;
+			goto done;
+		}
+		if (def && !S_ISDIR(ino->mode)) {
+			ret = -EACCES;
+			goto done;
+		}
+		if (acc) {
+			/* The mode follows the ACL; an ACL saying no more than
+			 * the mode bits is not kept (as ext4 does). */
+			ino->mode = acl_to_mode(val, size, ino->mode);
+			if (acl_is_minimal(val, size))
+				remove = true;
+		} else if (n == 0) {
+			remove = true;
+		}
+		if (remove) {
+			ret = xdel(fs, t, name, nl);
+			if (ret == -ENODATA)
+				ret = 0;
+			if (!ret)
+				touch_c(ino);
+			goto done;
+		}
+	}
+	uint8_t key[RFS_KEY_MAX], tmp[1];
+	size_t kl = xkey(key, name, nl, 0), tl = sizeof(tmp);
+	int ex = t->root ? rfs_tree_lookup(fs->pool, t, key, kl, tmp, &tl, NULL) : -ENOENT;
+	if (ex && ex != -ENOENT) {
+		ret = ex;
+	} else if (remove) {
+		ret = ex ? -ENODATA : xdel(fs, t, name, nl);
+	} else if ((flags & XATTR_CREATE) && !ex) {
+		ret = -EEXIST;
+	} else if ((flags & XATTR_REPLACE) && ex) {
+		ret = -ENODATA;
+	} else {
+		if (!ex)
+			ret = xdel(fs, t, name, nl);
+		if (!ret)
+			ret = xattr_put_locked(fs, t, name, val, size);
+	}
+	if (!ret)
+		touch_c(&ip_rec(&p)->i);
+done:
+	ret = ip_done(fs, &p, 0, ret);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name, const void *val,
+		    size_t size, int flags)
+{
+	return xattr_op(fs, node, name, val, size, flags, false);
+}
+
+int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name)
+{
+	return xattr_op(fs, node, name, NULL, 0, 0, true);
+}
+
+ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid id, const char *name, void *val,
+			size_t size)
+{
+	size_t nl;
+	struct rfs_irec r;
+	int ret = check_xname(name, &nl);
+	if (ret)
+		return ret;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	if (ret)
+		goto out;
+	rfs_tree t = FS_TREE(r.i.subtree, rec_owner(&r.i));
+	uint8_t *buf = malloc(RFS_XATTR_MAX + XCHUNK);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	size_t total = 0;
+	ret = t.root ? 0 : -ENODATA;
+	for (uint16_t c = 0; !ret; c++) {
+		uint8_t key[RFS_KEY_MAX];
+		size_t kl = xkey(key, name, nl, c), vl = XCHUNK;
+		if (total > RFS_XATTR_MAX) {
+			ret = -EUCLEAN;
+			break;
+		}
+		ret = rfs_tree_lookup(fs->pool, &t, key, kl, buf + total, &vl, NULL);
+		if (ret == -ENOENT) {
+			/* no chunk 0: absent; no chunk k > 0: the value was a
+			 * multiple of the chunk size */
+			ret = c ? 0 : -ENODATA;
+			break;
+		}
+		if (ret)
+			break;
+		total += vl;
+		if (vl < XCHUNK)
+			break;
+	}
+	if (!ret) {
+		if (size && total > size)
+			ret = -ERANGE;
+		else if (size)
+			memcpy(val, buf, total);
+		if (!ret)
+			ret = (int)total;
+	}
+	free(buf);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)
+{
+	struct rfs_irec r;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	size_t total = 0;
+	if (ret)
+		goto out;
+	rfs_tree t = FS_TREE(r.i.subtree, rec_owner(&r.i));
+	if (!t.root)
+		goto out;
+	rfs_cursor *c;
+	ret = rfs_cursor_open(fs->pool, &t, &c);
+	if (ret)
+		goto out;
+	uint8_t start[1] = {'X'};
+	for (ret = rfs_cursor_seek(c, start, 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const uint8_t *k;
+		const void *v;
+		size_t kl, vl;
+		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
+		if (k[0] != 'X')
+			break;
+		if (kl < 4 || k[kl - 3] != 0 || get_be16(k + kl - 2) != 0)
+			continue;
+		size_t nl = kl - 4;
+		if (size) {
+			if (total + nl + 1 > size) {
+				ret = -ERANGE;
+				break;
+			}
+			memcpy(list + total, k + 1, nl);
+			list[total + nl] = 0;
+		}
+		total += nl + 1;
+	}
+	rfs_cursor_close(c);
+	if (ret == -ENOENT)
+		ret = 0;
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret ? ret : (ssize_t)total;
+}
+
+/* ---- keeping a file's xattrs across a whole-file clone ---------------------- */
+
+struct rfs_xsave {
+	size_t n, cap;
+	struct xitem {
+		size_t kl, vl;
+		uint8_t *kv;
+	} *items;
+};
+
+void xattr_save_free(struct rfs_xsave *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		free(s->items[i].kv);
+	free(s->items);
+	free(s);
+}
+
+static int collect_x(rfs_fs *fs, const rfs_tree *t, struct rfs_xsave *s, bool keys_only)
+{
+	rfs_cursor *c;
+	if (!t->root)
+		return 0;
+	int ret = rfs_cursor_open(fs->pool, t, &c);
+	if (ret)
+		return ret;
+	uint8_t start[1] = {'L'};
+	for (ret = rfs_cursor_seek(c, start, 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const uint8_t *k;
+		const void *v;
+		size_t kl, vl;
+		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
+		if (k[0] != 'X' && k[0] != 'L')
+			break;
+		if (s->n == s->cap) {
+			size_t nc = s->cap ? s->cap * 2 : 8;
+			struct xitem *ni = realloc(s->items, nc * sizeof(*ni));
+			if (!ni) {
+				ret = -ENOMEM;
+				break;
+			}
+			s->items = ni;
+			s->cap = nc;
+		}
+		struct xitem *it = &s->items[s->n];
+		it->kl = kl;
+		it->vl = keys_only ? 0 : vl;
+		it->kv = malloc(kl + it->vl + 1);
+		if (!it->kv) {
+			ret = -ENOMEM;
+			break;
+		}
+		memcpy(it->kv, k, kl);
+		if (!keys_only)
+			memcpy(it->kv + kl, v, vl);
+		s->n++;
+	}
+	rfs_cursor_close(c);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+int xattr_save(rfs_fs *fs, const rfs_tree *t, struct rfs_xsave **out)
+{
+	struct rfs_xsave *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	int ret = collect_x(fs, t, s, false);
+	if (ret) {
+		xattr_save_free(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+int xattr_strip(rfs_fs *fs, rfs_tree *t)
+{
+	struct rfs_xsave s = {0};
+	int ret = collect_x(fs, t, &s, true);
+	for (size_t i = 0; !ret && i < s.n; i++)
+		ret = rfs_tree_delete(fs->pool, t, s.items[i].kv, s.items[i].kl, 0);
+	for (size_t i = 0; i < s.n; i++)
+		free(s.items[i].kv);
+	free(s.items);
+	return ret;
+}
+
+int xattr_restore(rfs_fs *fs, rfs_tree *t, struct rfs_xsave *s)
+{
+	int ret = 0;
+	for (size_t i = 0; !ret && i < s->n; i++)
+		ret = rfs_tree_put(fs->pool, t, s->items[i].kv, s->items[i].kl,
+				   s->items[i].kv + s->items[i].kl, s->items[i].vl, 0,
+				   RFS_PUT_UPSERT);
+	return ret;
+}

@@ -1,0 +1,155 @@
+/*
+ * Mount loop: open the fs, create the FUSE session, mount, daemonize,
+ * serve with the multi-threaded loop, commit in the background every few
+ * seconds, and commit a last time at unmount.
+ */
+#include "fuse/rfs_fuse.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reflinkfs/log.h"
+
+struct committer {
+	rfs_fs *fs;
+	unsigned secs;
+	bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *commit_thread(void *arg)
+{
+	struct committer *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += c->secs;
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		struct rfs_pool_stats st;
+		rfs_pool_stats(rfs_fs_pool(c->fs), &st);
+		if (st.dirty_blocks || st.pending_free) {
+			int ret = rfs_fs_sync(c->fs);
+			if (ret)
+				rfs_log(RFS_LOG_ERR, "background commit failed: %s (the pool is now read-only)",
+					strerror(-ret));
+		}
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static bool g_syslog;
+
+static void log_sink(void *arg, int level, const char *line)
+{
+	(void)arg;
+	if (g_syslog) {
+		int pri = level == RFS_LOG_ERR ? LOG_ERR : level == RFS_LOG_WARN ? LOG_WARNING
+										 : LOG_INFO;
+		syslog(pri, "%s", line);
+	} else {
+		fprintf(stderr, "%s\n", line);
+	}
+}
+
+int rfs_fuse_main(struct rfs_mount_opts *o)
+{
+	struct rfs_mount m = {0};
+	rfs_fs *fs;
+	int ret = rfs_fs_open(o->pool, o->rdonly ? RFS_FS_RDONLY : 0, &fs);
+	if (ret) {
+		fprintf(stderr, "reflinkfs mount: cannot open the pool %s: %s\n", o->pool,
+			strerror(-ret));
+		return 1;
+	}
+	m.fs = fs;
+	m.writeback = o->writeback && !o->rdonly;
+	m.acl = o->acl;
+	m.timeout = 1.0;
+
+	char *optstr = NULL;
+	if (asprintf(&optstr, "fsname=%s,subtype=reflinkfs,default_permissions%s%s%s",
+		     o->pool, o->rdonly ? ",ro" : "", o->fuse_opts && *o->fuse_opts ? "," : "",
+		     o->fuse_opts ? o->fuse_opts : "") < 0) {
+		rfs_fs_close(fs);
+		return 1;
+	}
+	char *argv[5] = {"reflinkfs", "-o", optstr, NULL, NULL};
+	int argc = 3;
+	if (o->debug)
+		argv[argc++] = "-d";
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_session *se = fuse_session_new(&args, &rfs_fuse_ops, sizeof(rfs_fuse_ops), &m);
+	if (!se) {
+		fprintf(stderr, "reflinkfs mount: bad mount options '%s' (see reflinkfs mount --help)\n",
+			o->fuse_opts ? o->fuse_opts : "");
+		free(optstr);
+		rfs_fs_close(fs);
+		return 1;
+	}
+	m.se = se;
+	if (fuse_set_signal_handlers(se)) {
+		fuse_session_destroy(se);
+		free(optstr);
+		rfs_fs_close(fs);
+		return 1;
+	}
+	if (fuse_session_mount(se, o->mountpoint)) {
+		fprintf(stderr, "reflinkfs mount: cannot mount on %s (see the message above; is it a directory you may mount on?)\n",
+			o->mountpoint);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		free(optstr);
+		rfs_fs_close(fs);
+		return 1;
+	}
+	if (!o->foreground) {
+		g_syslog = true;
+		openlog("reflinkfs", LOG_PID, LOG_DAEMON);
+		rfs_log_set_sink(log_sink, NULL);
+	}
+	fuse_daemonize(o->foreground);
+
+	struct committer c = {.fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	pthread_t th;
+	bool have_thread = !o->rdonly && pthread_create(&th, NULL, commit_thread, &c) == 0;
+
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	ret = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+
+	if (have_thread) {
+		pthread_mutex_lock(&c.lock);
+		c.stop = true;
+		pthread_cond_signal(&c.cond);
+		pthread_mutex_unlock(&c.lock);
+		pthread_join(th, NULL);
+	}
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	int cret = rfs_fs_close(fs);
+	if (cret)
+		rfs_log(RFS_LOG_ERR, "%s: final commit failed: %s", o->pool, strerror(-cret));
+	free(optstr);
+	if (o->lock_fd >= 0)
+		close(o->lock_fd);
+	return ret || cret ? 1 : 0;
+}

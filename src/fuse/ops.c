@@ -1,0 +1,672 @@
+/*
+ * FUSE low-level operations: each one unpacks the request, calls the
+ * matching rfs_fs_* function and replies.  No filesystem logic here.
+ */
+#include "fuse/rfs_fuse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "reflinkfs/log.h"
+
+static struct rfs_mount *M(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static rfs_fs *FS(fuse_req_t req)
+{
+	return M(req)->fs;
+}
+
+static void ctx_of(fuse_req_t req, struct rfs_ctx *c)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	c->uid = fc->uid;
+	c->gid = fc->gid;
+	c->pid = (uint32_t)fc->pid;
+	c->umask = fc->umask;
+}
+
+static void reply_entry(fuse_req_t req, int ret, rfs_nodeid n, const struct stat *st)
+{
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = n;
+	e.generation = 1;
+	e.attr = *st;
+	e.attr_timeout = M(req)->timeout;
+	e.entry_timeout = M(req)->timeout;
+	if (fuse_reply_entry(req, &e) == -ENOENT) /* interrupted: undo */
+		rfs_fs_forget(FS(req), n, 1);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct rfs_mount *m = userdata;
+	if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* POSIX ACLs: the kernel enforces them; we inherit default ACLs and
+	 * apply the umask ourselves (DONT_MASK) when there is none. */
+	if (m->acl && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+	if (conn->capable & FUSE_CAP_IOCTL_DIR)
+		conn->want |= FUSE_CAP_IOCTL_DIR;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	conn->time_gran = 1;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	rfs_nodeid n;
+	struct stat st;
+	int ret = rfs_fs_lookup(FS(req), parent, name, &n, &st);
+	if (ret == -ENOENT) {
+		/* negative entry, cached for the entry timeout */
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = M(req)->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry(req, ret, n, &st);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	rfs_fs_forget(FS(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	for (size_t i = 0; i < count; i++)
+		rfs_fs_forget(FS(req), f[i].ino, f[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	int ret = rfs_fs_getattr(FS(req), ino, &st);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, M(req)->timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	int set = 0;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		set |= RFS_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		set |= RFS_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		set |= RFS_SET_GID;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		set |= RFS_SET_SIZE;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		set |= RFS_SET_ATIME;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		set |= RFS_SET_MTIME;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		set |= RFS_SET_ATIME_NOW;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		set |= RFS_SET_MTIME_NOW;
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		set |= RFS_SET_CTIME;
+	int ret = rfs_fs_setattr(FS(req), ino, attr, set, &st);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, M(req)->timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[RFS_SYMLINK_MAX + 1];
+	int ret = rfs_fs_readlink(FS(req), ino, buf, sizeof(buf));
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct rfs_ctx c;
+	rfs_nodeid n;
+	struct stat st;
+	ctx_of(req, &c);
+	int ret = rfs_fs_mknod(FS(req), &c, parent, name, mode, rdev, &n, &st);
+	reply_entry(req, ret, n, &st);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct rfs_ctx c;
+	rfs_nodeid n;
+	struct stat st;
+	ctx_of(req, &c);
+	int ret = rfs_fs_mkdir(FS(req), &c, parent, name, mode, &n, &st);
+	reply_entry(req, ret, n, &st);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	struct rfs_ctx c;
+	rfs_nodeid n;
+	struct stat st;
+	ctx_of(req, &c);
+	int ret = rfs_fs_symlink(FS(req), &c, parent, name, link, &n, &st);
+	reply_entry(req, ret, n, &st);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -rfs_fs_unlink(FS(req), parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -rfs_fs_rmdir(FS(req), parent, name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, -rfs_fs_rename(FS(req), parent, name, newparent, newname, flags));
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct stat st;
+	int ret = rfs_fs_link(FS(req), ino, newparent, newname, &st);
+	reply_entry(req, ret, ino, &st);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int ret = rfs_fs_open_node(FS(req), ino);
+	if (!ret && (fi->flags & O_TRUNC)) {
+		struct stat st = {0};
+		ret = rfs_fs_setattr(FS(req), ino, &st, RFS_SET_SIZE, NULL);
+		if (ret)
+			rfs_fs_release(FS(req), ino);
+	}
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	/* Only this mount changes the data, so the page cache stays valid. */
+	fi->keep_cache = 1;
+	fi->fh = (uint64_t)fi->flags; /* ioctls get fh, not the open flags */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		rfs_fs_release(FS(req), ino);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct rfs_ctx c;
+	rfs_nodeid n;
+	struct stat st;
+	ctx_of(req, &c);
+	int ret = rfs_fs_create(FS(req), &c, parent, name, mode, &n, &st);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	rfs_fs_open_node(FS(req), n);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = n;
+	e.generation = 1;
+	e.attr = st;
+	e.attr_timeout = M(req)->timeout;
+	e.entry_timeout = M(req)->timeout;
+	fi->keep_cache = 1;
+	fi->fh = (uint64_t)fi->flags;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		rfs_fs_release(FS(req), n);
+		rfs_fs_forget(FS(req), n, 1);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)fi;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_fs_read(FS(req), ino, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	ssize_t n = rfs_fs_write(FS(req), ino, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	rfs_fs_release(FS(req), ino);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -rfs_fs_sync(FS(req)));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int ret = rfs_fs_getattr(FS(req), ino, &st);
+	if (!ret && !S_ISDIR(st.st_mode))
+		ret = -ENOTDIR;
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_open(req, fi);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, pos;
+	bool plus;
+};
+
+static int dir_add(void *arg, const char *name, const struct stat *st, rfs_nodeid node,
+		   uint64_t next)
+{
+	struct dirbuf *d = arg;
+	size_t need;
+	if (d->plus) {
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.ino = node;
+		e.generation = 1;
+		e.attr = *st;
+		e.attr_timeout = M(d->req)->timeout;
+		e.entry_timeout = M(d->req)->timeout;
+		need = fuse_add_direntry_plus(d->req, d->buf + d->pos, d->size - d->pos, name,
+					      &e, (off_t)next);
+	} else {
+		need = fuse_add_direntry(d->req, d->buf + d->pos, d->size - d->pos, name, st,
+					 (off_t)next);
+	}
+	if (need > d->size - d->pos)
+		return 1;
+	d->pos += need;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct dirbuf d = {req, malloc(size), size, 0, plus};
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int ret = rfs_fs_readdir(FS(req), ino, (uint64_t)off, plus, dir_add, &d);
+	if (ret && d.pos == 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_buf(req, d.buf, d.pos);
+	free(d.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct statvfs st;
+	int ret = rfs_fs_statfs(FS(req), &st);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	fuse_reply_err(req, -rfs_fs_setxattr(FS(req), ino, name, value, size, flags));
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_fs_getxattr(FS(req), ino, name, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_fs_listxattr(FS(req), ino, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -rfs_fs_removexattr(FS(req), ino, name));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	(void)fi;
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_err(req, -rfs_fs_fallocate(FS(req), ino, mode, (uint64_t)off, (uint64_t)len));
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	(void)fi;
+	uint64_t out;
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	int ret = rfs_fs_lseek(FS(req), ino, (uint64_t)off, whence, &out);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_lseek(req, (off_t)out);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out, size_t len,
+			       int flags)
+{
+	(void)fi_in;
+	(void)fi_out;
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* The kernel's reply carries a 32-bit count. */
+	if (len > 0xfffff000u)
+		len = 0xfffff000u;
+	ssize_t n = rfs_fs_clone_range(FS(req), ino_in, (uint64_t)off_in, ino_out,
+				       (uint64_t)off_out, len);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* ---- ioctls ----------------------------------------------------------------- */
+
+struct stat_acc {
+	struct rfs_ioc_stat *s;
+	struct rfs_ioc_extents *x;
+};
+
+static int stat_ext(void *arg, const struct rfs_extent_info *e)
+{
+	struct stat_acc *a = arg;
+	if (a->s) {
+		a->s->extents++;
+		a->s->blocks += e->length / RFS_BLOCK_SIZE;
+		a->s->shared_blocks += e->shared;
+		if (e->unwritten)
+			a->s->unwritten_blocks += e->length / RFS_BLOCK_SIZE;
+		return 0;
+	}
+	if (e->logical + e->length <= a->x->from)
+		return 0;
+	if (a->x->count == RFS_IOC_EXTENTS_MAX)
+		return 1;
+	unsigned i = a->x->count++;
+	a->x->e[i].logical = e->logical;
+	a->x->e[i].physical = e->physical;
+	a->x->e[i].length = e->length;
+	a->x->e[i].shared = e->shared;
+	a->x->e[i].flags = e->unwritten ? 1 : 0;
+	return 0;
+}
+
+/* Check that process pid holds fd open for reading on this inode. */
+static int check_src_fd(pid_t pid, int64_t fd, uint64_t ino)
+{
+	char path[64];
+	struct stat st;
+	if (fd < 0 || fd > INT_MAX)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%lld", (int)pid, (long long)fd);
+	if (stat(path, &st))
+		return -EBADF;
+	if (st.st_ino != ino)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%lld", (int)pid, (long long)fd);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -EBADF;
+	char line[128];
+	int flags = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "flags: %o", &flags) == 1)
+			break;
+	fclose(f);
+	if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	return 0;
+}
+
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		     size_t in_bufsz, size_t out_bufsz)
+{
+	(void)arg;
+	if (flags & FUSE_IOCTL_COMPAT) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	switch (cmd) {
+	case RFS_IOC_CLONE: {
+		struct rfs_ioc_clone c;
+		rfs_nodeid src;
+		if (in_bufsz < sizeof(c)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		if (!fi || (fi->fh & O_ACCMODE) == O_RDONLY) {
+			fuse_reply_err(req, EBADF);
+			return;
+		}
+		memcpy(&c, in_buf, sizeof(c));
+		int ret = check_src_fd(fuse_req_ctx(req)->pid, c.src_fd, c.src_ino);
+		if (!ret)
+			ret = rfs_fs_find_ino(FS(req), c.src_ino, &src);
+		if (ret == -ENOENT)
+			ret = -EXDEV;
+		if (!ret)
+			ret = rfs_fs_clone_file(FS(req), src, ino);
+		if (!ret)
+			fuse_lowlevel_notify_inval_inode(M(req)->se, ino, 0, 0);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	case RFS_IOC_STAT: {
+		struct rfs_ioc_stat s;
+		struct stat st;
+		struct stat_acc a = {&s, NULL};
+		memset(&s, 0, sizeof(s));
+		if (out_bufsz < sizeof(s)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		int ret = rfs_fs_getattr(FS(req), ino, &st);
+		s.size = (uint64_t)st.st_size;
+		if (!ret)
+			ret = rfs_fs_extents(FS(req), ino, stat_ext, &a);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		return;
+	}
+	case RFS_IOC_EXTENTS: {
+		struct rfs_ioc_extents *x = calloc(1, sizeof(*x));
+		struct stat_acc a = {NULL, x};
+		if (!x || in_bufsz < sizeof(*x) || out_bufsz < sizeof(*x)) {
+			free(x);
+			fuse_reply_err(req, x ? EINVAL : ENOMEM);
+			return;
+		}
+		memcpy(x, in_buf, sizeof(*x));
+		x->count = 0;
+		int ret = rfs_fs_extents(FS(req), ino, stat_ext, &a);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, x, sizeof(*x));
+		free(x);
+		return;
+	}
+	default:
+		fuse_reply_err(req, ENOTTY);
+	}
+}
+
+const struct fuse_lowlevel_ops rfs_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsync,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+	.copy_file_range = op_copy_file_range,
+	.ioctl = op_ioctl,
+};

@@ -1,0 +1,42 @@
+/*
+ * The libfuse3 low-level adapter: FUSE requests -> rfs_fs_* calls, and
+ * the mount loop (session, background commit thread).
+ */
+#ifndef RFS_FUSE_H
+#define RFS_FUSE_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "reflinkfs/fs.h"
+
+struct rfs_mount_opts {
+	const char *pool;       /* pool path */
+	const char *mountpoint;
+	const char *fuse_opts;  /* comma-separated options for libfuse/kernel */
+	bool foreground;
+	bool rdonly;
+	bool debug;
+	bool writeback;         /* kernel writeback cache (default off) */
+	bool acl;               /* POSIX ACLs (default on) */
+	unsigned commit_secs;   /* background commit interval (default 5) */
+	int lock_fd;            /* held flock on the pool, kept by the daemon */
+};
+
+/* The operations table. */
+extern const struct fuse_lowlevel_ops rfs_fuse_ops;
+
+/* Per-mount state handed to every request (fuse_req_userdata). */
+struct rfs_mount {
+	rfs_fs *fs;
+	struct fuse_session *se;
+	bool writeback;
+	bool acl;
+	double timeout;
+};
+
+/* Mount and serve until unmounted.  Returns a process exit code; prints
+ * errors to stderr (before daemonizing) or the log. */
+int rfs_fuse_main(struct rfs_mount_opts *o);
+
+#endif

@@ -1,0 +1,144 @@
+# Shared helpers of the integration scripts (sourced, not run).
+#
+#   rfs_setup [SIZE [MOUNT ARGS...]]  scratch dir, pool of SIZE (default 2G),
+#                        mounted at $MNT
+#   rfs_mount / rfs_umount / rfs_kill9
+#   check DESC CMD...    run CMD, count it as passed or failed
+#   rfs_finish           unmount, print "N passed, N failed", exit status
+#
+# The daemon runs in the foreground (-f) as a background job of this
+# script, so its PID is known and only that process is ever killed.
+
+set -u
+RFS_BIN=${RFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/reflinkfs}
+PASSED=0
+FAILED=0
+DAEMON_PID=
+SCRATCH=
+MNT=
+POOL=
+
+log() { printf '%s\n' "$*"; }
+
+check() {
+	local desc=$1
+	shift
+	if "$@" >"$SCRATCH/check.out" 2>&1; then
+		PASSED=$((PASSED + 1))
+		log "ok   $desc"
+	else
+		FAILED=$((FAILED + 1))
+		log "FAIL $desc"
+		sed 's/^/     | /' "$SCRATCH/check.out" | head -20
+	fi
+}
+
+# check_fail DESC CMD...: CMD must fail.
+check_fail() {
+	local desc=$1
+	shift
+	if "$@" >"$SCRATCH/check.out" 2>&1; then
+		FAILED=$((FAILED + 1))
+		log "FAIL $desc (succeeded, should have failed)"
+	else
+		PASSED=$((PASSED + 1))
+		log "ok   $desc"
+	fi
+}
+
+rfs_cleanup() {
+	if [ -n "$MNT" ] && mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	fi
+	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+		local i
+		for i in $(seq 50); do
+			kill -0 "$DAEMON_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+	fi
+	DAEMON_PID=
+	if [ -n "$SCRATCH" ] && [ -z "${RFS_KEEP:-}" ] && [ -z "${RFS_TEST_DIR:-}" ]; then
+		rm -rf "$SCRATCH"
+	fi
+}
+
+MOUNT_ARGS=()
+rfs_setup() {
+	local size=${1:-2G}
+	shift || true
+	MOUNT_ARGS=("$@")
+	if [ ! -x "$RFS_BIN" ]; then
+		echo "no binary at $RFS_BIN (run make)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	if [ ! -e /dev/fuse ]; then
+		echo "no /dev/fuse: skipping"
+		exit 77
+	fi
+	if [ -n "${RFS_TEST_DIR:-}" ]; then
+		SCRATCH=$(mktemp -d "$RFS_TEST_DIR/itXXXXXX")
+	else
+		SCRATCH=$(mktemp -d /tmp/rfs-itXXXXXX)
+	fi
+	trap rfs_cleanup EXIT
+	trap 'exit 130' INT TERM
+	POOL=$SCRATCH/pool
+	MNT=$SCRATCH/mnt
+	mkdir -p "$MNT"
+	"$RFS_BIN" mkfs --size "$size" "$POOL" >/dev/null || { echo "mkfs failed"; echo "0 passed, 1 failed"; exit 1; }
+	rfs_mount
+}
+
+rfs_mount() {
+	"$RFS_BIN" mount -f ${MOUNT_ARGS[@]+"${MOUNT_ARGS[@]}"} "$@" "$POOL" "$MNT" 2>>"$SCRATCH/daemon.log" &
+	DAEMON_PID=$!
+	local i
+	for i in $(seq 100); do
+		if mountpoint -q "$MNT"; then
+			return 0
+		fi
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			break
+		fi
+		sleep 0.05
+	done
+	echo "mount failed:"
+	cat "$SCRATCH/daemon.log"
+	return 1
+}
+
+# Clean unmount: wait for the daemon's final commit.
+rfs_umount() {
+	fusermount3 -u "$MNT" || return 1
+	if [ -n "$DAEMON_PID" ]; then
+		wait "$DAEMON_PID"
+		local rc=$?
+		DAEMON_PID=
+		return $rc
+	fi
+}
+
+# Simulated crash: SIGKILL the daemon, then clean up the dead mount.
+rfs_kill9() {
+	kill -9 "$DAEMON_PID"
+	wait "$DAEMON_PID" 2>/dev/null
+	DAEMON_PID=
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	return 0
+}
+
+rfs_fsck() {
+	"$RFS_BIN" fsck "$POOL"
+}
+
+rfs_finish() {
+	if [ -n "$DAEMON_PID" ]; then
+		rfs_umount || FAILED=$((FAILED + 1))
+	fi
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+}

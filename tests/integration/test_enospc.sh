@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A full pool: ENOSPC without damage, deleting still works, space comes
+# back, and the pool stays consistent.
+. "$(dirname "$0")/lib.bash"
+rfs_setup 64M
+head -c 4000000 /dev/urandom >"$SCRATCH/keep"
+cp "$SCRATCH/keep" "$MNT/keep"
+sync "$MNT/keep"
+i=0
+full=0
+while [ $i -lt 100 ]; do
+	if ! head -c 4000000 /dev/urandom >"$MNT/fill$i" 2>"$SCRATCH/err"; then
+		full=1
+		break
+	fi
+	i=$((i + 1))
+done
+check "writing eventually fails with ENOSPC" bash -c "[ $full = 1 ] && grep -q 'No space left' '$SCRATCH/err'"
+check "statfs says the pool is (nearly) full" bash -c "df -k '$MNT' | tail -1 | awk '{exit !(\$4 < 8192)}'"
+check "the file written before is intact" cmp "$SCRATCH/keep" "$MNT/keep"
+check "metadata operations still work when full (mkdir, rename)" bash -c "mkdir '$MNT/d' && mv '$MNT/fill0' '$MNT/d/'"
+check "deleting files works on a full pool" bash -c "rm -f '$MNT'/fill* '$MNT'/d/fill*"
+sync -f "$MNT" 2>/dev/null
+python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "$MNT/keep"
+check "space comes back after deleting" bash -c "head -c 20000000 /dev/urandom >'$MNT/again'"
+check "the old file is still intact" cmp "$SCRATCH/keep" "$MNT/keep"
+check "a clone still works" cp "$MNT/again" "$MNT/again.clone"
+rfs_umount
+check "fsck clean after ENOSPC" rfs_fsck
+rfs_finish
