@@ -87,20 +87,22 @@ static int write_dirty(rfs_pool *pool, struct stager *s, uint64_t gen)
 		struct rfs_block_header h;
 		uint8_t *slot;
 
-		/* Location and generation are restamped so that a caller
-		 * who copied a whole old block over a new one cannot write
-		 * a block that fails verification. */
-		memcpy(&h, v[i]->buf.data, sizeof(h));
+		/* Location and generation are restamped in the staged copy
+		 * (readers may be looking at the cached buffer meanwhile), so
+		 * that a caller who copied a whole old block over a new one
+		 * cannot write a block that fails verification. */
+		ret = stage_slot(s, v[i]->buf.blocknr, &slot);
+		if (ret)
+			break;
+		memcpy(slot, v[i]->buf.data, RFS_BLOCK_SIZE);
+		memcpy(&h, slot, sizeof(h));
 		h.magic = RFS_META_MAGIC;
 		h.blocknr = v[i]->buf.blocknr;
 		h.generation = gen;
-		memcpy(v[i]->buf.data, &h, sizeof(h));
-		h.crc = rfs_meta_csum(v[i]->buf.data);
-		memcpy(v[i]->buf.data, &h, sizeof(h));
-
-		ret = stage_slot(s, v[i]->buf.blocknr, &slot);
-		if (!ret)
-			memcpy(slot, v[i]->buf.data, RFS_BLOCK_SIZE);
+		h.crc = 0;
+		memcpy(slot, &h, sizeof(h));
+		h.crc = rfs_meta_csum(slot);
+		memcpy(slot, &h, sizeof(h));
 	}
 	free(v);
 	return ret;
@@ -124,19 +126,19 @@ static int write_bitmap(rfs_pool *pool, struct stager *s, uint64_t gen)
 	return ret;
 }
 
-int rfs_pool_commit_locked(rfs_pool *pool)
+/*
+ * Write out generation gen: everything but the final state change.  Runs
+ * under the read lock with the writers' gate held: nothing mutates the
+ * pool meanwhile, and readers go on.
+ */
+static int write_out(rfs_pool *pool, uint64_t gen)
 {
-	uint64_t gen = pool->committed_gen + 1;
 	struct stager s = { .pool = pool };
 	int ret;
 
-	ret = rfs_pool_check_writable(pool);
-	if (ret)
-		return ret;
 	s.buf = aligned_alloc(RFS_BLOCK_SIZE, (size_t)STAGE_BLOCKS * RFS_BLOCK_SIZE);
 	if (!s.buf)
-		return -ENOMEM; /* nothing written: the pool stays usable */
-
+		return -ENOMEM;
 	ret = write_dirty(pool, &s, gen);
 	if (!ret)
 		ret = stage_flush(&s);
@@ -157,6 +159,27 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	if (!ret)
 		ret = rfs_io_flush(&pool->io);
 	free(s.buf);
+	return ret;
+}
+
+/* Caller holds the gate and the write lock; returns holding both. */
+int rfs_pool_commit_locked(rfs_pool *pool)
+{
+	uint64_t gen = pool->committed_gen + 1;
+	int ret;
+
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	/* Downgrade for the write-out: the gate keeps writers out, so the
+	 * state cannot change between the two phases. */
+	pthread_rwlock_unlock(&pool->lock);
+	pthread_rwlock_rdlock(&pool->lock);
+	ret = write_out(pool, gen);
+	pthread_rwlock_unlock(&pool->lock);
+	pthread_rwlock_wrlock(&pool->lock);
+	if (ret == -ENOMEM && !pool->io.crashed)
+		return ret; /* nothing was written: the pool stays usable */
 	if (ret) {
 		pool->failed = true;
 		if (!pool->io.crashed)

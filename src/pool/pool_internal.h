@@ -181,6 +181,11 @@ struct rfs_pool {
 	bool failed;  /* a commit failed: read-only from now on */
 	struct rfs_io io;
 	pthread_rwlock_t lock;
+	/* Writers' gate: held by every writer (with the write lock) and by
+	 * a commit for its whole length, so a commit can write out under the
+	 * read lock -- readers go on, writers wait -- and no writer slips in
+	 * between its phases.  See rfs_pool_commit. */
+	pthread_mutex_t gate;
 
 	/* Geometry, fixed at create. */
 	uint64_t total_blocks;

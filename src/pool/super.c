@@ -434,6 +434,7 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	pool->flags = flags;
 	pool->rdonly = flags & RFS_OPEN_RDONLY;
 	pthread_rwlock_init(&pool->lock, NULL);
+	pthread_mutex_init(&pool->gate, NULL);
 	rfs_io_init(&pool->io, fd, pool->path, is_bdev, flags & RFS_OPEN_CRASHSIM, size);
 	fd = -1;
 	ret = rfs_cache_init(&pool->cache);
@@ -483,6 +484,7 @@ void rfs_pool_close(rfs_pool *pool)
 			close(pool->io.fd);
 		rfs_io_destroy(&pool->io);
 		pthread_rwlock_destroy(&pool->lock);
+		pthread_mutex_destroy(&pool->gate);
 	}
 	free(pool->path);
 	free(pool);
@@ -497,6 +499,10 @@ int rfs_pool_check_writable(const rfs_pool *pool)
 	return 0;
 }
 
+/* The pool whose writers' gate this thread holds (a writer holds one
+ * pool's write lock at a time), so unlock knows which kind it releases. */
+static _Thread_local const rfs_pool *gate_held;
+
 void rfs_pool_rdlock(rfs_pool *pool)
 {
 	pthread_rwlock_rdlock(&pool->lock);
@@ -504,12 +510,18 @@ void rfs_pool_rdlock(rfs_pool *pool)
 
 void rfs_pool_wrlock(rfs_pool *pool)
 {
+	pthread_mutex_lock(&pool->gate);
+	gate_held = pool;
 	pthread_rwlock_wrlock(&pool->lock);
 }
 
 void rfs_pool_unlock(rfs_pool *pool)
 {
 	pthread_rwlock_unlock(&pool->lock);
+	if (gate_held == pool) {
+		gate_held = NULL;
+		pthread_mutex_unlock(&pool->gate);
+	}
 }
 
 uint64_t rfs_pool_committed_gen(const rfs_pool *pool)

@@ -1,0 +1,1281 @@
+/*
+ * Unit tests of the copy-on-write B+tree (include/reflinkfs/tree.h): point
+ * operations with many keys of every size, put modes and limits, cursors,
+ * clones and drops, nested trees and data extents carried in values, block
+ * refcounts, the catalog, and rfs_check on good and deliberately broken
+ * states.
+ */
+#include "../common/testutil.h"
+
+static int setup(void **state)
+{
+	tu_pool *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -1;
+	tu_log_capture();
+	tu_log_clear();
+	tu_pool_init(c);
+	tu_pool_create(c, 1ull << 30);
+	tu_open(c, 0);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	tu_pool *c = *state;
+	tu_pool_fini(c);
+	free(c);
+	tu_log_clear();
+	return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* random length: mostly short, sometimes long, sometimes the extremes */
+static size_t rand_len(tu_rng *r, size_t lo, size_t hi)
+{
+	uint64_t p = tu_below(r, 100);
+	if (p < 3)
+		return lo;
+	if (p < 6)
+		return hi;
+	if (p < 70)
+		return tu_range(r, lo, lo + 15 < hi ? lo + 15 : hi);
+	if (p < 90)
+		return tu_range(r, lo, hi / 8 > lo ? hi / 8 : hi);
+	return tu_range(r, lo, hi);
+}
+
+static size_t rand_key(tu_rng *r, uint8_t *k)
+{
+	size_t kl = rand_len(r, 1, RFS_KEY_MAX);
+	tu_fill(r, k, kl);
+	/* a small alphabet in the first byte makes shared prefixes common */
+	k[0] = (uint8_t)('a' + tu_below(r, 4));
+	return kl;
+}
+
+static size_t rand_val(tu_rng *r, uint8_t *v)
+{
+	size_t vl = rand_len(r, 0, RFS_VAL_MAX);
+	tu_fill(r, v, vl);
+	return vl;
+}
+
+/* put in tree and model, checking the result against the model */
+static void put_both(tu_pool *c, rfs_tree *t, tu_map *m, const void *k,
+		     size_t kl, const void *v, size_t vl, uint8_t fl, int mode)
+{
+	bool exists = tu_map_get(m, k, kl) != NULL;
+	int rc = rfs_tree_put(c->pool, t, k, kl, v, vl, fl, mode);
+	int base = mode & 0xff;
+	if (base == RFS_PUT_INSERT && exists) {
+		RC(rc, -EEXIST);
+		return;
+	}
+	if (base == RFS_PUT_REPLACE && !exists) {
+		RC(rc, -ENOENT);
+		return;
+	}
+	CHECK(rc == 0, "put (mode %d, klen %zu, vlen %zu, exists %d) = %d", mode, kl, vl, exists, rc);
+	tu_map_put(m, k, kl, v, vl, fl);
+}
+
+static void del_both(tu_pool *c, rfs_tree *t, tu_map *m, const void *k, size_t kl)
+{
+	bool exists = tu_map_get(m, k, kl) != NULL;
+	int rc = rfs_tree_delete(c->pool, t, k, kl, 0);
+	if (!exists) {
+		RC(rc, -ENOENT);
+		return;
+	}
+	CHECK(rc == 0, "delete (klen %zu) = %d", kl, rc);
+	tu_map_del(m, k, kl);
+}
+
+static void expect_lookup(tu_pool *c, const rfs_tree *t, const tu_map *m,
+			  const void *k, size_t kl)
+{
+	static uint8_t v[RFS_VAL_MAX];
+	size_t vl = sizeof v;
+	uint8_t fl = 0xee;
+	int rc = rfs_tree_lookup(c->pool, t, k, kl, v, &vl, &fl);
+	const tu_item *e = tu_map_get(m, k, kl);
+	if (!e) {
+		RC(rc, -ENOENT);
+		return;
+	}
+	OK(rc);
+	EQ_U64(vl, e->vlen);
+	EQ_U64(fl, e->flags);
+	CHECK(vl == 0 || memcmp(v, e->val, vl) == 0, "value differs (klen %zu)", kl);
+}
+
+static void store(tu_pool *c, uint64_t id, const rfs_tree *t)
+{
+	OK(rfs_catalog_set(c->pool, id, t));
+}
+
+static rfs_tree load(tu_pool *c, uint64_t id)
+{
+	rfs_tree t = {12345, 0};
+	OK(rfs_catalog_get(c->pool, id, &t));
+	return t;
+}
+
+static uint64_t used(tu_pool *c)
+{
+	return tu_stats(c).used_blocks;
+}
+
+static void key64(uint8_t *k, uint64_t v)
+{
+	tu_be64(k, v);
+}
+
+/* ------------------------------------------------------------------------------ */
+
+static void test_empty(void **state)
+{
+	tu_pool *c = *state;
+	CHECK_CLEAN(c);
+	rfs_tree t = {0, RFS_OWNER_USER};
+	uint8_t v[8];
+	size_t vl = sizeof v;
+	RC(rfs_tree_lookup(c->pool, &t, "a", 1, v, &vl, NULL), -ENOENT);
+	RC(rfs_tree_delete(c->pool, &t, "a", 1, 0), -ENOENT);
+	int h = -1;
+	OK(rfs_tree_height(c->pool, &t, &h));
+	EQ_U64(h, 0);
+	rfs_cursor *cur = NULL;
+	OK(rfs_cursor_open(c->pool, &t, &cur));
+	RC(rfs_cursor_seek(cur, NULL, 0, 1), -ENOENT);
+	RC(rfs_cursor_seek(cur, NULL, 0, -1), -ENOENT);
+	RC(rfs_cursor_seek(cur, "a", 1, 1), -ENOENT);
+	rfs_cursor_close(cur);
+	rfs_tree t2 = {77, 0};
+	OK(rfs_tree_clone(c->pool, &t, &t2));
+	EQ_U64(t2.root, 0);
+	OK(rfs_tree_drop(c->pool, &t));
+	OK(rfs_tree_drop(c->pool, &t2));
+	rfs_tree x;
+	RC(rfs_catalog_get(c->pool, 1, &x), -ENOENT);
+	RC(rfs_catalog_del(c->pool, 1), -ENOENT);
+	/* one item, then none */
+	uint64_t u0 = used(c);
+	OK(rfs_tree_put(c->pool, &t, "k", 1, "v", 1, 0, RFS_PUT_INSERT));
+	CHECK(t.root != 0, "root still 0 after an insert");
+	OK(rfs_tree_height(c->pool, &t, &h));
+	EQ_U64(h, 1);
+	OK(rfs_tree_delete(c->pool, &t, "k", 1, 0));
+	RC(rfs_tree_lookup(c->pool, &t, "k", 1, v, &vl, NULL), -ENOENT);
+	OK(rfs_tree_drop(c->pool, &t));
+	EQ_U64(t.root, 0);
+	EQ_U64(used(c), u0);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+}
+
+static void test_sequential(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	tu_rng r = {1};
+	uint8_t k[8], v[RFS_VAL_MAX];
+	const uint64_t N = 6000;
+	for (uint64_t i = 0; i < N; i++) {
+		key64(k, i);
+		size_t vl = (size_t)(i % 97) * 3;
+		tu_fill(&r, v, vl);
+		put_both(c, &t, &m, k, 8, v, vl, 0, RFS_PUT_INSERT);
+	}
+	int h = 0;
+	OK(rfs_tree_height(c->pool, &t, &h));
+	CHECK(h >= 2, "6000 items in a single leaf? height %d", h);
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	/* descending inserts into a second tree */
+	rfs_tree t2 = {0, RFS_OWNER_USER};
+	tu_map m2 = {0};
+	for (uint64_t i = N; i-- > 0;) {
+		key64(k, i * 2);
+		put_both(c, &t2, &m2, k, 8, k, 8, 0, RFS_PUT_UPSERT);
+	}
+	CHECK_TREE(c->pool, &t2, &m2);
+	store(c, 2, &t2);
+	/* delete every other key of t, then every third */
+	for (uint64_t i = 0; i < N; i += 2) {
+		key64(k, i);
+		del_both(c, &t, &m, k, 8);
+	}
+	for (uint64_t i = 0; i < N; i += 3) {
+		key64(k, i);
+		del_both(c, &t, &m, k, 8);
+	}
+	for (uint64_t i = 0; i < N; i += 7) {
+		key64(k, i);
+		expect_lookup(c, &t, &m, k, 8);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_reopen(c, 0);
+	t = load(c, 1);
+	t2 = load(c, 2);
+	CHECK_TREE(c->pool, &t, &m);
+	CHECK_TREE(c->pool, &t2, &m2);
+	/* delete everything (ascending in t, descending in t2) */
+	for (uint64_t i = 0; i < N; i++) {
+		key64(k, i);
+		del_both(c, &t, &m, k, 8);
+	}
+	for (uint64_t i = N; i-- > 0;) {
+		key64(k, i * 2);
+		del_both(c, &t2, &m2, k, 8);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	CHECK_TREE(c->pool, &t2, &m2);
+	store(c, 1, &t);
+	store(c, 2, &t2);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	OK(rfs_catalog_del(c->pool, 1));
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u0);
+	tu_map_clear(&m);
+	tu_map_clear(&m2);
+}
+
+static void test_random_varsize(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	tu_rng r = {0xfeed};
+	uint8_t k[RFS_KEY_MAX], v[RFS_VAL_MAX];
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 2500; i++) {
+			uint64_t op = tu_below(&r, 10);
+			size_t kl;
+			if (op < 3 && m.n) {
+				/* existing key */
+				const tu_item *e = &m.v[tu_below(&r, m.n)];
+				kl = e->klen;
+				memcpy(k, e->key, kl);
+			} else {
+				kl = rand_key(&r, k);
+			}
+			size_t vl = rand_val(&r, v);
+			if (op < 6)
+				put_both(c, &t, &m, k, kl, v, vl, 0, RFS_PUT_UPSERT);
+			else if (op < 7)
+				put_both(c, &t, &m, k, kl, v, vl, 0, RFS_PUT_INSERT);
+			else if (op < 8)
+				put_both(c, &t, &m, k, kl, v, vl, 0, RFS_PUT_REPLACE);
+			else if (op < 9)
+				del_both(c, &t, &m, k, kl);
+			else
+				expect_lookup(c, &t, &m, k, kl);
+		}
+		CHECK_TREE(c->pool, &t, &m);
+		store(c, 1, &t);
+		tu_commit(c);
+		CHECK_CLEAN(c);
+	}
+	int h = 0;
+	OK(rfs_tree_height(c->pool, &t, &h));
+	CHECK(h >= 3, "height %d with %zu big items", h, m.n);
+	tu_reopen(c, 0);
+	t = load(c, 1);
+	CHECK_TREE(c->pool, &t, &m);
+	/* delete in random order until empty */
+	while (m.n) {
+		const tu_item *e = &m.v[tu_below(&r, m.n)];
+		uint8_t kk[RFS_KEY_MAX];
+		size_t kl = e->klen;
+		memcpy(kk, e->key, kl);
+		del_both(c, &t, &m, kk, kl);
+		if (m.n % 500 == 0)
+			CHECK_TREE(c->pool, &t, &m);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	tu_map_clear(&m);
+}
+
+static void test_put_modes_and_limits(void **state)
+{
+	tu_pool *c = *state;
+	rfs_tree t = {0, RFS_OWNER_USER};
+	uint8_t big[RFS_VAL_MAX + 2];
+	memset(big, 'x', sizeof big);
+	OK(rfs_tree_put(c->pool, &t, "a", 1, "1", 1, 0, RFS_PUT_INSERT));
+	RC(rfs_tree_put(c->pool, &t, "a", 1, "2", 1, 0, RFS_PUT_INSERT), -EEXIST);
+	RC(rfs_tree_put(c->pool, &t, "b", 1, "2", 1, 0, RFS_PUT_REPLACE), -ENOENT);
+	uint8_t v[RFS_VAL_MAX];
+	size_t vl = sizeof v;
+	uint8_t fl = 0x55;
+	OK(rfs_tree_lookup(c->pool, &t, "a", 1, v, &vl, &fl));
+	CHECK(vl == 1 && v[0] == '1' && fl == 0, "INSERT -EEXIST changed the value");
+	vl = sizeof v;
+	RC(rfs_tree_lookup(c->pool, &t, "b", 1, v, &vl, NULL), -ENOENT);
+	OK(rfs_tree_put(c->pool, &t, "a", 1, "22", 2, 0, RFS_PUT_REPLACE));
+	OK(rfs_tree_put(c->pool, &t, "b", 1, "3", 1, 0, RFS_PUT_UPSERT));
+	OK(rfs_tree_put(c->pool, &t, "b", 1, "", 0, 0, RFS_PUT_UPSERT));
+	vl = sizeof v;
+	OK(rfs_tree_lookup(c->pool, &t, "a", 1, v, &vl, NULL));
+	CHECK(vl == 2 && memcmp(v, "22", 2) == 0, "REPLACE did not replace");
+	vl = sizeof v;
+	OK(rfs_tree_lookup(c->pool, &t, "b", 1, v, &vl, NULL));
+	EQ_U64(vl, 0);
+
+	/* limits */
+	uint8_t k[RFS_KEY_MAX + 2];
+	memset(k, 'k', sizeof k);
+	RC(rfs_tree_put(c->pool, &t, k, 0, "v", 1, 0, 0), -EINVAL);
+	RC(rfs_tree_put(c->pool, &t, k, RFS_KEY_MAX + 1, "v", 1, 0, 0), -EINVAL);
+	RC(rfs_tree_put(c->pool, &t, k, 1, big, RFS_VAL_MAX + 1, 0, 0), -EINVAL);
+	RC(rfs_tree_put(c->pool, &t, k, RFS_KEY_MAX + 1, big, RFS_VAL_MAX + 1, 0, RFS_PUT_INSERT), -EINVAL);
+	OK(rfs_tree_put(c->pool, &t, k, RFS_KEY_MAX, big, RFS_VAL_MAX, 0, RFS_PUT_INSERT));
+	int rc = rfs_tree_delete(c->pool, &t, k, RFS_KEY_MAX + 1, 0);
+	CHECK(rc == -EINVAL || rc == -ENOENT, "delete of a too long key = %d", rc);
+	vl = sizeof v;
+	rc = rfs_tree_lookup(c->pool, &t, k, RFS_KEY_MAX + 1, v, &vl, NULL);
+	CHECK(rc == -EINVAL || rc == -ENOENT, "lookup of a too long key = %d", rc);
+	/* a value whose flags promise references it cannot hold */
+	rc = rfs_tree_put(c->pool, &t, "c", 1, "1234", 4, RFS_ITEM_TREE, 0);
+	CHECK(rc < 0, "RFS_ITEM_TREE with a 4-byte value accepted");
+	rc = rfs_tree_put(c->pool, &t, "c", 1, big, 12, RFS_ITEM_EXTENT, 0);
+	CHECK(rc < 0, "RFS_ITEM_EXTENT with a 12-byte value accepted");
+	vl = sizeof v;
+	RC(rfs_tree_lookup(c->pool, &t, "c", 1, v, &vl, NULL), -ENOENT);
+
+	/* a short buffer: *vlen tells the full length */
+	uint8_t small[10];
+	vl = sizeof small;
+	OK(rfs_tree_lookup(c->pool, &t, k, RFS_KEY_MAX, small, &vl, NULL));
+	EQ_U64(vl, RFS_VAL_MAX);
+	CHECK(memcmp(small, big, sizeof small) == 0, "truncated copy differs");
+	vl = 0;
+	OK(rfs_tree_lookup(c->pool, &t, "a", 1, NULL, &vl, NULL));
+	EQ_U64(vl, 2);
+
+	/* fill a leaf with maximal items and beyond: splits of huge items */
+	tu_map m = {0};
+	tu_map_put(&m, "a", 1, "22", 2, 0);
+	tu_map_put(&m, "b", 1, "", 0, 0);
+	tu_map_put(&m, k, RFS_KEY_MAX, big, RFS_VAL_MAX, 0);
+	for (int i = 0; i < 200; i++) {
+		uint8_t kk[RFS_KEY_MAX];
+		memset(kk, 'm', sizeof kk);
+		kk[RFS_KEY_MAX - 1 - (i % 5)] = (uint8_t)i;
+		kk[0] = (uint8_t)(i * 37);
+		big[i % RFS_VAL_MAX] ^= (uint8_t)i;
+		put_both(c, &t, &m, kk, RFS_KEY_MAX, big, RFS_VAL_MAX, 0, RFS_PUT_UPSERT);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_map_clear(&m);
+}
+
+static void cur_expect(rfs_cursor *cur, const void *key, size_t kl)
+{
+	const void *k, *v;
+	size_t gkl, vl;
+	uint8_t fl;
+	OK(rfs_cursor_get(cur, &k, &gkl, &v, &vl, &fl));
+	CHECK(gkl == kl && memcmp(k, key, kl) == 0, "cursor at a different key (klen %zu, want %zu)", gkl, kl);
+}
+
+static void cur_expect64(rfs_cursor *cur, uint64_t want)
+{
+	uint8_t k[8];
+	key64(k, want);
+	cur_expect(cur, k, 8);
+}
+
+static void test_cursor(void **state)
+{
+	tu_pool *c = *state;
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	uint8_t k[8];
+	for (uint64_t i = 1; i <= 3000; i++) {
+		key64(k, i * 10);
+		put_both(c, &t, &m, k, 8, &i, sizeof i, 0, RFS_PUT_INSERT);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	rfs_cursor *cur = NULL;
+	OK(rfs_cursor_open(c->pool, &t, &cur));
+	/* >= and <= */
+	key64(k, 15);
+	OK(rfs_cursor_seek(cur, k, 8, 1));
+	cur_expect64(cur, 20);
+	OK(rfs_cursor_seek(cur, k, 8, -1));
+	cur_expect64(cur, 10);
+	key64(k, 500);
+	OK(rfs_cursor_seek(cur, k, 8, 1));
+	cur_expect64(cur, 500);
+	OK(rfs_cursor_seek(cur, k, 8, -1));
+	cur_expect64(cur, 500);
+	OK(rfs_cursor_step(cur, 1));
+	cur_expect64(cur, 510);
+	OK(rfs_cursor_step(cur, -1));
+	cur_expect64(cur, 500);
+	OK(rfs_cursor_step(cur, -1));
+	cur_expect64(cur, 490);
+	/* ends */
+	key64(k, 5);
+	RC(rfs_cursor_seek(cur, k, 8, -1), -ENOENT);
+	OK(rfs_cursor_seek(cur, k, 8, 1));
+	cur_expect64(cur, 10);
+	RC(rfs_cursor_step(cur, -1), -ENOENT);
+	key64(k, 30001);
+	RC(rfs_cursor_seek(cur, k, 8, 1), -ENOENT);
+	OK(rfs_cursor_seek(cur, k, 8, -1));
+	cur_expect64(cur, 30000);
+	RC(rfs_cursor_step(cur, 1), -ENOENT);
+	OK(rfs_cursor_seek(cur, NULL, 0, 1));
+	cur_expect64(cur, 10);
+	OK(rfs_cursor_seek(cur, NULL, 0, -1));
+	cur_expect64(cur, 30000);
+	/* shorter keys sort first: 7 bytes of 0 < every 8-byte key */
+	uint8_t z[9] = {0};
+	OK(rfs_cursor_seek(cur, z, 7, 1));
+	cur_expect64(cur, 10);
+	RC(rfs_cursor_seek(cur, z, 7, -1), -ENOENT);
+	memset(z, 0xff, sizeof z);
+	RC(rfs_cursor_seek(cur, z, 9, 1), -ENOENT);
+	OK(rfs_cursor_seek(cur, z, 9, -1));
+	cur_expect64(cur, 30000);
+	/* every seek between all keys, both directions */
+	for (uint64_t x = 0; x <= 30010; x += 7) {
+		key64(k, x);
+		int rc = rfs_cursor_seek(cur, k, 8, 1);
+		uint64_t ge = (x + 9) / 10 * 10;
+		if (ge == 0)
+			ge = 10;
+		if (ge > 30000)
+			RC(rc, -ENOENT);
+		else {
+			OK(rc);
+			cur_expect64(cur, ge);
+		}
+		rc = rfs_cursor_seek(cur, k, 8, -1);
+		uint64_t le = x / 10 * 10;
+		if (le > 30000)
+			le = 30000;
+		if (le == 0)
+			RC(rc, -ENOENT);
+		else {
+			OK(rc);
+			cur_expect64(cur, le);
+		}
+	}
+	/* walk the whole tree in steps of +2 -1 */
+	OK(rfs_cursor_seek(cur, NULL, 0, 1));
+	uint64_t at = 10;
+	for (;;) {
+		int rc = rfs_cursor_step(cur, 1);
+		if (rc == -ENOENT) {
+			EQ_U64(at, 30000);
+			break;
+		}
+		OK(rc);
+		rc = rfs_cursor_step(cur, 1);
+		if (rc == -ENOENT) {
+			EQ_U64(at, 29990);
+			break;
+		}
+		OK(rc);
+		OK(rfs_cursor_step(cur, -1));
+		at += 10;
+		cur_expect64(cur, at);
+	}
+	rfs_cursor_close(cur);
+
+	/* variable-length keys with shared prefixes */
+	rfs_tree s = {0, RFS_OWNER_USER};
+	const char *ks[] = {"a", "ab", "abc", "abd", "b", "ba"};
+	for (size_t i = 0; i < 6; i++)
+		OK(rfs_tree_put(c->pool, &s, ks[i], strlen(ks[i]), "", 0, 0, RFS_PUT_INSERT));
+	OK(rfs_cursor_open(c->pool, &s, &cur));
+	OK(rfs_cursor_seek(cur, "ab", 2, 1));
+	cur_expect(cur, "ab", 2);
+	OK(rfs_cursor_seek(cur, "aba", 3, 1));
+	cur_expect(cur, "abc", 3);
+	OK(rfs_cursor_seek(cur, "aba", 3, -1));
+	cur_expect(cur, "ab", 2);
+	OK(rfs_cursor_seek(cur, "abcd", 4, -1));
+	cur_expect(cur, "abc", 3);
+	OK(rfs_cursor_seek(cur, "abz", 3, 1));
+	cur_expect(cur, "b", 1);
+	OK(rfs_cursor_seek(cur, "\x01", 1, 1));
+	cur_expect(cur, "a", 1);
+	RC(rfs_cursor_seek(cur, "c", 1, 1), -ENOENT);
+	OK(rfs_cursor_seek(cur, "c", 1, -1));
+	cur_expect(cur, "ba", 2);
+	rfs_cursor_close(cur);
+	OK(rfs_tree_drop(c->pool, &s));
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_map_clear(&m);
+}
+
+/* random changes to t/m; returns nothing */
+static void mutate(tu_pool *c, rfs_tree *t, tu_map *m, tu_rng *r, int n)
+{
+	uint8_t k[RFS_KEY_MAX], v[RFS_VAL_MAX];
+	for (int i = 0; i < n; i++) {
+		uint64_t op = tu_below(r, 10);
+		size_t kl, vl;
+		if (op < 5 && m->n) {
+			const tu_item *e = &m->v[tu_below(r, m->n)];
+			kl = e->klen;
+			memcpy(k, e->key, kl);
+		} else {
+			kl = rand_key(r, k);
+			if (kl > 40)
+				kl = 40;
+		}
+		vl = rand_val(r, v);
+		if (vl > 200)
+			vl = 200;
+		if (op < 3)
+			del_both(c, t, m, k, kl);
+		else
+			put_both(c, t, m, k, kl, v, vl, 0, RFS_PUT_UPSERT);
+	}
+}
+
+static void test_clone_independence(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {99};
+	rfs_tree t1 = {0, RFS_OWNER_USER};
+	tu_map m1 = {0}, m2 = {0}, m3 = {0};
+	mutate(c, &t1, &m1, &r, 4000);
+	store(c, 1, &t1);
+	tu_commit(c);
+
+	rfs_tree t2 = {0, 0};
+	OK(rfs_tree_clone(c->pool, &t1, &t2));
+	EQ_U64(t2.root, t1.root);
+	store(c, 2, &t2);
+	tu_map_copy(&m2, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	/* modify the clone; the original must not change */
+	mutate(c, &t2, &m2, &r, 1500);
+	CHECK_TREE(c->pool, &t2, &m2);
+	CHECK_TREE(c->pool, &t1, &m1);
+	/* modify the original; the clone must not change */
+	mutate(c, &t1, &m1, &r, 1500);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	store(c, 1, &t1);
+	store(c, 2, &t2);
+	CHECK_CLEAN(c);
+
+	/* clone of a tree modified in this transaction (dirty nodes): later
+	 * in-place updates must not show through */
+	rfs_tree t3 = {0, 0};
+	OK(rfs_tree_clone(c->pool, &t2, &t3));
+	store(c, 3, &t3);
+	tu_map_copy(&m3, &m2);
+	mutate(c, &t2, &m2, &r, 800);
+	store(c, 2, &t2);
+	CHECK_TREE(c->pool, &t3, &m3);
+	CHECK_TREE(c->pool, &t2, &m2);
+	mutate(c, &t3, &m3, &r, 800);
+	store(c, 3, &t3);
+	CHECK_TREE(c->pool, &t3, &m3);
+	CHECK_TREE(c->pool, &t2, &m2);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_reopen(c, 0);
+	t1 = load(c, 1);
+	t2 = load(c, 2);
+	t3 = load(c, 3);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	CHECK_TREE(c->pool, &t3, &m3);
+	/* clone of a clone, then drop the middle one */
+	rfs_tree t4 = {0, 0};
+	OK(rfs_tree_clone(c->pool, &t3, &t4));
+	store(c, 4, &t4);
+	OK(rfs_catalog_del(c->pool, 3));
+	CHECK_TREE(c->pool, &t4, &m3);
+	mutate(c, &t4, &m3, &r, 300);
+	store(c, 4, &t4);
+	CHECK_TREE(c->pool, &t4, &m3);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_map_clear(&m1);
+	tu_map_clear(&m2);
+	tu_map_clear(&m3);
+}
+
+static void test_drop_frees_unshared(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {5};
+	tu_commit(c);
+	uint64_t u_empty = used(c);
+	rfs_tree t1 = {0, RFS_OWNER_USER};
+	tu_map m1 = {0}, m2 = {0};
+	mutate(c, &t1, &m1, &r, 20000);
+	store(c, 1, &t1);
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	CHECK(u0 > u_empty + 10, "5000 items use %" PRIu64 " blocks", u0 - u_empty);
+
+	/* clone + modify + drop of the clone: back to u0 exactly */
+	rfs_tree t2;
+	OK(rfs_tree_clone(c->pool, &t1, &t2));
+	store(c, 2, &t2);
+	tu_map_copy(&m2, &m1);
+	mutate(c, &t2, &m2, &r, 5);
+	store(c, 2, &t2);
+	tu_commit(c);
+	uint64_t u1 = used(c);
+	CHECK(u1 > u0, "modified clone uses no new block");
+	CHECK(u1 < u0 + (u0 - u_empty) / 2, "5 changes in a clone copied most of the tree? %" PRIu64 " -> %" PRIu64, u0, u1);
+	mutate(c, &t2, &m2, &r, 1000);
+	store(c, 2, &t2);
+	tu_commit(c);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	CHECK_CLEAN(c);
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	CHECK_CLEAN(c);
+	t1 = load(c, 1);
+	CHECK_TREE(c->pool, &t1, &m1);
+
+	/* a clone that is never modified and dropped in the same txn */
+	rfs_tree t3;
+	OK(rfs_tree_clone(c->pool, &t1, &t3));
+	OK(rfs_tree_drop(c->pool, &t3));
+	EQ_U64(t3.root, 0);
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	CHECK_CLEAN(c);
+
+	/* drop the original, keep the (modified) clone */
+	OK(rfs_tree_clone(c->pool, &t1, &t2));
+	store(c, 2, &t2);
+	tu_map_clear(&m2);
+	tu_map_copy(&m2, &m1);
+	mutate(c, &t2, &m2, &r, 500);
+	store(c, 2, &t2);
+	tu_commit(c);
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	t2 = load(c, 2);
+	CHECK_TREE(c->pool, &t2, &m2);
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+	tu_map_clear(&m1);
+	tu_map_clear(&m2);
+}
+
+/* ---- nested trees ----------------------------------------------------------------- */
+
+#define NOUTER 12
+
+static void outer_key(uint8_t *k, int i)
+{
+	memcpy(k, "outer-", 6);
+	key64(k + 6, (uint64_t)i);
+}
+
+/* value of an outer item: 8-byte root + 8-byte tag */
+static void inner_update(tu_pool *c, rfs_tree *outer, int i, tu_map *im, tu_rng *r, int n)
+{
+	uint8_t k[14], v[64];
+	size_t vl = sizeof v;
+	uint8_t fl = 0;
+	outer_key(k, i);
+	OK(rfs_tree_lookup_mut(c->pool, outer, k, sizeof k, v, &vl, &fl));
+	EQ_U64(fl, RFS_ITEM_TREE);
+	EQ_U64(vl, 16);
+	rfs_tree in = {0, RFS_OWNER_USER};
+	memcpy(&in.root, v, 8);
+	mutate(c, &in, im, r, n);
+	memcpy(v, &in.root, 8);
+	OK(rfs_tree_put(c->pool, outer, k, sizeof k, v, vl, fl, RFS_PUT_REPLACE | RFS_KEEP_REFS));
+}
+
+static void inner_expect(tu_pool *c, const rfs_tree *outer, int i, const tu_map *im)
+{
+	uint8_t k[14], v[64];
+	size_t vl = sizeof v;
+	uint8_t fl = 0;
+	outer_key(k, i);
+	OK(rfs_tree_lookup(c->pool, outer, k, sizeof k, v, &vl, &fl));
+	EQ_U64(fl, RFS_ITEM_TREE);
+	rfs_tree in = {0, RFS_OWNER_USER};
+	memcpy(&in.root, v, 8);
+	const char *d = tu_tree_diff(c->pool, &in, im, true);
+	CHECK(d == NULL, "inner tree %d differs: %s", i, d);
+}
+
+static void test_nested_trees(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {77};
+	tu_commit(c);
+	uint64_t u_empty = used(c);
+	rfs_tree o1 = {0, RFS_OWNER_USER};
+	static tu_map in1[NOUTER], in2[NOUTER];
+	memset(in1, 0, sizeof in1);
+	memset(in2, 0, sizeof in2);
+	for (int i = 0; i < NOUTER; i++) {
+		rfs_tree in = {0, RFS_OWNER_USER};
+		mutate(c, &in, &in1[i], &r, 150 + 40 * i);
+		uint8_t k[14], v[16];
+		outer_key(k, i);
+		memcpy(v, &in.root, 8);
+		memcpy(v + 8, "tagtag00", 8);
+		OK(rfs_tree_put(c->pool, &o1, k, sizeof k, v, 16, RFS_ITEM_TREE, RFS_PUT_INSERT));
+	}
+	store(c, 1, &o1);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	for (int i = 0; i < NOUTER; i++)
+		inner_expect(c, &o1, i, &in1[i]);
+
+	/* clone the outer tree: inner trees shared through it */
+	rfs_tree o2;
+	OK(rfs_tree_clone(c->pool, &o1, &o2));
+	store(c, 2, &o2);
+	for (int i = 0; i < NOUTER; i++)
+		tu_map_copy(&in2[i], &in1[i]);
+	/* modify inner trees through o2 */
+	for (int i = 0; i < NOUTER; i += 2)
+		inner_update(c, &o2, i, &in2[i], &r, 200);
+	store(c, 2, &o2);
+	for (int i = 0; i < NOUTER; i++) {
+		inner_expect(c, &o1, i, &in1[i]);
+		inner_expect(c, &o2, i, &in2[i]);
+	}
+	/* and through o1, other and same ones */
+	for (int i = 0; i < NOUTER; i += 3)
+		inner_update(c, &o1, i, &in1[i], &r, 100);
+	store(c, 1, &o1);
+	for (int i = 0; i < NOUTER; i++) {
+		inner_expect(c, &o1, i, &in1[i]);
+		inner_expect(c, &o2, i, &in2[i]);
+	}
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	/* second-level clone inside one outer tree: inner 1 cloned as item 100 */
+	{
+		uint8_t k[14], v[64];
+		size_t vl = sizeof v;
+		uint8_t fl;
+		outer_key(k, 1);
+		OK(rfs_tree_lookup_mut(c->pool, &o1, k, sizeof k, v, &vl, &fl));
+		rfs_tree in = {0, RFS_OWNER_USER}, cl;
+		memcpy(&in.root, v, 8);
+		OK(rfs_tree_clone(c->pool, &in, &cl));
+		memcpy(v, &cl.root, 8);
+		outer_key(k, 100);
+		OK(rfs_tree_put(c->pool, &o1, k, sizeof k, v, 16, RFS_ITEM_TREE, RFS_PUT_INSERT));
+		store(c, 1, &o1);
+		CHECK_CLEAN(c);
+	}
+	/* delete inner trees: in o2 (shared with o1) and in o1 */
+	{
+		uint8_t k[14];
+		outer_key(k, 3);
+		OK(rfs_tree_delete(c->pool, &o2, k, sizeof k, 0));
+		store(c, 2, &o2);
+		inner_expect(c, &o1, 3, &in1[3]);
+		outer_key(k, 5);
+		OK(rfs_tree_delete(c->pool, &o1, k, sizeof k, 0));
+		store(c, 1, &o1);
+		inner_expect(c, &o2, 5, &in2[5]);
+		outer_key(k, 1);
+		OK(rfs_tree_delete(c->pool, &o1, k, sizeof k, 0));
+		store(c, 1, &o1);
+		inner_expect(c, &o1, 100, &in1[1]);
+		inner_expect(c, &o2, 1, &in2[1]);
+	}
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_reopen(c, 0);
+	o1 = load(c, 1);
+	o2 = load(c, 2);
+	for (int i = 0; i < NOUTER; i++) {
+		if (i != 3)
+			inner_expect(c, &o2, i, &in2[i]);
+		if (i != 5 && i != 1)
+			inner_expect(c, &o1, i, &in1[i]);
+	}
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	o2 = load(c, 2);
+	for (int i = 0; i < NOUTER; i++)
+		if (i != 3)
+			inner_expect(c, &o2, i, &in2[i]);
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+	for (int i = 0; i < NOUTER; i++) {
+		tu_map_clear(&in1[i]);
+		tu_map_clear(&in2[i]);
+	}
+}
+
+/* ---- data extents in values ------------------------------------------------------------- */
+
+struct ext {
+	uint64_t start, n;
+};
+
+static struct ext ext_of(const tu_map *m, const char *key)
+{
+	const tu_item *e = tu_map_get(m, key, strlen(key));
+	CHECK(e != NULL, "no %s in the model", key);
+	struct ext x;
+	memcpy(&x.start, e->val, 8);
+	memcpy(&x.n, e->val + 8, 8);
+	return x;
+}
+
+static void verify_exts(tu_pool *c, const rfs_tree *t, const tu_map *m)
+{
+	CHECK_TREE(c->pool, t, m);
+	for (size_t i = 0; i < m->n; i++) {
+		int rc = tu_ext_verify(c->pool, m->v[i].val, m->v[i].vlen);
+		CHECK(rc == 0, "extent of item %zu: %d", i, rc);
+	}
+}
+
+static void put_ext(tu_pool *c, rfs_tree *t, tu_map *m, const char *key, uint64_t n, uint32_t seed)
+{
+	uint8_t v[RFS_VAL_MAX];
+	long vl = tu_ext_make(c->pool, n, seed, v);
+	CHECK(vl > 0, "tu_ext_make = %ld", vl);
+	put_both(c, t, m, key, strlen(key), v, (size_t)vl, RFS_ITEM_EXTENT, RFS_PUT_UPSERT);
+}
+
+static void test_extent_refs(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u_empty = used(c);
+	rfs_tree o1 = {0, RFS_OWNER_USER};
+	tu_map m1 = {0}, m2 = {0};
+	char key[16];
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof key, "e%d", i);
+		put_ext(c, &o1, &m1, key, 1 + (uint64_t)i % 4, (uint32_t)i);
+	}
+	/* many more, so that the tree has several leaves */
+	for (int i = 10; i < 300; i++) {
+		snprintf(key, sizeof key, "f%03d", i);
+		put_ext(c, &o1, &m1, key, 1, (uint32_t)i);
+	}
+	store(c, 1, &o1);
+	verify_exts(c, &o1, &m1);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	struct ext e0 = ext_of(&m1, "e0"), e3 = ext_of(&m1, "e3"), e5 = ext_of(&m1, "e5"),
+		   e7 = ext_of(&m1, "e7"), e8 = ext_of(&m1, "e8");
+	uint64_t cnt = 0;
+	OK(rfs_ref_get(c->pool, e8.start, &cnt));
+	EQ_U64(cnt, 1);
+
+	rfs_tree o2;
+	OK(rfs_tree_clone(c->pool, &o1, &o2));
+	store(c, 2, &o2);
+	tu_map_copy(&m2, &m1);
+	tu_commit(c);
+	/* o2: delete e0..e2, replace e3 */
+	del_both(c, &o2, &m2, "e0", 2);
+	del_both(c, &o2, &m2, "e1", 2);
+	del_both(c, &o2, &m2, "e2", 2);
+	put_ext(c, &o2, &m2, "e3", 2, 1003);
+	/* o1: delete e5, e6, replace e7 */
+	del_both(c, &o1, &m1, "e5", 2);
+	del_both(c, &o1, &m1, "e6", 2);
+	put_ext(c, &o1, &m1, "e7", 3, 1007);
+	store(c, 1, &o1);
+	store(c, 2, &o2);
+	verify_exts(c, &o1, &m1);
+	verify_exts(c, &o2, &m2);
+	CHECK(rfs_block_allocated(c->pool, e0.start), "e0 freed while o1 still holds it");
+	CHECK(rfs_block_allocated(c->pool, e3.start), "e3 freed while o1 still holds it");
+	CHECK(rfs_block_allocated(c->pool, e5.start), "e5 freed while o2 still holds it");
+	CHECK(rfs_block_allocated(c->pool, e7.start), "e7 freed while o2 still holds it");
+	/* e8 is now in a leaf of each tree */
+	OK(rfs_ref_get(c->pool, e8.start, &cnt));
+	EQ_U64(cnt, 2);
+	OK(rfs_ref_get(c->pool, e8.start + e8.n - 1, &cnt));
+	EQ_U64(cnt, 2);
+	OK(rfs_ref_get(c->pool, e0.start, &cnt));
+	EQ_U64(cnt, 1);
+	CHECK_CLEAN(c);
+	/* last references: freed */
+	del_both(c, &o2, &m2, "e5", 2);
+	CHECK(!rfs_block_allocated(c->pool, e5.start), "e5 still allocated without referrers");
+	del_both(c, &o1, &m1, "e0", 2);
+	CHECK(!rfs_block_allocated(c->pool, e0.start), "e0 still allocated without referrers");
+	/* delete with RFS_KEEP_REFS hands the reference to us */
+	struct ext e9 = ext_of(&m1, "e9");
+	OK(rfs_tree_delete(c->pool, &o1, "e9", 2, RFS_KEEP_REFS));
+	tu_map_del(&m1, "e9", 2);
+	OK(rfs_tree_delete(c->pool, &o2, "e9", 2, RFS_KEEP_REFS));
+	tu_map_del(&m2, "e9", 2);
+	OK(rfs_ref_get(c->pool, e9.start, &cnt));
+	EQ_U64(cnt, 2);
+	CHECK(rfs_block_allocated(c->pool, e9.start), "KEEP_REFS delete freed the extent");
+	OK(rfs_ref_dec(c->pool, e9.start, e9.n));
+	OK(rfs_ref_dec(c->pool, e9.start, e9.n));
+	CHECK(!rfs_block_allocated(c->pool, e9.start), "e9 not freed by the last rfs_ref_dec");
+	store(c, 1, &o1);
+	store(c, 2, &o2);
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_reopen(c, 0);
+	o1 = load(c, 1);
+	o2 = load(c, 2);
+	verify_exts(c, &o1, &m1);
+	verify_exts(c, &o2, &m2);
+
+	/* drop both: every data block comes back */
+	OK(rfs_catalog_del(c->pool, 1));
+	o2 = load(c, 2);
+	verify_exts(c, &o2, &m2);
+	CHECK(rfs_block_allocated(c->pool, e8.start), "e8 freed while o2 still holds it");
+	OK(rfs_catalog_del(c->pool, 2));
+	CHECK(!rfs_block_allocated(c->pool, e8.start), "e8 still allocated after both trees dropped");
+	CHECK(!rfs_block_allocated(c->pool, e7.start), "e7 still allocated after both trees dropped");
+	CHECK(!rfs_block_allocated(c->pool, e3.start), "e3 still allocated after both trees dropped");
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+	tu_map_clear(&m1);
+	tu_map_clear(&m2);
+}
+
+static void expect_count(tu_pool *c, uint64_t b, uint64_t want)
+{
+	uint64_t cnt = 0xdead;
+	OK(rfs_ref_get(c->pool, b, &cnt));
+	CHECK(cnt == want, "refcount of block %" PRIu64 " = %" PRIu64 ", want %" PRIu64, b, cnt, want);
+}
+
+static void test_refcount_ranges(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	uint64_t s = 0, got = 0;
+	for (int tries = 0;; tries++) {
+		OK(rfs_alloc_data(c->pool, 10, &s, &got));
+		if (got == 10)
+			break;
+		CHECK(tries < 50, "no run of 10");
+	}
+	uint64_t u1 = used(c);
+	for (uint64_t i = 0; i < 10; i++)
+		expect_count(c, s + i, 1);
+	OK(rfs_ref_inc(c->pool, s + 2, 5)); /* 2..6 -> 2 */
+	OK(rfs_ref_inc(c->pool, s + 4, 4)); /* 4..6 -> 3, 7 -> 2 */
+	uint64_t want[10] = {1, 1, 2, 2, 3, 3, 3, 2, 1, 1};
+	for (int i = 0; i < 10; i++)
+		expect_count(c, s + (uint64_t)i, want[i]);
+	tu_commit(c);
+	tu_reopen(c, 0);
+	for (int i = 0; i < 10; i++)
+		expect_count(c, s + (uint64_t)i, want[i]);
+	/* a range covering several records */
+	OK(rfs_ref_inc(c->pool, s + 1, 8)); /* 1..8 +1 */
+	uint64_t want2[10] = {1, 2, 3, 3, 4, 4, 4, 3, 2, 1};
+	for (int i = 0; i < 10; i++)
+		expect_count(c, s + (uint64_t)i, want2[i]);
+	OK(rfs_ref_dec(c->pool, s, 10)); /* 0 and 9 freed */
+	uint64_t want3[10] = {0, 1, 2, 2, 3, 3, 3, 2, 1, 0};
+	CHECK(!rfs_block_allocated(c->pool, s), "count 0 block still allocated");
+	CHECK(!rfs_block_allocated(c->pool, s + 9), "count 0 block still allocated");
+	for (int i = 1; i < 9; i++) {
+		expect_count(c, s + (uint64_t)i, want3[i]);
+		CHECK(rfs_block_allocated(c->pool, s + (uint64_t)i), "referenced block %d freed", i);
+	}
+	/* the two freed blocks are out of used_blocks; refcount-tree nodes may
+	 * exist, so compare after all counts are gone */
+	OK(rfs_ref_dec(c->pool, s + 1, 8)); /* 1 and 8 freed: {0,0,1,1,2,2,2,1,0,0} */
+	CHECK(!rfs_block_allocated(c->pool, s + 1), "count 0 block still allocated");
+	CHECK(!rfs_block_allocated(c->pool, s + 8), "count 0 block still allocated");
+	OK(rfs_ref_dec(c->pool, s + 4, 3));
+	for (int i = 2; i < 8; i++) {
+		expect_count(c, s + (uint64_t)i, 1);
+		CHECK(rfs_block_allocated(c->pool, s + (uint64_t)i), "block %d with count 1 not allocated", i);
+	}
+	tu_commit(c);
+	tu_reopen(c, 0);
+	for (int i = 2; i < 8; i++) {
+		expect_count(c, s + (uint64_t)i, 1);
+		CHECK(rfs_block_allocated(c->pool, s + (uint64_t)i), "block %d with count 1 not allocated after reopen", i);
+	}
+	EQ_U64(used(c), u1 - 4);
+	OK(rfs_ref_dec(c->pool, s + 2, 6));
+	for (int i = 0; i < 10; i++)
+		CHECK(!rfs_block_allocated(c->pool, s + (uint64_t)i), "block %d not freed", i);
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	CHECK_CLEAN(c);
+
+	/* many interleaved ranges against a simple array model */
+	uint64_t base = 0, n = 0;
+	for (int tries = 0;; tries++) {
+		OK(rfs_alloc_data(c->pool, 64, &base, &n));
+		if (n == 64)
+			break;
+		CHECK(tries < 50, "no run of 64");
+	}
+	uint64_t model[64];
+	for (int i = 0; i < 64; i++)
+		model[i] = 1;
+	tu_rng r = {4242};
+	for (int step = 0; step < 400; step++) {
+		uint64_t a = tu_below(&r, 64), l = tu_range(&r, 1, 64 - a);
+		bool can_dec = true;
+		for (uint64_t i = a; i < a + l; i++)
+			if (model[i] == 0)
+				can_dec = false;
+		if (can_dec && tu_below(&r, 2)) {
+			bool keep = true;
+			for (uint64_t i = a; i < a + l; i++)
+				if (model[i] == 1)
+					keep = false;
+			if (!keep && tu_below(&r, 4))
+				continue; /* free less often */
+			OK(rfs_ref_dec(c->pool, base + a, l));
+			for (uint64_t i = a; i < a + l; i++)
+				model[i]--;
+		} else {
+			bool all_live = true;
+			for (uint64_t i = a; i < a + l; i++)
+				if (model[i] == 0)
+					all_live = false;
+			if (!all_live)
+				continue;
+			OK(rfs_ref_inc(c->pool, base + a, l));
+			for (uint64_t i = a; i < a + l; i++)
+				model[i]++;
+		}
+		if (step % 50 == 0)
+			tu_commit(c);
+		for (int i = 0; i < 64; i++) {
+			if (model[i])
+				expect_count(c, base + (uint64_t)i, model[i]);
+			else
+				CHECK(!rfs_block_allocated(c->pool, base + (uint64_t)i),
+				      "step %d: block %d with count 0 allocated", step, i);
+		}
+	}
+	for (int i = 0; i < 64; i++)
+		while (model[i]) {
+			OK(rfs_ref_dec(c->pool, base + (uint64_t)i, 1));
+			model[i]--;
+		}
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	CHECK_CLEAN(c);
+}
+
+static void test_catalog(void **state)
+{
+	tu_pool *c = *state;
+	uint64_t ids[] = {1, 2, 255, 256, 1ull << 40, UINT64_MAX};
+	tu_map m[6];
+	memset(m, 0, sizeof m);
+	tu_rng r = {31};
+	for (int i = 0; i < 6; i++) {
+		rfs_tree t = {0, RFS_OWNER_USER + (uint64_t)i};
+		mutate(c, &t, &m[i], &r, 50 + 100 * i);
+		store(c, ids[i], &t);
+	}
+	for (int i = 0; i < 6; i++) {
+		rfs_tree t = load(c, ids[i]);
+		EQ_U64(t.owner, RFS_OWNER_USER + (uint64_t)i);
+		CHECK_TREE(c->pool, &t, &m[i]);
+	}
+	rfs_tree x;
+	RC(rfs_catalog_get(c->pool, 3, &x), -ENOENT);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	/* uncommitted changes vanish on close */
+	OK(rfs_catalog_del(c->pool, ids[1]));
+	rfs_tree t0 = load(c, ids[0]);
+	OK(rfs_tree_put(c->pool, &t0, "zzz", 3, "", 0, 0, RFS_PUT_INSERT));
+	store(c, ids[0], &t0);
+	tu_reopen(c, 0);
+	for (int i = 0; i < 6; i++) {
+		rfs_tree t = load(c, ids[i]);
+		CHECK_TREE(c->pool, &t, &m[i]);
+	}
+	/* update through the catalog, delete, persist */
+	t0 = load(c, ids[0]);
+	mutate(c, &t0, &m[0], &r, 300);
+	store(c, ids[0], &t0);
+	OK(rfs_catalog_del(c->pool, ids[2]));
+	RC(rfs_catalog_get(c->pool, ids[2], &x), -ENOENT);
+	RC(rfs_catalog_del(c->pool, ids[2]), -ENOENT);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_reopen(c, 0);
+	RC(rfs_catalog_get(c->pool, ids[2], &x), -ENOENT);
+	for (int i = 0; i < 6; i++) {
+		if (i == 2)
+			continue;
+		rfs_tree t = load(c, ids[i]);
+		CHECK_TREE(c->pool, &t, &m[i]);
+	}
+	/* empty tree in the catalog */
+	rfs_tree e = {0, RFS_OWNER_USER};
+	store(c, 7, &e);
+	tu_commit(c);
+	tu_reopen(c, 0);
+	e = load(c, 7);
+	EQ_U64(e.root, 0);
+	CHECK_CLEAN(c);
+	for (int i = 0; i < 6; i++)
+		tu_map_clear(&m[i]);
+}
+
+/* ---- rfs_check on broken states -------------------------------------------------------- */
+
+static void expect_problem(tu_pool *c, uint64_t blocknr, const char *what)
+{
+	static tu_reports rep;
+	long n = tu_check(c, &rep, NULL);
+	CHECK(n > 0, "%s: rfs_check found nothing (returned %ld)", what, n);
+	CHECK(rep.n > 0, "%s: rfs_check returned %ld but reported nothing", what, n);
+	if (!tu_reports_name(&rep, blocknr)) {
+		tu_reports_print(&rep, 10);
+		CHECK(false, "%s: no report names block %" PRIu64, what, blocknr);
+	}
+}
+
+static void test_check_detects(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {8};
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	mutate(c, &t, &m, &r, 2000);
+	put_ext(c, &t, &m, "data-1", 3, 55);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	struct ext d = ext_of(&m, "data-1");
+	struct rfs_check_stats st;
+	static tu_reports rep;
+	memset(&st, 0, sizeof st);
+	EQ_U64(tu_check(c, &rep, &st), 0);
+	CHECK(st.nodes >= 3, "check visited %" PRIu64 " nodes", st.nodes);
+	CHECK(st.items >= m.n, "check visited %" PRIu64 " items, tree has %zu", st.items, m.n);
+	CHECK(st.data_blocks >= 3, "check saw %" PRIu64 " data blocks", st.data_blocks);
+	EQ_U64(st.problems, 0);
+
+	/* a leaked block */
+	uint64_t s = 0, got = 0;
+	OK(rfs_alloc_data(c->pool, 1, &s, &got));
+	expect_problem(c, s, "leaked data block");
+	OK(rfs_free_blocks(c->pool, s, 1));
+	CHECK_CLEAN(c);
+
+	/* an extra reference on a data block */
+	OK(rfs_ref_inc(c->pool, d.start + 1, 1));
+	expect_problem(c, d.start + 1, "extra ref on a data block");
+	OK(rfs_ref_dec(c->pool, d.start + 1, 1));
+	CHECK_CLEAN(c);
+
+	/* an extra reference on a tree node */
+	OK(rfs_ref_inc(c->pool, t.root, 1));
+	expect_problem(c, t.root, "extra ref on the root node");
+	OK(rfs_ref_dec(c->pool, t.root, 1));
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+
+	/* a referenced data block freed */
+	OK(rfs_free_blocks(c->pool, d.start + 2, 1));
+	expect_problem(c, d.start + 2, "referenced data block freed");
+	tu_reopen(c, 0); /* discard */
+	CHECK_CLEAN(c);
+
+	/* a referenced tree node freed */
+	t = load(c, 1);
+	uint64_t node = t.root;
+	OK(rfs_free_blocks(c->pool, node, 1));
+	expect_problem(c, node, "referenced node freed");
+	tu_reopen(c, 0);
+	CHECK_CLEAN(c);
+
+	/* a block referenced twice without a count: two items naming the
+	 * same extent */
+	t = load(c, 1);
+	const tu_item *e = tu_map_get(&m, "data-1", 6);
+	CHECK(e != NULL, "model");
+	OK(rfs_tree_put(c->pool, &t, "data-2", 6, e->val, e->vlen, RFS_ITEM_EXTENT, RFS_PUT_INSERT));
+	store(c, 1, &t);
+	expect_problem(c, d.start, "extent referenced twice with count 1");
+	tu_reopen(c, 0);
+	CHECK_CLEAN(c);
+	tu_map_clear(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_varsize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clone_independence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drop_frees_unshared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested_trees, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extent_refs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refcount_ranges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_catalog, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
