@@ -41,7 +41,7 @@ mounted=1
 echo "   mounted it on $mnt"
 
 t=$(date +%s%N)
-head -c 1G /dev/urandom >"$mnt/vm.img"
+dd if=/dev/urandom of="$mnt/vm.img" bs=1M count=1024 iflag=fullblock status=none
 sync "$mnt/vm.img"
 echo "2. wrote a 1 GiB file in $(ms_since "$t") ms; pool space used: $(used_mib) MiB"
 
