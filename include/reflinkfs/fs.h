@@ -339,6 +339,11 @@ struct rfs_ioc_extents {
 };
 #define RFS_IOC_EXTENTS _IOWR('R', 3, struct rfs_ioc_extents)
 
+/* Commit: everything done on the mount so far becomes durable (what
+ * syncfs would do; the kernel does not forward syncfs to a /dev/fuse
+ * daemon).  On any file or directory of the mount. */
+#define RFS_IOC_SYNC _IO('R', 4)
+
 /* ---- whole filesystem --------------------------------------------------- */
 
 /* Space and inode figures, in RFS_BLOCK_SIZE blocks. */

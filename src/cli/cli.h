@@ -14,6 +14,7 @@ int cmd_umount(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 
 /* Mount helper mode (argv[0] is mount.fuse.reflinkfs): POOL MNT [-o opts]. */
 int cmd_mount_helper(int argc, char **argv);

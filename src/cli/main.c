@@ -22,6 +22,7 @@ static const struct {
 	{"umount", cmd_umount, "commit and unmount"},
 	{"clone", cmd_clone, "clone a file (O(1), atomic)"},
 	{"stat", cmd_stat, "show a file's extents and how many blocks are shared"},
+	{"sync", cmd_sync, "make everything written to a mount durable"},
 	{"fsck", cmd_fsck, "check an unmounted pool"},
 };
 

@@ -628,6 +628,14 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		free(x);
 		return;
 	}
+	case RFS_IOC_SYNC: {
+		int ret = rfs_fs_sync(FS(req));
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
 	default:
 		fuse_reply_err(req, ENOTTY);
 	}
