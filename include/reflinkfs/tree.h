@@ -109,6 +109,15 @@ int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst);
  */
 int rfs_tree_drop(rfs_pool *pool, rfs_tree *t);
 
+/*
+ * Whether the item key lives in a node shared with another tree: true when
+ * any node on the path from the root to the leaf holding key has a
+ * refcount >= 2.  (Sharing is lazy: the blocks and nodes below a shared
+ * node keep a count of 1, so their own counts do not show it.)
+ */
+int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
+			 size_t klen, bool *shared);
+
 /* Height of the tree (0 = empty, 1 = a single leaf). */
 int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height);
 

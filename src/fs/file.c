@@ -699,13 +699,11 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 		ret = -ENOMEM;
 		goto out;
 	}
-	uint64_t pos = 0, rootc = 1;
+	uint64_t pos = 0;
 	bool stop = false;
-	/* Sharing is lazy: blocks below a shared tree node keep a count of 1.
-	 * A shared root means every block is shared.  (Sharing through a
-	 * shared interior node is not visible through the tree API.) */
-	if (t.root)
-		ret = rfs_ref_get(fs->pool, t.root, &rootc);
+	/* Sharing is lazy: blocks below a shared tree node keep a count of 1,
+	 * so a block is shared when its own count is >= 2 or the path to its
+	 * extent record passes through a shared node. */
 	while (!stop) {
 		int cnt = ext_collect(fs, &t, pos, MAX_LBLK, ex, 16);
 		if (cnt <= 0) {
@@ -723,12 +721,14 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 				.length = ex[i].n * BS,
 				.unwritten = ex[i].flags & RFS_EXT_UNWRITTEN,
 			};
-			for (uint64_t b = 0; b < ex[i].n; b++) {
+			uint8_t key[16];
+			bool path_shared = false;
+			size_t kl = ext_key(key, ex[i].lblk);
+			ret = rfs_tree_path_shared(fs->pool, &t, key, kl, &path_shared);
+			for (uint64_t b = 0; !ret && b < ex[i].n; b++) {
 				uint64_t c = 1;
 				ret = rfs_ref_get(fs->pool, ex[i].start + b, &c);
-				if (ret)
-					break;
-				if (c >= 2 || rootc >= 2)
+				if (!ret && (c >= 2 || path_shared))
 					info.shared++;
 			}
 			if (ret)

@@ -697,6 +697,48 @@ int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
 	return ret;
 }
 
+int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
+			 size_t klen, bool *shared)
+{
+	struct rfs_buf *b, *c;
+	uint64_t count;
+	int ret;
+
+	*shared = false;
+	if (!t->root)
+		return 0;
+	ret = tree_read(pool, t->root, 0, &b);
+	if (ret)
+		return ret;
+	for (int depth = 0;; depth++) {
+		ret = refcounted(t) ? rfs_ref_get(pool, b->blocknr, &count) : 0;
+		if (ret || (refcounted(t) && count >= 2)) {
+			*shared = !ret;
+			break;
+		}
+		unsigned lvl = node_level(b->data);
+		if (lvl == 0)
+			break;
+		if (node_n(b->data) == 0 || depth >= NODE_MAX_HEIGHT) {
+			ret = -EUCLEAN;
+			break;
+		}
+		struct node_child ch =
+			node_get_child(b->data, node_child_slot(b->data, key, klen));
+		ret = tree_read(pool, ch.blocknr, ch.gen, &c);
+		if (ret)
+			break;
+		rfs_buf_put(pool, b);
+		b = c;
+		if (node_level(b->data) + 1 != lvl) {
+			ret = -EUCLEAN;
+			break;
+		}
+	}
+	rfs_buf_put(pool, b);
+	return ret;
+}
+
 int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height)
 {
 	struct rfs_buf *b;

@@ -34,6 +34,12 @@ check "writing the source leaves the clone unchanged" \
 	bash -c "[ \"\$(dd if='$MNT/big.copy2' bs=1 skip=7000000 count=4 status=none)\" != YYYY ]"
 check "after a write the clone has exclusive blocks" \
 	test "$(shared_of "$MNT/big.copy")" -lt "$(blocks_of "$MNT/big.copy")"
+# Sharing through shared interior nodes counts (lazy refcounts): one
+# 4 KiB write into a fresh clone leaves all other blocks shared.
+cp "$MNT/big" "$MNT/big.copy3"
+printf 'Z' | dd of="$MNT/big.copy3" bs=1 seek=100 conv=notrunc status=none
+check "one write into a clone unshares exactly one block" \
+	test "$(shared_of "$MNT/big.copy3")" = $(( $(blocks_of "$MNT/big.copy3") - 1 ))
 check "reflinkfs clone" "$RFS_BIN" clone "$MNT/big" "$MNT/big.rc"
 check "reflinkfs clone: same bytes" cmp "$MNT/big" "$MNT/big.rc"
 check "reflinkfs stat -e lists extents" bash -c "'$RFS_BIN' stat -e '$MNT/big.rc' | grep -q logical"
