@@ -104,6 +104,13 @@ int rfs_pool_commit(rfs_pool *pool);
 /* Same as rfs_pool_commit, for a caller already holding the write lock. */
 int rfs_pool_commit_locked(rfs_pool *pool);
 
+/*
+ * 0 when the pool accepts changes; -EROFS when it was opened read-only or
+ * a commit failed (the last commit stays intact on disk; reopen to go on),
+ * -EIO after a simulated crash.  Every mutating call checks it.
+ */
+int rfs_pool_check_writable(const rfs_pool *pool);
+
 /* Take / release the pool's reader-writer lock. */
 void rfs_pool_rdlock(rfs_pool *pool);
 void rfs_pool_wrlock(rfs_pool *pool);

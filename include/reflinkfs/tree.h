@@ -85,6 +85,9 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
  * Insert or replace key -> val with item flags (mode: enum rfs_put_mode,
  * optionally | RFS_KEEP_REFS).  klen in 1..RFS_KEY_MAX, vlen in
  * 0..RFS_VAL_MAX (-EINVAL otherwise).  -ENOSPC leaves the tree unchanged.
+ * RFS_PUT_REPLACE, like rfs_tree_delete, may use the pool's metadata
+ * reserve, so that a caller can record the new root of a nested tree after
+ * deleting from it on a full pool.
  */
 int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 		 const void *val, size_t vlen, uint8_t flags, int mode);

@@ -61,29 +61,67 @@ int rfs_cache_init(struct rfs_cache *c)
 		return -ENOMEM;
 	c->limit = RFS_DEFAULT_CACHE_LIMIT;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->slab_lock, NULL);
 	return 0;
 }
 
-static void free_ent(struct rfs_cent *e)
+/* A fresh zeroed entry with its buffer (contents undefined), or NULL. */
+static struct rfs_cent *ent_alloc(struct rfs_cache *c)
 {
-	free(e->buf.data);
-	free(e);
+	struct rfs_cent *e;
+	uint8_t *data;
+
+	pthread_mutex_lock(&c->slab_lock);
+	if (!c->free_ents) {
+		struct rfs_slab *sl = malloc(sizeof(*sl));
+		uint8_t *mem = aligned_alloc(RFS_BLOCK_SIZE,
+					     (size_t)RFS_SLAB_BLOCKS * RFS_BLOCK_SIZE);
+		if (!sl || !mem) {
+			free(sl);
+			free(mem);
+			pthread_mutex_unlock(&c->slab_lock);
+			return NULL;
+		}
+		sl->mem = mem;
+		sl->next = c->slabs;
+		c->slabs = sl;
+		for (unsigned i = 0; i < RFS_SLAB_BLOCKS; i++) {
+			sl->ents[i].buf.data = mem + (size_t)i * RFS_BLOCK_SIZE;
+			sl->ents[i].hnext = c->free_ents;
+			c->free_ents = &sl->ents[i];
+		}
+	}
+	e = c->free_ents;
+	c->free_ents = e->hnext;
+	pthread_mutex_unlock(&c->slab_lock);
+	data = e->buf.data;
+	memset(e, 0, sizeof(*e));
+	e->buf.data = data;
+	return e;
+}
+
+static void free_ent(struct rfs_cache *c, struct rfs_cent *e)
+{
+	pthread_mutex_lock(&c->slab_lock);
+	e->hnext = c->free_ents;
+	c->free_ents = e;
+	pthread_mutex_unlock(&c->slab_lock);
 }
 
 void rfs_cache_destroy(struct rfs_cache *c)
 {
 	if (!c->buckets)
 		return;
-	for (size_t i = 0; i < c->nbuckets; i++) {
-		struct rfs_cent *e = c->buckets[i], *next;
-
-		for (; e; e = next) {
-			next = e->hnext;
-			free_ent(e);
-		}
+	while (c->slabs) {
+		struct rfs_slab *sl = c->slabs;
+		c->slabs = sl->next;
+		free(sl->mem);
+		free(sl);
 	}
+	c->free_ents = NULL;
 	free(c->buckets);
 	c->buckets = NULL;
+	pthread_mutex_destroy(&c->slab_lock);
 	pthread_mutex_destroy(&c->lock);
 }
 
@@ -156,7 +194,7 @@ void rfs_cache_evict(struct rfs_cache *c)
 
 		list_del(&c->lru, e);
 		unhash(c, e);
-		free_ent(e);
+		free_ent(c, e);
 	}
 }
 
@@ -177,7 +215,7 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 		if (e->pins)
 			e->orphan = true; /* freed by the last rfs_buf_put */
 		else
-			free_ent(e);
+			free_ent(c, e);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -251,29 +289,24 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 	if (e)
 		goto check;
 
-	e = calloc(1, sizeof(*e));
+	e = ent_alloc(c);
 	if (!e)
 		return -ENOMEM;
 	e->buf.blocknr = blocknr;
-	e->buf.data = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
-	if (!e->buf.data) {
-		free(e);
-		return -ENOMEM;
-	}
 	ret = rfs_io_read(&pool->io, blocknr << RFS_BLOCK_SHIFT, e->buf.data, RFS_BLOCK_SIZE);
 	if (!ret)
 		ret = rfs_meta_verify(pool, blocknr, e->buf.data, type, expect_gen,
 				      rfs_pool_txn_gen(pool));
 	if (ret) {
 		/* Never cache what failed: a retry reads the disk again. */
-		free_ent(e);
+		free_ent(c, e);
 		return ret;
 	}
 	pthread_mutex_lock(&c->lock);
 	other = lookup(c, blocknr);
 	if (other) {
 		/* Another reader loaded it meanwhile; use theirs. */
-		free_ent(e);
+		free_ent(c, e);
 		e = other;
 		pin(c, e);
 	} else {
@@ -316,17 +349,12 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 	if (ret)
 		return ret;
 	/* Memory first, so a failure leaves the allocation untouched. */
-	e = calloc(1, sizeof(*e));
+	e = ent_alloc(c);
 	if (!e)
 		return -ENOMEM;
-	e->buf.data = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
-	if (!e->buf.data) {
-		free(e);
-		return -ENOMEM;
-	}
 	ret = rfs_alloc_meta(pool, &nr);
 	if (ret) {
-		free_ent(e);
+		free_ent(c, e);
 		if (ret == -ENOSPC)
 			rfs_log(RFS_LOG_ERR, "%s: no space left for a metadata block", pool->path);
 		return ret;
@@ -351,10 +379,10 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 
 bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf)
 {
-	(void)pool;
 	/* Only rfs_buf_new makes dirty buffers, and only the commit (under
-	 * the write lock) cleans them, so no cache lock is needed. */
-	return to_cent(buf)->dirty;
+	 * the write lock) cleans them, so no cache lock is needed.  A pool
+	 * that refuses changes has no buffer that may be changed in place. */
+	return to_cent(buf)->dirty && rfs_pool_check_writable(pool) == 0;
 }
 
 void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
@@ -368,7 +396,7 @@ void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
 	pthread_mutex_lock(&c->lock);
 	if (--e->pins == 0) {
 		if (e->orphan) {
-			free_ent(e);
+			free_ent(c, e);
 		} else if (!e->dirty) {
 			list_add_tail(&c->lru, e);
 			rfs_cache_evict(c);

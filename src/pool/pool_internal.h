@@ -111,8 +111,21 @@ struct rfs_clist {
 	size_t n;
 };
 
+/* Cache entries and their 4 KiB buffers come from slabs of
+ * RFS_SLAB_BLOCKS, so a cached block costs 4 KiB plus its entry: one
+ * aligned_alloc per block cost about 11 KiB of resident memory each. */
+#define RFS_SLAB_BLOCKS 256
+struct rfs_slab {
+	struct rfs_slab *next;
+	uint8_t *mem;
+	struct rfs_cent ents[RFS_SLAB_BLOCKS];
+};
+
 struct rfs_cache {
 	pthread_mutex_t lock;
+	pthread_mutex_t slab_lock; /* taken after lock, never before */
+	struct rfs_slab *slabs;
+	struct rfs_cent *free_ents; /* chained through hnext */
 	struct rfs_cent **buckets;
 	size_t nbuckets; /* power of two */
 	unsigned shift;  /* 64 - log2(nbuckets) */
@@ -222,7 +235,5 @@ struct rfs_pool {
 /* Superblock image of generation gen (super.c). */
 void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block);
 
-/* Mutations are refused on a read-only or failed pool. */
-int rfs_pool_check_writable(const rfs_pool *pool);
 
 #endif

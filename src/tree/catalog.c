@@ -44,8 +44,12 @@ int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t)
 	int ret;
 
 	be64_put(key, id);
+	/* Replace first: it works on a full pool (see rfs_tree_put). */
 	ret = rfs_tree_put(pool, &cat, key, 8, &v, sizeof(v), RFS_ITEM_TREE,
-			   RFS_PUT_UPSERT | RFS_KEEP_REFS);
+			   RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	if (ret == -ENOENT)
+		ret = rfs_tree_put(pool, &cat, key, 8, &v, sizeof(v), RFS_ITEM_TREE,
+				   RFS_PUT_INSERT);
 	rfs_pool_set_root(pool, RFS_ROOT_CATALOG, cat.root);
 	return ret;
 }

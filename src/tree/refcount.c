@@ -144,6 +144,9 @@ static int ref_modify(rfs_pool *pool, uint64_t start, uint64_t n, int delta)
 
 	if (!n)
 		return 0;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
 	if (!start || end < start) {
 		rfs_log(RFS_LOG_ERR, "refcount: bad block range %llu+%llu",
 			(unsigned long long)start, (unsigned long long)n);

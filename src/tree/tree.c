@@ -323,6 +323,9 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 
 	if (!t->root)
 		return -ENOENT;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
 	ret = cow_path(pool, t, key, klen, &p);
 	if (ret)
 		return ret;
@@ -404,6 +407,9 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	if (klen == 0 || klen > RFS_KEY_MAX || vlen > RFS_VAL_MAX ||
 	    !tree_value_refs_valid(vlen, flags) || m > RFS_PUT_REPLACE)
 		return -EINVAL;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
 	if (!t->root) {
 		struct rfs_buf *leaf;
 		if (m == RFS_PUT_REPLACE)
@@ -417,8 +423,11 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 		rfs_buf_put(pool, leaf);
 		return 0;
 	}
-	/* Refcount-tree updates are part of a mutation already checked. */
-	if (refcounted(t)) {
+	/* Refcount-tree updates are part of a mutation already checked.  A
+	 * replace is how a caller records a change it already made (a new
+	 * nested root after a delete), so like a delete it may use the
+	 * pool's reserve: a full pool must be able to finish deleting. */
+	if (refcounted(t) && m != RFS_PUT_REPLACE) {
 		ret = rfs_tree_height(pool, t, &height);
 		if (!ret)
 			ret = space_check(pool, height);
@@ -598,6 +607,9 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 		return -EINVAL;
 	if (!t->root)
 		return -ENOENT;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
 	/* Deletion must work on a full pool: it may use the reserve. */
 	ret = cow_path(pool, t, key, klen, &p);
 	if (ret)
@@ -622,8 +634,10 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 
 int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst)
 {
-	int ret = 0;
+	int ret = rfs_pool_check_writable(pool);
 
+	if (ret)
+		return ret;
 	if (src->root)
 		ret = rfs_ref_inc(pool, src->root, 1);
 	if (!ret)
@@ -689,8 +703,10 @@ int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 
 int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
 {
-	int ret = 0;
+	int ret = rfs_pool_check_writable(pool);
 
+	if (ret)
+		return ret;
 	if (t->root)
 		ret = tree_drop_node(pool, t->root, 0, refcounted(t));
 	t->root = 0;

@@ -25,6 +25,7 @@ typedef struct {
 	uint64_t flush_after[MAXC + 1]; /* flush count when commit i returned */
 	int ncommits;
 	int stop_after; /* > 0: return 1 once this many commits are done */
+	bool commit_failed;
 } wl_t;
 
 #define W(x)                                                                  \
@@ -36,7 +37,11 @@ typedef struct {
 
 static int wl_commit(wl_t *w)
 {
-	W(rfs_pool_commit_locked(w->c->pool));
+	int rc = rfs_pool_commit_locked(w->c->pool);
+	if (rc) {
+		w->commit_failed = true;
+		return rc;
+	}
 	w->commits_ok++;
 	if (w->stop_after && w->commits_ok == w->stop_after)
 		return 1;
@@ -220,13 +225,13 @@ static int workload(wl_t *w)
 
 static wl_t ref;
 static bool ref_ready;
+static tu_pool ref_pool; /* removed by group_teardown even after a failure */
 
 static void record_reference(void)
 {
 	if (ref_ready)
 		return;
-	tu_pool *c = calloc(1, sizeof(*c));
-	assert_non_null(c);
+	tu_pool *c = &ref_pool;
 	tu_pool_init(c);
 	tu_pool_create(c, 256ull << 20);
 	tu_open(c, RFS_OPEN_CRASHSIM);
@@ -251,7 +256,6 @@ static void record_reference(void)
 	tu_buf_free(&b);
 	CHECK_CLEAN(c);
 	tu_pool_fini(c);
-	free(c);
 	ref.c = NULL;
 	ref_ready = true;
 	fprintf(stderr, "crash: workload has %d commits and %" PRIu64 " flushes\n", ref.ncommits,
@@ -273,6 +277,8 @@ static void crash_run(tu_pool *c, uint64_t k, enum rfs_crash_mode mode, uint64_t
 	wl_t w;
 	memset(&w, 0, sizeof w);
 	w.c = c;
+	if (seed & 1)
+		rfs_pool_set_cache_limit(c->pool, 16);
 	rfs_pool_crash_at_flush(c->pool, k, mode, seed);
 	int rc = workload(&w);
 	CHECK(rfs_pool_crashed(c->pool), "k=%" PRIu64 " mode %d: no crash happened (workload rc %d)", k, mode, rc);
@@ -413,6 +419,60 @@ static void test_crash_between_commits(void **state)
 	}
 }
 
+/* Write errors (rfs_pool_fail_writes_after) at every point of the
+ * workload: the failing commit reports an error, the pool turns read-only
+ * (-EROFS), and after reopen exactly the last successful commit is there. */
+static void test_write_errors(void **state)
+{
+	tu_pool *c = *state;
+	record_reference();
+	uint64_t step = 1;
+	for (uint64_t n = 0;; n += step) {
+		OK(rfs_pool_create(c->path, 256ull << 20, RFS_CREATE_FORCE));
+		tu_open(c, 0);
+		wl_t w;
+		memset(&w, 0, sizeof w);
+		w.c = c;
+		rfs_pool_fail_writes_after(c->pool, n);
+		int rc = workload(&w);
+		if (rc == 0) {
+			/* more writes allowed than the workload makes: done */
+			EQ_U64(w.commits_ok, ref.ncommits);
+			tu_close(c);
+			CHECK(n > 20, "the workload made only %" PRIu64 " writes", n);
+			break;
+		}
+		CHECK(rc == -EIO || rc == -EROFS, "n=%" PRIu64 ": workload error %d", n, rc);
+		if (w.commit_failed) {
+			/* a failed commit turns the pool read-only */
+			uint64_t s, got;
+			RC(rfs_alloc_data(c->pool, 1, &s, &got), -EROFS);
+			rfs_tree t = {0, RFS_OWNER_USER};
+			RC(rfs_tree_put(c->pool, &t, "x", 1, "", 0, 0, 0), -EROFS);
+			RC(rfs_pool_commit_locked(c->pool), -EROFS);
+		}
+		tu_close(c);
+		tu_open(c, 0);
+		CHECK_CLEAN(c);
+		tu_buf b = {0};
+		OK(tu_dump_catalog(c->pool, MAX_ID, &b));
+		int st = state_index(&b);
+		tu_buf_free(&b);
+		CHECK(st == w.commits_ok, "writes fail after %" PRIu64 ": recovered state %d, last successful commit %d",
+		      n, st, w.commits_ok);
+		tu_close(c);
+		if (n >= 64)
+			step = n / 16;
+	}
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	tu_pool_fini(&ref_pool);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -420,9 +480,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_drop_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_tear, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_between_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_errors, setup, teardown),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, group_teardown);
 	for (int i = 0; i <= MAXC; i++)
 		tu_buf_free(&ref.states[i]);
-	return rc;
+	return tu_exit(rc);
 }

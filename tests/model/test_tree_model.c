@@ -1,8 +1,9 @@
 /*
- * Randomized model-based test of the tree layer (default 15000 steps): up to 8 live trees kept
+ * Randomized model-based test of the tree layer (default 10000 steps): up to 8 live trees kept
  * under catalog ids, random inserts / replaces / deletes / lookups / range
- * scans / clones / drops / data extents / commits / simulated crashes /
- * close+reopen, checked against an in-memory sorted map per tree.
+ * scans / clones / drops / data extents / nested trees (clones stored in
+ * values, modified through rfs_tree_lookup_mut) / commits / commits with
+ * failing writes / simulated crashes / close+reopen, checked against an in-memory sorted map per tree.
  *
  *   RFS_SEED=<n> RFS_STEPS=<n> build/asan/tests/model/test_tree_model
  *   build/asan/tests/model/test_tree_model [seed [steps]]
@@ -41,7 +42,39 @@ static struct {
 	long counts[32];
 	size_t max_total;
 	int max_height;
+	long rofs_violations, rofs_first_step;
+	int rofs_first_rc;
 } g;
+
+/*
+ * Nested trees: an item with RFS_ITEM_TREE holds {u64 root; u64 tag}; the
+ * tag names an immutable snapshot of the expected content of that subtree
+ * (a clone of another tree taken at insert time, or a modified copy made
+ * through rfs_tree_lookup_mut).
+ */
+static struct {
+	tu_map *v;
+	size_t n, cap;
+} snaps;
+
+static uint64_t new_snap(const tu_map *from)
+{
+	if (snaps.n == snaps.cap) {
+		snaps.cap = snaps.cap ? snaps.cap * 2 : 64;
+		snaps.v = realloc(snaps.v, snaps.cap * sizeof(tu_map));
+		assert_non_null(snaps.v);
+	}
+	tu_map_copy(&snaps.v[snaps.n], from);
+	return snaps.n++;
+}
+
+static void free_snaps(void)
+{
+	for (size_t i = 0; i < snaps.n; i++)
+		tu_map_clear(&snaps.v[i]);
+	free(snaps.v);
+	memset(&snaps, 0, sizeof snaps);
+}
 
 static void replay_hint(void)
 {
@@ -178,15 +211,33 @@ static size_t pick_key(int id, uint8_t *k, int existing_pct)
 
 /* ---- comparisons ---------------------------------------------------------------- */
 
+/* data extents and nested trees referenced from the items of m */
+static void verify_refs(const tu_map *m, int depth, int id)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const tu_item *e = &m->v[i];
+		if (e->flags & RFS_ITEM_EXTENT) {
+			int rc = tu_ext_verify(g.pool.pool, e->val, e->vlen);
+			CHECK(rc == 0, "tree %d (depth %d) item %zu: data extent read gives %d", id, depth, i, rc);
+		}
+		if (e->flags & RFS_ITEM_TREE) {
+			rfs_tree in = {0, RFS_OWNER_USER};
+			uint64_t tag;
+			memcpy(&in.root, e->val, 8);
+			memcpy(&tag, e->val + 8, 8);
+			CHECK(tag < snaps.n, "bad tag");
+			const char *d = tu_tree_diff(g.pool.pool, &in, &snaps.v[tag], false);
+			CHECK(d == NULL, "tree %d (depth %d) item %zu: nested tree (snapshot %" PRIu64 ") differs: %s",
+			      id, depth, i, tag, d);
+			if (depth < 6)
+				verify_refs(&snaps.v[tag], depth + 1, id);
+		}
+	}
+}
+
 static void verify_extents(int id)
 {
-	tu_map *m = &g.cur[id];
-	for (size_t i = 0; i < m->n; i++) {
-		if (!(m->v[i].flags & RFS_ITEM_EXTENT))
-			continue;
-		int rc = tu_ext_verify(g.pool.pool, m->v[i].val, m->v[i].vlen);
-		CHECK(rc == 0, "tree %d item %zu: data extent read gives %d", id, i, rc);
-	}
+	verify_refs(&g.cur[id], 0, id);
 }
 
 static void compare_full(int id, bool lookups)
@@ -384,6 +435,82 @@ static void op_scan(void)
 	rfs_cursor_close(c);
 }
 
+/* put a clone of a (small) live tree as a nested tree into a live tree */
+static void op_nest(void)
+{
+	int src = pick_live(), dst = pick_live();
+	g.op_id = (uint64_t)dst;
+	if (g.cur[src].n > 400)
+		return;
+	rfs_tree t = load(src), cl = {0, 0};
+	OK(rfs_tree_clone(g.pool.pool, &t, &cl));
+	uint64_t tag = new_snap(&g.cur[src]);
+	uint8_t v[16], k[RFS_KEY_MAX + 1];
+	memcpy(v, &cl.root, 8);
+	memcpy(v + 8, &tag, 8);
+	size_t kl = pick_key(dst, k, 20);
+	rfs_tree d = load(dst);
+	OK(rfs_tree_put(g.pool.pool, &d, k, kl, v, 16, RFS_ITEM_TREE, RFS_PUT_UPSERT));
+	tu_map_put(&g.cur[dst], k, kl, v, 16, RFS_ITEM_TREE);
+	store(dst, &d);
+	compare_touched(dst, k, kl);
+}
+
+/* modify a nested tree through rfs_tree_lookup_mut */
+static void op_nest_modify(void)
+{
+	int id = pick_live();
+	g.op_id = (uint64_t)id;
+	tu_map *m = &g.cur[id];
+	size_t cand = SIZE_MAX, seen = 0;
+	for (size_t i = 0; i < m->n; i++)
+		if ((m->v[i].flags & RFS_ITEM_TREE) && tu_below(&g.rng, ++seen) == 0)
+			cand = i;
+	if (cand == SIZE_MAX)
+		return;
+	uint8_t k[RFS_KEY_MAX], v[RFS_VAL_MAX];
+	size_t kl = m->v[cand].klen, vl = sizeof v;
+	memcpy(k, m->v[cand].key, kl);
+	uint8_t fl = 0;
+	rfs_tree t = load(id);
+	OK(rfs_tree_lookup_mut(g.pool.pool, &t, k, kl, v, &vl, &fl));
+	CHECK(vl == 16 && fl == RFS_ITEM_TREE && memcmp(v, m->v[cand].val, 16) == 0,
+	      "lookup_mut of a nested item: value differs");
+	uint64_t tag;
+	memcpy(&tag, v + 8, 8);
+	rfs_tree in = {0, RFS_OWNER_USER};
+	memcpy(&in.root, v, 8);
+	tu_map nm;
+	tu_map_copy(&nm, &snaps.v[tag]);
+	int n = (int)tu_range(&g.rng, 1, 20);
+	for (int i = 0; i < n; i++) {
+		uint8_t ik[RFS_KEY_MAX + 1], iv[RFS_VAL_MAX];
+		size_t ikl, ivl;
+		if (nm.n && tu_below(&g.rng, 3) == 0) {
+			const tu_item *e = &nm.v[tu_below(&g.rng, nm.n)];
+			ikl = e->klen;
+			memcpy(ik, e->key, ikl);
+			OK(rfs_tree_delete(g.pool.pool, &in, ik, ikl, 0));
+			tu_map_del(&nm, ik, ikl);
+		} else {
+			ikl = gen_key(ik);
+			ivl = gen_val(iv);
+			OK(rfs_tree_put(g.pool.pool, &in, ik, ikl, iv, ivl, 0, RFS_PUT_UPSERT));
+			tu_map_put(&nm, ik, ikl, iv, ivl, 0);
+		}
+	}
+	const char *d = tu_tree_diff(g.pool.pool, &in, &nm, false);
+	CHECK(d == NULL, "modified nested tree differs: %s", d);
+	tag = new_snap(&nm);
+	tu_map_clear(&nm);
+	memcpy(v, &in.root, 8);
+	memcpy(v + 8, &tag, 8);
+	OK(rfs_tree_put(g.pool.pool, &t, k, kl, v, 16, RFS_ITEM_TREE, RFS_PUT_REPLACE | RFS_KEEP_REFS));
+	tu_map_put(m, k, kl, v, 16, RFS_ITEM_TREE);
+	store(id, &t);
+	compare_touched(id, k, kl);
+}
+
 static void op_clone(void)
 {
 	int src = pick_live(), dst = pick_free();
@@ -419,6 +546,17 @@ static void op_drop(void)
 	RC(rfs_catalog_get(g.pool.pool, (uint64_t)id, &t), -ENOENT);
 }
 
+/* open with a random cache limit: small caches force evictions and
+ * re-reads of committed blocks */
+static void open_pool(void)
+{
+	tu_open(&g.pool, RFS_OPEN_CRASHSIM);
+	static const uint64_t limits[] = {0, 8, 32, 200};
+	uint64_t l = limits[tu_below(&g.rng, 4)];
+	if (l)
+		rfs_pool_set_cache_limit(g.pool.pool, l);
+}
+
 static void op_commit(void)
 {
 	tu_commit(&g.pool);
@@ -430,7 +568,37 @@ static void op_crash(void)
 	enum rfs_crash_mode mode = (enum rfs_crash_mode)tu_below(&g.rng, 3);
 	g.op_id = mode;
 	tu_crash(&g.pool, mode, tu_next(&g.rng));
-	tu_open(&g.pool, RFS_OPEN_CRASHSIM);
+	open_pool();
+	restore_commit();
+	compare_all(true);
+}
+
+/* a commit whose writes fail part-way: the pool turns read-only and the
+ * last commit survives (or, when enough writes were allowed, it worked) */
+static void op_failcommit(void)
+{
+	uint64_t n = tu_below(&g.rng, 60);
+	g.op_id = n;
+	rfs_pool_fail_writes_after(g.pool.pool, n);
+	int rc = rfs_pool_commit_locked(g.pool.pool);
+	rfs_pool_fail_writes_after(g.pool.pool, UINT64_MAX);
+	if (rc == 0) {
+		snapshot_commit();
+		return;
+	}
+	CHECK(rc == -EIO, "commit with failing writes = %d", rc);
+	/* every later mutation fails with -EROFS (pool.h); a violation is
+	 * counted and reported at the end, so the run goes on */
+	int id = pick_live();
+	if (id) {
+		rfs_tree t = load(id);
+		rc = rfs_tree_put(g.pool.pool, &t, "ro", 2, "", 0, 0, RFS_PUT_UPSERT);
+		if (rc != -EROFS && g.rofs_violations++ == 0)
+			g.rofs_first_step = g.step, g.rofs_first_rc = rc;
+	}
+	RC(rfs_pool_commit_locked(g.pool.pool), -EROFS);
+	tu_close(&g.pool);
+	open_pool();
 	restore_commit();
 	compare_all(true);
 }
@@ -440,7 +608,7 @@ static void op_reopen(void)
 	if (tu_below(&g.rng, 2))
 		op_commit();
 	tu_close(&g.pool);
-	tu_open(&g.pool, RFS_OPEN_CRASHSIM);
+	open_pool();
 	restore_commit();
 	compare_all(true);
 }
@@ -448,11 +616,13 @@ static void op_reopen(void)
 /* ---- the run --------------------------------------------------------------------- */
 
 enum { OP_INSERT, OP_UPSERT, OP_REPLACE, OP_DELETE, OP_LOOKUP, OP_SCAN, OP_EXTENT,
-       OP_CLONE, OP_CREATE, OP_DROP, OP_COMMIT, OP_CRASH, OP_REOPEN, OP_N };
+       OP_CLONE, OP_CREATE, OP_DROP, OP_COMMIT, OP_CRASH, OP_REOPEN, OP_NEST, OP_NEST_MODIFY,
+       OP_FAILCOMMIT, OP_N };
 static const char *op_names[OP_N] = {"insert", "upsert", "replace", "delete", "lookup", "scan", "extent",
-				     "clone", "create", "drop", "commit", "crash", "reopen"};
+				     "clone", "create", "drop", "commit", "crash", "reopen", "nest", "nest-modify",
+				     "failcommit"};
 /* weights in 1/1000 */
-static const int op_weight[OP_N] = {250, 130, 90, 170, 100, 60, 15, 12, 6, 8, 40, 6, 6};
+static const int op_weight[OP_N] = {250, 130, 90, 170, 100, 60, 15, 12, 6, 8, 40, 6, 6, 6, 12, 3};
 
 static int pick_op(void)
 {
@@ -498,7 +668,7 @@ static void test_model(void **state)
 			op = OP_CREATE;
 		if (op == OP_CLONE && total > MAX_ITEMS * 3 / 4)
 			op = OP_DROP;
-		if ((op == OP_INSERT || op == OP_UPSERT || op == OP_EXTENT) && total >= MAX_ITEMS)
+		if ((op == OP_INSERT || op == OP_UPSERT || op == OP_EXTENT || op == OP_NEST) && total >= MAX_ITEMS)
 			op = OP_DELETE;
 		/* grow faster at the start: bursts of inserts */
 		if (op == OP_INSERT && total < MAX_ITEMS / 2 && tu_below(&g.rng, 4) == 0) {
@@ -526,6 +696,9 @@ static void test_model(void **state)
 		case OP_COMMIT: op_commit(); break;
 		case OP_CRASH: op_crash(); break;
 		case OP_REOPEN: op_reopen(); break;
+		case OP_NEST: op_nest(); break;
+		case OP_NEST_MODIFY: op_nest_modify(); break;
+		case OP_FAILCOMMIT: op_failcommit(); break;
 		}
 		if (g.step % CHECK_EVERY == 0)
 			compare_all(true);
@@ -559,6 +732,9 @@ static void test_model(void **state)
 	CHECK_CLEAN(&g.pool);
 	EQ_U64(tu_stats(&g.pool).used_blocks, g.base_used);
 
+	CHECK(g.rofs_violations == 0,
+	      "%ld times a tree mutation after a failed commit did not give -EROFS (first at step %ld: %d)",
+	      g.rofs_violations, g.rofs_first_step, g.rofs_first_rc);
 	fprintf(stderr, "model: %ld steps in %lds, up to %zu items, height up to %d;", g.steps,
 		(long)(time(NULL) - t0), g.max_total, g.max_height);
 	for (int i = 0; i < OP_N; i++)
@@ -569,6 +745,7 @@ static void test_model(void **state)
 		tu_map_clear(&g.cur[i]);
 		tu_map_clear(&g.com[i]);
 	}
+	free_snaps();
 	tu_log_clear();
 }
 
@@ -580,6 +757,7 @@ static int teardown(void **state)
 		tu_map_clear(&g.cur[i]);
 		tu_map_clear(&g.com[i]);
 	}
+	free_snaps();
 	tu_log_clear();
 	return 0;
 }
@@ -592,12 +770,12 @@ int main(int argc, char **argv)
 		g.seed = strtoull(s, NULL, 0);
 	else
 		g.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-	g.steps = n && *n ? strtol(n, NULL, 0) : 15000;
+	g.steps = n && *n ? strtol(n, NULL, 0) : 10000;
 	fprintf(stderr, "test_tree_model: seed %" PRIu64 ", %ld steps\n"
 		"replay: RFS_SEED=%" PRIu64 " RFS_STEPS=%ld build/asan/tests/model/test_tree_model\n",
 		g.seed, g.steps, g.seed, g.steps);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_model, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -7,6 +7,9 @@
  */
 #include "../common/testutil.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 static int setup(void **state)
 {
 	tu_pool *c = calloc(1, sizeof(*c));
@@ -583,6 +586,13 @@ static void test_clone_independence(void **state)
 	store(c, 2, &t2);
 	tu_map_copy(&m2, &m1);
 	CHECK_TREE(c->pool, &t2, &m2);
+	{
+		static tu_reports rep;
+		struct rfs_check_stats st;
+		memset(&st, 0, sizeof st);
+		EQ_U64(tu_check(c, &rep, &st), 0);
+		CHECK(st.shared_blocks >= 1, "a fresh clone shares no block (%" PRIu64 ")", st.shared_blocks);
+	}
 	/* modify the clone; the original must not change */
 	mutate(c, &t2, &m2, &r, 1500);
 	CHECK_TREE(c->pool, &t2, &m2);
@@ -1261,6 +1271,312 @@ static void test_check_detects(void **state)
 	tu_map_clear(&m);
 }
 
+/* ---- a full pool --------------------------------------------------------------------- */
+
+/* Recreate the pool with the minimal size (16 MiB) and fill tree 1 with
+ * 1 KB items until -ENOSPC; the failed put must leave the tree unchanged. */
+static void fill_pool(tu_pool *c, rfs_tree *t, tu_map *m, uint64_t *u_empty)
+{
+	tu_close(c);
+	OK(rfs_pool_create(c->path, 16ull << 20, RFS_CREATE_FORCE));
+	tu_open(c, 0);
+	*u_empty = used(c);
+	t->root = 0;
+	t->owner = RFS_OWNER_USER;
+	uint8_t k[8], v[1000];
+	memset(v, 0x5a, sizeof v);
+	store(c, 1, t);
+	int rc = 0;
+	uint64_t i;
+	for (i = 0; i < 100000; i++) {
+		key64(k, i * 7919 % 100003);
+		memcpy(v, k, 8);
+		rc = rfs_tree_put(c->pool, t, k, 8, v, sizeof v, 0, RFS_PUT_INSERT);
+		if (rc)
+			break;
+		tu_map_put(m, k, 8, v, sizeof v, 0);
+		OK(rfs_catalog_set(c->pool, 1, t));
+		if (i % 1000 == 999)
+			tu_commit(c);
+	}
+	RC(rc, -ENOSPC);
+	CHECK(i > 5000, "ENOSPC after only %" PRIu64 " items of 1 KB in a 16 MiB pool", i);
+	CHECK_TREE(c->pool, t, m);
+	OK(rfs_catalog_set(c->pool, 1, t));
+	/* data allocation fails too (it gives up before metadata does) */
+	uint64_t s, got;
+	RC(rfs_alloc_data(c->pool, 1, &s, &got), -ENOSPC);
+}
+
+/* A full pool can always drop a tree, and commit. */
+static void test_enospc_drop(void **state)
+{
+	tu_pool *c = *state;
+	rfs_tree t;
+	tu_map m = {0};
+	uint64_t u_empty;
+	fill_pool(c, &t, &m, &u_empty);
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+
+	/* fill with data extents referenced from tree 2, then drop it */
+	uint64_t s, got;
+	int rc;
+	uint8_t k[8];
+	while (rfs_alloc_data(c->pool, 64, &s, &got) == 0) {
+		uint8_t val[16];
+		memcpy(val, &s, 8);
+		memcpy(val + 8, &got, 8);
+		rfs_tree d = {0, RFS_OWNER_USER};
+		if (rfs_catalog_get(c->pool, 2, &d) != 0)
+			d.root = 0;
+		key64(k, s);
+		rc = rfs_tree_put(c->pool, &d, k, 8, val, 16, RFS_ITEM_EXTENT, RFS_PUT_INSERT);
+		if (rc) {
+			RC(rc, -ENOSPC);
+			OK(rfs_free_blocks(c->pool, s, got));
+			break;
+		}
+		rc = rfs_catalog_set(c->pool, 2, &d);
+		CHECK(rc == 0, "catalog_set of a new tree root after a successful put = %d", rc);
+	}
+	CHECK_CLEAN(c);
+	tu_commit(c);
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+	tu_map_clear(&m);
+}
+
+/* A full pool can delete items from a tree AND store the tree's new root
+ * (rfs_catalog_set), then commit; else a deletion cannot be persisted.
+ * Within one transaction the reserve may run out (copy-on-write needs
+ * blocks; freed ones come back at the commit): then the delete itself
+ * must fail with -ENOSPC, not the catalog update after it. */
+static void test_enospc_delete_items(void **state)
+{
+	tu_pool *c = *state;
+	rfs_tree t;
+	tu_map m = {0};
+	uint64_t u_empty;
+	fill_pool(c, &t, &m, &u_empty);
+	/* deletions with a commit every 10 */
+	for (int j = 0; j < 300 && m.n; j++) {
+		uint8_t kk[8];
+		memcpy(kk, m.v[(size_t)j * 7 % m.n].key, 8);
+		del_both(c, &t, &m, kk, 8);
+		int rc = rfs_catalog_set(c->pool, 1, &t);
+		CHECK(rc == 0, "full pool: rfs_catalog_set after deleting %d items = %d", j + 1, rc);
+		if (j % 10 == 9)
+			tu_commit(c);
+	}
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	CHECK_TREE(c->pool, &t, &m);
+
+	/* full again; now many deletions in one transaction */
+	uint8_t k[8], v[1000];
+	memset(v, 1, sizeof v);
+	int rc = 0;
+	for (uint64_t i = 0; i < 100000; i++) {
+		key64(k, (1ull << 40) + i);
+		rc = rfs_tree_put(c->pool, &t, k, 8, v, sizeof v, 0, RFS_PUT_INSERT);
+		if (rc)
+			break;
+		tu_map_put(&m, k, 8, v, sizeof v, 0);
+		OK(rfs_catalog_set(c->pool, 1, &t));
+		if (i % 1000 == 999)
+			tu_commit(c);
+	}
+	RC(rc, -ENOSPC);
+	tu_commit(c);
+	int deleted = 0;
+	for (int j = 0; j < 2000 && m.n; j++) {
+		uint8_t kk[8];
+		memcpy(kk, m.v[(size_t)j * 13 % m.n].key, 8);
+		rc = rfs_tree_delete(c->pool, &t, kk, 8, 0);
+		if (rc == -ENOSPC)
+			break; /* refused before any change: fine */
+		CHECK(rc == 0, "full pool: delete = %d", rc);
+		tu_map_del(&m, kk, 8);
+		deleted++;
+		rc = rfs_catalog_set(c->pool, 1, &t);
+		CHECK(rc == 0, "full pool: the delete #%d succeeded but storing the new root failed: rfs_catalog_set = %d "
+		      "(the deletion cannot be committed)", deleted, rc);
+	}
+	CHECK(deleted >= 1, "full pool: not even one delete possible");
+	CHECK_TREE(c->pool, &t, &m);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	tu_map_clear(&m);
+}
+
+/* ---- concurrency: readers under the read lock, a writer committing ------------------- */
+
+struct conc {
+	rfs_pool *pool;
+	const tu_map *m1;
+	atomic_long errors;
+	atomic_long reads;
+	uint64_t seed;
+	char first_error[256];
+	pthread_mutex_t emu;
+};
+
+static void conc_error(struct conc *cc, const char *msg, long a, long b)
+{
+	if (atomic_fetch_add(&cc->errors, 1) == 0) {
+		pthread_mutex_lock(&cc->emu);
+		snprintf(cc->first_error, sizeof cc->first_error, "%s (%ld, %ld)", msg, a, b);
+		pthread_mutex_unlock(&cc->emu);
+	}
+}
+
+static void *reader(void *arg)
+{
+	struct conc *cc = arg;
+	static atomic_ulong next_seed;
+	tu_rng r = {cc->seed + atomic_fetch_add(&next_seed, 1) * 0x9e37};
+	uint8_t v[RFS_VAL_MAX];
+	for (int round = 0; round < 300; round++) {
+		rfs_pool_rdlock(cc->pool);
+		rfs_tree t;
+		int rc = rfs_catalog_get(cc->pool, 1, &t);
+		if (rc) {
+			conc_error(cc, "catalog_get", rc, 0);
+			rfs_pool_unlock(cc->pool);
+			break;
+		}
+		for (int i = 0; i < 20; i++) {
+			const tu_item *e = &cc->m1->v[tu_below(&r, cc->m1->n)];
+			size_t vl = sizeof v;
+			uint8_t fl;
+			rc = rfs_tree_lookup(cc->pool, &t, e->key, e->klen, v, &vl, &fl);
+			if (rc || vl != e->vlen || (vl && memcmp(v, e->val, vl)))
+				conc_error(cc, "lookup", rc, (long)vl);
+			atomic_fetch_add(&cc->reads, 1);
+		}
+		rfs_cursor *c = NULL;
+		rc = rfs_cursor_open(cc->pool, &t, &c);
+		if (rc == 0) {
+			size_t at = tu_below(&r, cc->m1->n);
+			const tu_item *e = &cc->m1->v[at];
+			rc = rfs_cursor_seek(c, e->key, e->klen, 1);
+			for (int i = 0; i < 50 && rc == 0 && at < cc->m1->n; i++, at++) {
+				const void *k, *cv;
+				size_t kl, cvl;
+				uint8_t fl;
+				rc = rfs_cursor_get(c, &k, &kl, &cv, &cvl, &fl);
+				e = &cc->m1->v[at];
+				if (rc || kl != e->klen || memcmp(k, e->key, kl) || cvl != e->vlen ||
+				    (cvl && memcmp(cv, e->val, cvl)))
+					conc_error(cc, "scan", rc, (long)i);
+				rc = rfs_cursor_step(c, 1);
+			}
+			if (rc && rc != -ENOENT)
+				conc_error(cc, "scan step", rc, 0);
+			rfs_cursor_close(c);
+		} else {
+			conc_error(cc, "cursor_open", rc, 0);
+		}
+		rfs_pool_unlock(cc->pool);
+	}
+	return NULL;
+}
+
+static void test_concurrent_readers(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {2024};
+	rfs_tree t1 = {0, RFS_OWNER_USER}, t2 = {0, RFS_OWNER_USER};
+	tu_map m1 = {0}, m2 = {0};
+	mutate(c, &t1, &m1, &r, 6000);
+	mutate(c, &t2, &m2, &r, 500);
+	store(c, 1, &t1);
+	store(c, 2, &t2);
+	tu_commit(c);
+	tu_reopen(c, 0);
+	rfs_pool_set_cache_limit(c->pool, 16); /* constant eviction and reload */
+	tu_unlock(c);
+
+	static struct conc cc;
+	memset(&cc, 0, sizeof cc);
+	pthread_mutex_init(&cc.emu, NULL);
+	cc.pool = c->pool;
+	cc.m1 = &m1;
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&th[i], NULL, reader, &cc) == 0, "pthread_create");
+	/* the writer: change tree 2 and commit, while the readers run */
+	long werr = 0;
+	for (int round = 0; round < 60; round++) {
+		rfs_pool_wrlock(c->pool);
+		rfs_tree t;
+		int rc = rfs_catalog_get(c->pool, 2, &t);
+		for (int i = 0; i < 20 && rc == 0; i++) {
+			uint8_t k[8];
+			uint64_t x = tu_below(&r, 3000);
+			key64(k, x);
+			rc = rfs_tree_put(c->pool, &t, k, 8, &x, sizeof x, 0, RFS_PUT_UPSERT);
+			if (rc == 0)
+				tu_map_put(&m2, k, 8, &x, sizeof x, 0);
+		}
+		if (rc == 0)
+			rc = rfs_catalog_set(c->pool, 2, &t);
+		rfs_pool_unlock(c->pool);
+		if (rc == 0 && round % 5 == 4)
+			rc = rfs_pool_commit(c->pool);
+		if (rc && !werr)
+			werr = rc;
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	tu_lock(c);
+	CHECK(werr == 0, "writer error %ld", werr);
+	CHECK(atomic_load(&cc.errors) == 0, "%ld reader errors, first: %s", atomic_load(&cc.errors), cc.first_error);
+	CHECK(atomic_load(&cc.reads) > 1000, "readers did little (%ld lookups)", atomic_load(&cc.reads));
+	t1 = load(c, 1);
+	t2 = load(c, 2);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	pthread_mutex_destroy(&cc.emu);
+	tu_map_clear(&m1);
+	tu_map_clear(&m2);
+}
+
+/* After a failed commit the pool is read-only: every mutation gives
+ * -EROFS, also one that would only touch nodes already dirty. */
+static void test_readonly_after_failed_commit(void **state)
+{
+	tu_pool *c = *state;
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	tu_rng r = {3};
+	mutate(c, &t, &m, &r, 500);
+	store(c, 1, &t);
+	tu_commit(c);
+	uint8_t k[8];
+	key64(k, 1);
+	put_both(c, &t, &m, k, 8, "dirty", 5, 0, RFS_PUT_UPSERT); /* path now dirty */
+	store(c, 1, &t);
+	rfs_pool_fail_writes_after(c->pool, 0);
+	RC(rfs_pool_commit_locked(c->pool), -EIO);
+	rfs_pool_fail_writes_after(c->pool, UINT64_MAX);
+	/* same leaf as the dirty one: no allocation needed, still refused */
+	RC(rfs_tree_put(c->pool, &t, k, 8, "again", 5, 0, RFS_PUT_UPSERT), -EROFS);
+	RC(rfs_tree_delete(c->pool, &t, k, 8, 0), -EROFS);
+	rfs_tree t2;
+	RC(rfs_tree_clone(c->pool, &t, &t2), -EROFS);
+	RC(rfs_catalog_set(c->pool, 1, &t), -EROFS);
+	RC(rfs_pool_commit_locked(c->pool), -EROFS);
+	tu_map_clear(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1276,6 +1592,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refcount_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_after_failed_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_drop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_delete_items, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
