@@ -199,6 +199,46 @@ static void test_create_refuses_existing(void **state)
 	tu_close(c);
 }
 
+static void test_create_bad_input(void **state)
+{
+	tu_pool *c = *state;
+	char p[2048];
+	/* a regular file needs a size, and at least the minimum */
+	tu_log_clear();
+	int rc = rfs_pool_create(c->path, 0, 0);
+	CHECK(rc < 0, "create of a file pool without a size = %d", rc);
+	CHECK(tu_log.n > 0, "no message for a missing size");
+	rc = rfs_pool_create(c->path, 1ull << 20, 0);
+	CHECK(rc < 0, "create of a 1 MiB pool = %d", rc);
+	/* a directory that does not exist */
+	snprintf(p, sizeof p, "%s/no/such/dir/pool", c->dir);
+	RC(rfs_pool_create(p, 64ull << 20, 0), -ENOENT);
+	/* a file holding an ext4 superblock: refused without FORCE */
+	snprintf(p, sizeof p, "%s/ext4", c->dir);
+	int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	CHECK(fd >= 0, "open");
+	uint8_t sb[2048];
+	memset(sb, 0, sizeof sb);
+	sb[1024 + 0x38] = 0x53; /* s_magic 0xEF53 at byte 1080 */
+	sb[1024 + 0x39] = 0xef;
+	CHECK(write(fd, sb, sizeof sb) == (ssize_t)sizeof sb, "write");
+	CHECK(ftruncate(fd, 64 << 20) == 0, "ftruncate");
+	close(fd);
+	tu_log_clear();
+	rc = rfs_pool_create(p, 64ull << 20, 0);
+	CHECK(rc < 0, "create over an ext4 signature without FORCE = %d", rc);
+	CHECK(tu_log.n > 0, "refusal not explained in the log");
+	uint8_t back[2048];
+	fd = open(p, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, back, sizeof back) == (ssize_t)sizeof back, "read back");
+	close(fd);
+	CHECK(memcmp(sb, back, sizeof sb) == 0, "a refused create modified the file");
+	OK(rfs_pool_create(p, 64ull << 20, RFS_CREATE_FORCE));
+	rfs_pool *pl = NULL;
+	OK(rfs_pool_open(p, 0, &pl));
+	rfs_pool_close(pl);
+}
+
 static void test_open_bad_files(void **state)
 {
 	tu_pool *c = *state;
@@ -940,6 +980,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_open_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_refuses_existing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_bad_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_superblock_damage, setup, teardown),
@@ -953,5 +994,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_failure_turns_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_reserve, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
