@@ -6,7 +6,7 @@
 # the number of steps).
 . "$(dirname "$0")/lib.bash"
 SEED=${RFS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
-STEPS=${RFS_STEPS:-600}
+STEPS=${RFS_STEPS:-3000}
 echo "seed=$SEED steps=$STEPS (replay: RFS_SEED=$SEED RFS_STEPS=$STEPS bash $0)"
 if [ ! -x "$RFS_BIN" ]; then echo "no $RFS_BIN"; echo "0 passed, 1 failed"; exit 1; fi
 if [ -n "${RFS_TEST_DIR:-}" ]; then SCRATCH=$(mktemp -d "$RFS_TEST_DIR/mXXXXXX"); else SCRATCH=$(mktemp -d /tmp/rfs-modelXXXXXX); fi
