@@ -3,29 +3,36 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops]
-#     --quick   1,000,000 entries instead of 10,000,000 (smoke run)
+#   bench/run.sh [--quick] [--time] [--only clone|ops|fs]
+#     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
+#               filesystem benchmarks get --quick too (sizes / 16)
 #     --time    run every process under /usr/bin/time -v (its report goes
 #               to stderr, stdout keeps the figure format)
-#     --only X  run only benchmark X
+#     --only X  run only benchmark X (fs: only bench/fs/run.sh)
+#
+# When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
+# filesystem benchmarks, needs root for its XFS part) runs last.
 #
 # Environment: RFS_BENCH_DIR   directory of the bench binaries
 #                              (default build/bench, as `make bench` sets)
 #              RFS_BENCH_TMPDIR where the temporary pool / LMDB go
 #                              (default $TMPDIR or /tmp; needs ~2 GiB free)
 #              RFS_BENCH_N     entry count, overrides --quick
+#              RFS_FS_BENCH_DIR where bench/fs/run.sh puts its pool, XFS
+#                              image and native directory (default /var/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=10000000
 timed=()
+fs_args=()
 only=""
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--quick) n=1000000 ;;
+	--quick) n=1000000; fs_args=(--quick) ;;
 	--time) timed=(/usr/bin/time -v) ;;
 	--only) only=${2:?--only needs a benchmark name}; shift ;;
-	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -34,7 +41,7 @@ n=${RFS_BENCH_N:-$n}
 
 bindir=${RFS_BENCH_DIR:-build/bench}
 bin=$bindir/bench_tree
-if [ ! -x "$bin" ]; then
+if [ "$only" != fs ] && [ ! -x "$bin" ]; then
 	echo "run.sh: $bin not found; build it with 'make bench-build'" >&2
 	exit 1
 fi
@@ -50,4 +57,18 @@ for b in clone ops; do
 		status=1
 	fi
 done
+
+# Filesystem benchmarks (bench/fs/run.sh), when the binary is built.
+if [ -z "$only" ] || [ "$only" = fs ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ]; then
+		echo "run.sh: bench/fs/run.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin bash bench/fs/run.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/fs/run.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: $rfs_bin not built: filesystem benchmarks skipped" >&2
+	fi
+fi
 exit $status

@@ -61,6 +61,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Only this mount changes the data, and every change that bypasses
+	 * the kernel's page cache (clone ioctl) invalidates explicitly, so
+	 * the kernel must not drop a file's cached pages whenever it sees a
+	 * new mtime: with auto_inval_data the first stat after writing a
+	 * 4 GiB file spent 150 ms dropping 1M pages, and cp stats first. */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	/* POSIX ACLs: the kernel enforces them; we inherit default ACLs and
 	 * apply the umask ourselves (DONT_MASK) when there is none. */
 	if (m->acl && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK))

@@ -41,6 +41,20 @@ printf 'Z' | dd of="$MNT/big.copy3" bs=1 seek=100 conv=notrunc status=none
 check "one write into a clone unshares exactly one block" \
 	test "$(shared_of "$MNT/big.copy3")" = $(( $(blocks_of "$MNT/big.copy3") - 1 ))
 check "reflinkfs clone" "$RFS_BIN" clone "$MNT/big" "$MNT/big.rc"
+# The kernel caches file pages (keep_cache, no auto_inval_data): a clone
+# over a destination whose pages are cached must not show the old bytes.
+head -c 3000000 /dev/urandom >"$MNT/cached.dst"
+cat "$MNT/cached.dst" >/dev/null
+check "reflinkfs clone over a cached destination" "$RFS_BIN" clone "$MNT/big" "$MNT/cached.dst"
+check "... reads the clone, not stale cached pages" cmp "$MNT/big" "$MNT/cached.dst"
+head -c 3000000 /dev/urandom >"$MNT/cached.d2"
+cat "$MNT/cached.d2" >/dev/null
+check "copy_file_range into the middle of a cached file" python3 -c "
+import os, sys
+s = os.open(sys.argv[1], os.O_RDONLY); d = os.open(sys.argv[2], os.O_WRONLY)
+assert os.copy_file_range(s, d, 1000000, 8192, 40960) == 1000000
+a = open(sys.argv[1], 'rb').read(); b = open(sys.argv[2], 'rb').read()
+assert b[40960:1040960] == a[8192:1008192]" "$MNT/big" "$MNT/cached.d2"
 check "reflinkfs clone: same bytes" cmp "$MNT/big" "$MNT/big.rc"
 check "reflinkfs stat -e lists extents" bash -c "'$RFS_BIN' stat -e '$MNT/big.rc' | grep -q logical"
 check_fail "cp --reflink=always fails on FUSE (kernel has no FICLONE path)" \
