@@ -11,7 +11,7 @@ packages=(
 	build-essential pkg-config
 	libfuse3-dev fuse3
 	libisal-dev libcmocka-dev liblmdb-dev
-	fio xfsprogs btrfs-progs rsync git valgrind time attr acl
+	fio xfsprogs btrfs-progs rsync git valgrind time attr acl python3
 )
 
 missing=()
