@@ -328,6 +328,13 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 		uint64_t cstart = pos * BS, cend = (pos + n) * BS;
 		uint64_t dlo = off > cstart ? off : cstart;
 		uint64_t dhi = end < cend ? end : cend;
+		const uint8_t *data = chunk;
+		if (dlo == cstart && dhi == cend) {
+			/* Whole blocks: write straight from the caller's buffer
+			 * (no bounce copy of every byte). */
+			data = src + (cstart - off);
+			goto write;
+		}
 		/* Partial first / last block: start from the old contents. */
 		if (dlo % BS && dlo / BS * BS < r->i.size) {
 			ret = read_blocks(fs, &t, dlo / BS, 1, chunk + (dlo / BS - pos) * BS);
@@ -346,8 +353,9 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 			}
 		}
 		memcpy(chunk + (dlo - cstart), src + (dlo - off), dhi - dlo);
+write:;
 		uint64_t wrote;
-		ret = write_blocks(fs, r, &t, pos, n, chunk, &wrote);
+		ret = write_blocks(fs, r, &t, pos, n, data, &wrote);
 		if (wrote) {
 			uint64_t upto = (pos + wrote) * BS < end ? (pos + wrote) * BS : end;
 			*done = (size_t)(upto - off);
