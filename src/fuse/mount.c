@@ -3,6 +3,8 @@
  * serve with the multi-threaded loop, commit in the background every few
  * seconds, and commit a last time at unmount.
  */
+#include <limits.h>
+#include <stdbool.h>
 #include "fuse/rfs_fuse.h"
 
 #include <errno.h>
@@ -64,6 +66,46 @@ static void log_sink(void *arg, int level, const char *line)
 		fprintf(stderr, "%s\n", line);
 	}
 }
+/*
+ * The kernel caps a FUSE mount's readahead at the block-device default
+ * (128 KiB) whatever max_readahead says, so sequential reads arrive as
+ * 128 KiB requests.  Raise the mount's bdi readahead to 1 MiB (root only;
+ * best effort).  The device number comes from mountinfo: a stat of the
+ * mount point would be a request to this very daemon, not serving yet.
+ */
+static void set_readahead(const char *mnt)
+{
+	char real[PATH_MAX], line[8192], path[128];
+	FILE *f;
+	unsigned maj = 0, min = 0;
+	bool found = false;
+
+	if (!realpath(mnt, real))
+		return;
+	f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[4096];
+		unsigned a, b;
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, mp) == 3 &&
+		    !strcmp(mp, real) && strstr(line, " - fuse.reflinkfs ")) {
+			maj = a;
+			min = b;
+			found = true; /* the last match is the newest mount */
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("1024\n", f);
+		fclose(f);
+	}
+}
+
 
 int rfs_fuse_main(struct rfs_mount_opts *o)
 {
@@ -116,6 +158,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_fs_close(fs);
 		return 1;
 	}
+	set_readahead(o->mountpoint);
 	if (!o->foreground) {
 		g_syslog = true;
 		openlog("reflinkfs", LOG_PID, LOG_DAEMON);
