@@ -38,7 +38,11 @@ static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 	d->i.subtree = nt.root;
 	d->i.size = s->i.size;
 	d->i.blocks = s->i.blocks;
-	d->i.flags &= ~(uint32_t)RFS_INODE_TAILCLONE;
+	/* A source with a hidden tail (RFS_INODE_TAILCLONE) hands the same
+	 * tree, hidden tail included, to the destination: the flag goes with
+	 * it, so that growing the destination cuts that tail first. */
+	d->i.flags = (d->i.flags & ~(uint32_t)RFS_INODE_TAILCLONE) |
+		     (s->i.flags & RFS_INODE_TAILCLONE);
 out:
 	xattr_save_free(save);
 	return ret;
@@ -177,7 +181,8 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 				uint64_t end = off_in + len;
 				if (end > d->i.size)
 					d->i.size = end;
-				if (d->i.size >= ssize)
+				if (d->i.size >= ssize &&
+				    !(s->i.flags & RFS_INODE_TAILCLONE))
 					d->i.flags &= ~(uint32_t)RFS_INODE_TAILCLONE;
 				return 0;
 			}
@@ -198,8 +203,11 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 	}
 	uint64_t rest = len - head, nb = rest / BS, tail = rest % BS;
 	/* A partial last block at the source's EOF can be shared when the
-	 * destination ends there too (the bytes past EOF are zeros). */
-	if (tail && off_in + len == ssize && off_out + len >= d->i.size) {
+	 * destination ends there too (the bytes past EOF are zeros) -- not
+	 * when the source hides a tail past its EOF (RFS_INODE_TAILCLONE):
+	 * those bytes are not zeros. */
+	if (tail && off_in + len == ssize && off_out + len >= d->i.size &&
+	    !((same ? d : s)->i.flags & RFS_INODE_TAILCLONE)) {
 		nb++;
 		tail = 0;
 	}

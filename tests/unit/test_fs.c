@@ -421,6 +421,69 @@ static void test_clone_multicall(void **state)
 	free(exp);
 }
 
+/*
+ * A file whose size was set by a first copy_file_range onto an empty file
+ * hides the source's extents past its EOF (RFS_INODE_TAILCLONE).  Cloning
+ * it, whole or by range, must not hand those hidden bytes to a file that
+ * does not know it has them: growing the clone must read zeros.  (Found by
+ * the integration model test, seed 1044.)
+ */
+static void test_clone_hidden_tail(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(64 << 20);
+	size_t n = 300000, mid_off = 57575, mid_len = 114026, end = mid_off + mid_len;
+	uint8_t *src = malloc(n), *rd = malloc(n), *zero = calloc(1, n);
+	fill(src, n, 9);
+	/* A leading hole up to the first whole block after mid_off, so that
+	 * the O(1) path (no source extents before the range) is taken. */
+	size_t data_off = (mid_off / RFS_BLOCK_SIZE + 1) * RFS_BLOCK_SIZE;
+	memset(src, 0, data_off);
+	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a");
+	assert_int_equal(rfs_fs_write(fs, a, src + data_off, n - data_off, data_off),
+			 (ssize_t)(n - data_off));
+	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b");
+	assert_int_equal(rfs_fs_clone_range(fs, a, mid_off, b, mid_off, mid_len),
+			 (ssize_t)mid_len);
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, b, &st), 0);
+	assert_int_equal(st.st_size, end);
+
+	/* whole-file clone of b, then grow the clone */
+	rfs_nodeid c = mkfile(fs, RFS_ROOT_NODE, "c");
+	assert_int_equal(rfs_fs_clone_range(fs, b, 0, c, 0, end), (ssize_t)end);
+	memset(&st, 0, sizeof(st));
+	st.st_size = (off_t)n;
+	assert_int_equal(rfs_fs_setattr(fs, c, &st, RFS_SET_SIZE, NULL), 0);
+	assert_int_equal(rfs_fs_read(fs, c, rd, n, 0), (ssize_t)n);
+	assert_memory_equal(rd, src, end);
+	assert_memory_equal(rd + end, zero, n - end);
+
+	/* range clone of b's last partial block into a file ending there */
+	rfs_nodeid e = mkfile(fs, RFS_ROOT_NODE, "e");
+	uint64_t from = end / RFS_BLOCK_SIZE * RFS_BLOCK_SIZE - RFS_BLOCK_SIZE;
+	assert_int_equal(rfs_fs_clone_range(fs, b, from, e, from, end - from),
+			 (ssize_t)(end - from));
+	assert_int_equal(rfs_fs_setattr(fs, e, &st, RFS_SET_SIZE, NULL), 0);
+	assert_int_equal(rfs_fs_read(fs, e, rd, n, 0), (ssize_t)n);
+	assert_memory_equal(rd + from, src + from, end - from);
+	assert_memory_equal(rd + end, zero, n - end);
+
+	/* b itself, grown, reads zeros too */
+	assert_int_equal(rfs_fs_setattr(fs, b, &st, RFS_SET_SIZE, NULL), 0);
+	assert_int_equal(rfs_fs_read(fs, b, rd, n, 0), (ssize_t)n);
+	assert_memory_equal(rd + end, zero, n - end);
+	rfs_fs_forget(fs, a, 1);
+	rfs_fs_forget(fs, b, 1);
+	rfs_fs_forget(fs, c, 1);
+	rfs_fs_forget(fs, e, 1);
+	fs = reopen(fs);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	free(src);
+	free(rd);
+	free(zero);
+}
+
 static void test_sparse_seek_punch(void **state)
 {
 	(void)state;
@@ -789,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_links_orphans),
 		cmocka_unit_test(test_rename),
 		cmocka_unit_test(test_xattr_symlink_nodes),
+		cmocka_unit_test(test_clone_hidden_tail),
 		cmocka_unit_test(test_acl),
 		cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_crash_durability),
