@@ -329,6 +329,42 @@ bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr)
 	return rfs_bit_test(pool->persist, blocknr);
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+	uint64_t x = ((const struct rfs_extent *)a)->start;
+	uint64_t y = ((const struct rfs_extent *)b)->start;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The commit that freed the pending blocks is durable, so nothing still
+ * needs their contents: give runs of at least PUNCH_MIN_BLOCKS back to the
+ * backing filesystem, so a pool file shrinks when files are deleted.
+ * Short runs (mostly shadowed tree nodes, reused soon) are left alone to
+ * spare syscalls and fragmentation.  Best effort: a backing filesystem
+ * without hole punching just keeps the space.
+ */
+#define PUNCH_MIN_BLOCKS 16
+static void punch_freed(rfs_pool *pool)
+{
+	size_t n = pool->npending, i = 0;
+
+	if (!n || pool->io.crashsim || pool->io.is_bdev)
+		return;
+	qsort(pool->pending, n, sizeof(*pool->pending), cmp_extent);
+	while (i < n) {
+		uint64_t start = pool->pending[i].start;
+		uint64_t end = start + pool->pending[i].n;
+		for (i++; i < n && pool->pending[i].start == end; i++)
+			end += pool->pending[i].n;
+		if (end - start >= PUNCH_MIN_BLOCKS &&
+		    rfs_io_punch(&pool->io, start << RFS_BLOCK_SHIFT,
+				 (end - start) << RFS_BLOCK_SHIFT) == -EOPNOTSUPP)
+			return;
+	}
+}
+
 void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
 {
 	/* Fresh bits can only be set in pages touched by this transaction. */
@@ -342,6 +378,7 @@ void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
 							      : RFS_WORDS_PER_PAGE;
 		memset(pool->fresh + w0, 0, nw * 8);
 	}
+	punch_freed(pool);
 	for (size_t i = 0; i < pool->npending; i++) {
 		struct rfs_extent *e = &pool->pending[i];
 

@@ -12,6 +12,7 @@
 #include "pool/pool_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -246,6 +247,17 @@ int rfs_io_extend(struct rfs_io *io, uint64_t size)
 		return err == ENOSPC ? -ENOSPC : -EIO;
 	}
 	io->file_size = size;
+	return 0;
+}
+
+int rfs_io_punch(struct rfs_io *io, uint64_t off, uint64_t len)
+{
+	/* Only regular files; a crash simulation keeps its overlay exact. */
+	if (io->crashed || io->crashsim || io->is_bdev || !len)
+		return 0;
+	if (fallocate(io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) < 0)
+		return -errno;
 	return 0;
 }
 

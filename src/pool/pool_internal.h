@@ -91,6 +91,9 @@ int rfs_io_read(struct rfs_io *io, uint64_t off, void *buf, size_t len);
 int rfs_io_write(struct rfs_io *io, uint64_t off, const void *buf, size_t len);
 int rfs_io_flush(struct rfs_io *io);
 int rfs_io_extend(struct rfs_io *io, uint64_t size);
+/* Give [off, off+len) of a pool file back to the backing filesystem
+ * (PUNCH_HOLE, size kept).  No-op for devices and crash simulation. */
+int rfs_io_punch(struct rfs_io *io, uint64_t off, uint64_t len);
 void rfs_io_crash(struct rfs_io *io, int mode, uint64_t seed);
 
 /* ---- block cache (cache.c) ------------------------------------------- */

@@ -174,6 +174,15 @@ check "every file is the same after remount" diff "$SCRATCH/sum.before" "$SCRATC
 check "hard link count survives" test "$(stat -c %h "$MNT/hard")" = 1
 check "rm -rf everything" bash -c "rm -rf '$MNT'/*"
 check "the mount is empty" test -z "$(ls -A "$MNT")"
+# Freed space goes back to the backing filesystem (hole punching).
+head -c 33554432 /dev/urandom >"$MNT/space.bin"
+"$RFS_BIN" sync "$MNT"
+kb_full=$(du -k "$POOL" | cut -f1)
+rm "$MNT/space.bin"
+"$RFS_BIN" sync "$MNT"
+kb_empty=$(du -k "$POOL" | cut -f1)
+check "deleting 32 MiB shrinks the pool file (${kb_full}K -> ${kb_empty}K)" \
+	test $((kb_full - kb_empty)) -gt 30000
 rfs_umount
 check "fsck after deleting everything is clean" rfs_fsck
 rfs_finish
