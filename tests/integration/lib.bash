@@ -47,8 +47,10 @@ check_fail() {
 }
 
 rfs_cleanup() {
-	if [ -n "$MNT" ] && mountpoint -q "$MNT" 2>/dev/null; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	# /proc/mounts, not mountpoint(1): the latter fails on a mount whose
+	# daemon died ("transport endpoint is not connected").
+	if [ -n "$MNT" ] && grep -q " $MNT fuse" /proc/mounts; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 	fi
 	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
 		local i
