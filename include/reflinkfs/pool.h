@@ -142,6 +142,11 @@ struct rfs_pool_stats {
 };
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
 
+/* Blocks that metadata allocations could still take right now (the
+ * reserve included; blocks freed in the running transaction excluded).
+ * Cheap: no lock beyond the pool lock the caller holds. */
+uint64_t rfs_pool_free_blocks(const rfs_pool *pool);
+
 /* Limit of clean blocks kept in the cache (default 256 MiB worth). */
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);
 

@@ -7,6 +7,7 @@
  * offsets (resume = seek past the hash), at the price of ordering
  * entries by hash rather than by name.
  */
+#include "reflinkfs/log.h"
 #include "fs/fs_internal.h"
 
 #include <stdlib.h>
@@ -727,6 +728,21 @@ static int rec_ref(rfs_fs *fs, const struct rfs_irec *r)
 	return rfs_tree_clone(fs->pool, &src, &dst);
 }
 
+/*
+ * Move the in-memory node of a renamed entry.  The rename itself is done
+ * in the trees; if memory for the new name is short, the node keeps its
+ * old place, so calls on that node id fail with ESTALE until the kernel
+ * looks the name up again -- an error, never wrong data.  nlock held.
+ */
+static void renamed_node(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+			 const char *name, size_t len)
+{
+	if (node_set_parent(fs, n, parent, name, len))
+		rfs_log(RFS_LOG_ERR, "rename: out of memory updating node %llu (\"%.*s\"); "
+			"it reads as stale until looked up again",
+			(unsigned long long)n->id, (int)len, name);
+}
+
 int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		  rfs_nodeid newparent, const char *newname, unsigned flags)
 {
@@ -808,9 +824,9 @@ int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 			goto out;
 		pthread_mutex_lock(&fs->nlock);
 		if (sn)
-			node_set_parent(fs, sn, np, newname, nlen);
+			renamed_node(fs, sn, np, newname, nlen);
 		if (dnode)
-			node_set_parent(fs, dnode, pn, name, len);
+			renamed_node(fs, dnode, pn, name, len);
 		pthread_mutex_unlock(&fs->nlock);
 		goto out;
 	}
@@ -869,7 +885,7 @@ int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 	}
 	if (sn) {
 		pthread_mutex_lock(&fs->nlock);
-		node_set_parent(fs, sn, np, newname, nlen);
+		renamed_node(fs, sn, np, newname, nlen);
 		pthread_mutex_unlock(&fs->nlock);
 	}
 out:

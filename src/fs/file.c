@@ -317,24 +317,29 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 	uint64_t end = off + size, b0 = off / BS, b1 = div_up(end, BS);
 	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
 	const uint8_t *src = buf;
-	/* Work in chunks of up to 1 MiB of blocks. */
+	/* Work in chunks of up to 1 MiB of blocks.  The bounce buffer is
+	 * only needed for partial blocks, so whole-block writes (the common
+	 * case) never allocate it. */
 	uint64_t chunk_max = 256;
-	uint8_t *chunk = malloc(chunk_max * BS);
-	if (!chunk)
-		return -ENOMEM;
+	uint8_t *chunk = NULL;
 	uint64_t pos = b0;
 	while (pos < b1) {
 		uint64_t n = b1 - pos < chunk_max ? b1 - pos : chunk_max;
 		uint64_t cstart = pos * BS, cend = (pos + n) * BS;
 		uint64_t dlo = off > cstart ? off : cstart;
 		uint64_t dhi = end < cend ? end : cend;
-		const uint8_t *data = chunk;
+		const uint8_t *data;
 		if (dlo == cstart && dhi == cend) {
 			/* Whole blocks: write straight from the caller's buffer
 			 * (no bounce copy of every byte). */
 			data = src + (cstart - off);
 			goto write;
 		}
+		if (!chunk && !(chunk = malloc(chunk_max * BS))) {
+			ret = -ENOMEM;
+			break;
+		}
+		data = chunk;
 		/* Partial first / last block: start from the old contents. */
 		if (dlo % BS && dlo / BS * BS < r->i.size) {
 			ret = read_blocks(fs, &t, dlo / BS, 1, chunk + (dlo / BS - pos) * BS);

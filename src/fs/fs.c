@@ -110,14 +110,16 @@ static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 	}
 }
 
-void node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
-		     const char *name, size_t len)
+int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		    const char *name, size_t len)
 {
 	char *nm = NULL;
 	if (parent) {
+		/* Out of memory: the node keeps its old place; the caller
+		 * reports it (never abort the daemon). */
 		nm = malloc(len + 1);
 		if (!nm)
-			abort(); /* cannot keep the table consistent without it */
+			return -ENOMEM;
 		memcpy(nm, name, len);
 		nm[len] = 0;
 		parent->nchild++;
@@ -130,6 +132,7 @@ void node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		old->nchild--;
 		node_maybe_free(fs, old);
 	}
+	return 0;
 }
 
 void node_move_to_table(rfs_fs *fs, struct rfs_node *n)
@@ -148,8 +151,11 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		if (in_table && !n->in_table)
 			node_move_to_table(fs, n);
 		else if (!in_table && !n->in_table && n->id != RFS_ROOT_NODE &&
-			 (n->parent != parent || strcmp(n->name, name)))
-			node_set_parent(fs, n, parent, name, strlen(name));
+			 (n->parent != parent || strcmp(n->name, name)) &&
+			 node_set_parent(fs, n, parent, name, strlen(name))) {
+			n->nlookup--;
+			n = NULL;
+		}
 		pthread_mutex_unlock(&fs->nlock);
 		return n;
 	}
@@ -166,8 +172,11 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	n->ino = ino;
 	n->nlookup = 1;
 	n->in_table = in_table;
-	if (!in_table)
-		node_set_parent(fs, n, parent, name, strlen(name));
+	if (!in_table && node_set_parent(fs, n, parent, name, strlen(name))) {
+		free(n);
+		pthread_mutex_unlock(&fs->nlock);
+		return NULL;
+	}
 	size_t h = hash64(n->id, fs->cap);
 	n->next_id = fs->by_id[h];
 	fs->by_id[h] = n;

@@ -219,8 +219,10 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 bool node_live(struct rfs_node *n);
 /* Give back one lookup reference of a node that is not an orphan. */
 void node_unref(rfs_fs *fs, rfs_nodeid id);
-void node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
-		     const char *name, size_t len);
+/* Record that n is now reached as parent/name (parent NULL: by inode
+ * number only).  -ENOMEM leaves n where it was.  nlock held. */
+int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		    const char *name, size_t len);
 void node_move_to_table(rfs_fs *fs, struct rfs_node *n);
 
 /* ---- files (file.c) ---- */

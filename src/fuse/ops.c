@@ -122,30 +122,25 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, M(req)->timeout);
 }
 
+_Static_assert(RFS_SET_MODE == FUSE_SET_ATTR_MODE && RFS_SET_UID == FUSE_SET_ATTR_UID &&
+		       RFS_SET_GID == FUSE_SET_ATTR_GID && RFS_SET_SIZE == FUSE_SET_ATTR_SIZE &&
+		       RFS_SET_ATIME == FUSE_SET_ATTR_ATIME &&
+		       RFS_SET_MTIME == FUSE_SET_ATTR_MTIME &&
+		       RFS_SET_ATIME_NOW == FUSE_SET_ATTR_ATIME_NOW &&
+		       RFS_SET_MTIME_NOW == FUSE_SET_ATTR_MTIME_NOW &&
+		       RFS_SET_CTIME == FUSE_SET_ATTR_CTIME,
+	       "fs setattr bits are FUSE's");
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	(void)fi;
 	struct stat st;
-	int set = 0;
-	if (to_set & FUSE_SET_ATTR_MODE)
-		set |= RFS_SET_MODE;
-	if (to_set & FUSE_SET_ATTR_UID)
-		set |= RFS_SET_UID;
-	if (to_set & FUSE_SET_ATTR_GID)
-		set |= RFS_SET_GID;
-	if (to_set & FUSE_SET_ATTR_SIZE)
-		set |= RFS_SET_SIZE;
-	if (to_set & FUSE_SET_ATTR_ATIME)
-		set |= RFS_SET_ATIME;
-	if (to_set & FUSE_SET_ATTR_MTIME)
-		set |= RFS_SET_MTIME;
-	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-		set |= RFS_SET_ATIME_NOW;
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-		set |= RFS_SET_MTIME_NOW;
-	if (to_set & FUSE_SET_ATTR_CTIME)
-		set |= RFS_SET_CTIME;
+	/* The fs's RFS_SET_* bits are FUSE's own (checked below), so the
+	 * request's bits pass through, masked to the ones the fs knows. */
+	int set = to_set & (RFS_SET_MODE | RFS_SET_UID | RFS_SET_GID | RFS_SET_SIZE |
+			    RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW |
+			    RFS_SET_MTIME_NOW | RFS_SET_CTIME);
 	int ret = rfs_fs_setattr(FS(req), ino, attr, set, &st);
 	if (ret)
 		fuse_reply_err(req, -ret);

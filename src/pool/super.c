@@ -550,6 +550,14 @@ const char *rfs_pool_path(const rfs_pool *pool)
 	return pool->path;
 }
 
+uint64_t rfs_pool_free_blocks(const rfs_pool *pool)
+{
+	/* used_blocks includes the fixed region below data_start. */
+	uint64_t used = pool->used_blocks + pool->pending_blocks;
+
+	return pool->total_blocks > used ? pool->total_blocks - used : 0;
+}
+
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 {
 	memset(st, 0, sizeof(*st));

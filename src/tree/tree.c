@@ -51,26 +51,17 @@ static void path_release(rfs_pool *pool, struct path *p)
 	p->h = 0;
 }
 
-uint64_t tree_free_blocks(rfs_pool *pool)
-{
-	struct rfs_pool_stats st;
-
-	rfs_pool_stats(pool, &st);
-	/* used_blocks includes the fixed region below data_start. */
-	uint64_t used = st.used_blocks + st.pending_free;
-	return st.total_blocks > used ? st.total_blocks - used : 0;
-}
-
-/* Enough free blocks for one mutation at this height, so that -ENOSPC is
- * reported before any node changes.  Shadowing a shared internal node may
- * add a refcount record per child; the budget covers that too. */
+/* Enough free blocks for one mutation of a tree of this height, so that
+ * -ENOSPC is reported before any node changes.  Shadowing a shared
+ * internal node may add a refcount record per child; the budget covers
+ * that too. */
 static int space_check(rfs_pool *pool, int height)
 {
 	uint64_t need = 16 + 8 * (uint64_t)(height + 1);
 
 	if (rfs_pool_root(pool, RFS_ROOT_REFCOUNT))
 		need += 4 * (uint64_t)(height + 1) * 8;
-	if (tree_free_blocks(pool) < need)
+	if (rfs_pool_free_blocks(pool) < need)
 		return -ENOSPC;
 	return 0;
 }
@@ -189,9 +180,11 @@ static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 	return ret;
 }
 
-/* Shadow the path from the root to the leaf where key belongs. */
+/* Shadow the path from the root to the leaf where key belongs.  With
+ * check_space, first make sure the pool has room for the whole mutation
+ * (the root's level gives the height: no second read of the root). */
 static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
-		    struct path *p)
+		    struct path *p, bool check_space)
 {
 	struct rfs_buf *b;
 	int ret;
@@ -200,6 +193,13 @@ static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	ret = tree_read(pool, t->root, 0, &b);
 	if (ret)
 		return ret;
+	if (check_space) {
+		ret = space_check(pool, (int)node_level(b->data) + 1);
+		if (ret) {
+			rfs_buf_put(pool, b);
+			return ret;
+		}
+	}
 	ret = shadow(pool, t, &b);
 	p->b[0] = b;
 	p->h = 1;
@@ -326,7 +326,7 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
-	ret = cow_path(pool, t, key, klen, &p);
+	ret = cow_path(pool, t, key, klen, &p, false);
 	if (ret)
 		return ret;
 	uint8_t *leaf = p.b[p.h - 1]->data;
@@ -402,7 +402,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	uint8_t oldflags = 0;
 	struct path p;
 	bool exact;
-	int ret, height = 0;
+	int ret;
 
 	if (klen == 0 || klen > RFS_KEY_MAX || vlen > RFS_VAL_MAX ||
 	    !tree_value_refs_valid(vlen, flags) || m > RFS_PUT_REPLACE)
@@ -427,14 +427,8 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	 * replace is how a caller records a change it already made (a new
 	 * nested root after a delete), so like a delete it may use the
 	 * pool's reserve: a full pool must be able to finish deleting. */
-	if (refcounted(t) && m != RFS_PUT_REPLACE) {
-		ret = rfs_tree_height(pool, t, &height);
-		if (!ret)
-			ret = space_check(pool, height);
-		if (ret)
-			return ret;
-	}
-	ret = cow_path(pool, t, key, klen, &p);
+	ret = cow_path(pool, t, key, klen, &p,
+		       refcounted(t) && m != RFS_PUT_REPLACE);
 	if (ret)
 		return ret;
 	int li = p.h - 1;
@@ -611,7 +605,7 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 	if (ret)
 		return ret;
 	/* Deletion must work on a full pool: it may use the reserve. */
-	ret = cow_path(pool, t, key, klen, &p);
+	ret = cow_path(pool, t, key, klen, &p, false);
 	if (ret)
 		return ret;
 	int li = p.h - 1;

@@ -37,9 +37,6 @@ bool tree_value_refs_valid(size_t vlen, uint8_t flags);
 void tree_value_decode(const uint8_t *val, uint8_t flags, uint64_t *root,
 		       uint64_t *ext_start, uint64_t *ext_len);
 
-/* Free blocks available for metadata right now. */
-uint64_t tree_free_blocks(rfs_pool *pool);
-
 /* Big-endian u64 key helpers. */
 static inline void be64_put(uint8_t *p, uint64_t v)
 {
