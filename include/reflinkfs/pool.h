@@ -147,6 +147,12 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
  * Cheap: no lock beyond the pool lock the caller holds. */
 uint64_t rfs_pool_free_blocks(const rfs_pool *pool);
 
+/* Blocks that data allocations (rfs_alloc_data) can get, counting the
+ * blocks freed in the running transaction as free (they are reusable
+ * after the next commit): free blocks minus the metadata reserve.  What
+ * statfs advertises.  Needs the pool lock (read at least). */
+uint64_t rfs_pool_data_avail(const rfs_pool *pool);
+
 /* Limit of clean blocks kept in the cache (default 256 MiB worth). */
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);
 

@@ -618,24 +618,29 @@ out:
 int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
 {
 	struct rfs_pool_stats ps;
-	rfs_pool_stats(fs->pool, &ps);
 	memset(st, 0, sizeof(*st));
-	uint64_t total = ps.total_blocks > ps.data_start ? ps.total_blocks - ps.data_start : 0;
-	uint64_t used = ps.used_blocks > ps.data_start ? ps.used_blocks - ps.data_start : ps.used_blocks;
-	if (used > ps.pending_free)
-		used -= ps.pending_free;
+	rfs_pool_rdlock(fs->pool);
+	rfs_pool_stats(fs->pool, &ps);
+	/* Blocks freed in the running transaction count as free: used_blocks
+	 * no longer holds them, and a data allocation that runs short
+	 * commits to reuse them.  f_bavail leaves out the metadata reserve
+	 * (deletions on a full pool need it), so an fallocate of what it
+	 * advertises succeeds (fstests generic/103). */
+	uint64_t avail = rfs_pool_data_avail(fs->pool);
+	uint64_t ninodes = fs->meta.ninodes;
+	rfs_pool_unlock(fs->pool);
+	uint64_t total = ps.total_blocks - ps.data_start;
+	uint64_t used = ps.used_blocks - ps.data_start;
 	uint64_t freeb = total > used ? total - used : 0;
 	st->f_bsize = RFS_BLOCK_SIZE;
 	st->f_frsize = RFS_BLOCK_SIZE;
 	st->f_blocks = total;
 	st->f_bfree = freeb;
-	st->f_bavail = freeb;
-	rfs_pool_rdlock(fs->pool);
-	uint64_t ninodes = fs->meta.ninodes;
-	rfs_pool_unlock(fs->pool);
+	st->f_bavail = avail < freeb ? avail : freeb;
+	/* Inodes are tree records: roughly one per free block. */
 	st->f_files = ninodes + freeb;
 	st->f_ffree = freeb;
-	st->f_favail = freeb;
+	st->f_favail = st->f_bavail;
 	st->f_namemax = RFS_NAME_MAX;
 	st->f_fsid = fs->volid;
 	if (fs->rdonly)

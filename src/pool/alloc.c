@@ -226,6 +226,15 @@ int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got
 	return alloc_run(pool, want, pool->reserve, start, got);
 }
 
+uint64_t rfs_pool_data_avail(const rfs_pool *pool)
+{
+	/* used_blocks (the persist bitmap) already excludes pending frees
+	 * and includes the fixed region; alloc_run keeps `reserve` free. */
+	uint64_t keep = pool->used_blocks + pool->reserve;
+
+	return pool->total_blocks > keep ? pool->total_blocks - keep : 0;
+}
+
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
 {
 	uint64_t got;

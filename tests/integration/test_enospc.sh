@@ -25,6 +25,17 @@ python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "
 check "space comes back after deleting" bash -c "head -c 20000000 /dev/urandom >'$MNT/again'"
 check "the old file is still intact" cmp "$SCRATCH/keep" "$MNT/keep"
 check "a clone still works" cp "$MNT/again" "$MNT/again.clone"
+# statfs advertises what data allocations can get (fstests generic/103):
+# fallocate of f_bavail blocks, less the one leaf node the new file's
+# first extent record needs, succeeds; one block more does not.
+rm -f "$MNT/again" "$MNT/again.clone"
+read -r bavail frsize < <(stat -f -c '%a %S' "$MNT")
+check "fallocate of the advertised free space succeeds" \
+	fallocate -l $(((bavail - 1) * frsize)) "$MNT/falloc"
+check "nothing is advertised after it" bash -c "[ \$(stat -f -c %a '$MNT') = 0 ]"
+check "one block more fails with ENOSPC" bash -c \
+	"! fallocate -l '$frsize' '$MNT/falloc2' 2>'$SCRATCH/err' && grep -q 'No space left' '$SCRATCH/err'"
+check "the old file is intact after fallocate filled the pool" cmp "$SCRATCH/keep" "$MNT/keep"
 rfs_umount
 check "fsck clean after ENOSPC" rfs_fsck
 rfs_finish
