@@ -194,17 +194,28 @@ int rfs_fs_unlink(rfs_fs *fs, rfs_nodeid parent, const char *name);
 /* Remove an empty directory (-ENOTEMPTY otherwise). */
 int rfs_fs_rmdir(rfs_fs *fs, rfs_nodeid parent, const char *name);
 
-/* rename flags (same values as RENAME_NOREPLACE / RENAME_EXCHANGE). */
-enum { RFS_RENAME_NOREPLACE = 1, RFS_RENAME_EXCHANGE = 2 };
+/* rename flags (same values as RENAME_NOREPLACE / RENAME_EXCHANGE /
+ * RENAME_WHITEOUT of renameat2). */
+enum {
+	RFS_RENAME_NOREPLACE = 1,
+	RFS_RENAME_EXCHANGE = 2,
+	RFS_RENAME_WHITEOUT = 4,
+};
 
 /*
  * Rename, POSIX rules: replaces an existing target of the same kind
  * (an empty directory for a directory), -EINVAL when moving a directory
  * below itself, -EEXIST with RFS_RENAME_NOREPLACE, swaps both with
  * RFS_RENAME_EXCHANGE (-ENOENT when either is missing).
+ * RFS_RENAME_WHITEOUT (what overlayfs uses on its upper layer) leaves a
+ * whiteout at the old name in the same atomic step: a new character
+ * device 0/0, mode 0, owned by ctx's uid/gid (root when ctx is NULL).  It
+ * combines with RFS_RENAME_NOREPLACE, not with RFS_RENAME_EXCHANGE
+ * (-EINVAL).  The caller checks the privilege (Linux wants CAP_MKNOD).
  */
-int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
-		  rfs_nodeid newparent, const char *newname, unsigned flags);
+int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		  const char *name, rfs_nodeid newparent, const char *newname,
+		  unsigned flags);
 
 /*
  * Directory listing from offset off (0 = start).  Calls fn for ".", ".."

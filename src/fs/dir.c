@@ -743,8 +743,25 @@ static void renamed_node(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent
 			(unsigned long long)n->id, (int)len, name);
 }
 
-int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
-		  rfs_nodeid newparent, const char *newname, unsigned flags)
+/* The whiteout RENAME_WHITEOUT leaves at the old name: a character
+ * device 0/0 (what overlayfs and the kernel's own filesystems write). */
+static void whiteout_rec(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_irec *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->i.mode = S_IFCHR;
+	w->i.uid = ctx ? ctx->uid : 0;
+	w->i.gid = ctx ? ctx->gid : 0;
+	w->i.nlink = 1;
+	touch_mc(&w->i);
+	w->i.atime = w->i.btime = w->i.mtime;
+	w->i.atime_ns = w->i.btime_ns = w->i.mtime_ns;
+	w->i.generation = 1;
+	w->i.ino = ino_alloc(fs);
+}
+
+int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		  const char *name, rfs_nodeid newparent, const char *newname,
+		  unsigned flags)
 {
 	size_t len, nlen;
 	struct rfs_irec s, d;
@@ -753,9 +770,11 @@ int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		ret = check_name(newname, &nlen);
 	if (ret)
 		return ret;
-	if (flags & ~(unsigned)(RFS_RENAME_NOREPLACE | RFS_RENAME_EXCHANGE))
+	if (flags & ~(unsigned)(RFS_RENAME_NOREPLACE | RFS_RENAME_EXCHANGE |
+				RFS_RENAME_WHITEOUT))
 		return -EINVAL;
-	if ((flags & RFS_RENAME_NOREPLACE) && (flags & RFS_RENAME_EXCHANGE))
+	if ((flags & RFS_RENAME_EXCHANGE) &&
+	    (flags & (RFS_RENAME_NOREPLACE | RFS_RENAME_WHITEOUT)))
 		return -EINVAL;
 	if (is_dot(name) || is_dot(newname))
 		return -EBUSY;
@@ -863,7 +882,8 @@ int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		}
 		goto out;
 	}
-	/* Remove the old name; its reference on the subtree goes with it. */
+	/* Remove the old name (or put a whiteout in its place, in the same
+	 * tree update); its reference on the subtree goes with it. */
 	{
 		struct rfs_ipath p;
 		ret = ip_load(fs, pn, true, &p);
@@ -872,9 +892,18 @@ int rfs_fs_rename(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		struct rfs_irec *pd = ip_rec(&p);
 		uint8_t key[RFS_KEY_MAX];
 		size_t kl = dent_key(key, name, len);
-		ret = rfs_tree_delete(fs->pool, ip_tree(&p), key, kl, 0);
+		if (flags & RFS_RENAME_WHITEOUT) {
+			struct rfs_irec w;
+			whiteout_rec(fs, ctx, &w);
+			ret = rec_put(fs->pool, ip_tree(&p), key, kl, &w, RFS_PUT_REPLACE);
+			if (ret)
+				fs->meta.ninodes--;
+		} else {
+			ret = rfs_tree_delete(fs->pool, ip_tree(&p), key, kl, 0);
+			if (!ret)
+				pd->i.size--;
+		}
 		if (!ret) {
-			pd->i.size--;
 			if (sdir)
 				pd->i.nlink--;
 			touch_mc(&pd->i);

@@ -200,10 +200,17 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rfs_fs_rmdir(FS(req), parent, name));
 }
 
+_Static_assert(RFS_RENAME_NOREPLACE == RENAME_NOREPLACE &&
+		       RFS_RENAME_EXCHANGE == RENAME_EXCHANGE &&
+		       RFS_RENAME_WHITEOUT == RENAME_WHITEOUT,
+	       "fs rename flags are renameat2's");
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	fuse_reply_err(req, -rfs_fs_rename(FS(req), parent, name, newparent, newname, flags));
+	struct rfs_ctx c;
+	ctx_of(req, &c);
+	fuse_reply_err(req, -rfs_fs_rename(FS(req), &c, parent, name, newparent, newname, flags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,

@@ -584,7 +584,7 @@ static void test_links_orphans(void **state)
 	/* rename a dir holding a linked name, then fsck */
 	assert_int_equal(rfs_fs_resolve(fs, "d", &d, &st), 0);
 	assert_int_equal(rfs_fs_link(fs, f, d, "f2", &st), 0);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "d", RFS_ROOT_NODE, "e", 0), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "d", RFS_ROOT_NODE, "e", 0), 0);
 	fs = reopen(fs);
 	/* orphan: open, unlink, still readable, then gone */
 	assert_int_equal(rfs_fs_resolve(fs, "e/f", &f, &st), 0);
@@ -628,29 +628,94 @@ static void test_rename(void **state)
 	b = mkfile(fs, RFS_ROOT_NODE, "b");
 	assert_int_equal(rfs_fs_write(fs, a, "AAAA", 4, 0), 4);
 	assert_int_equal(rfs_fs_write(fs, b, "BB", 2, 0), 2);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "a", RFS_ROOT_NODE, "b",
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "a", RFS_ROOT_NODE, "b",
 				       RFS_RENAME_NOREPLACE), -EEXIST);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "a", RFS_ROOT_NODE, "b",
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "a", RFS_ROOT_NODE, "b",
 				       RFS_RENAME_EXCHANGE), 0);
 	char buf[8];
 	assert_int_equal(rfs_fs_read(fs, a, buf, 8, 0), 4); /* node a follows its inode */
 	assert_int_equal(rfs_fs_resolve(fs, "b", &x, &st), 0);
 	assert_int_equal(st.st_size, 4);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "d1", d2, "z", 0), -EINVAL);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "b", d2, "moved", 0), 0);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "a", d2, "moved", 0), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "d1", d2, "z", 0), -EINVAL);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "b", d2, "moved", 0), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "a", d2, "moved", 0), 0);
 	/* node a is inode A ("AAAA"), replaced but still referenced */
 	assert_int_equal(rfs_fs_read(fs, a, buf, 8, 0), 4);
 	assert_int_equal(rfs_fs_read(fs, b, buf, 8, 0), 2);
-	assert_int_equal(rfs_fs_rename(fs, d1, "d2", RFS_ROOT_NODE, "top", 0), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d1, "d2", RFS_ROOT_NODE, "top", 0), 0);
 	assert_int_equal(rfs_fs_getattr(fs, d1, &st), 0);
 	assert_int_equal(st.st_nlink, 2);
 	assert_int_equal(rfs_fs_resolve(fs, "top/moved", &x, &st), 0);
 	assert_int_equal(st.st_size, 2);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "d1", RFS_ROOT_NODE, "top", 0), -ENOTEMPTY);
-	assert_int_equal(rfs_fs_rename(fs, RFS_ROOT_NODE, "d1", RFS_ROOT_NODE, "top",
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "d1", RFS_ROOT_NODE, "top", 0), -ENOTEMPTY);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "d1", RFS_ROOT_NODE, "top",
 				       RFS_RENAME_EXCHANGE), 0);
 	assert_int_equal(rfs_fs_resolve(fs, "d1/moved", &x, &st), 0);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
+/* RENAME_WHITEOUT (overlayfs's upper layer): the old name becomes a
+ * character device 0/0 in the same step. */
+static void test_rename_whiteout(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(64 << 20);
+	rfs_nodeid a, d, sub, x;
+	struct stat st, dst;
+	char buf[8];
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, d, "sub", 0755, &sub, &st), 0);
+	a = mkfile(fs, d, "a");
+	assert_int_equal(rfs_fs_write(fs, a, "AAAA", 4, 0), 4);
+	(void)mkfile(fs, d, "b");
+	struct stat ast;
+	assert_int_equal(rfs_fs_getattr(fs, a, &ast), 0);
+	const unsigned wo = RFS_RENAME_WHITEOUT;
+	/* not with EXCHANGE; NOREPLACE still refuses an existing target */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "a", d, "b", wo | RFS_RENAME_EXCHANGE), -EINVAL);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "a", d, "b", wo | RFS_RENAME_NOREPLACE), -EEXIST);
+	assert_int_equal(rfs_fs_resolve(fs, "d/a", &x, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	rfs_fs_forget(fs, x, 1);
+	/* onto a new name, and over an existing file */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "a", RFS_ROOT_NODE, "moved", wo), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "d/a", &x, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0);
+	assert_int_equal(st.st_rdev, 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_uid, g_ctx.uid);
+	assert_int_equal(st.st_gid, g_ctx.gid);
+	assert_int_not_equal(st.st_ino, ast.st_ino); /* a new inode, not a's */
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_read(fs, a, buf, 8, 0), 4); /* the node follows */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "moved", d, "b", wo), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "d/b", &x, &st), 0);
+	assert_int_equal(st.st_size, 4);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_resolve(fs, "moved", &x, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	rfs_fs_forget(fs, x, 1);
+	/* a directory: the parent loses a subdirectory link, keeps the entry */
+	assert_int_equal(rfs_fs_getattr(fs, d, &dst), 0);
+	assert_int_equal(dst.st_nlink, 3);
+	assert_int_equal(dst.st_size, 3); /* a (whiteout), b, sub */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "sub", RFS_ROOT_NODE, "sub2", wo), 0);
+	assert_int_equal(rfs_fs_getattr(fs, d, &dst), 0);
+	assert_int_equal(dst.st_nlink, 2);
+	assert_int_equal(dst.st_size, 3);
+	assert_int_equal(rfs_fs_resolve(fs, "d/sub", &x, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_getattr(fs, sub, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* inode counts and link counts hold (fsck in reopen) */
+	fs = reopen(fs);
+	assert_int_equal(rfs_fs_resolve(fs, "d", &d, &st), 0);
+	assert_int_equal(rfs_fs_unlink(fs, d, "a"), 0);
+	assert_int_equal(rfs_fs_unlink(fs, d, "sub"), 0);
+	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "moved"), 0);
 	fs = reopen(fs);
 	rfs_fs_close(fs);
 }
@@ -851,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_sparse_seek_punch),
 		cmocka_unit_test(test_links_orphans),
 		cmocka_unit_test(test_rename),
+		cmocka_unit_test(test_rename_whiteout),
 		cmocka_unit_test(test_xattr_symlink_nodes),
 		cmocka_unit_test(test_clone_hidden_tail),
 		cmocka_unit_test(test_acl),
