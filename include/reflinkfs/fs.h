@@ -44,7 +44,9 @@ typedef uint64_t rfs_nodeid;
 #define RFS_NAME_MAX 255u
 /* Longest symlink target, in bytes. */
 #define RFS_SYMLINK_MAX 4095u
-/* Longest xattr value, in bytes. */
+/* Longest xattr name, in bytes (the kernel's XATTR_NAME_MAX). */
+#define RFS_XATTR_NAME_MAX 255u
+/* Longest xattr value, in bytes (the kernel's XATTR_SIZE_MAX): -E2BIG. */
 #define RFS_XATTR_MAX 65536u
 /* Largest file size (8 TiB and far beyond: 2^62 bytes). */
 #define RFS_FILE_MAX (1ull << 62)
@@ -291,10 +293,22 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid node,
 
 /* ---- xattrs ------------------------------------------------------------- */
 
-/* flags: XATTR_CREATE / XATTR_REPLACE or 0.  system.posix_acl_access
- * and system.posix_acl_default are checked (-EINVAL when malformed);
- * setting the access ACL sets the mode bits it implies (an ACL saying no
- * more than the mode bits is not stored); chmod updates the access ACL. */
+/*
+ * Names (as ext4 answers): user., trusted. and security. followed by at
+ * least one byte, system.posix_acl_access and system.posix_acl_default;
+ * -ERANGE for an empty name or one over RFS_XATTR_NAME_MAX bytes, -EINVAL
+ * for a prefix alone ("user."), -EOPNOTSUPP for any other namespace
+ * (getxattr and removexattr still reach such a name stored by an older
+ * version).  Who may use trusted./security. is checked by the kernel.
+ */
+
+/* flags: XATTR_CREATE / XATTR_REPLACE or 0.  -E2BIG for a value over
+ * RFS_XATTR_MAX.  The ACL names take the kernel's ACL format, checked as
+ * the kernel does (-EINVAL when malformed, -EOPNOTSUPP for a version
+ * other than 2; an empty value or an ACL without entries removes the
+ * ACL; a default ACL on a non-directory is -EACCES).  Setting the access
+ * ACL sets the mode bits it implies (an ACL saying no more than the mode
+ * bits is not stored); chmod updates the access ACL. */
 int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
 		    const void *val, size_t size, int flags);
 /* Returns the value's length; copies it when size is large enough (else
@@ -304,6 +318,8 @@ ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
 /* NUL-separated names; same size rules as rfs_fs_getxattr. */
 ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid node, char *list,
 			 size_t size);
+/* -ENODATA when absent, except for the ACL names (removing an absent ACL
+ * succeeds, as on ext4). */
 int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name);
 
 /*

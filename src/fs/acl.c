@@ -11,6 +11,7 @@
  */
 #include "fs/fs_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #define ACL_VERSION 2
@@ -32,35 +33,75 @@ struct acl_ent {
 const char RFS_ACL_ACCESS[] = "system.posix_acl_access";
 const char RFS_ACL_DEFAULT[] = "system.posix_acl_default";
 
-/* Validate an ACL xattr value; returns the number of entries or -EINVAL. */
+/*
+ * Validate an ACL xattr value as the kernel does (posix_acl_from_xattr,
+ * then posix_acl_valid): the version must be 2 (else -EOPNOTSUPP), the
+ * length a header plus whole entries; entries come in the order
+ * user_obj, named users, group_obj, named groups, mask, other, with one
+ * each of user_obj, group_obj and other, at most one mask, and a mask
+ * when there are named entries; named entries carry a valid id (not -1).
+ * Like Linux, the order and uniqueness of named entries among themselves
+ * is not checked.  An empty value or a header alone is an empty ACL
+ * (returns 0: the caller removes the ACL, as the kernel does with a NULL
+ * ACL).  Returns the number of entries, or -EINVAL / -EOPNOTSUPP.
+ */
 int acl_valid(const void *val, size_t size)
 {
 	uint32_t ver;
-	if (size < 4 || (size - 4) % sizeof(struct acl_ent))
+	if (size == 0)
+		return 0;
+	if (size < 4)
 		return -EINVAL;
 	memcpy(&ver, val, 4);
 	if (ver != ACL_VERSION)
+		return -EOPNOTSUPP;
+	if ((size - 4) % sizeof(struct acl_ent))
 		return -EINVAL;
 	size_t n = (size - 4) / sizeof(struct acl_ent);
-	int uo = 0, go = 0, o = 0, m = 0, named = 0;
+	/* state: the tag expected next (posix_acl_valid's state machine) */
+	int state = TAG_USER_OBJ;
+	bool needs_mask = false;
 	for (size_t i = 0; i < n; i++) {
 		struct acl_ent e;
 		memcpy(&e, (const uint8_t *)val + 4 + i * sizeof(e), sizeof(e));
 		if (e.perm & ~7u)
 			return -EINVAL;
 		switch (e.tag) {
-		case TAG_USER_OBJ: uo++; break;
-		case TAG_GROUP_OBJ: go++; break;
-		case TAG_OTHER: o++; break;
-		case TAG_MASK: m++; break;
+		case TAG_USER_OBJ:
+			if (state != TAG_USER_OBJ)
+				return -EINVAL;
+			state = TAG_USER;
+			break;
 		case TAG_USER:
-		case TAG_GROUP: named++; break;
-		default: return -EINVAL;
+			if (state != TAG_USER || e.id == UINT32_MAX)
+				return -EINVAL;
+			needs_mask = true;
+			break;
+		case TAG_GROUP_OBJ:
+			if (state != TAG_USER)
+				return -EINVAL;
+			state = TAG_GROUP;
+			break;
+		case TAG_GROUP:
+			if (state != TAG_GROUP || e.id == UINT32_MAX)
+				return -EINVAL;
+			needs_mask = true;
+			break;
+		case TAG_MASK:
+			if (state != TAG_GROUP)
+				return -EINVAL;
+			state = TAG_OTHER;
+			break;
+		case TAG_OTHER:
+			if (state != TAG_OTHER && (state != TAG_GROUP || needs_mask))
+				return -EINVAL;
+			state = 0;
+			break;
+		default:
+			return -EINVAL;
 		}
 	}
-	if (n == 0)
-		return 0;
-	if (uo != 1 || go != 1 || o != 1 || m > 1 || (named && !m))
+	if (n && state != 0)
 		return -EINVAL;
 	return (int)n;
 }

@@ -254,6 +254,11 @@ void xattr_save_free(struct rfs_xsave *s);
 int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name,
 		     const void *val, size_t size);
 
+/* Namespace rules (xattr_name.c): 0 for a name setxattr accepts, else
+ * -ERANGE (empty, or longer than RFS_XATTR_NAME_MAX), -EINVAL (a known
+ * prefix alone) or -EOPNOTSUPP (unknown namespace).  Sets *nl. */
+int xattr_name_check(const char *name, size_t *nl);
+
 /* ---- POSIX ACLs (acl.c) ---- */
 extern const char RFS_ACL_ACCESS[];
 extern const char RFS_ACL_DEFAULT[];

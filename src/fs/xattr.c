@@ -21,15 +21,6 @@ static size_t xkey(uint8_t *key, const char *name, size_t nl, uint16_t chunk)
 	return nl + 4;
 }
 
-static int check_xname(const char *name, size_t *nl)
-{
-	size_t l = strlen(name);
-	if (l == 0 || l > 255)
-		return -ERANGE;
-	*nl = l;
-	return 0;
-}
-
 /* Delete every chunk of name; -ENODATA when there was none. */
 static int xdel(rfs_fs *fs, rfs_tree *t, const char *name, size_t nl)
 {
@@ -69,13 +60,18 @@ int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
 static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val,
 		    size_t size, int flags, bool remove)
 {
-	size_t nl;
+	size_t nl = 0;
 	struct rfs_ipath p;
-	int ret = check_xname(name, &nl);
-	if (ret)
-		return ret;
+	/* A name outside the namespaces may still be stored by an older
+	 * version: removing it is allowed (nameerr is the answer when
+	 * there is none). */
+	int nameerr = xattr_name_check(name, &nl), ret = 0;
+	if (nameerr == -ERANGE)
+		return nameerr;
 	if (!remove && size > RFS_XATTR_MAX)
 		return -E2BIG;
+	if (!remove && nameerr)
+		return nameerr;
 	if (fs->rdonly)
 		return -EROFS;
 	rfs_pool_wrlock(fs->pool);
@@ -86,24 +82,26 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 	rfs_tree *t = ip_tree(&p);
 	struct rfs_inode *ino = &ip_rec(&p)->i;
 	bool acc = !strcmp(name, RFS_ACL_ACCESS), def = !strcmp(name, RFS_ACL_DEFAULT);
-	if ((acc || def) && !remove) {
-		int n = acl_valid(val, size);
-		if (n < 0 || (acc && n == 0)) {
-			ret = -EINVAL;
+	if (acc || def) {
+		/* An empty ACL removes the ACL, as the kernel's NULL ACL;
+		 * removing an absent ACL is no error (ext4). */
+		int n = remove ? 0 : acl_valid(val, size);
+		if (n < 0) {
+			ret = n;
 			goto done;
 		}
-		if (def && !S_ISDIR(ino->mode)) {
+		if (n == 0)
+			remove = true;
+		if (def && !S_ISDIR(ino->mode) && n > 0) {
 			ret = -EACCES;
 			goto done;
 		}
-		if (acc) {
+		if (acc && n > 0) {
 			/* The mode follows the ACL; an ACL saying no more than
 			 * the mode bits is not kept (as ext4 does). */
 			ino->mode = acl_to_mode(val, size, ino->mode);
 			if (acl_is_minimal(val, size))
 				remove = true;
-		} else if (n == 0) {
-			remove = true;
 		}
 		if (remove) {
 			ret = xdel(fs, t, name, nl);
@@ -120,7 +118,7 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 	if (ex && ex != -ENOENT) {
 		ret = ex;
 	} else if (remove) {
-		ret = ex ? -ENODATA : xdel(fs, t, name, nl);
+		ret = ex ? (nameerr ? nameerr : -ENODATA) : xdel(fs, t, name, nl);
 	} else if ((flags & XATTR_CREATE) && !ex) {
 		ret = -EEXIST;
 	} else if ((flags & XATTR_REPLACE) && ex) {
@@ -154,11 +152,12 @@ int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name)
 ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid id, const char *name, void *val,
 			size_t size)
 {
-	size_t nl;
+	size_t nl = 0;
 	struct rfs_irec r;
-	int ret = check_xname(name, &nl);
-	if (ret)
-		return ret;
+	/* as in xattr_op: a name an older version stored can be read */
+	int nameerr = xattr_name_check(name, &nl), ret;
+	if (nameerr == -ERANGE)
+		return nameerr;
 	rfs_pool_rdlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
 	ret = n ? inode_read(fs, n, &r) : -ESTALE;
@@ -203,7 +202,7 @@ ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid id, const char *name, void *val,
 	free(buf);
 out:
 	rfs_pool_unlock(fs->pool);
-	return ret;
+	return ret == -ENODATA && nameerr ? nameerr : ret;
 }
 
 ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)

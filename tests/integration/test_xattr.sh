@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Xattrs and POSIX ACLs on a real mount: the errno of each refused name or
+# value is the one ext4 gives (the kernel passes every xattr name through
+# FUSE, so the daemon applies the namespace rules).
+. "$(dirname "$0")/lib.bash"
+rfs_setup 256M -o allow_other
+
+# xerr FILE NAME [HEXVALUE]: print the errno name of setxattr (or "ok";
+# Python names EOPNOTSUPP ENOTSUP, the same number on Linux)
+xerr() {
+	python3 - "$@" <<'EOF'
+import errno, os, sys
+f, name = sys.argv[1], sys.argv[2]
+val = bytes.fromhex(sys.argv[3]) if len(sys.argv) > 3 else b"v"
+try:
+    os.setxattr(f, name, val)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+EOF
+}
+# is WANT CMD...: CMD prints WANT
+is() {
+	local want=$1 got
+	shift
+	got=$("$@")
+	[ "$got" = "$want" ] || { echo "got '$got', want '$want'"; return 1; }
+}
+
+touch "$MNT/f"
+mkdir "$MNT/d"
+for n in bogus.x os2.x system.foo system. system.data; do
+	check "setxattr $n: EOPNOTSUPP (as ext4)" is ENOTSUP xerr "$MNT/f" "$n"
+done
+for n in user. trusted. security.; do
+	check "setxattr $n: EINVAL (as ext4)" is EINVAL xerr "$MNT/f" "$n"
+done
+for n in user.a trusted.a security.a; do
+	check "setxattr $n works" is ok xerr "$MNT/f" "$n"
+done
+check "getfattr -d lists what was set" bash -c "getfattr -d -m - '$MNT/f' | grep -c '^[a-z]' | grep -qx 3"
+check "getxattr bogus.x: EOPNOTSUPP" bash -c "getfattr -n bogus.x '$MNT/f' 2>&1 | grep -q 'Operation not supported'"
+# ACLs: the kernel validates the value before it reaches FUSE
+check "a valid ACL is set" setfacl -m u:1234:rw "$MNT/f"
+check "... and read back" bash -c "getfacl -p '$MNT/f' | grep -q 'user:1234:rw-'"
+check "an ACL without the other entry: EINVAL" is EINVAL xerr "$MNT/f" system.posix_acl_access \
+	0200000001000600ffffffff04000400ffffffff
+check "setfacl -b removes the ACL" bash -c "setfacl -b '$MNT/f' && ! getfattr -n system.posix_acl_access '$MNT/f' 2>/dev/null"
+check "setfacl -b without an ACL is no error" setfacl -b "$MNT/f"
+check "setfacl -k without a default ACL is no error" setfacl -k "$MNT/d"
+rfs_umount
+check "fsck clean" rfs_fsck
+rfs_finish
