@@ -181,12 +181,24 @@ int rfs_fs_symlink(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		   const char *name, const char *target, rfs_nodeid *out,
 		   struct stat *st);
 
+/*
+ * O_TMPFILE: a new regular file with no name (nlink 0), made by ctx as if
+ * in directory parent (owner, set-gid group and default ACL as for
+ * rfs_fs_create; the directory itself does not change).  +1 lookup
+ * reference on *out; the inode lives while that or an open handle does
+ * (it is freed at the next mount after a crash), unless rfs_fs_link gives
+ * it a name first, which is allowed once.
+ */
+int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		   mode_t mode, rfs_nodeid *out, struct stat *st);
+
 /* Read a symlink's target into buf (NUL-terminated, truncated to size);
  * returns the target's full length. */
 int rfs_fs_readlink(rfs_fs *fs, rfs_nodeid node, char *buf, size_t size);
 
-/* New name newname in newparent for node (not a directory: -EPERM).
- * +1 lookup reference on node. */
+/* New name newname in newparent for node (not a directory: -EPERM; an
+ * inode whose last name is gone: -ENOENT, except once for one made by
+ * rfs_fs_tmpfile).  +1 lookup reference on node. */
 int rfs_fs_link(rfs_fs *fs, rfs_nodeid node, rfs_nodeid newparent,
 		const char *newname, struct stat *st);
 

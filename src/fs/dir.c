@@ -208,6 +208,25 @@ static int long_symlink_store(rfs_fs *fs, struct rfs_irec *r, const char *target
 	return 0;
 }
 
+/* A new inode of mode made by ctx in directory d: owner, set-gid
+ * inheritance, times.  The caller sets nlink, rdev and the contents. */
+static void rec_init_new(struct rfs_irec *c, const struct rfs_ctx *ctx,
+			 const struct rfs_irec *d, mode_t mode)
+{
+	c->i.mode = mode;
+	c->i.uid = ctx ? ctx->uid : 0;
+	c->i.gid = ctx ? ctx->gid : 0;
+	if (d->i.mode & S_ISGID) {
+		c->i.gid = d->i.gid;
+		if (S_ISDIR(mode))
+			c->i.mode |= S_ISGID;
+	}
+	touch_mc(&c->i);
+	c->i.atime = c->i.btime = c->i.mtime;
+	c->i.atime_ns = c->i.btime_ns = c->i.mtime_ns;
+	c->i.generation = 1;
+}
+
 static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		      const char *name, mode_t mode, dev_t rdev, const char *target,
 		      rfs_nodeid *out, struct stat *st)
@@ -254,20 +273,9 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		ret = -ENOMEM;
 		goto done;
 	}
-	c->i.mode = mode;
-	c->i.uid = ctx ? ctx->uid : 0;
-	c->i.gid = ctx ? ctx->gid : 0;
-	if (d->i.mode & S_ISGID) {
-		c->i.gid = d->i.gid;
-		if (S_ISDIR(mode))
-			c->i.mode |= S_ISGID;
-	}
+	rec_init_new(c, ctx, d, mode);
 	c->i.nlink = S_ISDIR(mode) ? 2 : 1;
 	c->i.rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
-	touch_mc(&c->i);
-	c->i.atime = c->i.btime = c->i.mtime;
-	c->i.atime_ns = c->i.btime_ns = c->i.mtime_ns;
-	c->i.generation = 1;
 	if (target) {
 		c->i.size = tlen;
 		if (tlen <= RFS_INLINE_MAX) {
@@ -363,6 +371,64 @@ int rfs_fs_symlink(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		   struct stat *st)
 {
 	return dir_create(fs, ctx, parent, name, S_IFLNK | 0777, 0, target, out, st);
+}
+
+int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		   mode_t mode, rfs_nodeid *out, struct stat *st)
+{
+	struct rfs_ipath p;
+	struct rfs_irec *c = NULL;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_node *dn = node_get(fs, parent);
+	int ret = dn ? ip_load(fs, dn, false, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	struct rfs_irec *d = ip_rec(&p);
+	if (!S_ISDIR(d->i.mode))
+		ret = -ENOTDIR;
+	else if (d->i.nlink == 0)
+		ret = -ENOENT;
+	else if (!(c = calloc(1, sizeof(*c))))
+		ret = -ENOMEM;
+	if (ret)
+		goto done;
+	rec_init_new(c, ctx, d, S_IFREG | (mode & 07777));
+	/* No name: an orphan of the link table (nlink 0), freed like an
+	 * unlinked open file when its last user goes, unless link gives it
+	 * a name first (RFS_INODE_TMPFILE allows that once). */
+	c->i.nlink = 0;
+	c->i.flags = RFS_INODE_TMPFILE;
+	ret = acl_inherit(fs, d, c, ctx ? ctx->umask : 0);
+	if (ret)
+		goto done;
+	c->i.ino = ino_alloc(fs);
+	ret = table_insert(fs, c);
+	if (ret) {
+		fs->meta.ninodes--;
+		goto done;
+	}
+	c->i.subtree = 0; /* the table holds its references now */
+	struct rfs_node *n = node_ref(fs, NULL, NULL, c->i.ino, true);
+	if (!n) {
+		/* An orphan nobody can reach: the next mount frees it. */
+		ret = -ENOMEM;
+		goto done;
+	}
+	*out = n->id;
+	if (st)
+		rec_to_stat(fs, c, st);
+done:
+	if (ret && c && c->i.subtree) {
+		rfs_tree lt = FS_TREE(c->i.subtree, RFS_OWNER_FILE);
+		rfs_tree_drop(fs->pool, &lt);
+	}
+	free(c);
+	ip_free(&p);
+out:
+	rfs_pool_unlock(fs->pool);
+	return ret;
 }
 
 int rfs_fs_readlink(rfs_fs *fs, rfs_nodeid id, char *buf, size_t size)
@@ -623,7 +689,7 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 		ret = -EPERM;
 		goto out;
 	}
-	if (r.i.nlink == 0) {
+	if (r.i.nlink == 0 && !(r.i.flags & RFS_INODE_TMPFILE)) {
 		ret = -ENOENT;
 		goto out;
 	}
@@ -670,6 +736,7 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 	if (ret)
 		goto out;
 	ip_rec(&p)->i.nlink++;
+	ip_rec(&p)->i.flags &= ~(uint32_t)RFS_INODE_TMPFILE;
 	touch_c(&ip_rec(&p)->i);
 	if (st)
 		rec_to_stat(fs, ip_rec(&p), st);

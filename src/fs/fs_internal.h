@@ -61,6 +61,9 @@ enum {
 	 * source's, still hidden (a copy_file_range in progress, see clone.c);
 	 * they are cut (tail_fix) before the size can grow otherwise. */
 	RFS_INODE_TAILCLONE = 1u << 2,
+	/* Made by rfs_fs_tmpfile (O_TMPFILE): an orphan (nlink 0) that
+	 * link may still give a name; cleared by that link. */
+	RFS_INODE_TMPFILE = 1u << 3,
 };
 
 /*

@@ -158,6 +158,10 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_fs_close(fs);
 		return 1;
 	}
+	int tret = rfs_fuse_tmpfile_setup(se);
+	if (tret)
+		fprintf(stderr, "reflinkfs mount: %s: O_TMPFILE will fail with EOPNOTSUPP on this mount (installing the request hook failed: %s); everything else works\n",
+			o->mountpoint, strerror(-tret));
 	set_readahead(o->mountpoint);
 	if (!o->foreground) {
 		g_syslog = true;

@@ -61,6 +61,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Requests are read with read(2) through the hook that answers
+	 * FUSE_TMPFILE (tmpfile.c), never spliced past it. */
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 	/* Only this mount changes the data, and every change that bypasses
 	 * the kernel's page cache (clone ioctl) invalidates explicitly, so
 	 * the kernel must not drop a file's cached pages whenever it sees a

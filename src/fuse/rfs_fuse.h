@@ -35,6 +35,11 @@ struct rfs_mount {
 	double timeout;
 };
 
+/* Have the session answer FUSE_TMPFILE (O_TMPFILE), which libfuse 3.14
+ * cannot dispatch (src/fuse/tmpfile.c).  Call after fuse_session_mount;
+ * returns 0 or a negative errno (O_TMPFILE then fails with EOPNOTSUPP). */
+int rfs_fuse_tmpfile_setup(struct fuse_session *se);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);

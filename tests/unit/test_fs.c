@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -720,6 +721,79 @@ static void test_rename_whiteout(void **state)
 	rfs_fs_close(fs);
 }
 
+/* O_TMPFILE: an inode with no name, which link may name once. */
+static void test_tmpfile(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(64 << 20);
+	rfs_nodeid d, t, x, f;
+	struct stat st, dst, dst2;
+	char buf[16];
+	const struct rfs_ctx ctx = {1000, 1000, 1, 022};
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 02775, &d, &st), 0);
+	assert_int_equal(rfs_fs_setattr(fs, d, &(struct stat){.st_gid = 77}, RFS_SET_GID, &dst), 0);
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0666, &t, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0644); /* umask applied */
+	assert_int_equal(st.st_nlink, 0);
+	assert_int_equal(st.st_uid, 1000);
+	assert_int_equal(st.st_gid, 77); /* set-gid directory */
+	assert_int_equal(rfs_fs_getattr(fs, d, &dst2), 0);
+	assert_int_equal(dst2.st_size, 0); /* no entry */
+	assert_int_equal(rfs_fs_open_node(fs, t), 0);
+	assert_int_equal(rfs_fs_write(fs, t, "tmpdata", 7, 0), 7);
+	assert_int_equal(rfs_fs_read(fs, t, buf, 16, 0), 7);
+	/* a name, once */
+	assert_int_equal(rfs_fs_link(fs, t, d, "named", &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(rfs_fs_resolve(fs, "d/named", &x, &dst2), 0);
+	assert_int_equal(x, t);
+	assert_int_equal(dst2.st_ino, st.st_ino);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_unlink(fs, d, "named"), 0);
+	assert_int_equal(rfs_fs_link(fs, t, d, "again", &st), -ENOENT);
+	assert_int_equal(rfs_fs_link(fs, t, d, "named", &st), -ENOENT);
+	assert_int_equal(rfs_fs_read(fs, t, buf, 16, 0), 7);
+	rfs_fs_release(fs, t);
+	rfs_fs_forget(fs, t, 2); /* tmpfile's and link's references */
+	assert_int_equal(rfs_fs_getattr(fs, t, &st), -ESTALE);
+	/* named and kept across a remount */
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0600, &t, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, t, "kept", 4, 0), 4);
+	assert_int_equal(rfs_fs_link(fs, t, RFS_ROOT_NODE, "kept", &st), 0);
+	rfs_fs_forget(fs, t, 2);
+	/* never named: gone when the last reference goes */
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0600, &t, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, t, "gone", 4, 0), 4);
+	rfs_fs_forget(fs, t, 1);
+	assert_int_equal(rfs_fs_getattr(fs, t, &st), -ESTALE);
+	fs = reopen(fs);
+	assert_int_equal(rfs_fs_resolve(fs, "kept", &f, &st), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(rfs_fs_read(fs, f, buf, 16, 0), 4);
+	assert_memory_equal(buf, "kept", 4);
+	/* held open at a crash: freed by the next mount */
+	struct statvfs sv1, sv2;
+	assert_int_equal(rfs_fs_statfs(fs, &sv1), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "d", &d, &st), 0);
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0600, &t, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, t, "crash", 5, 0), 5);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	rfs_fs_abandon(fs);
+	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_statfs(fs, &sv2), 0);
+	assert_int_equal(sv2.f_files - sv2.f_ffree, sv1.f_files - sv1.f_ffree);
+	/* errors */
+	assert_int_equal(rfs_fs_resolve(fs, "kept", &f, &st), 0);
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, f, 0600, &t, &st), -ENOTDIR);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "e", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_rmdir(fs, RFS_ROOT_NODE, "e"), 0);
+	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0600, &t, &st), -ENOENT);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
 static void test_xattr_symlink_nodes(void **state)
 {
 	(void)state;
@@ -917,6 +991,7 @@ int main(void)
 		cmocka_unit_test(test_links_orphans),
 		cmocka_unit_test(test_rename),
 		cmocka_unit_test(test_rename_whiteout),
+		cmocka_unit_test(test_tmpfile),
 		cmocka_unit_test(test_xattr_symlink_nodes),
 		cmocka_unit_test(test_clone_hidden_tail),
 		cmocka_unit_test(test_acl),
