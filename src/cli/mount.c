@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fuse/rfs_fuse.h"
+#include "util/mountinfo.h"
 
 static void usage(FILE *f)
 {
@@ -88,20 +89,14 @@ static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
 	return 0;
 }
 
+static int mnt_cb(void *arg, const struct rfs_mountinfo *m)
+{
+	return !strcmp(m->mnt, (const char *)arg);
+}
+
 static bool is_mountpoint(const char *path)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192];
-	bool found = false;
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char mp[4096];
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && !strcmp(mp, path))
-			found = true;
-	}
-	fclose(f);
-	return found;
+	return rfs_mountinfo_each(NULL, mnt_cb, (void *)path) > 0;
 }
 
 static int do_mount(const char *pool, const char *mnt, const char *opts, bool fg, bool debug)

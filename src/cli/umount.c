@@ -16,29 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Find the pool behind a reflinkfs mount (mountinfo's source field). */
-static bool find_mount(const char *mnt, char *pool, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192];
-	bool found = false;
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char mp[4096], type[256], src[4096];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-			continue;
-		if (sscanf(sep + 3, "%255s %4095s", type, src) != 2)
-			continue;
-		if (!strcmp(mp, mnt) && !strcmp(type, "fuse.reflinkfs")) {
-			snprintf(pool, size, "%s", src);
-			found = true;
-		}
-	}
-	fclose(f);
-	return found;
-}
+#include "util/mountinfo.h"
 
 int cmd_umount(int argc, char **argv)
 {
@@ -58,7 +36,7 @@ int cmd_umount(int argc, char **argv)
 		/* a dead mount cannot be resolved: use the name as given */
 		snprintf(rmnt, sizeof(rmnt), "%s", argv[1]);
 	}
-	if (!find_mount(rmnt, pool, sizeof(pool))) {
+	if (!rfs_mountinfo_find_mnt(rmnt, pool, sizeof(pool), NULL, NULL)) {
 		fprintf(stderr, "reflinkfs umount: %s is not a reflinkfs mount\n", rmnt);
 		return 1;
 	}

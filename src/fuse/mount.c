@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "reflinkfs/log.h"
+#include "util/mountinfo.h"
 
 struct committer {
 	rfs_fs *fs;
@@ -75,37 +76,34 @@ static void log_sink(void *arg, int level, const char *line)
  */
 static void set_readahead(const char *mnt)
 {
-	char real[PATH_MAX], line[8192], path[128];
-	FILE *f;
-	unsigned maj = 0, min = 0;
-	bool found = false;
+	char real[PATH_MAX], path[128];
+	unsigned maj, min;
 
-	if (!realpath(mnt, real))
-		return;
-	f = fopen("/proc/self/mountinfo", "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char mp[4096];
-		unsigned a, b;
-		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, mp) == 3 &&
-		    !strcmp(mp, real) && strstr(line, " - fuse.reflinkfs ")) {
-			maj = a;
-			min = b;
-			found = true; /* the last match is the newest mount */
-		}
-	}
-	fclose(f);
-	if (!found)
+	if (!realpath(mnt, real) || !rfs_mountinfo_find_mnt(real, NULL, 0, &maj, &min))
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	f = fopen(path, "w");
+	FILE *f = fopen(path, "w");
 	if (f) {
 		fputs("1024\n", f);
 		fclose(f);
 	}
 }
 
+/* A value inside a libfuse -o list: ',' and '\\' need a backslash (a pool
+ * path may hold them). */
+static char *opt_escape(const char *s)
+{
+	char *out = malloc(2 * strlen(s) + 1), *d = out;
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*d++ = '\\';
+		*d++ = *s;
+	}
+	*d = 0;
+	return out;
+}
 
 int rfs_fuse_main(struct rfs_mount_opts *o)
 {
@@ -122,13 +120,16 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.acl = o->acl;
 	m.timeout = 1.0;
 
-	char *optstr = NULL;
-	if (asprintf(&optstr, "fsname=%s,subtype=reflinkfs,default_permissions%s%s%s",
-		     o->pool, o->rdonly ? ",ro" : "", o->fuse_opts && *o->fuse_opts ? "," : "",
+	char *optstr = NULL, *fsname = opt_escape(o->pool);
+	if (!fsname ||
+	    asprintf(&optstr, "fsname=%s,subtype=reflinkfs,default_permissions%s%s%s",
+		     fsname, o->rdonly ? ",ro" : "", o->fuse_opts && *o->fuse_opts ? "," : "",
 		     o->fuse_opts ? o->fuse_opts : "") < 0) {
+		free(fsname);
 		rfs_fs_close(fs);
 		return 1;
 	}
+	free(fsname);
 	char *argv[5] = {"reflinkfs", "-o", optstr, NULL, NULL};
 	int argc = 3;
 	if (o->debug)
