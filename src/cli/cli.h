@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 int cmd_mkfs(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
@@ -28,5 +29,10 @@ bool cli_wants_help(int argc, char **argv);
 /* Take an exclusive (or shared) non-blocking lock on the pool file; -1 and
  * a message when the pool is in use.  The fd is returned (kept open). */
 int cli_lock_pool(const char *pool, bool exclusive, const char *cmd);
+
+/* Count what keeps the mount (ID and device from mountinfo) busy:
+ * processes with files, mappings or their working or root directory on it,
+ * and mounts inside it; print one line each to out (unless NULL). */
+int cli_mount_holders(int mnt_id, unsigned major, unsigned minor, FILE *out);
 
 #endif

@@ -18,12 +18,104 @@
 
 #include "util/mountinfo.h"
 
+/* How long a busy mount that no process holds is retried. */
+#define BUSY_RETRY_MS 10000
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* fusermount3 -u (unprivileged unmount).  Its message goes to err; the
+ * return value is an errno (EBUSY when the mount was busy). */
+static int fusermount_u(const char *mnt, char *err, size_t size)
+{
+	int pfd[2];
+	err[0] = 0;
+	if (pipe2(pfd, O_CLOEXEC))
+		return errno;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 2);
+		setenv("LC_ALL", "C", 1); /* so that "busy" can be recognized */
+		execlp("fusermount3", "fusermount3", "-u", mnt, (char *)NULL);
+		fprintf(stderr, "cannot run fusermount3: %s\n", strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (pid > 0 && n < size - 1 && (r = read(pfd[0], err + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	err[n] = 0;
+	close(pfd[0]);
+	int status = 0;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return EIO;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	return strstr(err, "busy") ? EBUSY : EIO;
+}
+
+static int unmount_once(const char *mnt, char *err, size_t size)
+{
+	if (geteuid() != 0)
+		return fusermount_u(mnt, err, size);
+	err[0] = 0;
+	return umount2(mnt, 0) ? errno : 0;
+}
+
+/*
+ * Unmount; on EBUSY, name the processes that hold the mount and fail at
+ * once.  When no process holds anything on it, the busy state is the
+ * kernel still letting go of files their processes have closed already:
+ * io_uring drops a ring's registered files in a kernel worker after the
+ * process has exited (fio --ioengine=io_uring --registerfiles=1 makes the
+ * next umount(2) fail with EBUSY most of the time, on tmpfs as here), and
+ * AIO completions and delayed fput do the same.  That lasts milliseconds,
+ * so it is retried, for BUSY_RETRY_MS at most.
+ */
+static int unmount_retrying(const char *mnt, int mnt_id, unsigned major, unsigned minor)
+{
+	char err[1024];
+	unsigned waited = 0, step = 5;
+	for (;;) {
+		int e = unmount_once(mnt, err, sizeof(err));
+		if (!e)
+			return 0;
+		if (e == EBUSY && rfs_mountinfo_find_mnt(mnt, NULL, 0, NULL, NULL) != mnt_id)
+			return 0; /* someone else unmounted it meanwhile */
+		if (e != EBUSY) {
+			fprintf(stderr, "%sreflinkfs umount: cannot unmount %s: %s\n", err, mnt,
+				err[0] ? "see the message above" : strerror(e));
+			return 1;
+		}
+		if (cli_mount_holders(mnt_id, major, minor, NULL) > 0) {
+			fprintf(stderr, "reflinkfs umount: %s is busy; close these files or leave these directories first:\n",
+				mnt);
+			cli_mount_holders(mnt_id, major, minor, stderr);
+			return 1;
+		}
+		if (waited >= BUSY_RETRY_MS) {
+			fprintf(stderr, "%sreflinkfs umount: %s is still busy after %u s although no process has files, mappings or its working directory there (a live process may hold files registered with io_uring); try again, or detach it with `umount -l %s`\n",
+				err, mnt, BUSY_RETRY_MS / 1000, mnt);
+			return 1;
+		}
+		sleep_ms(step);
+		waited += step;
+		if (step < 200)
+			step *= 2;
+	}
+}
+
 int cmd_umount(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
 		printf("usage: reflinkfs umount MOUNTPOINT\n\n"
 		       "Unmount a reflinkfs mount; returns once the daemon has made its final\n"
-		       "commit and released the pool.  `fusermount3 -u MOUNTPOINT` works too\n"
+		       "commit and released the pool.  A mount that processes still use is not\n"
+		       "unmounted: they are listed.  `fusermount3 -u MOUNTPOINT` works too\n"
 		       "(without waiting for the final commit).\n");
 		return 0;
 	}
@@ -32,46 +124,21 @@ int cmd_umount(int argc, char **argv)
 		return 2;
 	}
 	char rmnt[PATH_MAX], pool[4096];
+	unsigned major = 0, minor = 0;
 	if (!realpath(argv[1], rmnt)) {
 		/* a dead mount cannot be resolved: use the name as given */
 		snprintf(rmnt, sizeof(rmnt), "%s", argv[1]);
 	}
-	if (!rfs_mountinfo_find_mnt(rmnt, pool, sizeof(pool), NULL, NULL)) {
+	int mnt_id = rfs_mountinfo_find_mnt(rmnt, pool, sizeof(pool), &major, &minor);
+	if (!mnt_id) {
 		fprintf(stderr, "reflinkfs umount: %s is not a reflinkfs mount\n", rmnt);
 		return 1;
 	}
 	int lockfd = open(pool, O_RDONLY | O_CLOEXEC);
-	int ret;
-	if (geteuid() == 0) {
-		ret = umount2(rmnt, 0);
-		if (ret && errno == EBUSY) {
-			fprintf(stderr, "reflinkfs umount: %s is busy (a process uses files or has its working directory there)\n",
-				rmnt);
-			if (lockfd >= 0)
-				close(lockfd);
-			return 1;
-		}
-		if (ret) {
-			fprintf(stderr, "reflinkfs umount: cannot unmount %s: %s\n", rmnt, strerror(errno));
-			if (lockfd >= 0)
-				close(lockfd);
-			return 1;
-		}
-	} else {
-		pid_t pid = fork();
-		if (pid == 0) {
-			execlp("fusermount3", "fusermount3", "-u", rmnt, (char *)NULL);
-			fprintf(stderr, "reflinkfs umount: cannot run fusermount3: %s\n", strerror(errno));
-			_exit(127);
-		}
-		int status = 0;
-		if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-		    WEXITSTATUS(status)) {
-			fprintf(stderr, "reflinkfs umount: unmounting %s failed\n", rmnt);
-			if (lockfd >= 0)
-				close(lockfd);
-			return 1;
-		}
+	if (unmount_retrying(rmnt, mnt_id, major, minor)) {
+		if (lockfd >= 0)
+			close(lockfd);
+		return 1;
 	}
 	/* Wait for the daemon's final commit (it holds the pool's lock). */
 	if (lockfd >= 0) {
@@ -81,8 +148,7 @@ int cmd_umount(int argc, char **argv)
 			if (i == 1199)
 				fprintf(stderr, "reflinkfs umount: %s unmounted, but the daemon still holds %s after 120 s\n",
 					rmnt, pool);
-			struct timespec ts = {0, 100 * 1000 * 1000};
-			nanosleep(&ts, NULL);
+			sleep_ms(100);
 		}
 		close(lockfd);
 	}
