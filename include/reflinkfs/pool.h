@@ -22,7 +22,9 @@
 
 #define RFS_BLOCK_SIZE 4096u
 #define RFS_BLOCK_SHIFT 12
-#define RFS_FORMAT_VERSION 1u
+/* 2: each superblock slot has a mirror copy (blocks 2 and 3); the
+ * superblock checksum covers the whole block.  See docs/FORMAT.md. */
+#define RFS_FORMAT_VERSION 2u
 
 /* Number of root slots kept in the superblock. */
 #define RFS_ROOT_SLOTS 8
@@ -80,9 +82,14 @@ enum {
 int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags);
 
 /*
- * Open the pool at path: picks the newest valid superblock, checks the
- * format version, loads the allocation bitmap.  On error *out is NULL and
- * a message naming the path was logged.
+ * Open the pool at path: reads the four superblock copies, picks the
+ * newest generation of which any copy is valid, checks the format
+ * version, loads the allocation bitmap.  A read-write open rewrites every
+ * damaged or stale copy whose slot has a valid copy, and flushes.  What
+ * it found and repaired is kept (rfs_pool_super_report) and logged: a
+ * warning per damaged or stale copy, an error when a newer commit may
+ * have been lost.  On error *out is NULL and a message naming the path
+ * was logged.
  */
 int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out);
 
@@ -94,7 +101,8 @@ void rfs_pool_close(rfs_pool *pool);
 
 /*
  * Commit the running transaction: write every dirty block to its (fresh)
- * location, flush, write the other superblock slot, flush.  Blocks freed
+ * location, flush, write copy 0 of the other superblock slot, flush,
+ * write its copy 1, flush.  Blocks freed
  * in this transaction become reusable afterwards.  Takes the write lock.
  * On error the pool turns read-only (every later mutation fails -EROFS),
  * and the last committed state stays intact on disk.
@@ -155,6 +163,83 @@ uint64_t rfs_pool_data_avail(const rfs_pool *pool);
 
 /* Limit of clean blocks kept in the cache (default 256 MiB worth). */
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);
+
+/* ---- superblock copies: what open found ------------------------------- */
+
+/*
+ * The superblock of generation g is kept in slot g % 2, twice: copy 0 in
+ * block slot, copy 1 in block slot + 2.  A commit writes copy 0, flushes,
+ * writes copy 1, flushes, so one damaged or torn block never loses a
+ * completed commit (docs/FORMAT.md lists the crash cases).
+ */
+#define RFS_SUPER_SLOTS 2
+#define RFS_SUPER_COPIES 2
+
+enum rfs_super_state {
+	RFS_SUPER_OK = 0,      /* valid and as new as the other copy of its slot */
+	RFS_SUPER_STALE = 1,   /* valid, but older than the other copy of its slot */
+	RFS_SUPER_DAMAGED = 2, /* unusable: no magic, bad checksum, bad fields */
+};
+
+struct rfs_super_copy {
+	uint64_t blocknr;
+	enum rfs_super_state state;
+	/* The generation the copy holds; for a damaged copy the one it
+	 * claims when its magic survived and the claim is possible (at most
+	 * the generation in use + 1), else 0. */
+	uint64_t generation;
+	bool claimed;     /* damaged, but magic and a possible generation readable */
+	bool repaired;    /* rewritten from the valid copy of its slot at open */
+	int repair_error; /* rewriting it failed with this -errno (0: no) */
+	char why[96];     /* damaged: what was wrong */
+};
+
+struct rfs_super_report {
+	uint64_t generation; /* the generation open uses */
+	unsigned slot, copy; /* and where it read it */
+	bool rdonly;         /* opened read-only: nothing was rewritten */
+	struct rfs_super_copy copies[RFS_SUPER_SLOTS][RFS_SUPER_COPIES];
+	unsigned damaged, stale, repaired; /* copies in that state */
+	/*
+	 * The other slot has no valid copy, so it may have held the
+	 * generation after the one in use, lost_gen (= generation + 1):
+	 * that commit is then lost, and open fell back to the one before.
+	 * False (and lost_gen 0) when both damaged copies still claim an
+	 * older generation: only the fallback state is gone.
+	 */
+	bool lost_newer;
+	uint64_t lost_gen;
+};
+
+enum rfs_super_health {
+	RFS_SUPER_CLEAN = 0,    /* all four copies valid and up to date */
+	RFS_SUPER_DEGRADED = 1, /* a copy damaged or stale; nothing lost */
+	RFS_SUPER_LOST = 2,     /* a newer commit may be lost (fell back) */
+};
+
+/* What open found in the superblock copies, and what it repaired.  Set
+ * once by rfs_pool_open and never changed: no lock needed. */
+const struct rfs_super_report *rfs_pool_super_report(const rfs_pool *pool);
+
+/*
+ * Read and judge the superblock copies of the pool at path without
+ * opening it (read-only, changes nothing, logs nothing; for fsck).
+ * Returns 0 and fills *r, or -errno when the file cannot be read or holds
+ * no usable superblock (rfs_pool_open then says why).
+ */
+int rfs_pool_super_inspect(const char *path, struct rfs_super_report *r);
+
+enum rfs_super_health rfs_super_health(const struct rfs_super_report *r);
+
+/*
+ * Describe r for a person: one call of line per sentence, with a level of
+ * log.h: RFS_LOG_INFO for the superblock in use and for repairs,
+ * RFS_LOG_WARN per damaged or stale copy, RFS_LOG_ERR for a lost commit.
+ * Every line names the blocks concerned; none names the pool.
+ */
+void rfs_super_describe(const struct rfs_super_report *r,
+			void (*line)(void *arg, int level, const char *text),
+			void *arg);
 
 /* ---- block cache ---------------------------------------------------- */
 

@@ -7,12 +7,17 @@
  *      them for the first commit after open;
  *   3. flush: data blocks (written directly earlier) and all of the above
  *      are durable;
- *   4. superblock slot g % 2 naming generation g;
- *   5. flush.
+ *   4. copy 0 of superblock slot g % 2 (block g % 2) naming generation g;
+ *   5. flush: generation g is committed;
+ *   6. copy 1 of that slot (block g % 2 + 2), the same superblock;
+ *   7. flush: generation g survives the loss of either copy.
  *
  * Nothing the live superblock (slot (g - 1) % 2, bitmap copy (g - 1) % 2,
  * blocks of committed trees) refers to is written, so a crash anywhere
- * leaves the last commit intact.
+ * leaves the last commit intact.  Copy 1 is written only once copy 0 is
+ * durable, so a crash leaves at least one valid copy in the slot being
+ * written (the new generation in copy 0, or the old one in copy 1); see
+ * super_copies.c for how open reads that.
  */
 #include "pool/pool_internal.h"
 
@@ -126,16 +131,30 @@ static int write_bitmap(rfs_pool *pool, struct stager *s, uint64_t gen)
 	return ret;
 }
 
+/* Write superblock copy c of generation gen and flush it. */
+static int write_super(rfs_pool *pool, uint64_t gen, unsigned c, uint8_t *buf)
+{
+	uint64_t nr = gen % RFS_SUPER_SLOTS + (uint64_t)RFS_SUPER_SLOTS * c;
+	int ret;
+
+	rfs_super_fill(pool, gen, c, buf);
+	ret = rfs_io_write(&pool->io, nr << RFS_BLOCK_SHIFT, buf, RFS_BLOCK_SIZE);
+	return ret ? ret : rfs_io_flush(&pool->io);
+}
+
 /*
  * Write out generation gen: everything but the final state change.  Runs
  * under the read lock with the writers' gate held: nothing mutates the
- * pool meanwhile, and readers go on.
+ * pool meanwhile, and readers go on.  Returns an error when generation
+ * gen is not durable; *mirror_err is the error of the second superblock
+ * copy, written once the first made gen durable.
  */
-static int write_out(rfs_pool *pool, uint64_t gen)
+static int write_out(rfs_pool *pool, uint64_t gen, int *mirror_err)
 {
 	struct stager s = { .pool = pool };
 	int ret;
 
+	*mirror_err = 0;
 	s.buf = aligned_alloc(RFS_BLOCK_SIZE, (size_t)STAGE_BLOCKS * RFS_BLOCK_SIZE);
 	if (!s.buf)
 		return -ENOMEM;
@@ -152,12 +171,10 @@ static int write_out(rfs_pool *pool, uint64_t gen)
 		ret = rfs_io_extend(&pool->io, pool->high_water << RFS_BLOCK_SHIFT);
 	if (!ret)
 		ret = rfs_io_flush(&pool->io);
-	if (!ret) {
-		rfs_super_fill(pool, gen, s.buf);
-		ret = rfs_io_write(&pool->io, (gen % 2) << RFS_BLOCK_SHIFT, s.buf, RFS_BLOCK_SIZE);
-	}
 	if (!ret)
-		ret = rfs_io_flush(&pool->io);
+		ret = write_super(pool, gen, 0, s.buf);
+	if (!ret)
+		*mirror_err = write_super(pool, gen, 1, s.buf);
 	free(s.buf);
 	return ret;
 }
@@ -166,7 +183,7 @@ static int write_out(rfs_pool *pool, uint64_t gen)
 int rfs_pool_commit_locked(rfs_pool *pool)
 {
 	uint64_t gen = pool->committed_gen + 1;
-	int ret;
+	int ret, mirror_err;
 
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
@@ -175,7 +192,7 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	 * state cannot change between the two phases. */
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_rdlock(&pool->lock);
-	ret = write_out(pool, gen);
+	ret = write_out(pool, gen, &mirror_err);
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_wrlock(&pool->lock);
 	if (ret == -ENOMEM && !pool->io.crashed)
@@ -193,6 +210,17 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	rfs_alloc_committed(pool, gen);
 	rfs_cache_mark_clean(pool);
 	pool->commits++;
+	if (mirror_err) {
+		/* Generation gen is durable (its first copy was flushed), so
+		 * the commit succeeded; a device failing writes is not trusted
+		 * with more of them. */
+		pool->failed = true;
+		if (!pool->io.crashed)
+			rfs_log(RFS_LOG_ERR, "%s: generation %llu is committed, but writing the second copy of its superblock (block %llu) failed (%s); the pool is read-only now; the next read-write open rewrites that copy",
+				pool->path, (unsigned long long)gen,
+				(unsigned long long)(gen % RFS_SUPER_SLOTS + RFS_SUPER_SLOTS),
+				strerror(-mirror_err));
+	}
 	return 0;
 }
 

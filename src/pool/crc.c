@@ -29,12 +29,16 @@ uint32_t rfs_meta_csum(const uint8_t *block)
 	return rfs_crc32c(block + off + 4, RFS_BLOCK_SIZE - off - 4, crc);
 }
 
-uint32_t rfs_super_csum(const struct rfs_super_disk *sb)
+uint32_t rfs_super_csum(const uint8_t *block)
 {
-	struct rfs_super_disk tmp = *sb;
+	static const uint8_t zero[4];
+	size_t off = offsetof(struct rfs_super_disk, crc);
+	uint32_t crc;
 
-	tmp.crc = 0;
-	return rfs_crc32c(&tmp, sizeof(tmp), RFS_CRC_SEED);
+	/* The whole block, so that damage in the zero tail is seen too. */
+	crc = rfs_crc32c(block, off, RFS_CRC_SEED);
+	crc = rfs_crc32c(zero, sizeof(zero), crc);
+	return rfs_crc32c(block + off + 4, RFS_BLOCK_SIZE - off - 4, crc);
 }
 
 uint32_t rfs_data_csum(uint64_t blocknr, const void *data)

@@ -21,8 +21,9 @@ static_assert(sizeof(struct rfs_block_header) == RFS_BLOCK_HEADER_SIZE,
 	      "block header layout");
 
 #define RFS_SUPER_MAGIC "RFLNKFS" /* 8 bytes with the NUL */
-#define RFS_SUPER_SLOTS 2
-#define RFS_BITMAP_START 2
+/* Slot s, copy c of the superblock (pool.h) is block s + 2 * c. */
+#define RFS_SUPER_BLOCKS (RFS_SUPER_SLOTS * RFS_SUPER_COPIES)
+#define RFS_BITMAP_START RFS_SUPER_BLOCKS
 /* Bits of allocation state held by one bitmap page (after its header). */
 #define RFS_BITS_PER_PAGE ((RFS_BLOCK_SIZE - RFS_BLOCK_HEADER_SIZE) * 8u)
 #define RFS_WORDS_PER_PAGE (RFS_BITS_PER_PAGE / 64u)
@@ -32,9 +33,10 @@ static_assert(RFS_BITS_PER_PAGE % 64 == 0, "bitmap pages hold whole words");
 #define RFS_DEFAULT_CACHE_LIMIT 65536u
 
 /*
- * Superblock, at offset 0 of blocks 0 and 1; the rest of the block is
- * zero.  Not a metadata block header: the magic comes first so that tools
- * like blkid can recognise a pool by its first bytes.
+ * Superblock, at offset 0 of blocks 0 to 3 (slot s, copy c in block
+ * s + 2 * c); the rest of the block is zero.  Not a metadata block header:
+ * the magic comes first so that tools like blkid can recognise a pool by
+ * its first bytes.
  */
 struct rfs_super_disk {
 	char magic[8]; /* RFS_SUPER_MAGIC */
@@ -50,8 +52,8 @@ struct rfs_super_disk {
 	uint64_t high_water;
 	uint8_t uuid[16];
 	uint64_t created; /* seconds since the epoch */
-	uint32_t crc;     /* rfs_crc32c of this struct with crc = 0 */
-	uint32_t pad;
+	uint32_t crc;     /* rfs_super_csum: the whole block, crc taken as 0 */
+	uint32_t copy;    /* 0 or 1: which copy of its slot (self-location) */
 };
 static_assert(sizeof(struct rfs_super_disk) == 168, "superblock layout");
 
@@ -182,7 +184,8 @@ uint32_t rfs_crc32c(const void *buf, size_t len, uint32_t seed);
 #define RFS_CRC_SEED 0xffffffffu
 /* crc32c of a metadata block with its crc field taken as zero. */
 uint32_t rfs_meta_csum(const uint8_t *block);
-uint32_t rfs_super_csum(const struct rfs_super_disk *sb);
+/* crc32c of a whole superblock block with its crc field taken as zero. */
+uint32_t rfs_super_csum(const uint8_t *block);
 
 /* Verify a metadata block read from disk; logs and returns -EIO. */
 int rfs_meta_verify(const rfs_pool *pool, uint64_t blocknr, const uint8_t *block,
@@ -233,10 +236,33 @@ struct rfs_pool {
 
 	struct rfs_cache cache;
 	uint64_t commits;
+
+	/* What open found in the superblock copies; set by open, constant
+	 * afterwards (no lock). */
+	struct rfs_super_report super;
 };
 
-/* Superblock image of generation gen (super.c). */
-void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block);
+/* bitmap_blocks and data_start of a pool of total blocks (super.c). */
+void rfs_geometry(uint64_t total, uint64_t *bitmap_blocks, uint64_t *data_start);
+/* Superblock image of generation gen, copy copy (super.c). */
+void rfs_super_fill(const rfs_pool *pool, uint64_t gen, unsigned copy, uint8_t *block);
+/* Block image of sb as copy copy: crc and copy field set, tail zeroed. */
+void rfs_super_encode(const struct rfs_super_disk *sb, unsigned copy, uint8_t *block);
+
+/* ---- superblock copies (super_copies.c) -------------------------------- */
+
+/*
+ * Judge the RFS_SUPER_BLOCKS blocks in raw (read from offset 0 of path)
+ * and choose the superblock to use: fills *r and *sb.  Returns 0;
+ * -EPROTONOSUPPORT when a copy is of a newer format, or no copy is valid
+ * and one is of an older format; -EINVAL when no copy is valid.  Logs
+ * why it fails only when log is set.
+ */
+int rfs_super_pick(const char *path, const uint8_t *raw, bool log,
+		   struct rfs_super_report *r, struct rfs_super_disk *sb);
+/* Read-write open: rewrite each damaged or stale copy whose slot has a
+ * valid copy, then flush; records the outcome in pool->super. */
+void rfs_super_repair(rfs_pool *pool, const uint8_t *raw);
 
 
 #endif

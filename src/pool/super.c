@@ -73,13 +73,25 @@ static int bdev_size(int fd, const char *path, uint64_t *size)
 	return 0;
 }
 
-static void geometry(uint64_t total, uint64_t *bitmap_blocks, uint64_t *data_start)
+void rfs_geometry(uint64_t total, uint64_t *bitmap_blocks, uint64_t *data_start)
 {
 	*bitmap_blocks = (total + RFS_BITS_PER_PAGE - 1) / RFS_BITS_PER_PAGE;
 	*data_start = RFS_BITMAP_START + 2 * *bitmap_blocks;
 }
 
-void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block)
+void rfs_super_encode(const struct rfs_super_disk *sb, unsigned copy, uint8_t *block)
+{
+	struct rfs_super_disk tmp = *sb;
+
+	tmp.copy = copy;
+	tmp.crc = 0;
+	memset(block, 0, RFS_BLOCK_SIZE);
+	memcpy(block, &tmp, sizeof(tmp));
+	tmp.crc = rfs_super_csum(block);
+	memcpy(block, &tmp, sizeof(tmp));
+}
+
+void rfs_super_fill(const rfs_pool *pool, uint64_t gen, unsigned copy, uint8_t *block)
 {
 	struct rfs_super_disk sb = {
 		.magic = RFS_SUPER_MAGIC,
@@ -97,9 +109,7 @@ void rfs_super_fill(const rfs_pool *pool, uint64_t gen, uint8_t *block)
 
 	memcpy(sb.roots, pool->roots, sizeof(sb.roots));
 	memcpy(sb.uuid, pool->uuid, sizeof(sb.uuid));
-	sb.crc = rfs_super_csum(&sb);
-	memset(block, 0, RFS_BLOCK_SIZE);
-	memcpy(block, &sb, sizeof(sb));
+	rfs_super_encode(&sb, copy, block);
 }
 
 /* Name of a known signature found in the first bytes of path, or NULL. */
@@ -107,8 +117,9 @@ static const char *find_signature(const uint8_t *buf)
 {
 	uint16_t ext_magic;
 
-	if (!memcmp(buf, RFS_SUPER_MAGIC, 8) || !memcmp(buf + RFS_BLOCK_SIZE, RFS_SUPER_MAGIC, 8))
-		return "a reflinkfs pool";
+	for (unsigned i = 0; i < RFS_SUPER_BLOCKS; i++)
+		if (!memcmp(buf + i * RFS_BLOCK_SIZE, RFS_SUPER_MAGIC, 8))
+			return "a reflinkfs pool";
 	memcpy(&ext_magic, buf + 1080, 2);
 	if (ext_magic == 0xEF53)
 		return "an ext2/ext3/ext4 filesystem";
@@ -128,8 +139,9 @@ static int format(rfs_pool *pool, int fd)
 	if (!block)
 		return -ENOMEM;
 	/* Generation 0 in slot 0 with bitmap copy 0, generation 1 in slot 1
-	 * with copy 1: both valid, so the first commit (generation 2,
-	 * slot 0) can tear without losing the pool. */
+	 * with copy 1, each superblock in both its copies: all valid, so the
+	 * first commit (generation 2, slot 0) can tear without losing the
+	 * pool. */
 	for (unsigned copy = 0; copy < 2 && !ret; copy++) {
 		for (uint64_t p = 0; p < rfs_bitmap_pages_used(pool) && !ret; p++) {
 			rfs_bitmap_page_fill(pool, p, copy, copy, block);
@@ -138,9 +150,9 @@ static int format(rfs_pool *pool, int fd)
 					 block, RFS_BLOCK_SIZE);
 		}
 	}
-	for (unsigned slot = 0; slot < 2 && !ret; slot++) {
-		rfs_super_fill(pool, slot, block);
-		ret = raw_pwrite(fd, (uint64_t)slot << RFS_BLOCK_SHIFT, block, RFS_BLOCK_SIZE);
+	for (unsigned i = 0; i < RFS_SUPER_BLOCKS && !ret; i++) {
+		rfs_super_fill(pool, i % RFS_SUPER_SLOTS, i / RFS_SUPER_SLOTS, block);
+		ret = raw_pwrite(fd, (uint64_t)i << RFS_BLOCK_SHIFT, block, RFS_BLOCK_SIZE);
 	}
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
@@ -191,7 +203,7 @@ static int create_fd(const char *path, int fd, bool is_bdev, uint64_t size_bytes
 	pool->path = (char *)path;
 	pool->total_blocks = size_bytes / RFS_BLOCK_SIZE;
 	pool->bitmap_start = RFS_BITMAP_START;
-	geometry(pool->total_blocks, &pool->bitmap_blocks, &pool->data_start);
+	rfs_geometry(pool->total_blocks, &pool->bitmap_blocks, &pool->data_start);
 	pool->created = (uint64_t)time(NULL);
 	if (getrandom(pool->uuid, sizeof(pool->uuid), 0) != (ssize_t)sizeof(pool->uuid)) {
 		/* Not fatal: the uuid only names the pool. */
@@ -281,52 +293,6 @@ int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags)
 	return ret;
 }
 
-/*
- * Is the superblock in slot usable?  Sets *newer on a newer format.  A
- * slot that has our magic but fails a check is logged, naming its block,
- * since it means damage (or a write torn by a crash).
- */
-static bool super_valid(const char *path, unsigned slot, const uint8_t *block,
-			struct rfs_super_disk *sb, uint32_t *newer)
-{
-	const char *why = NULL;
-	uint64_t bb, ds;
-
-	memcpy(sb, block, sizeof(*sb));
-	if (memcmp(sb->magic, RFS_SUPER_MAGIC, 8))
-		return false; /* nothing of ours here */
-	if (sb->version > RFS_FORMAT_VERSION) {
-		/* Checked before the crc: a newer format may checksum
-		 * differently, and must still be recognised as newer. */
-		if (sb->version > *newer)
-			*newer = sb->version;
-		return false;
-	}
-	if (sb->crc != rfs_super_csum(sb)) {
-		why = "checksum mismatch";
-	} else if (sb->version == 0) {
-		why = "bad format version 0";
-	} else {
-		geometry(sb->total_blocks, &bb, &ds);
-		if (sb->block_size != RFS_BLOCK_SIZE || sb->total_blocks < RFS_MIN_BLOCKS ||
-		    sb->total_blocks > (UINT64_MAX >> RFS_BLOCK_SHIFT) ||
-		    sb->bitmap_start != RFS_BITMAP_START || sb->bitmap_blocks != bb ||
-		    sb->data_start != ds || sb->high_water < ds ||
-		    sb->high_water > sb->total_blocks || sb->used_blocks < ds ||
-		    sb->used_blocks > sb->high_water || sb->generation % 2 != slot)
-			why = "inconsistent geometry";
-		for (unsigned i = 0; !why && i < RFS_ROOT_SLOTS; i++)
-			if (sb->roots[i] && (sb->roots[i] < ds || sb->roots[i] >= sb->high_water))
-				why = "root outside the pool";
-	}
-	if (why) {
-		rfs_log(RFS_LOG_WARN, "%s: superblock in block %u: %s; ignoring this slot",
-			path, slot, why);
-		return false;
-	}
-	return true;
-}
-
 static int load_bitmap(rfs_pool *pool, uint64_t gen, const struct rfs_super_disk *sb)
 {
 	uint8_t *block = aligned_alloc(RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
@@ -351,13 +317,22 @@ static int load_bitmap(rfs_pool *pool, uint64_t gen, const struct rfs_super_disk
 	return rfs_alloc_loaded(pool, sb->used_blocks);
 }
 
+/* Open logs what is wrong with the superblock copies, not the summary of
+ * a clean pool (the mount logs that). */
+static void log_super_line(void *arg, int level, const char *text)
+{
+	const rfs_pool *pool = arg;
+
+	if (rfs_super_health(&pool->super) != RFS_SUPER_CLEAN)
+		rfs_log(level, "%s: %s", pool->path, text);
+}
+
 int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 {
-	struct rfs_super_disk sbs[RFS_SUPER_SLOTS], *sb = NULL;
-	uint64_t gen = 0;
+	struct rfs_super_report report;
+	struct rfs_super_disk sbuf, *sb = &sbuf;
 	uint8_t *raw = NULL;
-	uint32_t newer = 0;
-	uint64_t size;
+	uint64_t size, gen;
 	struct stat st;
 	rfs_pool *pool = NULL;
 	bool is_bdev;
@@ -385,36 +360,21 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	if (is_bdev && (ret = bdev_size(fd, path, &size)))
 		goto fail;
 
-	raw = malloc(RFS_SUPER_SLOTS * RFS_BLOCK_SIZE);
+	raw = malloc(RFS_SUPER_BLOCKS * RFS_BLOCK_SIZE);
 	if (!raw) {
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = raw_pread(fd, 0, raw, RFS_SUPER_SLOTS * RFS_BLOCK_SIZE);
+	ret = raw_pread(fd, 0, raw, RFS_SUPER_BLOCKS * RFS_BLOCK_SIZE);
 	if (ret < 0) {
 		rfs_log(RFS_LOG_ERR, "%s: cannot read the superblocks: %s", path, strerror(-ret));
 		goto fail;
 	}
-	for (unsigned i = 0; i < RFS_SUPER_SLOTS; i++) {
-		if (super_valid(path, i, raw + i * RFS_BLOCK_SIZE, &sbs[i], &newer) &&
-		    (!sb || sbs[i].generation > gen)) {
-			sb = &sbs[i];
-			gen = sb->generation;
-		}
-	}
-	if (newer) {
-		/* Even if the other slot is readable: the newest state may be
-		 * in the newer format, and using an older one loses it. */
-		rfs_log(RFS_LOG_ERR, "%s: format version %u is newer than this reflinkfs supports (%u); use a newer reflinkfs",
-			path, newer, RFS_FORMAT_VERSION);
-		ret = -EPROTONOSUPPORT;
+	ret = rfs_super_pick(path, raw, true, &report, sb);
+	if (ret)
 		goto fail;
-	}
-	if (!sb) {
-		rfs_log(RFS_LOG_ERR, "%s: not a reflinkfs pool (no valid superblock)", path);
-		ret = -EINVAL;
-		goto fail;
-	}
+	report.rdonly = flags & RFS_OPEN_RDONLY;
+	gen = sb->generation;
 	if (size < (sb->data_start << RFS_BLOCK_SHIFT) ||
 	    size < (sb->high_water << RFS_BLOCK_SHIFT) ||
 	    (is_bdev && size < (sb->total_blocks << RFS_BLOCK_SHIFT))) {
@@ -458,6 +418,10 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	}
 	/* The other bitmap copy may hold a crashed commit's garbage. */
 	pool->full_bitmap_write = true;
+	pool->super = report;
+	if (!pool->rdonly)
+		rfs_super_repair(pool, raw);
+	rfs_super_describe(&pool->super, log_super_line, pool);
 	free(raw);
 	*out = pool;
 	return 0;
@@ -522,6 +486,35 @@ void rfs_pool_unlock(rfs_pool *pool)
 		gate_held = NULL;
 		pthread_mutex_unlock(&pool->gate);
 	}
+}
+
+const struct rfs_super_report *rfs_pool_super_report(const rfs_pool *pool)
+{
+	return &pool->super;
+}
+
+int rfs_pool_super_inspect(const char *path, struct rfs_super_report *r)
+{
+	struct rfs_super_disk sb;
+	uint8_t *raw = malloc(RFS_SUPER_BLOCKS * RFS_BLOCK_SIZE);
+	int fd, ret;
+
+	memset(r, 0, sizeof(*r));
+	if (!raw)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+	} else {
+		ret = raw_pread(fd, 0, raw, RFS_SUPER_BLOCKS * RFS_BLOCK_SIZE);
+		close(fd);
+	}
+	if (!ret)
+		ret = rfs_super_pick(path, raw, false, r, &sb);
+	if (!ret)
+		r->rdonly = true;
+	free(raw);
+	return ret;
 }
 
 uint64_t rfs_pool_committed_gen(const rfs_pool *pool)

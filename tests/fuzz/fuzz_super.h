@@ -1,9 +1,12 @@
 /*
  * Fuzzing of the superblock read at open.  A fuzz input is laid over the
- * newest superblock of a valid small pool (magic and checksum fixed up, so
- * it reaches the geometry and root checks); the pool is then opened and,
+ * newest superblock of one slot of a valid small pool, in both its copies
+ * or in copy 0 only (magic, copy number and checksum fixed up, so it
+ * reaches the geometry and root checks); the pool is then opened and,
  * when that succeeds, checked, changed and committed.  Whatever the bytes,
  * open must fail with an error or give a pool that works.
+ *
+ * Input: byte 0 bit 0 = slot, bit 1 = copy 0 only; then the superblock.
  */
 #ifndef RFS_FUZZ_SUPER_H
 #define RFS_FUZZ_SUPER_H
@@ -66,27 +69,38 @@ static int fzs_copy(const char *from, const char *to)
 static int fzs_run(struct fzs *f, const uint8_t *data, size_t size)
 {
 	struct rfs_super_disk sb;
+	uint8_t block[RFS_BLOCK_SIZE];
 	rfs_pool *p;
 	int fd, ok = 0;
-	unsigned slot;
+	unsigned slot, copies;
 
 	if (size < 1 || fzs_copy(f->path, f->work))
 		return 0;
 	/* Which slot to damage; the other keeps its valid (older or newer)
 	 * superblock, as after a torn superblock write. */
 	slot = data[0] & 1;
+	copies = data[0] & 2 ? 1 : RFS_SUPER_COPIES;
 	data++;
 	size--;
 	memcpy(&sb, f->image_super[slot], sizeof(sb));
 	memcpy(&sb, data, size < sizeof(sb) ? size : sizeof(sb));
 	memcpy(sb.magic, RFS_SUPER_MAGIC, 8);
-	sb.crc = rfs_super_csum(&sb);
 	fd = open(f->work, O_WRONLY);
 	if (fd < 0)
 		return 0;
-	if (pwrite(fd, &sb, sizeof(sb), (off_t)slot * RFS_BLOCK_SIZE) != (ssize_t)sizeof(sb)) {
-		close(fd);
-		return 0;
+	for (unsigned c = 0; c < copies; c++) {
+		/* The fields as given, only the crc and copy made right. */
+		sb.copy = c;
+		sb.crc = 0;
+		memset(block, 0, sizeof(block));
+		memcpy(block, &sb, sizeof(sb));
+		sb.crc = rfs_super_csum(block);
+		memcpy(block, &sb, sizeof(sb));
+		if (pwrite(fd, block, sizeof(block), (off_t)(slot + RFS_SUPER_SLOTS * c) * RFS_BLOCK_SIZE) !=
+		    (ssize_t)sizeof(block)) {
+			close(fd);
+			return 0;
+		}
 	}
 	close(fd);
 	if (rfs_pool_open(f->work, 0, &p))

@@ -39,9 +39,9 @@ check "fsck clean right after reflinkfs umount returns" rfs_fsck
 ln -sf "$B" "$SCRATCH/mount.fuse.reflinkfs"
 check "mount helper (mount.fuse.reflinkfs POOL MNT -o OPTS)" bash -c "'$SCRATCH/mount.fuse.reflinkfs' '$POOL' '$MNT' -o rw,defaults,noatime,_netdev && mountpoint -q '$MNT' && [ \"\$(cat '$MNT/g')\" = helper ]"
 check "mount helper -o ro mounts read-only" bash -c "'$B' umount '$MNT' && '$SCRATCH/mount.fuse.reflinkfs' '$POOL' '$MNT' -o ro && ! touch '$MNT/x' 2>/dev/null && '$B' umount '$MNT'"
-# damaged superblocks: both copies zeroed
+# damaged superblocks: all four copies zeroed
 cp --sparse=always "$POOL" "$SCRATCH/damaged"
-dd if=/dev/zero of="$SCRATCH/damaged" bs=4096 count=2 conv=notrunc status=none
+dd if=/dev/zero of="$SCRATCH/damaged" bs=4096 count=4 conv=notrunc status=none
 check "mount of a pool with damaged superblocks fails clearly" bash -c "! '$B' mount -f '$SCRATCH/damaged' '$MNT' 2>'$SCRATCH/e' && cat '$SCRATCH/e' && [ -s '$SCRATCH/e' ]"
 check "fsck reports the damaged pool" bash -c "! '$B' fsck '$SCRATCH/damaged'"
 check "fsck of the good pool is clean" rfs_fsck

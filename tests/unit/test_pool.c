@@ -73,14 +73,14 @@ static void expect_node(tu_pool *c, uint64_t blk, uint8_t fill, uint64_t gen)
 }
 
 /*
- * Superblock slots: blocks below data_start starting with the magic
+ * Superblock copies: blocks below data_start starting with the magic
  * "RFLNKFS\0" (layout of src/pool: magic[8], u32 version at 8, u32
- * block_size, u64 generation at 16, ..., u32 crc at 160 over 168 bytes).
+ * block_size, u64 generation at 16, ..., u32 crc at 160 over the whole
+ * block; slot s copy c in block s + 2c).
  */
 #define SB_VERSION_OFF 8
 #define SB_GEN_OFF 16
 #define SB_CRC_OFF 160
-#define SB_SIZE 168
 static size_t find_superblocks(tu_pool *c, uint64_t limit, uint64_t *out, size_t max)
 {
 	uint8_t b[RFS_BLOCK_SIZE];
@@ -97,7 +97,7 @@ static size_t find_superblocks(tu_pool *c, uint64_t limit, uint64_t *out, size_t
 static void sb_fix_crc(uint8_t *b)
 {
 	memset(b + SB_CRC_OFF, 0, 4);
-	uint32_t crc = tu_rfs_crc(b, SB_SIZE);
+	uint32_t crc = tu_rfs_crc(b, RFS_BLOCK_SIZE);
 	memcpy(b + SB_CRC_OFF, &crc, 4);
 }
 
@@ -358,12 +358,14 @@ static void test_superblock_damage(void **state)
 
 	uint64_t sb[8];
 	size_t nsb = find_superblocks(c, data_start < 64 ? data_start : 64, sb, 8);
-	CHECK(nsb == 2, "expected two superblock slots, found %zu", nsb);
+	CHECK(nsb == 4, "expected four superblock copies, found %zu", nsb);
 
-	/* which one is newest?  (and our crc convention reproduces theirs) */
-	uint64_t gens[2];
+	/* blocks s and s + 2 hold slot s (and our crc convention reproduces
+	 * theirs) */
+	uint64_t gens[4];
 	uint8_t b[RFS_BLOCK_SIZE];
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 4; i++) {
+		EQ_U64(sb[i], (uint64_t)i);
 		OK(tu_pread_block(c->path, sb[i], b));
 		memcpy(&gens[i], b + SB_GEN_OFF, 8);
 		uint32_t stored;
@@ -373,6 +375,8 @@ static void test_superblock_damage(void **state)
 		memcpy(&mine, b + SB_CRC_OFF, 4);
 		EQ_U64(stored, mine);
 	}
+	EQ_U64(gens[0], gens[2]);
+	EQ_U64(gens[1], gens[3]);
 	CHECK((gens[0] == g2 && gens[1] == g1) || (gens[0] == g1 && gens[1] == g2),
 	      "superblock generations %" PRIu64 "/%" PRIu64 ", commits %" PRIu64 "/%" PRIu64,
 	      gens[0], gens[1], g1, g2);
@@ -383,12 +387,26 @@ static void test_superblock_damage(void **state)
 	char orig[2048];
 	snprintf(orig, sizeof orig, "%s", c->path);
 
-	/* newest slot damaged: the previous commit is mounted */
+	/* one copy of the newest slot damaged: the newest is mounted */
+	for (int copy = 0; copy < 2; copy++) {
+		OK(tu_copy_file(orig, cp));
+		tu_flip_bit(cp, sb[newest + 2 * copy], 8 * 100 + 3);
+		snprintf(c->path, sizeof c->path, "%s", cp);
+		tu_open(c, RFS_OPEN_RDONLY);
+		EQ_U64(rfs_pool_committed_gen(c->pool), g2);
+		EQ_U64(rfs_pool_root(c->pool, 2), n2);
+		expect_node(c, n2, 0x32, g2);
+		tu_close(c);
+	}
+
+	/* both copies of the newest slot damaged: the previous commit is
+	 * mounted, and the report says a commit may be lost */
 	OK(tu_copy_file(orig, cp));
 	tu_flip_bit(cp, sb[newest], 8 * 100 + 3);
-	snprintf(c->path, sizeof c->path, "%s", cp);
+	tu_flip_bit(cp, sb[newest + 2], 8 * 40 + 5);
 	tu_open(c, 0);
 	EQ_U64(rfs_pool_committed_gen(c->pool), g1);
+	CHECK(rfs_pool_super_report(c->pool)->lost_newer, "fallback not reported as a lost commit");
 	EQ_U64(rfs_pool_root(c->pool, 2), n1);
 	expect_node(c, n1, 0x31, g1);
 	/* and a commit on top of it works and wins */
@@ -398,26 +416,29 @@ static void test_superblock_damage(void **state)
 	tu_reopen(c, 0);
 	EQ_U64(rfs_pool_root(c->pool, 2), n3);
 	expect_node(c, n3, 0x33, 0);
+	CHECK(rfs_super_health(rfs_pool_super_report(c->pool)) == RFS_SUPER_CLEAN,
+	      "the commit after the fallback left damaged copies");
 	tu_close(c);
 
 	/* older slot damaged: the newest is mounted */
 	OK(tu_copy_file(orig, cp));
 	tu_flip_bit(cp, sb[1 - newest], 8 * 40 + 1);
+	tu_flip_bit(cp, sb[3 - newest], 8 * 4000 + 1);
 	tu_open(c, 0);
 	EQ_U64(rfs_pool_committed_gen(c->pool), g2);
 	EQ_U64(rfs_pool_root(c->pool, 2), n2);
 	expect_node(c, n2, 0x32, g2);
 	tu_close(c);
 
-	/* both damaged: open fails */
+	/* all damaged: open fails */
 	OK(tu_copy_file(orig, cp));
-	tu_flip_bit(cp, sb[0], 8 * 64);
-	tu_flip_bit(cp, sb[1], 8 * 20 + 7);
+	for (int i = 0; i < 4; i++)
+		tu_flip_bit(cp, sb[i], 8 * (uint64_t)(20 + 44 * i) + 7);
 	expect_open_fails(cp, 0);
 
 	/* a newer format version (crc fixed up) is refused with a clear message */
 	OK(tu_copy_file(orig, cp));
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 4; i++) {
 		OK(tu_pread_block(cp, sb[i], b));
 		uint32_t v;
 		memcpy(&v, b + SB_VERSION_OFF, 4);
@@ -437,11 +458,13 @@ static void test_superblock_damage(void **state)
 	 * an older state of a pool written by a newer version) -- or mounted
 	 * as the older state; either way, no crash and no wrong data */
 	OK(tu_copy_file(orig, cp));
-	OK(tu_pread_block(cp, sb[newest], b));
 	uint32_t v = RFS_FORMAT_VERSION + 1;
-	memcpy(b + SB_VERSION_OFF, &v, 4);
-	sb_fix_crc(b);
-	OK(tu_pwrite_block(cp, sb[newest], b));
+	for (int i = newest; i < 4; i += 2) {
+		OK(tu_pread_block(cp, sb[i], b));
+		memcpy(b + SB_VERSION_OFF, &v, 4);
+		sb_fix_crc(b);
+		OK(tu_pwrite_block(cp, sb[i], b));
+	}
 	rfs_pool *p = NULL;
 	int rc = rfs_pool_open(cp, 0, &p);
 	if (rc == 0) {
