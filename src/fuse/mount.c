@@ -105,6 +105,24 @@ static char *opt_escape(const char *s)
 	return out;
 }
 
+static void log_super_line(void *arg, int level, const char *line)
+{
+	rfs_log(level, "%s: %s", (const char *)arg, line);
+}
+
+/*
+ * Log which superblock the mount uses and what open found and repaired
+ * in the superblock copies.  Open already logged any finding to stderr;
+ * a daemon repeats it all for syslog.
+ */
+static void log_super(rfs_fs *fs, const char *pool, bool foreground)
+{
+	const struct rfs_super_report *r = rfs_pool_super_report(rfs_fs_pool(fs));
+
+	if (!foreground || rfs_super_health(r) == RFS_SUPER_CLEAN)
+		rfs_super_describe(r, log_super_line, (void *)pool);
+}
+
 int rfs_fuse_main(struct rfs_mount_opts *o)
 {
 	struct rfs_mount m = {0};
@@ -170,6 +188,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_log_set_sink(log_sink, NULL);
 	}
 	fuse_daemonize(o->foreground);
+	log_super(fs, o->pool, o->foreground);
 
 	struct committer c = {.fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
 	pthread_mutex_init(&c.lock, NULL);
