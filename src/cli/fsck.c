@@ -1,5 +1,8 @@
 /*
  * reflinkfs fsck POOL
+ *
+ * Exit status, bits or-ed together as e2fsck's: see usage below and
+ * docs/reflinkfs.1.
  */
 #include "cli/cli.h"
 
@@ -8,6 +11,35 @@
 #include <unistd.h>
 
 #include "reflinkfs/fs.h"
+#include "reflinkfs/log.h"
+#include "reflinkfs/pool.h"
+
+enum {
+	FSCK_CLEAN = 0,
+	FSCK_DEGRADED = 1, /* a superblock copy damaged or stale; nothing lost */
+	FSCK_PROBLEMS = 4, /* inconsistencies, or a commit lost */
+	FSCK_FAILED = 8,   /* the check could not run */
+	FSCK_USAGE = 16,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: reflinkfs fsck POOL\n\n"
+		   "Check an unmounted pool, read-only: the four superblock copies, every\n"
+		   "tree, checksum, reference count and allocation, and the filesystem's\n"
+		   "records and link counts.  Prints the superblock in use and one line per\n"
+		   "problem.  fsck changes nothing; a read-write mount rewrites damaged or\n"
+		   "stale superblock copies (and logs it).\n\n"
+		   "Exit status (added together when several apply):\n"
+		   "  0   clean\n"
+		   "  1   a superblock copy is damaged or out of date; nothing is lost and\n"
+		   "      the filesystem is consistent; the next read-write mount rewrites it\n"
+		   "  4   problems left: inconsistencies were found, or the newest commit may\n"
+		   "      be lost (both copies of its superblock damaged: the pool fell back\n"
+		   "      to the commit before)\n"
+		   "  8   the check could not run (no such pool, not a pool, in use, I/O error)\n"
+		   "  16  usage error\n");
+}
 
 static void report(void *arg, const char *what)
 {
@@ -15,33 +47,55 @@ static void report(void *arg, const char *what)
 	printf("%s: %s\n", pool, what);
 }
 
+static void super_line(void *arg, int level, const char *text)
+{
+	(void)level;
+	report(arg, text);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
-		printf("usage: reflinkfs fsck POOL\n\n"
-		       "Check an unmounted pool: every tree, checksum, reference count and\n"
-		       "allocation, and the filesystem's records and link counts.  Exit status\n"
-		       "0 when clean; otherwise 1, with one line per problem.\n");
+		usage(stdout);
 		return 0;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: reflinkfs fsck POOL\n");
-		return 2;
+		usage(stderr);
+		return FSCK_USAGE;
 	}
 	const char *pool = argv[1];
 	int fd = cli_lock_pool(pool, false, "fsck");
 	if (fd < 0)
-		return 4;
+		return FSCK_FAILED;
+	int status = FSCK_CLEAN;
+	struct rfs_super_report sr;
+	/* When this fails, the open below says why. */
+	bool have_super = rfs_pool_super_inspect(pool, &sr) == 0;
+	if (have_super)
+		rfs_super_describe(&sr, super_line, (void *)pool);
+	/* The open below would log the same findings again on stderr. */
+	if (have_super)
+		rfs_log_set_level(RFS_LOG_ERR);
 	long n = rfs_fs_fsck(pool, report, (void *)pool);
 	close(fd);
 	if (n < 0) {
 		fprintf(stderr, "reflinkfs fsck: cannot check %s: %s\n", pool, strerror((int)-n));
-		return 4;
+		return FSCK_FAILED;
+	}
+	if (have_super && rfs_super_health(&sr) == RFS_SUPER_LOST) {
+		printf("%s: the newest commit may be lost: the pool fell back to generation %llu\n",
+		       pool, (unsigned long long)sr.generation);
+		status |= FSCK_PROBLEMS;
+	} else if (have_super && rfs_super_health(&sr) == RFS_SUPER_DEGRADED) {
+		printf("%s: superblock copies: %u damaged, %u out of date; nothing is lost; a read-write mount rewrites what it can\n",
+		       pool, sr.damaged, sr.stale);
+		status |= FSCK_DEGRADED;
 	}
 	if (n) {
 		printf("%s: %ld problem%s found\n", pool, n, n == 1 ? "" : "s");
-		return 1;
+		status |= FSCK_PROBLEMS;
 	}
-	printf("%s: clean\n", pool);
-	return 0;
+	if (status == FSCK_CLEAN)
+		printf("%s: clean\n", pool);
+	return status;
 }
