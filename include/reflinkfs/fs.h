@@ -48,6 +48,11 @@ typedef uint64_t rfs_nodeid;
 #define RFS_XATTR_NAME_MAX 255u
 /* Longest xattr value, in bytes (the kernel's XATTR_SIZE_MAX): -E2BIG. */
 #define RFS_XATTR_MAX 65536u
+/* Longest xattr name list of one inode (each name and its NUL), in bytes:
+ * the kernel's XATTR_LIST_MAX, past which listxattr fails (-ENOSPC). */
+#define RFS_XATTR_LIST_MAX 65536u
+/* Most bytes of xattr names plus values one inode holds (-ENOSPC). */
+#define RFS_XATTR_TOTAL_MAX (1u << 20)
 /* Largest file size (8 TiB and far beyond: 2^62 bytes). */
 #define RFS_FILE_MAX (1ull << 62)
 /* Longest extent record, in blocks (keeps a record under RFS_VAL_MAX). */

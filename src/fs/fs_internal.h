@@ -130,6 +130,12 @@ struct rfs_node {
 	uint64_t nlookup;
 	uint32_t nopen;
 	uint32_t nchild; /* nodes whose parent is this one */
+	/* Xattr usage of the inode, valid when xknown: bytes of the name
+	 * list, and of names plus values (xattr_space.c).  Pool write lock.
+	 * Counted on first use; code that changes an inode's 'X' items
+	 * other than through xattr_op must clear xknown. */
+	bool xknown;
+	uint64_t xlist, xtotal;
 	struct rfs_node *next_id, *next_ino;
 };
 
@@ -261,6 +267,18 @@ int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name,
  * -ERANGE (empty, or longer than RFS_XATTR_NAME_MAX), -EINVAL (a known
  * prefix alone) or -EOPNOTSUPP (unknown namespace).  Sets *nl. */
 int xattr_name_check(const char *name, size_t *nl);
+
+/* ---- xattr space (xattr_space.c) ---- */
+/* Walk t's 'X' items: bytes of the name list and of names plus values. */
+int xattr_usage_count(rfs_fs *fs, const rfs_tree *t, uint64_t *list, uint64_t *total);
+/* May name (nl bytes) go from a value of old bytes (-1: absent) to one of
+ * size bytes in node n, whose tree is t?  -ENOSPC when that grows the
+ * usage past RFS_XATTR_LIST_MAX or RFS_XATTR_TOTAL_MAX. */
+int xattr_space_check(rfs_fs *fs, struct rfs_node *n, const rfs_tree *t, size_t nl,
+		      int64_t old, size_t size);
+/* After a change that succeeded: name went from old to now bytes (-1:
+ * absent). */
+void xattr_usage_update(struct rfs_node *n, size_t nl, int64_t old, int64_t now);
 
 /* ---- POSIX ACLs (acl.c) ---- */
 extern const char RFS_ACL_ACCESS[];

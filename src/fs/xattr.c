@@ -38,6 +38,26 @@ static int xdel(rfs_fs *fs, rfs_tree *t, const char *name, size_t nl)
 	return ret;
 }
 
+/* Length of name's value in t (the sum of its chunks), or -ENODATA. */
+static int64_t xsize(rfs_fs *fs, const rfs_tree *t, const char *name, size_t nl)
+{
+	uint8_t key[RFS_KEY_MAX];
+	int64_t total = 0;
+	if (!t->root)
+		return -ENODATA;
+	for (uint16_t c = 0;; c++) {
+		size_t vl = 0;
+		int ret = rfs_tree_lookup(fs->pool, t, key, xkey(key, name, nl, c), NULL, &vl, NULL);
+		if (ret == -ENOENT)
+			return c ? total : -ENODATA;
+		if (ret)
+			return ret;
+		total += (int64_t)vl;
+		if (vl < XCHUNK)
+			return total;
+	}
+}
+
 int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
 		     size_t size)
 {
@@ -82,55 +102,56 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 	rfs_tree *t = ip_tree(&p);
 	struct rfs_inode *ino = &ip_rec(&p)->i;
 	bool acc = !strcmp(name, RFS_ACL_ACCESS), def = !strcmp(name, RFS_ACL_DEFAULT);
+	bool absent_ok = false;
+	uint32_t mode = ino->mode;
 	if (acc || def) {
 		/* An empty ACL removes the ACL, as the kernel's NULL ACL;
 		 * removing an absent ACL is no error (ext4). */
-		int n = remove ? 0 : acl_valid(val, size);
-		if (n < 0) {
-			ret = n;
+		int cnt = remove ? 0 : acl_valid(val, size);
+		if (cnt < 0) {
+			ret = cnt;
 			goto done;
 		}
-		if (n == 0)
-			remove = true;
-		if (def && !S_ISDIR(ino->mode) && n > 0) {
+		if (def && !S_ISDIR(ino->mode) && cnt > 0) {
 			ret = -EACCES;
 			goto done;
 		}
-		if (acc && n > 0) {
+		if (acc && cnt > 0) {
 			/* The mode follows the ACL; an ACL saying no more than
 			 * the mode bits is not kept (as ext4 does). */
-			ino->mode = acl_to_mode(val, size, ino->mode);
+			mode = acl_to_mode(val, size, mode);
 			if (acl_is_minimal(val, size))
-				remove = true;
+				cnt = 0;
 		}
-		if (remove) {
-			ret = xdel(fs, t, name, nl);
-			if (ret == -ENODATA)
-				ret = 0;
-			if (!ret)
-				touch_c(ino);
-			goto done;
-		}
+		if (cnt == 0)
+			remove = absent_ok = true;
 	}
-	uint8_t key[RFS_KEY_MAX], tmp[1];
-	size_t kl = xkey(key, name, nl, 0), tl = sizeof(tmp);
-	int ex = t->root ? rfs_tree_lookup(fs->pool, t, key, kl, tmp, &tl, NULL) : -ENOENT;
-	if (ex && ex != -ENOENT) {
-		ret = ex;
+	int64_t old = xsize(fs, t, name, nl);
+	if (old < 0 && old != -ENODATA) {
+		ret = (int)old;
 	} else if (remove) {
-		ret = ex ? (nameerr ? nameerr : -ENODATA) : xdel(fs, t, name, nl);
-	} else if ((flags & XATTR_CREATE) && !ex) {
+		if (old >= 0)
+			ret = xdel(fs, t, name, nl);
+		else
+			ret = absent_ok ? 0 : nameerr ? nameerr : -ENODATA;
+	} else if ((flags & XATTR_CREATE) && old >= 0) {
 		ret = -EEXIST;
-	} else if ((flags & XATTR_REPLACE) && ex) {
+	} else if ((flags & XATTR_REPLACE) && old < 0) {
 		ret = -ENODATA;
 	} else {
-		if (!ex)
+		ret = xattr_space_check(fs, n, t, nl, old, size);
+		if (!ret && old >= 0)
 			ret = xdel(fs, t, name, nl);
 		if (!ret)
 			ret = xattr_put_locked(fs, t, name, val, size);
 	}
-	if (!ret)
-		touch_c(&ip_rec(&p)->i);
+	if (!ret) {
+		ino->mode = mode;
+		touch_c(ino);
+		xattr_usage_update(n, nl, old, remove ? -1 : (int64_t)size);
+	} else {
+		n->xknown = false; /* a failed change may have left part done */
+	}
 done:
 	ret = ip_done(fs, &p, 0, ret);
 out:

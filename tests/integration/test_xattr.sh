@@ -5,13 +5,14 @@
 . "$(dirname "$0")/lib.bash"
 rfs_setup 256M -o allow_other
 
-# xerr FILE NAME [HEXVALUE]: print the errno name of setxattr (or "ok";
+# xerr FILE NAME [HEXVALUE | zeros:N]: print the errno name of setxattr (or "ok";
 # Python names EOPNOTSUPP ENOTSUP, the same number on Linux)
 xerr() {
 	python3 - "$@" <<'EOF'
 import errno, os, sys
 f, name = sys.argv[1], sys.argv[2]
-val = bytes.fromhex(sys.argv[3]) if len(sys.argv) > 3 else b"v"
+val = sys.argv[3] if len(sys.argv) > 3 else "76"
+val = bytes(int(val[6:])) if val.startswith("zeros:") else bytes.fromhex(val)
 try:
     os.setxattr(f, name, val)
     print("ok")
@@ -48,6 +49,36 @@ check "an ACL without the other entry: EINVAL" is EINVAL xerr "$MNT/f" system.po
 check "setfacl -b removes the ACL" bash -c "setfacl -b '$MNT/f' && ! getfattr -n system.posix_acl_access '$MNT/f' 2>/dev/null"
 check "setfacl -b without an ACL is no error" setfacl -b "$MNT/f"
 check "setfacl -k without a default ACL is no error" setfacl -k "$MNT/d"
+
+# 10,000 names: the name list stops at the kernel's 64 KiB, so that the
+# names can still be listed (and so removed) through the mount.
+touch "$MNT/many"
+many() {
+	python3 - "$MNT/many" <<'EOF'
+import errno, os, sys
+f = sys.argv[1]
+for i in range(10000):
+    try:
+        os.setxattr(f, "user.%010d" % i, b"")
+    except OSError as e:
+        print(i, errno.errorcode[e.errno])
+        break
+EOF
+}
+check "10,000 xattr names: refused with ENOSPC at 64 KiB of names" is "4096 ENOSPC" many
+listed() { getfattr -d "$MNT/many" | grep -c '^user\.'; }
+check "getfattr -d lists all 4096" is 4096 listed
+rfs_umount
+rfs_mount
+check "... also after a remount" is 4096 listed
+check "every name can be removed by listing them" python3 -c "
+import os, sys
+f = sys.argv[1]
+for n in os.listxattr(f):
+    os.removexattr(f, n)
+assert os.listxattr(f) == []
+" "$MNT/many"
+check "a value over 64 KiB: E2BIG" is E2BIG xerr "$MNT/f" user.big zeros:65537
 rfs_umount
 check "fsck clean" rfs_fsck
 rfs_finish

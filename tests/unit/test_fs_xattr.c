@@ -305,6 +305,194 @@ static void test_acl_values(void **state)
 	rfs_fs_close(fs);
 }
 
+/* ---- space --------------------------------------------------------------- */
+
+/* Set name (value empty); returns the setxattr result. */
+static int setname(rfs_fs *fs, rfs_nodeid f, const char *fmt, int i)
+{
+	char name[64];
+	snprintf(name, sizeof(name), fmt, i);
+	return rfs_fs_setxattr(fs, f, name, "", 0, 0);
+}
+
+/* Remove every xattr of f, from its list. */
+static void remove_all(rfs_fs *fs, rfs_nodeid f)
+{
+	ssize_t len = rfs_fs_listxattr(fs, f, NULL, 0);
+	assert_true(len >= 0);
+	char *list = malloc((size_t)len + 1);
+	assert_non_null(list);
+	assert_int_equal(rfs_fs_listxattr(fs, f, list, (size_t)len), len);
+	for (ssize_t o = 0; o < len; o += (ssize_t)strlen(list + o) + 1)
+		assert_int_equal(rfs_fs_removexattr(fs, f, list + o), 0);
+	free(list);
+	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), 0);
+}
+
+/* The name list stops at the kernel's 64 KiB (XATTR_LIST_MAX), so that
+ * listxattr through the kernel never fails with E2BIG; every state stays
+ * listable and removable, across remounts. */
+static void test_name_list_limit(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, "f");
+	const int each = 16; /* "user.%010d" and its NUL */
+	int i = 0, r;
+	while ((r = setname(fs, f, "user.%010d", i)) == 0)
+		i++;
+	assert_int_equal(r, -ENOSPC);
+	assert_int_equal(i, RFS_XATTR_LIST_MAX / each);
+	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), i * each);
+	/* fill it to the byte: free one name, add one a byte longer */
+	assert_int_equal(rfs_fs_removexattr(fs, f, "user.0000000000"), 0);
+	int room = RFS_XATTR_LIST_MAX - (i - 1) * each;
+	char name[64];
+	memset(name, 'n', sizeof(name));
+	memcpy(name, "user.", 5);
+	name[room - 1] = 0;
+	assert_int_equal(rfs_fs_setxattr(fs, f, name, "x", 1, 0), 0);
+	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), RFS_XATTR_LIST_MAX);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), -ENOSPC);
+	/* an access ACL that does not fit leaves the mode alone */
+	uint8_t acl[64];
+	struct stat st;
+	size_t an = mkacl(acl, 2, ACL({UO, 7, NOID}, {U, 7, 1000}, {GO, 5, NOID}, {M, 0, NOID}, {O, 0, NOID}));
+	assert_int_equal(rfs_fs_setxattr(fs, f, "system.posix_acl_access", acl, an, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_getattr(fs, f, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	/* a full list still takes new values for its names */
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.0000000001", "value", 5, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, f, name, "", 0, XATTR_REPLACE), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, f, name, "", 0, XATTR_CREATE), -EEXIST);
+	char *list = malloc(RFS_XATTR_LIST_MAX);
+	assert_non_null(list);
+	assert_int_equal(rfs_fs_listxattr(fs, f, list, RFS_XATTR_LIST_MAX), RFS_XATTR_LIST_MAX);
+	free(list);
+	/* the limit holds after a remount (the usage is counted again) */
+	fs = reopen(fs);
+	f = node_of(fs, "f");
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_removexattr(fs, f, "user.0000000002"), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), 0);
+	remove_all(fs, f);
+	assert_int_equal(setname(fs, f, "user.%010d", 1), 0);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
+/* Names and values of one inode stop at RFS_XATTR_TOTAL_MAX; only growth
+ * is refused. */
+static void test_total_limit(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	char *big = malloc(RFS_XATTR_MAX);
+	assert_non_null(big);
+	memset(big, 'b', RFS_XATTR_MAX);
+	const size_t each = strlen("user.v00") + RFS_XATTR_MAX;
+	char name[32];
+	int i, r;
+	for (i = 0;; i++) {
+		snprintf(name, sizeof(name), "user.v%02d", i);
+		r = rfs_fs_setxattr(fs, d, name, big, RFS_XATTR_MAX, 0);
+		if (r)
+			break;
+	}
+	assert_int_equal(r, -ENOSPC);
+	assert_int_equal(i, RFS_XATTR_TOTAL_MAX / each);
+	assert_int_equal(rfs_fs_getxattr(fs, d, name, NULL, 0), -ENODATA);
+	/* what is left is less than a full value; a small one still fits */
+	size_t left = RFS_XATTR_TOTAL_MAX - (size_t)i * each - strlen(name);
+	assert_true(left < RFS_XATTR_MAX);
+	assert_int_equal(rfs_fs_setxattr(fs, d, name, big, left + 1, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, d, name, big, left, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, d, "user.x", "", 0, 0), -ENOSPC);
+	/* shrink a value, and the room comes back; grow it again: refused */
+	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", "s", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, d, "user.x", big, 1000, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_getxattr(fs, d, "user.v00", NULL, 0), 1);
+	fs = reopen(fs);
+	d = node_of(fs, "d");
+	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_getxattr(fs, d, "user.v01", NULL, 0), RFS_XATTR_MAX);
+	remove_all(fs, d);
+	free(big);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
+/* An inode over the limits (an older version set no limit) can always be
+ * brought back under them. */
+static void test_legacy_over_limit(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, "f");
+	const int n = 4500; /* 4500 * 16 bytes: over 64 KiB */
+	rfs_pool_wrlock(fs->pool);
+	struct rfs_ipath p;
+	assert_int_equal(ip_load(fs, node_get(fs, f), true, &p), 0);
+	int r = 0;
+	for (int i = 0; i < n && !r; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "user.%010d", i);
+		r = xattr_put_locked(fs, ip_tree(&p), name, "", 0);
+	}
+	assert_int_equal(ip_done(fs, &p, 0, r), 0);
+	rfs_pool_unlock(fs->pool);
+	fs = reopen(fs);
+	f = node_of(fs, "f");
+	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), n * 16);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.0000000005", "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_removexattr(fs, f, "user.0000000007"), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), -ENOSPC);
+	remove_all(fs, f);
+	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), 0);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
+/* The usage counts xattrs set other than by setxattr: an inherited ACL,
+ * and a whole-file clone keeps the destination's own. */
+static void test_usage_counts_everything(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d, f, g;
+	struct stat st;
+	uint8_t acl[64];
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	size_t n = mkacl(acl, 2, ACL({UO, 7, NOID}, {U, 7, 1000}, {GO, 5, NOID}, {M, 7, NOID}, {O, 4, NOID}));
+	assert_int_equal(rfs_fs_setxattr(fs, d, "system.posix_acl_default", acl, n, 0), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "f", 0644, &f, &st), 0);
+	const int acl_name = sizeof("system.posix_acl_access");
+	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), acl_name);
+	int i = 0;
+	while (setname(fs, f, "user.%010d", i) == 0)
+		i++;
+	assert_int_equal(i, (RFS_XATTR_LIST_MAX - acl_name) / 16);
+	/* clone f's data onto g: g keeps its own two names, and its room */
+	g = mkfile(fs, "g");
+	assert_int_equal(rfs_fs_write(fs, f, "data", 4, 0), 4);
+	assert_int_equal(setname(fs, g, "user.g%d", 1), 0);
+	assert_int_equal(setname(fs, g, "user.g%d", 2), 0);
+	assert_int_equal(rfs_fs_clone_file(fs, f, g), 0);
+	assert_int_equal(rfs_fs_listxattr(fs, g, NULL, 0), 2 * 8);
+	int j = 0;
+	while (setname(fs, g, "user.%010d", j) == 0)
+		j++;
+	assert_int_equal(j, (RFS_XATTR_LIST_MAX - 2 * 8) / 16);
+	assert_int_equal(setname(fs, f, "user.%010d", i), -ENOSPC);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
 int main(void)
 {
 	rfs_log_set_level(RFS_LOG_ERR);
@@ -312,6 +500,10 @@ int main(void)
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_legacy_names),
 		cmocka_unit_test(test_acl_values),
+		cmocka_unit_test(test_name_list_limit),
+		cmocka_unit_test(test_total_limit),
+		cmocka_unit_test(test_legacy_over_limit),
+		cmocka_unit_test(test_usage_counts_everything),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
