@@ -70,4 +70,33 @@ check "read-only mount with a damaged copy" rfs_mount -o ro
 check "it says the copy is not rewritten" grep -q "(block $((N + 2))) is damaged.*not rewritten (read-only)" "$SCRATCH/daemon.log"
 check "unmount" rfs_umount
 check "fsck still reports it: exit 1" test "$(fsck_rc)" = 1
+
+# the same on a block device (a loop device; needs root)
+if [ "$(id -u)" = 0 ] && truncate -s 64M "$SCRATCH/dev.img" &&
+	LOOP=$(losetup -f --show "$SCRATCH/dev.img" 2>/dev/null); then
+	trap 'losetup -d "$LOOP"; rfs_cleanup' EXIT
+	POOL=$LOOP
+	check "mkfs on a block device" "$B" mkfs "$POOL"
+	check "mount the block device" rfs_mount
+	echo dev >"$MNT/f"
+	check "unmount" rfs_umount
+	N=$(newest)
+	G=$(gen "$N")
+	flip "$N" 20
+	check "block device, one damaged copy: fsck exits 1" test "$(fsck_rc)" = 1
+	: >"$SCRATCH/daemon.log"
+	check "mount the block device with a damaged copy" rfs_mount
+	check "the newest commit is there" test "$(cat "$MNT/f")" = dev
+	check "the mount logs the repair" grep -q "(block $N) is damaged.*rewritten now" "$SCRATCH/daemon.log"
+	check "unmount" rfs_umount
+	check "block device: fsck clean after the repair" test "$(fsck_rc)" = 0
+	N=$(newest)
+	G=$(gen "$N")
+	flip "$N" 20
+	flip $((N + 2)) 20
+	check "block device, both copies damaged: fsck exits 4" test "$(fsck_rc)" = 4
+	check "... naming the lost generation" grep -q "generation $G, the last commit" "$SCRATCH/fsck.out"
+else
+	log "skip block device checks (needs root and a loop device)"
+fi
 rfs_finish
