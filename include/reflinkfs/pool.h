@@ -113,6 +113,15 @@ int rfs_pool_commit(rfs_pool *pool);
 int rfs_pool_commit_locked(rfs_pool *pool);
 
 /*
+ * Discard the running transaction: an operation failed halfway and its
+ * partial change must never be committed.  The pool turns read-only
+ * (every later mutation and commit fails -EROFS; the last commit stays
+ * intact on disk) and why is logged with the pool's path.  Write lock
+ * held.
+ */
+void rfs_pool_abort(rfs_pool *pool, const char *why);
+
+/*
  * 0 when the pool accepts changes; -EROFS when it was opened read-only or
  * a commit failed (the last commit stays intact on disk; reopen to go on),
  * -EIO after a simulated crash.  Every mutating call checks it.
@@ -160,6 +169,14 @@ uint64_t rfs_pool_free_blocks(const rfs_pool *pool);
  * after the next commit): free blocks minus the metadata reserve.  What
  * statfs advertises.  Needs the pool lock (read at least). */
 uint64_t rfs_pool_data_avail(const rfs_pool *pool);
+
+/* Blocks a data allocation could get right now: rfs_pool_free_blocks
+ * less the reserve kept for metadata and deletions.  Pool lock held. */
+uint64_t rfs_pool_data_free_blocks(const rfs_pool *pool);
+
+/* Blocks freed in the running transaction: reusable once it commits.
+ * Pool lock held. */
+uint64_t rfs_pool_pending_blocks(const rfs_pool *pool);
 
 /* Limit of clean blocks kept in the cache (default 256 MiB worth). */
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);

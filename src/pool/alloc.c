@@ -85,9 +85,15 @@ int rfs_alloc_init(rfs_pool *pool)
 	pool->page_gen = calloc(pool->bitmap_blocks, sizeof(uint64_t));
 	if (!pool->persist || !pool->avail || !pool->fresh || !pool->page_gen)
 		return -ENOMEM;
-	/* Blocks that deletions may use when data allocation already
-	 * reports ENOSPC: shadowing a tree to delete from it needs space. */
-	pool->reserve = r < 64 ? 64 : r > 8192 ? 8192 : r;
+	/* Blocks that metadata may use when data allocation already
+	 * reports ENOSPC: shadowing a tree to delete from it needs space,
+	 * and so does an fs operation's reservation (src/fs/op.c: 256
+	 * blocks plus 16 per tree change), so that a data-full pool can
+	 * still mkdir and rename.  At most an eighth of a small pool. */
+	uint64_t lo = pool->total_blocks / 8 < 640 ? pool->total_blocks / 8 : 640;
+	pool->reserve = r < lo ? lo : r > 8192 ? 8192 : r;
+	if (pool->reserve < 64)
+		pool->reserve = 64;
 	return 0;
 }
 

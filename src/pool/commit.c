@@ -224,6 +224,15 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	return 0;
 }
 
+void rfs_pool_abort(rfs_pool *pool, const char *why)
+{
+	if (pool->failed || pool->io.crashed)
+		return;
+	pool->failed = true;
+	rfs_log(RFS_LOG_ERR, "%s: %s; the changes since the last commit (generation %llu) are discarded and the pool is read-only now: unmount and mount it again to go on",
+		pool->path, why, (unsigned long long)pool->committed_gen);
+}
+
 int rfs_pool_commit(rfs_pool *pool)
 {
 	int ret;

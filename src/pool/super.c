@@ -551,6 +551,18 @@ uint64_t rfs_pool_free_blocks(const rfs_pool *pool)
 	return pool->total_blocks > used ? pool->total_blocks - used : 0;
 }
 
+uint64_t rfs_pool_data_free_blocks(const rfs_pool *pool)
+{
+	uint64_t f = rfs_pool_free_blocks(pool);
+
+	return f > pool->reserve ? f - pool->reserve : 0;
+}
+
+uint64_t rfs_pool_pending_blocks(const rfs_pool *pool)
+{
+	return pool->pending_blocks;
+}
+
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 {
 	memset(st, 0, sizeof(*st));
