@@ -102,6 +102,16 @@ void rfs_fs_abandon(rfs_fs *fs);
  * mode and seed) and free the fs.  For tests. */
 void rfs_fs_crash(rfs_fs *fs, enum rfs_crash_mode mode, uint64_t seed);
 
+/*
+ * Fault injection for tests: the operation running when after_steps more
+ * inode paths have been stored fails there with err (a negative errno),
+ * as if the next step had failed after the earlier ones took effect.
+ * after_steps 0 disarms.  An operation failing like this halfway for lack
+ * of a resource discards the running transaction: the pool turns
+ * read-only and the last commit stays intact (see src/fs/op.h).
+ */
+void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err);
+
 /* The pool below the fs (for stats and crash simulation in tests). */
 rfs_pool *rfs_fs_pool(rfs_fs *fs);
 

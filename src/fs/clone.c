@@ -8,7 +8,7 @@
  * shares the source's extent records over the whole blocks of the range
  * (rfs_ref_inc on each piece) and copies partial head and tail blocks.
  */
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <stdlib.h>
 
@@ -228,16 +228,44 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 	return 0;
 }
 
+static int clone_range_op(rfs_fs *fs, struct rfs_node *sn, uint64_t off_in,
+			  struct rfs_node *dn, uint64_t off_out, uint64_t *lenp);
+
 ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 			   rfs_nodeid dst, uint64_t off_out, uint64_t len)
 {
+	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
+	if (!sn || !dn)
+		return -ESTALE;
+	/* Shared whole blocks cost extent records and refcount records,
+	 * never data; the partial head and tail blocks are copied.  A
+	 * range of many extents is shared in O(1) by cloning subtrees
+	 * (clone.c): the records touched are bounded by the tree height. */
+	uint64_t nb = div_up(len, BS);
+	uint64_t data = off_in % BS != off_out % BS ? nb + 2 : 3;
+	/* Records to split or insert are not known before the extents are
+	 * read; a range of many extents may still run out midway, which
+	 * ends the call cleanly with -ENOSPC (and a retry after a commit). */
+	uint64_t recs = nb / RFS_EXTENT_MAX;
+	unsigned items = 24 + 2 * (unsigned)(recs < 64 ? recs : 64);
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		ret = op_begin(fs, &op, "clone", op_meta(op_depth(fs, dn), items), data);
+		if (ret)
+			return ret;
+		ret = clone_range_op(fs, sn, off_in, dn, off_out, &len);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret ? ret : (ssize_t)len;
+}
+
+static int clone_range_op(rfs_fs *fs, struct rfs_node *sn, uint64_t off_in,
+			  struct rfs_node *dn, uint64_t off_out, uint64_t *lenp)
+{
 	struct rfs_irec s;
 	struct rfs_ipath p;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
-	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
-	int ret = sn && dn ? inode_read(fs, sn, &s) : -ESTALE;
+	uint64_t len = *lenp;
+	int ret = inode_read(fs, sn, &s);
 	if (ret)
 		goto out;
 	if (!S_ISREG(s.i.mode)) {
@@ -245,6 +273,7 @@ ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 		goto out;
 	}
 	if (off_in >= s.i.size || len == 0) {
+		len = 0;
 		ret = 0;
 		goto out;
 	}
@@ -271,19 +300,34 @@ ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 	}
 	ret = ip_done(fs, &p, 0, ret);
 out:
-	rfs_pool_unlock(fs->pool);
-	return ret ? ret : (ssize_t)len;
+	*lenp = len;
+	return ret;
 }
+
+static int clone_file_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn);
 
 int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst)
 {
+	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
+	if (!sn || !dn)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		/* one clone of the source's file tree, dst's old tree dropped */
+		ret = op_begin(fs, &op, "clone", op_meta(op_depth(fs, dn), 8), 1);
+		if (ret)
+			return ret;
+		ret = clone_file_op(fs, sn, dn);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int clone_file_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn)
+{
 	struct rfs_irec s;
 	struct rfs_ipath p;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
-	struct rfs_node *sn = node_get(fs, src), *dn = node_get(fs, dst);
-	int ret = sn && dn ? inode_read(fs, sn, &s) : -ESTALE;
+	int ret = inode_read(fs, sn, &s);
 	if (ret)
 		goto out;
 	if (!S_ISREG(s.i.mode)) {
@@ -304,6 +348,5 @@ int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst)
 	}
 	ret = ip_done(fs, &p, 0, ret);
 out:
-	rfs_pool_unlock(fs->pool);
 	return ret;
 }

@@ -8,7 +8,7 @@
  * entries by hash rather than by name.
  */
 #include "reflinkfs/log.h"
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <stdlib.h>
 
@@ -227,12 +227,16 @@ static void rec_init_new(struct rfs_irec *c, const struct rfs_ctx *ctx,
 	c->i.generation = 1;
 }
 
+static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *dn,
+			 const char *name, size_t len, mode_t mode, dev_t rdev,
+			 const char *target, size_t tlen, rfs_nodeid *out,
+			 struct stat *st);
+
 static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		      const char *name, mode_t mode, dev_t rdev, const char *target,
 		      rfs_nodeid *out, struct stat *st)
 {
 	size_t len;
-	struct rfs_ipath p;
 	int ret = check_name(name, &len);
 	if (ret)
 		return ret;
@@ -243,12 +247,31 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	size_t tlen = target ? strlen(target) : 0;
 	if (target && (tlen == 0 || tlen > RFS_SYMLINK_MAX))
 		return tlen ? -ENAMETOOLONG : -ENOENT;
-
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *dn = node_get(fs, parent);
-	ret = dn ? ip_load(fs, dn, true, &p) : -ESTALE;
+	if (!dn)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	do {
+		/* the entry, a long symlink's chunks, inherited ACLs */
+		ret = op_begin(fs, &op, S_ISDIR(mode) ? "mkdir" : "create",
+			       op_meta(op_depth(fs, dn), 4 + (unsigned)(tlen / 1024)), 0);
+		if (ret)
+			return ret;
+		ret = dir_create_op(fs, ctx, dn, name, len, mode, rdev, target, tlen,
+				    out, st);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *dn,
+			 const char *name, size_t len, mode_t mode, dev_t rdev,
+			 const char *target, size_t tlen, rfs_nodeid *out,
+			 struct stat *st)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, dn, true, &p);
 	if (ret)
-		goto out;
+		return ret;
 	struct rfs_irec *d = ip_rec(&p);
 	if (!S_ISDIR(d->i.mode)) {
 		ret = -ENOTDIR;
@@ -269,7 +292,10 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		goto done;
 	}
 	struct rfs_irec *c = calloc(1, sizeof(*c));
-	if (!c) {
+	struct rfs_node *nn = node_prepare(fs, name, len);
+	if (!c || !nn) {
+		free(c);
+		node_discard(nn);
 		ret = -ENOMEM;
 		goto done;
 	}
@@ -285,6 +311,7 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 			ret = long_symlink_store(fs, c, target, tlen);
 			if (ret) {
 				free(c);
+				node_discard(nn);
 				goto done;
 			}
 		}
@@ -296,6 +323,7 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 			rfs_tree_drop(fs->pool, &lt);
 		}
 		free(c);
+		node_discard(nn);
 		goto done;
 	}
 	c->i.ino = ino_alloc(fs);
@@ -307,6 +335,7 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 			rfs_tree_drop(fs->pool, &lt);
 		}
 		free(c);
+		node_discard(nn);
 		goto done;
 	}
 	d->i.size++;
@@ -315,21 +344,16 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	touch_mc(&d->i);
 	ret = ip_done(fs, &p, 0, 0);
 	if (!ret) {
-		struct rfs_node *n = node_ref(fs, dn, name, c->i.ino, false);
-		if (!n)
-			ret = -ENOMEM;
-		else
-			*out = n->id;
+		*out = node_publish(fs, nn, dn, c->i.ino);
+		nn = NULL;
 		if (st)
 			rec_to_stat(fs, c, st);
 	}
+	node_discard(nn);
 	free(c);
-	goto out;
-done:
-	ret = ip_done(fs, &p, 0, ret);
-out:
-	rfs_pool_unlock(fs->pool);
 	return ret;
+done:
+	return ip_done(fs, &p, 0, ret);
 }
 
 int rfs_fs_mknod(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
@@ -373,24 +397,21 @@ int rfs_fs_symlink(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	return dir_create(fs, ctx, parent, name, S_IFLNK | 0777, 0, target, out, st);
 }
 
-int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
-		   mode_t mode, rfs_nodeid *out, struct stat *st)
+static int tmpfile_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *dn,
+		      mode_t mode, rfs_nodeid *out, struct stat *st)
 {
 	struct rfs_ipath p;
 	struct rfs_irec *c = NULL;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
-	struct rfs_node *dn = node_get(fs, parent);
-	int ret = dn ? ip_load(fs, dn, false, &p) : -ESTALE;
+	struct rfs_node *nn = NULL;
+	int ret = ip_load(fs, dn, false, &p);
 	if (ret)
-		goto out;
+		return ret;
 	struct rfs_irec *d = ip_rec(&p);
 	if (!S_ISDIR(d->i.mode))
 		ret = -ENOTDIR;
 	else if (d->i.nlink == 0)
 		ret = -ENOENT;
-	else if (!(c = calloc(1, sizeof(*c))))
+	else if (!(c = calloc(1, sizeof(*c))) || !(nn = node_prepare(fs, "", 0)))
 		ret = -ENOMEM;
 	if (ret)
 		goto done;
@@ -410,13 +431,8 @@ int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		goto done;
 	}
 	c->i.subtree = 0; /* the table holds its references now */
-	struct rfs_node *n = node_ref(fs, NULL, NULL, c->i.ino, true);
-	if (!n) {
-		/* An orphan nobody can reach: the next mount frees it. */
-		ret = -ENOMEM;
-		goto done;
-	}
-	*out = n->id;
+	*out = node_publish(fs, nn, NULL, c->i.ino);
+	nn = NULL;
 	if (st)
 		rec_to_stat(fs, c, st);
 done:
@@ -424,10 +440,27 @@ done:
 		rfs_tree lt = FS_TREE(c->i.subtree, RFS_OWNER_FILE);
 		rfs_tree_drop(fs->pool, &lt);
 	}
+	node_discard(nn);
 	free(c);
 	ip_free(&p);
-out:
-	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
+		   mode_t mode, rfs_nodeid *out, struct stat *st)
+{
+	struct rfs_node *dn = node_get(fs, parent);
+	if (!dn)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		/* the link-table record and inherited ACLs */
+		ret = op_begin(fs, &op, "tmpfile", op_meta(1, 4), 0);
+		if (ret)
+			return ret;
+		ret = tmpfile_op(fs, ctx, dn, mode, out, st);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
 
@@ -600,13 +633,15 @@ static int remove_common(rfs_fs *fs, rfs_nodeid parent, const char *name, int wa
 		return ret;
 	if (is_dot(name))
 		return want ? (name[1] ? -ENOTEMPTY : -EINVAL) : -EISDIR;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *dn = node_get(fs, parent);
-	ret = dn ? entry_remove(fs, dn, name, len, want) : -ESTALE;
-	rfs_pool_unlock(fs->pool);
-	return ret;
+	if (!dn)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	/* A deletion: it may use the reserve, so a full pool can free space. */
+	ret = op_begin(fs, &op, want ? "rmdir" : "unlink", 0, 0);
+	if (ret)
+		return ret;
+	return op_end(&op, entry_remove(fs, dn, name, len, want));
 }
 
 int rfs_fs_unlink(rfs_fs *fs, rfs_nodeid parent, const char *name)
@@ -663,26 +698,40 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	return 0;
 }
 
+static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
+		   const char *newname, size_t len, struct stat *st);
+
 int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 		const char *newname, struct stat *st)
 {
 	size_t len;
-	struct rfs_ipath p;
-	struct rfs_irec r;
 	int ret = check_name(newname, &len);
 	if (ret)
 		return ret;
 	if (is_dot(newname))
 		return -EEXIST;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id), *dn = node_get(fs, newparent);
-	if (!n || !dn) {
-		ret = -ESTALE;
-		goto out;
-	}
-	ret = inode_read(fs, n, &r);
+	if (!n || !dn)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	do {
+		/* the record into the link table (its old entry becomes a
+		 * stub), the new stub, the table record's count */
+		ret = op_begin(fs, &op, "link",
+			       op_meta(op_depth(fs, n), 3) + op_meta(op_depth(fs, dn), 2), 0);
+		if (ret)
+			return ret;
+		ret = link_op(fs, n, dn, newname, len, st);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
+		   const char *newname, size_t len, struct stat *st)
+{
+	struct rfs_ipath p;
+	struct rfs_irec r;
+	int ret = inode_read(fs, n, &r);
 	if (ret)
 		goto out;
 	if (S_ISDIR(r.i.mode)) {
@@ -747,7 +796,6 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 		pthread_mutex_unlock(&fs->nlock);
 	}
 out:
-	rfs_pool_unlock(fs->pool);
 	return ret;
 }
 
@@ -826,12 +874,15 @@ static void whiteout_rec(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_irec 
 	w->i.ino = ino_alloc(fs);
 }
 
+static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
+		     const char *name, size_t len, struct rfs_node *np,
+		     const char *newname, size_t nlen, unsigned flags);
+
 int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		  const char *name, rfs_nodeid newparent, const char *newname,
 		  unsigned flags)
 {
 	size_t len, nlen;
-	struct rfs_irec s, d;
 	int ret = check_name(name, &len);
 	if (!ret)
 		ret = check_name(newname, &nlen);
@@ -845,15 +896,29 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		return -EINVAL;
 	if (is_dot(name) || is_dot(newname))
 		return -EBUSY;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *pn = node_get(fs, parent), *np = node_get(fs, newparent);
-	if (!pn || !np) {
-		ret = -ESTALE;
-		goto out;
-	}
-	ret = dir_entry_read(fs, pn, name, len, &s);
+	if (!pn || !np)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	do {
+		/* a replaced target's removal (and its link-table record),
+		 * the new entry, the old entry's removal */
+		ret = op_begin(fs, &op, "rename",
+			       op_meta(op_depth(fs, np), 3) + op_meta(op_depth(fs, pn), 2), 0);
+		if (ret)
+			return ret;
+		/* (and a whiteout at the old name) */
+		ret = rename_op(fs, ctx, pn, name, len, np, newname, nlen, flags);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
+		     const char *name, size_t len, struct rfs_node *np,
+		     const char *newname, size_t nlen, unsigned flags)
+{
+	struct rfs_irec s, d;
+	int ret = dir_entry_read(fs, pn, name, len, &s);
 	if (ret)
 		goto out;
 	ret = dir_entry_read(fs, np, newname, nlen, &d);
@@ -985,7 +1050,6 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		pthread_mutex_unlock(&fs->nlock);
 	}
 out:
-	rfs_pool_unlock(fs->pool);
 	return ret;
 }
 

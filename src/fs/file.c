@@ -12,7 +12,7 @@
  * the blocks written are new, so a clone sharing the old ones never sees
  * the change, and a crash leaves the last committed state intact.
  */
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -185,15 +185,11 @@ int ext_insert(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e)
 
 int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got)
 {
-	int ret = rfs_alloc_data(fs->pool, want, start, got);
-	if (ret == -ENOSPC) {
-		/* Blocks freed in this transaction come back after a commit. */
-		struct rfs_pool_stats st;
-		rfs_pool_stats(fs->pool, &st);
-		if (st.pending_free > 0 && rfs_pool_commit_locked(fs->pool) == 0)
-			ret = rfs_alloc_data(fs->pool, want, start, got);
-	}
-	return ret;
+	/* Never commit here: the operation has shadowed its path but not
+	 * stored it back, and a commit now would make the durable catalog
+	 * point at blocks the new bitmap marks free.  op_begin commits
+	 * when pending frees are needed, before anything is shadowed. */
+	return rfs_alloc_data(fs->pool, want, start, got);
 }
 
 /* Read file blocks [b, b + n) of tree t into buf (holes and unwritten
@@ -540,12 +536,16 @@ static void maybe_touch_atime(rfs_fs *fs, struct rfs_node *n, const struct rfs_i
 	if (fs->rdonly || (i->atime > i->mtime && i->atime > i->ctime && now - i->atime < 86400))
 		return;
 	struct rfs_ipath p;
-	rfs_pool_wrlock(fs->pool);
-	if (!n->dead && ip_load(fs, n, true, &p) == 0) {
+	struct rfs_op op = {0};
+	/* Best effort: a full pool or a failed path load skips it. */
+	if (op_begin(fs, &op, "atime update", op_meta(op_depth(fs, n), 0), 0))
+		return;
+	int ret = 0;
+	if (!n->dead && (ret = ip_load(fs, n, true, &p)) == 0) {
 		now_ts(&ip_rec(&p)->i.atime, &ip_rec(&p)->i.atime_ns);
-		ip_done(fs, &p, 0, 0);
+		ret = ip_done(fs, &p, 0, 0);
 	}
-	rfs_pool_unlock(fs->pool);
+	op_end(&op, ret);
 }
 
 ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off)
@@ -568,37 +568,67 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	return (ssize_t)got;
 }
 
+static int write_op(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size,
+		    uint64_t off, size_t *done);
+
 ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 		     uint64_t off)
 {
-	struct rfs_ipath p;
 	size_t done = 0;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
+	if (size == 0)
+		return 0;
+	if (off >= RFS_FILE_MAX || size > RFS_FILE_MAX - off)
+		return -EFBIG;
 	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
-	if (ret)
-		goto out;
-	struct rfs_irec *r = ip_rec(&p);
-	if (!S_ISREG(r->i.mode)) {
-		ret = S_ISDIR(r->i.mode) ? -EISDIR : -EINVAL;
-	} else {
-		ret = file_write_locked(fs, r, buf, size, off, &done);
-		if (done)
-			touch_mc(&r->i);
-	}
-	ret = ip_done(fs, &p, 0, ret);
-out:
-	rfs_pool_unlock(fs->pool);
+	if (!n)
+		return -ESTALE;
+	uint64_t b0 = off / BS, nb = div_up(off + size, BS) - b0;
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		/* The blocks written, one more for a hidden clone tail
+		 * (tail_fix), an extent record per RFS_EXTENT_MAX blocks plus
+		 * the pieces of split records.  When the pool has less, write
+		 * what fits: a short write, as on any full filesystem. */
+		ret = op_begin_partial(fs, &op, "write",
+				       op_meta(op_depth(fs, n),
+					       4 + 2 * (unsigned)(nb / RFS_EXTENT_MAX)),
+				       nb + 1);
+		if (ret)
+			return ret;
+		size_t len = size;
+		if (op.data < nb)
+			len = (size_t)((b0 + op.data) * BS - off);
+		ret = write_op(fs, n, buf, len, off, &done);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	if (ret && !done)
 		return ret;
 	return (ssize_t)done;
 }
 
-int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t len)
+static int write_op(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size,
+		    uint64_t off, size_t *done)
 {
 	struct rfs_ipath p;
+	*done = 0;
+	int ret = ip_load(fs, n, true, &p);
+	if (ret)
+		return ret;
+	struct rfs_irec *r = ip_rec(&p);
+	if (!S_ISREG(r->i.mode)) {
+		ret = S_ISDIR(r->i.mode) ? -EISDIR : -EINVAL;
+	} else {
+		ret = file_write_locked(fs, r, buf, size, off, done);
+		if (*done)
+			touch_mc(&r->i);
+	}
+	ret = ip_done(fs, &p, 0, ret);
+	/* A short write is a complete change of its own. */
+	return *done ? 0 : ret;
+}
+
+int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t len)
+{
 	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) &&
@@ -608,25 +638,39 @@ int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t
 		return -EINVAL;
 	if (off >= RFS_FILE_MAX || len > RFS_FILE_MAX - off)
 		return -EFBIG;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
-	if (ret)
-		goto out;
-	struct rfs_irec *r = ip_rec(&p);
-	if (!S_ISREG(r->i.mode)) {
-		ret = S_ISDIR(r->i.mode) ? -EISDIR : -ENODEV;
-	} else {
-		uint64_t osize = r->i.size;
-		ret = falloc_locked(fs, r, mode, off, len);
-		if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) || r->i.size != osize)
-			touch_mc(&r->i);
+	if (!n)
+		return -ESTALE;
+	/* A block-aligned hole punch only deletes: it may use the reserve.
+	 * Otherwise: the partial blocks at both ends, and for preallocation
+	 * every block of the range. */
+	uint64_t meta = 0, data = 0, nb = div_up(off + len, BS) - off / BS;
+	bool aligned = off % BS == 0 && len % BS == 0;
+	if (!(mode & FALLOC_FL_PUNCH_HOLE) || !aligned) {
+		data = 2 + ((mode & FALLOC_FL_PUNCH_HOLE) ? 0 : nb);
+		meta = op_meta(op_depth(fs, n), 6 + 2 * (unsigned)(nb / RFS_UNWRITTEN_MAX));
 	}
-	ret = ip_done(fs, &p, 0, ret);
-out:
-	rfs_pool_unlock(fs->pool);
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		ret = op_begin(fs, &op, "fallocate", meta, data);
+		if (ret)
+			return ret;
+		struct rfs_ipath p;
+		ret = ip_load(fs, n, true, &p);
+		if (ret)
+			continue;
+		struct rfs_irec *r = ip_rec(&p);
+		if (!S_ISREG(r->i.mode)) {
+			ret = S_ISDIR(r->i.mode) ? -EISDIR : -ENODEV;
+		} else {
+			uint64_t osize = r->i.size;
+			ret = falloc_locked(fs, r, mode, off, len);
+			if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) || r->i.size != osize)
+				touch_mc(&r->i);
+		}
+		ret = ip_done(fs, &p, 0, ret);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
 

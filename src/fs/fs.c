@@ -2,7 +2,7 @@
  * The filesystem object: open/close/mkfs of a pool holding a filesystem,
  * the in-memory node table (FUSE node ids), attributes, statfs, sync.
  */
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -188,6 +188,67 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	return n;
 }
 
+struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len)
+{
+	struct rfs_node *n = calloc(1, sizeof(*n));
+	char *nm = malloc(len + 1);
+	if (!n || !nm)
+		goto fail;
+	memcpy(nm, name, len);
+	nm[len] = 0;
+	n->name = nm;
+	pthread_mutex_lock(&fs->nlock);
+	int ret = fs->nnodes + 1 > fs->cap ? table_grow(fs) : 0;
+	pthread_mutex_unlock(&fs->nlock);
+	if (!ret)
+		return n;
+fail:
+	free(nm);
+	free(n);
+	return NULL;
+}
+
+rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+			uint64_t ino)
+{
+	pthread_mutex_lock(&fs->nlock);
+	/* Room was made by node_prepare; another thread may have used it
+	 * since, and a table over its load factor still works (chains
+	 * grow), so a failed grow here costs speed, never correctness. */
+	if (fs->nnodes + 1 > fs->cap)
+		(void)table_grow(fs);
+	n->id = fs->next_id++;
+	n->ino = ino;
+	n->nlookup = 1;
+	if (parent) {
+		n->parent = parent;
+		parent->nchild++;
+	} else {
+		/* reached by inode number only: a link-table inode */
+		free(n->name);
+		n->name = NULL;
+		n->in_table = true;
+	}
+	size_t h = hash64(n->id, fs->cap);
+	n->next_id = fs->by_id[h];
+	fs->by_id[h] = n;
+	h = hash64(n->ino, fs->cap);
+	n->next_ino = fs->by_ino[h];
+	fs->by_ino[h] = n;
+	fs->nnodes++;
+	rfs_nodeid id = n->id;
+	pthread_mutex_unlock(&fs->nlock);
+	return id;
+}
+
+void node_discard(struct rfs_node *n)
+{
+	if (n) {
+		free(n->name);
+		free(n);
+	}
+}
+
 void node_unref(rfs_fs *fs, rfs_nodeid id)
 {
 	pthread_mutex_lock(&fs->nlock);
@@ -248,20 +309,28 @@ static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 			   uint32_t nopen)
 {
-	rfs_pool_wrlock(fs->pool);
+	struct rfs_op op = {0};
+	/* A deletion (the orphan's record), so it never fails for space; a
+	 * read-only fs or pool only drops the references. */
+	bool writable = op_begin(fs, &op, "freeing an unlinked inode", 0, 0) == 0;
+	if (!writable)
+		rfs_pool_wrlock(fs->pool);
 	pthread_mutex_lock(&fs->nlock);
 	struct rfs_node *n = node_get_locked(fs, id);
 	if (n && id != RFS_ROOT_NODE) {
 		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 		n->nopen = nopen > n->nopen ? 0 : n->nopen - nopen;
 		if (!node_live(n)) {
-			if (n->in_table)
+			if (n->in_table && writable)
 				orphan_reap(fs, n);
 			node_maybe_free(fs, n);
 		}
 	}
 	pthread_mutex_unlock(&fs->nlock);
-	rfs_pool_unlock(fs->pool);
+	if (writable)
+		op_end(&op, 0);
+	else
+		rfs_pool_unlock(fs->pool);
 }
 
 void rfs_fs_forget(rfs_fs *fs, rfs_nodeid node, uint64_t n)
@@ -434,9 +503,13 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	struct rfs_irec root;
 	if (!ret)
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
-	if (!ret && !fs->rdonly)
-		ret = orphans_clean(fs);
 	rfs_pool_unlock(fs->pool);
+	if (!ret && !fs->rdonly) {
+		struct rfs_op op = {0};
+		ret = op_begin(fs, &op, "freeing inodes unlinked before a crash", 0, 0);
+		if (!ret)
+			ret = op_end(&op, orphans_clean(fs));
+	}
 	if (ret)
 		goto fail;
 
@@ -483,9 +556,10 @@ int rfs_fs_close(rfs_fs *fs)
 	int ret = 0;
 	if (!fs)
 		return 0;
-	if (!fs->rdonly) {
+	struct rfs_op op = {0};
+	if (!fs->rdonly &&
+	    (ret = op_begin(fs, &op, "freeing unlinked inodes at close", 0, 0)) == 0) {
 		/* Orphans still held open die with the mount. */
-		rfs_pool_wrlock(fs->pool);
 		pthread_mutex_lock(&fs->nlock);
 		for (size_t i = 0; i < fs->cap; i++)
 			for (struct rfs_node *n = fs->by_id[i]; n; n = n->next_id)
@@ -498,8 +572,8 @@ int rfs_fs_close(rfs_fs *fs)
 			    !meta_store(fs, &vol))
 				rfs_catalog_set(fs->pool, fs->volid, &vol);
 		}
-		ret = rfs_pool_commit_locked(fs->pool);
-		rfs_pool_unlock(fs->pool);
+		op_end(&op, 0);
+		ret = rfs_pool_commit(fs->pool);
 	}
 	rfs_pool_close(fs->pool);
 	fs_free(fs);
@@ -549,17 +623,36 @@ int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid id, struct stat *st)
 	return ret;
 }
 
+static int setattr_op(rfs_fs *fs, struct rfs_node *n, const struct stat *in,
+		      int to_set, struct stat *out);
+
 int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid id, const struct stat *in,
 		   int to_set, struct stat *out)
 {
-	struct rfs_ipath p;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
+	if (!n)
+		return -ESTALE;
+	/* Shrinking is a deletion of extents, but the partial last block is
+	 * rewritten: one data block and the extent changes. */
+	struct rfs_op op = {0};
+	int ret;
+	do {
+		ret = op_begin(fs, &op, "setattr", op_meta(op_depth(fs, n), 4),
+			       (to_set & RFS_SET_SIZE) ? 1 : 0);
+		if (ret)
+			return ret;
+		ret = setattr_op(fs, n, in, to_set, out);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int setattr_op(rfs_fs *fs, struct rfs_node *n, const struct stat *in,
+		      int to_set, struct stat *out)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, n, true, &p);
 	if (ret)
-		goto out;
+		return ret;
 	struct rfs_inode *i = &ip_rec(&p)->i;
 	if ((to_set & RFS_SET_SIZE) && !S_ISREG(i->mode)) {
 		ret = S_ISDIR(i->mode) ? -EISDIR : -EINVAL;
@@ -607,10 +700,7 @@ int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid id, const struct stat *in,
 	if (out)
 		rec_to_stat(fs, ip_rec(&p), out);
 done:
-	ret = ip_done(fs, &p, 0, ret);
-out:
-	rfs_pool_unlock(fs->pool);
-	return ret;
+	return ip_done(fs, &p, 0, ret);
 }
 
 /* ---- statfs ------------------------------------------------------------------ */

@@ -146,6 +146,12 @@ struct rfs_fs {
 	struct rfs_volmeta meta;
 	bool meta_dirty;
 
+	/* The operation running now (op.h); pool write lock. */
+	struct rfs_op *cur_op;
+	/* rfs_fs_inject_op_failure (tests); pool write lock. */
+	unsigned inject_after;
+	int inject_err;
+
 	pthread_mutex_t nlock; /* node table; taken after the pool lock */
 	struct rfs_node **by_id, **by_ino;
 	size_t cap, nnodes;
@@ -225,6 +231,16 @@ struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino); /* nlock held */
 /* Find or make the node for (ino) reached as parent/name; +1 lookup. */
 struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 			  const char *name, uint64_t ino, bool in_table);
+/* A node for a new inode, made in two halves so that the only step that
+ * can fail (memory) comes before the operation changes anything:
+ * node_prepare allocates (NULL: out of memory), node_publish enters it
+ * for (parent, ino) with one lookup reference and returns its id (parent
+ * NULL: an inode of the link table, reached by number only), and
+ * node_discard frees a prepared node that was not published. */
+struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len);
+rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+			uint64_t ino);
+void node_discard(struct rfs_node *n);
 bool node_live(struct rfs_node *n);
 /* Give back one lookup reference of a node that is not an orphan. */
 void node_unref(rfs_fs *fs, rfs_nodeid id);

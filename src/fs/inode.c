@@ -6,7 +6,7 @@
  * roots are exclusively owned, whatever was cloned), and ip_store writes
  * each new subtree root back upward, up to the catalog.
  */
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -339,6 +339,8 @@ int ip_done(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta, int ret)
 {
 	int r = ip_store(fs, p, links_delta);
 	ip_free(p);
+	if (!ret && !r)
+		r = op_step(fs);
 	return ret ? ret : r;
 }
 

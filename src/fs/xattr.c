@@ -5,7 +5,7 @@
  * into chunks.  POSIX ACLs are the system.posix_acl_access / _default
  * xattrs, stored like any other (the kernel enforces them).
  */
-#include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <stdlib.h>
 #include <sys/xattr.h>
@@ -77,11 +77,14 @@ int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
 	return ret;
 }
 
+static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
+			   size_t nl, int nameerr, const void *val, size_t size,
+			   int flags, bool remove);
+
 static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val,
 		    size_t size, int flags, bool remove)
 {
 	size_t nl = 0;
-	struct rfs_ipath p;
 	/* A name outside the namespaces may still be stored by an older
 	 * version: removing it is allowed (nameerr is the answer when
 	 * there is none). */
@@ -92,13 +95,31 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 		return -E2BIG;
 	if (!remove && nameerr)
 		return nameerr;
-	if (fs->rdonly)
-		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
-	ret = n ? ip_load(fs, n, true, &p) : -ESTALE;
+	if (!n)
+		return -ESTALE;
+	struct rfs_op op = {0};
+	do {
+		/* A removal only deletes; a value takes one record per chunk
+		 * (the old chunks are deleted first). */
+		ret = op_begin(fs, &op, remove ? "removexattr" : "setxattr",
+			       remove ? 0 : op_meta(op_depth(fs, n), 4 + (unsigned)(size / 1024)),
+			       0);
+		if (ret)
+			return ret;
+		ret = xattr_op_locked(fs, n, name, nl, nameerr, val, size, flags, remove);
+	} while ((ret = op_end(&op, ret)) == OP_RETRY);
+	return ret;
+}
+
+static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
+			   size_t nl, int nameerr, const void *val, size_t size,
+			   int flags, bool remove)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, n, true, &p);
 	if (ret)
-		goto out;
+		return ret;
 	rfs_tree *t = ip_tree(&p);
 	struct rfs_inode *ino = &ip_rec(&p)->i;
 	bool acc = !strcmp(name, RFS_ACL_ACCESS), def = !strcmp(name, RFS_ACL_DEFAULT);
@@ -153,10 +174,7 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 		n->xknown = false; /* a failed change may have left part done */
 	}
 done:
-	ret = ip_done(fs, &p, 0, ret);
-out:
-	rfs_pool_unlock(fs->pool);
-	return ret;
+	return ip_done(fs, &p, 0, ret);
 }
 
 int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name, const void *val,

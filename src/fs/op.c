@@ -1,0 +1,156 @@
+/*
+ * The filesystem operation (see op.h): lock, reserve, and the rule that
+ * no commit splits an operation and no half operation is committed.
+ */
+#include "fs/op.h"
+
+#include <stdio.h>
+
+/*
+ * Budget per tree change: shadowing a path of up to 4 levels, a split at
+ * every level, and refcount records for the children of shared nodes
+ * shadowed on the way.
+ */
+#define META_PER_ITEM 16u
+/* Kept free on top of that during the whole operation: the largest
+ * admission check the tree makes before one change (tree.c
+ * space_check), so that no change refuses midway. */
+#define META_BASE 256u
+
+uint64_t op_meta(unsigned depth, unsigned items)
+{
+	/* Each stored path level rewrites one record in its parent tree. */
+	return (uint64_t)META_PER_ITEM * (depth + 1 + items);
+}
+
+unsigned op_depth(rfs_fs *fs, struct rfs_node *n)
+{
+	unsigned d = 0;
+	pthread_mutex_lock(&fs->nlock);
+	if (n->in_table)
+		d = 1;
+	else
+		for (struct rfs_node *x = n; x->parent; x = x->parent)
+			d++;
+	pthread_mutex_unlock(&fs->nlock);
+	return d;
+}
+
+/*
+ * Blocks this operation may count on: everything for a deletion (the
+ * pool's reserve is for them); the reserve too for an operation that
+ * changes only metadata; for one that writes data, what data
+ * allocations may take (they keep the reserve, so the metadata of the
+ * operation and the tree's admission checks fit in it).
+ */
+static uint64_t avail(rfs_fs *fs, const struct rfs_op *op)
+{
+	if (op->need == 0)
+		return UINT64_MAX;
+	if (op->data == 0)
+		return rfs_pool_free_blocks(fs->pool);
+	return rfs_pool_data_free_blocks(fs->pool);
+}
+
+static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
+		 uint64_t data, bool partial)
+{
+	bool retried = op->retried;
+	memset(op, 0, sizeof(*op));
+	op->retried = retried;
+	op->fs = fs;
+	op->what = what;
+	if (meta && !data)
+		meta += META_BASE;
+	op->need = meta + data;
+	op->data = data;
+	if (fs->rdonly)
+		return -EROFS;
+	rfs_pool_wrlock(fs->pool);
+	int ret = rfs_pool_check_writable(fs->pool);
+	if (ret)
+		goto fail;
+	uint64_t have = avail(fs, op);
+	if (have < op->need && rfs_pool_pending_blocks(fs->pool) > 0) {
+		/* Space freed earlier in this transaction comes back with a
+		 * commit; nothing of this operation is shadowed yet. */
+		ret = rfs_pool_commit_locked(fs->pool);
+		if (ret)
+			goto fail;
+		have = avail(fs, op);
+	}
+	if (have < op->need) {
+		if (!partial || have <= meta) {
+			ret = -ENOSPC;
+			goto fail;
+		}
+		op->data = have - meta;
+		op->need = have;
+	}
+	assert(!fs->cur_op);
+	fs->cur_op = op;
+	return 0;
+fail:
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
+	     uint64_t data)
+{
+	return begin(fs, op, what, meta, data, false);
+}
+
+int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
+		     uint64_t meta, uint64_t data)
+{
+	return begin(fs, op, what, meta, data, true);
+}
+
+/* Errors that say the operation could not get a resource, as opposed to
+ * a refusal decided before anything changed (EEXIST, ENOTEMPTY...). */
+static bool resource_error(int ret)
+{
+	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN ||
+	       ret == -EDQUOT || ret == -EFBIG;
+}
+
+int op_end(struct rfs_op *op, int ret)
+{
+	rfs_fs *fs = op->fs;
+	assert(fs->cur_op == op);
+	fs->cur_op = NULL;
+	if (ret < 0 && op->steps > 0 && resource_error(ret)) {
+		char why[160];
+		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,
+			 strerror(-ret));
+		rfs_pool_abort(fs->pool, why);
+	} else if (ret == -ENOSPC && op->steps == 0 && !op->retried &&
+		   rfs_pool_pending_blocks(fs->pool) > 0 &&
+		   rfs_pool_commit_locked(fs->pool) == 0) {
+		/* Nothing changed; the commit made the pending frees usable. */
+		op->retried = true;
+		rfs_pool_unlock(fs->pool);
+		return OP_RETRY;
+	}
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
+int op_step(rfs_fs *fs)
+{
+	if (!fs->cur_op)
+		return 0;
+	fs->cur_op->steps++;
+	if (fs->inject_after && --fs->inject_after == 0)
+		return fs->inject_err;
+	return 0;
+}
+
+void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err)
+{
+	rfs_pool_wrlock(fs->pool);
+	fs->inject_after = after_steps;
+	fs->inject_err = err;
+	rfs_pool_unlock(fs->pool);
+}
