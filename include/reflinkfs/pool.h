@@ -174,6 +174,15 @@ uint64_t rfs_pool_data_avail(const rfs_pool *pool);
  * less the reserve kept for metadata and deletions.  Pool lock held. */
 uint64_t rfs_pool_data_free_blocks(const rfs_pool *pool);
 
+/*
+ * From now (on) until called with off: the metadata blocks allocated
+ * count as taken from the reserve, so data allocations may go that far
+ * into it (up to half of it).  An operation writing exactly the
+ * advertised free space (statfs f_bavail) then does not fail for the
+ * few metadata blocks it needs.  Write lock held.
+ */
+void rfs_pool_meta_from_reserve(rfs_pool *pool, bool on);
+
 /* Blocks freed in the running transaction: reusable once it commits.
  * Pool lock held. */
 uint64_t rfs_pool_pending_blocks(const rfs_pool *pool);

@@ -586,14 +586,13 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 	struct rfs_op op = {0};
 	int ret;
 	do {
-		/* The blocks written, one more for a hidden clone tail
-		 * (tail_fix), an extent record per RFS_EXTENT_MAX blocks plus
-		 * the pieces of split records.  When the pool has less, write
+		/* The blocks written, an extent record per RFS_EXTENT_MAX
+		 * blocks plus the pieces of split records.  When the pool has less, write
 		 * what fits: a short write, as on any full filesystem. */
 		ret = op_begin_partial(fs, &op, "write",
 				       op_meta(op_depth(fs, n),
 					       4 + 2 * (unsigned)(nb / RFS_EXTENT_MAX)),
-				       nb + 1);
+				       nb);
 		if (ret)
 			return ret;
 		size_t len = size;
@@ -646,8 +645,10 @@ int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t
 	 * every block of the range. */
 	uint64_t meta = 0, data = 0, nb = div_up(off + len, BS) - off / BS;
 	bool aligned = off % BS == 0 && len % BS == 0;
+	bool zero = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE);
 	if (!(mode & FALLOC_FL_PUNCH_HOLE) || !aligned) {
-		data = 2 + ((mode & FALLOC_FL_PUNCH_HOLE) ? 0 : nb);
+		data = (zero && !aligned ? 2 : 0) +
+		       ((mode & FALLOC_FL_PUNCH_HOLE) ? 0 : nb);
 		meta = op_meta(op_depth(fs, n), 6 + 2 * (unsigned)(nb / RFS_UNWRITTEN_MAX));
 	}
 	struct rfs_op op = {0};

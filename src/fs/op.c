@@ -49,7 +49,12 @@ static uint64_t avail(rfs_fs *fs, const struct rfs_op *op)
 		return UINT64_MAX;
 	if (op->data == 0)
 		return rfs_pool_free_blocks(fs->pool);
-	return rfs_pool_data_free_blocks(fs->pool);
+	/* The metadata of a data operation comes out of the reserve
+	 * (rfs_pool_meta_from_reserve), as far as half the reserve goes. */
+	uint64_t f = rfs_pool_free_blocks(fs->pool);
+	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
+	uint64_t meta = op->need - op->data;
+	return d + (meta < r ? meta : r);
 }
 
 static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
@@ -89,6 +94,8 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	}
 	assert(!fs->cur_op);
 	fs->cur_op = op;
+	if (op->data)
+		rfs_pool_meta_from_reserve(fs->pool, true);
 	return 0;
 fail:
 	rfs_pool_unlock(fs->pool);
@@ -120,6 +127,7 @@ int op_end(struct rfs_op *op, int ret)
 	rfs_fs *fs = op->fs;
 	assert(fs->cur_op == op);
 	fs->cur_op = NULL;
+	rfs_pool_meta_from_reserve(fs->pool, false);
 	if (ret < 0 && op->steps > 0 && resource_error(ret)) {
 		char why[160];
 		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,

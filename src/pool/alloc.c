@@ -229,7 +229,20 @@ static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, uint64_t *sta
 
 int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
 {
-	return alloc_run(pool, want, pool->reserve, start, got);
+	/* Metadata the running operation allocated came out of the
+	 * reserve, not out of the space its data may take; half of the
+	 * reserve stays for the tree's admission checks and deletions. */
+	uint64_t credit = pool->credit_on ? pool->meta_allocs - pool->credit_base : 0;
+
+	if (credit > pool->reserve / 2)
+		credit = pool->reserve / 2;
+	return alloc_run(pool, want, pool->reserve - credit, start, got);
+}
+
+void rfs_pool_meta_from_reserve(rfs_pool *pool, bool on)
+{
+	pool->credit_on = on;
+	pool->credit_base = pool->meta_allocs;
 }
 
 uint64_t rfs_pool_data_avail(const rfs_pool *pool)
@@ -244,8 +257,11 @@ uint64_t rfs_pool_data_avail(const rfs_pool *pool)
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
 {
 	uint64_t got;
+	int ret = alloc_run(pool, 1, 0, blocknr, &got);
 
-	return alloc_run(pool, 1, 0, blocknr, &got);
+	if (!ret)
+		pool->meta_allocs++;
+	return ret;
 }
 
 static int add_pending(rfs_pool *pool, uint64_t start, uint64_t n)

@@ -230,6 +230,11 @@ struct rfs_pool {
 	uint64_t high_water;
 	uint64_t hint; /* no clear bit in avail below this */
 	uint64_t reserve;
+	/* rfs_pool_meta_from_reserve; write lock.  meta_allocs counts
+	 * metadata block allocations; credit_base is its value when the
+	 * running operation began. */
+	bool credit_on;
+	uint64_t meta_allocs, credit_base;
 	struct rfs_extent *pending;
 	size_t npending, pending_cap;
 	uint64_t pending_blocks;

@@ -26,12 +26,12 @@ check "space comes back after deleting" bash -c "head -c 20000000 /dev/urandom >
 check "the old file is still intact" cmp "$SCRATCH/keep" "$MNT/keep"
 check "a clone still works" cp "$MNT/again" "$MNT/again.clone"
 # statfs advertises what data allocations can get (fstests generic/103):
-# fallocate of f_bavail blocks, less the one leaf node the new file's
-# first extent record needs, succeeds; one block more does not.
+# fallocate of exactly f_bavail blocks (the new file's extent leaf comes
+# out of the reserve) succeeds; one block more does not.
 rm -f "$MNT/again" "$MNT/again.clone"
 read -r bavail frsize < <(stat -f -c '%a %S' "$MNT")
 check "fallocate of the advertised free space succeeds" \
-	fallocate -l $(((bavail - 1) * frsize)) "$MNT/falloc"
+	fallocate -l $((bavail * frsize)) "$MNT/falloc"
 check "nothing is advertised after it" bash -c "[ \$(stat -f -c %a '$MNT') = 0 ]"
 check "one block more fails with ENOSPC" bash -c \
 	"! fallocate -l '$frsize' '$MNT/falloc2' 2>'$SCRATCH/err' && grep -q 'No space left' '$SCRATCH/err'"

@@ -6,13 +6,12 @@
  * and one block more fails with ENOSPC, leaving a consistent pool
  * (fstests generic/103).
  *
- * The honest number: the fallocate's own new metadata comes out of the
- * same free blocks.  Into a file without extents that is exactly one
- * node (the first leaf of its extent tree: one unwritten record covers
- * up to 32768 blocks, more than these pools hold); the path copies it
- * makes free as many committed nodes, which count as free already.
+ * The honest number: the fallocate's own new metadata (the first leaf of
+ * the file's extent tree) comes out of the pool's reserve, not out of
+ * the advertised space (src/fs/op.c, rfs_pool_meta_from_reserve), so
+ * exactly f_bavail blocks can be preallocated.
  */
-#define FALLOC_META 1
+#define FALLOC_META 0
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
