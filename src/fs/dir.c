@@ -252,9 +252,10 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		return -ESTALE;
 	struct rfs_op op = {0};
 	do {
-		/* the entry, a long symlink's chunks, inherited ACLs */
+		/* the entry, a long symlink's chunks, inherited ACLs, the
+		 * back-pointer (index item and the volume's 'P') */
 		ret = op_begin(fs, &op, S_ISDIR(mode) ? "mkdir" : "create",
-			       op_meta(op_depth(fs, dn), 4 + (unsigned)(tlen / 1024)), 0);
+			       op_meta(op_depth(fs, dn), 6 + (unsigned)(tlen / 1024)), 0);
 		if (ret)
 			return ret;
 		ret = dir_create_op(fs, ctx, dn, name, len, mode, rdev, target, tlen,
@@ -327,7 +328,13 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		goto done;
 	}
 	c->i.ino = ino_alloc(fs);
-	ret = rec_put(fs->pool, t, key, kl, c, RFS_PUT_INSERT);
+	rfs_tree *vol = &p.lv[0].parent;
+	ret = bref_put(fs, vol, c->i.ino, d->i.ino, name, len, RFS_PUT_INSERT);
+	if (!ret) {
+		ret = rec_put(fs->pool, t, key, kl, c, RFS_PUT_INSERT);
+		if (ret)
+			bref_del(fs, vol, c->i.ino);
+	}
 	if (ret) {
 		fs->meta.ninodes--;
 		if (c->i.subtree) {
@@ -583,6 +590,12 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	bool keep = cn && node_live(cn);
 	pthread_mutex_unlock(&fs->nlock);
 
+	/* The back-pointer first: deletions only fail on I/O errors. */
+	if (!linked) {
+		ret = bref_del(fs, &p.lv[0].parent, e.i.ino);
+		if (ret)
+			goto done;
+	}
 	ret = rfs_tree_delete(fs->pool, t, key, kl, (linked || keep) ? RFS_KEEP_REFS : 0);
 	if (ret)
 		goto done;
@@ -689,7 +702,10 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 		return ret;
 	t = ip_tree(&p);
 	ret = rec_put(fs->pool, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
-	ret = ip_done(fs, &p, ret ? 0 : 1, ret);
+	int64_t dlinks = ret ? 0 : 1;
+	if (!ret) /* found by number in the table from now on */
+		ret = bref_del(fs, &p.lv[0].parent, e.i.ino);
+	ret = ip_done(fs, &p, dlinks, ret);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&fs->nlock);
@@ -716,9 +732,10 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 	struct rfs_op op = {0};
 	do {
 		/* the record into the link table (its old entry becomes a
-		 * stub), the new stub, the table record's count */
+		 * stub, its back-pointer goes), the new stub, the table
+		 * record's count */
 		ret = op_begin(fs, &op, "link",
-			       op_meta(op_depth(fs, n), 3) + op_meta(op_depth(fs, dn), 2), 0);
+			       op_meta(op_depth(fs, n), 5) + op_meta(op_depth(fs, dn), 2), 0);
 		if (ret)
 			return ret;
 		ret = link_op(fs, n, dn, newname, len, st);
@@ -812,7 +829,8 @@ static bool below(struct rfs_node *dn, uint64_t ino)
 
 /* In directory dn: put rec at name (mode REPLACE or INSERT, with the
  * record's references already owned by the caller), adjusting the
- * directory's counts by dsize / dnlink / dlinks. */
+ * directory's counts by dsize / dnlink / dlinks, and rec's back-pointer
+ * (rename). */
 static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len,
 		     const struct rfs_irec *rec, int mode, int dsize, int dnlink,
 		     int64_t dlinks)
@@ -830,7 +848,11 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 		d->i.nlink += (uint32_t)dnlink;
 		touch_mc(&d->i);
 	}
-	return ip_done(fs, &p, ret ? 0 : dlinks, ret);
+	int64_t dl = ret ? 0 : dlinks;
+	if (!ret && !(rec->i.flags & RFS_INODE_LINKED))
+		ret = bref_put(fs, &p.lv[0].parent, rec->i.ino, d->i.ino, name, len,
+			       RFS_PUT_REPLACE);
+	return ip_done(fs, &p, dl, ret);
 }
 
 /* Add one reference to a record's subtree (it is about to be in two
@@ -902,12 +924,13 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	struct rfs_op op = {0};
 	do {
 		/* a replaced target's removal (and its link-table record),
-		 * the new entry, the old entry's removal */
+		 * the new entry, the old entry's removal or a whiteout;
+		 * the back-pointers of the moved, replaced and new inodes
+		 * (two items each: index and the volume's 'P') */
 		ret = op_begin(fs, &op, "rename",
-			       op_meta(op_depth(fs, np), 3) + op_meta(op_depth(fs, pn), 2), 0);
+			       op_meta(op_depth(fs, np), 7) + op_meta(op_depth(fs, pn), 4), 0);
 		if (ret)
 			return ret;
-		/* (and a whiteout at the old name) */
 		ret = rename_op(fs, ctx, pn, name, len, np, newname, nlen, flags);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
@@ -1026,8 +1049,14 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 		size_t kl = dent_key(key, name, len);
 		if (flags & RFS_RENAME_WHITEOUT) {
 			struct rfs_irec w;
+			rfs_tree *vol = &p.lv[0].parent;
 			whiteout_rec(fs, ctx, &w);
-			ret = rec_put(fs->pool, ip_tree(&p), key, kl, &w, RFS_PUT_REPLACE);
+			ret = bref_put(fs, vol, w.i.ino, pd->i.ino, name, len, RFS_PUT_INSERT);
+			if (!ret) {
+				ret = rec_put(fs->pool, ip_tree(&p), key, kl, &w, RFS_PUT_REPLACE);
+				if (ret)
+					bref_del(fs, vol, w.i.ino);
+			}
 			if (ret)
 				fs->meta.ninodes--;
 		} else {

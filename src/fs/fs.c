@@ -386,6 +386,10 @@ int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags)
 		ret = rec_put(pool, &vol, "R", 1, &root, RFS_PUT_INSERT);
 	if (!ret)
 		ret = rec_put(pool, &vol, "T", 1, &tab, RFS_PUT_INSERT);
+	uint64_t index_root = 0; /* the back-pointer index, empty */
+	if (!ret)
+		ret = rfs_tree_put(pool, &vol, "P", 1, &index_root, sizeof(index_root),
+				   RFS_ITEM_TREE, RFS_PUT_INSERT);
 	if (!ret)
 		ret = rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol);
 	if (!ret)
@@ -503,6 +507,19 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	struct rfs_irec root;
 	if (!ret)
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
+	if (!ret && !has_index(fs)) {
+		if (fs->rdonly) {
+			rfs_log(RFS_LOG_WARN, "%s: filesystem format %u has no inode index: file handles (NFS, open_by_handle_at) of inodes the kernel no longer caches give ESTALE until one read-write mount builds it",
+				path, fs->meta.version);
+		} else {
+			rfs_log(RFS_LOG_INFO, "%s: filesystem format %u: building the inode index (one walk of the whole tree, done once)",
+				path, fs->meta.version);
+			ret = bref_build(fs);
+			if (ret)
+				rfs_log(RFS_LOG_ERR, "%s: building the inode index failed: %s; nothing was changed (mount read-only to use the pool as it is)",
+					path, strerror(-ret));
+		}
+	}
 	rfs_pool_unlock(fs->pool);
 	if (!ret && !fs->rdonly) {
 		struct rfs_op op = {0};
@@ -744,6 +761,12 @@ struct fsck_ctx {
 	void (*report)(void *arg, const char *what);
 	void *arg;
 	long problems;
+	/* back-pointer index (format 2): the index, and the inode numbers
+	 * whose back-pointer the walk found right */
+	bool has_index;
+	rfs_tree idx;
+	uint64_t *named;
+	size_t nnamed, capnamed;
 };
 
 static void fsck_engine_report(void *arg, uint64_t blocknr, const char *what)
@@ -768,6 +791,78 @@ static void fsck_problem(struct fsck_ctx *c, const char *fmt, ...)
 	va_end(ap);
 	c->problems++;
 	c->report(c->arg, line);
+}
+
+/* The back-pointer of an inode named name in directory dir_ino. */
+static int fsck_bref(rfs_fs *fs, struct fsck_ctx *c, uint64_t dir_ino, uint64_t ino,
+		     const char *path, const char *name, size_t nl)
+{
+	uint64_t parent;
+	char bname[RFS_NAME_MAX + 1];
+	size_t blen;
+	if (!c->has_index)
+		return 0;
+	int ret = bref_read(fs, &c->idx, ino, &parent, bname, &blen);
+	if (ret == -ENOENT || ret == -EUCLEAN) {
+		fsck_problem(c, "%s/%s: inode %llu is missing from the inode index", path, name,
+			     (unsigned long long)ino);
+		return 0;
+	}
+	if (ret)
+		return ret;
+	if (parent != dir_ino || blen != nl || memcmp(bname, name, nl)) {
+		fsck_problem(c, "%s/%s: the inode index names inode %llu \"%s\" in directory inode %llu",
+			     path, name, (unsigned long long)ino, bname, (unsigned long long)parent);
+		return 0;
+	}
+	if (c->nnamed == c->capnamed) {
+		size_t ncap = c->capnamed ? c->capnamed * 2 : 1024;
+		uint64_t *nn = realloc(c->named, ncap * sizeof(*nn));
+		if (!nn)
+			return -ENOMEM;
+		c->named = nn;
+		c->capnamed = ncap;
+	}
+	c->named[c->nnamed++] = ino;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Every item of the index must be one the walk found (no stale ones). */
+static int fsck_index_extra(rfs_fs *fs, struct fsck_ctx *c)
+{
+	rfs_cursor *cur;
+	int ret;
+	if (!c->has_index || !c->idx.root)
+		return 0;
+	qsort(c->named, c->nnamed, sizeof(*c->named), cmp_u64);
+	ret = rfs_cursor_open(fs->pool, &c->idx, &cur);
+	if (ret)
+		return ret;
+	for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+		const uint8_t *k;
+		const uint8_t *v;
+		size_t kl, vl;
+		rfs_cursor_get(cur, (const void **)&k, &kl, (const void **)&v, &vl, NULL);
+		if (kl != 9 || k[0] != 'B' || vl < 9 || vl > 8 + RFS_NAME_MAX) {
+			fsck_problem(c, "inode index: malformed item (key of %zu bytes, value of %zu)",
+				     kl, vl);
+			continue;
+		}
+		uint64_t ino = get_be64(k + 1), parent;
+		memcpy(&parent, v, 8);
+		if (!bsearch(&ino, c->named, c->nnamed, sizeof(*c->named), cmp_u64))
+			fsck_problem(c, "inode index: inode %llu (\"%.*s\" in directory inode %llu) is not reached by that name",
+				     (unsigned long long)ino, (int)(vl - 8), (const char *)v + 8,
+				     (unsigned long long)parent);
+	}
+	rfs_cursor_close(cur);
+	return ret == -ENOENT ? 0 : ret;
 }
 
 /* Check one directory's entries (recursively); counts linked names. */
@@ -813,6 +908,11 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *dir,
 			continue;
 		}
 		(*ninodes)++;
+		ret = fsck_bref(fs, c, dir->i.ino, r.i.ino, path, name, nl);
+		if (ret) {
+			rfs_cursor_close(cur);
+			return ret;
+		}
 		if (S_ISDIR(r.i.mode)) {
 			subdirs++;
 			char *sub = malloc(strlen(path) + nl + 2);
@@ -852,7 +952,7 @@ counts:
 long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 		 void *arg)
 {
-	struct fsck_ctx c = {report, arg, 0};
+	struct fsck_ctx c = {report, arg, 0, false, {0, 0}, NULL, 0, 0};
 	rfs_fs *fs;
 	int ret = rfs_fs_open(path, RFS_FS_RDONLY, &fs);
 	if (ret)
@@ -879,7 +979,15 @@ long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 		ret = 0;
 		goto out;
 	}
+	c.has_index = has_index(fs);
+	if (c.has_index && (ret = bref_index(fs, &c.idx))) {
+		fsck_problem(&c, "volume %llu: cannot read its inode index: %s",
+			     (unsigned long long)fs->volid, strerror(-ret));
+		c.has_index = false;
+	}
 	ret = fsck_dir(fs, &c, &root, "", &links, &ninodes, 0);
+	if (!ret)
+		ret = fsck_index_extra(fs, &c);
 	if (ret)
 		goto out;
 	/* Link table: every record's nlink equals the stubs naming it. */
@@ -919,5 +1027,6 @@ long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 out:
 	rfs_pool_unlock(fs->pool);
 	rfs_fs_close(fs);
+	free(c.named);
 	return ret < 0 ? ret : c.problems;
 }

@@ -6,6 +6,8 @@
  *       'M'            volume meta (struct rfs_volmeta)
  *       'R'            root directory's inode record (RFS_ITEM_TREE)
  *       'T'            link table pseudo-record (RFS_ITEM_TREE -> table)
+ *       'P'            u64 root of the back-pointer index (RFS_ITEM_TREE;
+ *                      format 2): 'B' be64(ino) -> u64 parent ino, name
  *   directory entries tree (the subtree of a directory's record):
  *       'N' be64(hash(name)) name -> inode record of that entry
  *       'X' name 0 be16(chunk)    -> the directory's xattr value chunk
@@ -37,10 +39,13 @@ enum {
 	RFS_OWNER_DIR = 18,
 	RFS_OWNER_FILE = 19,
 	RFS_OWNER_LINKS = 20,
+	RFS_OWNER_INDEX = 21,
 };
 
 #define RFS_VOL_MAGIC 0x4c4f5646534652ull /* "RFSFVOL" */
-#define RFS_VOL_VERSION 1u
+/* 2: the volume has the back-pointer index 'P' (format 1 pools get it
+ * at their first read-write mount). */
+#define RFS_VOL_VERSION 2u
 
 /* Volume meta, key 'M' of the volume tree. */
 struct rfs_volmeta {
@@ -224,6 +229,32 @@ void ip_free(struct rfs_ipath *p);
 int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
 uint64_t ino_alloc(rfs_fs *fs);
 int meta_store(rfs_fs *fs, rfs_tree *vol);
+
+/* ---- back-pointer index (backref.c) ---- */
+/* Whether the volume has its index (format 2; a read-only mount of a
+ * format 1 pool has none). */
+static inline bool has_index(const rfs_fs *fs)
+{
+	return fs->meta.version >= 2;
+}
+/* Record that ino is reached as parent/name (mode: RFS_PUT_INSERT for a
+ * new inode, RFS_PUT_REPLACE for a move), in the index of volume tree vol:
+ * the volume level (lv[0].parent) of a mutable inode path, which ip_store
+ * then stores.  Pool write lock held.  No-op without an index. */
+int bref_put(rfs_fs *fs, rfs_tree *vol, uint64_t ino, uint64_t parent,
+	     const char *name, size_t len, int mode);
+/* ino is no longer reached by a name outside the link table. */
+int bref_del(rfs_fs *fs, rfs_tree *vol, uint64_t ino);
+/* The index tree (read lock at least). */
+int bref_index(rfs_fs *fs, rfs_tree *idx);
+/* ino's back-pointer: parent's inode number and the name (NUL-terminated,
+ * RFS_NAME_MAX + 1 bytes).  -ENOENT when ino has none. */
+int bref_read(rfs_fs *fs, const rfs_tree *idx, uint64_t ino, uint64_t *parent,
+	      char *name, size_t *len);
+int bref_get(rfs_fs *fs, uint64_t ino, uint64_t *parent, char *name, size_t *len);
+/* Build the index of a format 1 volume (one walk of the tree), and mark
+ * the volume format 2.  Pool write lock held. */
+int bref_build(rfs_fs *fs);
 
 /* ---- node table (fs.c) ---- */
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */

@@ -1,0 +1,290 @@
+/*
+ * The back-pointer index (inode number -> parent and name) through the fs
+ * API: built for a format 1 pool at its first read-write mount, kept by
+ * every mutation (fsck checks it against the tree), and its damage
+ * reported by fsck.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs_internal.h" /* volume layout: 'M', 'P', index keys */
+#include "reflinkfs/fs.h"
+#include "reflinkfs/log.h"
+#include "reflinkfs/tree.h"
+
+static char g_dir[4096];
+static char g_pool[4200];
+static const struct rfs_ctx g_ctx = {1000, 1000, 1, 0};
+
+static char g_lines[64][512];
+static int g_nlines;
+
+static void fsck_line(void *arg, const char *what)
+{
+	(void)arg;
+	fprintf(stderr, "fsck: %s\n", what);
+	if (g_nlines < 64)
+		snprintf(g_lines[g_nlines++], sizeof(g_lines[0]), "%s", what);
+}
+
+static long fsck_pool(void)
+{
+	g_nlines = 0;
+	return rfs_fs_fsck(g_pool, fsck_line, NULL);
+}
+
+static bool fsck_said(const char *what)
+{
+	for (int i = 0; i < g_nlines; i++)
+		if (strstr(g_lines[i], what))
+			return true;
+	return false;
+}
+
+static char g_log[8192];
+
+static void log_sink(void *arg, int level, const char *line)
+{
+	(void)arg;
+	(void)level;
+	fprintf(stderr, "%s\n", line);
+	strncat(g_log, line, sizeof(g_log) - strlen(g_log) - 2);
+	strcat(g_log, "\n");
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = getenv("RFS_TEST_DIR");
+	snprintf(g_dir, sizeof(g_dir), "%s/idxXXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	rfs_log_set_sink(log_sink, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	rfs_log_set_sink(NULL, NULL);
+	unlink(g_pool);
+	rmdir(g_dir);
+	return 0;
+}
+
+static rfs_fs *fresh(void)
+{
+	rfs_fs *fs;
+	unlink(g_pool);
+	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	return fs;
+}
+
+/* A tree with every kind of name: nested dirs, files, a symlink, hard
+ * links, renamed and exchanged entries, a whiteout, removed ones. */
+static void populate(rfs_fs *fs)
+{
+	rfs_nodeid a, b, c, f, g, x;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "a", 0755, &a, &st), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, a, "b", 0755, &b, &st), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, b, "c", 0755, &c, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, c, "f", 0644, &f, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, a, "g", 0644, &g, &st), 0);
+	assert_int_equal(rfs_fs_symlink(fs, &g_ctx, b, "s", "../g", &x, &st), 0);
+	assert_int_equal(rfs_fs_mknod(fs, &g_ctx, RFS_ROOT_NODE, "fifo", S_IFIFO | 0644, 0, &x, &st), 0);
+	assert_int_equal(rfs_fs_link(fs, g, c, "g2", &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, a, "b", RFS_ROOT_NODE, "b2", 0), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, c, "f", RFS_ROOT_NODE, "fifo", 0), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "h", 0644, &x, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "h", c, "h",
+				       RFS_RENAME_WHITEOUT), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "e", 0755, &x, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "e", c, "h",
+				       RFS_RENAME_EXCHANGE), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "gone", 0755, &x, &st), 0);
+	assert_int_equal(rfs_fs_rmdir(fs, RFS_ROOT_NODE, "gone"), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "gone", 0644, &x, &st), 0);
+	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "gone"), 0);
+}
+
+/* Run fn on the volume tree of a closed pool, and commit. */
+static void with_volume(void (*fn)(rfs_pool *pool, rfs_tree *vol))
+{
+	rfs_pool *pool;
+	rfs_tree vol;
+	assert_int_equal(rfs_pool_open(g_pool, 0, &pool), 0);
+	rfs_pool_wrlock(pool);
+	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
+	fn(pool, &vol);
+	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_pool_commit_locked(pool), 0);
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+}
+
+static uint32_t volume_version(void)
+{
+	rfs_pool *pool;
+	rfs_tree vol;
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	assert_int_equal(rfs_pool_open(g_pool, RFS_OPEN_RDONLY, &pool), 0);
+	rfs_pool_rdlock(pool);
+	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+	return m.version;
+}
+
+/* What a pool of format 1 looks like: no 'P', version 1. */
+static void downgrade(rfs_pool *pool, rfs_tree *vol)
+{
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	assert_int_equal(rfs_tree_delete(pool, vol, "P", 1, 0), 0);
+	assert_int_equal(rfs_tree_lookup(pool, vol, "M", 1, &m, &ml, NULL), 0);
+	m.version = 1;
+	assert_int_equal(rfs_tree_put(pool, vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
+}
+
+static void test_index_kept_and_built(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	populate(fs);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(volume_version(), RFS_VOL_VERSION);
+	/* every mutation above kept the index exact */
+	assert_int_equal(fsck_pool(), 0);
+
+	with_volume(downgrade);
+	assert_int_equal(volume_version(), 1);
+	assert_int_equal(fsck_pool(), 0); /* format 1 is valid as it is */
+	/* read-only: usable, says what is missing, changes nothing */
+	g_log[0] = 0;
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
+	assert_non_null(strstr(g_log, "no inode index"));
+	rfs_nodeid x;
+	struct stat st;
+	assert_int_equal(rfs_fs_resolve(fs, "fifo", &x, &st), 0);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(volume_version(), 1);
+	/* read-write: the index is built once, logged */
+	g_log[0] = 0;
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	/* a/g (now linked: in the table, not indexed), a, b2, c, fifo, h, s,
+	 * c/h's whiteout and the exchanged directory: 8 names */
+	assert_non_null(strstr(g_log, "built the inode index of volume 1 (format 1 -> 2): 8 names"));
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(volume_version(), RFS_VOL_VERSION);
+	assert_int_equal(fsck_pool(), 0);
+	g_log[0] = 0;
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_null(strstr(g_log, "inode index")); /* only once */
+	/* and kept from then on */
+	assert_int_equal(rfs_fs_resolve(fs, "b2/c", &x, &st), 0);
+	rfs_nodeid y;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, x, "new", 0644, &y, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, x, "new", RFS_ROOT_NODE, "new2", 0), 0);
+	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "fifo"), 0);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fsck_pool(), 0);
+}
+
+static uint64_t g_victim;
+
+static void drop_backref(rfs_pool *pool, rfs_tree *vol)
+{
+	uint64_t root;
+	size_t vl = sizeof(root);
+	uint8_t key[9] = {'B'};
+	assert_int_equal(rfs_tree_lookup_mut(pool, vol, "P", 1, &root, &vl, NULL), 0);
+	rfs_tree idx = {root, RFS_OWNER_INDEX};
+	for (int i = 0; i < 8; i++)
+		key[1 + i] = (uint8_t)(g_victim >> (56 - 8 * i));
+	assert_int_equal(rfs_tree_delete(pool, &idx, key, 9, 0), 0);
+	root = idx.root;
+	assert_int_equal(rfs_tree_put(pool, vol, "P", 1, &root, sizeof(root), RFS_ITEM_TREE,
+				      RFS_PUT_REPLACE | RFS_KEEP_REFS), 0);
+}
+
+static void put_backref(rfs_pool *pool, rfs_tree *vol, uint64_t ino, uint64_t parent,
+			const char *name)
+{
+	uint64_t root;
+	size_t vl = sizeof(root);
+	uint8_t key[9] = {'B'}, val[64];
+	assert_int_equal(rfs_tree_lookup_mut(pool, vol, "P", 1, &root, &vl, NULL), 0);
+	rfs_tree idx = {root, RFS_OWNER_INDEX};
+	for (int i = 0; i < 8; i++)
+		key[1 + i] = (uint8_t)(ino >> (56 - 8 * i));
+	memcpy(val, &parent, 8);
+	memcpy(val + 8, name, strlen(name));
+	assert_int_equal(rfs_tree_put(pool, &idx, key, 9, val, 8 + strlen(name), 0,
+				      RFS_PUT_UPSERT), 0);
+	root = idx.root;
+	assert_int_equal(rfs_tree_put(pool, vol, "P", 1, &root, sizeof(root), RFS_ITEM_TREE,
+				      RFS_PUT_REPLACE | RFS_KEEP_REFS), 0);
+}
+
+static void stray_backref(rfs_pool *pool, rfs_tree *vol)
+{
+	put_backref(pool, vol, 999999, 1, "nowhere");
+}
+
+static void wrong_backref(rfs_pool *pool, rfs_tree *vol)
+{
+	put_backref(pool, vol, g_victim, 1, "elsewhere");
+}
+
+static void test_index_fsck(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d, f;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "f", 0644, &f, &st), 0);
+	g_victim = st.st_ino & ((1ull << 48) - 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fsck_pool(), 0);
+
+	with_volume(drop_backref);
+	assert_int_equal(fsck_pool(), 1);
+	assert_true(fsck_said("/d/f: inode"));
+	assert_true(fsck_said("is missing from the inode index"));
+
+	with_volume(wrong_backref);
+	assert_int_equal(fsck_pool(), 2); /* a wrong pointer, and nothing reached by it */
+	assert_true(fsck_said("the inode index names inode"));
+	assert_true(fsck_said("is not reached by that name"));
+
+	with_volume(drop_backref);
+	with_volume(stray_backref);
+	assert_int_equal(fsck_pool(), 2);
+	assert_true(fsck_said("inode 999999 (\"nowhere\" in directory inode 1) is not reached"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_index_kept_and_built),
+		cmocka_unit_test(test_index_fsck),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
