@@ -172,6 +172,10 @@ int rfs_ref_dec(rfs_pool *pool, uint64_t start, uint64_t n);
 int rfs_catalog_get(rfs_pool *pool, uint64_t id, rfs_tree *t);
 int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t);
 int rfs_catalog_del(rfs_pool *pool, uint64_t id);
+/* The first catalog entry with an id >= from: *id and *t receive it
+ * (t as rfs_catalog_get gives it).  -ENOENT when there is none.  For
+ * walks over every tree (scrub); needs at least the read lock. */
+int rfs_catalog_next(rfs_pool *pool, uint64_t from, uint64_t *id, rfs_tree *t);
 
 /* ---- consistency check (core of fsck) ------------------------------------ */
 

@@ -3,6 +3,7 @@
  * ids to tree roots (RFS_ITEM_TREE values), so that trees survive commits.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "tree/tree_internal.h"
 
@@ -63,5 +64,36 @@ int rfs_catalog_del(rfs_pool *pool, uint64_t id)
 	be64_put(key, id);
 	ret = rfs_tree_delete(pool, &cat, key, 8, 0);
 	rfs_pool_set_root(pool, RFS_ROOT_CATALOG, cat.root);
+	return ret;
+}
+
+int rfs_catalog_next(rfs_pool *pool, uint64_t from, uint64_t *id, rfs_tree *t)
+{
+	rfs_tree cat = cat_tree(pool);
+	rfs_cursor *c;
+	const void *k, *v;
+	size_t klen, vlen;
+	struct cat_val cv;
+	uint8_t key[8];
+	int ret;
+
+	if (!cat.root)
+		return -ENOENT;
+	ret = rfs_cursor_open(pool, &cat, &c);
+	if (ret)
+		return ret;
+	be64_put(key, from);
+	ret = rfs_cursor_seek(c, key, 8, 1);
+	if (!ret)
+		ret = rfs_cursor_get(c, &k, &klen, &v, &vlen, NULL);
+	if (!ret && (klen != 8 || vlen != sizeof(cv)))
+		ret = -EUCLEAN;
+	if (!ret) {
+		memcpy(&cv, v, sizeof(cv));
+		*id = be64_get(k);
+		t->root = cv.root;
+		t->owner = cv.owner;
+	}
+	rfs_cursor_close(c);
 	return ret;
 }

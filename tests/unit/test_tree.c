@@ -165,6 +165,8 @@ static void test_empty(void **state)
 	rfs_tree x;
 	RC(rfs_catalog_get(c->pool, 1, &x), -ENOENT);
 	RC(rfs_catalog_del(c->pool, 1), -ENOENT);
+	uint64_t cid;
+	RC(rfs_catalog_next(c->pool, 0, &cid, &x), -ENOENT);
 	/* one item, then none */
 	uint64_t u0 = used(c);
 	OK(rfs_tree_put(c->pool, &t, "k", 1, "v", 1, 0, RFS_PUT_INSERT));
@@ -1147,6 +1149,21 @@ static void test_catalog(void **state)
 	}
 	rfs_tree x;
 	RC(rfs_catalog_get(c->pool, 3, &x), -ENOENT);
+	/* walking the ids in order (scrub visits every volume so) */
+	uint64_t id = 0, from = 0;
+	for (int i = 0; i < 6; i++) {
+		OK(rfs_catalog_next(c->pool, from, &id, &x));
+		EQ_U64(id, ids[i]);
+		EQ_U64(x.owner, RFS_OWNER_USER + (uint64_t)i);
+		EQ_U64(x.root, load(c, ids[i]).root);
+		from = id + 1;
+	}
+	OK(rfs_catalog_next(c->pool, 3, &id, &x));
+	EQ_U64(id, 255);
+	OK(rfs_catalog_next(c->pool, UINT64_MAX, &id, &x));
+	EQ_U64(id, UINT64_MAX);
+	RC(rfs_catalog_next(c->pool, (1ull << 40) + 1, &id, &x), 0);
+	EQ_U64(id, UINT64_MAX);
 	tu_commit(c);
 	CHECK_CLEAN(c);
 	/* uncommitted changes vanish on close */
