@@ -356,6 +356,90 @@ int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name);
  */
 int rfs_fs_find_ino(rfs_fs *fs, uint64_t st_ino, rfs_nodeid *out);
 
+/* ---- scrub: read and verify every data block in use ---------------------- */
+
+/*
+ * A scrub walks every volume listed in the catalog (the namespace from
+ * the root, then the volume's link table of hard-linked inodes), reads
+ * every data block the files use and verifies it against the crc32c its
+ * extent record carries, and records every damaged block with every file
+ * that uses it (a cloned block: each clone; a hard-linked inode: each of
+ * its names).  Tree nodes are verified as the walk reads them.
+ *
+ * It runs in steps: each rfs_scrub_step holds the pool's read lock for a
+ * bounded amount of work and releases it, so a mounted filesystem keeps
+ * serving.  The position between steps is a path of keys (volume id,
+ * directory entry keys, file key), re-resolved from the volume root at
+ * every step, so writers may change anything in between: a directory
+ * removed meanwhile is skipped, and a file renamed across the position
+ * may be visited twice or not at all (blocks written while the scrub
+ * runs were checksummed as they were written).  Every block is verified
+ * against the record that references it at that moment, so concurrent
+ * changes never show up as damage.
+ *
+ * One rfs_scrub must not be stepped from two threads at once.
+ */
+typedef struct rfs_scrub rfs_scrub;
+
+/* Progress and summary (all counts since rfs_scrub_begin). */
+struct rfs_scrub_stats {
+	uint64_t data_blocks;    /* distinct data blocks read and verified */
+	uint64_t damaged_blocks; /* of them: unreadable or failing their checksum */
+	uint64_t files_affected; /* distinct inodes using a damaged block */
+	uint64_t meta_errors;    /* trees (volume, directory, file) not readable */
+	uint64_t volumes;        /* volumes walked */
+	uint64_t dirs;           /* directories walked */
+	uint64_t files;          /* files, symlinks and other inodes visited */
+	uint64_t used_blocks;    /* blocks in use when the scrub began (progress) */
+	uint64_t records;        /* entries of the report (rfs_scrub_record) */
+	uint32_t done;           /* 1 once every volume was walked */
+	uint32_t pad;
+};
+
+/* Kinds of report entries. */
+enum {
+	RFS_SCRUB_DATA = 1, /* a damaged data block and one file using it */
+	RFS_SCRUB_META = 2, /* a tree that could not be read (the log names the block) */
+};
+
+/* One entry of the report: a damaged block and one of its users (a block
+ * with several users has one entry each), or a tree that could not be
+ * read.  Entries come sorted by kind, block, volume and path. */
+struct rfs_scrub_record {
+	uint32_t kind;    /* RFS_SCRUB_DATA or RFS_SCRUB_META */
+	int32_t err;      /* -EBADMSG: checksum mismatch; -EIO etc.: read error */
+	uint64_t blocknr; /* DATA: the pool block; META: 0 */
+	uint64_t volume;  /* catalog id of the volume */
+	uint64_t ino;     /* inode number in the volume (0: not known) */
+	uint64_t offset;  /* DATA: byte offset of the block in the file */
+	const char *path; /* "/dir/name" inside the volume; "" for the volume
+			   * itself; NULL for an inode without a name found
+			   * (e.g. unlinked while open).  Valid until
+			   * rfs_scrub_end. */
+};
+
+/* Start a scrub of fs (mounted or opened read-only). */
+int rfs_scrub_begin(rfs_fs *fs, rfs_scrub **out);
+
+/*
+ * Do up to about budget units of work (one unit per data block read or
+ * item visited) under the pool's read lock, then release it.  Before
+ * taking the read lock it lets a writer that is waiting go first.
+ * Returns 1 while work remains, 0 once the walk is done, or a negative
+ * errno when the scrub cannot go on (-ENOMEM; damage is never an error).
+ */
+int rfs_scrub_step(rfs_scrub *s, uint64_t budget);
+
+/* Progress and summary so far. */
+void rfs_scrub_get_stats(rfs_scrub *s, struct rfs_scrub_stats *st);
+
+/* Report entry i (0 <= i < records) of a finished scrub; -ENOENT past
+ * the end, -EBUSY while the walk is not done. */
+int rfs_scrub_record(rfs_scrub *s, uint64_t i, struct rfs_scrub_record *out);
+
+/* Free the scrub. */
+void rfs_scrub_end(rfs_scrub *s);
+
 /* ---- ioctls on files of a mounted reflinkfs ------------------------------ */
 
 #include <linux/ioctl.h>

@@ -29,8 +29,8 @@ size_t ext_key(uint8_t *key, uint64_t lblk)
 	return 9;
 }
 
-static int ext_decode(const uint8_t *key, size_t kl, const void *val, size_t vl,
-		      struct rfs_ext *e)
+int ext_decode(const uint8_t *key, size_t kl, const void *val, size_t vl,
+	       struct rfs_ext *e)
 {
 	struct rfs_extent h;
 	if (kl != 9 || key[0] != 'E' || vl < RFS_EXT_HDR)

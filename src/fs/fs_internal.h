@@ -299,6 +299,9 @@ int ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
 		struct rfs_ext *out, int max);
 int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got);
 size_t ext_key(uint8_t *key, uint64_t lblk);
+/* Decode an 'E' item into e; -EUCLEAN when malformed. */
+int ext_decode(const uint8_t *key, size_t kl, const void *val, size_t vl,
+	       struct rfs_ext *e);
 
 /* ---- xattrs (xattr.c) ---- */
 /* Copy all 'X' items of src into memory / back (clone keeps dst's). */
