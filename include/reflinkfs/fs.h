@@ -482,6 +482,45 @@ struct rfs_ioc_extents {
  * daemon).  On any file or directory of the mount. */
 #define RFS_IOC_SYNC _IO('R', 4)
 
+/*
+ * Scrub the whole mount (`reflinkfs scrub`), in steps.  Issued on a
+ * directory of the mount (the mount point) that the caller opened: the
+ * scrub belongs to that open directory, the first step starts it, and
+ * closing the directory ends it (also when the caller dies).  Each step
+ * works for a bounded time (about 0.2 s), holding the pool's read lock
+ * only in short pieces, and returns the progress; repeat until st.done,
+ * then fetch the report with RFS_IOC_SCRUB_REPORT.  Only root and the
+ * user who mounted may scrub (the report names every file): -EPERM.
+ */
+struct rfs_ioc_scrub_step {
+	struct rfs_scrub_stats st; /* out */
+};
+#define RFS_IOC_SCRUB_STEP _IOR('R', 5, struct rfs_ioc_scrub_step)
+
+/* A page of the report of a finished scrub, from entry `first`: count
+ * entries packed in buf, each a struct rfs_ioc_scrub_rec followed by
+ * pathlen bytes of path (no NUL), the whole padded to 8 bytes.  count 0:
+ * past the end.  Paths longer than RFS_IOC_SCRUB_PATH_MAX are cut. */
+#define RFS_IOC_SCRUB_PAGE 12288
+#define RFS_IOC_SCRUB_PATH_MAX 4096
+struct rfs_ioc_scrub_rec {
+	uint32_t kind;    /* RFS_SCRUB_DATA / RFS_SCRUB_META */
+	int32_t err;      /* as in struct rfs_scrub_record */
+	uint64_t blocknr;
+	uint64_t volume;
+	uint64_t ino;
+	uint64_t offset;
+	uint32_t pathlen; /* bytes of path following */
+	uint32_t flags;   /* 1: no name known (path empty) */
+};
+struct rfs_ioc_scrub_report {
+	uint64_t first; /* in: first entry wanted */
+	uint32_t count; /* out: entries in buf */
+	uint32_t pad;
+	uint8_t buf[RFS_IOC_SCRUB_PAGE];
+};
+#define RFS_IOC_SCRUB_REPORT _IOWR('R', 6, struct rfs_ioc_scrub_report)
+
 /* ---- whole filesystem --------------------------------------------------- */
 
 /* Space and inode figures, in RFS_BLOCK_SIZE blocks. */

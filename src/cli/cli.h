@@ -16,6 +16,12 @@ int cmd_clone(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_scrub(int argc, char **argv);
+
+/* fsck --data: read and verify every data block of the (unmounted) pool,
+ * printing each damaged block with its files and a summary.  Returns the
+ * number of problems found (0 = clean) or a negative errno (printed). */
+long cli_fsck_data(const char *pool);
 
 /* Mount helper mode (argv[0] is mount.fuse.reflinkfs): POOL MNT [-o opts]. */
 int cmd_mount_helper(int argc, char **argv);

@@ -24,12 +24,15 @@ enum {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: reflinkfs fsck POOL\n\n"
+	fprintf(f, "usage: reflinkfs fsck [--data] POOL\n\n"
 		   "Check an unmounted pool, read-only: the four superblock copies, every\n"
 		   "tree, checksum, reference count and allocation, and the filesystem's\n"
 		   "records and link counts.  Prints the superblock in use and one line per\n"
 		   "problem.  fsck changes nothing; a read-write mount rewrites damaged or\n"
-		   "stale superblock copies (and logs it).\n\n"
+		   "stale superblock copies (and logs it).  File data is not read unless:\n\n"
+		   "  --data  also read every data block in use and verify its checksum,\n"
+		   "          naming every file that uses a damaged block, each damaged\n"
+		   "          block one problem (what `reflinkfs scrub` does on a mount)\n\n"
 		   "Exit status (added together when several apply):\n"
 		   "  0   clean\n"
 		   "  1   a superblock copy is damaged or out of date; nothing is lost and\n"
@@ -59,11 +62,12 @@ int cmd_fsck(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc != 2) {
+	bool data = argc == 3 && !strcmp(argv[1], "--data");
+	if (argc != 2 + data) {
 		usage(stderr);
 		return FSCK_USAGE;
 	}
-	const char *pool = argv[1];
+	const char *pool = argv[1 + data];
 	int fd = cli_lock_pool(pool, false, "fsck");
 	if (fd < 0)
 		return FSCK_FAILED;
@@ -77,6 +81,10 @@ int cmd_fsck(int argc, char **argv)
 	if (have_super)
 		rfs_log_set_level(RFS_LOG_ERR);
 	long n = rfs_fs_fsck(pool, report, (void *)pool);
+	if (n >= 0 && data) {
+		long d = cli_fsck_data(pool);
+		n = d < 0 ? d : n + d;
+	}
 	close(fd);
 	if (n < 0) {
 		fprintf(stderr, "reflinkfs fsck: cannot check %s: %s\n", pool, strerror((int)-n));

@@ -24,6 +24,7 @@ static const struct {
 	{"stat", cmd_stat, "show a file's extents and how many blocks are shared"},
 	{"sync", cmd_sync, "make everything written to a mount durable"},
 	{"fsck", cmd_fsck, "check an unmounted pool"},
+	{"scrub", cmd_scrub, "read and verify every data block of a mount"},
 };
 
 static void usage(FILE *f)

@@ -328,10 +328,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int ret = rfs_fs_getattr(FS(req), ino, &st);
 	if (!ret && !S_ISDIR(st.st_mode))
 		ret = -ENOTDIR;
-	if (ret)
+	if (ret) {
 		fuse_reply_err(req, -ret);
-	else
-		fuse_reply_open(req, fi);
+		return;
+	}
+	fi->fh = rfs_fuse_dir_handle(); /* names the scrub started on it */
+	fuse_reply_open(req, fi);
 }
 
 struct dirbuf {
@@ -398,8 +400,14 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	(void)fi;
+	rfs_fuse_scrub_release(fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+static void op_destroy(void *userdata)
+{
+	(void)userdata;
+	rfs_fuse_scrub_release_all();
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -565,6 +573,12 @@ static int check_src_fd(pid_t pid, int64_t fd, uint64_t ino)
 	return 0;
 }
 
+static mode_t ino_mode(fuse_req_t req, fuse_ino_t ino)
+{
+	struct stat st;
+	return rfs_fs_getattr(FS(req), ino, &st) ? 0 : st.st_mode;
+}
+
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		     size_t in_bufsz, size_t out_bufsz)
@@ -639,6 +653,21 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		free(x);
 		return;
 	}
+	case RFS_IOC_SCRUB_STEP:
+	case RFS_IOC_SCRUB_REPORT: {
+		/* On a directory handle only (where opendir put a handle). */
+		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
+		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		if (!ret)
+			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, in_buf,
+						   in_bufsz, out, out_bufsz);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, out, out_bufsz);
+		free(out);
+		return;
+	}
 	case RFS_IOC_SYNC: {
 		int ret = rfs_fs_sync(FS(req));
 		if (ret)
@@ -654,6 +683,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 
 const struct fuse_lowlevel_ops rfs_fuse_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,

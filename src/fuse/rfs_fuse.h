@@ -40,6 +40,18 @@ struct rfs_mount {
  * returns 0 or a negative errno (O_TMPFILE then fails with EOPNOTSUPP). */
 int rfs_fuse_tmpfile_setup(struct fuse_session *se);
 
+/* ---- online scrub (scrub.c) ---- */
+/* A new file handle for an opened directory (scrubs are found by it). */
+uint64_t rfs_fuse_dir_handle(void);
+/* RFS_IOC_SCRUB_STEP / RFS_IOC_SCRUB_REPORT on the directory handle fh:
+ * 0 with out filled, or a negative errno. */
+int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
+			 const void *in, size_t in_size, void *out, size_t out_size);
+/* The directory handle fh was closed: end its scrub, if any. */
+void rfs_fuse_scrub_release(uint64_t fh);
+/* End every scrub (the session is going away). */
+void rfs_fuse_scrub_release_all(void);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);

@@ -1,0 +1,223 @@
+/*
+ * Online scrub through ioctls on an open directory of the mount
+ * (RFS_IOC_SCRUB_STEP, RFS_IOC_SCRUB_REPORT; see fs.h).  A scrub belongs
+ * to the open directory it was started on, found by the directory's file
+ * handle (every opendir gets a handle of its own); releasedir ends it, so
+ * a `reflinkfs scrub` that is interrupted or killed leaves nothing behind.
+ *
+ * Each step works for about STEP_NS, in pieces of PIECE units under the
+ * pool's read lock (rfs_scrub_step), so one FUSE worker is busy at most
+ * that long and writers wait at most one piece.
+ */
+#include "fuse/rfs_fuse.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reflinkfs/log.h"
+
+#define STEP_NS 200000000ll /* 0.2 s of work per ioctl */
+#define PIECE 256           /* units per read-lock hold (about 1 MiB) */
+#define LOG_MAX 100         /* damage lines logged per scrub */
+
+struct session {
+	uint64_t fh;
+	rfs_scrub *scrub;
+	pthread_mutex_t lock; /* one step at a time; held while stepping */
+	struct session *next;
+};
+
+/* The sessions of this daemon (one mount per process).  g_lock protects
+ * the list and g_next_fh; a session's fields belong to whoever holds its
+ * lock, taken while g_lock is held, so releasedir cannot free it under a
+ * running step. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct session *g_sessions;
+static uint64_t g_next_fh = 1;
+
+uint64_t rfs_fuse_dir_handle(void)
+{
+	pthread_mutex_lock(&g_lock);
+	uint64_t fh = g_next_fh++;
+	pthread_mutex_unlock(&g_lock);
+	return fh;
+}
+
+static void session_free(struct session *s)
+{
+	rfs_scrub_end(s->scrub);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void rfs_fuse_scrub_release(uint64_t fh)
+{
+	pthread_mutex_lock(&g_lock);
+	struct session **pp = &g_sessions, *s;
+	while (*pp && (*pp)->fh != fh)
+		pp = &(*pp)->next;
+	s = *pp;
+	if (s)
+		*pp = s->next;
+	pthread_mutex_unlock(&g_lock);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock); /* a running step finishes first */
+	pthread_mutex_unlock(&s->lock);
+	session_free(s);
+}
+
+void rfs_fuse_scrub_release_all(void)
+{
+	pthread_mutex_lock(&g_lock);
+	struct session *s = g_sessions;
+	g_sessions = NULL;
+	pthread_mutex_unlock(&g_lock);
+	while (s) {
+		struct session *next = s->next;
+		session_free(s);
+		s = next;
+	}
+}
+
+/* The session of fh, locked (created when create is set); NULL with
+ * *err set otherwise. */
+static struct session *session_get(rfs_fs *fs, uint64_t fh, bool create, int *err)
+{
+	pthread_mutex_lock(&g_lock);
+	struct session *s = g_sessions;
+	while (s && s->fh != fh)
+		s = s->next;
+	if (!s && create) {
+		s = calloc(1, sizeof(*s));
+		*err = s ? rfs_scrub_begin(fs, &s->scrub) : -ENOMEM;
+		if (*err) {
+			free(s);
+			s = NULL;
+		} else {
+			s->fh = fh;
+			pthread_mutex_init(&s->lock, NULL);
+			s->next = g_sessions;
+			g_sessions = s;
+		}
+	} else if (!s) {
+		*err = -ENOENT;
+	} else if (pthread_mutex_trylock(&s->lock)) {
+		*err = -EBUSY; /* another thread of the caller is stepping */
+		s = NULL;
+	} else {
+		pthread_mutex_unlock(&g_lock);
+		return s;
+	}
+	if (s)
+		pthread_mutex_lock(&s->lock);
+	pthread_mutex_unlock(&g_lock);
+	return s;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* The scrub just finished: leave its outcome in the daemon's log. */
+static void log_outcome(rfs_scrub *sc, const struct rfs_scrub_stats *st)
+{
+	struct rfs_scrub_record r;
+	int level = st->damaged_blocks || st->meta_errors ? RFS_LOG_ERR : RFS_LOG_INFO;
+	rfs_log(level, "scrub: %llu data blocks checked, %llu damaged (%llu files affected), %llu unreadable trees",
+		(unsigned long long)st->data_blocks, (unsigned long long)st->damaged_blocks,
+		(unsigned long long)st->files_affected, (unsigned long long)st->meta_errors);
+	for (uint64_t i = 0; i < LOG_MAX && rfs_scrub_record(sc, i, &r) == 0; i++) {
+		if (r.kind == RFS_SCRUB_DATA)
+			rfs_log(RFS_LOG_ERR, "scrub: volume %llu: data block %llu: %s: %s at offset %llu",
+				(unsigned long long)r.volume, (unsigned long long)r.blocknr,
+				r.err == -EBADMSG ? "checksum mismatch" : strerror(-r.err),
+				r.path ? r.path : "(unnamed inode)", (unsigned long long)r.offset);
+		else
+			rfs_log(RFS_LOG_ERR, "scrub: volume %llu: tree of %s unreadable: %s",
+				(unsigned long long)r.volume, r.path && *r.path ? r.path : "(volume)",
+				strerror(-r.err));
+	}
+}
+
+static int scrub_step(rfs_fs *fs, uint64_t fh, struct rfs_ioc_scrub_step *out)
+{
+	int ret;
+	struct session *s = session_get(fs, fh, true, &ret);
+	if (!s)
+		return ret;
+	int64_t start = now_ns();
+	bool was_done;
+	rfs_scrub_get_stats(s->scrub, &out->st);
+	was_done = out->st.done;
+	do
+		ret = rfs_scrub_step(s->scrub, PIECE);
+	while (ret == 1 && now_ns() - start < STEP_NS);
+	rfs_scrub_get_stats(s->scrub, &out->st);
+	if (ret >= 0 && out->st.done && !was_done)
+		log_outcome(s->scrub, &out->st);
+	pthread_mutex_unlock(&s->lock);
+	return ret < 0 ? ret : 0;
+}
+
+static int scrub_report(uint64_t fh, struct rfs_ioc_scrub_report *rep)
+{
+	int ret;
+	struct session *s = session_get(NULL, fh, false, &ret);
+	if (!s)
+		return ret == -ENOENT ? -EINVAL : ret; /* no scrub on this handle */
+	struct rfs_scrub_record r;
+	size_t used = 0;
+	uint64_t i = rep->first;
+	rep->count = 0;
+	while ((ret = rfs_scrub_record(s->scrub, i, &r)) == 0) {
+		size_t plen = r.path ? strlen(r.path) : 0;
+		if (plen > RFS_IOC_SCRUB_PATH_MAX)
+			plen = RFS_IOC_SCRUB_PATH_MAX;
+		size_t need = (sizeof(struct rfs_ioc_scrub_rec) + plen + 7) & ~(size_t)7;
+		if (used + need > sizeof(rep->buf))
+			break;
+		struct rfs_ioc_scrub_rec h = {
+			.kind = r.kind, .err = r.err, .blocknr = r.blocknr, .volume = r.volume,
+			.ino = r.ino, .offset = r.offset, .pathlen = (uint32_t)plen,
+			.flags = r.path ? 0 : 1,
+		};
+		memcpy(rep->buf + used, &h, sizeof(h));
+		memcpy(rep->buf + used + sizeof(h), r.path ? r.path : "", plen);
+		used += need;
+		rep->count++;
+		i++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret == -EBUSY ? -EBUSY : 0; /* -EBUSY: the walk is not done */
+}
+
+int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
+			 const void *in, size_t in_size, void *out, size_t out_size)
+{
+	/* The report names every file of the mount: root or the owner. */
+	if (ctx->uid != 0 && ctx->uid != getuid())
+		return -EPERM;
+	if (cmd == RFS_IOC_SCRUB_STEP) {
+		if (out_size < sizeof(struct rfs_ioc_scrub_step))
+			return -EINVAL;
+		memset(out, 0, sizeof(struct rfs_ioc_scrub_step));
+		return scrub_step(fs, fh, out);
+	}
+	if (in_size < sizeof(struct rfs_ioc_scrub_report) ||
+	    out_size < sizeof(struct rfs_ioc_scrub_report))
+		return -EINVAL;
+	struct rfs_ioc_scrub_report *rep = out;
+	uint64_t first;
+	memcpy(&first, in, sizeof(first));
+	memset(rep, 0, sizeof(*rep));
+	rep->first = first;
+	return scrub_report(fh, rep);
+}
