@@ -6,7 +6,8 @@
  * and tests drive the same calls directly.
  *
  * Addressing.  Inodes are addressed by node ids, exactly like FUSE
- * low-level node ids: RFS_ROOT_NODE is the root directory; every call that
+ * low-level node ids: RFS_ROOT_NODE is the root directory, any other
+ * inode's node id is its st_ino (see rfs_fs_lookup_ino); every call that
  * returns a node id (lookup, create, mkdir, mknod, symlink, link) adds one
  * lookup reference to it, which the caller gives back with
  * rfs_fs_forget().  A node id stays valid while it has lookup references
@@ -439,6 +440,24 @@ int rfs_scrub_record(rfs_scrub *s, uint64_t i, struct rfs_scrub_record *out);
 
 /* Free the scrub. */
 void rfs_scrub_end(rfs_scrub *s);
+/* Generation of every inode but the root (0): inode numbers are never
+ * reused within a volume. */
+#define RFS_GENERATION 1u
+
+/*
+ * Find an inode by its st_ino and generation, whether or not a node of it
+ * is known (what a file handle needs: open_by_handle_at, NFS): through the
+ * node table, the link table, or the volume's back-pointer index.  +1
+ * lookup reference on *out.  -ESTALE when the inode is gone, its
+ * generation differs, or st_ino is not of this volume.
+ *
+ * The same happens when rfs_fs_lookup is asked for "." or ".." of a node
+ * id it does not know: node ids are (volume << 48) | inode number (the
+ * st_ino; RFS_ROOT_NODE for the root), stable across remounts, so a node
+ * id the kernel kept in a file handle still names its inode.
+ */
+int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
+		      rfs_nodeid *out, struct stat *st);
 
 /* ---- ioctls on files of a mounted reflinkfs ------------------------------ */
 

@@ -76,6 +76,39 @@ static int dir_entry_read(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	return ret;
 }
 
+/* LOOKUP(id, ".") or (id, "..") for a node id the node table does not
+ * hold (file handles: the kernel's export operations).  Pool read lock
+ * held. */
+static int lookup_forgotten(rfs_fs *fs, rfs_nodeid id, bool dotdot, rfs_nodeid *out,
+			    struct stat *st)
+{
+	struct rfs_node *n;
+	struct rfs_irec r;
+	uint64_t ino = node_id_ino(fs, id);
+	if (!ino)
+		return -ESTALE;
+	int ret = node_resolve(fs, ino, &n, &r);
+	if (ret)
+		return ret;
+	if (dotdot) {
+		struct rfs_node *up = n->parent ? n->parent : n;
+		ret = inode_read(fs, up, &r);
+		if (!ret) {
+			pthread_mutex_lock(&fs->nlock);
+			up->nlookup++;
+			pthread_mutex_unlock(&fs->nlock);
+		}
+		node_unref(fs, n->id);
+		if (ret)
+			return ret;
+		n = up;
+	}
+	*out = n->id;
+	if (st)
+		rec_to_stat(fs, &r, st);
+	return 0;
+}
+
 int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		  rfs_nodeid *out, struct stat *st)
 {
@@ -86,6 +119,12 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		return ret;
 	rfs_pool_rdlock(fs->pool);
 	struct rfs_node *dn = node_get(fs, parent);
+	if (!dn && is_dot(name)) {
+		/* A node id from a file handle, of an inode the node table
+		 * forgot (or from before a remount): find it by number. */
+		ret = lookup_forgotten(fs, parent, name[1] == '.', out, st);
+		goto out;
+	}
 	if (!dn) {
 		ret = -ESTALE;
 		goto out;

@@ -52,6 +52,20 @@ static int table_grow(rfs_fs *fs)
 	return 0;
 }
 
+rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t ino)
+{
+	return ino == fs->root_ino ? RFS_ROOT_NODE : (fs->volid << 48) | ino;
+}
+
+uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id)
+{
+	if (id == RFS_ROOT_NODE)
+		return fs->root_ino;
+	if ((id >> 48) != fs->volid)
+		return 0;
+	return id & ((1ull << 48) - 1);
+}
+
 static struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
 {
 	for (struct rfs_node *n = fs->by_id[hash64(id, fs->cap)]; n; n = n->next_id)
@@ -163,12 +177,20 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		pthread_mutex_unlock(&fs->nlock);
 		return NULL;
 	}
+	if (node_get_locked(fs, node_id_of(fs, ino))) {
+		/* A node of this inode whose record is gone (dead): inode
+		 * numbers are never reused, so this is a damaged tree. */
+		rfs_log(RFS_LOG_ERR, "%s: inode %llu was deleted but is reachable again",
+			rfs_pool_path(fs->pool), (unsigned long long)ino);
+		pthread_mutex_unlock(&fs->nlock);
+		return NULL;
+	}
 	n = calloc(1, sizeof(*n));
 	if (!n) {
 		pthread_mutex_unlock(&fs->nlock);
 		return NULL;
 	}
-	n->id = fs->next_id++;
+	n->id = node_id_of(fs, ino);
 	n->ino = ino;
 	n->nlookup = 1;
 	n->in_table = in_table;
@@ -217,7 +239,7 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 	 * grow), so a failed grow here costs speed, never correctness. */
 	if (fs->nnodes + 1 > fs->cap)
 		(void)table_grow(fs);
-	n->id = fs->next_id++;
+	n->id = node_id_of(fs, ino); /* a new inode: no node has this id */
 	n->ino = ino;
 	n->nlookup = 1;
 	if (parent) {
@@ -481,7 +503,6 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	fs->rdonly = flags & RFS_FS_RDONLY;
 	fs->volid = RFS_TOP_VOLUME;
 	pthread_mutex_init(&fs->nlock, NULL);
-	fs->next_id = RFS_ROOT_NODE + 1;
 	ret = table_grow(fs);
 	if (ret)
 		goto fail;
@@ -535,6 +556,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 		ret = -ENOMEM;
 		goto fail;
 	}
+	fs->root_ino = root.i.ino;
 	rn->id = RFS_ROOT_NODE;
 	rn->ino = root.i.ino;
 	rn->nlookup = 1;

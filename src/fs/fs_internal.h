@@ -160,7 +160,7 @@ struct rfs_fs {
 	pthread_mutex_t nlock; /* node table; taken after the pool lock */
 	struct rfs_node **by_id, **by_ino;
 	size_t cap, nnodes;
-	uint64_t next_id;
+	uint64_t root_ino; /* the volume root's inode number; set at open */
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -256,7 +256,23 @@ int bref_get(rfs_fs *fs, uint64_t ino, uint64_t *parent, char *name, size_t *len
  * the volume format 2.  Pool write lock held. */
 int bref_build(rfs_fs *fs);
 
+/* ---- finding an inode by number (handle.c) ---- */
+/* The node of inode ino, found in the node table, the link table or
+ * through the back-pointer index; +1 lookup on *out, its record in rec.
+ * -ESTALE when no such inode is reachable.  Pool read lock held. */
+int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_irec *rec);
+
 /* ---- node table (fs.c) ---- */
+/*
+ * Node ids are the inode's identity, not a counter: (volume << 48) | ino,
+ * which is also its st_ino, and RFS_ROOT_NODE for the volume root.  So a
+ * node id the kernel kept in a file handle names the same inode after the
+ * node was forgotten and across remounts (inode numbers are never reused).
+ */
+rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t ino);
+/* The inode number a node id stands for; 0 when it is not one of this
+ * volume's. */
+uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id);
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */
 struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino); /* nlock held */
 /* Find or make the node for (ino) reached as parent/name; +1 lookup. */

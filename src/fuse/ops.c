@@ -35,6 +35,14 @@ static void ctx_of(fuse_req_t req, struct rfs_ctx *c)
 	c->umask = fc->umask;
 }
 
+/* What the kernel keeps in file handles next to the node id; the root's
+ * is 0 (the kernel made its inode with 0 at mount, and a reply with
+ * another one would mark it stale). */
+static uint64_t generation_of(rfs_nodeid n)
+{
+	return n == RFS_ROOT_NODE ? 0 : RFS_GENERATION;
+}
+
 static void reply_entry(fuse_req_t req, int ret, rfs_nodeid n, const struct stat *st)
 {
 	if (ret) {
@@ -44,7 +52,7 @@ static void reply_entry(fuse_req_t req, int ret, rfs_nodeid n, const struct stat
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n;
-	e.generation = 1;
+	e.generation = generation_of(n);
 	e.attr = *st;
 	e.attr_timeout = M(req)->timeout;
 	e.entry_timeout = M(req)->timeout;
@@ -74,6 +82,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * apply the umask ourselves (DONT_MASK) when there is none. */
 	if (m->acl && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK))
 		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+	/* File handles (open_by_handle_at, NFS) survive the kernel
+	 * forgetting the inode: it then asks LOOKUP(node id, "."), which
+	 * the fs answers by inode number. */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	if (conn->capable & FUSE_CAP_IOCTL_DIR)
 		conn->want |= FUSE_CAP_IOCTL_DIR;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -260,7 +273,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n;
-	e.generation = 1;
+	e.generation = generation_of(n);
 	e.attr = st;
 	e.attr_timeout = M(req)->timeout;
 	e.entry_timeout = M(req)->timeout;
@@ -352,7 +365,7 @@ static int dir_add(void *arg, const char *name, const struct stat *st, rfs_nodei
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
 		e.ino = node;
-		e.generation = 1;
+		e.generation = generation_of(node);
 		e.attr = *st;
 		e.attr_timeout = M(d->req)->timeout;
 		e.entry_timeout = M(d->req)->timeout;

@@ -80,7 +80,7 @@ static void do_tmpfile(struct rfs_mount *m, int fd, const void *buf, size_t n)
 	} r;
 	memset(&r, 0, sizeof(r));
 	r.e.nodeid = node;
-	r.e.generation = 1;
+	r.e.generation = RFS_GENERATION;
 	r.e.entry_valid = r.e.attr_valid = (uint64_t)m->timeout;
 	r.e.entry_valid_nsec = r.e.attr_valid_nsec =
 		(uint32_t)((m->timeout - (double)r.e.entry_valid) * 1e9);

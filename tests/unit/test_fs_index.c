@@ -1,8 +1,9 @@
 /*
  * The back-pointer index (inode number -> parent and name) through the fs
  * API: built for a format 1 pool at its first read-write mount, kept by
- * every mutation (fsck checks it against the tree), and its damage
- * reported by fsck.
+ * every mutation (fsck checks it against the tree), its damage reported
+ * by fsck; and what it is for: finding an inode by number (file handles)
+ * after every node was forgotten, across remounts, renames and deletes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,11 +281,154 @@ static void test_index_fsck(void **state)
 	assert_true(fsck_said("inode 999999 (\"nowhere\" in directory inode 1) is not reached"));
 }
 
+static uint64_t ino_of(const struct stat *st)
+{
+	return (uint64_t)st->st_ino;
+}
+
+static void forget_all(rfs_fs *fs, rfs_nodeid *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		rfs_fs_forget(fs, ids[i], 1);
+	assert_int_equal(rfs_fs_node_count(fs), 1); /* the root only */
+}
+
+static void test_lookup_by_number(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a, b, c, f, l, x, ids[8];
+	struct stat st, fst, bst, lst, rst;
+	char buf[16];
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "a", 0755, &a, &st), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, a, "b", 0755, &b, &bst), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, b, "c", 0755, &c, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, c, "f", 0644, &f, &fst), 0);
+	assert_int_equal(rfs_fs_write(fs, f, "deep", 4, 0), 4);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, a, "l", 0644, &l, &lst), 0);
+	assert_int_equal(rfs_fs_link(fs, l, RFS_ROOT_NODE, "l2", &lst), 0);
+	assert_int_equal(rfs_fs_getattr(fs, RFS_ROOT_NODE, &rst), 0);
+	/* node ids are the inodes' identity */
+	assert_int_equal(f, ino_of(&fst));
+	assert_int_equal(b, ino_of(&bst));
+	ids[0] = a, ids[1] = b, ids[2] = c, ids[3] = f, ids[4] = l, ids[5] = l;
+	forget_all(fs, ids, 6);
+	assert_int_equal(rfs_fs_getattr(fs, f, &st), -ESTALE); /* forgotten */
+
+	/* by number: up the index, down the names */
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &x, &st), 0);
+	assert_int_equal(x, f);
+	assert_int_equal(st.st_ino, fst.st_ino);
+	assert_int_equal(rfs_fs_read(fs, x, buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "deep", 4);
+	assert_int_equal(rfs_fs_node_count(fs), 5); /* root, a, b, c, f */
+	rfs_nodeid y;
+	assert_int_equal(rfs_fs_lookup(fs, c, "..", &y, &st), 0); /* parents known */
+	assert_int_equal(y, b);
+	rfs_fs_forget(fs, y, 1);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_node_count(fs), 1); /* the chain went with it */
+	/* the kernel's way: LOOKUP(node id, ".") and (node id, "..") */
+	assert_int_equal(rfs_fs_lookup(fs, f, ".", &x, &st), 0);
+	assert_int_equal(x, f);
+	assert_int_equal(st.st_size, 4);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_lookup(fs, b, "..", &x, &st), 0);
+	assert_int_equal(x, a);
+	assert_true(S_ISDIR(st.st_mode));
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_node_count(fs), 1);
+	/* hard-linked: through the link table; the root; wrong ones */
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&lst), RFS_GENERATION, &x, &st), 0);
+	assert_int_equal(x, l);
+	assert_int_equal(st.st_nlink, 2);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&rst), 0, &x, &st), 0);
+	assert_int_equal(x, RFS_ROOT_NODE);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION + 1, &x, &st), -ESTALE);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst) + (1ull << 48), RFS_GENERATION, &x, &st),
+			 -ESTALE); /* another volume */
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst) + 1000, RFS_GENERATION, &x, &st),
+			 -ESTALE); /* never existed */
+	assert_int_equal(rfs_fs_lookup(fs, f + 1000, ".", &x, &st), -ESTALE);
+	assert_int_equal(rfs_fs_node_count(fs), 1);
+
+	/* across a remount */
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_lookup(fs, f, ".", &x, &st), 0);
+	assert_int_equal(x, f);
+	assert_int_equal(rfs_fs_read(fs, x, buf, sizeof(buf), 0), 4);
+	rfs_fs_forget(fs, x, 1);
+
+	/* after renames along the chain, and moving it into another dir */
+	assert_int_equal(rfs_fs_resolve(fs, "a", &a, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, a, "b", RFS_ROOT_NODE, "b2", 0), 0);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "z", 0755, &x, &st), 0);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_resolve(fs, "b2/c", &c, &st), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "z", &x, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, c, "f", x, "moved", 0), 0);
+	ids[0] = a, ids[1] = c, ids[2] = x;
+	forget_all(fs, ids, 3);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &x, &st), 0);
+	assert_int_equal(x, f);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_resolve(fs, "z/moved", &x, &st), 0);
+	assert_int_equal(x, f);
+	rfs_fs_forget(fs, x, 1);
+	/* deleted: ESTALE, also for the kernel's LOOKUP "." */
+	assert_int_equal(rfs_fs_resolve(fs, "z", &x, &st), 0);
+	assert_int_equal(rfs_fs_unlink(fs, x, "moved"), 0);
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &y, &st), -ESTALE);
+	assert_int_equal(rfs_fs_lookup(fs, f, ".", &y, &st), -ESTALE);
+	assert_int_equal(rfs_fs_node_count(fs), 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fsck_pool(), 0);
+}
+
+/* A back-pointer the tree does not confirm gives ESTALE, never another
+ * inode; a format 1 pool mounted read-only finds only known nodes. */
+static void test_lookup_by_number_damaged(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d, f, x;
+	struct stat st, fst;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "f", 0644, &f, &fst), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "elsewhere", 0644, &x, &st), 0);
+	g_victim = ino_of(&fst) & ((1ull << 48) - 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	with_volume(wrong_backref); /* f's back-pointer names /elsewhere */
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &x, &st), -ESTALE);
+	assert_int_equal(rfs_fs_node_count(fs), 1);
+	assert_int_equal(rfs_fs_resolve(fs, "d/f", &x, &st), 0); /* by name: fine */
+	rfs_fs_forget(fs, x, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	with_volume(drop_backref);
+	with_volume(downgrade);
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &x, &st), -ESTALE);
+	assert_int_equal(rfs_fs_resolve(fs, "d/f", &f, &st), 0);
+	assert_int_equal(rfs_fs_lookup_ino(fs, ino_of(&fst), RFS_GENERATION, &x, &st), 0);
+	assert_int_equal(x, f);
+	rfs_fs_forget(fs, x, 1);
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_index_kept_and_built),
 		cmocka_unit_test(test_index_fsck),
+		cmocka_unit_test(test_lookup_by_number),
+		cmocka_unit_test(test_lookup_by_number_damaged),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
