@@ -24,100 +24,14 @@
  * the report when the block was found damaged and the record carries the
  * same checksum (a block freed and reused meanwhile holds other data).
  */
-#include "fs/fs_internal.h"
+#include "fs/scrub_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #define BS RFS_BLOCK_SIZE
 
-enum { PH_NEXTVOL, PH_NS, PH_TABLE, PH_DONE };
-
-/* One directory entered below the volume root: its entry key. */
-struct lvl {
-	size_t klen;
-	uint8_t key[RFS_KEY_MAX];
-};
-
-/* Names of one hard-linked inode (stubs met in the namespace). */
-struct lnames {
-	uint64_t ino; /* 0 = free slot */
-	size_t n, cap;
-	char **names;
-};
-
-/* A damaged block: its number, the checksum its record expects, and the
- * error (-EBADMSG or the read error). */
-struct bad {
-	uint64_t blocknr;
-	uint32_t csum;
-	int err;
-};
-
-struct rec {
-	uint32_t kind;
-	int err;
-	uint64_t blocknr, volume, ino, offset;
-	char *path; /* NULL: no name known */
-};
-
-struct rfs_scrub {
-	rfs_fs *fs;
-	rfs_pool *pool;
-	struct rfs_scrub_stats st;
-
-	/* ---- position (keys only; see the header comment) ---- */
-	int phase;
-	uint64_t vol;
-	struct lvl *stack; /* directories entered, depth of them */
-	int depth, stack_cap;
-	bool cur_valid;    /* resume in the current container at cur... */
-	bool cur_incl;     /* ...inclusive (an entry in progress) or after it */
-	size_t curlen;
-	uint8_t cur[RFS_KEY_MAX];
-	bool in_file;      /* the entry at cur is a file in progress */
-	bool fpos_valid;   /* resume in its tree after fpos */
-	size_t fposlen;
-	uint8_t fpos[RFS_KEY_MAX];
-
-	/* ---- what was found ---- */
-	uint64_t nbits; /* blocks covered by the bitmaps */
-	uint64_t *seen, *badmap;
-	struct bad *bad;
-	size_t nbad, badcap;
-	size_t *badidx; /* open addressing: blocknr -> index + 1 in bad */
-	size_t badidx_cap;
-	struct rec *recs;
-	size_t nrecs, reccap;
-	struct lnames *links; /* open addressing by ino, per volume */
-	size_t links_cap, nlinks;
-
-	uint8_t *buf; /* RFS_EXTENT_MAX blocks */
-	struct rfs_ext ext;
-	int64_t budget;
-	int fatal; /* -ENOMEM: the scrub cannot go on */
-};
-
 /* ---- small helpers -------------------------------------------------------- */
-
-static bool bit_get(const uint64_t *m, uint64_t nbits, uint64_t b)
-{
-	return b < nbits && (m[b >> 6] >> (b & 63)) & 1;
-}
-
-static void bit_set(uint64_t *m, uint64_t nbits, uint64_t b)
-{
-	if (b < nbits)
-		m[b >> 6] |= 1ull << (b & 63);
-}
-
-static size_t hash64(uint64_t v, size_t cap)
-{
-	v ^= v >> 33;
-	v *= 0xff51afd7ed558ccdull;
-	v ^= v >> 33;
-	return (size_t)(v & (cap - 1));
-}
 
 static void set_key(uint8_t *dst, size_t *dlen, const void *key, size_t klen)
 {
@@ -167,154 +81,6 @@ static char *ns_path(const struct rfs_scrub *s, int n, const uint8_t *name, size
 	return p;
 }
 
-static void nomem(struct rfs_scrub *s)
-{
-	s->fatal = -ENOMEM;
-}
-
-/* Append a report entry; path is taken over (may be NULL). */
-static void rec_add(struct rfs_scrub *s, uint32_t kind, int err, uint64_t blocknr,
-		    uint64_t ino, uint64_t offset, char *path)
-{
-	if (s->nrecs == s->reccap) {
-		size_t cap = s->reccap ? s->reccap * 2 : 64;
-		struct rec *r = realloc(s->recs, cap * sizeof(*r));
-		if (!r) {
-			free(path);
-			nomem(s);
-			return;
-		}
-		s->recs = r;
-		s->reccap = cap;
-	}
-	s->recs[s->nrecs++] = (struct rec){kind, err, blocknr, s->vol, ino, offset, path};
-}
-
-/* A tree that could not be read: report it, with the errno. */
-static void meta_error(struct rfs_scrub *s, char *path, uint64_t ino, int err)
-{
-	s->st.meta_errors++;
-	rec_add(s, RFS_SCRUB_META, err, 0, ino, 0, path ? path : strdup(""));
-}
-
-/* ---- hard-link names ------------------------------------------------------- */
-
-static void links_clear(struct rfs_scrub *s)
-{
-	for (size_t i = 0; i < s->links_cap; i++) {
-		for (size_t j = 0; j < s->links[i].n; j++)
-			free(s->links[i].names[j]);
-		free(s->links[i].names);
-	}
-	free(s->links);
-	s->links = NULL;
-	s->links_cap = s->nlinks = 0;
-}
-
-static struct lnames *links_find(struct rfs_scrub *s, uint64_t ino, bool add)
-{
-	if (add && (s->nlinks + 1) * 2 > s->links_cap) {
-		size_t cap = s->links_cap ? s->links_cap * 2 : 64;
-		struct lnames *t = calloc(cap, sizeof(*t));
-		if (!t)
-			return NULL;
-		for (size_t i = 0; i < s->links_cap; i++) {
-			if (!s->links[i].ino)
-				continue;
-			size_t h = hash64(s->links[i].ino, cap);
-			while (t[h].ino)
-				h = (h + 1) & (cap - 1);
-			t[h] = s->links[i];
-		}
-		free(s->links);
-		s->links = t;
-		s->links_cap = cap;
-	}
-	if (!s->links_cap)
-		return NULL;
-	size_t h = hash64(ino, s->links_cap);
-	while (s->links[h].ino && s->links[h].ino != ino)
-		h = (h + 1) & (s->links_cap - 1);
-	if (s->links[h].ino == ino)
-		return &s->links[h];
-	if (!add)
-		return NULL;
-	s->links[h].ino = ino;
-	s->nlinks++;
-	return &s->links[h];
-}
-
-/* Remember that the namespace names hard-linked inode ino as path. */
-static void links_add(struct rfs_scrub *s, uint64_t ino, char *path)
-{
-	struct lnames *l = path ? links_find(s, ino, true) : NULL;
-	if (l && l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 2;
-		char **n = realloc(l->names, cap * sizeof(*n));
-		if (n) {
-			l->names = n;
-			l->cap = cap;
-		}
-	}
-	if (!l || l->n == l->cap) {
-		free(path);
-		nomem(s);
-		return;
-	}
-	l->names[l->n++] = path;
-}
-
-/* ---- damaged blocks ------------------------------------------------------------ */
-
-/* The damage entry of (blocknr, csum), or NULL. */
-static const struct bad *bad_find(const struct rfs_scrub *s, uint64_t blocknr, uint32_t csum)
-{
-	if (!s->badidx_cap)
-		return NULL;
-	for (size_t h = hash64(blocknr, s->badidx_cap); s->badidx[h];
-	     h = (h + 1) & (s->badidx_cap - 1)) {
-		const struct bad *b = &s->bad[s->badidx[h] - 1];
-		if (b->blocknr == blocknr && b->csum == csum)
-			return b;
-	}
-	return NULL;
-}
-
-static const struct bad *bad_add(struct rfs_scrub *s, uint64_t blocknr, uint32_t csum, int err)
-{
-	if (s->nbad == s->badcap) {
-		size_t cap = s->badcap ? s->badcap * 2 : 64;
-		struct bad *b = realloc(s->bad, cap * sizeof(*b));
-		if (!b)
-			return NULL;
-		s->bad = b;
-		s->badcap = cap;
-	}
-	if ((s->nbad + 1) * 2 > s->badidx_cap) {
-		size_t cap = s->badidx_cap ? s->badidx_cap * 2 : 128;
-		size_t *t = calloc(cap, sizeof(*t));
-		if (!t)
-			return NULL;
-		for (size_t i = 0; i < s->nbad; i++) {
-			size_t h = hash64(s->bad[i].blocknr, cap);
-			while (t[h])
-				h = (h + 1) & (cap - 1);
-			t[h] = i + 1;
-		}
-		free(s->badidx);
-		s->badidx = t;
-		s->badidx_cap = cap;
-	}
-	s->bad[s->nbad] = (struct bad){blocknr, csum, err};
-	size_t h = hash64(blocknr, s->badidx_cap);
-	while (s->badidx[h])
-		h = (h + 1) & (s->badidx_cap - 1);
-	s->badidx[h] = ++s->nbad;
-	bit_set(s->badmap, s->nbits, blocknr);
-	s->st.damaged_blocks++;
-	return &s->bad[s->nbad - 1];
-}
-
 /* ---- files ----------------------------------------------------------------------- */
 
 /* The file being walked, for naming it in the report. */
@@ -332,24 +98,24 @@ static void users_add(struct rfs_scrub *s, const struct fctx *f, const struct ba
 	if (!f->in_table) {
 		char *p = ns_path(s, s->depth, f->name, f->nlen);
 		if (!p) {
-			nomem(s);
+			scrub_nomem(s);
 			return;
 		}
-		rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, p);
+		scrub_rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, p);
 		return;
 	}
-	struct lnames *l = links_find(s, f->ino, false);
+	struct lnames *l = scrub_links_find(s, f->ino, false);
 	if (!l || !l->n) {
-		rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, NULL);
+		scrub_rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, NULL);
 		return;
 	}
 	for (size_t i = 0; i < l->n && !s->fatal; i++) {
 		char *p = strdup(l->names[i]);
 		if (!p) {
-			nomem(s);
+			scrub_nomem(s);
 			return;
 		}
-		rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, p);
+		scrub_rec_add(s, RFS_SCRUB_DATA, b->err, b->blocknr, f->ino, offset, p);
 	}
 }
 
@@ -357,9 +123,9 @@ static void users_add(struct rfs_scrub *s, const struct fctx *f, const struct ba
 static void block_bad(struct rfs_scrub *s, const struct fctx *f, uint64_t blocknr,
 		      uint32_t csum, int err, uint64_t offset)
 {
-	const struct bad *b = bad_add(s, blocknr, csum, err);
+	const struct bad *b = scrub_bad_add(s, blocknr, csum, err);
 	if (!b) {
-		nomem(s);
+		scrub_nomem(s);
 		return;
 	}
 	users_add(s, f, b, offset);
@@ -399,7 +165,7 @@ static void verify_extent(struct rfs_scrub *s, const struct fctx *f, const struc
 		if (bit_get(s->seen, s->nbits, b)) {
 			/* Verified at an earlier use: only name this user. */
 			if (bit_get(s->badmap, s->nbits, b)) {
-				const struct bad *bd = bad_find(s, b, e->csum[i]);
+				const struct bad *bd = scrub_bad_find(s, b, e->csum[i]);
 				if (bd)
 					users_add(s, f, bd, (e->lblk + i) * BS);
 			}
@@ -455,10 +221,10 @@ static int scrub_file(struct rfs_scrub *s, const struct rfs_irec *r, const struc
 		return 0;
 fail:
 	if (f->in_table) {
-		struct lnames *l = links_find(s, f->ino, false);
-		meta_error(s, l && l->n ? strdup(l->names[0]) : NULL, f->ino, ret);
+		struct lnames *l = scrub_links_find(s, f->ino, false);
+		scrub_meta_error(s, l && l->n ? strdup(l->names[0]) : NULL, f->ino, ret);
 	} else {
-		meta_error(s, ns_path(s, s->depth, f->name, f->nlen), f->ino, ret);
+		scrub_meta_error(s, ns_path(s, s->depth, f->name, f->nlen), f->ino, ret);
 	}
 	return 0;
 }
@@ -506,7 +272,7 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
 		ret = rec_get(s->pool, &vol, "R", 1, dir, false);
 	if (ret) {
 		if (ret != -ENOENT)
-			meta_error(s, strdup(""), 0, ret);
+			scrub_meta_error(s, strdup(""), 0, ret);
 		return 1;
 	}
 	for (int i = 0; i < s->depth; i++) {
@@ -514,7 +280,7 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
 		rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
 		ret = rec_get(s->pool, &t, s->stack[i].key, s->stack[i].klen, &r, false);
 		if (ret && ret != -ENOENT)
-			meta_error(s, ns_path(s, i + 1, NULL, 0), 0, ret);
+			scrub_meta_error(s, ns_path(s, i + 1, NULL, 0), 0, ret);
 		if (ret || !S_ISDIR(r.i.mode) || (r.i.flags & RFS_INODE_LINKED)) {
 			while (s->depth > i + 1)
 				s->depth--;
@@ -560,22 +326,22 @@ next_dir:;
 		if (kl < 10 || k[0] != 'N')
 			continue; /* the directory's own xattrs */
 		if (rec_decode(v, vl, &r)) {
-			meta_error(s, ns_path(s, s->depth, k + 9, kl - 9), 0, -EUCLEAN);
+			scrub_meta_error(s, ns_path(s, s->depth, k + 9, kl - 9), 0, -EUCLEAN);
 			continue;
 		}
 		if (r.i.flags & RFS_INODE_LINKED) {
 			char *p = ns_path(s, s->depth, k + 9, kl - 9);
 			if (!p)
-				nomem(s);
+				scrub_nomem(s);
 			else
-				links_add(s, r.i.ino, p);
+				scrub_links_add(s, r.i.ino, p);
 			continue;
 		}
 		if (S_ISDIR(r.i.mode)) {
 			s->st.dirs++;
 			rfs_cursor_close(c);
 			if (push_dir(s, k, kl)) {
-				nomem(s);
+				scrub_nomem(s);
 				return 0;
 			}
 			dir = r;
@@ -606,7 +372,7 @@ next_dir:;
 	if (s->fatal)
 		return 0;
 	if (ret != -ENOENT)
-		meta_error(s, ns_path(s, s->depth, NULL, 0), dir.i.ino, ret);
+		scrub_meta_error(s, ns_path(s, s->depth, NULL, 0), dir.i.ino, ret);
 	if (s->depth == 0) {
 		s->phase = PH_TABLE;
 		s->cur_valid = s->in_file = false;
@@ -628,7 +394,7 @@ static int table_step(struct rfs_scrub *s)
 		ret = rec_get(s->pool, &vol, "T", 1, &tab, false);
 	rfs_tree t = FS_TREE(ret ? 0 : tab.i.subtree, RFS_OWNER_LINKS);
 	if (ret && ret != -ENOENT) {
-		meta_error(s, strdup(""), 0, ret);
+		scrub_meta_error(s, strdup(""), 0, ret);
 		goto done;
 	}
 	ret = t.root ? rfs_cursor_open(s->pool, &t, &c) : -ENOENT;
@@ -648,7 +414,7 @@ static int table_step(struct rfs_scrub *s)
 		s->cur_incl = false;
 		s->in_file = false;
 		if (rec_decode(v, vl, &r)) {
-			meta_error(s, NULL, kl == 9 ? get_be64(k + 1) : 0, -EUCLEAN);
+			scrub_meta_error(s, NULL, kl == 9 ? get_be64(k + 1) : 0, -EUCLEAN);
 			continue;
 		}
 		if (!resumed) {
@@ -673,12 +439,12 @@ static int table_step(struct rfs_scrub *s)
 	}
 	rfs_cursor_close(c);
 	if (ret != -ENOENT && !s->fatal)
-		meta_error(s, strdup("(link table)"), 0, ret);
+		scrub_meta_error(s, strdup("(link table)"), 0, ret);
 done:
 	s->phase = s->vol == UINT64_MAX ? PH_DONE : PH_NEXTVOL;
 	s->vol++;
 	s->cur_valid = s->in_file = false;
-	links_clear(s);
+	scrub_links_clear(s);
 	return 0;
 }
 
@@ -698,7 +464,7 @@ static void next_volume(struct rfs_scrub *s)
 		}
 		if (ret) {
 			/* The catalog itself is unreadable: nothing more to walk. */
-			meta_error(s, strdup("(catalog)"), 0, ret);
+			scrub_meta_error(s, strdup("(catalog)"), 0, ret);
 			s->phase = PH_DONE;
 			return;
 		}
@@ -707,7 +473,7 @@ static void next_volume(struct rfs_scrub *s)
 		if (!ret && ml == sizeof(m) && m.magic == RFS_VOL_MAGIC)
 			break;
 		if (ret && ret != -ENOENT)
-			meta_error(s, strdup(""), 0, ret);
+			scrub_meta_error(s, strdup(""), 0, ret);
 		if (id == UINT64_MAX) {
 			s->phase = PH_DONE;
 			return;
@@ -718,77 +484,6 @@ static void next_volume(struct rfs_scrub *s)
 	s->phase = PH_NS;
 	s->depth = 0;
 	s->cur_valid = s->in_file = s->fpos_valid = false;
-}
-
-/* ---- report ---------------------------------------------------------------------------- */
-
-static int strcmp_null(const char *a, const char *b)
-{
-	if (!a || !b)
-		return (a != NULL) - (b != NULL);
-	return strcmp(a, b);
-}
-
-static int rec_cmp(const void *x, const void *y)
-{
-	const struct rec *a = x, *b = y;
-#define CMP(f) if (a->f != b->f) return a->f < b->f ? -1 : 1
-	CMP(kind);
-	CMP(blocknr);
-	CMP(volume);
-	int c = strcmp_null(a->path, b->path);
-	if (c)
-		return c;
-	CMP(offset);
-	CMP(ino);
-#undef CMP
-	return 0;
-}
-
-static int ino_cmp(const void *x, const void *y)
-{
-	const uint64_t *a = x, *b = y;
-	if (a[0] != b[0])
-		return a[0] < b[0] ? -1 : 1;
-	return a[1] < b[1] ? -1 : a[1] > b[1];
-}
-
-/* Sort, drop duplicates (a name met twice while files moved), count the
- * files affected. */
-static void finish(struct rfs_scrub *s)
-{
-	if (s->nrecs)
-		qsort(s->recs, s->nrecs, sizeof(*s->recs), rec_cmp);
-	size_t n = 0;
-	for (size_t i = 0; i < s->nrecs; i++) {
-		if (n && !rec_cmp(&s->recs[n - 1], &s->recs[i]) &&
-		    s->recs[n - 1].err == s->recs[i].err) {
-			free(s->recs[i].path);
-			continue;
-		}
-		s->recs[n++] = s->recs[i];
-	}
-	s->nrecs = n;
-	s->st.records = n;
-	uint64_t (*ids)[2] = malloc((n ? n : 1) * sizeof(*ids));
-	if (!ids) {
-		nomem(s);
-		return;
-	}
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
-		if (s->recs[i].kind == RFS_SCRUB_DATA) {
-			ids[m][0] = s->recs[i].volume;
-			ids[m][1] = s->recs[i].ino;
-			m++;
-		}
-	if (m)
-		qsort(ids, m, sizeof(*ids), ino_cmp);
-	s->st.files_affected = 0;
-	for (size_t i = 0; i < m; i++)
-		if (!i || ino_cmp(ids[i - 1], ids[i]))
-			s->st.files_affected++;
-	free(ids);
 }
 
 /* ---- public calls ------------------------------------------------------------------------- */
@@ -853,7 +548,7 @@ int rfs_scrub_step(rfs_scrub *s, uint64_t budget)
 		return s->fatal;
 	if (s->phase != PH_DONE)
 		return 1;
-	finish(s);
+	scrub_finish(s);
 	s->st.done = 1;
 	return s->fatal ? s->fatal : 0;
 }
@@ -879,15 +574,10 @@ void rfs_scrub_end(rfs_scrub *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nrecs; i++)
-		free(s->recs[i].path);
-	free(s->recs);
-	links_clear(s);
+	scrub_found_free(s);
 	free(s->stack);
 	free(s->seen);
 	free(s->badmap);
-	free(s->bad);
-	free(s->badidx);
 	free(s->buf);
 	free(s);
 }
