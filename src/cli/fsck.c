@@ -62,12 +62,22 @@ int cmd_fsck(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	bool data = argc == 3 && !strcmp(argv[1], "--data");
-	if (argc != 2 + data) {
+	bool data = false;
+	const char *pool = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--data")) {
+			data = true;
+		} else if (argv[i][0] == '-' || pool) {
+			usage(stderr);
+			return FSCK_USAGE;
+		} else {
+			pool = argv[i];
+		}
+	}
+	if (!pool) {
 		usage(stderr);
 		return FSCK_USAGE;
 	}
-	const char *pool = argv[1 + data];
 	int fd = cli_lock_pool(pool, false, "fsck");
 	if (fd < 0)
 		return FSCK_FAILED;

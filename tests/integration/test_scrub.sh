@@ -101,5 +101,5 @@ cp "$SCRATCH/a.orig" "$MNT/a.new" && mv "$MNT/a.new" "$MNT/a"
 "$RFS_BIN" sync "$MNT"
 check "scrub is clean after the damaged files were replaced" "$RFS_BIN" scrub "$MNT"
 rfs_umount
-check "fsck --data is clean too" "$RFS_BIN" fsck --data "$POOL"
+check "fsck POOL --data (either order) is clean too" "$RFS_BIN" fsck "$POOL" --data
 rfs_finish
