@@ -156,6 +156,8 @@ struct rfs_pool_stats {
 	uint64_t dirty_blocks;   /* dirty blocks waiting for commit */
 	uint64_t commits;        /* commits since open */
 	uint64_t flushes;        /* device flushes since open */
+	uint64_t block_reads;    /* metadata block reads since open, cache
+				  * hits included (what a walk touched) */
 };
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
 

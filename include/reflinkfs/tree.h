@@ -146,6 +146,44 @@ int rfs_cursor_step(rfs_cursor *c, int dir);
 int rfs_cursor_get(rfs_cursor *c, const void **key, size_t *klen,
 		   const void **val, size_t *vlen, uint8_t *flags);
 
+/* ---- diff ------------------------------------------------------------- */
+
+/* One difference between two trees, given to an rfs_tree_diff_fn.  aval
+ * is NULL when the key is only in b, bval NULL when it is only in a; both
+ * are set when the key is in both with a different value or flags.  The
+ * pointers are valid during the call only. */
+struct rfs_tree_diff_item {
+	const void *key;
+	size_t klen;
+	const void *aval;
+	size_t avlen;
+	uint8_t aflags;
+	const void *bval;
+	size_t bvlen;
+	uint8_t bflags;
+};
+
+/* Return 0 to go on, > 0 to stop (rfs_tree_diff returns that value), < 0
+ * to fail with that errno.  The callback may read any tree of the pool
+ * (the diff's nodes stay pinned), not change one. */
+typedef int (*rfs_tree_diff_fn)(void *arg, const struct rfs_tree_diff_item *d);
+
+/*
+ * Report, in key order, every key that is only in a, only in b, or in
+ * both with a different value or flags.  Only where the trees differ is
+ * walked: a subtree that both reach through the same block number (a
+ * node shared since a clone) is identical and skipped without being
+ * read; nodes of different histories are compared by key ranges (each
+ * child's lower bound is its separator).  For two clones of one tree
+ * that differ in k keys it reads O(k * height) nodes.  Values are
+ * compared byte for byte (a nested tree's root block is part of the
+ * value: the caller decides whether to compare the subtrees).  Needs at
+ * least the read lock.  Returns 0, the callback's positive stop value,
+ * or a negative errno (-EIO, -EUCLEAN: a node could not be read).
+ */
+int rfs_tree_diff(rfs_pool *pool, const rfs_tree *a, const rfs_tree *b,
+		  rfs_tree_diff_fn fn, void *arg);
+
 /* ---- block refcounts ---------------------------------------------------- */
 
 /*

@@ -282,6 +282,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		return -EIO;
 	}
 	pthread_mutex_lock(&c->lock);
+	c->reads++;
 	e = lookup(c, blocknr);
 	if (e)
 		pin(c, e);

@@ -138,6 +138,7 @@ struct rfs_cache {
 	struct rfs_clist lru;
 	struct rfs_clist dirty;
 	uint64_t limit; /* clean blocks kept */
+	uint64_t reads; /* rfs_buf_read calls, hits and misses; lock */
 };
 
 int rfs_cache_init(struct rfs_cache *c);

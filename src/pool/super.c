@@ -574,6 +574,7 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 	pthread_mutex_lock(&pool->cache.lock);
 	st->cache_blocks = pool->cache.count;
 	st->dirty_blocks = pool->cache.dirty.n;
+	st->block_reads = pool->cache.reads;
 	pthread_mutex_unlock(&pool->cache.lock);
 	st->commits = pool->commits;
 	st->flushes = pool->io.flushes;
