@@ -59,14 +59,20 @@ typedef uint64_t rfs_nodeid;
 /* Longest extent record, in blocks (keeps a record under RFS_VAL_MAX). */
 #define RFS_EXTENT_MAX 128u
 
-/* Who is asking (for ownership of new inodes). */
+/* Who is asking (for ownership of new inodes, and the set-gid rule of
+ * rfs_fs_setxattr). */
 struct rfs_ctx {
 	uint32_t uid;
-	uint32_t gid;
+	uint32_t gid; /* the caller's filesystem gid */
 	uint32_t pid;
 	/* Applied to the mode of new inodes unless the parent directory has
 	 * a default ACL (which is inherited instead). */
 	uint32_t umask;
+	/* Supplementary groups (ngroups entries; NULL when 0). */
+	const uint32_t *groups;
+	uint32_t ngroups;
+	/* The caller holds CAP_FSETID. */
+	bool cap_fsetid;
 };
 
 /* Flags of rfs_fs_open. */
@@ -336,9 +342,12 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid node,
  * other than 2; an empty value or an ACL without entries removes the
  * ACL; a default ACL on a non-directory is -EACCES).  Setting the access
  * ACL sets the mode bits it implies (an ACL saying no more than the mode
- * bits is not stored); chmod updates the access ACL. */
-int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name,
-		    const void *val, size_t size, int flags);
+ * bits is not stored), and clears the set-gid bit when ctx is neither in
+ * the file's group (gid or groups) nor holds CAP_FSETID, as Linux's
+ * posix_acl_update_mode (ctx NULL: a caller with CAP_FSETID); chmod
+ * updates the access ACL. */
+int rfs_fs_setxattr(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid node,
+		    const char *name, const void *val, size_t size, int flags);
 /* Returns the value's length; copies it when size is large enough (else
  * -ERANGE); size 0 only asks for the length.  -ENODATA when absent. */
 ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid node, const char *name,

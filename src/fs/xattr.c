@@ -77,12 +77,24 @@ int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
 	return ret;
 }
 
-static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
-			   size_t nl, int nameerr, const void *val, size_t size,
-			   int flags, bool remove);
+/* Linux's in_group_or_capable: may ctx keep the set-gid bit of a file
+ * of group gid when it changes the file's mode? */
+static bool keeps_sgid(const struct rfs_ctx *ctx, uint32_t gid)
+{
+	if (!ctx || ctx->cap_fsetid || ctx->gid == gid)
+		return true;
+	for (uint32_t i = 0; i < ctx->ngroups; i++)
+		if (ctx->groups[i] == gid)
+			return true;
+	return false;
+}
 
-static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val,
-		    size_t size, int flags, bool remove)
+static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *n,
+			   const char *name, size_t nl, int nameerr, const void *val,
+			   size_t size, int flags, bool remove);
+
+static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const char *name,
+		    const void *val, size_t size, int flags, bool remove)
 {
 	size_t nl = 0;
 	/* A name outside the namespaces may still be stored by an older
@@ -107,14 +119,14 @@ static int xattr_op(rfs_fs *fs, rfs_nodeid id, const char *name, const void *val
 			       0);
 		if (ret)
 			return ret;
-		ret = xattr_op_locked(fs, n, name, nl, nameerr, val, size, flags, remove);
+		ret = xattr_op_locked(fs, ctx, n, name, nl, nameerr, val, size, flags, remove);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
 
-static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
-			   size_t nl, int nameerr, const void *val, size_t size,
-			   int flags, bool remove)
+static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *n,
+			   const char *name, size_t nl, int nameerr, const void *val,
+			   size_t size, int flags, bool remove)
 {
 	struct rfs_ipath p;
 	int ret = ip_load(fs, n, true, &p);
@@ -141,6 +153,8 @@ static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
 			/* The mode follows the ACL; an ACL saying no more than
 			 * the mode bits is not kept (as ext4 does). */
 			mode = acl_to_mode(val, size, mode);
+			if (!keeps_sgid(ctx, ino->gid))
+				mode &= ~(uint32_t)S_ISGID;
 			if (acl_is_minimal(val, size))
 				cnt = 0;
 		}
@@ -170,22 +184,23 @@ static int xattr_op_locked(rfs_fs *fs, struct rfs_node *n, const char *name,
 		ino->mode = mode;
 		touch_c(ino);
 		xattr_usage_update(n, nl, old, remove ? -1 : (int64_t)size);
-	} else {
-		n->xknown = false; /* a failed change may have left part done */
 	}
 done:
-	return ip_done(fs, &p, 0, ret);
+	ret = ip_done(fs, &p, 0, ret);
+	if (ret)
+		n->xknown = false; /* count again: the failed op may have changed items */
+	return ret;
 }
 
-int rfs_fs_setxattr(rfs_fs *fs, rfs_nodeid node, const char *name, const void *val,
-		    size_t size, int flags)
+int rfs_fs_setxattr(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid node, const char *name,
+		    const void *val, size_t size, int flags)
 {
-	return xattr_op(fs, node, name, val, size, flags, false);
+	return xattr_op(fs, ctx, node, name, val, size, flags, false);
 }
 
 int rfs_fs_removexattr(rfs_fs *fs, rfs_nodeid node, const char *name)
 {
-	return xattr_op(fs, node, name, NULL, 0, 0, true);
+	return xattr_op(fs, NULL, node, name, NULL, 0, 0, true);
 }
 
 ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid id, const char *name, void *val,

@@ -33,6 +33,9 @@ static void ctx_of(fuse_req_t req, struct rfs_ctx *c)
 	c->gid = fc->gid;
 	c->pid = (uint32_t)fc->pid;
 	c->umask = fc->umask;
+	c->groups = NULL;
+	c->ngroups = 0;
+	c->cap_fsetid = false;
 }
 
 /* What the kernel keeps in file handles next to the node id; the root's
@@ -437,7 +440,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	fuse_reply_err(req, -rfs_fs_setxattr(FS(req), ino, name, value, size, flags));
+	struct rfs_ctx c;
+	gid_t *groups = NULL;
+	ctx_of(req, &c);
+	/* only an access ACL looks at groups and capabilities (set-gid
+	 * rule), and finding them costs reads of /proc */
+	if (!strcmp(name, "system.posix_acl_access"))
+		groups = rfs_caller_creds(req, &c);
+	int ret = rfs_fs_setxattr(FS(req), &c, ino, name, value, size, flags);
+	free(groups);
+	fuse_reply_err(req, -ret);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)

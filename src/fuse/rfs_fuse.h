@@ -52,6 +52,12 @@ void rfs_fuse_scrub_release(uint64_t fh);
 /* End every scrub (the session is going away). */
 void rfs_fuse_scrub_release_all(void);
 
+/* Complete c (uid, gid, pid already set from the request) with the
+ * caller's supplementary groups and whether it holds CAP_FSETID, read
+ * from /proc (src/fuse/caller.c).  Returns the array c->groups points
+ * to, for the caller to free (NULL when there are none). */
+gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);

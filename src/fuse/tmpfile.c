@@ -64,7 +64,7 @@ static void do_tmpfile(struct rfs_mount *m, int fd, const void *buf, size_t n)
 		reply(fd, in->unique, EINVAL, NULL, 0);
 		return;
 	}
-	struct rfs_ctx c = {in->uid, in->gid, in->pid, arg->umask};
+	struct rfs_ctx c = {.uid = in->uid, .gid = in->gid, .pid = in->pid, .umask = arg->umask};
 	rfs_nodeid node;
 	struct stat st;
 	int ret = rfs_fs_tmpfile(m->fs, &c, in->nodeid, arg->mode, &node, &st);

@@ -19,7 +19,7 @@
 #define BS RFS_BLOCK_SIZE
 
 static char g_dir[1024], g_pool[1100];
-static const struct rfs_ctx g_ctx = {0, 0, 1, 022};
+static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
 
 static void fsck_line(void *arg, const char *what)
 {

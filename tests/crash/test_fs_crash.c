@@ -44,7 +44,7 @@
 
 #define MAXC 96 /* commits per workload */
 
-static const struct rfs_ctx g_ctx = {1000, 1000, 1, 022};
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
 
 typedef struct wl wl;
 
@@ -503,7 +503,7 @@ static int op_setxattr(wl *w, const char *path, const char *name, size_t len, ui
 	uint8_t *v = malloc(len ? len : 1);
 	assert_non_null(v);
 	pattern(v, len, seed);
-	int rc = rfs_fs_setxattr(w->fs, n, name, v, len, flags);
+	int rc = rfs_fs_setxattr(w->fs, &g_ctx, n, name, v, len, flags);
 	free(v);
 	put(w, n);
 	return end_op(w, rc, 0, false);

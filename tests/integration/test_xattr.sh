@@ -50,6 +50,35 @@ check "setfacl -b removes the ACL" bash -c "setfacl -b '$MNT/f' && ! getfattr -n
 check "setfacl -b without an ACL is no error" setfacl -b "$MNT/f"
 check "setfacl -k without a default ACL is no error" setfacl -k "$MNT/d"
 
+# fstests generic/375: setting an access ACL clears the set-gid bit when
+# the caller is neither in the file's group nor holds CAP_FSETID.  The
+# kernel leaves that to a FUSE daemon, which reads the caller's groups and
+# capabilities from /proc.  (setpriv drops every capability with --reuid.)
+mkdir "$MNT/sg"
+chmod 777 "$MNT/sg"
+chmod 755 "$SCRATCH" # mktemp's 0700 would keep uid 1000 out
+sgfile() { touch "$MNT/sg/$1" && chown 1000:0 "$MNT/sg/$1" && chmod 2775 "$MNT/sg/$1"; }
+as_user() { setpriv --reuid=1000 --regid=1000 "$@"; }
+mode() { stat -c %a "$MNT/sg/$1"; }
+check "uid 1000 reaches the mount (else the parents of $SCRATCH need o+x)" \
+	setpriv --reuid=1000 --regid=1000 --clear-groups test -w "$MNT/sg"
+sgfile full
+sgfile min
+sgfile member
+sgfile root
+check "owner outside the group: setfacl -m u:2000:rwx clears set-gid" \
+	bash -c "$(declare -f as_user); as_user --clear-groups setfacl -m u:2000:rwx '$MNT/sg/full'"
+check "... mode 775" is 775 mode full
+check "owner outside the group: setfacl -m u::rw (no named entry) clears set-gid" \
+	bash -c "$(declare -f as_user); as_user --clear-groups setfacl -m u::rw '$MNT/sg/min'"
+check "... mode 675" is 675 mode min
+check "owner in the group (supplementary): set-gid kept" \
+	bash -c "$(declare -f as_user); as_user --groups=0 setfacl -m u:2000:rwx '$MNT/sg/member'"
+check "... mode 2775" is 2775 mode member
+check "root (CAP_FSETID), not in the group: set-gid kept" \
+	bash -c "chown 0:1000 '$MNT/sg/root' && chmod 2775 '$MNT/sg/root' && setpriv --regid=3000 --clear-groups setfacl -m u:2000:rwx '$MNT/sg/root'"
+check "... mode 2775" is 2775 mode root
+
 # 10,000 names: the name list stops at the kernel's 64 KiB, so that the
 # names can still be listed (and so removed) through the mount.
 touch "$MNT/many"
@@ -71,6 +100,7 @@ check "getfattr -d lists all 4096" is 4096 listed
 rfs_umount
 rfs_mount
 check "... also after a remount" is 4096 listed
+check "the cleared set-gid bit stays cleared after the remount" is 775 mode full
 check "every name can be removed by listing them" python3 -c "
 import os, sys
 f = sys.argv[1]

@@ -27,7 +27,7 @@
 
 static char g_dir[4096];
 static char g_pool[4200];
-static const struct rfs_ctx g_ctx = {1000, 1000, 1, 0};
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 
 static void fsck_line(void *arg, const char *what)
 {
@@ -316,8 +316,8 @@ static void test_clone(void **state)
 	/* whole-file clone call */
 	rfs_nodeid d = mkfile(fs, RFS_ROOT_NODE, "d");
 	assert_int_equal(rfs_fs_write(fs, d, "junk", 4, 0), 4);
-	assert_int_equal(rfs_fs_setxattr(fs, b, "user.src", "s", 1, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.dst", "d", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, b, "user.src", "s", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.dst", "d", 1, 0), 0);
 	assert_int_equal(rfs_fs_clone_file(fs, b, d), 0);
 	assert_int_equal(rfs_fs_read(fs, d, rd, n, 0), (ssize_t)n);
 	assert_memory_equal(exp, rd, n);
@@ -729,7 +729,7 @@ static void test_tmpfile(void **state)
 	rfs_nodeid d, t, x, f;
 	struct stat st, dst, dst2;
 	char buf[16];
-	const struct rfs_ctx ctx = {1000, 1000, 1, 022};
+	const struct rfs_ctx ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
 	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 02775, &d, &st), 0);
 	assert_int_equal(rfs_fs_setattr(fs, d, &(struct stat){.st_gid = 77}, RFS_SET_GID, &dst), 0);
 	assert_int_equal(rfs_fs_tmpfile(fs, &ctx, d, 0666, &t, &st), 0);
@@ -802,12 +802,12 @@ static void test_xattr_symlink_nodes(void **state)
 	struct stat st;
 	char big[5000];
 	memset(big, 'v', sizeof(big));
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.a", "1", 1, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.a", "2", 1, XATTR_CREATE), -EEXIST);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "2", 1, XATTR_REPLACE), -ENODATA);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.big", big, sizeof(big), 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.k", big, 2048, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, RFS_ROOT_NODE, "user.dir", "x", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.a", "1", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.a", "2", 1, XATTR_CREATE), -EEXIST);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.b", "2", 1, XATTR_REPLACE), -ENODATA);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.big", big, sizeof(big), 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.k", big, 2048, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, RFS_ROOT_NODE, "user.dir", "x", 1, 0), 0);
 	char v[6000];
 	assert_int_equal(rfs_fs_getxattr(fs, f, "user.big", v, sizeof(v)), sizeof(big));
 	assert_memory_equal(v, big, sizeof(big));
@@ -870,7 +870,7 @@ static void test_acl(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(64 << 20);
-	const struct rfs_ctx ctx = {1000, 1000, 1, 022};
+	const struct rfs_ctx ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
 	rfs_nodeid d, f, g;
 	struct stat st;
 	uint8_t acl[256], got[256];
@@ -878,8 +878,8 @@ static void test_acl(void **state)
 	assert_int_equal(st.st_mode & 0777, 0755); /* umask, no default ACL */
 	const struct acl_e def[] = {{1, 7, 0}, {2, 6, 4321}, {4, 5, 0}, {0x10, 7, 0}, {0x20, 5, 0}};
 	size_t n = mkacl(acl, def, 5);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "system.posix_acl_default", acl, n, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "system.posix_acl_default", acl, 7, 0), -EINVAL);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "system.posix_acl_default", acl, n, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "system.posix_acl_default", acl, 7, 0), -EINVAL);
 	/* inherited: mode masked by the ACL, not by the umask */
 	assert_int_equal(rfs_fs_create(fs, &ctx, d, "f", 0666, &f, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0664);
@@ -903,11 +903,11 @@ static void test_acl(void **state)
 	const struct acl_e min[] = {{1, 7, 0}, {4, 1, 0}, {0x20, 4, 0}};
 	n = mkacl(acl, min, 3);
 	g = mkfile(fs, RFS_ROOT_NODE, "g");
-	assert_int_equal(rfs_fs_setxattr(fs, g, "system.posix_acl_access", acl, n, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, g, "system.posix_acl_access", acl, n, 0), 0);
 	assert_int_equal(rfs_fs_getattr(fs, g, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0714);
 	assert_int_equal(rfs_fs_getxattr(fs, g, "system.posix_acl_access", got, sizeof(got)), -ENODATA);
-	assert_int_equal(rfs_fs_setxattr(fs, g, "system.posix_acl_default", acl, n, 0), -EACCES);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, g, "system.posix_acl_default", acl, n, 0), -EACCES);
 	fs = reopen(fs);
 	rfs_fs_close(fs);
 }

@@ -70,7 +70,7 @@ static void test_bigdir(void **state)
 	(void)state;
 	const char *e = getenv("RFS_BIGDIR_N");
 	uint64_t n = e ? strtoull(e, NULL, 10) : 100000;
-	struct rfs_ctx ctx = { 0, 0, 0, 022 };
+	struct rfs_ctx ctx = {.umask = 022};
 	rfs_fs *fs;
 	rfs_nodeid dir, f;
 	struct stat st;

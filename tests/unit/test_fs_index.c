@@ -26,7 +26,7 @@
 
 static char g_dir[4096];
 static char g_pool[4200];
-static const struct rfs_ctx g_ctx = {1000, 1000, 1, 0};
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 
 static char g_lines[64][512];
 static int g_nlines;

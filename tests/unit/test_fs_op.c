@@ -22,7 +22,7 @@
 
 static char g_dir[4096];
 static char g_pool[4200];
-static const struct rfs_ctx g_ctx = {0, 0, 1, 022};
+static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
 
 static void fsck_line(void *arg, const char *what)
 {

@@ -25,7 +25,7 @@
 
 static char g_dir[4096];
 static char g_pool[4200];
-static const struct rfs_ctx g_ctx = {1000, 1000, 1, 0};
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 
 static void fsck_line(void *arg, const char *what)
 {
@@ -118,7 +118,7 @@ static void test_namespaces(void **state)
 	};
 	char list[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int r = rfs_fs_setxattr(fs, f, cases[i].name, "v", 1, 0);
+		int r = rfs_fs_setxattr(fs, &g_ctx, f, cases[i].name, "v", 1, 0);
 		if (r != cases[i].err)
 			fail_msg("setxattr %s: %d, expected %d", cases[i].name, r, cases[i].err);
 		if (cases[i].err) {
@@ -140,17 +140,17 @@ static void test_namespaces(void **state)
 	memset(lng, 'a', sizeof(lng));
 	memcpy(lng, "user.", 5);
 	lng[255] = 0;
-	assert_int_equal(rfs_fs_setxattr(fs, f, lng, "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, lng, "v", 1, 0), 0);
 	lng[255] = 'a';
 	lng[256] = 0;
-	assert_int_equal(rfs_fs_setxattr(fs, f, lng, "v", 1, 0), -ERANGE);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "", "v", 1, 0), -ERANGE);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, lng, "v", 1, 0), -ERANGE);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "", "v", 1, 0), -ERANGE);
 	/* the value limit is checked before the namespace, as by the kernel */
 	char *big = calloc(1, RFS_XATTR_MAX + 1);
 	assert_non_null(big);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.big", big, RFS_XATTR_MAX + 1, 0), -E2BIG);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "bogus.big", big, RFS_XATTR_MAX + 1, 0), -E2BIG);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.big", big, RFS_XATTR_MAX, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.big", big, RFS_XATTR_MAX + 1, 0), -E2BIG);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "bogus.big", big, RFS_XATTR_MAX + 1, 0), -E2BIG);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.big", big, RFS_XATTR_MAX, 0), 0);
 	assert_int_equal(rfs_fs_getxattr(fs, f, "user.big", NULL, 0), RFS_XATTR_MAX);
 	free(big);
 	fs = reopen(fs);
@@ -178,7 +178,7 @@ static void test_legacy_names(void **state)
 	assert_int_equal(rfs_fs_listxattr(fs, f, v, sizeof(v)), 14);
 	assert_int_equal(rfs_fs_getxattr(fs, f, "bogus.x", v, sizeof(v)), 3);
 	assert_memory_equal(v, "old", 3);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "bogus.x", "new", 3, 0), -EOPNOTSUPP);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "bogus.x", "new", 3, 0), -EOPNOTSUPP);
 	assert_int_equal(rfs_fs_removexattr(fs, f, "bogus.x"), 0);
 	assert_int_equal(rfs_fs_removexattr(fs, f, "bogus.x"), -EOPNOTSUPP);
 	assert_int_equal(rfs_fs_getxattr(fs, f, "user.", v, sizeof(v)), 1);
@@ -264,7 +264,7 @@ static void test_acl_values(void **state)
 	for (size_t k = 0; k < 2; k++) {
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			size_t n = mkacl(acl, 2, cases[i].e, cases[i].n);
-			int r = rfs_fs_setxattr(fs, d, names[k], acl, n, 0);
+			int r = rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, n, 0);
 			if (r != cases[i].err)
 				fail_msg("%s, %s: %d, expected %d", names[k], cases[i].what, r, cases[i].err);
 		}
@@ -273,33 +273,33 @@ static void test_acl_values(void **state)
 	size_t n;
 	for (size_t k = 0; k < 2; k++) {
 		n = mkacl(acl, 2, ACL({UO, 7, NOID}, {GO, 5, NOID}, {O, 4, NOID}));
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, n - 2, 0), -EINVAL);
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, 2, 0), -EINVAL);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, n - 2, 0), -EINVAL);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, 2, 0), -EINVAL);
 		/* ext4: posix_acl_from_xattr answers a wrong version with
 		 * EOPNOTSUPP */
 		size_t n1 = mkacl(acl, 1, ACL({UO, 7, NOID}, {GO, 5, NOID}, {O, 4, NOID}));
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, n1, 0), -EOPNOTSUPP);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, n1, 0), -EOPNOTSUPP);
 	}
 	/* An empty value or a header without entries removes the ACL (the
 	 * kernel turns both into a NULL ACL); removing an absent ACL is no
 	 * error (ext4). */
 	n = mkacl(acl, 2, ACL({UO, 7, NOID}, {U, 7, 1000}, {GO, 5, NOID}, {M, 7, NOID}, {O, 4, NOID}));
 	for (size_t k = 0; k < 2; k++) {
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, n, 0), 0);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, n, 0), 0);
 		assert_int_equal(rfs_fs_getxattr(fs, d, names[k], got, sizeof(got)), (ssize_t)n);
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, 4, 0), 0);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, 4, 0), 0);
 		assert_int_equal(rfs_fs_getxattr(fs, d, names[k], got, sizeof(got)), -ENODATA);
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, 4, 0), 0);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, 4, 0), 0);
 		assert_int_equal(rfs_fs_removexattr(fs, d, names[k]), 0);
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, n, 0), 0);
-		assert_int_equal(rfs_fs_setxattr(fs, d, names[k], acl, 0, 0), 0);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, n, 0), 0);
+		assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, names[k], acl, 0, 0), 0);
 		assert_int_equal(rfs_fs_getxattr(fs, d, names[k], got, sizeof(got)), -ENODATA);
 	}
 	/* a default ACL belongs to directories only (EACCES), but removing
 	 * one from a file is fine */
 	rfs_nodeid f = mkfile(fs, "f");
-	assert_int_equal(rfs_fs_setxattr(fs, f, names[1], acl, n, 0), -EACCES);
-	assert_int_equal(rfs_fs_setxattr(fs, f, names[1], acl, 4, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, names[1], acl, n, 0), -EACCES);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, names[1], acl, 4, 0), 0);
 	assert_int_equal(rfs_fs_removexattr(fs, f, names[1]), 0);
 	fs = reopen(fs);
 	rfs_fs_close(fs);
@@ -312,7 +312,7 @@ static int setname(rfs_fs *fs, rfs_nodeid f, const char *fmt, int i)
 {
 	char name[64];
 	snprintf(name, sizeof(name), fmt, i);
-	return rfs_fs_setxattr(fs, f, name, "", 0, 0);
+	return rfs_fs_setxattr(fs, &g_ctx, f, name, "", 0, 0);
 }
 
 /* Remove every xattr of f, from its list. */
@@ -351,20 +351,20 @@ static void test_name_list_limit(void **state)
 	memset(name, 'n', sizeof(name));
 	memcpy(name, "user.", 5);
 	name[room - 1] = 0;
-	assert_int_equal(rfs_fs_setxattr(fs, f, name, "x", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, name, "x", 1, 0), 0);
 	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), RFS_XATTR_LIST_MAX);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.b", "", 0, 0), -ENOSPC);
 	/* an access ACL that does not fit leaves the mode alone */
 	uint8_t acl[64];
 	struct stat st;
 	size_t an = mkacl(acl, 2, ACL({UO, 7, NOID}, {U, 7, 1000}, {GO, 5, NOID}, {M, 0, NOID}, {O, 0, NOID}));
-	assert_int_equal(rfs_fs_setxattr(fs, f, "system.posix_acl_access", acl, an, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "system.posix_acl_access", acl, an, 0), -ENOSPC);
 	assert_int_equal(rfs_fs_getattr(fs, f, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0644);
 	/* a full list still takes new values for its names */
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.0000000001", "value", 5, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, name, "", 0, XATTR_REPLACE), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, name, "", 0, XATTR_CREATE), -EEXIST);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.0000000001", "value", 5, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, name, "", 0, XATTR_REPLACE), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, name, "", 0, XATTR_CREATE), -EEXIST);
 	char *list = malloc(RFS_XATTR_LIST_MAX);
 	assert_non_null(list);
 	assert_int_equal(rfs_fs_listxattr(fs, f, list, RFS_XATTR_LIST_MAX), RFS_XATTR_LIST_MAX);
@@ -372,9 +372,9 @@ static void test_name_list_limit(void **state)
 	/* the limit holds after a remount (the usage is counted again) */
 	fs = reopen(fs);
 	f = node_of(fs, "f");
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.b", "", 0, 0), -ENOSPC);
 	assert_int_equal(rfs_fs_removexattr(fs, f, "user.0000000002"), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.b", "", 0, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.b", "", 0, 0), 0);
 	remove_all(fs, f);
 	assert_int_equal(setname(fs, f, "user.%010d", 1), 0);
 	fs = reopen(fs);
@@ -398,7 +398,7 @@ static void test_total_limit(void **state)
 	int i, r;
 	for (i = 0;; i++) {
 		snprintf(name, sizeof(name), "user.v%02d", i);
-		r = rfs_fs_setxattr(fs, d, name, big, RFS_XATTR_MAX, 0);
+		r = rfs_fs_setxattr(fs, &g_ctx, d, name, big, RFS_XATTR_MAX, 0);
 		if (r)
 			break;
 	}
@@ -408,17 +408,17 @@ static void test_total_limit(void **state)
 	/* what is left is less than a full value; a small one still fits */
 	size_t left = RFS_XATTR_TOTAL_MAX - (size_t)i * each - strlen(name);
 	assert_true(left < RFS_XATTR_MAX);
-	assert_int_equal(rfs_fs_setxattr(fs, d, name, big, left + 1, 0), -ENOSPC);
-	assert_int_equal(rfs_fs_setxattr(fs, d, name, big, left, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.x", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, name, big, left + 1, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, name, big, left, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.x", "", 0, 0), -ENOSPC);
 	/* shrink a value, and the room comes back; grow it again: refused */
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", "s", 1, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.x", big, 1000, 0), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.v00", "s", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.x", big, 1000, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
 	assert_int_equal(rfs_fs_getxattr(fs, d, "user.v00", NULL, 0), 1);
 	fs = reopen(fs);
 	d = node_of(fs, "d");
-	assert_int_equal(rfs_fs_setxattr(fs, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.v00", big, RFS_XATTR_MAX, 0), -ENOSPC);
 	assert_int_equal(rfs_fs_getxattr(fs, d, "user.v01", NULL, 0), RFS_XATTR_MAX);
 	remove_all(fs, d);
 	free(big);
@@ -448,12 +448,12 @@ static void test_legacy_over_limit(void **state)
 	fs = reopen(fs);
 	f = node_of(fs, "f");
 	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), n * 16);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), -ENOSPC);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.0000000005", "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.new", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.0000000005", "v", 1, 0), 0);
 	assert_int_equal(rfs_fs_removexattr(fs, f, "user.0000000007"), 0);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), -ENOSPC);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.new", "", 0, 0), -ENOSPC);
 	remove_all(fs, f);
-	assert_int_equal(rfs_fs_setxattr(fs, f, "user.new", "", 0, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.new", "", 0, 0), 0);
 	fs = reopen(fs);
 	rfs_fs_close(fs);
 }
@@ -469,7 +469,7 @@ static void test_usage_counts_everything(void **state)
 	uint8_t acl[64];
 	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
 	size_t n = mkacl(acl, 2, ACL({UO, 7, NOID}, {U, 7, 1000}, {GO, 5, NOID}, {M, 7, NOID}, {O, 4, NOID}));
-	assert_int_equal(rfs_fs_setxattr(fs, d, "system.posix_acl_default", acl, n, 0), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "system.posix_acl_default", acl, n, 0), 0);
 	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "f", 0644, &f, &st), 0);
 	const int acl_name = sizeof("system.posix_acl_access");
 	assert_int_equal(rfs_fs_listxattr(fs, f, NULL, 0), acl_name);
@@ -493,6 +493,67 @@ static void test_usage_counts_everything(void **state)
 	rfs_fs_close(fs);
 }
 
+/* ---- the set-gid bit (fstests generic/375) ------------------------------- */
+
+/* Setting an access ACL clears the set-gid bit when the caller is not in
+ * the file's group and lacks CAP_FSETID (Linux's posix_acl_update_mode). */
+static void test_acl_clears_sgid(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	uint8_t full[64], min[64];
+	size_t fn = mkacl(full, 2, ACL({UO, 7, NOID}, {U, 7, 2000}, {GO, 7, NOID}, {M, 7, NOID}, {O, 5, NOID}));
+	size_t mn = mkacl(min, 2, ACL({UO, 6, NOID}, {GO, 7, NOID}, {O, 5, NOID}));
+	const uint32_t other_groups[] = {1, 2, 3};
+	const uint32_t with_file_group[] = {1, 4242, 3};
+	const struct rfs_ctx outsider = {.uid = 1000, .gid = 1000, .groups = other_groups, .ngroups = 3};
+	const struct rfs_ctx by_gid = {.uid = 1000, .gid = 4242};
+	const struct rfs_ctx by_groups = {.uid = 1000, .gid = 1000, .groups = with_file_group, .ngroups = 3};
+	const struct rfs_ctx fsetid = {.uid = 1000, .gid = 1000, .cap_fsetid = true};
+	const struct {
+		const char *what;
+		const struct rfs_ctx *ctx;
+		bool minimal;
+		bool keeps;
+	} cases[] = {
+		{"outsider, ACL with a named user", &outsider, false, false},
+		{"outsider, ACL equal to the mode", &outsider, true, false},
+		{"caller's gid is the file's", &by_gid, false, true},
+		{"file's group among the caller's groups", &by_groups, true, true},
+		{"caller holds CAP_FSETID", &fsetid, false, true},
+		{"no caller (trusted)", NULL, false, true},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%zu", i);
+		rfs_nodeid f = mkfile(fs, name);
+		struct stat in = {0}, st;
+		in.st_gid = 4242;
+		in.st_mode = 02775;
+		assert_int_equal(rfs_fs_setattr(fs, f, &in, RFS_SET_GID | RFS_SET_MODE, NULL), 0);
+		const uint8_t *acl = cases[i].minimal ? min : full;
+		size_t n = cases[i].minimal ? mn : fn;
+		assert_int_equal(rfs_fs_setxattr(fs, cases[i].ctx, f, "system.posix_acl_access", acl, n, 0), 0);
+		assert_int_equal(rfs_fs_getattr(fs, f, &st), 0);
+		uint32_t want = (cases[i].minimal ? 0675 : 0775) | (cases[i].keeps ? S_ISGID : 0);
+		if ((st.st_mode & 07777) != want)
+			fail_msg("%s: mode %o, expected %o", cases[i].what, st.st_mode & 07777, want);
+	}
+	/* a default ACL, or removing the ACL, does not touch the mode */
+	rfs_nodeid d;
+	struct stat in = {0}, st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	in.st_gid = 4242;
+	in.st_mode = 02775;
+	assert_int_equal(rfs_fs_setattr(fs, d, &in, RFS_SET_GID | RFS_SET_MODE, NULL), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &outsider, d, "system.posix_acl_default", full, fn, 0), 0);
+	assert_int_equal(rfs_fs_removexattr(fs, d, "system.posix_acl_access"), 0);
+	assert_int_equal(rfs_fs_getattr(fs, d, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 02775);
+	fs = reopen(fs);
+	rfs_fs_close(fs);
+}
+
 int main(void)
 {
 	rfs_log_set_level(RFS_LOG_ERR);
@@ -504,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_total_limit),
 		cmocka_unit_test(test_legacy_over_limit),
 		cmocka_unit_test(test_usage_counts_everything),
+		cmocka_unit_test(test_acl_clears_sgid),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

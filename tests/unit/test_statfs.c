@@ -34,7 +34,7 @@
 
 static char g_dir[4096];
 static char g_pool[4200];
-static const struct rfs_ctx g_ctx = {1000, 1000, 1, 022};
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
 
 static void fsck_line(void *arg, const char *what)
 {
