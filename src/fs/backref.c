@@ -51,7 +51,7 @@ static int index_change(rfs_fs *fs, rfs_tree *vol,
 			int (*op)(rfs_fs *fs, rfs_tree *idx, void *arg), void *arg)
 {
 	rfs_tree idx;
-	if (!has_index(fs))
+	if (!has_index(fs) || !vol)
 		return 0;
 	int ret = index_get(fs, vol, &idx, true);
 	if (ret)
@@ -131,7 +131,7 @@ int bref_read(rfs_fs *fs, const rfs_tree *idx, uint64_t ino, uint64_t *parent,
 int bref_index(rfs_fs *fs, rfs_tree *idx)
 {
 	rfs_tree vol;
-	int ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	int ret = rfs_catalog_get(fs->pool, (uint64_t)RFS_TOP_VOLUME, &vol);
 	if (!ret)
 		ret = index_get(fs, &vol, idx, false);
 	return ret;
@@ -228,7 +228,7 @@ int bref_build(rfs_fs *fs)
 	rfs_tree vol, idx = FS_TREE(0, RFS_OWNER_INDEX);
 	struct rfs_irec root;
 	uint64_t count = 0;
-	int ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	int ret = rfs_catalog_get(fs->pool, (uint64_t)RFS_TOP_VOLUME, &vol);
 	if (!ret) {
 		vol.owner = RFS_OWNER_VOLUME;
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
@@ -244,15 +244,15 @@ int bref_build(rfs_fs *fs)
 		rfs_tree_drop(fs->pool, &idx);
 		return ret;
 	}
-	fs->meta.version = RFS_VOL_VERSION;
-	ret = meta_store(fs, &vol);
+	fs->top->m.version = RFS_VOL_VERSION;
+	ret = meta_store(fs, fs->top, &vol);
 	/* The volume tree moved: store it back whatever happened. */
-	int r2 = rfs_catalog_set(fs->pool, fs->volid, &vol);
+	int r2 = rfs_catalog_set(fs->pool, (uint64_t)RFS_TOP_VOLUME, &vol);
 	if (!ret)
 		ret = r2;
 	if (!ret)
 		rfs_log(RFS_LOG_INFO, "%s: built the inode index of volume %llu (format %u -> %u): %llu names",
-			rfs_pool_path(fs->pool), (unsigned long long)fs->volid, 1u,
+			rfs_pool_path(fs->pool), (unsigned long long)(uint64_t)RFS_TOP_VOLUME, 1u,
 			RFS_VOL_VERSION, (unsigned long long)count);
 	return ret;
 }

@@ -40,15 +40,17 @@ static int64_t entry_links(const struct rfs_irec *r)
 	return 0;
 }
 
-/* Read a full record for an entry (following a link stub). */
-static int entry_full(rfs_fs *fs, const struct rfs_irec *e, struct rfs_irec *out)
+/* Read a full record for an entry of a directory in volume vol
+ * (following a link stub into that volume's link table). */
+static int entry_full(rfs_fs *fs, uint64_t vol, const struct rfs_irec *e,
+		      struct rfs_irec *out)
 {
 	if (!(e->i.flags & RFS_INODE_LINKED)) {
 		*out = *e;
 		return 0;
 	}
 	struct rfs_ipath p;
-	int ret = ip_load_table(fs, e->i.ino, false, &p);
+	int ret = ip_load_table(fs, vol, e->i.ino, false, &p);
 	if (ret)
 		return ret == -ESTALE ? -EUCLEAN : ret;
 	*out = *ip_rec(&p);
@@ -84,10 +86,10 @@ static int lookup_forgotten(rfs_fs *fs, rfs_nodeid id, bool dotdot, rfs_nodeid *
 {
 	struct rfs_node *n;
 	struct rfs_irec r;
-	uint64_t ino = node_id_ino(fs, id);
+	uint64_t vol, ino = node_id_ino(fs, id, &vol);
 	if (!ino)
 		return -ESTALE;
-	int ret = node_resolve(fs, ino, &n, &r);
+	int ret = node_resolve(fs, vol, ino, &n, &r);
 	if (ret)
 		return ret;
 	if (dotdot) {
@@ -105,7 +107,7 @@ static int lookup_forgotten(rfs_fs *fs, rfs_nodeid id, bool dotdot, rfs_nodeid *
 	}
 	*out = n->id;
 	if (st)
-		rec_to_stat(fs, &r, st);
+		rec_to_stat(n->vol, &r, st);
 	return 0;
 }
 
@@ -140,7 +142,7 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 			pthread_mutex_unlock(&fs->nlock);
 			*out = t->id;
 			if (st)
-				rec_to_stat(fs, &r, st);
+				rec_to_stat(t->vol, &r, st);
 		}
 		goto out;
 	}
@@ -148,10 +150,11 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 	if (ret == -ESTALE && dn->in_table)
 		ret = -ENOENT;
 	if (!ret)
-		ret = entry_full(fs, &e, &r);
+		ret = entry_full(fs, dn->vol, &e, &r);
 	if (ret)
 		goto out;
-	struct rfs_node *n = node_ref(fs, dn, name, r.i.ino,
+	uint64_t cvol = vol_below(dn->vol, &e.i);
+	struct rfs_node *n = node_ref(fs, dn, name, cvol, r.i.ino,
 				      e.i.flags & RFS_INODE_LINKED);
 	if (!n) {
 		ret = -ENOMEM;
@@ -159,7 +162,7 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 	}
 	*out = n->id;
 	if (st)
-		rec_to_stat(fs, &r, st);
+		rec_to_stat(cvol, &r, st);
 out:
 	rfs_pool_unlock(fs->pool);
 	return ret;
@@ -194,19 +197,23 @@ int rfs_fs_resolve(rfs_fs *fs, const char *path, rfs_nodeid *out, struct stat *s
 
 /* ---- create -------------------------------------------------------------------- */
 
-static int table_insert(rfs_fs *fs, struct rfs_irec *r)
+/* Put record r into the link table of volume vol. */
+static int table_insert(rfs_fs *fs, uint64_t vol, struct rfs_irec *r)
 {
 	int ret;
 	struct rfs_ilevel *lv = calloc(1, sizeof(*lv));
-	if (!lv)
-		return -ENOMEM;
-	ret = rfs_catalog_get(fs->pool, fs->volid, &lv->parent);
+	struct rfs_vol *v = vol_get(fs, vol);
+	if (!lv || !v) {
+		free(lv);
+		return lv ? -ESTALE : -ENOMEM;
+	}
+	ret = rfs_catalog_get(fs->pool, vol, &lv->parent);
 	if (ret)
 		goto out;
 	lv->parent.owner = RFS_OWNER_VOLUME;
 	ret = rec_get(fs->pool, &lv->parent, "T", 1, &lv->rec, true);
 	if (ret) {
-		rfs_catalog_set(fs->pool, fs->volid, &lv->parent);
+		rfs_catalog_set(fs->pool, vol, &lv->parent);
 		goto out;
 	}
 	rfs_tree tab = FS_TREE(lv->rec.i.subtree, RFS_OWNER_LINKS);
@@ -216,10 +223,10 @@ static int table_insert(rfs_fs *fs, struct rfs_irec *r)
 	lv->rec.i.subtree = tab.root;
 	int r2 = rec_put(fs->pool, &lv->parent, "T", 1, &lv->rec,
 			 RFS_PUT_REPLACE | RFS_KEEP_REFS);
-	if (!r2 && fs->meta_dirty)
-		r2 = meta_store(fs, &lv->parent);
+	if (!r2 && v->dirty)
+		r2 = meta_store(fs, v, &lv->parent);
 	if (!r2)
-		r2 = rfs_catalog_set(fs->pool, fs->volid, &lv->parent);
+		r2 = rfs_catalog_set(fs->pool, vol, &lv->parent);
 	if (!ret)
 		ret = r2;
 out:
@@ -366,8 +373,8 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		node_discard(nn);
 		goto done;
 	}
-	c->i.ino = ino_alloc(fs);
-	rfs_tree *vol = &p.lv[0].parent;
+	c->i.ino = ino_alloc(fs, dn->vol);
+	rfs_tree *vol = bref_vol(fs, &p, dn->vol);
 	ret = bref_put(fs, vol, c->i.ino, d->i.ino, name, len, RFS_PUT_INSERT);
 	if (!ret) {
 		ret = rec_put(fs->pool, t, key, kl, c, RFS_PUT_INSERT);
@@ -375,7 +382,7 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 			bref_del(fs, vol, c->i.ino);
 	}
 	if (ret) {
-		fs->meta.ninodes--;
+		vol_count(fs, dn->vol, -1);
 		if (c->i.subtree) {
 			rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
 			rfs_tree_drop(fs->pool, &lt);
@@ -390,10 +397,10 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 	touch_mc(&d->i);
 	ret = ip_done(fs, &p, 0, 0);
 	if (!ret) {
-		*out = node_publish(fs, nn, dn, c->i.ino);
+		*out = node_publish(fs, nn, dn, dn->vol, c->i.ino);
 		nn = NULL;
 		if (st)
-			rec_to_stat(fs, c, st);
+			rec_to_stat(dn->vol, c, st);
 	}
 	node_discard(nn);
 	free(c);
@@ -470,17 +477,17 @@ static int tmpfile_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *dn
 	ret = acl_inherit(fs, d, c, ctx ? ctx->umask : 0);
 	if (ret)
 		goto done;
-	c->i.ino = ino_alloc(fs);
-	ret = table_insert(fs, c);
+	c->i.ino = ino_alloc(fs, dn->vol);
+	ret = table_insert(fs, dn->vol, c);
 	if (ret) {
-		fs->meta.ninodes--;
+		vol_count(fs, dn->vol, -1);
 		goto done;
 	}
 	c->i.subtree = 0; /* the table holds its references now */
-	*out = node_publish(fs, nn, NULL, c->i.ino);
+	*out = node_publish(fs, nn, NULL, dn->vol, c->i.ino);
 	nn = NULL;
 	if (st)
-		rec_to_stat(fs, c, st);
+		rec_to_stat(dn->vol, c, st);
 done:
 	if (ret && c && c->i.subtree) {
 		rfs_tree lt = FS_TREE(c->i.subtree, RFS_OWNER_FILE);
@@ -556,11 +563,12 @@ out:
 
 /* ---- removal ------------------------------------------------------------------- */
 
-/* Drop one name from a link-table inode.  Pool write lock held. */
-static int table_unlink(rfs_fs *fs, uint64_t ino)
+/* Drop one name from a link-table inode of volume vol.  Pool write
+ * lock held. */
+static int table_unlink(rfs_fs *fs, uint64_t vol, uint64_t ino)
 {
 	struct rfs_ipath p;
-	int ret = ip_load_table(fs, ino, true, &p);
+	int ret = ip_load_table(fs, vol, ino, true, &p);
 	if (ret)
 		return ret == -ESTALE ? -EUCLEAN : ret;
 	struct rfs_irec *r = ip_rec(&p);
@@ -568,15 +576,14 @@ static int table_unlink(rfs_fs *fs, uint64_t ino)
 		r->i.nlink--;
 	touch_c(&r->i);
 	pthread_mutex_lock(&fs->nlock);
-	struct rfs_node *n = node_by_ino(fs, ino);
+	struct rfs_node *n = node_by_ino(fs, vol, ino);
 	bool live = n && node_live(n);
 	if (r->i.nlink == 0 && !live) {
 		if (n)
 			n->dead = true;
 		pthread_mutex_unlock(&fs->nlock);
 		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key, p.lv[1].klen, 0);
-		fs->meta.ninodes--;
-		fs->meta_dirty = true;
+		vol_count(fs, vol, -1);
 		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
 		p.n = 1;
 	} else {
@@ -624,14 +631,18 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	}
 	int64_t delta = -entry_links(&e);
 	bool linked = e.i.flags & RFS_INODE_LINKED;
+	bool volroot = e.i.flags & RFS_INODE_VOLROOT;
+	uint64_t cvol = vol_below(dn->vol, &e.i);
 	pthread_mutex_lock(&fs->nlock);
-	struct rfs_node *cn = linked ? NULL : node_by_ino(fs, e.i.ino);
-	bool keep = cn && node_live(cn);
+	struct rfs_node *cn = linked ? NULL : node_by_ino(fs, cvol, e.i.ino);
+	/* A snapshot's root goes with its volume even when in use: what
+	 * still refers to it reads as stale. */
+	bool keep = cn && node_live(cn) && !volroot;
 	pthread_mutex_unlock(&fs->nlock);
 
 	/* The back-pointer first: deletions only fail on I/O errors. */
 	if (!linked) {
-		ret = bref_del(fs, &p.lv[0].parent, e.i.ino);
+		ret = bref_del(fs, bref_vol(fs, &p, cvol), e.i.ino);
 		if (ret)
 			goto done;
 	}
@@ -643,25 +654,30 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 		d->i.nlink--;
 	touch_mc(&d->i);
 	if (!linked && !keep) {
-		fs->meta.ninodes--;
-		fs->meta_dirty = true;
+		vol_count(fs, cvol, -1);
 		if (cn) {
 			pthread_mutex_lock(&fs->nlock);
 			cn->dead = true;
 			pthread_mutex_unlock(&fs->nlock);
 		}
 	}
+	if (volroot) {
+		p.vols_delta = -1;
+		ret = vol_delete(fs, cvol);
+		if (ret)
+			goto done;
+	}
 	ret = ip_done(fs, &p, delta, 0);
 	if (ret)
 		return ret;
 	if (linked)
-		return table_unlink(fs, e.i.ino);
+		return table_unlink(fs, dn->vol, e.i.ino);
 	if (keep) {
 		/* Still in use: the inode lives on in the link table with no
 		 * name until its last user goes (then orphan_reap frees it). */
 		e.i.nlink = 0;
 		touch_c(&e.i);
-		ret = table_insert(fs, &e);
+		ret = table_insert(fs, cvol, &e);
 		if (ret) {
 			rfs_log(RFS_LOG_ERR, "%s: keeping unlinked inode %llu failed: %s",
 				rfs_pool_path(fs->pool), (unsigned long long)e.i.ino,
@@ -733,7 +749,7 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	ret = ip_done(fs, &p, 0, 0);
 	if (ret)
 		return ret;
-	ret = table_insert(fs, &e);
+	ret = table_insert(fs, n->vol, &e);
 	if (ret)
 		return ret;
 	ret = ip_load(fs, n->parent, true, &p);
@@ -743,7 +759,7 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	ret = rec_put(fs->pool, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	int64_t dlinks = ret ? 0 : 1;
 	if (!ret) /* found by number in the table from now on */
-		ret = bref_del(fs, &p.lv[0].parent, e.i.ino);
+		ret = bref_del(fs, bref_vol(fs, &p, n->vol), e.i.ino);
 	ret = ip_done(fs, &p, dlinks, ret);
 	if (ret)
 		return ret;
@@ -837,14 +853,14 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 	ret = ip_done(fs, &p, ret ? 0 : 1, ret);
 	if (ret)
 		goto out;
-	ret = ip_load_table(fs, r.i.ino, true, &p);
+	ret = ip_load_table(fs, n->vol, r.i.ino, true, &p);
 	if (ret)
 		goto out;
 	ip_rec(&p)->i.nlink++;
 	ip_rec(&p)->i.flags &= ~(uint32_t)RFS_INODE_TMPFILE;
 	touch_c(&ip_rec(&p)->i);
 	if (st)
-		rec_to_stat(fs, ip_rec(&p), st);
+		rec_to_stat(n->vol, ip_rec(&p), st);
 	ret = ip_done(fs, &p, 0, 0);
 	if (!ret) {
 		pthread_mutex_lock(&fs->nlock);
@@ -889,8 +905,8 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 	}
 	int64_t dl = ret ? 0 : dlinks;
 	if (!ret && !(rec->i.flags & RFS_INODE_LINKED))
-		ret = bref_put(fs, &p.lv[0].parent, rec->i.ino, d->i.ino, name, len,
-			       RFS_PUT_REPLACE);
+		ret = bref_put(fs, bref_vol(fs, &p, vol_below(dn->vol, &rec->i)), rec->i.ino,
+			       d->i.ino, name, len, RFS_PUT_REPLACE);
 	return ip_done(fs, &p, dl, ret);
 }
 
@@ -921,7 +937,8 @@ static void renamed_node(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent
 
 /* The whiteout RENAME_WHITEOUT leaves at the old name: a character
  * device 0/0 (what overlayfs and the kernel's own filesystems write). */
-static void whiteout_rec(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_irec *w)
+static void whiteout_rec(rfs_fs *fs, const struct rfs_ctx *ctx, uint64_t vol,
+			 struct rfs_irec *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->i.mode = S_IFCHR;
@@ -932,7 +949,7 @@ static void whiteout_rec(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_irec 
 	w->i.atime = w->i.btime = w->i.mtime;
 	w->i.atime_ns = w->i.btime_ns = w->i.mtime_ns;
 	w->i.generation = 1;
-	w->i.ino = ino_alloc(fs);
+	w->i.ino = ino_alloc(fs, vol);
 }
 
 static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
@@ -1009,9 +1026,11 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 	}
 	/* Re-read both entries mutably (their subtrees are then ours). */
 	pthread_mutex_lock(&fs->nlock);
-	struct rfs_node *sn = (s.i.flags & RFS_INODE_LINKED) ? NULL : node_by_ino(fs, s.i.ino);
+	struct rfs_node *sn = (s.i.flags & RFS_INODE_LINKED)
+				      ? NULL
+				      : node_by_ino(fs, vol_below(pn->vol, &s.i), s.i.ino);
 	struct rfs_node *dnode = (!dexists || (d.i.flags & RFS_INODE_LINKED)) ? NULL
-						: node_by_ino(fs, d.i.ino);
+						: node_by_ino(fs, vol_below(np->vol, &d.i), d.i.ino);
 	pthread_mutex_unlock(&fs->nlock);
 
 	if (flags & RFS_RENAME_EXCHANGE) {
@@ -1088,8 +1107,8 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 		size_t kl = dent_key(key, name, len);
 		if (flags & RFS_RENAME_WHITEOUT) {
 			struct rfs_irec w;
-			rfs_tree *vol = &p.lv[0].parent;
-			whiteout_rec(fs, ctx, &w);
+			rfs_tree *vol = bref_vol(fs, &p, pn->vol);
+			whiteout_rec(fs, ctx, pn->vol, &w);
 			ret = bref_put(fs, vol, w.i.ino, pd->i.ino, name, len, RFS_PUT_INSERT);
 			if (!ret) {
 				ret = rec_put(fs->pool, ip_tree(&p), key, kl, &w, RFS_PUT_REPLACE);
@@ -1097,7 +1116,7 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 					bref_del(fs, vol, w.i.ino);
 			}
 			if (ret)
-				fs->meta.ninodes--;
+				vol_count(fs, pn->vol, -1);
 		} else {
 			ret = rfs_tree_delete(fs->pool, ip_tree(&p), key, kl, 0);
 			if (!ret)
@@ -1140,16 +1159,16 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 		goto out;
 	}
 	if (off == 0) {
-		rec_to_stat(fs, &d, &st);
+		rec_to_stat(dn->vol, &d, &st);
 		if (fn(arg, ".", &st, 0, 1))
 			goto out;
 	}
 	if (off <= 1) {
 		struct rfs_irec pr;
 		if (dn->parent && inode_read(fs, dn->parent, &pr) == 0)
-			rec_to_stat(fs, &pr, &st);
+			rec_to_stat(dn->parent->vol, &pr, &st);
 		else
-			rec_to_stat(fs, &d, &st);
+			rec_to_stat(dn->vol, &d, &st);
 		if (fn(arg, "..", &st, 0, 2))
 			goto out;
 	}
@@ -1197,11 +1216,12 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 		struct rfs_irec full;
 		rfs_nodeid nid = 0;
 		if (plus) {
-			ret = entry_full(fs, &e, &full);
+			ret = entry_full(fs, dn->vol, &e, &full);
 			if (ret)
 				break;
-			rec_to_stat(fs, &full, &st);
-			struct rfs_node *cn = node_ref(fs, dn, name, full.i.ino,
+			uint64_t cvol = vol_below(dn->vol, &e.i);
+			rec_to_stat(cvol, &full, &st);
+			struct rfs_node *cn = node_ref(fs, dn, name, cvol, full.i.ino,
 						       e.i.flags & RFS_INODE_LINKED);
 			if (!cn) {
 				ret = -ENOMEM;
@@ -1210,7 +1230,7 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 			nid = cn->id;
 		} else {
 			memset(&st, 0, sizeof(st));
-			st.st_ino = (fs->volid << 48) | e.i.ino;
+			st.st_ino = (vol_below(dn->vol, &e.i) << 48) | e.i.ino;
 			st.st_mode = e.i.mode;
 		}
 		if (fn(arg, name, &st, nid, h)) {

@@ -19,6 +19,12 @@ static size_t hash64(uint64_t v, size_t cap)
 	return (size_t)(v & (cap - 1));
 }
 
+/* The ino hash is keyed by st_ino: (vol << 48) | ino. */
+static uint64_t ino_key(uint64_t vol, uint64_t ino)
+{
+	return (vol << 48) | ino;
+}
+
 static int table_grow(rfs_fs *fs)
 {
 	size_t ncap = fs->cap ? fs->cap * 2 : 1024;
@@ -39,7 +45,7 @@ static int table_grow(rfs_fs *fs)
 		}
 		for (n = fs->by_ino[i]; n; n = next) {
 			next = n->next_ino;
-			size_t h = hash64(n->ino, ncap);
+			size_t h = hash64(ino_key(n->vol, n->ino), ncap);
 			n->next_ino = bino[h];
 			bino[h] = n;
 		}
@@ -52,17 +58,20 @@ static int table_grow(rfs_fs *fs)
 	return 0;
 }
 
-rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t ino)
+rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t vol, uint64_t ino)
 {
-	return ino == fs->root_ino ? RFS_ROOT_NODE : (fs->volid << 48) | ino;
+	if (vol == RFS_TOP_VOLUME && ino == fs->root_ino)
+		return RFS_ROOT_NODE;
+	return ino_key(vol, ino);
 }
 
-uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id)
+uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol)
 {
-	if (id == RFS_ROOT_NODE)
+	if (id == RFS_ROOT_NODE) {
+		*vol = RFS_TOP_VOLUME;
 		return fs->root_ino;
-	if ((id >> 48) != fs->volid)
-		return 0;
+	}
+	*vol = id >> 48;
 	return id & ((1ull << 48) - 1);
 }
 
@@ -82,10 +91,11 @@ struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id)
 	return n;
 }
 
-struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino)
+struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino)
 {
-	for (struct rfs_node *n = fs->by_ino[hash64(ino, fs->cap)]; n; n = n->next_ino)
-		if (n->ino == ino && !n->dead)
+	for (struct rfs_node *n = fs->by_ino[hash64(ino_key(vol, ino), fs->cap)]; n;
+	     n = n->next_ino)
+		if (n->ino == ino && n->vol == vol && !n->dead)
 			return n;
 	return NULL;
 }
@@ -102,7 +112,7 @@ static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
 		pp = &(*pp)->next_id;
 	if (*pp)
 		*pp = n->next_id;
-	pp = &fs->by_ino[hash64(n->ino, fs->cap)];
+	pp = &fs->by_ino[hash64(ino_key(n->vol, n->ino), fs->cap)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->next_ino;
 	if (*pp)
@@ -156,10 +166,10 @@ void node_move_to_table(rfs_fs *fs, struct rfs_node *n)
 }
 
 struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
-			  const char *name, uint64_t ino, bool in_table)
+			  const char *name, uint64_t vol, uint64_t ino, bool in_table)
 {
 	pthread_mutex_lock(&fs->nlock);
-	struct rfs_node *n = node_by_ino(fs, ino);
+	struct rfs_node *n = node_by_ino(fs, vol, ino);
 	if (n) {
 		n->nlookup++;
 		if (in_table && !n->in_table)
@@ -177,7 +187,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		pthread_mutex_unlock(&fs->nlock);
 		return NULL;
 	}
-	if (node_get_locked(fs, node_id_of(fs, ino))) {
+	if (node_get_locked(fs, node_id_of(fs, vol, ino))) {
 		/* A node of this inode whose record is gone (dead): inode
 		 * numbers are never reused, so this is a damaged tree. */
 		rfs_log(RFS_LOG_ERR, "%s: inode %llu was deleted but is reachable again",
@@ -190,8 +200,9 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		pthread_mutex_unlock(&fs->nlock);
 		return NULL;
 	}
-	n->id = node_id_of(fs, ino);
+	n->id = node_id_of(fs, vol, ino);
 	n->ino = ino;
+	n->vol = vol;
 	n->nlookup = 1;
 	n->in_table = in_table;
 	if (!in_table && node_set_parent(fs, n, parent, name, strlen(name))) {
@@ -202,7 +213,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	size_t h = hash64(n->id, fs->cap);
 	n->next_id = fs->by_id[h];
 	fs->by_id[h] = n;
-	h = hash64(n->ino, fs->cap);
+	h = hash64(ino_key(vol, ino), fs->cap);
 	n->next_ino = fs->by_ino[h];
 	fs->by_ino[h] = n;
 	fs->nnodes++;
@@ -231,7 +242,7 @@ fail:
 }
 
 rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
-			uint64_t ino)
+			uint64_t vol, uint64_t ino)
 {
 	pthread_mutex_lock(&fs->nlock);
 	/* Room was made by node_prepare; another thread may have used it
@@ -239,8 +250,9 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 	 * grow), so a failed grow here costs speed, never correctness. */
 	if (fs->nnodes + 1 > fs->cap)
 		(void)table_grow(fs);
-	n->id = node_id_of(fs, ino); /* a new inode: no node has this id */
+	n->id = node_id_of(fs, vol, ino); /* a new inode: no node has this id */
 	n->ino = ino;
+	n->vol = vol;
 	n->nlookup = 1;
 	if (parent) {
 		n->parent = parent;
@@ -254,7 +266,7 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 	size_t h = hash64(n->id, fs->cap);
 	n->next_id = fs->by_id[h];
 	fs->by_id[h] = n;
-	h = hash64(n->ino, fs->cap);
+	h = hash64(ino_key(vol, ino), fs->cap);
 	n->next_ino = fs->by_ino[h];
 	fs->by_ino[h] = n;
 	fs->nnodes++;
@@ -285,10 +297,8 @@ void node_unref(rfs_fs *fs, rfs_nodeid id)
 
 int rfs_fs_find_ino(rfs_fs *fs, uint64_t st_ino, rfs_nodeid *out)
 {
-	if ((st_ino >> 48) != fs->volid)
-		return -ENOENT;
 	pthread_mutex_lock(&fs->nlock);
-	struct rfs_node *n = node_by_ino(fs, st_ino & ((1ull << 48) - 1));
+	struct rfs_node *n = node_by_ino(fs, st_ino >> 48, st_ino & ((1ull << 48) - 1));
 	if (n)
 		*out = n->id;
 	pthread_mutex_unlock(&fs->nlock);
@@ -310,7 +320,7 @@ static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 	struct rfs_ipath p;
 	if (fs->rdonly || !n->in_table || n->dead)
 		return;
-	if (ip_load_table(fs, n->ino, true, &p))
+	if (!vol_get(fs, n->vol) || ip_load_table(fs, n->vol, n->ino, true, &p))
 		return;
 	if (ip_rec(&p)->i.nlink == 0) {
 		rfs_tree *t = &p.lv[1].parent;
@@ -319,8 +329,7 @@ static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 			rfs_log(RFS_LOG_ERR, "%s: freeing unlinked inode %llu: %s",
 				rfs_pool_path(fs->pool), (unsigned long long)n->ino,
 				strerror(-ret));
-		fs->meta.ninodes--;
-		fs->meta_dirty = true;
+		vol_count(fs, n->vol, -1);
 		n->dead = true;
 		p.n = 1; /* store the table root and the volume */
 		p.lv[0].rec.i.subtree = t->root;
@@ -391,6 +400,7 @@ int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags)
 	struct rfs_volmeta m = {.magic = RFS_VOL_MAGIC,
 				.version = RFS_VOL_VERSION,
 				.volid = RFS_TOP_VOLUME,
+				.next_vol = RFS_TOP_VOLUME + 1,
 				.next_ino = 2,
 				.ninodes = 1};
 	struct rfs_irec root;
@@ -424,12 +434,12 @@ int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags)
 	return ret;
 }
 
-/* Remove orphans a crash left in the link table. */
-static int orphans_clean(rfs_fs *fs)
+/* Remove orphans a crash left in the link table of volume vid. */
+static int orphans_clean_vol(rfs_fs *fs, uint64_t vid)
 {
 	rfs_tree vol, tab;
 	struct rfs_irec t;
-	int ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	int ret = rfs_catalog_get(fs->pool, vid, &vol);
 	if (ret)
 		return ret;
 	ret = rec_get(fs->pool, &vol, "T", 1, &t, false);
@@ -460,13 +470,12 @@ static int orphans_clean(rfs_fs *fs)
 		if (!found)
 			return 0;
 		struct rfs_ipath p;
-		ret = ip_load_table(fs, found, true, &p);
+		ret = ip_load_table(fs, vid, found, true, &p);
 		if (ret)
 			return ret;
 		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key,
 				      p.lv[1].klen, 0);
-		fs->meta.ninodes--;
-		fs->meta_dirty = true;
+		vol_count(fs, vid, -1);
 		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
 		p.n = 1;
 		ret = ip_done(fs, &p, 0, ret);
@@ -475,13 +484,23 @@ static int orphans_clean(rfs_fs *fs)
 		rfs_log(RFS_LOG_INFO, "%s: freed inode %llu, unlinked while open before a crash",
 			rfs_pool_path(fs->pool), (unsigned long long)found);
 		tab.root = 0;
-		ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+		ret = rfs_catalog_get(fs->pool, vid, &vol);
 		if (!ret)
 			ret = rec_get(fs->pool, &vol, "T", 1, &t, false);
 		if (ret)
 			return ret;
 		tab.root = t.i.subtree;
 	}
+}
+
+static int orphans_clean(rfs_fs *fs)
+{
+	for (size_t i = 0; i < fs->nvols; i++) {
+		int ret = fs->vols[i]->gone ? 0 : orphans_clean_vol(fs, fs->vols[i]->id);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
@@ -501,7 +520,6 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 		return ret;
 	}
 	fs->rdonly = flags & RFS_FS_RDONLY;
-	fs->volid = RFS_TOP_VOLUME;
 	pthread_mutex_init(&fs->nlock, NULL);
 	ret = table_grow(fs);
 	if (ret)
@@ -509,32 +527,34 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 
 	rfs_pool_wrlock(fs->pool);
 	rfs_tree vol;
-	size_t ml = sizeof(fs->meta);
-	ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	ret = rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol);
 	if (!ret && !vol.root)
 		ret = -ENOENT;
 	if (!ret)
-		ret = rfs_tree_lookup(fs->pool, &vol, "M", 1, &fs->meta, &ml, NULL);
-	if (ret == -ENOENT || (!ret && (ml != sizeof(fs->meta) ||
-					fs->meta.magic != RFS_VOL_MAGIC))) {
+		ret = rfs_tree_lookup(fs->pool, &vol, "M", 1, &m, &ml, NULL);
+	if (ret == -ENOENT || (!ret && (ml != sizeof(m) || m.magic != RFS_VOL_MAGIC))) {
 		rfs_log(RFS_LOG_ERR, "%s: the pool holds no reflinkfs filesystem (run `reflinkfs mkfs` to make one)",
 			path);
 		ret = -EINVAL;
-	} else if (!ret && fs->meta.version > RFS_VOL_VERSION) {
+	} else if (!ret && m.version > RFS_VOL_VERSION) {
 		rfs_log(RFS_LOG_ERR, "%s: filesystem format version %u is newer than this program supports (%u); use a newer reflinkfs",
-			path, fs->meta.version, RFS_VOL_VERSION);
+			path, m.version, RFS_VOL_VERSION);
 		ret = -EPROTONOSUPPORT;
 	}
+	if (!ret)
+		ret = vols_load(fs);
 	struct rfs_irec root;
 	if (!ret)
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
 	if (!ret && !has_index(fs)) {
 		if (fs->rdonly) {
 			rfs_log(RFS_LOG_WARN, "%s: filesystem format %u has no inode index: file handles (NFS, open_by_handle_at) of inodes the kernel no longer caches give ESTALE until one read-write mount builds it",
-				path, fs->meta.version);
+				path, fs->top->m.version);
 		} else {
 			rfs_log(RFS_LOG_INFO, "%s: filesystem format %u: building the inode index (one walk of the whole tree, done once)",
-				path, fs->meta.version);
+				path, fs->top->m.version);
 			ret = bref_build(fs);
 			if (ret)
 				rfs_log(RFS_LOG_ERR, "%s: building the inode index failed: %s; nothing was changed (mount read-only to use the pool as it is)",
@@ -559,14 +579,16 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	fs->root_ino = root.i.ino;
 	rn->id = RFS_ROOT_NODE;
 	rn->ino = root.i.ino;
+	rn->vol = RFS_TOP_VOLUME;
 	rn->nlookup = 1;
 	fs->by_id[hash64(rn->id, fs->cap)] = rn;
-	fs->by_ino[hash64(rn->ino, fs->cap)] = rn;
+	fs->by_ino[hash64(ino_key(rn->vol, rn->ino), fs->cap)] = rn;
 	fs->nnodes = 1;
 	*out = fs;
 	return 0;
 fail:
 	rfs_pool_close(fs->pool);
+	vols_free(fs);
 	free(fs->by_id);
 	free(fs->by_ino);
 	pthread_mutex_destroy(&fs->nlock);
@@ -586,6 +608,7 @@ static void fs_free(rfs_fs *fs)
 	}
 	free(fs->by_id);
 	free(fs->by_ino);
+	vols_free(fs);
 	pthread_mutex_destroy(&fs->nlock);
 	free(fs);
 }
@@ -605,12 +628,13 @@ int rfs_fs_close(rfs_fs *fs)
 				if (n->in_table && !n->dead)
 					orphan_reap(fs, n);
 		pthread_mutex_unlock(&fs->nlock);
-		if (fs->meta_dirty) {
+		if (fs->top->dirty) {
 			rfs_tree vol;
-			if (!rfs_catalog_get(fs->pool, fs->volid, &vol) &&
-			    !meta_store(fs, &vol))
-				rfs_catalog_set(fs->pool, fs->volid, &vol);
+			if (!rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol) &&
+			    !meta_store(fs, fs->top, &vol))
+				rfs_catalog_set(fs->pool, RFS_TOP_VOLUME, &vol);
 		}
+		vols_store(fs);
 		op_end(&op, 0);
 		ret = rfs_pool_commit(fs->pool);
 	}
@@ -658,7 +682,7 @@ int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid id, struct stat *st)
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	rfs_pool_unlock(fs->pool);
 	if (!ret)
-		rec_to_stat(fs, &r, st);
+		rec_to_stat(n->vol, &r, st);
 	return ret;
 }
 
@@ -737,7 +761,7 @@ static int setattr_op(rfs_fs *fs, struct rfs_node *n, const struct stat *in,
 		i->ctime_ns = (uint32_t)in->st_ctim.tv_nsec;
 	}
 	if (out)
-		rec_to_stat(fs, ip_rec(&p), out);
+		rec_to_stat(n->vol, ip_rec(&p), out);
 done:
 	return ip_done(fs, &p, 0, ret);
 }
@@ -756,7 +780,10 @@ int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
 	 * (deletions on a full pool need it), so an fallocate of what it
 	 * advertises succeeds (fstests generic/103). */
 	uint64_t avail = rfs_pool_data_avail(fs->pool);
-	uint64_t ninodes = fs->meta.ninodes;
+	uint64_t ninodes = 0;
+	for (size_t i = 0; i < fs->nvols; i++)
+		if (!fs->vols[i]->gone)
+			ninodes += fs->vols[i]->m.ninodes;
 	rfs_pool_unlock(fs->pool);
 	uint64_t total = ps.total_blocks - ps.data_start;
 	uint64_t used = ps.used_blocks - ps.data_start;
@@ -771,7 +798,7 @@ int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
 	st->f_ffree = freeb;
 	st->f_favail = st->f_bavail;
 	st->f_namemax = RFS_NAME_MAX;
-	st->f_fsid = fs->volid;
+	st->f_fsid = RFS_TOP_VOLUME;
 	if (fs->rdonly)
 		st->f_flag |= ST_RDONLY;
 	return 0;
@@ -887,13 +914,23 @@ static int fsck_index_extra(rfs_fs *fs, struct fsck_ctx *c)
 	return ret == -ENOENT ? 0 : ret;
 }
 
-/* Check one directory's entries (recursively); counts linked names. */
-static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *dir,
-		    const char *path, uint64_t *links, uint64_t *ninodes, int depth)
+/* What fsck counts per volume (same order as fs->vols). */
+struct fsck_vol {
+	uint64_t links;   /* stubs naming link-table records */
+	uint64_t ninodes; /* inodes found */
+	uint64_t roots;   /* entries rooting it (exactly 1 for a snapshot) */
+};
+
+/* Check one directory's entries (recursively), in volume vi: counts
+ * linked names, inodes and volume roots.  *vols_found: volume roots in
+ * its subtree. */
+static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t vi,
+		    const struct rfs_irec *dir, const char *path, int depth,
+		    uint64_t *vols_found)
 {
 	rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
 	rfs_cursor *cur;
-	uint64_t entries = 0, subdirs = 0, below = 0;
+	uint64_t entries = 0, subdirs = 0, below = 0, vols = 0;
 	int ret;
 	if (!t.root)
 		goto counts;
@@ -925,15 +962,32 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *dir,
 			continue;
 		}
 		if (r.i.flags & RFS_INODE_LINKED) {
-			(*links)++;
+			fv[vi].links++;
 			below++;
 			continue;
 		}
-		(*ninodes)++;
-		ret = fsck_bref(fs, c, dir->i.ino, r.i.ino, path, name, nl);
-		if (ret) {
-			rfs_cursor_close(cur);
-			return ret;
+		size_t ci = vi;
+		if (r.i.flags & RFS_INODE_VOLROOT) {
+			struct rfs_vol *w = S_ISDIR(r.i.mode) ? vol_get(fs, r.i.volume) : NULL;
+			if (!w) {
+				fsck_problem(c, "%s/%s: root of volume %llu, which does not exist",
+					     path, name, (unsigned long long)r.i.volume);
+				continue;
+			}
+			for (ci = 0; fs->vols[ci] != w; ci++)
+				;
+			fv[ci].roots++;
+			vols++;
+		}
+		fv[ci].ninodes++;
+		/* The inode index covers the top volume (snapshots have none
+		 * yet: docs/ARCHITECTURE.md). */
+		if (fs->vols[ci] == fs->top) {
+			ret = fsck_bref(fs, c, dir->i.ino, r.i.ino, path, name, nl);
+			if (ret) {
+				rfs_cursor_close(cur);
+				return ret;
+			}
 		}
 		if (S_ISDIR(r.i.mode)) {
 			subdirs++;
@@ -944,13 +998,17 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *dir,
 			}
 			sprintf(sub, "%s/%s", path, name);
 			/* The cursor stays valid: nothing mutates during fsck. */
-			ret = fsck_dir(fs, c, &r, sub, links, ninodes, depth + 1);
+			uint64_t sv = 0;
+			ret = fsck_dir(fs, c, fv, ci, &r, sub, depth + 1, &sv);
 			free(sub);
 			if (ret) {
 				rfs_cursor_close(cur);
 				return ret;
 			}
-			below += r.i.links_below;
+			/* A volume's hard links stay inside it. */
+			if (ci == vi)
+				below += r.i.links_below;
+			vols += sv;
 		} else if (r.i.nlink != 1) {
 			fsck_problem(c, "%s/%s: link count %u, expected 1", path, name, r.i.nlink);
 		}
@@ -968,6 +1026,64 @@ counts:
 	if (dir->i.links_below != below)
 		fsck_problem(c, "%s: hard-link names below %llu, found %llu", path,
 			     (unsigned long long)dir->i.links_below, (unsigned long long)below);
+	if (dir->i.vols_below != vols)
+		fsck_problem(c, "%s: volume roots below %llu, found %llu", path,
+			     (unsigned long long)dir->i.vols_below, (unsigned long long)vols);
+	*vols_found = vols;
+	return 0;
+}
+
+/* One volume's link table: every record's nlink equals the stubs naming
+ * it, and the inode count adds up. */
+static int fsck_vol(rfs_fs *fs, struct fsck_ctx *c, struct rfs_vol *v, struct fsck_vol *f)
+{
+	rfs_tree vt;
+	struct rfs_irec tab;
+	int ret = rfs_catalog_get(fs->pool, v->id, &vt);
+	if (!ret)
+		ret = rec_get(fs->pool, &vt, "T", 1, &tab, false);
+	if (ret) {
+		fsck_problem(c, "volume %llu: cannot read its link table: %s",
+			     (unsigned long long)v->id, strerror(-ret));
+		return 0;
+	}
+	if (v != fs->top && f->roots != 1)
+		fsck_problem(c, "volume %llu: %llu directory entries are its root, expected 1",
+			     (unsigned long long)v->id, (unsigned long long)f->roots);
+	uint64_t tlinks = 0;
+	rfs_tree tt = FS_TREE(tab.i.subtree, RFS_OWNER_LINKS);
+	if (tt.root) {
+		rfs_cursor *cur;
+		ret = rfs_cursor_open(fs->pool, &tt, &cur);
+		if (ret)
+			return ret;
+		for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+			const void *k, *val;
+			size_t kl, vl;
+			struct rfs_irec r;
+			rfs_cursor_get(cur, &k, &kl, &val, &vl, NULL);
+			if (rec_decode(val, vl, &r)) {
+				fsck_problem(c, "volume %llu: link table: bad inode record",
+					     (unsigned long long)v->id);
+				continue;
+			}
+			tlinks += r.i.nlink;
+			f->ninodes++;
+			/* nlink 0: an orphan a crash left behind (unlinked
+			 * while open); the next read-write mount frees it. */
+		}
+		rfs_cursor_close(cur);
+		if (ret != -ENOENT)
+			return ret;
+	}
+	if (tlinks != f->links)
+		fsck_problem(c, "volume %llu: hard links: %llu names, link counts add up to %llu",
+			     (unsigned long long)v->id, (unsigned long long)f->links,
+			     (unsigned long long)tlinks);
+	if (!(v->m.flags & RFS_VOL_UNCOUNTED) && f->ninodes != v->m.ninodes)
+		fsck_problem(c, "volume %llu: inode count %llu, found %llu",
+			     (unsigned long long)v->id, (unsigned long long)v->m.ninodes,
+			     (unsigned long long)f->ninodes);
 	return 0;
 }
 
@@ -988,64 +1104,39 @@ long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 	}
 	c.problems += n;
 	rfs_tree vol;
-	struct rfs_irec root, tab;
-	uint64_t links = 0, ninodes = 1;
-	ret = rfs_catalog_get(fs->pool, fs->volid, &vol);
+	struct rfs_irec root;
+	struct fsck_vol *fv = calloc(fs->nvols, sizeof(*fv));
+	if (!fv) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol);
 	if (!ret)
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
-	if (!ret)
-		ret = rec_get(fs->pool, &vol, "T", 1, &tab, false);
 	if (ret) {
-		fsck_problem(&c, "volume %llu: cannot read its root or link table: %s",
-			     (unsigned long long)fs->volid, strerror(-ret));
+		fsck_problem(&c, "the top volume: cannot read its root directory: %s",
+			     strerror(-ret));
+		free(fv);
 		ret = 0;
 		goto out;
 	}
 	c.has_index = has_index(fs);
 	if (c.has_index && (ret = bref_index(fs, &c.idx))) {
-		fsck_problem(&c, "volume %llu: cannot read its inode index: %s",
-			     (unsigned long long)fs->volid, strerror(-ret));
+		fsck_problem(&c, "the top volume: cannot read its inode index: %s",
+			     strerror(-ret));
 		c.has_index = false;
 	}
-	ret = fsck_dir(fs, &c, &root, "", &links, &ninodes, 0);
+	size_t top = 0;
+	while (fs->vols[top] != fs->top)
+		top++;
+	fv[top].ninodes = 1; /* the root */
+	uint64_t vols = 0;
+	ret = fsck_dir(fs, &c, fv, top, &root, "", 0, &vols);
 	if (!ret)
 		ret = fsck_index_extra(fs, &c);
-	if (ret)
-		goto out;
-	/* Link table: every record's nlink equals the stubs naming it. */
-	uint64_t tlinks = 0;
-	rfs_tree tt = FS_TREE(tab.i.subtree, RFS_OWNER_LINKS);
-	if (tt.root) {
-		rfs_cursor *cur;
-		ret = rfs_cursor_open(fs->pool, &tt, &cur);
-		if (ret)
-			goto out;
-		for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
-			const void *k, *v;
-			size_t kl, vl;
-			struct rfs_irec r;
-			rfs_cursor_get(cur, &k, &kl, &v, &vl, NULL);
-			if (rec_decode(v, vl, &r)) {
-				fsck_problem(&c, "link table: bad inode record");
-				continue;
-			}
-			tlinks += r.i.nlink;
-			ninodes++;
-			/* nlink 0: an orphan a crash left behind (unlinked
-			 * while open); the next read-write mount frees it. */
-		}
-		rfs_cursor_close(cur);
-		if (ret != -ENOENT)
-			goto out;
-		ret = 0;
-	}
-	if (tlinks != links)
-		fsck_problem(&c, "hard links: %llu names, link counts add up to %llu",
-			     (unsigned long long)links, (unsigned long long)tlinks);
-	if (ninodes != fs->meta.ninodes)
-		fsck_problem(&c, "volume %llu: inode count %llu, found %llu",
-			     (unsigned long long)fs->volid, (unsigned long long)fs->meta.ninodes,
-			     (unsigned long long)ninodes);
+	for (size_t i = 0; !ret && i < fs->nvols; i++)
+		ret = fsck_vol(fs, &c, fs->vols[i], &fv[i]);
+	free(fv);
 out:
 	rfs_pool_unlock(fs->pool);
 	rfs_fs_close(fs);

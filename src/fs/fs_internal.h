@@ -55,7 +55,23 @@ struct rfs_volmeta {
 	uint64_t volid;
 	uint64_t next_ino;
 	uint64_t ninodes;
-	uint64_t reserved[4];
+	/* A snapshot volume: the volume holding its root entry (0 for the
+	 * top volume), RFS_VOL_* flags, creation time, the volume its
+	 * source directory was in.  The top volume's volid field of the
+	 * next volume made is next_vol. */
+	uint64_t parent;
+	uint32_t flags;
+	uint32_t pad2;
+	int64_t created;
+	uint64_t source_vol;
+	uint64_t next_vol; /* top volume: next volume id to hand out */
+	uint64_t reserved[3];
+};
+enum {
+	RFS_VOL_RDONLY = 1u << 0,
+	/* ninodes is not the volume's inode count (a snapshot starts with
+	 * its source's inodes uncounted, to stay O(1)): fsck skips it. */
+	RFS_VOL_UNCOUNTED = 1u << 1,
 };
 
 /* Inode record flags. */
@@ -69,6 +85,10 @@ enum {
 	/* Made by rfs_fs_tmpfile (O_TMPFILE): an orphan (nlink 0) that
 	 * link may still give a name; cleared by that link. */
 	RFS_INODE_TMPFILE = 1u << 3,
+	/* A directory entry that is the root of a snapshot volume: the
+	 * inodes below belong to volume `volume` (their numbers are that
+	 * volume's); the record itself is that volume's root directory. */
+	RFS_INODE_VOLROOT = 1u << 4,
 };
 
 /*
@@ -91,7 +111,8 @@ struct rfs_inode {
 	uint32_t flags;
 	uint32_t generation;
 	uint64_t links_below; /* dir: hard-linked names in its subtree */
-	uint64_t reserved[2];
+	uint64_t volume;      /* RFS_INODE_VOLROOT: the volume it roots */
+	uint64_t vols_below;  /* dir: volume roots in its subtree */
 };
 #define RFS_INODE_SIZE sizeof(struct rfs_inode)
 #define RFS_INLINE_MAX (RFS_VAL_MAX - RFS_INODE_SIZE)
@@ -124,10 +145,24 @@ struct rfs_ext {
 	uint32_t csum[RFS_EXTENT_MAX];
 };
 
+/* A volume: the top one (RFS_TOP_VOLUME, the mount's root) or a
+ * snapshot.  Its catalog tree holds 'M' (struct rfs_volmeta), 'T' (link
+ * table) and, for the top volume, 'R' (root directory); a snapshot's
+ * root directory is an RFS_INODE_VOLROOT entry in a directory of its
+ * parent volume.  Loaded at open, added by snapshots; pool lock (read
+ * to read, write to change). */
+struct rfs_vol {
+	uint64_t id;
+	struct rfs_volmeta m;
+	bool dirty; /* m changed: stored by the running operation */
+	bool gone;  /* deleted: its catalog tree is dropped */
+};
+
 /* In-memory inode of the node table (FUSE node id). */
 struct rfs_node {
 	rfs_nodeid id;
 	uint64_t ino;
+	uint64_t vol; /* volume of the inode (st_ino = vol << 48 | ino) */
 	struct rfs_node *parent; /* NULL for the root and link-table inodes */
 	char *name;              /* NULL likewise */
 	bool in_table;           /* record lives in the link table */
@@ -147,9 +182,11 @@ struct rfs_node {
 struct rfs_fs {
 	rfs_pool *pool;
 	bool rdonly;
-	uint64_t volid;
-	struct rfs_volmeta meta;
-	bool meta_dirty;
+	/* Volumes by id (sorted), top = the mount's root volume; pool
+	 * lock (read to read, write to change). */
+	struct rfs_vol **vols;
+	size_t nvols;
+	struct rfs_vol *top;
 
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;
@@ -174,6 +211,11 @@ struct rfs_ilevel {
 struct rfs_ipath {
 	int n; /* levels; lv[n-1] is the target */
 	bool in_table;
+	uint64_t vol;  /* catalog id of lv[0].parent: top, or the table's */
+	uint64_t tvol; /* volume of the target inode */
+	/* Added by ip_store to vols_below of every directory on the path
+	 * (a volume root made or removed below the target). */
+	int64_t vols_delta;
 	bool mut;
 	/* When set, ip_store stores target_tree.root as the target's
 	 * subtree (the caller mutated the target's own tree). */
@@ -216,29 +258,66 @@ int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	    const struct rfs_irec *r, int mode);
 int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	    struct rfs_irec *r, bool mut);
-void rec_to_stat(rfs_fs *fs, const struct rfs_irec *r, struct stat *st);
+/* st of record r of an inode of volume vol. */
+void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st);
 size_t table_key(uint8_t *key, uint64_t ino);
 
 /* ---- paths (inode.c) ---- */
 int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p);
-int ip_load_table(rfs_fs *fs, uint64_t ino, bool mut, struct rfs_ipath *p);
+int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
+		  struct rfs_ipath *p);
 int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta);
 /* ip_store + ip_free; returns ret when non-zero, else the store's result. */
 int ip_done(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta, int ret);
 void ip_free(struct rfs_ipath *p);
 int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
-uint64_t ino_alloc(rfs_fs *fs);
-int meta_store(rfs_fs *fs, rfs_tree *vol);
+uint64_t ino_alloc(rfs_fs *fs, uint64_t vol);
+/* One inode more (+1) or fewer (-1) in volume vol. */
+void vol_count(rfs_fs *fs, uint64_t vol, int delta);
+int meta_store(rfs_fs *fs, struct rfs_vol *v, rfs_tree *vt);
+/* Store the metadata of every changed volume but the top one (whose
+ * tree ip_store writes anyway).  Pool write lock. */
+int vols_store(rfs_fs *fs);
+
+/* ---- volumes (volume.c) ---- */
+/* The volume with this id, NULL when there is none.  Pool lock. */
+struct rfs_vol *vol_get(rfs_fs *fs, uint64_t id);
+/* Register volume id with meta m (pool write lock). */
+int vol_add(rfs_fs *fs, uint64_t id, const struct rfs_volmeta *m,
+	    struct rfs_vol **out);
+/* Load every volume of the catalog (open).  Pool lock. */
+int vols_load(rfs_fs *fs);
+void vols_free(rfs_fs *fs);
+/* Remove volume vol (its root entry is being deleted): drop its
+ * catalog tree (meta, link table) and forget it.  Pool write lock. */
+int vol_delete(rfs_fs *fs, uint64_t vol);
+/* -EROFS when volume vol is a read-only snapshot. */
+int vol_writable(rfs_fs *fs, uint64_t vol);
+/* The volume of the inodes below directory record d of volume vol. */
+static inline uint64_t vol_below(uint64_t vol, const struct rfs_inode *d)
+{
+	return (d->flags & RFS_INODE_VOLROOT) ? d->volume : vol;
+}
 
 /* ---- back-pointer index (backref.c) ---- */
 /* Whether the volume has its index (format 2; a read-only mount of a
  * format 1 pool has none). */
 static inline bool has_index(const rfs_fs *fs)
 {
-	return fs->meta.version >= 2;
+	return fs->top->m.version >= 2;
+}
+/* The volume tree whose index records names of inodes of volume vol
+ * changed through path p: the top volume's (lv[0] of a path from the
+ * root), or NULL: snapshot volumes have no index yet (file handles of
+ * their inodes go stale once the kernel forgets them). */
+static inline rfs_tree *bref_vol(rfs_fs *fs, struct rfs_ipath *p, uint64_t vol)
+{
+	(void)fs;
+	return vol == RFS_TOP_VOLUME && p->vol == RFS_TOP_VOLUME ? &p->lv[0].parent : NULL;
 }
 /* Record that ino is reached as parent/name (mode: RFS_PUT_INSERT for a
- * new inode, RFS_PUT_REPLACE for a move), in the index of volume tree vol:
+ * new inode, RFS_PUT_REPLACE for a move), in the index of volume tree vol
+ * (NULL: a volume without index, nothing to do):
  * the volume level (lv[0].parent) of a mutable inode path, which ip_store
  * then stores.  Pool write lock held.  No-op without an index. */
 int bref_put(rfs_fs *fs, rfs_tree *vol, uint64_t ino, uint64_t parent,
@@ -260,7 +339,8 @@ int bref_build(rfs_fs *fs);
 /* The node of inode ino, found in the node table, the link table or
  * through the back-pointer index; +1 lookup on *out, its record in rec.
  * -ESTALE when no such inode is reachable.  Pool read lock held. */
-int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_irec *rec);
+int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
+		 struct rfs_irec *rec);
 
 /* ---- node table (fs.c) ---- */
 /*
@@ -269,15 +349,17 @@ int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_ire
  * node id the kernel kept in a file handle names the same inode after the
  * node was forgotten and across remounts (inode numbers are never reused).
  */
-rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t ino);
-/* The inode number a node id stands for; 0 when it is not one of this
- * volume's. */
-uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id);
+rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t vol, uint64_t ino);
+/* The inode number a node id stands for, and its volume in *vol; 0 when
+ * it is none. */
+uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol);
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */
-struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t ino); /* nlock held */
-/* Find or make the node for (ino) reached as parent/name; +1 lookup. */
+struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino); /* nlock held */
+/* Find or make the node for inode ino of volume vol reached as
+ * parent/name; +1 lookup. */
 struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
-			  const char *name, uint64_t ino, bool in_table);
+			  const char *name, uint64_t vol, uint64_t ino,
+			  bool in_table);
 /* A node for a new inode, made in two halves so that the only step that
  * can fail (memory) comes before the operation changes anything:
  * node_prepare allocates (NULL: out of memory), node_publish enters it
@@ -286,7 +368,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
  * node_discard frees a prepared node that was not published. */
 struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len);
 rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
-			uint64_t ino);
+			uint64_t vol, uint64_t ino);
 void node_discard(struct rfs_node *n);
 bool node_live(struct rfs_node *n);
 /* Give back one lookup reference of a node that is not an orphan. */

@@ -44,7 +44,7 @@ static int hop_down(rfs_fs *fs, struct rfs_node *dn, const struct hop *h,
 		return -ESTALE; /* the index is behind the tree: never guess */
 	if (ret)
 		return ret;
-	*out = node_ref(fs, dn, h->name, h->ino, false);
+	*out = node_ref(fs, dn, h->name, dn->vol, h->ino, false);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -60,11 +60,14 @@ static int known_node(rfs_fs *fs, struct rfs_node *n, struct rfs_irec *rec)
 	return 0;
 }
 
-int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_irec *rec)
+int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
+		 struct rfs_irec *rec)
 {
 	struct rfs_node *n;
+	if (!vol_get(fs, vol))
+		return -ESTALE;
 	pthread_mutex_lock(&fs->nlock);
-	n = node_by_ino(fs, ino);
+	n = node_by_ino(fs, vol, ino);
 	pthread_mutex_unlock(&fs->nlock);
 	if (n) {
 		*out = n;
@@ -73,18 +76,19 @@ int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_ire
 
 	/* Hard-linked or nameless: in the link table by number. */
 	struct rfs_ipath p;
-	int ret = ip_load_table(fs, ino, false, &p);
+	int ret = ip_load_table(fs, vol, ino, false, &p);
 	if (!ret) {
 		*rec = *ip_rec(&p);
 		ip_free(&p);
 		if (rec->i.nlink == 0)
 			return -ESTALE; /* its last user is gone: being freed */
-		*out = node_ref(fs, NULL, NULL, ino, true);
+		*out = node_ref(fs, NULL, NULL, vol, ino, true);
 		return *out ? 0 : -ENOMEM;
 	}
 	if (ret != -ESTALE)
 		return ret;
-	if (!has_index(fs))
+	/* Only the top volume has the index (snapshots: not yet). */
+	if (!has_index(fs) || vol != RFS_TOP_VOLUME)
 		return -ESTALE;
 
 	/* Up the back-pointers to the root or to a known ancestor. */
@@ -120,7 +124,7 @@ int node_resolve(rfs_fs *fs, uint64_t ino, struct rfs_node **out, struct rfs_ire
 		if (ret)
 			goto out;
 		pthread_mutex_lock(&fs->nlock);
-		top = node_by_ino(fs, parent);
+		top = node_by_ino(fs, vol, parent);
 		if (top)
 			top->nlookup++; /* held while we walk down */
 		pthread_mutex_unlock(&fs->nlock);
@@ -146,11 +150,9 @@ int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
 {
 	struct rfs_node *n;
 	struct rfs_irec rec;
-	if ((st_ino >> 48) != fs->volid)
-		return -ESTALE;
-	uint64_t ino = st_ino & ((1ull << 48) - 1);
+	uint64_t vol = st_ino >> 48, ino = st_ino & ((1ull << 48) - 1);
 	rfs_pool_rdlock(fs->pool);
-	int ret = node_resolve(fs, ino, &n, &rec);
+	int ret = node_resolve(fs, vol, ino, &n, &rec);
 	if (!ret && rec.i.generation != generation) {
 		node_unref(fs, n->id);
 		ret = -ESTALE;
@@ -158,7 +160,7 @@ int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
 	if (!ret) {
 		*out = n->id;
 		if (st)
-			rec_to_stat(fs, &rec, st);
+			rec_to_stat(vol, &rec, st);
 	}
 	rfs_pool_unlock(fs->pool);
 	return ret;

@@ -128,11 +128,11 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	return rec_decode(val, vlen, r);
 }
 
-void rec_to_stat(rfs_fs *fs, const struct rfs_irec *r, struct stat *st)
+void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
 {
 	const struct rfs_inode *i = &r->i;
 	memset(st, 0, sizeof(*st));
-	st->st_ino = (fs->volid << 48) | i->ino;
+	st->st_ino = (vol << 48) | i->ino;
 	st->st_mode = i->mode;
 	st->st_nlink = i->nlink;
 	st->st_uid = i->uid;
@@ -149,20 +149,49 @@ void rec_to_stat(rfs_fs *fs, const struct rfs_irec *r, struct stat *st)
 	st->st_ctim.tv_nsec = i->ctime_ns;
 }
 
-uint64_t ino_alloc(rfs_fs *fs)
+uint64_t ino_alloc(rfs_fs *fs, uint64_t vol)
 {
-	fs->meta_dirty = true;
-	fs->meta.ninodes++;
-	return fs->meta.next_ino++;
+	struct rfs_vol *v = vol_get(fs, vol);
+	assert(v);
+	v->dirty = true;
+	v->m.ninodes++;
+	return v->m.next_ino++;
 }
 
-int meta_store(rfs_fs *fs, rfs_tree *vol)
+void vol_count(rfs_fs *fs, uint64_t vol, int delta)
 {
-	int ret = rfs_tree_put(fs->pool, vol, "M", 1, &fs->meta,
-			       sizeof(fs->meta), 0, RFS_PUT_UPSERT);
+	struct rfs_vol *v = vol_get(fs, vol);
+	if (v) {
+		v->m.ninodes += (uint64_t)(int64_t)delta;
+		v->dirty = true;
+	}
+}
+
+int meta_store(rfs_fs *fs, struct rfs_vol *v, rfs_tree *vt)
+{
+	int ret = rfs_tree_put(fs->pool, vt, "M", 1, &v->m, sizeof(v->m), 0,
+			       RFS_PUT_UPSERT);
 	if (!ret)
-		fs->meta_dirty = false;
+		v->dirty = false;
 	return ret;
+}
+
+int vols_store(rfs_fs *fs)
+{
+	for (size_t i = 0; i < fs->nvols; i++) {
+		struct rfs_vol *v = fs->vols[i];
+		if (!v->dirty || v == fs->top || v->gone)
+			continue;
+		rfs_tree vt;
+		int ret = rfs_catalog_get(fs->pool, v->id, &vt);
+		if (!ret)
+			ret = meta_store(fs, v, &vt);
+		if (!ret)
+			ret = rfs_catalog_set(fs->pool, v->id, &vt);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /* ---- paths ---------------------------------------------------------------- */
@@ -196,7 +225,7 @@ static void ip_unwind(rfs_fs *fs, struct rfs_ipath *p, int k)
 	if (k > 0)
 		p->lv[k - 1].rec.i.subtree = p->lv[k].parent.root;
 	if (k == 0) {
-		rfs_catalog_set(fs->pool, fs->volid, &p->lv[0].parent);
+		rfs_catalog_set(fs->pool, p->vol, &p->lv[0].parent);
 		return;
 	}
 	p->n = k;
@@ -204,13 +233,18 @@ static void ip_unwind(rfs_fs *fs, struct rfs_ipath *p, int k)
 	p->n = n;
 }
 
-int ip_load_table(rfs_fs *fs, uint64_t ino, bool mut, struct rfs_ipath *p)
+int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
+		  struct rfs_ipath *p)
 {
-	int ret = ip_alloc(p, 2, mut);
+	int ret = mut ? vol_writable(fs, vol) : 0;
+	if (ret)
+		return ret;
+	ret = ip_alloc(p, 2, mut);
 	if (ret)
 		return ret;
 	p->in_table = true;
-	ret = rfs_catalog_get(fs->pool, fs->volid, &p->lv[0].parent);
+	p->vol = p->tvol = vol;
+	ret = rfs_catalog_get(fs->pool, vol, &p->lv[0].parent);
 	if (ret)
 		goto fail;
 	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
@@ -243,8 +277,13 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 {
 	if (node->dead)
 		return -ESTALE;
+	/* Nothing below a read-only snapshot's root changes (its root
+	 * entry itself can still be renamed or removed in its parent). */
+	int wr = mut ? vol_writable(fs, node->vol) : 0;
+	if (wr)
+		return wr;
 	if (node->in_table)
-		return ip_load_table(fs, node->ino, mut, p);
+		return ip_load_table(fs, node->vol, node->ino, mut, p);
 
 	int n = 1;
 	for (struct rfs_node *x = node; x->parent; x = x->parent)
@@ -261,7 +300,9 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 	for (struct rfs_node *x = node; x; x = x->parent)
 		chain[k--] = x;
 
-	ret = rfs_catalog_get(fs->pool, fs->volid, &p->lv[0].parent);
+	p->vol = RFS_TOP_VOLUME;
+	p->tvol = node->vol;
+	ret = rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &p->lv[0].parent);
 	if (ret) {
 		mut = false;
 		goto out;
@@ -311,6 +352,12 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		struct rfs_ilevel *lv = &p->lv[k];
 		if (links_delta && !p->in_table && S_ISDIR(lv->rec.i.mode))
 			lv->rec.i.links_below += (uint64_t)links_delta;
+		/* Hard links stay inside their volume: the directories above
+		 * a volume's root do not count the names below it. */
+		if (lv->rec.i.flags & RFS_INODE_VOLROOT)
+			links_delta = 0;
+		if (p->vols_delta && !p->in_table && S_ISDIR(lv->rec.i.mode))
+			lv->rec.i.vols_below += (uint64_t)p->vols_delta;
 		if (k < p->n - 1)
 			lv->rec.i.subtree = p->lv[k + 1].parent.root;
 		else if (p->target_tree_valid)
@@ -320,12 +367,15 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		if (ret)
 			goto fail;
 	}
-	if (fs->meta_dirty) {
-		ret = meta_store(fs, &p->lv[0].parent);
+	struct rfs_vol *v = vol_get(fs, p->vol);
+	if (v && v->dirty) {
+		ret = meta_store(fs, v, &p->lv[0].parent);
 		if (ret)
 			goto fail;
 	}
-	ret = rfs_catalog_set(fs->pool, fs->volid, &p->lv[0].parent);
+	ret = rfs_catalog_set(fs->pool, p->vol, &p->lv[0].parent);
+	if (!ret)
+		ret = vols_store(fs);
 	if (ret)
 		goto fail;
 	return 0;
