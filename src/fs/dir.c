@@ -93,16 +93,18 @@ static int lookup_forgotten(rfs_fs *fs, rfs_nodeid id, bool dotdot, rfs_nodeid *
 	if (ret)
 		return ret;
 	if (dotdot) {
+		/* n's own reference keeps its parent; take one on the parent
+		 * before giving n's back. */
+		pthread_mutex_lock(&fs->nlock);
 		struct rfs_node *up = n->parent ? n->parent : n;
-		ret = inode_read(fs, up, &r);
-		if (!ret) {
-			pthread_mutex_lock(&fs->nlock);
-			up->nlookup++;
-			pthread_mutex_unlock(&fs->nlock);
-		}
+		up->nlookup++;
+		pthread_mutex_unlock(&fs->nlock);
 		node_unref(fs, n->id);
-		if (ret)
+		ret = inode_read(fs, up, &r);
+		if (ret) {
+			node_unref(fs, up->id);
 			return ret;
+		}
 		n = up;
 	}
 	*out = n->id;

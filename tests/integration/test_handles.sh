@@ -32,7 +32,10 @@ def open_handle(mnt, fh):
     return fd
 def content(fd):
     if os.path.isdir("/proc/self/fd/%d" % fd):
-        return "dir:" + ",".join(sorted(os.listdir("/proc/self/fd/%d" % fd)))
+        # the path: the kernel reconnected the directory up to the root
+        # (LOOKUP(dir, "..") at every level)
+        return "dir:%s:%s" % (os.readlink("/proc/self/fd/%d" % fd),
+                              ",".join(sorted(os.listdir("/proc/self/fd/%d" % fd))))
     return os.read(fd, 4096).decode()
 cmd, a, f = sys.argv[1:4]
 if cmd == "save":
@@ -80,7 +83,8 @@ check "open_by_handle_at while the inode is cached" fh open "$MNT" "$SCRATCH/h.f
 check "drop_caches evicts the kernel's inodes" evict
 check "... a file's handle still opens it" fh open "$MNT" "$SCRATCH/h.file" $'deep\n'
 evict
-check "... a directory's handle" fh open "$MNT" "$SCRATCH/h.dir" "dir:c"
+check "... a directory's handle, reconnected to its path" \
+	fh open "$MNT" "$SCRATCH/h.dir" "dir:$MNT/a/b:c"
 evict
 check "... a hard link's handle" fh open "$MNT" "$SCRATCH/h.hard" $'linked\n'
 check "a handle with another generation gives ESTALE" fh gen "$MNT" "$SCRATCH/h.top"
@@ -94,7 +98,8 @@ check "after renaming a directory on the way" fh open "$MNT" "$SCRATCH/h.file" $
 check "unmount" rfs_umount
 check "mount again" rfs_mount
 check "after a remount: the file" fh open "$MNT" "$SCRATCH/h.file" $'deep\n'
-check "... the directory" fh open "$MNT" "$SCRATCH/h.dir" "dir:c"
+check "... the directory (renamed before the remount)" \
+	fh open "$MNT" "$SCRATCH/h.dir" "dir:$MNT/z/moved:c"
 check "... the hard link" fh open "$MNT" "$SCRATCH/h.hard" $'linked\n'
 
 rm "$MNT/z/moved/c/file"
