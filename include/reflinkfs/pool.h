@@ -32,6 +32,7 @@
 enum rfs_root_slot {
 	RFS_ROOT_CATALOG = 0,  /* catalog tree: id -> user tree root */
 	RFS_ROOT_REFCOUNT = 1, /* shared-block refcount tree */
+	RFS_ROOT_DROPQ = 2,    /* drop queue: trees being freed (tree.h) */
 };
 
 /* Block types, stored in every metadata block header. */

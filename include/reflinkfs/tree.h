@@ -47,6 +47,7 @@ enum rfs_item_flags {
 enum rfs_tree_owner {
 	RFS_OWNER_CATALOG = 1,
 	RFS_OWNER_REFCOUNT = 2,
+	RFS_OWNER_DROPQ = 3,
 	RFS_OWNER_USER = 16,
 };
 
@@ -215,6 +216,73 @@ int rfs_catalog_del(rfs_pool *pool, uint64_t id);
  * walks over every tree (scrub); needs at least the read lock. */
 int rfs_catalog_next(rfs_pool *pool, uint64_t from, uint64_t *id, rfs_tree *t);
 
+/*
+ * rfs_catalog_take removes id from the catalog and hands its reference to
+ * the caller in *t (to queue it with rfs_dropq_add, say).  -ENOENT when
+ * absent.
+ */
+int rfs_catalog_take(rfs_pool *pool, uint64_t id, rfs_tree *t);
+
+/* ---- drop queue: freeing big trees in the background --------------------- */
+
+/*
+ * The drop queue (root slot RFS_ROOT_DROPQ, format in docs/FORMAT.md)
+ * holds tree references that their owner gave up, keyed by a sequence
+ * number (FIFO).  Queueing is O(1); rfs_dropq_work then releases the
+ * queued trees in bounded steps, Rodeh's drop: a node shared with another
+ * tree (refcount > 1) loses one reference and is left alone, an exclusive
+ * one releases its children (or, in a leaf, its value references: a
+ * nested tree is queued in turn, O(1), an extent is rfs_ref_dec'ed) and
+ * is freed.  Each queued tree keeps a progress key (btrfs's
+ * drop_progress): everything left of it is released, nothing right of it
+ * is.  Progress and frees change in the same transaction, so a crash at
+ * any point resumes at the last commit's progress, without a leak, a
+ * double free or a free of a block still in use.  rfs_check counts what
+ * the queue still references.
+ *
+ * Blocks of queued trees stay allocated (and count as used in every space
+ * figure) until a work step frees them.  The queue keeps a running
+ * estimate of the blocks still to release (the callers' estimates, less
+ * the work done), for progress reports.
+ *
+ * All calls need the pool write lock, rfs_dropq_stat the read lock.
+ */
+
+/* Queue t's reference, in the running transaction; t becomes empty.
+ * est_blocks: the caller's estimate of what t holds (0: unknown), added
+ * to the queue's running estimate.  An empty t is a no-op; -EINVAL for
+ * the refcount tree or the queue itself.  O(1). */
+int rfs_dropq_add(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks);
+
+/* Give up t's reference the cheapest way: at once when that is O(1) (a
+ * shared root only loses one reference; a tree that is one leaf without
+ * nested trees is freed now), else through rfs_dropq_add.  t becomes
+ * empty. */
+int rfs_dropq_release(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks);
+
+/*
+ * Release queued trees, oldest first, until about budget block
+ * references were released (each node and each extent block counts one;
+ * a step finishes the leaf it is in, so it may go past budget by one
+ * leaf's worth) or the queue is empty.  *freed: blocks the pool got back
+ * (net of the blocks the queue's own bookkeeping took), *left: the
+ * estimate of blocks still queued, 0 exactly when the queue is empty.
+ * On an error after a step changed something the running transaction is
+ * discarded (rfs_pool_abort: a half-released leaf must never be
+ * committed); an error before (an unreadable node) keeps everything done
+ * so far and the queue as it is.
+ */
+int rfs_dropq_work(rfs_pool *pool, uint64_t budget, uint64_t *freed,
+		   uint64_t *left);
+
+struct rfs_dropq_stat {
+	uint64_t trees;  /* trees queued (nested trees join as they are met) */
+	uint64_t blocks; /* estimate of blocks still to release; >= trees */
+	uint64_t queued; /* trees ever queued (the next sequence number - 1) */
+};
+/* The queue's figures, from its header record: O(1). */
+int rfs_dropq_stat(rfs_pool *pool, struct rfs_dropq_stat *st);
+
 /* ---- consistency check (core of fsck) ------------------------------------ */
 
 /* Called once per problem found, with the block involved (0 if none). */
@@ -231,7 +299,8 @@ struct rfs_check_stats {
 
 /*
  * Walk the catalog, every tree reachable from it (through internal nodes
- * and RFS_ITEM_TREE values), the refcount tree and the allocation bitmap.
+ * and RFS_ITEM_TREE values), the part of every queued tree that the drop
+ * queue has not released yet, the refcount tree and the allocation bitmap.
  * Verifies node checksums, key order, levels, every block's refcount
  * against the number of its referrers, and that exactly the referenced
  * blocks are allocated (no leak, no block used twice or free while used).

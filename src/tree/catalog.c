@@ -97,3 +97,20 @@ int rfs_catalog_next(rfs_pool *pool, uint64_t from, uint64_t *id, rfs_tree *t)
 	rfs_cursor_close(c);
 	return ret;
 }
+
+int rfs_catalog_take(rfs_pool *pool, uint64_t id, rfs_tree *t)
+{
+	rfs_tree cat = cat_tree(pool);
+	uint8_t key[8];
+	int ret;
+
+	ret = rfs_catalog_get(pool, id, t);
+	if (ret)
+		return ret;
+	be64_put(key, id);
+	ret = rfs_tree_delete(pool, &cat, key, 8, RFS_KEEP_REFS);
+	rfs_pool_set_root(pool, RFS_ROOT_CATALOG, cat.root);
+	if (ret)
+		t->root = 0; /* the catalog still holds it */
+	return ret;
+}

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "reflinkfs/log.h"
-#include "tree/tree_internal.h"
+#include "tree/dropq.h"
 
 enum { K_NONE = 0, K_NODE = 1, K_DATA = 2 };
 
@@ -55,7 +55,7 @@ static bool in_pool(struct chk *c, uint64_t blk, uint64_t from, const char *what
 }
 
 static void walk_node(struct chk *c, uint64_t blk, uint64_t gen, int level,
-		      uint64_t from);
+		      uint64_t from, const uint8_t *pk, size_t pl);
 
 static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
 		       size_t vlen, uint8_t flags)
@@ -69,7 +69,7 @@ static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
 	}
 	tree_value_decode(val, flags, &root, &start, &len);
 	if (root && in_pool(c, root, leafblk, "subtree reference"))
-		walk_node(c, root, 0, -1, leafblk);
+		walk_node(c, root, 0, -1, leafblk, NULL, 0);
 	if (!len)
 		return;
 	if (start + len < start || !in_pool(c, start, leafblk, "extent") ||
@@ -90,8 +90,13 @@ static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
 	}
 }
 
+/*
+ * Count the references of the subtree at blk.  With a progress key pk (a
+ * tree the drop queue has partly released), only what is at or right of
+ * pk: subtrees and items left of it are released already.
+ */
 static void walk_node(struct chk *c, uint64_t blk, uint64_t gen, int level,
-		      uint64_t from)
+		      uint64_t from, const uint8_t *pk, size_t pl)
 {
 	struct rfs_buf *b;
 	uint64_t i = blk - c->start;
@@ -133,12 +138,22 @@ static void walk_node(struct chk *c, uint64_t blk, uint64_t gen, int level,
 		problem(c, blk, "block %llu: empty internal node",
 			(unsigned long long)blk);
 	c->depth++;
-	for (unsigned k = 0; k < node_n(d); k++) {
+	unsigned first = 0;
+	if (pk && node_level(d) > 0 && node_n(d) > 0) {
+		first = node_child_slot(d, pk, pl);
+	} else if (pk) {
+		bool exact;
+		first = node_search(d, pk, pl, &exact);
+	}
+	for (unsigned k = first; k < node_n(d); k++) {
 		if (node_level(d) > 0) {
 			struct node_child ch = node_get_child(d, k);
+			/* Only the child holding pk is partly released. */
+			bool partial = pk && k == first;
 			if (in_pool(c, ch.blocknr, blk, "child pointer"))
 				walk_node(c, ch.blocknr, ch.gen,
-					  (int)node_level(d) - 1, blk);
+					  (int)node_level(d) - 1, blk,
+					  partial ? pk : NULL, partial ? pl : 0);
 		} else {
 			size_t vlen;
 			uint8_t *v = node_val(d, k, &vlen);
@@ -148,6 +163,70 @@ static void walk_node(struct chk *c, uint64_t blk, uint64_t gen, int level,
 	}
 	c->depth--;
 	rfs_buf_put(c->pool, b);
+}
+
+/*
+ * The drop queue: its own nodes were walked with the superblock roots
+ * (its items carry no reference flags); here each queued tree's
+ * references are counted from its progress key on, and the header's
+ * figures are checked.
+ */
+static void walk_dropq(struct chk *c, uint64_t qroot)
+{
+	struct rfs_cursor cur;
+	struct dq_head head;
+	bool have_head = false;
+	uint64_t n = 0, last = 0;
+	int ret;
+
+	tree_cursor_init(&cur, c->pool, qroot);
+	ret = rfs_cursor_seek(&cur, NULL, 0, +1);
+	while (ret == 0) {
+		const void *k, *v;
+		size_t kl, vl;
+		struct dq_ent *e = malloc(sizeof(*e));
+
+		if (!e) {
+			problem(c, qroot, "drop queue: out of memory while checking it");
+			break;
+		}
+		ret = rfs_cursor_get(&cur, &k, &kl, &v, &vl, NULL);
+		if (ret) {
+			free(e);
+			break;
+		}
+		if (kl == 8 && be64_get(k) == 0) {
+			have_head = dq_head_decode(v, vl, &head) == 0;
+			if (!have_head)
+				problem(c, qroot, "block %llu: drop queue header malformed or "
+					"of an unknown version", (unsigned long long)qroot);
+		} else if (dq_ent_decode(k, kl, v, vl, e)) {
+			problem(c, qroot, "block %llu: malformed drop queue entry",
+				(unsigned long long)qroot);
+		} else {
+			n++;
+			last = e->seq;
+			if (in_pool(c, e->h.root, qroot, "queued tree"))
+				walk_node(c, e->h.root, 0, -1, qroot,
+					  e->h.plen ? e->pkey : NULL, e->h.plen);
+		}
+		free(e);
+		ret = rfs_cursor_step(&cur, +1);
+	}
+	if (ret && ret != -ENOENT)
+		problem(c, qroot, "drop queue: unreadable (%s)", strerror(-ret));
+	tree_cursor_fini(&cur);
+	if (!have_head)
+		return;
+	if (head.entries != n)
+		problem(c, qroot, "drop queue: header counts %llu queued trees, %llu found",
+			(unsigned long long)head.entries, (unsigned long long)n);
+	if (n && head.next_seq <= last)
+		problem(c, qroot, "drop queue: next sequence number %llu not above "
+			"entry %llu", (unsigned long long)head.next_seq,
+			(unsigned long long)last);
+	if (!n)
+		problem(c, qroot, "drop queue: empty but not removed");
 }
 
 static void load_refcounts(struct chk *c)
@@ -226,15 +305,18 @@ long rfs_check(rfs_pool *pool, rfs_check_report_fn report, void *arg,
 		uint64_t root = rfs_pool_root(pool, slot);
 		if (!root)
 			continue;
-		if (slot > RFS_ROOT_REFCOUNT)
+		if (slot > RFS_ROOT_DROPQ)
 			problem(&c, root, "superblock: unknown root slot %u set", slot);
 		else if (root < c.start || root >= c.end)
 			problem(&c, root, "superblock: root slot %u points outside the "
 				"allocated area (block %llu)", slot,
 				(unsigned long long)root);
 		else
-			walk_node(&c, root, 0, -1, 0);
+			walk_node(&c, root, 0, -1, 0, NULL, 0);
 	}
+	uint64_t qroot = rfs_pool_root(pool, RFS_ROOT_DROPQ);
+	if (qroot >= c.start && qroot < c.end)
+		walk_dropq(&c, qroot);
 	load_refcounts(&c);
 	for (uint64_t b = c.start; b < c.end; b++) {
 		uint64_t i = b - c.start;

@@ -38,7 +38,7 @@ int tree_read(rfs_pool *pool, uint64_t blocknr, uint64_t gen, struct rfs_buf **o
 
 static bool refcounted(const rfs_tree *t)
 {
-	return t->owner != RFS_OWNER_REFCOUNT;
+	return tree_refcounted(t);
 }
 
 static void path_release(rfs_pool *pool, struct path *p)

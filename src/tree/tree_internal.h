@@ -17,6 +17,15 @@ struct rfs_cursor {
 void tree_cursor_init(struct rfs_cursor *c, rfs_pool *pool, uint64_t root);
 void tree_cursor_fini(struct rfs_cursor *c);
 
+/* Whether t's nodes carry refcounts.  The refcount tree and the drop
+ * queue are never cloned: their nodes always have one owner, so they
+ * need no refcount lookups, and updating them needs no admission check
+ * (a deletion on a full pool goes through both). */
+static inline bool tree_refcounted(const rfs_tree *t)
+{
+	return t->owner != RFS_OWNER_REFCOUNT && t->owner != RFS_OWNER_DROPQ;
+}
+
 /* Read a tree node (verified; gen 0 = any generation).  Registers the
  * node verifier on first use. */
 int tree_read(rfs_pool *pool, uint64_t blocknr, uint64_t gen, struct rfs_buf **out);
