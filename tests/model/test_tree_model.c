@@ -1,7 +1,8 @@
 /*
  * Randomized model-based test of the tree layer (default 10000 steps): up to 8 live trees kept
  * under catalog ids, random inserts / replaces / deletes / lookups / range
- * scans / clones / drops / data extents / nested trees (clones stored in
+ * scans / clones / drops (at once, or through the drop queue, released
+ * in random budgets) / data extents / nested trees (clones stored in
  * values, modified through rfs_tree_lookup_mut) / commits / commits with
  * failing writes / simulated crashes / close+reopen, checked against an in-memory sorted map per tree.
  *
@@ -546,6 +547,43 @@ static void op_drop(void)
 	RC(rfs_catalog_get(g.pool.pool, (uint64_t)id, &t), -ENOENT);
 }
 
+static void op_qdrop_id(int id)
+{
+	rfs_tree t;
+	OK(rfs_catalog_take(g.pool.pool, (uint64_t)id, &t));
+	OK(rfs_dropq_add(g.pool.pool, &t, 0));
+}
+
+/* drop via the queue: the tree leaves the catalog at once (O(1)); its
+ * blocks come back as op_qwork runs */
+static void op_qdrop(void)
+{
+	int id = pick_live();
+	g.op_id = (uint64_t)id;
+	rfs_tree t;
+	OK(rfs_catalog_take(g.pool.pool, (uint64_t)id, &t));
+	OK(rfs_dropq_add(g.pool.pool, &t, tu_below(&g.rng, 100)));
+	EQ_U64(t.root, 0);
+	tu_map_clear(&g.cur[id]);
+	g.cur_live[id] = false;
+	RC(rfs_catalog_get(g.pool.pool, (uint64_t)id, &t), -ENOENT);
+}
+
+/* release queued trees, a random budget at a time */
+static void op_qwork(void)
+{
+	uint64_t budget = tu_below(&g.rng, 4) ? tu_range(&g.rng, 1, 40) : tu_range(&g.rng, 100, 3000);
+	uint64_t freed, left;
+	g.op_id = budget;
+	OK(rfs_dropq_work(g.pool.pool, budget, &freed, &left));
+	struct rfs_dropq_stat st;
+	OK(rfs_dropq_stat(g.pool.pool, &st));
+	EQ_U64(left, st.blocks);
+	CHECK((left == 0) == (rfs_pool_root(g.pool.pool, RFS_ROOT_DROPQ) == 0),
+	      "left %" PRIu64 " but queue root %" PRIu64, left,
+	      rfs_pool_root(g.pool.pool, RFS_ROOT_DROPQ));
+}
+
 /* open with a random cache limit: small caches force evictions and
  * re-reads of committed blocks */
 static void open_pool(void)
@@ -625,12 +663,12 @@ static void op_reopen(void)
 
 enum { OP_INSERT, OP_UPSERT, OP_REPLACE, OP_DELETE, OP_LOOKUP, OP_SCAN, OP_EXTENT,
        OP_CLONE, OP_CREATE, OP_DROP, OP_COMMIT, OP_CRASH, OP_REOPEN, OP_NEST, OP_NEST_MODIFY,
-       OP_FAILCOMMIT, OP_N };
+       OP_FAILCOMMIT, OP_QDROP, OP_QWORK, OP_N };
 static const char *op_names[OP_N] = {"insert", "upsert", "replace", "delete", "lookup", "scan", "extent",
 				     "clone", "create", "drop", "commit", "crash", "reopen", "nest", "nest-modify",
-				     "failcommit"};
+				     "failcommit", "qdrop", "qwork"};
 /* weights in 1/1000 */
-static const int op_weight[OP_N] = {250, 130, 90, 170, 100, 60, 15, 12, 6, 8, 40, 6, 6, 6, 12, 3};
+static const int op_weight[OP_N] = {250, 130, 90, 170, 100, 60, 15, 12, 6, 8, 40, 6, 6, 6, 12, 3, 8, 30};
 
 static int pick_op(void)
 {
@@ -672,7 +710,7 @@ static void test_model(void **state)
 			op = OP_CREATE;
 		if ((op == OP_CLONE || op == OP_CREATE) && live >= MAX_LIVE)
 			op = OP_DROP;
-		if (op == OP_DROP && live <= 1)
+		if ((op == OP_DROP || op == OP_QDROP) && live <= 1)
 			op = OP_CREATE;
 		if (op == OP_CLONE && total > MAX_ITEMS * 3 / 4)
 			op = OP_DROP;
@@ -707,6 +745,8 @@ static void test_model(void **state)
 		case OP_NEST: op_nest(); break;
 		case OP_NEST_MODIFY: op_nest_modify(); break;
 		case OP_FAILCOMMIT: op_failcommit(); break;
+		case OP_QDROP: op_qdrop(); break;
+		case OP_QWORK: op_qwork(); break;
 		}
 		if (g.step % CHECK_EVERY == 0)
 			compare_all(true);
@@ -729,13 +769,21 @@ static void test_model(void **state)
 	tu_close(&g.pool);
 	tu_open(&g.pool, 0);
 	compare_all(true);
-	/* drop everything: the pool is back to its empty size */
+	/* drop everything (half through the queue) and finish the queue:
+	 * the pool is back to its empty size */
 	for (int id = 1; id <= NIDS; id++)
 		if (g.cur_live[id]) {
-			OK(rfs_catalog_del(g.pool.pool, (uint64_t)id));
+			if (id % 2)
+				OK(rfs_catalog_del(g.pool.pool, (uint64_t)id));
+			else
+				op_qdrop_id(id);
 			g.cur_live[id] = false;
 			tu_map_clear(&g.cur[id]);
 		}
+	uint64_t freed, left;
+	do
+		OK(rfs_dropq_work(g.pool.pool, 1000, &freed, &left));
+	while (left);
 	tu_commit(&g.pool);
 	CHECK_CLEAN(&g.pool);
 	EQ_U64(tu_stats(&g.pool).used_blocks, g.base_used);
