@@ -32,9 +32,16 @@ bool cli_parse_size(const char *s, uint64_t *out);
 /* True when argv holds -h or --help. */
 bool cli_wants_help(int argc, char **argv);
 
-/* Take an exclusive (or shared) non-blocking lock on the pool file; -1 and
- * a message when the pool is in use.  The fd is returned (kept open). */
+/* Take an exclusive (or shared) lock on the pool file (src/cli/poollock.c);
+ * -1 and a message when the pool is in use.  When the pool is held only by
+ * the daemon of a mount that is gone (unmounted by fusermount3 -u or
+ * umount(8), final commit running), waits up to 10 s for it, saying so.
+ * The fd is returned (kept open: closing it releases the lock). */
 int cli_lock_pool(const char *pool, bool exclusive, const char *cmd);
+
+/* Mark the pool as held by a mount's daemon (fd from cli_lock_pool, kept
+ * by the daemon).  0 or -errno. */
+int cli_mark_daemon(int fd);
 
 /* Count what keeps the mount (ID and device from mountinfo) busy:
  * processes with files, mappings or their working or root directory on it,

@@ -79,25 +79,6 @@ bool cli_parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
-int cli_lock_pool(const char *pool, bool exclusive, const char *cmd)
-{
-	int fd = open(pool, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "reflinkfs %s: cannot open %s: %s\n", cmd, pool, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
-		if (errno == EWOULDBLOCK)
-			fprintf(stderr, "reflinkfs %s: %s is in use (mounted?); unmount it first with `reflinkfs umount MOUNTPOINT`\n",
-				cmd, pool);
-		else
-			fprintf(stderr, "reflinkfs %s: cannot lock %s: %s\n", cmd, pool, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	char *a0 = strdup(argv[0]);

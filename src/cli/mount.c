@@ -148,6 +148,9 @@ static int do_mount(const char *pool, const char *mnt, const char *opts, bool fg
 		free(rest);
 		return 1;
 	}
+	if (cli_mark_daemon(o.lock_fd))
+		fprintf(stderr, "reflinkfs mount: warning: cannot mark %s as held by this daemon (%s); a mount right after this one is unmounted may say it is in use\n",
+			rpool, strerror(errno));
 	o.pool = rpool;
 	o.mountpoint = rmnt;
 	o.fuse_opts = rest;

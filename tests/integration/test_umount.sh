@@ -69,4 +69,72 @@ wait "$holder" 2>/dev/null
 exec 7<&-
 check "reflinkfs umount works once they are gone" "$B" umount "$MNT"
 check "... and the mount is gone" bash -c "! grep -q ' $MNT fuse' /proc/mounts"
+
+# --- The pool is released when reflinkfs umount returns; after an unmount
+# that does not wait (fusermount3 -u, umount(8)), mount and fsck wait for
+# the daemon that is still committing.  The daemon is stopped (SIGSTOP) so
+# that it cannot finish before the command under test has looked.
+wait_for() { # FILE PATTERN: until FILE holds PATTERN (bounded)
+	local i
+	for i in $(seq 400); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+wait_unmounted() {
+	local i
+	for i in $(seq 400); do
+		grep -q " $MNT fuse" /proc/mounts || return 0
+		sleep 0.05
+	done
+	return 1
+}
+rfs_mount
+echo one >"$MNT/r1"
+kill -STOP "$DAEMON_PID"
+"$B" umount "$MNT" 2>"$SCRATCH/u.err" &
+up=$!
+wait_unmounted
+check "reflinkfs umount has unmounted, and still waits while the daemon holds the pool" kill -0 "$up"
+kill -CONT "$DAEMON_PID"
+wait "$up"
+check "reflinkfs umount returns 0 once the daemon is done" test $? = 0
+check "... and the pool is released by then" flock -n -x "$POOL" true
+wait "$DAEMON_PID"
+DAEMON_PID=
+
+rfs_mount
+echo two >"$MNT/r2"
+old=$DAEMON_PID
+kill -STOP "$old"
+fusermount3 -u "$MNT"
+"$B" mount -f "$POOL" "$MNT" 2>"$SCRATCH/m2.err" &
+DAEMON_PID=$!
+wait_for "$SCRATCH/m2.err" "still making its final commit"
+check "mount right after fusermount3 -u says it waits for the exiting daemon" \
+	grep -q "waiting for it to exit" "$SCRATCH/m2.err"
+kill -CONT "$old"
+wait "$old"
+check "the old daemon finished cleanly" test $? = 0
+for i in $(seq 200); do mountpoint -q "$MNT" && break; sleep 0.05; done
+check "... and the mount goes ahead once it has exited" mountpoint -q "$MNT"
+check "... with the data of both mounts" bash -c "[ \"\$(cat '$MNT/r1' '$MNT/r2')\" = \"one
+two\" ]"
+mkdir -p "$SCRATCH/mnt2"
+check "a mount of a pool that is mounted is refused at once" \
+	bash -c "! '$B' mount '$POOL' '$SCRATCH/mnt2' 2>'$SCRATCH/e' && grep -q 'in use' '$SCRATCH/e' && ! grep -q waiting '$SCRATCH/e'"
+grep -q " $SCRATCH/mnt2 fuse" /proc/mounts && fusermount3 -u "$SCRATCH/mnt2"
+old=$DAEMON_PID
+kill -STOP "$old"
+umount --no-canonicalize "$MNT" # (canonicalizing would stat the stopped mount)
+"$B" fsck "$POOL" >"$SCRATCH/fsck.out" 2>"$SCRATCH/fsck.err" &
+fp=$!
+wait_for "$SCRATCH/fsck.err" "still making its final commit"
+kill -CONT "$old"
+wait "$old"
+DAEMON_PID=
+wait "$fp"
+check "fsck right after umount(8) waits for the daemon, then checks: clean" test $? = 0
+cat "$SCRATCH/fsck.err"
 rfs_finish
