@@ -468,6 +468,87 @@ void rfs_scrub_end(rfs_scrub *s);
 int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
 		      rfs_nodeid *out, struct stat *st);
 
+/* ---- diff: what changed between two directories --------------------------- */
+
+/*
+ * The paths added, removed, modified or renamed between directory a and
+ * directory b (`reflinkfs diff A B`), relative to them.  Only what differs
+ * is walked: entry trees are compared with rfs_tree_diff, so a directory
+ * or file whose record and subtree are the same on both sides (as
+ * everything a snapshot has not changed since) costs nothing, and the
+ * cost is O(what changed).  Below a removed or added directory every path
+ * is reported.
+ *
+ * A file or directory is the same on both sides when it has the same name
+ * (whatever its inode number: two copies made by cp -a compare by
+ * content), or the same inode number under another name: a rename (R),
+ * recognised through the volume's back-pointer index where a and b share
+ * inode numbers (one is a snapshot of the other; today: one directory
+ * inside the other).  Hard-linked inodes are compared by name only.
+ * Compared: file type and permission bits, owner, group, size (not of
+ * directories), mtime, device number, xattrs (ACLs included), and the
+ * data, byte for byte where the extent maps differ (blocks shared by both
+ * are equal without reading them); a symlink's target counts as its data.
+ * Not compared: atime, ctime, birth time, link count.
+ *
+ * The diff is computed at rfs_diff_begin, under the pool's read lock
+ * (readers go on; writers wait for it), so it is one consistent state.
+ */
+typedef struct rfs_diff rfs_diff;
+
+/* rfs_diff_record.op */
+enum {
+	RFS_DIFF_ADDED = 'A',    /* path is only in b */
+	RFS_DIFF_REMOVED = 'D',  /* path is only in a */
+	RFS_DIFF_MODIFIED = 'M', /* path is in both; what says what differs */
+	RFS_DIFF_RENAMED = 'R',  /* old_path in a is path in b; what may be set */
+};
+
+/* rfs_diff_record.what */
+enum {
+	RFS_DIFF_DATA = 1u << 0,  /* contents (a symlink's target) */
+	RFS_DIFF_XATTR = 1u << 1, /* extended attributes, ACLs included */
+	RFS_DIFF_MODE = 1u << 2,  /* permission bits */
+	RFS_DIFF_UID = 1u << 3,
+	RFS_DIFF_GID = 1u << 4,
+	RFS_DIFF_SIZE = 1u << 5,
+	RFS_DIFF_MTIME = 1u << 6,
+	RFS_DIFF_RDEV = 1u << 7,  /* device number of a device node */
+};
+#define RFS_DIFF_META (RFS_DIFF_MODE | RFS_DIFF_UID | RFS_DIFF_GID | RFS_DIFF_SIZE | \
+		       RFS_DIFF_MTIME | RFS_DIFF_RDEV)
+
+/* One change.  Records come sorted by path (bytewise). */
+struct rfs_diff_record {
+	char op;              /* RFS_DIFF_ADDED ... */
+	uint32_t what;        /* M, R: RFS_DIFF_* bits (R: 0 = only moved) */
+	uint32_t mode;        /* st_mode: in b (A, M, R), in a (D) */
+	uint64_t ino;         /* st_ino on the same side */
+	const char *path;     /* relative to b (A, M, R) or a (D); "." is the
+			       * directory itself */
+	const char *old_path; /* R: relative to a; else NULL */
+};
+
+/* Summary of a diff. */
+struct rfs_diff_stats {
+	uint64_t records;       /* rfs_diff_record entries */
+	uint64_t added, removed, modified, renamed;
+	uint64_t dirs_compared; /* directory pairs whose entries were diffed */
+	uint64_t dirs_listed;   /* removed or added directories listed */
+	uint64_t files_compared;
+	uint64_t node_reads;    /* tree nodes read (rfs_pool_stats.block_reads) */
+};
+
+/* Diff directory a against directory b: -ENOTDIR when either is not a
+ * directory, -ESTALE for an unknown node, -EIO/-EUCLEAN when a tree could
+ * not be read (logged with the block). */
+int rfs_diff_begin(rfs_fs *fs, rfs_nodeid a, rfs_nodeid b, rfs_diff **out);
+void rfs_diff_get_stats(rfs_diff *d, struct rfs_diff_stats *st);
+/* Record i (0 <= i < records); -ENOENT past the end.  The strings stay
+ * valid until rfs_diff_end. */
+int rfs_diff_record(rfs_diff *d, uint64_t i, struct rfs_diff_record *out);
+void rfs_diff_end(rfs_diff *d);
+
 /* ---- ioctls on files of a mounted reflinkfs ------------------------------ */
 
 #include <linux/ioctl.h>

@@ -342,6 +342,12 @@ int bref_build(rfs_fs *fs);
 int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
 		 struct rfs_irec *rec);
 
+/* ---- diff (diff.c) ---- */
+/* rfs_diff_begin on two directory records (full records, not stubs)
+ * rather than nodes: what a snapshot will hold (tests). */
+int diff_begin_recs(rfs_fs *fs, const struct rfs_irec *a, const struct rfs_irec *b,
+		    rfs_diff **out);
+
 /* ---- node table (fs.c) ---- */
 /*
  * Node ids are the inode's identity, not a counter: (volume << 48) | ino,
