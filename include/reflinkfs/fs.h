@@ -630,6 +630,55 @@ struct rfs_ioc_scrub_report {
 };
 #define RFS_IOC_SCRUB_REPORT _IOWR('R', 6, struct rfs_ioc_scrub_report)
 
+/*
+ * Diff two directories of the mount (`reflinkfs diff A B`), in the style
+ * of the scrub ioctls.  Issued on directory A, opened by the caller: the
+ * diff belongs to that open directory, and closing it frees the result.
+ * RFS_IOC_DIFF_START names B by a descriptor the caller holds open for
+ * reading (its st_ino in b_ino, checked against the descriptor, as for
+ * RFS_IOC_CLONE; -EXDEV when B is not on this mount), computes the whole
+ * diff (rfs_diff_begin: one consistent state) and returns its summary;
+ * RFS_IOC_DIFF_REPORT then returns its records in pages, from record
+ * `first` (an index: fetching every page costs O(records) in all).  Only
+ * root and the user who mounted may diff (the result names files in
+ * directories the caller may not be allowed to read): -EPERM.
+ */
+struct rfs_ioc_diff_start {
+	int64_t b_fd;             /* in */
+	uint64_t b_ino;           /* in */
+	struct rfs_diff_stats st; /* out */
+};
+#define RFS_IOC_DIFF_START _IOWR('R', 7, struct rfs_ioc_diff_start)
+
+/* A page of the records: count records packed in buf, each a struct
+ * rfs_ioc_diff_rec followed by pathlen bytes of path and oldlen bytes of
+ * old path (no NULs), the whole padded to 8 bytes.  count 0: past the
+ * end.  A path longer than RFS_IOC_DIFF_PATH_MAX bytes is cut there and
+ * flagged. */
+#define RFS_IOC_DIFF_PAGE 12288
+#define RFS_IOC_DIFF_PATH_MAX 4096
+enum {
+	RFS_IOC_DIFF_CUT = 1, /* path or old path was cut */
+};
+struct rfs_ioc_diff_rec {
+	uint8_t op;     /* as rfs_diff_record.op */
+	uint8_t flags;  /* RFS_IOC_DIFF_CUT */
+	uint16_t pad;
+	uint32_t what;
+	uint32_t mode;
+	uint32_t pathlen;
+	uint32_t oldlen; /* 0 unless op is 'R' */
+	uint32_t pad2;
+	uint64_t ino;
+};
+struct rfs_ioc_diff_report {
+	uint64_t first; /* in: first record wanted */
+	uint32_t count; /* out: records in buf */
+	uint32_t pad;
+	uint8_t buf[RFS_IOC_DIFF_PAGE];
+};
+#define RFS_IOC_DIFF_REPORT _IOWR('R', 8, struct rfs_ioc_diff_report)
+
 /* ---- whole filesystem --------------------------------------------------- */
 
 /* Space and inode figures, in RFS_BLOCK_SIZE blocks. */

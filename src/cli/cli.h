@@ -16,6 +16,7 @@ int cmd_clone(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
 
 /* fsck --data: read and verify every data block of the (unmounted) pool,

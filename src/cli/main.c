@@ -25,6 +25,7 @@ static const struct {
 	{"sync", cmd_sync, "make everything written to a mount durable"},
 	{"fsck", cmd_fsck, "check an unmounted pool"},
 	{"scrub", cmd_scrub, "read and verify every data block of a mount"},
+	{"diff", cmd_diff, "what changed between two directories of a mount"},
 };
 
 static void usage(FILE *f)

@@ -417,6 +417,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	(void)ino;
 	rfs_fuse_scrub_release(fi->fh);
+	rfs_fuse_diff_release(fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -424,6 +425,7 @@ static void op_destroy(void *userdata)
 {
 	(void)userdata;
 	rfs_fuse_scrub_release_all();
+	rfs_fuse_diff_release_all();
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -686,6 +688,36 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		if (!ret)
 			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, in_buf,
 						   in_bufsz, out, out_bufsz);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, out, out_bufsz);
+		free(out);
+		return;
+	}
+	case RFS_IOC_DIFF_START:
+	case RFS_IOC_DIFF_REPORT: {
+		/* On a directory handle only (A); B comes as a descriptor of the
+		 * caller, checked like the clone source. */
+		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
+		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		rfs_nodeid b = 0;
+		if (!ret && cmd == RFS_IOC_DIFF_START) {
+			struct rfs_ioc_diff_start s;
+			if (in_bufsz < sizeof(s)) {
+				ret = -EINVAL;
+			} else {
+				memcpy(&s, in_buf, sizeof(s));
+				ret = check_src_fd(fuse_req_ctx(req)->pid, s.b_fd, s.b_ino);
+				if (!ret)
+					ret = rfs_fs_find_ino(FS(req), s.b_ino, &b);
+				if (ret == -ENOENT)
+					ret = -EXDEV;
+			}
+		}
+		if (!ret)
+			ret = rfs_fuse_diff_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, ino, b,
+						  in_buf, in_bufsz, out, out_bufsz);
 		if (ret)
 			fuse_reply_err(req, -ret);
 		else

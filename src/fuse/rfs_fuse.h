@@ -58,6 +58,17 @@ void rfs_fuse_scrub_release_all(void);
  * to, for the caller to free (NULL when there are none). */
 gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c);
 
+/* ---- diff (diff.c) ---- */
+/* RFS_IOC_DIFF_START (directories a and b) / RFS_IOC_DIFF_REPORT on the
+ * directory handle fh: 0 with out filled, or a negative errno. */
+int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
+			rfs_nodeid a, rfs_nodeid b, const void *in, size_t in_size, void *out,
+			size_t out_size);
+/* The directory handle fh was closed: free its diff, if any. */
+void rfs_fuse_diff_release(uint64_t fh);
+/* Free every diff (the session is going away). */
+void rfs_fuse_diff_release_all(void);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);
