@@ -74,11 +74,29 @@ enum {
 	RFS_CREATE_FORCE = 1u << 2,
 };
 
+/* Smallest and largest pool, in bytes (a size is rounded down to whole
+ * blocks).  The largest keeps every byte offset of a pool below 2^63, what
+ * pread/pwrite take; memory is the limit in practice (rfs_pool_mem_bytes). */
+#define RFS_POOL_MIN_BYTES (16ull << 20)
+#define RFS_POOL_MAX_BYTES (1ull << 62)
+
+/* Bytes of memory the allocator of a pool of size_bytes keeps while the
+ * pool is open: three bitmaps of one bit per block, and a generation per
+ * bitmap page (about 1/10900 of the pool size). */
+uint64_t rfs_pool_mem_bytes(uint64_t size_bytes);
+
 /*
  * Create a new, empty pool at path (a regular file, created sparse and
  * grown on demand up to size_bytes, or a block device whose size is used
  * when size_bytes is 0).  Refuses to overwrite an existing pool or a known
- * filesystem signature unless RFS_CREATE_FORCE.  Returns 0 or -errno.
+ * filesystem signature unless RFS_CREATE_FORCE.  Returns 0 or -errno, and
+ * logs what went wrong: -EINVAL below RFS_POOL_MIN_BYTES or beyond a
+ * block device, -EFBIG beyond RFS_POOL_MAX_BYTES or the largest file the
+ * filesystem holding path (or the process's RLIMIT_FSIZE) allows, -ENOMEM
+ * when the allocator's bitmaps do not fit in memory, -ENOSPC when the
+ * fixed region (superblocks, bitmaps) does not fit on that filesystem.
+ * A file larger than the free space of its filesystem is fine: it is
+ * sparse.
  */
 int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags);
 

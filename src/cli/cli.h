@@ -27,9 +27,6 @@ long cli_fsck_data(const char *pool);
 /* Mount helper mode (argv[0] is mount.fuse.reflinkfs): POOL MNT [-o opts]. */
 int cmd_mount_helper(int argc, char **argv);
 
-/* "10G", "512M", "4096" -> bytes; false on a malformed size. */
-bool cli_parse_size(const char *s, uint64_t *out);
-
 /* True when argv holds -h or --help. */
 bool cli_wants_help(int argc, char **argv);
 

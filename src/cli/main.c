@@ -49,37 +49,6 @@ bool cli_wants_help(int argc, char **argv)
 	return false;
 }
 
-bool cli_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	unsigned shift = 0;
-	switch (*end) {
-	case 0:
-		break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	case 'p': case 'P': shift = 50; end++; break;
-	default:
-		return false;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if ((*end == 'B' || *end == 'b') && shift)
-		end++;
-	if (*end)
-		return false;
-	if (shift && v > (~0ull >> shift))
-		return false;
-	*out = (uint64_t)v << shift;
-	return true;
-}
-
 int main(int argc, char **argv)
 {
 	char *a0 = strdup(argv[0]);

@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "reflinkfs/fs.h"
+#include "reflinkfs/pool.h"
+#include "util/size.h"
 
 static void usage(FILE *f)
 {
@@ -18,9 +21,79 @@ static void usage(FILE *f)
 		   "Create a pool holding an empty reflinkfs filesystem.  POOL is a file\n"
 		   "(created sparse, growing on demand up to SIZE) or a block device (its\n"
 		   "whole size unless --size).\n\n"
-		   "  -s, --size SIZE  size of the pool, e.g. 10G, 512M (suffixes K M G T)\n"
+		   "  -s, --size SIZE  size of the pool: a whole number with a unit K, M, G,\n"
+		   "                   T, P or E (powers of 1024), e.g. 10G, 512M; at least\n"
+		   "                   16M, and at most what the device, the filesystem\n"
+		   "                   holding POOL, and this machine's memory allow\n"
 		   "  -f, --force      overwrite an existing pool or filesystem signature\n"
 		   "  -h, --help       show this help\n");
+}
+
+/* Parse --size and check it against the pool's limits and this machine's
+ * memory, saying what is wrong. */
+static bool size_ok(const char *arg, uint64_t *size)
+{
+	const char *why;
+	char a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+	int ret = rfs_size_parse(arg, size, &why);
+	if (ret == -ERANGE) {
+		fprintf(stderr, "reflinkfs mkfs: --size %s is too large: the largest pool is %s\n", arg,
+			rfs_size_str(RFS_POOL_MAX_BYTES, a));
+		return false;
+	}
+	if (ret) {
+		fprintf(stderr, "reflinkfs mkfs: --size '%s' is not a size: %s\n", arg, why);
+		return false;
+	}
+	if (*size < RFS_POOL_MIN_BYTES) {
+		fprintf(stderr, "reflinkfs mkfs: --size %s is too small: a pool needs at least %s\n", arg,
+			rfs_size_str(RFS_POOL_MIN_BYTES, a));
+		return false;
+	}
+	if (*size > RFS_POOL_MAX_BYTES) {
+		fprintf(stderr, "reflinkfs mkfs: --size %s is too large: the largest pool is %s\n", arg,
+			rfs_size_str(RFS_POOL_MAX_BYTES, a));
+		return false;
+	}
+	/* The allocator keeps its bitmaps in memory while the pool is
+	 * mounted: a pool this machine cannot hold is a typo, not a plan. */
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t need = rfs_pool_mem_bytes(*size);
+	if (pages > 0 && psize > 0 && need > (uint64_t)pages * (uint64_t)psize) {
+		char c[RFS_SIZE_STR];
+		fprintf(stderr,
+			"reflinkfs mkfs: --size %s is too large for this machine: a pool of %s needs %s of "
+			"memory while mounted (allocation bitmaps, 3 bits per 4 KiB block), and this "
+			"machine has %s\n",
+			arg, rfs_size_str(*size, a), rfs_size_str(need, b),
+			rfs_size_str((uint64_t)pages * (uint64_t)psize, c));
+		return false;
+	}
+	return true;
+}
+
+/* A pool file is sparse: more than the free space is fine, but say so. */
+static void note_free_space(const char *pool, uint64_t size)
+{
+	char dir[4096], a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+	struct statvfs sv;
+	snprintf(dir, sizeof(dir), "%s", pool);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	if (statvfs(dir, &sv) < 0)
+		return;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (size > avail)
+		fprintf(stderr,
+			"reflinkfs mkfs: note: the filesystem holding %s has %s free, less than the pool's "
+			"%s; the pool file grows as data is written, and writes will fail with \"No space "
+			"left on device\" once that filesystem is full\n",
+			pool, rfs_size_str(avail, a), rfs_size_str(size, b));
 }
 
 int cmd_mkfs(int argc, char **argv)
@@ -36,10 +109,8 @@ int cmd_mkfs(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:fh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			if (!cli_parse_size(optarg, &size) || size == 0) {
-				fprintf(stderr, "reflinkfs mkfs: '%s' is not a size (examples: 10G, 512M)\n", optarg);
+			if (!size_ok(optarg, &size))
 				return 2;
-			}
 			break;
 		case 'f':
 			force = true;
@@ -63,8 +134,14 @@ int cmd_mkfs(int argc, char **argv)
 		fprintf(stderr, "reflinkfs mkfs: %s does not exist; give its size with --size (e.g. --size 10G)\n", pool);
 		return 2;
 	}
-	if (exists && S_ISREG(st.st_mode) && size == 0)
+	if (exists && S_ISREG(st.st_mode) && size == 0) {
 		size = (uint64_t)st.st_size;
+		if (size < RFS_POOL_MIN_BYTES) {
+			fprintf(stderr, "reflinkfs mkfs: %s is a file of %llu bytes; give the pool's size with "
+				"--size (e.g. --size 10G)\n", pool, (unsigned long long)size);
+			return 2;
+		}
+	}
 	if (exists) {
 		int fd = cli_lock_pool(pool, true, "mkfs");
 		if (fd < 0)
@@ -77,9 +154,13 @@ int cmd_mkfs(int argc, char **argv)
 			ret == -EEXIST ? " (it holds a pool or a filesystem; use --force to overwrite)" : "");
 		return 1;
 	}
+	char a[RFS_SIZE_STR];
 	printf("created reflinkfs pool %s", pool);
 	if (size)
-		printf(" (%llu MiB)", (unsigned long long)(size >> 20));
+		printf(" (%s)", rfs_size_str(size, a));
 	printf("\nmount it with: reflinkfs mount %s MOUNTPOINT\n", pool);
+	fflush(stdout);
+	if (!exists || S_ISREG(st.st_mode))
+		note_free_space(pool, size);
 	return 0;
 }

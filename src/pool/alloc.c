@@ -74,6 +74,14 @@ static void touch_pages(rfs_pool *pool, uint64_t start, uint64_t n)
 		pool->page_gen[p] = gen;
 }
 
+uint64_t rfs_pool_mem_bytes(uint64_t size_bytes)
+{
+	uint64_t blocks = size_bytes / RFS_BLOCK_SIZE, bitmap_blocks, data_start;
+	rfs_geometry(blocks, &bitmap_blocks, &data_start);
+	/* what rfs_alloc_init allocates */
+	return 3 * ((blocks + 63) / 64) * sizeof(uint64_t) + bitmap_blocks * sizeof(uint64_t);
+}
+
 int rfs_alloc_init(rfs_pool *pool)
 {
 	uint64_t r = pool->total_blocks / 100;

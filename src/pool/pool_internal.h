@@ -29,7 +29,9 @@ static_assert(sizeof(struct rfs_block_header) == RFS_BLOCK_HEADER_SIZE,
 #define RFS_WORDS_PER_PAGE (RFS_BITS_PER_PAGE / 64u)
 static_assert(RFS_BITS_PER_PAGE % 64 == 0, "bitmap pages hold whole words");
 
-#define RFS_MIN_BLOCKS 4096u /* 16 MiB */
+#define RFS_MIN_BLOCKS 4096u /* RFS_POOL_MIN_BYTES */
+static_assert(RFS_MIN_BLOCKS * (uint64_t)RFS_BLOCK_SIZE == RFS_POOL_MIN_BYTES,
+	      "RFS_MIN_BLOCKS is RFS_POOL_MIN_BYTES in blocks");
 #define RFS_DEFAULT_CACHE_LIMIT 65536u
 
 /*
@@ -250,6 +252,14 @@ struct rfs_pool {
 
 /* bitmap_blocks and data_start of a pool of total blocks (super.c). */
 void rfs_geometry(uint64_t total, uint64_t *bitmap_blocks, uint64_t *data_start);
+
+/* ---- the filesystem holding a pool file (backing.c) ---- */
+/* Can that filesystem (and RLIMIT_FSIZE) take a file of size bytes?
+ * Extends fd to size (the caller truncates it again); 0, or -EFBIG (or
+ * another -errno) with a log line naming the limit. */
+int rfs_backing_check(const char *path, int fd, uint64_t size);
+/* Log why writing the fixed region of fixed_bytes ran out of space. */
+void rfs_backing_explain_enospc(const char *path, int fd, uint64_t fixed_bytes);
 /* Superblock image of generation gen, copy copy (super.c). */
 void rfs_super_fill(const rfs_pool *pool, uint64_t gen, unsigned copy, uint8_t *block);
 /* Block image of sb as copy copy: crc and copy field set, tail zeroed. */

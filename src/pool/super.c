@@ -4,6 +4,7 @@
  * simulation entry points.
  */
 #include "pool/pool_internal.h"
+#include "util/size.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -169,9 +170,9 @@ static int create_fd(const char *path, int fd, bool is_bdev, uint64_t size_bytes
 	int ret;
 
 	if (size_bytes / RFS_BLOCK_SIZE < RFS_MIN_BLOCKS) {
-		rfs_log(RFS_LOG_ERR, "%s: pool size %llu bytes is below the minimum of %u MiB",
-			path, (unsigned long long)size_bytes,
-			(RFS_MIN_BLOCKS * RFS_BLOCK_SIZE) >> 20);
+		char a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+		rfs_log(RFS_LOG_ERR, "%s: a pool of %s is below the minimum of %s", path,
+			rfs_size_str(size_bytes, a), rfs_size_str(RFS_POOL_MIN_BYTES, b));
 		return -EINVAL;
 	}
 	probe = calloc(1, SIG_PROBE_BYTES);
@@ -212,6 +213,12 @@ static int create_fd(const char *path, int fd, bool is_bdev, uint64_t size_bytes
 		memcpy(pool->uuid, &t, sizeof(t));
 	}
 	ret = rfs_alloc_init(pool);
+	if (ret == -ENOMEM) {
+		char a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+		rfs_log(RFS_LOG_ERR, "%s: a pool of %s needs %s of memory for its allocation bitmaps, "
+			"which could not be allocated; give a smaller --size", path,
+			rfs_size_str(size_bytes, a), rfs_size_str(rfs_pool_mem_bytes(size_bytes), b));
+	}
 	if (!ret) {
 		rfs_alloc_format(pool);
 		if (is_bdev) {
@@ -220,15 +227,18 @@ static int create_fd(const char *path, int fd, bool is_bdev, uint64_t size_bytes
 			static const uint8_t zero[RFS_BLOCK_SIZE];
 
 			ret = raw_pwrite(fd, 16 << RFS_BLOCK_SHIFT, zero, sizeof(zero));
-		} else if (ftruncate(fd, 0) < 0 ||
-			   ftruncate(fd, (off_t)(pool->data_start << RFS_BLOCK_SHIFT)) < 0) {
+		} else if ((ret = rfs_backing_check(path, fd, size_bytes)) == 0 &&
+			   (ftruncate(fd, 0) < 0 ||
+			    ftruncate(fd, (off_t)(pool->data_start << RFS_BLOCK_SHIFT)) < 0)) {
 			ret = -errno;
 		}
 	}
 	if (!ret)
 		ret = format(pool, fd);
-	if (ret < 0 && ret != -ENOMEM)
+	if (ret < 0 && ret != -ENOMEM && ret != -EFBIG)
 		rfs_log(RFS_LOG_ERR, "%s: cannot write the new pool: %s", path, strerror(-ret));
+	if (ret == -ENOSPC)
+		rfs_backing_explain_enospc(path, fd, pool->data_start << RFS_BLOCK_SHIFT);
 	rfs_alloc_destroy(pool);
 	free(pool);
 	return ret;
@@ -255,6 +265,12 @@ int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags)
 		}
 		file_len = (uint64_t)st.st_size;
 	}
+	if (size_bytes > RFS_POOL_MAX_BYTES) {
+		char a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+		rfs_log(RFS_LOG_ERR, "%s: pool size %s is above the largest pool, %s", path,
+			rfs_size_str(size_bytes, a), rfs_size_str(RFS_POOL_MAX_BYTES, b));
+		return -EFBIG;
+	}
 	if (!is_bdev && size_bytes == 0) {
 		rfs_log(RFS_LOG_ERR, "%s: a pool file needs a size", path);
 		return -EINVAL;
@@ -280,8 +296,11 @@ int rfs_pool_create(const char *path, uint64_t size_bytes, unsigned flags)
 		if (size_bytes == 0) {
 			size_bytes = dev;
 		} else if (size_bytes > dev) {
-			rfs_log(RFS_LOG_ERR, "%s: size %llu bytes exceeds the device (%llu bytes)",
-				path, (unsigned long long)size_bytes, (unsigned long long)dev);
+			char a[RFS_SIZE_STR], b[RFS_SIZE_STR];
+			rfs_log(RFS_LOG_ERR, "%s: a pool of %s is larger than the device (%llu bytes, %s); "
+				"give a smaller --size, or none for the whole device",
+				path, rfs_size_str(size_bytes, a), (unsigned long long)dev,
+				rfs_size_str(dev, b));
 			close(fd);
 			return -EINVAL;
 		}
