@@ -586,6 +586,43 @@ struct rfs_ioc_extents {
 };
 #define RFS_IOC_EXTENTS _IOWR('R', 3, struct rfs_ioc_extents)
 
+/* Issued on the destination's parent directory: snapshot the directory
+ * the caller holds open as src_fd (its st_ino in src_ino) as entry name
+ * (NUL-terminated).  Out: st_ino of the new root. */
+struct rfs_ioc_snapshot {
+	int64_t src_fd;
+	uint64_t src_ino;
+	uint32_t flags; /* RFS_SNAP_RDONLY */
+	uint32_t pad;
+	uint64_t out_ino;
+	char name[256];
+};
+#define RFS_IOC_SNAPSHOT _IOWR('R', 11, struct rfs_ioc_snapshot)
+
+/* Issued on the parent directory: delete the snapshot rooted at entry
+ * name (NUL-terminated). */
+struct rfs_ioc_snapdel {
+	char name[256];
+};
+#define RFS_IOC_SNAPSHOT_DELETE _IOW('R', 12, struct rfs_ioc_snapdel)
+
+/* A page of the volume list: volumes with id > after, in id order (the
+ * top volume is id 1).  count < RFS_IOC_VOLUMES_MAX: the end. */
+#define RFS_IOC_VOLUMES_MAX 3
+struct rfs_ioc_volumes {
+	uint64_t after;
+	uint32_t count;
+	uint32_t pad;
+	struct {
+		uint64_t id, parent, source_vol;
+		int64_t created;
+		uint32_t flags; /* RFS_SNAP_RDONLY */
+		uint32_t pad;
+		char path[4096]; /* relative to the mount, NUL-terminated */
+	} v[RFS_IOC_VOLUMES_MAX];
+};
+#define RFS_IOC_VOLUMES _IOWR('R', 13, struct rfs_ioc_volumes)
+
 /* Commit: everything done on the mount so far becomes durable (what
  * syncfs would do; the kernel does not forward syncfs to a /dev/fuse
  * daemon).  On any file or directory of the mount. */
@@ -678,6 +715,50 @@ struct rfs_ioc_diff_report {
 	uint8_t buf[RFS_IOC_DIFF_PAGE];
 };
 #define RFS_IOC_DIFF_REPORT _IOWR('R', 8, struct rfs_ioc_diff_report)
+
+/* ---- snapshots (volumes) ------------------------------------------------ */
+
+/* rfs_fs_snapshot flags. */
+enum { RFS_SNAP_RDONLY = 1u << 0 };
+
+/*
+ * Snapshot directory src as a new entry name in directory dstdir: O(1)
+ * whatever the size and depth of src's subtree (plus O(hard-linked
+ * names) below src when src is not a volume's root, and O(snapshots
+ * nested below src)).  Atomic: a point-in-time image with respect to
+ * every other call.  The snapshot is a new volume: its inodes keep their
+ * numbers within it, st_ino differs (volume << 48 | ino).  With
+ * RFS_SNAP_RDONLY nothing below its root can change (-EROFS); the root
+ * entry itself can still be renamed or deleted in its parent.  +1 lookup
+ * reference on *out (the snapshot's root).  -ENOTDIR when src is not a
+ * directory, -EEXIST when name exists, -EROFS when dstdir is in a
+ * read-only snapshot.
+ */
+int rfs_fs_snapshot(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dstdir, const char *name,
+		    unsigned flags, rfs_nodeid *out, struct stat *st);
+
+/*
+ * Delete the snapshot rooted at entry name of directory dir, whatever it
+ * holds: the entry goes at once, with its volume and every snapshot
+ * nested below it.  -EINVAL when the entry is not a snapshot's root.
+ * Nodes of the deleted volumes read as stale from then on.
+ */
+int rfs_fs_snapshot_delete(rfs_fs *fs, rfs_nodeid dir, const char *name);
+
+/* One volume, for rfs_fs_volumes. */
+struct rfs_volume_info {
+	uint64_t id;         /* 1: the top volume (the mount's root) */
+	uint64_t parent;     /* volume holding its root entry (0: top) */
+	uint64_t source_vol; /* volume its source directory was in */
+	int64_t created;     /* seconds since the epoch */
+	bool rdonly;
+	const char *path;    /* of its root, relative to the mount ("" = root) */
+};
+
+/* Calls fn for every volume, the top one first, then in id order
+ * (fn returns non-zero to stop). */
+int rfs_fs_volumes(rfs_fs *fs, int (*fn)(void *arg, const struct rfs_volume_info *v),
+		   void *arg);
 
 /* ---- whole filesystem --------------------------------------------------- */
 

@@ -33,11 +33,23 @@ static bool is_dot(const char *name)
 /* links_below contribution of an entry (for the path's counters). */
 static int64_t entry_links(const struct rfs_irec *r)
 {
+	/* A snapshot's hard links are its own volume's. */
+	if (r->i.flags & RFS_INODE_VOLROOT)
+		return 0;
 	if (r->i.flags & RFS_INODE_LINKED)
 		return 1;
 	if (S_ISDIR(r->i.mode))
 		return (int64_t)r->i.links_below;
 	return 0;
+}
+
+/* vols_below contribution of an entry: itself when it roots a volume,
+ * and the volume roots below it. */
+static int64_t entry_vols(const struct rfs_irec *r)
+{
+	if (r->i.flags & RFS_INODE_LINKED || !S_ISDIR(r->i.mode))
+		return 0;
+	return ((r->i.flags & RFS_INODE_VOLROOT) ? 1 : 0) + (int64_t)r->i.vols_below;
 }
 
 /* Read a full record for an entry of a directory in volume vol
@@ -812,6 +824,10 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 		ret = -EPERM;
 		goto out;
 	}
+	if (n->vol != dn->vol) {
+		ret = -EXDEV; /* each volume has its own link table */
+		goto out;
+	}
 	if (r.i.nlink == 0 && !(r.i.flags & RFS_INODE_TMPFILE)) {
 		ret = -ENOENT;
 		goto out;
@@ -890,7 +906,7 @@ static bool below(struct rfs_node *dn, uint64_t ino)
  * (rename). */
 static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len,
 		     const struct rfs_irec *rec, int mode, int dsize, int dnlink,
-		     int64_t dlinks)
+		     int64_t dlinks, int64_t dvols)
 {
 	struct rfs_ipath p;
 	int ret = ip_load(fs, dn, true, &p);
@@ -906,6 +922,7 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 		touch_mc(&d->i);
 	}
 	int64_t dl = ret ? 0 : dlinks;
+	p.vols_delta = ret ? 0 : dvols;
 	if (!ret && !(rec->i.flags & RFS_INODE_LINKED))
 		ret = bref_put(fs, bref_vol(fs, &p, vol_below(dn->vol, &rec->i)), rec->i.ino,
 			       d->i.ino, name, len, RFS_PUT_REPLACE);
@@ -979,6 +996,10 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	struct rfs_node *pn = node_get(fs, parent), *np = node_get(fs, newparent);
 	if (!pn || !np)
 		return -ESTALE;
+	/* A volume boundary is like a mount's: mv falls back to a copy
+	 * (which clones).  The volume of a node never changes. */
+	if (pn->vol != np->vol)
+		return -EXDEV;
 	struct rfs_op op = {0};
 	do {
 		/* a replaced target's removal (and its link-table record),
@@ -1049,11 +1070,13 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 		if (!(d.i.flags & RFS_INODE_LINKED))
 			touch_c(&d.i);
 		ret = entry_put(fs, np, newname, nlen, &s, RFS_PUT_REPLACE, 0, ds,
-				entry_links(&s) - entry_links(&d));
+				entry_links(&s) - entry_links(&d),
+				entry_vols(&s) - entry_vols(&d));
 		if (ret)
 			goto out;
 		ret = entry_put(fs, pn, name, len, &d, RFS_PUT_REPLACE, 0, -ds,
-				entry_links(&d) - entry_links(&s));
+				entry_links(&d) - entry_links(&s),
+				entry_vols(&d) - entry_vols(&s));
 		if (ret)
 			goto out;
 		pthread_mutex_lock(&fs->nlock);
@@ -1089,7 +1112,7 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 	if (!(s.i.flags & RFS_INODE_LINKED))
 		touch_c(&s.i);
 	ret = entry_put(fs, np, newname, nlen, &s, RFS_PUT_INSERT, 1, sdir ? 1 : 0,
-			entry_links(&s));
+			entry_links(&s), entry_vols(&s));
 	if (ret) {
 		if (s.i.subtree) {
 			rfs_tree t = FS_TREE(s.i.subtree, rec_owner(&s.i));
@@ -1129,6 +1152,8 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 				pd->i.nlink--;
 			touch_mc(&pd->i);
 		}
+		if (!ret)
+			p.vols_delta = -entry_vols(&s);
 		ret = ip_done(fs, &p, ret ? 0 : -entry_links(&s), ret);
 		if (ret)
 			goto out;
