@@ -30,9 +30,18 @@
  * whose subtree is unchanged costs O(1)).  Only removed and added entries
  * not found on the other side are listed with everything below them.
  * Hard-linked inodes (link table stubs) have no back-pointer: they are
- * never paired, only compared by name.  Inode numbers mean the same inode
- * only within one volume (and, later, in a snapshot and its source), so
- * pairing is on only when A and B are in the same volume.
+ * never paired, only compared by name.
+ *
+ * Volumes.  Every inode number is a volume's; a snapshot's root entry
+ * (RFS_INODE_VOLROOT) starts another volume below it, with its own link
+ * table.  The walk keeps each side's current volume.  Inode numbers of A
+ * and B name the same inode only when their volumes are related (the same
+ * volume, or snapshots with a common source: a snapshot keeps its
+ * source's numbers) and both entries were born at the same time (numbers
+ * handed out after a snapshot on both sides may meet).  Where a side's
+ * volume has no back-pointer index (snapshots have none yet), an entry
+ * whose partner may be there waits for it anyway; what is still waiting
+ * at the end is listed as removed or added, directories first.
  *
  * The whole diff is computed under the pool's read lock (one consistent
  * state; readers go on, writers wait for it), then sorted by path.
@@ -47,18 +56,36 @@
 
 enum { SIDE_A = 0, SIDE_B = 1 };
 
-/* One side: its volume's link table and index, and its root directory. */
-struct side {
-	rfs_tree links;     /* link table */
-	rfs_tree index;     /* back-pointer index (root 0: none) */
+/* A volume met by the walk: its link table and back-pointer index. */
+struct dvol {
+	uint64_t id;
+	rfs_tree links;
+	rfs_tree index;
 	bool has_index;
-	uint64_t root_ino;  /* inode number of the directory compared */
+};
+
+/* One side: the directory compared. */
+struct side {
+	uint64_t vol;      /* its volume (its entries' too) */
+	uint64_t root_ino; /* its inode number */
+};
+
+/* Answers of below(). */
+enum { NO = 0, YES = 1, MAYBE = 2 };
+
+/* A same-name pair of different inodes, decided later. */
+struct twin {
+	struct rfs_irec *rec[2]; /* as found (records or stubs) */
+	uint64_t vol[2];
+	char *path[2];
 };
 
 /* An entry waiting for its rename partner. */
 struct waiter {
 	uint64_t ino;
 	bool used[2];
+	bool sure[2]; /* the other side's index says the partner is there */
+	uint64_t vol[2];
 	char *path[2];
 	struct rfs_irec *rec[2];
 };
@@ -67,11 +94,12 @@ struct rfs_diff {
 	rfs_fs *fs;
 	rfs_pool *pool;
 	struct side s[2];
-	/* The volume A and B are in: the top one until snapshots make more
-	 * (then each side's own, and pairing across a snapshot and its
-	 * source). */
-	uint64_t vol;
+	struct dvol *vols;
+	size_t nvols;
 	bool pair_by_ino;
+	/* diff_begin_recs: A stands for a snapshot taken when the volume's
+	 * next inode number was this (0: a real directory). */
+	uint64_t a_next_ino;
 	int err;
 
 	struct rfs_diff_record *res;
@@ -79,6 +107,14 @@ struct rfs_diff {
 
 	struct waiter *w; /* open addressing by ino; ino 0 = free */
 	size_t wcap, wn;
+
+	/* Same-name pairs of different inodes that could not be told apart
+	 * when met (a side without an index): decided after the walk. */
+	struct twin *tw;
+	size_t ntw, twcap;
+
+	/* Root records (for the hard-link pass). */
+	struct rfs_irec *root[2];
 
 	struct rfs_diff_stats st;
 };
@@ -100,8 +136,8 @@ static char *path_join(const char *dir, const char *name, size_t len)
 	return p;
 }
 
-static int emit(struct rfs_diff *d, char op, uint32_t what, const struct rfs_irec *r,
-		const char *path, const char *old)
+static int emit(struct rfs_diff *d, char op, uint32_t what, uint64_t vol,
+		const struct rfs_irec *r, const char *path, const char *old)
 {
 	if (d->nres == d->cap) {
 		size_t nc = d->cap ? d->cap * 2 : 64;
@@ -116,7 +152,7 @@ static int emit(struct rfs_diff *d, char op, uint32_t what, const struct rfs_ire
 	x->op = op;
 	x->what = what;
 	x->mode = r->i.mode;
-	x->ino = (d->vol << 48) | r->i.ino;
+	x->ino = (vol << 48) | r->i.ino;
 	x->path = strdup(*path ? path : ".");
 	x->old_path = old ? strdup(*old ? old : ".") : NULL;
 	if (!x->path || (old && !x->old_path)) {
@@ -143,45 +179,109 @@ static int emit(struct rfs_diff *d, char op, uint32_t what, const struct rfs_ire
 
 /* ---- records and sides ----------------------------------------------------- */
 
-/* The full record of an entry (a hard-link stub is followed into the side's
- * link table). */
-static int resolve(struct rfs_diff *d, int side, const struct rfs_irec *e, struct rfs_irec *out)
+/* Volume id's link table and index, loaded on first use. */
+static int dvol_get(struct rfs_diff *d, uint64_t id, struct dvol **out)
 {
+	for (size_t i = 0; i < d->nvols; i++)
+		if (d->vols[i].id == id) {
+			*out = &d->vols[i];
+			return 0;
+		}
+	struct dvol *n = realloc(d->vols, (d->nvols + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	d->vols = n;
+	struct dvol *v = &d->vols[d->nvols];
+	rfs_tree vt;
+	struct rfs_irec *t = malloc(sizeof(*t));
+	uint64_t root;
+	size_t rl = sizeof(root);
+	int ret = t ? rfs_catalog_get(d->pool, id, &vt) : -ENOMEM;
+	if (!ret)
+		ret = rec_get(d->pool, &vt, "T", 1, t, false);
+	if (ret == -ENOENT) {
+		rfs_log(RFS_LOG_ERR, "%s: volume %llu: no link table", rfs_pool_path(d->pool),
+			(unsigned long long)id);
+		ret = -EUCLEAN;
+	}
+	if (!ret) {
+		memset(v, 0, sizeof(*v));
+		v->id = id;
+		v->links = FS_TREE(t->i.subtree, RFS_OWNER_LINKS);
+		/* The index (format 2): the top volume's; snapshots have none
+		 * yet. */
+		v->has_index = has_index(d->fs) &&
+			       rfs_tree_lookup(d->pool, &vt, "P", 1, &root, &rl, NULL) == 0 &&
+			       rl == sizeof(root);
+		v->index = FS_TREE(v->has_index ? root : 0, RFS_OWNER_INDEX);
+		d->nvols++;
+		*out = v;
+	}
+	free(t);
+	return ret;
+}
+
+/* The full record of an entry of volume vol (a hard-link stub is followed
+ * into the volume's link table). */
+static int resolve(struct rfs_diff *d, uint64_t vol, const struct rfs_irec *e,
+		   struct rfs_irec *out)
+{
+	struct dvol *v;
 	if (!(e->i.flags & RFS_INODE_LINKED)) {
 		*out = *e;
 		return 0;
 	}
+	int ret = dvol_get(d, vol, &v);
+	if (ret)
+		return ret;
 	uint8_t key[16];
 	size_t kl = table_key(key, e->i.ino);
-	int ret = rec_get(d->pool, &d->s[side].links, key, kl, out, false);
+	ret = rec_get(d->pool, &v->links, key, kl, out, false);
 	if (ret == -ENOENT) {
-		rfs_log(RFS_LOG_ERR, "%s: inode %llu: hard link with no link table record",
-			rfs_pool_path(d->pool), (unsigned long long)e->i.ino);
+		rfs_log(RFS_LOG_ERR, "%s: volume %llu: inode %llu: hard link with no link table record",
+			rfs_pool_path(d->pool), (unsigned long long)vol,
+			(unsigned long long)e->i.ino);
 		ret = -EUCLEAN;
 	}
 	return ret;
 }
 
-/* Whether inode ino is below (or is) side's directory: its back-pointers
- * lead up to it.  False without an index, for hard-linked inodes (no
- * back-pointer) and for anything else outside. */
-static bool below(struct rfs_diff *d, int side, uint64_t ino)
+/*
+ * Whether inode ino (born at btime, seconds) is below (or is) side's
+ * directory: YES when its back-pointers lead up to it, NO when they lead
+ * elsewhere or nowhere, or when the inode came after that side's volume
+ * was made (a snapshot shares only what existed when it was taken);
+ * MAYBE when the side's volume has no index to ask.
+ */
+static int below(struct rfs_diff *d, int side, uint64_t ino, int64_t btime)
 {
 	struct side *s = &d->s[side];
 	char name[RFS_NAME_MAX + 1];
 	size_t len;
+	struct dvol *v;
 
-	if (!s->has_index)
-		return false;
+	if (side == SIDE_A && d->a_next_ino) /* a stand-in snapshot (tests) */
+		return ino >= d->a_next_ino ? NO : MAYBE;
+	if (dvol_get(d, s->vol, &v))
+		return NO;
+	if (!v->has_index) {
+		/* Numbers are handed out in order, and a snapshot starts from
+		 * its source's next one: a number the volume never reached,
+		 * or an inode born after it was made, is not in it. */
+		struct rfs_vol *rv = vol_get(d->fs, s->vol);
+		if (rv && (ino >= rv->m.next_ino || (rv->m.created && btime > rv->m.created)))
+			return NO;
+		return MAYBE;
+	}
 	for (int i = 0; i < CHAIN_MAX; i++) {
 		if (ino == s->root_ino)
-			return true;
+			return YES;
 		uint64_t parent;
-		if (bref_read(d->fs, &s->index, ino, &parent, name, &len))
-			return false;
+		if (bref_read(d->fs, &v->index, ino, &parent, name, &len))
+			return NO;
 		ino = parent;
 	}
-	return false;
+	return NO;
 }
 
 /* ---- attributes and file trees --------------------------------------------- */
@@ -382,19 +482,32 @@ static int file_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct 
 
 /* ---- the walk ---------------------------------------------------------------- */
 
+/* Where an entry stands: its side's volume and its path. */
+struct at {
+	uint64_t vol;
+	const char *path;
+};
+
 static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
-		   const char *pa, const char *pb, char op);
-static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, const char *path);
+		   struct at pa, struct at pb, char op);
+static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, struct at at);
+static int twin_defer(struct rfs_diff *d, const struct rfs_irec *a, struct at pa,
+		      const struct rfs_irec *b, struct at pb);
 
 struct dir_walk {
 	struct rfs_diff *d;
-	const char *pa, *pb;
-	uint32_t what; /* the directory's own changes: RFS_DIFF_XATTR */
+	struct at pa, pb; /* the directories' entries: volume and path */
+	uint32_t what;    /* the directory's own changes: RFS_DIFF_XATTR */
 };
 
-static int entry_decode(const void *val, size_t vlen, struct rfs_irec *r)
+/* May a and b (two entries, one per side, at the sides' own volumes) be
+ * the same inode under two names? */
+static bool same_inode(struct rfs_diff *d, const struct rfs_irec *a, uint64_t va,
+		       const struct rfs_irec *b, uint64_t vb)
 {
-	return rec_decode(val, vlen, r);
+	return d->pair_by_ino && va == d->s[SIDE_A].vol && vb == d->s[SIDE_B].vol &&
+	       a->i.ino == b->i.ino && (a->i.mode & S_IFMT) == (b->i.mode & S_IFMT) &&
+	       a->i.btime == b->i.btime && a->i.btime_ns == b->i.btime_ns;
 }
 
 static int dir_cb(void *arg, const struct rfs_tree_diff_item *it)
@@ -422,38 +535,48 @@ static int dir_cb(void *arg, const struct rfs_tree_diff_item *it)
 	}
 	if (ea) {
 		fa = ea + 1;
-		pa = path_join(w->pa, name, len);
-		ret = pa ? entry_decode(it->aval, it->avlen, ea) : -ENOMEM;
+		pa = path_join(w->pa.path, name, len);
+		ret = pa ? rec_decode(it->aval, it->avlen, ea) : -ENOMEM;
 	}
 	if (!ret && eb) {
 		fb = eb + 1;
-		pb = path_join(w->pb, name, len);
-		ret = pb ? entry_decode(it->bval, it->bvlen, eb) : -ENOMEM;
+		pb = path_join(w->pb.path, name, len);
+		ret = pb ? rec_decode(it->bval, it->bvlen, eb) : -ENOMEM;
 	}
 	if (ret)
 		goto out;
+	struct at ata = {w->pa.vol, pa}, atb = {w->pb.vol, pb};
 	if (ea && eb) {
-		bool same_ino = ea->i.ino == eb->i.ino;
-		bool same_type = (ea->i.mode & S_IFMT) == (eb->i.mode & S_IFMT);
-		/* Another inode under the same name is the same file changed,
-		 * unless either inode lives elsewhere on the other side. */
-		bool split = !same_type ||
-			     (!same_ino && d->pair_by_ino &&
-			      ((!(ea->i.flags & RFS_INODE_LINKED) && below(d, SIDE_B, ea->i.ino)) ||
-			       (!(eb->i.flags & RFS_INODE_LINKED) && below(d, SIDE_A, eb->i.ino))));
+		/* The same name: compared as one file, unless the types differ
+		 * or either inode lives elsewhere on the other side (then they
+		 * are a removal and an addition the pairing may match).  When a
+		 * side cannot be asked, the pair waits for the end of the walk. */
+		bool split = (ea->i.mode & S_IFMT) != (eb->i.mode & S_IFMT);
+		int ia = NO, ib = NO;
+		if (!split && ea->i.ino != eb->i.ino && d->pair_by_ino) {
+			if (!(ea->i.flags & RFS_INODE_LINKED) && w->pa.vol == d->s[SIDE_A].vol)
+				ia = below(d, SIDE_B, ea->i.ino, ea->i.btime);
+			if (!(eb->i.flags & RFS_INODE_LINKED) && w->pb.vol == d->s[SIDE_B].vol)
+				ib = below(d, SIDE_A, eb->i.ino, eb->i.btime);
+			split = ia == YES || ib == YES;
+		}
+		if (!split && (ia == MAYBE || ib == MAYBE)) {
+			ret = twin_defer(d, ea, ata, eb, atb);
+			goto out;
+		}
 		if (!split) {
-			ret = resolve(d, SIDE_A, ea, fa);
+			ret = resolve(d, w->pa.vol, ea, fa);
 			if (!ret)
-				ret = resolve(d, SIDE_B, eb, fb);
+				ret = resolve(d, w->pb.vol, eb, fb);
 			if (!ret)
-				ret = compare(d, fa, fb, pa, pb, RFS_DIFF_MODIFIED);
+				ret = compare(d, fa, fb, ata, atb, RFS_DIFF_MODIFIED);
 			goto out;
 		}
 	}
 	if (ea)
-		ret = candidate(d, SIDE_A, ea, pa);
+		ret = candidate(d, SIDE_A, ea, ata);
 	if (!ret && eb)
-		ret = candidate(d, SIDE_B, eb, pb);
+		ret = candidate(d, SIDE_B, eb, atb);
 out:
 	free(ea);
 	free(eb);
@@ -463,15 +586,20 @@ out:
 }
 
 /*
- * a and b (full records, same file type) are the same file: report what
- * differs, as op (M, or R for a rename, reported even when nothing else
- * differs), comparing directories' entries recursively.
+ * a and b (full records, same file type; pa and pb: the volumes and paths
+ * of the entries) are the same file: report what differs, as op (M, or R
+ * for a rename, reported even when nothing else differs), comparing
+ * directories' entries recursively.
  */
 static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
-		   const char *pa, const char *pb, char op)
+		   struct at pa, struct at pb, char op)
 {
 	uint32_t what = attr_diff(&a->i, &b->i);
 	int ret = 0;
+	/* A snapshot's root starts its volume: the record and what is below
+	 * it are that volume's. */
+	pa.vol = vol_below(pa.vol, &a->i);
+	pb.vol = vol_below(pb.vol, &b->i);
 
 	if (S_ISDIR(a->i.mode)) {
 		if (a->i.subtree != b->i.subtree) {
@@ -488,15 +616,18 @@ static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rf
 	if (ret)
 		return ret;
 	if (op == RFS_DIFF_RENAMED)
-		return emit(d, op, what, b, pb, pa);
-	return what ? emit(d, op, what, b, pb, NULL) : 0;
+		return emit(d, op, what, pb.vol, b, pb.path, pa.path);
+	return what ? emit(d, op, what, pb.vol, b, pb.path, NULL) : 0;
 }
 
-/* Report a removed (side A) or added (side B) entry and everything below
- * it, each child going through candidate() (it may have moved). */
-static int gone(struct rfs_diff *d, int side, const struct rfs_irec *r, const char *path)
+/* Report a removed (side A) or added (side B) entry r (a full record) and
+ * everything below it, each child going through candidate() (it may have
+ * moved). */
+static int gone(struct rfs_diff *d, int side, const struct rfs_irec *r, struct at at)
 {
-	int ret = emit(d, side == SIDE_A ? RFS_DIFF_REMOVED : RFS_DIFF_ADDED, 0, r, path, NULL);
+	at.vol = vol_below(at.vol, &r->i);
+	int ret = emit(d, side == SIDE_A ? RFS_DIFF_REMOVED : RFS_DIFF_ADDED, 0, at.vol, r,
+		       at.path, NULL);
 	if (ret || !S_ISDIR(r->i.mode) || !r->i.subtree)
 		return ret;
 
@@ -523,10 +654,10 @@ static int gone(struct rfs_diff *d, int side, const struct rfs_irec *r, const ch
 			ret = -EUCLEAN;
 			break;
 		}
-		char *p = path_join(path, (const char *)k + 9, kl - 9);
-		ret = p ? entry_decode(v, vl, e) : -ENOMEM;
+		char *p = path_join(at.path, (const char *)k + 9, kl - 9);
+		ret = p ? rec_decode(v, vl, e) : -ENOMEM;
 		if (!ret)
-			ret = candidate(d, side, e, p);
+			ret = candidate(d, side, e, (struct at){at.vol, p});
 		free(p);
 		if (!ret)
 			ret = rfs_cursor_step(c, 1);
@@ -570,11 +701,12 @@ static void waiter_clear(struct waiter *w)
 	memset(w, 0, sizeof(*w));
 }
 
-/* Remove slot i, moving later entries of its cluster back (linear probing). */
+/* Empty slot i (its contents already moved out or freed), moving later
+ * entries of its cluster back (linear probing). */
 static void wremove(struct rfs_diff *d, size_t i)
 {
 	size_t m = d->wcap - 1;
-	waiter_clear(&d->w[i]);
+	memset(&d->w[i], 0, sizeof(d->w[i]));
 	d->wn--;
 	for (size_t j = (i + 1) & m; d->w[j].ino; j = (j + 1) & m) {
 		struct waiter x = d->w[j];
@@ -584,51 +716,70 @@ static void wremove(struct rfs_diff *d, size_t i)
 }
 
 /*
- * An entry present on one side only (e, a record or a stub, at path):
- * when its inode is below the other side it was moved, so it waits for
- * its partner (and the pair is compared, as a rename); else it was
- * removed or added, with everything below it.
+ * An entry present on one side only (e, a record or a stub, at at): when
+ * its inode may be below the other side it was moved, so it waits for its
+ * partner (and the pair is compared, as a rename); else it was removed or
+ * added, with everything below it.
  */
-static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, const char *path)
+static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, struct at at)
 {
 	struct rfs_irec *full = malloc(sizeof(*full));
 	int ret;
 
 	if (!full)
 		return -ENOMEM;
-	ret = resolve(d, side, e, full);
+	ret = resolve(d, at.vol, e, full);
 	if (ret)
 		goto out;
-	if (!d->pair_by_ino || (e->i.flags & RFS_INODE_LINKED) || !below(d, !side, e->i.ino)) {
-		ret = gone(d, side, full, path);
+	int where = NO;
+	if (d->pair_by_ino && !(e->i.flags & RFS_INODE_LINKED) && at.vol == d->s[side].vol)
+		where = below(d, !side, e->i.ino, full->i.btime);
+	if (where == NO) {
+		ret = gone(d, side, full, at);
 		goto out;
 	}
 	if (d->wn * 2 >= d->wcap && (ret = wgrow(d)))
 		goto out;
 	size_t i = wslot(d, e->i.ino);
 	struct waiter *w = &d->w[i];
-	if (w->ino && w->used[!side] && !w->used[side] &&
-	    (w->rec[!side]->i.mode & S_IFMT) == (full->i.mode & S_IFMT)) {
-		/* the partner is here: a rename */
+	if (w->ino && w->used[!side] && !w->used[side]) {
 		struct rfs_irec *other = w->rec[!side];
 		char *opath = w->path[!side];
+		uint64_t ovol = w->vol[!side];
+		bool pair = side == SIDE_A ? same_inode(d, full, at.vol, other, ovol)
+					   : same_inode(d, other, ovol, full, at.vol);
+		if (!pair) {
+			/* the same number, another inode (born apart): both
+			 * are plain removals and additions */
+			w->rec[!side] = NULL;
+			w->path[!side] = NULL;
+			wremove(d, i);
+			ret = gone(d, !side, other, (struct at){ovol, opath});
+			if (!ret)
+				ret = gone(d, side, full, at);
+			free(other);
+			free(opath);
+			goto out;
+		}
+		/* the partner is here: a rename */
 		w->rec[!side] = NULL;
 		w->path[!side] = NULL;
 		wremove(d, i);
+		struct at o = {ovol, opath};
 		if (side == SIDE_A)
-			ret = compare(d, full, other, path, opath, RFS_DIFF_RENAMED);
+			ret = compare(d, full, other, at, o, RFS_DIFF_RENAMED);
 		else
-			ret = compare(d, other, full, opath, path, RFS_DIFF_RENAMED);
+			ret = compare(d, other, full, o, at, RFS_DIFF_RENAMED);
 		free(other);
 		free(opath);
 		goto out;
 	}
 	if (w->ino && w->used[side]) {
 		/* the same inode twice on one side (A holds B): no pairing */
-		ret = gone(d, side, full, path);
+		ret = gone(d, side, full, at);
 		goto out;
 	}
-	char *p = strdup(path);
+	char *p = strdup(at.path);
 	if (!p) {
 		ret = -ENOMEM;
 		goto out;
@@ -637,6 +788,8 @@ static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, con
 		d->wn++;
 	w->ino = e->i.ino;
 	w->used[side] = true;
+	w->sure[side] = where == YES;
+	w->vol[side] = at.vol;
 	w->path[side] = p;
 	w->rec[side] = full;
 	return 0;
@@ -645,73 +798,354 @@ out:
 	return ret;
 }
 
-/* Entries still waiting for a partner that never came (the index and the
- * tree disagree, or a type changed): plain removals and additions. */
-static int flush_waiters(struct rfs_diff *d)
+static int twin_defer(struct rfs_diff *d, const struct rfs_irec *a, struct at pa,
+		      const struct rfs_irec *b, struct at pb)
 {
-	while (d->wn) {
-		size_t i = 0;
-		while (!d->w[i].ino)
-			i++;
-		struct waiter w = d->w[i];
-		memset(&d->w[i], 0, sizeof(d->w[i])); /* now owned by w */
-		wremove(d, i);
-		int ret = 0;
-		for (int s = 0; s < 2 && !ret; s++)
-			if (w.used[s])
-				ret = gone(d, s, w.rec[s], w.path[s]);
-		waiter_clear(&w);
+	if (d->ntw == d->twcap) {
+		size_t nc = d->twcap ? d->twcap * 2 : 16;
+		struct twin *n = realloc(d->tw, nc * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		d->tw = n;
+		d->twcap = nc;
+	}
+	struct twin *t = &d->tw[d->ntw];
+	memset(t, 0, sizeof(*t));
+	const struct rfs_irec *r[2] = {a, b};
+	struct at at[2] = {pa, pb};
+	for (int s = 0; s < 2; s++) {
+		t->rec[s] = malloc(sizeof(*t->rec[s]));
+		t->path[s] = strdup(at[s].path);
+		t->vol[s] = at[s].vol;
+		if (!t->rec[s] || !t->path[s]) {
+			for (int k = 0; k <= s; k++) {
+				free(t->rec[k]);
+				free(t->path[k]);
+			}
+			return -ENOMEM;
+		}
+		*t->rec[s] = *r[s];
+	}
+	d->ntw++;
+	return 0;
+}
+
+static void twin_clear(struct twin *t)
+{
+	for (int s = 0; s < 2; s++) {
+		free(t->rec[s]);
+		free(t->path[s]);
+	}
+}
+
+/* Is an entry of inode ino born at btime waiting on side? */
+static bool waiting(struct rfs_diff *d, int side, uint64_t ino, const struct rfs_inode *i)
+{
+	if (!d->wcap)
+		return false;
+	struct waiter *w = &d->w[wslot(d, ino)];
+	return w->ino == ino && w->used[side] && w->rec[side]->i.btime == i->btime &&
+	       w->rec[side]->i.btime_ns == i->btime_ns;
+}
+
+/* Decide the deferred same-name pairs: a removal and an addition when
+ * either inode waits on the other side, else one file compared. */
+static int twins_decide(struct rfs_diff *d)
+{
+	while (d->ntw) {
+		struct twin t = d->tw[--d->ntw];
+		struct at pa = {t.vol[SIDE_A], t.path[SIDE_A]}, pb = {t.vol[SIDE_B], t.path[SIDE_B]};
+		int ret;
+		if (waiting(d, SIDE_B, t.rec[SIDE_A]->i.ino, &t.rec[SIDE_A]->i) ||
+		    waiting(d, SIDE_A, t.rec[SIDE_B]->i.ino, &t.rec[SIDE_B]->i)) {
+			ret = candidate(d, SIDE_A, t.rec[SIDE_A], pa);
+			if (!ret)
+				ret = candidate(d, SIDE_B, t.rec[SIDE_B], pb);
+		} else {
+			struct rfs_irec *f = malloc(2 * sizeof(*f));
+			ret = f ? resolve(d, pa.vol, t.rec[SIDE_A], f) : -ENOMEM;
+			if (!ret)
+				ret = resolve(d, pb.vol, t.rec[SIDE_B], f + 1);
+			if (!ret)
+				ret = compare(d, f, f + 1, pa, pb, RFS_DIFF_MODIFIED);
+			free(f);
+		}
+		twin_clear(&t);
 		if (ret)
 			return ret;
 	}
 	return 0;
 }
 
-/* ---- entry points ------------------------------------------------------------- */
-
-/* The side's link table and index.  Today every directory is in the
- * fs's one volume. */
-static int side_init(struct rfs_diff *d, int side, const struct rfs_irec *root)
+static int path_depth(const char *p)
 {
-	rfs_tree vol;
-	struct rfs_irec t;
-	struct side *s = &d->s[side];
-	int ret = rfs_catalog_get(d->pool, d->vol, &vol);
-	if (ret)
+	int n = 0;
+	for (; *p; p++)
+		n += *p == '/';
+	return n;
+}
+
+/*
+ * What is still waiting at the end has no partner: plain removals and
+ * additions.  Listing a waiting directory may bring the partner of
+ * another entry, so the order matters: first the entries whose partner
+ * was only possible (a side without an index), directories before files,
+ * the shallowest first, removals before additions (an entry moved out of
+ * a removed directory waits for that directory's listing); last those
+ * the index vouched for (the index and the tree disagree).
+ */
+static int flush_one(struct rfs_diff *d)
+{
+	size_t best = d->wcap;
+	int64_t bd = 0;
+	for (size_t i = 0; i < d->wcap; i++) {
+		struct waiter *w = &d->w[i];
+		if (!w->ino)
+			continue;
+		int s = w->used[SIDE_A] ? SIDE_A : SIDE_B;
+		int64_t key = ((int64_t)w->sure[s] << 40) +
+			      ((int64_t)!S_ISDIR(w->rec[s]->i.mode) << 39) +
+			      ((int64_t)path_depth(w->path[s]) << 1) + s;
+		if (best == d->wcap || key < bd) {
+			best = i;
+			bd = key;
+		}
+	}
+	struct waiter w = d->w[best];
+	wremove(d, best);
+	int ret = 0;
+	for (int s = 0; s < 2 && !ret; s++)
+		if (w.used[s])
+			ret = gone(d, s, w.rec[s], (struct at){w.vol[s], w.path[s]});
+	waiter_clear(&w);
+	return ret;
+}
+
+static int settle(struct rfs_diff *d)
+{
+	int ret = 0;
+	while (!ret && (d->ntw || d->wn))
+		ret = d->ntw ? twins_decide(d) : flush_one(d);
+	return ret;
+}
+
+/* ---- hard-linked inodes across volumes ----------------------------------------- */
+
+/*
+ * In two volumes, the same stub {ino, LINKED} in both names two link
+ * table records, one per volume, which may differ while every directory
+ * on the way is shared: the walk never sees them.  So the link tables are
+ * diffed too, and for each inode whose record changed, the stubs naming
+ * it in B (found below the directories that hold hard links, through
+ * links_below) that are also in A at the same path are reported.
+ */
+struct lchange {
+	uint64_t ino;
+	uint32_t what;
+};
+
+struct lpass {
+	struct rfs_diff *d;
+	struct lchange *v;
+	size_t n, cap;
+};
+
+static int links_cb(void *arg, const struct rfs_tree_diff_item *it)
+{
+	struct lpass *lp = arg;
+	const uint8_t *k = it->key;
+	if (!it->aval || !it->bval || it->klen != 9 || k[0] != 'I')
+		return 0; /* an inode on one side only shows in the walk */
+	struct rfs_irec *r = malloc(2 * sizeof(*r));
+	int ret = r ? rec_decode(it->aval, it->avlen, r) : -ENOMEM;
+	if (!ret)
+		ret = rec_decode(it->bval, it->bvlen, r + 1);
+	uint32_t what = ret ? 0 : attr_diff(&r[0].i, &r[1].i);
+	if (!ret && (r[0].i.mode & S_IFMT) == (r[1].i.mode & S_IFMT) && !S_ISDIR(r[0].i.mode))
+		ret = file_diff(lp->d, r, r + 1, &what);
+	free(r);
+	if (ret || !what)
 		return ret;
-	ret = rec_get(d->pool, &vol, "T", 1, &t, false);
-	if (ret)
-		return ret == -ENOENT ? -EUCLEAN : ret;
-	s->links = FS_TREE(t.i.subtree, RFS_OWNER_LINKS);
-	s->has_index = has_index(d->fs) && bref_index(d->fs, &s->index) == 0;
-	s->root_ino = root->i.ino;
+	if (lp->n == lp->cap) {
+		size_t nc = lp->cap ? lp->cap * 2 : 16;
+		struct lchange *n = realloc(lp->v, nc * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		lp->v = n;
+		lp->cap = nc;
+	}
+	lp->v[lp->n++] = (struct lchange){get_be64(k + 1), what};
 	return 0;
 }
 
-/* Diff directories ra and rb (full records).  Read lock held. */
-static int diff_run(struct rfs_diff *d, const struct rfs_irec *ra, const struct rfs_irec *rb)
+/* A's entry at path (relative to A), into *e; -ENOENT when none. */
+static int a_entry(struct rfs_diff *d, const char *path, struct rfs_irec *e)
 {
-	int ret = 0;
+	*e = *d->root[SIDE_A];
+	for (const char *p = path; *p;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (!S_ISDIR(e->i.mode) || (e->i.flags & RFS_INODE_LINKED))
+			return -ENOENT;
+		uint8_t key[RFS_KEY_MAX];
+		size_t kl = dent_key(key, p, len);
+		rfs_tree t = FS_TREE(e->i.subtree, RFS_OWNER_DIR);
+		int ret = rec_get(d->pool, &t, key, kl, e, false);
+		if (ret)
+			return ret;
+		p += len + (slash ? 1 : 0);
+	}
+	return 0;
+}
 
+static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const char *path, int depth)
+{
+	struct rfs_diff *d = lp->d;
+	rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
+	rfs_cursor *c;
+	if (!t.root || !dir->i.links_below)
+		return 0;
+	if (depth > CHAIN_MAX)
+		return -ELOOP;
+	struct rfs_irec *e = malloc(2 * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	int ret = rfs_cursor_open(d->pool, &t, &c);
+	if (ret) {
+		free(e);
+		return ret;
+	}
+	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const uint8_t *k;
+		const void *v;
+		size_t kl, vl;
+		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
+		if (k[0] != 'N' || kl < 10)
+			break;
+		ret = rec_decode(v, vl, e);
+		if (ret)
+			break;
+		bool dir_below = S_ISDIR(e->i.mode) && e->i.links_below &&
+				 !(e->i.flags & RFS_INODE_VOLROOT);
+		if (!(e->i.flags & RFS_INODE_LINKED) && !dir_below)
+			continue;
+		char *p = path_join(path, (const char *)k + 9, kl - 9);
+		if (!p) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (dir_below) {
+			ret = links_walk(lp, e, p, depth + 1);
+		} else {
+			for (size_t i = 0; i < lp->n; i++) {
+				if (lp->v[i].ino != e->i.ino)
+					continue;
+				/* reported when A has the same stub there */
+				int r = a_entry(d, p, e + 1);
+				if (!r && (e[1].i.flags & RFS_INODE_LINKED) && e[1].i.ino == e->i.ino) {
+					struct rfs_irec *full = malloc(sizeof(*full));
+					r = full ? resolve(d, d->s[SIDE_B].vol, e, full) : -ENOMEM;
+					if (!r)
+						r = emit(d, RFS_DIFF_MODIFIED, lp->v[i].what,
+							 d->s[SIDE_B].vol, full, p, NULL);
+					free(full);
+				}
+				if (r != -ENOENT)
+					ret = r;
+				break;
+			}
+		}
+		free(p);
+		if (ret)
+			break;
+	}
+	rfs_cursor_close(c);
+	free(e);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static int links_pass(struct rfs_diff *d)
+{
+	struct dvol *va, *vb;
+	struct lpass lp = {d, NULL, 0, 0};
+	if (d->s[SIDE_A].vol == d->s[SIDE_B].vol)
+		return 0; /* one table: the same stub is the same inode */
+	rfs_tree la, lb;
+	/* (copied out: loading a volume may move the others) */
+	int ret = dvol_get(d, d->s[SIDE_A].vol, &va);
+	if (!ret) {
+		la = va->links;
+		ret = dvol_get(d, d->s[SIDE_B].vol, &vb);
+	}
+	if (!ret) {
+		lb = vb->links;
+		ret = rfs_tree_diff(d->pool, &la, &lb, links_cb, &lp);
+	}
+	if (!ret && lp.n)
+		ret = links_walk(&lp, d->root[SIDE_B], "", 0);
+	free(lp.v);
+	return ret;
+}
+
+/* ---- entry points ------------------------------------------------------------- */
+
+/* Source volumes of vol, nearest first: a snapshot's numbers are its
+ * source's.  n of them fit in out; returns how many. */
+static int lineage(struct rfs_diff *d, uint64_t vol, uint64_t *out, int n)
+{
+	int k = 0;
+	while (vol && k < n) {
+		out[k++] = vol;
+		struct rfs_vol *v = vol_get(d->fs, vol);
+		if (!v)
+			break;
+		vol = v->m.source_vol;
+	}
+	return k;
+}
+
+/* Whether inode numbers of volumes a and b can name the same inode. */
+static bool related(struct rfs_diff *d, uint64_t a, uint64_t b)
+{
+	uint64_t la[64], lb[64];
+	int na = lineage(d, a, la, 64), nb = lineage(d, b, lb, 64);
+	for (int i = 0; i < na; i++)
+		for (int j = 0; j < nb; j++)
+			if (la[i] == lb[j])
+				return true;
+	return false;
+}
+
+/* Diff directories ra and rb (full records) of volumes va and vb.  Read
+ * lock held. */
+static int diff_run(struct rfs_diff *d, const struct rfs_irec *ra, uint64_t va,
+		    const struct rfs_irec *rb, uint64_t vb)
+{
 	if (!S_ISDIR(ra->i.mode) || !S_ISDIR(rb->i.mode))
 		return -ENOTDIR;
-	ret = side_init(d, SIDE_A, ra);
-	if (!ret)
-		ret = side_init(d, SIDE_B, rb);
-	if (ret)
-		return ret;
+	d->s[SIDE_A] = (struct side){vol_below(va, &ra->i), ra->i.ino};
+	d->s[SIDE_B] = (struct side){vol_below(vb, &rb->i), rb->i.ino};
 	/*
-	 * Inode numbers name the same inode only where a and b share them:
-	 * inside one volume that is when one directory holds the other (or
-	 * both are the same inode); two disjoint directories of a volume have
-	 * no inode in common, so the index would never find a partner there.
-	 * (A snapshot and its source share them too, across volumes.)
+	 * Inode numbers name the same inode only where a and b share them.
+	 * Inside one volume that is when one directory holds the other (or
+	 * both are the same): two disjoint directories of a volume have no
+	 * inode in common, and pairing would only cost lookups.  Across
+	 * volumes, when they are snapshots of a common source.
 	 */
-	d->pair_by_ino = d->s[SIDE_A].has_index && d->s[SIDE_B].has_index &&
-			 (below(d, SIDE_A, rb->i.ino) || below(d, SIDE_B, ra->i.ino));
-	ret = compare(d, ra, rb, "", "", RFS_DIFF_MODIFIED);
+	if (d->s[SIDE_A].vol == d->s[SIDE_B].vol)
+		d->pair_by_ino = below(d, SIDE_A, rb->i.ino, rb->i.btime) == YES ||
+				 below(d, SIDE_B, ra->i.ino, ra->i.btime) == YES;
+	else
+		d->pair_by_ino = related(d, d->s[SIDE_A].vol, d->s[SIDE_B].vol);
+	/* The roots are compared as one directory whatever their numbers. */
+	d->root[SIDE_A] = (struct rfs_irec *)ra;
+	d->root[SIDE_B] = (struct rfs_irec *)rb;
+	int ret = compare(d, ra, rb, (struct at){va, ""}, (struct at){vb, ""},
+			  RFS_DIFF_MODIFIED);
 	if (!ret)
-		ret = flush_waiters(d);
+		ret = settle(d);
+	if (!ret)
+		ret = links_pass(d);
 	return ret;
 }
 
@@ -724,13 +1158,15 @@ static int cmp_rec(const void *x, const void *y)
 	return a->op - b->op;
 }
 
-/* The records of a and b: from the nodes (na, nb), or given. */
+/* The records of a and b: from the nodes (na, nb), or given (ga, gb, in
+ * the top volume). */
 static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs_irec *ga,
-		      const struct rfs_irec *gb, rfs_diff **out)
+		      const struct rfs_irec *gb, uint64_t a_next_ino, rfs_diff **out)
 {
 	struct rfs_diff *d = calloc(1, sizeof(*d));
 	struct rfs_irec *ra = malloc(2 * sizeof(*ra)), *rb = ra + 1;
 	struct rfs_pool_stats ps;
+	uint64_t va = RFS_TOP_VOLUME, vb = RFS_TOP_VOLUME;
 	int ret = 0;
 
 	*out = NULL;
@@ -741,7 +1177,7 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 	}
 	d->fs = fs;
 	d->pool = rfs_fs_pool(fs);
-	d->vol = RFS_TOP_VOLUME;
+	d->a_next_ino = a_next_ino;
 	/* A writer waiting for the lock goes first (as in scrub). */
 	rfs_pool_wrlock(d->pool);
 	rfs_pool_unlock(d->pool);
@@ -758,9 +1194,15 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 			ret = inode_read(fs, a, ra);
 		if (!ret)
 			ret = inode_read(fs, b, rb);
+		/* The volume the node's record is in: a snapshot root's
+		 * record is its own volume's (vol_below keeps it). */
+		if (!ret) {
+			va = a->vol;
+			vb = b->vol;
+		}
 	}
 	if (!ret)
-		ret = diff_run(d, ra, rb);
+		ret = diff_run(d, ra, va, rb, vb);
 	rfs_pool_stats(d->pool, &ps);
 	d->st.node_reads = ps.block_reads - d->st.node_reads;
 	rfs_pool_unlock(d->pool);
@@ -769,6 +1211,12 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 		waiter_clear(&d->w[i]);
 	free(d->w);
 	d->w = NULL;
+	for (size_t i = 0; i < d->ntw; i++)
+		twin_clear(&d->tw[i]);
+	free(d->tw);
+	d->tw = NULL;
+	free(d->vols);
+	d->vols = NULL;
 	if (ret) {
 		if (ret != -ENOTDIR && ret != -ESTALE && ret != -ENOMEM)
 			rfs_log(RFS_LOG_ERR, "%s: diff failed: %s", rfs_pool_path(d->pool),
@@ -785,13 +1233,13 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 
 int rfs_diff_begin(rfs_fs *fs, rfs_nodeid a, rfs_nodeid b, rfs_diff **out)
 {
-	return diff_start(fs, a, b, NULL, NULL, out);
+	return diff_start(fs, a, b, NULL, NULL, 0, out);
 }
 
 int diff_begin_recs(rfs_fs *fs, const struct rfs_irec *a, const struct rfs_irec *b,
-		    rfs_diff **out)
+		    uint64_t a_next_ino, rfs_diff **out)
 {
-	return diff_start(fs, 0, 0, a, b, out);
+	return diff_start(fs, 0, 0, a, b, a_next_ino, out);
 }
 
 void rfs_diff_get_stats(rfs_diff *d, struct rfs_diff_stats *st)

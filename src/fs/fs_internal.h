@@ -343,10 +343,12 @@ int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
 		 struct rfs_irec *rec);
 
 /* ---- diff (diff.c) ---- */
-/* rfs_diff_begin on two directory records (full records, not stubs)
- * rather than nodes: what a snapshot will hold (tests). */
+/* rfs_diff_begin on two directory records of the top volume (full
+ * records, not stubs) rather than nodes, for tests: a stands for a
+ * snapshot without an index, taken when the volume's next inode number
+ * was a_next_ino (0: a is a real directory). */
 int diff_begin_recs(rfs_fs *fs, const struct rfs_irec *a, const struct rfs_irec *b,
-		    rfs_diff **out);
+		    uint64_t a_next_ino, rfs_diff **out);
 
 /* ---- node table (fs.c) ---- */
 /*

@@ -350,12 +350,15 @@ static void fmt_rec(char *out, size_t n, char op, const char *path, const char *
 
 static struct rfs_diff_stats g_last;
 
+static uint64_t g_snap_next_ino; /* of the stand-in snapshot */
+
 static struct lines run_diff_recs(const struct rfs_irec *ra, const struct rfs_irec *rb,
 				  rfs_nodeid a, rfs_nodeid b)
 {
 	rfs_diff *d;
 	struct lines l = {0};
-	int rc = ra ? diff_begin_recs(g_fs, ra, rb, &d) : rfs_diff_begin(g_fs, a, b, &d);
+	int rc = ra ? diff_begin_recs(g_fs, ra, rb, g_snap_next_ino, &d)
+		    : rfs_diff_begin(g_fs, a, b, &d);
 	CHECK(rc == 0, "rfs_diff_begin: %d", rc);
 	rfs_diff_get_stats(d, &g_last);
 	struct rfs_diff_record r;
@@ -579,7 +582,9 @@ static void test_data(void **state)
 /* ---- renames against a stand-in snapshot ------------------------------------------ */
 
 /* The record of directory path with a clone of its entry tree: what a
- * snapshot of it holds, kept by the test (snap_drop gives it back). */
+ * snapshot of it holds, kept by the test (snap_drop gives it back).  Like
+ * a snapshot it has no back-pointer index of its own: the diff is told
+ * the volume's next inode number at that time. */
 static void snap_take(const char *path, struct rfs_irec *snap)
 {
 	rfs_pool *p = rfs_fs_pool(g_fs);
@@ -592,6 +597,7 @@ static void snap_take(const char *path, struct rfs_irec *snap)
 		rc = rfs_tree_clone(p, &src, &dst);
 	if (!rc)
 		snap->i.subtree = dst.root;
+	g_snap_next_ino = g_fs->top->m.next_ino;
 	rfs_pool_unlock(p);
 	OK(rc);
 }
