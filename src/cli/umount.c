@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fuse/status.h"
 #include "util/mountinfo.h"
 
 /* How long a busy mount that no process holds is retried. */
@@ -109,6 +110,81 @@ static int unmount_retrying(const char *mnt, int mnt_id, unsigned major, unsigne
 	}
 }
 
+/* Is the filesystem (its device number) still mounted somewhere in
+ * this namespace, e.g. through a bind mount? */
+struct devq {
+	unsigned major, minor;
+	const char *pool;
+	char mnt[4096];
+};
+
+/* Same device number, and the same pool: another mount of this very
+ * filesystem (a new mount elsewhere may get the freed device number). */
+static int dev_cb(void *arg, const struct rfs_mountinfo *m)
+{
+	struct devq *q = arg;
+	if (m->major != q->major || m->minor != q->minor || strcmp(m->type, "fuse.reflinkfs") ||
+	    strcmp(m->source, q->pool))
+		return 0;
+	snprintf(q->mnt, sizeof(q->mnt), "%s", m->mnt);
+	return 1;
+}
+
+/*
+ * After the unmount: wait until the daemon has made its final commit and
+ * released the pool, and report a commit that failed.  The daemon's
+ * verdict comes on the status socket; without one (no socket: another
+ * network namespace, an older daemon), the pool's lock tells when it is
+ * done, but not how it went.
+ */
+static int wait_for_daemon(const char *mnt, const char *pool, int sfd, int lockfd,
+			   unsigned major, unsigned minor)
+{
+	char line[1100];
+	size_t len = 0;
+	int got = sfd >= 0 ? -EAGAIN : -ENOTCONN;
+	bool noted = false;
+	for (unsigned ms = 0;; ms += 100) {
+		if (got == -EAGAIN)
+			got = rfs_status_poll(sfd, line, sizeof(line), &len, 100);
+		else if (lockfd < 0 || !flock(lockfd, LOCK_EX | LOCK_NB))
+			break;
+		else
+			sleep_ms(100);
+		if (ms % 1000 == 0) {
+			struct devq q = {major, minor, pool, ""};
+			if (rfs_mountinfo_each(NULL, dev_cb, &q) > 0) {
+				fprintf(stderr, "reflinkfs umount: %s is unmounted, but the same filesystem is still mounted at %s (a bind mount?): its daemon goes on serving it and keeps %s; unmount that too\n",
+					mnt, q.mnt, pool);
+				return 1;
+			}
+		}
+		if (ms >= 10000 && !noted) {
+			fprintf(stderr, "reflinkfs umount: %s is unmounted; waiting for its daemon to finish the final commit of %s (if the filesystem is also mounted in another mount namespace, the daemon serves it there and this waits until that is unmounted)\n",
+				mnt, pool);
+			noted = true;
+		}
+	}
+	if (got == 1 && !strcmp(line, "ok"))
+		return 0;
+	if (got == 1 && !strncmp(line, "error ", 6)) {
+		fprintf(stderr, "reflinkfs umount: %s is unmounted, but %s.\n"
+				"Changes made after the last commit that succeeded are lost; the pool holds that commit (`reflinkfs fsck %s` checks it).\n",
+			mnt, line + 6, pool);
+		return 1;
+	}
+	if (got == 0) {
+		fprintf(stderr, "reflinkfs umount: %s is unmounted, but its daemon exited without saying how its final commit went (was it killed?); changes after its last commit may be lost: check the pool with `reflinkfs fsck %s`\n",
+			mnt, pool);
+		return 1;
+	}
+	if (got == 1 || got == -EOVERFLOW) {
+		fprintf(stderr, "reflinkfs umount: %s: unexpected answer from the daemon: %s\n", mnt, line);
+		return 1;
+	}
+	return 0; /* no status socket: the released lock is all we know */
+}
+
 int cmd_umount(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
@@ -134,23 +210,16 @@ int cmd_umount(int argc, char **argv)
 		fprintf(stderr, "reflinkfs umount: %s is not a reflinkfs mount\n", rmnt);
 		return 1;
 	}
+	/* Connected before unmounting: the daemon answers once it has closed
+	 * the pool (src/fuse/status.h). */
+	int sfd = rfs_status_connect(pool);
 	int lockfd = open(pool, O_RDONLY | O_CLOEXEC);
-	if (unmount_retrying(rmnt, mnt_id, major, minor)) {
-		if (lockfd >= 0)
-			close(lockfd);
-		return 1;
-	}
-	/* Wait for the daemon's final commit (it holds the pool's lock). */
-	if (lockfd >= 0) {
-		for (int i = 0; i < 1200; i++) {
-			if (flock(lockfd, LOCK_EX | LOCK_NB) == 0)
-				break;
-			if (i == 1199)
-				fprintf(stderr, "reflinkfs umount: %s unmounted, but the daemon still holds %s after 120 s\n",
-					rmnt, pool);
-			sleep_ms(100);
-		}
+	int ret = unmount_retrying(rmnt, mnt_id, major, minor);
+	if (!ret)
+		ret = wait_for_daemon(rmnt, pool, sfd, lockfd, major, minor);
+	if (sfd >= 0)
+		close(sfd);
+	if (lockfd >= 0)
 		close(lockfd);
-	}
-	return 0;
+	return ret;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "reflinkfs/log.h"
+#include "fuse/status.h"
 #include "util/mountinfo.h"
 
 struct committer {
@@ -55,18 +56,26 @@ static void *commit_thread(void *arg)
 }
 
 static bool g_syslog;
+/* The first error this daemon logged: with a failed final commit it is
+ * the cause (a background commit that failed first left the pool
+ * read-only, and the final commit then only says EROFS).  Written by the
+ * sink, which runs under the log's lock; read once every thread is gone. */
+static char g_first_err[512];
 
 static void log_sink(void *arg, int level, const char *line)
 {
 	(void)arg;
+	if (level == RFS_LOG_ERR && !g_first_err[0])
+		snprintf(g_first_err, sizeof(g_first_err), "%s", line);
 	if (g_syslog) {
 		int pri = level == RFS_LOG_ERR ? LOG_ERR : level == RFS_LOG_WARN ? LOG_WARNING
 										 : LOG_INFO;
 		syslog(pri, "%s", line);
 	} else {
-		fprintf(stderr, "%s\n", line);
+		fprintf(stderr, "reflinkfs: %s\n", line);
 	}
 }
+
 /*
  * The kernel caps a FUSE mount's readahead at the block-device default
  * (128 KiB) whatever max_readahead says, so sequential reads arrive as
@@ -123,10 +132,28 @@ static void log_super(rfs_fs *fs, const char *pool, bool foreground)
 		rfs_super_describe(r, log_super_line, (void *)pool);
 }
 
+/* The line `reflinkfs umount` gets (src/fuse/status.h). */
+static void send_verdict(struct rfs_status *st, const char *pool, int cret)
+{
+	char line[1024];
+	if (!cret)
+		snprintf(line, sizeof(line), "ok");
+	else
+		snprintf(line, sizeof(line), "error the final commit of %s failed (%s)%s%s", pool,
+			 strerror(-cret), g_first_err[0] ? "; the first error of this mount: " : "",
+			 g_first_err);
+	rfs_status_finish(st, line);
+}
+
 int rfs_fuse_main(struct rfs_mount_opts *o)
 {
 	struct rfs_mount m = {0};
+	struct fuse_session *se = NULL;
+	struct rfs_status *status = NULL;
+	char *optstr = NULL, *fsname = NULL;
 	rfs_fs *fs;
+
+	rfs_log_set_sink(log_sink, NULL);
 	int ret = rfs_fs_open(o->pool, o->rdonly ? RFS_FS_RDONLY : 0, &fs);
 	if (ret) {
 		fprintf(stderr, "reflinkfs mount: cannot open the pool %s: %s\n", o->pool,
@@ -138,44 +165,35 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.acl = o->acl;
 	m.timeout = 1.0;
 
-	char *optstr = NULL, *fsname = opt_escape(o->pool);
+	fsname = opt_escape(o->pool);
 	if (!fsname ||
 	    asprintf(&optstr, "fsname=%s,subtype=reflinkfs,default_permissions%s%s%s",
 		     fsname, o->rdonly ? ",ro" : "", o->fuse_opts && *o->fuse_opts ? "," : "",
 		     o->fuse_opts ? o->fuse_opts : "") < 0) {
-		free(fsname);
-		rfs_fs_close(fs);
-		return 1;
+		optstr = NULL;
+		goto fail;
 	}
-	free(fsname);
 	char *argv[5] = {"reflinkfs", "-o", optstr, NULL, NULL};
 	int argc = 3;
 	if (o->debug)
 		argv[argc++] = "-d";
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_session *se = fuse_session_new(&args, &rfs_fuse_ops, sizeof(rfs_fuse_ops), &m);
+	se = fuse_session_new(&args, &rfs_fuse_ops, sizeof(rfs_fuse_ops), &m);
 	if (!se) {
 		fprintf(stderr, "reflinkfs mount: bad mount options '%s' (see reflinkfs mount --help)\n",
 			o->fuse_opts ? o->fuse_opts : "");
-		free(optstr);
-		rfs_fs_close(fs);
-		return 1;
+		goto fail;
 	}
 	m.se = se;
-	if (fuse_set_signal_handlers(se)) {
-		fuse_session_destroy(se);
-		free(optstr);
-		rfs_fs_close(fs);
-		return 1;
-	}
+	if (fuse_set_signal_handlers(se))
+		goto fail;
+	/* Before the mount shows up: an umount may connect right after. */
+	status = rfs_status_listen(o->pool);
 	if (fuse_session_mount(se, o->mountpoint)) {
 		fprintf(stderr, "reflinkfs mount: cannot mount on %s (see the message above; is it a directory you may mount on?)\n",
 			o->mountpoint);
 		fuse_remove_signal_handlers(se);
-		fuse_session_destroy(se);
-		free(optstr);
-		rfs_fs_close(fs);
-		return 1;
+		goto fail;
 	}
 	int tret = rfs_fuse_tmpfile_setup(se);
 	if (tret)
@@ -185,9 +203,11 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	if (!o->foreground) {
 		g_syslog = true;
 		openlog("reflinkfs", LOG_PID, LOG_DAEMON);
-		rfs_log_set_sink(log_sink, NULL);
 	}
 	fuse_daemonize(o->foreground);
+	if (rfs_status_start(status))
+		rfs_log(RFS_LOG_WARN, "%s: status socket thread not started: umount may not hear how the final commit went",
+			o->pool);
 	log_super(fs, o->pool, o->foreground);
 
 	struct committer c = {.fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
@@ -201,6 +221,9 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	fuse_loop_cfg_set_idle_threads(cfg, 4);
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	/* Unmounted: whoever waits for the verdict has connected already,
+	 * and the next mount of the pool will need the socket's name. */
+	rfs_status_stop_listening(status);
 
 	if (have_thread) {
 		pthread_mutex_lock(&c.lock);
@@ -216,7 +239,20 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	if (cret)
 		rfs_log(RFS_LOG_ERR, "%s: final commit failed: %s", o->pool, strerror(-cret));
 	free(optstr);
+	free(fsname);
+	/* The pool is released before the verdict goes out: an umount that
+	 * has it may mount again at once. */
 	if (o->lock_fd >= 0)
 		close(o->lock_fd);
+	send_verdict(status, o->pool, cret);
 	return ret || cret ? 1 : 0;
+
+fail:
+	if (se)
+		fuse_session_destroy(se);
+	rfs_status_finish(status, NULL);
+	free(optstr);
+	free(fsname);
+	rfs_fs_close(fs);
+	return 1;
 }

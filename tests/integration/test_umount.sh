@@ -46,6 +46,8 @@ done
 cat "$SCRATCH/cycles.err"
 check "$CYCLES mount/write/umount cycles: every mount worked" test "$failed_mount" = 0
 check "$CYCLES mount/write/umount cycles: every reflinkfs umount worked ($busy failed)" test "$busy" = 0
+check "every mount had its status socket (the previous daemon freed its name in time)" \
+	bash -c "! grep 'no status socket' '$SCRATCH/cycles.err'"
 check "fio ran (io_uring writers)" bash -c "[ -z '$have_fio' ] || ! grep -q 'fio failed' '$SCRATCH/fio.err'"
 rfs_mount
 check "every cycle's file is there" bash -c "for i in \$(seq $CYCLES); do [ \"\$(cat '$MNT'/f\$i)\" = \"cycle \$i\" ] || { echo f\$i; exit 1; }; done"
