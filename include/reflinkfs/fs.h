@@ -745,6 +745,23 @@ int rfs_fs_snapshot(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dstdir, const char *n
  */
 int rfs_fs_snapshot_delete(rfs_fs *fs, rfs_nodeid dir, const char *name);
 
+/*
+ * Whether caller ctx may access node for mask (R_OK 4, W_OK 2, X_OK 1)
+ * as the kernel's generic_permission decides: owner, access ACL (when
+ * the group bits allow anything), group (ctx's gid and groups), other;
+ * uid 0 may do anything but execute a file without execute bits.  0, or
+ * -EACCES.  For operations that bypass the kernel's checks (ioctls).
+ */
+int rfs_fs_access(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid node, int mask);
+
+/*
+ * Whether caller ctx may remove entry child from directory dir, as the
+ * kernel's may_delete: write and search permission on dir (-EACCES), and
+ * with dir's sticky bit set, ctx owns dir or child or is root (-EPERM).
+ */
+int rfs_fs_may_delete(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir,
+		      rfs_nodeid child);
+
 /* One volume, for rfs_fs_volumes. */
 struct rfs_volume_info {
 	uint64_t id;         /* 1: the top volume (the mount's root) */

@@ -295,3 +295,53 @@ int acl_update_on_chmod(rfs_fs *fs, rfs_tree *t, uint32_t mode)
 	free(acl);
 	return ret;
 }
+
+/* Linux's posix_acl_permission: may the caller (uid, groups as in ctx)
+ * do want (bits 4 read, 2 write, 1 execute) on an inode of owner uid /
+ * gid with this access ACL?  0 or -EACCES. */
+int acl_permission(const void *val, size_t size, const struct rfs_ctx *ctx, uint32_t uid,
+		   uint32_t gid, unsigned want)
+{
+	size_t n = size >= 4 ? (size - 4) / sizeof(struct acl_ent) : 0;
+	struct acl_ent e, pa = {0};
+	bool found = false, have = false;
+	size_t i;
+	for (i = 0; i < n && !have; i++) {
+		memcpy(&e, (const uint8_t *)val + 4 + i * sizeof(e), sizeof(e));
+		switch (e.tag) {
+		case TAG_USER_OBJ:
+			if (ctx->uid == uid)
+				return (e.perm & want) == want ? 0 : -EACCES;
+			break;
+		case TAG_USER:
+			if (ctx->uid == e.id) {
+				pa = e;
+				have = true;
+			}
+			break;
+		case TAG_GROUP_OBJ:
+		case TAG_GROUP:
+			if (ctx_in_group(ctx, e.tag == TAG_GROUP_OBJ ? gid : e.id)) {
+				found = true;
+				if ((e.perm & want) == want) {
+					pa = e;
+					have = true;
+				}
+			}
+			break;
+		case TAG_OTHER:
+			if (found)
+				return -EACCES;
+			return (e.perm & want) == want ? 0 : -EACCES;
+		}
+	}
+	if (!have)
+		return -EACCES;
+	/* a named or group entry: masked by the mask entry, when there is one */
+	for (; i < n; i++) {
+		memcpy(&e, (const uint8_t *)val + 4 + i * sizeof(e), sizeof(e));
+		if (e.tag == TAG_MASK)
+			return (pa.perm & e.perm & want) == want ? 0 : -EACCES;
+	}
+	return (pa.perm & want) == want ? 0 : -EACCES;
+}

@@ -448,6 +448,13 @@ int acl_inherit(rfs_fs *fs, const struct rfs_irec *dir, struct rfs_irec *child,
 		uint32_t umask);
 /* chmod: keep the access ACL in t (if any) in sync with mode. */
 int acl_update_on_chmod(rfs_fs *fs, rfs_tree *t, uint32_t mode);
+/* Whether ctx may do want (4 read, 2 write, 1 execute) on an inode of
+ * owner uid and group gid that has this access ACL (Linux's
+ * posix_acl_permission): 0 or -EACCES. */
+int acl_permission(const void *val, size_t size, const struct rfs_ctx *ctx, uint32_t uid,
+		   uint32_t gid, unsigned want);
+/* ctx's filesystem gid or one of its supplementary groups is gid. */
+bool ctx_in_group(const struct rfs_ctx *ctx, uint32_t gid);
 
 static inline uint64_t div_up(uint64_t a, uint64_t b)
 {
