@@ -10,9 +10,13 @@
 #include "fuse/rfs_fuse.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CAP_FSETID_BIT 4 /* linux/capability.h */
 
@@ -62,4 +66,33 @@ gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c)
 	 * root is taken to hold the capability, as it usually does. */
 	c->cap_fsetid = fsetid < 0 ? c->uid == 0 : fsetid == 1;
 	return groups;
+}
+
+int rfs_caller_holds_fd(const struct rfs_mount *m, pid_t pid, int64_t fd, uint64_t ino)
+{
+	char path[64];
+	struct stat st;
+	if (fd < 0 || fd > INT_MAX)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%lld", (int)pid, (long long)fd);
+	if (stat(path, &st))
+		return -EBADF;
+	if (m->dev && st.st_dev != m->dev)
+		return -EXDEV;
+	if (st.st_ino != ino)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%lld", (int)pid, (long long)fd);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -EBADF;
+	char line[128];
+	int flags = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "flags: %o", &flags) == 1)
+			break;
+	fclose(f);
+	/* O_PATH gives no right to read what it names */
+	if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY || (flags & O_PATH))
+		return -EBADF;
+	return 0;
 }

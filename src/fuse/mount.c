@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,6 +97,18 @@ static void set_readahead(const char *mnt)
 		fputs("1024\n", f);
 		fclose(f);
 	}
+}
+
+/* The mount's device number (st_dev of its files), from mountinfo for
+ * the same reason; 0 when it cannot be found. */
+static dev_t mount_dev(const char *mnt)
+{
+	char real[PATH_MAX];
+	unsigned maj, min;
+
+	if (!realpath(mnt, real) || !rfs_mountinfo_find_mnt(real, NULL, 0, &maj, &min))
+		return 0;
+	return makedev(maj, min);
 }
 
 /* A value inside a libfuse -o list: ',' and '\\' need a backslash (a pool
@@ -200,6 +213,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		fprintf(stderr, "reflinkfs mount: %s: O_TMPFILE will fail with EOPNOTSUPP on this mount (installing the request hook failed: %s); everything else works\n",
 			o->mountpoint, strerror(-tret));
 	set_readahead(o->mountpoint);
+	m.dev = mount_dev(o->mountpoint);
 	if (!o->foreground) {
 		g_syslog = true;
 		openlog("reflinkfs", LOG_PID, LOG_DAEMON);

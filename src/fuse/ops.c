@@ -573,33 +573,6 @@ static int stat_ext(void *arg, const struct rfs_extent_info *e)
 	return 0;
 }
 
-/* Check that process pid holds fd open for reading on this inode. */
-static int check_src_fd(pid_t pid, int64_t fd, uint64_t ino)
-{
-	char path[64];
-	struct stat st;
-	if (fd < 0 || fd > INT_MAX)
-		return -EBADF;
-	snprintf(path, sizeof(path), "/proc/%d/fd/%lld", (int)pid, (long long)fd);
-	if (stat(path, &st))
-		return -EBADF;
-	if (st.st_ino != ino)
-		return -EBADF;
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%lld", (int)pid, (long long)fd);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -EBADF;
-	char line[128];
-	int flags = -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "flags: %o", &flags) == 1)
-			break;
-	fclose(f);
-	if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY)
-		return -EBADF;
-	return 0;
-}
-
 static mode_t ino_mode(fuse_req_t req, fuse_ino_t ino)
 {
 	struct stat st;
@@ -628,7 +601,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			return;
 		}
 		memcpy(&c, in_buf, sizeof(c));
-		int ret = check_src_fd(fuse_req_ctx(req)->pid, c.src_fd, c.src_ino);
+		int ret = rfs_caller_holds_fd(M(req), fuse_req_ctx(req)->pid, c.src_fd, c.src_ino);
 		if (!ret)
 			ret = rfs_fs_find_ino(FS(req), c.src_ino, &src);
 		if (ret == -ENOENT)
@@ -708,7 +681,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 				ret = -EINVAL;
 			} else {
 				memcpy(&s, in_buf, sizeof(s));
-				ret = check_src_fd(fuse_req_ctx(req)->pid, s.b_fd, s.b_ino);
+				ret = rfs_caller_holds_fd(M(req), fuse_req_ctx(req)->pid, s.b_fd, s.b_ino);
 				if (!ret)
 					ret = rfs_fs_find_ino(FS(req), s.b_ino, &b);
 				if (ret == -ENOENT)
@@ -733,6 +706,11 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_ioctl(req, 0, NULL, 0);
 		return;
 	}
+	case RFS_IOC_SNAPSHOT:
+	case RFS_IOC_SNAPSHOT_DELETE:
+	case RFS_IOC_VOLUMES:
+		rfs_fuse_snapshot_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
+		return;
 	default:
 		fuse_reply_err(req, ENOTTY);
 	}

@@ -33,6 +33,9 @@ struct rfs_mount {
 	bool writeback;
 	bool acl;
 	double timeout;
+	/* st_dev of the mount's files (0: unknown), to tell a descriptor of
+	 * this mount from one elsewhere with the same inode number. */
+	dev_t dev;
 };
 
 /* Have the session answer FUSE_TMPFILE (O_TMPFILE), which libfuse 3.14
@@ -57,6 +60,21 @@ void rfs_fuse_scrub_release_all(void);
  * from /proc (src/fuse/caller.c).  Returns the array c->groups points
  * to, for the caller to free (NULL when there are none). */
 gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c);
+
+/* Check that process pid holds fd open on the inode of st_ino ino of
+ * this mount (m->dev), for reading: an ioctl names another file by a
+ * descriptor of the caller (clone source, diff's B, snapshot source).
+ * 0, -EBADF (not such a descriptor) or -EXDEV (a file of another
+ * filesystem). */
+int rfs_caller_holds_fd(const struct rfs_mount *m, pid_t pid, int64_t fd, uint64_t ino);
+
+/* ---- snapshots (snapshot.c) ---- */
+/* RFS_IOC_SNAPSHOT, RFS_IOC_SNAPSHOT_DELETE (on the parent directory
+ * ino) and RFS_IOC_VOLUMES: checks the caller's permissions, calls the
+ * fs, invalidates what the kernel caches of the changed names, and
+ * replies. */
+void rfs_fuse_snapshot_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned cmd, const void *in,
+			     size_t in_size, size_t out_size);
 
 /* ---- diff (diff.c) ---- */
 /* RFS_IOC_DIFF_START (directories a and b) / RFS_IOC_DIFF_REPORT on the
