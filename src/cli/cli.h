@@ -18,6 +18,35 @@ int cmd_fsck(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+
+/* reflinkfs snapshot SRC DST (also `reflinkfs clone` of a directory; cmd
+ * names the command in messages).  Returns the exit status. */
+int cli_snapshot_create(const char *cmd, const char *src, const char *dst, bool rdonly,
+			bool json);
+/* reflinkfs snapshot list (src/cli/snapshot_list.c). */
+int cli_snapshot_list(int argc, char **argv);
+
+/* Exit statuses of the snapshot commands (and of clone of a directory). */
+enum {
+	SNAP_OK = 0,
+	SNAP_FAILED = 1,  /* refused or failed: no space, read-only, permission, I/O */
+	SNAP_USAGE = 2,   /* bad command line */
+	SNAP_BADPATH = 3, /* a path is missing, not a directory, exists already, or
+			   * is not a snapshot's root */
+	SNAP_NOTRFS = 4,  /* not on a reflinkfs mount, or on two different mounts */
+};
+
+/* The mount an open file is on (src/cli/fdmount.c). */
+struct cli_mount {
+	int id;          /* mount ID */
+	bool reflinkfs;  /* type fuse.reflinkfs */
+	bool rdonly;     /* mounted read-only */
+	char mnt[4096];  /* mount point */
+	char root[4096]; /* directory of the filesystem mounted there ("/") */
+};
+/* 0 with *out filled, or -errno. */
+int cli_fd_mount(int fd, struct cli_mount *out);
 
 /* fsck --data: read and verify every data block of the (unmounted) pool,
  * printing each damaged block with its files and a summary.  Returns the

@@ -27,7 +27,10 @@ int cmd_clone(int argc, char **argv)
 		       "afterwards.  DST is created (or replaced); a directory DST gets SRC's name.\n"
 		       "(`cp` also clones through copy_file_range, but `cp --reflink=always`\n"
 		       "fails on FUSE; and for files over 4 GiB or sparse files `cp` needs many\n"
-		       "calls, while this is one atomic request.)\n");
+		       "calls, while this is one atomic request.)\n\n"
+		       "When SRC is a directory, DST becomes a snapshot of it, exactly as with\n"
+		       "`reflinkfs snapshot SRC DST` (DST must not exist; exit statuses as\n"
+		       "there).\n");
 		return 0;
 	}
 	if (argc != 3) {
@@ -42,6 +45,11 @@ int cmd_clone(int argc, char **argv)
 	if (sfd < 0) {
 		fprintf(stderr, "reflinkfs clone: cannot open %s: %s\n", src, strerror(errno));
 		return 1;
+	}
+	if (fstat(sfd, &sst) == 0 && S_ISDIR(sst.st_mode)) {
+		/* A directory: a snapshot (O(1) as well). */
+		close(sfd);
+		return cli_snapshot_create("clone", src, argv[2], false, false);
 	}
 	if (fstat(sfd, &sst) || !S_ISREG(sst.st_mode)) {
 		fprintf(stderr, "reflinkfs clone: %s is not a regular file\n", src);
