@@ -147,6 +147,80 @@ int rfs_cursor_step(rfs_cursor *c, int dir);
 int rfs_cursor_get(rfs_cursor *c, const void **key, size_t *klen,
 		   const void **val, size_t *vlen, uint8_t *flags);
 
+/* ---- node walk ---------------------------------------------------------- */
+
+/*
+ * rfs_tree_walk visits every node of a tree in pre-order (enter, then its
+ * children or items, then leave) with its block number and refcount, and
+ * every leaf item in key order: what a space accounting needs, which must
+ * know where the tree is shared (a node's count >= 2) and what hangs
+ * below.  It reads only the tree's own nodes: nested trees and extents
+ * named by values are the caller's to follow.
+ *
+ * It stops when a callback asks for a pause and resumes from a key (the
+ * position), so that a caller can hold the pool's read lock in short
+ * pieces.  Between two calls the tree may change: the walk goes down from
+ * the root again, and a node that holds keys before the position (one on
+ * the path to it, entered by an earlier call) is reported again with
+ * `resumed` set and is always descended into; subtrees that lie wholly
+ * before the position are not entered.  Without changes in between, the
+ * calls together enter each node once (resumed entries aside) and deliver
+ * each item once.
+ */
+
+/* Where a paused walk resumes (rfs_walk_pos.mode). */
+enum {
+	RFS_WALK_START = 0,  /* from the beginning (set this to start) */
+	RFS_WALK_AFTER = 1,  /* after item key */
+	RFS_WALK_AT = 2,     /* at item key (it is delivered again) */
+	RFS_WALK_BEFORE = 3, /* before the node whose keys start at key */
+};
+
+struct rfs_walk_pos {
+	int mode;
+	size_t klen;
+	uint8_t key[RFS_KEY_MAX];
+};
+
+/* A node met by the walk. */
+struct rfs_walk_node {
+	uint64_t blocknr;
+	uint64_t refcount; /* rfs_ref_get of the node (1 in unshared trees) */
+	unsigned level;    /* 0 = leaf */
+	bool resumed;      /* entered by an earlier call: on the path to the position */
+	bool can_pause;    /* enter may answer RFS_WALK_PAUSE */
+};
+
+/* Answers of the callbacks besides 0 (go on / descend) and -errno. */
+enum {
+	RFS_WALK_SKIP = 1,     /* enter: do not descend (ignored for resumed nodes) */
+	RFS_WALK_PAUSE = 2,    /* enter: stop before this node (when can_pause);
+				* item: stop after this item */
+	RFS_WALK_PAUSE_AT = 3, /* item: stop, and deliver this item again on resume */
+};
+
+struct rfs_walk_ops {
+	int (*enter)(void *arg, const struct rfs_walk_node *n);
+	/* A leaf item; key and val are valid during the call.  The callback
+	 * may read other trees of the pool (nodes on the walk's path stay
+	 * pinned), not change one. */
+	int (*item)(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+		    uint8_t flags);
+	/* The node's subtree or items are done (not called on a pause; may be
+	 * NULL). */
+	void (*leave)(void *arg, const struct rfs_walk_node *n);
+};
+
+/*
+ * Walk t from *pos (mode RFS_WALK_START for the beginning).  Returns 0
+ * when the walk reached the end, 1 when a callback paused it (*pos then
+ * says where to resume), or a negative errno (a callback's, or -EIO /
+ * -EUCLEAN for a node that could not be read).  Needs at least the read
+ * lock; the tree must not change during one call.
+ */
+int rfs_tree_walk(rfs_pool *pool, const rfs_tree *t, struct rfs_walk_pos *pos,
+		  const struct rfs_walk_ops *ops, void *arg);
+
 /* ---- diff ------------------------------------------------------------- */
 
 /* One difference between two trees, given to an rfs_tree_diff_fn.  aval
@@ -193,6 +267,12 @@ int rfs_tree_diff(rfs_pool *pool, const rfs_tree *a, const rfs_tree *b,
  * as disjoint block ranges.
  */
 int rfs_ref_get(rfs_pool *pool, uint64_t blocknr, uint64_t *count);
+/* The refcount of block start in *count, and in *run how many blocks from
+ * start on (1..max) have that same count (a run may end where a range of
+ * the same count is recorded separately): one refcount-tree lookup for a
+ * whole extent of equal counts. */
+int rfs_ref_get_run(rfs_pool *pool, uint64_t start, uint64_t max, uint64_t *count,
+		    uint64_t *run);
 /* Add one reference to each block of [start, start+n). */
 int rfs_ref_inc(rfs_pool *pool, uint64_t start, uint64_t n);
 /* Remove one reference from each block of [start, start+n); blocks whose

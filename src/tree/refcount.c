@@ -68,6 +68,46 @@ int rfs_ref_get(rfs_pool *pool, uint64_t blocknr, uint64_t *count)
 	return ret;
 }
 
+int rfs_ref_get_run(rfs_pool *pool, uint64_t start, uint64_t max, uint64_t *count,
+		    uint64_t *run)
+{
+	struct rfs_cursor c;
+	struct rc_range r;
+	uint8_t key[8];
+	int ret;
+
+	*count = 1;
+	*run = max ? max : 1;
+	if (!rfs_pool_root(pool, RFS_ROOT_REFCOUNT) || !max)
+		return 0;
+	be64_put(key, start);
+	tree_cursor_init(&c, pool, rfs_pool_root(pool, RFS_ROOT_REFCOUNT));
+	/* The last record starting at or before start covers it, or the
+	 * next one bounds the run of count 1. */
+	ret = rfs_cursor_seek(&c, key, 8, -1);
+	if (ret == 0) {
+		ret = cur_range(&c, &r);
+		if (!ret && r.start <= start && start - r.start < r.len) {
+			*count = r.count;
+			if (r.len - (start - r.start) < max)
+				*run = r.len - (start - r.start);
+			goto out;
+		}
+		if (!ret)
+			ret = rfs_cursor_step(&c, +1);
+	} else if (ret == -ENOENT) {
+		ret = rfs_cursor_seek(&c, NULL, 0, +1);
+	}
+	if (ret == 0) {
+		ret = cur_range(&c, &r);
+		if (!ret && r.start > start && r.start - start < max)
+			*run = r.start - start;
+	}
+out:
+	tree_cursor_fini(&c);
+	return ret == -ENOENT ? 0 : ret;
+}
+
 /* Records overlapping [start, end), in order. */
 static int collect(rfs_pool *pool, uint64_t start, uint64_t end,
 		   struct rc_range **out, size_t *n)
