@@ -11,9 +11,12 @@
  * returns a node id (lookup, create, mkdir, mknod, symlink, link) adds one
  * lookup reference to it, which the caller gives back with
  * rfs_fs_forget().  A node id stays valid while it has lookup references
- * or open handles, also after its last name was removed (the inode then
- * lives on as an orphan until the last reference goes, as POSIX wants for
- * unlinked open files).
+ * or open handles.  After the last name of a file is removed, the inode
+ * lives on (as an orphan, until the last handle goes) only while it is
+ * open (rfs_fs_open_node), as POSIX wants for unlinked open files; a
+ * node with lookup references only then reads as stale (-ESTALE), and
+ * the space comes back at once.  A removed directory's node stays valid
+ * while referenced.
  *
  * st_ino as reported in struct stat is (volume id << 48) | inode number,
  * stable across remounts.

@@ -591,7 +591,7 @@ static int table_unlink(rfs_fs *fs, uint64_t vol, uint64_t ino)
 	touch_c(&r->i);
 	pthread_mutex_lock(&fs->nlock);
 	struct rfs_node *n = node_by_ino(fs, vol, ino);
-	bool live = n && node_live(n);
+	bool live = n && n->nopen > 0; /* see entry_remove */
 	if (r->i.nlink == 0 && !live) {
 		if (n)
 			n->dead = true;
@@ -649,9 +649,15 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	uint64_t cvol = vol_below(dn->vol, &e.i);
 	pthread_mutex_lock(&fs->nlock);
 	struct rfs_node *cn = linked ? NULL : node_by_ino(fs, cvol, e.i.ino);
-	/* A snapshot's root goes with its volume even when in use: what
-	 * still refers to it reads as stale. */
-	bool keep = cn && node_live(cn) && !volroot;
+	/* Kept as an orphan only while open (or mapped: the mapping holds
+	 * the open file): then reads and writes must go on, as POSIX says.
+	 * The kernel's lookup references alone (a cached inode) do not keep
+	 * it: nothing can reach an unlinked inode by name, so its space
+	 * comes back now, not when the kernel gets round to FORGET.  (An
+	 * empty directory holds no space: it stays while referenced, so a
+	 * removed working directory answers ENOENT.)  A snapshot's root
+	 * goes with its volume even when open. */
+	bool keep = cn && !volroot && (isdir ? node_live(cn) : cn->nopen > 0);
 	pthread_mutex_unlock(&fs->nlock);
 
 	/* The back-pointer first: deletions only fail on I/O errors. */

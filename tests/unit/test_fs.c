@@ -628,6 +628,8 @@ static void test_rename(void **state)
 	a = mkfile(fs, RFS_ROOT_NODE, "a");
 	b = mkfile(fs, RFS_ROOT_NODE, "b");
 	assert_int_equal(rfs_fs_write(fs, a, "AAAA", 4, 0), 4);
+	/* Open: an inode whose last name goes lives on while it is open. */
+	assert_int_equal(rfs_fs_open_node(fs, a), 0);
 	assert_int_equal(rfs_fs_write(fs, b, "BB", 2, 0), 2);
 	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "a", RFS_ROOT_NODE, "b",
 				       RFS_RENAME_NOREPLACE), -EEXIST);
@@ -652,6 +654,16 @@ static void test_rename(void **state)
 	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "d1", RFS_ROOT_NODE, "top",
 				       RFS_RENAME_EXCHANGE), 0);
 	assert_int_equal(rfs_fs_resolve(fs, "d1/moved", &x, &st), 0);
+	rfs_fs_release(fs, a);
+	/* Only looked up, not open: replaced means gone (its space comes
+	 * back at once, not when the kernel forgets it). */
+	rfs_nodeid c = mkfile(fs, RFS_ROOT_NODE, "c"), e = mkfile(fs, RFS_ROOT_NODE, "e");
+	assert_int_equal(rfs_fs_write(fs, c, "CC", 2, 0), 2);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "e", RFS_ROOT_NODE, "c", 0), 0);
+	assert_int_equal(rfs_fs_read(fs, c, buf, 8, 0), -ESTALE);
+	assert_int_equal(rfs_fs_read(fs, e, buf, 8, 0), 0);
+	rfs_fs_forget(fs, c, 1);
+	rfs_fs_forget(fs, e, 1);
 	fs = reopen(fs);
 	rfs_fs_close(fs);
 }
