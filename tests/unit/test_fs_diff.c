@@ -8,12 +8,18 @@
  *  - data compared by content: rewriting the same bytes, holes against
  *    written zeros, preallocated blocks, a change in the partial last
  *    block;
- *  - renames, against a stand-in for a snapshot (a clone of a directory's
- *    entry tree held by the test, with the directory's inode number, as
- *    a snapshot will have; `reflinkfs snapshot` is not there yet): moves
+ *  - renames, against a stand-in for a snapshot in the same volume (a
+ *    clone of a directory's entry tree held by the test, with the
+ *    directory's inode number, answering like a side without an index;
+ *    it came before snapshots and stays as a second, smaller case): moves
  *    within and across directories, a renamed directory with and without
  *    changes inside (O(1) when unchanged: counted), moves into new and
  *    out of removed directories, a rename over an existing name;
+ *  - real snapshots (rfs_fs_snapshot): a read-only snapshot against its
+ *    changed source and two snapshots against each other (no index on
+ *    either side), with every kind of move, hard links changed in the
+ *    source, an editor's save-by-rename, inodes born apart with equal
+ *    numbers;
  *  - random trees and random changes on both sides of a copy, against a
  *    slow diff that reads both trees whole through the API
  *    (RFS_SEED=<n> replays one seed, RFS_ROUNDS=<n> sets how many);
@@ -1048,6 +1054,126 @@ static void test_random(void **state)
 	CHECK(g_random_records > (uint64_t)rounds * 6, "the changes made too few differences");
 }
 
+/* ---- real snapshots ------------------------------------------------------------------ */
+
+static void snapshot(const char *src, const char *dst, unsigned flags)
+{
+	const char *name;
+	rfs_nodeid p = parent_of(dst, &name), n;
+	struct stat st;
+	OK(rfs_fs_snapshot(g_fs, node(src), p, name, flags, &n, &st));
+}
+
+static void test_snapshots(void **state)
+{
+	(void)state;
+	char p[64];
+
+	mkd("v");
+	for (int d = 0; d < 10; d++) {
+		snprintf(p, sizeof p, "v/d%d", d);
+		mkd(p);
+		for (int f = 0; f < 50; f++) {
+			snprintf(p, sizeof p, "v/d%d/f%02d", d, f);
+			mkf(p, 30, (unsigned)(d * 100 + f));
+		}
+	}
+	mkf("v/x", 10, 1);
+	mkf("v/y", 10, 2);
+	mkf("v/doc", 100, 3);
+	mkf("v/h1", 100, 4);
+	ln("v/h1", "v/d0/h2");
+	mkf("v/h3", 100, 5);
+	ln("v/h3", "v/h4");
+	set_mtime("v", 100);
+	for (int d = 0; d < 10; d++) {
+		snprintf(p, sizeof p, "v/d%d", d);
+		set_mtime(p, 100);
+	}
+	snapshot("v", "s1", RFS_SNAP_RDONLY);
+
+	/* a snapshot against its unchanged source: nothing, nothing walked */
+	struct lines l = run_diff("s1", "v");
+	static const char *none[] = {NULL};
+	expect_lines(&l, none, "snapshot against its unchanged source");
+	EQ_U64(g_last.dirs_compared, 0);
+
+	mv("v/d1", "v/d1x");                 /* a renamed directory, unchanged */
+	mv("v/d2/f05", "v/d2/g05");          /* within a directory */
+	mv("v/d3/f07", "v/d4/f07");          /* across, over an existing name */
+	wr("v/d1x/f10", 0, "new", 3);        /* a change inside a renamed one */
+	set_mtime("v/d1x/f10", 7);
+	mkd("v/new");
+	mv("v/d5", "v/new/d5");              /* into a new directory */
+	mv("v/d6/f01", "v/kept");            /* out of a removed directory */
+	rm_path("v/d6");
+	mv("v/y", "v/x");                    /* over an existing name */
+	mkf("v/doc.tmp", 100, 33);           /* an editor's save: new inode */
+	mv("v/doc.tmp", "v/doc");
+	wr("v/h1", 0, "H", 1);               /* a hard-linked file, both names */
+	set_mtime("v/h1", 9);
+	chmod_p("v/d7/f00", 0600);
+	setx("v/d8/f00", "user.k", "1");
+	set_mtime("v", 100);
+	const char *want[256];
+	char gone[50][32];
+	int nw = 0;
+	static const char *fixed[] = {
+		"R d1 -> d1x",
+		"M d1x/f10 data,mtime",
+		"M d2 mtime",
+		"R d2/f05 -> d2/g05",
+		"M d3 mtime",
+		"M d4 mtime",
+		"R d3/f07 -> d4/f07",
+		"D d4/f07",
+		"A new",
+		"R d5 -> new/d5",
+		"R d6/f01 -> kept",
+		"D d6",
+		"D x",
+		"R y -> x",
+		"M doc data,mtime",
+		"M h1 data,mtime",
+		"M d0/h2 data,mtime",
+		"M d7/f00 mode",
+		"M d8/f00 xattr",
+		NULL,
+	};
+	for (; fixed[nw]; nw++)
+		want[nw] = fixed[nw];
+	for (int f = 0, k = 0; f < 50; f++) {
+		if (f == 1)
+			continue;
+		snprintf(gone[k], sizeof gone[k], "D d6/f%02d", f);
+		want[nw++] = gone[k++];
+	}
+	want[nw] = NULL;
+	l = run_diff("s1", "v");
+	expect_lines(&l, want, "snapshot against its changed source");
+	/* the directories not touched were not opened */
+	EQ_U64(g_last.dirs_compared, 7); /* ., d1x, d2, d3, d4, d7, d8 */
+
+	/* two snapshots (no back-pointer index on either side) */
+	snapshot("v", "s2", 0);
+	l = run_diff("s1", "s2");
+	expect_lines(&l, want, "two snapshots");
+	l = run_diff("s2", "v");
+	expect_lines(&l, none, "a fresh snapshot against its source");
+
+	/* new inodes on both sides after a snapshot may get equal numbers:
+	 * never a rename */
+	mkf("s2/born-in-s2", 5, 40);
+	mkf("v/born-in-v", 5, 41);
+	static const char *w2[] = {"M . mtime", "D born-in-s2", "A born-in-v", NULL};
+	l = run_diff("s2", "v");
+	expect_lines(&l, w2, "inodes born apart");
+
+	OK(rfs_fs_snapshot_delete(g_fs, RFS_ROOT_NODE, "s1"));
+	OK(rfs_fs_snapshot_delete(g_fs, RFS_ROOT_NODE, "s2"));
+	rm_path("v");
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void test_errors(void **state)
@@ -1070,6 +1196,7 @@ int main(void)
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_renames),
 		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_errors),
 	};
 	tu_log_capture();
