@@ -238,6 +238,14 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);
+	/* The final commit runs to its end: a SIGTERM (kill, systemd) or a
+	 * Ctrl-C now would lose everything since the last commit (SIGKILL
+	 * still stops it).  Set before libfuse's handlers go: it restores
+	 * the defaults only where its own handler is still in place. */
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	sigaction(SIGTERM, &ign, NULL);
+	sigaction(SIGINT, &ign, NULL);
+	sigaction(SIGHUP, &ign, NULL);
 
 	if (have_thread) {
 		pthread_mutex_lock(&c.lock);

@@ -14,6 +14,7 @@ if ! mount -t tmpfs -o size=16m rfs-test "$SMALL" 2>/dev/null; then
 	exit 77
 fi
 cleanup_small() {
+	grep -q " $SCRATCH/inner fuse" /proc/mounts && umount -l "$SCRATCH/inner"
 	grep -q " $SCRATCH/bind fuse" /proc/mounts && umount -l "$SCRATCH/bind"
 	if grep -q " $MNT2 fuse" /proc/mounts; then
 		fusermount3 -u "$MNT2" 2>/dev/null || umount -l "$MNT2"
@@ -65,6 +66,33 @@ cat "$SCRATCH/k.err"
 check "reflinkfs umount exits non-zero when the daemon died before its verdict" test "$rc" -ne 0
 check "... and says so" grep -q "exited without saying how its final commit went" "$SCRATCH/k.err"
 check "fsck after the killed daemon: clean" rfs_fsck
+
+# --- a SIGTERM (kill, systemd) during the final commit does not cut it
+# short.  The pool lives on the first mount, whose daemon is stopped, so
+# the second daemon's final commit waits for it: a window of any length.
+rfs_mount
+"$B" mkfs --size 64M "$MNT/inner.pool" >/dev/null
+mkdir -p "$SCRATCH/inner"
+"$B" mount -f "$MNT/inner.pool" "$SCRATCH/inner" 2>>"$SCRATCH/inner.log" &
+inner=$!
+for i in $(seq 100); do mountpoint -q "$SCRATCH/inner" && break; sleep 0.05; done
+for i in $(seq 50); do echo "inner $i" >"$SCRATCH/inner/f$i"; done
+kill -STOP "$DAEMON_PID"
+umount --no-canonicalize "$SCRATCH/inner"
+blocked=
+for i in $(seq 200); do
+	grep -qx request_wait_answer /proc/"$inner"/task/*/wchan 2>/dev/null && { blocked=1; break; }
+	sleep 0.05
+done
+check "the inner daemon's final commit waits for the stopped outer one" test -n "$blocked"
+kill -TERM "$inner"
+kill -CONT "$DAEMON_PID"
+wait "$inner"
+rc=$?
+check "... a SIGTERM then does not stop it: it exits 0" test "$rc" = 0
+check "... and the commit is complete" bash -c "'$B' mount '$MNT/inner.pool' '$SCRATCH/inner' && [ \"\$(cat '$SCRATCH/inner/f50')\" = 'inner 50' ] && '$B' umount '$SCRATCH/inner'"
+rm -f "$MNT/inner.pool"
+rfs_umount
 
 # --- the filesystem is still mounted elsewhere (a bind mount): the daemon
 # goes on serving it, so umount must not wait for it
