@@ -206,7 +206,15 @@ int cmd_mount(int argc, char **argv)
 	return ret;
 }
 
-/* mount.fuse.reflinkfs POOL MNT [-o opts] [-n] [-s] [-f] [-v] */
+/*
+ * mount.fuse.reflinkfs POOL MNT [-o opts] [-n] [-s] [-f] [-v] [-t type]:
+ * what mount(8) runs for `mount -t fuse.reflinkfs`, /etc/fstab and
+ * `mount -o remount`.  mount(8) leaves out options that are the kernel's
+ * defaults, dev and suid among them, but FUSE mounts default to nodev and
+ * nosuid: so, as libfuse's mount.fuse3 does, dev and suid are asked for
+ * unless nodev or nosuid was given (mount(8) itself adds those for user
+ * mounts).
+ */
 int cmd_mount_helper(int argc, char **argv)
 {
 	const char *pool = NULL, *mnt = NULL, *opts = NULL;
@@ -214,6 +222,8 @@ int cmd_mount_helper(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-o") && i + 1 < argc)
 			opts = argv[++i];
+		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+			i++; /* fuse.reflinkfs: we know */
 		else if (!strcmp(argv[i], "-f"))
 			fg = true;
 		else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-s") || !strcmp(argv[i], "-v"))
@@ -221,6 +231,9 @@ int cmd_mount_helper(int argc, char **argv)
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;
+		} else if (argv[i][0] == '-') {
+			fprintf(stderr, "mount.fuse.reflinkfs: option %s is not supported\n", argv[i]);
+			return 2;
 		} else if (!pool)
 			pool = argv[i];
 		else if (!mnt)
@@ -234,5 +247,14 @@ int cmd_mount_helper(int argc, char **argv)
 		fprintf(stderr, "usage: mount.fuse.reflinkfs POOL MOUNTPOINT [-o OPTIONS]\n");
 		return 2;
 	}
-	return do_mount(pool, mnt, opts, fg, false);
+	size_t len = (opts ? strlen(opts) : 0) + sizeof(",dev,suid");
+	char *all = malloc(len);
+	if (!all)
+		return 1;
+	snprintf(all, len, "%s%s%s", opts ? opts : "",
+		 rfs_mountinfo_has_opt(opts, "nodev") ? "" : ",dev",
+		 rfs_mountinfo_has_opt(opts, "nosuid") ? "" : ",suid");
+	int ret = do_mount(pool, mnt, all[0] == ',' ? all + 1 : all, fg, false);
+	free(all);
+	return ret;
 }
