@@ -765,6 +765,14 @@ int rfs_fs_access(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid node, int ma
 int rfs_fs_may_delete(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir,
 		      rfs_nodeid child);
 
+/*
+ * -EROFS when node is in a read-only snapshot (or the fs is read-only),
+ * else 0: what open for writing answers there, as on a read-only mount,
+ * rather than failing the writes (or a shared mapping's write-back)
+ * later.  -ESTALE for an unknown node.
+ */
+int rfs_fs_writable(rfs_fs *fs, rfs_nodeid node);
+
 /* One volume, for rfs_fs_volumes. */
 struct rfs_volume_info {
 	uint64_t id;         /* 1: the top volume (the mount's root) */

@@ -79,3 +79,14 @@ int rfs_fs_may_delete(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir, rfs
 		return -EPERM;
 	return 0;
 }
+
+int rfs_fs_writable(rfs_fs *fs, rfs_nodeid node)
+{
+	if (rfs_fs_rdonly(fs))
+		return -EROFS;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, node);
+	int ret = n ? vol_writable(fs, n->vol) : -ESTALE;
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}

@@ -242,7 +242,14 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int ret = rfs_fs_open_node(FS(req), ino);
+	/* As on a read-only mount: EROFS at open, not at the first write or
+	 * at a shared mapping's write-back (the kernel checks only the
+	 * mount's own read-only flag). */
+	int ret = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)
+			  ? rfs_fs_writable(FS(req), ino)
+			  : 0;
+	if (!ret)
+		ret = rfs_fs_open_node(FS(req), ino);
 	if (!ret && (fi->flags & O_TRUNC)) {
 		struct stat st = {0};
 		ret = rfs_fs_setattr(FS(req), ino, &st, RFS_SET_SIZE, NULL);

@@ -3,7 +3,8 @@
  * daemon makes for ioctls that bypass the kernel's default_permissions
  * (snapshot, snapshot delete), against what Linux's generic_permission
  * and may_delete answer: owner, group (also supplementary), other, root,
- * access ACLs with named users and groups and a mask, the sticky bit.
+ * access ACLs with named users and groups and a mask, the sticky bit;
+ * and rfs_fs_writable (open for writing) in read-only snapshots.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,12 +183,41 @@ static void test_may_delete(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
+static void test_writable(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a, f, ro, rw, rof;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_root, RFS_ROOT_NODE, "a", 0755, &a, &st), 0);
+	assert_int_equal(rfs_fs_create(fs, &g_root, a, "f", 0644, &f, &st), 0);
+	assert_int_equal(rfs_fs_snapshot(fs, a, RFS_ROOT_NODE, "ro", RFS_SNAP_RDONLY, &ro, &st), 0);
+	assert_int_equal(rfs_fs_snapshot(fs, a, RFS_ROOT_NODE, "rw", 0, &rw, &st), 0);
+	assert_int_equal(rfs_fs_lookup(fs, ro, "f", &rof, &st), 0);
+	assert_int_equal(rfs_fs_writable(fs, a), 0);
+	assert_int_equal(rfs_fs_writable(fs, f), 0);
+	assert_int_equal(rfs_fs_writable(fs, rw), 0);
+	assert_int_equal(rfs_fs_writable(fs, ro), -EROFS);
+	assert_int_equal(rfs_fs_writable(fs, rof), -EROFS);
+	assert_int_equal(rfs_fs_writable(fs, 12345), -ESTALE);
+	rfs_fs_forget(fs, rof, 1);
+	rfs_fs_forget(fs, ro, 1);
+	rfs_fs_forget(fs, rw, 1);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, a, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
+	assert_int_equal(rfs_fs_writable(fs, RFS_ROOT_NODE), -EROFS);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_mode_bits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_may_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
