@@ -72,6 +72,12 @@ enum {
 	/* ninodes is not the volume's inode count (a snapshot starts with
 	 * its source's inodes uncounted, to stay O(1)): fsck skips it. */
 	RFS_VOL_UNCOUNTED = 1u << 1,
+	/* With RFS_VOL_RDONLY: read-only only because the snapshot it was
+	 * copied into was (a volume nested in a read-only snapshot), not
+	 * in its own right, so a writable snapshot of that one gets it
+	 * writable.  A read-only volume without it stays read-only in every
+	 * copy. */
+	RFS_VOL_RDONLY_INHERITED = 1u << 2,
 };
 
 /* Inode record flags. */

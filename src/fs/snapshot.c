@@ -214,9 +214,14 @@ static int vol_copy(rfs_fs *fs, uint64_t x, uint64_t parent, bool rdonly, uint64
 		ret = rfs_tree_clone(fs->pool, &xt, &vt);
 	if (ret)
 		return ret;
+	/* Read-only in its own right stays so; read-only only because the
+	 * snapshot it sat in was follows the new snapshot. */
+	bool own_ro = (xv->m.flags & RFS_VOL_RDONLY) && !(xv->m.flags & RFS_VOL_RDONLY_INHERITED);
 	struct rfs_volmeta m;
 	vol_meta_init(&m, vol_next_id(fs), parent, x, xv->m.next_ino,
-		      (xv->m.flags & RFS_VOL_RDONLY) | (rdonly ? RFS_VOL_RDONLY : 0));
+		      own_ro   ? RFS_VOL_RDONLY
+		      : rdonly ? RFS_VOL_RDONLY | RFS_VOL_RDONLY_INHERITED
+			       : 0);
 	ret = rfs_tree_put(fs->pool, &vt, "M", 1, &m, sizeof(m), 0, RFS_PUT_REPLACE);
 	if (!ret)
 		ret = rfs_catalog_set(fs->pool, m.volid, &vt);
