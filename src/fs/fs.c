@@ -822,7 +822,8 @@ static void fsck_engine_report(void *arg, uint64_t blocknr, const char *what)
 {
 	struct fsck_ctx *c = arg;
 	char line[512];
-	if (blocknr)
+	/* The engine's lines mostly name their block already. */
+	if (blocknr && strncmp(what, "block ", 6))
 		snprintf(line, sizeof(line), "block %llu: %s", (unsigned long long)blocknr, what);
 	else
 		snprintf(line, sizeof(line), "%s", what);
