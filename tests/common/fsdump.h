@@ -27,7 +27,11 @@
 
 #include "reflinkfs/fs.h"
 
-enum fsd_mode { FSD_READ, FSD_RAW };
+/* FSD_NOSHARED (or-ed in): leave out which extents are shared.  Sharing
+ * is lazy: a snapshot shares a directory's tree at its root, and the
+ * nodes below show it only once a change (even an atime update by a
+ * read) copies the path, so it depends on what ran, not on the state. */
+enum fsd_mode { FSD_READ = 0, FSD_RAW = 1, FSD_NOSHARED = 2 };
 
 /* Append printf-style text to b (without the NUL). */
 static TU_UNUSED void fsd_printf(tu_buf *b, const char *fmt, ...)
@@ -253,14 +257,14 @@ static int fsd_inode(rfs_fs *fs, rfs_nodeid node, const struct stat *st,
 		uint64_t h = 0;
 		ret = rfs_fs_extents(fs, node, fsd_ext_cb, &x);
 		if (!ret)
-			ret = mode == FSD_RAW ? fsd_data_raw(fs, &x, (uint64_t)st->st_size, &h)
+			ret = (mode & FSD_RAW) ? fsd_data_raw(fs, &x, (uint64_t)st->st_size, &h)
 					      : fsd_data_read(fs, node, (uint64_t)st->st_size, &h);
 		fsd_printf(out, " data=%016" PRIx64 " ext=", h);
 		for (size_t i = 0; i < x.n; i++)
 			fsd_printf(out, "%s%" PRIu64 "+%" PRIu64 "%s%s", i ? "," : "",
 				   x.v[i].logical / RFS_BLOCK_SIZE, x.v[i].length / RFS_BLOCK_SIZE,
 				   x.v[i].unwritten ? "u" : "",
-				   x.v[i].shared ? "s" : "");
+				   x.v[i].shared && !(mode & FSD_NOSHARED) ? "s" : "");
 		free(x.v);
 	} else if (S_ISLNK(st->st_mode)) {
 		char target[RFS_SYMLINK_MAX + 1];
@@ -325,14 +329,15 @@ static TU_UNUSED int fsd_dump(rfs_fs *fs, enum fsd_mode mode, tu_buf *out)
 	return ret;
 }
 
-/* Open the pool at path read-only (what is durable now) and dump it. */
-static TU_UNUSED int fsd_dump_path(const char *path, tu_buf *out)
+/* Open the pool at path read-only (what is durable now) and dump it
+ * (flags: FSD_NOSHARED or 0). */
+static TU_UNUSED int fsd_dump_path(const char *path, unsigned flags, tu_buf *out)
 {
 	rfs_fs *fs;
 	int ret = rfs_fs_open(path, RFS_FS_RDONLY, &fs);
 	if (ret)
 		return ret;
-	ret = fsd_dump(fs, FSD_READ, out);
+	ret = fsd_dump(fs, (enum fsd_mode)(FSD_READ | flags), out);
 	rfs_fs_close(fs);
 	return ret;
 }

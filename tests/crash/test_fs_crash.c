@@ -52,7 +52,13 @@ struct workload {
 	const char *name;
 	uint64_t pool_size;
 	int (*run)(wl *w);
+	unsigned dump_flags; /* or-ed into every fsd_dump mode */
 };
+
+/* dump_flags of the workload running now (one at a time). */
+static unsigned g_dump_flags;
+#define DUMP(fs, mode, out) fsd_dump((fs), (enum fsd_mode)((mode) | g_dump_flags), (out))
+#define DUMP_PATH(path, out) fsd_dump_path((path), g_dump_flags, (out))
 
 /* The reference of one workload: the durable state after every commit. */
 typedef struct {
@@ -142,7 +148,7 @@ static void record_op(wl *w, bool is_sync)
 	uint64_t nc = st.commits - w->commits;
 	tu_buf disk = {0}, live = {0};
 	if (nc) {
-		int rc = fsd_dump_path(w->path, &disk);
+		int rc = DUMP_PATH(w->path, &disk);
 		CHECK(rc == 0, "%s: dumping the durable state after op %d (%s) = %d", w->ref->wk->name,
 		      w->ops, w->step, rc);
 		char lines[2200];
@@ -176,7 +182,7 @@ static void record_op(wl *w, bool is_sync)
 				 "op %d (%s) made %" PRIu64 " commit(s) inside itself, and the durable state after it is not the state before it",
 				 w->ops, w->step, nc);
 		}
-		int rc = fsd_dump(w->fs, FSD_RAW, &live);
+		int rc = DUMP(w->fs, FSD_RAW, &live);
 		CHECK(rc == 0, "%s: live dump after op %d (%s) = %d", w->ref->wk->name, w->ops, w->step, rc);
 		tu_buf_free(&w->live);
 		w->live = live;
@@ -519,6 +525,37 @@ static int op_removexattr(wl *w, const char *path, const char *name)
 	return end_op(w, rc, 0, false);
 }
 
+static int op_snapshot(wl *w, const char *src, const char *dst, unsigned flags)
+{
+	rfs_nodeid s, d, out;
+	const char *name;
+	struct stat st;
+	step(w, "snapshot %s %s flags %u", src, dst, flags);
+	RESOLVE(node_of(w, src, &s));
+	int rc = parent_of(w, dst, &d, &name);
+	if (rc) {
+		put(w, s);
+		return end_op(w, rc, 0, false);
+	}
+	rc = rfs_fs_snapshot(w->fs, s, d, name, flags, &out, &st);
+	if (!rc)
+		rfs_fs_forget(w->fs, out, 1);
+	put(w, s);
+	put(w, d);
+	return end_op(w, rc, 0, false);
+}
+
+static int op_snapdel(wl *w, const char *path)
+{
+	rfs_nodeid d;
+	const char *name;
+	step(w, "snapshot delete %s", path);
+	RESOLVE(parent_of(w, path, &d, &name));
+	int rc = rfs_fs_snapshot_delete(w->fs, d, name);
+	put(w, d);
+	return end_op(w, rc, 0, false);
+}
+
 static int op_sync(wl *w)
 {
 	step(w, "sync");
@@ -756,10 +793,51 @@ static int wl_enospc(wl *w)
 	return 0;
 }
 
+/* Snapshots of directories: rw and ro, both sides written, hard links
+ * and a snapshot below the source, a snapshot of the root, deletion of
+ * snapshots with contents and rmdir of an empty one. */
+static int wl_snapshots(wl *w)
+{
+	W(op_mkdir(w, "src"));
+	W(op_mkdir(w, "src/d"));
+	W(op_create(w, "src/f"));
+	W(op_write(w, "src/f", 0, 100 * KB, 70));
+	W(op_create(w, "src/d/g"));
+	W(op_write(w, "src/d/g", 0, 20 * KB, 71));
+	W(op_link(w, "src/f", "src/d/f2"));
+	W(op_sync(w));
+	W(op_snapshot(w, "src", "rw", 0));
+	W(op_snapshot(w, "src", "ro", RFS_SNAP_RDONLY));
+	W(op_sync(w));
+	W(op_write(w, "rw/f", 4 * KB, 8 * KB, 72));
+	W(op_write(w, "src/d/g", 0, 4 * KB, 73));
+	W(op_create(w, "rw/new"));
+	W(op_write(w, "rw/new", 0, 30 * KB, 74));
+	W(op_unlink(w, "src/d/f2"));
+	W(op_sync(w));
+	/* a snapshot below the source, then a snapshot of all of it */
+	W(op_snapshot(w, "src/d", "src/dsnap", 0));
+	W(op_snapshot(w, "src", "all", 0));
+	W(op_write(w, "all/dsnap/g", 0, 4 * KB, 75));
+	W(op_sync(w));
+	W(op_mkdir(w, "empty"));
+	W(op_snapshot(w, "empty", "esnap", 0));
+	W(op_snapdel(w, "rw"));
+	W(op_snapdel(w, "all"));
+	W(op_rmdir(w, "esnap"));
+	W(op_sync(w));
+	W(op_snapdel(w, "ro"));
+	W(op_snapdel(w, "src/dsnap"));
+	W(op_write(w, "src/f", 0, 4 * KB, 76));
+	W(op_sync(w));
+	return 0;
+}
+
 static const struct workload g_workloads[] = {
-	{"names", 16ull << 20, wl_names},
-	{"data", 32ull << 20, wl_data},
-	{"enospc", 16ull << 20, wl_enospc},
+	{"names", 16ull << 20, wl_names, 0},
+	{"data", 32ull << 20, wl_data, 0},
+	{"enospc", 16ull << 20, wl_enospc, 0},
+	{"snapshots", 16ull << 20, wl_snapshots, FSD_NOSHARED},
 };
 #define NWL (sizeof g_workloads / sizeof g_workloads[0])
 
@@ -787,6 +865,7 @@ static void fresh_fs(const char *path, uint64_t size)
 static ref_t *record_reference(size_t i)
 {
 	ref_t *r = &g_ref[i];
+	g_dump_flags = g_workloads[i].dump_flags;
 	if (r->ready)
 		return r;
 	r->wk = &g_workloads[i];
@@ -795,7 +874,7 @@ static ref_t *record_reference(size_t i)
 	pool_path(path, sizeof path, "ref");
 	fresh_fs(path, r->wk->pool_size);
 	tu_buf_free(&r->states[0]);
-	OK(fsd_dump_path(path, &r->states[0]));
+	OK(DUMP_PATH(path, &r->states[0]));
 	r->flush_after[0] = 0;
 	snprintf(r->made_by[0], sizeof r->made_by[0], "mkfs");
 
@@ -804,7 +883,7 @@ static ref_t *record_reference(size_t i)
 	w.path = path;
 	w.ref = r;
 	OK(rfs_fs_open(path, RFS_FS_CRASHSIM, &w.fs));
-	OK(fsd_dump(w.fs, FSD_RAW, &w.live));
+	OK(DUMP(w.fs, FSD_RAW, &w.live));
 	CHECK(fsd_equal(&w.live, &r->states[0]), "%s: raw and read dumps of mkfs differ",
 	      r->wk->name);
 	OK(r->wk->run(&w));
@@ -994,7 +1073,7 @@ static bool crash_run(const ref_t *r, uint64_t k, enum rfs_crash_mode mode, uint
 		snprintf(msg, sizeof msg, "reopen after the crash = %d", rc);
 		goto fail;
 	}
-	rc = fsd_dump(fs, FSD_READ, &b);
+	rc = DUMP(fs, FSD_READ, &b);
 	if (rc) {
 		snprintf(msg, sizeof msg, "reading the recovered fs = %d", rc);
 		goto fail;
@@ -1075,6 +1154,9 @@ static void test_data_tear(void **s) { (void)s; run_workload(1, RFS_CRASH_TEAR);
 static void test_enospc_drop_all(void **s) { (void)s; run_workload(2, RFS_CRASH_DROP_ALL); }
 static void test_enospc_drop_random(void **s) { (void)s; run_workload(2, RFS_CRASH_DROP_RANDOM); }
 static void test_enospc_tear(void **s) { (void)s; run_workload(2, RFS_CRASH_TEAR); }
+static void test_snapshots_drop_all(void **s) { (void)s; run_workload(3, RFS_CRASH_DROP_ALL); }
+static void test_snapshots_drop_random(void **s) { (void)s; run_workload(3, RFS_CRASH_DROP_RANDOM); }
+static void test_snapshots_tear(void **s) { (void)s; run_workload(3, RFS_CRASH_TEAR); }
 
 /*
  * The plain repro of an operation split by a commit: a pool full of data,
@@ -1109,10 +1191,10 @@ static void test_overwrite_full_pool_crash(void **state)
 	CHECK(files < 40, "the pool never filled up");
 	OK(op_sync(&w));
 	tu_buf synced = {0}, after = {0}, got = {0};
-	OK(fsd_dump_path(path, &synced));
+	OK(DUMP_PATH(path, &synced));
 	OK(op_write(&w, "f05", 8 * KB, 4 * KB, 1000));
 	long wrc = w.last_rc;
-	OK(fsd_dump(w.fs, FSD_RAW, &after));
+	OK(DUMP(w.fs, FSD_RAW, &after));
 	rfs_fs_crash(w.fs, RFS_CRASH_DROP_ALL, 1);
 
 	char lines[2200];
@@ -1121,7 +1203,7 @@ static void test_overwrite_full_pool_crash(void **state)
 	      wrc, lines);
 	rfs_fs *fs;
 	OK(rfs_fs_open(path, 0, &fs));
-	OK(fsd_dump(fs, FSD_READ, &got));
+	OK(DUMP(fs, FSD_READ, &got));
 	bool same = fsd_equal(&got, &synced) || fsd_equal(&got, &after);
 	if (!same)
 		fsd_print_diff((const char *)synced.p, (const char *)got.p, 10);
@@ -1168,6 +1250,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_enospc_drop_all),
 		cmocka_unit_test(test_enospc_drop_random),
 		cmocka_unit_test(test_enospc_tear),
+		cmocka_unit_test(test_snapshots_drop_all),
+		cmocka_unit_test(test_snapshots_drop_random),
+		cmocka_unit_test(test_snapshots_tear),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, group_setup, group_teardown));
 }
