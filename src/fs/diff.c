@@ -939,6 +939,56 @@ static int settle(struct rfs_diff *d)
  * it in B (found below the directories that hold hard links, through
  * links_below) that are also in A at the same path are reported.
  */
+/* Paths of B the walk already reported as added or modified, sorted
+ * (the strings, not the records: emitting moves the records). */
+struct seen_path {
+	const char *path;
+	char op;
+};
+
+struct seen {
+	struct seen_path *v;
+	size_t n;
+};
+
+static int seen_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct seen_path *)x)->path, ((const struct seen_path *)y)->path);
+}
+
+static const struct seen_path *seen_find(const struct seen *sn, const char *path)
+{
+	size_t lo = 0, hi = sn->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(sn->v[mid].path, path);
+		if (!c)
+			return &sn->v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Whether the walk already covered path p of B: reported as added or
+ * modified, or below a directory reported as added. */
+static bool covered(const struct seen *sn, const char *p)
+{
+	if (seen_find(sn, p))
+		return true;
+	char *q = strdup(p);
+	bool hit = false;
+	for (char *c = q ? strrchr(q, '/') : NULL; c && !hit; c = strrchr(q, '/')) {
+		*c = 0;
+		const struct seen_path *r = seen_find(sn, q);
+		hit = r && r->op == RFS_DIFF_ADDED;
+	}
+	free(q);
+	return hit;
+}
+
 struct lchange {
 	uint64_t ino;
 	uint32_t what;
@@ -948,6 +998,7 @@ struct lpass {
 	struct rfs_diff *d;
 	struct lchange *v;
 	size_t n, cap;
+	struct seen seen;
 };
 
 static int links_cb(void *arg, const struct rfs_tree_diff_item *it)
@@ -975,26 +1026,6 @@ static int links_cb(void *arg, const struct rfs_tree_diff_item *it)
 		lp->cap = nc;
 	}
 	lp->v[lp->n++] = (struct lchange){get_be64(k + 1), what};
-	return 0;
-}
-
-/* A's entry at path (relative to A), into *e; -ENOENT when none. */
-static int a_entry(struct rfs_diff *d, const char *path, struct rfs_irec *e)
-{
-	*e = *d->root[SIDE_A];
-	for (const char *p = path; *p;) {
-		const char *slash = strchr(p, '/');
-		size_t len = slash ? (size_t)(slash - p) : strlen(p);
-		if (!S_ISDIR(e->i.mode) || (e->i.flags & RFS_INODE_LINKED))
-			return -ENOENT;
-		uint8_t key[RFS_KEY_MAX];
-		size_t kl = dent_key(key, p, len);
-		rfs_tree t = FS_TREE(e->i.subtree, RFS_OWNER_DIR);
-		int ret = rec_get(d->pool, &t, key, kl, e, false);
-		if (ret)
-			return ret;
-		p += len + (slash ? 1 : 0);
-	}
 	return 0;
 }
 
@@ -1040,9 +1071,10 @@ static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const char *
 			for (size_t i = 0; i < lp->n; i++) {
 				if (lp->v[i].ino != e->i.ino)
 					continue;
-				/* reported when A has the same stub there */
-				int r = a_entry(d, p, e + 1);
-				if (!r && (e[1].i.flags & RFS_INODE_LINKED) && e[1].i.ino == e->i.ino) {
+				/* reported at every name in B the walk did not cover
+				 * (the directory may have been renamed since) */
+				int r = 0;
+				if (!covered(&lp->seen, p)) {
 					struct rfs_irec *full = malloc(sizeof(*full));
 					r = full ? resolve(d, d->s[SIDE_B].vol, e, full) : -ENOMEM;
 					if (!r)
@@ -1067,7 +1099,7 @@ static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const char *
 static int links_pass(struct rfs_diff *d)
 {
 	struct dvol *va, *vb;
-	struct lpass lp = {d, NULL, 0, 0};
+	struct lpass lp = {d, NULL, 0, 0, {NULL, 0}};
 	if (d->s[SIDE_A].vol == d->s[SIDE_B].vol)
 		return 0; /* one table: the same stub is the same inode */
 	rfs_tree la, lb;
@@ -1081,8 +1113,19 @@ static int links_pass(struct rfs_diff *d)
 		lb = vb->links;
 		ret = rfs_tree_diff(d->pool, &la, &lb, links_cb, &lp);
 	}
-	if (!ret && lp.n)
-		ret = links_walk(&lp, d->root[SIDE_B], "", 0);
+	if (!ret && lp.n) {
+		lp.seen.v = malloc((d->nres + 1) * sizeof(*lp.seen.v));
+		if (!lp.seen.v)
+			ret = -ENOMEM;
+		for (size_t i = 0; !ret && i < d->nres; i++)
+			if (d->res[i].op == RFS_DIFF_ADDED || d->res[i].op == RFS_DIFF_MODIFIED)
+				lp.seen.v[lp.seen.n++] = (struct seen_path){d->res[i].path, d->res[i].op};
+		if (!ret) {
+			qsort(lp.seen.v, lp.seen.n, sizeof(*lp.seen.v), seen_cmp);
+			ret = links_walk(&lp, d->root[SIDE_B], "", 0);
+		}
+		free(lp.seen.v);
+	}
 	free(lp.v);
 	return ret;
 }

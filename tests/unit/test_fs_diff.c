@@ -1083,6 +1083,7 @@ static void test_snapshots(void **state)
 	mkf("v/doc", 100, 3);
 	mkf("v/h1", 100, 4);
 	ln("v/h1", "v/d0/h2");
+	ln("v/h1", "v/d1/h5"); /* d1 is renamed below */
 	mkf("v/h3", 100, 5);
 	ln("v/h3", "v/h4");
 	set_mtime("v", 100);
@@ -1136,6 +1137,7 @@ static void test_snapshots(void **state)
 		"M doc data,mtime",
 		"M h1 data,mtime",
 		"M d0/h2 data,mtime",
+		"M d1x/h5 data,mtime", /* under a renamed directory */
 		"M d7/f00 mode",
 		"M d8/f00 xattr",
 		NULL,
