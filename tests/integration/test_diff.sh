@@ -2,7 +2,9 @@
 # reflinkfs diff on a mount: a tree and its cp -a copy (files cloned, so
 # their trees are shared), then changes of every kind in the copy; the
 # output must be exactly the expected set, in text and JSON, with diff(1)'s
-# exit statuses, and clear errors for bad arguments.
+# exit statuses, and clear errors for bad arguments.  Then snapshots: a
+# read-only snapshot against its changed source and two snapshots, where
+# renames show as R.
 . "$(dirname "$0")/lib.bash"
 rfs_setup 1G -o allow_other
 cd "$SCRATCH" || exit 1
@@ -144,6 +146,64 @@ if command -v setpriv >/dev/null; then
 	check "another user: exit 2, only root or the owner may diff (rc $rc)" bash -c \
 		"[ $rc = 2 ] && grep -q 'only root or the user who mounted' '$SCRATCH/err'"
 fi
+
+# Snapshots: renames are recognised (a snapshot keeps inode numbers).
+V=$MNT/v
+mkdir -p "$V/d1" "$V/d2" "$V/d3" "$V/d5" "$V/d6"
+for d in d1 d2 d3 d5 d6; do for f in f1 f2 f3; do echo "$d $f" >"$V/$d/$f"; done; done
+echo x >"$V/x"
+echo y >"$V/y"
+head -c 5000 /dev/urandom >"$V/big"
+echo h >"$V/h1" && ln "$V/h1" "$V/d1/h2"
+touch -d '2001-01-01' "$V" "$V"/d?
+check "reflinkfs snapshot --readonly v s1" "$RFS_BIN" snapshot --readonly "$V" "$MNT/s1"
+run_diff "$MNT/s1" "$V"
+check "a snapshot against its unchanged source: exit 0 (rc $(rc))" test "$(rc)" = 0
+mv "$V/d1" "$V/d1x"
+mv "$V/d2/f1" "$V/d2/g1"
+mv "$V/d3/f1" "$V/d5/f1"
+mkdir "$V/new" && mv "$V/d6" "$V/new/d6"
+mv "$V/y" "$V/x"
+printf 'zz' | dd of="$V/big" bs=1 seek=100 conv=notrunc status=none
+printf 'H' | dd of="$V/h1" bs=1 seek=0 conv=notrunc status=none
+chmod 600 "$V/d5/f2"
+touch -d '2001-01-01' "$V" "$V"/d? "$V/d1x" "$V/new" "$V/big" "$V/h1"
+check "reflinkfs snapshot v s2" "$RFS_BIN" snapshot "$V" "$MNT/s2"
+cat >"$SCRATCH/want" <<'EOF'
+R d1 -> d1x
+M d1x/h2
+R d2/f1 -> d2/g1
+R d3/f1 -> d5/f1
+D d5/f1
+M d5/f2
+A new
+R d6 -> new/d6
+D x
+R y -> x
+M big
+M h1
+EOF
+LC_ALL=C sort "$SCRATCH/want" >"$SCRATCH/want.s"
+for pair in "s1 $V" "s1 $MNT/s2"; do
+	set -- $pair
+	run_diff "$MNT/$1" "$2"
+	LC_ALL=C sort "$SCRATCH/out" >"$SCRATCH/out.s"
+	check "snapshots: diff $1 ${2#"$MNT"/}: exit 1 (rc $(rc))" test "$(rc)" = 1
+	check "snapshots: diff $1 ${2#"$MNT"/}: exactly the expected lines, renames as R" \
+		diff "$SCRATCH/want.s" "$SCRATCH/out.s"
+done
+run_diff "$MNT/s2" "$V"
+check "a fresh snapshot against its source: exit 0" test "$(rc)" = 0
+run_diff --json "$MNT/s1" "$MNT/s2"
+check "--json: a rename names the old path" python3 - "$SCRATCH/out" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = [x for x in d["entries"] if x["op"] == "R"]
+assert {(x["old"], x["path"]) for x in r} == {("d1", "d1x"), ("d2/f1", "d2/g1"),
+    ("d3/f1", "d5/f1"), ("d6", "new/d6"), ("y", "x")}, r
+assert d["renamed"] == 5, d
+EOF
+check "snapshots deleted" bash -c "'$RFS_BIN' snapshot delete '$MNT/s1' && '$RFS_BIN' snapshot delete '$MNT/s2'"
 
 # Many changes: records come in several pages, all of them.
 mkdir "$B/many"
