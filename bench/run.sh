@@ -3,15 +3,17 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|fs]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|fs|diff]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16)
 #     --time    run every process under /usr/bin/time -v (its report goes
 #               to stderr, stdout keeps the figure format)
-#     --only X  run only benchmark X (fs: only bench/fs/run.sh)
+#     --only X  run only benchmark X (fs: only bench/fs/run.sh; diff:
+#               only bench/fs/diff.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
-# filesystem benchmarks, needs root for its XFS part) runs last.
+# filesystem benchmarks, needs root for its XFS part) and bench/fs/diff.sh
+# (diff of two snapshots beside btrfs send) run last.
 #
 # Environment: RFS_BENCH_DIR   directory of the bench binaries
 #                              (default build/bench, as `make bench` sets)
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
 	--quick) n=1000000; fs_args=(--quick) ;;
 	--time) timed=(/usr/bin/time -v) ;;
 	--only) only=${2:?--only needs a benchmark name}; shift ;;
-	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -69,6 +71,19 @@ if [ -z "$only" ] || [ "$only" = fs ]; then
 		fi
 	else
 		echo "run.sh: $rfs_bin not built: filesystem benchmarks skipped" >&2
+	fi
+fi
+# Diff of two snapshots (bench/fs/diff.sh), when the binary is built.
+if [ -z "$only" ] || [ "$only" = diff ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ]; then
+		echo "run.sh: bench/fs/diff.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin bash bench/fs/diff.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/fs/diff.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: $rfs_bin not built: diff benchmark skipped" >&2
 	fi
 fi
 exit $status
