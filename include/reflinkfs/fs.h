@@ -630,6 +630,11 @@ struct rfs_ioc_volumes {
  * syncfs would do; the kernel does not forward syncfs to a /dev/fuse
  * daemon).  On any file or directory of the mount. */
 #define RFS_IOC_SYNC _IO('R', 4)
+/* Follow the kernel's read-only state of the mount now (the mount helper
+ * sends it after `mount -o remount,ro|rw`): read-only commits and freezes
+ * the pool, read-write thaws it.  EROFS when the mount is read-write but
+ * the pool cannot be written (mounted read-only, or a commit failed). */
+#define RFS_IOC_MOUNT_STATE _IO('R', 20)
 
 /*
  * Scrub the whole mount (`reflinkfs scrub`), in steps.  Issued on a

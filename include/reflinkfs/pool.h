@@ -147,6 +147,17 @@ void rfs_pool_abort(rfs_pool *pool, const char *why);
  */
 int rfs_pool_check_writable(const rfs_pool *pool);
 
+/*
+ * Freeze (frozen = true) or thaw the pool at runtime, for a mount
+ * remounted read-only or read-write.  Freezing commits the running
+ * transaction and then makes the pool refuse every change like a pool
+ * opened read-only (-EROFS from rfs_pool_check_writable, commits too);
+ * it returns the commit's error, if any (the pool is frozen anyway).
+ * Thawing fails with -EROFS for a pool opened read-only or turned
+ * read-only by a failed commit.  Takes the write lock.
+ */
+int rfs_pool_set_frozen(rfs_pool *pool, bool frozen);
+
 /* Take / release the pool's reader-writer lock. */
 void rfs_pool_rdlock(rfs_pool *pool);
 void rfs_pool_wrlock(rfs_pool *pool);

@@ -70,6 +70,10 @@ int cli_lock_pool(const char *pool, bool exclusive, const char *cmd);
  * by the daemon).  0 or -errno. */
 int cli_mark_daemon(int fd);
 
+/* mount -o remount,OPTIONS of the reflinkfs mount at mnt (src/cli/remount.c):
+ * the kernel's flags, then the daemon is told.  Returns an exit status. */
+int cli_remount(const char *mnt, const char *opts);
+
 /* Count what keeps the mount (ID and device from mountinfo) busy:
  * processes with files, mappings or their working or root directory on it,
  * and mounts inside it; print one line each to out (unless NULL). */

@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		   "       allow_other, allow_root, ... and the other FUSE options pass through\n"
 		   "  -h, --help      show this help\n\n"
 		   "Data is durable after fsync/fdatasync, and at the latest `commit` seconds\n"
-		   "after it was written.\n");
+		   "after it was written.  `mount -o remount,ro MOUNTPOINT` (and rw) works\n"
+		   "through mount(8) and the helper mount.fuse.reflinkfs (make install).\n");
 }
 
 /* Split our own options off; the rest goes to libfuse. */
@@ -106,6 +107,8 @@ static int do_mount(const char *pool, const char *mnt, const char *opts, bool fg
 	char rpool[PATH_MAX], rmnt[PATH_MAX];
 	struct stat st;
 	char *rest = NULL;
+	if (rfs_mountinfo_has_opt(opts, "remount"))
+		return cli_remount(mnt, opts);
 	if (parse_opts(opts, &o, &rest))
 		return 2;
 	if (!realpath(pool, rpool) || stat(rpool, &st)) {

@@ -23,6 +23,7 @@
 #include "util/mountinfo.h"
 
 struct committer {
+	struct rfs_mount *m;
 	rfs_fs *fs;
 	unsigned secs;
 	bool stop;
@@ -44,7 +45,8 @@ static void *commit_thread(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		struct rfs_pool_stats st;
 		rfs_pool_stats(rfs_fs_pool(c->fs), &st);
-		if (st.dirty_blocks || st.pending_free) {
+		/* frozen (remounted read-only): committed when it froze */
+		if ((st.dirty_blocks || st.pending_free) && !atomic_load(&c->m->frozen)) {
 			int ret = rfs_fs_sync(c->fs);
 			if (ret)
 				rfs_log(RFS_LOG_ERR, "background commit failed: %s (the pool is now read-only)",
@@ -177,6 +179,8 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.writeback = o->writeback && !o->rdonly;
 	m.acl = o->acl;
 	m.timeout = 1.0;
+	m.pool = o->pool;
+	pthread_mutex_init(&m.state_lock, NULL);
 
 	fsname = opt_escape(o->pool);
 	if (!fsname ||
@@ -223,8 +227,9 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_log(RFS_LOG_WARN, "%s: status socket thread not started: umount may not hear how the final commit went",
 			o->pool);
 	log_super(fs, o->pool, o->foreground);
+	struct rfs_watch *watch = rfs_fuse_watch_start(&m);
 
-	struct committer c = {.fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
+	struct committer c = {.m = &m, .fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.cond, NULL);
 	pthread_t th;
@@ -238,6 +243,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);
+	rfs_fuse_watch_stop(watch);
 	/* The final commit runs to its end: a SIGTERM (kill, systemd) or a
 	 * Ctrl-C now would lose everything since the last commit (SIGKILL
 	 * still stops it).  Set before libfuse's handlers go: it restores
@@ -257,7 +263,16 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
-	int cret = rfs_fs_close(fs);
+	/* A frozen pool (remounted read-only) holds everything since it
+	 * froze: closing it without a commit changes nothing on disk, as a
+	 * read-only mount should; files unlinked while open are freed at the
+	 * next read-write mount. */
+	int cret = 0;
+	if (atomic_load(&m.frozen))
+		rfs_fs_abandon(fs);
+	else
+		cret = rfs_fs_close(fs);
+	pthread_mutex_destroy(&m.state_lock);
 	if (cret)
 		rfs_log(RFS_LOG_ERR, "%s: final commit failed: %s", o->pool, strerror(-cret));
 	free(optstr);
@@ -276,5 +291,6 @@ fail:
 	free(optstr);
 	free(fsname);
 	rfs_fs_close(fs);
+	pthread_mutex_destroy(&m.state_lock);
 	return 1;
 }

@@ -337,12 +337,21 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/* Commit for fsync and `reflinkfs sync`.  A frozen pool (remounted
+ * read-only) was committed when it froze: nothing to do. */
+static int sync_pool(fuse_req_t req)
+{
+	if (atomic_load(&M(req)->frozen))
+		return 0;
+	return rfs_fs_sync(FS(req));
+}
+
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -rfs_fs_sync(FS(req)));
+	fuse_reply_err(req, -sync_pool(req));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -705,8 +714,16 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		free(out);
 		return;
 	}
+	case RFS_IOC_MOUNT_STATE: {
+		int ret = rfs_fuse_follow_mount_state(M(req));
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
 	case RFS_IOC_SYNC: {
-		int ret = rfs_fs_sync(FS(req));
+		int ret = sync_pool(req);
 		if (ret)
 			fuse_reply_err(req, -ret);
 		else

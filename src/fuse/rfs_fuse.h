@@ -7,6 +7,9 @@
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 #include "reflinkfs/fs.h"
 
@@ -36,7 +39,23 @@ struct rfs_mount {
 	/* st_dev of the mount's files (0: unknown), to tell a descriptor of
 	 * this mount from one elsewhere with the same inode number. */
 	dev_t dev;
+	const char *pool; /* for log lines */
+	/* The kernel made the mount read-only and the pool is frozen
+	 * (remount.c): fsync and `reflinkfs sync` have nothing to commit.
+	 * Written under state_lock; read anywhere. */
+	_Atomic bool frozen;
+	pthread_mutex_t state_lock;
 };
+
+/* ---- following remounts (remount.c) ---- */
+/* Freeze the pool when the kernel says the mount is read-only, thaw it
+ * when it is read-write again.  0, or -EROFS when it is read-write but
+ * the pool cannot be written, or the error of the freezing commit. */
+int rfs_fuse_follow_mount_state(struct rfs_mount *m);
+/* A thread that calls rfs_fuse_follow_mount_state on every change of the
+ * mount table (remounts that bypass the helper).  NULL when it cannot. */
+struct rfs_watch *rfs_fuse_watch_start(struct rfs_mount *m);
+void rfs_fuse_watch_stop(struct rfs_watch *w);
 
 /* Have the session answer FUSE_TMPFILE (O_TMPFILE), which libfuse 3.14
  * cannot dispatch (src/fuse/tmpfile.c).  Call after fuse_session_mount;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The mount helper through mount(8): mount -t fuse.reflinkfs, /etc/fstab
-# entries and mount -a, umount(8), and dev/suid, which mount(8) does not
-# pass on, restored as libfuse's mount.fuse3 does (fstests generic/184,
-# 434, 633).
+# entries and mount -a, umount(8), `mount -o remount,ro|rw` (fstests
+# generic/294, 306, 452), and dev/suid, which mount(8) does not pass on,
+# restored as libfuse's mount.fuse3 does (generic/184, 434, 633).
 #
 # It runs in a private mount namespace (unshare -m): the helper is added
 # to /sbin through a read-only overlay and /etc/fstab is a bind-mounted
@@ -66,10 +66,32 @@ check "a setuid-root program runs with euid 0 for user nobody" \
 	bash -c "[ \"\$(setpriv --reuid=65534 --regid=65534 --clear-groups '$M/id' -u)\" = 0 ]"
 echo hello >"$M/hello"
 
+# --- remount read-only and back
+"$B" sync "$M"
+check "mount -o remount,ro" mount -o remount,ro "$M"
+check "... the mount is read-only" bash -c "[[ ,\$(awk -v m='$M' '\$5 == m {print \$6}' /proc/self/mountinfo), == *,ro,* ]]"
+check "... writing fails with EROFS" bash -c "! touch '$M/new' 2>'$SCRATCH/e'; grep -q 'Read-only file system' '$SCRATCH/e'"
+before=$(md5sum <"$POOL")
+check "... reading works" test "$(cat "$M/hello")" = hello
+cat "$M/hello" "$M/id" >/dev/null
+ls -lR "$M" >/dev/null
+check "... reflinkfs sync works (nothing to commit)" "$B" sync "$M"
+check "... and the pool file did not change (no atime updates, no commits)" test "$(md5sum <"$POOL")" = "$before"
+check "... devices and setuid still work" \
+	bash -c "echo x >'$M/null' && [ \"\$(setpriv --reuid=65534 --regid=65534 --clear-groups '$M/id' -u)\" = 0 ]"
+check "mount -o remount,rw" mount -o remount,rw "$M"
+check "... writing works again" bash -c "echo again >'$M/again' && [ \"\$(cat '$M/again')\" = again ]"
+exec 8>>"$M/again"
+check_fail "remount,ro with a file open for writing is refused" mount -o remount,ro "$M"
+exec 8>&-
+check "... and works once it is closed" mount -o remount,ro "$M"
+check "remount,rw again" mount -o remount,rw "$M"
+
 # --- umount(8), and mount by mount point from fstab right after it
 check "umount(8) of the mount" umount "$M"
 check "mount MOUNTPOINT (fstab) right after umount(8)" mount "$M"
-check "... the data is there" test "$(cat "$M/hello")" = hello
+check "... the data is there" test "$(cat "$M/hello" "$M/again")" = "hello
+again"
 check "reflinkfs umount of a mount(8) mount" "$B" umount "$M"
 
 # --- nosuid and nodev asked for are kept
@@ -79,6 +101,42 @@ check "... setuid is not honoured" \
 check "... devices cannot be opened" bash -c "! echo x >'$M/null'"
 check "umount(8)" umount "$M"
 daemon_gone
+
+# --- a read-only mount cannot be remounted read-write (its pool was
+# opened read-only); it says so and stays read-only
+check "mount -t fuse.reflinkfs -o ro" mount -t fuse.reflinkfs -o ro "$POOL" "$M"
+check_fail "remount,rw of a read-only mount fails" mount -o remount,rw "$M"
+mount -o remount,rw "$M" 2>"$SCRATCH/rw.err"
+cat "$SCRATCH/rw.err"
+check "... saying why" grep -q "mounted read-only" "$SCRATCH/rw.err"
+check "... and it stays read-only" bash -c "! touch '$M/x' 2>/dev/null"
+check "umount(8)" umount "$M"
+daemon_gone
+
+# --- a remount the daemon is not told about (mount -i: no helper, the
+# kernel alone): the daemon sees it in the mount table and freezes
+rfs_mount
+echo data >"$MNT/d"
+"$B" sync "$MNT"
+check "mount -i -o remount,ro (without the helper)" mount -i -o remount,ro "$MNT"
+wait_log() {
+	local i
+	for i in $(seq 200); do
+		grep -q "$1" "$SCRATCH/daemon.log" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+check "... the daemon notices" wait_log "remounted read-only"
+before=$(md5sum <"$POOL")
+cat "$MNT/d" >/dev/null
+"$B" sync "$MNT"
+check "... and the pool file does not change on reads" test "$(md5sum <"$POOL")" = "$before"
+check "mount -i -o remount,rw" mount -i -o remount,rw "$MNT"
+check "... the daemon notices" wait_log "remounted read-write"
+check "... writing works" bash -c "echo more >>'$MNT/d'"
+rfs_umount
+check "fsck clean" rfs_fsck
 
 # --- the systemd mount unit of the docs
 if command -v systemd-analyze >/dev/null; then
