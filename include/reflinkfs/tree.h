@@ -337,7 +337,7 @@ int rfs_dropq_add(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks);
 /* Give up t's reference the cheapest way: at once when that is O(1) (a
  * shared root only loses one reference; a tree that is one leaf without
  * nested trees is freed now), else through rfs_dropq_add.  t becomes
- * empty. */
+ * empty.  Returns 0 when released at once, 1 when queued, or -errno. */
 int rfs_dropq_release(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks);
 
 /*

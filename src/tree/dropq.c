@@ -216,7 +216,8 @@ int rfs_dropq_release(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks)
 	rfs_buf_put(pool, b);
 	if (small)
 		return rfs_tree_drop(pool, t);
-	return rfs_dropq_add(pool, t, est_blocks);
+	ret = rfs_dropq_add(pool, t, est_blocks);
+	return ret ? ret : 1;
 }
 
 /*

@@ -412,7 +412,7 @@ static void test_release(void **state)
 	CHECK_CLEAN(c);
 	verify(c, &t, &m);
 	OK(rfs_catalog_take(c->pool, 1, &t));
-	OK(rfs_dropq_release(c->pool, &t, 0));
+	RC(rfs_dropq_release(c->pool, &t, 0), 1);
 	EQ_U64(t.root, 0);
 	EQ_U64(qstat(c).trees, 1);
 	CHECK_CLEAN(c);
@@ -429,7 +429,7 @@ static void test_release(void **state)
 	uint8_t v[16] = {0};
 	memcpy(v, &in.root, 8);
 	put(c, &outer, &mo, (const uint8_t *)"n", 1, v, 16, RFS_ITEM_TREE);
-	OK(rfs_dropq_release(c->pool, &outer, 0));
+	RC(rfs_dropq_release(c->pool, &outer, 0), 1);
 	EQ_U64(qstat(c).trees, 2);
 	CHECK_CLEAN(c);
 	uint64_t freed, left;
