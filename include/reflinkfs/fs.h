@@ -101,7 +101,9 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out);
 
 /*
  * Commit (unless read-only) and close.  Returns the commit's result; the
- * fs is freed in every case.
+ * fs is freed in every case.  Deleted files still waiting in the drop
+ * queue stay queued (the next read-write open goes on with them); call
+ * rfs_fs_reclaim(fs, 0) first to finish them.
  */
 int rfs_fs_close(rfs_fs *fs);
 
@@ -130,6 +132,43 @@ bool rfs_fs_rdonly(const rfs_fs *fs);
 
 /* Make everything done so far durable (one pool commit). */
 int rfs_fs_sync(rfs_fs *fs);
+
+/* ---- background release of deleted files --------------------------------- */
+
+/*
+ * Deleting a file whose tree is more than one leaf (or a subtree holding
+ * nested trees) detaches it in O(1) and queues its tree in the pool's
+ * drop queue (tree.h); its blocks come back when the queue is worked
+ * through, in the background of a mount, resumably across unmount, crash
+ * and remount.  Until then they count as used in statfs (f_bfree and
+ * f_bavail rise as they are freed).  An operation short of space releases
+ * queued trees first, so deleting on a full pool still makes room at
+ * once.
+ */
+
+/* Blocks of work one background step does (a few ms of write lock). */
+#define RFS_RECLAIM_STEP 4096u
+
+/*
+ * Release queued trees: about budget block references in one operation
+ * (taking and dropping the pool write lock around it), or, with budget 0,
+ * everything, in operations of RFS_RECLAIM_STEP.  Returns the estimate of
+ * blocks still queued (0 exactly when the queue is empty) or -errno
+ * (-EROFS on a read-only fs with a non-empty queue).
+ */
+int64_t rfs_fs_reclaim(rfs_fs *fs, uint64_t budget);
+
+/* fn(arg) is called whenever a deletion queued a tree, with the pool
+ * write lock held: it must only wake whoever calls rfs_fs_reclaim.  Set
+ * it before serving requests. */
+void rfs_fs_set_queued_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
+
+struct rfs_fs_reclaim_stat {
+	uint64_t blocks; /* estimate of blocks still to free; >= trees */
+	uint64_t trees;  /* trees queued */
+};
+/* What is still queued, O(1) under the read lock. */
+int rfs_fs_reclaim_status(rfs_fs *fs, struct rfs_fs_reclaim_stat *st);
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -792,6 +831,17 @@ struct rfs_volume_info {
  * (fn returns non-zero to stop). */
 int rfs_fs_volumes(rfs_fs *fs, int (*fn)(void *arg, const struct rfs_volume_info *v),
 		   void *arg);
+
+/* Blocks of deleted files and snapshots still being freed in the
+ * background (rfs_fs_reclaim_status), on any file or directory of the
+ * mount.  blocks is 0 exactly when nothing is left. */
+struct rfs_ioc_reclaim {
+	uint64_t blocks;      /* estimate of blocks still to free */
+	uint64_t trees;       /* trees queued */
+	uint64_t free_blocks; /* statfs f_bfree now */
+	uint64_t reserved[5];
+};
+#define RFS_IOC_RECLAIM _IOR('R', 20, struct rfs_ioc_reclaim)
 
 /* ---- whole filesystem --------------------------------------------------- */
 

@@ -34,7 +34,9 @@ static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 		rfs_tree_drop(fs->pool, &nt);
 		goto out;
 	}
-	ret = rfs_tree_drop(fs->pool, &old);
+	/* The destination's old data: released in the background when it
+	 * is big (reclaim.c). */
+	ret = rec_release(fs, d);
 	d->i.subtree = nt.root;
 	d->i.size = s->i.size;
 	d->i.blocks = s->i.blocks;

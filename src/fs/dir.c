@@ -596,7 +596,10 @@ static int table_unlink(rfs_fs *fs, uint64_t vol, uint64_t ino)
 		if (n)
 			n->dead = true;
 		pthread_mutex_unlock(&fs->nlock);
-		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key, p.lv[1].klen, 0);
+		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key, p.lv[1].klen,
+				      RFS_KEEP_REFS);
+		if (!ret)
+			ret = rec_release(fs, r);
 		vol_count(fs, vol, -1);
 		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
 		p.n = 1;
@@ -666,7 +669,12 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 		if (ret)
 			goto done;
 	}
-	ret = rfs_tree_delete(fs->pool, t, key, kl, (linked || keep) ? RFS_KEEP_REFS : 0);
+	/* The record's reference on its subtree goes with it: moved to the
+	 * link table (in use), kept by the table (a stub), or released --
+	 * in the background when that is more than O(1) (reclaim.c). */
+	ret = rfs_tree_delete(fs->pool, t, key, kl, RFS_KEEP_REFS);
+	if (!ret && !linked && !keep)
+		ret = rec_release(fs, &e);
 	if (ret)
 		goto done;
 	d->i.size--;

@@ -324,7 +324,10 @@ static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 		return;
 	if (ip_rec(&p)->i.nlink == 0) {
 		rfs_tree *t = &p.lv[1].parent;
-		int ret = rfs_tree_delete(fs->pool, t, p.lv[1].key, p.lv[1].klen, 0);
+		int ret = rfs_tree_delete(fs->pool, t, p.lv[1].key, p.lv[1].klen,
+					  RFS_KEEP_REFS);
+		if (!ret)
+			ret = rec_release(fs, ip_rec(&p));
 		if (ret)
 			rfs_log(RFS_LOG_ERR, "%s: freeing unlinked inode %llu: %s",
 				rfs_pool_path(fs->pool), (unsigned long long)n->ino,
@@ -474,7 +477,9 @@ static int orphans_clean_vol(rfs_fs *fs, uint64_t vid)
 		if (ret)
 			return ret;
 		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key,
-				      p.lv[1].klen, 0);
+				      p.lv[1].klen, RFS_KEEP_REFS);
+		if (!ret)
+			ret = rec_release(fs, ip_rec(&p));
 		vol_count(fs, vid, -1);
 		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
 		p.n = 1;
@@ -780,6 +785,9 @@ int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
 	 * (deletions on a full pool need it), so an fallocate of what it
 	 * advertises succeeds (fstests generic/103). */
 	uint64_t avail = rfs_pool_data_avail(fs->pool);
+	/* Blocks of deleted files still in the drop queue are allocated,
+	 * so they count as used here until the background release frees
+	 * them (reclaim.c): f_bfree and f_bavail rise as it runs. */
 	uint64_t ninodes = 0;
 	for (size_t i = 0; i < fs->nvols; i++)
 		if (!fs->vols[i]->gone)

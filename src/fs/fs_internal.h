@@ -194,6 +194,11 @@ struct rfs_fs {
 	size_t nvols;
 	struct rfs_vol *top;
 
+	/* Called when a deletion queued a tree (rfs_fs_set_queued_hook);
+	 * set before requests are served, read-only afterwards. */
+	void (*queued_hook)(void *arg);
+	void *queued_arg;
+
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */
@@ -392,6 +397,12 @@ void node_unref(rfs_fs *fs, rfs_nodeid id);
 int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		    const char *name, size_t len);
 void node_move_to_table(rfs_fs *fs, struct rfs_node *n);
+
+/* ---- deleted trees (reclaim.c) ---- */
+/* Give up the reference a removed record holds on its subtree: freed at
+ * once when that is O(1), else queued for the background release.  Pool
+ * write lock held. */
+int rec_release(rfs_fs *fs, const struct rfs_irec *r);
 
 /* ---- files (file.c) ---- */
 int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,

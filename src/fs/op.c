@@ -57,6 +57,24 @@ static uint64_t avail(rfs_fs *fs, const struct rfs_op *op)
 	return d + (meta < r ? meta : r);
 }
 
+/* Release queued trees (tree.h: the drop queue) until the operation's
+ * need is met once the pending frees are usable, or the queue is empty.
+ * Write lock held, nothing of the operation changed yet. */
+static int reclaim_for(rfs_fs *fs, const struct rfs_op *op, uint64_t need)
+{
+	uint64_t freed, left = 1;
+	while (left && rfs_pool_root(fs->pool, RFS_ROOT_DROPQ)) {
+		uint64_t a = avail(fs, op), have = a + rfs_pool_pending_blocks(fs->pool);
+		if (a == UINT64_MAX || have >= need)
+			break;
+		uint64_t want = need - have < RFS_RECLAIM_STEP ? RFS_RECLAIM_STEP : need - have;
+		int ret = rfs_dropq_work(fs->pool, want, &freed, &left);
+		if (ret)
+			return ret;
+	}
+	return rfs_pool_check_writable(fs->pool);
+}
+
 static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 		 uint64_t data, bool partial)
 {
@@ -76,6 +94,15 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	if (ret)
 		goto fail;
 	uint64_t have = avail(fs, op);
+	if (have < op->need && rfs_pool_root(fs->pool, RFS_ROOT_DROPQ)) {
+		/* Deleted files whose release was deferred hold space: release
+		 * them first, as far as needed (they come back as pending
+		 * frees, made usable by the commit below). */
+		ret = reclaim_for(fs, op, op->need);
+		if (ret)
+			goto fail;
+		have = avail(fs, op);
+	}
 	if (have < op->need && rfs_pool_pending_blocks(fs->pool) > 0) {
 		/* Space freed earlier in this transaction comes back with a
 		 * commit; nothing of this operation is shadowed yet. */
@@ -134,9 +161,13 @@ int op_end(struct rfs_op *op, int ret)
 			 strerror(-ret));
 		rfs_pool_abort(fs->pool, why);
 	} else if (ret == -ENOSPC && op->steps == 0 && !op->retried &&
+		   (rfs_pool_root(fs->pool, RFS_ROOT_DROPQ) ||
+		    rfs_pool_pending_blocks(fs->pool) > 0) &&
+		   reclaim_for(fs, op, UINT64_MAX) == 0 &&
 		   rfs_pool_pending_blocks(fs->pool) > 0 &&
 		   rfs_pool_commit_locked(fs->pool) == 0) {
-		/* Nothing changed; the commit made the pending frees usable. */
+		/* Nothing changed; the queued deletions were released and
+		 * the commit made the pending frees usable. */
 		op->retried = true;
 		rfs_pool_unlock(fs->pool);
 		return OP_RETRY;
