@@ -30,6 +30,9 @@ static void usage(FILE *f)
 		   "                        SEEK_DATA/SEEK_HOLE do not see data still cached\n"
 		   "                        in the kernel (off by default)\n"
 		   "       noacl            no POSIX ACLs (system.posix_acl_* are then plain xattrs)\n"
+		   "       noreclaim        do not free deleted files' blocks in the background:\n"
+		   "                        they stay allocated (queued on disk) until a mount\n"
+		   "                        without it, or until an operation needs the space\n"
 		   "       allow_other, allow_root, ... and the other FUSE options pass through\n"
 		   "  -h, --help      show this help\n\n"
 		   "Data is durable after fsync/fdatasync, and at the latest `commit` seconds\n"
@@ -71,6 +74,10 @@ static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
 			o->acl = false;
 		} else if (!strcmp(t, "acl")) {
 			o->acl = true;
+		} else if (!strcmp(t, "noreclaim")) {
+			o->noreclaim = true;
+		} else if (!strcmp(t, "reclaim")) {
+			o->noreclaim = false;
 		} else if (!strcmp(t, "debug")) {
 			o->debug = true;
 			o->foreground = true;

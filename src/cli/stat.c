@@ -1,6 +1,7 @@
 /*
  * reflinkfs stat [-e] FILE...: a file's extents and how many of its
- * blocks are shared.
+ * blocks are shared; for a directory, the pool's free space and what
+ * deleted files still hold while they are freed in the background.
  */
 #include "cli/cli.h"
 
@@ -14,12 +15,44 @@
 
 #include "reflinkfs/fs.h"
 
+/* A directory: the mount's space figures and what deleted files still
+ * hold while they are freed in the background. */
+static int stat_dir(const char *path, int fd)
+{
+	struct rfs_ioc_reclaim r;
+	if (ioctl(fd, RFS_IOC_RECLAIM, &r)) {
+		int err = errno;
+		if (err == ENOTTY || err == EOPNOTSUPP || err == ENOSYS)
+			fprintf(stderr, "reflinkfs stat: %s is not on a reflinkfs mount\n", path);
+		else
+			fprintf(stderr, "reflinkfs stat: %s: %s\n", path, strerror(err));
+		return 1;
+	}
+	printf("%s (directory)\n", path);
+	printf("  pool free:  %llu blocks (%llu MiB)\n", (unsigned long long)r.free_blocks,
+	       (unsigned long long)r.free_blocks / 256);
+	if (r.blocks)
+		printf("  reclaiming: about %llu blocks (%llu MiB) of deleted files in %llu trees,\n"
+		       "              being freed in the background\n",
+		       (unsigned long long)r.blocks, (unsigned long long)r.blocks / 256,
+		       (unsigned long long)r.trees);
+	else
+		printf("  reclaiming: nothing\n");
+	return 0;
+}
+
 static int stat_one(const char *path, bool extents)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		fprintf(stderr, "reflinkfs stat: cannot open %s: %s\n", path, strerror(errno));
 		return 1;
+	}
+	struct stat st;
+	if (!fstat(fd, &st) && S_ISDIR(st.st_mode)) {
+		int ret = stat_dir(path, fd);
+		close(fd);
+		return ret;
 	}
 	struct rfs_ioc_stat s;
 	if (ioctl(fd, RFS_IOC_STAT, &s)) {
@@ -83,7 +116,10 @@ int cmd_stat(int argc, char **argv)
 		printf("usage: reflinkfs stat [-e|--extents] FILE...\n\n"
 		       "Show a file's size, blocks and extents, and how many of its blocks are\n"
 		       "shared with clones (lazily shared blocks under a shared tree are counted\n"
-		       "when the whole extent map is shared).  -e lists every extent.\n");
+		       "when the whole extent map is shared).  -e lists every extent.\n"
+		       "For a directory: the pool's free blocks, and the blocks of deleted files\n"
+		       "still being freed in the background (\"reclaiming\"; they count as used\n"
+		       "in df until then).\n");
 		return 0;
 	}
 	if (argc > 1 && (!strcmp(argv[1], "-e") || !strcmp(argv[1], "--extents"))) {

@@ -1,7 +1,8 @@
 /*
  * Mount loop: open the fs, create the FUSE session, mount, daemonize,
  * serve with the multi-threaded loop, commit in the background every few
- * seconds, and commit a last time at unmount.
+ * seconds, release deleted files in the background (reclaim.c), and
+ * commit a last time at unmount.
  */
 #include <limits.h>
 #include <stdbool.h>
@@ -234,6 +235,11 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	pthread_cond_init(&c.cond, NULL);
 	pthread_t th;
 	bool have_thread = !o->rdonly && pthread_create(&th, NULL, commit_thread, &c) == 0;
+	struct rfs_reclaimer *rec = NULL;
+	int rret = o->rdonly || o->noreclaim ? 0 : rfs_reclaimer_start(fs, &rec);
+	if (rret)
+		rfs_log(RFS_LOG_WARN, "%s: no background release of deleted files (%s): their blocks stay allocated until the next mount",
+			o->pool, strerror(-rret));
 
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
@@ -253,6 +259,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	sigaction(SIGINT, &ign, NULL);
 	sigaction(SIGHUP, &ign, NULL);
 
+	rfs_reclaimer_stop(rec); /* what is left stays queued on disk */
 	if (have_thread) {
 		pthread_mutex_lock(&c.lock);
 		c.stop = true;

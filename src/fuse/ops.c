@@ -735,6 +735,28 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	case RFS_IOC_VOLUMES:
 		rfs_fuse_snapshot_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
 		return;
+	case RFS_IOC_RECLAIM: {
+		struct rfs_ioc_reclaim r;
+		struct rfs_fs_reclaim_stat rs;
+		struct statvfs sv;
+		memset(&r, 0, sizeof(r));
+		if (out_bufsz < sizeof(r)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		int ret = rfs_fs_reclaim_status(FS(req), &rs);
+		if (!ret)
+			ret = rfs_fs_statfs(FS(req), &sv);
+		if (ret) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+		r.blocks = rs.blocks;
+		r.trees = rs.trees;
+		r.free_blocks = sv.f_bfree;
+		fuse_reply_ioctl(req, 0, &r, sizeof(r));
+		return;
+	}
 	default:
 		fuse_reply_err(req, ENOTTY);
 	}

@@ -23,6 +23,7 @@ struct rfs_mount_opts {
 	bool writeback;         /* kernel writeback cache (default off) */
 	bool acl;               /* POSIX ACLs (default on) */
 	unsigned commit_secs;   /* background commit interval (default 5) */
+	bool noreclaim;         /* no background release of deleted files */
 	int lock_fd;            /* held flock on the pool, kept by the daemon */
 };
 
@@ -105,6 +106,13 @@ int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, uns
 void rfs_fuse_diff_release(uint64_t fh);
 /* Free every diff (the session is going away). */
 void rfs_fuse_diff_release_all(void);
+
+/* The background release of deleted files (src/fuse/reclaim.c): a
+ * thread working through the drop queue until stopped.  start returns 0
+ * or a negative errno (deleted files then wait for the next mount). */
+struct rfs_reclaimer;
+int rfs_reclaimer_start(rfs_fs *fs, struct rfs_reclaimer **out);
+void rfs_reclaimer_stop(struct rfs_reclaimer *r);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

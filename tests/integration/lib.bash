@@ -3,6 +3,7 @@
 #   rfs_setup [SIZE [MOUNT ARGS...]]  scratch dir, pool of SIZE (default 2G),
 #                        mounted at $MNT
 #   rfs_mount / rfs_umount / rfs_kill9
+#   rfs_wait_reclaim     wait until deleted files' blocks are all freed
 #   check DESC CMD...    run CMD, count it as passed or failed
 #   rfs_finish           unmount, print "N passed, N failed", exit status
 #
@@ -131,6 +132,18 @@ rfs_kill9() {
 	DAEMON_PID=
 	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 	return 0
+}
+
+# Wait (up to 60 s) until the daemon freed every deleted file's blocks:
+# `reflinkfs stat` of the mount says "reclaiming: nothing".
+rfs_wait_reclaim() {
+	local i
+	for i in $(seq 600); do
+		"$RFS_BIN" stat "$MNT" 2>/dev/null | grep -q 'reclaiming: nothing' && return 0
+		sleep 0.1
+	done
+	"$RFS_BIN" stat "$MNT"
+	return 1
 }
 
 rfs_fsck() {

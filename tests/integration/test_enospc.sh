@@ -29,6 +29,8 @@ check "a clone still works" cp "$MNT/again" "$MNT/again.clone"
 # fallocate of exactly f_bavail blocks (the new file's extent leaf comes
 # out of the reserve) succeeds; one block more does not.
 rm -f "$MNT/again" "$MNT/again.clone"
+# their blocks are freed in the background; statfs counts them until then
+check "the deleted files' blocks are freed in the background" rfs_wait_reclaim
 read -r bavail frsize < <(stat -f -c '%a %S' "$MNT")
 check "fallocate of the advertised free space succeeds" \
 	fallocate -l $((bavail * frsize)) "$MNT/falloc"

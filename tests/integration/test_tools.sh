@@ -179,6 +179,8 @@ head -c 33554432 /dev/urandom >"$MNT/space.bin"
 "$RFS_BIN" sync "$MNT"
 kb_full=$(du -k "$POOL" | cut -f1)
 rm "$MNT/space.bin"
+# its blocks are freed in the background, then punched after a commit
+check "the deleted file's blocks are freed in the background" rfs_wait_reclaim
 "$RFS_BIN" sync "$MNT"
 kb_empty=$(du -k "$POOL" | cut -f1)
 check "deleting 32 MiB shrinks the pool file (${kb_full}K -> ${kb_empty}K)" \
