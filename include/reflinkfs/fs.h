@@ -523,10 +523,14 @@ int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
  *
  * A file or directory is the same on both sides when it has the same name
  * (whatever its inode number: two copies made by cp -a compare by
- * content), or the same inode number under another name: a rename (R),
- * recognised through the volume's back-pointer index where a and b share
- * inode numbers (one is a snapshot of the other; today: one directory
- * inside the other).  Hard-linked inodes are compared by name only.
+ * content), or the same inode, born at the same time, under another
+ * name: a rename (R).  Inode numbers are shared by a snapshot and its
+ * source, two snapshots of one source, and a directory and one inside it;
+ * two disjoint directories of one volume share none, so between them a
+ * rename shows as D and A.  Renames are found through the volume's
+ * back-pointer index (where a volume has none yet, as snapshots, by
+ * waiting for the partner).  Hard-linked inodes are paired by name only;
+ * a change to one shows at each of its names.
  * Compared: file type and permission bits, owner, group, size (not of
  * directories), mtime, device number, xattrs (ACLs included), and the
  * data, byte for byte where the extent maps differ (blocks shared by both
