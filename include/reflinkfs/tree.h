@@ -312,8 +312,9 @@ int rfs_catalog_take(rfs_pool *pool, uint64_t id, rfs_tree *t);
  * queued trees in bounded steps, Rodeh's drop: a node shared with another
  * tree (refcount > 1) loses one reference and is left alone, an exclusive
  * one releases its children (or, in a leaf, its value references: a
- * nested tree is queued in turn, O(1), an extent is rfs_ref_dec'ed) and
- * is freed.  Each queued tree keeps a progress key (btrfs's
+ * nested tree is released at once when that is O(1), as in
+ * rfs_dropq_release, else queued in turn; an extent is rfs_ref_dec'ed)
+ * and is freed.  Each queued tree keeps a progress key (btrfs's
  * drop_progress): everything left of it is released, nothing right of it
  * is.  Progress and frees change in the same transaction, so a crash at
  * any point resumes at the last commit's progress, without a leak, a

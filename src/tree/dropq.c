@@ -8,7 +8,8 @@
  *   - a node with refcount > 1 is shared with a live tree: it loses one
  *     reference and its whole subtree counts as released (Rodeh's drop);
  *   - a leaf with refcount 1 releases its value references (a nested
- *     tree is queued, an extent is rfs_ref_dec'ed) and is freed;
+ *     tree is released at once when that is O(1), else queued; an
+ *     extent is rfs_ref_dec'ed) and is freed;
  *   - an internal node with refcount 1 is descended into.
  * The released subtree is then the frontier: the progress key moves to
  * the separator of its next sibling, and parents whose last child was
@@ -221,6 +222,55 @@ int rfs_dropq_release(rfs_pool *pool, rfs_tree *t, uint64_t est_blocks)
 }
 
 /*
+ * Release a nested tree met in a released leaf: at once when that is
+ * O(1) (a shared root loses one reference; a single leaf without nested
+ * trees is freed, its extents released), else queue it.  Directories of
+ * small files are the common case, so most nested trees go at once and
+ * the queue does not churn.
+ */
+static int release_nested(struct dq *dq, uint64_t root, uint64_t *cost, bool *changed)
+{
+	rfs_pool *pool = dq->pool;
+	struct rfs_buf *b;
+	uint64_t count, work = 1;
+	bool small;
+	int ret = rfs_ref_get(pool, root, &count);
+
+	if (ret)
+		return ret;
+	if (count > 1) {
+		*changed = true;
+		*cost += 1;
+		return rfs_ref_dec(pool, root, 1);
+	}
+	ret = tree_read(pool, root, 0, &b);
+	if (ret)
+		return ret;
+	small = node_level(b->data) == 0;
+	for (unsigned i = 0; small && i < node_n(b->data); i++) {
+		uint64_t r, start, len;
+		size_t vlen;
+		uint8_t *v = node_val(b->data, i, &vlen);
+		uint8_t fl = node_flags(b->data, i);
+		if ((fl & RFS_ITEM_TREE) || !tree_value_refs_valid(vlen, fl)) {
+			small = false;
+			break;
+		}
+		tree_value_decode(v, fl, &r, &start, &len);
+		work += len;
+	}
+	rfs_buf_put(pool, b);
+	*changed = true;
+	if (!small) {
+		*cost += 1;
+		return dq_push(dq, root, RFS_OWNER_USER, 0);
+	}
+	rfs_tree t = { root, RFS_OWNER_USER };
+	*cost += work;
+	return rfs_tree_drop(pool, &t);
+}
+
+/*
  * Release the value references of a leaf's items from the progress key
  * on.  The values are checked first, so a malformed one fails before
  * anything changed.  *changed tells whether anything did.
@@ -254,12 +304,9 @@ static int release_leaf(struct dq *dq, const struct dq_ent *e, uint8_t *d,
 			continue;
 		tree_value_decode(v, fl, &root, &start, &len);
 		if (root) {
-			/* A nested tree of any size: queue it, O(1). */
-			*changed = true;
-			ret = dq_push(dq, root, RFS_OWNER_USER, 0);
+			ret = release_nested(dq, root, cost, changed);
 			if (ret)
 				return ret;
-			*cost += 1;
 		}
 		if (len) {
 			*changed = true;

@@ -194,6 +194,12 @@ static int workload(wl_t *w)
 	W(wl_nested(w, 1, "nest-b", 200, 12));
 	W(wl_puts(w, 2, 0, 400, 2, 200));
 	W(wl_nested(w, 2, "nest-c", 250, 13));
+	for (int i = 0; i < 6; i++) {
+		/* small nested trees (one leaf): released with their parent's leaf */
+		char key[32];
+		snprintf(key, sizeof key, "small-%d", i);
+		W(wl_nested(w, i % 2 ? 1 : 2, key, 4, 20 + (uint32_t)i));
+	}
 	W(wl_commit(w));
 	/* 2: a clone of the big tree that diverges */
 	W(wl_clone(w, 1, 3));
@@ -222,7 +228,7 @@ static int workload(wl_t *w)
 	W(wl_commit(w));
 	/* 7..: release in small budgets, one commit each */
 	for (int i = 0; i < 7; i++) {
-		W(wl_work(w, 4 + 2 * (uint64_t)i));
+		W(wl_work(w, 3 + (uint64_t)i));
 		if (i == 3)
 			W(wl_puts(w, 5, 0, 30, 6, 40));
 		W(wl_commit(w));

@@ -444,6 +444,64 @@ static void test_release(void **state)
 	model_free(&m);
 }
 
+/* A directory of small files, as the fs makes them: the nested trees
+ * that are one leaf are released at once while their parent's leaf is,
+ * shared ones only lose a count; the queue does not grow. */
+static void test_small_nested_inline(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {17};
+	uint8_t k[16];
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree dir = {0, RFS_OWNER_USER};
+	tu_map md = {0};
+	model dummy = {.seed = 9};
+	rfs_tree kept[4];
+	tu_map mk[4];
+	memset(mk, 0, sizeof(mk));
+	for (uint64_t i = 0; i < 400; i++) {
+		rfs_tree f = {0, RFS_OWNER_USER};
+		tu_map mf = {0};
+		put_plain(c, &f, &mf, &r, k, okey(k, 'p', 0));
+		put_extent(c, &f, &mf, &dummy, &r, k, okey(k, 'e', 0));
+		if (i < 4) {
+			/* four files are shared with trees that stay */
+			OK(rfs_tree_clone(c->pool, &f, &kept[i]));
+			tu_map_copy(&mk[i], &mf);
+			store(c, 10 + i, &kept[i]);
+		}
+		uint8_t v[16] = {0};
+		memcpy(v, &f.root, 8);
+		put(c, &dir, &md, k, okey(k, 'n', i), v, 16, RFS_ITEM_TREE);
+		tu_map_clear(&mf);
+	}
+	store(c, 1, &dir);
+	tu_commit(c);
+	rfs_tree q;
+	OK(rfs_catalog_take(c->pool, 1, &q));
+	OK(rfs_dropq_add(c->pool, &q, 0));
+	uint64_t freed, left, max_trees = 0;
+	do {
+		OK(rfs_dropq_work(c->pool, 50, &freed, &left));
+		struct rfs_dropq_stat st = qstat(c);
+		if (st.trees > max_trees)
+			max_trees = st.trees;
+		CHECK_CLEAN(c);
+	} while (left);
+	EQ_U64(max_trees, 1);
+	for (int i = 0; i < 4; i++) {
+		rfs_tree t = load(c, 10 + (uint64_t)i);
+		verify_map(c, &t, &mk[i], "kept file");
+		OK(rfs_catalog_del(c->pool, 10 + (uint64_t)i));
+		tu_map_clear(&mk[i]);
+	}
+	tu_commit(c);
+	EQ_U64(used(c), u0);
+	CHECK_CLEAN(c);
+	tu_map_clear(&md);
+}
+
 /* Work that is never committed is lost with the transaction: the queue
  * is back where the last commit left it, and finishing it from there
  * frees everything exactly once. */
@@ -586,6 +644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unshared_resumable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_interleaved, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_nested_inline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discarded_work, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable_node, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_sees_queue, setup, teardown),
