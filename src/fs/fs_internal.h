@@ -299,8 +299,9 @@ int vol_add(rfs_fs *fs, uint64_t id, const struct rfs_volmeta *m,
 /* Load every volume of the catalog (open).  Pool lock. */
 int vols_load(rfs_fs *fs);
 void vols_free(rfs_fs *fs);
-/* Remove volume vol (its root entry is being deleted): drop its
- * catalog tree (meta, link table) and forget it.  Pool write lock. */
+/* Remove volume vol (its root entry is being deleted): take its catalog
+ * tree (meta, link table) out, released in the background when big
+ * (reclaim.c), and forget it.  Pool write lock. */
 int vol_delete(rfs_fs *fs, uint64_t vol);
 /* -EROFS when volume vol is a read-only snapshot. */
 int vol_writable(rfs_fs *fs, uint64_t vol);
@@ -403,6 +404,9 @@ void node_move_to_table(rfs_fs *fs, struct rfs_node *n);
  * once when that is O(1), else queued for the background release.  Pool
  * write lock held. */
 int rec_release(rfs_fs *fs, const struct rfs_irec *r);
+/* The same for any tree reference (a volume's tree); est: blocks it may
+ * hold (0: unknown), for progress reports.  t becomes empty. */
+int tree_release(rfs_fs *fs, rfs_tree *t, uint64_t est);
 
 /* ---- files (file.c) ---- */
 int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,

@@ -28,7 +28,12 @@ static uint64_t rec_estimate(const struct rfs_inode *i)
 int rec_release(rfs_fs *fs, const struct rfs_irec *r)
 {
 	rfs_tree t = FS_TREE(r->i.subtree, rec_owner(&r->i));
-	int ret = rfs_dropq_release(fs->pool, &t, rec_estimate(&r->i));
+	return tree_release(fs, &t, rec_estimate(&r->i));
+}
+
+int tree_release(rfs_fs *fs, rfs_tree *t, uint64_t est)
+{
+	int ret = rfs_dropq_release(fs->pool, t, est);
 	if (ret == 1) {
 		if (fs->queued_hook)
 			fs->queued_hook(fs->queued_arg);

@@ -586,8 +586,11 @@ static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 		vol_list_free(&l);
 		return ip_done(fs, &p, 0, ret);
 	}
-	/* Detach: the entry goes, with the references its record holds. */
-	ret = rfs_tree_delete(fs->pool, t, key, kl, 0);
+	/* Detach: the entry goes, O(1); the references its record holds
+	 * are released in the background when that is more (reclaim.c). */
+	ret = rfs_tree_delete(fs->pool, t, key, kl, RFS_KEEP_REFS);
+	if (!ret)
+		ret = rec_release(fs, &e);
 	if (!ret) {
 		d->i.size--;
 		d->i.nlink--;

@@ -121,7 +121,10 @@ int vol_delete(rfs_fs *fs, uint64_t vol)
 	struct rfs_vol *v = vol_get(fs, vol);
 	if (!v || v == fs->top)
 		return -EINVAL;
-	int ret = rfs_catalog_del(fs->pool, vol);
+	rfs_tree vt;
+	int ret = rfs_catalog_take(fs->pool, vol, &vt);
+	if (!ret)
+		ret = tree_release(fs, &vt, 0);
 	if (ret)
 		return ret;
 	v->gone = true;

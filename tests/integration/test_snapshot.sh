@@ -316,6 +316,7 @@ done
 check "no snapshot left" test "$("$R" snapshot list --json "$M" | jq '.volumes | length')" = 1
 check "rm -rf the rest" bash -c "rm -rf '$M'/*"
 check "the mount is empty" test -z "$(ls -A "$M")"
+check "the deleted snapshots' blocks are freed in the background" rfs_wait_reclaim
 "$R" sync "$M"
 used=$(stat -f -c '%b %f' "$M" | awk '{print $1 - $2}')
 check "rfs_umount" rfs_umount
