@@ -72,6 +72,14 @@ static void *reclaim_thread(void *arg)
 		if (stop)
 			break;
 		int64_t left = rfs_fs_reclaim(r->fs, RFS_RECLAIM_STEP);
+		if (left == -EROFS) {
+			/* Read-only for now (remount,ro freezes the pool, and
+			 * remount,rw thaws it): look again later.  A pool that
+			 * failed stays read-only; a try a second costs nothing. */
+			if (nap(r, RECLAIM_IDLE_MS))
+				break;
+			continue;
+		}
 		if (left < 0) {
 			/* rfs_fs_reclaim logged why (an unreadable block, a
 			 * read-only pool): retrying would fail the same way. */
