@@ -34,6 +34,20 @@
  *   rfsbench used PATH
  *       prints the used bytes of the filesystem holding PATH (statvfs:
  *       (f_blocks - f_bfree) * f_frsize).
+ *   rfsbench mktree DIR NDIRS [MAXSIZE]
+ *       make a tree shaped like /usr/share/doc under DIR (created): NDIRS
+ *       package directories, each with 2-4 files, a subdirectory of 5
+ *       files in one of 5, a symlink in one of 10 (about 4.8 entries per
+ *       package directory); file sizes log-uniform from 64 bytes to
+ *       MAXSIZE (default 256K).  Deterministic.  Prints "entries=N
+ *       bytes=N" on stdout.
+ *   rfsbench reqs MNT [BEFORE]
+ *       the FUSE requests the reflinkfs daemon of MNT received
+ *       (RFS_IOC_REQ_STATS, on MNT opened as a directory).  Without
+ *       BEFORE: one line of counts per opcode (save it to a file).  With
+ *       BEFORE (such a file): the requests since then, "total=N OP=N ...",
+ *       minus this probe's own OPENDIR, IOCTL and RELEASEDIR and the
+ *       previous probe's RELEASEDIR.
  *
  * SIZE, STRIDE and LEN take the suffixes K, M, G, T (powers of 1024).
  */
@@ -46,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -374,12 +389,161 @@ static int cmd_samplecmp(const char *a, const char *b, uint64_t n)
 	return 0;
 }
 
+/* ---- mktree ---- */
+
+static void mkfile(const char *path, uint64_t size, uint64_t seed)
+{
+	static char buf[1 << 18];
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0)
+		die("create", path);
+	if (size > sizeof(buf))
+		size = sizeof(buf);
+	pattern(buf, (size + 7) & ~(size_t)7, seed, 0);
+	write_all(fd, buf, size, 0, path);
+	close(fd);
+}
+
+/* Log-uniform in [64, max]: many small files, a few large ones. */
+static uint64_t doc_size(uint64_t *s, uint64_t max)
+{
+	double u = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+	double lo = 6.0, hi = 0; /* log2(64) */
+	for (uint64_t m = max; m > 1; m >>= 1)
+		hi += 1;
+	/* 2^x without libm: the integer part as a shift, the fraction
+	 * linear between two powers of two */
+	double x = lo + u * (hi - lo);
+	unsigned k = (unsigned)x;
+	return (uint64_t)((double)(1ull << k) * (1.0 + (x - k)));
+}
+
+static int cmd_mktree(const char *dir, uint64_t ndirs, uint64_t max)
+{
+	static const char *names[] = {"copyright", "changelog.Debian.gz", "README.md",
+				      "NEWS.gz"};
+	char p[4096];
+	uint64_t s = 42, entries = 0, bytes = 0;
+	if (mkdir(dir, 0755))
+		die("mkdir", dir);
+	for (uint64_t d = 0; d < ndirs; d++) {
+		snprintf(p, sizeof(p), "%s/pkg-%05llu", dir, (unsigned long long)d);
+		if (mkdir(p, 0755))
+			die("mkdir", p);
+		entries++;
+		unsigned nf = 2 + (unsigned)(splitmix(&s) % 3);
+		for (unsigned f = 0; f < nf; f++) {
+			snprintf(p, sizeof(p), "%s/pkg-%05llu/%s", dir, (unsigned long long)d,
+				 names[f]);
+			uint64_t sz = doc_size(&s, max);
+			mkfile(p, sz, splitmix(&s));
+			entries++;
+			bytes += sz;
+		}
+		if (splitmix(&s) % 5 == 0) {
+			snprintf(p, sizeof(p), "%s/pkg-%05llu/examples", dir, (unsigned long long)d);
+			if (mkdir(p, 0755))
+				die("mkdir", p);
+			entries++;
+			for (unsigned f = 0; f < 5; f++) {
+				snprintf(p, sizeof(p), "%s/pkg-%05llu/examples/ex%u.c", dir,
+					 (unsigned long long)d, f);
+				uint64_t sz = doc_size(&s, max);
+				mkfile(p, sz, splitmix(&s));
+				entries++;
+				bytes += sz;
+			}
+		}
+		if (d && splitmix(&s) % 10 == 0) {
+			char t[64];
+			snprintf(t, sizeof(t), "../pkg-%05llu/copyright", (unsigned long long)d - 1);
+			snprintf(p, sizeof(p), "%s/pkg-%05llu/copyright.link", dir,
+				 (unsigned long long)d);
+			if (symlink(t, p))
+				die("symlink", p);
+			entries++;
+		}
+	}
+	printf("entries=%llu bytes=%llu\n", (unsigned long long)entries,
+	       (unsigned long long)bytes);
+	return 0;
+}
+
+/* ---- reqs: mirrors include/reflinkfs/fs.h (RFS_IOC_REQ_STATS) ---- */
+
+#define REQ_OPCODES 64
+struct req_stats {
+	uint64_t count[REQ_OPCODES];
+};
+#define IOC_REQ_STATS _IOR('R', 40, struct req_stats)
+
+/* FUSE opcodes (<linux/fuse.h>) by number. */
+static const char *const op_names[REQ_OPCODES] = {
+	[1] = "LOOKUP", [2] = "FORGET", [3] = "GETATTR", [4] = "SETATTR",
+	[5] = "READLINK", [6] = "SYMLINK", [8] = "MKNOD", [9] = "MKDIR",
+	[10] = "UNLINK", [11] = "RMDIR", [12] = "RENAME", [13] = "LINK",
+	[14] = "OPEN", [15] = "READ", [16] = "WRITE", [17] = "STATFS",
+	[18] = "RELEASE", [20] = "FSYNC", [21] = "SETXATTR", [22] = "GETXATTR",
+	[23] = "LISTXATTR", [24] = "REMOVEXATTR", [25] = "FLUSH", [26] = "INIT",
+	[27] = "OPENDIR", [28] = "READDIR", [29] = "RELEASEDIR", [30] = "FSYNCDIR",
+	[31] = "GETLK", [32] = "SETLK", [33] = "SETLKW", [34] = "ACCESS",
+	[35] = "CREATE", [36] = "INTERRUPT", [37] = "BMAP", [38] = "DESTROY",
+	[39] = "IOCTL", [40] = "POLL", [42] = "BATCH_FORGET", [43] = "FALLOCATE",
+	[44] = "READDIRPLUS", [45] = "RENAME2", [46] = "LSEEK",
+	[47] = "COPY_FILE_RANGE", [50] = "SYNCFS", [51] = "TMPFILE", [52] = "STATX",
+	[63] = "OTHER",
+};
+
+static int cmd_reqs(const char *mnt, const char *before)
+{
+	struct req_stats now, then;
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		die("open", mnt);
+	if (ioctl(fd, IOC_REQ_STATS, &now))
+		die("ioctl RFS_IOC_REQ_STATS on", mnt);
+	close(fd);
+	if (!before) {
+		for (unsigned i = 0; i < REQ_OPCODES; i++)
+			printf("%llu%c", (unsigned long long)now.count[i],
+			       i + 1 < REQ_OPCODES ? ' ' : '\n');
+		return 0;
+	}
+	FILE *f = fopen(before, "r");
+	if (!f)
+		die("open", before);
+	for (unsigned i = 0; i < REQ_OPCODES; i++) {
+		unsigned long long v;
+		if (fscanf(f, "%llu", &v) != 1) {
+			fprintf(stderr, "rfsbench: %s: not a saved `rfsbench reqs` line\n", before);
+			exit(2);
+		}
+		then.count[i] = v;
+	}
+	fclose(f);
+	/* This probe: OPENDIR + IOCTL; the previous one's RELEASEDIR. */
+	now.count[27] -= now.count[27] > then.count[27];
+	now.count[39] -= now.count[39] > then.count[39];
+	now.count[29] -= now.count[29] > then.count[29];
+	uint64_t total = 0;
+	for (unsigned i = 0; i < REQ_OPCODES; i++)
+		total += now.count[i] - then.count[i];
+	printf("total=%llu", (unsigned long long)total);
+	for (unsigned i = 0; i < REQ_OPCODES; i++)
+		if (now.count[i] != then.count[i])
+			printf(" %s=%llu", op_names[i] ? op_names[i] : "?",
+			       (unsigned long long)(now.count[i] - then.count[i]));
+	printf("\n");
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: rfsbench fill FILE SIZE | stride FILE SIZE STRIDE LEN |\n"
 		"       reader FILE READYFILE | small create|stat|unlink DIR N [SIZE] |\n"
-		"       samplecmp A B N | allocated FILE | used PATH\n");
+		"       samplecmp A B N | allocated FILE | used PATH |\n"
+		"       mktree DIR NDIRS [MAXSIZE] | reqs MNT [BEFORE]\n");
 	exit(2);
 }
 
@@ -407,6 +571,11 @@ int main(int argc, char **argv)
 		printf("%llu\n", (unsigned long long)st.st_blocks * 512ull);
 		return 0;
 	}
+	if (!strcmp(cmd, "mktree") && (argc == 4 || argc == 5))
+		return cmd_mktree(argv[2], parse_size(argv[3]),
+				  argc == 5 ? parse_size(argv[4]) : 256 << 10);
+	if (!strcmp(cmd, "reqs") && (argc == 3 || argc == 4))
+		return cmd_reqs(argv[2], argc == 4 ? argv[3] : NULL);
 	if (!strcmp(cmd, "used") && argc == 3) {
 		struct statvfs sv;
 		if (statvfs(argv[2], &sv))

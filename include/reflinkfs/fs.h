@@ -679,6 +679,16 @@ struct rfs_ioc_volumes {
  * the pool cannot be written (mounted read-only, or a commit failed). */
 #define RFS_IOC_MOUNT_STATE _IO('R', 20)
 
+/* Requests the daemon received since it started, per FUSE opcode
+ * (count[op] for op < RFS_REQ_OPCODES - 1; the last slot sums every
+ * larger opcode).  The request that asks counts itself.  On any file or
+ * directory of the mount.  For benchmarks and diagnosis. */
+#define RFS_REQ_OPCODES 64
+struct rfs_ioc_req_stats {
+	uint64_t count[RFS_REQ_OPCODES];
+};
+#define RFS_IOC_REQ_STATS _IOR('R', 40, struct rfs_ioc_req_stats)
+
 /*
  * Scrub the whole mount (`reflinkfs scrub`), in steps.  Issued on a
  * directory of the mount (the mount point) that the caller opened: the

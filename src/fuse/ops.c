@@ -757,6 +757,16 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		fuse_reply_ioctl(req, 0, &r, sizeof(r));
 		return;
 	}
+	case RFS_IOC_REQ_STATS: {
+		struct rfs_ioc_req_stats s;
+		if (out_bufsz < sizeof(s)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		rfs_fuse_reqstats_get(&s);
+		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		return;
+	}
 	default:
 		fuse_reply_err(req, ENOTTY);
 	}

@@ -114,6 +114,12 @@ struct rfs_reclaimer;
 int rfs_reclaimer_start(rfs_fs *fs, struct rfs_reclaimer **out);
 void rfs_reclaimer_stop(struct rfs_reclaimer *r);
 
+/* ---- request counts (reqstats.c) ---- */
+/* Count one request of this FUSE opcode; any thread, lock-free. */
+void rfs_fuse_reqstats_count(uint32_t opcode);
+/* The counts so far. */
+void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);

@@ -101,6 +101,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		if (n < (ssize_t)sizeof(struct fuse_in_header))
 			return n; /* errors and short reads: libfuse reports them */
 		const struct fuse_in_header *in = buf;
+		rfs_fuse_reqstats_count(in->opcode);
 		if (in->opcode != FUSE_TMPFILE)
 			return n;
 		do_tmpfile(userdata, fd, buf, (size_t)n);

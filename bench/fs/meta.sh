@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Metadata benchmark of reflinkfs against native tmpfs and libfuse's
+# passthrough_ll (the FUSE ceiling), all on tmpfs, so that the figures
+# measure CPU work and round trips, not a disk.  On a generated tree shaped
+# like /usr/share/doc (~6,300 entries, ~150 MB): cp -a into the filesystem,
+# then warm find, ls -lR, stat of every entry and git status, cp -a of the
+# tree inside the filesystem (reflinkfs clones every file) and rm -rf of
+# the copy; with the FUSE requests reflinkfs received for each step.  See
+# "Metadata" in bench/README.md.
+#
+#   bench/fs/meta.sh [--keep] [--reps N]
+#     --keep    keep the temporary directory
+#     --reps N  timed repetitions of each warm step (median; default 3)
+#
+# stdout: "name: value unit" lines; progress and request counts by opcode
+# on stderr.
+#
+# Environment:
+#   RFS_BIN             the reflinkfs binary (default build/reflinkfs)
+#   RFS_META_BENCH_DIR  a tmpfs directory for the pool, the trees and the
+#                       passthrough_ll source (default /dev/shm; ~2 GiB)
+#   RFS_META_NDIRS      package directories of the tree (default 1200)
+#   RFS_META_NO_PT=1    skip passthrough_ll
+set -euo pipefail
+export LC_ALL=C
+exec 3>&1 1>&2
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+keep=0
+reps=3
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--keep) keep=1 ;;
+	--reps) reps=$2; shift ;;
+	-h | --help) sed -n '2,23p' "$0" >&3; exit 0 ;;
+	*) echo "meta.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+	shift
+done
+bin=${RFS_BIN:-$root/build/reflinkfs}
+case "$bin" in */*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;; esac
+[ -x "$bin" ] || { echo "meta.sh: $bin not found (build it with 'make')" >&2; exit 1; }
+base=${RFS_META_BENCH_DIR:-/dev/shm}
+ndirs=${RFS_META_NDIRS:-1200}
+
+log() { echo "meta.sh [${SECONDS}s]: $*" >&2; }
+fig() {
+	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
+	printf 'meta.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
+}
+calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
+now_us() { local t=$EPOCHREALTIME; echo "${t//[.,]/}"; }
+is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
+
+work="" mnt="" ptmnt="" daemon_pid="" pt_pid=""
+cleanup() {
+	local rc=$?
+	set +e
+	if [ -n "$mnt" ] && is_mounted "$mnt"; then
+		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
+	fi
+	if [ -n "$ptmnt" ] && is_mounted "$ptmnt"; then
+		fusermount3 -u "$ptmnt" || fusermount3 -uz "$ptmnt"
+	fi
+	local p
+	for p in $daemon_pid $pt_pid; do
+		wait "$p" 2>/dev/null
+	done
+	if [ -n "$work" ]; then
+		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+work=$(mktemp -d "$base/rfs-meta.XXXXXX")
+if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
+	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
+fi
+mkdir "$work/bin" "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc"
+cc=${CC:-cc}
+"$cc" -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
+rb=$work/bin/rfsbench
+cp "$bin" "$work/bin/reflinkfs"
+bin=$work/bin/reflinkfs
+
+# passthrough_ll from Debian's libfuse3-dev examples (passthrough_hp.cc is
+# not shipped there), with -o cache=always: 86400 s timeouts and
+# keep_cache, its fastest setting.  It holds a descriptor per inode.
+pt=""
+if [ "${RFS_META_NO_PT:-0}" != 1 ]; then
+	ex=/usr/share/doc/libfuse3-dev/examples
+	if [ -r "$ex/passthrough_ll.c" ] &&
+		"$cc" -O2 -D_GNU_SOURCE -I"$ex" -o "$work/bin/passthrough_ll" "$ex/passthrough_ll.c" \
+			$(pkg-config --cflags --libs fuse3) 2>"$work/pt-build.log"; then
+		pt=$work/bin/passthrough_ll
+		ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	else
+		log "passthrough_ll not built (needs libfuse3-dev's examples; see $work/pt-build.log): skipped"
+	fi
+fi
+
+log "generating the tree ($ndirs package directories)"
+info=$("$rb" mktree "$work/src" "$ndirs")
+log "tree: $info"
+fig meta_tree_entries "$(echo "$info" | sed 's/.*entries=\([0-9]*\).*/\1/')" entries
+
+"$bin" mkfs --size 8G "$work/pool.img" >&2
+"$bin" mount -f "$work/pool.img" "$work/mnt" 2>"$work/daemon.log" &
+daemon_pid=$!
+mnt=$work/mnt
+for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
+is_mounted "$mnt" || { log "reflinkfs did not mount; log:"; cat "$work/daemon.log" >&2; exit 1; }
+if [ -n "$pt" ]; then
+	"$pt" -f -o source="$work/ptsrc",cache=always "$work/pt" 2>"$work/pt.log" &
+	pt_pid=$!
+	ptmnt=$work/pt
+	for _ in $(seq 100); do is_mounted "$ptmnt" && break; sleep 0.1; done
+	is_mounted "$ptmnt" || { log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
+fi
+
+# The steps, each run in the filesystem's directory D.
+step_cpin() { cp -a "$work/src" "$1/tree"; }
+step_find() { find "$1/tree" >/dev/null; }
+step_lsR() { ls -lR "$1/tree" >/dev/null; }
+step_statall() { find "$1/tree" -printf '%s %m %T@\n' >/dev/null; }
+step_git() { git -C "$1/tree" status --porcelain >/dev/null; }
+step_cpinside() { cp -a "$1/tree" "$1/copy"; }
+step_rmrf() { rm -rf "$1/copy"; }
+git_setup() {
+	git -C "$1/tree" init -q
+	git -C "$1/tree" -c user.name=b -c user.email=b@b add -A
+	git -C "$1/tree" -c user.name=b -c user.email=b@b commit -qm tree
+}
+
+# timed_step FS STEP DIR: one run; prints seconds (3 decimals).
+timed_step() {
+	local t0 t1
+	t0=$(now_us)
+	"step_$2" "$3"
+	t1=$(now_us)
+	calc "($t1 - $t0) / 1e6" 3
+}
+median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+declare -A T   # T[fs,step] = seconds
+declare -A R   # R[step] = reflinkfs requests
+fss="native rfs"
+[ -n "$pt" ] && fss="$fss pt"
+dir_of() { case "$1" in native) echo "$work/native" ;; rfs) echo "$mnt" ;; pt) echo "$ptmnt" ;; esac; }
+
+# one_step STEP WARM: run STEP on every filesystem (warm: once untimed
+# first, then the median of $reps), counting reflinkfs's requests of the
+# timed runs (per run).
+one_step() {
+	local step=$1 warm=$2 fs d n times r
+	for fs in $fss; do
+		d=$(dir_of "$fs")
+		n=1
+		if [ "$warm" = 1 ]; then
+			"step_$step" "$d"
+			n=$reps
+		fi
+		[ "$fs" = rfs ] && "$rb" reqs "$mnt" >"$work/reqs.before"
+		times=""
+		for _ in $(seq "$n"); do times="$times $(timed_step "$fs" "$step" "$d")"; done
+		if [ "$fs" = rfs ]; then
+			r=$("$rb" reqs "$mnt" "$work/reqs.before")
+			log "reflinkfs $step: $n run(s): $r"
+			R[$step]=$(echo "$r" | sed 's/^total=\([0-9]*\).*/\1/')
+			R[$step]=$(( (R[$step] + n / 2) / n ))
+		fi
+		T[$fs,$step]=$(echo $times | median)
+		log "$fs $step:$times s"
+	done
+}
+
+log "cp -a of the tree into each filesystem, then inside it"
+one_step cpin 0
+one_step cpinside 0
+one_step rmrf 0
+for fs in $fss; do git_setup "$(dir_of "$fs")"; done
+for s in find lsR statall git; do one_step "$s" 1; done
+
+for s in cpin find lsR statall git cpinside rmrf; do
+	fig "meta_native_$s" "${T[native,$s]}" s
+	fig "meta_rfs_$s" "${T[rfs,$s]}" s
+	fig "meta_rfs_${s}_ratio" "$(calc "${T[rfs,$s]} / (${T[native,$s]} > 0 ? ${T[native,$s]} : 0.001)" 2)"
+	fig "meta_rfs_${s}_requests" "${R[$s]}"
+	if [ -n "$pt" ]; then
+		fig "meta_pt_$s" "${T[pt,$s]}" s
+	fi
+done
+fig meta_rfs_cpinside_vs_cpin "$(calc "${T[rfs,cpinside]} / ${T[rfs,cpin]}" 2)"
+"$bin" umount "$mnt" >&2
+wait "$daemon_pid" || { log "reflinkfs daemon exited with an error"; exit 1; }
+daemon_pid=""
+"$bin" fsck "$work/pool.img" >&2
