@@ -179,7 +179,11 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.fs = fs;
 	m.writeback = o->writeback && !o->rdonly;
 	m.acl = o->acl;
-	m.timeout = 1.0;
+	/* Only this daemon changes the tree, and it invalidates whatever it
+	 * changes that the kernel did not change itself (clone and snapshot
+	 * ioctls; docs/ARCHITECTURE.md), so names, attributes and listings
+	 * may stay cached for good: warm metadata then costs no request. */
+	m.timeout = RFS_FUSE_CACHE_SECS;
 	m.pool = o->pool;
 	pthread_mutex_init(&m.state_lock, NULL);
 

@@ -94,6 +94,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_IOCTL_DIR;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* A symlink's target never changes (a new one is a new inode), so
+	 * the kernel may keep it in the page cache: no READLINK when warm. */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
 	conn->max_write = 1u << 20;
@@ -365,6 +369,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = rfs_fuse_dir_handle(); /* names the scrub started on it */
+	/* The kernel keeps the listing in the directory's page cache and
+	 * answers later readdirs from it.  It drops it itself when it changes
+	 * the directory (create, unlink, rename: the directory's version
+	 * moves); changes it does not see invalidate the directory inode. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 

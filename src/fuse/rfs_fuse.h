@@ -36,7 +36,7 @@ struct rfs_mount {
 	struct fuse_session *se;
 	bool writeback;
 	bool acl;
-	double timeout;
+	double timeout;         /* entry and attribute timeout, seconds */
 	/* st_dev of the mount's files (0: unknown), to tell a descriptor of
 	 * this mount from one elsewhere with the same inode number. */
 	dev_t dev;
@@ -47,6 +47,10 @@ struct rfs_mount {
 	_Atomic bool frozen;
 	pthread_mutex_t state_lock;
 };
+
+/* The entry and attribute timeout of the mount (one day: libfuse and
+ * the kernel take any value, and a day is as good as forever). */
+#define RFS_FUSE_CACHE_SECS 86400.0
 
 /* ---- following remounts (remount.c) ---- */
 /* Freeze the pool when the kernel says the mount is read-only, thaw it

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The kernel keeps names, attributes, symlink targets and directory
+# listings of the mount for a day (src/fuse/mount.c, op_opendir): warm
+# metadata must cost no request to the daemon, and no process may ever see
+# a stale name, size, link count, target or listing after a change, made
+# through the mount by another process or by the daemon itself (clone
+# ioctl).  Requests are counted with RFS_IOC_REQ_STATS.
+. "$(dirname "$0")/lib.bash"
+rfs_setup 1G
+cd "$SCRATCH" || exit 1
+
+# reqs: "OP=N" lines of the daemon's request counts (probe included).
+cat >"$SCRATCH/reqs.py" <<'EOF'
+import array, fcntl, os, sys
+NAMES = {1: "LOOKUP", 3: "GETATTR", 5: "READLINK", 27: "OPENDIR", 28: "READDIR",
+         29: "RELEASEDIR", 39: "IOCTL", 44: "READDIRPLUS"}
+RFS_IOC_REQ_STATS = (2 << 30) | (512 << 16) | (ord("R") << 8) | 40  # _IOR('R', 40, 64 x u64)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+buf = array.array("Q", [0] * 64)
+fcntl.ioctl(fd, RFS_IOC_REQ_STATS, buf, True)
+os.close(fd)
+for op, name in NAMES.items():
+    print(f"{name}={buf[op]}")
+EOF
+reqs() { python3 "$SCRATCH/reqs.py" "$MNT"; }
+# count OP FILE: the count of OP in a saved reqs output.
+count() { sed -n "s/^$1=//p" "$2"; }
+
+mkdir -p "$MNT/t/a/b" "$MNT/t/c"
+for i in $(seq 40); do echo "$i" >"$MNT/t/a/f$i"; echo "$i" >"$MNT/t/a/b/g$i"; done
+ln -s a/f1 "$MNT/t/link1"
+ln -s ../a/b "$MNT/t/c/link2"
+walk() {
+	find "$MNT/t" -printf '%p %s %m %n\n' >/dev/null &&
+		ls -lR "$MNT/t" >/dev/null && readlink "$MNT/t/link1" "$MNT/t/c/link2" >/dev/null &&
+		stat "$MNT"/t/a/f* >/dev/null
+}
+check "requests are counted" bash -c "python3 '$SCRATCH/reqs.py' '$MNT' | grep -q '^IOCTL=[1-9]'"
+# Twice: the first readlink (READLINK) makes the kernel refetch the
+# symlink's atime at its next stat, which comes in the second walk.
+walk
+walk
+reqs >"$SCRATCH/r1"
+walk
+walk
+reqs >"$SCRATCH/r2"
+warm_free() {
+	local op bad=0
+	for op in LOOKUP GETATTR READLINK READDIR READDIRPLUS; do
+		if [ "$(count $op "$SCRATCH/r1")" != "$(count $op "$SCRATCH/r2")" ]; then
+			echo "$op: $(count $op "$SCRATCH/r1") before, $(count $op "$SCRATCH/r2") after"
+			bad=1
+		fi
+	done
+	return $bad
+}
+check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink or readdir request" warm_free
+check "warm walk: the IOCTL probe itself was counted" \
+	test "$(count IOCTL "$SCRATCH/r2")" -gt "$(count IOCTL "$SCRATCH/r1")"
+
+# Every change below is made by one process and checked at once by others
+# (ls, stat, readlink, cat are separate processes; python keeps its own
+# descriptors), after the listing and attributes were cached.
+cat >"$SCRATCH/coherent.py" <<'EOF'
+import os, subprocess, sys
+mnt, rfs = sys.argv[1], sys.argv[2]
+d = os.path.join(mnt, "co")
+os.mkdir(d)
+def run(*a):
+    return subprocess.run(a, check=True, capture_output=True, text=True).stdout
+def ls(p=d):
+    return sorted(run("ls", "-a", p).split())
+def stat(fmt, p):
+    return run("stat", "-c", fmt, p).strip()
+def expect(what, got, want):
+    if got != want:
+        print(f"STALE {what}: got {got!r}, want {want!r}")
+        sys.exit(1)
+def prime(*paths):
+    ls()
+    for p in paths:
+        if os.path.lexists(p):
+            stat("%s %h %i %a", p)
+f, g, h = (os.path.join(d, n) for n in ("f", "g", "h"))
+prime(f)
+fd = os.open(f, os.O_CREAT | os.O_RDWR, 0o644)
+expect("listing after create", ls(), [".", "..", "f"])
+expect("size of a new file", stat("%s", f), "0")
+prime(f)
+os.write(fd, b"x" * 1000)
+expect("size after a write (file still open)", stat("%s", f), "1000")
+os.close(fd)
+prime(f)
+os.rename(f, g)
+expect("listing after rename", ls(), [".", "..", "g"])
+expect("old name after rename", os.path.lexists(f), False)
+prime(g)
+os.link(g, h)
+expect("link count after link", stat("%h", g), "2")
+expect("listing after link", ls(), [".", "..", "g", "h"])
+prime(g, h)
+os.unlink(h)
+expect("link count after unlink", stat("%h", g), "1")
+expect("listing after unlink", ls(), [".", "..", "g"])
+prime(g)
+run("truncate", "-s", "10", g)
+expect("size after truncate by another process", os.stat(g).st_size, 10)
+run("chmod", "600", g)
+expect("mode after chmod by another process", oct(os.stat(g).st_mode & 0o777), "0o600")
+# symlink replaced by one with another target: same name, new inode
+s = os.path.join(d, "s")
+os.symlink("one", s)
+expect("readlink", run("readlink", s).strip(), "one")
+os.unlink(s)
+os.symlink("two", s)
+expect("readlink of a replaced symlink", run("readlink", s).strip(), "two")
+os.unlink(s)
+# a directory moved between two cached listings
+sub, other = os.path.join(d, "sub"), os.path.join(d, "other")
+os.mkdir(sub); os.mkdir(other)
+open(os.path.join(sub, "inner"), "w").close()
+prime(sub, other)
+ls(sub); ls(other)
+os.rename(sub, os.path.join(other, "sub"))
+expect("listing of the old parent", ls(), [".", "..", "g", "other"])
+expect("listing of the new parent", ls(other), [".", "..", "sub"])
+expect("listing inside the moved directory", ls(os.path.join(other, "sub")), [".", "..", "inner"])
+expect("link count of the new parent", stat("%h", other), "3")
+os.unlink(os.path.join(other, "sub", "inner"))
+os.rmdir(os.path.join(other, "sub"))
+expect("listing after rmdir", ls(other), [".", ".."])
+expect("link count after rmdir", stat("%h", other), "2")
+# clone ioctl onto a file whose size and data another process has cached
+c = os.path.join(d, "c")
+with open(c, "w") as fh:
+    fh.write("old")
+expect("data before clone", run("cat", c), "old")
+prime(c)
+with open(g, "wb") as fh:
+    fh.write(b"new data, longer")
+run(rfs, "clone", g, c)
+expect("size after clone ioctl", stat("%s", c), "16")
+expect("data after clone ioctl", run("cat", c), "new data, longer")
+# copy_file_range (cp) onto a file another process has cached
+c2 = os.path.join(d, "c2")
+with open(c2, "w") as fh:
+    fh.write("x" * 100)
+expect("data before cp", run("cat", c2), "x" * 100)
+prime(c2)
+run("cp", g, c2)
+expect("size after cp", stat("%s", c2), "16")
+expect("data after cp", run("cat", c2), "new data, longer")
+print("ok")
+EOF
+check "no stale name, size, link count, target, listing or data" \
+	python3 "$SCRATCH/coherent.py" "$MNT" "$RFS_BIN"
+rfs_finish
