@@ -15,11 +15,14 @@
  *
  * Kernel caches.  A snapshot or a delete changes an entry of the parent
  * behind the kernel's back (a negative dentry of the new name may be
- * cached, so may the deleted root and the parent's link count and size),
- * so the daemon invalidates them before replying.  The notifications are
- * sent after the fs call returned, never with an fs lock held: the
- * kernel takes the parent's inode lock to invalidate, and a thread
- * holding it may be waiting for a request that needs an fs lock.
+ * cached, so may the deleted root, the parent's link count and size, and
+ * its listing, kept by FOPEN_CACHE_DIR), so the daemon invalidates them
+ * before replying.  The parent inode is invalidated from offset 0, which
+ * drops its cached listing too: an attribute-only invalidation (offset
+ * -1) leaves it to an mtime check that a rewinddir never makes.  The
+ * notifications are sent after the fs call returned, never with an fs
+ * lock held: the kernel takes the parent's inode lock to invalidate, and
+ * a thread holding it may be waiting for a request that needs an fs lock.
  */
 #include "fuse/rfs_fuse.h"
 
@@ -97,7 +100,8 @@ static void do_snapshot(fuse_req_t req, fuse_ino_t dir, const void *in, size_t i
 	/* The kernel does not know the new node (no lookup reply carried it). */
 	rfs_fs_forget(m->fs, out, 1);
 	fuse_lowlevel_notify_inval_entry(m->se, dir, s.name, strlen(s.name));
-	fuse_lowlevel_notify_inval_inode(m->se, dir, -1, 0);
+	/* Offset 0: also the parent's cached listing (its page cache). */
+	fuse_lowlevel_notify_inval_inode(m->se, dir, 0, 0);
 	s.out_ino = (uint64_t)st.st_ino;
 	fuse_reply_ioctl(req, 0, &s, sizeof(s));
 }
@@ -139,7 +143,7 @@ static void do_delete(fuse_req_t req, fuse_ino_t dir, const void *in, size_t in_
 	 * harmlessly when it does not). */
 	if (fuse_lowlevel_notify_delete(m->se, dir, root, d.name, strlen(d.name)))
 		fuse_lowlevel_notify_inval_entry(m->se, dir, d.name, strlen(d.name));
-	fuse_lowlevel_notify_inval_inode(m->se, dir, -1, 0);
+	fuse_lowlevel_notify_inval_inode(m->se, dir, 0, 0);
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 

@@ -154,4 +154,62 @@ print("ok")
 EOF
 check "no stale name, size, link count, target, listing or data" \
 	python3 "$SCRATCH/coherent.py" "$MNT" "$RFS_BIN"
+# Snapshot create and delete change the parent behind the kernel's back:
+# its cached listing must go, also when the new name was never looked up
+# (os.listdir neither stats the directory nor looks the name up).
+mkdir -p "$MNT/sn/src" "$MNT/sn/parent"
+echo data >"$MNT/sn/src/file"
+listing() { python3 -c 'import os, sys; print(" ".join(sorted(os.listdir(sys.argv[1]))))' "$1"; }
+listing "$MNT/sn/parent" >/dev/null
+listing "$MNT/sn/parent" >/dev/null
+"$RFS_BIN" snapshot "$MNT/sn/src" "$MNT/sn/parent/snap" >/dev/null
+check "listing right after a snapshot shows it" test "$(listing "$MNT/sn/parent")" = "snap"
+check "the snapshot's content" test "$(cat "$MNT/sn/parent/snap/file")" = data
+"$RFS_BIN" snapshot delete "$MNT/sn/parent/snap" >/dev/null
+check "listing right after the snapshot's delete" test "$(listing "$MNT/sn/parent")" = ""
+check "the deleted snapshot's name is gone" test ! -e "$MNT/sn/parent/snap"
+# The CLI looks DST up first (a negative dentry, which the entry
+# invalidation finds); the bare ioctl names a name the kernel never saw.
+cat >"$SCRATCH/snap.py" <<'EOF'
+import fcntl, os, struct, sys
+src, parent, name = sys.argv[1:4]
+RFS_IOC_SNAPSHOT = (3 << 30) | (288 << 16) | (ord("R") << 8) | 11
+sfd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+arg = bytearray(struct.pack("=qQIIQ256s", sfd, os.fstat(sfd).st_ino, 0, 0, 0, name.encode()))
+fcntl.ioctl(pfd, RFS_IOC_SNAPSHOT, arg, True)
+EOF
+listing "$MNT/sn/parent" >/dev/null
+python3 "$SCRATCH/snap.py" "$MNT/sn/src" "$MNT/sn/parent" unseen
+check "listing right after a snapshot (RFS_IOC_SNAPSHOT) of a name never looked up" \
+	test "$(listing "$MNT/sn/parent")" = "unseen"
+# A reader that keeps the directory open and rewinds it (rewinddir: no
+# path walk or fstat refreshes the parent's attributes in between, so
+# only dropping the cached listing itself shows the new entry).
+cat >"$SCRATCH/rewind.py" <<'EOF'
+import ctypes, os, subprocess, sys
+d, snap, src, name = sys.argv[1:5]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.opendir.restype = ctypes.c_void_p
+libc.readdir.restype = ctypes.c_void_p
+libc.readdir.argtypes = libc.rewinddir.argtypes = libc.closedir.argtypes = [ctypes.c_void_p]
+def names(dp):
+    out = []
+    while True:
+        e = libc.readdir(dp)
+        if not e:
+            return sorted(n for n in out if n not in (".", ".."))
+        out.append(ctypes.string_at(e + 19).decode())  # glibc x86-64 d_name
+dp = libc.opendir(d.encode())
+before = names(dp)
+subprocess.run(["python3", snap, src, d, name], check=True)
+libc.rewinddir(dp)
+after = names(dp)
+libc.closedir(dp)
+if after != sorted(before + [name]):
+    sys.exit(f"STALE listing after rewinddir: before {before}, after {after}")
+EOF
+mkdir "$MNT/sn/p2"
+check "rewinddir of an open directory right after a snapshot in it" \
+	python3 "$SCRATCH/rewind.py" "$MNT/sn/p2" "$SCRATCH/snap.py" "$MNT/sn/src" s2
 rfs_finish
