@@ -8,7 +8,7 @@ set -euo pipefail
 [ "${RFS_SKIP_DEPS:-0}" = 1 ] && exit 0
 
 packages=(
-	build-essential pkg-config
+	build-essential pkg-config libtsan2
 	libfuse3-dev fuse3
 	libisal-dev libcmocka-dev liblmdb-dev
 	fio xfsprogs btrfs-progs rsync git valgrind time attr acl python3

@@ -9,6 +9,8 @@
 # Environment (set by the Makefile, all optional):
 #   RFS_BUILD_FAILED  non-empty: the build failed, count one failure "build"
 #   RFS_WRAPPER       command put in front of every program (e.g. valgrind)
+#   RFS_TSAN_WRAPPER  command put in front of programs under $RFS_BUILD/tsan/
+#                     instead (setarch -R for ThreadSanitizer)
 #   RFS_TEST_TIMEOUT  seconds per program/script, default 1800, 0 = none
 #   RFS_BUILD         build directory; each test gets a fresh scratch dir
 #                     $RFS_BUILD/test-tmp/NAME exported as RFS_TEST_DIR
@@ -51,7 +53,11 @@ for t in "$@"; do
 	start=$(date +%s)
 	case "$base" in
 	*.sh) RFS_TEST_DIR="$scratch" timeout -k 10 "$timeout_s" bash "$t" ;;
-	*) RFS_TEST_DIR="$scratch" timeout -k 10 "$timeout_s" $wrapper "$t" ;;
+	*)
+		w=$wrapper
+		case "$t" in */tsan/*) w=${RFS_TSAN_WRAPPER:-} ;; esac
+		RFS_TEST_DIR="$scratch" timeout -k 10 "$timeout_s" $w "$t"
+		;;
 	esac
 	rc=$?
 	secs=$(($(date +%s) - start))

@@ -158,10 +158,17 @@ int rfs_pool_check_writable(const rfs_pool *pool);
  */
 int rfs_pool_set_frozen(rfs_pool *pool, bool frozen);
 
-/* Take / release the pool's reader-writer lock. */
+/* Take / release the pool's reader-writer lock.  Writers are preferred
+ * (a stream of readers cannot starve them), so a thread holding the lock
+ * in either mode must not take it again: it could wait for itself. */
 void rfs_pool_rdlock(rfs_pool *pool);
 void rfs_pool_wrlock(rfs_pool *pool);
 void rfs_pool_unlock(rfs_pool *pool);
+
+/* Does the calling thread hold the pool's lock (read or write), or its
+ * write lock?  For assertions ("caller holds the lock"); cheap. */
+bool rfs_pool_holds_lock(const rfs_pool *pool);
+bool rfs_pool_holds_wrlock(const rfs_pool *pool);
 
 /* Generation of the last committed transaction. */
 uint64_t rfs_pool_committed_gen(const rfs_pool *pool);
@@ -175,7 +182,8 @@ void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr);
 /* Path the pool was opened from (for messages). */
 const char *rfs_pool_path(const rfs_pool *pool);
 
-/* Space and cache figures. */
+/* Space and cache figures; takes the read lock unless the calling thread
+ * holds the pool's lock already. */
 struct rfs_pool_stats {
 	uint64_t total_blocks;   /* configured size, in blocks */
 	uint64_t data_start;     /* first allocatable block */
@@ -193,7 +201,7 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
 
 /* Blocks that metadata allocations could still take right now (the
  * reserve included; blocks freed in the running transaction excluded).
- * Cheap: no lock beyond the pool lock the caller holds. */
+ * Caller holds the pool's lock (either kind). */
 uint64_t rfs_pool_free_blocks(const rfs_pool *pool);
 
 /* Blocks that data allocations (rfs_alloc_data) can get, counting the

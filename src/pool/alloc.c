@@ -13,6 +13,7 @@
  * writes copy g % 2 (see commit.c and docs/FORMAT.md).
  */
 #include "pool/pool_internal.h"
+#include "util/lockcheck.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -237,6 +238,7 @@ static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, uint64_t *sta
 
 int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	/* Metadata the running operation allocated came out of the
 	 * reserve, not out of the space its data may take; half of the
 	 * reserve stays for the tree's admission checks and deletions. */
@@ -249,12 +251,14 @@ int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got
 
 void rfs_pool_meta_from_reserve(rfs_pool *pool, bool on)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	pool->credit_on = on;
 	pool->credit_base = pool->meta_allocs;
 }
 
 uint64_t rfs_pool_data_avail(const rfs_pool *pool)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	/* used_blocks (the persist bitmap) already excludes pending frees
 	 * and includes the fixed region; alloc_run keeps `reserve` free. */
 	uint64_t keep = pool->used_blocks + pool->reserve;
@@ -264,6 +268,7 @@ uint64_t rfs_pool_data_avail(const rfs_pool *pool)
 
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	uint64_t got;
 	int ret = alloc_run(pool, 1, 0, blocknr, &got);
 
@@ -299,6 +304,7 @@ int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n)
 	size_t runs;
 	int ret;
 
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
@@ -363,6 +369,7 @@ int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n)
 
 bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	if (blocknr >= pool->total_blocks)
 		return false;
 	return rfs_bit_test(pool->persist, blocknr);
@@ -406,6 +413,7 @@ static void punch_freed(rfs_pool *pool)
 
 void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	/* Fresh bits can only be set in pages touched by this transaction. */
 	for (uint64_t p = 0; p < pool->bitmap_blocks; p++) {
 		uint64_t w0, nw;

@@ -8,6 +8,7 @@
  * outside the mutex.
  */
 #include "pool/pool_internal.h"
+#include "util/lockcheck.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -203,6 +204,7 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 	struct rfs_cache *c = &pool->cache;
 	struct rfs_cent *e;
 
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	pthread_mutex_lock(&c->lock);
 	e = c->count ? lookup(c, blocknr) : NULL;
 	if (e) {
@@ -223,6 +225,8 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 void rfs_cache_mark_clean(rfs_pool *pool)
 {
 	struct rfs_cache *c = &pool->cache;
+
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 
 	pthread_mutex_lock(&c->lock);
 	while (c->dirty.head) {
@@ -274,6 +278,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 	int ret;
 
 	*out = NULL;
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	if (blocknr < pool->data_start || blocknr >= pool->total_blocks) {
 		rfs_log(RFS_LOG_ERR, "%s: block %llu: outside the data area (%llu..%llu)",
 			pool->path, (unsigned long long)blocknr,
@@ -346,6 +351,7 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 	int ret;
 
 	*out = NULL;
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
@@ -383,6 +389,7 @@ bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf)
 	/* Only rfs_buf_new makes dirty buffers, and only the commit (under
 	 * the write lock) cleans them, so no cache lock is needed.  A pool
 	 * that refuses changes has no buffer that may be changed in place. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	return to_cent(buf)->dirty && rfs_pool_check_writable(pool) == 0;
 }
 

@@ -20,6 +20,7 @@
  * super_copies.c for how open reads that.
  */
 #include "pool/pool_internal.h"
+#include "util/lockcheck.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -185,16 +186,15 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	uint64_t gen = pool->committed_gen + 1;
 	int ret, mirror_err;
 
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool) && rfs_pool_holds_gate(pool));
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
 	/* Downgrade for the write-out: the gate keeps writers out, so the
 	 * state cannot change between the two phases. */
-	pthread_rwlock_unlock(&pool->lock);
-	pthread_rwlock_rdlock(&pool->lock);
+	rfs_pool_lock_downgrade(pool);
 	ret = write_out(pool, gen, &mirror_err);
-	pthread_rwlock_unlock(&pool->lock);
-	pthread_rwlock_wrlock(&pool->lock);
+	rfs_pool_lock_upgrade(pool);
 	if (ret == -ENOMEM && !pool->io.crashed)
 		return ret; /* nothing was written: the pool stays usable */
 	if (ret) {

@@ -4,6 +4,7 @@
  * caller keeps in its extent records.
  */
 #include "pool/pool_internal.h"
+#include "util/lockcheck.h"
 
 #include <errno.h>
 
@@ -12,6 +13,7 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 {
 	int ret;
 
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
@@ -48,6 +50,7 @@ int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t nblocks,
 {
 	int ret;
 
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	if (nblocks == 0)
 		return 0;
 	if (blocknr < pool->data_start || blocknr >= pool->total_blocks ||

@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +60,18 @@ struct rfs_super_disk {
 };
 static_assert(sizeof(struct rfs_super_disk) == 168, "superblock layout");
 
+/*
+ * Locking of the pool's state, field by field.  Words used below:
+ *   fixed   set by open/create, never changed while the pool is in use;
+ *   W       changed only with the pool's write lock held, read with the
+ *           pool's lock held (either kind); the commit's write-out reads
+ *           them under the read lock with the gate held (no writer runs);
+ *   gate    changed and read only by holders of the writers' gate: the
+ *           writers and the commit (one at a time), while readers may run;
+ *   tests   fault injection and crash simulation, driven by one thread.
+ * See docs/ARCHITECTURE.md, "Locking model".
+ */
+
 /* ---- I/O layer (io.c) ------------------------------------------------ */
 
 struct rfs_ovl_ent {
@@ -67,25 +80,30 @@ struct rfs_ovl_ent {
 };
 
 struct rfs_io {
-	int fd;
-	const char *path;
-	bool is_bdev;
-	bool crashsim;
-	bool crashed;       /* simulated crash happened: all I/O fails */
-	uint64_t file_size; /* length of a regular file, as last known */
+	int fd;           /* fixed */
+	const char *path; /* fixed */
+	bool is_bdev;     /* fixed */
+	bool crashsim;    /* fixed */
+	/* Simulated crash happened: all I/O fails.  tests: set by a flush
+	 * (the commit) or rfs_io_crash, read by every I/O. */
+	bool crashed;
+	uint64_t file_size; /* gate: length of a regular file, as last known */
 
-	/* Crash simulation overlay: unflushed block writes, in order. */
+	/* Crash simulation overlay: unflushed block writes, in order.  All
+	 * under lock (readers look blocks up while the commit writes). */
 	pthread_mutex_t lock;
 	struct rfs_ovl_ent *ovl;
 	size_t ovl_n, ovl_cap;
 	int32_t *ovl_hash; /* open addressing: index into ovl or -1 */
 	size_t ovl_hcap;   /* power of two */
 
-	uint64_t fail_after; /* writes still allowed; UINT64_MAX = no limit */
-	uint64_t crash_flush_n;
+	uint64_t fail_after; /* gate (tests): writes still allowed; UINT64_MAX = no limit */
+	uint64_t crash_flush_n; /* gate (tests), like crash_mode and crash_seed */
 	int crash_mode;
 	uint64_t crash_seed;
-	uint64_t flushes;
+	/* Changed by the commit's flushes (gate + read lock) while
+	 * rfs_pool_stats may read it under the read lock: atomic. */
+	_Atomic uint64_t flushes;
 };
 
 void rfs_io_init(struct rfs_io *io, int fd, const char *path, bool is_bdev,
@@ -102,15 +120,24 @@ void rfs_io_crash(struct rfs_io *io, int mode, uint64_t seed);
 
 /* ---- block cache (cache.c) ------------------------------------------- */
 
+/*
+ * A cached block.  buf.blocknr is set before the entry is inserted and
+ * does not change while it is in the table.  buf.data: a clean block's
+ * bytes never change (filled before insertion); a dirty block's change
+ * only under the pool's write lock (readers and the commit's write-out
+ * read them under the read lock).
+ */
 struct rfs_cent {
 	struct rfs_buf buf; /* first member: what callers see */
-	struct rfs_cent *hnext;
+	struct rfs_cent *hnext; /* cache lock (slab_lock while on the free list) */
 	/* On the LRU list when clean and unpinned, on the dirty list when
-	 * dirty, on no list when clean and pinned. */
+	 * dirty, on no list when clean and pinned.  cache lock. */
 	struct rfs_cent *prev, *next;
-	uint32_t pins;
+	uint32_t pins; /* cache lock */
+	/* Changed with the cache lock and the pool's write lock held, so
+	 * either one is enough to read it (rfs_buf_is_dirty). */
 	bool dirty;
-	bool orphan; /* dropped from the table while pinned */
+	bool orphan; /* cache lock: dropped from the table while pinned */
 };
 
 struct rfs_clist {
@@ -128,11 +155,14 @@ struct rfs_slab {
 	struct rfs_cent ents[RFS_SLAB_BLOCKS];
 };
 
+/* The cache has its own mutex (lock), so readers holding only the pool's
+ * read lock can load and evict blocks concurrently. */
 struct rfs_cache {
 	pthread_mutex_t lock;
 	pthread_mutex_t slab_lock; /* taken after lock, never before */
-	struct rfs_slab *slabs;
-	struct rfs_cent *free_ents; /* chained through hnext */
+	struct rfs_slab *slabs;     /* slab_lock */
+	struct rfs_cent *free_ents; /* slab_lock; chained through hnext */
+	/* All of the following: lock. */
 	struct rfs_cent **buckets;
 	size_t nbuckets; /* power of two */
 	unsigned shift;  /* 64 - log2(nbuckets) */
@@ -194,22 +224,33 @@ uint32_t rfs_super_csum(const uint8_t *block);
 int rfs_meta_verify(const rfs_pool *pool, uint64_t blocknr, const uint8_t *block,
 		    uint8_t type, uint64_t expect_gen, uint64_t max_gen);
 
+/* ---- locks (lock.c) ---------------------------------------------------- */
+
+/* Initialise the pool's lock and gate (open). */
+void rfs_pool_lock_init(rfs_pool *pool);
+/* Does the calling thread hold the writers' gate? */
+bool rfs_pool_holds_gate(const rfs_pool *pool);
+/* The commit's write-out: write lock -> read lock and back, the gate
+ * held throughout (the per-thread lock record follows). */
+void rfs_pool_lock_downgrade(rfs_pool *pool);
+void rfs_pool_lock_upgrade(rfs_pool *pool);
+
 /* ---- the pool --------------------------------------------------------- */
 
 struct rfs_pool {
-	char *path;
-	unsigned flags;
-	bool rdonly;
-	bool failed;  /* a commit failed: read-only from now on */
+	char *path;     /* fixed */
+	unsigned flags; /* fixed */
+	bool rdonly;    /* W: opened read-only, or frozen (freeze.c) */
+	bool failed;    /* W: a commit failed: read-only from now on */
 	struct rfs_io io;
 	pthread_rwlock_t lock;
 	/* Writers' gate: held by every writer (with the write lock) and by
 	 * a commit for its whole length, so a commit can write out under the
 	 * read lock -- readers go on, writers wait -- and no writer slips in
-	 * between its phases.  See rfs_pool_commit. */
+	 * between its phases.  See rfs_pool_commit.  Taken before lock. */
 	pthread_mutex_t gate;
 
-	/* Geometry, fixed at create. */
+	/* Geometry, fixed at create (and fixed while open). */
 	uint64_t total_blocks;
 	uint64_t bitmap_start;
 	uint64_t bitmap_blocks;
@@ -217,14 +258,14 @@ struct rfs_pool {
 	uint8_t uuid[16];
 	uint64_t created;
 
-	uint64_t committed_gen;
-	uint64_t roots[RFS_ROOT_SLOTS];
+	uint64_t committed_gen;         /* W */
+	uint64_t roots[RFS_ROOT_SLOTS]; /* W */
 
-	/* Allocation state (alloc.c).  persist: what the next commit
+	/* Allocation state (alloc.c), all W.  persist: what the next commit
 	 * writes; avail: what may be handed out (persist plus blocks freed
 	 * in a transaction not yet durable); fresh: allocated in the
 	 * running transaction. */
-	uint64_t nwords;
+	uint64_t nwords; /* fixed */
 	uint64_t *persist, *avail, *fresh;
 	uint64_t *page_gen; /* per bitmap page: gen of its last change */
 	bool full_bitmap_write; /* first commit after open: write all pages */
@@ -242,8 +283,8 @@ struct rfs_pool {
 	size_t npending, pending_cap;
 	uint64_t pending_blocks;
 
-	struct rfs_cache cache;
-	uint64_t commits;
+	struct rfs_cache cache; /* its own locks, see struct rfs_cache */
+	uint64_t commits;       /* W */
 
 	/* What open found in the superblock copies; set by open, constant
 	 * afterwards (no lock). */

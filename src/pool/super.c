@@ -5,6 +5,7 @@
  */
 #include "pool/pool_internal.h"
 #include "util/size.h"
+#include "util/lockcheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -412,8 +413,7 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	}
 	pool->flags = flags;
 	pool->rdonly = flags & RFS_OPEN_RDONLY;
-	pthread_rwlock_init(&pool->lock, NULL);
-	pthread_mutex_init(&pool->gate, NULL);
+	rfs_pool_lock_init(pool);
 	rfs_io_init(&pool->io, fd, pool->path, is_bdev, flags & RFS_OPEN_CRASHSIM, size);
 	fd = -1;
 	ret = rfs_cache_init(&pool->cache);
@@ -482,31 +482,6 @@ int rfs_pool_check_writable(const rfs_pool *pool)
 	return 0;
 }
 
-/* The pool whose writers' gate this thread holds (a writer holds one
- * pool's write lock at a time), so unlock knows which kind it releases. */
-static _Thread_local const rfs_pool *gate_held;
-
-void rfs_pool_rdlock(rfs_pool *pool)
-{
-	pthread_rwlock_rdlock(&pool->lock);
-}
-
-void rfs_pool_wrlock(rfs_pool *pool)
-{
-	pthread_mutex_lock(&pool->gate);
-	gate_held = pool;
-	pthread_rwlock_wrlock(&pool->lock);
-}
-
-void rfs_pool_unlock(rfs_pool *pool)
-{
-	pthread_rwlock_unlock(&pool->lock);
-	if (gate_held == pool) {
-		gate_held = NULL;
-		pthread_mutex_unlock(&pool->gate);
-	}
-}
-
 const struct rfs_super_report *rfs_pool_super_report(const rfs_pool *pool)
 {
 	return &pool->super;
@@ -548,11 +523,13 @@ uint64_t rfs_pool_txn_gen(const rfs_pool *pool)
 
 uint64_t rfs_pool_root(const rfs_pool *pool, unsigned slot)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	return slot < RFS_ROOT_SLOTS ? pool->roots[slot] : 0;
 }
 
 void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	if (slot < RFS_ROOT_SLOTS)
 		pool->roots[slot] = blocknr;
 }
@@ -564,6 +541,7 @@ const char *rfs_pool_path(const rfs_pool *pool)
 
 uint64_t rfs_pool_free_blocks(const rfs_pool *pool)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	/* used_blocks includes the fixed region below data_start. */
 	uint64_t used = pool->used_blocks + pool->pending_blocks;
 
@@ -572,6 +550,7 @@ uint64_t rfs_pool_free_blocks(const rfs_pool *pool)
 
 uint64_t rfs_pool_data_free_blocks(const rfs_pool *pool)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	uint64_t f = rfs_pool_free_blocks(pool);
 
 	return f > pool->reserve ? f - pool->reserve : 0;
@@ -579,11 +558,17 @@ uint64_t rfs_pool_data_free_blocks(const rfs_pool *pool)
 
 uint64_t rfs_pool_pending_blocks(const rfs_pool *pool)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	return pool->pending_blocks;
 }
 
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 {
+	/* The counters are W: a writer may be changing them. */
+	bool lock = !rfs_pool_holds_lock(pool);
+
+	if (lock)
+		rfs_pool_rdlock(pool);
 	memset(st, 0, sizeof(*st));
 	st->total_blocks = pool->total_blocks;
 	st->data_start = pool->data_start;
@@ -597,6 +582,8 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 	pthread_mutex_unlock(&pool->cache.lock);
 	st->commits = pool->commits;
 	st->flushes = pool->io.flushes;
+	if (lock)
+		rfs_pool_unlock(pool);
 }
 
 void rfs_pool_crash(rfs_pool *pool, enum rfs_crash_mode mode, uint64_t seed)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tree/tree_internal.h"
+#include "util/lockcheck.h"
 
 struct cat_val {
 	uint64_t root;
@@ -20,6 +21,7 @@ static rfs_tree cat_tree(rfs_pool *pool)
 
 int rfs_catalog_get(rfs_pool *pool, uint64_t id, rfs_tree *t)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	rfs_tree cat = cat_tree(pool);
 	struct cat_val v;
 	size_t vlen = sizeof(v);
@@ -39,6 +41,7 @@ int rfs_catalog_get(rfs_pool *pool, uint64_t id, rfs_tree *t)
 
 int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	rfs_tree cat = cat_tree(pool);
 	struct cat_val v = { t->root, t->owner };
 	uint8_t key[8];
@@ -57,6 +60,7 @@ int rfs_catalog_set(rfs_pool *pool, uint64_t id, const rfs_tree *t)
 
 int rfs_catalog_del(rfs_pool *pool, uint64_t id)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	rfs_tree cat = cat_tree(pool);
 	uint8_t key[8];
 	int ret;

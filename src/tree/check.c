@@ -13,6 +13,7 @@
 
 #include "reflinkfs/log.h"
 #include "tree/dropq.h"
+#include "util/lockcheck.h"
 
 enum { K_NONE = 0, K_NODE = 1, K_DATA = 2 };
 
@@ -277,6 +278,7 @@ static void load_refcounts(struct chk *c)
 long rfs_check(rfs_pool *pool, rfs_check_report_fn report, void *arg,
 	       struct rfs_check_stats *stp)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_check_stats local;
 	struct rfs_pool_stats ps;
 	struct chk c = { 0 };

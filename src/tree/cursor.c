@@ -4,6 +4,7 @@
 
 #include "reflinkfs/log.h"
 #include "tree/tree_internal.h"
+#include "util/lockcheck.h"
 
 void tree_cursor_init(struct rfs_cursor *c, rfs_pool *pool, uint64_t root)
 {
@@ -26,6 +27,7 @@ void tree_cursor_fini(struct rfs_cursor *c)
 
 int rfs_cursor_open(rfs_pool *pool, const rfs_tree *t, rfs_cursor **out)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_cursor *c = malloc(sizeof(*c));
 
 	if (!c)

@@ -10,6 +10,7 @@
 
 #include "reflinkfs/log.h"
 #include "tree/tree_internal.h"
+#include "util/lockcheck.h"
 
 struct rc_rec {
 	uint64_t len;
@@ -46,6 +47,7 @@ static int cur_range(struct rfs_cursor *c, struct rc_range *r)
 
 int rfs_ref_get(rfs_pool *pool, uint64_t blocknr, uint64_t *count)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_cursor c;
 	struct rc_range r;
 	uint8_t key[8];
@@ -226,10 +228,12 @@ static int ref_modify(rfs_pool *pool, uint64_t start, uint64_t n, int delta)
 
 int rfs_ref_inc(rfs_pool *pool, uint64_t start, uint64_t n)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	return ref_modify(pool, start, n, +1);
 }
 
 int rfs_ref_dec(rfs_pool *pool, uint64_t start, uint64_t n)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	return ref_modify(pool, start, n, -1);
 }

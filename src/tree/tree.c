@@ -16,6 +16,7 @@
 
 #include "reflinkfs/log.h"
 #include "tree/tree_internal.h"
+#include "util/lockcheck.h"
 
 struct path {
 	int h;
@@ -299,6 +300,7 @@ static int copy_out(uint8_t *leaf, unsigned i, void *val, size_t *vlen,
 int rfs_tree_lookup(rfs_pool *pool, const rfs_tree *t, const void *key,
 		    size_t klen, void *val, size_t *vlen, uint8_t *flags)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_buf *leaf = NULL;
 	bool exact;
 	int ret;
@@ -317,6 +319,7 @@ int rfs_tree_lookup(rfs_pool *pool, const rfs_tree *t, const void *key,
 int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 			size_t klen, void *val, size_t *vlen, uint8_t *flags)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	struct path p;
 	bool exact;
 	int ret;
@@ -396,6 +399,7 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 		 const void *val, size_t vlen, uint8_t flags, int mode)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	int m = mode & 0xff, keep = mode & RFS_KEEP_REFS;
 	uint8_t old[RFS_VAL_MAX];
 	size_t oldlen = 0;
@@ -590,6 +594,7 @@ static int rebalance(rfs_pool *pool, rfs_tree *t, struct path *p, int li)
 int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 		    size_t klen, int mode)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	uint8_t old[RFS_VAL_MAX];
 	size_t oldlen;
 	uint8_t oldflags;
@@ -628,6 +633,7 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 
 int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	int ret = rfs_pool_check_writable(pool);
 
 	if (ret)
@@ -697,6 +703,7 @@ int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 
 int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	int ret = rfs_pool_check_writable(pool);
 
 	if (ret)
@@ -710,6 +717,7 @@ int rfs_tree_drop(rfs_pool *pool, rfs_tree *t)
 int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
 			 size_t klen, bool *shared)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_buf *b, *c;
 	uint64_t count;
 	int ret;
@@ -751,6 +759,7 @@ int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
 
 int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	struct rfs_buf *b;
 	int ret;
 

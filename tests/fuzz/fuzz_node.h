@@ -52,13 +52,15 @@ static int fz_setup(struct fz *f, const char *dir)
 		ret = rfs_pool_open(f->path, 0, &p);
 	if (ret)
 		return ret;
+	rfs_pool_wrlock(p);
 	ret = rfs_tree_put(p, &t, "k", 1, "v", 1, 0, RFS_PUT_INSERT);
 	if (!ret)
 		ret = rfs_catalog_set(p, 1, &t);
 	if (!ret)
-		ret = rfs_pool_commit(p);
+		ret = rfs_pool_commit_locked(p);
 	f->root = t.root;
 	f->gen = rfs_pool_committed_gen(p);
+	rfs_pool_unlock(p);
 	rfs_pool_close(p);
 	return ret;
 }
@@ -107,6 +109,7 @@ static int fz_run(struct fz *f, const uint8_t *data, size_t size)
 
 	if (rfs_pool_open(f->path, 0, &p))
 		return 0;
+	rfs_pool_wrlock(p);
 	if (rfs_catalog_get(p, 1, &t) == 0) {
 		uint8_t val[RFS_VAL_MAX];
 		size_t vlen = sizeof(val);
@@ -137,6 +140,7 @@ static int fz_run(struct fz *f, const uint8_t *data, size_t size)
 		ok += rfs_tree_drop(p, &t) == 0;
 	}
 	/* Never committed: the pool file keeps the fuzzed block only. */
+	rfs_pool_unlock(p);
 	rfs_pool_close(p);
 	return ok;
 }

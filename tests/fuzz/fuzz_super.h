@@ -105,6 +105,7 @@ static int fzs_run(struct fzs *f, const uint8_t *data, size_t size)
 	close(fd);
 	if (rfs_pool_open(f->work, 0, &p))
 		return 0;
+	rfs_pool_wrlock(p);
 	ok++;
 	rfs_tree t;
 	ok += rfs_check(p, NULL, NULL, NULL) == 0;
@@ -115,7 +116,8 @@ static int fzs_run(struct fzs *f, const uint8_t *data, size_t size)
 	uint64_t start, got;
 	if (rfs_alloc_data(p, 4, &start, &got) == 0)
 		ok += rfs_free_blocks(p, start, got) == 0;
-	ok += rfs_pool_commit(p) == 0;
+	ok += rfs_pool_commit_locked(p) == 0;
+	rfs_pool_unlock(p);
 	rfs_pool_close(p);
 	return ok;
 }

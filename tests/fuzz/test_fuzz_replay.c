@@ -39,6 +39,7 @@ static size_t collect_seeds(const char *dir, uint8_t seeds[][RFS_BLOCK_SIZE], si
 	unlink(path);
 	assert_int_equal(rfs_pool_create(path, 64ull << 20, 0), 0);
 	assert_int_equal(rfs_pool_open(path, 0, &p), 0);
+	rfs_pool_wrlock(p);
 	for (unsigned i = 0; i < 3000; i++) {
 		uint8_t k[24], v[40];
 		size_t kl = 1 + i % 23, vl = i % 40;
@@ -53,9 +54,10 @@ static size_t collect_seeds(const char *dir, uint8_t seeds[][RFS_BLOCK_SIZE], si
 		assert_int_equal(rfs_tree_put(p, &t, k, kl, v, vl, fl, RFS_PUT_UPSERT), 0);
 	}
 	assert_int_equal(rfs_catalog_set(p, 1, &t), 0);
-	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
 	struct rfs_pool_stats st;
 	rfs_pool_stats(p, &st);
+	rfs_pool_unlock(p);
 	rfs_pool_close(p);
 
 	int fd = open(path, O_RDONLY);

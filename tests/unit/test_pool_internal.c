@@ -61,12 +61,21 @@ static void quiet(void *arg, int level, const char *line)
 	(void)line;
 }
 
+/* Open a pool and take its write lock, as every mutating call needs. */
 static rfs_pool *open_pool(const char *path, unsigned flags)
 {
 	rfs_pool *p = NULL;
 
 	assert_int_equal(rfs_pool_open(path, flags, &p), 0);
+	rfs_pool_wrlock(p);
 	return p;
+}
+
+static void close_pool(rfs_pool *p)
+{
+	if (rfs_pool_holds_lock(p))
+		rfs_pool_unlock(p);
+	rfs_pool_close(p);
 }
 
 /* The pool's persist bitmap equals the model (one byte per block). */
@@ -129,7 +138,7 @@ static void test_bitmap_copies_random(void **state)
 		expect_model(p, cur);
 
 		if (action < 6) {
-			assert_int_equal(rfs_pool_commit(p), 0);
+			assert_int_equal(rfs_pool_commit_locked(p), 0);
 			memcpy(committed, cur, total);
 		} else if (action < 8) {
 			/* crash in the middle of the commit */
@@ -138,9 +147,9 @@ static void test_bitmap_copies_random(void **state)
 
 			rfs_pool_crash_at_flush(p, k, (enum rfs_crash_mode)(rng_next(&seed) % 3),
 						rng_next(&seed));
-			assert_int_not_equal(rfs_pool_commit(p), 0);
+			assert_int_not_equal(rfs_pool_commit_locked(p), 0);
 			assert_true(rfs_pool_crashed(p));
-			rfs_pool_close(p);
+			close_pool(p);
 			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
 			if (rfs_pool_committed_gen(p) == g + 1)
 				memcpy(committed, cur, total);
@@ -150,19 +159,20 @@ static void test_bitmap_copies_random(void **state)
 			expect_model(p, cur);
 		} else if (action < 9) {
 			/* crash without commit */
+			rfs_pool_unlock(p);
 			rfs_pool_crash(p, (enum rfs_crash_mode)(rng_next(&seed) % 3), rng_next(&seed));
 			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
 			memcpy(cur, committed, total);
 			expect_model(p, cur);
 		} else {
-			assert_int_equal(rfs_pool_commit(p), 0);
+			assert_int_equal(rfs_pool_commit_locked(p), 0);
 			memcpy(committed, cur, total);
-			rfs_pool_close(p);
+			close_pool(p);
 			p = open_pool(c->path, RFS_OPEN_CRASHSIM);
 			expect_model(p, cur);
 		}
 	}
-	rfs_pool_close(p);
+	close_pool(p);
 	rfs_log_set_sink(NULL, NULL);
 	free(committed);
 	free(cur);
@@ -204,7 +214,7 @@ static void test_free_fresh_and_pinned(void **state)
 	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 1, 16, &b), 0);
 	nr = b->blocknr;
 	rfs_buf_put(p, b);
-	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
 	assert_int_equal(rfs_buf_read(p, nr, RFS_BT_NODE, rfs_pool_committed_gen(p), &b), 0);
 	assert_false(rfs_buf_is_dirty(p, b));
 	assert_int_equal(rfs_free_blocks(p, nr, 1), 0);
@@ -215,13 +225,13 @@ static void test_free_fresh_and_pinned(void **state)
 	assert_int_not_equal(b2->blocknr, nr);
 	rfs_buf_put(p, b2);
 	rfs_buf_put(p, b);
-	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
 	rfs_pool_stats(p, &st);
 	assert_int_equal(st.pending_free, 0);
 	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b2), 0);
 	assert_int_equal(b2->blocknr, nr);
 	rfs_buf_put(p, b2);
-	rfs_pool_close(p);
+	close_pool(p);
 }
 
 struct reader_arg {
@@ -277,10 +287,11 @@ static void test_cache_limit_and_readers(void **state)
 	}
 	rfs_pool_stats(p, &st);
 	assert_int_equal(st.dirty_blocks, N); /* dirty blocks stay */
-	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
 	rfs_pool_stats(p, &st);
 	assert_true(st.cache_blocks <= 50);
 
+	rfs_pool_unlock(p); /* the readers take the read lock */
 	for (int t = 0; t < 4; t++) {
 		args[t] = (struct reader_arg){ p, blocks, N, rfs_pool_committed_gen(p), 0,
 					       (unsigned)t + 1 };
@@ -292,7 +303,7 @@ static void test_cache_limit_and_readers(void **state)
 	}
 	rfs_pool_stats(p, &st);
 	assert_true(st.cache_blocks <= 50);
-	rfs_pool_close(p);
+	close_pool(p);
 }
 
 /* A data block allocated but never written still leaves the pool file
@@ -308,9 +319,9 @@ static void test_high_water_file_length(void **state)
 	p = open_pool(c->path, 0);
 	assert_int_equal(rfs_alloc_data(p, 1000, &s, &got), 0);
 	assert_int_equal(got, 1000);
-	assert_int_equal(rfs_pool_commit(p), 0);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
 	rfs_pool_stats(p, &st);
-	rfs_pool_close(p);
+	close_pool(p);
 	p = open_pool(c->path, 0);
 	rfs_pool_stats(p, &st2);
 	assert_int_equal(st.high_water, st2.high_water);
@@ -323,7 +334,7 @@ static void test_high_water_file_length(void **state)
 		assert_int_equal(rfs_data_write(p, s, blk, 1, NULL), -EINVAL);
 		rfs_log_set_sink(NULL, NULL);
 	}
-	rfs_pool_close(p);
+	close_pool(p);
 }
 
 int main(void)

@@ -1,0 +1,150 @@
+/*
+ * The pool's lock: a reader/writer lock plus the writers' gate (see
+ * struct rfs_pool and rfs_pool_commit), and a record, per thread, of what
+ * the thread holds.  The record lets code assert that its caller holds a
+ * lock (rfs_pool_holds_lock / rfs_pool_holds_wrlock, see
+ * src/util/lockcheck.h), lets unlock know which kind it releases, and
+ * lets rfs_pool_stats take the read lock only when its caller holds none.
+ * Keeping it costs a few thread-local stores per lock operation.
+ */
+#include "pool/pool_internal.h"
+#include "util/lockcheck.h"
+
+/* A thread holds the locks of at most a few pools at once (tests that
+ * compare two pools; the fs holds one). */
+#define HELD_MAX 4
+
+struct held {
+	const rfs_pool *pool; /* NULL: free slot */
+	unsigned rd;          /* read holds: 0 or 1 (readers do not nest) */
+	bool wr;              /* the write lock */
+	bool gate;            /* the writers' gate */
+};
+
+static _Thread_local struct held held[HELD_MAX];
+
+static struct held *held_find(const rfs_pool *pool)
+{
+	for (int i = 0; i < HELD_MAX; i++)
+		if (held[i].pool == pool)
+			return &held[i];
+	return NULL;
+}
+
+/* The calling thread's record for pool, made if need be. */
+static struct held *held_get(const rfs_pool *pool)
+{
+	struct held *h = held_find(pool);
+
+	if (!h) {
+		h = held_find(NULL);
+		/* More pools locked at once than recorded: a bug. */
+		assert(h);
+		h->pool = pool;
+	}
+	return h;
+}
+
+static void held_put(struct held *h)
+{
+	if (!h->rd && !h->wr && !h->gate)
+		h->pool = NULL;
+}
+
+void rfs_pool_lock_init(rfs_pool *pool)
+{
+	pthread_rwlockattr_t a;
+
+	/* Writers first: glibc's default lets a steady stream of readers
+	 * (FUSE worker threads reading) hold off a writer, and the commit,
+	 * for ever.  The price: readers must not nest (a nested read lock
+	 * waits behind a waiting writer, who waits for the first). */
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&pool->lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	pthread_mutex_init(&pool->gate, NULL);
+}
+
+bool rfs_pool_holds_lock(const rfs_pool *pool)
+{
+	const struct held *h = held_find(pool);
+
+	return h && (h->rd || h->wr);
+}
+
+bool rfs_pool_holds_wrlock(const rfs_pool *pool)
+{
+	const struct held *h = held_find(pool);
+
+	return h && h->wr;
+}
+
+bool rfs_pool_holds_gate(const rfs_pool *pool)
+{
+	const struct held *h = held_find(pool);
+
+	return h && h->gate;
+}
+
+void rfs_pool_rdlock(rfs_pool *pool)
+{
+	/* Readers do not nest (see rfs_pool_lock_init), and a reader that
+	 * holds the write lock would wait for itself. */
+	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool));
+	pthread_rwlock_rdlock(&pool->lock);
+	held_get(pool)->rd++;
+}
+
+void rfs_pool_wrlock(rfs_pool *pool)
+{
+	/* Taking the write lock while holding either would deadlock. */
+	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
+	pthread_mutex_lock(&pool->gate);
+	pthread_rwlock_wrlock(&pool->lock);
+	struct held *h = held_get(pool);
+	h->gate = true;
+	h->wr = true;
+}
+
+void rfs_pool_unlock(rfs_pool *pool)
+{
+	struct held *h = held_find(pool);
+
+	/* Unlocking what this thread does not hold: a bug. */
+	assert(h && (h->rd || h->wr));
+	if (h->wr) {
+		h->wr = false;
+		pthread_rwlock_unlock(&pool->lock);
+		if (h->gate) {
+			h->gate = false;
+			pthread_mutex_unlock(&pool->gate);
+		}
+	} else {
+		h->rd--;
+		pthread_rwlock_unlock(&pool->lock);
+	}
+	held_put(h);
+}
+
+void rfs_pool_lock_downgrade(rfs_pool *pool)
+{
+	struct held *h = held_find(pool);
+
+	assert(h && h->wr && h->gate);
+	pthread_rwlock_unlock(&pool->lock);
+	pthread_rwlock_rdlock(&pool->lock);
+	h->wr = false;
+	h->rd++;
+}
+
+void rfs_pool_lock_upgrade(rfs_pool *pool)
+{
+	struct held *h = held_find(pool);
+
+	assert(h && h->rd == 1 && !h->wr && h->gate);
+	pthread_rwlock_unlock(&pool->lock);
+	pthread_rwlock_wrlock(&pool->lock);
+	h->rd = 0;
+	h->wr = true;
+}
