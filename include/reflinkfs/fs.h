@@ -872,4 +872,13 @@ int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st);
 long rfs_fs_fsck(const char *path,
 		 void (*report)(void *arg, const char *what), void *arg);
 
+/*
+ * Fault injection (tests): from now on every `every`-th update of the
+ * in-memory node of a renamed entry fails as if memory had run out (0:
+ * none fails).  The rename itself is done; the node stays at its old
+ * place, so calls on it (and below it) give -ESTALE until its new name is
+ * looked up again, which moves the node.
+ */
+void rfs_fs_fail_rename_nodes(rfs_fs *fs, unsigned every);
+
 #endif

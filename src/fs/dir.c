@@ -107,10 +107,10 @@ static int lookup_forgotten(rfs_fs *fs, rfs_nodeid id, bool dotdot, rfs_nodeid *
 	if (dotdot) {
 		/* n's own reference keeps its parent; take one on the parent
 		 * before giving n's back. */
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		struct rfs_node *up = n->parent ? n->parent : n;
 		up->nlookup++;
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		node_unref(fs, n->id);
 		ret = inode_read(fs, up, &r);
 		if (ret) {
@@ -146,22 +146,24 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 		goto out;
 	}
 	if (!strcmp(name, ".") || !strcmp(name, "..")) {
-		struct rfs_node *t = dn;
-		if (name[1] == '.' && dn->parent)
-			t = dn->parent;
+		/* Take the reference first: under the read lock a lookup
+		 * elsewhere may move dn and free its old parent's node. */
+		node_lock(fs);
+		struct rfs_node *t = name[1] == '.' && dn->parent ? dn->parent : dn;
+		t->nlookup++;
+		node_unlock(fs);
 		ret = inode_read(fs, t, &r);
-		if (!ret) {
-			pthread_mutex_lock(&fs->nlock);
-			t->nlookup++;
-			pthread_mutex_unlock(&fs->nlock);
-			*out = t->id;
-			if (st)
-				rec_to_stat(t->vol, &r, st);
+		if (ret) {
+			node_unref(fs, t->id);
+			goto out;
 		}
+		*out = t->id;
+		if (st)
+			rec_to_stat(t->vol, &r, st);
 		goto out;
 	}
 	ret = dir_entry_read(fs, dn, name, len, &e);
-	if (ret == -ESTALE && dn->in_table)
+	if (ret == -ESTALE && node_in_table(fs, dn))
 		ret = -ENOENT;
 	if (!ret)
 		ret = entry_full(fs, dn->vol, &e, &r);
@@ -589,13 +591,13 @@ static int table_unlink(rfs_fs *fs, uint64_t vol, uint64_t ino)
 	if (r->i.nlink > 0)
 		r->i.nlink--;
 	touch_c(&r->i);
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *n = node_by_ino(fs, vol, ino);
 	bool live = n && n->nopen > 0; /* see entry_remove */
 	if (r->i.nlink == 0 && !live) {
 		if (n)
 			n->dead = true;
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		ret = rfs_tree_delete(fs->pool, &p.lv[1].parent, p.lv[1].key, p.lv[1].klen,
 				      RFS_KEEP_REFS);
 		if (!ret)
@@ -604,7 +606,7 @@ static int table_unlink(rfs_fs *fs, uint64_t vol, uint64_t ino)
 		p.lv[0].rec.i.subtree = p.lv[1].parent.root;
 		p.n = 1;
 	} else {
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 	}
 	return ip_done(fs, &p, 0, ret);
 }
@@ -650,7 +652,7 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	bool linked = e.i.flags & RFS_INODE_LINKED;
 	bool volroot = e.i.flags & RFS_INODE_VOLROOT;
 	uint64_t cvol = vol_below(dn->vol, &e.i);
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *cn = linked ? NULL : node_by_ino(fs, cvol, e.i.ino);
 	/* Kept as an orphan only while open (or mapped: the mapping holds
 	 * the open file): then reads and writes must go on, as POSIX says.
@@ -661,7 +663,7 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	 * removed working directory answers ENOENT.)  A snapshot's root
 	 * goes with its volume even when open. */
 	bool keep = cn && !volroot && (isdir ? node_live(cn) : cn->nopen > 0);
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 
 	/* The back-pointer first: deletions only fail on I/O errors. */
 	if (!linked) {
@@ -684,9 +686,9 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	if (!linked && !keep) {
 		vol_count(fs, cvol, -1);
 		if (cn) {
-			pthread_mutex_lock(&fs->nlock);
+			node_lock(fs);
 			cn->dead = true;
-			pthread_mutex_unlock(&fs->nlock);
+			node_unlock(fs);
 		}
 	}
 	if (volroot) {
@@ -712,9 +714,9 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 				strerror(-ret));
 			return ret;
 		}
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		node_move_to_table(fs, cn);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 	}
 	return 0;
 done:
@@ -758,6 +760,7 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 {
 	struct rfs_ipath p;
 	struct rfs_irec e;
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool)); /* reads n's place */
 	int ret = ip_load(fs, n->parent, true, &p);
 	if (ret)
 		return ret;
@@ -791,9 +794,9 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	ret = ip_done(fs, &p, dlinks, ret);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	node_move_to_table(fs, n);
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return 0;
 }
 
@@ -895,9 +898,9 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 		rec_to_stat(n->vol, ip_rec(&p), st);
 	ret = ip_done(fs, &p, 0, 0);
 	if (!ret) {
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		n->nlookup++;
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 	}
 out:
 	return ret;
@@ -906,8 +909,9 @@ out:
 /* ---- rename --------------------------------------------------------------------- */
 
 /* True when dir node dn is node with ino `ino` or below it. */
-static bool below(struct rfs_node *dn, uint64_t ino)
+static bool below(rfs_fs *fs, struct rfs_node *dn, uint64_t ino)
 {
+	RFS_ASSERT_LOCK(node_fields_readable(fs));
 	for (struct rfs_node *x = dn; x; x = x->parent)
 		if (x->ino == ino)
 			return true;
@@ -962,7 +966,7 @@ static int rec_ref(rfs_fs *fs, const struct rfs_irec *r)
 static void renamed_node(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 			 const char *name, size_t len)
 {
-	if (node_set_parent(fs, n, parent, name, len))
+	if (node_rename(fs, n, parent, name, len))
 		rfs_log(RFS_LOG_ERR, "rename: out of memory updating node %llu (\"%.*s\"); "
 			"it reads as stale until looked up again",
 			(unsigned long long)n->id, (int)len, name);
@@ -1053,22 +1057,22 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 		goto out;
 	}
 	bool sdir = S_ISDIR(s.i.mode), ddir = dexists && S_ISDIR(d.i.mode);
-	if (sdir && below(np, s.i.ino)) {
+	if (sdir && below(fs, np, s.i.ino)) {
 		ret = -EINVAL;
 		goto out;
 	}
-	if ((flags & RFS_RENAME_EXCHANGE) && ddir && below(pn, d.i.ino)) {
+	if ((flags & RFS_RENAME_EXCHANGE) && ddir && below(fs, pn, d.i.ino)) {
 		ret = -EINVAL;
 		goto out;
 	}
 	/* Re-read both entries mutably (their subtrees are then ours). */
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *sn = (s.i.flags & RFS_INODE_LINKED)
 				      ? NULL
 				      : node_by_ino(fs, vol_below(pn->vol, &s.i), s.i.ino);
 	struct rfs_node *dnode = (!dexists || (d.i.flags & RFS_INODE_LINKED)) ? NULL
 						: node_by_ino(fs, vol_below(np->vol, &d.i), d.i.ino);
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 
 	if (flags & RFS_RENAME_EXCHANGE) {
 		int ds = sdir - ddir;
@@ -1093,12 +1097,12 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 				entry_vols(&d) - entry_vols(&s));
 		if (ret)
 			goto out;
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		if (sn)
 			renamed_node(fs, sn, np, newname, nlen);
 		if (dnode)
 			renamed_node(fs, dnode, pn, name, len);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		goto out;
 	}
 	if (dexists) {
@@ -1173,9 +1177,9 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 			goto out;
 	}
 	if (sn) {
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		renamed_node(fs, sn, np, newname, nlen);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 	}
 out:
 	return ret;
@@ -1193,7 +1197,16 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 	int ret = dn ? ip_load(fs, dn, false, &p) : -ESTALE;
 	if (ret)
 		goto out;
-	struct rfs_irec d = *ip_rec(&p);
+	/* ".." is the level above in the same path (the node's parent may
+	 * move meanwhile); the root, or a removed directory, is its own. */
+	struct rfs_irec d = *ip_rec(&p), up = d;
+	uint64_t upvol = dn->vol;
+	if (p.n >= 2 && !p.in_table) {
+		upvol = p.vol;
+		for (int k = 1; k < p.n - 1; k++)
+			upvol = vol_below(upvol, &p.lv[k].rec.i);
+		up = p.lv[p.n - 2].rec;
+	}
 	ip_free(&p);
 	if (!S_ISDIR(d.i.mode)) {
 		ret = -ENOTDIR;
@@ -1205,11 +1218,7 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 			goto out;
 	}
 	if (off <= 1) {
-		struct rfs_irec pr;
-		if (dn->parent && inode_read(fs, dn->parent, &pr) == 0)
-			rec_to_stat(dn->parent->vol, &pr, &st);
-		else
-			rec_to_stat(dn->vol, &d, &st);
+		rec_to_stat(upvol, &up, &st);
 		if (fn(arg, "..", &st, 0, 2))
 			goto out;
 	}

@@ -11,6 +11,30 @@
 
 /* ---- node table ------------------------------------------------------------ */
 
+/* The fs whose nlock this thread holds (nlock does not nest, and a thread
+ * holds at most one fs's). */
+static _Thread_local const rfs_fs *nlock_owner;
+
+void node_lock(rfs_fs *fs)
+{
+	/* nlock does not nest: the second lock would wait for itself. */
+	RFS_ASSERT_LOCK(nlock_owner != fs);
+	pthread_mutex_lock(&fs->nlock);
+	nlock_owner = fs;
+}
+
+void node_unlock(rfs_fs *fs)
+{
+	assert(nlock_owner == fs);
+	nlock_owner = NULL;
+	pthread_mutex_unlock(&fs->nlock);
+}
+
+bool node_lock_held(const rfs_fs *fs)
+{
+	return nlock_owner == fs;
+}
+
 static size_t hash64(uint64_t v, size_t cap)
 {
 	v ^= v >> 33;
@@ -27,6 +51,7 @@ static uint64_t ino_key(uint64_t vol, uint64_t ino)
 
 static int table_grow(rfs_fs *fs)
 {
+	RFS_ASSERT_LOCK(node_lock_held(fs));
 	size_t ncap = fs->cap ? fs->cap * 2 : 1024;
 	struct rfs_node **bid = calloc(ncap, sizeof(*bid));
 	struct rfs_node **bino = calloc(ncap, sizeof(*bino));
@@ -77,6 +102,7 @@ uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol)
 
 static struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
 {
+	RFS_ASSERT_LOCK(node_lock_held(fs));
 	for (struct rfs_node *n = fs->by_id[hash64(id, fs->cap)]; n; n = n->next_id)
 		if (n->id == id)
 			return n;
@@ -85,14 +111,15 @@ static struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
 
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id)
 {
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *n = node_get_locked(fs, id);
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return n;
 }
 
 struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino)
 {
+	RFS_ASSERT_LOCK(node_lock_held(fs));
 	for (struct rfs_node *n = fs->by_ino[hash64(ino_key(vol, ino), fs->cap)]; n;
 	     n = n->next_ino)
 		if (n->ino == ino && n->vol == vol && !n->dead)
@@ -103,6 +130,14 @@ struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino)
 bool node_live(struct rfs_node *n)
 {
 	return n->nlookup > 0 || n->nopen > 0;
+}
+
+bool node_in_table(rfs_fs *fs, struct rfs_node *n)
+{
+	node_lock(fs);
+	bool t = n->in_table;
+	node_unlock(fs);
+	return t;
 }
 
 static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
@@ -122,6 +157,7 @@ static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
 /* Free n (and, in cascade, parents) when nothing refers to it.  nlock held. */
 static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 {
+	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_lock(fs->pool));
 	while (n && n->id != RFS_ROOT_NODE && !node_live(n) && n->nchild == 0) {
 		struct rfs_node *parent = n->parent;
 		unlink_hash(fs, n);
@@ -138,6 +174,7 @@ int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		    const char *name, size_t len)
 {
 	char *nm = NULL;
+	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_lock(fs->pool));
 	if (parent) {
 		/* Out of memory: the node keeps its old place; the caller
 		 * reports it (never abort the daemon). */
@@ -159,8 +196,26 @@ int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 	return 0;
 }
 
+int node_rename(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		const char *name, size_t len)
+{
+	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_wrlock(fs->pool));
+	if (fs->rename_fail_every && ++fs->rename_updates % fs->rename_fail_every == 0)
+		return -ENOMEM;
+	return node_set_parent(fs, n, parent, name, len);
+}
+
+void rfs_fs_fail_rename_nodes(rfs_fs *fs, unsigned every)
+{
+	node_lock(fs);
+	fs->rename_fail_every = every;
+	fs->rename_updates = 0;
+	node_unlock(fs);
+}
+
 void node_move_to_table(rfs_fs *fs, struct rfs_node *n)
 {
+	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_lock(fs->pool));
 	n->in_table = true;
 	node_set_parent(fs, n, NULL, NULL, 0);
 }
@@ -168,7 +223,10 @@ void node_move_to_table(rfs_fs *fs, struct rfs_node *n)
 struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 			  const char *name, uint64_t vol, uint64_t ino, bool in_table)
 {
-	pthread_mutex_lock(&fs->nlock);
+	/* Called under the read lock too (lookup, readdir): moving a node
+	 * here is why readers of node places take nlock. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	node_lock(fs);
 	struct rfs_node *n = node_by_ino(fs, vol, ino);
 	if (n) {
 		n->nlookup++;
@@ -180,11 +238,11 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 			n->nlookup--;
 			n = NULL;
 		}
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		return n;
 	}
 	if (fs->nnodes + 1 > fs->cap && table_grow(fs)) {
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		return NULL;
 	}
 	if (node_get_locked(fs, node_id_of(fs, vol, ino))) {
@@ -192,12 +250,12 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		 * numbers are never reused, so this is a damaged tree. */
 		rfs_log(RFS_LOG_ERR, "%s: inode %llu was deleted but is reachable again",
 			rfs_pool_path(fs->pool), (unsigned long long)ino);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		return NULL;
 	}
 	n = calloc(1, sizeof(*n));
 	if (!n) {
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		return NULL;
 	}
 	n->id = node_id_of(fs, vol, ino);
@@ -207,7 +265,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	n->in_table = in_table;
 	if (!in_table && node_set_parent(fs, n, parent, name, strlen(name))) {
 		free(n);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		return NULL;
 	}
 	size_t h = hash64(n->id, fs->cap);
@@ -217,7 +275,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	n->next_ino = fs->by_ino[h];
 	fs->by_ino[h] = n;
 	fs->nnodes++;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return n;
 }
 
@@ -230,9 +288,9 @@ struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len)
 	memcpy(nm, name, len);
 	nm[len] = 0;
 	n->name = nm;
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	int ret = fs->nnodes + 1 > fs->cap ? table_grow(fs) : 0;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	if (!ret)
 		return n;
 fail:
@@ -244,7 +302,8 @@ fail:
 rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 			uint64_t vol, uint64_t ino)
 {
-	pthread_mutex_lock(&fs->nlock);
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
+	node_lock(fs);
 	/* Room was made by node_prepare; another thread may have used it
 	 * since, and a table over its load factor still works (chains
 	 * grow), so a failed grow here costs speed, never correctness. */
@@ -271,7 +330,7 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 	fs->by_ino[h] = n;
 	fs->nnodes++;
 	rfs_nodeid id = n->id;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return id;
 }
 
@@ -285,31 +344,32 @@ void node_discard(struct rfs_node *n)
 
 void node_unref(rfs_fs *fs, rfs_nodeid id)
 {
-	pthread_mutex_lock(&fs->nlock);
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool)); /* it may free nodes */
+	node_lock(fs);
 	struct rfs_node *n = node_get_locked(fs, id);
 	if (n && n->nlookup) {
 		n->nlookup--;
 		if (!n->in_table)
 			node_maybe_free(fs, n);
 	}
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 }
 
 int rfs_fs_find_ino(rfs_fs *fs, uint64_t st_ino, rfs_nodeid *out)
 {
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *n = node_by_ino(fs, st_ino >> 48, st_ino & ((1ull << 48) - 1));
 	if (n)
 		*out = n->id;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return n ? 0 : -ENOENT;
 }
 
 size_t rfs_fs_node_count(rfs_fs *fs)
 {
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	size_t n = fs->nnodes;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return n;
 }
 
@@ -318,6 +378,7 @@ size_t rfs_fs_node_count(rfs_fs *fs)
 static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 {
 	struct rfs_ipath p;
+	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_wrlock(fs->pool));
 	if (fs->rdonly || !n->in_table || n->dead)
 		return;
 	if (!vol_get(fs, n->vol) || ip_load_table(fs, n->vol, n->ino, true, &p))
@@ -349,7 +410,7 @@ static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 	bool writable = op_begin(fs, &op, "freeing an unlinked inode", 0, 0) == 0;
 	if (!writable)
 		rfs_pool_wrlock(fs->pool);
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *n = node_get_locked(fs, id);
 	if (n && id != RFS_ROOT_NODE) {
 		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
@@ -360,7 +421,7 @@ static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 			node_maybe_free(fs, n);
 		}
 	}
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	if (writable)
 		op_end(&op, 0);
 	else
@@ -374,11 +435,11 @@ void rfs_fs_forget(rfs_fs *fs, rfs_nodeid node, uint64_t n)
 
 int rfs_fs_open_node(rfs_fs *fs, rfs_nodeid node)
 {
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	struct rfs_node *n = node_get_locked(fs, node);
 	if (n)
 		n->nopen++;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return n ? 0 : -ESTALE;
 }
 
@@ -526,7 +587,9 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	}
 	fs->rdonly = flags & RFS_FS_RDONLY;
 	pthread_mutex_init(&fs->nlock, NULL);
+	node_lock(fs);
 	ret = table_grow(fs);
+	node_unlock(fs);
 	if (ret)
 		goto fail;
 
@@ -586,9 +649,11 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	rn->ino = root.i.ino;
 	rn->vol = RFS_TOP_VOLUME;
 	rn->nlookup = 1;
+	node_lock(fs);
 	fs->by_id[hash64(rn->id, fs->cap)] = rn;
 	fs->by_ino[hash64(ino_key(rn->vol, rn->ino), fs->cap)] = rn;
 	fs->nnodes = 1;
+	node_unlock(fs);
 	*out = fs;
 	return 0;
 fail:
@@ -627,12 +692,12 @@ int rfs_fs_close(rfs_fs *fs)
 	if (!fs->rdonly &&
 	    (ret = op_begin(fs, &op, "freeing unlinked inodes at close", 0, 0)) == 0) {
 		/* Orphans still held open die with the mount. */
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		for (size_t i = 0; i < fs->cap; i++)
 			for (struct rfs_node *n = fs->by_id[i]; n; n = n->next_id)
 				if (n->in_table && !n->dead)
 					orphan_reap(fs, n);
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		if (fs->top->dirty) {
 			rfs_tree vol;
 			if (!rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol) &&

@@ -25,6 +25,7 @@
 #include "reflinkfs/log.h"
 #include "reflinkfs/pool.h"
 #include "reflinkfs/tree.h"
+#include "util/lockcheck.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -164,30 +165,45 @@ struct rfs_vol {
 	bool gone;  /* deleted: its catalog tree is dropped */
 };
 
-/* In-memory inode of the node table (FUSE node id). */
+/*
+ * In-memory inode of the node table (FUSE node id).
+ *
+ * Locking.  The "place" fields change only with nlock and the pool's
+ * lock (either kind) held, and a node is freed only then; so reading them
+ * needs nlock, or the pool's write lock (which excludes all who change
+ * them).  Lookups change them under the read lock (node_ref moves a node
+ * whose place went stale, freeing its old name and perhaps its old
+ * parent's node): a reader holding only the read lock must take nlock,
+ * as ip_load does to copy the path.  A node pointer from node_get stays
+ * valid after nlock is dropped only while a lookup reference or open
+ * handle the caller holds pins it; its ancestors are pinned by nothing
+ * the caller holds.
+ */
 struct rfs_node {
-	rfs_nodeid id;
-	uint64_t ino;
-	uint64_t vol; /* volume of the inode (st_ino = vol << 48 | ino) */
+	rfs_nodeid id; /* fixed once in the table */
+	uint64_t ino;  /* fixed */
+	uint64_t vol;  /* fixed: volume of the inode (st_ino = vol << 48 | ino) */
+	/* The place (nlock + pool lock to change, see above): */
 	struct rfs_node *parent; /* NULL for the root and link-table inodes */
 	char *name;              /* NULL likewise */
 	bool in_table;           /* record lives in the link table */
 	bool dead;               /* last name gone and record dropped */
+	uint32_t nchild;         /* nodes whose parent is this one */
+	/* nlock (rfs_fs_open_node counts a handle without the pool lock): */
 	uint64_t nlookup;
 	uint32_t nopen;
-	uint32_t nchild; /* nodes whose parent is this one */
 	/* Xattr usage of the inode, valid when xknown: bytes of the name
 	 * list, and of names plus values (xattr_space.c).  Pool write lock.
 	 * Counted on first use; code that changes an inode's 'X' items
 	 * other than through xattr_op must clear xknown. */
 	bool xknown;
 	uint64_t xlist, xtotal;
-	struct rfs_node *next_id, *next_ino;
+	struct rfs_node *next_id, *next_ino; /* nlock: hash chains */
 };
 
 struct rfs_fs {
-	rfs_pool *pool;
-	bool rdonly;
+	rfs_pool *pool; /* fixed after open */
+	bool rdonly;    /* fixed */
 	/* Volumes by id (sorted), top = the mount's root volume; pool
 	 * lock (read to read, write to change). */
 	struct rfs_vol **vols;
@@ -205,10 +221,15 @@ struct rfs_fs {
 	unsigned inject_after;
 	int inject_err;
 
-	pthread_mutex_t nlock; /* node table; taken after the pool lock */
+	/* The node table: taken after the pool lock, never before; does
+	 * not nest.  Take it with node_lock() (node_lock_held() asserts). */
+	pthread_mutex_t nlock;
+	/* nlock: */
 	struct rfs_node **by_id, **by_ino;
 	size_t cap, nnodes;
-	uint64_t root_ino; /* the volume root's inode number; set at open */
+	unsigned rename_fail_every; /* rfs_fs_fail_rename_nodes */
+	uint64_t rename_updates;
+	uint64_t root_ino; /* fixed: the volume root's inode number, set at open */
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -370,6 +391,16 @@ int diff_begin_recs(rfs_fs *fs, const struct rfs_irec *a, const struct rfs_irec 
  * node was forgotten and across remounts (inode numbers are never reused).
  */
 rfs_nodeid node_id_of(const rfs_fs *fs, uint64_t vol, uint64_t ino);
+/* Take / drop nlock, recording the owner for node_lock_held(). */
+void node_lock(rfs_fs *fs);
+void node_unlock(rfs_fs *fs);
+/* Does the calling thread hold nlock?  (Assertions.) */
+bool node_lock_held(const rfs_fs *fs);
+/* May the calling thread read the place fields of nodes? */
+static inline bool node_fields_readable(const rfs_fs *fs)
+{
+	return node_lock_held(fs) || rfs_pool_holds_wrlock(fs->pool);
+}
 /* The inode number a node id stands for, and its volume in *vol; 0 when
  * it is none. */
 uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol);
@@ -390,14 +421,20 @@ struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len);
 rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 			uint64_t vol, uint64_t ino);
 void node_discard(struct rfs_node *n);
-bool node_live(struct rfs_node *n);
+bool node_live(struct rfs_node *n); /* nlock held */
+/* n->in_table, read under nlock. */
+bool node_in_table(rfs_fs *fs, struct rfs_node *n);
 /* Give back one lookup reference of a node that is not an orphan. */
 void node_unref(rfs_fs *fs, rfs_nodeid id);
 /* Record that n is now reached as parent/name (parent NULL: by inode
  * number only).  -ENOMEM leaves n where it was.  nlock held. */
 int node_set_parent(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		    const char *name, size_t len);
-void node_move_to_table(rfs_fs *fs, struct rfs_node *n);
+void node_move_to_table(rfs_fs *fs, struct rfs_node *n); /* nlock held */
+/* node_set_parent for the node of a renamed entry (with the fault
+ * injection of rfs_fs_fail_rename_nodes).  nlock and write lock held. */
+int node_rename(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
+		const char *name, size_t len);
 
 /* ---- deleted trees (reclaim.c) ---- */
 /* Give up the reference a removed record holds on its subtree: freed at

@@ -48,30 +48,26 @@ static int hop_down(rfs_fs *fs, struct rfs_node *dn, const struct hop *h,
 	return *out ? 0 : -ENOMEM;
 }
 
-/* +1 lookup on a node the table has; its record into rec. */
-static int known_node(rfs_fs *fs, struct rfs_node *n, struct rfs_irec *rec)
-{
-	int ret = inode_read(fs, n, rec);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&fs->nlock);
-	n->nlookup++;
-	pthread_mutex_unlock(&fs->nlock);
-	return 0;
-}
-
 int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
 		 struct rfs_irec *rec)
 {
 	struct rfs_node *n;
 	if (!vol_get(fs, vol))
 		return -ESTALE;
-	pthread_mutex_lock(&fs->nlock);
+	/* A node the table has: +1 lookup at once, under nlock (with only
+	 * the read lock held, nothing else keeps it from being freed). */
+	node_lock(fs);
 	n = node_by_ino(fs, vol, ino);
-	pthread_mutex_unlock(&fs->nlock);
+	if (n)
+		n->nlookup++;
+	node_unlock(fs);
 	if (n) {
-		*out = n;
-		return known_node(fs, n, rec);
+		int ret = inode_read(fs, n, rec);
+		if (ret)
+			node_unref(fs, n->id);
+		else
+			*out = n;
+		return ret;
 	}
 
 	/* Hard-linked or nameless: in the link table by number. */
@@ -123,11 +119,11 @@ int node_resolve(rfs_fs *fs, uint64_t vol, uint64_t ino, struct rfs_node **out,
 			ret = -ESTALE;
 		if (ret)
 			goto out;
-		pthread_mutex_lock(&fs->nlock);
+		node_lock(fs);
 		top = node_by_ino(fs, vol, parent);
 		if (top)
 			top->nlookup++; /* held while we walk down */
-		pthread_mutex_unlock(&fs->nlock);
+		node_unlock(fs);
 		cur = parent;
 	}
 	/* Down the names, checking each step. */

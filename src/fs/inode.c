@@ -151,6 +151,7 @@ void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
 
 uint64_t ino_alloc(rfs_fs *fs, uint64_t vol)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	struct rfs_vol *v = vol_get(fs, vol);
 	assert(v);
 	v->dirty = true;
@@ -160,6 +161,7 @@ uint64_t ino_alloc(rfs_fs *fs, uint64_t vol)
 
 void vol_count(rfs_fs *fs, uint64_t vol, int delta)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	struct rfs_vol *v = vol_get(fs, vol);
 	if (v) {
 		v->m.ninodes += (uint64_t)(int64_t)delta;
@@ -169,6 +171,7 @@ void vol_count(rfs_fs *fs, uint64_t vol, int delta)
 
 int meta_store(rfs_fs *fs, struct rfs_vol *v, rfs_tree *vt)
 {
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	int ret = rfs_tree_put(fs->pool, vt, "M", 1, &v->m, sizeof(v->m), 0,
 			       RFS_PUT_UPSERT);
 	if (!ret)
@@ -236,6 +239,7 @@ static void ip_unwind(rfs_fs *fs, struct rfs_ipath *p, int k)
 int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 		  struct rfs_ipath *p)
 {
+	RFS_ASSERT_LOCK(mut ? rfs_pool_holds_wrlock(fs->pool) : rfs_pool_holds_lock(fs->pool));
 	int ret = mut ? vol_writable(fs, vol) : 0;
 	if (ret)
 		return ret;
@@ -275,30 +279,45 @@ fail:
 
 int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 {
-	if (node->dead)
-		return -ESTALE;
+	RFS_ASSERT_LOCK(mut ? rfs_pool_holds_wrlock(fs->pool) : rfs_pool_holds_lock(fs->pool));
 	/* Nothing below a read-only snapshot's root changes (its root
 	 * entry itself can still be renamed or removed in its parent). */
 	int wr = mut ? vol_writable(fs, node->vol) : 0;
 	if (wr)
 		return wr;
-	if (node->in_table)
+	/*
+	 * Copy the path (every level's entry key, and the inode it must
+	 * hold) under nlock.  With only the read lock held, a lookup in
+	 * another thread may move a node of the chain (node_ref), freeing
+	 * its name and perhaps its old parent's node.  The trees cannot
+	 * change while the pool lock is held, so the copied path is walked
+	 * without nlock.
+	 */
+	node_lock(fs);
+	if (node->dead) {
+		node_unlock(fs);
+		return -ESTALE;
+	}
+	if (node->in_table) {
+		node_unlock(fs);
 		return ip_load_table(fs, node->vol, node->ino, mut, p);
-
+	}
 	int n = 1;
 	for (struct rfs_node *x = node; x->parent; x = x->parent)
 		n++;
 	int ret = ip_alloc(p, n, mut);
-	if (ret)
+	if (ret) {
+		node_unlock(fs);
 		return ret;
-	struct rfs_node **chain = malloc(sizeof(*chain) * (size_t)n);
-	if (!chain) {
-		ip_free(p);
-		return -ENOMEM;
 	}
 	int k = n - 1;
-	for (struct rfs_node *x = node; x; x = x->parent)
-		chain[k--] = x;
+	struct rfs_node *x = node;
+	for (; x->parent; x = x->parent, k--) {
+		p->lv[k].klen = dent_key(p->lv[k].key, x->name, strlen(x->name));
+		p->lv[k].rec.i.ino = x->ino; /* what the walk must find there */
+	}
+	uint64_t top = x->ino; /* the root's, unless the path is stale */
+	node_unlock(fs);
 
 	p->vol = RFS_TOP_VOLUME;
 	p->tvol = node->vol;
@@ -314,6 +333,10 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 	ret = rec_get(fs->pool, &p->lv[0].parent, "R", 1, &p->lv[0].rec, mut);
 	if (ret)
 		goto out;
+	if (p->lv[0].rec.i.ino != top) {
+		ret = -ESTALE;
+		goto out;
+	}
 	for (k = 1; k < n; k++) {
 		struct rfs_ilevel *up = &p->lv[k - 1], *lv = &p->lv[k];
 		if (!S_ISDIR(up->rec.i.mode)) {
@@ -321,19 +344,20 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 			goto out;
 		}
 		lv->parent = FS_TREE(up->rec.i.subtree, RFS_OWNER_DIR);
-		lv->klen = dent_key(lv->key, chain[k]->name, strlen(chain[k]->name));
+		uint64_t want = lv->rec.i.ino;
 		ret = rec_get(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec, mut);
 		if (ret)
 			goto out;
-		if (lv->rec.i.flags & RFS_INODE_LINKED) {
-			/* the in-memory path went stale: a linked inode must be
-			 * addressed through the table */
+		if ((lv->rec.i.flags & RFS_INODE_LINKED) || lv->rec.i.ino != want) {
+			/* The in-memory path went stale (a node whose update
+			 * after a rename failed): another inode has the name
+			 * now, or a linked inode must be addressed through the
+			 * table.  Never hand out (or change) the wrong one. */
 			ret = -ESTALE;
 			goto out;
 		}
 	}
 out:
-	free(chain);
 	if (ret) {
 		if (mut)
 			ip_unwind(fs, p, k);
@@ -347,6 +371,7 @@ out:
 int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 {
 	int ret = 0;
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	assert(p->mut);
 	for (int k = p->n - 1; k >= 0; k--) {
 		struct rfs_ilevel *lv = &p->lv[k];

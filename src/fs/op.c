@@ -26,13 +26,13 @@ uint64_t op_meta(unsigned depth, unsigned items)
 unsigned op_depth(rfs_fs *fs, struct rfs_node *n)
 {
 	unsigned d = 0;
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	if (n->in_table)
 		d = 1;
 	else
 		for (struct rfs_node *x = n; x->parent; x = x->parent)
 			d++;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	return d;
 }
 

@@ -604,12 +604,12 @@ static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 		ret = vol_delete(fs, l.v[i].id);
 	/* What the kernel or open files still hold of those volumes reads
 	 * as stale from now on. */
-	pthread_mutex_lock(&fs->nlock);
+	node_lock(fs);
 	for (size_t h = 0; h < fs->cap; h++)
 		for (struct rfs_node *n = fs->by_id[h]; n; n = n->next_id)
 			if (!vol_get(fs, n->vol))
 				n->dead = true;
-	pthread_mutex_unlock(&fs->nlock);
+	node_unlock(fs);
 	vol_list_free(&l);
 	return ret;
 }
