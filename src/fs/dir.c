@@ -931,6 +931,12 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 	if (ret)
 		return ret;
 	struct rfs_irec *d = ip_rec(&p);
+	if (d->i.nlink == 0) {
+		/* Removed while another thread still held it (an orphan
+		 * directory): it takes no entry, else what it held would go
+		 * with it uncounted when the orphan is freed. */
+		return ip_done(fs, &p, 0, -ENOENT);
+	}
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = dent_key(key, name, len);
 	ret = rec_put(fs->pool, ip_tree(&p), key, kl, rec, mode);

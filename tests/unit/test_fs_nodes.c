@@ -4,6 +4,8 @@
  * leaves the node at its old place, where another inode may live now.
  * Calls on the node must then fail with -ESTALE, never read or change
  * the other inode, until a lookup of the new name moves the node.
+ * Likewise a directory removed while a node of it is still held (another
+ * thread looked it up) takes no new entry, by any call.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,11 +166,53 @@ static void test_stale_directory(void **state)
 	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
 }
 
+/* A directory removed while held lives on as an orphan until its node
+ * goes; nothing may be put into it, or that would be freed with it
+ * (uncounted, still indexed). */
+static void test_removed_directory(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d, f, g, n;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	f = mkfile(fs, RFS_ROOT_NODE, "f", "data");
+	g = mkfile(fs, RFS_ROOT_NODE, "g", "more");
+	assert_int_equal(rfs_fs_link(fs, g, RFS_ROOT_NODE, "g2", &st), 0);
+	rfs_fs_forget(fs, g, 1); /* link's reference */
+	assert_int_equal(rfs_fs_rmdir(fs, RFS_ROOT_NODE, "d"), 0);
+
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "f", d, "f", 0), -ENOENT);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "g2", d, "g2", 0), -ENOENT);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "f", d, "f",
+				       RFS_RENAME_NOREPLACE), -ENOENT);
+	assert_int_equal(rfs_fs_link(fs, f, d, "f3", &st), -ENOENT);
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "new", 0644, &n, &st), -ENOENT);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, d, "sub", 0755, &n, &st), -ENOENT);
+	assert_int_equal(rfs_fs_symlink(fs, &g_ctx, d, "sl", "f", &n, &st), -ENOENT);
+
+	/* Everything is still where it was. */
+	assert_int_equal(rfs_fs_resolve(fs, "f", &n, &st), 0);
+	assert_int_equal(n, f);
+	rfs_fs_forget(fs, n, 1);
+	assert_int_equal(rfs_fs_resolve(fs, "g2", &n, &st), 0);
+	assert_int_equal(st.st_nlink, 2);
+	rfs_fs_forget(fs, n, 1);
+
+	rfs_fs_forget(fs, d, 1); /* the orphan directory is freed now */
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, g, 1);
+	assert_int_equal(rfs_fs_node_count(fs), 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exchange_stale_files),
 		cmocka_unit_test(test_stale_directory),
+		cmocka_unit_test(test_removed_directory),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
