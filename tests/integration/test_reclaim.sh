@@ -68,5 +68,31 @@ check "the deleted files stay deleted" bash -c "! ls '$MNT'/k* 2>/dev/null"
 used4=$(used_kb)
 check "the space is back after the crash (df ${used4}K)" test $((used4 - used0)) -lt 1024
 check "unmount" rfs_umount
-check "fsck clean at the end" rfs_fsck
+check "fsck clean" rfs_fsck
+
+# a remount read-only while the daemon releases, then read-write: the
+# release waits for the thaw and goes on
+wait_log() {
+	local i
+	for i in $(seq 200); do
+		grep -q "$1" "$SCRATCH/daemon.log" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+if [ "$(id -u)" = 0 ]; then
+	rfs_mount
+	for i in 1 2 3 4 5 6; do sparse "$MNT/r$i" 8000; done
+	"$RFS_BIN" sync "$MNT"
+	rm -f "$MNT"/r*
+	mount -i -o remount,ro "$MNT"
+	check "remounted read-only during the release" wait_log "remounted read-only"
+	mount -i -o remount,rw "$MNT"
+	check "... and read-write again" wait_log "remounted read-write"
+	check "the release goes on after the remount" rfs_wait_reclaim
+	used5=$(used_kb)
+	check "the space is back (df ${used5}K)" test $((used5 - used0)) -lt 1024
+	check "unmount" rfs_umount
+	check "fsck clean at the end" rfs_fsck
+fi
 rfs_finish

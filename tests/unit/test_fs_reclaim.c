@@ -351,7 +351,18 @@ static void test_concurrent(void **state)
 	fsck_clean();
 }
 
-/* A read-only open leaves the queue alone and says so. */
+static int g_errors;
+static void count_errors(void *arg, int level, const char *line)
+{
+	(void)arg;
+	if (level == RFS_LOG_ERR) {
+		g_errors++;
+		fprintf(stderr, "%s\n", line);
+	}
+}
+
+/* A read-only open, or a pool frozen read-only, leaves the queue alone
+ * and says so. */
 static void test_readonly(void **state)
 {
 	(void)state;
@@ -363,6 +374,20 @@ static void test_readonly(void **state)
 	fs = reopen(RFS_FS_RDONLY);
 	assert_int_equal(rstat(fs).trees, 1);
 	assert_int_equal(rfs_fs_reclaim(fs, 100), -EROFS);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	fsck_clean();
+	/* a pool frozen by a remount read-only: the same, until thawed */
+	fs = reopen(0);
+	assert_int_equal(rfs_pool_set_frozen(rfs_fs_pool(fs), true), 0);
+	g_errors = 0;
+	rfs_log_set_sink(count_errors, NULL);
+	assert_int_equal(rfs_fs_reclaim(fs, 100), -EROFS);
+	rfs_log_set_sink(NULL, NULL);
+	assert_int_equal(g_errors, 0); /* waiting for a thaw is no error */
+	assert_int_equal(rstat(fs).trees, 1);
+	assert_int_equal(rfs_pool_set_frozen(rfs_fs_pool(fs), false), 0);
+	assert_int_equal(rfs_fs_reclaim(fs, 0), 0);
+	assert_int_equal(rstat(fs).trees, 0);
 	assert_int_equal(rfs_fs_close(fs), 0);
 	fsck_clean();
 }
