@@ -3,17 +3,19 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|fs|diff]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|fs|diff|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
-#               filesystem benchmarks get --quick too (sizes / 16)
+#               filesystem benchmarks get --quick too (sizes / 16), the
+#               snapshot benchmarks 100,000 files instead of 1,000,000
 #     --time    run every process under /usr/bin/time -v (its report goes
 #               to stderr, stdout keeps the figure format)
 #     --only X  run only benchmark X (fs: only bench/fs/run.sh; diff:
-#               only bench/fs/diff.sh)
+#               only bench/fs/diff.sh; snapshot: only bench/snapshot/run.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
-# filesystem benchmarks, needs root for its XFS part) and bench/fs/diff.sh
-# (diff of two snapshots beside btrfs send) run last.
+# filesystem benchmarks, needs root for its XFS part), bench/fs/diff.sh
+# (diff of two snapshots beside btrfs send) and bench/snapshot/run.sh
+# (snapshots beside XFS cp -a and btrfs) run last.
 #
 # Environment: RFS_BENCH_DIR   directory of the bench binaries
 #                              (default build/bench, as `make bench` sets)
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--quick) n=1000000; fs_args=(--quick) ;;
 	--time) timed=(/usr/bin/time -v) ;;
 	--only) only=${2:?--only needs a benchmark name}; shift ;;
-	-h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -43,7 +45,9 @@ n=${RFS_BENCH_N:-$n}
 
 bindir=${RFS_BENCH_DIR:-build/bench}
 bin=$bindir/bench_tree
-if [ "$only" != fs ] && [ ! -x "$bin" ]; then
+if [ -n "$only" ] && [ "$only" != clone ] && [ "$only" != ops ]; then
+	: # only a filesystem-level benchmark: bench_tree not needed
+elif [ ! -x "$bin" ]; then
 	echo "run.sh: $bin not found; build it with 'make bench-build'" >&2
 	exit 1
 fi
@@ -84,6 +88,20 @@ if [ -z "$only" ] || [ "$only" = diff ]; then
 		fi
 	else
 		echo "run.sh: $rfs_bin not built: diff benchmark skipped" >&2
+	fi
+fi
+
+# Snapshot benchmarks (bench/snapshot/run.sh): need bench_snapshot too.
+if [ -z "$only" ] || [ "$only" = snapshot ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ] && [ -x "$bindir/bench_snapshot" ]; then
+		echo "run.sh: bench/snapshot/run.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin RFS_BENCH_DIR=$bindir bash bench/snapshot/run.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/snapshot/run.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: $rfs_bin or $bindir/bench_snapshot not built: snapshot benchmarks skipped" >&2
 	fi
 fi
 exit $status

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Snapshot benchmarks: the time to snapshot a directory of 1,000,000 files
+# against one of 10 files (through the fs API and with `reflinkfs
+# snapshot` on a mount), beside `cp -a --reflink=always` of the same tree
+# on XFS and `btrfs subvolume snapshot` of it on btrfs (loop files, same
+# run); the time of `reflinkfs snapshot delete` of the 1,000,000-file
+# snapshot (sharing its tree with the source, and as the last copy, when
+# its blocks are freed); the first write into a file of a fresh snapshot
+# against the same write before the snapshot.  See the "Snapshot
+# benchmarks" section of bench/README.md.
+#
+#   bench/snapshot/run.sh [--quick] [--keep]
+#     --quick   100,000 files instead of 1,000,000
+#     --keep    keep the temporary directory
+#
+# stdout: only "name: value unit" lines; progress on stderr.  Exit 1 when
+# a part failed (its figures are missing; the others still ran).
+#
+# Environment:
+#   RFS_BIN           the reflinkfs binary (default build/reflinkfs)
+#   RFS_BENCH_DIR     directory of bench_snapshot (default build/bench)
+#   RFS_FS_BENCH_DIR  where the temporary directory goes (default /var/tmp)
+#   RFS_SNAP_BENCH_N  the file count (overrides --quick)
+#
+# Needs root for the XFS and btrfs parts (loop devices); they are skipped
+# with a message without root or without mkfs.xfs / mkfs.btrfs / btrfs.
+set -euo pipefail
+export LC_ALL=C
+exec 3>&1 1>&2
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+quick=0
+keep=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) quick=1 ;;
+	--keep) keep=1 ;;
+	-h | --help)
+		sed -n '2,28p' "$0" >&3
+		exit 0
+		;;
+	*)
+		echo "snapshot/run.sh: unknown argument '$1'" >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+n=1000000
+tag=1m
+if [ "$quick" = 1 ]; then
+	n=100000
+	tag=100k
+fi
+if [ -n "${RFS_SNAP_BENCH_N:-}" ]; then
+	n=$RFS_SNAP_BENCH_N
+	tag=n$n
+fi
+bin=${RFS_BIN:-$root/build/reflinkfs}
+bs=${RFS_BENCH_DIR:-$root/build/bench}/bench_snapshot
+base=${RFS_FS_BENCH_DIR:-/var/tmp}
+for f in "$bin" "$bs"; do
+	if [ ! -x "$f" ]; then
+		echo "snapshot/run.sh: $f not found (make bench-build)" >&2
+		exit 1
+	fi
+done
+is_root=0
+[ "$(id -u)" = 0 ] && is_root=1
+log() { echo "snapshot/run.sh [${SECONDS}s]: $*" >&2; }
+
+work=""
+mnt=""
+daemon_pid=""
+loopdev=""
+img_mnt=""
+status=0
+is_mounted() {
+	awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+cleanup() {
+	local rc=$?
+	set +e
+	if [ -n "$img_mnt" ] && is_mounted "$img_mnt"; then
+		umount "$img_mnt" || umount -l "$img_mnt"
+	fi
+	[ -n "$loopdev" ] && losetup -d "$loopdev"
+	if [ -n "$mnt" ] && is_mounted "$mnt"; then
+		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
+	fi
+	if [ -n "$daemon_pid" ]; then
+		local i
+		for i in $(seq 50); do
+			kill -0 "$daemon_pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -0 "$daemon_pid" 2>/dev/null && kill "$daemon_pid"
+	fi
+	if [ -n "$work" ]; then
+		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+work=$(mktemp -d "$base/rfs-snapbench.XXXXXX")
+log "working in $work, $n files"
+cp "$bin" "$work/reflinkfs"
+bin=$work/reflinkfs
+
+fig() {
+	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
+	printf 'snapshot/run.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
+}
+timed() { # timed VAR CMD...: wall time of CMD in ms (2 decimals)
+	local __var=$1 __t0 __t1
+	shift
+	__t0=${EPOCHREALTIME//[.,]/} # no $(...): a fork costs milliseconds here
+	"$@"
+	__t1=${EPOCHREALTIME//[.,]/}
+	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) $((((__t1 - __t0) % 1000) / 10))
+}
+calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+part() {
+	local name=$1 rc
+	shift
+	log "---- $name"
+	set +e
+	(
+		set -e
+		"$@"
+	)
+	rc=$?
+	set -e
+	if [ "$rc" != 0 ]; then
+		log "PART FAILED: $name (exit $rc); its remaining figures are missing"
+		status=1
+	fi
+}
+
+# ------------------------------------------------------------- the fs API
+pool=$work/pool
+api_part() {
+	"$bs" api "$pool" "$n" | while read -r line; do
+		fig "${line%%: *}" "${line#*: }"
+	done
+}
+part "fs API: build the tree, snapshot, delete, first write" api_part
+
+# ------------------------------------------------------------- the mount
+mnt=$work/mnt
+mkdir -p "$mnt"
+"$bin" mount -f "$pool" "$mnt" >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for i in $(seq 150); do
+	mountpoint -q "$mnt" && break
+	kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
+	sleep 0.2
+done
+mountpoint -q "$mnt" || { log "the mount did not appear"; exit 1; }
+log "mounted $pool on $mnt"
+
+mount_part() {
+	local r t tb=() ts=()
+	[ -d "$mnt/vol/big/d0000" ] || { log "no tree in the pool (the API part failed)"; return 1; }
+	for r in $(seq 11); do
+		"$bin" sync "$mnt"
+		timed t "$bin" snapshot "$mnt/vol/big" "$mnt/snaps/b$r"
+		tb+=("$t")
+		"$bin" sync "$mnt"
+		timed t "$bin" snapshot "$mnt/vol/small" "$mnt/snaps/s$r"
+		ts+=("$t")
+		"$bin" snapshot delete "$mnt/snaps/b$r"
+		"$bin" snapshot delete "$mnt/snaps/s$r"
+	done
+	log "reflinkfs snapshot of big: ${tb[*]} ms; of small: ${ts[*]} ms"
+	local mb ms
+	mb=$(printf '%s\n' "${tb[@]}" | median)
+	ms=$(printf '%s\n' "${ts[@]}" | median)
+	fig "snapshot_$tag" "$mb" ms
+	fig snapshot_10 "$ms" ms
+	fig snapshot_size_ratio "$(calc "$mb / $ms" 3)"
+
+	# first write through the mount: 4 KiB into a probe file before and
+	# after a fresh snapshot (each after a commit), 11 probes
+	local w0=() w1=() p
+	for r in $(seq 0 10); do
+		p=$(printf 'big/d%04d/f%07d' "$r" $((r * 1000)))
+		"$bin" sync "$mnt"
+		w0+=("$("$bs" pwrite "$mnt/vol/$p")")
+		"$bin" snapshot "$mnt/vol" "$mnt/snaps/fw"
+		"$bin" sync "$mnt"
+		w1+=("$("$bs" pwrite "$mnt/snaps/fw/$p")")
+		"$bin" snapshot delete "$mnt/snaps/fw"
+	done
+	log "pwrite before: ${w0[*]} us; in a fresh snapshot: ${w1[*]} us"
+	local m0 m1
+	m0=$(printf '%s\n' "${w0[@]}" | median)
+	m1=$(printf '%s\n' "${w1[@]}" | median)
+	fig first_write_mount_before_snapshot "$m0" us
+	fig first_write_mount_snapshot "$m1" us
+	fig first_write_mount_ratio "$(calc "$m1 / $m0" 2)"
+
+	# delete: a snapshot sharing everything with its source, then the
+	# last copy of the tree (vol deleted first), whose blocks go back
+	local td tl u0 u1
+	"$bin" snapshot "$mnt/vol/big" "$mnt/snaps/keep"
+	"$bin" sync "$mnt"
+	timed td "$bin" snapshot delete "$mnt/snaps/keep"
+	fig "snapshot_delete_$tag" "$td" ms
+	"$bin" snapshot "$mnt/vol/big" "$mnt/snaps/last"
+	"$bin" snapshot delete "$mnt/vol"
+	"$bin" sync "$mnt"
+	u0=$(stat -f -c '%b %f' "$mnt" | awk '{ print $1 - $2 }')
+	timed tl "$bin" snapshot delete --wait "$mnt/snaps/last"
+	"$bin" sync "$mnt"
+	u1=$(stat -f -c '%b %f' "$mnt" | awk '{ print $1 - $2 }')
+	fig "snapshot_delete_last_$tag" "$tl" ms
+	fig snapshot_delete_last_freed "$(((u0 - u1) * 4))" KiB
+	log "blocks in use: $u0 before the last copy's delete, $u1 after"
+}
+part "reflinkfs snapshot on the mount" mount_part
+"$bin" umount "$mnt"
+wait "$daemon_pid" || { log "daemon exit status $?"; status=1; }
+daemon_pid=""
+if "$bin" fsck "$pool" >"$work/fsck.log" 2>&1; then
+	log "fsck clean"
+else
+	log "fsck of the pool FAILED:"
+	cat "$work/fsck.log" >&2
+	status=1
+fi
+rm -f "$pool"
+
+# ------------------------------------------------------------- XFS and btrfs
+img_setup() { # img_setup TYPE SIZE
+	local img=$work/$1.img
+	truncate -s "$2" "$img"
+	loopdev=$(losetup -f --show "$img")
+	case "$1" in
+	xfs) mkfs.xfs -q -f -m reflink=1 -i maxpct=50 "$loopdev" >&2 ;;
+	btrfs) mkfs.btrfs -q -f "$loopdev" >&2 ;;
+	esac
+	mkdir -p "$work/$1"
+	mount "$loopdev" "$work/$1"
+	img_mnt=$work/$1
+}
+img_teardown() {
+	if [ -n "$img_mnt" ]; then umount "$img_mnt"; img_mnt=""; fi
+	if [ -n "$loopdev" ]; then losetup -d "$loopdev"; loopdev=""; fi
+	rm -f "$work/$1.img"
+}
+xfs_part() {
+	local x=$img_mnt t tb ts=() r
+	timed t "$bs" gen "$x" "$n"
+	log "XFS: tree of $n files made in $t ms"
+	sync
+	timed tb cp -a --reflink=always "$x/big" "$x/big.copy"
+	for r in $(seq 5); do
+		timed t cp -a --reflink=always "$x/small" "$x/small.copy$r"
+		ts+=("$t")
+	done
+	local ms
+	ms=$(printf '%s\n' "${ts[@]}" | median)
+	fig "xfs_cp_reflink_$tag" "$tb" ms
+	fig xfs_cp_reflink_10 "$ms" ms
+	fig xfs_cp_reflink_size_ratio "$(calc "$tb / $ms" 1)"
+}
+btrfs_part() {
+	local b=$img_mnt t tb=() ts=() r
+	btrfs -q subvolume create "$b/big" >&2
+	btrfs -q subvolume create "$b/small" >&2
+	timed t "$bs" gen "$b" "$n"
+	log "btrfs: tree of $n files made in $t ms"
+	sync
+	for r in $(seq 5); do
+		timed t btrfs -q subvolume snapshot "$b/big" "$b/bigsnap$r"
+		tb+=("$t")
+		timed t btrfs -q subvolume snapshot "$b/small" "$b/smallsnap$r"
+		ts+=("$t")
+	done
+	local mb ms
+	mb=$(printf '%s\n' "${tb[@]}" | median)
+	ms=$(printf '%s\n' "${ts[@]}" | median)
+	fig "btrfs_snapshot_$tag" "$mb" ms
+	fig btrfs_snapshot_10 "$ms" ms
+	fig btrfs_snapshot_size_ratio "$(calc "$mb / $ms" 3)"
+}
+if [ "$is_root" != 1 ]; then
+	log "XFS and btrfs parts skipped: they need root (loop devices)"
+else
+	if command -v mkfs.xfs >/dev/null; then
+		img_setup xfs 32G
+		part "XFS: cp -a --reflink=always" xfs_part
+		img_teardown xfs
+	else
+		log "XFS part skipped: mkfs.xfs not installed (xfsprogs)"
+	fi
+	if command -v mkfs.btrfs >/dev/null && command -v btrfs >/dev/null; then
+		img_setup btrfs 32G
+		part "btrfs: subvolume snapshot" btrfs_part
+		img_teardown btrfs
+	else
+		log "btrfs part skipped: mkfs.btrfs / btrfs not installed (btrfs-progs)"
+	fi
+fi
+exit "$status"
