@@ -65,12 +65,19 @@ static void delete_usage(FILE *f)
 	fprintf(f,
 		"usage: reflinkfs snapshot delete [--wait] [--json] PATH\n\n"
 		"Delete the snapshot whose root is PATH, with everything in it and every\n"
-		"snapshot nested below it: the path disappears at once, in one step, and\n"
-		"the space comes back.  (`rm -rf PATH` also works, file by file; `rmdir`\n"
-		"of an empty snapshot root too.)  Deleting a snapshot never changes its\n"
-		"source, nor the other way round.\n\n"
-		"  --wait   wait until the blocks are free again.  Deletion currently frees\n"
-		"           them before it returns, so there is nothing to wait for.\n"
+		"snapshot nested below it: the path disappears at once, in one step\n"
+		"whatever the snapshot holds, and the blocks only it held come back in\n"
+		"the background, resumably across unmount and crashes (`reflinkfs stat\n"
+		"MOUNTPOINT` shows what is left; statfs counts it as used until then).\n"
+		"(`rm -rf PATH` also works, file by file; `rmdir` of an empty snapshot\n"
+		"root too.)  Deleting a snapshot never changes its source, nor the\n"
+		"other way round.\n\n"
+		"  --wait   then wait until the mount has freed every deleted block (those\n"
+		"           of other deletions still queued too), showing on a terminal\n"
+		"           how much came back and how many trees are still queued (how\n"
+		"           much a deleted tree holds is not known in advance); gives up,\n"
+		"           exit 1, when nothing moves for 30 s (a mount with -o noreclaim\n"
+		"           frees nothing)\n"
 		"  --json   print what was deleted as one JSON object\n\n"
 		"Permissions: as rmdir of PATH (write on its directory, the sticky bit\n"
 		"respected) and write permission on PATH itself.\n"
@@ -318,17 +325,86 @@ int cli_snapshot_create(const char *cmd, const char *src, const char *dst, bool 
 
 /* ---- delete ------------------------------------------------------------- */
 
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Wait until the mount holding fd has no deleted blocks left to free
+ * (RFS_IOC_RECLAIM), a progress line on a terminal.  0, or an exit
+ * status with a message printed. */
+static int wait_reclaim(const char *cmd, int fd, const char *path, uint64_t *freed)
+{
+	struct rfs_ioc_reclaim r, last;
+	bool tty = isatty(2), shown = false;
+	double start = mono_s(), moved = start;
+	uint64_t free0 = 0;
+	memset(&last, 0, sizeof(last));
+	*freed = 0;
+	for (int i = 0;; i++) {
+		memset(&r, 0, sizeof(r));
+		if (ioctl(fd, RFS_IOC_RECLAIM, &r)) {
+			int e = errno;
+			if (e == ENOTTY || e == ENOSYS || e == EINVAL)
+				return SNAP_OK; /* a daemon that frees at once */
+			fprintf(stderr, "%sreflinkfs %s: %s: cannot ask how much is left to free: "
+				"%s\n", shown ? "\n" : "", cmd, path, strerror(e));
+			return SNAP_FAILED;
+		}
+		if (i == 0)
+			free0 = r.free_blocks;
+		*freed = r.free_blocks > free0 ? r.free_blocks - free0 : 0;
+		if (r.blocks == 0)
+			break;
+		double now = mono_s();
+		if (i == 0 || r.blocks != last.blocks || r.trees != last.trees ||
+		    r.free_blocks != last.free_blocks)
+			moved = now;
+		else if (now - moved > 30) {
+			fprintf(stderr, "%sreflinkfs %s: %s is deleted, but its mount has freed "
+				"nothing for 30 s (%llu blocks left; mounted with -o noreclaim?); the "
+				"blocks stay queued and are freed by a mount without it\n",
+				shown ? "\n" : "", cmd, path, (unsigned long long)r.blocks);
+			return SNAP_FAILED;
+		}
+		last = r;
+		if (tty && now - start >= 0.3) {
+			/* No bar: how much a deleted directory holds is not known
+			 * in advance (the queue's estimate counts file data only,
+			 * and grows as nested trees are found), so this shows what
+			 * came back and what is still queued. */
+			static const char spin[] = "|/-\\";
+			fprintf(stderr, "\r%c reclaiming: %.1f MiB freed in %.1f s, %llu trees "
+				"queued (about %.1f MiB of file data)\033[K", spin[i % 4],
+				*freed * (double)RFS_BLOCK_SIZE / (1 << 20), now - start,
+				(unsigned long long)r.trees,
+				r.blocks * (double)RFS_BLOCK_SIZE / (1 << 20));
+			fflush(stderr);
+			shown = true;
+		}
+		struct timespec nap = {0, 100 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	if (shown)
+		fprintf(stderr, "\r\033[K");
+	return SNAP_OK;
+}
+
 static int cmd_delete(int argc, char **argv)
 {
-	bool json = false;
+	bool json = false, wait = false;
 	const char *path = NULL;
 	if (cli_wants_help(argc, argv)) {
 		delete_usage(stdout);
 		return SNAP_OK;
 	}
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--wait"))
-			continue; /* deletion is synchronous (see the usage) */
+		if (!strcmp(argv[i], "--wait")) {
+			wait = true;
+			continue;
+		}
 		if (!strcmp(argv[i], "--json")) {
 			json = true;
 			continue;
@@ -374,12 +450,20 @@ static int cmd_delete(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	snprintf(d.name, sizeof(d.name), "%s", name);
 	int rc = SNAP_OK;
+	uint64_t freed = 0;
+	double t0 = mono_s();
 	if (ioctl(dfd, RFS_IOC_SNAPSHOT_DELETE, &d))
 		rc = ioctl_error(cmd, errno, "deleting", NULL, path, dfd);
-	else if (json) {
+	else if (wait)
+		rc = wait_reclaim(cmd, dfd, path, &freed);
+	if (!rc && json) {
 		printf("{\"deleted\":");
 		json_str(path);
-		printf(",\"volume\":%llu}\n", (unsigned long long)(st.st_ino >> 48));
+		printf(",\"volume\":%llu", (unsigned long long)(st.st_ino >> 48));
+		if (wait)
+			printf(",\"waited_seconds\":%.3f,\"freed_bytes\":%llu",
+			       mono_s() - t0, (unsigned long long)freed * RFS_BLOCK_SIZE);
+		printf("}\n");
 	}
 	close(dfd);
 	return rc;

@@ -344,6 +344,49 @@ rm "$M/fill"
 check "after deleting a file the snapshot works" "$R" snapshot "$M/a" "$M/s"
 rfs_umount
 check "fsck clean after ENOSPC" "$R" fsck "$POOL"
+
+# ---- deletion detaches at once; the blocks come back in the background
+"$R" mkfs --size 256M "$SCRATCH/pool4" >/dev/null
+POOL=$SCRATCH/pool4
+rfs_mount -o noreclaim
+used_kb() { df -k --output=used "$M" | tail -1 | tr -d ' '; }
+"$R" sync "$M"
+used0=$(used_kb)
+mkdir "$M/a"
+python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+for i in range(6000):
+    os.pwrite(fd, bytes([i % 251]) * 4096, i * 8192)
+os.close(fd)' "$M/a/sparse"
+"$R" snapshot --readonly "$M/a" "$M/s"
+rm -r "$M/a" # shared with s: nothing to free yet
+"$R" sync "$M"
+used1=$(used_kb)
+check "the snapshot holds the data (df ${used0}K -> ${used1}K)" test $((used1 - used0)) -gt 20000
+run snapshot delete "$M/s"
+check "delete of the last copy returns (exit $(rc))" test "$(rc)" = 0
+check "... the path is gone at once" test ! -e "$M/s"
+check "... its blocks wait in the queue" bash -c "'$R' stat '$M' | grep -q 'reclaiming: about'"
+"$R" sync "$M"
+check "... and still count as used (df $(used_kb)K)" test $((used1 - $(used_kb))) -lt 4096
+rfs_umount
+check "fsck clean with a snapshot queued for release" "$R" fsck "$POOL"
+rfs_mount
+mkdir "$M/b"
+"$R" snapshot "$M/b" "$M/t"
+run snapshot delete --wait --json "$M/t"
+check "delete --wait on a mount that releases (exit $(rc))" test "$(rc)" = 0
+check "--wait returns when nothing is left to free" bash -c "'$R' stat '$M' | grep -q 'reclaiming: nothing'"
+# (the daemon starts releasing the queue at mount, so how much of it this
+# command saw come back depends on timing)
+check "--json says how long it waited and how much came back" \
+	jq -e '.freed_bytes >= 0 and .waited_seconds >= 0 and .deleted != null' "$SCRATCH/out"
+rmdir "$M/b"
+"$R" sync "$M"
+check "every block is back (df $(used_kb)K, before ${used0}K)" test "$(used_kb)" -le $((used0 + 64))
+rfs_umount
+check "fsck clean after the release" "$R" fsck "$POOL"
 POOL=$POOL_SAVE
 log "blocks in use: $used after deleting everything, $fresh on a fresh pool"
 check "every block is back (used $used, as many as on a fresh pool: $fresh)" \
