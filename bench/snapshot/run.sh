@@ -4,8 +4,8 @@
 # snapshot` on a mount), beside `cp -a --reflink=always` of the same tree
 # on XFS and `btrfs subvolume snapshot` of it on btrfs (loop files, same
 # run); the time of `reflinkfs snapshot delete` of the 1,000,000-file
-# snapshot (sharing its tree with the source, and as the last copy, when
-# its blocks are freed); the first write into a file of a fresh snapshot
+# snapshot (sharing its tree with the source, and as the last copy) and
+# the time until its space is back; the first write into a file of a fresh snapshot
 # against the same write before the snapshot.  See the "Snapshot
 # benchmarks" section of bench/README.md.
 #
@@ -214,10 +214,15 @@ mount_part() {
 	"$bin" snapshot delete "$mnt/vol"
 	"$bin" sync "$mnt"
 	u0=$(stat -f -c '%b %f' "$mnt" | awk '{ print $1 - $2 }')
-	timed tl "$bin" snapshot delete --wait "$mnt/snaps/last"
+	local t0=${EPOCHREALTIME//[.,]/} t1
+	timed tl "$bin" snapshot delete "$mnt/snaps/last"
+	# the blocks come back in the background: poll until nothing is left
+	until "$bin" stat "$mnt" | grep -q 'reclaiming: nothing'; do sleep 0.01; done
+	t1=${EPOCHREALTIME//[.,]/}
 	"$bin" sync "$mnt"
 	u1=$(stat -f -c '%b %f' "$mnt" | awk '{ print $1 - $2 }')
 	fig "snapshot_delete_last_$tag" "$tl" ms
+	fig "snapshot_space_back_$tag" "$(calc "($t1 - $t0) / 1000" 1)" ms
 	fig snapshot_delete_last_freed "$(((u0 - u1) * 4))" KiB
 	log "blocks in use: $u0 before the last copy's delete, $u1 after"
 }
