@@ -25,7 +25,7 @@
  * and forth, others look it up (moving its node, freeing its old name and
  * its old parent's node) and others walk the path of a file inside it.
  *
- *   RFS_STEPS=<n>    operations per thread (default 400)
+ *   RFS_STEPS=<n>    operations per thread (default 1000)
  *   RFS_SEED=<n>     seed (default fixed); printed on failure for replay
  *   RFS_THREADS=<n>  threads, 1..8 (default 8; 1 replays a seed exactly)
  */
@@ -835,7 +835,7 @@ static void run(unsigned fail_renames_every)
 
 	memset(&sh, 0, sizeof(sh));
 	pthread_mutex_init(&sh.emu, NULL);
-	sh.steps = e && *e ? strtol(e, NULL, 10) : 400;
+	sh.steps = e && *e ? strtol(e, NULL, 10) : 1000;
 	sh.seed = s && *s ? strtoull(s, NULL, 10) : 20260 + fail_renames_every;
 	const char *th_env = getenv("RFS_THREADS");
 	int nthreads = th_env && *th_env ? atoi(th_env) : NTHREADS;
@@ -1055,7 +1055,7 @@ static void test_reparent_race(void **state)
 
 	memset(&r, 0, sizeof(r));
 	pthread_mutex_init(&r.emu, NULL);
-	r.rounds = 4 * (e && *e ? strtol(e, NULL, 10) : 400);
+	r.rounds = 4 * (e && *e ? strtol(e, NULL, 10) : 1000);
 	unlink(g_pool);
 	assert_int_equal(rfs_fs_mkfs(g_pool, 64ull << 20, 0), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
