@@ -122,6 +122,15 @@ int rfs_tree_drop(rfs_pool *pool, rfs_tree *t);
 int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
 			 size_t klen, bool *shared);
 
+/*
+ * The block of the leaf that holds key (or would), in *leaf (0 for an
+ * empty tree), and in *shared whether any node from the root down to it
+ * has a refcount >= 2.  Two trees that reach the same leaf share the item
+ * (rfs_tree_path_shared says only that some other tree does).
+ */
+int rfs_tree_leaf(rfs_pool *pool, const rfs_tree *t, const void *key, size_t klen,
+		  uint64_t *leaf, bool *shared);
+
 /* Height of the tree (0 = empty, 1 = a single leaf). */
 int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height);
 
