@@ -595,6 +595,94 @@ void rfs_diff_get_stats(rfs_diff *d, struct rfs_diff_stats *st);
 int rfs_diff_record(rfs_diff *d, uint64_t i, struct rfs_diff_record *out);
 void rfs_diff_end(rfs_diff *d);
 
+/* ---- du: the space below a path ------------------------------------------- */
+
+/*
+ * How much space a directory or file takes, and how much of it is its own
+ * (`reflinkfs du`), in the sense of `btrfs filesystem du` and compsize but
+ * with exclusive meaning "freed if PATH were deleted":
+ *
+ *   total      the data blocks of every inode below PATH (PATH included),
+ *              summed per inode as st_blocks does: a block two files share
+ *              counts twice.  Each inode counts once (hard links), but the
+ *              same file in a directory and in a snapshot of it are two
+ *              inodes and count twice, as du counts them.
+ *   set        the distinct data blocks those inodes reference: a block
+ *              shared by two files below PATH counts once.
+ *   exclusive  the part of `set` that nothing outside PATH references: no
+ *              clone, range clone, snapshot, hard link or snapshot being
+ *              deleted in the background outside PATH shares it, so
+ *              deleting PATH would free it.  Sharing inside PATH (a file
+ *              and its clone both below PATH) keeps a block exclusive.
+ *   shared     set - exclusive: distinct blocks below PATH that something
+ *              outside PATH also references.
+ *   meta_set, meta_exclusive
+ *              the same two figures for the tree nodes below PATH (entry
+ *              trees of its directories, extent/xattr trees of its files,
+ *              hard-linked inodes' trees); not counted: the node of PATH's
+ *              parent holding its entry, the link-table and index nodes
+ *              holding records, volume catalog trees.
+ *
+ * Blocks are RFS_BLOCK_SIZE bytes; preallocated (unwritten) blocks count,
+ * holes do not.  A hard-linked inode belongs to PATH only when every name
+ * it has is below PATH; inodes without a name (unlinked while open) are
+ * not counted.  A block is shared with the outside when its refcount
+ * exceeds the pointers to it from PATH's own part, where a pointer held
+ * in a node that is itself shared (any node on the path from the volume
+ * root down to it with a count >= 2, as sharing is lazy) is not PATH's
+ * own: the graph of shared nodes met is solved at the end (see
+ * ARCHITECTURE.md).  Cost: every directory entry below PATH once per name
+ * path (a snapshot's entries are walked again, not its files' extent
+ * trees), every tree node and extent record below PATH once, one
+ * refcount lookup per node and per run of equal counts in an extent;
+ * memory O(directory depth + shared nodes and shared extent pieces met +
+ * hard-linked inodes).
+ *
+ * It runs in steps like the scrub: each rfs_du_step holds the pool's read
+ * lock for a bounded amount of work, and the position between steps is a
+ * path of keys resolved again from PATH at every step.  Changes made
+ * between steps may be counted or not, so figures of a tree that changed
+ * meanwhile are approximate: `changes` says how many operations ran
+ * during the walk (0: the figures are exact for one state).  One rfs_du
+ * must not be stepped from two threads at once.
+ */
+typedef struct rfs_du rfs_du;
+
+struct rfs_du_stats {
+	uint64_t total;          /* bytes, see above */
+	uint64_t set;            /* bytes (known when done) */
+	uint64_t exclusive;      /* bytes (known when done) */
+	uint64_t shared;         /* bytes: set - exclusive (known when done) */
+	uint64_t meta_set;       /* bytes of tree nodes (known when done) */
+	uint64_t meta_exclusive; /* bytes of tree nodes (known when done) */
+	uint64_t files;          /* inodes that are not directories */
+	uint64_t dirs;           /* directories, PATH included */
+	uint64_t nodes;          /* tree nodes read so far (progress) */
+	uint64_t changes;        /* fs operations that ran during the walk */
+	uint32_t done;           /* 1 once the figures are final */
+	uint32_t pad;
+};
+
+/* Start a du of node (a directory or any other inode; PATH).  The node is
+ * held open until rfs_du_end.  -ESTALE for an unknown node. */
+int rfs_du_begin(rfs_fs *fs, rfs_nodeid node, rfs_du **out);
+
+/*
+ * Do about budget units of work (a tree node or item visited, a run of an
+ * extent) under the pool's read lock, letting a waiting writer go first.
+ * Returns 1 while work remains, 0 once the figures are final, or a
+ * negative errno: -ESTALE when PATH was removed, -ENOMEM, -EIO/-EUCLEAN
+ * for a tree that could not be read (logged with the block).
+ */
+int rfs_du_step(rfs_du *d, uint64_t budget);
+
+/* Figures so far (total, files, dirs, nodes grow as the walk goes; the
+ * others are set when done). */
+void rfs_du_get_stats(rfs_du *d, struct rfs_du_stats *st);
+
+/* Free the du. */
+void rfs_du_end(rfs_du *d);
+
 /* ---- ioctls on files of a mounted reflinkfs ------------------------------ */
 
 #include <linux/ioctl.h>
@@ -776,6 +864,26 @@ struct rfs_ioc_diff_report {
 	uint8_t buf[RFS_IOC_DIFF_PAGE];
 };
 #define RFS_IOC_DIFF_REPORT _IOWR('R', 8, struct rfs_ioc_diff_report)
+
+/*
+ * du of a file or directory of the mount (`reflinkfs du`), in steps like
+ * the scrub.  Issued on a directory the caller opened: PATH is that
+ * directory (name empty) or its entry `name` (any kind of file; the
+ * caller need not be able to open it).  ino is PATH's st_ino as the
+ * caller saw it: a PATH that is another inode now gives -ESTALE.  The du
+ * belongs to the open directory: the first step starts it, later steps
+ * must name the same PATH (-EINVAL), and closing the directory ends it.
+ * Each step works for a bounded time (about 0.2 s), holding the pool's
+ * read lock only in short pieces, and returns the figures so far; repeat
+ * until st.done.  Only root and the user who mounted may run it (the walk
+ * reads directories the caller may not be allowed to read): -EPERM.
+ */
+struct rfs_ioc_du_step {
+	uint64_t ino;           /* in */
+	char name[256];         /* in: NUL-terminated, no '/' ("" = the directory) */
+	struct rfs_du_stats st; /* out */
+};
+#define RFS_IOC_DU_STEP _IOWR('R', 24, struct rfs_ioc_du_step)
 
 /* ---- snapshots (volumes) ------------------------------------------------ */
 

@@ -154,6 +154,8 @@ int op_end(struct rfs_op *op, int ret)
 	rfs_fs *fs = op->fs;
 	assert(fs->cur_op == op);
 	fs->cur_op = NULL;
+	if (op->steps)
+		fs->ops++; /* it changed something */
 	rfs_pool_meta_from_reserve(fs->pool, false);
 	if (ret < 0 && op->steps > 0 && resource_error(ret)) {
 		char why[160];
