@@ -17,6 +17,7 @@ int cmd_stat(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_du(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 

@@ -27,6 +27,7 @@ static const struct {
 	{"fsck", cmd_fsck, "check an unmounted pool"},
 	{"scrub", cmd_scrub, "read and verify every data block of a mount"},
 	{"diff", cmd_diff, "what changed between two directories of a mount"},
+	{"du", cmd_du, "space used below a path: total, exclusive, shared"},
 };
 
 static void usage(FILE *f)

@@ -444,6 +444,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	(void)ino;
 	rfs_fuse_scrub_release(fi->fh);
 	rfs_fuse_diff_release(fi->fh);
+	rfs_fuse_du_release(fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -452,6 +453,7 @@ static void op_destroy(void *userdata)
 	(void)userdata;
 	rfs_fuse_scrub_release_all();
 	rfs_fuse_diff_release_all();
+	rfs_fuse_du_release_all();
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -730,6 +732,23 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_err(req, -ret);
 		else
 			fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	case RFS_IOC_DU_STEP: {
+		/* On a directory handle only: PATH is the directory or an
+		 * entry of it (src/fuse/du.c). */
+		struct rfs_ioc_du_step s;
+		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : 0;
+		if (!ret && (in_bufsz < sizeof(s) || out_bufsz < sizeof(s)))
+			ret = -EINVAL;
+		if (!ret) {
+			memcpy(&s, in_buf, sizeof(s));
+			ret = rfs_fuse_du_ioctl(FS(req), fuse_req_ctx(req), fi->fh, ino, &s);
+		}
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, &s, sizeof(s));
 		return;
 	}
 	case RFS_IOC_SYNC: {

@@ -124,6 +124,16 @@ void rfs_fuse_reqstats_count(uint32_t opcode);
 /* The counts so far. */
 void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out);
 
+/* ---- du (du.c) ---- */
+/* RFS_IOC_DU_STEP on the handle fh of directory dir (request in io,
+ * figures out in io->st): 0 or a negative errno. */
+int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_nodeid dir,
+		      struct rfs_ioc_du_step *io);
+/* The directory handle fh was closed: end its du, if any. */
+void rfs_fuse_du_release(uint64_t fh);
+/* End every du (the session is going away). */
+void rfs_fuse_du_release_all(void);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);
