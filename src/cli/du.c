@@ -193,6 +193,31 @@ static void explain(const char *path, int err, char *msg, size_t len)
 	}
 }
 
+/* Deleted files and snapshots share their blocks until the daemon's
+ * background release gets to them: wait for it a while (it usually takes
+ * milliseconds), so that Exclusive counts those blocks; say so when it
+ * does not finish (a mount with -o noreclaim, or a huge deletion). */
+static void wait_reclaim(int fd, const char *path)
+{
+	struct rfs_ioc_reclaim r;
+	double t0 = now_s(), moved = t0;
+	uint64_t last = UINT64_MAX;
+	while (!ioctl(fd, RFS_IOC_RECLAIM, &r) && r.trees) {
+		double t = now_s();
+		if (r.blocks < last) {
+			last = r.blocks;
+			moved = t;
+		}
+		if (t - t0 > 10 || t - moved > 1) {
+			fprintf(stderr, "reflinkfs du: note: the blocks of deleted files or snapshots "
+				"(about %llu) are still being freed on the mount of %s: blocks they share "
+				"count as Shared until then\n", (unsigned long long)r.blocks, path);
+			return;
+		}
+		usleep(20000);
+	}
+}
+
 /* Run the du of path; 0 with *st filled, or -1 with msg set. */
 static int du_path(const char *path, struct rfs_du_stats *st, char *msg, size_t len)
 {
@@ -228,6 +253,7 @@ static int du_path(const char *path, struct rfs_du_stats *st, char *msg, size_t 
 		return -1;
 	}
 	s.ino = sb.st_ino;
+	wait_reclaim(dfd, path);
 	bool tty = isatty(2);
 	double t0 = now_s(), last = 0;
 	int ret = 0;

@@ -230,9 +230,9 @@ struct rfs_fs {
 	unsigned rename_fail_every; /* rfs_fs_fail_rename_nodes */
 	uint64_t rename_updates;
 	uint64_t root_ino; /* fixed: the volume root's inode number, set at open */
-	/* Operations that changed something (stored an inode path) since
-	 * open: rfs_du tells from it that the tree changed during its walk.
-	 * Pool write lock to change. */
+	/* Operations that changed something (stored an inode path, or
+	 * released queued trees) since open: rfs_du tells from it that the
+	 * tree changed during its walk.  Pool write lock to change. */
 	uint64_t ops;
 };
 

@@ -73,6 +73,7 @@ int64_t rfs_fs_reclaim(rfs_fs *fs, uint64_t budget)
 			if (ret)
 				return ret;
 			ret = rfs_dropq_work(fs->pool, step, &freed, &left);
+			fs->ops++; /* counts changed: a du running now is approximate */
 		} while ((ret = op_end(&op, ret)) == OP_RETRY);
 		if (ret) {
 			rfs_log(RFS_LOG_ERR, "%s: releasing the blocks of deleted files failed: %s (they stay allocated; run reflinkfs fsck)",

@@ -83,6 +83,16 @@ dd if=/dev/urandom of="$MNT/a/f" bs=$K seek=100 count=4 conv=notrunc status=none
 expect "$MNT/a" $((A_TOT)) $((A_SET + 4 * K)) $((9 * K))
 expect "$MNT/snap" $((A_TOT + 2 * K)) $((A_SET + 2 * K)) $((7 * K))
 
+# A deleted clone gives its blocks back in the background; du waits for
+# that, so they are the original's own at once.
+head -c $((8 * M)) /dev/urandom >"$MNT/b/big"
+cp "$MNT/b/big" "$MNT/b/bigclone"
+dd if=/dev/urandom of="$MNT/b/bigclone" bs=$K count=1 conv=notrunc status=none
+expect "$MNT/b/big" $((8 * M)) $((8 * M)) $((1 * K))
+rm "$MNT/b/bigclone"
+expect "$MNT/b/big" $((8 * M)) $((8 * M)) $((8 * M))
+rm "$MNT/b/big"
+
 # Output forms.
 run_du "$MNT/a" "$MNT/snap"
 check "text: a header and one line per PATH, in bytes" bash -c \
