@@ -742,7 +742,7 @@ struct rfs_ioc_snapdel {
 
 /* A page of the volume list: volumes with id > after, in id order (the
  * top volume is id 1).  count < RFS_IOC_VOLUMES_MAX: the end. */
-#define RFS_IOC_VOLUMES_MAX 3
+#define RFS_IOC_VOLUMES_MAX 1
 struct rfs_ioc_volumes {
 	uint64_t after;
 	uint32_t count;
@@ -753,6 +753,9 @@ struct rfs_ioc_volumes {
 		uint32_t flags; /* RFS_SNAP_RDONLY */
 		uint32_t pad;
 		char path[4096]; /* relative to the mount, NUL-terminated */
+		/* the source's path at creation, relative to the mount;
+		 * empty when not known */
+		char source_path[4096];
 	} v[RFS_IOC_VOLUMES_MAX];
 };
 #define RFS_IOC_VOLUMES _IOWR('R', 13, struct rfs_ioc_volumes)
@@ -947,6 +950,10 @@ struct rfs_volume_info {
 	int64_t created;     /* seconds since the epoch */
 	bool rdonly;
 	const char *path;    /* of its root, relative to the mount ("" = root) */
+	/* of its source directory when it was made, relative to the mount;
+	 * NULL when not known (the top volume, a copy of a nested one, a
+	 * source path over 1023 bytes) */
+	const char *source_path;
 };
 
 /* Calls fn for every volume, the top one first, then in id order

@@ -180,6 +180,20 @@ int cli_snapshot_list(int argc, char **argv)
 				printf(",\"parent\":%llu,\"source_volume\":%llu,",
 				       (unsigned long long)v.v[i].parent,
 				       (unsigned long long)v.v[i].source_vol);
+				v.v[i].source_path[sizeof(v.v[i].source_path) - 1] = 0;
+				/* the source's path when it was made: absolute (by
+				 * this mount) and relative to the mount */
+				printf("\"source_path\":");
+				if (v.v[i].source_path[0]) {
+					char of[sizeof(where)];
+					user_path(&m, v.v[i].source_path, of, sizeof(of));
+					json_str(of);
+					printf(",\"source_relative_path\":");
+					json_str(v.v[i].source_path);
+				} else {
+					printf("null,\"source_relative_path\":null");
+				}
+				printf(",");
 				if (v.v[i].created)
 					printf("\"created\":%lld,\"created_utc\":\"%s\"",
 					       (long long)v.v[i].created, when);
@@ -196,9 +210,16 @@ int cli_snapshot_list(int argc, char **argv)
 				if (v.v[i].id != RFS_TOP_VOLUME)
 					snprintf(src, sizeof(src), "%llu",
 						 (unsigned long long)v.v[i].source_vol);
-				printf("%-6llu %-19s %-2s %-6s %s%s\n", (unsigned long long)v.v[i].id,
+				v.v[i].source_path[sizeof(v.v[i].source_path) - 1] = 0;
+				/* the source as it was named then, from the mount */
+				bool from = v.v[i].source_path[0];
+				char of[sizeof(where)];
+				if (from)
+					user_path(&m, v.v[i].source_path, of, sizeof(of));
+				printf("%-6llu %-19s %-2s %-6s %s%s%s%s%s\n", (unsigned long long)v.v[i].id,
 				       when, ro ? "ro" : "-", src, where,
-				       v.v[i].id == RFS_TOP_VOLUME ? " (the mount)" : "");
+				       v.v[i].id == RFS_TOP_VOLUME ? " (the mount)" : "",
+				       from ? " (of " : "", from ? of : "", from ? ")" : "");
 			}
 			after = v.v[i].id;
 		}

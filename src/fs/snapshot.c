@@ -180,7 +180,49 @@ static void vol_meta_init(struct rfs_volmeta *m, uint64_t id, uint64_t parent,
 
 /* Write volume id's catalog tree: meta m and link table tab (whose
  * reference moves in), and register it. */
-static int vol_create(rfs_fs *fs, const struct rfs_volmeta *m, rfs_tree *tab)
+/* The path of directory node n relative to the mount ("" for the root),
+ * from the node table's names (a snapshot's source, recorded with it).
+ * NULL when out of memory or when n is reached by number only. */
+static char *node_path(rfs_fs *fs, struct rfs_node *n)
+{
+	size_t len = 0;
+	char *out = NULL;
+	node_lock(fs);
+	for (struct rfs_node *x = n; x->parent; x = x->parent)
+		len += strlen(x->name) + (x == n ? 0 : 1);
+	if (n->parent || n->id == RFS_ROOT_NODE)
+		out = malloc(len + 1);
+	if (out) {
+		out[len] = 0;
+		for (struct rfs_node *x = n; x->parent; x = x->parent) {
+			size_t l = strlen(x->name);
+			len -= l;
+			memcpy(out + len, x->name, l);
+			if (len)
+				out[--len] = '/';
+		}
+	}
+	node_unlock(fs);
+	return out;
+}
+
+/* Item 'S' of a snapshot's volume tree: the source's path at creation
+ * (relative to the mount, as text; absent when not known). */
+static int vol_source_read(rfs_fs *fs, uint64_t id, char *buf, size_t size)
+{
+	rfs_tree vt;
+	size_t vl = size - 1;
+	int ret = rfs_catalog_get(fs->pool, id, &vt);
+	if (!ret)
+		ret = rfs_tree_lookup(fs->pool, &vt, "S", 1, buf, &vl, NULL);
+	if (ret)
+		return ret;
+	buf[vl < size - 1 ? vl : size - 1] = 0;
+	return 0;
+}
+
+static int vol_create(rfs_fs *fs, const struct rfs_volmeta *m, rfs_tree *tab,
+		      const char *source)
 {
 	rfs_tree vt = FS_TREE(0, RFS_OWNER_VOLUME);
 	struct rfs_irec trec;
@@ -192,6 +234,9 @@ static int vol_create(rfs_fs *fs, const struct rfs_volmeta *m, rfs_tree *tab)
 		return ret;
 	}
 	ret = rfs_tree_put(fs->pool, &vt, "M", 1, m, sizeof(*m), 0, RFS_PUT_INSERT);
+	size_t sl = source ? strlen(source) : 0;
+	if (!ret && source && sl < RFS_VAL_MAX)
+		ret = rfs_tree_put(fs->pool, &vt, "S", 1, source, sl, 0, RFS_PUT_INSERT);
 	if (!ret)
 		ret = rfs_catalog_set(fs->pool, m->volid, &vt);
 	if (ret) {
@@ -362,7 +407,9 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	struct rfs_volmeta m;
 	vol_meta_init(&m, vol_next_id(fs), dn->vol, sn->vol, sv->m.next_ino,
 		      rdonly ? RFS_VOL_RDONLY : 0);
-	ret = vol_create(fs, &m, &tab);
+	char *source = node_path(fs, sn);
+	ret = vol_create(fs, &m, &tab, source);
+	free(source);
 	if (ret)
 		goto fail;
 	(void)op_step(fs);
@@ -664,6 +711,8 @@ int rfs_fs_volumes(rfs_fs *fs, int (*fn)(void *arg, const struct rfs_volume_info
 		vi.created = v->m.created;
 		vi.rdonly = v->m.flags & RFS_VOL_RDONLY;
 		vi.path = l.v[i].path + 1; /* without the leading '/' */
+		char src[RFS_VAL_MAX];
+		vi.source_path = vol_source_read(fs, v->id, src, sizeof(src)) ? NULL : src;
 		stop = fn(arg, &vi);
 	}
 	rfs_pool_unlock(fs->pool);

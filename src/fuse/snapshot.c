@@ -167,6 +167,8 @@ static int vol_add(void *arg, const struct rfs_volume_info *vi)
 	p->v->v[i].flags = vi->rdonly ? RFS_SNAP_RDONLY : 0;
 	/* a path longer than the field is cut short: the CLI says so */
 	snprintf(p->v->v[i].path, sizeof(p->v->v[i].path), "%s", vi->path);
+	snprintf(p->v->v[i].source_path, sizeof(p->v->v[i].source_path), "%s",
+		 vi->source_path ? vi->source_path : "");
 	return 0;
 }
 

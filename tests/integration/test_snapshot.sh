@@ -203,9 +203,11 @@ check "snapshot list --json (exit $(rc))" test "$(rc)" = 0
 check "list: every snapshot with its path" bash -c "jq -r '.volumes[].path' '$SCRATCH/out' | sort >'$SCRATCH/paths'; for p in '$M' '$M/rw' '$M/ro' '$M/cl' '$M/s_open' '$M/s_mmap' '$M/rootsnap' '$M/rootsnap/rw' '$M/rootsnap/ro' '$M/t/self' '$M/rootsnap/rw/d1/nest'; do grep -qx \"\$p\" '$SCRATCH/paths' || { echo missing \$p; exit 1; }; done"
 check "list: ro flag and source volume" \
 	jq -e ".volumes[] | select(.path == \"$M/ro\") | .readonly == true and .source_volume == 1 and .parent == 1 and .created > 0" "$SCRATCH/out"
+check "list: the source's path at creation" \
+	jq -e ".volumes[] | select(.path == \"$M/ro\") | .source_path | type == \"string\" and length > 0" "$SCRATCH/out"
 check "list: the mount's own volume first" jq -e '.volumes[0].id == 1 and .volumes[0].created == null' "$SCRATCH/out"
 run snapshot list "$M"
-check "snapshot list (text) shows ro and paths" bash -c "grep -q ' ro .*$M/ro\$' '$SCRATCH/out' && grep -q '$M (the mount)' '$SCRATCH/out'"
+check "snapshot list (text) shows ro and paths" bash -c "grep -q ' ro .*$M/ro (of /[^)]*)\$' '$SCRATCH/out' && grep -q '$M (the mount)' '$SCRATCH/out'"
 
 echo precious >"$M/rw/keep"
 run snapshot --readonly "$M/rw" "$M/rw_backup"

@@ -298,6 +298,13 @@ static int count_vol(void *arg, const struct rfs_volume_info *v)
 	struct count *c = arg;
 	c->n++;
 	c->ro += v->rdonly;
+	if (v->id != 1) {
+		/* recorded at creation: both come from directory "a" */
+		assert_non_null(v->source_path);
+		assert_string_equal(v->source_path, "a");
+	} else {
+		assert_null(v->source_path);
+	}
 	size_t l = strlen(c->paths);
 	snprintf(c->paths + l, sizeof(c->paths) - l, "%s%s", l ? "," : "", v->path);
 	return 0;
