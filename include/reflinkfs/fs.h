@@ -82,6 +82,9 @@ struct rfs_ctx {
 enum {
 	RFS_FS_RDONLY = 1u << 0,   /* open the pool read-only */
 	RFS_FS_CRASHSIM = 1u << 1, /* pool opened with RFS_OPEN_CRASHSIM (tests) */
+	/* Record no changes (to measure the journal's cost): the journal is
+	 * reset, so cursors taken before get -ESTALE, never a silent gap. */
+	RFS_FS_NOJOURNAL = 1u << 2,
 };
 
 /*

@@ -170,6 +170,9 @@ void rfs_pool_unlock(rfs_pool *pool);
 bool rfs_pool_holds_lock(const rfs_pool *pool);
 bool rfs_pool_holds_wrlock(const rfs_pool *pool);
 
+/* The pool's uuid (random, set at create): names the pool in cursors. */
+void rfs_pool_uuid(const rfs_pool *pool, uint8_t out[16]);
+
 /* Generation of the last committed transaction. */
 uint64_t rfs_pool_committed_gen(const rfs_pool *pool);
 /* Generation of the running transaction (committed_gen + 1). */

@@ -257,6 +257,8 @@ ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 		if (ret)
 			return ret;
 		ret = clone_range_op(fs, sn, off_in, dn, off_out, &len);
+		if (!ret && len)
+			op_rec_node(fs, RFS_CHANGE_DATA, dn, off_out, len);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret ? ret : (ssize_t)len;
 }
@@ -321,6 +323,9 @@ int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst)
 		if (ret)
 			return ret;
 		ret = clone_file_op(fs, sn, dn);
+		struct rfs_irec r;
+		if (!ret && fs->jnl && inode_read(fs, dn, &r) == 0)
+			op_rec_node(fs, RFS_CHANGE_DATA, dn, 0, r.i.size);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }

@@ -294,6 +294,22 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 			 const char *target, size_t tlen, rfs_nodeid *out,
 			 struct stat *st);
 
+static int create_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+		return RFS_CHANGE_MKDIR;
+	case S_IFLNK:
+		return RFS_CHANGE_SYMLINK;
+	case S_IFIFO:
+		return RFS_CHANGE_MKFIFO;
+	case S_IFREG:
+		return RFS_CHANGE_CREATE;
+	default:
+		return RFS_CHANGE_MKNOD;
+	}
+}
+
 static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		      const char *name, mode_t mode, dev_t rdev, const char *target,
 		      rfs_nodeid *out, struct stat *st)
@@ -322,6 +338,9 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 			return ret;
 		ret = dir_create_op(fs, ctx, dn, name, len, mode, rdev, target, tlen,
 				    out, st);
+		if (!ret)
+			op_rec_entry(fs, create_kind(mode), dn, name, len,
+				     st ? (uint64_t)st->st_ino : *out);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
@@ -739,7 +758,14 @@ static int remove_common(rfs_fs *fs, rfs_nodeid parent, const char *name, int wa
 	ret = op_begin(fs, &op, want ? "rmdir" : "unlink", 0, 0);
 	if (ret)
 		return ret;
-	return op_end(&op, entry_remove(fs, dn, name, len, want));
+	struct rfs_irec e;
+	uint64_t ino = fs->jnl && dir_entry_read(fs, dn, name, len, &e) == 0
+			       ? vol_below(dn->vol, &e.i) << 48 | e.i.ino
+			       : 0;
+	ret = entry_remove(fs, dn, name, len, want);
+	if (!ret)
+		op_rec_entry(fs, want ? RFS_CHANGE_RMDIR : RFS_CHANGE_UNLINK, dn, name, len, ino);
+	return op_end(&op, ret);
 }
 
 int rfs_fs_unlink(rfs_fs *fs, rfs_nodeid parent, const char *name)
@@ -825,6 +851,8 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 		if (ret)
 			return ret;
 		ret = link_op(fs, n, dn, newname, len, st);
+		if (!ret)
+			op_rec_entry(fs, RFS_CHANGE_LINK, dn, newname, len, n->vol << 48 | n->ino);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
@@ -1035,6 +1063,16 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		if (ret)
 			return ret;
 		ret = rename_op(fs, ctx, pn, name, len, np, newname, nlen, flags);
+		if (!ret && fs->jnl) {
+			struct rfs_irec e;
+			uint64_t ino = dir_entry_read(fs, np, newname, nlen, &e) == 0
+					       ? vol_below(np->vol, &e.i) << 48 | e.i.ino
+					       : 0;
+			op_rec_rename(fs,
+				      (flags & RFS_RENAME_EXCHANGE) ? RFS_CHANGE_EXCHANGE
+								    : RFS_CHANGE_RENAME,
+				      pn, name, len, np, newname, nlen, ino);
+		}
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }

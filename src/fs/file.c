@@ -622,6 +622,8 @@ static int write_op(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size
 			touch_mc(&r->i);
 	}
 	ret = ip_done(fs, &p, 0, ret);
+	if (*done)
+		op_rec_node(fs, RFS_CHANGE_DATA, n, off, *done);
 	/* A short write is a complete change of its own. */
 	return *done ? 0 : ret;
 }
@@ -671,6 +673,8 @@ int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t
 				touch_mc(&r->i);
 		}
 		ret = ip_done(fs, &p, 0, ret);
+		if (!ret)
+			op_rec_node(fs, RFS_CHANGE_DATA, n, off, len);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }

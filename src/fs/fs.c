@@ -3,6 +3,7 @@
  * the in-memory node table (FUSE node ids), attributes, statfs, sync.
  */
 #include "fs/op.h"
+#include "journal/journal.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -569,6 +570,33 @@ static int orphans_clean(rfs_fs *fs)
 	return 0;
 }
 
+/* Open the change journal (a pool without one gets one).  Without the
+ * journal (RFS_FS_NOJOURNAL), a writable mount resets it: the changes it
+ * makes are not recorded, and a cursor must not read past them silently.
+ * Pool write lock held. */
+static int journal_open(rfs_fs *fs, unsigned flags)
+{
+	struct rfs_pool_stats ps;
+	rfs_pool_stats(fs->pool, &ps);
+	uint64_t limit = ps.total_blocks * RFS_BLOCK_SIZE / RFS_JOURNAL_SHARE;
+	if (limit < RFS_JOURNAL_MIN_BYTES)
+		limit = RFS_JOURNAL_MIN_BYTES;
+	int ret = jnl_open(fs->pool, !fs->rdonly, limit, &fs->jnl);
+	if (ret == -ENOENT && fs->rdonly)
+		return 0; /* a read-only mount of a pool never mounted since */
+	if (ret) {
+		rfs_log(RFS_LOG_ERR, "%s: the change journal cannot be opened: %s",
+			rfs_pool_path(fs->pool), strerror(-ret));
+		return ret;
+	}
+	if (flags & RFS_FS_NOJOURNAL) {
+		ret = fs->rdonly ? 0 : jnl_reset(fs->jnl, "mounted with -o nojournal");
+		jnl_close(fs->jnl);
+		fs->jnl = NULL;
+	}
+	return ret;
+}
+
 int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 {
 	*out = NULL;
@@ -629,6 +657,8 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 					path, strerror(-ret));
 		}
 	}
+	if (!ret)
+		ret = journal_open(fs, flags);
 	rfs_pool_unlock(fs->pool);
 	if (!ret && !fs->rdonly) {
 		struct rfs_op op = {0};
@@ -657,6 +687,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	*out = fs;
 	return 0;
 fail:
+	jnl_close(fs->jnl);
 	rfs_pool_close(fs->pool);
 	vols_free(fs);
 	free(fs->by_id);
@@ -679,6 +710,7 @@ static void fs_free(rfs_fs *fs)
 	free(fs->by_id);
 	free(fs->by_ino);
 	vols_free(fs);
+	jnl_close(fs->jnl);
 	pthread_mutex_destroy(&fs->nlock);
 	free(fs);
 }
@@ -787,6 +819,7 @@ static int setattr_op(rfs_fs *fs, struct rfs_node *n, const struct stat *in,
 	if (ret)
 		return ret;
 	struct rfs_inode *i = &ip_rec(&p)->i;
+	uint64_t osize = i->size;
 	if ((to_set & RFS_SET_SIZE) && !S_ISREG(i->mode)) {
 		ret = S_ISDIR(i->mode) ? -EISDIR : -EINVAL;
 		goto done;
@@ -833,7 +866,14 @@ static int setattr_op(rfs_fs *fs, struct rfs_node *n, const struct stat *in,
 	if (out)
 		rec_to_stat(n->vol, ip_rec(&p), out);
 done:
-	return ip_done(fs, &p, 0, ret);
+	ret = ip_done(fs, &p, 0, ret);
+	if (!ret && (to_set & RFS_SET_SIZE)) {
+		uint64_t ns = (uint64_t)in->st_size, lo = ns < osize ? ns : osize;
+		op_rec_node(fs, RFS_CHANGE_DATA, n, lo, (ns > osize ? ns : osize) - lo);
+	}
+	if (!ret && (to_set & ~RFS_SET_SIZE))
+		op_rec_node(fs, RFS_CHANGE_ATTR, n, 0, 0);
+	return ret;
 }
 
 /* ---- statfs ------------------------------------------------------------------ */

@@ -215,6 +215,10 @@ struct rfs_fs {
 	void (*queued_hook)(void *arg);
 	void *queued_arg;
 
+	/* The change journal (src/journal); NULL when mounted without one.
+	 * Pool lock (read to read, write to change). */
+	struct rfs_jnl *jnl;
+
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */

@@ -16,6 +16,9 @@
  * admission check the tree makes before one change (tree.c
  * space_check), so that no change refuses midway. */
 #define META_BASE 256u
+/* The journal's share: a record, its index items (one per directory
+ * above the change) and the header; trimming deletes (reserve). */
+#define JNL_META 64u
 
 uint64_t op_meta(unsigned depth, unsigned items)
 {
@@ -85,6 +88,8 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	op->what = what;
 	if (meta && !data)
 		meta += META_BASE;
+	if (meta && fs->jnl)
+		meta += JNL_META;
 	op->need = meta + data;
 	op->data = data;
 	if (fs->rdonly)
@@ -157,7 +162,9 @@ int op_end(struct rfs_op *op, int ret)
 	if (op->steps)
 		fs->ops++; /* it changed something */
 	rfs_pool_meta_from_reserve(fs->pool, false);
-	if (ret < 0 && op->steps > 0 && resource_error(ret)) {
+	bool aborted = ret < 0 && op->steps > 0 && resource_error(ret);
+	op_journal(op, aborted);
+	if (aborted) {
 		char why[160];
 		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,
 			 strerror(-ret));

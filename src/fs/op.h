@@ -33,13 +33,15 @@
  *		ret = ...the operation...;
  *	} while ((ret = op_end(&op, ret)) == OP_RETRY);
  *
- * This is also the place where the change journal will record each
- * change (one record per operation, in the same transaction).
+ * The change journal: each mutation site calls op_rec_* once its change
+ * is stored (journal_hook.c); op_end appends the records in the same
+ * transaction, so a commit has both or neither.
  */
 #ifndef RFS_FS_OP_H
 #define RFS_FS_OP_H
 
 #include "fs/fs_internal.h"
+#include "journal/journal.h"
 
 /* op_end's answer: run the whole operation again (a commit made room). */
 #define OP_RETRY 1
@@ -52,6 +54,12 @@ struct rfs_op {
 	unsigned steps;     /* inode paths stored since begin (ip_done) */
 	bool retried;       /* already retried once after a commit (kept
 			     * by op_begin: zero the op before the loop) */
+	/* Journal records of the changes made (op_rec_*), appended by
+	 * op_end in the same transaction; jfail: one could not be built
+	 * (memory), so op_end resets the journal instead of leaving a gap. */
+	struct jnl_rec *recs;
+	size_t nrecs, caprecs;
+	bool jfail;
 };
 
 /*
@@ -88,5 +96,21 @@ int op_end(struct rfs_op *op, int ret);
 /* A path was stored (ip_done succeeded) within the running operation.
  * Returns 0, or the error injected by rfs_fs_inject_op_failure. */
 int op_step(rfs_fs *fs);
+
+/* ---- journal records (journal_hook.c); the op's write lock held ---- */
+/* kind (enum rfs_change_kind) of entry name in directory dir, inode
+ * st_ino (create, unlink, link, snapshot...). */
+void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
+		  size_t len, uint64_t st_ino);
+/* kind of node n (data with the byte range [off, off + len), attr,
+ * xattr). */
+void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len);
+/* A rename (or exchange) of odir/oname to ndir/nname, inode st_ino; call
+ * before the node table moves the node. */
+void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *oname,
+		   size_t olen, struct rfs_node *ndir, const char *nname, size_t nlen,
+		   uint64_t st_ino);
+/* Append the running op's records (op_end). */
+void op_journal(struct rfs_op *op, bool aborted);
 
 #endif

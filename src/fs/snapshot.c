@@ -492,6 +492,9 @@ int rfs_fs_snapshot(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dstdir, const char *n
 		if (ret)
 			return ret;
 		ret = snapshot_op(fs, sn, dn, name, len, flags, out, st);
+		if (!ret)
+			op_rec_entry(fs, RFS_CHANGE_SNAPSHOT, dn, name, len,
+				     st ? (uint64_t)st->st_ino : *out);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
@@ -676,7 +679,10 @@ int rfs_fs_snapshot_delete(rfs_fs *fs, rfs_nodeid dir, const char *name)
 	int ret = op_begin(fs, &op, "snapshot delete", 0, 0);
 	if (ret)
 		return ret;
-	return op_end(&op, snapdel_op(fs, dn, name, len));
+	ret = snapdel_op(fs, dn, name, len);
+	if (!ret)
+		op_rec_entry(fs, RFS_CHANGE_SNAPSHOT_DELETE, dn, name, len, 0);
+	return op_end(&op, ret);
 }
 
 /* ---- the volume list ------------------------------------------------------ */

@@ -120,6 +120,8 @@ static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const 
 		if (ret)
 			return ret;
 		ret = xattr_op_locked(fs, ctx, n, name, nl, nameerr, val, size, flags, remove);
+		if (!ret)
+			op_rec_node(fs, RFS_CHANGE_XATTR, n, 0, 0);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }

@@ -616,3 +616,8 @@ void rfs_pool_fail_writes_after(rfs_pool *pool, uint64_t n)
 {
 	pool->io.fail_after = n;
 }
+
+void rfs_pool_uuid(const rfs_pool *pool, uint8_t out[16])
+{
+	memcpy(out, pool->uuid, sizeof(pool->uuid));
+}

@@ -1,0 +1,132 @@
+/*
+ * reflinkfs change journal: read what changed below a directory since a
+ * cursor, without walking the tree and without losing anything to a
+ * crash or a queue overflow.
+ *
+ * Every change is recorded in the same transaction as the change itself,
+ * so after a crash the journal lists exactly the changes that survived.
+ * Records carry a sequence number (strictly increasing; a number is never
+ * handed out twice to a change that was delivered), the time, the kind,
+ * the volume and inode, the parent directory and the path.  Only
+ * committed records are delivered: a delivered change is never taken
+ * back by a crash.
+ *
+ * A cursor is an opaque string (at most RFS_CURSOR_MAX bytes with its
+ * NUL) naming the pool (its uuid), the journal's epoch (changed when the
+ * journal is reset) and a sequence number.  Reading with a cursor of
+ * another pool gives -EXDEV, of a reset journal -ESTALE, and one older
+ * than the oldest record kept (trimmed by retention) -ERANGE: "cursor
+ * expired: rescan needed".  Never a silent gap.
+ *
+ * Limits (docs/ARCHITECTURE.md, "Change journal"): a change made through
+ * a hard-linked inode (nlink >= 2: write, setattr, xattr) has no path
+ * (its names are not known without a scan); it is reported with path
+ * NULL in queries of the mount root only.  Access-time updates are not
+ * recorded.
+ */
+#ifndef REFLINKFS_JOURNAL_H
+#define REFLINKFS_JOURNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct rfs_fs rfs_fs;
+typedef uint64_t rfs_nodeid;
+
+/* Longest cursor string, with its NUL. */
+#define RFS_CURSOR_MAX 80
+
+enum rfs_change_kind {
+	RFS_CHANGE_CREATE = 1,  /* regular file */
+	RFS_CHANGE_MKDIR = 2,
+	RFS_CHANGE_SYMLINK = 3,
+	RFS_CHANGE_MKNOD = 4,   /* device or socket */
+	RFS_CHANGE_MKFIFO = 5,
+	RFS_CHANGE_UNLINK = 6,
+	RFS_CHANGE_RMDIR = 7,
+	RFS_CHANGE_RENAME = 8,  /* path (new) and old_path */
+	RFS_CHANGE_LINK = 9,    /* a new name of an existing inode */
+	RFS_CHANGE_DATA = 10,   /* write, truncate, fallocate, punch, clone */
+	RFS_CHANGE_ATTR = 11,   /* mode, owner, times, size */
+	RFS_CHANGE_XATTR = 12,
+	RFS_CHANGE_SNAPSHOT = 13,        /* a snapshot made at path */
+	RFS_CHANGE_SNAPSHOT_DELETE = 14, /* the snapshot at path deleted */
+	/* Query answers only: a rename seen from a directory that holds
+	 * only one of the two names. */
+	RFS_CHANGE_MOVE_IN = 15,  /* path: where it arrived; from outside */
+	RFS_CHANGE_MOVE_OUT = 16, /* path: where it was; went outside */
+	RFS_CHANGE_EXCHANGE = 17, /* RENAME_EXCHANGE of path and old_path */
+};
+
+/* Name of a kind ("create", "rename", ...); "?" for an unknown one. */
+const char *rfs_change_kind_name(int kind);
+
+struct rfs_change_range {
+	uint64_t off, len; /* bytes */
+};
+
+/* One change, as delivered.  Pointers are valid during the callback. */
+struct rfs_change {
+	uint64_t seq;
+	int64_t sec;
+	uint32_t nsec;
+	int kind;           /* enum rfs_change_kind */
+	uint64_t volume;    /* volume id */
+	uint64_t ino;       /* st_ino of the inode (volume << 48 | number) */
+	uint64_t parent;    /* st_ino of its directory (0: unknown) */
+	const char *path;     /* relative to the queried directory; NULL:
+			       * unknown (hard-linked inode) */
+	const char *old_path; /* RENAME / EXCHANGE: the other path */
+	unsigned nranges;     /* DATA: byte ranges changed (merged) */
+	const struct rfs_change_range *ranges;
+};
+
+/* Return 0 to go on, > 0 to stop early (returned), < 0 to fail. */
+typedef int (*rfs_change_fn)(void *arg, const struct rfs_change *c);
+
+/* Where a read stopped: pass next_from back to continue the same read. */
+struct rfs_changes_page {
+	uint64_t upto;      /* the read covers seq < upto (0: choose now) */
+	uint64_t next_from; /* first seq not delivered yet */
+	bool done;          /* everything below upto was delivered */
+	char cursor[RFS_CURSOR_MAX]; /* cursor to pass next time (when done) */
+};
+
+/*
+ * Deliver to fn the committed changes below directory dir (its whole
+ * subtree, snapshots below it included) since cursor (NULL or "": every
+ * record kept), in seq order, then fill page->cursor.  page->upto 0
+ * fixes the end of the read at the last commit; a callback that stops
+ * early leaves page->next_from where to go on (call again with the same
+ * page).  Errors: -EXDEV (cursor of another pool), -ESTALE (journal
+ * reset since), -ERANGE (cursor expired: rescan needed), -EINVAL (not a
+ * cursor), -ENOTSUP (mounted without journal), -ENOTDIR.
+ */
+int rfs_fs_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor,
+		   struct rfs_changes_page *page, rfs_change_fn fn, void *arg);
+
+/* The cursor of "now" (the last commit), without reading anything. */
+int rfs_fs_changes_cursor(rfs_fs *fs, char cursor[RFS_CURSOR_MAX]);
+
+/* Whether changes are recorded but not yet committed (a follower may
+ * then commit sooner with rfs_fs_sync). */
+bool rfs_fs_changes_pending(rfs_fs *fs);
+
+/* Journal figures, for `reflinkfs changes --info` and tests. */
+struct rfs_journal_stat {
+	uint64_t oldest, next, durable; /* seqs */
+	uint64_t limit_bytes, bytes, nrecords;
+	uint64_t epoch;
+};
+int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st);
+
+/* Set the retention limit in bytes (kept in the pool); trims the oldest
+ * records past it at once.  -EINVAL below RFS_JOURNAL_MIN_BYTES. */
+#define RFS_JOURNAL_MIN_BYTES (64u << 10)
+int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes);
+
+/* Default retention: this share of the pool (1/RFS_JOURNAL_SHARE),
+ * at least RFS_JOURNAL_MIN_BYTES. */
+#define RFS_JOURNAL_SHARE 64u
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * What the fs layer tells the change journal: one record per change,
+ * built at the mutation site from the node table (the path of the change
+ * and the directories above it, whose index ranges will list it), kept
+ * in the running operation and appended by op_end in the same
+ * transaction (docs/ARCHITECTURE.md, "Change journal").
+ */
+#include "fs/op.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* The chain from the mount root down to n (n last); NULL when n is not
+ * reached from the root (a link-table inode).  nlock held (node_lock). */
+static struct rfs_node **chain_of(struct rfs_node *n, size_t *count)
+{
+	size_t k = 0;
+	struct rfs_node *x = n;
+	for (; x->parent; x = x->parent)
+		k++;
+	if (x->id != RFS_ROOT_NODE)
+		return NULL;
+	struct rfs_node **c = malloc(sizeof(*c) * (k + 1));
+	if (!c)
+		return NULL;
+	*count = k + 1;
+	for (x = n; x; x = x->parent)
+		c[k--] = x;
+	return c;
+}
+
+/* "a/b/c" of chain c[1..n) plus name (optional). */
+static char *path_of(struct rfs_node **c, size_t n, const char *name, size_t len)
+{
+	size_t total = 1 + len;
+	for (size_t i = 1; i < n; i++)
+		total += strlen(c[i]->name) + 1;
+	char *p = malloc(total), *w = p;
+	if (!p)
+		return NULL;
+	for (size_t i = 1; i < n; i++) {
+		size_t l = strlen(c[i]->name);
+		if (w != p)
+			*w++ = '/';
+		memcpy(w, c[i]->name, l);
+		w += l;
+	}
+	if (name) {
+		if (w != p)
+			*w++ = '/';
+		memcpy(w, name, len);
+		w += len;
+	}
+	*w = 0;
+	return p;
+}
+
+static uint64_t st_ino_of(rfs_fs *fs, struct rfs_node *n)
+{
+	(void)fs;
+	return n->vol << 48 | n->ino;
+}
+
+/* Add the directories of chain c (depth = index) to r's ancestors, on
+ * the new side or the old one. */
+static int anc_add(struct jnl_rec *r, struct rfs_node **c, size_t n, bool old)
+{
+	struct jnl_anc *a = realloc(r->anc, sizeof(*a) * (r->nanc + n));
+	if (!a)
+		return -ENOMEM;
+	r->anc = a;
+	for (size_t i = 0; i < n; i++) {
+		struct jnl_anc *x = NULL;
+		for (unsigned k = 0; k < r->nanc; k++)
+			if (a[k].vol == c[i]->vol && a[k].ino == c[i]->ino)
+				x = &a[k];
+		if (!x) {
+			x = &a[r->nanc++];
+			x->vol = c[i]->vol;
+			x->ino = c[i]->ino;
+			x->depth_new = x->depth_old = JNL_DEPTH_NONE;
+		}
+		if (old)
+			x->depth_old = (uint16_t)i;
+		else
+			x->depth_new = (uint16_t)i;
+	}
+	return 0;
+}
+
+static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
+{
+	struct rfs_op *op = fs->cur_op;
+	if (!fs->jnl || !op)
+		return NULL;
+	if (op->nrecs == op->caprecs) {
+		size_t cap = op->caprecs ? op->caprecs * 2 : 2;
+		struct jnl_rec *r = realloc(op->recs, sizeof(*r) * cap);
+		if (!r) {
+			op->jfail = true;
+			return NULL;
+		}
+		op->recs = r;
+		op->caprecs = cap;
+	}
+	struct jnl_rec *r = &op->recs[op->nrecs++];
+	memset(r, 0, sizeof(*r));
+	r->kind = (uint8_t)kind;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r->sec = ts.tv_sec;
+	r->nsec = (uint32_t)ts.tv_nsec;
+	return r;
+}
+
+/* r could not be completed: drop it, and make the gap explicit. */
+static void rec_fail(rfs_fs *fs, struct jnl_rec *r)
+{
+	free(r->path);
+	free(r->old_path);
+	free(r->anc);
+	fs->cur_op->nrecs--;
+	fs->cur_op->jfail = true;
+}
+
+void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
+		  size_t len, uint64_t st_ino)
+{
+	struct jnl_rec *r = rec_new(fs, kind);
+	if (!r)
+		return;
+	r->vol = dir->vol;
+	r->ino = st_ino;
+	r->parent = st_ino_of(fs, dir);
+	node_lock(fs);
+	size_t n = 0;
+	struct rfs_node **c = chain_of(dir, &n);
+	int ret = -ENOMEM;
+	if (c && (r->path = path_of(c, n, name, len)) != NULL)
+		ret = anc_add(r, c, n, false);
+	node_unlock(fs);
+	free(c);
+	if (ret)
+		rec_fail(fs, r);
+}
+
+void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
+{
+	struct jnl_rec *r = rec_new(fs, kind);
+	if (!r)
+		return;
+	r->vol = n->vol;
+	r->ino = st_ino_of(fs, n);
+	if (kind == RFS_CHANGE_DATA) {
+		r->nranges = 1;
+		r->ranges[0].off = off;
+		r->ranges[0].len = len;
+	}
+	int ret = -ENOMEM;
+	node_lock(fs);
+	if (n->in_table) {
+		/* Hard-linked: the names are not known here (no back-pointers
+		 * of link-table inodes); whole-mount queries list it. */
+		struct rfs_node *root = node_by_ino(fs, RFS_TOP_VOLUME, fs->root_ino);
+		ret = root ? anc_add(r, &root, 1, false) : -ESTALE;
+	} else {
+		size_t cn = 0;
+		struct rfs_node **c = chain_of(n, &cn);
+		if (c && (r->path = path_of(c, cn, NULL, 0)) != NULL) {
+			if (cn > 1)
+				r->parent = st_ino_of(fs, c[cn - 2]);
+			/* n's own directories: the root's change is listed
+			 * under the root itself. */
+			ret = anc_add(r, c, cn > 1 ? cn - 1 : 1, false);
+		}
+		free(c);
+	}
+	node_unlock(fs);
+	if (ret)
+		rec_fail(fs, r);
+}
+
+void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *oname,
+		   size_t olen, struct rfs_node *ndir, const char *nname, size_t nlen,
+		   uint64_t st_ino)
+{
+	struct jnl_rec *r = rec_new(fs, kind);
+	if (!r)
+		return;
+	r->vol = ndir->vol;
+	r->ino = st_ino;
+	r->parent = st_ino_of(fs, ndir);
+	r->old_parent = st_ino_of(fs, odir);
+	node_lock(fs);
+	size_t on = 0, nn = 0;
+	struct rfs_node **oc = chain_of(odir, &on), **nc = chain_of(ndir, &nn);
+	int ret = -ENOMEM;
+	if (oc && nc && (r->path = path_of(nc, nn, nname, nlen)) != NULL &&
+	    (r->old_path = path_of(oc, on, oname, olen)) != NULL) {
+		ret = anc_add(r, nc, nn, false);
+		if (!ret)
+			ret = anc_add(r, oc, on, true);
+	}
+	node_unlock(fs);
+	free(oc);
+	free(nc);
+	if (ret)
+		rec_fail(fs, r);
+}
+
+static void recs_free(struct rfs_op *op)
+{
+	for (size_t i = 0; i < op->nrecs; i++) {
+		free(op->recs[i].path);
+		free(op->recs[i].old_path);
+		free(op->recs[i].anc);
+	}
+	free(op->recs);
+	op->recs = NULL;
+	op->nrecs = op->caprecs = 0;
+}
+
+static bool is_resource(int ret)
+{
+	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN;
+}
+
+void op_journal(struct rfs_op *op, bool aborted)
+{
+	rfs_fs *fs = op->fs;
+	if (!fs->jnl || aborted || (!op->nrecs && !op->jfail)) {
+		recs_free(op);
+		return;
+	}
+	int ret = op->jfail ? -ENOMEM : jnl_append(fs->jnl, op->recs, op->nrecs);
+	if (ret && is_resource(ret)) {
+		/* The change is made and cannot be undone here: rather than
+		 * commit it unrecorded, start a new epoch (cursors get an
+		 * explicit "journal reset", never a silent gap). */
+		char why[160];
+		snprintf(why, sizeof(why), "%s could not be recorded: %s", op->what,
+			 strerror(-ret));
+		ret = jnl_reset(fs->jnl, why);
+	}
+	if (ret) {
+		char why[160];
+		snprintf(why, sizeof(why), "%s: the change journal could not be written (%s)",
+			 op->what, strerror(-ret));
+		rfs_pool_abort(fs->pool, why);
+	}
+	recs_free(op);
+}

@@ -1,0 +1,800 @@
+/*
+ * The change journal's tree: header, records in chunks, the per-directory
+ * index, retention and queries.  See journal.h and docs/FORMAT.md.
+ */
+#include "journal/journal.h"
+
+#include "reflinkfs/log.h"
+#include "reflinkfs/tree.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define JNL_MAGIC 0x4c4e524a534652ull /* "RFSJRNL" */
+#define JNL_VERSION 1u
+#define JNL_OWNER 22 /* node owner, informational */
+#define JNL_CACHE 64
+#define JNL_RESET_GAP 4096u /* seqs skipped by a reset */ /* inodes whose last data record may be merged */
+
+/* Header, key 'H'. */
+struct jhdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t pad;
+	uint64_t epoch;
+	uint64_t next;   /* next seq to hand out */
+	uint64_t oldest; /* seq of the oldest record kept (next when none) */
+	uint64_t limit;  /* retention, bytes */
+	uint64_t bytes;  /* bytes of records and index items kept */
+	uint64_t nrecords;
+	uint64_t reserved[4];
+};
+
+/* Record head, first bytes of the record's byte string (chunks 'S'). */
+struct jdisk {
+	int64_t sec;
+	uint32_t nsec;
+	uint8_t kind, nranges;
+	uint16_t nanc;
+	uint64_t vol, ino, parent, old_parent;
+	uint16_t pathlen, oldlen;
+	uint8_t flags; /* JD_PATH, JD_OLD */
+	uint8_t pad[3];
+};
+enum { JD_PATH = 1, JD_OLD = 2 };
+_Static_assert(sizeof(struct jdisk) == 56, "journal record layout");
+
+#define SKEY_LEN 11 /* 'S' be64(seq) be16(chunk) */
+#define DKEY_LEN 25 /* 'D' be64(vol) be64(ino) be64(seq) */
+#define DVAL_LEN 4  /* u16 depth above the new path, u16 above the old */
+
+struct jcache {
+	bool valid;
+	uint64_t vol, ino, seq, gen;
+	struct jnl_rec rec; /* a deep copy (path, anc) */
+	size_t len;         /* its encoded length */
+};
+
+struct rfs_jnl {
+	rfs_pool *pool;
+	struct jhdr h;
+	uint8_t uuid[16];
+	/* Durability: next seq at the end of the running transaction (cur)
+	 * and of the one before (prev); base: at open (committed). */
+	uint64_t cur_gen, cur_next, prev_gen, prev_next, base_next;
+	struct jcache cache[JNL_CACHE];
+};
+
+static void be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static size_t skey(uint8_t *k, uint64_t seq, uint16_t chunk)
+{
+	k[0] = 'S';
+	be64(k + 1, seq);
+	k[9] = (uint8_t)(chunk >> 8);
+	k[10] = (uint8_t)chunk;
+	return SKEY_LEN;
+}
+
+static size_t dkey(uint8_t *k, uint64_t vol, uint64_t ino, uint64_t seq)
+{
+	k[0] = 'D';
+	be64(k + 1, vol);
+	be64(k + 9, ino);
+	be64(k + 17, seq);
+	return DKEY_LEN;
+}
+
+static uint64_t random64(void)
+{
+	uint64_t v;
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
+	}
+	return v ? v : 1;
+}
+
+/* ---- the tree ----------------------------------------------------------------- */
+
+static int jtree(struct rfs_jnl *j, rfs_tree *t)
+{
+	int ret = rfs_catalog_get(j->pool, RFS_JOURNAL_ID, t);
+	t->owner = JNL_OWNER;
+	return ret;
+}
+
+static int hdr_put(struct rfs_jnl *j, rfs_tree *t, int mode)
+{
+	return rfs_tree_put(j->pool, t, "H", 1, &j->h, sizeof(j->h), 0, mode);
+}
+
+int jnl_open(rfs_pool *pool, bool writable, uint64_t limit_bytes, struct rfs_jnl **out)
+{
+	*out = NULL;
+	struct rfs_jnl *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->pool = pool;
+	rfs_pool_uuid(pool, j->uuid);
+	rfs_tree t;
+	int ret = jtree(j, &t);
+	size_t hl = sizeof(j->h);
+	if (!ret && t.root)
+		ret = rfs_tree_lookup(pool, &t, "H", 1, &j->h, &hl, NULL);
+	else if (!ret)
+		ret = -ENOENT;
+	if (!ret && (hl != sizeof(j->h) || j->h.magic != JNL_MAGIC)) {
+		rfs_log(RFS_LOG_ERR, "%s: the change journal's header is damaged; run reflinkfs fsck",
+			rfs_pool_path(pool));
+		ret = -EUCLEAN;
+	} else if (!ret && j->h.version > JNL_VERSION) {
+		rfs_log(RFS_LOG_ERR, "%s: change journal format %u is newer than this program supports (%u); use a newer reflinkfs",
+			rfs_pool_path(pool), j->h.version, JNL_VERSION);
+		ret = -EPROTONOSUPPORT;
+	}
+	if (ret == -ENOENT && writable) {
+		memset(&j->h, 0, sizeof(j->h));
+		j->h.magic = JNL_MAGIC;
+		j->h.version = JNL_VERSION;
+		j->h.epoch = random64();
+		j->h.next = j->h.oldest = 1;
+		j->h.limit = limit_bytes;
+		t.root = 0;
+		ret = hdr_put(j, &t, RFS_PUT_INSERT);
+		if (!ret)
+			ret = rfs_catalog_set(pool, RFS_JOURNAL_ID, &t);
+	}
+	if (ret) {
+		free(j);
+		return ret;
+	}
+	j->base_next = j->h.next;
+	*out = j;
+	return 0;
+}
+
+static void rec_free(struct jnl_rec *r)
+{
+	free(r->path);
+	free(r->old_path);
+	free(r->anc);
+	memset(r, 0, sizeof(*r));
+}
+
+void jnl_close(struct rfs_jnl *j)
+{
+	if (!j)
+		return;
+	for (int i = 0; i < JNL_CACHE; i++)
+		rec_free(&j->cache[i].rec);
+	free(j);
+}
+
+/* ---- encoding ---------------------------------------------------------------- */
+
+static size_t enc_len(const struct jnl_rec *r)
+{
+	return sizeof(struct jdisk) + r->nranges * sizeof(struct rfs_change_range) +
+	       r->nanc * 16u + (r->path ? strlen(r->path) : 0) +
+	       (r->old_path ? strlen(r->old_path) : 0);
+}
+
+static uint8_t *encode(const struct jnl_rec *r, size_t *len)
+{
+	*len = enc_len(r);
+	uint8_t *b = malloc(*len), *p = b;
+	if (!b)
+		return NULL;
+	struct jdisk d = {.sec = r->sec,
+			  .nsec = r->nsec,
+			  .kind = r->kind,
+			  .nranges = r->nranges,
+			  .nanc = r->nanc,
+			  .vol = r->vol,
+			  .ino = r->ino,
+			  .parent = r->parent,
+			  .old_parent = r->old_parent};
+	if (r->path) {
+		d.flags |= JD_PATH;
+		d.pathlen = (uint16_t)strlen(r->path);
+	}
+	if (r->old_path) {
+		d.flags |= JD_OLD;
+		d.oldlen = (uint16_t)strlen(r->old_path);
+	}
+	memcpy(p, &d, sizeof(d));
+	p += sizeof(d);
+	if (r->nranges)
+		memcpy(p, r->ranges, r->nranges * sizeof(struct rfs_change_range));
+	p += r->nranges * sizeof(struct rfs_change_range);
+	for (unsigned i = 0; i < r->nanc; i++) {
+		memcpy(p, &r->anc[i].vol, 8);
+		memcpy(p + 8, &r->anc[i].ino, 8);
+		p += 16;
+	}
+	if (d.pathlen)
+		memcpy(p, r->path, d.pathlen);
+	p += d.pathlen;
+	if (d.oldlen)
+		memcpy(p, r->old_path, d.oldlen);
+	return b;
+}
+
+/* A decoded record: head, and pointers into buf. */
+struct jview {
+	struct jdisk d;
+	const struct rfs_change_range *ranges;
+	const uint8_t *anc; /* nanc * (u64 vol, u64 ino) */
+	const char *path, *old;
+	uint8_t *buf;
+	size_t len, nchunks;
+};
+
+static int decode(struct jview *v)
+{
+	if (v->len < sizeof(v->d))
+		return -EUCLEAN;
+	memcpy(&v->d, v->buf, sizeof(v->d));
+	size_t want = sizeof(v->d) + v->d.nranges * sizeof(struct rfs_change_range) +
+		      v->d.nanc * 16u + v->d.pathlen + v->d.oldlen;
+	if (want != v->len || v->d.nranges > JNL_RANGES_MAX)
+		return -EUCLEAN;
+	const uint8_t *p = v->buf + sizeof(v->d);
+	v->ranges = (const void *)p;
+	p += v->d.nranges * sizeof(struct rfs_change_range);
+	v->anc = p;
+	p += v->d.nanc * 16u;
+	v->path = (const char *)p;
+	v->old = v->path + v->d.pathlen;
+	return 0;
+}
+
+/* Read record seq's chunks into v (v->buf malloc'ed; free it). */
+static int rec_read(struct rfs_jnl *j, const rfs_tree *t, uint64_t seq, struct jview *v)
+{
+	memset(v, 0, sizeof(*v));
+	rfs_cursor *c;
+	int ret = rfs_cursor_open(j->pool, t, &c);
+	if (ret)
+		return ret;
+	uint8_t k[SKEY_LEN];
+	skey(k, seq, 0);
+	size_t cap = 0;
+	for (ret = rfs_cursor_seek(c, k, SKEY_LEN, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const void *key, *val;
+		size_t kl, vl;
+		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
+		if (kl != SKEY_LEN || memcmp(key, k, 9) != 0)
+			break;
+		if (v->len + vl > cap) {
+			cap = (v->len + vl) * 2;
+			uint8_t *nb = realloc(v->buf, cap);
+			if (!nb) {
+				ret = -ENOMEM;
+				break;
+			}
+			v->buf = nb;
+		}
+		memcpy(v->buf + v->len, val, vl);
+		v->len += vl;
+		v->nchunks++;
+	}
+	rfs_cursor_close(c);
+	if (ret == -ENOENT)
+		ret = 0;
+	if (!ret && v->nchunks == 0)
+		ret = -ENOENT;
+	if (!ret)
+		ret = decode(v);
+	if (ret) {
+		free(v->buf);
+		v->buf = NULL;
+	}
+	return ret;
+}
+
+/* Bytes a record of encoded length len with nanc index items costs. */
+static uint64_t cost(size_t len, unsigned nanc)
+{
+	size_t chunks = (len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
+	return len + chunks * SKEY_LEN + (uint64_t)nanc * (DKEY_LEN + DVAL_LEN);
+}
+
+/* Store the record's chunks (upsert; old_chunks: chunks to remove past
+ * the new end). */
+static int chunks_put(struct rfs_jnl *j, rfs_tree *t, uint64_t seq, const uint8_t *b,
+		      size_t len, size_t old_chunks, int mode)
+{
+	uint8_t k[SKEY_LEN];
+	size_t n = 0;
+	for (size_t off = 0; off < len; off += RFS_VAL_MAX, n++) {
+		size_t cl = len - off < RFS_VAL_MAX ? len - off : RFS_VAL_MAX;
+		int ret = rfs_tree_put(j->pool, t, k, skey(k, seq, (uint16_t)n), b + off, cl, 0,
+				       mode);
+		if (ret)
+			return ret;
+	}
+	for (; n < old_chunks; n++) {
+		int ret = rfs_tree_delete(j->pool, t, k, skey(k, seq, (uint16_t)n), 0);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ---- appending ---------------------------------------------------------------- */
+
+static struct jcache *cache_slot(struct rfs_jnl *j, uint64_t vol, uint64_t ino)
+{
+	return &j->cache[(ino * 0x9e3779b97f4a7c15ull ^ vol) % JNL_CACHE];
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Add the ranges of r to c's record; false when they do not fit. */
+static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
+{
+	struct jnl_rec t = *c;
+	for (unsigned i = 0; i < r->nranges; i++) {
+		uint64_t a = r->ranges[i].off, e = a + r->ranges[i].len;
+		unsigned k;
+		for (k = 0; k < t.nranges; k++) {
+			uint64_t ka = t.ranges[k].off, ke = ka + t.ranges[k].len;
+			if (a <= ke && ka <= e) { /* overlapping or adjacent */
+				uint64_t na = a < ka ? a : ka, ne = e > ke ? e : ke;
+				t.ranges[k].off = na;
+				t.ranges[k].len = ne - na;
+				break;
+			}
+		}
+		if (k == t.nranges) {
+			if (t.nranges == JNL_RANGES_MAX)
+				return false;
+			t.ranges[t.nranges++] = r->ranges[i];
+		}
+	}
+	memcpy(c->ranges, t.ranges, sizeof(t.ranges));
+	c->nranges = t.nranges;
+	return true;
+}
+
+/* Merge data record r into the same inode's record of this transaction. */
+static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *merged)
+{
+	*merged = false;
+	struct jcache *c = cache_slot(j, r->vol, r->ino);
+	if (!c->valid || c->vol != r->vol || c->ino != r->ino ||
+	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest ||
+	    !same_str(c->rec.path, r->path))
+		return 0;
+	struct jnl_rec save = c->rec;
+	if (!ranges_merge(&c->rec, r))
+		return 0;
+	size_t len;
+	uint8_t *b = encode(&c->rec, &len);
+	if (!b) {
+		c->rec = save;
+		return -ENOMEM;
+	}
+	size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
+	int ret = chunks_put(j, t, c->seq, b, len, oldc, RFS_PUT_UPSERT);
+	free(b);
+	if (ret) {
+		c->valid = false;
+		return ret;
+	}
+	j->h.bytes += cost(len, c->rec.nanc) - cost(c->len, c->rec.nanc);
+	c->len = len;
+	c->rec.sec = r->sec;
+	c->rec.nsec = r->nsec;
+	r->seq = c->seq;
+	*merged = true;
+	return 0;
+}
+
+static void cache_put(struct rfs_jnl *j, const struct jnl_rec *r, size_t len)
+{
+	struct jcache *c = cache_slot(j, r->vol, r->ino);
+	rec_free(&c->rec);
+	c->valid = false;
+	struct jnl_rec copy = *r;
+	copy.path = r->path ? strdup(r->path) : NULL;
+	copy.old_path = NULL;
+	copy.anc = malloc(sizeof(*r->anc) * (r->nanc ? r->nanc : 1));
+	if ((r->path && !copy.path) || !copy.anc) {
+		rec_free(&copy);
+		return; /* no merging for this inode: only more records */
+	}
+	memcpy(copy.anc, r->anc, sizeof(*r->anc) * r->nanc);
+	c->rec = copy;
+	c->vol = r->vol;
+	c->ino = r->ino;
+	c->seq = r->seq;
+	c->gen = rfs_pool_txn_gen(j->pool);
+	c->len = len;
+	c->valid = true;
+}
+
+static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
+{
+	if (r->kind == RFS_CHANGE_DATA) {
+		bool merged;
+		int ret = try_merge(j, t, r, &merged);
+		if (ret || merged)
+			return ret;
+	}
+	size_t len;
+	uint8_t *b = encode(r, &len);
+	if (!b)
+		return -ENOMEM;
+	r->seq = j->h.next;
+	int ret = chunks_put(j, t, r->seq, b, len, 0, RFS_PUT_INSERT);
+	free(b);
+	uint8_t k[DKEY_LEN];
+	for (unsigned i = 0; !ret && i < r->nanc; i++) {
+		uint16_t dv[2] = {r->anc[i].depth_new, r->anc[i].depth_old};
+		ret = rfs_tree_put(j->pool, t, k, dkey(k, r->anc[i].vol, r->anc[i].ino, r->seq),
+				   dv, sizeof(dv), 0, RFS_PUT_INSERT);
+	}
+	if (ret)
+		return ret;
+	j->h.next++;
+	j->h.nrecords++;
+	j->h.bytes += cost(len, r->nanc);
+	if (r->kind == RFS_CHANGE_DATA)
+		cache_put(j, r, len);
+	return 0;
+}
+
+/* Drop the oldest record. */
+static int trim_one(struct rfs_jnl *j, rfs_tree *t)
+{
+	rfs_cursor *c;
+	uint8_t k[DKEY_LEN];
+	int ret = rfs_cursor_open(j->pool, t, &c);
+	if (ret)
+		return ret;
+	k[0] = 'S';
+	uint64_t seq = 0;
+	ret = rfs_cursor_seek(c, k, 1, 1);
+	if (!ret) {
+		const void *key, *val;
+		size_t kl, vl;
+		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
+		if (kl == SKEY_LEN && ((const uint8_t *)key)[0] == 'S')
+			seq = get64((const uint8_t *)key + 1);
+		else
+			ret = -ENOENT;
+	}
+	rfs_cursor_close(c);
+	if (ret)
+		return ret;
+	struct jview v;
+	ret = rec_read(j, t, seq, &v);
+	if (ret == -EUCLEAN) {
+		/* Half written before a reset: its chunks go; its index items
+		 * (if any) point below the oldest seq and are skipped. */
+		uint8_t sk[SKEY_LEN];
+		for (uint16_t n = 0; rfs_tree_delete(j->pool, t, sk, skey(sk, seq, n), 0) == 0; n++)
+			;
+		j->h.oldest = seq + 1;
+		return 0;
+	}
+	if (ret)
+		return ret;
+	for (unsigned i = 0; !ret && i < v.d.nanc; i++) {
+		uint64_t vol, ino;
+		memcpy(&vol, v.anc + 16 * i, 8);
+		memcpy(&ino, v.anc + 16 * i + 8, 8);
+		ret = rfs_tree_delete(j->pool, t, k, dkey(k, vol, ino, seq), 0);
+		if (ret == -ENOENT) /* the same directory on both sides: once */
+			ret = 0;
+	}
+	if (!ret)
+		ret = chunks_put(j, t, seq, NULL, 0, v.nchunks, 0);
+	if (!ret) {
+		uint64_t c2 = cost(v.len, v.d.nanc);
+		j->h.bytes = j->h.bytes > c2 ? j->h.bytes - c2 : 0;
+		j->h.nrecords--;
+		j->h.oldest = seq + 1;
+	}
+	free(v.buf);
+	return ret;
+}
+
+static int trim(struct rfs_jnl *j, rfs_tree *t)
+{
+	int ret = 0;
+	while (!ret && j->h.bytes > j->h.limit && j->h.nrecords > 0)
+		ret = trim_one(j, t);
+	if (j->h.nrecords == 0)
+		j->h.oldest = j->h.next;
+	return ret;
+}
+
+static void note_txn(struct rfs_jnl *j)
+{
+	uint64_t g = rfs_pool_txn_gen(j->pool);
+	if (g != j->cur_gen) {
+		j->prev_gen = j->cur_gen;
+		j->prev_next = j->cur_next;
+		j->cur_gen = g;
+	}
+	j->cur_next = j->h.next;
+}
+
+int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n)
+{
+	if (n == 0)
+		return 0;
+	rfs_tree t;
+	struct jhdr save = j->h;
+	int ret = jtree(j, &t);
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = put_one(j, &t, &recs[i]);
+	if (!ret)
+		ret = trim(j, &t);
+	if (!ret)
+		ret = hdr_put(j, &t, RFS_PUT_REPLACE);
+	if (!ret)
+		ret = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+	if (ret) {
+		/* The tree may be half changed (its root may have moved: keep
+		 * the catalog pointing at it); the caller resets the journal,
+		 * which skips the seqs of the records half written. */
+		rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+		j->h = save;
+		for (int i = 0; i < JNL_CACHE; i++)
+			j->cache[i].valid = false;
+		return ret;
+	}
+	note_txn(j);
+	return 0;
+}
+
+int jnl_reset(struct rfs_jnl *j, const char *why)
+{
+	rfs_tree t;
+	int ret = jtree(j, &t);
+	if (ret)
+		return ret;
+	j->h.epoch = random64();
+	/* Old records stay until trimmed; no cursor of the old epoch can
+	 * read them any more.  Seqs a failed append may have half written
+	 * are skipped. */
+	j->h.next += JNL_RESET_GAP;
+	j->h.oldest = j->h.next;
+	for (int i = 0; i < JNL_CACHE; i++)
+		j->cache[i].valid = false;
+	ret = hdr_put(j, &t, RFS_PUT_REPLACE);
+	if (!ret)
+		ret = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+	if (!ret) {
+		note_txn(j);
+		rfs_log(RFS_LOG_WARN, "%s: change journal reset (%s): readers must rescan",
+			rfs_pool_path(j->pool), why);
+	}
+	return ret;
+}
+
+uint64_t jnl_durable_next(struct rfs_jnl *j)
+{
+	uint64_t c = rfs_pool_committed_gen(j->pool);
+	if (j->cur_gen && j->cur_gen <= c)
+		return j->cur_next;
+	if (j->prev_gen && j->prev_gen <= c)
+		return j->prev_next;
+	return j->base_next;
+}
+
+bool jnl_pending(struct rfs_jnl *j)
+{
+	return jnl_durable_next(j) != j->h.next;
+}
+
+void jnl_info(struct rfs_jnl *j, struct jnl_info *out)
+{
+	memcpy(out->uuid, j->uuid, 16);
+	out->epoch = j->h.epoch;
+	out->oldest = j->h.oldest;
+	out->durable = jnl_durable_next(j);
+	out->next = j->h.next;
+	out->limit_bytes = j->h.limit;
+	out->bytes = j->h.bytes;
+	out->nrecords = j->h.nrecords;
+}
+
+int jnl_set_limit(struct rfs_jnl *j, uint64_t limit_bytes)
+{
+	rfs_tree t;
+	struct jhdr save = j->h;
+	int ret = jtree(j, &t);
+	j->h.limit = limit_bytes;
+	if (!ret)
+		ret = trim(j, &t);
+	if (!ret)
+		ret = hdr_put(j, &t, RFS_PUT_REPLACE);
+	if (!ret)
+		ret = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+	if (ret)
+		j->h = save;
+	else
+		note_txn(j);
+	return ret;
+}
+
+/* ---- queries ------------------------------------------------------------------ */
+
+/* path without its first depth components ("" for exactly depth). */
+static const char *strip(const char *p, size_t len, unsigned depth, size_t *outlen)
+{
+	const char *e = p + len;
+	for (unsigned i = 0; i < depth && p < e; i++) {
+		const char *s = memchr(p, '/', (size_t)(e - p));
+		p = s ? s + 1 : e;
+	}
+	*outlen = (size_t)(e - p);
+	return p;
+}
+
+static int deliver(struct jview *v, uint64_t seq, uint16_t dn, uint16_t dold,
+		   rfs_change_fn fn, void *arg)
+{
+	struct rfs_change ch = {.seq = seq,
+				.sec = v->d.sec,
+				.nsec = v->d.nsec,
+				.kind = v->d.kind,
+				.volume = v->d.vol,
+				.ino = v->d.ino,
+				.parent = v->d.parent,
+				.nranges = v->d.nranges,
+				.ranges = v->ranges};
+	char *np = NULL, *op = NULL;
+	size_t l;
+	const char *s;
+	if ((v->d.flags & JD_PATH) && dn != JNL_DEPTH_NONE) {
+		s = strip(v->path, v->d.pathlen, dn, &l);
+		np = strndup(s, l);
+		if (!np)
+			return -ENOMEM;
+	}
+	if ((v->d.flags & JD_OLD) && dold != JNL_DEPTH_NONE) {
+		s = strip(v->old, v->d.oldlen, dold, &l);
+		op = strndup(s, l);
+		if (!op) {
+			free(np);
+			return -ENOMEM;
+		}
+	}
+	if (ch.kind == RFS_CHANGE_RENAME && np && !op && (v->d.flags & JD_OLD))
+		ch.kind = RFS_CHANGE_MOVE_IN;
+	else if (ch.kind == RFS_CHANGE_RENAME && !np && op) {
+		ch.kind = RFS_CHANGE_MOVE_OUT;
+		ch.parent = v->d.old_parent;
+		np = op;
+		op = NULL;
+	} else if (ch.kind == RFS_CHANGE_EXCHANGE && !np && op) {
+		np = op;
+		op = NULL;
+	}
+	ch.path = np;
+	ch.old_path = op;
+	int ret = fn(arg, &ch);
+	free(np);
+	free(op);
+	return ret;
+}
+
+int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
+	      uint64_t upto, rfs_change_fn fn, void *arg)
+{
+	rfs_tree t;
+	int ret = jtree(j, &t);
+	if (ret || !t.root)
+		return ret;
+	rfs_cursor *c;
+	ret = rfs_cursor_open(j->pool, &t, &c);
+	if (ret)
+		return ret;
+	uint8_t k[DKEY_LEN];
+	dkey(k, vol, ino, from);
+	for (ret = rfs_cursor_seek(c, k, DKEY_LEN, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const void *key, *val;
+		size_t kl, vl;
+		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
+		if (kl != DKEY_LEN || memcmp(key, k, 17) != 0)
+			break;
+		uint64_t seq = get64((const uint8_t *)key + 17);
+		if (seq >= upto)
+			break;
+		if (seq < j->h.oldest) /* kept by a reset, not readable */
+			continue;
+		uint16_t dv[2] = {JNL_DEPTH_NONE, JNL_DEPTH_NONE};
+		if (vl == sizeof(dv))
+			memcpy(dv, val, sizeof(dv));
+		struct jview v;
+		ret = rec_read(j, &t, seq, &v);
+		if (ret) {
+			rfs_log(RFS_LOG_ERR, "%s: change journal record %" PRIu64 " cannot be read: %s",
+				rfs_pool_path(j->pool), seq, strerror(-ret));
+			break;
+		}
+		ret = deliver(&v, seq, dv[0], dv[1], fn, arg);
+		free(v.buf);
+		if (ret)
+			break;
+	}
+	rfs_cursor_close(c);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+/* ---- cursors ------------------------------------------------------------------ */
+
+void jnl_cursor_encode(const uint8_t uuid[16], uint64_t epoch, uint64_t seq,
+		       char out[RFS_CURSOR_MAX])
+{
+	char u[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(u + 2 * i, 3, "%02x", uuid[i]);
+	snprintf(out, RFS_CURSOR_MAX, "rfsj1:%s:%016" PRIx64 ":%016" PRIx64, u, epoch, seq);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int hex64(const char *s, uint64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < 16; i++) {
+		int h = hexval(s[i]);
+		if (h < 0)
+			return -EINVAL;
+		*v = *v << 4 | (uint64_t)h;
+	}
+	return 0;
+}
+
+int jnl_cursor_decode(const char *text, uint8_t uuid[16], uint64_t *epoch, uint64_t *seq)
+{
+	if (strlen(text) != 6 + 32 + 1 + 16 + 1 + 16 || strncmp(text, "rfsj1:", 6) != 0 ||
+	    text[38] != ':' || text[55] != ':')
+		return -EINVAL;
+	for (int i = 0; i < 16; i++) {
+		int a = hexval(text[6 + 2 * i]), b = hexval(text[7 + 2 * i]);
+		if (a < 0 || b < 0)
+			return -EINVAL;
+		uuid[i] = (uint8_t)(a << 4 | b);
+	}
+	if (hex64(text + 39, epoch) || hex64(text + 56, seq))
+		return -EINVAL;
+	return 0;
+}

@@ -1,0 +1,407 @@
+/*
+ * The change journal through the fs API and the journal API
+ * (include/reflinkfs/journal.h): every kind is recorded, seqs grow across
+ * reopen, a crash keeps exactly the committed records, subtree queries
+ * list only what is below, renames in and out show as such, data ranges
+ * merge within a transaction, cursors of another pool / a reset journal /
+ * a trimmed range get their own errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "reflinkfs/fs.h"
+#include "reflinkfs/journal.h"
+#include "reflinkfs/log.h"
+
+static char g_dir[4096];
+static char g_pool[4200], g_pool2[4200];
+static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = getenv("RFS_TEST_DIR");
+	snprintf(g_dir, sizeof(g_dir), "%s/jnlXXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	snprintf(g_pool2, sizeof(g_pool2), "%s/pool2", g_dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(g_pool);
+	unlink(g_pool2);
+	rmdir(g_dir);
+	return 0;
+}
+
+static rfs_fs *fresh(unsigned flags)
+{
+	rfs_fs *fs;
+	unlink(g_pool);
+	assert_int_equal(rfs_fs_mkfs(g_pool, 64ull << 20, 0), 0);
+	assert_int_equal(rfs_fs_open(g_pool, flags, &fs), 0);
+	return fs;
+}
+
+/* What a read delivered: "kind path [old]" lines, and the seqs. */
+struct got {
+	char text[16384];
+	uint64_t seqs[1024];
+	unsigned n;
+	struct rfs_change_range r0; /* ranges of the last data record */
+	unsigned nranges;
+};
+
+static int collect(void *arg, const struct rfs_change *c)
+{
+	struct got *g = arg;
+	size_t l = strlen(g->text);
+	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s\n", rfs_change_kind_name(c->kind),
+		 c->path ? c->path : "(null)", c->old_path ? " " : "",
+		 c->old_path ? c->old_path : "");
+	if (g->n < 1024)
+		g->seqs[g->n] = c->seq;
+	g->n++;
+	if (c->kind == RFS_CHANGE_DATA) {
+		g->nranges = c->nranges;
+		g->r0 = c->ranges[0];
+	}
+	return 0;
+}
+
+/* Read everything below dir since cursor into g; next cursor in out. */
+static int read_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor, struct got *g,
+			char *out)
+{
+	memset(g, 0, sizeof(*g));
+	struct rfs_changes_page page = {0};
+	int ret = rfs_fs_changes(fs, dir, cursor, &page, collect, g);
+	if (!ret) {
+		assert_true(page.done);
+		if (out)
+			strcpy(out, page.cursor);
+	}
+	return ret;
+}
+
+static rfs_nodeid mkdir_(rfs_fs *fs, rfs_nodeid dir, const char *name)
+{
+	rfs_nodeid n;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, dir, name, 0755, &n, &st), 0);
+	return n;
+}
+
+static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name)
+{
+	rfs_nodeid n;
+	struct stat st;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, dir, name, 0644, &n, &st), 0);
+	return n;
+}
+
+static void write_at(rfs_fs *fs, rfs_nodeid n, uint64_t off, size_t len)
+{
+	char *buf = calloc(1, len);
+	assert_non_null(buf);
+	assert_int_equal(rfs_fs_write(fs, n, buf, len, off), (ssize_t)len);
+	free(buf);
+}
+
+static void test_every_kind(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX], c1[RFS_CURSOR_MAX];
+	struct got g;
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
+	rfs_nodeid f = mkfile(fs, d, "f");
+	rfs_nodeid s, x;
+	struct stat st;
+	assert_int_equal(rfs_fs_symlink(fs, &g_ctx, d, "s", "target", &s, &st), 0);
+	assert_int_equal(rfs_fs_mknod(fs, &g_ctx, d, "p", S_IFIFO | 0644, 0, &x, &st), 0);
+	write_at(fs, f, 0, 10000);
+	struct stat in = {.st_mode = 0600};
+	assert_int_equal(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, &st), 0);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.a", "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_link(fs, f, d, "f2", &st), 0);
+	assert_int_equal(rfs_fs_unlink(fs, d, "f2"), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "s", d, "s2", 0), 0);
+	assert_int_equal(rfs_fs_unlink(fs, d, "p"), 0);
+	rfs_nodeid e = mkdir_(fs, RFS_ROOT_NODE, "e");
+	assert_int_equal(rfs_fs_rmdir(fs, RFS_ROOT_NODE, "e"), 0);
+	rfs_nodeid snap;
+	assert_int_equal(rfs_fs_snapshot(fs, d, RFS_ROOT_NODE, "snap", 0, &snap, &st), 0);
+	assert_int_equal(rfs_fs_snapshot_delete(fs, RFS_ROOT_NODE, "snap"), 0);
+	/* Nothing is delivered before the commit. */
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
+	assert_int_equal(g.n, 0);
+	assert_true(rfs_fs_changes_pending(fs));
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_false(rfs_fs_changes_pending(fs));
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
+	const char *want = "mkdir d\n"
+			   "create d/f\n"
+			   "symlink d/s\n"
+			   "mkfifo d/p\n"
+			   "data d/f\n"
+			   "attr d/f\n"
+			   "xattr d/f\n"
+			   "link d/f2\n"
+			   "unlink d/f2\n"
+			   "rename d/s2 d/s\n"
+			   "unlink d/p\n"
+			   "mkdir e\n"
+			   "rmdir e\n"
+			   "snapshot snap\n"
+			   "snapshot_delete snap\n";
+	assert_string_equal(g.text, want);
+	for (unsigned i = 1; i < g.n; i++)
+		assert_true(g.seqs[i] > g.seqs[i - 1]);
+	/* Below d: the same paths, relative to d; nothing of e or snap. */
+	assert_int_equal(read_changes(fs, d, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "create f\nsymlink s\nmkfifo p\ndata f\nattr f\nxattr f\n"
+				    "link f2\nunlink f2\nrename s2 s\nunlink p\n");
+	/* The new cursor: nothing new since. */
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), 0);
+	assert_int_equal(g.n, 0);
+	rfs_fs_forget(fs, d, 1);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, s, 1);
+	rfs_fs_forget(fs, x, 1);
+	rfs_fs_forget(fs, e, 1);
+	rfs_fs_forget(fs, snap, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+static void test_data_merge(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "big");
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	/* 256 sequential writes in one transaction: one record. */
+	for (unsigned i = 0; i < 256; i++)
+		write_at(fs, f, (uint64_t)i * 4096, 4096);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c0), 0);
+	assert_string_equal(g.text, "data big\n");
+	assert_int_equal(g.nranges, 1);
+	assert_int_equal(g.r0.off, 0);
+	assert_int_equal(g.r0.len, 256 * 4096);
+	/* A committed record is never changed: the next write is a new one. */
+	write_at(fs, f, 0, 100);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.r0.len, 100);
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+static void test_subtree_and_moves(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	rfs_nodeid a = mkdir_(fs, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = mkdir_(fs, RFS_ROOT_NODE, "b");
+	rfs_nodeid a1 = mkdir_(fs, a, "a1");
+	rfs_nodeid x = mkfile(fs, b, "x");
+	rfs_nodeid y = mkfile(fs, a1, "y");
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	write_at(fs, x, 0, 10); /* outside a */
+	write_at(fs, y, 0, 10); /* inside a, two levels down */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, b, "x", a1, "x", 0), 0); /* into a */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, a1, "y", b, "y", 0), 0); /* out of a */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, a1, "x", a, "x", 0), 0); /* within a */
+	rfs_nodeid z = mkfile(fs, b, "z"); /* outside */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, a, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data a1/y\nmove_in a1/x\nmove_out a1/y\nrename x a1/x\n");
+	assert_int_equal(read_changes(fs, b, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data x\nmove_out x\nmove_in y\ncreate z\n");
+	assert_int_equal(read_changes(fs, a1, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data y\nmove_in x\nmove_out y\nmove_out x\n");
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data b/x\ndata a/a1/y\nrename a/a1/x b/x\n"
+				    "rename b/y a/a1/y\nrename a/x a/a1/x\ncreate b/z\n");
+	/* A file is not a directory to read below. */
+	assert_int_equal(read_changes(fs, z, c0, &g, NULL), -ENOTDIR);
+	rfs_nodeid ns[] = {a, b, a1, x, y, z};
+	for (unsigned i = 0; i < 6; i++)
+		rfs_fs_forget(fs, ns[i], 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+/* Changes inside a snapshot below the queried directory are listed. */
+static void test_snapshot_below(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	struct stat st;
+	rfs_nodeid top = mkdir_(fs, RFS_ROOT_NODE, "top");
+	rfs_nodeid src = mkdir_(fs, RFS_ROOT_NODE, "src");
+	rfs_nodeid snap;
+	assert_int_equal(rfs_fs_snapshot(fs, src, top, "s", 0, &snap, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	rfs_nodeid f = mkfile(fs, snap, "in-snap");
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, top, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "create s/in-snap\n");
+	assert_int_equal(read_changes(fs, src, c0, &g, NULL), 0);
+	assert_int_equal(g.n, 0);
+	rfs_nodeid ns[] = {top, src, snap, f};
+	for (unsigned i = 0; i < 4; i++)
+		rfs_fs_forget(fs, ns[i], 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+static void test_seq_across_reopen_and_crash(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(RFS_FS_CRASHSIM);
+	char c0[RFS_CURSOR_MAX], c1[RFS_CURSOR_MAX];
+	struct got g;
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "kept");
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	f = mkfile(fs, RFS_ROOT_NODE, "lost");
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_crash(fs, RFS_CRASH_DROP_ALL, 1);
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_CRASHSIM, &fs), 0);
+	/* Exactly the committed change survived. */
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
+	assert_string_equal(g.text, "create kept\n");
+	uint64_t last = g.seqs[0];
+	f = mkfile(fs, RFS_ROOT_NODE, "after");
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), 0);
+	assert_string_equal(g.text, "create after\n");
+	assert_true(g.seqs[0] > last);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+static void test_cursor_errors(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX], other[RFS_CURSOR_MAX];
+	struct got g;
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, "not a cursor", &g, NULL), -EINVAL);
+	/* Another pool's cursor. */
+	rfs_fs *fs2;
+	assert_int_equal(rfs_fs_mkfs(g_pool2, 32ull << 20, 0), 0);
+	assert_int_equal(rfs_fs_open(g_pool2, 0, &fs2), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs2, other), 0);
+	assert_int_equal(rfs_fs_close(fs2), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, other, &g, NULL), -EXDEV);
+	/* Retention: a small limit trims the oldest records. */
+	assert_int_equal(rfs_fs_journal_set_limit(fs, 1000), -EINVAL);
+	assert_int_equal(rfs_fs_journal_set_limit(fs, RFS_JOURNAL_MIN_BYTES), 0);
+	char name[64];
+	for (unsigned i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "file-with-a-long-name-%04u", i);
+		rfs_fs_forget(fs, mkfile(fs, RFS_ROOT_NODE, name), 1);
+	}
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	struct rfs_journal_stat js;
+	assert_int_equal(rfs_fs_journal_stat(fs, &js), 0);
+	assert_true(js.bytes <= js.limit_bytes);
+	assert_true(js.oldest > 1);
+	assert_true(js.nrecords < 2000);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), -ERANGE);
+	/* Everything kept is still readable, in order, without gaps. */
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, NULL, &g, NULL), 0);
+	assert_int_equal(g.n, js.nrecords);
+	assert_int_equal(g.seqs[0], js.oldest);
+	/* A mount without journal resets it: old cursors get -ESTALE. */
+	char c1[RFS_CURSOR_MAX];
+	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_NOJOURNAL, &fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), -ENOTSUP);
+	rfs_fs_forget(fs, mkfile(fs, RFS_ROOT_NODE, "unrecorded"), 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), -ESTALE);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+/* A stop in the callback leaves where to go on: pages cover everything once. */
+static int stop_after_two(void *arg, const struct rfs_change *c)
+{
+	struct got *g = arg;
+	if (g->n == 2)
+		return 1;
+	return collect(arg, c);
+}
+
+static void test_paging(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char name[32];
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "f%u", i);
+		rfs_fs_forget(fs, mkfile(fs, RFS_ROOT_NODE, name), 1);
+	}
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	struct rfs_changes_page page = {0};
+	struct got g, all;
+	memset(&all, 0, sizeof(all));
+	unsigned pages = 0;
+	do {
+		memset(&g, 0, sizeof(g));
+		assert_int_equal(rfs_fs_changes(fs, RFS_ROOT_NODE, NULL, &page, stop_after_two, &g), 0);
+		strcat(all.text, g.text);
+		pages++;
+	} while (!page.done);
+	assert_int_equal(pages, 3);
+	assert_string_equal(all.text, "create f0\ncreate f1\ncreate f2\ncreate f3\ncreate f4\n");
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+int main(void)
+{
+	rfs_log_set_level(RFS_LOG_ERR);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_kind),
+		cmocka_unit_test(test_data_merge),
+		cmocka_unit_test(test_subtree_and_moves),
+		cmocka_unit_test(test_snapshot_below),
+		cmocka_unit_test(test_seq_across_reopen_and_crash),
+		cmocka_unit_test(test_cursor_errors),
+		cmocka_unit_test(test_paging),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
