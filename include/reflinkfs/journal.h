@@ -129,4 +129,50 @@ int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes);
  * at least RFS_JOURNAL_MIN_BYTES. */
 #define RFS_JOURNAL_SHARE 64u
 
+/* ---- reading through a mount (`reflinkfs changes`) ---- */
+#include <linux/ioctl.h>
+
+/*
+ * RFS_IOC_CHANGES on an open directory of the mount: one page of the
+ * changes below it (rfs_fs_changes).  in: the cursor ("" for every record
+ * kept), upto and next_from of the previous page (0 on the first), flags.
+ * out: the same struct, with count records in buf and, when done, the
+ * next cursor.  Each record is a struct rfs_ioc_change followed by
+ * nranges struct rfs_change_range, then pathlen bytes of path and oldlen
+ * of old path (no NULs); records are 8-byte aligned.  A path longer than
+ * RFS_IOC_CHANGES_PATH_MAX is cut (RFS_IOC_CHANGE_CUT).  Errors as
+ * rfs_fs_changes; -EPERM unless root or the user who mounted.
+ */
+#define RFS_IOC_CHANGES_PAGE 12288
+#define RFS_IOC_CHANGES_PATH_MAX 4096
+enum {
+	RFS_IOC_CHANGES_COMMIT = 1, /* commit first when records wait */
+};
+enum {
+	RFS_IOC_CHANGE_NOPATH = 1, /* path unknown (hard-linked inode) */
+	RFS_IOC_CHANGE_CUT = 2,    /* path or old path cut */
+};
+struct rfs_ioc_change {
+	uint64_t seq;
+	int64_t sec;
+	uint32_t nsec;
+	uint16_t kind;
+	uint8_t nranges;
+	uint8_t flags; /* RFS_IOC_CHANGE_* */
+	uint64_t volume, ino, parent;
+	uint16_t pathlen, oldlen;
+	uint32_t pad;
+};
+struct rfs_ioc_changes {
+	char cursor[RFS_CURSOR_MAX]; /* in: since; out: next (when done) */
+	uint64_t upto, next_from;
+	uint32_t flags;
+	uint32_t count; /* out: records in buf */
+	uint32_t used;  /* out: bytes of buf used */
+	uint8_t done;   /* out: the read is complete */
+	uint8_t pad[3];
+	uint8_t buf[RFS_IOC_CHANGES_PAGE];
+};
+#define RFS_IOC_CHANGES _IOWR('R', 30, struct rfs_ioc_changes)
+
 #endif

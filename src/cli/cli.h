@@ -18,6 +18,7 @@ int cmd_fsck(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_du(int argc, char **argv);
+int cmd_changes(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 

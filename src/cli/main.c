@@ -28,6 +28,7 @@ static const struct {
 	{"scrub", cmd_scrub, "read and verify every data block of a mount"},
 	{"diff", cmd_diff, "what changed between two directories of a mount"},
 	{"du", cmd_du, "space used below a path: total, exclusive, shared"},
+	{"changes", cmd_changes, "what changed below a directory since a cursor"},
 };
 
 static void usage(FILE *f)

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "fuse/rfs_fuse.h"
+#include "reflinkfs/journal.h"
+#include "util/size.h"
 #include "util/mountinfo.h"
 
 static void usage(FILE *f)
@@ -33,6 +35,10 @@ static void usage(FILE *f)
 		   "       noreclaim        do not free deleted files' blocks in the background:\n"
 		   "                        they stay allocated (queued on disk) until a mount\n"
 		   "                        without it, or until an operation needs the space\n"
+		   "       journal_size=SIZE  change journal retention, kept in the pool (default\n"
+		   "                        1/64 of the pool; at least 64K); oldest changes go first\n"
+		   "       nojournal        record no changes (to measure the journal's cost);\n"
+		   "                        cursors of before get `journal reset` afterwards\n"
 		   "       allow_other, allow_root, ... and the other FUSE options pass through\n"
 		   "  -h, --help      show this help\n\n"
 		   "Data is durable after fsync/fdatasync, and at the latest `commit` seconds\n"
@@ -70,6 +76,18 @@ static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
 			o->writeback = false;
 		} else if (!strcmp(t, "writeback")) {
 			o->writeback = true;
+		} else if (!strcmp(t, "nojournal")) {
+			o->nojournal = true;
+		} else if (!strncmp(t, "journal_size=", 13)) {
+			const char *why = NULL;
+			if (rfs_size_parse(t + 13, &o->journal_size, &why) ||
+			    o->journal_size < RFS_JOURNAL_MIN_BYTES) {
+				fprintf(stderr, "reflinkfs mount: journal_size=%s: %s (give a size of at least 64K, like 256M)\n",
+					t + 13, why ? why : "too small");
+				free(copy);
+				free(out);
+				return -1;
+			}
 		} else if (!strcmp(t, "noacl")) {
 			o->acl = false;
 		} else if (!strcmp(t, "acl")) {

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include "fuse/rfs_fuse.h"
 
+#include "reflinkfs/journal.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -170,11 +172,22 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	rfs_fs *fs;
 
 	rfs_log_set_sink(log_sink, NULL);
-	int ret = rfs_fs_open(o->pool, o->rdonly ? RFS_FS_RDONLY : 0, &fs);
+	int ret = rfs_fs_open(o->pool,
+			      (o->rdonly ? RFS_FS_RDONLY : 0) | (o->nojournal ? RFS_FS_NOJOURNAL : 0),
+			      &fs);
 	if (ret) {
 		fprintf(stderr, "reflinkfs mount: cannot open the pool %s: %s\n", o->pool,
 			strerror(-ret));
 		return 1;
+	}
+	if (o->journal_size && !o->nojournal) {
+		ret = rfs_fs_journal_set_limit(fs, o->journal_size);
+		if (ret) {
+			fprintf(stderr, "reflinkfs mount: journal_size: %s%s\n", strerror(-ret),
+				ret == -EROFS ? " (a read-only mount cannot change it)" : "");
+			rfs_fs_close(fs);
+			return 1;
+		}
 	}
 	m.fs = fs;
 	m.writeback = o->writeback && !o->rdonly;

@@ -4,6 +4,8 @@
  */
 #include "fuse/rfs_fuse.h"
 
+#include "reflinkfs/journal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -689,6 +691,19 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		if (!ret)
 			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, in_buf,
 						   in_bufsz, out, out_bufsz);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, out, out_bufsz);
+		free(out);
+		return;
+	}
+	case RFS_IOC_CHANGES: {
+		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
+		int ret = !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		if (!ret)
+			ret = rfs_fuse_changes_ioctl(FS(req), fuse_req_ctx(req), ino, in_buf,
+						     in_bufsz, out, out_bufsz);
 		if (ret)
 			fuse_reply_err(req, -ret);
 		else

@@ -24,6 +24,8 @@ struct rfs_mount_opts {
 	bool acl;               /* POSIX ACLs (default on) */
 	unsigned commit_secs;   /* background commit interval (default 5) */
 	bool noreclaim;         /* no background release of deleted files */
+	bool nojournal;         /* -o nojournal: record no changes */
+	uint64_t journal_size;  /* -o journal_size=: retention (0: keep) */
 	int lock_fd;            /* held flock on the pool, kept by the daemon */
 };
 
@@ -133,6 +135,12 @@ int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_n
 void rfs_fuse_du_release(uint64_t fh);
 /* End every du (the session is going away). */
 void rfs_fuse_du_release_all(void);
+
+/* ---- changes (changes.c) ---- */
+/* RFS_IOC_CHANGES on directory dir: 0 with out filled, or a negative
+ * errno. */
+int rfs_fuse_changes_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, rfs_nodeid dir,
+			   const void *in, size_t in_size, void *out, size_t out_size);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

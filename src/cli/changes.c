@@ -1,0 +1,289 @@
+/*
+ * reflinkfs changes [--since CURSOR] [--json] [--follow] PATH: what
+ * changed below directory PATH of a mount since CURSOR, from the change
+ * journal (RFS_IOC_CHANGES pages, include/reflinkfs/journal.h), then the
+ * cursor to pass next time.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reflinkfs/fs.h"
+#include "reflinkfs/journal.h"
+
+enum { CH_OK = 0, CH_TROUBLE = 2, CH_EXPIRED = 3, CH_RESET = 4 };
+/* --follow: how often to look for new changes. */
+#define FOLLOW_MS 200
+
+static void changes_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: reflinkfs changes [--since CURSOR] [--json] [--follow] PATH\n\n"
+		"Print what changed below directory PATH of a reflinkfs mount (its whole\n"
+		"subtree, snapshots below it included; the mount point for everything)\n"
+		"since CURSOR, oldest first, from the change journal, then a new cursor\n"
+		"to pass next time.  Without --since: every change the journal keeps.\n"
+		"Only committed changes are printed: a crash never takes one back.\n"
+		"The time is O(changes below PATH): nothing is walked.\n\n"
+		"One line per change: SEQ KIND PATH, paths relative to PATH:\n"
+		"  create mkdir symlink mknod mkfifo unlink rmdir link  a name\n"
+		"  rename OLD -> NEW   both names below PATH\n"
+		"  move_in PATH        arrived from outside PATH (a subtree: rescan it)\n"
+		"  move_out PATH       went outside PATH\n"
+		"  exchange A <-> B    RENAME_EXCHANGE\n"
+		"  data PATH [OFF+LEN ...]   bytes written, truncated, allocated, cloned\n"
+		"                      (merged per file per commit)\n"
+		"  attr xattr          mode, owner, times, size; extended attributes\n"
+		"  snapshot snapshot_delete   a snapshot made or deleted at PATH\n"
+		"A change through a hard-linked file (write, chmod... of a file with\n"
+		"several names) has no path: it shows as `(inode N)`, only for the mount\n"
+		"point.  Access times are not recorded.  The last line is `cursor: C`.\n\n"
+		"  --since CURSOR  start after the changes CURSOR was given for\n"
+		"  --json          one JSON object per change: seq, time, kind, path,\n"
+		"                  old_path (rename, exchange), ino, parent, volume,\n"
+		"                  ranges ([offset, length] pairs); last line\n"
+		"                  {\"cursor\": \"...\"}\n"
+		"  --follow        keep printing changes as they are committed (checks every\n"
+		"                  %d ms and asks the daemon to commit pending changes, so a\n"
+		"                  change shows up within about %d ms plus one commit); a\n"
+		"                  cursor line follows each batch\n\n"
+		"Root or the user who mounted may read the journal.  The journal keeps a\n"
+		"bounded amount (mount option journal_size=SIZE, default 1/64 of the pool).\n"
+		"Exit status: 0 done, 2 trouble (a path is missing or not a directory,\n"
+		"not on a reflinkfs mount, no permission, not a cursor, a mount with\n"
+		"-o nojournal), 3 cursor expired: the changes since it were trimmed, rescan\n"
+		"PATH, 4 the cursor is of another pool or of a journal reset since (after\n"
+		"a mount with -o nojournal, or a full pool): rescan PATH.\n",
+		FOLLOW_MS, FOLLOW_MS);
+}
+
+static void json_str(const char *s, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* A path for a human line: "." for PATH itself. */
+static void text_path(const char *s, size_t n)
+{
+	if (n == 0)
+		fputs(".", stdout);
+	else
+		fwrite(s, 1, n, stdout);
+}
+
+static void print_one(const struct rfs_ioc_change *h, const struct rfs_change_range *r,
+		      const char *path, const char *old, bool json)
+{
+	const char *kind = rfs_change_kind_name(h->kind);
+	bool nopath = h->flags & RFS_IOC_CHANGE_NOPATH;
+	if (json) {
+		printf("{\"seq\":%" PRIu64 ",\"time\":%" PRId64 ".%09u,\"kind\":\"%s\",\"path\":",
+		       h->seq, h->sec, h->nsec, kind);
+		if (nopath)
+			fputs("null", stdout);
+		else
+			json_str(path, h->pathlen);
+		if (h->oldlen) {
+			fputs(",\"old_path\":", stdout);
+			json_str(old, h->oldlen);
+		}
+		printf(",\"ino\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"volume\":%" PRIu64, h->ino,
+		       h->parent, h->volume);
+		if (h->kind == RFS_CHANGE_DATA) {
+			fputs(",\"ranges\":[", stdout);
+			for (unsigned i = 0; i < h->nranges; i++)
+				printf("%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "", r[i].off, r[i].len);
+			putchar(']');
+		}
+		if (h->flags & RFS_IOC_CHANGE_CUT)
+			fputs(",\"cut\":true", stdout);
+		puts("}");
+		return;
+	}
+	printf("%" PRIu64 " %s ", h->seq, kind);
+	if (nopath) {
+		printf("(inode %" PRIu64 ")", h->ino);
+	} else if (h->oldlen && h->kind == RFS_CHANGE_RENAME) {
+		text_path(old, h->oldlen);
+		fputs(" -> ", stdout);
+		text_path(path, h->pathlen);
+	} else if (h->oldlen && h->kind == RFS_CHANGE_EXCHANGE) {
+		text_path(old, h->oldlen);
+		fputs(" <-> ", stdout);
+		text_path(path, h->pathlen);
+	} else {
+		text_path(path, h->pathlen);
+	}
+	for (unsigned i = 0; h->kind == RFS_CHANGE_DATA && i < h->nranges; i++)
+		printf(" %" PRIu64 "+%" PRIu64, r[i].off, r[i].len);
+	putchar('\n');
+}
+
+static int report_error(const char *path, int e)
+{
+	if (e == ENOTTY || e == ENOSYS) {
+		fprintf(stderr, "reflinkfs changes: %s is not on a reflinkfs mount\n", path);
+	} else if (e == ENOTSUP) { /* == EOPNOTSUPP: only reflinkfs answers this */
+		fprintf(stderr, "reflinkfs changes: %s: the mount records no changes (mounted with "
+			"-o nojournal); remount without it\n", path);
+	} else if (e == EPERM) {
+		fprintf(stderr, "reflinkfs changes: %s: only root or the user who mounted it may "
+			"read its changes\n", path);
+	} else if (e == ERANGE) {
+		fprintf(stderr, "reflinkfs changes: cursor expired: rescan needed (the changes "
+			"since it were trimmed from the journal; rescan %s, then use the cursor "
+			"`reflinkfs changes` prints without --since)\n", path);
+		return CH_EXPIRED;
+	} else if (e == EXDEV) {
+		fprintf(stderr, "reflinkfs changes: the cursor belongs to another pool: rescan "
+			"%s, then use a cursor of this one\n", path);
+		return CH_RESET;
+	} else if (e == ESTALE) {
+		fprintf(stderr, "reflinkfs changes: the journal was reset since the cursor "
+			"(a mount with -o nojournal, or changes that could not be recorded): "
+			"rescan needed for %s\n", path);
+		return CH_RESET;
+	} else if (e == EINVAL) {
+		fprintf(stderr, "reflinkfs changes: not a cursor of this journal (give the "
+			"string a previous `reflinkfs changes` printed after `cursor:`)\n");
+	} else if (e == EIO || e == EUCLEAN) {
+		fprintf(stderr, "reflinkfs changes: %s: %s (damaged metadata: the daemon's log "
+			"names the block; run `reflinkfs fsck` on the unmounted pool)\n", path,
+			strerror(e));
+	} else {
+		fprintf(stderr, "reflinkfs changes: %s: %s\n", path, strerror(e));
+	}
+	return CH_TROUBLE;
+}
+
+/* One whole read (all pages) since cursor; the new cursor into cursor.
+ * Returns an exit status; *n: changes printed. */
+static int read_all(int fd, const char *path, char *cursor, bool json, bool commit,
+		    unsigned long *n)
+{
+	struct rfs_ioc_changes *p = calloc(1, sizeof(*p));
+	if (!p) {
+		fprintf(stderr, "reflinkfs changes: out of memory\n");
+		return CH_TROUBLE;
+	}
+	snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
+	p->flags = commit ? RFS_IOC_CHANGES_COMMIT : 0;
+	*n = 0;
+	for (;;) {
+		snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
+		if (ioctl(fd, RFS_IOC_CHANGES, p)) {
+			int rc = report_error(path, errno);
+			free(p);
+			return rc;
+		}
+		const uint8_t *b = p->buf;
+		for (uint32_t i = 0; i < p->count; i++) {
+			struct rfs_ioc_change h;
+			memcpy(&h, b, sizeof(h));
+			const struct rfs_change_range *r = (const void *)(b + sizeof(h));
+			const char *ps = (const char *)(b + sizeof(h) + h.nranges * sizeof(*r));
+			print_one(&h, r, ps, ps + h.pathlen, json);
+			b += (sizeof(h) + h.nranges * sizeof(*r) + h.pathlen + h.oldlen + 7) & ~(size_t)7;
+			(*n)++;
+		}
+		if (p->done)
+			break;
+	}
+	snprintf(cursor, RFS_CURSOR_MAX, "%s", p->cursor);
+	free(p);
+	return CH_OK;
+}
+
+static void print_cursor(const char *c, bool json)
+{
+	if (json)
+		printf("{\"cursor\":\"%s\"}\n", c);
+	else
+		printf("cursor: %s\n", c);
+	fflush(stdout);
+}
+
+int cmd_changes(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv)) {
+		changes_usage(stdout);
+		return CH_OK;
+	}
+	bool json = false, follow = false;
+	const char *since = "", *path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--follow")) {
+			follow = true;
+		} else if (!strcmp(argv[i], "--since") && i + 1 < argc) {
+			since = argv[++i];
+		} else if (!strncmp(argv[i], "--since=", 8)) {
+			since = argv[i] + 8;
+		} else if (!strcmp(argv[i], "--")) {
+			if (i + 2 == argc && !path)
+				path = argv[i + 1];
+			else
+				path = NULL, i = argc;
+			break;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			fprintf(stderr, "reflinkfs changes: unknown option '%s'\n", argv[i]);
+			changes_usage(stderr);
+			return CH_TROUBLE;
+		} else if (path) {
+			fprintf(stderr, "reflinkfs changes: too many arguments\n");
+			changes_usage(stderr);
+			return CH_TROUBLE;
+		} else {
+			path = argv[i];
+		}
+	}
+	if (!path) {
+		changes_usage(stderr);
+		return CH_TROUBLE;
+	}
+	if (strlen(since) >= RFS_CURSOR_MAX) {
+		fprintf(stderr, "reflinkfs changes: not a cursor (too long): give the string a "
+			"previous `reflinkfs changes` printed after `cursor:`\n");
+		return CH_TROUBLE;
+	}
+	int fd = open(path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		fprintf(stderr, "reflinkfs changes: %s: %s%s\n", path, strerror(errno),
+			errno == ENOTDIR ? " (give a directory of the mount)" : "");
+		return CH_TROUBLE;
+	}
+	char cursor[RFS_CURSOR_MAX];
+	snprintf(cursor, sizeof(cursor), "%s", since);
+	unsigned long n;
+	int rc = read_all(fd, path, cursor, json, follow, &n);
+	if (rc == CH_OK)
+		print_cursor(cursor, json);
+	while (follow && rc == CH_OK) {
+		struct timespec ts = {0, FOLLOW_MS * 1000000L};
+		nanosleep(&ts, NULL);
+		rc = read_all(fd, path, cursor, json, true, &n);
+		if (rc == CH_OK && n)
+			print_cursor(cursor, json);
+	}
+	close(fd);
+	return rc;
+}

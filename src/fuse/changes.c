@@ -1,0 +1,91 @@
+/*
+ * `reflinkfs changes` through RFS_IOC_CHANGES on an open directory of the
+ * mount (include/reflinkfs/journal.h): each request reads one page of
+ * the journal below that directory.  Stateless: the page's upto and
+ * next_from travel with the request, so an interrupted reader leaves
+ * nothing behind.
+ */
+#include "fuse/rfs_fuse.h"
+
+#include "reflinkfs/journal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+struct fill {
+	struct rfs_ioc_changes *p;
+};
+
+static int put(void *arg, const struct rfs_change *c)
+{
+	struct fill *f = arg;
+	struct rfs_ioc_changes *p = f->p;
+	struct rfs_ioc_change h = {.seq = c->seq,
+				   .sec = c->sec,
+				   .nsec = c->nsec,
+				   .kind = (uint16_t)c->kind,
+				   .nranges = (uint8_t)c->nranges,
+				   .volume = c->volume,
+				   .ino = c->ino,
+				   .parent = c->parent};
+	size_t pl = c->path ? strlen(c->path) : 0, ol = c->old_path ? strlen(c->old_path) : 0;
+	if (!c->path)
+		h.flags |= RFS_IOC_CHANGE_NOPATH;
+	if (pl > RFS_IOC_CHANGES_PATH_MAX || ol > RFS_IOC_CHANGES_PATH_MAX) {
+		h.flags |= RFS_IOC_CHANGE_CUT;
+		pl = pl > RFS_IOC_CHANGES_PATH_MAX ? RFS_IOC_CHANGES_PATH_MAX : pl;
+		ol = ol > RFS_IOC_CHANGES_PATH_MAX ? RFS_IOC_CHANGES_PATH_MAX : ol;
+	}
+	h.pathlen = (uint16_t)pl;
+	h.oldlen = (uint16_t)ol;
+	size_t rl = c->nranges * sizeof(struct rfs_change_range);
+	size_t need = (sizeof(h) + rl + pl + ol + 7) & ~(size_t)7;
+	if (p->used + need > sizeof(p->buf))
+		return 1; /* page full: the reader asks again from here */
+	uint8_t *w = p->buf + p->used;
+	memcpy(w, &h, sizeof(h));
+	if (rl)
+		memcpy(w + sizeof(h), c->ranges, rl);
+	if (pl)
+		memcpy(w + sizeof(h) + rl, c->path, pl);
+	if (ol)
+		memcpy(w + sizeof(h) + rl + pl, c->old_path, ol);
+	p->used += (uint32_t)need;
+	p->count++;
+	return 0;
+}
+
+int rfs_fuse_changes_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, rfs_nodeid dir,
+			   const void *in, size_t in_size, void *out, size_t out_size)
+{
+	/* Changes name files anywhere below: root or the owner of the mount. */
+	if (ctx->uid != 0 && ctx->uid != getuid())
+		return -EPERM;
+	if (in_size < sizeof(struct rfs_ioc_changes) || out_size < sizeof(struct rfs_ioc_changes))
+		return -EINVAL;
+	struct rfs_ioc_changes *p = out;
+	memcpy(p, in, sizeof(*p));
+	p->cursor[RFS_CURSOR_MAX - 1] = 0;
+	char cursor[RFS_CURSOR_MAX];
+	memcpy(cursor, p->cursor, sizeof(cursor));
+	if ((p->flags & RFS_IOC_CHANGES_COMMIT) && p->upto == 0 && rfs_fs_changes_pending(fs)) {
+		int ret = rfs_fs_sync(fs);
+		if (ret)
+			return ret;
+	}
+	struct rfs_changes_page page = {.upto = p->upto, .next_from = p->next_from};
+	p->count = p->used = 0;
+	p->done = 0;
+	memset(p->buf, 0, sizeof(p->buf));
+	struct fill f = {p};
+	int ret = rfs_fs_changes(fs, dir, cursor, &page, put, &f);
+	if (ret)
+		return ret;
+	p->upto = page.upto;
+	p->next_from = page.next_from;
+	p->done = page.done;
+	if (page.done)
+		memcpy(p->cursor, page.cursor, sizeof(p->cursor));
+	return 0;
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# reflinkfs changes on a mount: subtree filtering (changes outside PATH
+# never appear, renames into and out of PATH appear as move_in/move_out),
+# text and JSON output with the cursor last, --since, --follow, and the
+# exit statuses of an expired cursor (3), a foreign or reset one (4) and
+# bad input (2).
+. "$(dirname "$0")/lib.bash"
+rfs_setup 256M
+cd "$SCRATCH" || exit 1
+
+ch() { "$RFS_BIN" changes "$@" >"$SCRATCH/out" 2>"$SCRATCH/err"; echo $? >"$SCRATCH/rc"; }
+rc() { cat "$SCRATCH/rc"; }
+cursor() { tail -n 1 "$SCRATCH/out" | sed -e 's/^cursor: //' -e 's/^{"cursor":"\(.*\)"}$/\1/'; }
+
+mkdir "$MNT/a" "$MNT/b"
+"$RFS_BIN" sync "$MNT"
+ch "$MNT"
+check "changes of the mount: exit 0 (rc $(rc))" test "$(rc)" = 0
+check "the last line is the cursor" grep -q '^cursor: rfsj1:' "$SCRATCH/out"
+check "mkdir a listed" grep -q ' mkdir a$' "$SCRATCH/out"
+C0=$(cursor)
+
+echo x >"$MNT/a/x"
+echo y >"$MNT/b/y"
+mv "$MNT/b/y" "$MNT/a/y"
+mv "$MNT/a/x" "$MNT/b/x"
+echo more >>"$MNT/b/x"
+"$RFS_BIN" sync "$MNT"
+
+ch --since "$C0" "$MNT/a"
+check "since C0 below a: exit 0" test "$(rc)" = 0
+check "create x in a" grep -q ' create x$' "$SCRATCH/out"
+check "y moved into a" grep -q ' move_in y$' "$SCRATCH/out"
+check "x moved out of a" grep -q ' move_out x$' "$SCRATCH/out"
+check_fail "nothing of b's own changes below a" grep -q 'create y\|data x 5' "$SCRATCH/out"
+ch --since "$C0" "$MNT/b"
+check "b: create y, move_out y, move_in x" \
+	bash -c "grep -q ' create y$' '$SCRATCH/out' && grep -q ' move_out y$' '$SCRATCH/out' && grep -q ' move_in x$' '$SCRATCH/out'"
+check "b: the append to x, with its byte range" grep -q ' data x 2+5$' "$SCRATCH/out"
+ch --since "$C0" "$MNT"
+check "the mount: the renames with both names" \
+	bash -c "grep -q ' rename b/y -> a/y$' '$SCRATCH/out' && grep -q ' rename a/x -> b/x$' '$SCRATCH/out'"
+
+ch --json --since "$C0" "$MNT/a"
+check "JSON: move_in with path" grep -q '"kind":"move_in","path":"y"' "$SCRATCH/out"
+check "JSON: cursor object last" bash -c "tail -n 1 '$SCRATCH/out' | grep -q '^{\"cursor\":\"rfsj1:'"
+C1=$(cursor)
+ch --json --since "$C1" "$MNT"
+check "nothing since the new cursor: only the cursor line" \
+	test "$(wc -l <"$SCRATCH/out")" = 1
+
+# --follow: a change made after it started shows up (it asks for a commit).
+"$RFS_BIN" changes --follow --json --since "$C1" "$MNT" >"$SCRATCH/follow" 2>&1 &
+FPID=$!
+sleep 0.5
+touch "$MNT/a/followed"
+for i in $(seq 100); do
+	grep -q '"path":"a/followed"' "$SCRATCH/follow" && break
+	sleep 0.1
+done
+check "--follow delivers a new change" grep -q '"kind":"create","path":"a/followed"' "$SCRATCH/follow"
+kill "$FPID"
+wait "$FPID" 2>/dev/null
+
+# Errors.
+ch --since "rfsj1:00000000000000000000000000000000:0000000000000001:0000000000000001" "$MNT"
+check "another pool's cursor: exit 4 (rc $(rc))" test "$(rc)" = 4
+ch --since garbage "$MNT"
+check "not a cursor: exit 2" test "$(rc)" = 2
+check "not a cursor: says so" grep -q 'not a cursor' "$SCRATCH/err"
+ch "$MNT/a/y"
+check "a file: exit 2" test "$(rc)" = 2
+ch "$SCRATCH"
+check "not on a mount: exit 2" test "$(rc)" = 2
+check "--help" "$RFS_BIN" changes --help
+
+# Retention: a small journal trims; an old cursor has expired.
+ch "$MNT"
+C2=$(cursor)
+rfs_umount
+check "mount with journal_size=64K" rfs_mount -o journal_size=64K
+mkdir "$MNT/many"
+for i in $(seq 1500); do : >"$MNT/many/file-with-a-long-name-$i"; done
+"$RFS_BIN" sync "$MNT"
+ch --since "$C2" "$MNT"
+check "expired cursor: exit 3 (rc $(rc))" test "$(rc)" = 3
+check "expired cursor: says rescan" grep -q 'cursor expired: rescan needed' "$SCRATCH/err"
+
+# A mount without journal resets it: old cursors get exit 4.
+ch "$MNT"
+C3=$(cursor)
+rfs_umount
+check "mount -o nojournal" rfs_mount -o nojournal
+touch "$MNT/unrecorded"
+ch "$MNT"
+check "nojournal mount: changes says so (exit 2)" \
+	bash -c "[ $(rc) = 2 ] && grep -q nojournal '$SCRATCH/err'"
+rfs_umount
+check "mount again" rfs_mount
+ch --since "$C3" "$MNT"
+check "cursor of before a nojournal mount: exit 4 (rc $(rc))" test "$(rc)" = 4
+
+rfs_umount
+check "fsck clean" rfs_fsck
+rfs_finish
