@@ -3,7 +3,7 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|fs|diff|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|journal|fs|diff|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
@@ -63,6 +63,18 @@ for b in clone ops; do
 		status=1
 	fi
 done
+
+# Change journal overhead and subtree query (bench/journal.sh).
+if [ -z "$only" ] || [ "$only" = journal ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ]; then
+		echo "run.sh: bench/journal.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin bash bench/journal.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/journal.sh FAILED" >&2
+			status=1
+		fi
+	fi
+fi
 
 # Filesystem benchmarks (bench/fs/run.sh), when the binary is built.
 if [ -z "$only" ] || [ "$only" = fs ]; then
