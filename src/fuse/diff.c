@@ -7,6 +7,7 @@
  * behind.
  */
 #include "fuse/rfs_fuse.h"
+#include "fuse/fh_session.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,101 +15,37 @@
 #include <string.h>
 #include <unistd.h>
 
-struct dsession {
-	uint64_t fh;
-	rfs_diff *diff;
-	pthread_mutex_t lock; /* one request at a time on a handle */
-	struct dsession *next;
-};
-
-/* g_lock protects the list; a session's diff belongs to whoever holds its
- * lock, taken while g_lock is held, so releasedir cannot free it under a
- * running request. */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct dsession *g_sessions;
-
-static void session_free(struct dsession *s)
+static void diff_free(void *d)
 {
-	rfs_diff_end(s->diff);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
+	rfs_diff_end(d);
 }
+
+static struct fh_table g_diffs = FH_TABLE_INIT(diff_free);
 
 void rfs_fuse_diff_release(uint64_t fh)
 {
-	pthread_mutex_lock(&g_lock);
-	struct dsession **pp = &g_sessions, *s;
-	while (*pp && (*pp)->fh != fh)
-		pp = &(*pp)->next;
-	s = *pp;
-	if (s)
-		*pp = s->next;
-	pthread_mutex_unlock(&g_lock);
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock); /* a running request finishes first */
-	pthread_mutex_unlock(&s->lock);
-	session_free(s);
+	fh_session_release(&g_diffs, fh);
 }
 
 void rfs_fuse_diff_release_all(void)
 {
-	pthread_mutex_lock(&g_lock);
-	struct dsession *s = g_sessions;
-	g_sessions = NULL;
-	pthread_mutex_unlock(&g_lock);
-	while (s) {
-		struct dsession *next = s->next;
-		session_free(s);
-		s = next;
-	}
-}
-
-/* The session of fh, locked (made when create is set); NULL with *err. */
-static struct dsession *session_get(uint64_t fh, bool create, int *err)
-{
-	pthread_mutex_lock(&g_lock);
-	struct dsession *s = g_sessions;
-	while (s && s->fh != fh)
-		s = s->next;
-	if (!s && create) {
-		s = calloc(1, sizeof(*s));
-		if (!s) {
-			*err = -ENOMEM;
-		} else {
-			s->fh = fh;
-			pthread_mutex_init(&s->lock, NULL);
-			s->next = g_sessions;
-			g_sessions = s;
-		}
-	} else if (!s) {
-		*err = -ENOENT;
-	} else if (pthread_mutex_trylock(&s->lock)) {
-		*err = -EBUSY; /* another thread of the caller is using it */
-		s = NULL;
-	} else {
-		pthread_mutex_unlock(&g_lock);
-		return s;
-	}
-	if (s)
-		pthread_mutex_lock(&s->lock);
-	pthread_mutex_unlock(&g_lock);
-	return s;
+	fh_session_release_all(&g_diffs);
 }
 
 static int diff_start(rfs_fs *fs, uint64_t fh, rfs_nodeid a, rfs_nodeid b,
 		      struct rfs_ioc_diff_start *out)
 {
 	int ret;
-	struct dsession *s = session_get(fh, true, &ret);
+	struct fh_session *s = fh_session_get(&g_diffs, fh, true, &ret);
 	if (!s)
 		return ret;
-	rfs_diff_end(s->diff); /* a new start replaces an earlier result */
-	s->diff = NULL;
-	ret = rfs_diff_begin(fs, a, b, &s->diff);
+	rfs_diff_end(s->data); /* a new start replaces an earlier result */
+	rfs_diff *d = NULL;
+	ret = rfs_diff_begin(fs, a, b, &d);
+	s->data = d;
 	if (!ret)
-		rfs_diff_get_stats(s->diff, &out->st);
-	pthread_mutex_unlock(&s->lock);
+		rfs_diff_get_stats(d, &out->st);
+	fh_session_put(s);
 	return ret;
 }
 
@@ -125,18 +62,19 @@ static size_t cut(const char *p, uint8_t *flags)
 static int diff_report(uint64_t fh, struct rfs_ioc_diff_report *rep)
 {
 	int ret;
-	struct dsession *s = session_get(fh, false, &ret);
+	struct fh_session *s = fh_session_get(&g_diffs, fh, false, &ret);
 	if (!s)
 		return ret == -ENOENT ? -EINVAL : ret; /* no diff started on this handle */
-	if (!s->diff) {
-		pthread_mutex_unlock(&s->lock);
+	rfs_diff *d = s->data;
+	if (!d) {
+		fh_session_put(s);
 		return -EINVAL;
 	}
 	struct rfs_diff_record r;
 	size_t used = 0;
 	uint64_t i = rep->first;
 	rep->count = 0;
-	while (rfs_diff_record(s->diff, i, &r) == 0) {
+	while (rfs_diff_record(d, i, &r) == 0) {
 		struct rfs_ioc_diff_rec h = {.op = (uint8_t)r.op, .what = r.what, .mode = r.mode,
 					     .ino = r.ino};
 		h.pathlen = (uint32_t)cut(r.path, &h.flags);
@@ -152,7 +90,7 @@ static int diff_report(uint64_t fh, struct rfs_ioc_diff_report *rep)
 		rep->count++;
 		i++;
 	}
-	pthread_mutex_unlock(&s->lock);
+	fh_session_put(s);
 	return 0;
 }
 

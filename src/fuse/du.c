@@ -10,6 +10,7 @@
  * long and writers wait at most one piece.
  */
 #include "fuse/rfs_fuse.h"
+#include "fuse/fh_session.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,55 +22,30 @@
 #define STEP_NS 200000000ll /* 0.2 s of work per ioctl */
 #define PIECE 1024          /* units (nodes, items, extent runs) per read-lock hold */
 
-struct usession {
-	uint64_t fh;
+/* One du per open directory, of the PATH the caller named first. */
+struct du_run {
 	uint64_t st_ino; /* the du's PATH, as the caller named it */
 	rfs_du *du;
-	pthread_mutex_t lock; /* one step at a time; held while stepping */
-	struct usession *next;
 };
 
-/* g_lock protects the list; a session's du belongs to whoever holds its
- * lock, taken while g_lock is held, so releasedir cannot free it under a
- * running step. */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct usession *g_sessions;
-
-static void session_free(struct usession *s)
+static void du_free(void *p)
 {
-	rfs_du_end(s->du);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
+	struct du_run *r = p;
+	if (r)
+		rfs_du_end(r->du);
+	free(r);
 }
+
+static struct fh_table g_dus = FH_TABLE_INIT(du_free);
 
 void rfs_fuse_du_release(uint64_t fh)
 {
-	pthread_mutex_lock(&g_lock);
-	struct usession **pp = &g_sessions, *s;
-	while (*pp && (*pp)->fh != fh)
-		pp = &(*pp)->next;
-	s = *pp;
-	if (s)
-		*pp = s->next;
-	pthread_mutex_unlock(&g_lock);
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock); /* a running step finishes first */
-	pthread_mutex_unlock(&s->lock);
-	session_free(s);
+	fh_session_release(&g_dus, fh);
 }
 
 void rfs_fuse_du_release_all(void)
 {
-	pthread_mutex_lock(&g_lock);
-	struct usession *s = g_sessions;
-	g_sessions = NULL;
-	pthread_mutex_unlock(&g_lock);
-	while (s) {
-		struct usession *next = s->next;
-		session_free(s);
-		s = next;
-	}
+	fh_session_release_all(&g_dus);
 }
 
 /* PATH of a request: the directory dir itself or its entry io->name,
@@ -95,43 +71,37 @@ static int target(rfs_fs *fs, rfs_nodeid dir, const struct rfs_ioc_du_step *io,
 	return (uint64_t)st.st_ino == io->ino ? 0 : -ESTALE;
 }
 
-/* The session of fh, locked; made (starting a du of PATH) when there is
- * none.  NULL with *err set otherwise. */
-static struct usession *session_get(rfs_fs *fs, uint64_t fh, rfs_nodeid dir,
-				    const struct rfs_ioc_du_step *io, int *err)
+/* The session of fh, locked, with its du (started on PATH by the first
+ * request); NULL with *err set otherwise. */
+static struct fh_session *session_get(rfs_fs *fs, uint64_t fh, rfs_nodeid dir,
+				      const struct rfs_ioc_du_step *io, int *err)
 {
-	pthread_mutex_lock(&g_lock);
-	struct usession *s = g_sessions;
-	while (s && s->fh != fh)
-		s = s->next;
-	if (!s) {
+	struct fh_session *s = fh_session_get(&g_dus, fh, true, err);
+	if (!s)
+		return NULL;
+	struct du_run *r = s->data;
+	if (r && r->st_ino != io->ino) {
+		*err = -EINVAL; /* one du per open directory */
+	} else if (!r) {
 		rfs_nodeid node = 0;
-		s = calloc(1, sizeof(*s));
-		*err = s ? target(fs, dir, io, &node) : -ENOMEM;
+		r = calloc(1, sizeof(*r));
+		*err = r ? target(fs, dir, io, &node) : -ENOMEM;
 		if (!*err)
-			*err = rfs_du_begin(fs, node, &s->du);
+			*err = rfs_du_begin(fs, node, &r->du);
 		/* The du holds the inode open: give back what lookup took. */
 		if (node && node != dir)
 			rfs_fs_forget(fs, node, 1);
 		if (*err) {
-			free(s);
-			s = NULL;
+			free(r);
 		} else {
-			s->fh = fh;
-			s->st_ino = io->ino;
-			pthread_mutex_init(&s->lock, NULL);
-			s->next = g_sessions;
-			g_sessions = s;
-			pthread_mutex_lock(&s->lock);
+			r->st_ino = io->ino;
+			s->data = r;
 		}
-	} else if (s->st_ino != io->ino) {
-		*err = -EINVAL; /* one du per open directory */
-		s = NULL;
-	} else if (pthread_mutex_trylock(&s->lock)) {
-		*err = -EBUSY; /* another thread of the caller is stepping */
-		s = NULL;
 	}
-	pthread_mutex_unlock(&g_lock);
+	if (*err) {
+		fh_session_put(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -150,14 +120,15 @@ int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_n
 	if (ctx->uid != 0 && ctx->uid != getuid())
 		return -EPERM;
 	int ret;
-	struct usession *s = session_get(fs, fh, dir, io, &ret);
+	struct fh_session *s = session_get(fs, fh, dir, io, &ret);
 	if (!s)
 		return ret;
+	rfs_du *du = ((struct du_run *)s->data)->du;
 	int64_t start = now_ns();
 	do
-		ret = rfs_du_step(s->du, PIECE);
+		ret = rfs_du_step(du, PIECE);
 	while (ret == 1 && now_ns() - start < STEP_NS);
-	rfs_du_get_stats(s->du, &io->st);
-	pthread_mutex_unlock(&s->lock);
+	rfs_du_get_stats(du, &io->st);
+	fh_session_put(s);
 	return ret < 0 ? ret : 0;
 }

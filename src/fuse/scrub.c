@@ -10,6 +10,7 @@
  * that long and writers wait at most one piece.
  */
 #include "fuse/rfs_fuse.h"
+#include "fuse/fh_session.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,99 +25,33 @@
 #define PIECE 256           /* units per read-lock hold (about 1 MiB) */
 #define LOG_MAX 100         /* damage lines logged per scrub */
 
-struct session {
-	uint64_t fh;
-	rfs_scrub *scrub;
-	pthread_mutex_t lock; /* one step at a time; held while stepping */
-	struct session *next;
-};
+static void scrub_free(void *sc)
+{
+	rfs_scrub_end(sc);
+}
 
-/* The sessions of this daemon (one mount per process).  g_lock protects
- * the list and g_next_fh; a session's fields belong to whoever holds its
- * lock, taken while g_lock is held, so releasedir cannot free it under a
- * running step. */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct session *g_sessions;
+static struct fh_table g_scrubs = FH_TABLE_INIT(scrub_free);
+
+/* Directory handles of this daemon (one mount per process); g_fh_lock. */
+static pthread_mutex_t g_fh_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t g_next_fh = 1;
 
 uint64_t rfs_fuse_dir_handle(void)
 {
-	pthread_mutex_lock(&g_lock);
+	pthread_mutex_lock(&g_fh_lock);
 	uint64_t fh = g_next_fh++;
-	pthread_mutex_unlock(&g_lock);
+	pthread_mutex_unlock(&g_fh_lock);
 	return fh;
-}
-
-static void session_free(struct session *s)
-{
-	rfs_scrub_end(s->scrub);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
 }
 
 void rfs_fuse_scrub_release(uint64_t fh)
 {
-	pthread_mutex_lock(&g_lock);
-	struct session **pp = &g_sessions, *s;
-	while (*pp && (*pp)->fh != fh)
-		pp = &(*pp)->next;
-	s = *pp;
-	if (s)
-		*pp = s->next;
-	pthread_mutex_unlock(&g_lock);
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock); /* a running step finishes first */
-	pthread_mutex_unlock(&s->lock);
-	session_free(s);
+	fh_session_release(&g_scrubs, fh);
 }
 
 void rfs_fuse_scrub_release_all(void)
 {
-	pthread_mutex_lock(&g_lock);
-	struct session *s = g_sessions;
-	g_sessions = NULL;
-	pthread_mutex_unlock(&g_lock);
-	while (s) {
-		struct session *next = s->next;
-		session_free(s);
-		s = next;
-	}
-}
-
-/* The session of fh, locked (created when create is set); NULL with
- * *err set otherwise. */
-static struct session *session_get(rfs_fs *fs, uint64_t fh, bool create, int *err)
-{
-	pthread_mutex_lock(&g_lock);
-	struct session *s = g_sessions;
-	while (s && s->fh != fh)
-		s = s->next;
-	if (!s && create) {
-		s = calloc(1, sizeof(*s));
-		*err = s ? rfs_scrub_begin(fs, &s->scrub) : -ENOMEM;
-		if (*err) {
-			free(s);
-			s = NULL;
-		} else {
-			s->fh = fh;
-			pthread_mutex_init(&s->lock, NULL);
-			s->next = g_sessions;
-			g_sessions = s;
-		}
-	} else if (!s) {
-		*err = -ENOENT;
-	} else if (pthread_mutex_trylock(&s->lock)) {
-		*err = -EBUSY; /* another thread of the caller is stepping */
-		s = NULL;
-	} else {
-		pthread_mutex_unlock(&g_lock);
-		return s;
-	}
-	if (s)
-		pthread_mutex_lock(&s->lock);
-	pthread_mutex_unlock(&g_lock);
-	return s;
+	fh_session_release_all(&g_scrubs);
 }
 
 static int64_t now_ns(void)
@@ -150,34 +85,49 @@ static void log_outcome(rfs_scrub *sc, const struct rfs_scrub_stats *st)
 static int scrub_step(rfs_fs *fs, uint64_t fh, struct rfs_ioc_scrub_step *out)
 {
 	int ret;
-	struct session *s = session_get(fs, fh, true, &ret);
+	struct fh_session *s = fh_session_get(&g_scrubs, fh, true, &ret);
 	if (!s)
 		return ret;
+	if (!s->data) { /* the first step starts it */
+		rfs_scrub *sc = NULL;
+		ret = rfs_scrub_begin(fs, &sc);
+		s->data = sc;
+		if (ret) {
+			fh_session_put(s);
+			return ret;
+		}
+	}
+	rfs_scrub *sc = s->data;
 	int64_t start = now_ns();
 	bool was_done;
-	rfs_scrub_get_stats(s->scrub, &out->st);
+	rfs_scrub_get_stats(sc, &out->st);
 	was_done = out->st.done;
 	do
-		ret = rfs_scrub_step(s->scrub, PIECE);
+		ret = rfs_scrub_step(sc, PIECE);
 	while (ret == 1 && now_ns() - start < STEP_NS);
-	rfs_scrub_get_stats(s->scrub, &out->st);
+	rfs_scrub_get_stats(sc, &out->st);
 	if (ret >= 0 && out->st.done && !was_done)
-		log_outcome(s->scrub, &out->st);
-	pthread_mutex_unlock(&s->lock);
+		log_outcome(sc, &out->st);
+	fh_session_put(s);
 	return ret < 0 ? ret : 0;
 }
 
 static int scrub_report(uint64_t fh, struct rfs_ioc_scrub_report *rep)
 {
 	int ret;
-	struct session *s = session_get(NULL, fh, false, &ret);
+	struct fh_session *s = fh_session_get(&g_scrubs, fh, false, &ret);
 	if (!s)
 		return ret == -ENOENT ? -EINVAL : ret; /* no scrub on this handle */
+	rfs_scrub *sc = s->data;
+	if (!sc) {
+		fh_session_put(s);
+		return -EINVAL;
+	}
 	struct rfs_scrub_record r;
 	size_t used = 0;
 	uint64_t i = rep->first;
 	rep->count = 0;
-	while ((ret = rfs_scrub_record(s->scrub, i, &r)) == 0) {
+	while ((ret = rfs_scrub_record(sc, i, &r)) == 0) {
 		size_t plen = r.path ? strlen(r.path) : 0;
 		if (plen > RFS_IOC_SCRUB_PATH_MAX)
 			plen = RFS_IOC_SCRUB_PATH_MAX;
@@ -195,7 +145,7 @@ static int scrub_report(uint64_t fh, struct rfs_ioc_scrub_report *rep)
 		rep->count++;
 		i++;
 	}
-	pthread_mutex_unlock(&s->lock);
+	fh_session_put(s);
 	return ret == -EBUSY ? -EBUSY : 0; /* -EBUSY: the walk is not done */
 }
 
