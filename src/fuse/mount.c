@@ -245,7 +245,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_log(RFS_LOG_WARN, "%s: status socket thread not started: umount may not hear how the final commit went",
 			o->pool);
 	log_super(fs, o->pool, o->foreground);
-	struct rfs_watch *watch = rfs_fuse_watch_start(&m);
+	struct rfs_mountwatch *mwatch = rfs_fuse_mountwatch_start(&m);
 
 	struct committer c = {.m = &m, .fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
 	pthread_mutex_init(&c.lock, NULL);
@@ -266,7 +266,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);
-	rfs_fuse_watch_stop(watch);
+	rfs_fuse_mountwatch_stop(mwatch);
 	/* The final commit runs to its end: a SIGTERM (kill, systemd) or a
 	 * Ctrl-C now would lose everything since the last commit (SIGKILL
 	 * still stops it).  Set before libfuse's handlers go: it restores

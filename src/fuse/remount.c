@@ -72,7 +72,7 @@ int rfs_fuse_follow_mount_state(struct rfs_mount *m)
 	return ret;
 }
 
-struct rfs_watch {
+struct rfs_mountwatch {
 	struct rfs_mount *m;
 	int fd;       /* /proc/self/mountinfo */
 	int stop[2];  /* stop -> thread */
@@ -81,7 +81,7 @@ struct rfs_watch {
 
 static void *watch_thread(void *arg)
 {
-	struct rfs_watch *w = arg;
+	struct rfs_mountwatch *w = arg;
 	for (;;) {
 		struct pollfd p[2] = {{.fd = w->stop[0], .events = POLLIN},
 				      {.fd = w->fd, .events = POLLPRI}};
@@ -100,9 +100,9 @@ static void *watch_thread(void *arg)
 	return NULL;
 }
 
-struct rfs_watch *rfs_fuse_watch_start(struct rfs_mount *m)
+struct rfs_mountwatch *rfs_fuse_mountwatch_start(struct rfs_mount *m)
 {
-	struct rfs_watch *w = calloc(1, sizeof(*w));
+	struct rfs_mountwatch *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
 	w->m = m;
@@ -123,7 +123,7 @@ struct rfs_watch *rfs_fuse_watch_start(struct rfs_mount *m)
 	return w;
 }
 
-void rfs_fuse_watch_stop(struct rfs_watch *w)
+void rfs_fuse_mountwatch_stop(struct rfs_mountwatch *w)
 {
 	if (!w)
 		return;

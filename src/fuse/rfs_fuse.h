@@ -61,8 +61,8 @@ struct rfs_mount {
 int rfs_fuse_follow_mount_state(struct rfs_mount *m);
 /* A thread that calls rfs_fuse_follow_mount_state on every change of the
  * mount table (remounts that bypass the helper).  NULL when it cannot. */
-struct rfs_watch *rfs_fuse_watch_start(struct rfs_mount *m);
-void rfs_fuse_watch_stop(struct rfs_watch *w);
+struct rfs_mountwatch *rfs_fuse_mountwatch_start(struct rfs_mount *m);
+void rfs_fuse_mountwatch_stop(struct rfs_mountwatch *w);
 
 /* Have the session answer FUSE_TMPFILE (O_TMPFILE), which libfuse 3.14
  * cannot dispatch (src/fuse/tmpfile.c).  Call after fuse_session_mount;
