@@ -18,11 +18,13 @@
  * than the oldest record kept (trimmed by retention) -ERANGE: "cursor
  * expired: rescan needed".  Never a silent gap.
  *
- * Limits (docs/ARCHITECTURE.md, "Change journal"): a change made through
- * a hard-linked inode (nlink >= 2: write, setattr, xattr) has no path
- * (its names are not known without a scan); it is reported with path
- * NULL in queries of the mount root only.  Access-time updates are not
- * recorded.
+ * Hard links: a change made through a hard-linked inode (write,
+ * setattr, xattr) is recorded once under each of its names, with that
+ * name's path, so a query of any directory holding a name lists it (the
+ * mount root lists it once per name).  Only an inode without any name
+ * (open after its last unlink) is reported with path NULL, in queries
+ * of the mount root.  Access-time updates are not recorded
+ * (docs/ARCHITECTURE.md, "Change journal").
  */
 #ifndef REFLINKFS_JOURNAL_H
 #define REFLINKFS_JOURNAL_H
@@ -75,7 +77,7 @@ struct rfs_change {
 	uint64_t ino;       /* st_ino of the inode (volume << 48 | number) */
 	uint64_t parent;    /* st_ino of its directory (0: unknown) */
 	const char *path;     /* relative to the queried directory; NULL:
-			       * unknown (hard-linked inode) */
+			       * an inode without a name (unlinked, open) */
 	const char *old_path; /* RENAME / EXCHANGE: the other path */
 	unsigned nranges;     /* DATA: byte ranges changed (merged) */
 	const struct rfs_change_range *ranges;
@@ -149,7 +151,7 @@ enum {
 	RFS_IOC_CHANGES_COMMIT = 1, /* commit first when records wait */
 };
 enum {
-	RFS_IOC_CHANGE_NOPATH = 1, /* path unknown (hard-linked inode) */
+	RFS_IOC_CHANGE_NOPATH = 1, /* no path (an inode without a name) */
 	RFS_IOC_CHANGE_CUT = 2,    /* path or old path cut */
 };
 struct rfs_ioc_change {

@@ -2,6 +2,7 @@
  * The filesystem object: open/close/mkfs of a pool holding a filesystem,
  * the in-memory node table (FUSE node ids), attributes, statfs, sync.
  */
+#include "fs/link_names.h"
 #include "fs/op.h"
 #include "journal/journal.h"
 
@@ -711,6 +712,7 @@ static void fs_free(rfs_fs *fs)
 	free(fs->by_ino);
 	vols_free(fs);
 	jnl_close(fs->jnl);
+	link_names_free(fs);
 	pthread_mutex_destroy(&fs->nlock);
 	free(fs);
 }

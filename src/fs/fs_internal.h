@@ -218,6 +218,9 @@ struct rfs_fs {
 	/* The change journal (src/journal); NULL when mounted without one.
 	 * Pool lock (read to read, write to change). */
 	struct rfs_jnl *jnl;
+	/* Names of hard-linked inodes, cached for the journal
+	 * (link_names.c); pool write lock. */
+	struct link_names *lnames;
 
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;

@@ -3,8 +3,11 @@
  * built at the mutation site from the node table (the path of the change
  * and the directories above it, whose index ranges will list it), kept
  * in the running operation and appended by op_end in the same
- * transaction (docs/ARCHITECTURE.md, "Change journal").
+ * transaction (docs/ARCHITECTURE.md, "Change journal").  A change of a
+ * hard-linked inode is recorded once under each of its names
+ * (link_names.c).
  */
+#include "fs/link_names.h"
 #include "fs/op.h"
 
 #include <stdio.h>
@@ -124,9 +127,20 @@ static void rec_fail(rfs_fs *fs, struct jnl_rec *r)
 	fs->cur_op->jfail = true;
 }
 
+/* kinds that may change a name of a hard-linked inode, or the path to
+ * one */
+static bool names_change(int kind)
+{
+	return kind == RFS_CHANGE_LINK || kind == RFS_CHANGE_UNLINK ||
+	       kind == RFS_CHANGE_RENAME || kind == RFS_CHANGE_EXCHANGE ||
+	       kind == RFS_CHANGE_SNAPSHOT || kind == RFS_CHANGE_SNAPSHOT_DELETE;
+}
+
 void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 		  size_t len, uint64_t st_ino)
 {
+	if (names_change(kind))
+		link_names_changed(fs);
 	struct jnl_rec *r = rec_new(fs, kind);
 	if (!r)
 		return;
@@ -145,8 +159,66 @@ void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 		rec_fail(fs, r);
 }
 
+/* A change of hard-linked inode n: one record per name, under that
+ * name's directories; an inode without a name (an open orphan) is
+ * listed, without path, under the mount root only. */
+static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
+{
+	const struct link_name *names = NULL;
+	size_t cnt = 0;
+	int ret = link_names_get(fs, n->vol, n->ino, &names, &cnt);
+	for (size_t i = 0; i < (cnt ? cnt : 1); i++) {
+		struct jnl_rec *r = rec_new(fs, kind);
+		if (!r)
+			return;
+		r->vol = n->vol;
+		r->ino = st_ino_of(fs, n);
+		if (kind == RFS_CHANGE_DATA) {
+			r->nranges = 1;
+			r->ranges[0].off = off;
+			r->ranges[0].len = len;
+		}
+		if (ret) {
+			rec_fail(fs, r);
+			return;
+		}
+		if (!cnt) {
+			struct jnl_anc *a = malloc(sizeof(*a));
+			if (!a) {
+				rec_fail(fs, r);
+				return;
+			}
+			*a = (struct jnl_anc){RFS_TOP_VOLUME, fs->root_ino, 0, JNL_DEPTH_NONE};
+			r->anc = a;
+			r->nanc = 1;
+			continue;
+		}
+		const struct link_name *x = &names[i];
+		r->parent = x->dirs[x->ndirs - 1].vol << 48 | x->dirs[x->ndirs - 1].ino;
+		r->path = strdup(x->path);
+		r->anc = malloc(sizeof(*r->anc) * x->ndirs);
+		if (!r->path || !r->anc) {
+			rec_fail(fs, r);
+			return;
+		}
+		for (size_t k = 0; k < x->ndirs; k++)
+			r->anc[k] = (struct jnl_anc){x->dirs[k].vol, x->dirs[k].ino, (uint16_t)k,
+						     JNL_DEPTH_NONE};
+		r->nanc = (uint16_t)x->ndirs;
+	}
+}
+
 void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
 {
+	if (!fs->jnl || !fs->cur_op)
+		return;
+	node_lock(fs);
+	bool linked = n->in_table;
+	node_unlock(fs);
+	if (linked) {
+		rec_linked(fs, kind, n, off, len);
+		return;
+	}
 	struct jnl_rec *r = rec_new(fs, kind);
 	if (!r)
 		return;
@@ -159,23 +231,16 @@ void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_
 	}
 	int ret = -ENOMEM;
 	node_lock(fs);
-	if (n->in_table) {
-		/* Hard-linked: the names are not known here (no back-pointers
-		 * of link-table inodes); whole-mount queries list it. */
-		struct rfs_node *root = node_by_ino(fs, RFS_TOP_VOLUME, fs->root_ino);
-		ret = root ? anc_add(r, &root, 1, false) : -ESTALE;
-	} else {
-		size_t cn = 0;
-		struct rfs_node **c = chain_of(n, &cn);
-		if (c && (r->path = path_of(c, cn, NULL, 0)) != NULL) {
-			if (cn > 1)
-				r->parent = st_ino_of(fs, c[cn - 2]);
-			/* n's own directories: the root's change is listed
-			 * under the root itself. */
-			ret = anc_add(r, c, cn > 1 ? cn - 1 : 1, false);
-		}
-		free(c);
+	size_t cn = 0;
+	struct rfs_node **c = chain_of(n, &cn);
+	if (c && (r->path = path_of(c, cn, NULL, 0)) != NULL) {
+		if (cn > 1)
+			r->parent = st_ino_of(fs, c[cn - 2]);
+		/* n's own directories: the root's change is listed under the
+		 * root itself. */
+		ret = anc_add(r, c, cn > 1 ? cn - 1 : 1, false);
 	}
+	free(c);
 	node_unlock(fs);
 	if (ret)
 		rec_fail(fs, r);
@@ -185,6 +250,7 @@ void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *onam
 		   size_t olen, struct rfs_node *ndir, const char *nname, size_t nlen,
 		   uint64_t st_ino)
 {
+	link_names_changed(fs);
 	struct jnl_rec *r = rec_new(fs, kind);
 	if (!r)
 		return;

@@ -344,9 +344,16 @@ static int chunks_put(struct rfs_jnl *j, rfs_tree *t, uint64_t seq, const uint8_
 
 /* ---- appending ---------------------------------------------------------------- */
 
-static struct jcache *cache_slot(struct rfs_jnl *j, uint64_t vol, uint64_t ino)
+/* The slot of the last data record of (vol, ino) under path: a
+ * hard-linked inode has one record per name (fs/link_names.c), each
+ * merged on its own. */
+static struct jcache *cache_slot(struct rfs_jnl *j, uint64_t vol, uint64_t ino,
+				 const char *path)
 {
-	return &j->cache[(ino * 0x9e3779b97f4a7c15ull ^ vol) % JNL_CACHE];
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ vol;
+	for (const char *p = path; p && *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	return &j->cache[h % JNL_CACHE];
 }
 
 static bool same_str(const char *a, const char *b)
@@ -385,7 +392,7 @@ static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
 static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *merged)
 {
 	*merged = false;
-	struct jcache *c = cache_slot(j, r->vol, r->ino);
+	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	if (!c->valid || c->vol != r->vol || c->ino != r->ino ||
 	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest ||
 	    !same_str(c->rec.path, r->path))
@@ -417,7 +424,7 @@ static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *me
 
 static void cache_put(struct rfs_jnl *j, const struct jnl_rec *r, size_t len)
 {
-	struct jcache *c = cache_slot(j, r->vol, r->ino);
+	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	rec_free(&c->rec);
 	c->valid = false;
 	struct jnl_rec copy = *r;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # reflinkfs changes on a mount: subtree filtering (changes outside PATH
 # never appear, renames into and out of PATH appear as move_in/move_out),
+# hard links listed under each name,
 # text and JSON output with the cursor last, --since, --follow, and the
 # exit statuses of an expired cursor (3), a foreign or reset one (4) and
 # bad input (2).
@@ -61,6 +62,23 @@ done
 check "--follow delivers a new change" grep -q '"kind":"create","path":"a/followed"' "$SCRATCH/follow"
 kill "$FPID"
 wait "$FPID" 2>/dev/null
+
+# Hard links: a write through one name is listed under each name's
+# directory, with that name.
+ln "$MNT/a/y" "$MNT/b/ylink"
+"$RFS_BIN" sync "$MNT"
+ch "$MNT"
+CH=$(cursor)
+echo appended >>"$MNT/b/ylink"
+"$RFS_BIN" sync "$MNT"
+ch --since "$CH" "$MNT/a"
+check "hard link: the write listed under a as y" grep -q ' data y ' "$SCRATCH/out"
+ch --since "$CH" "$MNT/b"
+check "hard link: the write listed under b as ylink" grep -q ' data ylink ' "$SCRATCH/out"
+ch --since "$CH" "$MNT"
+check "hard link: the mount lists both names" \
+	bash -c "grep -q ' data a/y ' '$SCRATCH/out' && grep -q ' data b/ylink ' '$SCRATCH/out'"
+check_fail "hard link: no record without a path" grep -q '(inode ' "$SCRATCH/out"
 
 # Errors.
 ch --since "rfsj1:00000000000000000000000000000000:0000000000000001:0000000000000001" "$MNT"

@@ -282,6 +282,107 @@ static void test_snapshot_below(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
+/* Lines of g's text sorted, for answers whose order follows a walk. */
+static void sorted(const struct got *g, char *out, size_t cap)
+{
+	char copy[16384], *lines[1024];
+	size_t n = 0;
+	strcpy(copy, g->text);
+	for (char *save, *l = strtok_r(copy, "\n", &save); l && n < 1024;
+	     l = strtok_r(NULL, "\n", &save))
+		lines[n++] = l;
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && strcmp(lines[k - 1], lines[k]) > 0; k--) {
+			char *t = lines[k];
+			lines[k] = lines[k - 1];
+			lines[k - 1] = t;
+		}
+	out[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		strncat(out, lines[i], cap - strlen(out) - 2);
+		strcat(out, "\n");
+	}
+}
+
+/* A change through a hard-linked inode is listed under each of its
+ * names' directories, with that name's path; renames of a directory
+ * above a name and unlinks of a name are followed; each name's data
+ * record merges on its own; names inside a snapshot are the snapshot's. */
+static void test_hard_links(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX], c1[RFS_CURSOR_MAX], buf[16384];
+	struct got g;
+	struct stat st;
+	rfs_nodeid a = mkdir_(fs, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = mkdir_(fs, RFS_ROOT_NODE, "b");
+	rfs_nodeid bc = mkdir_(fs, b, "c");
+	rfs_nodeid other = mkdir_(fs, RFS_ROOT_NODE, "other");
+	rfs_nodeid f = mkfile(fs, a, "f");
+	assert_int_equal(rfs_fs_link(fs, f, bc, "g", &st), 0);
+	rfs_fs_forget(fs, f, 1); /* link's own lookup */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	write_at(fs, f, 0, 4096);
+	write_at(fs, f, 4096, 4096); /* same transaction: merged per name */
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.x", "1", 1, 0), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
+	sorted(&g, buf, sizeof(buf));
+	assert_string_equal(buf, "data a/f\ndata b/c/g\nxattr a/f\nxattr b/c/g\n");
+	assert_int_equal(g.nranges, 1);
+	assert_int_equal(g.r0.off, 0);
+	assert_int_equal(g.r0.len, 8192);
+	assert_int_equal(read_changes(fs, a, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data f\nxattr f\n");
+	assert_int_equal(read_changes(fs, b, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data c/g\nxattr c/g\n");
+	assert_int_equal(read_changes(fs, bc, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "data g\nxattr g\n");
+	assert_int_equal(read_changes(fs, other, c0, &g, NULL), 0);
+	assert_int_equal(g.n, 0);
+
+	/* A directory above a name renamed, the other name unlinked: the
+	 * next change is listed under the surviving name's new path. */
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "b", RFS_ROOT_NODE, "b2", 0), 0);
+	assert_int_equal(rfs_fs_unlink(fs, a, "f"), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
+	struct stat in = {.st_mode = 0600};
+	assert_int_equal(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), 0);
+	assert_string_equal(g.text, "attr b2/c/g\n");
+	assert_int_equal(read_changes(fs, a, c1, &g, NULL), 0);
+	assert_int_equal(g.n, 0);
+
+	/* Two names inside a snapshot: a change through the snapshot's
+	 * inode is listed under the snapshot's names only. */
+	assert_int_equal(rfs_fs_link(fs, f, b, "h", &st), 0);
+	rfs_fs_forget(fs, f, 1);
+	rfs_nodeid snap, sc, sg;
+	assert_int_equal(rfs_fs_snapshot(fs, b, RFS_ROOT_NODE, "snap", 0, &snap, &st), 0);
+	assert_int_equal(rfs_fs_lookup(fs, snap, "c", &sc, &st), 0);
+	assert_int_equal(rfs_fs_lookup(fs, sc, "g", &sg, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
+	write_at(fs, sg, 0, 100);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), 0);
+	sorted(&g, buf, sizeof(buf));
+	assert_string_equal(buf, "data snap/c/g\ndata snap/h\n");
+	assert_int_equal(read_changes(fs, sc, c1, &g, NULL), 0);
+	assert_string_equal(g.text, "data g\n");
+	assert_int_equal(read_changes(fs, b, c1, &g, NULL), 0);
+	assert_int_equal(g.n, 0);
+
+	rfs_nodeid ns[] = {a, b, bc, other, f, snap, sc, sg};
+	for (unsigned i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+		rfs_fs_forget(fs, ns[i], 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 static void test_seq_across_reopen_and_crash(void **state)
 {
 	(void)state;
@@ -399,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_data_merge),
 		cmocka_unit_test(test_subtree_and_moves),
 		cmocka_unit_test(test_snapshot_below),
+		cmocka_unit_test(test_hard_links),
 		cmocka_unit_test(test_seq_across_reopen_and_crash),
 		cmocka_unit_test(test_cursor_errors),
 		cmocka_unit_test(test_paging),

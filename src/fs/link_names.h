@@ -1,0 +1,37 @@
+/*
+ * The names of a hard-linked inode (link_names.c), for the change
+ * journal.  Pool write lock held for every call.
+ */
+#ifndef RFS_FS_LINK_NAMES_H
+#define RFS_FS_LINK_NAMES_H
+
+#include "fs/fs_internal.h"
+
+/* A directory on the way to a name: its volume and inode number. */
+struct link_dir {
+	uint64_t vol, ino;
+};
+
+/* One name: its path from the mount root, and the directories from the
+ * root (dirs[0]) to the one holding it (dirs[ndirs - 1]). */
+struct link_name {
+	char *path;
+	struct link_dir *dirs;
+	size_t ndirs;
+};
+
+/*
+ * The names of inode ino of volume vol (a link-table inode) in *out, n
+ * of them (0 for an orphan).  Valid until the next call or
+ * link_names_changed.  One walk of the directories holding hard links,
+ * cached until a name changes.
+ */
+int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
+		   size_t *n);
+/* A name of a hard-linked inode may have changed (link, unlink, rename,
+ * snapshot made or deleted): forget the cached answers. */
+void link_names_changed(rfs_fs *fs);
+/* At close. */
+void link_names_free(rfs_fs *fs);
+
+#endif
