@@ -12,8 +12,9 @@ cd "$SCRATCH" || exit 1
 # reqs: "OP=N" lines of the daemon's request counts (probe included).
 cat >"$SCRATCH/reqs.py" <<'EOF'
 import array, fcntl, os, sys
-NAMES = {1: "LOOKUP", 3: "GETATTR", 5: "READLINK", 27: "OPENDIR", 28: "READDIR",
-         29: "RELEASEDIR", 39: "IOCTL", 44: "READDIRPLUS"}
+NAMES = {1: "LOOKUP", 3: "GETATTR", 5: "READLINK", 18: "RELEASE", 25: "FLUSH",
+         22: "GETXATTR", 27: "OPENDIR", 28: "READDIR", 29: "RELEASEDIR", 39: "IOCTL",
+         44: "READDIRPLUS"}
 RFS_IOC_REQ_STATS = (2 << 30) | (512 << 16) | (ord("R") << 8) | 40  # _IOR('R', 40, 64 x u64)
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 buf = array.array("Q", [0] * 64)
@@ -57,6 +58,19 @@ warm_free() {
 check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink or readdir request" warm_free
 check "warm walk: the IOCTL probe itself was counted" \
 	test "$(count IOCTL "$SCRATCH/r2")" -gt "$(count IOCTL "$SCRATCH/r1")"
+
+# close() costs no FLUSH: the daemon answered the first one ENOSYS, so
+# the kernel stops sending them (RELEASE still comes, one per open).
+for i in $(seq 20); do echo "$i" >"$MNT/t/flush$i"; cat "$MNT/t/flush$i" >/dev/null; done
+reqs >"$SCRATCH/f1"
+for i in $(seq 20); do echo "$i" >>"$MNT/t/flush$i"; cat "$MNT/t/flush$i" >/dev/null; done
+reqs >"$SCRATCH/f2"
+check "40 opens and closes: 40 RELEASE" \
+	test $(($(count RELEASE "$SCRATCH/f2") - $(count RELEASE "$SCRATCH/f1"))) -eq 40
+check "40 opens and closes: no FLUSH" \
+	test "$(count FLUSH "$SCRATCH/f2")" = "$(count FLUSH "$SCRATCH/f1")"
+check "appended data was written at close without FLUSH" \
+	test "$(cat "$MNT/t/flush7")" = "$(printf '7\n7')"
 
 # Every change below is made by one process and checked at once by others
 # (ls, stat, readlink, cat are separate processes; python keeps its own
