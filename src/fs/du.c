@@ -222,19 +222,6 @@ int du_walk_level(rfs_du *d, int l, uint64_t root, bool dir, uint64_t vol)
 
 /* ---- steps ------------------------------------------------------------------ */
 
-/* Is any node above the record at the end of p shared with another tree? */
-static int path_shared(rfs_du *d, struct rfs_ipath *p, bool *shared)
-{
-	*shared = false;
-	for (int i = 0; i < p->n && !*shared; i++) {
-		int ret = rfs_tree_path_shared(d->pool, &p->lv[i].parent, p->lv[i].key,
-					       p->lv[i].klen, shared);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 /* PATH's own tree (and PATH itself, at the first step). */
 static int ns_step(rfs_du *d)
 {
@@ -247,7 +234,7 @@ static int ns_step(rfs_du *d)
 	uint64_t vol = n->vol;
 	if (!d->started) {
 		d->started = true;
-		ret = path_shared(d, &p, &d->path_shared);
+		ret = ip_shared(d->fs, &p, &d->path_shared);
 		if (ret)
 			goto out;
 		if (p.in_table) {

@@ -746,9 +746,16 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 		   int (*fn)(void *arg, const struct rfs_extent_info *e), void *arg)
 {
 	struct rfs_irec r;
+	struct rfs_ipath p;
+	bool above_shared = false;
 	rfs_pool_rdlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	int ret = n ? ip_load(fs, n, false, &p) : -ESTALE;
+	if (ret)
+		goto out;
+	r = *ip_rec(&p);
+	ret = ip_shared(fs, &p, &above_shared);
+	ip_free(&p);
 	if (ret)
 		goto out;
 	if (!S_ISREG(r.i.mode)) {
@@ -765,7 +772,8 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 	bool stop = false;
 	/* Sharing is lazy: blocks below a shared tree node keep a count of 1,
 	 * so a block is shared when its own count is >= 2 or the path to its
-	 * extent record passes through a shared node. */
+	 * extent record passes through a shared node: in the file tree, or
+	 * above the file's record (a snapshot or cloned directory). */
 	while (!stop) {
 		int cnt = ext_collect(fs, &t, pos, MAX_LBLK, ex, 16);
 		if (cnt <= 0) {
@@ -784,9 +792,10 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 				.unwritten = ex[i].flags & RFS_EXT_UNWRITTEN,
 			};
 			uint8_t key[16];
-			bool path_shared = false;
+			bool path_shared = above_shared;
 			size_t kl = ext_key(key, ex[i].lblk);
-			ret = rfs_tree_path_shared(fs->pool, &t, key, kl, &path_shared);
+			if (!path_shared)
+				ret = rfs_tree_path_shared(fs->pool, &t, key, kl, &path_shared);
 			for (uint64_t b = 0; !ret && b < ex[i].n; b++) {
 				uint64_t c = 1;
 				ret = rfs_ref_get(fs->pool, ex[i].start + b, &c);

@@ -313,6 +313,11 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta);
 /* ip_store + ip_free; returns ret when non-zero, else the store's result. */
 int ip_done(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta, int ret);
 void ip_free(struct rfs_ipath *p);
+/* Whether a tree node above the target's record (in its volume's or
+ * directories' trees) is shared with another tree: a snapshot or a cloned
+ * directory shares everything below it lazily, so such a target's blocks
+ * are shared even where their own counts are 1.  0 or a read error. */
+int ip_shared(rfs_fs *fs, const struct rfs_ipath *p, bool *shared);
 int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
 uint64_t ino_alloc(rfs_fs *fs, uint64_t vol);
 /* One inode more (+1) or fewer (-1) in volume vol. */

@@ -210,6 +210,18 @@ static int ip_alloc(struct rfs_ipath *p, int n, bool mut)
 	return 0;
 }
 
+int ip_shared(rfs_fs *fs, const struct rfs_ipath *p, bool *shared)
+{
+	*shared = false;
+	for (int i = 0; i < p->n && !*shared; i++) {
+		int ret = rfs_tree_path_shared(fs->pool, &p->lv[i].parent, p->lv[i].key,
+					       p->lv[i].klen, shared);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 void ip_free(struct rfs_ipath *p)
 {
 	free(p->lv);

@@ -177,6 +177,60 @@ static void test_snapshot_independent(void **state)
 	assert_int_equal(fsck_pool(), 0);
 }
 
+static int count_shared(void *arg, const struct rfs_extent_info *e)
+{
+	uint64_t *c = arg;
+	c[0] += e->length / 4096;
+	c[1] += e->shared;
+	return 0;
+}
+
+/* A file below a snapshotted directory shares its blocks with its twin on
+ * the other side (through the shared directory nodes above it), and
+ * rfs_fs_extents says so on both sides; a write makes the written block
+ * exclusive again. */
+static void test_snapshot_extents_shared(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a, s;
+	struct stat st;
+	mkdir_p(fs, RFS_ROOT_NODE, "a", &a);
+	static char big[3 * 4096];
+	memset(big, 'x', sizeof(big));
+	rfs_nodeid f;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, a, "f", 0644, &f, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, f, big, sizeof(big), 0), (ssize_t)sizeof(big));
+	uint64_t c[2] = {0};
+	assert_int_equal(rfs_fs_extents(fs, f, count_shared, c), 0);
+	assert_int_equal(c[0], 3);
+	assert_int_equal(c[1], 0);
+	assert_int_equal(rfs_fs_snapshot(fs, a, RFS_ROOT_NODE, "snap", 0, &s, &st), 0);
+	rfs_nodeid g = at(fs, "snap/f", NULL);
+	assert_true(g != 0);
+	memset(c, 0, sizeof(c));
+	assert_int_equal(rfs_fs_extents(fs, g, count_shared, c), 0);
+	assert_int_equal(c[1], 3);
+	memset(c, 0, sizeof(c));
+	assert_int_equal(rfs_fs_extents(fs, f, count_shared, c), 0);
+	assert_int_equal(c[1], 3);
+	/* Overwrite one block in the snapshot: that one is its own now. */
+	assert_int_equal(rfs_fs_write(fs, g, "y", 1, 4096), 1);
+	memset(c, 0, sizeof(c));
+	assert_int_equal(rfs_fs_extents(fs, g, count_shared, c), 0);
+	assert_int_equal(c[0], 3);
+	assert_int_equal(c[1], 2);
+	memset(c, 0, sizeof(c));
+	assert_int_equal(rfs_fs_extents(fs, f, count_shared, c), 0);
+	assert_int_equal(c[1], 2);
+	put(fs, "", g);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, a, 1);
+	rfs_fs_forget(fs, s, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fsck_pool(), 0);
+}
+
 static void test_snapshot_readonly(void **state)
 {
 	(void)state;
@@ -381,6 +435,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_snapshot_independent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_extents_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_hard_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_nested_and_self, setup, teardown),
