@@ -169,7 +169,7 @@ int op_end(struct rfs_op *op, int ret)
 		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,
 			 strerror(-ret));
 		rfs_pool_abort(fs->pool, why);
-	} else if (ret == -ENOSPC && op->steps == 0 && !op->retried &&
+	} else if (ret == -ENOSPC && op->steps == 0 && !op->retried && !op->refused &&
 		   (rfs_pool_root(fs->pool, RFS_ROOT_DROPQ) ||
 		    rfs_pool_pending_blocks(fs->pool) > 0) &&
 		   reclaim_for(fs, op, UINT64_MAX) == 0 &&
@@ -183,6 +183,12 @@ int op_end(struct rfs_op *op, int ret)
 	}
 	rfs_pool_unlock(fs->pool);
 	return ret;
+}
+
+void op_refuse(rfs_fs *fs)
+{
+	if (fs->cur_op)
+		fs->cur_op->refused = true;
 }
 
 int op_step(rfs_fs *fs)

@@ -54,6 +54,7 @@ struct rfs_op {
 	unsigned steps;     /* inode paths stored since begin (ip_done) */
 	bool retried;       /* already retried once after a commit (kept
 			     * by op_begin: zero the op before the loop) */
+	bool refused;       /* op_refuse: its -ENOSPC is a limit, not space */
 	/* Journal records of the changes made (op_rec_*), appended by
 	 * op_end in the same transaction; jfail: one could not be built
 	 * (memory), so op_end resets the journal instead of leaving a gap. */
@@ -92,6 +93,12 @@ int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 /* End the operation that returned ret (see above); releases the lock.
  * Returns ret, or OP_RETRY when the caller must run it again. */
 int op_end(struct rfs_op *op, int ret);
+
+/* The running operation is about to fail with -ENOSPC because a limit
+ * refuses it (an inode's xattr room), not for lack of pool space: op_end
+ * then returns the error as it is, without a commit to make room and a
+ * retry that could not help.  No-op outside an operation. */
+void op_refuse(rfs_fs *fs);
 
 /* A path was stored (ip_done succeeded) within the running operation.
  * Returns 0, or the error injected by rfs_fs_inject_op_failure. */

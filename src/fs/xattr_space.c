@@ -19,6 +19,7 @@
  * xtotal; pool write lock).
  */
 #include "fs/fs_internal.h"
+#include "fs/op.h"
 
 #include <stdint.h>
 
@@ -69,10 +70,11 @@ int xattr_space_check(rfs_fs *fs, struct rfs_node *n, const rfs_tree *t, size_t 
 	bool newname = old < 0;
 	uint64_t was = newname ? 0 : (uint64_t)old;
 	uint64_t add = (newname ? nl : 0) + size; /* bytes name + value take after */
-	if (newname && n->xlist + nl + 1 > RFS_XATTR_LIST_MAX)
+	if ((newname && n->xlist + nl + 1 > RFS_XATTR_LIST_MAX) ||
+	    (add > was && n->xtotal - was + add > RFS_XATTR_TOTAL_MAX)) {
+		op_refuse(fs); /* no commit could make room for this */
 		return -ENOSPC;
-	if (add > was && n->xtotal - was + add > RFS_XATTR_TOTAL_MAX)
-		return -ENOSPC;
+	}
 	return 0;
 }
 
