@@ -999,4 +999,110 @@ long rfs_fs_fsck(const char *path,
  */
 void rfs_fs_fail_rename_nodes(rfs_fs *fs, unsigned every);
 
+/* ---- pre-modification events (src/fs/watch.c) ---------------------------- */
+
+/*
+ * A watch: a subscriber's marks on files and directory subtrees, and the
+ * events they produce.  An event is given BEFORE the first modification
+ * of a covered file after its mark was armed, one per file per mark
+ * (one-shot: a file is not reported again until marked again).  With
+ * RFS_WATCH_BLOCKING the modification waits for rfs_fs_watch_ack (at most
+ * the watch's timeout), outside every pool lock: a slow subscriber stalls
+ * only the operations on the files it is told about.  Only non-directory
+ * inodes get events (a directory's own attribute changes do not).
+ * What a subtree mark covers for hard links and snapshots: see
+ * docs/ARCHITECTURE.md, "Pre-modification events (fs layer)".
+ * All calls are thread-safe; a watch is used by one subscriber.
+ */
+typedef struct rfs_watch rfs_watch;
+
+enum rfs_premod_kind {           /* what is about to happen to the file */
+	RFS_PREMOD_WRITE = 1,    /* write (also a dirty mmap page written back) */
+	RFS_PREMOD_TRUNCATE = 2, /* size change by setattr */
+	RFS_PREMOD_FALLOCATE = 3,/* fallocate, punch, zero range */
+	RFS_PREMOD_ATTR = 4,     /* mode, owner, times */
+	RFS_PREMOD_XATTR = 5,    /* set or remove an xattr */
+	RFS_PREMOD_RENAME = 6,   /* it is renamed, or replaced by a rename */
+	RFS_PREMOD_UNLINK = 7,   /* one of its names is removed */
+	RFS_PREMOD_CLONE = 8,    /* a clone / copy_file_range onto it */
+};
+/* "write", "truncate", "fallocate", "attr", "xattr", "rename", "unlink",
+ * "clone"; "unknown" for any other value. */
+const char *rfs_premod_kind_name(int kind);
+
+#define RFS_WATCH_BLOCKING 1u /* the modification waits for the ack */
+#define RFS_WATCH_PATH_MAX 4096
+/* Timeout of a blocked modification when rfs_fs_watch_new gets 0. */
+#define RFS_WATCH_TIMEOUT_DEFAULT_MS 30000u
+
+struct rfs_watch_event {
+	uint64_t id;   /* this watch's event number: pass to rfs_fs_watch_ack */
+	uint64_t mark; /* the mark it came from */
+	int kind;      /* enum rfs_premod_kind */
+	uint64_t ino;  /* st_ino of the file */
+	bool blocking; /* an operation waits for the ack */
+	/* Relative to the marked directory ("a/b/f"); "" when the marked
+	 * file itself.  Never a name the subscriber could not list: a file
+	 * below a directory it may not read and search gets no event at
+	 * all (counted in rfs_watch_stat.hidden). */
+	char path[RFS_WATCH_PATH_MAX];
+};
+
+/*
+ * A new watch for subscriber `who` (its uid, gid and groups are copied,
+ * for the permission checks of marks and event paths).  flags: 0 or
+ * RFS_WATCH_BLOCKING.  timeout_ms: how long a blocked modification waits
+ * for the ack (0: RFS_WATCH_TIMEOUT_DEFAULT_MS).  -EINVAL for unknown
+ * flags, -ENOMEM, or the error of eventfd(2).
+ */
+int rfs_fs_watch_new(rfs_fs *fs, const struct rfs_ctx *who, unsigned flags,
+		     unsigned timeout_ms, rfs_watch **out);
+
+/*
+ * Mark node: a directory (every non-directory inode below it, at any
+ * depth, including files created later and snapshots nested below) or
+ * any other inode (that inode).  -EACCES unless `who` is root or may
+ * write node (rfs_fs_access); -ESTALE for an unknown node.  The mark is
+ * not armed yet: *flush (malloc'd, caller frees; NULL when *nflush is 0)
+ * lists the node ids of regular files covered by it that the kernel may
+ * hold pages of (looked up or open), so that the caller can make the
+ * kernel write their dirty pages back (fuse_lowlevel_notify_inval_inode)
+ * before arming; those writes are not reported.  *mark: the mark's id.
+ * Marking a node this watch has marked already gives the same mark id
+ * (rfs_fs_watch_arm then starts its one-shot round again).
+ */
+int rfs_fs_watch_mark(rfs_watch *w, const struct rfs_ctx *who, rfs_nodeid node,
+		      uint64_t *mark, rfs_nodeid **flush, size_t *nflush);
+/* Arm mark: from now on the first modification of each covered file
+ * gives one event (one-shot per file until marked and armed again).  A
+ * modification running when this returns has either been reported or has
+ * finished before it returned.  -ENOENT for an unknown mark. */
+int rfs_fs_watch_arm(rfs_watch *w, uint64_t mark);
+/* Remove mark (its waiting events stay queued).  -ENOENT when unknown. */
+int rfs_fs_watch_unmark(rfs_watch *w, uint64_t mark);
+
+/* A descriptor (an eventfd in semaphore mode, owned by the watch) that
+ * is readable while events wait.  Poll it; do not read it (next does). */
+int rfs_fs_watch_fd(rfs_watch *w);
+/* Take the next waiting event, oldest first: 0, or -EAGAIN when none. */
+int rfs_fs_watch_next(rfs_watch *w, struct rfs_watch_event *ev);
+/* Acknowledge a blocking event: its operation goes on.  -ENOENT when
+ * unknown, not blocking, already acknowledged, or already timed out. */
+int rfs_fs_watch_ack(rfs_watch *w, uint64_t id);
+
+struct rfs_watch_stat {
+	uint64_t events;    /* events given */
+	uint64_t acked;     /* blocking events acknowledged in time */
+	uint64_t timed_out; /* blocking events whose operation went on unacked */
+	uint64_t marks;     /* marks now */
+	uint64_t hidden;    /* modifications not reported: a directory between
+			     * the mark and the file was not listable */
+};
+void rfs_fs_watch_stat(rfs_watch *w, struct rfs_watch_stat *st);
+
+/* Drop the watch (NULL: nothing): its marks go, its waiting events are
+ * discarded, and every operation waiting on it goes on at once.  Free
+ * every watch before rfs_fs_close. */
+void rfs_fs_watch_free(rfs_watch *w);
+
 #endif

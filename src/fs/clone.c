@@ -251,6 +251,7 @@ ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 	uint64_t recs = nb / RFS_EXTENT_MAX;
 	unsigned items = 24 + 2 * (unsigned)(recs < 64 ? recs : 64);
 	struct rfs_op op = {0};
+	op_target(&op, dn, RFS_PREMOD_CLONE);
 	int ret;
 	do {
 		ret = op_begin(fs, &op, "clone", op_meta(op_depth(fs, dn), items), data);
@@ -316,6 +317,7 @@ int rfs_fs_clone_file(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dst)
 	if (!sn || !dn)
 		return -ESTALE;
 	struct rfs_op op = {0};
+	op_target(&op, dn, RFS_PREMOD_CLONE);
 	int ret;
 	do {
 		/* one clone of the source's file tree, dst's old tree dropped */

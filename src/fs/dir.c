@@ -754,6 +754,8 @@ static int remove_common(rfs_fs *fs, rfs_nodeid parent, const char *name, int wa
 	if (!dn)
 		return -ESTALE;
 	struct rfs_op op = {0};
+	if (!want)
+		op_target_name(&op, dn, name, len, RFS_PREMOD_UNLINK);
 	/* A deletion: it may use the reserve, so a full pool can free space. */
 	ret = op_begin(fs, &op, want ? "rmdir" : "unlink", 0, 0);
 	if (ret)
@@ -1053,6 +1055,10 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 	if (pn->vol != np->vol)
 		return -EXDEV;
 	struct rfs_op op = {0};
+	/* The moved file, and the one it replaces (or swaps with). */
+	op_target_name(&op, pn, name, len, RFS_PREMOD_RENAME);
+	if (!(flags & RFS_RENAME_NOREPLACE))
+		op_target_name(&op, np, newname, nlen, RFS_PREMOD_RENAME);
 	do {
 		/* a replaced target's removal (and its link-table record),
 		 * the new entry, the old entry's removal or a whiteout;

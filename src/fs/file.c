@@ -584,6 +584,7 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 		return -ESTALE;
 	uint64_t b0 = off / BS, nb = div_up(off + size, BS) - b0;
 	struct rfs_op op = {0};
+	op_target(&op, n, RFS_PREMOD_WRITE);
 	int ret;
 	do {
 		/* The blocks written, an extent record per RFS_EXTENT_MAX
@@ -654,6 +655,7 @@ int rfs_fs_fallocate(rfs_fs *fs, rfs_nodeid id, int mode, uint64_t off, uint64_t
 		meta = op_meta(op_depth(fs, n), 6 + 2 * (unsigned)(nb / RFS_UNWRITTEN_MAX));
 	}
 	struct rfs_op op = {0};
+	op_target(&op, n, RFS_PREMOD_FALLOCATE);
 	int ret;
 	do {
 		ret = op_begin(fs, &op, "fallocate", meta, data);

@@ -616,6 +616,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	}
 	fs->rdonly = flags & RFS_FS_RDONLY;
 	pthread_mutex_init(&fs->nlock, NULL);
+	pthread_mutex_init(&fs->wlock, NULL);
 	node_lock(fs);
 	ret = table_grow(fs);
 	node_unlock(fs);
@@ -714,6 +715,9 @@ static void fs_free(rfs_fs *fs)
 	jnl_close(fs->jnl);
 	link_names_free(fs);
 	pthread_mutex_destroy(&fs->nlock);
+	/* A watch points at its fs: the daemon frees them first. */
+	assert(!fs->watches);
+	pthread_mutex_destroy(&fs->wlock);
 	free(fs);
 }
 
@@ -802,6 +806,7 @@ int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid id, const struct stat *in,
 	/* Shrinking is a deletion of extents, but the partial last block is
 	 * rewritten: one data block and the extent changes. */
 	struct rfs_op op = {0};
+	op_target(&op, n, (to_set & RFS_SET_SIZE) ? RFS_PREMOD_TRUNCATE : RFS_PREMOD_ATTR);
 	int ret;
 	do {
 		ret = op_begin(fs, &op, "setattr", op_meta(op_depth(fs, n), 4),

@@ -30,6 +30,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -221,6 +222,16 @@ struct rfs_fs {
 	/* Names of hard-linked inodes, cached for the journal
 	 * (link_names.c); pool write lock. */
 	struct link_names *lnames;
+
+	/* Pre-modification watches (watch.c).  wlock (after the pool lock,
+	 * before a watch's own lock; never with nlock) protects the list. */
+	pthread_mutex_t wlock;
+	struct rfs_watch *watches;
+	/* Armed marks of all watches (low 32 bits) and the arm generation
+	 * (high 32 bits, WATCH_GEN_ONE per arm, added with the pool write
+	 * lock held): op_begin reads it without a lock, and again under the
+	 * write lock (op.c). */
+	_Atomic uint64_t watch_state;
 
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;
@@ -451,6 +462,10 @@ void node_move_to_table(rfs_fs *fs, struct rfs_node *n); /* nlock held */
  * injection of rfs_fs_fail_rename_nodes).  nlock and write lock held. */
 int node_rename(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		const char *name, size_t len);
+
+/* ---- pre-modification watches (watch.c) ---- */
+#define WATCH_ARMED_MASK 0xffffffffull
+#define WATCH_GEN_ONE (1ull << 32)
 
 /* ---- deleted trees (reclaim.c) ---- */
 /* Give up the reference a removed record holds on its subtree: freed at

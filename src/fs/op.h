@@ -33,6 +33,12 @@
  *		ret = ...the operation...;
  *	} while ((ret = op_end(&op, ret)) == OP_RETRY);
  *
+ * Pre-modification events: a mutation of a file names it before the loop
+ * (op_target, op_target_name); op_begin checks it against the watches'
+ * marks before it takes the write lock (watch.c), delivering the events
+ * and waiting for their acks with no pool lock held.  A retry (OP_RETRY)
+ * is not checked again unless a mark was armed meanwhile.
+ *
  * The change journal: each mutation site calls op_rec_* once its change
  * is stored (journal_hook.c); op_end appends the records in the same
  * transaction, so a commit has both or neither.
@@ -45,6 +51,26 @@
 
 /* op_end's answer: run the whole operation again (a commit made room). */
 #define OP_RETRY 1
+
+/* A file an operation is about to change: node, or (node NULL) the entry
+ * name of directory dir, looked up by the check only when marks exist.
+ * The pointers must stay valid until op_end (the caller pins them). */
+struct op_target {
+	struct rfs_node *node, *dir;
+	const char *name;
+	size_t len;
+	int kind; /* enum rfs_premod_kind */
+};
+#define OP_TARGETS 2
+
+/* What op_begin checks against the marks; kept by op_begin across
+ * retries. */
+struct op_premod {
+	struct op_target tgt[OP_TARGETS];
+	unsigned ntgt;
+	bool checked;  /* checked at arm generation gen */
+	uint32_t gen;
+};
 
 struct rfs_op {
 	rfs_fs *fs;
@@ -61,6 +87,7 @@ struct rfs_op {
 	struct jnl_rec *recs;
 	size_t nrecs, caprecs;
 	bool jfail;
+	struct op_premod pm; /* kept by op_begin, like retried */
 };
 
 /*
@@ -89,6 +116,24 @@ int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data);
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data);
+
+/* Name a file the operation changes (kind: enum rfs_premod_kind), before
+ * the first op_begin.  At most OP_TARGETS. */
+static inline void op_target(struct rfs_op *op, struct rfs_node *n, int kind)
+{
+	assert(op->pm.ntgt < OP_TARGETS);
+	op->pm.tgt[op->pm.ntgt++] = (struct op_target){n, NULL, NULL, 0, kind};
+}
+static inline void op_target_name(struct rfs_op *op, struct rfs_node *dir, const char *name,
+				  size_t len, int kind)
+{
+	assert(op->pm.ntgt < OP_TARGETS);
+	op->pm.tgt[op->pm.ntgt++] = (struct op_target){NULL, dir, name, len, kind};
+}
+
+/* Check op's targets against the armed marks: queue their events and
+ * wait for the acks of blocking ones (watch.c).  No pool lock held. */
+void watch_op_check(rfs_fs *fs, struct rfs_op *op);
 
 /* End the operation that returned ret (see above); releases the lock.
  * Returns ret, or OP_RETRY when the caller must run it again. */

@@ -111,6 +111,7 @@ static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const 
 	if (!n)
 		return -ESTALE;
 	struct rfs_op op = {0};
+	op_target(&op, n, RFS_PREMOD_XATTR);
 	do {
 		/* A removal only deletes; a value takes one record per chunk
 		 * (the old chunks are deleted first). */

@@ -1,0 +1,869 @@
+/*
+ * Pre-modification events: the watch registry, marks, one-shot sets, the
+ * event queue and the wait for acknowledgements (include/reflinkfs/fs.h,
+ * docs/ARCHITECTURE.md "Pre-modification events (fs layer)").
+ *
+ * The one place a mutation meets the marks is watch_op_check, called by
+ * op_begin before it takes the pool write lock (op.c): it resolves the
+ * operation's target files, matches them against the armed marks, queues
+ * the events and waits for the acks, holding no pool lock while it waits.
+ *
+ * Locks, in the order they nest (never the other way):
+ *   pool lock -> fs->wlock (registry) -> w->lock (one watch) ; nlock alone
+ * The pool lock is taken under neither wlock nor w->lock, and nlock is
+ * never held together with them: watch_op_check walks the node table
+ * first, then matches.  rfs_fs_watch_arm takes the pool write lock around
+ * the arm so that a modification is either checked after it or finished
+ * before it returns (op_begin compares the arm generation again under the
+ * write lock).
+ */
+#include "fs/op.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- lock ownership, for assertions --------------------------------------- */
+
+static _Thread_local const rfs_fs *wlock_owner;
+static _Thread_local const struct rfs_watch *wl_owner;
+
+static void reg_lock(rfs_fs *fs)
+{
+	RFS_ASSERT_LOCK(wlock_owner != fs && !node_lock_held(fs));
+	pthread_mutex_lock(&fs->wlock);
+	wlock_owner = fs;
+}
+
+static void reg_unlock(rfs_fs *fs)
+{
+	assert(wlock_owner == fs);
+	wlock_owner = NULL;
+	pthread_mutex_unlock(&fs->wlock);
+}
+
+/* ---- a set of node ids (the files a mark has reported) ---------------------- */
+
+/* Open addressing, linear probing; 0 is the empty slot (no node id is 0). */
+struct idset {
+	uint64_t *v;
+	size_t cap, n;
+};
+
+static size_t id_hash(uint64_t id, size_t cap)
+{
+	id ^= id >> 31;
+	id *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(id >> 17) & (cap - 1);
+}
+
+static bool idset_has(const struct idset *s, uint64_t id)
+{
+	if (!s->n)
+		return false;
+	for (size_t i = id_hash(id, s->cap);; i = (i + 1) & (s->cap - 1)) {
+		if (s->v[i] == id)
+			return true;
+		if (!s->v[i])
+			return false;
+	}
+}
+
+static int idset_add(struct idset *s, uint64_t id)
+{
+	if (2 * (s->n + 1) > s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		uint64_t *v = calloc(cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->v[i]) {
+				size_t j = id_hash(s->v[i], cap);
+				while (v[j])
+					j = (j + 1) & (cap - 1);
+				v[j] = s->v[i];
+			}
+		free(s->v);
+		s->v = v;
+		s->cap = cap;
+	}
+	size_t i = id_hash(id, s->cap);
+	while (s->v[i] && s->v[i] != id)
+		i = (i + 1) & (s->cap - 1);
+	if (!s->v[i]) {
+		s->v[i] = id;
+		s->n++;
+	}
+	return 0;
+}
+
+static void idset_free(struct idset *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+/* ---- the watch --------------------------------------------------------------- */
+
+struct wmark {
+	struct wmark *next;
+	uint64_t id;
+	rfs_nodeid node;
+	bool dir;   /* subtree mark */
+	bool armed;
+	struct idset fired; /* files reported since the last arm */
+};
+
+struct wevent {
+	struct wevent *next;
+	uint64_t id, mark, ino;
+	int kind;
+	bool blocking;
+	char *path;
+};
+
+/* A modification waiting for the ack of event id (lives in the waiting
+ * thread's check; linked in w->waiting while it waits). */
+struct waiter {
+	struct waiter *next;
+	uint64_t id;
+	bool done; /* acked, or the watch is gone: go on */
+};
+
+struct rfs_watch {
+	rfs_fs *fs;                  /* fixed */
+	struct rfs_watch *next;      /* fs->wlock */
+	unsigned flags, timeout_ms;  /* fixed */
+	struct rfs_ctx who;          /* fixed (who.groups = groups) */
+	uint32_t *groups;            /* fixed */
+	int efd;                     /* fixed */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;         /* CLOCK_MONOTONIC; with lock */
+	/* lock: */
+	struct wmark *marks;
+	uint64_t next_mark, next_event;
+	struct wevent *qhead, **qtail;
+	struct waiter *waiting;
+	struct rfs_watch_stat st;
+	unsigned refs; /* checks holding the watch outside wlock */
+	bool dead;     /* rfs_fs_watch_free has begun */
+};
+
+static void w_lock(rfs_watch *w)
+{
+	RFS_ASSERT_LOCK(wl_owner == NULL && !node_lock_held(w->fs));
+	pthread_mutex_lock(&w->lock);
+	wl_owner = w;
+}
+
+static void w_unlock(rfs_watch *w)
+{
+	assert(wl_owner == w);
+	wl_owner = NULL;
+	pthread_mutex_unlock(&w->lock);
+}
+
+static bool w_locked(const rfs_watch *w)
+{
+	return wl_owner == w;
+}
+
+static void w_unref(rfs_watch *w)
+{
+	w_lock(w);
+	if (--w->refs == 0 && w->dead)
+		pthread_cond_broadcast(&w->cond);
+	w_unlock(w);
+}
+
+const char *rfs_premod_kind_name(int kind)
+{
+	static const char *const names[] = {
+		[RFS_PREMOD_WRITE] = "write",   [RFS_PREMOD_TRUNCATE] = "truncate",
+		[RFS_PREMOD_FALLOCATE] = "fallocate", [RFS_PREMOD_ATTR] = "attr",
+		[RFS_PREMOD_XATTR] = "xattr",   [RFS_PREMOD_RENAME] = "rename",
+		[RFS_PREMOD_UNLINK] = "unlink", [RFS_PREMOD_CLONE] = "clone",
+	};
+	if (kind <= 0 || (size_t)kind >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[kind];
+}
+
+int rfs_fs_watch_new(rfs_fs *fs, const struct rfs_ctx *who, unsigned flags,
+		     unsigned timeout_ms, rfs_watch **out)
+{
+	*out = NULL;
+	if (flags & ~RFS_WATCH_BLOCKING)
+		return -EINVAL;
+	rfs_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fs = fs;
+	w->flags = flags;
+	w->timeout_ms = timeout_ms ? timeout_ms : RFS_WATCH_TIMEOUT_DEFAULT_MS;
+	w->who = *who;
+	if (who->ngroups) {
+		w->groups = malloc(sizeof(*w->groups) * who->ngroups);
+		if (!w->groups) {
+			free(w);
+			return -ENOMEM;
+		}
+		memcpy(w->groups, who->groups, sizeof(*w->groups) * who->ngroups);
+	}
+	w->who.groups = w->groups;
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+	if (w->efd < 0) {
+		int err = -errno;
+		free(w->groups);
+		free(w);
+		return err;
+	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&w->lock, NULL);
+	w->qtail = &w->qhead;
+	reg_lock(fs);
+	w->next = fs->watches;
+	fs->watches = w;
+	reg_unlock(fs);
+	*out = w;
+	return 0;
+}
+
+void rfs_fs_watch_free(rfs_watch *w)
+{
+	if (!w)
+		return;
+	rfs_fs *fs = w->fs;
+	/* Out of the registry first: no check can take a new reference. */
+	reg_lock(fs);
+	for (rfs_watch **pp = &fs->watches; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	reg_unlock(fs);
+	w_lock(w);
+	w->dead = true;
+	uint64_t armed = 0;
+	for (struct wmark *m = w->marks; m; m = m->next)
+		armed += m->armed;
+	atomic_fetch_sub_explicit(&fs->watch_state, armed, memory_order_relaxed);
+	/* Every waiting modification goes on now. */
+	for (struct waiter *x = w->waiting; x; x = x->next)
+		x->done = true;
+	w->waiting = NULL;
+	pthread_cond_broadcast(&w->cond);
+	while (w->refs)
+		pthread_cond_wait(&w->cond, &w->lock);
+	w_unlock(w);
+	while (w->marks) {
+		struct wmark *m = w->marks;
+		w->marks = m->next;
+		idset_free(&m->fired);
+		free(m);
+	}
+	while (w->qhead) {
+		struct wevent *e = w->qhead;
+		w->qhead = e->next;
+		free(e->path);
+		free(e);
+	}
+	close(w->efd);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w->groups);
+	free(w);
+}
+
+/* ---- marks ---------------------------------------------------------------------- */
+
+static struct wmark *mark_find(rfs_watch *w, uint64_t id)
+{
+	RFS_ASSERT_LOCK(w_locked(w));
+	for (struct wmark *m = w->marks; m; m = m->next)
+		if (m->id == id)
+			return m;
+	return NULL;
+}
+
+/* Is a node whose id is `anc` among n's strict ancestors?  nlock held. */
+static bool below(rfs_fs *fs, struct rfs_node *n, rfs_nodeid anc)
+{
+	RFS_ASSERT_LOCK(node_lock_held(fs));
+	for (struct rfs_node *x = n->parent; x; x = x->parent)
+		if (x->id == anc)
+			return true;
+	return false;
+}
+
+/* The regular files covered by a mark on node (a directory when dir)
+ * that the kernel may hold pages of. */
+static int flush_list(rfs_fs *fs, rfs_nodeid node, bool dir, rfs_nodeid **out, size_t *nout)
+{
+	size_t n = 0, cap = 0;
+	rfs_nodeid *v = NULL;
+	int ret = 0;
+	if (!dir) {
+		v = malloc(sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		v[n++] = node;
+	} else {
+		node_lock(fs);
+		for (size_t i = 0; i < fs->cap && !ret; i++)
+			for (struct rfs_node *x = fs->by_id[i]; x; x = x->next_id) {
+				if (x->dead || !node_live(x) || !below(fs, x, node))
+					continue;
+				if (n == cap) {
+					cap = cap ? cap * 2 : 16;
+					rfs_nodeid *nv = realloc(v, sizeof(*v) * cap);
+					if (!nv) {
+						ret = -ENOMEM;
+						break;
+					}
+					v = nv;
+				}
+				v[n++] = x->id;
+			}
+		node_unlock(fs);
+	}
+	/* Keep the regular files (a node gone meanwhile needs no flush). */
+	size_t k = 0;
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct stat st;
+		if (rfs_fs_getattr(fs, v[i], &st) == 0 && S_ISREG(st.st_mode))
+			v[k++] = v[i];
+	}
+	if (ret || !k) {
+		free(v);
+		v = NULL;
+		k = 0;
+	}
+	*out = v;
+	*nout = k;
+	return ret;
+}
+
+int rfs_fs_watch_mark(rfs_watch *w, const struct rfs_ctx *who, rfs_nodeid node,
+		      uint64_t *mark, rfs_nodeid **flush, size_t *nflush)
+{
+	rfs_fs *fs = w->fs;
+	struct stat st;
+	*flush = NULL;
+	*nflush = 0;
+	int ret = rfs_fs_getattr(fs, node, &st);
+	if (ret)
+		return ret;
+	/* The daemon is root: check what the kernel would for a write. */
+	if (who->uid != 0 && (ret = rfs_fs_access(fs, who, node, 2)) != 0)
+		return ret == -ESTALE ? ret : -EACCES;
+	bool dir = S_ISDIR(st.st_mode);
+	ret = flush_list(fs, node, dir, flush, nflush);
+	if (ret)
+		return ret;
+	w_lock(w);
+	struct wmark *m = w->marks;
+	while (m && m->node != node)
+		m = m->next;
+	if (!m && (m = calloc(1, sizeof(*m))) != NULL) {
+		m->id = ++w->next_mark;
+		m->node = node;
+		m->dir = dir;
+		m->next = w->marks;
+		w->marks = m;
+		w->st.marks++;
+	}
+	if (m)
+		*mark = m->id;
+	w_unlock(w);
+	if (!m) {
+		free(*flush);
+		*flush = NULL;
+		*nflush = 0;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int rfs_fs_watch_arm(rfs_watch *w, uint64_t mark)
+{
+	rfs_fs *fs = w->fs;
+	/* Under the write lock: a modification holding it now finishes
+	 * before the arm; one that takes it later sees the new generation
+	 * (op.c begin) and is checked against this mark. */
+	rfs_pool_wrlock(fs->pool);
+	w_lock(w);
+	struct wmark *m = mark_find(w, mark);
+	uint64_t add = 0;
+	if (m) {
+		/* A new one-shot round; the set's memory is kept. */
+		if (m->fired.v)
+			memset(m->fired.v, 0, sizeof(*m->fired.v) * m->fired.cap);
+		m->fired.n = 0;
+		add = m->armed ? 0 : 1;
+		m->armed = true;
+	}
+	w_unlock(w);
+	if (m)
+		atomic_fetch_add_explicit(&fs->watch_state, WATCH_GEN_ONE + add,
+					  memory_order_release);
+	rfs_pool_unlock(fs->pool);
+	return m ? 0 : -ENOENT;
+}
+
+int rfs_fs_watch_unmark(rfs_watch *w, uint64_t mark)
+{
+	w_lock(w);
+	struct wmark **pp = &w->marks;
+	while (*pp && (*pp)->id != mark)
+		pp = &(*pp)->next;
+	struct wmark *m = *pp;
+	if (m) {
+		*pp = m->next;
+		w->st.marks--;
+		if (m->armed)
+			atomic_fetch_sub_explicit(&w->fs->watch_state, 1, memory_order_relaxed);
+	}
+	w_unlock(w);
+	if (!m)
+		return -ENOENT;
+	idset_free(&m->fired);
+	free(m);
+	return 0;
+}
+
+/* ---- the subscriber's side -------------------------------------------------- */
+
+int rfs_fs_watch_fd(rfs_watch *w)
+{
+	return w->efd;
+}
+
+int rfs_fs_watch_next(rfs_watch *w, struct rfs_watch_event *ev)
+{
+	w_lock(w);
+	struct wevent *e = w->qhead;
+	if (e) {
+		w->qhead = e->next;
+		if (!w->qhead)
+			w->qtail = &w->qhead;
+		uint64_t one;
+		/* Semaphore mode: one count per queued event. */
+		if (read(w->efd, &one, sizeof(one)) < 0)
+			rfs_log(RFS_LOG_DEBUG, "watch: eventfd read: %s", strerror(errno));
+	}
+	w_unlock(w);
+	if (!e)
+		return -EAGAIN;
+	memset(ev, 0, sizeof(*ev));
+	ev->id = e->id;
+	ev->mark = e->mark;
+	ev->kind = e->kind;
+	ev->ino = e->ino;
+	ev->blocking = e->blocking;
+	snprintf(ev->path, sizeof(ev->path), "%s", e->path);
+	free(e->path);
+	free(e);
+	return 0;
+}
+
+int rfs_fs_watch_ack(rfs_watch *w, uint64_t id)
+{
+	w_lock(w);
+	struct waiter **pp = &w->waiting;
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	struct waiter *x = *pp;
+	if (x) {
+		*pp = x->next;
+		x->done = true;
+		w->st.acked++;
+		pthread_cond_broadcast(&w->cond);
+	}
+	w_unlock(w);
+	return x ? 0 : -ENOENT;
+}
+
+void rfs_fs_watch_stat(rfs_watch *w, struct rfs_watch_stat *st)
+{
+	w_lock(w);
+	*st = w->st;
+	w_unlock(w);
+}
+
+/* ---- the check (op_begin) ------------------------------------------------------ */
+
+/* A node id list that grows (a chain of ancestors). */
+struct idvec {
+	rfs_nodeid *v;
+	size_t n, cap;
+	rfs_nodeid small[32];
+};
+
+static int idvec_push(struct idvec *c, rfs_nodeid id)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap * 2;
+		rfs_nodeid *v = c->v == c->small ? malloc(sizeof(*v) * cap)
+						 : realloc(c->v, sizeof(*v) * cap);
+		if (!v)
+			return -ENOMEM;
+		if (c->v == c->small)
+			memcpy(v, c->small, sizeof(c->small));
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n++] = id;
+	return 0;
+}
+
+static void idvec_init(struct idvec *c)
+{
+	c->v = c->small;
+	c->n = 0;
+	c->cap = sizeof(c->small) / sizeof(c->small[0]);
+}
+
+static void idvec_free(struct idvec *c)
+{
+	if (c->v != c->small)
+		free(c->v);
+}
+
+/* A mark a target matched: which, and where in the chain its node is. */
+struct cand {
+	rfs_watch *w; /* a reference held */
+	uint64_t mark;
+	rfs_nodeid node;
+	bool dir;
+};
+
+/* An event whose modification waits for the ack. */
+struct pend {
+	rfs_watch *w; /* a reference held */
+	struct waiter *x;
+	struct timespec deadline;
+};
+
+struct check {
+	struct pend *p;
+	size_t n, cap;
+};
+
+/* The path from directory `top` down to the target (the names of the
+ * chain below it) in buf, and the directories between (top first,
+ * the target's own directory last) in dirs.  false when top is no longer
+ * above the target (moved meanwhile), or the path is too long. */
+static bool path_below(rfs_fs *fs, const struct op_target *t, rfs_nodeid top, char *buf,
+		       size_t size, struct idvec *dirs)
+{
+	size_t pos = size - 1; /* built back to front */
+	bool found = false;
+	buf[pos] = 0;
+	struct idvec up;
+	idvec_init(&up);
+	node_lock(fs);
+	/* (name, directory holding it), from the target upward. */
+	const char *name = t->node ? t->node->name : t->name;
+	size_t len = t->node ? 0 : t->len;
+	struct rfs_node *par = t->node ? t->node->parent : t->dir;
+	if (t->node && name)
+		len = strlen(name);
+	while (name && par && len + 1 <= pos) {
+		pos -= len;
+		memcpy(buf + pos, name, len);
+		if (idvec_push(&up, par->id))
+			break;
+		if (par->id == top) {
+			found = true;
+			break;
+		}
+		buf[--pos] = '/';
+		name = par->name;
+		len = name ? strlen(name) : 0;
+		par = par->parent;
+	}
+	node_unlock(fs);
+	if (found) {
+		memmove(buf, buf + pos, size - pos);
+		for (size_t i = up.n; i-- > 0;)
+			if (idvec_push(dirs, up.v[i])) {
+				found = false;
+				break;
+			}
+	}
+	idvec_free(&up);
+	return found;
+}
+
+/* The target's inode: *fid its node id (its st_ino, as it is no
+ * directory), chain the ids of the directories above it, nearest first.
+ * 1: no event (a directory entry, or the name is not there: the operation
+ * reports that itself), 0, or -ENOMEM. */
+static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
+		   struct idvec *chain)
+{
+	struct rfs_node *x;
+	if (t->node) {
+		node_lock(fs);
+		*fid = t->node->id;
+		x = t->node->parent;
+	} else {
+		struct rfs_ipath p;
+		struct rfs_irec e;
+		rfs_pool_rdlock(fs->pool);
+		int ret = ip_load(fs, t->dir, false, &p);
+		if (!ret) {
+			struct rfs_irec *d = ip_rec(&p);
+			if (S_ISDIR(d->i.mode)) {
+				uint8_t key[RFS_KEY_MAX];
+				size_t kl = dent_key(key, t->name, t->len);
+				rfs_tree tr = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
+				ret = rec_get(fs->pool, &tr, key, kl, &e, false);
+			} else {
+				ret = -ENOTDIR;
+			}
+			ip_free(&p);
+		}
+		rfs_pool_unlock(fs->pool);
+		if (ret || S_ISDIR(e.i.mode))
+			return 1;
+		*fid = node_id_of(fs, vol_below(t->dir->vol, &e.i), e.i.ino);
+		node_lock(fs);
+		x = t->dir;
+	}
+	int ret = 0;
+	for (; x && !ret; x = x->parent)
+		ret = idvec_push(chain, x->id);
+	node_unlock(fs);
+	return ret;
+}
+
+/* The armed marks that cover fid (chain: its directories) and have not
+ * reported it yet; a reference on each candidate's watch. */
+static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct cand **out,
+		 size_t *nout)
+{
+	struct cand *c = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+	reg_lock(fs);
+	for (rfs_watch *w = fs->watches; w && !ret; w = w->next) {
+		w_lock(w);
+		for (struct wmark *m = w->marks; m; m = m->next) {
+			if (!m->armed || idset_has(&m->fired, fid))
+				continue;
+			bool hit = !m->dir && m->node == fid;
+			for (size_t i = 0; m->dir && i < chain->n && !hit; i++)
+				hit = chain->v[i] == m->node;
+			if (!hit)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 4;
+				struct cand *nc = realloc(c, sizeof(*c) * cap);
+				if (!nc) {
+					ret = -ENOMEM;
+					break;
+				}
+				c = nc;
+			}
+			w->refs++;
+			c[n++] = (struct cand){w, m->id, m->node, m->dir};
+		}
+		w_unlock(w);
+	}
+	reg_unlock(fs);
+	*out = c;
+	*nout = n;
+	return ret;
+}
+
+/* May the watch's subscriber list every directory in dirs (read and
+ * search)? */
+static bool listable(rfs_fs *fs, const rfs_watch *w, const struct idvec *dirs)
+{
+	if (w->who.uid == 0)
+		return true;
+	for (size_t i = 0; i < dirs->n; i++)
+		if (rfs_fs_access(fs, &w->who, dirs->v[i], 4 | 1))
+			return false;
+	return true;
+}
+
+/* Queue the event of candidate c for file fid (path: relative to the
+ * mark; NULL: not revealed, count it as hidden).  A blocking watch's
+ * waiter goes to ck (the reference moves with it); otherwise the
+ * reference is given back. */
+static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind,
+		    const char *path, struct check *ck)
+{
+	struct waiter *x = NULL;
+	struct wevent *e = NULL;
+	bool keep = false;
+	if (path) {
+		e = calloc(1, sizeof(*e));
+		if (e && !(e->path = strdup(path))) {
+			free(e);
+			e = NULL;
+		}
+		if ((w->flags & RFS_WATCH_BLOCKING) && e) {
+			x = calloc(1, sizeof(*x));
+			if (x && ck->n == ck->cap) {
+				size_t cap = ck->cap ? 2 * ck->cap : 4;
+				struct pend *np = realloc(ck->p, sizeof(*np) * cap);
+				if (np) {
+					ck->p = np;
+					ck->cap = cap;
+				} else {
+					free(x);
+					x = NULL;
+				}
+			}
+		}
+	}
+	w_lock(w);
+	struct wmark *m = mark_find(w, c->mark);
+	if (w->dead || !m || !m->armed || idset_has(&m->fired, fid)) {
+		/* Unmarked, freed or reported meanwhile. */
+	} else if (!path) {
+		w->st.hidden++;
+	} else if (!e) {
+		rfs_log(RFS_LOG_ERR, "%s: out of memory: a pre-modification event of inode %llu "
+			"(mark %llu) is lost", rfs_pool_path(w->fs->pool),
+			(unsigned long long)fid, (unsigned long long)c->mark);
+	} else {
+		/* Out of memory for the set only repeats the event later. */
+		(void)idset_add(&m->fired, fid);
+		e->id = ++w->next_event;
+		e->mark = c->mark;
+		e->ino = fid;
+		e->kind = kind;
+		e->blocking = x != NULL;
+		*w->qtail = e;
+		w->qtail = &e->next;
+		e = NULL;
+		w->st.events++;
+		uint64_t one = 1;
+		if (write(w->efd, &one, sizeof(one)) < 0)
+			rfs_log(RFS_LOG_ERR, "watch: eventfd write: %s", strerror(errno));
+		if (x) {
+			x->id = w->next_event;
+			x->next = w->waiting;
+			w->waiting = x;
+			struct pend *p = &ck->p[ck->n++];
+			p->w = w;
+			p->x = x;
+			clock_gettime(CLOCK_MONOTONIC, &p->deadline);
+			p->deadline.tv_sec += w->timeout_ms / 1000;
+			p->deadline.tv_nsec += (long)(w->timeout_ms % 1000) * 1000000L;
+			if (p->deadline.tv_nsec >= 1000000000L) {
+				p->deadline.tv_sec++;
+				p->deadline.tv_nsec -= 1000000000L;
+			}
+			x = NULL;
+			keep = true;
+		}
+	}
+	if (!keep && --w->refs == 0 && w->dead)
+		pthread_cond_broadcast(&w->cond);
+	w_unlock(w);
+	free(x);
+	if (e) {
+		free(e->path);
+		free(e);
+	}
+}
+
+/* Check one target: queue its events (blocking ones into ck). */
+static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck)
+{
+	struct idvec chain;
+	rfs_nodeid fid = 0;
+	struct cand *c = NULL;
+	size_t nc = 0;
+	idvec_init(&chain);
+	int ret = resolve(fs, t, &fid, &chain);
+	if (!ret)
+		ret = match(fs, fid, &chain, &c, &nc);
+	idvec_free(&chain);
+	if (nc && t->node) {
+		/* Only now, when a mark covers it: is it a directory? */
+		struct rfs_irec r;
+		rfs_pool_rdlock(fs->pool);
+		int err = inode_read(fs, t->node, &r);
+		rfs_pool_unlock(fs->pool);
+		if (err || S_ISDIR(r.i.mode))
+			ret = 1;
+	}
+	char *path = nc && ret == 0 ? malloc(RFS_WATCH_PATH_MAX) : NULL;
+	if (nc && ret == 0 && !path)
+		ret = -ENOMEM;
+	for (size_t i = 0; i < nc; i++) {
+		rfs_watch *w = c[i].w;
+		if (ret) {
+			w_unref(w);
+			continue;
+		}
+		bool show = true;
+		path[0] = 0;
+		if (c[i].dir) {
+			struct idvec dirs;
+			idvec_init(&dirs);
+			if (!path_below(fs, t, c[i].node, path, RFS_WATCH_PATH_MAX, &dirs)) {
+				/* Moved out from under the mark meanwhile, or a
+				 * path too long to give. */
+				idvec_free(&dirs);
+				w_unref(w);
+				continue;
+			}
+			show = listable(fs, w, &dirs);
+			idvec_free(&dirs);
+		}
+		deliver(w, &c[i], fid, t->kind, show ? path : NULL, ck);
+	}
+	if (ret < 0)
+		rfs_log(RFS_LOG_ERR, "%s: out of memory checking the pre-modification marks of "
+			"inode %llu: no event", rfs_pool_path(fs->pool), (unsigned long long)fid);
+	free(path);
+	free(c);
+}
+
+void watch_op_check(rfs_fs *fs, struct rfs_op *op)
+{
+	struct check ck = {0};
+	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(fs->pool));
+	for (unsigned i = 0; i < op->pm.ntgt; i++)
+		check_target(fs, &op->pm.tgt[i], &ck);
+	/* Wait for the acks, holding no pool lock: only this operation
+	 * waits.  The deadlines were set at delivery. */
+	for (size_t i = 0; i < ck.n; i++) {
+		rfs_watch *w = ck.p[i].w;
+		struct waiter *x = ck.p[i].x;
+		w_lock(w);
+		while (!x->done &&
+		       pthread_cond_timedwait(&w->cond, &w->lock, &ck.p[i].deadline) != ETIMEDOUT)
+			;
+		if (!x->done) {
+			struct waiter **pp = &w->waiting;
+			while (*pp && *pp != x)
+				pp = &(*pp)->next;
+			if (*pp)
+				*pp = x->next;
+			w->st.timed_out++;
+			rfs_log(RFS_LOG_WARN, "%s: %s: event %llu not acknowledged within %u ms; "
+				"the modification goes on", rfs_pool_path(fs->pool), op->what,
+				(unsigned long long)x->id, w->timeout_ms);
+		}
+		if (--w->refs == 0 && w->dead)
+			pthread_cond_broadcast(&w->cond);
+		w_unlock(w);
+		free(x);
+	}
+	free(ck.p);
+}

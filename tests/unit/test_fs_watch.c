@@ -1,0 +1,513 @@
+/*
+ * Pre-modification events at the fs API (src/fs/watch.c and the check in
+ * op_begin): one event before the first modification of a marked file,
+ * one-shot, file and subtree marks, every kind, blocking writers held
+ * until the ack (and only they), timeouts, a watch freed while a writer
+ * waits, permission refusal, and names the subscriber could not list.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/xattr.h>
+
+#include "common/testutil.h"
+#include "reflinkfs/fs.h"
+
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+
+static char g_dir[PATH_MAX];
+static char g_pool[PATH_MAX + 16];
+static const struct rfs_ctx g_root = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
+static const struct rfs_ctx g_user = {.uid = 1000, .gid = 1000, .pid = 2, .umask = 022};
+
+static int setup(void **state)
+{
+	(void)state;
+	tu_mkdtemp(g_dir, sizeof(g_dir));
+	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_rmrf(g_dir);
+	return 0;
+}
+
+static rfs_fs *fresh(void)
+{
+	rfs_fs *fs;
+	unlink(g_pool);
+	OK(rfs_fs_mkfs(g_pool, 64u << 20, 0));
+	OK(rfs_fs_open(g_pool, 0, &fs));
+	return fs;
+}
+
+static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name, const char *data)
+{
+	rfs_nodeid n;
+	struct stat st;
+	OK(rfs_fs_create(fs, &g_root, dir, name, 0644, &n, &st));
+	if (data)
+		RC(rfs_fs_write(fs, n, data, strlen(data), 0), (long)strlen(data));
+	return n;
+}
+
+static rfs_nodeid mkdir_as(rfs_fs *fs, rfs_nodeid dir, const char *name, uint32_t uid,
+			   mode_t mode)
+{
+	rfs_nodeid n;
+	struct stat st, in = {.st_mode = mode, .st_uid = uid, .st_gid = uid};
+	OK(rfs_fs_mkdir(fs, &g_root, dir, name, mode, &n, &st));
+	OK(rfs_fs_setattr(fs, n, &in, RFS_SET_MODE | RFS_SET_UID | RFS_SET_GID, NULL));
+	return n;
+}
+
+static uint64_t ino_of(rfs_fs *fs, rfs_nodeid n)
+{
+	struct stat st;
+	OK(rfs_fs_getattr(fs, n, &st));
+	return st.st_ino;
+}
+
+/* Mark node with who, check that the flush list holds `want` (0: none
+ * expected), arm; returns the mark id. */
+static uint64_t mark(rfs_watch *w, const struct rfs_ctx *who, rfs_nodeid node, rfs_nodeid want)
+{
+	uint64_t id = 0;
+	rfs_nodeid *fl = NULL;
+	size_t nfl = 0;
+	OK(rfs_fs_watch_mark(w, who, node, &id, &fl, &nfl));
+	bool found = false;
+	for (size_t i = 0; i < nfl; i++)
+		found |= fl[i] == want;
+	CHECK(!want || found, "flush list (%zu ids) lacks node %" PRIu64, nfl, (uint64_t)want);
+	free(fl);
+	OK(rfs_fs_watch_arm(w, id));
+	return id;
+}
+
+static bool readable(rfs_watch *w)
+{
+	struct pollfd p = {.fd = rfs_fs_watch_fd(w), .events = POLLIN};
+	return poll(&p, 1, 0) == 1;
+}
+
+/* The next event, which must be there, with this kind and path. */
+static struct rfs_watch_event *expect(rfs_watch *w, int kind, const char *path)
+{
+	static struct rfs_watch_event ev;
+	CHECK(readable(w), "eventfd not readable, expected a %s event for \"%s\"",
+	      rfs_premod_kind_name(kind), path);
+	OK(rfs_fs_watch_next(w, &ev));
+	CHECK(ev.kind == kind && strcmp(ev.path, path) == 0,
+	      "got %s \"%s\", expected %s \"%s\"", rfs_premod_kind_name(ev.kind), ev.path,
+	      rfs_premod_kind_name(kind), path);
+	return &ev;
+}
+
+static void expect_none(rfs_watch *w)
+{
+	struct rfs_watch_event ev;
+	CHECK(!readable(w), "eventfd readable with no event expected");
+	int ret = rfs_fs_watch_next(w, &ev);
+	CHECK(ret == -EAGAIN, "unexpected event %s \"%s\" (%d)", rfs_premod_kind_name(ev.kind),
+	      ev.path, ret);
+}
+
+static void check_data(rfs_fs *fs, rfs_nodeid n, const char *want)
+{
+	char buf[64] = {0};
+	RC(rfs_fs_read(fs, n, buf, sizeof(buf) - 1, 0), (long)strlen(want));
+	CHECK(strcmp(buf, want) == 0, "content \"%s\", expected \"%s\"", buf, want);
+}
+
+/* ---- non-blocking ------------------------------------------------------------ */
+
+static void test_file_mark_once(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	uint64_t m = mark(w, &g_root, f, f);
+	expect_none(w);
+	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
+	struct rfs_watch_event *ev = expect(w, RFS_PREMOD_WRITE, "");
+	EQ_U64(ev->mark, m);
+	EQ_U64(ev->ino, ino_of(fs, f));
+	CHECK(!ev->blocking, "non-blocking watch gave a blocking event");
+	RC(rfs_fs_watch_ack(w, ev->id), -ENOENT);
+	/* One-shot: the next changes of the file say nothing. */
+	RC(rfs_fs_write(fs, f, "xyz", 3, 0), 3);
+	struct stat in = {.st_mode = 0600};
+	OK(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, NULL));
+	expect_none(w);
+	/* Marked again: a new round, same mark. */
+	uint64_t m2 = mark(w, &g_root, f, f);
+	EQ_U64(m2, m);
+	OK(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, NULL));
+	expect(w, RFS_PREMOD_ATTR, "");
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.events, 2);
+	EQ_U64(st.marks, 1);
+	OK(rfs_fs_watch_unmark(w, m));
+	RC(rfs_fs_watch_unmark(w, m), -ENOENT);
+	RC(rfs_fs_watch_arm(w, m), -ENOENT);
+	OK(rfs_fs_watch_arm(w, mark(w, &g_root, f, f)));
+	rfs_fs_watch_free(w);
+	/* The watch is gone: writes go on without a check. */
+	RC(rfs_fs_write(fs, f, "abc", 3, 0), 3);
+	rfs_fs_forget(fs, f, 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* A file open before the mark (its lookup references gone, only the open
+ * handle left) is listed for flushing and reported. */
+static void test_open_before_mark(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d = mkdir_as(fs, RFS_ROOT_NODE, "d", 0, 0755);
+	rfs_nodeid f = mkfile(fs, d, "f", "old");
+	OK(rfs_fs_open_node(fs, f));
+	rfs_fs_forget(fs, f, 1);
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, d, f);
+	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
+	struct rfs_watch_event *ev = expect(w, RFS_PREMOD_WRITE, "f");
+	EQ_U64(ev->ino, ino_of(fs, f));
+	rfs_fs_watch_free(w);
+	rfs_fs_release(fs, f);
+	rfs_fs_forget(fs, d, 1);
+	OK(rfs_fs_close(fs));
+}
+
+static void test_subtree(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a = mkdir_as(fs, RFS_ROOT_NODE, "a", 0, 0755);
+	rfs_nodeid b = mkdir_as(fs, a, "b", 0, 0755);
+	rfs_nodeid c = mkdir_as(fs, b, "c", 0, 0755);
+	rfs_nodeid f1 = mkfile(fs, c, "f1", "one");
+	rfs_nodeid x = mkdir_as(fs, RFS_ROOT_NODE, "x", 0, 0755);
+	rfs_nodeid out = mkfile(fs, x, "out", "o");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, a, f1);
+	/* Created after the mark: covered like any other file. */
+	rfs_nodeid nf = mkfile(fs, b, "new", NULL);
+	expect_none(w); /* creating is no modification of a file */
+	RC(rfs_fs_write(fs, nf, "n", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "b/new");
+	RC(rfs_fs_write(fs, f1, "1", 1, 0), 1);
+	EQ_U64(expect(w, RFS_PREMOD_WRITE, "b/c/f1")->ino, ino_of(fs, f1));
+	/* Outside the subtree, and directories themselves: nothing. */
+	RC(rfs_fs_write(fs, out, "p", 1, 0), 1);
+	struct stat in = {.st_mode = 0700};
+	OK(rfs_fs_setattr(fs, c, &in, RFS_SET_MODE, NULL));
+	expect_none(w);
+	rfs_fs_watch_free(w);
+	rfs_nodeid all[] = {a, b, c, f1, x, out, nf};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
+static void test_kinds(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d = mkdir_as(fs, RFS_ROOT_NODE, "d", 0, 0755);
+	rfs_nodeid fw = mkfile(fs, d, "w", "w"), ft = mkfile(fs, d, "t", "tt"),
+		   fa = mkfile(fs, d, "a", "a"), fx = mkfile(fs, d, "x", "x"),
+		   ff = mkfile(fs, d, "fa", "f"), fr = mkfile(fs, d, "r", "r"),
+		   fs1 = mkfile(fs, d, "s", "s"), fd = mkfile(fs, d, "dst", "d"),
+		   fu = mkfile(fs, d, "u", "u"), fc = mkfile(fs, d, "c", "c"),
+		   fk = mkfile(fs, d, "k", "k");
+	rfs_nodeid src = mkfile(fs, RFS_ROOT_NODE, "src", "source data");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, d, 0);
+
+	RC(rfs_fs_write(fs, fw, "W", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "w");
+	struct stat in = {.st_size = 1, .st_mode = 0600};
+	OK(rfs_fs_setattr(fs, ft, &in, RFS_SET_SIZE, NULL));
+	expect(w, RFS_PREMOD_TRUNCATE, "t");
+	OK(rfs_fs_setattr(fs, fa, &in, RFS_SET_MODE, NULL));
+	expect(w, RFS_PREMOD_ATTR, "a");
+	OK(rfs_fs_setxattr(fs, &g_root, fx, "user.k", "v", 1, 0));
+	expect(w, RFS_PREMOD_XATTR, "x");
+	OK(rfs_fs_fallocate(fs, ff, FALLOC_FL_KEEP_SIZE, 0, 8192));
+	expect(w, RFS_PREMOD_FALLOCATE, "fa");
+	/* Renamed: reported under the name it had. */
+	OK(rfs_fs_rename(fs, &g_root, d, "r", d, "r2", 0));
+	EQ_U64(expect(w, RFS_PREMOD_RENAME, "r")->ino, ino_of(fs, fr));
+	/* Replaced by a rename: the moved file and the replaced one. */
+	uint64_t dst_ino = ino_of(fs, fd);
+	OK(rfs_fs_rename(fs, &g_root, d, "s", d, "dst", 0));
+	EQ_U64(expect(w, RFS_PREMOD_RENAME, "s")->ino, ino_of(fs, fs1));
+	EQ_U64(expect(w, RFS_PREMOD_RENAME, "dst")->ino, dst_ino);
+	uint64_t u_ino = ino_of(fs, fu);
+	OK(rfs_fs_unlink(fs, d, "u"));
+	EQ_U64(expect(w, RFS_PREMOD_UNLINK, "u")->ino, u_ino);
+	/* Cloned onto: the destination only (src is outside anyway). */
+	RC(rfs_fs_clone_range(fs, src, 0, fc, 0, 4), 4);
+	expect(w, RFS_PREMOD_CLONE, "c");
+	OK(rfs_fs_clone_file(fs, src, fk));
+	expect(w, RFS_PREMOD_CLONE, "k");
+	expect_none(w);
+	/* Every one of them once only. */
+	RC(rfs_fs_write(fs, fw, "W", 1, 0), 1);
+	OK(rfs_fs_rename(fs, &g_root, d, "r2", d, "r3", 0));
+	expect_none(w);
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.events, 11);
+	rfs_fs_watch_free(w);
+	rfs_nodeid all[] = {d, fw, ft, fa, fx, ff, fr, fs1, fd, fu, fc, fk, src};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* Hard-linked files: a file mark covers them through every name; a
+ * subtree mark only through the name an unlink or rename uses. */
+static void test_hardlink(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a = mkdir_as(fs, RFS_ROOT_NODE, "a", 0, 0755);
+	rfs_nodeid b = mkdir_as(fs, RFS_ROOT_NODE, "b", 0, 0755);
+	rfs_nodeid f = mkfile(fs, a, "f", "data"), l = f; /* one inode, one node id */
+	struct stat st;
+	OK(rfs_fs_link(fs, f, b, "l", &st));
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, a, 0);
+	RC(rfs_fs_write(fs, f, "x", 1, 0), 1);
+	expect_none(w); /* documented: no name known for a write */
+	OK(rfs_fs_unlink(fs, a, "f"));
+	EQ_U64(expect(w, RFS_PREMOD_UNLINK, "f")->ino, ino_of(fs, l));
+	rfs_watch *w2;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w2));
+	mark(w2, &g_root, l, l);
+	RC(rfs_fs_write(fs, l, "y", 1, 0), 1);
+	expect(w2, RFS_PREMOD_WRITE, "");
+	rfs_fs_watch_free(w2);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 2);
+	rfs_fs_forget(fs, a, 1);
+	rfs_fs_forget(fs, b, 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* ---- permissions --------------------------------------------------------------- */
+
+static void test_mark_permission(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid mine = mkdir_as(fs, RFS_ROOT_NODE, "mine", 1000, 0755);
+	rfs_nodeid theirs = mkdir_as(fs, RFS_ROOT_NODE, "theirs", 0, 0755);
+	rfs_nodeid f = mkfile(fs, theirs, "f", "x");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_user, 0, 0, &w));
+	uint64_t id;
+	rfs_nodeid *fl;
+	size_t nfl;
+	RC(rfs_fs_watch_mark(w, &g_user, theirs, &id, &fl, &nfl), -EACCES);
+	RC(rfs_fs_watch_mark(w, &g_user, f, &id, &fl, &nfl), -EACCES);
+	CHECK(fl == NULL && nfl == 0, "refused mark left a flush list");
+	/* Group write (supplementary group) is enough, as for a write. */
+	struct stat in = {.st_mode = 0664, .st_gid = 77};
+	OK(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE | RFS_SET_GID, NULL));
+	uint32_t groups[] = {77};
+	struct rfs_ctx grp = g_user;
+	grp.groups = groups;
+	grp.ngroups = 1;
+	mark(w, &grp, f, f);
+	mark(w, &g_user, mine, 0);
+	mark(w, &g_root, theirs, f);
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.marks, 3);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, mine, 1);
+	rfs_fs_forget(fs, theirs, 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* A file below a directory the subscriber may not list gets no event;
+ * its neighbours in listable directories do. */
+static void test_unlisted_names(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid p = mkdir_as(fs, RFS_ROOT_NODE, "p", 1000, 0755);
+	rfs_nodeid sec = mkdir_as(fs, p, "secret", 0, 0711); /* search, no read */
+	rfs_nodeid deep = mkdir_as(fs, sec, "deep", 0, 0755);
+	rfs_nodeid op = mkdir_as(fs, p, "open", 0, 0755);
+	rfs_nodeid hid = mkfile(fs, deep, "hidden-name", "h");
+	rfs_nodeid vis = mkfile(fs, op, "f", "v");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_user, 0, 0, &w));
+	mark(w, &g_user, p, vis);
+	RC(rfs_fs_write(fs, hid, "H", 1, 0), 1);
+	OK(rfs_fs_unlink(fs, deep, "hidden-name"));
+	expect_none(w);
+	RC(rfs_fs_write(fs, vis, "V", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "open/f");
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.hidden, 2);
+	EQ_U64(st.events, 1);
+	/* Root's watch sees it. */
+	rfs_watch *wr;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &wr));
+	mark(wr, &g_root, p, 0);
+	OK(rfs_fs_unlink(fs, op, "f"));
+	expect(wr, RFS_PREMOD_UNLINK, "open/f");
+	rfs_fs_watch_free(wr);
+	rfs_fs_watch_free(w);
+	rfs_nodeid all[] = {p, sec, deep, op, hid, vis};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* ---- blocking ------------------------------------------------------------------ */
+
+struct writer {
+	rfs_fs *fs;
+	rfs_nodeid node;
+	const char *data;
+	atomic_bool done;
+	ssize_t ret;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *wr = arg;
+	wr->ret = rfs_fs_write(wr->fs, wr->node, wr->data, strlen(wr->data), 0);
+	atomic_store(&wr->done, true);
+	return NULL;
+}
+
+static void wait_event(rfs_watch *w, struct rfs_watch_event *ev)
+{
+	struct pollfd p = {.fd = rfs_fs_watch_fd(w), .events = POLLIN};
+	/* Not a timing threshold: only keeps a broken check from hanging
+	 * the test run (the event comes at once when it works). */
+	CHECK(poll(&p, 1, 300000) == 1, "no event from a blocked writer");
+	OK(rfs_fs_watch_next(w, ev));
+}
+
+static void test_blocking_ack(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", "g0");
+	rfs_watch *w;
+	/* Ten minutes: the ack, not the timeout, releases the writer. */
+	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 600000, &w));
+	mark(w, &g_root, f, f);
+	struct writer wr = {.fs = fs, .node = f, .data = "new"};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, writer_main, &wr) == 0, "pthread_create");
+	struct rfs_watch_event ev;
+	wait_event(w, &ev);
+	CHECK(ev.blocking && ev.kind == RFS_PREMOD_WRITE, "blocking write event expected");
+	/* The writer waits holding no lock: another file is written, the
+	 * pool commits, and the marked file still has its old content. */
+	RC(rfs_fs_write(fs, g, "g1", 2, 0), 2);
+	OK(rfs_fs_sync(fs));
+	check_data(fs, f, "old");
+	CHECK(!atomic_load(&wr.done), "the marked write finished before the ack");
+	OK(rfs_fs_watch_ack(w, ev.id));
+	RC(rfs_fs_watch_ack(w, ev.id), -ENOENT);
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	EQ_U64(wr.ret, 3);
+	check_data(fs, f, "new");
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.acked, 1);
+	EQ_U64(st.timed_out, 0);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, g, 1);
+	OK(rfs_fs_close(fs));
+}
+
+static void test_blocking_timeout(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 20, &w));
+	mark(w, &g_root, f, f);
+	/* Nobody acknowledges: the write goes on after the timeout. */
+	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
+	check_data(fs, f, "new");
+	struct rfs_watch_event ev;
+	OK(rfs_fs_watch_next(w, &ev));
+	CHECK(ev.blocking, "blocking event expected");
+	RC(rfs_fs_watch_ack(w, ev.id), -ENOENT);
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.timed_out, 1);
+	EQ_U64(st.acked, 0);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	OK(rfs_fs_close(fs));
+}
+
+static void test_free_releases_writer(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 600000, &w));
+	mark(w, &g_root, f, f);
+	struct writer wr = {.fs = fs, .node = f, .data = "new"};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, writer_main, &wr) == 0, "pthread_create");
+	struct rfs_watch_event ev;
+	wait_event(w, &ev);
+	CHECK(!atomic_load(&wr.done), "the marked write finished before the watch went");
+	rfs_fs_watch_free(w); /* the subscriber dies */
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	EQ_U64(wr.ret, 3);
+	check_data(fs, f, "new");
+	rfs_fs_forget(fs, f, 1);
+	OK(rfs_fs_close(fs));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_file_mark_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_before_mark, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subtree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unlisted_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_releases_writer, setup, teardown),
+	};
+	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
+}
