@@ -18,7 +18,13 @@
  *                    (0 = empty subtree);
  *   RFS_ITEM_EXTENT: the next 16 bytes (after the tree root, if any) are a
  *                    data extent {u64 start; u64 nblocks} (nblocks = 0 or
- *                    start = 0: no extent).
+ *                    start = 0: no extent);
+ *   RFS_ITEM_EXTLIST: the value ends with a list of data extents: its last
+ *                    2 bytes are a little-endian u16 count n, preceded by
+ *                    n x {u64 start; u64 nblocks} (little-endian; start =
+ *                    0 or nblocks = 0: no extent), after the tree root if
+ *                    any.  Not together with RFS_ITEM_EXTENT.  It lets a
+ *                    record keep a small extent map inline (docs/FORMAT.md).
  * Inserting an item moves its references into the tree.  Replacing or
  * deleting an item releases the old item's references unless the caller
  * says it keeps them (RFS_KEEP_REFS).
@@ -41,7 +47,20 @@
 enum rfs_item_flags {
 	RFS_ITEM_TREE = 1u << 0,
 	RFS_ITEM_EXTENT = 1u << 1,
+	RFS_ITEM_EXTLIST = 1u << 2,
 };
+
+/* Bytes an RFS_ITEM_EXTLIST list of n extents takes at the end of a value. */
+#define RFS_EXTLIST_BYTES(n) (16u * (unsigned)(n) + 2u)
+
+/*
+ * The extent list of an RFS_ITEM_EXTLIST value of vlen bytes: its count,
+ * and in *list (may be NULL) where its n x 16 bytes start.  -1 when the
+ * value is too short for the count it claims (off: bytes before the list
+ * that the list may not overlap, 8 when the value also has a tree root).
+ */
+int rfs_value_extlist(const void *val, size_t vlen, size_t off, const uint8_t **list);
+
 
 /* Tree owner kinds (block header owner field; informational). */
 enum rfs_tree_owner {

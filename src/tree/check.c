@@ -58,21 +58,8 @@ static bool in_pool(struct chk *c, uint64_t blk, uint64_t from, const char *what
 static void walk_node(struct chk *c, uint64_t blk, uint64_t gen, int level,
 		      uint64_t from, const uint8_t *pk, size_t pl);
 
-static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
-		       size_t vlen, uint8_t flags)
+static void walk_extent(struct chk *c, uint64_t leafblk, uint64_t start, uint64_t len)
 {
-	uint64_t root, start, len;
-
-	if (!tree_value_refs_valid(vlen, flags)) {
-		problem(c, leafblk, "block %llu: item flags 0x%x do not fit a "
-			"%zu-byte value", (unsigned long long)leafblk, flags, vlen);
-		return;
-	}
-	tree_value_decode(val, flags, &root, &start, &len);
-	if (root && in_pool(c, root, leafblk, "subtree reference"))
-		walk_node(c, root, 0, -1, leafblk, NULL, 0);
-	if (!len)
-		return;
 	if (start + len < start || !in_pool(c, start, leafblk, "extent") ||
 	    !in_pool(c, start + len - 1, leafblk, "extent end"))
 		return;
@@ -88,6 +75,27 @@ static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
 			c->st->data_blocks++;
 		c->kind[i] = K_DATA;
 		c->refs[i]++;
+	}
+}
+
+static void walk_value(struct chk *c, uint64_t leafblk, const uint8_t *val,
+		       size_t vlen, uint8_t flags)
+{
+	struct tree_vrefs v;
+
+	if (!tree_value_refs_valid(val, vlen, flags)) {
+		problem(c, leafblk, "block %llu: item flags 0x%x do not fit a "
+			"%zu-byte value", (unsigned long long)leafblk, flags, vlen);
+		return;
+	}
+	tree_value_decode(val, vlen, flags, &v);
+	if (v.root && in_pool(c, v.root, leafblk, "subtree reference"))
+		walk_node(c, v.root, 0, -1, leafblk, NULL, 0);
+	for (unsigned i = 0; i < v.n; i++) {
+		uint64_t start, len;
+		tree_vrefs_ext(&v, i, &start, &len);
+		if (len)
+			walk_extent(c, leafblk, start, len);
 	}
 }
 

@@ -248,16 +248,20 @@ static int release_nested(struct dq *dq, uint64_t root, uint64_t *cost, bool *ch
 		return ret;
 	small = node_level(b->data) == 0;
 	for (unsigned i = 0; small && i < node_n(b->data); i++) {
-		uint64_t r, start, len;
+		struct tree_vrefs r;
 		size_t vlen;
 		uint8_t *v = node_val(b->data, i, &vlen);
 		uint8_t fl = node_flags(b->data, i);
-		if ((fl & RFS_ITEM_TREE) || !tree_value_refs_valid(vlen, fl)) {
+		if ((fl & RFS_ITEM_TREE) || !tree_value_refs_valid(v, vlen, fl)) {
 			small = false;
 			break;
 		}
-		tree_value_decode(v, fl, &r, &start, &len);
-		work += len;
+		tree_value_decode(v, vlen, fl, &r);
+		for (unsigned x = 0; x < r.n; x++) {
+			uint64_t start, len;
+			tree_vrefs_ext(&r, x, &start, &len);
+			work += len;
+		}
 	}
 	rfs_buf_put(pool, b);
 	*changed = true;
@@ -287,28 +291,32 @@ static int release_leaf(struct dq *dq, const struct dq_ent *e, uint8_t *d,
 	}
 	for (unsigned i = from; i < n; i++) {
 		size_t vlen;
-		(void)node_val(d, i, &vlen);
-		if (!tree_value_refs_valid(vlen, node_flags(d, i))) {
+		const uint8_t *v = node_val(d, i, &vlen);
+		if (!tree_value_refs_valid(v, vlen, node_flags(d, i))) {
 			rfs_log(RFS_LOG_ERR, "%s: block %llu: item flags do not fit the value; queued tree not released",
 				rfs_pool_path(dq->pool), (unsigned long long)blk);
 			return -EUCLEAN;
 		}
 	}
 	for (unsigned i = from; i < n; i++) {
-		uint64_t root, start, len;
+		struct tree_vrefs r;
 		size_t vlen;
 		uint8_t *v = node_val(d, i, &vlen);
 		uint8_t fl = node_flags(d, i);
 
 		if (!fl)
 			continue;
-		tree_value_decode(v, fl, &root, &start, &len);
-		if (root) {
-			ret = release_nested(dq, root, cost, changed);
+		tree_value_decode(v, vlen, fl, &r);
+		if (r.root) {
+			ret = release_nested(dq, r.root, cost, changed);
 			if (ret)
 				return ret;
 		}
-		if (len) {
+		for (unsigned x = 0; x < r.n; x++) {
+			uint64_t start, len;
+			tree_vrefs_ext(&r, x, &start, &len);
+			if (!len)
+				continue;
 			*changed = true;
 			ret = rfs_ref_dec(dq->pool, start, len);
 			if (ret)

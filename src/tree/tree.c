@@ -67,55 +67,80 @@ static int space_check(rfs_pool *pool, int height)
 	return 0;
 }
 
-bool tree_value_refs_valid(size_t vlen, uint8_t flags)
+int rfs_value_extlist(const void *val, size_t vlen, size_t off, const uint8_t **list)
+{
+	uint16_t n;
+
+	if (vlen < off + 2)
+		return -1;
+	memcpy(&n, (const uint8_t *)val + vlen - 2, 2);
+	if (vlen < off + RFS_EXTLIST_BYTES(n))
+		return -1;
+	if (list)
+		*list = (const uint8_t *)val + vlen - RFS_EXTLIST_BYTES(n);
+	return n;
+}
+
+bool tree_value_refs_valid(const uint8_t *val, size_t vlen, uint8_t flags)
 {
 	size_t need = 0;
 
-	if (flags & ~(RFS_ITEM_TREE | RFS_ITEM_EXTENT))
+	if (flags & ~(RFS_ITEM_TREE | RFS_ITEM_EXTENT | RFS_ITEM_EXTLIST))
+		return false;
+	if ((flags & RFS_ITEM_EXTENT) && (flags & RFS_ITEM_EXTLIST))
 		return false;
 	if (flags & RFS_ITEM_TREE)
 		need += 8;
+	if (flags & RFS_ITEM_EXTLIST)
+		return rfs_value_extlist(val, vlen, need, NULL) >= 0;
 	if (flags & RFS_ITEM_EXTENT)
 		need += 16;
 	return vlen >= need;
 }
 
-void tree_value_decode(const uint8_t *val, uint8_t flags, uint64_t *root,
-		       uint64_t *ext_start, uint64_t *ext_len)
+void tree_value_decode(const uint8_t *val, size_t vlen, uint8_t flags,
+		       struct tree_vrefs *r)
 {
 	size_t off = 0;
 
-	*root = *ext_start = *ext_len = 0;
+	r->root = 0;
+	r->n = 0;
+	r->ext = NULL;
 	if (flags & RFS_ITEM_TREE) {
-		memcpy(root, val, 8);
+		memcpy(&r->root, val, 8);
 		off = 8;
 	}
-	if (flags & RFS_ITEM_EXTENT) {
-		memcpy(ext_start, val + off, 8);
-		memcpy(ext_len, val + off + 8, 8);
-		if (!*ext_start)
-			*ext_len = 0;
+	if (flags & RFS_ITEM_EXTLIST) {
+		int n = rfs_value_extlist(val, vlen, off, &r->ext);
+		r->n = n > 0 ? (unsigned)n : 0;
+	} else if (flags & RFS_ITEM_EXTENT) {
+		r->ext = val + off;
+		r->n = 1;
 	}
 }
 
 int tree_value_refs(rfs_pool *pool, const uint8_t *val, size_t vlen,
 		    uint8_t flags, int delta)
 {
-	uint64_t root, start, len;
+	struct tree_vrefs v;
 	int ret = 0, r;
 
 	if (!flags)
 		return 0;
-	if (!tree_value_refs_valid(vlen, flags))
+	if (!tree_value_refs_valid(val, vlen, flags))
 		return -EUCLEAN;
-	tree_value_decode(val, flags, &root, &start, &len);
-	if (root) {
-		r = delta > 0 ? rfs_ref_inc(pool, root, 1)
-			      : tree_drop_node(pool, root, 0, true);
+	tree_value_decode(val, vlen, flags, &v);
+	if (v.root) {
+		r = delta > 0 ? rfs_ref_inc(pool, v.root, 1)
+			      : tree_drop_node(pool, v.root, 0, true);
 		if (r)
 			ret = r;
 	}
-	if (len) {
+	for (unsigned i = 0; i < v.n; i++) {
+		uint64_t start, len;
+		tree_vrefs_ext(&v, i, &start, &len);
+		if (!len)
+			continue;
 		r = delta > 0 ? rfs_ref_inc(pool, start, len)
 			      : rfs_ref_dec(pool, start, len);
 		if (r && !ret)
@@ -409,7 +434,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	int ret;
 
 	if (klen == 0 || klen > RFS_KEY_MAX || vlen > RFS_VAL_MAX ||
-	    !tree_value_refs_valid(vlen, flags) || m > RFS_PUT_REPLACE)
+	    !tree_value_refs_valid(val, vlen, flags) || m > RFS_PUT_REPLACE)
 		return -EINVAL;
 	ret = rfs_pool_check_writable(pool);
 	if (ret)

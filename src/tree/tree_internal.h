@@ -40,11 +40,27 @@ int tree_value_refs(rfs_pool *pool, const uint8_t *val, size_t vlen,
 		    uint8_t flags, int delta);
 
 /* Check that a value's size suits its reference flags. */
-bool tree_value_refs_valid(size_t vlen, uint8_t flags);
+bool tree_value_refs_valid(const uint8_t *val, size_t vlen, uint8_t flags);
 
-/* Decode the references of a value. */
-void tree_value_decode(const uint8_t *val, uint8_t flags, uint64_t *root,
-		       uint64_t *ext_start, uint64_t *ext_len);
+/* The references of a value (checked by tree_value_refs_valid): a nested
+ * root (0: none) and n data extents. */
+struct tree_vrefs {
+	uint64_t root;
+	unsigned n;
+	const uint8_t *ext; /* n x {u64 start, u64 nblocks}, little-endian */
+};
+void tree_value_decode(const uint8_t *val, size_t vlen, uint8_t flags,
+		       struct tree_vrefs *r);
+
+/* Extent i of r; *len = 0 when the slot holds no extent. */
+static inline void tree_vrefs_ext(const struct tree_vrefs *r, unsigned i, uint64_t *start,
+				  uint64_t *len)
+{
+	memcpy(start, r->ext + 16 * (size_t)i, 8);
+	memcpy(len, r->ext + 16 * (size_t)i + 8, 8);
+	if (!*start)
+		*len = 0;
+}
 
 /* Big-endian u64 key helpers. */
 static inline void be64_put(uint8_t *p, uint64_t v)

@@ -1010,6 +1010,65 @@ static void expect_count(tu_pool *c, uint64_t b, uint64_t want)
 	CHECK(cnt == want, "refcount of block %" PRIu64 " = %" PRIu64 ", want %" PRIu64, b, cnt, want);
 }
 
+/* RFS_ITEM_EXTLIST: a value carrying several extents (an inline extent
+ * map) is counted like RFS_ITEM_EXTENT values: shadowing a shared leaf
+ * adds a reference to each listed extent, dropping releases each, and
+ * check counts them. */
+static void test_extent_list_refs(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u_empty = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER}, t2;
+	uint64_t start[3], got;
+	uint8_t val[64 + RFS_EXTLIST_BYTES(3)];
+	memset(val, 0x5a, 64); /* opaque bytes before the list */
+	for (int i = 0; i < 3; i++) {
+		OK(rfs_alloc_data(c->pool, 1, &start[i], &got));
+		CHECK(got >= 1, "no data block");
+		uint64_t e[2] = {start[i], 1};
+		memcpy(val + 64 + 16 * i, e, 16);
+	}
+	uint16_t n = 3;
+	memcpy(val + sizeof val - 2, &n, 2);
+	/* too short for the count it claims */
+	uint8_t shortv[20] = {0};
+	memcpy(shortv + 18, &n, 2);
+	RC(rfs_tree_put(c->pool, &t, "x", 1, shortv, sizeof shortv, RFS_ITEM_EXTLIST,
+			RFS_PUT_INSERT), -EINVAL);
+	RC(rfs_tree_put(c->pool, &t, "x", 1, val, sizeof val,
+			RFS_ITEM_EXTLIST | RFS_ITEM_EXTENT, RFS_PUT_INSERT), -EINVAL);
+	OK(rfs_tree_put(c->pool, &t, "x", 1, val, sizeof val, RFS_ITEM_EXTLIST, RFS_PUT_INSERT));
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	OK(rfs_tree_clone(c->pool, &t, &t2));
+	store(c, 2, &t2);
+	tu_commit(c);
+	/* a write to the shared leaf shadows it: each extent gets a count of 2 */
+	OK(rfs_tree_put(c->pool, &t2, "y", 1, "v", 1, 0, RFS_PUT_INSERT));
+	store(c, 2, &t2);
+	for (int i = 0; i < 3; i++)
+		expect_count(c, start[i], 2);
+	CHECK_CLEAN(c);
+	/* deleting the item in one tree leaves the blocks to the other */
+	OK(rfs_tree_delete(c->pool, &t2, "x", 1, 0));
+	store(c, 2, &t2);
+	for (int i = 0; i < 3; i++) {
+		expect_count(c, start[i], 1);
+		CHECK(rfs_block_allocated(c->pool, start[i]), "extent %d freed while held", i);
+	}
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	OK(rfs_catalog_del(c->pool, 1));
+	for (int i = 0; i < 3; i++)
+		CHECK(!rfs_block_allocated(c->pool, start[i]), "extent %d leaked", i);
+	OK(rfs_catalog_del(c->pool, 2));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u_empty);
+}
+
 static void test_refcount_ranges(void **state)
 {
 	tu_pool *c = *state;
@@ -1606,6 +1665,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_drop_frees_unshared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nested_trees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extent_refs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extent_list_refs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refcount_ranges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
