@@ -2,7 +2,10 @@
  * Clones of files and file ranges (copy_file_range, `reflinkfs clone`).
  *
  * A whole-file clone is rfs_tree_clone of the source's file tree: one
- * refcount increment, whatever the number of extents.  The destination
+ * refcount increment, whatever the number of extents.  A source whose
+ * extent map is inline in its record (emap.c) has no tree: its few
+ * extents are copied into the destination's map, one refcount increment
+ * each.  The destination
  * keeps its own xattrs (they live in the same tree, so they are taken
  * out of the clone and put back, O(number of xattrs)).  A range clone
  * shares the source's extent records over the whole blocks of the range
@@ -14,9 +17,58 @@
 
 #define BS RFS_BLOCK_SIZE
 
+/* D's data becomes S's inline extents (S has no file tree): each extent
+ * gains a reference.  D's old data is released as for a tree clone (a
+ * big tree in the background); D keeps its xattrs, in a new tree. */
+static int clone_inline(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
+{
+	struct emap sm, dm;
+	rfs_tree old = FS_TREE(d->i.subtree, RFS_OWNER_FILE), nt = FS_TREE(0, RFS_OWNER_FILE);
+	struct rfs_xsave *save = NULL;
+	int ret = xattr_save(fs, &old, &save);
+	if (ret)
+		return ret;
+	ret = xattr_restore(fs, &nt, save);
+	xattr_save_free(save);
+	if (!ret)
+		ret = rec_release(fs, d);
+	if (ret) {
+		rfs_tree_drop(fs->pool, &nt);
+		return ret;
+	}
+	d->i.subtree = nt.root;
+	d->i.flags &= ~(uint32_t)(RFS_INODE_INLEXT | RFS_INODE_TAILCLONE);
+	d->taillen = 0;
+	ret = emap_open(fs, s, &sm);
+	if (ret)
+		return ret;
+	ret = emap_open(fs, d, &dm);
+	if (ret) {
+		emap_free(&sm);
+		return ret;
+	}
+	for (int i = 0; !ret && sm.x && i < sm.n; i++) {
+		ret = rfs_ref_inc(fs->pool, sm.x[i].start, sm.x[i].n);
+		if (!ret)
+			ret = ext_insert(fs, &dm, &sm.x[i]);
+	}
+	int r2 = emap_store(fs, &dm, d, false);
+	emap_free(&sm);
+	emap_free(&dm);
+	if (!ret)
+		ret = r2;
+	if (ret)
+		return ret;
+	d->i.size = s->i.size;
+	d->i.blocks = s->i.blocks;
+	return 0;
+}
+
 /* Make D's data an O(1) clone of S's (tree clone); D keeps its xattrs. */
 static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 {
+	if (!s->i.subtree)
+		return clone_inline(fs, s, d);
 	rfs_tree src = FS_TREE(s->i.subtree, RFS_OWNER_FILE), nt;
 	rfs_tree old = FS_TREE(d->i.subtree, RFS_OWNER_FILE);
 	struct rfs_xsave *save = NULL;
@@ -35,9 +87,11 @@ static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 		goto out;
 	}
 	/* The destination's old data: released in the background when it
-	 * is big (reclaim.c). */
+	 * is big (reclaim.c); its inline extents, if any, at once. */
 	ret = rec_release(fs, d);
 	d->i.subtree = nt.root;
+	d->i.flags &= ~(uint32_t)RFS_INODE_INLEXT;
+	d->taillen = 0;
 	d->i.size = s->i.size;
 	d->i.blocks = s->i.blocks;
 	/* A source with a hidden tail (RFS_INODE_TAILCLONE) hands the same
@@ -81,24 +135,25 @@ static int copy_bytes(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d,
 static int share_blocks(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d,
 			uint64_t sb, uint64_t db, uint64_t nb)
 {
-	rfs_tree dt = FS_TREE(d->i.subtree, RFS_OWNER_FILE);
+	struct emap dt, sm;
 	uint64_t removed = 0;
-	int ret = ext_punch(fs, &dt, db, nb, &removed);
-	d->i.blocks -= removed;
-	if (ret) {
-		d->i.subtree = dt.root;
+	bool same = s == d;
+	int ret = emap_open(fs, d, &dt);
+	if (ret)
+		return ret;
+	if (!same && (ret = emap_open(fs, s, &sm)) != 0) {
+		emap_free(&dt);
 		return ret;
 	}
-	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
-	if (!ex) {
-		d->i.subtree = dt.root;
-		return -ENOMEM;
-	}
+	ret = ext_punch(fs, &dt, db, nb, &removed);
+	d->i.blocks -= removed;
+	struct rfs_ext *ex = ret ? NULL : malloc(sizeof(*ex) * 16);
+	if (!ret && !ex)
+		ret = -ENOMEM;
 	uint64_t pos = sb, end = sb + nb;
-	while (pos < end && !ret) {
-		/* The same file: read the live tree (it moves as we insert). */
-		rfs_tree st = s == d ? dt : FS_TREE(s->i.subtree, RFS_OWNER_FILE);
-		int cnt = ext_collect(fs, &st, pos, end, ex, 16);
+	while (!ret && pos < end) {
+		/* The same file: read the live map (it moves as we insert). */
+		int cnt = ext_collect(fs, same ? &dt : &sm, pos, end, ex, 16);
 		if (cnt <= 0) {
 			ret = cnt;
 			break;
@@ -127,8 +182,11 @@ static int share_blocks(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d
 		}
 	}
 	free(ex);
-	d->i.subtree = dt.root;
-	return ret;
+	int r2 = emap_store(fs, &dt, d, false);
+	emap_free(&dt);
+	if (!same)
+		emap_free(&sm);
+	return ret ? ret : r2;
 }
 
 /* True when src has no extent in file blocks [b, e). */
@@ -136,7 +194,7 @@ static int no_extents(rfs_fs *fs, const struct rfs_irec *s, uint64_t b, uint64_t
 {
 	struct rfs_ext x;
 	rfs_tree t = FS_TREE(s->i.subtree, RFS_OWNER_FILE);
-	int cnt = ext_collect(fs, &t, b, e, &x, 1);
+	int cnt = tree_ext_collect(fs, &t, b, e, &x, 1);
 	return cnt < 0 ? cnt : cnt == 0;
 }
 
@@ -159,7 +217,8 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 	 * source too.
 	 */
 	if (!same && off_in == off_out && s->i.subtree) {
-		if (d->i.size == 0 && d->i.blocks == 0 && !d->i.subtree) {
+		if (d->i.size == 0 && d->i.blocks == 0 && !d->i.subtree &&
+		    !(d->i.flags & RFS_INODE_INLEXT)) {
 			ret = no_extents(fs, s, 0, div_up(off_in, BS));
 			if (ret < 0)
 				return ret;

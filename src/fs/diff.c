@@ -373,7 +373,7 @@ static int file_cb(void *arg, const struct rfs_tree_diff_item *it)
  * (reads as zeros), 1 = written at *pblk (x: its extent, with the
  * checksums); *run = how many blocks from b (up to end) stay in that
  * state contiguously. */
-static int block_map(struct rfs_diff *d, const rfs_tree *t, uint64_t b, uint64_t end,
+static int block_map(struct rfs_diff *d, const struct emap *t, uint64_t b, uint64_t end,
 		     struct rfs_ext *x, int *kind, uint64_t *pblk, uint64_t *run)
 {
 	int n = ext_collect(d->fs, t, b, end, x, 1);
@@ -397,7 +397,7 @@ static int block_map(struct rfs_diff *d, const rfs_tree *t, uint64_t b, uint64_t
 
 /* Do blocks [lo, hi) of two files of `size` bytes read the same?  Returns
  * 1 when they differ, 0 when not, or a negative errno. */
-static int range_differs(struct rfs_diff *d, const rfs_tree *ta, const rfs_tree *tb,
+static int range_differs(struct rfs_diff *d, const struct emap *ta, const struct emap *tb,
 			 uint64_t lo, uint64_t hi, uint64_t size)
 {
 	uint64_t nblk = div_up(size, RFS_BLOCK_SIZE);
@@ -450,6 +450,42 @@ out:
 	return ret;
 }
 
+/* file_diff when a side keeps its extent map inline (no file tree, no
+ * xattrs): the maps are a few extents, so compare the whole file; the
+ * other side's xattrs, if it has any, are a difference. */
+static int inline_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
+		       uint32_t *what)
+{
+	struct emap ma, mb;
+	int ret = 0;
+	for (int s = 0; s < 2 && !ret; s++) {
+		const struct rfs_irec *r = s ? b : a;
+		uint64_t list = 0, total = 0;
+		if (!r->i.subtree)
+			continue;
+		rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
+		ret = xattr_usage_count(d->fs, &t, &list, &total);
+		if (!ret && list)
+			*what |= RFS_DIFF_XATTR;
+	}
+	if (ret || (*what & RFS_DIFF_DATA))
+		return ret;
+	ret = emap_open(d->fs, a, &ma);
+	if (ret)
+		return ret;
+	ret = emap_open(d->fs, b, &mb);
+	if (!ret) {
+		ret = range_differs(d, &ma, &mb, 0, div_up(a->i.size, RFS_BLOCK_SIZE), a->i.size);
+		if (ret == 1) {
+			*what |= RFS_DIFF_DATA;
+			ret = 0;
+		}
+		emap_free(&mb);
+	}
+	emap_free(&ma);
+	return ret;
+}
+
 /* What differs between two non-directories' contents (data, xattrs). */
 static int file_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
 		     uint32_t *what)
@@ -458,19 +494,24 @@ static int file_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct 
 	int ret = 0;
 
 	d->st.files_compared++;
-	if (a->taillen != b->taillen || memcmp(a->tail, b->tail, a->taillen))
+	bool ia = a->i.flags & RFS_INODE_INLEXT, ib = b->i.flags & RFS_INODE_INLEXT;
+	bool same_tail = a->taillen == b->taillen && !memcmp(a->tail, b->tail, a->taillen);
+	if (!same_tail && !ia && !ib)
 		*what |= RFS_DIFF_DATA; /* inline symlink target */
 	if (S_ISREG(a->i.mode) && a->i.size != b->i.size)
 		*what |= RFS_DIFF_DATA;
-	if (a->i.subtree == b->i.subtree)
+	if (a->i.subtree == b->i.subtree && (same_tail || (!ia && !ib)))
 		return 0;
+	if (ia || ib)
+		return inline_diff(d, a, b, what);
 	rfs_tree ta = FS_TREE(a->i.subtree, RFS_OWNER_FILE);
 	rfs_tree tb = FS_TREE(b->i.subtree, RFS_OWNER_FILE);
 	ret = rfs_tree_diff(d->pool, &ta, &tb, file_cb, &fc);
 	*what |= fc.what;
 	if (!ret && !(*what & RFS_DIFF_DATA)) {
+		struct emap ma = {.t = ta}, mb = {.t = tb};
 		for (size_t i = 0; i < fc.rg.n && !ret; i++)
-			ret = range_differs(d, &ta, &tb, fc.rg.v[i][0], fc.rg.v[i][1], a->i.size);
+			ret = range_differs(d, &ma, &mb, fc.rg.v[i][0], fc.rg.v[i][1], a->i.size);
 		if (ret == 1) {
 			*what |= RFS_DIFF_DATA;
 			ret = 0;

@@ -983,16 +983,6 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 	return ip_done(fs, &p, dl, ret);
 }
 
-/* Add one reference to a record's subtree (it is about to be in two
- * entries for a moment). */
-static int rec_ref(rfs_fs *fs, const struct rfs_irec *r)
-{
-	if (!r->i.subtree)
-		return 0;
-	rfs_tree src = FS_TREE(r->i.subtree, rec_owner(&r->i)), dst;
-	return rfs_tree_clone(fs->pool, &src, &dst);
-}
-
 /*
  * Move the in-memory node of a renamed entry.  The rename itself is done
  * in the trees; if memory for the new name is short, the node keeps its
@@ -1182,10 +1172,7 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 	ret = entry_put(fs, np, newname, nlen, &s, RFS_PUT_INSERT, 1, sdir ? 1 : 0,
 			entry_links(&s), entry_vols(&s));
 	if (ret) {
-		if (s.i.subtree) {
-			rfs_tree t = FS_TREE(s.i.subtree, rec_owner(&s.i));
-			rfs_tree_drop(fs->pool, &t);
-		}
+		rec_unref(fs, &s);
 		goto out;
 	}
 	/* Remove the old name (or put a whiteout in its place, in the same

@@ -145,6 +145,22 @@ static int du_entry(rfs_du *d, int l, const uint8_t *k, size_t kl, const void *v
 		if (l + 1 < d->nlv)
 			d->lv[l + 1]->pos.mode = RFS_WALK_START;
 	}
+	if (!resumed && !linked && !top.shadow && (i->flags & RFS_INODE_INLEXT)) {
+		/* An inline extent map: the entry's leaf holds the references,
+		 * as it would for any value's extents. */
+		const uint8_t *list;
+		int n = rfs_value_extlist(val, vl, RFS_INODE_SIZE, &list);
+		if (n < 0)
+			return -EUCLEAN;
+		for (int x = 0; x < n && !ret; x++) {
+			uint64_t ext[2];
+			memcpy(ext, list + 16 * x, 16);
+			if (ext[0] && ext[1])
+				ret = du_count_extent(d, top.v, ext[0], ext[1]);
+		}
+		if (ret)
+			return ret;
+	}
 	if (linked || !subtree || (!isdir && top.shadow))
 		return 0;
 	ret = du_walk_level(d, l + 1, subtree, isdir, vol);
@@ -253,6 +269,16 @@ static int ns_step(rfs_du *d)
 	d->ncs = 0;
 	du_ctx_push(d, V_PATH, false);
 	ret = d->fatal;
+	if (!ret && (r->i.flags & RFS_INODE_INLEXT)) {
+		/* PATH's own inline extents (a file): PATH holds them.  A
+		 * file is walked in one step, so this runs once. */
+		struct rfs_ext *x = malloc(sizeof(*x) * RFS_INLEXT_CAP);
+		int nx = x ? inl_decode(r, x, RFS_INLEXT_CAP) : -ENOMEM;
+		ret = nx < 0 ? nx : 0;
+		for (int i = 0; i < nx && !ret; i++)
+			ret = du_count_extent(d, V_PATH, x[i].start, x[i].n);
+		free(x);
+	}
 	if (!ret && r->i.subtree) {
 		bool dir = S_ISDIR(r->i.mode);
 		ret = du_walk_level(d, 0, r->i.subtree, dir, vol_below(vol, &r->i));

@@ -192,7 +192,17 @@ int du_links_step(rfs_du *d)
 		if (ret)
 			return ret;
 		struct rfs_inode i = ip_rec(&p)->i;
+		struct rfs_ext *inl = NULL;
+		int ninl = 0;
+		if ((i.flags & RFS_INODE_INLEXT) && !d->link_in_item) {
+			inl = malloc(sizeof(*inl) * RFS_INLEXT_CAP);
+			ninl = inl ? inl_decode(ip_rec(&p), inl, RFS_INLEXT_CAP) : -ENOMEM;
+		}
 		ip_free(&p);
+		if (ninl < 0) {
+			free(inl);
+			return ninl;
+		}
 		bool skip = false;
 		if (!d->link_in_item) {
 			d->st.files++;
@@ -206,6 +216,11 @@ int du_links_step(rfs_du *d)
 		d->ncs = 0;
 		du_ctx_push(d, d->link_from, false);
 		ret = d->fatal;
+		/* Inline extents: held by the table's leaf, counted like the
+		 * tree's. */
+		for (int x = 0; !ret && !skip && x < ninl; x++)
+			ret = du_count_extent(d, d->link_from, inl[x].start, inl[x].n);
+		free(inl);
 		if (!ret && !skip && i.subtree && !S_ISDIR(i.mode))
 			ret = du_walk_level(d, 0, i.subtree, false, lk->vol);
 		if (ret < 0)

@@ -22,167 +22,6 @@
 #define BS RFS_BLOCK_SIZE
 #define MAX_LBLK (RFS_FILE_MAX / BS)
 
-size_t ext_key(uint8_t *key, uint64_t lblk)
-{
-	key[0] = 'E';
-	put_be64(key + 1, lblk);
-	return 9;
-}
-
-int ext_decode(const uint8_t *key, size_t kl, const void *val, size_t vl,
-	       struct rfs_ext *e)
-{
-	struct rfs_extent h;
-	if (kl != 9 || key[0] != 'E' || vl < RFS_EXT_HDR)
-		return -EUCLEAN;
-	memcpy(&h, val, RFS_EXT_HDR);
-	e->lblk = get_be64(key + 1);
-	e->start = h.start;
-	e->n = h.nblocks;
-	e->flags = h.flags;
-	if (e->n == 0 || !e->start)
-		return -EUCLEAN;
-	if (!(e->flags & RFS_EXT_UNWRITTEN)) {
-		if (e->n > RFS_EXTENT_MAX || vl != RFS_EXT_HDR + 4 * e->n)
-			return -EUCLEAN;
-		memcpy(e->csum, (const uint8_t *)val + RFS_EXT_HDR, 4 * e->n);
-	} else if (e->n > RFS_UNWRITTEN_MAX) {
-		return -EUCLEAN;
-	}
-	return 0;
-}
-
-/* Encode the sub-range [from, from + n) (relative to e) of e. */
-static size_t ext_encode(const struct rfs_ext *e, uint64_t from, uint64_t n,
-			 uint8_t *val)
-{
-	struct rfs_extent h = {.start = e->start + from, .nblocks = n, .flags = e->flags};
-	memcpy(val, &h, RFS_EXT_HDR);
-	if (e->flags & RFS_EXT_UNWRITTEN)
-		return RFS_EXT_HDR;
-	memcpy(val + RFS_EXT_HDR, e->csum + from, 4 * n);
-	return RFS_EXT_HDR + 4 * n;
-}
-
-static int ext_put(rfs_fs *fs, rfs_tree *t, uint64_t lblk, const struct rfs_ext *e,
-		   uint64_t from, uint64_t n, int mode)
-{
-	uint8_t key[9], val[RFS_VAL_MAX];
-	size_t vl = ext_encode(e, from, n, val);
-	ext_key(key, lblk);
-	return rfs_tree_put(fs->pool, t, key, 9, val, vl, RFS_ITEM_EXTENT, mode);
-}
-
-int ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
-		struct rfs_ext *out, int max)
-{
-	rfs_cursor *c;
-	uint8_t key[9];
-	int n = 0, ret;
-	if (!t->root || b >= end)
-		return 0;
-	ret = rfs_cursor_open(fs->pool, t, &c);
-	if (ret)
-		return ret;
-	ext_key(key, b);
-	ret = rfs_cursor_seek(c, key, 9, -1);
-	if (ret == -ENOENT)
-		ret = rfs_cursor_seek(c, NULL, 0, 1);
-	for (; !ret && n < max; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] < 'E')
-			continue;
-		if (k[0] > 'E')
-			break;
-		ret = ext_decode(k, kl, v, vl, &out[n]);
-		if (ret) {
-			rfs_log(RFS_LOG_ERR, "%s: corrupt extent record", rfs_pool_path(fs->pool));
-			break;
-		}
-		if (out[n].lblk >= end)
-			break;
-		if (out[n].lblk + out[n].n > b)
-			n++;
-	}
-	rfs_cursor_close(c);
-	if (ret && ret != -ENOENT)
-		return ret;
-	return n;
-}
-
-int ext_punch(rfs_fs *fs, rfs_tree *t, uint64_t b, uint64_t n, uint64_t *removed)
-{
-	uint64_t e = b + n;
-	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
-	int ret = 0;
-	if (!ex)
-		return -ENOMEM;
-	if (removed)
-		*removed = 0;
-	for (;;) {
-		int cnt = ext_collect(fs, t, b, e, ex, 16);
-		if (cnt <= 0) {
-			ret = cnt;
-			break;
-		}
-		for (int i = 0; i < cnt && !ret; i++) {
-			struct rfs_ext *r = &ex[i];
-			uint64_t lo = r->lblk > b ? r->lblk : b;
-			uint64_t hi = r->lblk + r->n < e ? r->lblk + r->n : e;
-			uint64_t head = lo - r->lblk, tail = r->lblk + r->n - hi;
-			uint8_t key[9];
-			ext_key(key, r->lblk);
-			if (head)
-				ret = ext_put(fs, t, r->lblk, r, 0, head,
-					      RFS_PUT_REPLACE | RFS_KEEP_REFS);
-			else
-				ret = rfs_tree_delete(fs->pool, t, key, 9, RFS_KEEP_REFS);
-			if (!ret && tail)
-				ret = ext_put(fs, t, hi, r, hi - r->lblk, tail, RFS_PUT_INSERT);
-			if (!ret)
-				ret = rfs_ref_dec(fs->pool, r->start + head, hi - lo);
-			if (!ret && removed)
-				*removed += hi - lo;
-		}
-		if (ret)
-			break;
-	}
-	free(ex);
-	return ret;
-}
-
-static uint64_t ext_cap(uint32_t flags)
-{
-	return (flags & RFS_EXT_UNWRITTEN) ? RFS_UNWRITTEN_MAX : RFS_EXTENT_MAX;
-}
-
-int ext_insert(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e)
-{
-	if (e->lblk > 0 && t->root) {
-		struct rfs_ext *p = malloc(sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		int cnt = ext_collect(fs, t, e->lblk - 1, e->lblk, p, 1);
-		if (cnt == 1 && p->lblk + p->n == e->lblk && p->start + p->n == e->start &&
-		    p->flags == e->flags && p->n + e->n <= ext_cap(e->flags)) {
-			if (!(e->flags & RFS_EXT_UNWRITTEN))
-				memcpy(p->csum + p->n, e->csum, 4 * e->n);
-			uint64_t total = p->n + e->n;
-			int ret = ext_put(fs, t, p->lblk, p, 0, total,
-					  RFS_PUT_REPLACE | RFS_KEEP_REFS);
-			free(p);
-			return ret;
-		}
-		free(p);
-		if (cnt < 0)
-			return cnt;
-	}
-	return ext_put(fs, t, e->lblk, e, 0, e->n, RFS_PUT_INSERT);
-}
-
 int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got)
 {
 	/* Never commit here: the operation has shadowed its path but not
@@ -194,7 +33,7 @@ int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got)
 
 /* Read file blocks [b, b + n) of tree t into buf (holes and unwritten
  * extents read as zeros). */
-static int read_blocks(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t n,
+static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 		       uint8_t *buf)
 {
 	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
@@ -239,19 +78,24 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 	if (size > r->i.size - off)
 		size = (size_t)(r->i.size - off);
 	uint64_t b0 = off / BS, b1 = div_up(off + size, BS);
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
-	int ret;
+	struct emap t;
+	int ret = emap_open(fs, r, &t);
+	if (ret)
+		return ret;
 	if (off % BS == 0 && size % BS == 0) {
 		ret = read_blocks(fs, &t, b0, b1 - b0, buf);
 	} else {
 		uint8_t *bounce = malloc((b1 - b0) * BS);
-		if (!bounce)
+		if (!bounce) {
+			emap_free(&t);
 			return -ENOMEM;
+		}
 		ret = read_blocks(fs, &t, b0, b1 - b0, bounce);
 		if (!ret)
 			memcpy(buf, bounce + (off - b0 * BS), size);
 		free(bounce);
 	}
+	emap_free(&t);
 	if (!ret)
 		*got = size;
 	return ret;
@@ -260,7 +104,7 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 /* Replace file blocks [pos, pos + n) with the contents of data (n whole
  * blocks), in new blocks.  *done receives the blocks written (maybe fewer
  * than n when the pool fills up). */
-static int write_blocks(rfs_fs *fs, struct rfs_irec *r, rfs_tree *t, uint64_t pos,
+static int write_blocks(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos,
 			uint64_t n, const uint8_t *data, uint64_t *done)
 {
 	struct rfs_ext *e = malloc(sizeof(*e));
@@ -311,7 +155,10 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 	if (ret)
 		return ret;
 	uint64_t end = off + size, b0 = off / BS, b1 = div_up(end, BS);
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
+	struct emap t;
+	ret = emap_open(fs, r, &t);
+	if (ret)
+		return ret;
 	const uint8_t *src = buf;
 	/* Work in chunks of up to 1 MiB of blocks.  The bounce buffer is
 	 * only needed for partial blocks, so whole-block writes (the common
@@ -368,14 +215,17 @@ write:;
 		pos += n;
 	}
 	free(chunk);
-	r->i.subtree = t.root;
+	int sret = emap_store(fs, &t, r, false);
+	emap_free(&t);
+	if (sret)
+		return sret;
 	if (*done)
 		return 0;
 	return ret;
 }
 
 /* Zero bytes [from, to) inside one block that is within the file. */
-int zero_partial(rfs_fs *fs, struct rfs_irec *r, rfs_tree *t, uint64_t from,
+int zero_partial(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t from,
 			uint64_t to)
 {
 	struct rfs_ext e;
@@ -404,15 +254,20 @@ int tail_fix(rfs_fs *fs, struct rfs_irec *r)
 {
 	if (!(r->i.flags & RFS_INODE_TAILCLONE))
 		return 0;
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
+	struct emap t;
 	uint64_t size = r->i.size, nb = div_up(size, BS), removed = 0;
-	int ret = 0;
+	int ret = emap_open(fs, r, &t);
+	if (ret)
+		return ret;
 	if (size % BS)
 		ret = zero_partial(fs, r, &t, size, (size / BS + 1) * BS);
 	if (!ret)
 		ret = ext_punch(fs, &t, nb, MAX_LBLK - nb, &removed);
 	r->i.blocks -= removed;
-	r->i.subtree = t.root;
+	int sret = emap_store(fs, &t, r, true);
+	emap_free(&t);
+	if (!ret)
+		ret = sret;
 	if (!ret)
 		r->i.flags &= ~(uint32_t)RFS_INODE_TAILCLONE;
 	return ret;
@@ -423,8 +278,10 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size)
 	int tret = tail_fix(fs, r);
 	if (tret)
 		return tret;
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
-	int ret = 0;
+	struct emap t;
+	int ret = emap_open(fs, r, &t);
+	if (ret)
+		return ret;
 	if (size < r->i.size) {
 		uint64_t removed = 0, nb = div_up(size, BS);
 		if (size % BS) {
@@ -435,14 +292,17 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size)
 			ret = ext_punch(fs, &t, nb, MAX_LBLK - nb, &removed);
 		r->i.blocks -= removed;
 	}
-	r->i.subtree = t.root;
+	int sret = emap_store(fs, &t, r, size < r->i.size);
+	emap_free(&t);
+	if (!ret)
+		ret = sret;
 	if (!ret)
 		r->i.size = size;
 	return ret;
 }
 
 /* Preallocate unwritten extents over the holes of [b, e). */
-static int prealloc(rfs_fs *fs, struct rfs_irec *r, rfs_tree *t, uint64_t b, uint64_t e)
+static int prealloc(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t b, uint64_t e)
 {
 	struct rfs_ext *ex = malloc(sizeof(*ex) * 17);
 	uint64_t pos = b;
@@ -493,7 +353,10 @@ static int falloc_locked(rfs_fs *fs, struct rfs_irec *r, int mode, uint64_t off,
 	int ret = tail_fix(fs, r);
 	if (ret)
 		return ret;
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_FILE);
+	struct emap t;
+	ret = emap_open(fs, r, &t);
+	if (ret)
+		return ret;
 	bool keep = mode & FALLOC_FL_KEEP_SIZE;
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		uint64_t lo = div_up(off, BS), hi = end / BS, removed = 0;
@@ -519,8 +382,9 @@ static int falloc_locked(rfs_fs *fs, struct rfs_irec *r, int mode, uint64_t off,
 		if (!ret && !keep && end > r->i.size)
 			r->i.size = end;
 	}
-	r->i.subtree = t.root;
-	return ret;
+	int sret = emap_store(fs, &t, r, (mode & FALLOC_FL_PUNCH_HOLE) != 0);
+	emap_free(&t);
+	return ret ? ret : sret;
 }
 
 /* ---- public calls -------------------------------------------------------------- */
@@ -696,10 +560,14 @@ int rfs_fs_lseek(rfs_fs *fs, rfs_nodeid id, uint64_t off, int whence, uint64_t *
 		ret = -ENXIO;
 		goto out;
 	}
-	rfs_tree t = FS_TREE(r.i.subtree, RFS_OWNER_FILE);
+	struct emap t;
+	ret = emap_open(fs, &r, &t);
+	if (ret)
+		goto out;
 	uint64_t eb = div_up(size, BS), pos = off / BS;
 	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
 	if (!ex) {
+		emap_free(&t);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -739,6 +607,7 @@ int rfs_fs_lseek(rfs_fs *fs, rfs_nodeid id, uint64_t off, int whence, uint64_t *
 		}
 	}
 	free(ex);
+	emap_free(&t);
 out:
 	rfs_pool_unlock(fs->pool);
 	return ret;
@@ -764,9 +633,13 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 		ret = -EINVAL;
 		goto out;
 	}
-	rfs_tree t = FS_TREE(r.i.subtree, RFS_OWNER_FILE);
+	struct emap t;
+	ret = emap_open(fs, &r, &t);
+	if (ret)
+		goto out;
 	struct rfs_ext *ex = malloc(sizeof(*ex) * 16);
 	if (!ex) {
+		emap_free(&t);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -796,8 +669,10 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 			uint8_t key[16];
 			bool path_shared = above_shared;
 			size_t kl = ext_key(key, ex[i].lblk);
-			if (!path_shared)
-				ret = rfs_tree_path_shared(fs->pool, &t, key, kl, &path_shared);
+			/* Inline: the record is the whole path, and above_shared
+			 * covers the nodes above it. */
+			if (!path_shared && (!t.inl || !t.x))
+				ret = rfs_tree_path_shared(fs->pool, &t.t, key, kl, &path_shared);
 			for (uint64_t b = 0; !ret && b < ex[i].n; b++) {
 				uint64_t c = 1;
 				ret = rfs_ref_get(fs->pool, ex[i].start + b, &c);
@@ -814,6 +689,7 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 			break;
 	}
 	free(ex);
+	emap_free(&t);
 out:
 	rfs_pool_unlock(fs->pool);
 	return ret;

@@ -598,6 +598,34 @@ static int journal_open(rfs_fs *fs, unsigned flags)
 	return ret;
 }
 
+/* Format 2 -> 3 at a read-write open: from now on small files may keep
+ * their extent maps inline; files written before keep their trees.  A
+ * reflinkfs that knows only format 2 then refuses the pool rather than
+ * misreading it.  Pool write lock held. */
+static int vol_upgrade(rfs_fs *fs, const char *path)
+{
+	rfs_tree vol;
+	unsigned from = fs->top->m.version;
+	int ret = rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol);
+	if (ret)
+		return ret;
+	vol.owner = RFS_OWNER_VOLUME;
+	fs->top->m.version = RFS_VOL_VERSION;
+	ret = meta_store(fs, fs->top, &vol);
+	int r2 = rfs_catalog_set(fs->pool, RFS_TOP_VOLUME, &vol);
+	if (!ret)
+		ret = r2;
+	if (ret) {
+		fs->top->m.version = from;
+		rfs_log(RFS_LOG_ERR, "%s: updating the filesystem format %u -> %u failed: %s",
+			path, from, RFS_VOL_VERSION, strerror(-ret));
+	} else {
+		rfs_log(RFS_LOG_INFO, "%s: filesystem format %u -> %u (small files keep their extent maps inline)",
+			path, from, RFS_VOL_VERSION);
+	}
+	return ret;
+}
+
 int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 {
 	*out = NULL;
@@ -659,6 +687,8 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 					path, strerror(-ret));
 		}
 	}
+	if (!ret && !fs->rdonly && fs->top->m.version < RFS_VOL_VERSION)
+		ret = vol_upgrade(fs, path);
 	if (!ret)
 		ret = journal_open(fs, flags);
 	rfs_pool_unlock(fs->pool);
@@ -963,6 +993,51 @@ static void fsck_problem(struct fsck_ctx *c, const char *fmt, ...)
 	c->report(c->arg, line);
 }
 
+/* The record's form: an inline extent map (RFS_INODE_INLEXT) only on a
+ * regular file without a file tree, in a format 3 volume, with the item's
+ * RFS_ITEM_EXTLIST, decoding to sorted extents whose blocks add up to the
+ * record's block count. */
+static void fsck_form(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *r, uint8_t iflags,
+		      const char *path, const char *name)
+{
+	bool inl = r->i.flags & RFS_INODE_INLEXT;
+	if (inl != !!(iflags & RFS_ITEM_EXTLIST)) {
+		fsck_problem(c, "%s/%s: inline extent flag and item flags disagree", path, name);
+		return;
+	}
+	if (!inl)
+		return;
+	if (!S_ISREG(r->i.mode) || r->i.subtree || (r->i.flags & RFS_INODE_LINKED)) {
+		fsck_problem(c, "%s/%s: inline extent map on a record that cannot have one", path,
+			     name);
+		return;
+	}
+	if (!inline_ok(fs))
+		fsck_problem(c, "%s/%s: inline extent map in a format %u volume", path, name,
+			     fs->top->m.version);
+	if (r->taillen > RFS_INLEXT_MAX)
+		fsck_problem(c, "%s/%s: inline extent map of %zu bytes (at most %u)", path, name,
+			     r->taillen, RFS_INLEXT_MAX);
+	struct rfs_ext *x = malloc(sizeof(*x) * RFS_INLEXT_CAP);
+	if (!x) {
+		c->problems++;
+		return;
+	}
+	int n = inl_decode(r, x, RFS_INLEXT_CAP);
+	if (n < 0) {
+		fsck_problem(c, "%s/%s: corrupt inline extent map", path, name);
+	} else {
+		uint64_t blocks = 0;
+		for (int i = 0; i < n; i++)
+			blocks += x[i].n;
+		if (blocks != r->i.blocks)
+			fsck_problem(c, "%s/%s: %llu blocks recorded, its inline extents map %llu",
+				     path, name, (unsigned long long)r->i.blocks,
+				     (unsigned long long)blocks);
+	}
+	free(x);
+}
+
 /* The back-pointer of an inode named name in directory dir_ino. */
 static int fsck_bref(rfs_fs *fs, struct fsck_ctx *c, uint64_t dir_ino, uint64_t ino,
 		     const char *path, const char *name, size_t nl)
@@ -1068,7 +1143,8 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 		const void *v;
 		size_t kl, vl;
 		struct rfs_irec r;
-		rfs_cursor_get(cur, (const void **)&k, &kl, &v, &vl, NULL);
+		uint8_t iflags;
+		rfs_cursor_get(cur, (const void **)&k, &kl, &v, &vl, &iflags);
 		if (k[0] != 'N')
 			continue;
 		entries++;
@@ -1082,6 +1158,7 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 			fsck_problem(c, "%s/%s: bad inode record", path, name);
 			continue;
 		}
+		fsck_form(fs, c, &r, iflags, path, name);
 		if (r.i.flags & RFS_INODE_LINKED) {
 			fv[vi].links++;
 			below++;
@@ -1182,12 +1259,14 @@ static int fsck_vol(rfs_fs *fs, struct fsck_ctx *c, struct rfs_vol *v, struct fs
 			const void *k, *val;
 			size_t kl, vl;
 			struct rfs_irec r;
-			rfs_cursor_get(cur, &k, &kl, &val, &vl, NULL);
+			uint8_t iflags;
+			rfs_cursor_get(cur, &k, &kl, &val, &vl, &iflags);
 			if (rec_decode(val, vl, &r)) {
 				fsck_problem(c, "volume %llu: link table: bad inode record",
 					     (unsigned long long)v->id);
 				continue;
 			}
+			fsck_form(fs, c, &r, iflags, "link table", "");
 			tlinks += r.i.nlink;
 			f->ninodes++;
 			/* nlink 0: an orphan a crash left behind (unlinked

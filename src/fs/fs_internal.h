@@ -11,6 +11,9 @@
  *   directory entries tree (the subtree of a directory's record):
  *       'N' be64(hash(name)) name -> inode record of that entry
  *       'X' name 0 be16(chunk)    -> the directory's xattr value chunk
+ *   a regular file with RFS_INODE_INLEXT keeps its extent map in its
+ *   record instead (emap.c; the value carries RFS_ITEM_EXTLIST) and has
+ *   no file tree.
  *   file tree (the subtree of a regular file's or symlink's record):
  *       'E' be64(file block)      -> extent (RFS_ITEM_EXTENT)
  *       'L' be16(chunk)           -> long symlink target chunk
@@ -46,8 +49,10 @@ enum {
 
 #define RFS_VOL_MAGIC 0x4c4f5646534652ull /* "RFSFVOL" */
 /* 2: the volume has the back-pointer index 'P' (format 1 pools get it
- * at their first read-write mount). */
-#define RFS_VOL_VERSION 2u
+ * at their first read-write mount).  3: records may keep a small file's
+ * extent map inline (RFS_INODE_INLEXT); a format 2 pool becomes 3 at its
+ * first read-write mount (its files keep their trees until rewritten). */
+#define RFS_VOL_VERSION 3u
 
 /* Volume meta, key 'M' of the volume tree. */
 struct rfs_volmeta {
@@ -97,6 +102,10 @@ enum {
 	 * inodes below belong to volume `volume` (their numbers are that
 	 * volume's); the record itself is that volume's root directory. */
 	RFS_INODE_VOLROOT = 1u << 4,
+	/* Regular file whose extent map is inline: the record's tail holds
+	 * it (emap.c, docs/FORMAT.md), the item carries RFS_ITEM_EXTLIST and
+	 * subtree is 0 (no file tree, hence no xattrs). */
+	RFS_INODE_INLEXT = 1u << 5,
 };
 
 /*
@@ -476,6 +485,8 @@ int rec_release(rfs_fs *fs, const struct rfs_irec *r);
  * hold (0: unknown), for progress reports.  t becomes empty. */
 int tree_release(rfs_fs *fs, rfs_tree *t, uint64_t est);
 
+struct emap;
+
 /* ---- files (file.c) ---- */
 int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 		     size_t size, uint64_t off, size_t *got);
@@ -485,18 +496,75 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size);
 /* Cut hidden clone extents past the size (RFS_INODE_TAILCLONE). */
 int tail_fix(rfs_fs *fs, struct rfs_irec *r);
 /* Zero bytes [from, to) of one block inside the file (copy-on-write). */
-int zero_partial(rfs_fs *fs, struct rfs_irec *r, rfs_tree *t, uint64_t from, uint64_t to);
-int ext_punch(rfs_fs *fs, rfs_tree *t, uint64_t b, uint64_t n,
+int zero_partial(rfs_fs *fs, struct rfs_irec *r, struct emap *m, uint64_t from, uint64_t to);
+/* Cut file blocks [b, b + n) out of the map (their references released);
+ * *removed: blocks that were mapped. */
+int ext_punch(rfs_fs *fs, struct emap *m, uint64_t b, uint64_t n,
 	      uint64_t *removed);
-int ext_insert(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e);
-/* Read up to max extents overlapping [b, ...) into out; returns count. */
-int ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
+/* Add extent e (its references move into the map), merged with the one
+ * before when contiguous. */
+int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e);
+/* Read up to max extents overlapping [b, end) into out; returns count. */
+int ext_collect(rfs_fs *fs, const struct emap *m, uint64_t b, uint64_t end,
 		struct rfs_ext *out, int max);
+/* The same on a file tree. */
+int tree_ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
+		     struct rfs_ext *out, int max);
 int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got);
 size_t ext_key(uint8_t *key, uint64_t lblk);
 /* Decode an 'E' item into e; -EUCLEAN when malformed. */
 int ext_decode(const uint8_t *key, size_t kl, const void *val, size_t vl,
 	       struct rfs_ext *e);
+
+/* ---- extent maps (emap.c) ---- */
+/* Tail bytes an inline extent map may take: a map that does not fit moves
+ * to a file tree.  Kept well below RFS_INLINE_MAX so that a directory
+ * leaf still holds several records. */
+#define RFS_INLEXT_MAX 512u
+/* Inline extents at most (each takes 32 bytes plus its checksums). */
+#define RFS_INLEXT_CAP 15
+
+/*
+ * A regular file's extent map while an operation works on it: the file
+ * tree, or the extents kept inline in the record.  emap_open decodes it,
+ * the ext_* calls read and change it, emap_store writes it back into the
+ * record (moving it to a file tree when it outgrew the record), and
+ * emap_free frees it.  Reference counting is the same in both forms: a
+ * listed extent holds one reference on each of its blocks.
+ */
+struct emap {
+	rfs_tree t;          /* the file tree, when !inl */
+	bool inl;            /* inline: x[0..n) sorted by file block */
+	int n;
+	struct rfs_ext *x;   /* RFS_INLEXT_CAP + 1 slots, inline only */
+};
+/* Inline forms may be written (volume format 3). */
+static inline bool inline_ok(const rfs_fs *fs)
+{
+	return fs->top->m.version >= 3;
+}
+int emap_open(rfs_fs *fs, const struct rfs_irec *r, struct emap *m);
+/* Write m back into r.  shrink: a file tree that now fits the record
+ * moves inline (after truncate / hole punch). */
+int emap_store(rfs_fs *fs, struct emap *m, struct rfs_irec *r, bool shrink);
+void emap_free(struct emap *m);
+/* Move an inline map into a file tree of its own (before xattrs go in). */
+int emap_spill(rfs_fs *fs, struct emap *m);
+/* The same on record r (emap_open, emap_spill, emap_store). */
+int rec_spill(rfs_fs *fs, struct rfs_irec *r);
+/* Decode r's inline extent map into x (max slots): count, or -EUCLEAN. */
+int inl_decode(const struct rfs_irec *r, struct rfs_ext *x, int max);
+/* Add (+1) or release (-1) one reference on every inline extent of r. */
+int inl_refs(rfs_fs *fs, const struct rfs_irec *r, int delta);
+/* Item flags of record r's value. */
+static inline uint8_t rec_item_flags(const struct rfs_irec *r)
+{
+	return (r->i.flags & RFS_INODE_INLEXT) ? RFS_ITEM_TREE | RFS_ITEM_EXTLIST : RFS_ITEM_TREE;
+}
+/* One more holder of r's references (subtree and inline extents), for a
+ * copy of the record; rec_unref gives them back. */
+int rec_ref(rfs_fs *fs, const struct rfs_irec *r);
+int rec_unref(rfs_fs *fs, const struct rfs_irec *r);
 
 /* ---- xattrs (xattr.c) ---- */
 /* Copy all 'X' items of src into memory / back (clone keeps dst's). */

@@ -113,7 +113,7 @@ int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 {
 	uint8_t val[RFS_VAL_MAX];
 	size_t vlen = rec_encode(r, val);
-	return rfs_tree_put(pool, t, key, klen, val, vlen, RFS_ITEM_TREE, mode);
+	return rfs_tree_put(pool, t, key, klen, val, vlen, rec_item_flags(r), mode);
 }
 
 int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,

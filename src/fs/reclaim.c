@@ -27,6 +27,10 @@ static uint64_t rec_estimate(const struct rfs_inode *i)
 
 int rec_release(rfs_fs *fs, const struct rfs_irec *r)
 {
+	/* Inline extents: a handful, released at once. */
+	int ret = inl_refs(fs, r, -1);
+	if (ret)
+		return ret;
 	rfs_tree t = FS_TREE(r->i.subtree, rec_owner(&r->i));
 	return tree_release(fs, &t, rec_estimate(&r->i));
 }

@@ -139,13 +139,10 @@ static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s, bool
 			break;
 		}
 		r.i.nlink = (uint32_t)l.v[i].n;
-		if (r.i.subtree) {
-			rfs_tree from = FS_TREE(r.i.subtree, rec_owner(&r.i)), copy;
-			ret = rfs_tree_clone(fs->pool, &from, &copy);
-			if (ret)
-				break;
-			r.i.subtree = copy.root;
-		}
+		/* The copy holds its own references (subtree, inline extents). */
+		ret = rec_ref(fs, &r);
+		if (ret)
+			break;
 		ret = rec_put(fs->pool, tab, key, kl, &r, RFS_PUT_INSERT);
 	}
 	free(l.v);

@@ -177,7 +177,15 @@ static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_nod
 	} else if ((flags & XATTR_REPLACE) && old < 0) {
 		ret = -ENODATA;
 	} else {
-		ret = xattr_space_check(fs, n, t, nl, old, size);
+		/* Xattrs live in the file tree: an inline extent map moves
+		 * there first (not for a minimal ACL, which is not kept: cp -a
+		 * sets one on every file). */
+		if (ip_rec(&p)->i.flags & RFS_INODE_INLEXT) {
+			ret = rec_spill(fs, ip_rec(&p));
+			t->root = ip_rec(&p)->i.subtree;
+		}
+		if (!ret)
+			ret = xattr_space_check(fs, n, t, nl, old, size);
 		if (!ret && old >= 0)
 			ret = xdel(fs, t, name, nl);
 		if (!ret)
