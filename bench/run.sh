@@ -3,13 +3,14 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|journal|fs|diff|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|journal|fs|small|diff|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
 #     --time    run every process under /usr/bin/time -v (its report goes
 #               to stderr, stdout keeps the figure format)
-#     --only X  run only benchmark X (fs: only bench/fs/run.sh; diff:
+#     --only X  run only benchmark X (fs: bench/fs/run.sh and small.sh;
+#               small: only bench/fs/small.sh; diff:
 #               only bench/fs/diff.sh; snapshot: only bench/snapshot/run.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
@@ -87,6 +88,17 @@ if [ -z "$only" ] || [ "$only" = fs ]; then
 		fi
 	else
 		echo "run.sh: $rfs_bin not built: filesystem benchmarks skipped" >&2
+	fi
+fi
+# Space of small files and of a tree clone (bench/fs/small.sh, issue 9).
+if [ -z "$only" ] || [ "$only" = fs ] || [ "$only" = small ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ]; then
+		echo "run.sh: bench/fs/small.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin bash bench/fs/small.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/fs/small.sh FAILED" >&2
+			status=1
+		fi
 	fi
 fi
 # Diff of two snapshots (bench/fs/diff.sh), when the binary is built.

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Space of small files: pool space taken by a tree of small files copied
+# in (cp -a), against `du` of the same tree on the host filesystem, and
+# the metadata a clone of the tree inside the mount (cp -a, which clones
+# every file) adds per entry.  Run twice: with the change journal (the
+# default mount) and with -o nojournal, to tell the journal's share.
+#
+#   bench/fs/small.sh [--quick]
+#     --quick  a generated tree of 2,000 files instead of /usr/share/doc
+#
+# The tree: $RFS_SMALL_SRC, else /usr/share/doc when present, else a
+# generated tree shaped like it (directories of a few files of 1-64 KiB,
+# mostly small).  stdout: "name: value unit" lines; progress on stderr.
+# Environment: RFS_BIN (default build/reflinkfs), RFS_FS_BENCH_DIR (where
+# the pool goes, default /var/tmp; its filesystem is what `du` measures
+# for a generated tree).
+set -euo pipefail
+export LC_ALL=C
+exec 3>&1 1>&2
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${RFS_BIN:-$root/build/reflinkfs}
+base=${RFS_FS_BENCH_DIR:-/var/tmp}
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,16p' "$0" >&3; exit 0; }
+
+work=$(mktemp -d "$base/rfs-small.XXXXXX")
+mnt=$work/mnt
+pid=""
+cleanup() {
+	set +e
+	if [ -n "$pid" ]; then
+		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt"
+		wait "$pid" 2>/dev/null
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+fig() { echo "$1: $2 $3" >&3; }
+
+src=${RFS_SMALL_SRC:-}
+if [ -z "$src" ] && [ "$quick" = 0 ] && [ -d /usr/share/doc ]; then
+	src=/usr/share/doc
+fi
+if [ -z "$src" ]; then
+	# Shaped like /usr/share/doc: ~4.7 files per directory, sizes mostly
+	# under 8 KiB with a tail to 64 KiB.
+	src=$work/tree
+	n=$([ "$quick" = 1 ] && echo 2000 || echo 20000)
+	python3 - "$src" "$n" <<'EOF'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(9)
+d = None
+for i in range(n):
+    if i % 5 == 0:
+        d = os.path.join(root, "pkg%05d" % (i // 5))
+        os.makedirs(d)
+    size = int(r.lognormvariate(7.3, 1.3)) % 65536 + 1
+    with open(os.path.join(d, "f%d" % i), "wb") as f:
+        f.write(r.randbytes(size))
+EOF
+fi
+entries=$(find "$src" | wc -l)
+files=$(find "$src" -type f | wc -l)
+du_kib=$(du -sk "$src" | cut -f1)
+echo "small.sh: $src: $entries entries, $files files, du $du_kib KiB" >&2
+fig small_entries "$entries" entries
+fig small_du "$du_kib" KiB
+
+used() { stat -f -c '%b %f %S' "$mnt" | awk '{ print int(($1 - $2) * $3 / 1024) }'; }
+run() { # run LABEL [MOUNT OPTIONS]
+	local label=$1
+	shift
+	rm -f "$work/pool"
+	mkdir -p "$mnt"
+	"$bin" mkfs --size 16G "$work/pool" >/dev/null
+	"$bin" mount -f "$@" "$work/pool" "$mnt" >"$work/daemon.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+	local u0 u1 u2
+	sync
+	u0=$(used)
+	cp -a "$src" "$mnt/a"
+	sync
+	u1=$(used)
+	cp -a "$mnt/a" "$mnt/b"
+	sync
+	u2=$(used)
+	"$bin" umount "$mnt"
+	wait "$pid"
+	pid=""
+	"$bin" fsck "$work/pool" >/dev/null
+	fig "small_pool_$label" $((u1 - u0)) KiB
+	fig "small_pool_vs_du_$label" "$(awk -v a=$((u1 - u0)) -v b="$du_kib" 'BEGIN { printf "%.3f", a / b }')" x
+	fig "small_clone_meta_$label" $(((u2 - u1) * 1024 / entries)) B/entry
+	fig "small_clone_meta_per_file_$label" $(((u2 - u1) * 1024 / files)) B/file
+}
+run journal
+run nojournal -o nojournal
