@@ -52,7 +52,8 @@ enum rfs_change_kind {
 	RFS_CHANGE_ATTR = 11,   /* mode, owner, times, size */
 	RFS_CHANGE_XATTR = 12,
 	RFS_CHANGE_SNAPSHOT = 13,        /* a snapshot made at path */
-	RFS_CHANGE_SNAPSHOT_DELETE = 14, /* the snapshot at path deleted */
+	RFS_CHANGE_SNAPSHOT_DELETE = 14, /* the snapshot at path deleted (ino:
+					  * its root's st_ino, as at creation) */
 	/* Query answers only: a rename seen from a directory that holds
 	 * only one of the two names. */
 	RFS_CHANGE_MOVE_IN = 15,  /* path: where it arrived; from outside */

@@ -1,5 +1,5 @@
 /*
- * reflinkfs mkfs [--size SIZE] [--force] POOL
+ * reflinkfs mkfs [--size SIZE] [--journal-size SIZE] [--force] POOL
  */
 #include "cli/cli.h"
 
@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 #include "reflinkfs/fs.h"
+#include "reflinkfs/journal.h"
 #include "reflinkfs/pool.h"
 #include "util/size.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: reflinkfs mkfs [--size SIZE] [--force] POOL\n\n"
+	fprintf(f, "usage: reflinkfs mkfs [--size SIZE] [--journal-size SIZE] [--force] POOL\n\n"
 		   "Create a pool holding an empty reflinkfs filesystem.  POOL is a file\n"
 		   "(created sparse, growing on demand up to SIZE) or a block device (its\n"
 		   "whole size unless --size).\n\n"
@@ -25,6 +26,11 @@ static void usage(FILE *f)
 		   "                   T, P or E (powers of 1024), e.g. 10G, 512M; at least\n"
 		   "                   16M, and at most what the device, the filesystem\n"
 		   "                   holding POOL, and this machine's memory allow\n"
+		   "  -j, --journal-size SIZE\n"
+		   "                   retention of the change journal (`reflinkfs changes`):\n"
+		   "                   the oldest records are trimmed past SIZE; at least 64K,\n"
+		   "                   at most the pool's size (default: 1/64 of the pool);\n"
+		   "                   change it later with mount -o journal_size=SIZE\n"
 		   "  -f, --force      overwrite an existing pool or filesystem signature\n"
 		   "  -h, --help       show this help\n");
 }
@@ -96,22 +102,57 @@ static void note_free_space(const char *pool, uint64_t size)
 			pool, rfs_size_str(avail, a), rfs_size_str(size, b));
 }
 
+/* Create the change journal of the new filesystem with its retention
+ * (kept in the pool; mount -o journal_size changes it later). */
+static int set_journal_size(const char *pool, uint64_t bytes)
+{
+	rfs_fs *fs;
+	int ret = rfs_fs_open(pool, 0, &fs);
+	if (!ret) {
+		ret = rfs_fs_journal_set_limit(fs, bytes);
+		int r2 = rfs_fs_close(fs);
+		ret = ret ? ret : r2;
+	}
+	if (ret)
+		fprintf(stderr, "reflinkfs mkfs: %s: setting the change journal's size failed: %s "
+			"(the filesystem was created; mount it with -o journal_size=SIZE to set it)\n",
+			pool, strerror(-ret));
+	return ret;
+}
+
 int cmd_mkfs(int argc, char **argv)
 {
 	static const struct option lo[] = {{"size", required_argument, 0, 's'},
+					   {"journal-size", required_argument, 0, 'j'},
 					   {"force", no_argument, 0, 'f'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	uint64_t size = 0;
+	uint64_t size = 0, jsize = 0;
+	const char *jarg = NULL;
 	bool force = false;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:fh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:j:fh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (!size_ok(optarg, &size))
 				return 2;
 			break;
+		case 'j': {
+			const char *why;
+			jarg = optarg;
+			if (rfs_size_parse(optarg, &jsize, &why)) {
+				fprintf(stderr, "reflinkfs mkfs: --journal-size '%s' is not a size: %s\n",
+					optarg, why);
+				return 2;
+			}
+			if (jsize < RFS_JOURNAL_MIN_BYTES) {
+				fprintf(stderr, "reflinkfs mkfs: --journal-size %s is too small: give at least 64K\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'f':
 			force = true;
 			break;
@@ -142,6 +183,12 @@ int cmd_mkfs(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (jsize && size && jsize > size) {
+		char a[RFS_SIZE_STR];
+		fprintf(stderr, "reflinkfs mkfs: --journal-size %s is larger than the pool (%s): give at most the pool's size\n",
+			jarg, rfs_size_str(size, a));
+		return 2;
+	}
 	if (exists) {
 		int fd = cli_lock_pool(pool, true, "mkfs");
 		if (fd < 0)
@@ -154,6 +201,8 @@ int cmd_mkfs(int argc, char **argv)
 			ret == -EEXIST ? " (it holds a pool or a filesystem; use --force to overwrite)" : "");
 		return 1;
 	}
+	if (jsize && (ret = set_journal_size(pool, jsize)) != 0)
+		return 1;
 	char a[RFS_SIZE_STR];
 	printf("created reflinkfs pool %s", pool);
 	if (size)

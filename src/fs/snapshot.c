@@ -609,7 +609,9 @@ static int vols_find(rfs_fs *fs, const struct rfs_irec *d, const char *path,
 
 /* ---- deleting a snapshot ---------------------------------------------------- */
 
-static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len)
+/* Delete snapshot name of directory dn; *st_ino: its root's st_ino. */
+static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len,
+		      uint64_t *st_ino)
 {
 	struct rfs_ipath p;
 	struct rfs_irec e;
@@ -627,8 +629,10 @@ static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 	ret = S_ISDIR(d->i.mode) ? rec_get(fs->pool, t, key, kl, &e, false) : -ENOTDIR;
 	if (!ret && !(e.i.flags & RFS_INODE_VOLROOT))
 		ret = -EINVAL;
-	if (!ret)
+	if (!ret) {
+		*st_ino = e.i.volume << 48 | e.i.ino;
 		ret = vols_find(fs, &e, "", false, &l, 0);
+	}
 	if (ret) {
 		vol_list_free(&l);
 		return ip_done(fs, &p, 0, ret);
@@ -676,9 +680,10 @@ int rfs_fs_snapshot_delete(rfs_fs *fs, rfs_nodeid dir, const char *name)
 	int ret = op_begin(fs, &op, "snapshot delete", 0, 0);
 	if (ret)
 		return ret;
-	ret = snapdel_op(fs, dn, name, len);
+	uint64_t st_ino = 0;
+	ret = snapdel_op(fs, dn, name, len, &st_ino);
 	if (!ret)
-		op_rec_entry(fs, RFS_CHANGE_SNAPSHOT_DELETE, dn, name, len, 0);
+		op_rec_entry(fs, RFS_CHANGE_SNAPSHOT_DELETE, dn, name, len, st_ino);
 	return op_end(&op, ret);
 }
 

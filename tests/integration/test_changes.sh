@@ -120,4 +120,21 @@ check "cursor of before a nojournal mount: exit 4 (rc $(rc))" test "$(rc)" = 4
 
 rfs_umount
 check "fsck clean" rfs_fsck
+
+# Retention set at mkfs, kept in the pool: a small journal trims.
+check "mkfs --journal-size 1K: too small (exit 2)" \
+	bash -c "! '$RFS_BIN' mkfs --force --size 64M --journal-size 1K '$POOL' 2>'$SCRATCH/err'; grep -q 'at least 64K' '$SCRATCH/err'"
+check "mkfs --journal-size larger than the pool: exit 2" \
+	bash -c "'$RFS_BIN' mkfs --force --size 64M --journal-size 1G '$POOL' 2>'$SCRATCH/err'; [ \$? = 2 ] && grep -q 'larger than the pool' '$SCRATCH/err'"
+check "mkfs --journal-size 64K" "$RFS_BIN" mkfs --force --size 64M --journal-size 64K "$POOL"
+check "mount the new pool" rfs_mount
+ch "$MNT"
+C4=$(cursor)
+mkdir "$MNT/many"
+for i in $(seq 1500); do : >"$MNT/many/file-with-a-long-name-$i"; done
+"$RFS_BIN" sync "$MNT"
+ch --since "$C4" "$MNT"
+check "journal of mkfs --journal-size 64K trimmed: exit 3 (rc $(rc))" test "$(rc)" = 3
+rfs_umount
+check "fsck clean" rfs_fsck
 rfs_finish

@@ -62,7 +62,7 @@ static rfs_fs *fresh(unsigned flags)
 /* What a read delivered: "kind path [old]" lines, and the seqs. */
 struct got {
 	char text[16384];
-	uint64_t seqs[1024];
+	uint64_t seqs[1024], inos[1024];
 	unsigned n;
 	struct rfs_change_range r0; /* ranges of the last data record */
 	unsigned nranges;
@@ -75,8 +75,10 @@ static int collect(void *arg, const struct rfs_change *c)
 	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s\n", rfs_change_kind_name(c->kind),
 		 c->path ? c->path : "(null)", c->old_path ? " " : "",
 		 c->old_path ? c->old_path : "");
-	if (g->n < 1024)
+	if (g->n < 1024) {
 		g->seqs[g->n] = c->seq;
+		g->inos[g->n] = c->ino;
+	}
 	g->n++;
 	if (c->kind == RFS_CHANGE_DATA) {
 		g->nranges = c->nranges;
@@ -175,6 +177,10 @@ static void test_every_kind(void **state)
 	assert_string_equal(g.text, want);
 	for (unsigned i = 1; i < g.n; i++)
 		assert_true(g.seqs[i] > g.seqs[i - 1]);
+	/* The snapshot's delete names its root's st_ino, as its creation. */
+	assert_int_equal(g.n, 15);
+	assert_int_not_equal(g.inos[13], 0);
+	assert_int_equal(g.inos[14], g.inos[13]);
 	/* Below d: the same paths, relative to d; nothing of e or snap. */
 	assert_int_equal(read_changes(fs, d, c0, &g, NULL), 0);
 	assert_string_equal(g.text, "create f\nsymlink s\nmkfifo p\ndata f\nattr f\nxattr f\n"
@@ -455,6 +461,12 @@ static void test_cursor_errors(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), -ESTALE);
+	/* Records of before the reset are never served again, not even to
+	 * a read of everything kept. */
+	rfs_fs_forget(fs, mkfile(fs, RFS_ROOT_NODE, "after-reset"), 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, NULL, &g, NULL), 0);
+	assert_string_equal(g.text, "create after-reset\n");
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
