@@ -57,7 +57,7 @@ FUSE_CFLAGS  = $(shell $(PKG_CONFIG) --cflags fuse3)
 FUSE_LIBS    = $(shell $(PKG_CONFIG) --libs fuse3)
 
 # ---------------------------------------------------------------- sources
-LIB_SRCS   := $(wildcard src/util/*.c src/pool/*.c src/tree/*.c src/fs/*.c src/journal/*.c)
+LIB_SRCS   := $(wildcard src/util/*.c src/pool/*.c src/tree/*.c src/fs/*.c src/journal/*.c src/client/*.c)
 CLI_SRCS   := $(wildcard src/cli/*.c)
 BIN_SRCS   := $(if $(CLI_SRCS),$(CLI_SRCS) $(wildcard src/fuse/*.c))
 DEMO_SRC   := $(wildcard tools/engine_demo.c)

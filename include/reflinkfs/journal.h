@@ -82,6 +82,8 @@ struct rfs_change {
 	const char *old_path; /* RENAME / EXCHANGE: the other path */
 	unsigned nranges;     /* DATA: byte ranges changed (merged) */
 	const struct rfs_change_range *ranges;
+	bool cut; /* read through a mount: path or old_path was cut at
+		   * RFS_IOC_CHANGES_PATH_MAX bytes */
 };
 
 /* Return 0 to go on, > 0 to stop early (returned), < 0 to fail. */
@@ -132,7 +134,42 @@ int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes);
  * at least RFS_JOURNAL_MIN_BYTES. */
 #define RFS_JOURNAL_SHARE 64u
 
-/* ---- reading through a mount (`reflinkfs changes`) ---- */
+/* ---- client side: reading through a mount (libreflinkfs) ---- */
+
+/*
+ * Deliver to fn, in seq order, the committed changes below directory
+ * path of a reflinkfs mount (its whole subtree, snapshots below it
+ * included; the mount point for everything) since cursor (NULL or "":
+ * every record kept), then store the cursor to pass next time in next.
+ * Paths in the changes are relative to path; pointers are valid during
+ * the callback only.  fn returns 0 to go on; > 0 stops the read, which
+ * returns that value without touching next (read again from the same
+ * cursor; the changes delivered come again); < 0 fails it likewise.
+ * Errors: -EXDEV (cursor of another pool), -ESTALE (journal reset
+ * since: rescan), -ERANGE (cursor expired: rescan needed), -EINVAL (not
+ * a cursor), -ENOTSUP (mounted with -o nojournal), -ENOTTY (not on a
+ * reflinkfs mount), -EPERM (only root or the user who mounted may read
+ * it), -ENOTDIR / -ENOENT / ... (opening path).
+ */
+int rfs_changes_read(const char *path, const char *cursor, rfs_change_fn fn, void *arg,
+		     char next[RFS_CURSOR_MAX]);
+
+/* How often rfs_changes_follow looks for new changes, in ms. */
+#define RFS_CHANGES_FOLLOW_MS 200
+
+/*
+ * As rfs_changes_read, but when nothing has changed since cursor, wait
+ * for changes: check every RFS_CHANGES_FOLLOW_MS ms, asking the daemon
+ * to commit records that wait (only committed changes are delivered),
+ * so a change arrives within about that plus one commit.  Returns 0 once
+ * at least one change was delivered, -ETIMEDOUT when none came within
+ * timeout_ms (< 0: wait forever); next is filled in both cases.  Call
+ * it again with next to keep following.
+ */
+int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs_change_fn fn,
+		       void *arg, char next[RFS_CURSOR_MAX]);
+
+/* ---- the ioctl under it (`reflinkfs changes`, rfs_changes_*) ---- */
 #include <linux/ioctl.h>
 
 /*

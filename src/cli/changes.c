@@ -1,27 +1,22 @@
 /*
  * reflinkfs changes [--since CURSOR] [--json] [--follow] PATH: what
  * changed below directory PATH of a mount since CURSOR, from the change
- * journal (RFS_IOC_CHANGES pages, include/reflinkfs/journal.h), then the
- * cursor to pass next time.
+ * journal (rfs_changes_read / rfs_changes_follow, the client API of
+ * include/reflinkfs/journal.h), then the cursor to pass next time.
  */
 #include "cli/cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "reflinkfs/fs.h"
 #include "reflinkfs/journal.h"
 
 enum { CH_OK = 0, CH_TROUBLE = 2, CH_EXPIRED = 3, CH_RESET = 4 };
 /* --follow: how often to look for new changes. */
-#define FOLLOW_MS 200
+#define FOLLOW_MS RFS_CHANGES_FOLLOW_MS
 
 static void changes_usage(FILE *f)
 {
@@ -43,9 +38,10 @@ static void changes_usage(FILE *f)
 		"                      (merged per file per commit)\n"
 		"  attr xattr          mode, owner, times, size; extended attributes\n"
 		"  snapshot snapshot_delete   a snapshot made or deleted at PATH\n"
-		"A change through a hard-linked file (write, chmod... of a file with\n"
-		"several names) has no path: it shows as `(inode N)`, only for the mount\n"
-		"point.  Access times are not recorded.  The last line is `cursor: C`.\n\n"
+		"A change through a file with several hard links is listed under each of\n"
+		"its names; one to a file with no name left (unlinked, still open) shows\n"
+		"as `(inode N)`, only for the mount point.  Access times are not\n"
+		"recorded.  The last line is `cursor: C`.\n\n"
 		"  --since CURSOR  start after the changes CURSOR was given for\n"
 		"  --json          one JSON object per change: seq, time, kind, path,\n"
 		"                  old_path (rename, exchange), ino, parent, volume,\n"
@@ -56,7 +52,9 @@ static void changes_usage(FILE *f)
 		"                  change shows up within about %d ms plus one commit); a\n"
 		"                  cursor line follows each batch\n\n"
 		"Root or the user who mounted may read the journal.  The journal keeps a\n"
-		"bounded amount (mount option journal_size=SIZE, default 1/64 of the pool).\n"
+		"bounded amount (mkfs --journal-size SIZE, mount option journal_size=SIZE;\n"
+		"default 1/64 of the pool).  Tools: the C API rfs_changes_read and\n"
+		"rfs_changes_follow in <reflinkfs/journal.h> (libreflinkfs).\n"
 		"Exit status: 0 done, 2 trouble (a path is missing or not a directory,\n"
 		"not on a reflinkfs mount, no permission, not a cursor, a mount with\n"
 		"-o nojournal), 3 cursor expired: the changes since it were trimmed, rescan\n"
@@ -89,57 +87,62 @@ static void text_path(const char *s, size_t n)
 		fwrite(s, 1, n, stdout);
 }
 
-static void print_one(const struct rfs_ioc_change *h, const struct rfs_change_range *r,
-		      const char *path, const char *old, bool json)
+static int print_one(void *arg, const struct rfs_change *c)
 {
-	const char *kind = rfs_change_kind_name(h->kind);
-	bool nopath = h->flags & RFS_IOC_CHANGE_NOPATH;
+	bool json = *(const bool *)arg;
+	const char *kind = rfs_change_kind_name(c->kind);
+	size_t pl = c->path ? strlen(c->path) : 0, ol = c->old_path ? strlen(c->old_path) : 0;
 	if (json) {
 		printf("{\"seq\":%" PRIu64 ",\"time\":%" PRId64 ".%09u,\"kind\":\"%s\",\"path\":",
-		       h->seq, h->sec, h->nsec, kind);
-		if (nopath)
+		       c->seq, c->sec, c->nsec, kind);
+		if (!c->path)
 			fputs("null", stdout);
 		else
-			json_str(path, h->pathlen);
-		if (h->oldlen) {
+			json_str(c->path, pl);
+		if (c->old_path) {
 			fputs(",\"old_path\":", stdout);
-			json_str(old, h->oldlen);
+			json_str(c->old_path, ol);
 		}
-		printf(",\"ino\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"volume\":%" PRIu64, h->ino,
-		       h->parent, h->volume);
-		if (h->kind == RFS_CHANGE_DATA) {
+		printf(",\"ino\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"volume\":%" PRIu64, c->ino,
+		       c->parent, c->volume);
+		if (c->kind == RFS_CHANGE_DATA) {
 			fputs(",\"ranges\":[", stdout);
-			for (unsigned i = 0; i < h->nranges; i++)
-				printf("%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "", r[i].off, r[i].len);
+			for (unsigned i = 0; i < c->nranges; i++)
+				printf("%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "", c->ranges[i].off,
+				       c->ranges[i].len);
 			putchar(']');
 		}
-		if (h->flags & RFS_IOC_CHANGE_CUT)
+		if (c->cut)
 			fputs(",\"cut\":true", stdout);
 		puts("}");
-		return;
+		return 0;
 	}
-	printf("%" PRIu64 " %s ", h->seq, kind);
-	if (nopath) {
-		printf("(inode %" PRIu64 ")", h->ino);
-	} else if (h->oldlen && h->kind == RFS_CHANGE_RENAME) {
-		text_path(old, h->oldlen);
+	printf("%" PRIu64 " %s ", c->seq, kind);
+	if (!c->path) {
+		printf("(inode %" PRIu64 ")", c->ino);
+	} else if (c->old_path && c->kind == RFS_CHANGE_RENAME) {
+		text_path(c->old_path, ol);
 		fputs(" -> ", stdout);
-		text_path(path, h->pathlen);
-	} else if (h->oldlen && h->kind == RFS_CHANGE_EXCHANGE) {
-		text_path(old, h->oldlen);
+		text_path(c->path, pl);
+	} else if (c->old_path && c->kind == RFS_CHANGE_EXCHANGE) {
+		text_path(c->old_path, ol);
 		fputs(" <-> ", stdout);
-		text_path(path, h->pathlen);
+		text_path(c->path, pl);
 	} else {
-		text_path(path, h->pathlen);
+		text_path(c->path, pl);
 	}
-	for (unsigned i = 0; h->kind == RFS_CHANGE_DATA && i < h->nranges; i++)
-		printf(" %" PRIu64 "+%" PRIu64, r[i].off, r[i].len);
+	for (unsigned i = 0; c->kind == RFS_CHANGE_DATA && i < c->nranges; i++)
+		printf(" %" PRIu64 "+%" PRIu64, c->ranges[i].off, c->ranges[i].len);
 	putchar('\n');
+	return 0;
 }
 
 static int report_error(const char *path, int e)
 {
-	if (e == ENOTTY || e == ENOSYS) {
+	if (e == ENOTDIR || e == ENOENT || e == EACCES) {
+		fprintf(stderr, "reflinkfs changes: %s: %s%s\n", path, strerror(e),
+			e == ENOTDIR ? " (give a directory of the mount)" : "");
+	} else if (e == ENOTTY || e == ENOSYS) {
 		fprintf(stderr, "reflinkfs changes: %s is not on a reflinkfs mount\n", path);
 	} else if (e == ENOTSUP) { /* == EOPNOTSUPP: only reflinkfs answers this */
 		fprintf(stderr, "reflinkfs changes: %s: the mount records no changes (mounted with "
@@ -172,44 +175,6 @@ static int report_error(const char *path, int e)
 		fprintf(stderr, "reflinkfs changes: %s: %s\n", path, strerror(e));
 	}
 	return CH_TROUBLE;
-}
-
-/* One whole read (all pages) since cursor; the new cursor into cursor.
- * Returns an exit status; *n: changes printed. */
-static int read_all(int fd, const char *path, char *cursor, bool json, bool commit,
-		    unsigned long *n)
-{
-	struct rfs_ioc_changes *p = calloc(1, sizeof(*p));
-	if (!p) {
-		fprintf(stderr, "reflinkfs changes: out of memory\n");
-		return CH_TROUBLE;
-	}
-	snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
-	p->flags = commit ? RFS_IOC_CHANGES_COMMIT : 0;
-	*n = 0;
-	for (;;) {
-		snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
-		if (ioctl(fd, RFS_IOC_CHANGES, p)) {
-			int rc = report_error(path, errno);
-			free(p);
-			return rc;
-		}
-		const uint8_t *b = p->buf;
-		for (uint32_t i = 0; i < p->count; i++) {
-			struct rfs_ioc_change h;
-			memcpy(&h, b, sizeof(h));
-			const struct rfs_change_range *r = (const void *)(b + sizeof(h));
-			const char *ps = (const char *)(b + sizeof(h) + h.nranges * sizeof(*r));
-			print_one(&h, r, ps, ps + h.pathlen, json);
-			b += (sizeof(h) + h.nranges * sizeof(*r) + h.pathlen + h.oldlen + 7) & ~(size_t)7;
-			(*n)++;
-		}
-		if (p->done)
-			break;
-	}
-	snprintf(cursor, RFS_CURSOR_MAX, "%s", p->cursor);
-	free(p);
-	return CH_OK;
 }
 
 static void print_cursor(const char *c, bool json)
@@ -265,25 +230,14 @@ int cmd_changes(int argc, char **argv)
 			"previous `reflinkfs changes` printed after `cursor:`\n");
 		return CH_TROUBLE;
 	}
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	if (fd < 0) {
-		fprintf(stderr, "reflinkfs changes: %s: %s%s\n", path, strerror(errno),
-			errno == ENOTDIR ? " (give a directory of the mount)" : "");
-		return CH_TROUBLE;
-	}
 	char cursor[RFS_CURSOR_MAX];
-	snprintf(cursor, sizeof(cursor), "%s", since);
-	unsigned long n;
-	int rc = read_all(fd, path, cursor, json, follow, &n);
-	if (rc == CH_OK)
-		print_cursor(cursor, json);
-	while (follow && rc == CH_OK) {
-		struct timespec ts = {0, FOLLOW_MS * 1000000L};
-		nanosleep(&ts, NULL);
-		rc = read_all(fd, path, cursor, json, true, &n);
-		if (rc == CH_OK && n)
+	int ret = rfs_changes_read(path, since, print_one, &json, cursor);
+	while (!ret || ret == -ETIMEDOUT) {
+		if (!ret)
 			print_cursor(cursor, json);
+		if (!follow)
+			break;
+		ret = rfs_changes_follow(path, cursor, -1, print_one, &json, cursor);
 	}
-	close(fd);
-	return rc;
+	return ret && ret != -ETIMEDOUT ? report_error(path, -ret) : CH_OK;
 }

@@ -1,0 +1,244 @@
+/*
+ * The client API of the change journal (rfs_changes_read,
+ * rfs_changes_follow in include/reflinkfs/journal.h) on a real mount:
+ * subtree reads with the next cursor, nothing new since it, early stop,
+ * follow delivering a change made while it waits (it commits by itself),
+ * follow's timeout, and the errors a tool must tell apart (not a mount,
+ * not a directory, not a cursor, another pool's cursor).  Starts the
+ * daemon ($RFS_BIN mount -f) and unmounts it; skipped without /dev/fuse.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reflinkfs/fs.h"
+#include "reflinkfs/journal.h"
+
+extern char **environ;
+
+static char g_dir[4096], g_pool[4200], g_mnt[4200], g_bin[4096];
+static pid_t g_daemon;
+
+static void path_of(char *out, size_t cap, const char *rel)
+{
+	snprintf(out, cap, "%s/%s", g_mnt, rel);
+}
+
+static bool mounted(void)
+{
+	struct stat a, b;
+	return stat(g_mnt, &a) == 0 && stat(g_dir, &b) == 0 && a.st_dev != b.st_dev;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (access("/dev/fuse", R_OK | W_OK) != 0)
+		return 0; /* each test skips */
+	const char *base = getenv("RFS_TEST_DIR"), *bin = getenv("RFS_BIN");
+	snprintf(g_bin, sizeof(g_bin), "%s", bin && *bin ? bin : "build/reflinkfs");
+	snprintf(g_dir, sizeof(g_dir), "%s/jclXXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	snprintf(g_mnt, sizeof(g_mnt), "%s/mnt", g_dir);
+	if (mkdir(g_mnt, 0755) || rfs_fs_mkfs(g_pool, 64ull << 20, 0))
+		return -1;
+	char *argv[] = {g_bin, "mount", "-f", g_pool, g_mnt, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	char log[4300];
+	snprintf(log, sizeof(log), "%s/daemon.log", g_dir);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	int ret = posix_spawn(&g_daemon, g_bin, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (ret)
+		return -1;
+	for (int i = 0; i < 200 && !mounted(); i++)
+		usleep(25000);
+	return mounted() ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (!g_daemon)
+		return 0;
+	if (mounted()) {
+		char *argv[] = {"fusermount3", "-u", g_mnt, NULL};
+		pid_t p;
+		if (posix_spawnp(&p, "fusermount3", NULL, NULL, argv, environ) == 0)
+			waitpid(p, NULL, 0);
+	}
+	int st;
+	for (int i = 0; i < 400 && waitpid(g_daemon, &st, WNOHANG) == 0; i++)
+		usleep(25000);
+	if (waitpid(g_daemon, &st, WNOHANG) == 0) { /* ours, by pid */
+		kill(g_daemon, SIGKILL);
+		waitpid(g_daemon, &st, 0);
+	}
+	char p[4300];
+	snprintf(p, sizeof(p), "%s/daemon.log", g_dir);
+	unlink(p);
+	unlink(g_pool);
+	rmdir(g_mnt);
+	rmdir(g_dir);
+	return 0;
+}
+
+#define NEED_MOUNT()                                       \
+	do {                                               \
+		if (!g_daemon) {                           \
+			print_message("no /dev/fuse\n"); \
+			skip();                            \
+		}                                          \
+	} while (0)
+
+struct got {
+	char text[8192];
+	unsigned n, stop_after;
+};
+
+static int collect(void *arg, const struct rfs_change *c)
+{
+	struct got *g = arg;
+	if (g->stop_after && g->n == g->stop_after)
+		return 7;
+	size_t l = strlen(g->text);
+	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s\n", rfs_change_kind_name(c->kind),
+		 c->path ? c->path : "(null)", c->old_path ? " " : "",
+		 c->old_path ? c->old_path : "");
+	g->n++;
+	return 0;
+}
+
+/* Create rel and commit (fsync commits the whole pool). */
+static void create_sync(const char *rel)
+{
+	char p[4400];
+	path_of(p, sizeof(p), rel);
+	int fd = open(p, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+static void test_read(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	char p[4400], c0[RFS_CURSOR_MAX], c1[RFS_CURSOR_MAX];
+	struct got g = {0};
+	assert_int_equal(rfs_changes_read(g_mnt, NULL, collect, &g, c0), 0);
+	path_of(p, sizeof(p), "a");
+	assert_int_equal(mkdir(p, 0755), 0);
+	path_of(p, sizeof(p), "b");
+	assert_int_equal(mkdir(p, 0755), 0);
+	create_sync("a/x");
+	create_sync("b/y");
+	memset(&g, 0, sizeof(g));
+	path_of(p, sizeof(p), "a");
+	assert_int_equal(rfs_changes_read(p, c0, collect, &g, c1), 0);
+	assert_string_equal(g.text, "create x\ndata x\n");
+	/* Nothing new below a since the new cursor. */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(rfs_changes_read(p, c1, collect, &g, c1), 0);
+	assert_int_equal(g.n, 0);
+	/* The whole mount, stopped early: the stop value, next untouched. */
+	memset(&g, 0, sizeof(g));
+	g.stop_after = 2;
+	strcpy(c1, "untouched");
+	assert_int_equal(rfs_changes_read(g_mnt, c0, collect, &g, c1), 7);
+	assert_int_equal(g.n, 2);
+	assert_string_equal(c1, "untouched");
+}
+
+struct later {
+	const char *rel;
+	unsigned ms;
+};
+
+static void *create_later(void *arg)
+{
+	struct later *l = arg;
+	usleep(l->ms * 1000u);
+	char p[4400];
+	path_of(p, sizeof(p), l->rel);
+	int fd = open(p, O_WRONLY | O_CREAT, 0644);
+	if (fd >= 0)
+		close(fd); /* no fsync: the follower asks for the commit */
+	return NULL;
+}
+
+static void test_follow(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	char c0[RFS_CURSOR_MAX], c1[RFS_CURSOR_MAX];
+	struct got g = {0};
+	assert_int_equal(rfs_changes_read(g_mnt, NULL, collect, &g, c0), 0);
+	/* Nothing happens: the timeout, with a cursor to go on from. */
+	memset(&g, 0, sizeof(g));
+	c1[0] = 0;
+	assert_int_equal(rfs_changes_follow(g_mnt, c0, 100, collect, &g, c1), -ETIMEDOUT);
+	assert_int_equal(g.n, 0);
+	assert_string_equal(c1, c0);
+	/* A file made while the follower waits is delivered. */
+	pthread_t t;
+	struct later l = {"followed", 300};
+	assert_int_equal(pthread_create(&t, NULL, create_later, &l), 0);
+	memset(&g, 0, sizeof(g));
+	int ret = rfs_changes_follow(g_mnt, c0, 60000, collect, &g, c1);
+	pthread_join(t, NULL);
+	assert_int_equal(ret, 0);
+	assert_non_null(strstr(g.text, "create followed\n"));
+	assert_string_not_equal(c1, c0);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	char c[RFS_CURSOR_MAX], p[4400];
+	struct got g = {0};
+	assert_int_equal(rfs_changes_read(g_dir, NULL, collect, &g, c), -ENOTTY);
+	create_sync("file");
+	path_of(p, sizeof(p), "file");
+	assert_int_equal(rfs_changes_read(p, NULL, collect, &g, c), -ENOTDIR);
+	path_of(p, sizeof(p), "missing");
+	assert_int_equal(rfs_changes_read(p, NULL, collect, &g, c), -ENOENT);
+	assert_int_equal(rfs_changes_read(g_mnt, "garbage", collect, &g, c), -EINVAL);
+	assert_int_equal(
+		rfs_changes_read(g_mnt,
+				 "rfsj1:00000000000000000000000000000000:0000000000000001:0000000000000001",
+				 collect, &g, c),
+		-EXDEV);
+	assert_int_equal(rfs_changes_follow(g_mnt, "garbage", 10, collect, &g, c), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_follow),
+		cmocka_unit_test(test_errors),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
