@@ -12,6 +12,7 @@ packages=(
 	libfuse3-dev fuse3
 	libisal-dev libcmocka-dev liblmdb-dev
 	fio xfsprogs btrfs-progs rsync git valgrind time attr acl python3
+	inotify-tools
 	nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind
 )
 
