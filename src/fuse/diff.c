@@ -1,10 +1,9 @@
 /*
- * `reflinkfs diff` through ioctls on an open directory of the mount
+ * `reflinkfs diff` through ioctls on a directory of the mount
  * (RFS_IOC_DIFF_START, RFS_IOC_DIFF_REPORT; see fs.h), in the scrub's
- * style: the result belongs to the open directory it was computed on,
- * found by the directory's file handle (rfs_fuse_dir_handle), and
- * releasedir frees it, so an interrupted `reflinkfs diff` leaves nothing
- * behind.
+ * style: the result belongs to the directory it was computed on and the
+ * process that asked (fh_session.h), and is freed when that process is
+ * gone, so an interrupted `reflinkfs diff` leaves nothing behind.
  */
 #include "fuse/rfs_fuse.h"
 #include "fuse/fh_session.h"
@@ -22,21 +21,16 @@ static void diff_free(void *d)
 
 static struct fh_table g_diffs = FH_TABLE_INIT(diff_free);
 
-void rfs_fuse_diff_release(uint64_t fh)
-{
-	fh_session_release(&g_diffs, fh);
-}
-
 void rfs_fuse_diff_release_all(void)
 {
 	fh_session_release_all(&g_diffs);
 }
 
-static int diff_start(rfs_fs *fs, uint64_t fh, rfs_nodeid a, rfs_nodeid b,
+static int diff_start(rfs_fs *fs, const struct fh_key *key, rfs_nodeid a, rfs_nodeid b,
 		      struct rfs_ioc_diff_start *out)
 {
 	int ret;
-	struct fh_session *s = fh_session_get(&g_diffs, fh, true, &ret);
+	struct fh_session *s = fh_session_get(&g_diffs, key, true, &ret);
 	if (!s)
 		return ret;
 	rfs_diff_end(s->data); /* a new start replaces an earlier result */
@@ -59,12 +53,12 @@ static size_t cut(const char *p, uint8_t *flags)
 	return n;
 }
 
-static int diff_report(uint64_t fh, struct rfs_ioc_diff_report *rep)
+static int diff_report(const struct fh_key *key, struct rfs_ioc_diff_report *rep)
 {
 	int ret;
-	struct fh_session *s = fh_session_get(&g_diffs, fh, false, &ret);
+	struct fh_session *s = fh_session_get(&g_diffs, key, false, &ret);
 	if (!s)
-		return ret == -ENOENT ? -EINVAL : ret; /* no diff started on this handle */
+		return ret == -ENOENT ? -EINVAL : ret; /* no diff started by this caller here */
 	rfs_diff *d = s->data;
 	if (!d) {
 		fh_session_put(s);
@@ -94,9 +88,9 @@ static int diff_report(uint64_t fh, struct rfs_ioc_diff_report *rep)
 	return 0;
 }
 
-int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
-			rfs_nodeid a, rfs_nodeid b, const void *in, size_t in_size, void *out,
-			size_t out_size)
+int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+			unsigned cmd, rfs_nodeid a, rfs_nodeid b, const void *in, size_t in_size,
+			void *out, size_t out_size)
 {
 	/* The result names files anywhere below A and B: root or the owner. */
 	if (ctx->uid != 0 && ctx->uid != getuid())
@@ -105,7 +99,7 @@ int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, uns
 		if (out_size < sizeof(struct rfs_ioc_diff_start))
 			return -EINVAL;
 		memset(out, 0, sizeof(struct rfs_ioc_diff_start));
-		return diff_start(fs, fh, a, b, out);
+		return diff_start(fs, key, a, b, out);
 	}
 	if (in_size < sizeof(struct rfs_ioc_diff_report) ||
 	    out_size < sizeof(struct rfs_ioc_diff_report))
@@ -115,5 +109,5 @@ int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, uns
 	memcpy(&first, in, sizeof(first));
 	memset(rep, 0, sizeof(*rep));
 	rep->first = first;
-	return diff_report(fh, rep);
+	return diff_report(key, rep);
 }

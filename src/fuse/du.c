@@ -1,9 +1,10 @@
 /*
- * `reflinkfs du` through ioctls on an open directory of the mount
+ * `reflinkfs du` through ioctls on a directory of the mount
  * (RFS_IOC_DU_STEP; see fs.h), in the scrub's style: the du belongs to the
- * open directory it was started on, found by the directory's file handle
- * (rfs_fuse_dir_handle), and releasedir ends it, so an interrupted
- * `reflinkfs du` leaves nothing behind.
+ * directory and the process that started it (fh_session.h).  The step
+ * that finishes it ends it (the figures go out with that step), so the
+ * next du of the same process in the same directory starts afresh; one
+ * that is interrupted ends when its process is gone.
  *
  * Each step works for about STEP_NS, in pieces of PIECE units under the
  * pool's read lock (rfs_du_step), so one FUSE worker is busy at most that
@@ -22,7 +23,7 @@
 #define STEP_NS 200000000ll /* 0.2 s of work per ioctl */
 #define PIECE 1024          /* units (nodes, items, extent runs) per read-lock hold */
 
-/* One du per open directory, of the PATH the caller named first. */
+/* The du of a session, of the PATH the caller named first. */
 struct du_run {
 	uint64_t st_ino; /* the du's PATH, as the caller named it */
 	rfs_du *du;
@@ -37,11 +38,6 @@ static void du_free(void *p)
 }
 
 static struct fh_table g_dus = FH_TABLE_INIT(du_free);
-
-void rfs_fuse_du_release(uint64_t fh)
-{
-	fh_session_release(&g_dus, fh);
-}
 
 void rfs_fuse_du_release_all(void)
 {
@@ -71,17 +67,17 @@ static int target(rfs_fs *fs, rfs_nodeid dir, const struct rfs_ioc_du_step *io,
 	return (uint64_t)st.st_ino == io->ino ? 0 : -ESTALE;
 }
 
-/* The session of fh, locked, with its du (started on PATH by the first
+/* The session of key, locked, with its du (started on PATH by the first
  * request); NULL with *err set otherwise. */
-static struct fh_session *session_get(rfs_fs *fs, uint64_t fh, rfs_nodeid dir,
+static struct fh_session *session_get(rfs_fs *fs, const struct fh_key *key, rfs_nodeid dir,
 				      const struct rfs_ioc_du_step *io, int *err)
 {
-	struct fh_session *s = fh_session_get(&g_dus, fh, true, err);
+	struct fh_session *s = fh_session_get(&g_dus, key, true, err);
 	if (!s)
 		return NULL;
 	struct du_run *r = s->data;
 	if (r && r->st_ino != io->ino) {
-		*err = -EINVAL; /* one du per open directory */
+		*err = -EINVAL; /* one du at a time per caller and directory */
 	} else if (!r) {
 		rfs_nodeid node = 0;
 		r = calloc(1, sizeof(*r));
@@ -112,15 +108,15 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_nodeid dir,
-		      struct rfs_ioc_du_step *io)
+int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+		      rfs_nodeid dir, struct rfs_ioc_du_step *io)
 {
 	/* The walk reads directories the caller may not be allowed to
 	 * read: root or the owner of the mount, as for the scrub. */
 	if (ctx->uid != 0 && ctx->uid != getuid())
 		return -EPERM;
 	int ret;
-	struct fh_session *s = session_get(fs, fh, dir, io, &ret);
+	struct fh_session *s = session_get(fs, key, dir, io, &ret);
 	if (!s)
 		return ret;
 	rfs_du *du = ((struct du_run *)s->data)->du;
@@ -130,5 +126,7 @@ int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_n
 	while (ret == 1 && now_ns() - start < STEP_NS);
 	rfs_du_get_stats(du, &io->st);
 	fh_session_put(s);
+	if (ret <= 0)
+		fh_session_release(&g_dus, key); /* done (or failed): figures sent */
 	return ret < 0 ? ret : 0;
 }

@@ -1,9 +1,13 @@
 /*
- * Sessions of the long ioctls (scrub, diff, du) that belong to an open
- * directory of the mount: found by the directory's file handle
- * (rfs_fuse_dir_handle), one request at a time each, and freed by
- * releasedir (or at unmount), so an interrupted command leaves nothing
- * behind.
+ * Sessions of the long ioctls (scrub, diff, du) on a directory of the
+ * mount.  The daemon answers OPENDIR with ENOSYS (so a warm walk costs
+ * no OPENDIR/RELEASEDIR round trip), hence a directory descriptor has no
+ * handle of its own: a session is found by its key, the directory and
+ * the calling process (pid and the process's start time, so a reused
+ * pid is another caller), one request at a time each.  Sessions whose
+ * process is gone are freed at the next session request of any command
+ * (fh_session_get sweeps them) or at unmount, so an interrupted command
+ * leaves nothing behind for long.
  */
 #ifndef RFS_FUSE_FH_SESSION_H
 #define RFS_FUSE_FH_SESSION_H
@@ -11,9 +15,21 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* Whose session: the directory it runs on and the calling process.  pid
+ * 0 (the caller is outside the daemon's pid namespace) is an unknown
+ * caller: its sessions are freed after FH_SESSION_IDLE_SECS unused. */
+struct fh_key {
+	uint64_t dir;
+	pid_t pid;
+	uint64_t start; /* the process's start time (/proc/PID/stat, field 22) */
+};
+#define FH_SESSION_IDLE_SECS 600
 
 struct fh_session {
-	uint64_t fh;
+	struct fh_key key;
+	int64_t used;         /* CLOCK_MONOTONIC seconds of the last request; table lock */
 	void *data;           /* the command's state; its holder's (below) */
 	pthread_mutex_t lock; /* held by the request using data */
 	struct fh_session *next;
@@ -21,7 +37,7 @@ struct fh_session {
 
 /* The sessions of one command.  lock protects the list; a session's data
  * belongs to whoever holds the session's lock, taken while the list's
- * lock is held, so releasedir cannot free it under a running request. */
+ * lock is held, so a sweep cannot free it under a running request. */
 struct fh_table {
 	pthread_mutex_t lock;
 	struct fh_session *head;
@@ -29,15 +45,20 @@ struct fh_table {
 };
 #define FH_TABLE_INIT(free_fn) {PTHREAD_MUTEX_INITIALIZER, NULL, (free_fn)}
 
+/* The key of a request from process pid on directory dir. */
+void fh_key_of(uint64_t dir, pid_t pid, struct fh_key *key);
+
 /*
- * The session of fh, locked: made with data NULL when there is none and
- * create is set.  NULL with *err: -ENOENT (none), -EBUSY (another request
- * of the caller uses it), -ENOMEM.  Give it back with fh_session_put.
+ * The session of key, locked: made with data NULL when there is none and
+ * create is set.  First frees the sessions of processes that are gone.
+ * NULL with *err: -ENOENT (none), -EBUSY (another request of the caller
+ * uses it), -ENOMEM.  Give it back with fh_session_put.
  */
-struct fh_session *fh_session_get(struct fh_table *t, uint64_t fh, bool create, int *err);
+struct fh_session *fh_session_get(struct fh_table *t, const struct fh_key *key, bool create,
+				  int *err);
 void fh_session_put(struct fh_session *s);
-/* Free fh's session, after the request using it (releasedir). */
-void fh_session_release(struct fh_table *t, uint64_t fh);
+/* Free key's session, after the request using it (a finished du). */
+void fh_session_release(struct fh_table *t, const struct fh_key *key);
 /* Free every session (unmount: no request runs any more). */
 void fh_session_release_all(struct fh_table *t);
 

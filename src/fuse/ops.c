@@ -3,6 +3,7 @@
  * matching rfs_fs_* function and replies.  No filesystem logic here.
  */
 #include "fuse/rfs_fuse.h"
+#include "fuse/fh_session.h"
 
 #include "reflinkfs/journal.h"
 
@@ -364,24 +365,20 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, -sync_pool(req));
 }
 
+/* A directory needs nothing at open or close: ENOSYS makes the kernel
+ * stop sending OPENDIR and RELEASEDIR for good (two round trips less per
+ * directory a walk opens) and open every directory as if the answer had
+ * been FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE: the kernel keeps the listing in
+ * the directory's page cache and answers later readdirs from it.  It
+ * drops it itself when it changes the directory (create, unlink, rename:
+ * the directory's version moves); changes it does not see invalidate the
+ * directory inode.  The ioctls that keep state between requests (scrub,
+ * diff, du) find it by directory and calling process (fh_session.h). */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct stat st;
-	int ret = rfs_fs_getattr(FS(req), ino, &st);
-	if (!ret && !S_ISDIR(st.st_mode))
-		ret = -ENOTDIR;
-	if (ret) {
-		fuse_reply_err(req, -ret);
-		return;
-	}
-	fi->fh = rfs_fuse_dir_handle(); /* names the scrub started on it */
-	/* The kernel keeps the listing in the directory's page cache and
-	 * answers later readdirs from it.  It drops it itself when it changes
-	 * the directory (create, unlink, rename: the directory's version
-	 * moves); changes it does not see invalidate the directory inode. */
-	fi->cache_readdir = 1;
-	fi->keep_cache = 1;
-	fuse_reply_open(req, fi);
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, ENOSYS);
 }
 
 struct dirbuf {
@@ -443,15 +440,6 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 {
 	(void)fi;
 	do_readdir(req, ino, size, off, true);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	rfs_fuse_scrub_release(fi->fh);
-	rfs_fuse_diff_release(fi->fh);
-	rfs_fuse_du_release(fi->fh);
-	fuse_reply_err(req, 0);
 }
 
 static void op_destroy(void *userdata)
@@ -689,11 +677,13 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	}
 	case RFS_IOC_SCRUB_STEP:
 	case RFS_IOC_SCRUB_REPORT: {
-		/* On a directory handle only (where opendir put a handle). */
+		/* On a directory only. */
 		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
-		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		int ret = !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		struct fh_key key;
+		fh_key_of(ino, fuse_req_ctx(req)->pid, &key);
 		if (!ret)
-			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, in_buf,
+			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), &key, cmd, in_buf,
 						   in_bufsz, out, out_bufsz);
 		if (ret)
 			fuse_reply_err(req, -ret);
@@ -717,10 +707,12 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	}
 	case RFS_IOC_DIFF_START:
 	case RFS_IOC_DIFF_REPORT: {
-		/* On a directory handle only (A); B comes as a descriptor of the
+		/* On a directory only (A); B comes as a descriptor of the
 		 * caller, checked like the clone source. */
 		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
-		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		int ret = !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
+		struct fh_key key;
+		fh_key_of(ino, fuse_req_ctx(req)->pid, &key);
 		rfs_nodeid b = 0;
 		if (!ret && cmd == RFS_IOC_DIFF_START) {
 			struct rfs_ioc_diff_start s;
@@ -736,7 +728,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			}
 		}
 		if (!ret)
-			ret = rfs_fuse_diff_ioctl(FS(req), fuse_req_ctx(req), fi->fh, cmd, ino, b,
+			ret = rfs_fuse_diff_ioctl(FS(req), fuse_req_ctx(req), &key, cmd, ino, b,
 						  in_buf, in_bufsz, out, out_bufsz);
 		if (ret)
 			fuse_reply_err(req, -ret);
@@ -754,15 +746,17 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		return;
 	}
 	case RFS_IOC_DU_STEP: {
-		/* On a directory handle only: PATH is the directory or an
-		 * entry of it (src/fuse/du.c). */
+		/* On a directory only: PATH is the directory or an entry of
+		 * it (src/fuse/du.c). */
 		struct rfs_ioc_du_step s;
-		int ret = !fi || !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : 0;
+		int ret = !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : 0;
+		struct fh_key key;
+		fh_key_of(ino, fuse_req_ctx(req)->pid, &key);
 		if (!ret && (in_bufsz < sizeof(s) || out_bufsz < sizeof(s)))
 			ret = -EINVAL;
 		if (!ret) {
 			memcpy(&s, in_buf, sizeof(s));
-			ret = rfs_fuse_du_ioctl(FS(req), fuse_req_ctx(req), fi->fh, ino, &s);
+			ret = rfs_fuse_du_ioctl(FS(req), fuse_req_ctx(req), &key, ino, &s);
 		}
 		if (ret)
 			fuse_reply_err(req, -ret);
@@ -845,7 +839,6 @@ const struct fuse_lowlevel_ops rfs_fuse_ops = {
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
 	.fsyncdir = op_fsync,
 	.statfs = op_statfs,
 	.setxattr = op_setxattr,

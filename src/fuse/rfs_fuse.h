@@ -70,14 +70,13 @@ void rfs_fuse_mountwatch_stop(struct rfs_mountwatch *w);
 int rfs_fuse_tmpfile_setup(struct fuse_session *se);
 
 /* ---- online scrub (scrub.c) ---- */
-/* A new file handle for an opened directory (scrubs are found by it). */
-uint64_t rfs_fuse_dir_handle(void);
-/* RFS_IOC_SCRUB_STEP / RFS_IOC_SCRUB_REPORT on the directory handle fh:
- * 0 with out filled, or a negative errno. */
-int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
-			 const void *in, size_t in_size, void *out, size_t out_size);
-/* The directory handle fh was closed: end its scrub, if any. */
-void rfs_fuse_scrub_release(uint64_t fh);
+/* Scrub, diff and du keep a session per directory and calling process
+ * (struct fh_key, src/fuse/fh_session.h). */
+struct fh_key;
+/* RFS_IOC_SCRUB_STEP / RFS_IOC_SCRUB_REPORT in the session key: 0 with
+ * out filled, or a negative errno. */
+int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+			 unsigned cmd, const void *in, size_t in_size, void *out, size_t out_size);
 /* End every scrub (the session is going away). */
 void rfs_fuse_scrub_release_all(void);
 
@@ -103,13 +102,11 @@ void rfs_fuse_snapshot_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned cmd, const
 			     size_t in_size, size_t out_size);
 
 /* ---- diff (diff.c) ---- */
-/* RFS_IOC_DIFF_START (directories a and b) / RFS_IOC_DIFF_REPORT on the
- * directory handle fh: 0 with out filled, or a negative errno. */
-int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
-			rfs_nodeid a, rfs_nodeid b, const void *in, size_t in_size, void *out,
-			size_t out_size);
-/* The directory handle fh was closed: free its diff, if any. */
-void rfs_fuse_diff_release(uint64_t fh);
+/* RFS_IOC_DIFF_START (directories a and b) / RFS_IOC_DIFF_REPORT in the
+ * session key (on a): 0 with out filled, or a negative errno. */
+int rfs_fuse_diff_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+			unsigned cmd, rfs_nodeid a, rfs_nodeid b, const void *in, size_t in_size,
+			void *out, size_t out_size);
 /* Free every diff (the session is going away). */
 void rfs_fuse_diff_release_all(void);
 
@@ -127,12 +124,11 @@ void rfs_fuse_reqstats_count(uint32_t opcode);
 void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out);
 
 /* ---- du (du.c) ---- */
-/* RFS_IOC_DU_STEP on the handle fh of directory dir (request in io,
- * figures out in io->st): 0 or a negative errno. */
-int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, rfs_nodeid dir,
-		      struct rfs_ioc_du_step *io);
-/* The directory handle fh was closed: end its du, if any. */
-void rfs_fuse_du_release(uint64_t fh);
+/* RFS_IOC_DU_STEP in the session key of directory dir (request in io,
+ * figures out in io->st): 0 or a negative errno.  The session ends with
+ * the step that finishes the du. */
+int rfs_fuse_du_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+		      rfs_nodeid dir, struct rfs_ioc_du_step *io);
 /* End every du (the session is going away). */
 void rfs_fuse_du_release_all(void);
 

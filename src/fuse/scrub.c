@@ -1,9 +1,9 @@
 /*
- * Online scrub through ioctls on an open directory of the mount
+ * Online scrub through ioctls on a directory of the mount
  * (RFS_IOC_SCRUB_STEP, RFS_IOC_SCRUB_REPORT; see fs.h).  A scrub belongs
- * to the open directory it was started on, found by the directory's file
- * handle (every opendir gets a handle of its own); releasedir ends it, so
- * a `reflinkfs scrub` that is interrupted or killed leaves nothing behind.
+ * to the directory and the process that started it (fh_session.h); it
+ * ends when that process is gone, so a `reflinkfs scrub` that is
+ * interrupted or killed leaves nothing behind.
  *
  * Each step works for about STEP_NS, in pieces of PIECE units under the
  * pool's read lock (rfs_scrub_step), so one FUSE worker is busy at most
@@ -31,23 +31,6 @@ static void scrub_free(void *sc)
 }
 
 static struct fh_table g_scrubs = FH_TABLE_INIT(scrub_free);
-
-/* Directory handles of this daemon (one mount per process); g_fh_lock. */
-static pthread_mutex_t g_fh_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t g_next_fh = 1;
-
-uint64_t rfs_fuse_dir_handle(void)
-{
-	pthread_mutex_lock(&g_fh_lock);
-	uint64_t fh = g_next_fh++;
-	pthread_mutex_unlock(&g_fh_lock);
-	return fh;
-}
-
-void rfs_fuse_scrub_release(uint64_t fh)
-{
-	fh_session_release(&g_scrubs, fh);
-}
 
 void rfs_fuse_scrub_release_all(void)
 {
@@ -82,10 +65,10 @@ static void log_outcome(rfs_scrub *sc, const struct rfs_scrub_stats *st)
 	}
 }
 
-static int scrub_step(rfs_fs *fs, uint64_t fh, struct rfs_ioc_scrub_step *out)
+static int scrub_step(rfs_fs *fs, const struct fh_key *key, struct rfs_ioc_scrub_step *out)
 {
 	int ret;
-	struct fh_session *s = fh_session_get(&g_scrubs, fh, true, &ret);
+	struct fh_session *s = fh_session_get(&g_scrubs, key, true, &ret);
 	if (!s)
 		return ret;
 	if (!s->data) { /* the first step starts it */
@@ -112,12 +95,12 @@ static int scrub_step(rfs_fs *fs, uint64_t fh, struct rfs_ioc_scrub_step *out)
 	return ret < 0 ? ret : 0;
 }
 
-static int scrub_report(uint64_t fh, struct rfs_ioc_scrub_report *rep)
+static int scrub_report(const struct fh_key *key, struct rfs_ioc_scrub_report *rep)
 {
 	int ret;
-	struct fh_session *s = fh_session_get(&g_scrubs, fh, false, &ret);
+	struct fh_session *s = fh_session_get(&g_scrubs, key, false, &ret);
 	if (!s)
-		return ret == -ENOENT ? -EINVAL : ret; /* no scrub on this handle */
+		return ret == -ENOENT ? -EINVAL : ret; /* no scrub started by this caller here */
 	rfs_scrub *sc = s->data;
 	if (!sc) {
 		fh_session_put(s);
@@ -149,8 +132,8 @@ static int scrub_report(uint64_t fh, struct rfs_ioc_scrub_report *rep)
 	return ret == -EBUSY ? -EBUSY : 0; /* -EBUSY: the walk is not done */
 }
 
-int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, unsigned cmd,
-			 const void *in, size_t in_size, void *out, size_t out_size)
+int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const struct fh_key *key,
+			 unsigned cmd, const void *in, size_t in_size, void *out, size_t out_size)
 {
 	/* The report names every file of the mount: root or the owner. */
 	if (ctx->uid != 0 && ctx->uid != getuid())
@@ -159,7 +142,7 @@ int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, un
 		if (out_size < sizeof(struct rfs_ioc_scrub_step))
 			return -EINVAL;
 		memset(out, 0, sizeof(struct rfs_ioc_scrub_step));
-		return scrub_step(fs, fh, out);
+		return scrub_step(fs, key, out);
 	}
 	if (in_size < sizeof(struct rfs_ioc_scrub_report) ||
 	    out_size < sizeof(struct rfs_ioc_scrub_report))
@@ -169,5 +152,5 @@ int rfs_fuse_scrub_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, uint64_t fh, un
 	memcpy(&first, in, sizeof(first));
 	memset(rep, 0, sizeof(*rep));
 	rep->first = first;
-	return scrub_report(fh, rep);
+	return scrub_report(key, rep);
 }

@@ -47,7 +47,7 @@ walk
 reqs >"$SCRATCH/r2"
 warm_free() {
 	local op bad=0
-	for op in LOOKUP GETATTR READLINK READDIR READDIRPLUS; do
+	for op in LOOKUP GETATTR READLINK OPENDIR READDIR READDIRPLUS RELEASEDIR; do
 		if [ "$(count $op "$SCRATCH/r1")" != "$(count $op "$SCRATCH/r2")" ]; then
 			echo "$op: $(count $op "$SCRATCH/r1") before, $(count $op "$SCRATCH/r2") after"
 			bad=1
@@ -55,7 +55,7 @@ warm_free() {
 	done
 	return $bad
 }
-check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink or readdir request" warm_free
+check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink, opendir, readdir or releasedir request" warm_free
 check "warm walk: the IOCTL probe itself was counted" \
 	test "$(count IOCTL "$SCRATCH/r2")" -gt "$(count IOCTL "$SCRATCH/r1")"
 

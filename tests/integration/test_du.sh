@@ -93,6 +93,14 @@ rm "$MNT/b/bigclone"
 expect "$MNT/b/big" $((8 * M)) $((8 * M)) $((8 * M))
 rm "$MNT/b/big"
 
+# Several PATHs in one directory, and one PATH twice, in one command: a du
+# belongs to the directory and the calling process, so each must end
+# before the next starts (du.c ends it with its last step).
+run_du --json "$MNT/a/small" "$MNT/a/h" "$MNT/a/h"
+check "du of two files of one directory, one of them twice: all three figures" bash -c \
+	"[ $(rc) = 0 ] && [ '$(field total 1)' = $K ] && [ '$(field total 2)' = $((10 * K)) ] &&
+	 [ '$(field total 3)' = $((10 * K)) ]"
+
 # Output forms.
 run_du "$MNT/a" "$MNT/snap"
 check "text: a header and one line per PATH, in bytes" bash -c \
