@@ -9,9 +9,11 @@
  * mount root that descends only into directories whose links_below
  * count says that hard-linked names lie below (and, for an inode of a
  * snapshot volume, into directories with volume roots below, to reach
- * that volume).  The answer is cached per inode until a name changes
- * (link, unlink, rename, snapshot: link_names_changed), so a file
- * written many times costs one walk, not one per write.
+ * that volume).  That walk visits the same directories whatever inode
+ * is wanted, so it collects the names of every hard-linked inode of the
+ * volume at once, into a map kept until a name may change (link, unlink,
+ * rename, snapshot: link_names_changed): changes to any number of
+ * hard-linked files between two such operations cost one walk.
  *
  * Locking: pool write lock (the journal's records are built inside the
  * running operation).
@@ -22,20 +24,30 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#define LN_SLOTS 16
+#define LN_VOLS 8 /* volumes whose maps are kept */
 #define LN_DEPTH_MAX 4096
 #define LN_PATH_MAX 16384 /* longer paths are not listed (record path: u16) */
 
-struct ln_slot {
-	bool valid;
-	uint64_t vol, ino, gen;
+/* The names of one inode. */
+struct ln_ent {
+	uint64_t ino; /* 0: free slot */
 	struct link_name *names;
-	size_t n;
+	size_t n, cap;
+};
+
+/* The names of every hard-linked inode of a volume (open addressing). */
+struct ln_map {
+	bool valid;
+	uint64_t vol, gen;
+	struct ln_ent *ents;
+	size_t cap, used;
 };
 
 struct link_names {
 	uint64_t gen; /* bumped by link_names_changed */
-	struct ln_slot slot[LN_SLOTS];
+	uint64_t walks; /* walks made (tests) */
+	unsigned next; /* map to reuse next */
+	struct ln_map map[LN_VOLS];
 };
 
 static void names_free(struct link_name *names, size_t n)
@@ -47,13 +59,60 @@ static void names_free(struct link_name *names, size_t n)
 	free(names);
 }
 
+static void map_clear(struct ln_map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		names_free(m->ents[i].names, m->ents[i].n);
+	free(m->ents);
+	memset(m, 0, sizeof(*m));
+}
+
+static size_t slot_of(uint64_t ino, size_t cap)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+/* The entry of ino (add: make one); NULL when absent or out of memory. */
+static struct ln_ent *map_ent(struct ln_map *m, uint64_t ino, bool add)
+{
+	if (add && (m->used + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 64;
+		struct ln_ent *e = calloc(cap, sizeof(*e));
+		if (!e)
+			return NULL;
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->ents[i].ino)
+				continue;
+			size_t h = slot_of(m->ents[i].ino, cap);
+			while (e[h].ino)
+				h = (h + 1) & (cap - 1);
+			e[h] = m->ents[i];
+		}
+		free(m->ents);
+		m->ents = e;
+		m->cap = cap;
+	}
+	if (!m->cap)
+		return NULL;
+	size_t h = slot_of(ino, m->cap);
+	while (m->ents[h].ino && m->ents[h].ino != ino)
+		h = (h + 1) & (m->cap - 1);
+	if (!m->ents[h].ino) {
+		if (!add)
+			return NULL;
+		m->ents[h].ino = ino;
+		m->used++;
+	}
+	return &m->ents[h];
+}
+
 void link_names_free(rfs_fs *fs)
 {
 	struct link_names *ln = fs->lnames;
 	if (!ln)
 		return;
-	for (int i = 0; i < LN_SLOTS; i++)
-		names_free(ln->slot[i].names, ln->slot[i].n);
+	for (int i = 0; i < LN_VOLS; i++)
+		map_clear(&ln->map[i]);
 	free(ln);
 	fs->lnames = NULL;
 }
@@ -68,27 +127,30 @@ void link_names_changed(rfs_fs *fs)
  * being read, and the path to it. */
 struct walk {
 	rfs_fs *fs;
-	uint64_t vol, ino; /* the inode whose names are wanted */
+	uint64_t vol; /* the volume whose hard-linked names are wanted */
+	struct ln_map *m;
 	struct link_dir dirs[LN_DEPTH_MAX];
 	char path[LN_PATH_MAX];
 	size_t plen;
-	struct link_name *out;
-	size_t n, cap;
 };
 
-static int found(struct walk *w, unsigned depth, const char *name, size_t len)
+/* A stub of inode ino named name in directory dirs[depth]. */
+static int found(struct walk *w, unsigned depth, uint64_t ino, const char *name, size_t len)
 {
 	if (w->plen + 1 + len >= sizeof(w->path))
 		return 0; /* a path too long to record: not listed under it */
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 4;
-		struct link_name *o = realloc(w->out, cap * sizeof(*o));
+	struct ln_ent *e = map_ent(w->m, ino, true);
+	if (!e)
+		return -ENOMEM;
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 2;
+		struct link_name *o = realloc(e->names, cap * sizeof(*o));
 		if (!o)
 			return -ENOMEM;
-		w->out = o;
-		w->cap = cap;
+		e->names = o;
+		e->cap = cap;
 	}
-	struct link_name *x = &w->out[w->n];
+	struct link_name *x = &e->names[e->n];
 	x->path = malloc(w->plen + len + 2);
 	x->dirs = malloc(sizeof(*x->dirs) * (depth + 1));
 	if (!x->path || !x->dirs) {
@@ -104,7 +166,7 @@ static int found(struct walk *w, unsigned depth, const char *name, size_t len)
 	x->path[l + len] = 0;
 	memcpy(x->dirs, w->dirs, sizeof(*x->dirs) * (depth + 1));
 	x->ndirs = depth + 1;
-	w->n++;
+	e->n++;
 	return 0;
 }
 
@@ -144,7 +206,7 @@ static int walk_dir(struct walk *w, unsigned depth, uint64_t root)
 		const char *name = (const char *)k + 9;
 		size_t len = kl - 9;
 		if (r.i.flags & RFS_INODE_LINKED) {
-			if (vol == w->vol && r.i.ino == w->ino && (ret = found(w, depth, name, len)))
+			if (vol == w->vol && (ret = found(w, depth, r.i.ino, name, len)))
 				break;
 			continue;
 		}
@@ -192,14 +254,15 @@ static int walk_dir(struct walk *w, unsigned depth, uint64_t root)
 	return ret;
 }
 
-static int walk(rfs_fs *fs, uint64_t vol, uint64_t ino, struct link_name **out, size_t *n)
+/* Fill map m with the names of every hard-linked inode of volume vol. */
+static int walk(rfs_fs *fs, uint64_t vol, struct ln_map *m)
 {
 	struct walk *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->fs = fs;
 	w->vol = vol;
-	w->ino = ino;
+	w->m = m;
 	rfs_tree vt;
 	struct rfs_irec root;
 	int ret = rfs_catalog_get(fs->pool, (uint64_t)RFS_TOP_VOLUME, &vt);
@@ -210,12 +273,6 @@ static int walk(rfs_fs *fs, uint64_t vol, uint64_t ino, struct link_name **out, 
 	if (!ret) {
 		w->dirs[0] = (struct link_dir){RFS_TOP_VOLUME, root.i.ino};
 		ret = walk_dir(w, 0, root.i.subtree);
-	}
-	if (ret) {
-		names_free(w->out, w->n);
-	} else {
-		*out = w->out;
-		*n = w->n;
 	}
 	free(w);
 	return ret;
@@ -228,17 +285,35 @@ int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_nam
 	if (!fs->lnames && !(fs->lnames = calloc(1, sizeof(*fs->lnames))))
 		return -ENOMEM;
 	struct link_names *ln = fs->lnames;
-	struct ln_slot *s = &ln->slot[(ino * 0x9e3779b97f4a7c15ull ^ vol) % LN_SLOTS];
-	if (!s->valid || s->vol != vol || s->ino != ino || s->gen != ln->gen) {
-		struct link_name *names = NULL;
-		size_t cnt = 0;
-		int ret = walk(fs, vol, ino, &names, &cnt);
-		if (ret)
-			return ret;
-		names_free(s->names, s->n);
-		*s = (struct ln_slot){true, vol, ino, ln->gen, names, cnt};
+	struct ln_map *m = NULL;
+	for (int i = 0; i < LN_VOLS && !m; i++)
+		if (ln->map[i].valid && ln->map[i].vol == vol)
+			m = &ln->map[i];
+	if (m && m->gen != ln->gen)
+		map_clear(m);
+	else if (!m) {
+		m = &ln->map[ln->next];
+		ln->next = (ln->next + 1) % LN_VOLS;
+		map_clear(m);
 	}
-	*out = s->names;
-	*n = s->n;
+	if (!m->valid) {
+		ln->walks++;
+		int ret = walk(fs, vol, m);
+		if (ret) {
+			map_clear(m);
+			return ret;
+		}
+		m->valid = true;
+		m->vol = vol;
+		m->gen = ln->gen;
+	}
+	struct ln_ent *e = map_ent(m, ino, false);
+	*out = e ? e->names : NULL;
+	*n = e ? e->n : 0;
 	return 0;
+}
+
+uint64_t link_names_walks(rfs_fs *fs)
+{
+	return fs->lnames ? fs->lnames->walks : 0;
 }

@@ -23,14 +23,18 @@ struct link_name {
 /*
  * The names of inode ino of volume vol (a link-table inode) in *out, n
  * of them (0 for an orphan).  Valid until the next call or
- * link_names_changed.  One walk of the directories holding hard links,
- * cached until a name changes.
+ * link_names_changed.  One walk of the directories holding hard links
+ * finds the names of every hard-linked inode of the volume, kept until a
+ * name changes.
  */
 int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
 		   size_t *n);
 /* A name of a hard-linked inode may have changed (link, unlink, rename,
  * snapshot made or deleted): forget the cached answers. */
 void link_names_changed(rfs_fs *fs);
+/* Walks made since open (tests: changes to many hard-linked inodes
+ * between two name changes cost one). */
+uint64_t link_names_walks(rfs_fs *fs);
 /* At close. */
 void link_names_free(rfs_fs *fs);
 

@@ -25,6 +25,8 @@
 #include "reflinkfs/journal.h"
 #include "reflinkfs/log.h"
 
+#include "fs/link_names.h" /* link_names_walks */
+
 static char g_dir[4096];
 static char g_pool[4200], g_pool2[4200];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
@@ -382,6 +384,30 @@ static void test_hard_links(void **state)
 	assert_string_equal(g.text, "data g\n");
 	assert_int_equal(read_changes(fs, b, c1, &g, NULL), 0);
 	assert_int_equal(g.n, 0);
+
+	/* Changes to several hard-linked inodes between two name changes:
+	 * their names come from one walk. */
+	rfs_nodeid l1 = mkfile(fs, other, "l1"), l2 = mkfile(fs, other, "l2");
+	assert_int_equal(rfs_fs_link(fs, l1, a, "l1b", &st), 0);
+	assert_int_equal(rfs_fs_link(fs, l2, a, "l2b", &st), 0);
+	rfs_fs_forget(fs, l1, 1);
+	rfs_fs_forget(fs, l2, 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
+	uint64_t walks = link_names_walks(fs);
+	write_at(fs, l1, 0, 10);
+	write_at(fs, l2, 0, 10);
+	write_at(fs, f, 0, 10);
+	assert_int_equal(link_names_walks(fs), walks + 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, a, c1, &g, NULL), 0);
+	sorted(&g, buf, sizeof(buf));
+	assert_string_equal(buf, "data l1b\ndata l2b\n");
+	assert_int_equal(read_changes(fs, other, c1, &g, NULL), 0);
+	sorted(&g, buf, sizeof(buf));
+	assert_string_equal(buf, "data l1\ndata l2\n");
+	rfs_fs_forget(fs, l1, 1);
+	rfs_fs_forget(fs, l2, 1);
 
 	rfs_nodeid ns[] = {a, b, bc, other, f, snap, sc, sg};
 	for (unsigned i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
