@@ -192,6 +192,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.fs = fs;
 	m.writeback = o->writeback && !o->rdonly;
 	m.acl = o->acl;
+	m.no_selinux = access("/sys/fs/selinux/enforce", F_OK) != 0;
 	/* Only this daemon changes the tree, and it invalidates whatever it
 	 * changes that the kernel did not change itself (clone and snapshot
 	 * ioctls; docs/ARCHITECTURE.md), so names, attributes and listings

@@ -484,6 +484,14 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		return;
 	}
 	ssize_t n = rfs_fs_getxattr(FS(req), ino, name, buf, size);
+	/* ls -l asks every file for its SELinux label (lgetfilecon), one
+	 * round trip each, the kernel caching no xattr answer; on "not
+	 * supported" it stops asking for the whole device (coreutils'
+	 * getfilecon_cache).  With no SELinux on the host no label means
+	 * anything to the kernel, so an absent one is "not supported";
+	 * labels that were set are still stored and returned. */
+	if (n == -ENODATA && M(req)->no_selinux && !strcmp(name, "security.selinux"))
+		n = -EOPNOTSUPP;
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (size == 0)

@@ -38,6 +38,9 @@ struct rfs_mount {
 	struct fuse_session *se;
 	bool writeback;
 	bool acl;
+	/* The host runs no SELinux (no /sys/fs/selinux/enforce at mount):
+	 * an absent security.selinux is "not supported" (op_getxattr). */
+	bool no_selinux;
 	double timeout;         /* entry and attribute timeout, seconds */
 	/* st_dev of the mount's files (0: unknown), to tell a descriptor of
 	 * this mount from one elsewhere with the same inode number. */
