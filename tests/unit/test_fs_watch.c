@@ -310,6 +310,79 @@ static void test_hardlink(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* The flush list: the regular files below the mark that the kernel holds
+ * (looked up or open), not directories, not files it forgot. */
+static void test_flush_list(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d = mkdir_as(fs, RFS_ROOT_NODE, "d", 0, 0755);
+	rfs_nodeid sub = mkdir_as(fs, d, "sub", 0, 0755);
+	rfs_nodeid held = mkfile(fs, sub, "held", "h");
+	rfs_nodeid open = mkfile(fs, d, "open", "o");
+	rfs_nodeid gone = mkfile(fs, d, "gone", "g");
+	rfs_nodeid outside = mkfile(fs, RFS_ROOT_NODE, "outside", "x");
+	OK(rfs_fs_open_node(fs, open));
+	rfs_fs_forget(fs, open, 1);
+	rfs_fs_forget(fs, gone, 1);
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	uint64_t id;
+	rfs_nodeid *fl;
+	size_t nfl;
+	OK(rfs_fs_watch_mark(w, &g_root, d, &id, &fl, &nfl));
+	bool has_held = false, has_open = false;
+	for (size_t i = 0; i < nfl; i++) {
+		has_held |= fl[i] == held;
+		has_open |= fl[i] == open;
+		CHECK(fl[i] != gone && fl[i] != outside && fl[i] != sub && fl[i] != d,
+		      "flush list holds node %" PRIu64, (uint64_t)fl[i]);
+	}
+	CHECK(has_held && has_open && nfl == 2, "flush list: %zu ids, held %d open %d", nfl,
+	      has_held, has_open);
+	free(fl);
+	/* Not armed yet: nothing is reported. */
+	RC(rfs_fs_write(fs, held, "H", 1, 0), 1);
+	expect_none(w);
+	OK(rfs_fs_watch_arm(w, id));
+	RC(rfs_fs_write(fs, held, "H", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "sub/held");
+	rfs_fs_watch_free(w);
+	rfs_fs_release(fs, open);
+	rfs_nodeid all[] = {d, sub, held, outside};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* A snapshot below a marked directory is covered: its files' node chain
+ * runs through the snapshot's root. */
+static void test_snapshot_below(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid top = mkdir_as(fs, RFS_ROOT_NODE, "top", 0, 0755);
+	rfs_nodeid src = mkdir_as(fs, top, "src", 0, 0755);
+	rfs_nodeid f = mkfile(fs, src, "f", "orig");
+	rfs_nodeid snap, sf;
+	struct stat st;
+	OK(rfs_fs_snapshot(fs, src, top, "snap", 0, &snap, &st));
+	OK(rfs_fs_lookup(fs, snap, "f", &sf, &st));
+	CHECK(sf != f, "the snapshot's file is another inode");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, top, sf);
+	RC(rfs_fs_write(fs, sf, "snap", 4, 0), 4);
+	EQ_U64(expect(w, RFS_PREMOD_WRITE, "snap/f")->ino, st.st_ino);
+	RC(rfs_fs_write(fs, f, "live", 4, 0), 4);
+	expect(w, RFS_PREMOD_WRITE, "src/f");
+	rfs_fs_watch_free(w);
+	rfs_nodeid all[] = {top, src, f, snap, sf};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
 /* ---- permissions --------------------------------------------------------------- */
 
 static void test_mark_permission(void **state)
@@ -503,6 +576,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subtree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlisted_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_ack, setup, teardown),
