@@ -3,7 +3,7 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|journal|fs|small|diff|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|diff|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
@@ -64,6 +64,17 @@ for b in clone ops; do
 		status=1
 	fi
 done
+
+# Pre-modification mark on the first write, at the fs API (bench_watch).
+if [ -z "$only" ] || [ "$only" = watch ]; then
+	if [ -x "$bindir/bench_watch" ]; then
+		echo "run.sh: bench_watch" >&2
+		if ! "${timed[@]}" "$bindir/bench_watch"; then
+			echo "run.sh: bench_watch FAILED" >&2
+			status=1
+		fi
+	fi
+fi
 
 # Change journal overhead and subtree query (bench/journal.sh).
 if [ -z "$only" ] || [ "$only" = journal ]; then
