@@ -1086,8 +1086,11 @@ int rfs_fs_watch_unmark(rfs_watch *w, uint64_t mark);
 int rfs_fs_watch_fd(rfs_watch *w);
 /* Take the next waiting event, oldest first: 0, or -EAGAIN when none. */
 int rfs_fs_watch_next(rfs_watch *w, struct rfs_watch_event *ev);
-/* Acknowledge a blocking event: its operation goes on.  -ENOENT when
- * unknown, not blocking, already acknowledged, or already timed out. */
+/* Acknowledge a blocking event: its operation goes on, and so do the
+ * other modifications of the same file that came while it waited (they
+ * wait for the same ack, so nothing changes the file before it).
+ * -ENOENT when unknown, not blocking, already acknowledged, or already
+ * timed out. */
 int rfs_fs_watch_ack(rfs_watch *w, uint64_t id);
 
 struct rfs_watch_stat {
@@ -1097,6 +1100,7 @@ struct rfs_watch_stat {
 	uint64_t marks;     /* marks now */
 	uint64_t hidden;    /* modifications not reported: a directory between
 			     * the mark and the file was not listable */
+	uint64_t waiting;   /* operations waiting for an ack now */
 };
 void rfs_fs_watch_stat(rfs_watch *w, struct rfs_watch_stat *st);
 

@@ -124,12 +124,19 @@ struct wevent {
 	char *path;
 };
 
-/* A modification waiting for the ack of event id (lives in the waiting
- * thread's check; linked in w->waiting while it waits). */
+/* The ack of blocking event id that modifications of file fid wait for:
+ * the one whose check queued the event, and any other that comes to
+ * change the same file meanwhile (so no change of the file is stored
+ * before the ack).  In w->waiting until acked, timed out or the watch is
+ * freed; freed by the last of its refs (w->lock). */
 struct waiter {
 	struct waiter *next;
 	uint64_t id;
-	bool done; /* acked, or the watch is gone: go on */
+	rfs_nodeid fid;
+	struct timespec deadline;
+	unsigned refs; /* operations waiting on it */
+	bool listed;   /* in w->waiting */
+	bool done;     /* acked, timed out, or the watch is gone: go on */
 };
 
 struct rfs_watch {
@@ -168,6 +175,17 @@ static void w_unlock(rfs_watch *w)
 static bool w_locked(const rfs_watch *w)
 {
 	return wl_owner == w;
+}
+
+/* Give back a reference to waiter x (w->lock held). */
+static void waiter_put(rfs_watch *w, struct waiter *x)
+{
+	RFS_ASSERT_LOCK(w_locked(w));
+	assert(x->refs > 0);
+	if (--x->refs == 0) {
+		assert(!x->listed);
+		free(x);
+	}
 }
 
 static void w_unref(rfs_watch *w)
@@ -255,8 +273,10 @@ void rfs_fs_watch_free(rfs_watch *w)
 		armed += m->armed;
 	atomic_fetch_sub_explicit(&fs->watch_state, armed, memory_order_relaxed);
 	/* Every waiting modification goes on now. */
-	for (struct waiter *x = w->waiting; x; x = x->next)
+	for (struct waiter *x = w->waiting; x; x = x->next) {
 		x->done = true;
+		x->listed = false;
+	}
 	w->waiting = NULL;
 	pthread_cond_broadcast(&w->cond);
 	while (w->refs)
@@ -482,6 +502,7 @@ int rfs_fs_watch_ack(rfs_watch *w, uint64_t id)
 	struct waiter *x = *pp;
 	if (x) {
 		*pp = x->next;
+		x->listed = false;
 		x->done = true;
 		w->st.acked++;
 		pthread_cond_broadcast(&w->cond);
@@ -536,19 +557,20 @@ static void idvec_free(struct idvec *c)
 		free(c->v);
 }
 
-/* A mark a target matched: which, and where in the chain its node is. */
+/* A mark a target matched: which, and where in the chain its node is;
+ * or (join) an unacknowledged event of the same file to wait for. */
 struct cand {
 	rfs_watch *w; /* a reference held */
 	uint64_t mark;
 	rfs_nodeid node;
 	bool dir;
+	struct waiter *join; /* a reference held */
 };
 
 /* An event whose modification waits for the ack. */
 struct pend {
-	rfs_watch *w; /* a reference held */
-	struct waiter *x;
-	struct timespec deadline;
+	rfs_watch *w;     /* a reference held */
+	struct waiter *x; /* a reference held */
 };
 
 struct check {
@@ -656,8 +678,15 @@ static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct c
 	reg_lock(fs);
 	for (rfs_watch *w = fs->watches; w && !ret; w = w->next) {
 		w_lock(w);
+		/* An event of this file still waits for its ack: wait too. */
+		struct waiter *join = w->waiting;
+		while (join && join->fid != fid)
+			join = join->next;
 		for (struct wmark *m = w->marks; m; m = m->next) {
-			if (!m->armed || idset_has(&m->fired, fid))
+			if (!m->armed)
+				continue;
+			bool fired = idset_has(&m->fired, fid);
+			if (fired && !join)
 				continue;
 			bool hit = !m->dir && m->node == fid;
 			for (size_t i = 0; m->dir && i < chain->n && !hit; i++)
@@ -674,7 +703,11 @@ static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct c
 				c = nc;
 			}
 			w->refs++;
-			c[n++] = (struct cand){w, m->id, m->node, m->dir};
+			c[n++] = (struct cand){w, m->id, m->node, m->dir, fired ? join : NULL};
+			if (fired) {
+				join->refs++;
+				join = NULL; /* once per watch */
+			}
 		}
 		w_unlock(w);
 	}
@@ -696,6 +729,20 @@ static bool listable(rfs_fs *fs, const rfs_watch *w, const struct idvec *dirs)
 	return true;
 }
 
+/* Room for one more waiter in ck. */
+static bool pend_room(struct check *ck)
+{
+	if (ck->n < ck->cap)
+		return true;
+	size_t cap = ck->cap ? 2 * ck->cap : 4;
+	struct pend *np = realloc(ck->p, sizeof(*np) * cap);
+	if (!np)
+		return false;
+	ck->p = np;
+	ck->cap = cap;
+	return true;
+}
+
 /* Queue the event of candidate c for file fid (path: relative to the
  * mark; NULL: not revealed, count it as hidden).  A blocking watch's
  * waiter goes to ck (the reference moves with it); otherwise the
@@ -714,16 +761,9 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 		}
 		if ((w->flags & RFS_WATCH_BLOCKING) && e) {
 			x = calloc(1, sizeof(*x));
-			if (x && ck->n == ck->cap) {
-				size_t cap = ck->cap ? 2 * ck->cap : 4;
-				struct pend *np = realloc(ck->p, sizeof(*np) * cap);
-				if (np) {
-					ck->p = np;
-					ck->cap = cap;
-				} else {
-					free(x);
-					x = NULL;
-				}
+			if (x && !pend_room(ck)) {
+				free(x);
+				x = NULL;
 			}
 		}
 	}
@@ -754,18 +794,19 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 			rfs_log(RFS_LOG_ERR, "watch: eventfd write: %s", strerror(errno));
 		if (x) {
 			x->id = w->next_event;
+			x->fid = fid;
+			x->refs = 1;
+			x->listed = true;
 			x->next = w->waiting;
 			w->waiting = x;
-			struct pend *p = &ck->p[ck->n++];
-			p->w = w;
-			p->x = x;
-			clock_gettime(CLOCK_MONOTONIC, &p->deadline);
-			p->deadline.tv_sec += w->timeout_ms / 1000;
-			p->deadline.tv_nsec += (long)(w->timeout_ms % 1000) * 1000000L;
-			if (p->deadline.tv_nsec >= 1000000000L) {
-				p->deadline.tv_sec++;
-				p->deadline.tv_nsec -= 1000000000L;
+			clock_gettime(CLOCK_MONOTONIC, &x->deadline);
+			x->deadline.tv_sec += w->timeout_ms / 1000;
+			x->deadline.tv_nsec += (long)(w->timeout_ms % 1000) * 1000000L;
+			if (x->deadline.tv_nsec >= 1000000000L) {
+				x->deadline.tv_sec++;
+				x->deadline.tv_nsec -= 1000000000L;
 			}
+			ck->p[ck->n++] = (struct pend){w, x};
 			x = NULL;
 			keep = true;
 		}
@@ -806,7 +847,18 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 		ret = -ENOMEM;
 	for (size_t i = 0; i < nc; i++) {
 		rfs_watch *w = c[i].w;
-		if (ret) {
+		if (!ret && c[i].join && pend_room(ck)) {
+			/* Reported already, not acknowledged yet: wait for that
+			 * ack (the references move to ck). */
+			ck->p[ck->n++] = (struct pend){w, c[i].join};
+			continue;
+		}
+		if (c[i].join) {
+			w_lock(w);
+			waiter_put(w, c[i].join);
+			w_unlock(w);
+		}
+		if (ret || c[i].join) {
 			w_unref(w);
 			continue;
 		}
@@ -846,24 +898,31 @@ void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 		rfs_watch *w = ck.p[i].w;
 		struct waiter *x = ck.p[i].x;
 		w_lock(w);
+		w->st.waiting++;
 		while (!x->done &&
-		       pthread_cond_timedwait(&w->cond, &w->lock, &ck.p[i].deadline) != ETIMEDOUT)
+		       pthread_cond_timedwait(&w->cond, &w->lock, &x->deadline) != ETIMEDOUT)
 			;
+		w->st.waiting--;
 		if (!x->done) {
+			/* The first of its waiters to time out takes it off
+			 * the list; the others share its deadline. */
 			struct waiter **pp = &w->waiting;
 			while (*pp && *pp != x)
 				pp = &(*pp)->next;
 			if (*pp)
 				*pp = x->next;
+			x->listed = false;
+			x->done = true;
 			w->st.timed_out++;
+			pthread_cond_broadcast(&w->cond);
 			rfs_log(RFS_LOG_WARN, "%s: %s: event %llu not acknowledged within %u ms; "
 				"the modification goes on", rfs_pool_path(fs->pool), op->what,
 				(unsigned long long)x->id, w->timeout_ms);
 		}
+		waiter_put(w, x);
 		if (--w->refs == 0 && w->dead)
 			pthread_cond_broadcast(&w->cond);
 		w_unlock(w);
-		free(x);
 	}
 	free(ck.p);
 }

@@ -7,6 +7,7 @@
  */
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/xattr.h>
 
@@ -522,6 +523,45 @@ static void test_blocking_ack(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* A second writer of a file whose event waits for its ack waits for the
+ * same ack: nothing is stored before it. */
+static void test_blocking_second_writer(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 600000, &w));
+	mark(w, &g_root, f, f);
+	struct writer a = {.fs = fs, .node = f, .data = "aaa"};
+	struct writer b = {.fs = fs, .node = f, .data = "bbbbbb"};
+	pthread_t ta, tb;
+	CHECK(pthread_create(&ta, NULL, writer_main, &a) == 0, "pthread_create");
+	struct rfs_watch_event ev;
+	wait_event(w, &ev);
+	CHECK(pthread_create(&tb, NULL, writer_main, &b) == 0, "pthread_create");
+	/* Both wait (no timing: the watch counts its waiting operations). */
+	struct rfs_watch_stat st;
+	do {
+		sched_yield();
+		rfs_fs_watch_stat(w, &st);
+	} while (st.waiting < 2 && !atomic_load(&b.done));
+	CHECK(!atomic_load(&b.done), "the second writer did not wait for the ack");
+	check_data(fs, f, "old");
+	expect_none(w); /* one event for the file */
+	OK(rfs_fs_watch_ack(w, ev.id));
+	CHECK(pthread_join(ta, NULL) == 0 && pthread_join(tb, NULL) == 0, "pthread_join");
+	EQ_U64(a.ret, 3);
+	EQ_U64(b.ret, 6);
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.waiting, 0);
+	EQ_U64(st.acked, 1);
+	EQ_U64(st.events, 1);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	OK(rfs_fs_close(fs));
+}
+
 static void test_blocking_timeout(void **state)
 {
 	(void)state;
@@ -581,6 +621,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlisted_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_second_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_releases_writer, setup, teardown),
 	};
