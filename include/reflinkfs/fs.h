@@ -973,7 +973,9 @@ struct rfs_ioc_reclaim {
 	uint64_t free_blocks; /* statfs f_bfree now */
 	uint64_t reserved[5];
 };
-#define RFS_IOC_RECLAIM _IOR('R', 20, struct rfs_ioc_reclaim)
+/* Number 21: 20 is RFS_IOC_MOUNT_STATE's (numbers stay unique, whatever
+ * the direction bits). */
+#define RFS_IOC_RECLAIM _IOR('R', 21, struct rfs_ioc_reclaim)
 
 /* ---- whole filesystem --------------------------------------------------- */
 
