@@ -63,21 +63,6 @@ static void changes_usage(FILE *f)
 		FOLLOW_MS, FOLLOW_MS);
 }
 
-static void json_str(const char *s, size_t n)
-{
-	putchar('"');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /* A path for a human line: "." for PATH itself. */
 static void text_path(const char *s, size_t n)
 {
@@ -98,10 +83,10 @@ static int print_one(void *arg, const struct rfs_change *c)
 		if (!c->path)
 			fputs("null", stdout);
 		else
-			json_str(c->path, pl);
+			cli_json_strn(stdout, c->path, pl);
 		if (c->old_path) {
 			fputs(",\"old_path\":", stdout);
-			json_str(c->old_path, ol);
+			cli_json_strn(stdout, c->old_path, ol);
 		}
 		printf(",\"ino\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"volume\":%" PRIu64, c->ino,
 		       c->parent, c->volume);

@@ -39,6 +39,12 @@ enum {
 	SNAP_NOTRFS = 4,  /* not on a reflinkfs mount, or on two different mounts */
 };
 
+/* Write s (n bytes; or up to its NUL) to f as a JSON string, quotes
+ * included: valid UTF-8 as it is, other bytes and control characters as
+ * \u00XX (src/cli/json.c). */
+void cli_json_strn(FILE *f, const char *s, size_t n);
+void cli_json_str(FILE *f, const char *s);
+
 /* The mount an open file is on (src/cli/fdmount.c). */
 struct cli_mount {
 	int id;          /* mount ID */

@@ -94,34 +94,6 @@ static void put_path(const char *s, size_t n)
 	putchar('"');
 }
 
-/* A path as a JSON string.  Bytes that are not UTF-8 become \u00XX (JSON
- * strings are Unicode text; such names are rare). */
-static void json_path(const char *s, size_t n)
-{
-	putchar('"');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-			  : (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len > 0 && i + (size_t)len <= n;
-		for (int k = 1; ok && k < len; k++)
-			ok = ((unsigned char)s[i + (size_t)k] & 0xc0) == 0x80;
-		if (!ok) {
-			printf("\\u%04x", c);
-		} else if (len > 1) {
-			fwrite(s + i, 1, (size_t)len, stdout);
-			i += (size_t)len - 1;
-		} else if (c == '"' || c == '\\') {
-			printf("\\%c", c);
-		} else if (c < 0x20 || c == 0x7f) {
-			printf("\\u%04x", c);
-		} else {
-			putchar(c);
-		}
-	}
-	putchar('"');
-}
-
 static const char *type_name(uint32_t mode)
 {
 	switch (mode & S_IFMT) {
@@ -226,10 +198,10 @@ static long print_records(int fd, const char *a, bool json, bool *cut)
 				*cut = true;
 			if (json) {
 				printf("%s\n{\"op\":\"%c\",\"path\":", n ? "," : "", h.op);
-				json_path(path, h.pathlen);
+				cli_json_strn(stdout, path, h.pathlen);
 				if (h.op == RFS_DIFF_RENAMED) {
 					printf(",\"old\":");
-					json_path(old, h.oldlen);
+					cli_json_strn(stdout, old, h.oldlen);
 				}
 				printf(",\"type\":\"%s\",\"ino\":%llu", type_name(h.mode),
 				       (unsigned long long)h.ino);
@@ -330,9 +302,9 @@ int cmd_diff(int argc, char **argv)
 	}
 	if (json) {
 		printf("{\"a\":");
-		json_path(path[0], strlen(path[0]));
+		cli_json_strn(stdout, path[0], strlen(path[0]));
 		printf(",\"b\":");
-		json_path(path[1], strlen(path[1]));
+		cli_json_strn(stdout, path[1], strlen(path[1]));
 		printf(",\"identical\":%s,\"added\":%llu,\"removed\":%llu,\"modified\":%llu,"
 		       "\"renamed\":%llu,\"nodes_read\":%llu,\"entries\":[",
 		       st.st.records ? "false" : "true", (unsigned long long)st.st.added,

@@ -117,34 +117,6 @@ static void header(const struct opts *o)
 	printf("Path\n");
 }
 
-/* A path as a JSON string (bytes that are not UTF-8 as \u00XX). */
-static void json_str(const char *s)
-{
-	putchar('"');
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-			  : (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len > 0 && i + (size_t)len <= n;
-		for (int k = 1; ok && k < len; k++)
-			ok = ((unsigned char)s[i + (size_t)k] & 0xc0) == 0x80;
-		if (!ok) {
-			printf("\\u%04x", c);
-		} else if (len > 1) {
-			fwrite(s + i, 1, (size_t)len, stdout);
-			i += (size_t)len - 1;
-		} else if (c == '"' || c == '\\') {
-			printf("\\%c", c);
-		} else if (c < 0x20 || c == 0x7f) {
-			printf("\\u%04x", c);
-		} else {
-			putchar(c);
-		}
-	}
-	putchar('"');
-}
-
 /* ---- one PATH ---------------------------------------------------------------- */
 
 static double now_s(void)
@@ -334,9 +306,9 @@ int cmd_du(int argc, char **argv)
 			ret = DU_FAILED;
 			if (o.json) {
 				printf("%s{\"path\":", any ? "," : "");
-				json_str(p);
+				cli_json_str(stdout, p);
 				printf(",\"error\":");
-				json_str(msg);
+				cli_json_str(stdout, msg);
 				printf("}");
 				any = true;
 			}
@@ -348,7 +320,7 @@ int cmd_du(int argc, char **argv)
 				(unsigned long long)st.changes);
 		if (o.json) {
 			printf("%s{\"path\":", any ? "," : "");
-			json_str(p);
+			cli_json_str(stdout, p);
 			printf(",\"total\":%llu,\"set\":%llu,\"exclusive\":%llu,\"shared\":%llu,"
 			       "\"meta_set\":%llu,\"meta_exclusive\":%llu,\"files\":%llu,\"dirs\":%llu,"
 			       "\"changes\":%llu,\"exact\":%s}",

@@ -76,21 +76,6 @@ static void print_path(FILE *f, const char *prefix, const struct rfs_scrub_recor
 		fputs(*r->path ? r->path : "/", f);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 static void json_path(FILE *f, const char *prefix, const struct rfs_scrub_record *r)
 {
 	char *buf = NULL;
@@ -103,7 +88,7 @@ static void json_path(FILE *f, const char *prefix, const struct rfs_scrub_record
 	print_path(m, prefix, r);
 	fclose(m);
 	if (r->path)
-		json_str(f, buf);
+		cli_json_str(f, buf);
 	else
 		fputs("null", f);
 	free(buf);
@@ -149,7 +134,7 @@ static long run(const char *cmd, const char *label, const char *prefix, const st
 		for (i = 0; (ret = src->record(src->arg, i, &r)) == 0; i++) {
 			printf("%s{\"kind\":\"%s\",\"error\":", i ? "," : "",
 			       r.kind == RFS_SCRUB_DATA ? "data" : "metadata");
-			json_str(stdout, err_text(r.err));
+			cli_json_str(stdout, err_text(r.err));
 			printf(",\"block\":%llu,\"volume\":%llu,\"inode\":%llu,\"offset\":%llu,\"path\":",
 			       (unsigned long long)r.blocknr, (unsigned long long)r.volume,
 			       (unsigned long long)r.ino, (unsigned long long)r.offset);

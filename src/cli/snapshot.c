@@ -161,21 +161,6 @@ static int open_rfs_dir(const char *cmd, const char *path, const char *role, str
 	return fd;
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /* Message and exit status for a failed snapshot ioctl (the path that
  * names the new or deleted entry is path, its directory's fd dfd). */
 static int ioctl_error(const char *cmd, int e, const char *what, const char *src,
@@ -310,9 +295,9 @@ int cli_snapshot_create(const char *cmd, const char *src, const char *dst, bool 
 		rc = e ? ioctl_error(cmd, e, "snapshot to", src, dst, dfd) : SNAP_OK;
 		if (!e && json) {
 			printf("{\"source\":");
-			json_str(src);
+			cli_json_str(stdout, src);
 			printf(",\"path\":");
-			json_str(dst);
+			cli_json_str(stdout, dst);
 			printf(",\"volume\":%llu,\"ino\":%llu,\"readonly\":%s}\n",
 			       (unsigned long long)(ino >> 48), (unsigned long long)ino,
 			       rdonly ? "true" : "false");
@@ -458,7 +443,7 @@ static int cmd_delete(int argc, char **argv)
 		rc = wait_reclaim(cmd, dfd, path, &freed);
 	if (!rc && json) {
 		printf("{\"deleted\":");
-		json_str(path);
+		cli_json_str(stdout, path);
 		printf(",\"volume\":%llu", (unsigned long long)(st.st_ino >> 48));
 		if (wait)
 			printf(",\"waited_seconds\":%.3f,\"freed_bytes\":%llu",
@@ -581,11 +566,11 @@ static int cmd_restore(int argc, char **argv)
 	rc = SNAP_OK;
 	if (json) {
 		printf("{\"restored\":");
-		json_str(target);
+		cli_json_str(stdout, target);
 		printf(",\"from\":");
-		json_str(snap);
+		cli_json_str(stdout, snap);
 		printf(",\"previous\":");
-		json_str(oldpath);
+		cli_json_str(stdout, oldpath);
 		printf("}\n");
 	} else {
 		printf("%s now holds a writable copy of %s; its previous content is in %s\n",

@@ -40,21 +40,6 @@ static void list_usage(FILE *f)
 		"2 usage error, 3 PATH is missing, 4 PATH is not on a reflinkfs mount.\n");
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /* A volume's root as the user sees it: below the mount point, taking a
  * bind mount of a subdirectory (root other than "/") into account.
  * false when the root is outside what the mount shows. */
@@ -155,7 +140,7 @@ int cli_snapshot_list(int argc, char **argv)
 		if (after == 0) { /* the first page came: the header */
 			if (json) {
 				printf("{\"mount\":");
-				json_str(m.mnt);
+				cli_json_str(stdout, m.mnt);
 				printf(",\"volumes\":[");
 			} else {
 				printf("%-6s %-19s %-2s %-6s %s\n", "ID", "CREATED", "RO", "SOURCE",
@@ -174,9 +159,9 @@ int cli_snapshot_list(int argc, char **argv)
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tmv);
 				printf("%s\n{\"id\":%llu,\"path\":", n ? "," : "",
 				       (unsigned long long)v.v[i].id);
-				json_str(where);
+				cli_json_str(stdout, where);
 				printf(",\"relative_path\":");
-				json_str(v.v[i].path);
+				cli_json_str(stdout, v.v[i].path);
 				printf(",\"parent\":%llu,\"source_volume\":%llu,",
 				       (unsigned long long)v.v[i].parent,
 				       (unsigned long long)v.v[i].source_vol);
@@ -187,9 +172,9 @@ int cli_snapshot_list(int argc, char **argv)
 				if (v.v[i].source_path[0]) {
 					char of[sizeof(where)];
 					user_path(&m, v.v[i].source_path, of, sizeof(of));
-					json_str(of);
+					cli_json_str(stdout, of);
 					printf(",\"source_relative_path\":");
-					json_str(v.v[i].source_path);
+					cli_json_str(stdout, v.v[i].source_path);
 				} else {
 					printf("null,\"source_relative_path\":null");
 				}
