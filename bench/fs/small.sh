@@ -13,7 +13,9 @@
 # mostly small).  stdout: "name: value unit" lines; progress on stderr.
 # Environment: RFS_BIN (default build/reflinkfs), RFS_FS_BENCH_DIR (where
 # the pool goes, default /var/tmp; its filesystem is what `du` measures
-# for a generated tree).
+# for a generated tree).  After each step, stderr shows the pool's tree
+# nodes by owner and level, with the step's difference (poolscan.py), and
+# stdout the new nodes of the clone step per directory (small_clone_*).
 set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
@@ -22,7 +24,7 @@ bin=${RFS_BIN:-$root/build/reflinkfs}
 base=${RFS_FS_BENCH_DIR:-/var/tmp}
 quick=0
 [ "${1:-}" = --quick ] && quick=1
-[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,16p' "$0" >&3; exit 0; }
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,19p' "$0" >&3; exit 0; }
 
 work=$(mktemp -d "$base/rfs-small.XXXXXX")
 mnt=$work/mnt
@@ -63,8 +65,9 @@ EOF
 fi
 entries=$(find "$src" | wc -l)
 files=$(find "$src" -type f | wc -l)
+dirs=$(find "$src" -type d | wc -l)
 du_kib=$(du -sk "$src" | cut -f1)
-echo "small.sh: $src: $entries entries, $files files, du $du_kib KiB" >&2
+echo "small.sh: $src: $entries entries, $files files, $dirs directories, du $du_kib KiB" >&2
 fig small_entries "$entries" entries
 fig small_du "$du_kib" KiB
 
@@ -78,15 +81,33 @@ run() { # run LABEL [MOUNT OPTIONS]
 	"$bin" mount -f "$@" "$work/pool" "$mnt" >"$work/daemon.log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-	local u0 u1 u2
+	local u0 u1 u2 scan=$root/bench/fs/poolscan.py
 	sync
 	u0=$(used)
 	cp -a "$src" "$mnt/a"
-	sync
+	"$bin" sync "$mnt"
 	u1=$(used)
+	echo "small.sh: $label: tree nodes after cp -a into the mount:"
+	python3 "$scan" "$work/pool" --save "$work/scan1"
 	cp -a "$mnt/a" "$mnt/b"
-	sync
+	"$bin" sync "$mnt"
 	u2=$(used)
+	echo "small.sh: $label: after cp -a inside the mount (last column: new):"
+	python3 "$scan" "$work/pool" --save "$work/scan2" --before "$work/scan1"
+	# New nodes of the clone step by owner, and per copied directory.
+	python3 - "$work/scan1" "$work/scan2" "$dirs" "$label" <<'EOF' >&3
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+d, label = int(sys.argv[3]), sys.argv[4]
+per = {}
+for k in set(a) | set(b):
+    o = k.split("/")[0]
+    per[o] = per.get(o, 0) + b.get(k, [0])[0] - a.get(k, [0])[0]
+for o in sorted(per):
+    if per[o]:
+        print("small_clone_nodes_%s_%s: %d nodes" % (o, label, per[o]))
+        print("small_clone_nodes_%s_per_dir_%s: %.2f nodes" % (o, label, per[o] / d))
+EOF
 	"$bin" umount "$mnt"
 	wait "$pid"
 	pid=""
