@@ -3,7 +3,7 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|diff|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|diff|fio|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
@@ -11,11 +11,13 @@
 #               to stderr, stdout keeps the figure format)
 #     --only X  run only benchmark X (fs: bench/fs/run.sh and small.sh;
 #               small: only bench/fs/small.sh; diff:
-#               only bench/fs/diff.sh; snapshot: only bench/snapshot/run.sh)
+#               only bench/fs/diff.sh; fio: only bench/fs/fio.sh;
+#               snapshot: only bench/snapshot/run.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
 # filesystem benchmarks, needs root for its XFS part), bench/fs/diff.sh
-# (diff of two snapshots beside btrfs send) and bench/snapshot/run.sh
+# (diff of two snapshots beside btrfs send), bench/fs/fio.sh (parallel
+# random I/O beside tmpfs and passthrough_hp) and bench/snapshot/run.sh
 # (snapshots beside XFS cp -a and btrfs) run last.
 #
 # Environment: RFS_BENCH_DIR   directory of the bench binaries
@@ -123,6 +125,22 @@ if [ -z "$only" ] || [ "$only" = diff ]; then
 		fi
 	else
 		echo "run.sh: $rfs_bin not built: diff benchmark skipped" >&2
+	fi
+fi
+
+# Parallel random I/O, 1/2/4 fio jobs (bench/fs/fio.sh).
+if [ -z "$only" ] || [ "$only" = fio ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	fio_args=()
+	[ "${fs_args[*]}" = --quick ] && fio_args=(--runtime 2)
+	if [ -x "$rfs_bin" ] && command -v fio >/dev/null; then
+		echo "run.sh: bench/fs/fio.sh ${fio_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin bash bench/fs/fio.sh "${fio_args[@]}"; then
+			echo "run.sh: bench/fs/fio.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: $rfs_bin not built or fio missing: fio benchmark skipped" >&2
 	fi
 fi
 
