@@ -1,11 +1,13 @@
 /*
  * Block cache for metadata blocks: a chained hash table keyed by block
  * number, an LRU list of clean unpinned blocks (the only ones that may be
- * evicted) and a list of dirty blocks waiting for the commit.
+ * evicted) and a list of dirty blocks waiting for the commit -- all of it
+ * split into RFS_CACHE_SHARDS shards by block number, each with its own
+ * mutex, so that readers walking different blocks do not queue on one
+ * lock.
  *
- * The cache has its own mutex so that readers holding only the pool's
- * read lock can load blocks concurrently; the disk read itself happens
- * outside the mutex.
+ * Readers holding only the pool's read lock load blocks concurrently;
+ * the disk read itself happens outside the shard's mutex.
  */
 #include "pool/pool_internal.h"
 #include "util/lockcheck.h"
@@ -14,16 +16,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_INIT_SHIFT 12
+#define CACHE_INIT_SHIFT 8
 
 static inline struct rfs_cent *to_cent(const struct rfs_buf *buf)
 {
 	return (struct rfs_cent *)buf;
 }
 
-static inline size_t hslot(const struct rfs_cache *c, uint64_t nr)
+static inline size_t hslot(const struct rfs_cshard *c, uint64_t nr)
 {
 	return (size_t)((nr * 0x9e3779b97f4a7c15ull) >> c->shift);
+}
+
+/* A different multiplier from hslot's, so that a shard's blocks spread
+ * over all of its buckets. */
+static inline struct rfs_cshard *shard_of(struct rfs_cache *c, uint64_t nr)
+{
+	return &c->shard[(nr * 0xff51afd7ed558ccdull) >> (64 - RFS_CACHE_SHARD_BITS)];
+}
+
+/* Shard i's share of limit blocks: the shares add up to limit. */
+static uint64_t share(uint64_t limit, unsigned i)
+{
+	return limit / RFS_CACHE_SHARDS + (i < limit % RFS_CACHE_SHARDS);
 }
 
 static void list_add_tail(struct rfs_clist *l, struct rfs_cent *e)
@@ -55,13 +70,21 @@ static void list_del(struct rfs_clist *l, struct rfs_cent *e)
 int rfs_cache_init(struct rfs_cache *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->nbuckets = (size_t)1 << CACHE_INIT_SHIFT;
-	c->shift = 64 - CACHE_INIT_SHIFT;
-	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (!c->buckets)
-		return -ENOMEM;
-	c->limit = RFS_DEFAULT_CACHE_LIMIT;
-	pthread_mutex_init(&c->lock, NULL);
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		struct rfs_cshard *sh = &c->shard[i];
+
+		sh->nbuckets = (size_t)1 << CACHE_INIT_SHIFT;
+		sh->shift = 64 - CACHE_INIT_SHIFT;
+		sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
+		if (!sh->buckets) {
+			while (i--)
+				free(c->shard[i].buckets);
+			c->shard[0].buckets = NULL;
+			return -ENOMEM;
+		}
+		sh->limit = share(RFS_DEFAULT_CACHE_LIMIT, i);
+		pthread_mutex_init(&sh->lock, NULL);
+	}
 	pthread_mutex_init(&c->slab_lock, NULL);
 	return 0;
 }
@@ -111,7 +134,7 @@ static void free_ent(struct rfs_cache *c, struct rfs_cent *e)
 
 void rfs_cache_destroy(struct rfs_cache *c)
 {
-	if (!c->buckets)
+	if (!c->shard[0].buckets)
 		return;
 	while (c->slabs) {
 		struct rfs_slab *sl = c->slabs;
@@ -120,13 +143,15 @@ void rfs_cache_destroy(struct rfs_cache *c)
 		free(sl);
 	}
 	c->free_ents = NULL;
-	free(c->buckets);
-	c->buckets = NULL;
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		free(c->shard[i].buckets);
+		c->shard[i].buckets = NULL;
+		pthread_mutex_destroy(&c->shard[i].lock);
+	}
 	pthread_mutex_destroy(&c->slab_lock);
-	pthread_mutex_destroy(&c->lock);
 }
 
-static struct rfs_cent *lookup(const struct rfs_cache *c, uint64_t nr)
+static struct rfs_cent *lookup(const struct rfs_cshard *c, uint64_t nr)
 {
 	struct rfs_cent *e = c->buckets[hslot(c, nr)];
 
@@ -135,11 +160,11 @@ static struct rfs_cent *lookup(const struct rfs_cache *c, uint64_t nr)
 	return e;
 }
 
-static void grow(struct rfs_cache *c)
+static void grow(struct rfs_cshard *c)
 {
 	size_t n = c->nbuckets * 2;
 	struct rfs_cent **b = calloc(n, sizeof(*b));
-	struct rfs_cache tmp = { .nbuckets = n, .shift = c->shift - 1 };
+	struct rfs_cshard tmp = { .nbuckets = n, .shift = c->shift - 1 };
 
 	if (!b)
 		return; /* longer chains, still correct */
@@ -160,7 +185,7 @@ static void grow(struct rfs_cache *c)
 	c->shift--;
 }
 
-static void insert(struct rfs_cache *c, struct rfs_cent *e)
+static void insert(struct rfs_cshard *c, struct rfs_cent *e)
 {
 	size_t s;
 
@@ -172,7 +197,7 @@ static void insert(struct rfs_cache *c, struct rfs_cent *e)
 	c->count++;
 }
 
-static void unhash(struct rfs_cache *c, struct rfs_cent *e)
+static void unhash(struct rfs_cshard *c, struct rfs_cent *e)
 {
 	struct rfs_cent **pp = &c->buckets[hslot(c, e->buf.blocknr)];
 
@@ -182,19 +207,20 @@ static void unhash(struct rfs_cache *c, struct rfs_cent *e)
 	c->count--;
 }
 
-static void pin(struct rfs_cache *c, struct rfs_cent *e)
+static void pin(struct rfs_cshard *c, struct rfs_cent *e)
 {
 	if (e->pins++ == 0 && !e->dirty)
 		list_del(&c->lru, e);
 }
 
-void rfs_cache_evict(struct rfs_cache *c)
+/* Evict clean unpinned blocks of shard sh beyond its share; sh->lock held. */
+static void evict(struct rfs_cache *c, struct rfs_cshard *sh)
 {
-	while (c->count - c->dirty.n > c->limit && c->lru.head) {
-		struct rfs_cent *e = c->lru.head;
+	while (sh->count - sh->dirty.n > sh->limit && sh->lru.head) {
+		struct rfs_cent *e = sh->lru.head;
 
-		list_del(&c->lru, e);
-		unhash(c, e);
+		list_del(&sh->lru, e);
+		unhash(sh, e);
 		free_ent(c, e);
 	}
 }
@@ -202,24 +228,25 @@ void rfs_cache_evict(struct rfs_cache *c)
 void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 {
 	struct rfs_cache *c = &pool->cache;
+	struct rfs_cshard *sh = shard_of(c, blocknr);
 	struct rfs_cent *e;
 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
-	pthread_mutex_lock(&c->lock);
-	e = c->count ? lookup(c, blocknr) : NULL;
+	pthread_mutex_lock(&sh->lock);
+	e = sh->count ? lookup(sh, blocknr) : NULL;
 	if (e) {
-		unhash(c, e);
+		unhash(sh, e);
 		if (e->dirty)
-			list_del(&c->dirty, e);
+			list_del(&sh->dirty, e);
 		else if (!e->pins)
-			list_del(&c->lru, e);
+			list_del(&sh->lru, e);
 		e->dirty = false;
 		if (e->pins)
 			e->orphan = true; /* freed by the last rfs_buf_put */
 		else
 			free_ent(c, e);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 void rfs_cache_mark_clean(rfs_pool *pool)
@@ -228,25 +255,86 @@ void rfs_cache_mark_clean(rfs_pool *pool)
 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 
-	pthread_mutex_lock(&c->lock);
-	while (c->dirty.head) {
-		struct rfs_cent *e = c->dirty.head;
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		struct rfs_cshard *sh = &c->shard[i];
 
-		list_del(&c->dirty, e);
-		e->dirty = false;
-		if (!e->pins)
-			list_add_tail(&c->lru, e);
+		pthread_mutex_lock(&sh->lock);
+		while (sh->dirty.head) {
+			struct rfs_cent *e = sh->dirty.head;
+
+			list_del(&sh->dirty, e);
+			e->dirty = false;
+			if (!e->pins)
+				list_add_tail(&sh->lru, e);
+		}
+		evict(c, sh);
+		pthread_mutex_unlock(&sh->lock);
 	}
-	rfs_cache_evict(c);
-	pthread_mutex_unlock(&c->lock);
+}
+
+int rfs_cache_dirty(rfs_pool *pool, struct rfs_cent ***out, size_t *nout)
+{
+	struct rfs_cache *c = &pool->cache;
+	struct rfs_cent **v;
+	uint64_t ndirty = 0;
+	size_t n = 0;
+
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool));
+	*out = NULL;
+	*nout = 0;
+	rfs_cache_counts(c, NULL, &ndirty, NULL);
+	if (!ndirty)
+		return 0;
+	/* Only gate holders make blocks dirty or clean, so the count holds. */
+	v = malloc(ndirty * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		struct rfs_cshard *sh = &c->shard[i];
+
+		pthread_mutex_lock(&sh->lock);
+		for (struct rfs_cent *e = sh->dirty.head; e && n < ndirty; e = e->next)
+			v[n++] = e;
+		pthread_mutex_unlock(&sh->lock);
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+void rfs_cache_counts(struct rfs_cache *c, uint64_t *cached, uint64_t *dirty, uint64_t *reads)
+{
+	uint64_t cn = 0, dn = 0, rn = 0;
+
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		struct rfs_cshard *sh = &c->shard[i];
+
+		pthread_mutex_lock(&sh->lock);
+		cn += sh->count;
+		dn += sh->dirty.n;
+		rn += sh->reads;
+		pthread_mutex_unlock(&sh->lock);
+	}
+	if (cached)
+		*cached = cn;
+	if (dirty)
+		*dirty = dn;
+	if (reads)
+		*reads = rn;
 }
 
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks)
 {
-	pthread_mutex_lock(&pool->cache.lock);
-	pool->cache.limit = blocks;
-	rfs_cache_evict(&pool->cache);
-	pthread_mutex_unlock(&pool->cache.lock);
+	struct rfs_cache *c = &pool->cache;
+
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
+		struct rfs_cshard *sh = &c->shard[i];
+
+		pthread_mutex_lock(&sh->lock);
+		sh->limit = share(blocks, i);
+		evict(c, sh);
+		pthread_mutex_unlock(&sh->lock);
+	}
 }
 
 /* Checks that also apply to a cached block: the caller's expectations. */
@@ -274,6 +362,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		 struct rfs_buf **out)
 {
 	struct rfs_cache *c = &pool->cache;
+	struct rfs_cshard *sh;
 	struct rfs_cent *e, *other;
 	int ret;
 
@@ -286,12 +375,13 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 			(unsigned long long)pool->total_blocks - 1);
 		return -EIO;
 	}
-	pthread_mutex_lock(&c->lock);
-	c->reads++;
-	e = lookup(c, blocknr);
+	sh = shard_of(c, blocknr);
+	pthread_mutex_lock(&sh->lock);
+	sh->reads++;
+	e = lookup(sh, blocknr);
 	if (e)
-		pin(c, e);
-	pthread_mutex_unlock(&c->lock);
+		pin(sh, e);
+	pthread_mutex_unlock(&sh->lock);
 	if (e)
 		goto check;
 
@@ -308,19 +398,19 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		free_ent(c, e);
 		return ret;
 	}
-	pthread_mutex_lock(&c->lock);
-	other = lookup(c, blocknr);
+	pthread_mutex_lock(&sh->lock);
+	other = lookup(sh, blocknr);
 	if (other) {
 		/* Another reader loaded it meanwhile; use theirs. */
 		free_ent(c, e);
 		e = other;
-		pin(c, e);
+		pin(sh, e);
 	} else {
 		e->pins = 1;
-		insert(c, e);
-		rfs_cache_evict(c);
+		insert(sh, e);
+		evict(c, sh);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&sh->lock);
 	if (!other) {
 		*out = &e->buf;
 		return 0;
@@ -376,10 +466,11 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 	e->pins = 1;
 	e->dirty = true;
 
-	pthread_mutex_lock(&c->lock);
-	insert(c, e);
-	list_add_tail(&c->dirty, e);
-	pthread_mutex_unlock(&c->lock);
+	struct rfs_cshard *sh = shard_of(c, nr);
+	pthread_mutex_lock(&sh->lock);
+	insert(sh, e);
+	list_add_tail(&sh->dirty, e);
+	pthread_mutex_unlock(&sh->lock);
 	*out = &e->buf;
 	return 0;
 }
@@ -387,7 +478,7 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 bool rfs_buf_is_dirty(const rfs_pool *pool, const struct rfs_buf *buf)
 {
 	/* Only rfs_buf_new makes dirty buffers, and only the commit (under
-	 * the write lock) cleans them, so no cache lock is needed.  A pool
+	 * the write lock) cleans them, so no shard lock is needed.  A pool
 	 * that refuses changes has no buffer that may be changed in place. */
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	return to_cent(buf)->dirty && rfs_pool_check_writable(pool) == 0;
@@ -401,16 +492,18 @@ void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
 	if (!buf)
 		return;
 	e = to_cent(buf);
-	pthread_mutex_lock(&c->lock);
+	/* blocknr does not change while the block is pinned, orphan or not. */
+	struct rfs_cshard *sh = shard_of(c, e->buf.blocknr);
+	pthread_mutex_lock(&sh->lock);
 	if (--e->pins == 0) {
 		if (e->orphan) {
 			free_ent(c, e);
 		} else if (!e->dirty) {
-			list_add_tail(&c->lru, e);
-			rfs_cache_evict(c);
+			list_add_tail(&sh->lru, e);
+			evict(c, sh);
 		}
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 uint64_t rfs_buf_gen(const struct rfs_buf *buf)

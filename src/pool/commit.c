@@ -78,15 +78,9 @@ static int write_dirty(rfs_pool *pool, struct stager *s, uint64_t gen)
 	size_t n = 0;
 	int ret = 0;
 
-	pthread_mutex_lock(&pool->cache.lock);
-	if (pool->cache.dirty.n) {
-		v = malloc(pool->cache.dirty.n * sizeof(*v));
-		for (struct rfs_cent *e = pool->cache.dirty.head; v && e; e = e->next)
-			v[n++] = e;
-	}
-	pthread_mutex_unlock(&pool->cache.lock);
-	if (pool->cache.dirty.n && !v)
-		return -ENOMEM;
+	ret = rfs_cache_dirty(pool, &v, &n);
+	if (ret)
+		return ret;
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_cent);
 	for (size_t i = 0; i < n && !ret; i++) {

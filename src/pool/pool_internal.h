@@ -129,15 +129,16 @@ void rfs_io_crash(struct rfs_io *io, int mode, uint64_t seed);
  */
 struct rfs_cent {
 	struct rfs_buf buf; /* first member: what callers see */
-	struct rfs_cent *hnext; /* cache lock (slab_lock while on the free list) */
+	struct rfs_cent *hnext; /* shard lock (slab_lock while on the free list) */
 	/* On the LRU list when clean and unpinned, on the dirty list when
-	 * dirty, on no list when clean and pinned.  cache lock. */
+	 * dirty, on no list when clean and pinned.  The lock of the shard
+	 * the block number hashes to ("shard lock"). */
 	struct rfs_cent *prev, *next;
-	uint32_t pins; /* cache lock */
-	/* Changed with the cache lock and the pool's write lock held, so
+	uint32_t pins; /* shard lock */
+	/* Changed with the shard lock and the pool's write lock held, so
 	 * either one is enough to read it (rfs_buf_is_dirty). */
 	bool dirty;
-	bool orphan; /* cache lock: dropped from the table while pinned */
+	bool orphan; /* shard lock: dropped from the table while pinned */
 };
 
 struct rfs_clist {
@@ -155,13 +156,15 @@ struct rfs_slab {
 	struct rfs_cent ents[RFS_SLAB_BLOCKS];
 };
 
-/* The cache has its own mutex (lock), so readers holding only the pool's
- * read lock can load and evict blocks concurrently. */
-struct rfs_cache {
+/*
+ * One shard of the cache: the blocks whose number hashes to it, with their
+ * own table, lists and mutex.  Every tree level a reader walks is a
+ * lookup and a release in the block's shard, so readers of different
+ * blocks rarely meet on a lock (one mutex for the whole cache made every
+ * FUSE worker queue on it at every level).
+ */
+struct rfs_cshard {
 	pthread_mutex_t lock;
-	pthread_mutex_t slab_lock; /* taken after lock, never before */
-	struct rfs_slab *slabs;     /* slab_lock */
-	struct rfs_cent *free_ents; /* slab_lock; chained through hnext */
 	/* All of the following: lock. */
 	struct rfs_cent **buckets;
 	size_t nbuckets; /* power of two */
@@ -169,8 +172,20 @@ struct rfs_cache {
 	size_t count;    /* entries in the table */
 	struct rfs_clist lru;
 	struct rfs_clist dirty;
-	uint64_t limit; /* clean blocks kept */
-	uint64_t reads; /* rfs_buf_read calls, hits and misses; lock */
+	uint64_t limit; /* clean blocks kept: this shard's share of the cache's */
+	uint64_t reads; /* rfs_buf_read calls, hits and misses */
+} __attribute__((aligned(64)));
+
+#define RFS_CACHE_SHARD_BITS 4
+#define RFS_CACHE_SHARDS (1u << RFS_CACHE_SHARD_BITS)
+
+/* The cache has its own mutexes (one per shard), so readers holding only
+ * the pool's read lock can load and evict blocks concurrently. */
+struct rfs_cache {
+	pthread_mutex_t slab_lock; /* taken after a shard's lock, never before */
+	struct rfs_slab *slabs;     /* slab_lock */
+	struct rfs_cent *free_ents; /* slab_lock; chained through hnext */
+	struct rfs_cshard shard[RFS_CACHE_SHARDS];
 };
 
 int rfs_cache_init(struct rfs_cache *c);
@@ -179,7 +194,12 @@ void rfs_cache_destroy(struct rfs_cache *c);
 void rfs_cache_drop(struct rfs_pool *pool, uint64_t blocknr);
 /* Called by commit once every dirty block is durable. */
 void rfs_cache_mark_clean(struct rfs_pool *pool);
-void rfs_cache_evict(struct rfs_cache *c);
+/* The dirty blocks, in a malloc'ed array (*v, *n; NULL and 0 when there
+ * are none): -ENOMEM.  Gate held (no new dirty block meanwhile). */
+int rfs_cache_dirty(struct rfs_pool *pool, struct rfs_cent ***v, size_t *n);
+/* Cached, dirty blocks and rfs_buf_read calls, summed over the shards. */
+void rfs_cache_counts(struct rfs_cache *c, uint64_t *cached, uint64_t *dirty,
+		      uint64_t *reads);
 
 /* ---- allocation (alloc.c) -------------------------------------------- */
 

@@ -566,6 +566,7 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 {
 	/* The counters are W: a writer may be changing them. */
 	bool lock = !rfs_pool_holds_lock(pool);
+	uint64_t cached, dirty, reads;
 
 	if (lock)
 		rfs_pool_rdlock(pool);
@@ -575,11 +576,10 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 	st->used_blocks = pool->used_blocks;
 	st->pending_free = pool->pending_blocks;
 	st->high_water = pool->high_water;
-	pthread_mutex_lock(&pool->cache.lock);
-	st->cache_blocks = pool->cache.count;
-	st->dirty_blocks = pool->cache.dirty.n;
-	st->block_reads = pool->cache.reads;
-	pthread_mutex_unlock(&pool->cache.lock);
+	rfs_cache_counts(&pool->cache, &cached, &dirty, &reads);
+	st->cache_blocks = cached;
+	st->dirty_blocks = dirty;
+	st->block_reads = reads;
 	st->commits = pool->commits;
 	st->flushes = pool->io.flushes;
 	if (lock)
