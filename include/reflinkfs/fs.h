@@ -127,6 +127,15 @@ void rfs_fs_crash(rfs_fs *fs, enum rfs_crash_mode mode, uint64_t seed);
  */
 void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err);
 
+/*
+ * Test hook: fn(arg) is called by every file write while it copies its
+ * data into the blocks it allocated, with the pool's write lock paused
+ * (rfs_pool_write_pause) when the write is the first change of its
+ * operation -- so a test can hold a writer there and check that readers
+ * go on.  NULL disarms.  Set it while no write runs.
+ */
+void rfs_fs_set_data_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
+
 /* The pool below the fs (for stats and crash simulation in tests). */
 rfs_pool *rfs_fs_pool(rfs_fs *fs);
 

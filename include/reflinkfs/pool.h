@@ -164,6 +164,22 @@ int rfs_pool_set_frozen(rfs_pool *pool, bool frozen);
 void rfs_pool_rdlock(rfs_pool *pool);
 void rfs_pool_wrlock(rfs_pool *pool);
 void rfs_pool_unlock(rfs_pool *pool);
+/* rfs_pool_wrlock unless another writer (or a commit) holds the writers'
+ * gate: then false at once, nothing held.  For best-effort changes a
+ * reader makes (atime) that must not wait behind a writer. */
+bool rfs_pool_trywrlock(rfs_pool *pool);
+/*
+ * For a writer (write lock held) about to write data blocks it allocated:
+ * rfs_pool_write_pause turns the write lock into a read lock, so readers
+ * run while the data moves, and keeps the writers' gate, so no other
+ * writer and no commit runs (the blocks stay in the running transaction,
+ * and nothing can commit before the extent records naming them are in).
+ * The caller must leave every tree consistent for readers first: only
+ * rfs_data_write, reads and rfs_pool_write_resume may follow.
+ * rfs_pool_write_resume takes the write lock back.
+ */
+void rfs_pool_write_pause(rfs_pool *pool);
+void rfs_pool_write_resume(rfs_pool *pool);
 
 /* Does the calling thread hold the pool's lock (read or write), or its
  * write lock?  For assertions ("caller holds the lock"); cheap. */
@@ -388,7 +404,8 @@ uint32_t rfs_data_csum(uint64_t blocknr, const void *data);
 /*
  * Write nblocks data blocks starting at blocknr (which must be allocated
  * in the running transaction) and store each block's checksum in csums
- * (may be NULL).  Data becomes durable with the next commit.
+ * (may be NULL).  Data becomes durable with the next commit.  The caller
+ * holds the write lock, or is a paused writer (rfs_pool_write_pause).
  */
 int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
 		   uint32_t nblocks, uint32_t *csums);

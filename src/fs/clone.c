@@ -120,7 +120,7 @@ static int copy_bytes(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d,
 			break;
 		if (got < n)
 			memset(buf + got, 0, n - got);
-		ret = file_write_locked(fs, d, buf, n, off_out, &done);
+		ret = file_write_locked(fs, d, buf, n, off_out, &done, false);
 		if (!ret && done < n)
 			ret = -ENOSPC;
 		off_in += n;

@@ -99,56 +99,112 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 	return ret;
 }
 
+void rfs_fs_set_data_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg)
+{
+	fs->data_hook = fn;
+	fs->data_arg = arg;
+}
+
 /* Replace file blocks [pos, pos + n) with the contents of data (n whole
  * blocks), in new blocks.  *done receives the blocks written (maybe fewer
- * than n when the pool fills up). */
+ * than n when the pool fills up).
+ *
+ * Three phases: allocate every block (write lock), copy the data into
+ * them, then cut the old mapping and insert the new records (write lock).
+ * With pause set -- nothing of the operation is changed yet, so every
+ * tree is as readers may see it -- the copy runs with the write lock
+ * paused (rfs_pool_write_pause): readers of other files, and of this one
+ * (they see the old contents), go on meanwhile, while the writers' gate
+ * keeps other writers and the commit out, so the blocks are still in the
+ * running transaction when the records naming them go in. */
 static int write_blocks(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos,
-			uint64_t n, const uint8_t *data, uint64_t *done)
+			uint64_t n, const uint8_t *data, uint64_t *done, bool pause)
 {
-	struct rfs_ext *e = malloc(sizeof(*e));
-	int ret = 0;
+	struct run {
+		uint64_t start, got;
+	} *runs;
+	struct rfs_ext *e;
+	uint32_t *csum;
+	size_t nruns = 0;
+	uint64_t have = 0, removed;
+	int ret = 0, wret = 0;
 	*done = 0;
-	if (!e)
+	/* One allocation: the runs (at most one per block), the checksums,
+	 * the record being built. */
+	void *mem = malloc(n * (sizeof(*runs) + sizeof(*csum)) + sizeof(*e));
+	if (!mem)
 		return -ENOMEM;
-	while (*done < n) {
-		uint64_t want = n - *done, start, got, removed;
+	e = mem;
+	runs = (struct run *)(e + 1);
+	csum = (uint32_t *)(runs + n);
+	while (have < n) {
+		uint64_t want = n - have, start, got;
 		if (want > RFS_EXTENT_MAX)
 			want = RFS_EXTENT_MAX;
 		ret = alloc_data(fs, want, &start, &got);
 		if (ret)
 			break;
+		runs[nruns].start = start;
+		runs[nruns++].got = got;
+		have += got;
+	}
+	if (pause)
+		rfs_pool_write_pause(fs->pool);
+	uint64_t wrote = 0;
+	size_t ok = 0;
+	for (; ok < nruns; ok++) {
+		wret = rfs_data_write(fs->pool, runs[ok].start, data + wrote * BS,
+				      (uint32_t)runs[ok].got, csum + wrote);
+		if (wret)
+			break;
+		wrote += runs[ok].got;
+	}
+	if (fs->data_hook)
+		fs->data_hook(fs->data_arg);
+	if (pause)
+		rfs_pool_write_resume(fs->pool);
+	if (wret)
+		ret = wret;
+	for (size_t i = ok; i < nruns; i++)
+		rfs_free_blocks(fs->pool, runs[i].start, runs[i].got);
+	for (size_t i = 0; i < ok; i++) {
+		uint64_t got = runs[i].got;
 		e->lblk = pos + *done;
-		e->start = start;
+		e->start = runs[i].start;
 		e->n = got;
 		e->flags = 0;
-		ret = rfs_data_write(fs->pool, start, data + *done * BS, (uint32_t)got, e->csum);
-		if (!ret)
-			ret = ext_punch(fs, t, e->lblk, got, &removed);
-		if (ret) {
-			rfs_free_blocks(fs->pool, start, got);
+		memcpy(e->csum, csum + *done, 4 * got);
+		int mret = ext_punch(fs, t, e->lblk, got, &removed);
+		if (mret) {
+			for (; i < ok; i++)
+				rfs_free_blocks(fs->pool, runs[i].start, runs[i].got);
+			ret = mret;
 			break;
 		}
-		ret = ext_insert(fs, t, e);
-		if (ret) {
-			rfs_free_blocks(fs->pool, start, got);
+		mret = ext_insert(fs, t, e);
+		if (mret) {
+			for (; i < ok; i++)
+				rfs_free_blocks(fs->pool, runs[i].start, runs[i].got);
 			r->i.blocks -= removed;
+			ret = mret;
 			break;
 		}
 		r->i.blocks += got - removed;
 		*done += got;
 	}
-	free(e);
+	free(mem);
 	return ret;
 }
 
 int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
-		      size_t size, uint64_t off, size_t *done)
+		      size_t size, uint64_t off, size_t *done, bool pause)
 {
 	*done = 0;
 	if (size == 0)
 		return 0;
 	if (off >= RFS_FILE_MAX || size > RFS_FILE_MAX - off)
 		return -EFBIG;
+	bool tail = r->i.flags & RFS_INODE_TAILCLONE;
 	int ret = tail_fix(fs, r);
 	if (ret)
 		return ret;
@@ -164,6 +220,10 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 	uint64_t chunk_max = 256;
 	uint8_t *chunk = NULL;
 	uint64_t pos = b0;
+	/* Nothing of the operation changed yet (unless tail_fix cut a
+	 * hidden tail): the first chunk may copy its data with the write
+	 * lock paused (write_blocks). */
+	pause = pause && !tail;
 	while (pos < b1) {
 		uint64_t n = b1 - pos < chunk_max ? b1 - pos : chunk_max;
 		uint64_t cstart = pos * BS, cend = (pos + n) * BS;
@@ -201,7 +261,8 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 		memcpy(chunk + (dlo - cstart), src + (dlo - off), dhi - dlo);
 write:;
 		uint64_t wrote;
-		ret = write_blocks(fs, r, &t, pos, n, data, &wrote);
+		ret = write_blocks(fs, r, &t, pos, n, data, &wrote, pause);
+		pause = false;
 		if (wrote) {
 			uint64_t upto = (pos + wrote) * BS < end ? (pos + wrote) * BS : end;
 			*done = (size_t)(upto - off);
@@ -242,7 +303,7 @@ int zero_partial(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t from,
 	if (!ret) {
 		uint64_t done;
 		memset(blk + from % BS, 0, to - from);
-		ret = write_blocks(fs, r, t, b, 1, blk, &done);
+		ret = write_blocks(fs, r, t, b, 1, blk, &done, false);
 	}
 	free(blk);
 	return ret;
@@ -399,8 +460,10 @@ static void maybe_touch_atime(rfs_fs *fs, struct rfs_node *n, const struct rfs_i
 		return;
 	struct rfs_ipath p;
 	struct rfs_op op = {0};
-	/* Best effort: a full pool or a failed path load skips it. */
-	if (op_begin(fs, &op, "atime update", op_meta(op_depth(fs, n), 0), 0))
+	/* Best effort: a full pool or a failed path load skips it, and so
+	 * does a writer at work -- a read never waits for one; the next read
+	 * tries again (atime is still not newer than mtime). */
+	if (op_begin_try(fs, &op, "atime update", op_meta(op_depth(fs, n), 0), 0))
 		return;
 	int ret = 0;
 	if (!n->dead && (ret = ip_load(fs, n, true, &p)) == 0) {
@@ -480,7 +543,7 @@ static int write_op(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size
 	if (!S_ISREG(r->i.mode)) {
 		ret = S_ISDIR(r->i.mode) ? -EISDIR : -EINVAL;
 	} else {
-		ret = file_write_locked(fs, r, buf, size, off, done);
+		ret = file_write_locked(fs, r, buf, size, off, done, true);
 		if (*done)
 			touch_mc(&r->i);
 	}

@@ -244,6 +244,9 @@ struct rfs_fs {
 
 	/* The operation running now (op.h); pool write lock. */
 	struct rfs_op *cur_op;
+	/* rfs_fs_set_data_hook (tests); set while no write runs. */
+	void (*data_hook)(void *arg);
+	void *data_arg;
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */
 	unsigned inject_after;
 	int inject_err;
@@ -490,8 +493,12 @@ struct emap;
 /* ---- files (file.c) ---- */
 int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 		     size_t size, uint64_t off, size_t *got);
+/* Write size bytes at off into r's tree (r's size, blocks and subtree
+ * updated; the caller stores r).  pause: nothing of the running
+ * operation has changed any tree yet (only a mutable ip_load), so the
+ * data may be copied with the write lock paused (file.c write_blocks). */
 int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
-		      size_t size, uint64_t off, size_t *done);
+		      size_t size, uint64_t off, size_t *done, bool pause);
 int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size);
 /* Cut hidden clone extents past the size (RFS_INODE_TAILCLONE). */
 int tail_fix(rfs_fs *fs, struct rfs_irec *r);

@@ -109,7 +109,7 @@ static void premod_lock(rfs_fs *fs, struct rfs_op *op)
 }
 
 static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
-		 uint64_t data, bool partial)
+		 uint64_t data, bool partial, bool try)
 {
 	bool retried = op->retried;
 	struct op_premod pm = op->pm;
@@ -126,7 +126,10 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	op->data = data;
 	if (fs->rdonly)
 		return -EROFS;
-	premod_lock(fs, op);
+	if (!try || op->pm.ntgt)
+		premod_lock(fs, op);
+	else if (!rfs_pool_trywrlock(fs->pool))
+		return -EBUSY;
 	int ret = rfs_pool_check_writable(fs->pool);
 	if (ret)
 		goto fail;
@@ -169,13 +172,19 @@ fail:
 int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data)
 {
-	return begin(fs, op, what, meta, data, false);
+	return begin(fs, op, what, meta, data, false, false);
+}
+
+int op_begin_try(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
+		 uint64_t data)
+{
+	return begin(fs, op, what, meta, data, false, true);
 }
 
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data)
 {
-	return begin(fs, op, what, meta, data, true);
+	return begin(fs, op, what, meta, data, true, false);
 }
 
 /* Errors that say the operation could not get a resource, as opposed to

@@ -116,6 +116,11 @@ int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data);
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data);
+/* op_begin, or -EBUSY at once when another writer or a commit holds the
+ * pool (rfs_pool_trywrlock): for best-effort changes made on behalf of
+ * a reader (atime), which must not wait behind a writer. */
+int op_begin_try(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
+		 uint64_t data);
 
 /* Name a file the operation changes (kind: enum rfs_premod_kind), before
  * the first op_begin.  At most OP_TARGETS. */

@@ -13,7 +13,9 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 {
 	int ret;
 
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	/* The write lock, or a paused writer's read lock and gate: either
+	 * way no one else allocates, frees or commits meanwhile. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool) && rfs_pool_holds_lock(pool));
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;

@@ -107,6 +107,19 @@ void rfs_pool_wrlock(rfs_pool *pool)
 	h->wr = true;
 }
 
+bool rfs_pool_trywrlock(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
+	if (pthread_mutex_trylock(&pool->gate))
+		return false;
+	/* Only readers can be in: they leave without waiting for anyone. */
+	pthread_rwlock_wrlock(&pool->lock);
+	struct held *h = held_get(pool);
+	h->gate = true;
+	h->wr = true;
+	return true;
+}
+
 void rfs_pool_unlock(rfs_pool *pool)
 {
 	struct held *h = held_find(pool);
@@ -147,4 +160,15 @@ void rfs_pool_lock_upgrade(rfs_pool *pool)
 	pthread_rwlock_wrlock(&pool->lock);
 	h->rd = 0;
 	h->wr = true;
+}
+
+void rfs_pool_write_pause(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool) && rfs_pool_holds_gate(pool));
+	rfs_pool_lock_downgrade(pool);
+}
+
+void rfs_pool_write_resume(rfs_pool *pool)
+{
+	rfs_pool_lock_upgrade(pool);
 }
