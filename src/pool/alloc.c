@@ -392,9 +392,13 @@ static int cmp_extent(const void *a, const void *b)
  * without hole punching just keeps the space.
  */
 #define PUNCH_MIN_BLOCKS 16
-static void punch_freed(rfs_pool *pool)
+void rfs_alloc_punch_freed(rfs_pool *pool)
 {
 	size_t n = pool->npending, i = 0;
+
+	/* The commit's write-out, gen durable: pending is the gate's (only
+	 * writers change it) and nothing the live state names is punched. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool));
 
 	if (!n || pool->io.crashsim || pool->io.is_bdev)
 		return;
@@ -425,7 +429,6 @@ void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
 							      : RFS_WORDS_PER_PAGE;
 		memset(pool->fresh + w0, 0, nw * 8);
 	}
-	punch_freed(pool);
 	for (size_t i = 0; i < pool->npending; i++) {
 		struct rfs_extent *e = &pool->pending[i];
 

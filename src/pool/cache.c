@@ -253,7 +253,8 @@ void rfs_cache_mark_clean(rfs_pool *pool)
 {
 	struct rfs_cache *c = &pool->cache;
 
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	/* Gate held: only gate holders ask whether a block is dirty. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool));
 
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];

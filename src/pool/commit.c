@@ -140,7 +140,9 @@ static int write_super(rfs_pool *pool, uint64_t gen, unsigned c, uint8_t *buf)
 /*
  * Write out generation gen: everything but the final state change.  Runs
  * under the read lock with the writers' gate held: nothing mutates the
- * pool meanwhile, and readers go on.  Returns an error when generation
+ * pool meanwhile, and readers go on.  Once gen is durable its dirty
+ * blocks are marked clean and the blocks it freed punched out of the
+ * pool file here too (only gate holders care about either).  Returns an error when generation
  * gen is not durable; *mirror_err is the error of the second superblock
  * copy, written once the first made gen durable.
  */
@@ -168,8 +170,15 @@ static int write_out(rfs_pool *pool, uint64_t gen, int *mirror_err)
 		ret = rfs_io_flush(&pool->io);
 	if (!ret)
 		ret = write_super(pool, gen, 0, s.buf);
-	if (!ret)
+	if (!ret) {
+		/* gen is durable.  What follows used to run under the write
+		 * lock, O(dirty blocks) and a hole punch per freed run: the
+		 * gate keeps writers (the only ones who look at dirtiness or
+		 * allocate) out, so readers need not wait for it. */
+		rfs_cache_mark_clean(pool);
+		rfs_alloc_punch_freed(pool);
 		*mirror_err = write_super(pool, gen, 1, s.buf);
+	}
 	free(s.buf);
 	return ret;
 }
@@ -202,7 +211,6 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 
 	pool->committed_gen = gen;
 	rfs_alloc_committed(pool, gen);
-	rfs_cache_mark_clean(pool);
 	pool->commits++;
 	if (mirror_err) {
 		/* Generation gen is durable (its first copy was flushed), so

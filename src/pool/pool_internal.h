@@ -135,8 +135,9 @@ struct rfs_cent {
 	 * the block number hashes to ("shard lock"). */
 	struct rfs_cent *prev, *next;
 	uint32_t pins; /* shard lock */
-	/* Changed with the shard lock and the pool's write lock held, so
-	 * either one is enough to read it (rfs_buf_is_dirty). */
+	/* Changed with the shard lock and the writers' gate held (writers,
+	 * and the commit once its generation is durable), so either one is
+	 * enough to read it (rfs_buf_is_dirty: writers only). */
 	bool dirty;
 	bool orphan; /* shard lock: dropped from the table while pinned */
 };
@@ -192,7 +193,7 @@ int rfs_cache_init(struct rfs_cache *c);
 void rfs_cache_destroy(struct rfs_cache *c);
 /* Forget the cached copy of blocknr (it was freed). */
 void rfs_cache_drop(struct rfs_pool *pool, uint64_t blocknr);
-/* Called by commit once every dirty block is durable. */
+/* Called by commit once every dirty block is durable (gate held). */
 void rfs_cache_mark_clean(struct rfs_pool *pool);
 /* The dirty blocks, in a malloc'ed array (*v, *n; NULL and 0 when there
  * are none): -ENOMEM.  Gate held (no new dirty block meanwhile). */
@@ -215,6 +216,10 @@ void rfs_alloc_format(rfs_pool *pool);
 int rfs_alloc_loaded(rfs_pool *pool, uint64_t sb_used);
 /* Allocate one block for metadata (may use the reserve). */
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr);
+/* The commit made its generation durable: give runs of freed blocks
+ * (16 or more) back to the backing filesystem (hole punch).  Gate held,
+ * before rfs_alloc_committed makes them usable. */
+void rfs_alloc_punch_freed(rfs_pool *pool);
 /* Commit succeeded: fresh blocks become committed, pending frees usable. */
 void rfs_alloc_committed(rfs_pool *pool, uint64_t gen);
 /* Fill one on-disk bitmap page (header and bits) for copy/page of gen. */
