@@ -415,9 +415,12 @@ void rfs_alloc_punch_freed(rfs_pool *pool)
 	}
 }
 
-void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
+void rfs_alloc_durable(rfs_pool *pool, uint64_t gen)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	/* Gate held: fresh, avail, avail_used and hint are only looked at by
+	 * writers (readers use persist, used_blocks and pending_blocks), so
+	 * this O(pages touched + frees) part needs no write lock. */
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool) && rfs_pool_holds_lock(pool));
 	/* Fresh bits can only be set in pages touched by this transaction. */
 	for (uint64_t p = 0; p < pool->bitmap_blocks; p++) {
 		uint64_t w0, nw;
@@ -437,6 +440,11 @@ void rfs_alloc_committed(rfs_pool *pool, uint64_t gen)
 		if (e->start < pool->hint)
 			pool->hint = e->start;
 	}
+}
+
+void rfs_alloc_committed(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	pool->npending = 0;
 	pool->pending_blocks = 0;
 	pool->full_bitmap_write = false;

@@ -141,8 +141,9 @@ static int write_super(rfs_pool *pool, uint64_t gen, unsigned c, uint8_t *buf)
  * Write out generation gen: everything but the final state change.  Runs
  * under the read lock with the writers' gate held: nothing mutates the
  * pool meanwhile, and readers go on.  Once gen is durable its dirty
- * blocks are marked clean and the blocks it freed punched out of the
- * pool file here too (only gate holders care about either).  Returns an error when generation
+ * blocks are marked clean, the blocks it freed punched out of the pool
+ * file and made allocatable, its fresh blocks committed -- here too, as
+ * only gate holders look at any of that.  Returns an error when generation
  * gen is not durable; *mirror_err is the error of the second superblock
  * copy, written once the first made gen durable.
  */
@@ -177,6 +178,7 @@ static int write_out(rfs_pool *pool, uint64_t gen, int *mirror_err)
 		 * allocate) out, so readers need not wait for it. */
 		rfs_cache_mark_clean(pool);
 		rfs_alloc_punch_freed(pool);
+		rfs_alloc_durable(pool, gen);
 		*mirror_err = write_super(pool, gen, 1, s.buf);
 	}
 	free(s.buf);
@@ -210,7 +212,7 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	}
 
 	pool->committed_gen = gen;
-	rfs_alloc_committed(pool, gen);
+	rfs_alloc_committed(pool);
 	pool->commits++;
 	if (mirror_err) {
 		/* Generation gen is durable (its first copy was flushed), so

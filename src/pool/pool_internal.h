@@ -218,10 +218,14 @@ int rfs_alloc_loaded(rfs_pool *pool, uint64_t sb_used);
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr);
 /* The commit made its generation durable: give runs of freed blocks
  * (16 or more) back to the backing filesystem (hole punch).  Gate held,
- * before rfs_alloc_committed makes them usable. */
+ * before rfs_alloc_durable makes them usable. */
 void rfs_alloc_punch_freed(rfs_pool *pool);
-/* Commit succeeded: fresh blocks become committed, pending frees usable. */
-void rfs_alloc_committed(rfs_pool *pool, uint64_t gen);
+/* Generation gen is durable (gate and read lock held): fresh blocks
+ * become committed, pending frees allocatable. */
+void rfs_alloc_durable(rfs_pool *pool, uint64_t gen);
+/* Then, under the write lock: the pending list and its count (which
+ * readers see in statfs) are emptied. */
+void rfs_alloc_committed(rfs_pool *pool);
 /* Fill one on-disk bitmap page (header and bits) for copy/page of gen. */
 void rfs_bitmap_page_fill(rfs_pool *pool, uint64_t page, unsigned copy,
 			  uint64_t gen, uint8_t *block);
