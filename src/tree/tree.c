@@ -386,7 +386,12 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 	if (ret)
 		return ret;
 	node_init(right->data);
-	sp = node_split_point(d, idx, isz);
+	/* An item going past the last one is usually the next of a run of
+	 * increasing keys (new inode numbers, journal sequence numbers,
+	 * entries of a copied directory): leave this node full and start
+	 * the right one with the new item, instead of two half-empty nodes
+	 * of which the left is never filled again. */
+	sp = idx == node_n(d) ? idx : node_split_point(d, idx, isz);
 	node_move_tail(right->data, d, sp);
 	if (idx < sp)
 		node_insert(d, idx, key, klen, val, vlen, flags);

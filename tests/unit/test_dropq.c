@@ -583,7 +583,8 @@ static void test_check_sees_queue(void **state)
 	tu_rng r = {16};
 	model m;
 	rfs_tree t = {0, RFS_OWNER_USER};
-	build(c, &t, &m, &r, 2000, 5);
+	/* More than one step's 100 blocks, with full leaves. */
+	build(c, &t, &m, &r, 6000, 5);
 	store(c, 1, &t);
 	OK(rfs_catalog_take(c->pool, 1, &t));
 	uint64_t root = t.root;

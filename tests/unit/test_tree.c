@@ -260,6 +260,51 @@ static void test_sequential(void **state)
 	tu_map_clear(&m2);
 }
 
+/* Ascending inserts (new inode numbers, journal sequence numbers) leave
+ * full leaves behind them, not half-empty ones: the tree of N items takes
+ * about as many blocks as the items fill, and still reads back whole. */
+static void test_ascending_fill(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	tu_rng r = {7};
+	uint8_t k[8], v[100];
+	const uint64_t N = 3400;
+	/* 8 bytes of slot, 8 of key, 100 of value: 34 items a leaf. */
+	const uint64_t per_leaf = (RFS_BLOCK_SIZE - 48) / (8 + 8 + sizeof(v));
+	for (uint64_t i = 0; i < N; i++) {
+		key64(k, i * 3);
+		tu_fill(&r, v, sizeof(v));
+		put_both(c, &t, &m, k, 8, v, sizeof(v), 0, RFS_PUT_INSERT);
+	}
+	store(c, 1, &t);
+	tu_commit(c);
+	uint64_t leaves = (N + per_leaf - 1) / per_leaf;
+	uint64_t got = used(c) - u0;
+	/* + internal nodes (2) and the catalog's root; balanced splits
+	 * would take about twice the leaves. */
+	CHECK(got <= leaves + 4, "%llu items in %llu blocks, want about %llu",
+	      (unsigned long long)N, (unsigned long long)got, (unsigned long long)leaves);
+	/* Items inserted between the full leaves still go in. */
+	for (uint64_t i = 0; i < N; i += 5) {
+		key64(k, i * 3 + 1);
+		tu_fill(&r, v, sizeof(v));
+		put_both(c, &t, &m, k, 8, v, sizeof(v), 0, RFS_PUT_INSERT);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u0);
+	tu_map_clear(&m);
+}
+
 static void test_random_varsize(void **state)
 {
 	tu_pool *c = *state;
@@ -1658,6 +1703,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ascending_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_varsize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),

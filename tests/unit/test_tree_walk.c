@@ -207,7 +207,10 @@ static bool same_set(uint64_t *a, size_t na, uint64_t *b, size_t nb)
 static void make_trees(tu_pool *c, rfs_tree *a, rfs_tree *b)
 {
 	*a = (rfs_tree){0, RFS_OWNER_USER};
-	put_n(c, a, 0, 6000, 1);
+	/* Descending: half-full leaves (ascending inserts pack them full,
+	 * and the tree would be one level lower). */
+	for (uint64_t i = 6000; i-- > 0;)
+		put_n(c, a, i, i + 1, 1);
 	tu_commit(c);
 	OK(rfs_tree_clone(c->pool, a, b));
 	put_n(c, b, 100, 140, 9);   /* changes in a few leaves */
