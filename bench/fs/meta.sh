@@ -21,6 +21,9 @@
 #                       passthrough_ll source (default /dev/shm; ~2 GiB)
 #   RFS_META_NDIRS      package directories of the tree (default 1200)
 #   RFS_META_NO_PT=1    skip passthrough_ll
+#   RFS_PASSTHROUGH_HP  libfuse's passthrough_hp binary (default: what
+#                       bench/fs/passthrough_hp.sh builds or has built);
+#                       skipped when there is none
 set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
@@ -52,7 +55,7 @@ calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 now_us() { local t=$EPOCHREALTIME; echo "${t//[.,]/}"; }
 is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 
-work="" mnt="" ptmnt="" daemon_pid="" pt_pid=""
+work="" mnt="" ptmnt="" hpmnt="" daemon_pid="" pt_pid="" hp_pid=""
 cleanup() {
 	local rc=$?
 	set +e
@@ -62,8 +65,11 @@ cleanup() {
 	if [ -n "$ptmnt" ] && is_mounted "$ptmnt"; then
 		fusermount3 -u "$ptmnt" || fusermount3 -uz "$ptmnt"
 	fi
+	if [ -n "$hpmnt" ] && is_mounted "$hpmnt"; then
+		fusermount3 -u "$hpmnt" || fusermount3 -uz "$hpmnt"
+	fi
 	local p
-	for p in $daemon_pid $pt_pid; do
+	for p in $daemon_pid $pt_pid $hp_pid; do
 		wait "$p" 2>/dev/null
 	done
 	if [ -n "$work" ]; then
@@ -79,7 +85,7 @@ work=$(mktemp -d "$base/rfs-meta.XXXXXX")
 if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
 	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
 fi
-mkdir "$work/bin" "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc"
+mkdir "$work/bin" "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc"
 cc=${CC:-cc}
 "$cc" -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
 rb=$work/bin/rfsbench
@@ -102,6 +108,16 @@ if [ "${RFS_META_NO_PT:-0}" != 1 ]; then
 	fi
 fi
 
+# passthrough_hp (libfuse's C++ example; its default: 86400 s timeouts,
+# keep_cache and cached listings).  One descriptor per inode too.
+hp=${RFS_PASSTHROUGH_HP:-$(bash "$root/bench/fs/passthrough_hp.sh" 2>"$work/hp-build.log" || true)}
+if [ -n "$hp" ] && [ -x "$hp" ]; then
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+else
+	log "passthrough_hp not available (see $work/hp-build.log): skipped"
+	hp=""
+fi
+
 log "generating the tree ($ndirs package directories)"
 info=$("$rb" mktree "$work/src" "$ndirs")
 log "tree: $info"
@@ -119,6 +135,13 @@ if [ -n "$pt" ]; then
 	ptmnt=$work/pt
 	for _ in $(seq 100); do is_mounted "$ptmnt" && break; sleep 0.1; done
 	is_mounted "$ptmnt" || { log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
+fi
+if [ -n "$hp" ]; then
+	"$hp" --foreground "$work/hpsrc" "$work/hp" 2>"$work/hp.log" &
+	hp_pid=$!
+	hpmnt=$work/hp
+	for _ in $(seq 100); do is_mounted "$hpmnt" && break; sleep 0.1; done
+	is_mounted "$hpmnt" || { log "passthrough_hp did not mount: skipped"; hp=""; hpmnt=""; }
 fi
 
 # The steps, each run in the filesystem's directory D.
@@ -149,7 +172,8 @@ declare -A T   # T[fs,step] = seconds
 declare -A R   # R[step] = reflinkfs requests
 fss="native rfs"
 [ -n "$pt" ] && fss="$fss pt"
-dir_of() { case "$1" in native) echo "$work/native" ;; rfs) echo "$mnt" ;; pt) echo "$ptmnt" ;; esac; }
+[ -n "$hp" ] && fss="$fss hp"
+dir_of() { case "$1" in native) echo "$work/native" ;; rfs) echo "$mnt" ;; pt) echo "$ptmnt" ;; hp) echo "$hpmnt" ;; esac; }
 
 # one_step STEP WARM: run STEP on every filesystem (warm: once untimed
 # first, then the median of $reps), counting reflinkfs's requests of the
@@ -191,6 +215,10 @@ for s in cpin find lsR statall git cpinside rmrf; do
 	fig "meta_rfs_${s}_requests" "${R[$s]}"
 	if [ -n "$pt" ]; then
 		fig "meta_pt_$s" "${T[pt,$s]}" s
+	fi
+	if [ -n "$hp" ]; then
+		fig "meta_hp_$s" "${T[hp,$s]}" s
+		fig "meta_rfs_${s}_vs_hp" "$(calc "${T[rfs,$s]} / (${T[hp,$s]} > 0 ? ${T[hp,$s]} : 0.001)" 2)"
 	fi
 done
 fig meta_rfs_cpinside_vs_cpin "$(calc "${T[rfs,cpinside]} / ${T[rfs,cpin]}" 2)"
