@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include "fuse/rfs_fuse.h"
+#include "fuse/watch_server.h"
 
 #include "reflinkfs/journal.h"
 
@@ -247,6 +248,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 			o->pool);
 	log_super(fs, o->pool, o->foreground);
 	struct rfs_mountwatch *mwatch = rfs_fuse_mountwatch_start(&m);
+	m.watch_srv = rfs_watch_server_start(&m);
 
 	struct committer c = {.m = &m, .fs = fs, .secs = o->commit_secs ? o->commit_secs : 5};
 	pthread_mutex_init(&c.lock, NULL);
@@ -268,6 +270,10 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);
 	rfs_fuse_mountwatch_stop(mwatch);
+	/* No request runs any more: end every watch (operations waiting on
+	 * one have ended with the session) before the pool closes. */
+	rfs_watch_server_stop(m.watch_srv);
+	m.watch_srv = NULL;
 	/* The final commit runs to its end: a SIGTERM (kill, systemd) or a
 	 * Ctrl-C now would lose everything since the last commit (SIGKILL
 	 * still stops it).  Set before libfuse's handlers go: it restores

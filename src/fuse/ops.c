@@ -4,6 +4,7 @@
  */
 #include "fuse/rfs_fuse.h"
 #include "fuse/fh_session.h"
+#include "fuse/watch_server.h"
 
 #include <pthread.h>
 
@@ -849,6 +850,29 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		r.trees = rs.trees;
 		r.free_blocks = sv.f_bfree;
 		fuse_reply_ioctl(req, 0, &r, sizeof(r));
+		return;
+	}
+	case RFS_IOC_WATCH_ADDR: {
+		struct rfs_ioc_watch_addr a;
+		int ret = out_bufsz < sizeof(a) ? -EINVAL : rfs_watch_server_addr(M(req)->watch_srv, &a);
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, &a, sizeof(a));
+		return;
+	}
+	case RFS_IOC_WATCH_MARK: {
+		/* On a descriptor of the node to mark (watch_server.c). */
+		struct rfs_ioc_watch_mark w;
+		int ret = in_bufsz < sizeof(w) || out_bufsz < sizeof(w) ? -EINVAL : 0;
+		if (!ret) {
+			memcpy(&w, in_buf, sizeof(w));
+			ret = rfs_watch_server_mark(M(req)->watch_srv, req, ino, &w);
+		}
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, &w, sizeof(w));
 		return;
 	}
 	case RFS_IOC_REQ_STATS: {

@@ -51,6 +51,10 @@ struct rfs_mount {
 	 * Written under state_lock; read anywhere. */
 	_Atomic bool frozen;
 	pthread_mutex_t state_lock;
+	/* The watch server (pre-modification events, watch_server.c); NULL
+	 * when it did not start.  Set before the FUSE loop starts, cleared
+	 * after it ended. */
+	struct rfs_watch_server *watch_srv;
 };
 
 /* The entry and attribute timeout of the mount (one day: libfuse and
