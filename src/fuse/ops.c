@@ -272,6 +272,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/* Only this mount changes the data, so the page cache stays valid. */
 	fi->keep_cache = 1;
+	/* FOPEN_NOFLUSH for read-only descriptors: their close() then does
+	 * not write back the file's dirty pages (nor take its inode lock),
+	 * which could wait for a page write-back that itself waits for a
+	 * blocking watch's ack, e.g. in the `reflinkfs clone` of the file
+	 * that a `reflinkfs watch --exec` runs (docs/WATCH.md).  Closing a
+	 * read-only descriptor promises nothing about other writers' pages. */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
 	fi->fh = (uint64_t)fi->flags; /* ioctls get fh, not the open flags */
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		rfs_fs_release(FS(req), ino);
