@@ -21,6 +21,7 @@ int cmd_du(int argc, char **argv);
 int cmd_changes(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 /* reflinkfs snapshot SRC DST (also `reflinkfs clone` of a directory; cmd
  * names the command in messages).  Returns the exit status. */

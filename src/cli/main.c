@@ -29,6 +29,7 @@ static const struct {
 	{"diff", cmd_diff, "what changed between two directories of a mount"},
 	{"du", cmd_du, "space used below a path: total, exclusive, shared"},
 	{"changes", cmd_changes, "what changed below a directory since a cursor"},
+	{"watch", cmd_watch, "an event before each file's first change (can hold it)"},
 };
 
 static void usage(FILE *f)
