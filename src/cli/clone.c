@@ -30,7 +30,11 @@ int cmd_clone(int argc, char **argv)
 		       "calls, while this is one atomic request.)\n\n"
 		       "When SRC is a directory, DST becomes a snapshot of it, exactly as with\n"
 		       "`reflinkfs snapshot SRC DST` (DST must not exist; exit statuses as\n"
-		       "there).\n");
+		       "there).\n\n"
+		       "DST's directory must exist (create it first, e.g. mkdir -p).  When the\n"
+		       "environment variable REFLINKFS_WATCH_INO is SRC's inode number (as\n"
+		       "`reflinkfs watch --exec` sets it for the event's file), SRC's dirty mmap\n"
+		       "pages are not written back first: what is stored is cloned.\n");
 		return 0;
 	}
 	if (argc != 3) {
@@ -69,9 +73,15 @@ int cmd_clone(int argc, char **argv)
 	}
 	/* Pages still dirty in the kernel (writeback cache, mmap) must reach
 	 * the daemon first: the source's to be cloned, the destination's so
-	 * that they do not land on top of the clone later. */
-	sync_file_range(sfd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-				       SYNC_FILE_RANGE_WAIT_AFTER);
+	 * that they do not land on top of the clone later.  Except for the
+	 * file of the event a `reflinkfs watch --exec` runs for (it sets
+	 * REFLINKFS_WATCH_INO): its page write-back may be what waits for
+	 * this command, and what is stored is what is wanted there, the
+	 * content before the change (docs/WATCH.md). */
+	const char *ev_ino = getenv("REFLINKFS_WATCH_INO");
+	if (!ev_ino || strtoull(ev_ino, NULL, 10) != (unsigned long long)sst.st_ino)
+		sync_file_range(sfd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					       SYNC_FILE_RANGE_WAIT_AFTER);
 	sync_file_range(dfd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 				       SYNC_FILE_RANGE_WAIT_AFTER);
 	struct rfs_ioc_clone c = {.src_fd = sfd, .src_ino = sst.st_ino};
