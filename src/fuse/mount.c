@@ -216,6 +216,9 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		argv[argc++] = "-d";
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	se = fuse_session_new(&args, &rfs_fuse_ops, sizeof(rfs_fuse_ops), &m);
+	/* The session keeps copies of what it parsed; the arguments libfuse
+	 * added (fuse_opt_add_arg) would leak otherwise. */
+	fuse_opt_free_args(&args);
 	if (!se) {
 		fprintf(stderr, "reflinkfs mount: bad mount options '%s' (see reflinkfs mount --help)\n",
 			o->fuse_opts ? o->fuse_opts : "");
