@@ -74,8 +74,10 @@ static void watch_usage(FILE *f)
 		"rename or unlink waits, its directories are locked by the kernel: CMD may\n"
 		"open the file by the name it gets, but must not create, rename or delete\n"
 		"names in those directories (that waits for the timeout).\n\n"
-		"Only root or a user who may write PATH can mark it; names below PATH that\n"
-		"you may not list are not shown (such a file is reported by inode only).\n"
+		"Only root or a user who may write PATH can mark it; a file below a\n"
+		"directory you may not read and search gives no event (its name stays\n"
+		"hidden).  While a write waits, a read of the pages it writes waits too:\n"
+		"clone the file to see its stored content.  Protocol: docs/WATCH.md.\n"
 		"Exit status: 0 after --count events, 1 a mark was refused or the mount\n"
 		"went away (unmounted), 2 bad command line or PATH not on a reflinkfs mount.\n");
 }
