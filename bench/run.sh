@@ -78,6 +78,20 @@ if [ -z "$only" ] || [ "$only" = watch ]; then
 	fi
 fi
 
+# The same on a mount, through FUSE and the watch socket (bench/watch.sh).
+if [ -z "$only" ] || [ "$only" = watch ]; then
+	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+	if [ -x "$rfs_bin" ] && [ -x "$bindir/bench_watch_mount" ]; then
+		echo "run.sh: bench/watch.sh ${fs_args[*]}" >&2
+		if ! RFS_BIN=$rfs_bin RFS_BENCH_DIR=$bindir bash bench/watch.sh "${fs_args[@]}"; then
+			echo "run.sh: bench/watch.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: $rfs_bin or $bindir/bench_watch_mount not built: mount watch benchmark skipped" >&2
+	fi
+fi
+
 # Change journal overhead and subtree query (bench/journal.sh).
 if [ -z "$only" ] || [ "$only" = journal ]; then
 	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
