@@ -228,8 +228,8 @@ struct rfs_fs {
 	/* The change journal (src/journal); NULL when mounted without one.
 	 * Pool lock (read to read, write to change). */
 	struct rfs_jnl *jnl;
-	/* Names of hard-linked inodes, cached for the journal
-	 * (link_names.c); pool write lock. */
+	/* Names of hard-linked inodes, cached for the journal and the
+	 * watches (link_names.c); a pool lock and that file's ln_mutex. */
 	struct link_names *lnames;
 
 	/* Pre-modification watches (watch.c).  wlock (after the pool lock,

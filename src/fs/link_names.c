@@ -15,18 +15,27 @@
  * rename, snapshot: link_names_changed): changes to any number of
  * hard-linked files between two such operations cost one walk.
  *
- * Locking: pool write lock (the journal's records are built inside the
- * running operation).
+ * Locking: the pool lock, and ln_mutex around the cache.  The journal
+ * asks under the write lock (its records are built inside the running
+ * operation) and uses the answer in place; the pre-modification check
+ * (watch.c) asks under the read lock, which several threads may hold at
+ * once, so it gets a copy made under ln_mutex.  link_names_changed runs
+ * under the write lock, when no reader is inside.
  */
 #include "fs/fs_internal.h"
 #include "fs/link_names.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #define LN_VOLS 8 /* volumes whose maps are kept */
 #define LN_DEPTH_MAX 4096
 #define LN_PATH_MAX 16384 /* longer paths are not listed (record path: u16) */
+
+/* Protects every fs's lnames cache (one mutex for all: it is taken only
+ * to look up hard-linked names, never held while waiting for anything). */
+static pthread_mutex_t ln_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 /* The names of one inode. */
 struct ln_ent {
@@ -278,10 +287,10 @@ static int walk(rfs_fs *fs, uint64_t vol, struct ln_map *m)
 	return ret;
 }
 
-int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
-		   size_t *n)
+/* link_names_get with ln_mutex held. */
+static int get_locked(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
+		      size_t *n)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	if (!fs->lnames && !(fs->lnames = calloc(1, sizeof(*fs->lnames))))
 		return -ENOMEM;
 	struct link_names *ln = fs->lnames;
@@ -313,7 +322,60 @@ int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_nam
 	return 0;
 }
 
+int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
+		   size_t *n)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
+	pthread_mutex_lock(&ln_mutex);
+	int ret = get_locked(fs, vol, ino, out, n);
+	pthread_mutex_unlock(&ln_mutex);
+	return ret;
+}
+
+int link_names_copy(rfs_fs *fs, uint64_t vol, uint64_t ino, struct link_name **out,
+		    size_t *n)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	const struct link_name *v;
+	size_t cnt;
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&ln_mutex);
+	int ret = get_locked(fs, vol, ino, &v, &cnt);
+	struct link_name *c = NULL;
+	size_t k = 0;
+	if (!ret && cnt && !(c = calloc(cnt, sizeof(*c))))
+		ret = -ENOMEM;
+	for (; !ret && k < cnt; k++) {
+		c[k].path = strdup(v[k].path);
+		c[k].dirs = malloc(sizeof(*c[k].dirs) * v[k].ndirs);
+		c[k].ndirs = v[k].ndirs;
+		if (!c[k].path || !c[k].dirs) {
+			k++;
+			ret = -ENOMEM;
+			break;
+		}
+		memcpy(c[k].dirs, v[k].dirs, sizeof(*c[k].dirs) * v[k].ndirs);
+	}
+	pthread_mutex_unlock(&ln_mutex);
+	if (ret) {
+		names_free(c, k);
+		return ret;
+	}
+	*out = c;
+	*n = cnt;
+	return 0;
+}
+
+void link_names_release(struct link_name *names, size_t n)
+{
+	names_free(names, n);
+}
+
 uint64_t link_names_walks(rfs_fs *fs)
 {
-	return fs->lnames ? fs->lnames->walks : 0;
+	pthread_mutex_lock(&ln_mutex);
+	uint64_t n = fs->lnames ? fs->lnames->walks : 0;
+	pthread_mutex_unlock(&ln_mutex);
+	return n;
 }

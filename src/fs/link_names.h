@@ -1,6 +1,8 @@
 /*
  * The names of a hard-linked inode (link_names.c), for the change
- * journal.  Pool write lock held for every call.
+ * journal and the pre-modification check.  Pool write lock held for
+ * every call but link_names_copy (read lock enough) and
+ * link_names_release (no lock).
  */
 #ifndef RFS_FS_LINK_NAMES_H
 #define RFS_FS_LINK_NAMES_H
@@ -29,6 +31,12 @@ struct link_name {
  */
 int link_names_get(rfs_fs *fs, uint64_t vol, uint64_t ino, const struct link_name **out,
 		   size_t *n);
+/* The same as link_names_get, with the pool's read or write lock held:
+ * a copy of the names (caller frees it with link_names_release), as a
+ * reader's answer may be evicted by another reader's lookup. */
+int link_names_copy(rfs_fs *fs, uint64_t vol, uint64_t ino, struct link_name **out,
+		    size_t *n);
+void link_names_release(struct link_name *names, size_t n);
 /* A name of a hard-linked inode may have changed (link, unlink, rename,
  * snapshot made or deleted): forget the cached answers. */
 void link_names_changed(rfs_fs *fs);
