@@ -1054,7 +1054,8 @@ struct rfs_watch_event {
 	uint64_t ino;  /* st_ino of the file */
 	bool blocking; /* an operation waits for the ack */
 	/* Relative to the marked directory ("a/b/f"); "" when the marked
-	 * file itself.  Never a name the subscriber could not list: a file
+	 * file itself.  For a hard-linked file (several names), the first
+	 * of its names below the mark.  Never a name the subscriber could not list: a file
 	 * below a directory it may not read and search gets no event at
 	 * all (counted in rfs_watch_stat.hidden). */
 	char path[RFS_WATCH_PATH_MAX];

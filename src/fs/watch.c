@@ -17,6 +17,7 @@
  * before it returns (op_begin compares the arm generation again under the
  * write lock).
  */
+#include "fs/link_names.h"
 #include "fs/op.h"
 
 #include <stdio.h>
@@ -579,62 +580,81 @@ struct check {
 };
 
 /* The path from directory `top` down to the target (the names of the
- * chain below it) in buf, and the directories between (top first,
- * the target's own directory last) in dirs.  false when top is no longer
- * above the target (moved meanwhile), or the path is too long. */
-static bool path_below(rfs_fs *fs, const struct op_target *t, rfs_nodeid top, char *buf,
-		       size_t size, struct idvec *dirs)
+ * chain below it) in *out (malloc'd), and the directories between (top
+ * first, the target's own directory last) in dirs.  0; 1 when top is not
+ * above the target's name (moved meanwhile, or a hard link's other name);
+ * -ENOMEM. */
+static int path_below(rfs_fs *fs, const struct op_target *t, rfs_nodeid top, char **out,
+		      struct idvec *dirs)
 {
-	size_t pos = size - 1; /* built back to front */
-	bool found = false;
-	buf[pos] = 0;
+	const char *name0 = t->node ? t->node->name : t->name;
 	struct idvec up;
 	idvec_init(&up);
+	*out = NULL;
 	node_lock(fs);
-	/* (name, directory holding it), from the target upward. */
-	const char *name = t->node ? t->node->name : t->name;
-	size_t len = t->node ? 0 : t->len;
-	struct rfs_node *par = t->node ? t->node->parent : t->dir;
-	if (t->node && name)
-		len = strlen(name);
-	while (name && par && len + 1 <= pos) {
-		pos -= len;
-		memcpy(buf + pos, name, len);
-		if (idvec_push(&up, par->id))
-			break;
+	size_t len0 = t->node ? (name0 ? strlen(name0) : 0) : t->len;
+	struct rfs_node *par0 = t->node ? t->node->parent : t->dir;
+	/* First its length, and whether top is above at all. */
+	size_t total = 0;
+	bool found = false;
+	const char *name = name0;
+	size_t len = len0;
+	for (struct rfs_node *par = par0; name && par; par = par->parent) {
+		total += len;
 		if (par->id == top) {
 			found = true;
 			break;
 		}
-		buf[--pos] = '/';
+		total++;
 		name = par->name;
 		len = name ? strlen(name) : 0;
-		par = par->parent;
+	}
+	char *buf = found ? malloc(total + 1) : NULL;
+	int ret = !found ? 1 : buf ? 0 : -ENOMEM;
+	if (!ret) {
+		/* Then the names, back to front. */
+		size_t pos = total;
+		buf[pos] = 0;
+		name = name0;
+		len = len0;
+		for (struct rfs_node *par = par0; !ret; par = par->parent) {
+			pos -= len;
+			memcpy(buf + pos, name, len);
+			ret = idvec_push(&up, par->id);
+			if (par->id == top)
+				break;
+			buf[--pos] = '/';
+			name = par->name;
+			len = strlen(name);
+		}
 	}
 	node_unlock(fs);
-	if (found) {
-		memmove(buf, buf + pos, size - pos);
-		for (size_t i = up.n; i-- > 0;)
-			if (idvec_push(dirs, up.v[i])) {
-				found = false;
-				break;
-			}
-	}
+	for (size_t i = up.n; !ret && i-- > 0;)
+		ret = idvec_push(dirs, up.v[i]);
 	idvec_free(&up);
-	return found;
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	return 0;
 }
 
 /* The target's inode: *fid its node id (its st_ino, as it is no
- * directory), chain the ids of the directories above it, nearest first.
- * 1: no event (a directory entry, or the name is not there: the operation
- * reports that itself), 0, or -ENOMEM. */
+ * directory), chain the ids of the directories above it, nearest first;
+ * *linked set (and *lvol, *lino) when it is a link-table inode, whose
+ * other names may lie anywhere.  1: no event (a directory entry, or the
+ * name is not there: the operation reports that itself), 0, or -ENOMEM. */
 static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
-		   struct idvec *chain)
+		   struct idvec *chain, bool *linked, uint64_t *lvol, uint64_t *lino)
 {
 	struct rfs_node *x;
 	if (t->node) {
 		node_lock(fs);
 		*fid = t->node->id;
+		*linked = t->node->in_table;
+		*lvol = t->node->vol;
+		*lino = t->node->ino;
 		x = t->node->parent;
 	} else {
 		struct rfs_ipath p;
@@ -656,7 +676,10 @@ static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
 		rfs_pool_unlock(fs->pool);
 		if (ret || S_ISDIR(e.i.mode))
 			return 1;
-		*fid = node_id_of(fs, vol_below(t->dir->vol, &e.i), e.i.ino);
+		*lvol = vol_below(t->dir->vol, &e.i);
+		*lino = e.i.ino;
+		*linked = (e.i.flags & RFS_INODE_LINKED) != 0;
+		*fid = node_id_of(fs, *lvol, *lino);
 		node_lock(fs);
 		x = t->dir;
 	}
@@ -667,10 +690,48 @@ static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
 	return ret;
 }
 
-/* The armed marks that cover fid (chain: its directories) and have not
- * reported it yet; a reference on each candidate's watch. */
-static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct cand **out,
-		 size_t *nout)
+/* Is any armed subtree mark set?  (A hard-linked target's names are
+ * looked up only then.) */
+static bool any_subtree_mark(rfs_fs *fs)
+{
+	bool any = false;
+	reg_lock(fs);
+	for (rfs_watch *w = fs->watches; w && !any; w = w->next) {
+		w_lock(w);
+		for (struct wmark *m = w->marks; m && !any; m = m->next)
+			any = m->armed && m->dir;
+		w_unlock(w);
+	}
+	reg_unlock(fs);
+	return any;
+}
+
+/* The names of a hard-linked target (link_names.c). */
+struct lnames {
+	struct link_name *v;
+	size_t n;
+};
+
+/* The first name in ln with directory node `dir` on its way: its index
+ * in *which, the directory's depth in *k.  false when none. */
+static bool name_below(rfs_fs *fs, const struct lnames *ln, rfs_nodeid dir, size_t *which,
+		       size_t *k)
+{
+	for (size_t i = 0; i < ln->n; i++)
+		for (size_t j = 0; j < ln->v[i].ndirs; j++)
+			if (node_id_of(fs, ln->v[i].dirs[j].vol, ln->v[i].dirs[j].ino) == dir) {
+				*which = i;
+				*k = j;
+				return true;
+			}
+	return false;
+}
+
+/* The armed marks that cover fid (chain: its directories; ln: a
+ * hard-linked file's names) and have not reported it yet; a reference
+ * on each candidate's watch. */
+static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain,
+		 const struct lnames *ln, struct cand **out, size_t *nout)
 {
 	struct cand *c = NULL;
 	size_t n = 0, cap = 0;
@@ -691,6 +752,9 @@ static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct c
 			bool hit = !m->dir && m->node == fid;
 			for (size_t i = 0; m->dir && i < chain->n && !hit; i++)
 				hit = chain->v[i] == m->node;
+			size_t wi, k;
+			if (m->dir && !hit)
+				hit = name_below(fs, ln, m->node, &wi, &k);
 			if (!hit)
 				continue;
 			if (n == cap) {
@@ -717,8 +781,34 @@ static int match(rfs_fs *fs, rfs_nodeid fid, const struct idvec *chain, struct c
 	return ret;
 }
 
+/* The path of a hard-linked target below directory `top` through its
+ * first name there (*out malloc'd; dirs: top down to the name's own
+ * directory).  0, 1 when no name is below top (any more), -ENOMEM. */
+static int name_path(rfs_fs *fs, const struct lnames *ln, rfs_nodeid top, char **out,
+		     struct idvec *dirs)
+{
+	size_t i, k;
+	*out = NULL;
+	if (!name_below(fs, ln, top, &i, &k))
+		return 1;
+	const struct link_name *nm = &ln->v[i];
+	/* The path from the root has one name per directory on the way:
+	 * skip the k above top. */
+	const char *p = nm->path;
+	for (size_t j = 0; j < k && p; j++)
+		if ((p = strchr(p, '/')) != NULL)
+			p++;
+	if (!p)
+		return 1;
+	for (size_t j = k; j < nm->ndirs; j++)
+		if (idvec_push(dirs, node_id_of(fs, nm->dirs[j].vol, nm->dirs[j].ino)))
+			return -ENOMEM;
+	return (*out = strdup(p)) ? 0 : -ENOMEM;
+}
+
 /* May the watch's subscriber list every directory in dirs (read and
- * search)? */
+ * search)?  A directory the node table does not hold (on the way to a
+ * hard link's other name) cannot be checked: not listable. */
 static bool listable(rfs_fs *fs, const rfs_watch *w, const struct idvec *dirs)
 {
 	if (w->who.uid == 0)
@@ -828,10 +918,27 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 	rfs_nodeid fid = 0;
 	struct cand *c = NULL;
 	size_t nc = 0;
+	bool linked = false;
+	uint64_t lvol = 0, lino = 0;
+	struct lnames ln = {0};
 	idvec_init(&chain);
-	int ret = resolve(fs, t, &fid, &chain);
+	int ret = resolve(fs, t, &fid, &chain, &linked, &lvol, &lino);
+	if (!ret && linked && any_subtree_mark(fs)) {
+		/* A hard-linked file: a subtree mark above any of its names
+		 * covers it.  The names are cached until a name changes. */
+		rfs_pool_rdlock(fs->pool);
+		ret = link_names_copy(fs, lvol, lino, &ln.v, &ln.n);
+		rfs_pool_unlock(fs->pool);
+		if (ret && ret != -ENOMEM)
+			rfs_log(RFS_LOG_ERR, "%s: looking up the names of hard-linked inode %llu "
+				"for the pre-modification marks: %s; no event under its other "
+				"names", rfs_pool_path(fs->pool), (unsigned long long)lino,
+				strerror(-ret));
+		if (ret && ret != -ENOMEM)
+			ret = 0;
+	}
 	if (!ret)
-		ret = match(fs, fid, &chain, &c, &nc);
+		ret = match(fs, fid, &chain, &ln, &c, &nc);
 	idvec_free(&chain);
 	if (nc && t->node) {
 		/* Only now, when a mark covers it: is it a directory? */
@@ -842,9 +949,6 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 		if (err || S_ISDIR(r.i.mode))
 			ret = 1;
 	}
-	char *path = nc && ret == 0 ? malloc(RFS_WATCH_PATH_MAX) : NULL;
-	if (nc && ret == 0 && !path)
-		ret = -ENOMEM;
 	for (size_t i = 0; i < nc; i++) {
 		rfs_watch *w = c[i].w;
 		if (!ret && c[i].join && pend_room(ck)) {
@@ -863,26 +967,43 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 			continue;
 		}
 		bool show = true;
-		path[0] = 0;
+		char *path = NULL;
+		int err = 0;
 		if (c[i].dir) {
 			struct idvec dirs;
 			idvec_init(&dirs);
-			if (!path_below(fs, t, c[i].node, path, RFS_WATCH_PATH_MAX, &dirs)) {
-				/* Moved out from under the mark meanwhile, or a
-				 * path too long to give. */
-				idvec_free(&dirs);
-				w_unref(w);
-				continue;
+			/* The name the operation goes through, else (a hard
+			 * link) the first of its names below the mark. */
+			err = path_below(fs, t, c[i].node, &path, &dirs);
+			if (err == 1) {
+				dirs.n = 0;
+				err = name_path(fs, &ln, c[i].node, &path, &dirs);
 			}
-			show = listable(fs, w, &dirs);
+			/* A path too long to give: no event. */
+			if (!err && strlen(path) >= RFS_WATCH_PATH_MAX)
+				err = 1;
+			if (!err)
+				show = listable(fs, w, &dirs);
 			idvec_free(&dirs);
+		} else if (!(path = strdup(""))) {
+			err = -ENOMEM;
+		}
+		if (err) {
+			/* 1: moved out from under the mark meanwhile, or
+			 * the path is too long. */
+			if (err < 0)
+				ret = err;
+			free(path);
+			w_unref(w);
+			continue;
 		}
 		deliver(w, &c[i], fid, t->kind, show ? path : NULL, ck);
+		free(path);
 	}
 	if (ret < 0)
 		rfs_log(RFS_LOG_ERR, "%s: out of memory checking the pre-modification marks of "
 			"inode %llu: no event", rfs_pool_path(fs->pool), (unsigned long long)fid);
-	free(path);
+	link_names_release(ln.v, ln.n);
 	free(c);
 }
 

@@ -282,22 +282,55 @@ static void test_kinds(void **state)
 
 /* Hard-linked files: a file mark covers them through every name; a
  * subtree mark only through the name an unlink or rename uses. */
+/* A hard-linked file (link table, no parent node) is covered by a subtree
+ * mark when any of its names is below it, for every kind of modification;
+ * the path is its name below that mark.  Names all outside: no event. */
 static void test_hardlink(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh();
 	rfs_nodeid a = mkdir_as(fs, RFS_ROOT_NODE, "a", 0, 0755);
 	rfs_nodeid b = mkdir_as(fs, RFS_ROOT_NODE, "b", 0, 0755);
+	rfs_nodeid s = mkdir_as(fs, a, "s", 0, 0755);
+	rfs_nodeid x = mkdir_as(fs, RFS_ROOT_NODE, "x", 0, 0755);
 	rfs_nodeid f = mkfile(fs, a, "f", "data"), l = f; /* one inode, one node id */
+	rfs_nodeid g = mkfile(fs, x, "g", "gg");           /* x/g and a/s/g2 */
+	rfs_nodeid o = mkfile(fs, x, "o", "oo");           /* x/o and b/o2 */
 	struct stat st;
 	OK(rfs_fs_link(fs, f, b, "l", &st));
+	OK(rfs_fs_link(fs, g, s, "g2", &st));
+	OK(rfs_fs_link(fs, o, b, "o2", &st));
 	rfs_watch *w;
 	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
-	mark(w, &g_root, a, 0);
+	uint64_t ma = mark(w, &g_root, a, 0);
+	/* Written through its node (by number): its name a/f is below. */
 	RC(rfs_fs_write(fs, f, "x", 1, 0), 1);
-	expect_none(w); /* documented: no name known for a write */
+	struct rfs_watch_event *ev = expect(w, RFS_PREMOD_WRITE, "f");
+	EQ_U64(ev->ino, ino_of(fs, f));
+	EQ_U64(ev->mark, ma);
+	RC(rfs_fs_write(fs, f, "y", 1, 1), 1);
+	expect_none(w); /* one-shot */
+	/* Its only name below the mark is a/s/g2, two levels down. */
+	OK(rfs_fs_setxattr(fs, &g_root, g, "user.k", "v", 1, 0));
+	expect(w, RFS_PREMOD_XATTR, "s/g2");
+	/* x/o and b/o2: no name below a. */
+	RC(rfs_fs_write(fs, o, "p", 1, 0), 1);
+	struct stat in = {.st_mode = 0600};
+	OK(rfs_fs_setattr(fs, o, &in, RFS_SET_MODE, NULL));
+	expect_none(w);
+	/* A second mark, on b: the same file again, under its name there. */
+	uint64_t mb = mark(w, &g_root, b, 0);
+	OK(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, NULL));
+	EQ_U64(expect(w, RFS_PREMOD_ATTR, "l")->mark, mb);
+	RC(rfs_fs_write(fs, o, "q", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "o2");
+	/* Its name below the mark removed: the cached names follow. */
+	OK(rfs_fs_watch_arm(w, ma));
 	OK(rfs_fs_unlink(fs, a, "f"));
 	EQ_U64(expect(w, RFS_PREMOD_UNLINK, "f")->ino, ino_of(fs, l));
+	OK(rfs_fs_watch_arm(w, ma));
+	RC(rfs_fs_write(fs, l, "z", 1, 0), 1);
+	expect_none(w); /* only b/l is left, and mark b has reported it */
 	rfs_watch *w2;
 	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w2));
 	mark(w2, &g_root, l, l);
@@ -306,8 +339,11 @@ static void test_hardlink(void **state)
 	rfs_fs_watch_free(w2);
 	rfs_fs_watch_free(w);
 	rfs_fs_forget(fs, f, 2);
-	rfs_fs_forget(fs, a, 1);
-	rfs_fs_forget(fs, b, 1);
+	rfs_fs_forget(fs, g, 2);
+	rfs_fs_forget(fs, o, 2);
+	rfs_nodeid dirs[] = {a, b, s, x};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		rfs_fs_forget(fs, dirs[i], 1);
 	OK(rfs_fs_close(fs));
 }
 
