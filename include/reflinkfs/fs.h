@@ -1053,6 +1053,10 @@ struct rfs_watch_event {
 	int kind;      /* enum rfs_premod_kind */
 	uint64_t ino;  /* st_ino of the file */
 	bool blocking; /* an operation waits for the ack */
+	/* path was too long for the event (RFS_WATCH_PATH_MAX with its
+	 * NUL) and is cut at a '/': it names the directory below the mark
+	 * that holds the file ("" for the marked directory itself). */
+	bool cut;
 	/* Relative to the marked directory ("a/b/f"); "" when the marked
 	 * file itself.  For a hard-linked file (several names), the first
 	 * of its names below the mark.  Never a name the subscriber could not list: a file
@@ -1114,6 +1118,7 @@ struct rfs_watch_stat {
 	uint64_t hidden;    /* modifications not reported: a directory between
 			     * the mark and the file was not listable */
 	uint64_t waiting;   /* operations waiting for an ack now */
+	uint64_t cut;       /* events whose path was cut (event.cut) */
 };
 void rfs_fs_watch_stat(rfs_watch *w, struct rfs_watch_stat *st);
 

@@ -122,6 +122,7 @@ struct wevent {
 	uint64_t id, mark, ino;
 	int kind;
 	bool blocking;
+	bool cut; /* path cut to fit the event (see path_fit) */
 	char *path;
 };
 
@@ -488,6 +489,7 @@ int rfs_fs_watch_next(rfs_watch *w, struct rfs_watch_event *ev)
 	ev->kind = e->kind;
 	ev->ino = e->ino;
 	ev->blocking = e->blocking;
+	ev->cut = e->cut;
 	snprintf(ev->path, sizeof(ev->path), "%s", e->path);
 	free(e->path);
 	free(e);
@@ -638,6 +640,21 @@ static int path_below(rfs_fs *fs, const struct op_target *t, rfs_nodeid top, cha
 	}
 	*out = buf;
 	return 0;
+}
+
+/* Fit path into an event: a path too long for it is cut at the last '/'
+ * that fits, leaving the directory below the mark that holds the file
+ * (possibly "", the marked directory itself).  true when cut. */
+static bool path_fit(char *path)
+{
+	size_t i = strlen(path);
+	if (i < RFS_WATCH_PATH_MAX)
+		return false;
+	i = RFS_WATCH_PATH_MAX - 1;
+	while (i > 0 && path[i] != '/')
+		i--;
+	path[i] = 0;
+	return true;
 }
 
 /* The target's inode: *fid its node id (its st_ino, as it is no
@@ -833,12 +850,23 @@ static bool pend_room(struct check *ck)
 	return true;
 }
 
+/* Append e to w's queue and count it on the eventfd (w->lock). */
+static void enqueue(rfs_watch *w, struct wevent *e)
+{
+	RFS_ASSERT_LOCK(w_locked(w));
+	*w->qtail = e;
+	w->qtail = &e->next;
+	uint64_t one = 1;
+	if (write(w->efd, &one, sizeof(one)) < 0)
+		rfs_log(RFS_LOG_ERR, "watch: eventfd write: %s", strerror(errno));
+}
+
 /* Queue the event of candidate c for file fid (path: relative to the
- * mark; NULL: not revealed, count it as hidden).  A blocking watch's
- * waiter goes to ck (the reference moves with it); otherwise the
- * reference is given back. */
+ * mark, cut: cut to fit; NULL: not revealed, count it as hidden).  A
+ * blocking watch's waiter goes to ck (the reference moves with it);
+ * otherwise the reference is given back. */
 static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind,
-		    const char *path, struct check *ck)
+		    const char *path, bool cut, struct check *ck)
 {
 	struct waiter *x = NULL;
 	struct wevent *e = NULL;
@@ -875,13 +903,11 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 		e->ino = fid;
 		e->kind = kind;
 		e->blocking = x != NULL;
-		*w->qtail = e;
-		w->qtail = &e->next;
-		e = NULL;
+		e->cut = cut;
 		w->st.events++;
-		uint64_t one = 1;
-		if (write(w->efd, &one, sizeof(one)) < 0)
-			rfs_log(RFS_LOG_ERR, "watch: eventfd write: %s", strerror(errno));
+		w->st.cut += cut;
+		enqueue(w, e);
+		e = NULL;
 		if (x) {
 			x->id = w->next_event;
 			x->fid = fid;
@@ -966,7 +992,7 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 			w_unref(w);
 			continue;
 		}
-		bool show = true;
+		bool show = true, cut = false;
 		char *path = NULL;
 		int err = 0;
 		if (c[i].dir) {
@@ -979,25 +1005,23 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 				dirs.n = 0;
 				err = name_path(fs, &ln, c[i].node, &path, &dirs);
 			}
-			/* A path too long to give: no event. */
-			if (!err && strlen(path) >= RFS_WATCH_PATH_MAX)
-				err = 1;
-			if (!err)
+			if (!err) {
 				show = listable(fs, w, &dirs);
+				cut = path_fit(path);
+			}
 			idvec_free(&dirs);
 		} else if (!(path = strdup(""))) {
 			err = -ENOMEM;
 		}
 		if (err) {
-			/* 1: moved out from under the mark meanwhile, or
-			 * the path is too long. */
+			/* 1: moved out from under the mark meanwhile. */
 			if (err < 0)
 				ret = err;
 			free(path);
 			w_unref(w);
 			continue;
 		}
-		deliver(w, &c[i], fid, t->kind, show ? path : NULL, ck);
+		deliver(w, &c[i], fid, t->kind, show ? path : NULL, cut, ck);
 		free(path);
 	}
 	if (ret < 0)

@@ -308,6 +308,7 @@ static void test_hardlink(void **state)
 	struct rfs_watch_event *ev = expect(w, RFS_PREMOD_WRITE, "f");
 	EQ_U64(ev->ino, ino_of(fs, f));
 	EQ_U64(ev->mark, ma);
+	CHECK(!ev->cut, "short path reported as cut");
 	RC(rfs_fs_write(fs, f, "y", 1, 1), 1);
 	expect_none(w); /* one-shot */
 	/* Its only name below the mark is a/s/g2, two levels down. */
@@ -343,6 +344,54 @@ static void test_hardlink(void **state)
 	rfs_fs_forget(fs, o, 2);
 	rfs_nodeid dirs[] = {a, b, s, x};
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		rfs_fs_forget(fs, dirs[i], 1);
+	OK(rfs_fs_close(fs));
+}
+
+/* A path longer than an event holds: the event comes, cut at a '/' to
+ * the directory below the mark that holds the file, and says so. */
+static void test_long_path(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d = mkdir_as(fs, RFS_ROOT_NODE, "d", 0, 0755);
+	enum { LEVELS = 20, NAMELEN = 240 };
+	rfs_nodeid dirs[LEVELS + 1];
+	char full[LEVELS * (NAMELEN + 1) + 8] = "";
+	dirs[0] = d;
+	for (int i = 1; i <= LEVELS; i++) {
+		char name[NAMELEN + 1];
+		memset(name, 'a' + i % 26, NAMELEN);
+		name[NAMELEN] = 0;
+		dirs[i] = mkdir_as(fs, dirs[i - 1], name, 0, 0755);
+		strcat(full, name);
+		strcat(full, "/");
+	}
+	rfs_nodeid f = mkfile(fs, dirs[LEVELS], "f", "x");
+	strcat(full, "f");
+	CHECK(strlen(full) >= RFS_WATCH_PATH_MAX, "test path too short: %zu", strlen(full));
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, d, f);
+	RC(rfs_fs_write(fs, f, "y", 1, 0), 1);
+	struct rfs_watch_event ev;
+	CHECK(readable(w), "no event for a file whose path is %zu bytes", strlen(full));
+	OK(rfs_fs_watch_next(w, &ev));
+	size_t pl = strlen(ev.path);
+	CHECK(ev.cut, "a path of %zu bytes given as not cut", strlen(full));
+	CHECK(ev.kind == RFS_PREMOD_WRITE && ev.ino == ino_of(fs, f), "kind %d", ev.kind);
+	CHECK(pl > 0 && pl < RFS_WATCH_PATH_MAX && strncmp(full, ev.path, pl) == 0 &&
+		      full[pl] == '/',
+	      "cut path (%zu bytes) is no directory prefix of the path", pl);
+	/* The longest such prefix that fits. */
+	CHECK(pl + 1 + NAMELEN + 1 > RFS_WATCH_PATH_MAX, "cut too short: %zu", pl);
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.cut, 1);
+	expect_none(w);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	for (int i = 0; i <= LEVELS; i++)
 		rfs_fs_forget(fs, dirs[i], 1);
 	OK(rfs_fs_close(fs));
 }
@@ -652,6 +701,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subtree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
