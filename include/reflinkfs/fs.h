@@ -1037,15 +1037,22 @@ enum rfs_premod_kind {           /* what is about to happen to the file */
 	RFS_PREMOD_RENAME = 6,   /* it is renamed, or replaced by a rename */
 	RFS_PREMOD_UNLINK = 7,   /* one of its names is removed */
 	RFS_PREMOD_CLONE = 8,    /* a clone / copy_file_range onto it */
+	/* Not a file's event: the queue reached its limit
+	 * (rfs_fs_watch_limit) and every mark of the watch was disarmed;
+	 * modifications from then on were not reported.  Arm the marks
+	 * again and rescan what they cover.  mark and ino are 0. */
+	RFS_PREMOD_OVERFLOW = 9,
 };
 /* "write", "truncate", "fallocate", "attr", "xattr", "rename", "unlink",
- * "clone"; "unknown" for any other value. */
+ * "clone", "overflow"; "unknown" for any other value. */
 const char *rfs_premod_kind_name(int kind);
 
 #define RFS_WATCH_BLOCKING 1u /* the modification waits for the ack */
 #define RFS_WATCH_PATH_MAX 4096
 /* Timeout of a blocked modification when rfs_fs_watch_new gets 0. */
 #define RFS_WATCH_TIMEOUT_DEFAULT_MS 30000u
+/* Unread events a watch queues before it overflows (rfs_fs_watch_limit). */
+#define RFS_WATCH_QUEUE_DEFAULT 65536u
 
 struct rfs_watch_event {
 	uint64_t id;   /* this watch's event number: pass to rfs_fs_watch_ack */
@@ -1098,6 +1105,14 @@ int rfs_fs_watch_arm(rfs_watch *w, uint64_t mark);
 /* Remove mark (its waiting events stay queued).  -ENOENT when unknown. */
 int rfs_fs_watch_unmark(rfs_watch *w, uint64_t mark);
 
+/* The most unread events w queues (0: RFS_WATCH_QUEUE_DEFAULT).  When a
+ * modification finds the queue holding that many, it gets no event;
+ * instead one RFS_PREMOD_OVERFLOW event is queued and every mark of the
+ * watch is disarmed, so no change goes unreported without the subscriber
+ * knowing: it must arm its marks again and rescan.  Memory per queued
+ * event: about 60 bytes plus the path. */
+void rfs_fs_watch_limit(rfs_watch *w, size_t max_events);
+
 /* A descriptor (an eventfd in semaphore mode, owned by the watch) that
  * is readable while events wait.  Poll it; do not read it (next does). */
 int rfs_fs_watch_fd(rfs_watch *w);
@@ -1119,6 +1134,7 @@ struct rfs_watch_stat {
 			     * the mark and the file was not listable */
 	uint64_t waiting;   /* operations waiting for an ack now */
 	uint64_t cut;       /* events whose path was cut (event.cut) */
+	uint64_t overflows; /* times the queue reached its limit */
 };
 void rfs_fs_watch_stat(rfs_watch *w, struct rfs_watch_stat *st);
 

@@ -154,6 +154,7 @@ struct rfs_watch {
 	struct wmark *marks;
 	uint64_t next_mark, next_event;
 	struct wevent *qhead, **qtail;
+	size_t queued, qmax; /* events in the queue; its bound */
 	struct waiter *waiting;
 	struct rfs_watch_stat st;
 	unsigned refs; /* checks holding the watch outside wlock */
@@ -205,6 +206,7 @@ const char *rfs_premod_kind_name(int kind)
 		[RFS_PREMOD_FALLOCATE] = "fallocate", [RFS_PREMOD_ATTR] = "attr",
 		[RFS_PREMOD_XATTR] = "xattr",   [RFS_PREMOD_RENAME] = "rename",
 		[RFS_PREMOD_UNLINK] = "unlink", [RFS_PREMOD_CLONE] = "clone",
+		[RFS_PREMOD_OVERFLOW] = "overflow",
 	};
 	if (kind <= 0 || (size_t)kind >= sizeof(names) / sizeof(names[0]))
 		return "unknown";
@@ -247,6 +249,7 @@ int rfs_fs_watch_new(rfs_fs *fs, const struct rfs_ctx *who, unsigned flags,
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&w->lock, NULL);
 	w->qtail = &w->qhead;
+	w->qmax = RFS_WATCH_QUEUE_DEFAULT;
 	reg_lock(fs);
 	w->next = fs->watches;
 	fs->watches = w;
@@ -462,6 +465,13 @@ int rfs_fs_watch_unmark(rfs_watch *w, uint64_t mark)
 
 /* ---- the subscriber's side -------------------------------------------------- */
 
+void rfs_fs_watch_limit(rfs_watch *w, size_t max_events)
+{
+	w_lock(w);
+	w->qmax = max_events ? max_events : RFS_WATCH_QUEUE_DEFAULT;
+	w_unlock(w);
+}
+
 int rfs_fs_watch_fd(rfs_watch *w)
 {
 	return w->efd;
@@ -475,6 +485,7 @@ int rfs_fs_watch_next(rfs_watch *w, struct rfs_watch_event *ev)
 		w->qhead = e->next;
 		if (!w->qhead)
 			w->qtail = &w->qhead;
+		w->queued--;
 		uint64_t one;
 		/* Semaphore mode: one count per queued event. */
 		if (read(w->efd, &one, sizeof(one)) < 0)
@@ -856,9 +867,37 @@ static void enqueue(rfs_watch *w, struct wevent *e)
 	RFS_ASSERT_LOCK(w_locked(w));
 	*w->qtail = e;
 	w->qtail = &e->next;
+	w->queued++;
 	uint64_t one = 1;
 	if (write(w->efd, &one, sizeof(one)) < 0)
 		rfs_log(RFS_LOG_ERR, "watch: eventfd write: %s", strerror(errno));
+}
+
+/* The queue is full: disarm every mark and queue one overflow event in
+ * place of the event that did not fit (w->lock; ov preallocated, or NULL
+ * when memory ran out: the marks are disarmed all the same, and the log
+ * says so). */
+static void overflow(rfs_watch *w, struct wevent *ov)
+{
+	RFS_ASSERT_LOCK(w_locked(w));
+	uint64_t armed = 0;
+	for (struct wmark *m = w->marks; m; m = m->next) {
+		armed += m->armed;
+		m->armed = false;
+	}
+	atomic_fetch_sub_explicit(&w->fs->watch_state, armed, memory_order_relaxed);
+	w->st.overflows++;
+	rfs_log(RFS_LOG_WARN, "%s: a watch's queue holds %zu unread events, its limit: its "
+		"%llu marks are disarmed; the subscriber must arm them again and rescan",
+		rfs_pool_path(w->fs->pool), w->queued, (unsigned long long)armed);
+	if (!ov) {
+		rfs_log(RFS_LOG_ERR, "%s: out of memory for a watch's overflow event",
+			rfs_pool_path(w->fs->pool));
+		return;
+	}
+	ov->id = ++w->next_event;
+	ov->kind = RFS_PREMOD_OVERFLOW;
+	enqueue(w, ov);
 }
 
 /* Queue the event of candidate c for file fid (path: relative to the
@@ -869,7 +908,7 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 		    const char *path, bool cut, struct check *ck)
 {
 	struct waiter *x = NULL;
-	struct wevent *e = NULL;
+	struct wevent *e = NULL, *ov = NULL;
 	bool keep = false;
 	if (path) {
 		e = calloc(1, sizeof(*e));
@@ -884,13 +923,21 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 				x = NULL;
 			}
 		}
+		/* Made before the lock, used only if the queue is full. */
+		if ((ov = calloc(1, sizeof(*ov))) != NULL && !(ov->path = strdup(""))) {
+			free(ov);
+			ov = NULL;
+		}
 	}
 	w_lock(w);
 	struct wmark *m = mark_find(w, c->mark);
 	if (w->dead || !m || !m->armed || idset_has(&m->fired, fid)) {
-		/* Unmarked, freed or reported meanwhile. */
+		/* Unmarked, freed, overflowed or reported meanwhile. */
 	} else if (!path) {
 		w->st.hidden++;
+	} else if (w->queued >= w->qmax) {
+		overflow(w, ov);
+		ov = NULL;
 	} else if (!e) {
 		rfs_log(RFS_LOG_ERR, "%s: out of memory: a pre-modification event of inode %llu "
 			"(mark %llu) is lost", rfs_pool_path(w->fs->pool),
@@ -931,9 +978,12 @@ static void deliver(rfs_watch *w, const struct cand *c, rfs_nodeid fid, int kind
 		pthread_cond_broadcast(&w->cond);
 	w_unlock(w);
 	free(x);
-	if (e) {
-		free(e->path);
-		free(e);
+	for (int i = 0; i < 2; i++) {
+		struct wevent *f = i ? ov : e;
+		if (f) {
+			free(f->path);
+			free(f);
+		}
 	}
 }
 

@@ -396,6 +396,55 @@ static void test_long_path(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* A subscriber that does not read: at the queue's limit the watch
+ * disarms its marks and says so with one overflow event, never a silent
+ * loss; arming again starts over. */
+static void test_queue_overflow(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid d = mkdir_as(fs, RFS_ROOT_NODE, "d", 0, 0755);
+	rfs_nodeid f[4];
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%d", i);
+		f[i] = mkfile(fs, d, name, "x");
+	}
+	rfs_nodeid solo = mkfile(fs, RFS_ROOT_NODE, "solo", "s");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	rfs_fs_watch_limit(w, 2);
+	uint64_t md = mark(w, &g_root, d, 0), ms = mark(w, &g_root, solo, solo);
+	for (int i = 0; i < 4; i++)
+		RC(rfs_fs_write(fs, f[i], "y", 1, 0), 1);
+	RC(rfs_fs_write(fs, solo, "t", 1, 0), 1); /* its mark is disarmed too */
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.events, 2);
+	EQ_U64(st.overflows, 1);
+	expect(w, RFS_PREMOD_WRITE, "f0");
+	expect(w, RFS_PREMOD_WRITE, "f1");
+	struct rfs_watch_event *ev = expect(w, RFS_PREMOD_OVERFLOW, "");
+	EQ_U64(ev->mark, 0);
+	EQ_U64(ev->ino, 0);
+	CHECK(strcmp(rfs_premod_kind_name(RFS_PREMOD_OVERFLOW), "overflow") == 0, "kind name");
+	expect_none(w);
+	/* Armed again, after reading: every file reports afresh. */
+	OK(rfs_fs_watch_arm(w, md));
+	OK(rfs_fs_watch_arm(w, ms));
+	RC(rfs_fs_write(fs, f[3], "z", 1, 0), 1);
+	RC(rfs_fs_write(fs, solo, "u", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "f3");
+	expect(w, RFS_PREMOD_WRITE, "");
+	expect_none(w);
+	rfs_fs_watch_free(w);
+	for (int i = 0; i < 4; i++)
+		rfs_fs_forget(fs, f[i], 1);
+	rfs_fs_forget(fs, solo, 1);
+	rfs_fs_forget(fs, d, 1);
+	OK(rfs_fs_close(fs));
+}
+
 /* The flush list: the regular files below the mark that the kernel holds
  * (looked up or open), not directories, not files it forgot. */
 static void test_flush_list(void **state)
@@ -702,6 +751,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
