@@ -228,6 +228,17 @@ enum {
 int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid node, const struct stat *in,
 		   int to_set, struct stat *out);
 
+/*
+ * The privileges a change of a regular file takes away, as Linux's
+ * file_remove_privs: the set-user-ID bit, the set-group-ID bit when the
+ * group may execute, and the security.capability xattr.  *found says
+ * whether node has any of them (false for other file types); with apply
+ * they are removed (ctime changes), else only looked for (a read: cheap
+ * enough for every write).  Whether the caller may keep them
+ * (CAP_FSETID) is the caller's business.  0 or a negative errno.
+ */
+int rfs_fs_kill_priv(rfs_fs *fs, rfs_nodeid node, bool apply, bool *found);
+
 /* ---- creating and removing --------------------------------------------- */
 
 /*

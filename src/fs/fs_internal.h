@@ -587,6 +587,10 @@ int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name,
  * -ERANGE (empty, or longer than RFS_XATTR_NAME_MAX), -EINVAL (a known
  * prefix alone) or -EOPNOTSUPP (unknown namespace).  Sets *nl. */
 int xattr_name_check(const char *name, size_t *nl);
+/* Length of xattr name's value in t (an inode's subtree), -ENODATA when
+ * absent; no buffer (a cheap test whether it is there).  Pool lock held
+ * (read or write). */
+int64_t xattr_size(rfs_fs *fs, const rfs_tree *t, const char *name);
 
 /* ---- xattr space (xattr_space.c) ---- */
 /* Walk t's 'X' items: bytes of the name list and of names plus values. */

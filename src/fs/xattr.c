@@ -58,6 +58,11 @@ static int64_t xsize(rfs_fs *fs, const rfs_tree *t, const char *name, size_t nl)
 	}
 }
 
+int64_t xattr_size(rfs_fs *fs, const rfs_tree *t, const char *name)
+{
+	return xsize(fs, t, name, strlen(name));
+}
+
 int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name, const void *val,
 		     size_t size)
 {
