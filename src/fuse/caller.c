@@ -44,6 +44,11 @@ static int has_fsetid(pid_t tid)
 	return ret;
 }
 
+int rfs_caller_fsetid(pid_t tid)
+{
+	return has_fsetid(tid);
+}
+
 gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c)
 {
 	gid_t *groups = NULL;

@@ -76,6 +76,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* v1 would have the daemon clear set-user-ID on every write by any
+	 * caller; v2 (negotiated past libfuse 3.14 in killpriv.c) says when. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Requests are read with read(2) through the hook that answers
@@ -165,12 +167,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	(void)fi;
 	struct stat st;
+	/* Truncate by a caller without CAP_FSETID, chown of a file
+	 * (FATTR_KILL_SUIDGID, killpriv.c); the reply carries the result. */
+	bool kill = rfs_fuse_killpriv_asked();
 	/* The fs's RFS_SET_* bits are FUSE's own (checked below), so the
 	 * request's bits pass through, masked to the ones the fs knows. */
 	int set = to_set & (RFS_SET_MODE | RFS_SET_UID | RFS_SET_GID | RFS_SET_SIZE |
 			    RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW |
 			    RFS_SET_MTIME_NOW | RFS_SET_CTIME);
 	int ret = rfs_fs_setattr(FS(req), ino, attr, set, &st);
+	if (!ret && kill && !(ret = rfs_fuse_kill_priv(req, ino, false)))
+		ret = rfs_fs_getattr(FS(req), ino, &st);
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -252,6 +259,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bool kill = rfs_fuse_killpriv_asked(); /* O_TRUNC by a caller without CAP_FSETID */
 	/* As on a read-only mount: EROFS at open, not at the first write or
 	 * at a shared mapping's write-back (the kernel checks only the
 	 * mount's own read-only flag). */
@@ -263,6 +271,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!ret && (fi->flags & O_TRUNC)) {
 		struct stat st = {0};
 		ret = rfs_fs_setattr(FS(req), ino, &st, RFS_SET_SIZE, NULL);
+		if (!ret && kill)
+			ret = rfs_fuse_kill_priv(req, ino, true);
 		if (ret)
 			rfs_fs_release(FS(req), ino);
 	}
@@ -292,6 +302,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	rfs_nodeid n;
 	struct stat st;
 	ctx_of(req, &c);
+	/* CREATE's FUSE_OPEN_KILL_SUIDGID (O_TRUNC on a name another client
+	 * made meanwhile) has nothing to clear: the file is new, or EEXIST. */
 	int ret = rfs_fs_create(FS(req), &c, parent, name, mode, &n, &st);
 	if (ret) {
 		fuse_reply_err(req, -ret);
@@ -370,6 +382,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
+	/* A writer without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID): clear
+	 * before the data changes, as file_remove_privs does. */
+	if (rfs_fuse_killpriv_asked()) {
+		int ret = rfs_fuse_kill_priv(req, ino, true);
+		if (ret) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+	}
 	ssize_t n = rfs_fs_write(FS(req), ino, buf, size, (uint64_t)off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -584,7 +605,12 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	fuse_reply_err(req, -rfs_fs_fallocate(FS(req), ino, mode, (uint64_t)off, (uint64_t)len));
+	/* The kernel sends no kill bit with FALLOCATE and, with
+	 * FUSE_HANDLE_KILLPRIV_V2, no longer clears the bits itself. */
+	int ret = rfs_fuse_kill_priv_unless_fsetid(req, ino);
+	if (!ret)
+		ret = rfs_fs_fallocate(FS(req), ino, mode, (uint64_t)off, (uint64_t)len);
+	fuse_reply_err(req, -ret);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -617,7 +643,10 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	/* The kernel's reply carries a 32-bit count. */
 	if (len > 0xfffff000u)
 		len = 0xfffff000u;
-	ssize_t n = rfs_fs_clone_range(FS(req), ino_in, (uint64_t)off_in, ino_out,
+	/* As for fallocate: no kill bit comes with COPY_FILE_RANGE. */
+	ssize_t n = rfs_fuse_kill_priv_unless_fsetid(req, ino_out);
+	if (!n)
+		n = rfs_fs_clone_range(FS(req), ino_in, (uint64_t)off_in, ino_out,
 				       (uint64_t)off_out, len);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -689,6 +718,10 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			ret = rfs_fs_find_ino(FS(req), c.src_ino, &src);
 		if (ret == -ENOENT)
 			ret = -EXDEV;
+		/* New content: clear what a write would (the kernel does
+		 * nothing of the kind for an ioctl). */
+		if (!ret)
+			ret = rfs_fuse_kill_priv_unless_fsetid(req, ino);
 		if (!ret)
 			ret = rfs_fs_clone_file(FS(req), src, ino);
 		if (!ret)

@@ -76,6 +76,27 @@ void rfs_fuse_mountwatch_stop(struct rfs_mountwatch *w);
  * returns 0 or a negative errno (O_TMPFILE then fails with EOPNOTSUPP). */
 int rfs_fuse_tmpfile_setup(struct fuse_session *se);
 
+/* ---- FUSE_HANDLE_KILLPRIV_V2 (killpriv.c) ---- */
+/* The raw request hook shows each request read (buf, n bytes; at least a
+ * header) to note its kill bit, and each reply written (iov, count) to
+ * add the flag to the INIT reply when the kernel offered it. */
+void rfs_fuse_killpriv_note(const void *buf, size_t n);
+void rfs_fuse_killpriv_reply(struct iovec *iov, int count);
+/* Whether the request this thread is handling asked the daemon to clear
+ * set-user-ID/set-group-ID (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
+ * FUSE_OPEN_KILL_SUIDGID); reading it clears it. */
+bool rfs_fuse_killpriv_asked(void);
+/* Whether the INIT reply carried FUSE_HANDLE_KILLPRIV_V2. */
+bool rfs_fuse_killpriv_negotiated(void);
+/* Clear the privileges of ino (rfs_fs_kill_priv); with notify, tell the
+ * kernel its cached mode is stale when something was cleared (for a
+ * reply that carries no attributes).  0 or a negative errno (logged). */
+int rfs_fuse_kill_priv(fuse_req_t req, fuse_ino_t ino, bool notify);
+/* The same, for a change the kernel sends no kill bit with (fallocate,
+ * copy_file_range, the clone ioctl): only when the caller lacks
+ * CAP_FSETID, or /proc does not tell. */
+int rfs_fuse_kill_priv_unless_fsetid(fuse_req_t req, fuse_ino_t ino);
+
 /* ---- online scrub (scrub.c) ---- */
 /* Scrub, diff and du keep a session per directory and calling process
  * (struct fh_key, src/fuse/fh_session.h). */
@@ -92,6 +113,10 @@ void rfs_fuse_scrub_release_all(void);
  * from /proc (src/fuse/caller.c).  Returns the array c->groups points
  * to, for the caller to free (NULL when there are none). */
 gid_t *rfs_caller_creds(fuse_req_t req, struct rfs_ctx *c);
+
+/* Whether thread tid holds CAP_FSETID (its effective set in /proc): 1,
+ * 0, or -1 when /proc does not show it (another pid namespace, gone). */
+int rfs_caller_fsetid(pid_t tid);
 
 /* Check that process pid holds fd open on the inode of st_ino ino of
  * this mount (m->dev), for reading: an ioctl names another file by a

@@ -12,6 +12,9 @@
  * kernel's wire format (<linux/fuse.h>) and on libfuse reading requests
  * with plain reads (no splice: FUSE_CAP_SPLICE_READ stays off, see
  * op_init).
+ * The same hook counts requests (reqstats.c) and shows each request and
+ * reply to killpriv.c, which negotiates FUSE_HANDLE_KILLPRIV_V2 past
+ * libfuse.
  */
 #include "fuse/rfs_fuse.h"
 
@@ -102,6 +105,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 			return n; /* errors and short reads: libfuse reports them */
 		const struct fuse_in_header *in = buf;
 		rfs_fuse_reqstats_count(in->opcode);
+		rfs_fuse_killpriv_note(buf, (size_t)n);
 		if (in->opcode != FUSE_TMPFILE)
 			return n;
 		do_tmpfile(userdata, fd, buf, (size_t)n);
@@ -111,6 +115,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	(void)userdata;
+	rfs_fuse_killpriv_reply(iov, count);
 	return writev(fd, iov, count);
 }
 
