@@ -96,7 +96,7 @@ static bool keeps_sgid(const struct rfs_ctx *ctx, uint32_t gid)
 
 static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *n,
 			   const char *name, size_t nl, int nameerr, const void *val,
-			   size_t size, int flags, bool remove);
+			   size_t size, int flags, bool remove, bool *only_mode);
 
 static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const char *name,
 		    const void *val, size_t size, int flags, bool remove)
@@ -125,16 +125,20 @@ static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const 
 			       0);
 		if (ret)
 			return ret;
-		ret = xattr_op_locked(fs, ctx, n, name, nl, nameerr, val, size, flags, remove);
+		bool only_mode = false;
+		ret = xattr_op_locked(fs, ctx, n, name, nl, nameerr, val, size, flags, remove,
+				      &only_mode);
+		/* A minimal ACL (cp -a sets one on every file) is a chmod:
+		 * no xattr is stored, so the journal says attr. */
 		if (!ret)
-			op_rec_node(fs, RFS_CHANGE_XATTR, n, 0, 0);
+			op_rec_node(fs, only_mode ? RFS_CHANGE_ATTR : RFS_CHANGE_XATTR, n, 0, 0);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
 	return ret;
 }
 
 static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *n,
 			   const char *name, size_t nl, int nameerr, const void *val,
-			   size_t size, int flags, bool remove)
+			   size_t size, int flags, bool remove, bool *only_mode)
 {
 	struct rfs_ipath p;
 	int ret = ip_load(fs, n, true, &p);
@@ -197,6 +201,7 @@ static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_nod
 			ret = xattr_put_locked(fs, t, name, val, size);
 	}
 	if (!ret) {
+		*only_mode = remove && old < 0; /* no xattr was or is stored */
 		ino->mode = mode;
 		touch_c(ino);
 		xattr_usage_update(n, nl, old, remove ? -1 : (int64_t)size);

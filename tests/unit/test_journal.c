@@ -227,6 +227,44 @@ static void test_data_merge(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
+/* An ACL that says no more than the mode bits is a chmod (cp -a sets one
+ * on every file): recorded as attr; an ACL that is kept, as xattr. */
+static void test_minimal_acl_is_attr(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f");
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	/* POSIX ACL xattr: version 2, then {tag, perm, id} entries. */
+	struct acl_e {
+		uint16_t tag, perm;
+		uint32_t id;
+	};
+	struct {
+		uint32_t version;
+		struct acl_e e[5];
+	} acl = {2, {{0x01, 6, ~0u}, {0x04, 4, ~0u}, {0x20, 4, ~0u}}};
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "system.posix_acl_access", &acl,
+					 4 + 3 * 8, 0), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c0), 0);
+	assert_string_equal(g.text, "attr f\n");
+	acl.e[1] = (struct acl_e){0x02, 6, 1000};
+	acl.e[2] = (struct acl_e){0x04, 4, ~0u};
+	acl.e[3] = (struct acl_e){0x10, 6, ~0u};
+	acl.e[4] = (struct acl_e){0x20, 4, ~0u};
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "system.posix_acl_access", &acl,
+					 4 + 5 * 8, 0), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "xattr f\n");
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 static void test_subtree_and_moves(void **state)
 {
 	(void)state;
@@ -536,6 +574,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_kind),
 		cmocka_unit_test(test_data_merge),
+		cmocka_unit_test(test_minimal_acl_is_attr),
 		cmocka_unit_test(test_subtree_and_moves),
 		cmocka_unit_test(test_snapshot_below),
 		cmocka_unit_test(test_hard_links),
