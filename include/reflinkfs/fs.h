@@ -127,6 +127,12 @@ void rfs_fs_crash(rfs_fs *fs, enum rfs_crash_mode mode, uint64_t seed);
  */
 void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err);
 
+/* Fault injection for tests: the next n data block allocations fail
+ * with -ENOSPC, as on a full pool (0 disarms).  An operation failing so
+ * before it stored anything is retried once after a commit when frees
+ * are pending (OP_RETRY, src/fs/op.h). */
+void rfs_fs_inject_alloc_nospc(rfs_fs *fs, unsigned n);
+
 /*
  * Test hook: fn(arg) is called by every file write while it copies its
  * data into the blocks it allocated, with the pool's write lock paused

@@ -28,6 +28,10 @@ int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got)
 	 * stored it back, and a commit now would make the durable catalog
 	 * point at blocks the new bitmap marks free.  op_begin commits
 	 * when pending frees are needed, before anything is shadowed. */
+	if (fs->inject_nospc) {
+		fs->inject_nospc--;
+		return -ENOSPC;
+	}
 	return rfs_alloc_data(fs->pool, want, start, got);
 }
 

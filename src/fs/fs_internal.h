@@ -250,6 +250,8 @@ struct rfs_fs {
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */
 	unsigned inject_after;
 	int inject_err;
+	/* rfs_fs_inject_alloc_nospc (tests); pool write lock. */
+	unsigned inject_nospc;
 
 	/* The node table: taken after the pool lock, never before; does
 	 * not nest.  Take it with node_lock() (node_lock_held() asserts). */

@@ -242,6 +242,13 @@ int op_step(rfs_fs *fs)
 	return 0;
 }
 
+void rfs_fs_inject_alloc_nospc(rfs_fs *fs, unsigned n)
+{
+	rfs_pool_wrlock(fs->pool);
+	fs->inject_nospc = n;
+	rfs_pool_unlock(fs->pool);
+}
+
 void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err)
 {
 	rfs_pool_wrlock(fs->pool);

@@ -445,6 +445,49 @@ static void test_queue_overflow(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* An operation that op_end runs again after a commit made room
+ * (OP_RETRY) gives its event once, whether the retry succeeds or fails. */
+static void test_retry_one_event(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_nodeid h = mkfile(fs, RFS_ROOT_NODE, "h", "hhh");
+	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", NULL);
+	static char blk[64 << 10];
+	memset(blk, 'g', sizeof(blk));
+	RC(rfs_fs_write(fs, g, blk, sizeof(blk), 0), (long)sizeof(blk));
+	OK(rfs_fs_sync(fs));
+	/* Frees pending in the running transaction: what lets op_end
+	 * commit and retry. */
+	rfs_fs_forget(fs, g, 1);
+	OK(rfs_fs_unlink(fs, RFS_ROOT_NODE, "g"));
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	mark(w, &g_root, f, f);
+	mark(w, &g_root, h, h);
+	/* The first attempt's data allocation fails, the retry's succeeds. */
+	rfs_fs_inject_alloc_nospc(fs, 1);
+	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
+	expect(w, RFS_PREMOD_WRITE, "");
+	expect_none(w);
+	check_data(fs, f, "new");
+	/* Both attempts fail: still one event, and the error. */
+	rfs_fs_inject_alloc_nospc(fs, 2);
+	RC(rfs_fs_write(fs, h, "HHH", 3, 0), -ENOSPC);
+	rfs_fs_inject_alloc_nospc(fs, 0);
+	expect(w, RFS_PREMOD_WRITE, "");
+	expect_none(w);
+	check_data(fs, h, "hhh");
+	struct rfs_watch_stat st;
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.events, 2);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, h, 1);
+	OK(rfs_fs_close(fs));
+}
+
 /* The flush list: the regular files below the mark that the kernel holds
  * (looked up or open), not directories, not files it forgot. */
 static void test_flush_list(void **state)
@@ -752,6 +795,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_overflow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_one_event, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
