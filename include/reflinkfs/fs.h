@@ -133,6 +133,13 @@ void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err);
  * are pending (OP_RETRY, src/fs/op.h). */
 void rfs_fs_inject_alloc_nospc(rfs_fs *fs, unsigned n);
 
+/* Test hook: fn(arg) is called once, by the next operation that names a
+ * file for the pre-modification check, after it has read the watch
+ * state and before it takes the pool write lock -- so a test can arm a
+ * mark exactly there (the race rfs_fs_watch_arm must win).  Then it is
+ * disarmed.  Set it while no operation runs. */
+void rfs_fs_set_premod_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
+
 /*
  * Test hook: fn(arg) is called by every file write while it copies its
  * data into the blocks it allocated, with the pool's write lock paused

@@ -252,6 +252,10 @@ struct rfs_fs {
 	int inject_err;
 	/* rfs_fs_inject_alloc_nospc (tests); pool write lock. */
 	unsigned inject_nospc;
+	/* rfs_fs_set_premod_hook (tests); set while no operation runs,
+	 * taken (cleared) by the operation that calls it. */
+	void (*premod_hook)(void *arg);
+	void *premod_arg;
 
 	/* The node table: taken after the pool lock, never before; does
 	 * not nest.  Take it with node_lock() (node_lock_held() asserts). */

@@ -99,6 +99,11 @@ static void premod_lock(rfs_fs *fs, struct rfs_op *op)
 				op->pm.checked = true;
 				op->pm.gen = gen;
 			}
+			if (fs->premod_hook) {
+				void (*fn)(void *) = fs->premod_hook;
+				fs->premod_hook = NULL;
+				fn(fs->premod_arg);
+			}
 		}
 		rfs_pool_wrlock(fs->pool);
 		if (!op->pm.ntgt ||
@@ -247,6 +252,12 @@ void rfs_fs_inject_alloc_nospc(rfs_fs *fs, unsigned n)
 	rfs_pool_wrlock(fs->pool);
 	fs->inject_nospc = n;
 	rfs_pool_unlock(fs->pool);
+}
+
+void rfs_fs_set_premod_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg)
+{
+	fs->premod_hook = fn;
+	fs->premod_arg = arg;
 }
 
 void rfs_fs_inject_op_failure(rfs_fs *fs, unsigned after_steps, int err)

@@ -488,6 +488,44 @@ static void test_retry_one_event(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+struct arm_at {
+	rfs_watch *w;
+	uint64_t mark;
+	int ret;
+};
+
+static void arm_now(void *arg)
+{
+	struct arm_at *a = arg;
+	a->ret = rfs_fs_watch_arm(a->w, a->mark);
+}
+
+/* The race of an arm with an operation under way: the operation has read
+ * the watch state (no armed mark) but not taken the write lock yet when
+ * the mark is armed.  It must see the new generation under the lock and
+ * be checked: the modification is reported. */
+static void test_arm_race(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_root, 0, 0, &w));
+	struct arm_at a = {w, 0, -1};
+	rfs_nodeid *fl;
+	size_t nfl;
+	OK(rfs_fs_watch_mark(w, &g_root, f, &a.mark, &fl, &nfl));
+	free(fl);
+	rfs_fs_set_premod_hook(fs, arm_now, &a);
+	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
+	OK(a.ret);
+	EQ_U64(expect(w, RFS_PREMOD_WRITE, "")->ino, ino_of(fs, f));
+	expect_none(w);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	OK(rfs_fs_close(fs));
+}
+
 /* The flush list: the regular files below the mark that the kernel holds
  * (looked up or open), not directories, not files it forgot. */
 static void test_flush_list(void **state)
@@ -796,6 +834,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_overflow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_one_event, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_arm_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
