@@ -327,12 +327,66 @@ static bool below(rfs_fs *fs, struct rfs_node *n, rfs_nodeid anc)
 	return false;
 }
 
+/* The names of a hard-linked target (link_names.c). */
+struct lnames {
+	struct link_name *v;
+	size_t n;
+};
+
+/* The first name in ln with directory node `dir` on its way: its index
+ * in *which, the directory's depth in *k.  false when none. */
+static bool name_below(rfs_fs *fs, const struct lnames *ln, rfs_nodeid dir, size_t *which,
+		       size_t *k)
+{
+	for (size_t i = 0; i < ln->n; i++)
+		for (size_t j = 0; j < ln->v[i].ndirs; j++)
+			if (node_id_of(fs, ln->v[i].dirs[j].vol, ln->v[i].dirs[j].ino) == dir) {
+				*which = i;
+				*k = j;
+				return true;
+			}
+	return false;
+}
+
+/* Append id to v (*n used, *cap room); false when out of memory. */
+static bool ids_push(rfs_nodeid **v, size_t *n, size_t *cap, rfs_nodeid id)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+		rfs_nodeid *nv = realloc(*v, sizeof(**v) * c);
+		if (!nv)
+			return false;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = id;
+	return true;
+}
+
+/* Has the hard-linked inode (vol, ino) a name below directory node dir?
+ * (link_names.c, under the pool read lock.) */
+static bool linked_below(rfs_fs *fs, uint64_t vol, uint64_t ino, rfs_nodeid dir)
+{
+	struct link_name *v;
+	size_t n, which, k;
+	rfs_pool_rdlock(fs->pool);
+	int ret = link_names_copy(fs, vol, ino, &v, &n);
+	rfs_pool_unlock(fs->pool);
+	if (ret)
+		return false;
+	struct lnames ln = {v, n};
+	bool below = name_below(fs, &ln, dir, &which, &k);
+	link_names_release(v, n);
+	return below;
+}
+
 /* The regular files covered by a mark on node (a directory when dir)
- * that the kernel may hold pages of. */
+ * that the kernel may hold pages of: below it by their node chain, or
+ * (hard-linked, with no chain) by one of their names. */
 static int flush_list(rfs_fs *fs, rfs_nodeid node, bool dir, rfs_nodeid **out, size_t *nout)
 {
-	size_t n = 0, cap = 0;
-	rfs_nodeid *v = NULL;
+	size_t n = 0, cap = 0, nl = 0, capl = 0;
+	rfs_nodeid *v = NULL, *linked = NULL;
 	int ret = 0;
 	if (!dir) {
 		v = malloc(sizeof(*v));
@@ -343,21 +397,31 @@ static int flush_list(rfs_fs *fs, rfs_nodeid node, bool dir, rfs_nodeid **out, s
 		node_lock(fs);
 		for (size_t i = 0; i < fs->cap && !ret; i++)
 			for (struct rfs_node *x = fs->by_id[i]; x; x = x->next_id) {
-				if (x->dead || !node_live(x) || !below(fs, x, node))
+				if (x->dead || !node_live(x))
 					continue;
-				if (n == cap) {
-					cap = cap ? cap * 2 : 16;
-					rfs_nodeid *nv = realloc(v, sizeof(*v) * cap);
-					if (!nv) {
+				if (x->in_table && !x->parent) {
+					/* Its names are looked up below, without nlock. */
+					if (!ids_push(&linked, &nl, &capl, x->id)) {
 						ret = -ENOMEM;
 						break;
 					}
-					v = nv;
+					continue;
 				}
-				v[n++] = x->id;
+				if (!below(fs, x, node))
+					continue;
+				if (!ids_push(&v, &n, &cap, x->id)) {
+					ret = -ENOMEM;
+					break;
+				}
 			}
 		node_unlock(fs);
 	}
+	for (size_t i = 0; i < nl && !ret; i++) {
+		uint64_t vol, ino = node_id_ino(fs, linked[i], &vol);
+		if (linked_below(fs, vol, ino, node) && !ids_push(&v, &n, &cap, linked[i]))
+			ret = -ENOMEM;
+	}
+	free(linked);
 	/* Keep the regular files (a node gone meanwhile needs no flush). */
 	size_t k = 0;
 	for (size_t i = 0; i < n && !ret; i++) {
@@ -732,27 +796,6 @@ static bool any_subtree_mark(rfs_fs *fs)
 	}
 	reg_unlock(fs);
 	return any;
-}
-
-/* The names of a hard-linked target (link_names.c). */
-struct lnames {
-	struct link_name *v;
-	size_t n;
-};
-
-/* The first name in ln with directory node `dir` on its way: its index
- * in *which, the directory's depth in *k.  false when none. */
-static bool name_below(rfs_fs *fs, const struct lnames *ln, rfs_nodeid dir, size_t *which,
-		       size_t *k)
-{
-	for (size_t i = 0; i < ln->n; i++)
-		for (size_t j = 0; j < ln->v[i].ndirs; j++)
-			if (node_id_of(fs, ln->v[i].dirs[j].vol, ln->v[i].dirs[j].ino) == dir) {
-				*which = i;
-				*k = j;
-				return true;
-			}
-	return false;
 }
 
 /* The armed marks that cover fid (chain: its directories; ln: a

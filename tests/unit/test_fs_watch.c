@@ -538,6 +538,13 @@ static void test_flush_list(void **state)
 	rfs_nodeid open = mkfile(fs, d, "open", "o");
 	rfs_nodeid gone = mkfile(fs, d, "gone", "g");
 	rfs_nodeid outside = mkfile(fs, RFS_ROOT_NODE, "outside", "x");
+	/* Hard-linked (no node chain): d/sub/hl and hl2 outside; ol and
+	 * ol2 both outside. */
+	rfs_nodeid hl = mkfile(fs, RFS_ROOT_NODE, "hl2", "l");
+	rfs_nodeid ol = mkfile(fs, RFS_ROOT_NODE, "ol", "m");
+	struct stat lst;
+	OK(rfs_fs_link(fs, hl, sub, "hl", &lst));
+	OK(rfs_fs_link(fs, ol, RFS_ROOT_NODE, "ol2", &lst));
 	OK(rfs_fs_open_node(fs, open));
 	rfs_fs_forget(fs, open, 1);
 	rfs_fs_forget(fs, gone, 1);
@@ -547,15 +554,18 @@ static void test_flush_list(void **state)
 	rfs_nodeid *fl;
 	size_t nfl;
 	OK(rfs_fs_watch_mark(w, &g_root, d, &id, &fl, &nfl));
-	bool has_held = false, has_open = false;
+	bool has_held = false, has_open = false, has_hl = false;
 	for (size_t i = 0; i < nfl; i++) {
 		has_held |= fl[i] == held;
 		has_open |= fl[i] == open;
-		CHECK(fl[i] != gone && fl[i] != outside && fl[i] != sub && fl[i] != d,
+		has_hl |= fl[i] == hl;
+		CHECK(fl[i] != gone && fl[i] != outside && fl[i] != sub && fl[i] != d &&
+			      fl[i] != ol,
 		      "flush list holds node %" PRIu64, (uint64_t)fl[i]);
 	}
-	CHECK(has_held && has_open && nfl == 2, "flush list: %zu ids, held %d open %d", nfl,
-	      has_held, has_open);
+	CHECK(has_held && has_open && has_hl && nfl == 3,
+	      "flush list: %zu ids, held %d open %d hard-linked %d", nfl, has_held, has_open,
+	      has_hl);
 	free(fl);
 	/* Not armed yet: nothing is reported. */
 	RC(rfs_fs_write(fs, held, "H", 1, 0), 1);
@@ -568,6 +578,8 @@ static void test_flush_list(void **state)
 	rfs_nodeid all[] = {d, sub, held, outside};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		rfs_fs_forget(fs, all[i], 1);
+	rfs_fs_forget(fs, hl, 2);
+	rfs_fs_forget(fs, ol, 2);
 	OK(rfs_fs_close(fs));
 }
 
