@@ -878,15 +878,28 @@ static int name_path(rfs_fs *fs, const struct lnames *ln, rfs_nodeid top, char *
 }
 
 /* May the watch's subscriber list every directory in dirs (read and
- * search)?  A directory the node table does not hold (on the way to a
- * hard link's other name) cannot be checked: not listable. */
+ * search)?  No pool lock held. */
 static bool listable(rfs_fs *fs, const rfs_watch *w, const struct idvec *dirs)
 {
 	if (w->who.uid == 0)
 		return true;
-	for (size_t i = 0; i < dirs->n; i++)
-		if (rfs_fs_access(fs, &w->who, dirs->v[i], 4 | 1))
+	for (size_t i = 0; i < dirs->n; i++) {
+		int r = rfs_fs_access(fs, &w->who, dirs->v[i], 4 | 1);
+		if (r == -ESTALE) {
+			/* A directory on the way to a hard link's other name
+			 * that the kernel has not looked up: find it by its
+			 * number (node id) for the check, then let it go. */
+			rfs_nodeid got;
+			struct stat st;
+			if (rfs_fs_lookup(fs, dirs->v[i], ".", &got, &st) == 0) {
+				r = got == dirs->v[i] ? rfs_fs_access(fs, &w->who, got, 4 | 1)
+						      : -EACCES;
+				rfs_fs_forget(fs, got, 1);
+			}
+		}
+		if (r)
 			return false;
+	}
 	return true;
 }
 

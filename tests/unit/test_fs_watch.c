@@ -445,6 +445,45 @@ static void test_queue_overflow(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* A non-root subscriber and a hard link whose name below the mark lies
+ * in directories the kernel has not looked up: they are found by number
+ * for the permission check; a name it may not list gives no event. */
+static void test_hardlink_user(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	rfs_nodeid a = mkdir_as(fs, RFS_ROOT_NODE, "a", 1000, 0755);
+	rfs_nodeid s = mkdir_as(fs, a, "s", 0, 0755);
+	rfs_nodeid p = mkdir_as(fs, a, "p", 0, 0700);
+	rfs_nodeid x = mkdir_as(fs, RFS_ROOT_NODE, "x", 0, 0755);
+	rfs_nodeid f1 = mkfile(fs, x, "f1", "1"), f2 = mkfile(fs, x, "f2", "2");
+	struct stat st;
+	OK(rfs_fs_link(fs, f1, s, "f1b", &st));
+	OK(rfs_fs_link(fs, f2, p, "f2b", &st));
+	/* The kernel forgets s and p. */
+	rfs_fs_forget(fs, s, 1);
+	rfs_fs_forget(fs, p, 1);
+	CHECK(rfs_fs_getattr(fs, s, &st) == -ESTALE, "directory s still has a node");
+	rfs_watch *w;
+	OK(rfs_fs_watch_new(fs, &g_user, 0, 0, &w));
+	mark(w, &g_user, a, 0);
+	RC(rfs_fs_write(fs, f1, "x", 1, 0), 1);
+	expect(w, RFS_PREMOD_WRITE, "s/f1b");
+	RC(rfs_fs_write(fs, f2, "y", 1, 0), 1);
+	expect_none(w);
+	struct rfs_watch_stat ws;
+	rfs_fs_watch_stat(w, &ws);
+	EQ_U64(ws.hidden, 1);
+	/* The lookups for the check were given back. */
+	CHECK(rfs_fs_getattr(fs, s, &st) == -ESTALE, "directory s kept a node");
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f1, 2);
+	rfs_fs_forget(fs, f2, 2);
+	rfs_fs_forget(fs, a, 1);
+	rfs_fs_forget(fs, x, 1);
+	OK(rfs_fs_close(fs));
+}
+
 /* An operation that op_end runs again after a commit made room
  * (OP_RETRY) gives its event once, whether the retry succeeds or fails. */
 static void test_retry_one_event(void **state)
@@ -845,6 +884,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_overflow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hardlink_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_one_event, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_arm_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
