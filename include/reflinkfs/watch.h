@@ -172,8 +172,11 @@ unsigned rfs_watcher_timeout(const rfs_watcher *w);
 /* Mark path (a file, or a directory: every file below it, at any depth;
  * marking it again re-arms it with the same id).  It must be on the mount
  * the watch was opened on.  The kernel's
- * dirty pages of the covered files are written back before the mark is
- * armed (those writes give no event).  When this returns 0 the mark is
+ * dirty pages of the covered files, mmap stores included, are written
+ * back before the mark is armed (those writes give no event): this call
+ * writes them back and waits (sync_file_range of a file; syncfs of the
+ * mount for a directory), then the daemon invalidates them again.  Best
+ * effort: docs/WATCH.md, "mmap", says what can still be missed.  When this returns 0 the mark is
  * armed and *mark (may be NULL) holds its id.  Errors: -EXDEV path is on
  * another mount, -EACCES the caller may not write path, -EPERM the caller
  * is neither root nor the watch's user, -EINVAL neither a regular file

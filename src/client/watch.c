@@ -201,9 +201,33 @@ int rfs_watcher_fd(const rfs_watcher *w)
 	return w->sock;
 }
 
+/*
+ * Write back the kernel's dirty pages of what fd names (a file: its pages;
+ * a directory: every file of the mount) and wait for them to be stored,
+ * so that changes made before the mark, mmap stores included, are not
+ * reported as after it.  The daemon also asks the kernel to write them
+ * back when it marks (a reverse invalidation), but the kernel does not
+ * say whether that wrote everything; this writes back and waits through
+ * the kernel's own path (sync_file_range collects the dirty bits of
+ * shared mappings too).  Best effort: an error here is not the mark's.
+ */
+static void write_back(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return;
+	if (S_ISREG(st.st_mode))
+		(void)sync_file_range(fd, 0, 0,
+				      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					      SYNC_FILE_RANGE_WAIT_AFTER);
+	else if (S_ISDIR(st.st_mode))
+		(void)syncfs(fd);
+}
+
 int rfs_watcher_mark_fd(rfs_watcher *w, int fd, uint64_t *mark)
 {
 	struct rfs_ioc_watch_mark m;
+	write_back(fd);
 	memset(&m, 0, sizeof(m));
 	memcpy(m.token, w->token, sizeof(m.token));
 	if (ioctl(fd, RFS_IOC_WATCH_MARK, &m)) {

@@ -200,7 +200,8 @@ stored "$W/mm" >"$SCRATCH/mm_marked"
 if [ "$(head -c 4096 "$SCRATCH/mm_marked" | tr -d B | wc -c)" = 0 ] && [ "$(lines)" = 0 ]; then
 	log "info the mark wrote back the page dirtied before it, unreported"
 else
-	log "info the page dirtied before the mark was not written back by the mark"
+	log "info the page dirtied before the mark was not written back by the mark" \
+		"(first page not B: $(head -c 4096 "$SCRATCH/mm_marked" | tr -d B | wc -c) bytes; events: $(lines))"
 fi
 touch "$SCRATCH/mm_marked"
 check "msync of the next dirtied page completes (after the ack)" wait_gone "$MM"
