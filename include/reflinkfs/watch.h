@@ -103,6 +103,8 @@ struct rfs_wmsg_welcome {
 
 /* Event flags */
 #define RFS_WEV_BLOCKING 1u /* an operation waits for the ACK */
+#define RFS_WEV_CUT 2u      /* path too long: cut at a '/', it names a
+			     * directory holding the file */
 
 struct rfs_wmsg_event {
 	uint32_t type;    /* RFS_WMSG_EVENT */
@@ -136,6 +138,10 @@ enum rfs_watcher_kind {
 	RFS_WK_RENAME = 6,    /* renamed, or replaced by a rename */
 	RFS_WK_UNLINK = 7,    /* one of its names is removed */
 	RFS_WK_CLONE = 8,     /* a clone or copy_file_range onto it */
+	/* Not a file's event: the subscriber let too many events wait
+	 * unread, so the daemon disarmed every mark of this watch (mark and
+	 * ino 0).  Changes after it are not reported: mark again and rescan. */
+	RFS_WK_OVERFLOW = 9,
 };
 
 /* "write", "truncate", ...; "unknown" for any other value. */
@@ -153,6 +159,8 @@ struct rfs_watcher_event {
 	uint64_t ino;  /* st_ino of the file */
 	int kind;      /* enum rfs_watcher_kind */
 	bool blocking; /* the modification waits for rfs_watcher_ack */
+	bool cut;      /* path too long: cut at a '/', it names a directory
+			* holding the file (RFS_WEV_CUT) */
 	/* Relative to the marked directory; "" for a marked file itself. */
 	char path[RFS_WATCHER_PATH_MAX];
 };

@@ -17,7 +17,7 @@
 
 #include "reflinkfs/watch.h"
 
-enum { WX_OK = 0, WX_FAILED = 1, WX_USAGE = 2 };
+enum { WX_OK = 0, WX_FAILED = 1, WX_USAGE = 2, WX_OVERFLOW = 3 };
 
 /* One watched PATH: its own connection (PATHs may be on several mounts). */
 struct watched {
@@ -63,7 +63,8 @@ static void watch_usage(FILE *f)
 		"  --json        one JSON object per line: path (absolute; null when the\n"
 		"                name is hidden from you), rel, watched, ino, kind, blocking,\n"
 		"                status (\"acked\", \"timed_out\" or \"not_blocking\") and,\n"
-		"                with --exec, exit (CMD's exit status)\n"
+		"                with --exec, exit (CMD's exit status); cut: true when\n"
+		"                the path was too long and names a directory of it\n"
 		"  --count N     exit after N events\n\n"
 		"Lines: KIND PATH [acked|timed-out] [exit N].  KIND: write truncate fallocate\n"
 		"attr xattr rename unlink clone.  `ready` on stderr says every mark is armed.\n\n"
@@ -81,22 +82,9 @@ static void watch_usage(FILE *f)
 		"hidden).  While a write waits, a read of the pages it writes waits too:\n"
 		"clone the file to see its stored content.  Protocol: docs/WATCH.md.\n"
 		"Exit status: 0 after --count events, 1 a mark was refused or the mount\n"
-		"went away (unmounted), 2 bad command line or PATH not on a reflinkfs mount.\n");
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+		"went away (unmounted), 2 bad command line or PATH not on a reflinkfs mount,\n"
+		"3 events were not read fast enough and the marks were dropped (overflow):\n"
+		"rescan and watch again.\n");
 }
 
 /* A growing string. */
@@ -199,11 +187,29 @@ static int run_exec(const char *cmd, const char *abs, const char *rel,
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* Handle one event of watched x: --exec, ack, print.  WX_OK or WX_FAILED. */
+/* Handle one event of watched x: --exec, ack, print.  WX_OK, WX_FAILED,
+ * or WX_OVERFLOW (the watch's marks are gone). */
 static int handle(struct watched *x, const struct rfs_watcher_event *ev, const struct opts *o)
 {
 	char abs[PATH_MAX + RFS_WATCHER_PATH_MAX + 2];
 	const char *rel;
+	if (ev->kind == RFS_WK_OVERFLOW) {
+		/* The daemon disarmed every mark of this watch: what changes
+		 * from now on is not reported, so stop rather than go on
+		 * silently. */
+		if (o->json) {
+			fputs("{\"path\":null,\"watched\":", stdout);
+			cli_json_str(stdout, x->abs);
+			puts(",\"kind\":\"overflow\"}");
+		}
+		fflush(stdout);
+		fprintf(stderr,
+			"reflinkfs watch: %s: too many events waited unread, so the daemon "
+			"dropped the marks; changes after this point were not reported: "
+			"rescan %s and watch it again\n",
+			x->abs, x->abs);
+		return WX_OVERFLOW;
+	}
 	/* "" below a marked directory: a name the subscriber may not list. */
 	bool hidden = x->dir && !ev->path[0];
 	if (!x->dir) {
@@ -235,19 +241,21 @@ static int handle(struct watched *x, const struct rfs_watcher_event *ev, const s
 		if (hidden)
 			fputs("null", stdout);
 		else
-			json_str(abs);
+			cli_json_str(stdout, abs);
 		fputs(",\"rel\":", stdout);
 		if (hidden)
 			fputs("null", stdout);
 		else
-			json_str(rel);
+			cli_json_str(stdout, rel);
 		fputs(",\"watched\":", stdout);
-		json_str(x->abs);
+		cli_json_str(stdout, x->abs);
 		printf(",\"ino\":%" PRIu64 ",\"kind\":\"%s\",\"blocking\":%s,\"status\":\"%s\"",
 		       ev->ino, rfs_watcher_kind_name(ev->kind), ev->blocking ? "true" : "false",
 		       status);
 		if (xst >= 0)
 			printf(",\"exit\":%d", xst);
+		if (ev->cut)
+			fputs(",\"cut\":true", stdout);
 		puts("}");
 	} else {
 		printf("%s ", rfs_watcher_kind_name(ev->kind));
@@ -259,6 +267,8 @@ static int handle(struct watched *x, const struct rfs_watcher_event *ev, const s
 			printf(" %s", !strcmp(status, "acked") ? "acked" : "timed-out");
 		if (xst >= 0)
 			printf(" exit %d", xst);
+		if (ev->cut)
+			fputs(" (path cut: too long)", stdout);
 		putchar('\n');
 	}
 	fflush(stdout);

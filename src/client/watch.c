@@ -40,6 +40,7 @@ const char *rfs_watcher_kind_name(int kind)
 		[RFS_WK_FALLOCATE] = "fallocate", [RFS_WK_ATTR] = "attr",
 		[RFS_WK_XATTR] = "xattr",   [RFS_WK_RENAME] = "rename",
 		[RFS_WK_UNLINK] = "unlink", [RFS_WK_CLONE] = "clone",
+		[RFS_WK_OVERFLOW] = "overflow",
 	};
 	if (kind <= 0 || (size_t)kind >= sizeof(names) / sizeof(names[0]) || !names[kind])
 		return "unknown";
@@ -114,6 +115,7 @@ static int parse_event(const uint8_t *buf, size_t n, struct rfs_watcher_event *e
 	ev->ino = m.ino;
 	ev->kind = (int)m.kind;
 	ev->blocking = m.flags & RFS_WEV_BLOCKING;
+	ev->cut = m.flags & RFS_WEV_CUT;
 	memcpy(ev->path, buf + sizeof(m), m.pathlen);
 	ev->path[m.pathlen] = '\0';
 	return 0;

@@ -52,6 +52,7 @@ SAME_KIND(XATTR);
 SAME_KIND(RENAME);
 SAME_KIND(UNLINK);
 SAME_KIND(CLONE);
+SAME_KIND(OVERFLOW);
 
 static_assert(RFS_WATCHER_PATH_MAX >= RFS_WATCH_PATH_MAX, "event paths fit the client's");
 
@@ -283,7 +284,8 @@ static int conn_events(struct wconn *c)
 					   .id = ev->id,
 					   .mark = ev->mark,
 					   .ino = ev->ino,
-					   .flags = ev->blocking ? RFS_WEV_BLOCKING : 0};
+					   .flags = (ev->blocking ? RFS_WEV_BLOCKING : 0) |
+						    (ev->cut ? RFS_WEV_CUT : 0)};
 		size_t pl = strnlen(ev->path, RFS_WATCH_PATH_MAX - 1);
 		m.pathlen = (uint32_t)pl;
 		memcpy(buf, &m, sizeof(m));

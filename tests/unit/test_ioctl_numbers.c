@@ -17,6 +17,7 @@
 
 #include "reflinkfs/fs.h"
 #include "reflinkfs/journal.h"
+#include "reflinkfs/watch.h"
 
 static const struct {
 	const char *name;
@@ -28,7 +29,7 @@ static const struct {
 	IOC(RFS_IOC_DIFF_START),    IOC(RFS_IOC_DIFF_REPORT), IOC(RFS_IOC_SNAPSHOT),
 	IOC(RFS_IOC_SNAPSHOT_DELETE), IOC(RFS_IOC_VOLUMES),   IOC(RFS_IOC_MOUNT_STATE),
 	IOC(RFS_IOC_RECLAIM),       IOC(RFS_IOC_DU_STEP),     IOC(RFS_IOC_CHANGES),
-	IOC(RFS_IOC_REQ_STATS),
+	IOC(RFS_IOC_REQ_STATS),     IOC(RFS_IOC_WATCH_ADDR),  IOC(RFS_IOC_WATCH_MARK),
 #undef IOC
 };
 
