@@ -84,6 +84,12 @@ enum rfs_put_mode {
 /* Or-able with a put mode or given to rfs_tree_delete: the old item's
  * references are not released (the caller moved or already consumed them). */
 #define RFS_KEEP_REFS 0x100
+/* Or-able with a put mode: a hint that the key is appended, i.e. no key
+ * will be put between it and the next key present (the largest key of a
+ * range that only grows, like a log's sequence numbers).  A full node
+ * then splits at the new key instead of in the middle, so nodes filled by
+ * appends stay full instead of half empty.  Any key is still correct. */
+#define RFS_PUT_APPEND 0x200
 
 /*
  * Look up key.  On success copies the value into val (up to *vlen bytes;
@@ -103,7 +109,7 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 
 /*
  * Insert or replace key -> val with item flags (mode: enum rfs_put_mode,
- * optionally | RFS_KEEP_REFS).  klen in 1..RFS_KEY_MAX, vlen in
+ * optionally | RFS_KEEP_REFS | RFS_PUT_APPEND).  klen in 1..RFS_KEY_MAX, vlen in
  * 0..RFS_VAL_MAX (-EINVAL otherwise).  -ENOSPC leaves the tree unchanged.
  * RFS_PUT_REPLACE, like rfs_tree_delete, may use the pool's metadata
  * reserve, so that a caller can record the new root of a nested tree after

@@ -458,13 +458,15 @@ static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
 	if (!b)
 		return -ENOMEM;
 	r->seq = j->h.next;
-	int ret = chunks_put(j, t, r->seq, b, len, 0, RFS_PUT_INSERT);
+	/* Seqs only grow, and so does each directory's index range: appends
+	 * (full nodes, not half-empty ones). */
+	int ret = chunks_put(j, t, r->seq, b, len, 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
 	free(b);
 	uint8_t k[DKEY_LEN];
 	for (unsigned i = 0; !ret && i < r->nanc; i++) {
 		uint16_t dv[2] = {r->anc[i].depth_new, r->anc[i].depth_old};
 		ret = rfs_tree_put(j->pool, t, k, dkey(k, r->anc[i].vol, r->anc[i].ino, r->seq),
-				   dv, sizeof(dv), 0, RFS_PUT_INSERT);
+				   dv, sizeof(dv), 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
 	}
 	if (ret)
 		return ret;

@@ -365,12 +365,37 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 }
 
 /*
+ * Where to split node d for an item of isz bytes going in at idx.  An
+ * append (the caller's RFS_PUT_APPEND: no key will come between this one
+ * and the item after it) splits right at idx, so the left node stays full
+ * and the appends that follow fill the right one: a 50/50 split would
+ * leave every node of an append-only range half empty.  Only when the
+ * left part is at least half full: items of several ranges share a node
+ * (a per-directory index), and a small left part that none of them
+ * grows any more would stay small.  Otherwise the balanced split.
+ */
+static unsigned split_at(const uint8_t *d, unsigned idx, size_t isz, bool append)
+{
+	if (append && idx > 0) {
+		size_t left = 0, right = isz;
+		for (unsigned i = 0; i < node_n(d); i++) {
+			const struct node_slot *s = node_cslot(d, i);
+			*(i < idx ? &left : &right) += item_size(s->klen, s->vlen);
+		}
+		if (left >= NODE_SPACE / 2 && right <= NODE_SPACE)
+			return idx;
+	}
+	return node_split_point(d, idx, isz);
+}
+
+/*
  * Insert an item at index idx of the node at path level li, splitting
- * upwards as needed.  Every node on the path is writable.
+ * upwards as needed (append: see split_at).  Every node on the path is
+ * writable.
  */
 static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 		     unsigned idx, const void *key, size_t klen, const void *val,
-		     size_t vlen, uint8_t flags)
+		     size_t vlen, uint8_t flags, bool append)
 {
 	uint8_t *d = p->b[li]->data;
 	size_t isz = item_size(klen, vlen);
@@ -390,8 +415,9 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 	 * increasing keys (new inode numbers, journal sequence numbers,
 	 * entries of a copied directory): leave this node full and start
 	 * the right one with the new item, instead of two half-empty nodes
-	 * of which the left is never filled again. */
-	sp = idx == node_n(d) ? idx : node_split_point(d, idx, isz);
+	 * of which the left is never filled again.  Inside a node, only the
+	 * caller knows (RFS_PUT_APPEND, split_at). */
+	sp = idx == node_n(d) ? idx : split_at(d, idx, isz, append);
 	node_move_tail(right->data, d, sp);
 	if (idx < sp)
 		node_insert(d, idx, key, klen, val, vlen, flags);
@@ -421,7 +447,7 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 		return 0;
 	}
 	ret = insert_at(pool, t, p, li - 1, p->s[li - 1] + 1, sk, sklen, &rc,
-			sizeof(rc), 0);
+			sizeof(rc), 0, append);
 	rfs_buf_put(pool, right);
 	return ret;
 }
@@ -431,6 +457,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	int m = mode & 0xff, keep = mode & RFS_KEEP_REFS;
+	bool append = mode & RFS_PUT_APPEND;
 	uint8_t old[RFS_VAL_MAX];
 	size_t oldlen = 0;
 	uint8_t oldflags = 0;
@@ -481,7 +508,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 		ret = -ENOENT;
 		goto out;
 	}
-	ret = insert_at(pool, t, &p, li, idx, key, klen, val, vlen, flags);
+	ret = insert_at(pool, t, &p, li, idx, key, klen, val, vlen, flags, append && !exact);
 	if (!ret && exact && !keep)
 		ret = tree_value_refs(pool, old, oldlen, oldflags, -1);
 out:

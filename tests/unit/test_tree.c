@@ -305,6 +305,63 @@ static void test_ascending_fill(void **state)
 	tu_map_clear(&m);
 }
 
+/* Appends with RFS_PUT_APPEND fill nodes: one growing range, and eight
+ * ranges growing in turn (the change journal's per-directory index).
+ * Without the hint a node that is full splits in the middle when the
+ * new key is not its last (test_ascending_fill: when it is), so every
+ * node interleaved append ranges leave behind is half empty. */
+#define LEAF_SPACE (RFS_BLOCK_SIZE - 48) /* a node has a 48-byte header (docs/FORMAT.md) */
+static void test_append_split(void **state)
+{
+	tu_pool *c = *state;
+	const unsigned N = 8000, VL = 20;
+	for (int ranges = 1; ranges <= 8; ranges *= 8) {
+		for (int hint = 0; hint <= 1; hint++) {
+			tu_commit(c);
+			uint64_t u0 = used(c);
+			rfs_tree t = {0, RFS_OWNER_USER};
+			tu_map m = {0};
+			uint8_t k[9], v[VL];
+			memset(v, 7, sizeof(v));
+			for (unsigned i = 0; i < N; i++) {
+				k[0] = (uint8_t)(i % (unsigned)ranges);
+				key64(k + 1, i);
+				put_both(c, &t, &m, k, sizeof(k), v, VL, 0,
+					 RFS_PUT_INSERT | (hint ? RFS_PUT_APPEND : 0));
+			}
+			CHECK_TREE(c->pool, &t, &m);
+			store(c, 1, &t);
+			tu_commit(c);
+			uint64_t nodes = used(c) - u0;
+			/* Leaves at 100%: N items of 8 + 9 + VL bytes.  Interleaved
+			 * ranges leave some nodes partly filled (about 78% here);
+			 * without the hint, about 50%. */
+			uint64_t ideal = (N * (8 + sizeof(k) + VL) + LEAF_SPACE - 1) / LEAF_SPACE;
+			if (hint)
+				CHECK(nodes <= ideal * 4 / 3 + 3,
+				      "%d range(s), appended: %llu nodes for %llu full leaves",
+				      ranges, (unsigned long long)nodes, (unsigned long long)ideal);
+			else if (ranges > 1)
+				CHECK(nodes >= ideal + ideal / 2,
+				      "%d range(s), no hint: %llu nodes, the 50/50 split should leave half-empty leaves (%llu)",
+				      ranges, (unsigned long long)nodes, (unsigned long long)ideal);
+			/* Deleting from the front (a log's trim) keeps it sane. */
+			for (unsigned i = 0; i < N / 2; i++) {
+				k[0] = (uint8_t)(i % (unsigned)ranges);
+				key64(k + 1, i);
+				del_both(c, &t, &m, k, sizeof(k));
+			}
+			CHECK_TREE(c->pool, &t, &m);
+			store(c, 1, &t);
+			OK(rfs_catalog_del(c->pool, 1));
+			tu_commit(c);
+			CHECK_CLEAN(c);
+			EQ_U64(used(c), u0);
+			tu_map_clear(&m);
+		}
+	}
+}
+
 static void test_random_varsize(void **state)
 {
 	tu_pool *c = *state;
@@ -1704,6 +1761,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ascending_fill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_split, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_varsize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
