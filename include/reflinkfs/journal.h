@@ -77,10 +77,15 @@ struct rfs_change {
 	uint64_t volume;    /* volume id */
 	uint64_t ino;       /* st_ino of the inode (volume << 48 | number) */
 	uint64_t parent;    /* st_ino of its directory (0: unknown) */
+	unsigned also;      /* other kinds merged into this change, as bits
+			     * 1u << RFS_CHANGE_DATA / _ATTR / _XATTR: a data,
+			     * attr or xattr change of a file whose created /
+			     * data / attr / xattr record of the same commit
+			     * came first is merged into that record */
 	const char *path;     /* relative to the queried directory; NULL:
 			       * an inode without a name (unlinked, open) */
 	const char *old_path; /* RENAME / EXCHANGE: the other path */
-	unsigned nranges;     /* DATA: byte ranges changed (merged) */
+	unsigned nranges;     /* DATA (or also DATA): byte ranges changed (merged) */
 	const struct rfs_change_range *ranges;
 	bool cut; /* read through a mount: path or old_path was cut at
 		   * RFS_IOC_CHANGES_PATH_MAX bytes */
@@ -201,7 +206,7 @@ struct rfs_ioc_change {
 	uint8_t flags; /* RFS_IOC_CHANGE_* */
 	uint64_t volume, ino, parent;
 	uint16_t pathlen, oldlen;
-	uint32_t pad;
+	uint32_t also; /* struct rfs_change.also */
 };
 struct rfs_ioc_changes {
 	char cursor[RFS_CURSOR_MAX]; /* in: since; out: next (when done) */

@@ -37,6 +37,9 @@ static void changes_usage(FILE *f)
 		"  data PATH [OFF+LEN ...]   bytes written, truncated, allocated, cloned\n"
 		"                      (merged per file per commit)\n"
 		"  attr xattr          mode, owner, times, size; extended attributes\n"
+		"A data, attr or xattr change of a file created or changed earlier in the\n"
+		"same commit is merged into that line: `12 create f +data +attr 0+4096`\n"
+		"(JSON: \"also\":[\"data\",\"attr\"] and its ranges).\n"
 		"  snapshot snapshot_delete   a snapshot made or deleted at PATH\n"
 		"A change through a file with several hard links is listed under each of\n"
 		"its names; one to a file with no name left (unlinked, still open) shows\n"
@@ -45,7 +48,8 @@ static void changes_usage(FILE *f)
 		"  --since CURSOR  start after the changes CURSOR was given for\n"
 		"  --json          one JSON object per change: seq, time, kind, path,\n"
 		"                  old_path (rename, exchange), ino, parent, volume,\n"
-		"                  ranges ([offset, length] pairs); last line\n"
+		"                  also (kinds merged in), ranges ([offset, length]\n"
+		"                  pairs); last line\n"
 		"                  {\"cursor\": \"...\"}\n"
 		"  --follow        keep printing changes as they are committed (checks every\n"
 		"                  %d ms and asks the daemon to commit pending changes, so a\n"
@@ -90,7 +94,17 @@ static int print_one(void *arg, const struct rfs_change *c)
 		}
 		printf(",\"ino\":%" PRIu64 ",\"parent\":%" PRIu64 ",\"volume\":%" PRIu64, c->ino,
 		       c->parent, c->volume);
-		if (c->kind == RFS_CHANGE_DATA) {
+		if (c->also) {
+			const char *sep = "";
+			fputs(",\"also\":[", stdout);
+			for (int k = 1; k < 32; k++)
+				if (c->also & (1u << k)) {
+					printf("%s\"%s\"", sep, rfs_change_kind_name(k));
+					sep = ",";
+				}
+			putchar(']');
+		}
+		if (c->kind == RFS_CHANGE_DATA || c->nranges) {
 			fputs(",\"ranges\":[", stdout);
 			for (unsigned i = 0; i < c->nranges; i++)
 				printf("%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "", c->ranges[i].off,
@@ -116,7 +130,10 @@ static int print_one(void *arg, const struct rfs_change *c)
 	} else {
 		text_path(c->path, pl);
 	}
-	for (unsigned i = 0; c->kind == RFS_CHANGE_DATA && i < c->nranges; i++)
+	for (int k = 1; k < 32; k++)
+		if (c->also & (1u << k))
+			printf(" +%s", rfs_change_kind_name(k));
+	for (unsigned i = 0; i < c->nranges; i++)
 		printf(" %" PRIu64 "+%" PRIu64, c->ranges[i].off, c->ranges[i].len);
 	putchar('\n');
 	return 0;

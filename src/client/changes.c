@@ -44,6 +44,7 @@ static int deliver_page(const struct rfs_ioc_changes *p, rfs_change_fn fn, void 
 				       .volume = h.volume,
 				       .ino = h.ino,
 				       .parent = h.parent,
+				       .also = h.also,
 				       .path = (h.flags & RFS_IOC_CHANGE_NOPATH) ? NULL : path,
 				       .old_path = h.oldlen ? old : NULL,
 				       .nranges = h.nranges,

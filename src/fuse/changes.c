@@ -28,7 +28,8 @@ static int put(void *arg, const struct rfs_change *c)
 				   .nranges = (uint8_t)c->nranges,
 				   .volume = c->volume,
 				   .ino = c->ino,
-				   .parent = c->parent};
+				   .parent = c->parent,
+				   .also = c->also};
 	size_t pl = c->path ? strlen(c->path) : 0, ol = c->old_path ? strlen(c->old_path) : 0;
 	if (!c->path)
 		h.flags |= RFS_IOC_CHANGE_NOPATH;

@@ -19,7 +19,7 @@
 #define JNL_MAGIC 0x4c4e524a534652ull /* "RFSJRNL" */
 #define JNL_VERSION 1u
 #define JNL_OWNER 22 /* node owner, informational */
-#define JNL_CACHE 64
+#define JNL_CACHE 256 /* last mergeable record per (inode, path) slot */
 #define JNL_RESET_GAP 4096u /* seqs skipped by a reset */ /* inodes whose last data record may be merged */
 
 /* Header, key 'H'. */
@@ -45,7 +45,8 @@ struct jdisk {
 	uint64_t vol, ino, parent, old_parent;
 	uint16_t pathlen, oldlen;
 	uint8_t flags; /* JD_PATH, JD_OLD */
-	uint8_t pad[3];
+	uint8_t also;  /* JNL_ALSO_*; 0 in records written before it existed */
+	uint8_t pad[2];
 };
 enum { JD_PATH = 1, JD_OLD = 2 };
 _Static_assert(sizeof(struct jdisk) == 56, "journal record layout");
@@ -208,6 +209,7 @@ static uint8_t *encode(const struct jnl_rec *r, size_t *len)
 	struct jdisk d = {.sec = r->sec,
 			  .nsec = r->nsec,
 			  .kind = r->kind,
+			  .also = r->also,
 			  .nranges = r->nranges,
 			  .nanc = r->nanc,
 			  .vol = r->vol,
@@ -344,7 +346,7 @@ static int chunks_put(struct rfs_jnl *j, rfs_tree *t, uint64_t seq, const uint8_
 
 /* ---- appending ---------------------------------------------------------------- */
 
-/* The slot of the last data record of (vol, ino) under path: a
+/* The slot of the last mergeable record of (vol, ino) under path: a
  * hard-linked inode has one record per name (fs/link_names.c), each
  * merged on its own. */
 static struct jcache *cache_slot(struct rfs_jnl *j, uint64_t vol, uint64_t ino,
@@ -359,6 +361,48 @@ static struct jcache *cache_slot(struct rfs_jnl *j, uint64_t vol, uint64_t ino,
 static bool same_str(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Kinds merged into an earlier record of the same inode and path in the
+ * same transaction, and the bit each leaves in `also`. */
+static uint8_t also_bit(int kind)
+{
+	return kind == RFS_CHANGE_DATA	  ? JNL_ALSO_DATA
+	       : kind == RFS_CHANGE_ATTR  ? JNL_ALSO_ATTR
+	       : kind == RFS_CHANGE_XATTR ? JNL_ALSO_XATTR
+					  : 0;
+}
+
+/* Kinds a later change may merge into: a creation (a consumer reads the
+ * new file whole anyway) or a change of content or attributes.  Not a
+ * rename, link or unlink: the change would appear before it. */
+static bool merge_target(int kind)
+{
+	switch (kind) {
+	case RFS_CHANGE_CREATE:
+	case RFS_CHANGE_MKDIR:
+	case RFS_CHANGE_SYMLINK:
+	case RFS_CHANGE_MKNOD:
+	case RFS_CHANGE_MKFIFO:
+	case RFS_CHANGE_DATA:
+	case RFS_CHANGE_ATTR:
+	case RFS_CHANGE_XATTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool same_anc(const struct jnl_rec *a, const struct jnl_rec *b)
+{
+	if (a->nanc != b->nanc)
+		return false;
+	for (unsigned i = 0; i < a->nanc; i++)
+		if (a->anc[i].vol != b->anc[i].vol || a->anc[i].ino != b->anc[i].ino ||
+		    a->anc[i].depth_new != b->anc[i].depth_new ||
+		    a->anc[i].depth_old != b->anc[i].depth_old)
+			return false;
+	return true;
 }
 
 /* Add the ranges of r to c's record; false when they do not fit. */
@@ -388,18 +432,27 @@ static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
 	return true;
 }
 
-/* Merge data record r into the same inode's record of this transaction. */
+/* Merge data, attr or xattr record r into the last record of the same
+ * inode and path of this transaction: one record per file per commit
+ * for a file that is created, written and given its attributes (cp -a),
+ * instead of four, each with its index items.  Records of a transaction
+ * become readable together at its commit, so no reader ever saw the
+ * record before the merge. */
 static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *merged)
 {
 	*merged = false;
 	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	if (!c->valid || c->vol != r->vol || c->ino != r->ino ||
 	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest ||
-	    !same_str(c->rec.path, r->path))
+	    !same_str(c->rec.path, r->path) || !same_anc(&c->rec, r))
 		return 0;
 	struct jnl_rec save = c->rec;
-	if (!ranges_merge(&c->rec, r))
+	if (r->nranges && !ranges_merge(&c->rec, r))
 		return 0;
+	if (r->kind != c->rec.kind)
+		c->rec.also |= also_bit(r->kind);
+	c->rec.sec = r->sec;
+	c->rec.nsec = r->nsec;
 	size_t len;
 	uint8_t *b = encode(&c->rec, &len);
 	if (!b) {
@@ -415,8 +468,6 @@ static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *me
 	}
 	j->h.bytes += cost(len, c->rec.nanc) - cost(c->len, c->rec.nanc);
 	c->len = len;
-	c->rec.sec = r->sec;
-	c->rec.nsec = r->nsec;
 	r->seq = c->seq;
 	*merged = true;
 	return 0;
@@ -445,9 +496,18 @@ static void cache_put(struct rfs_jnl *j, const struct jnl_rec *r, size_t len)
 	c->valid = true;
 }
 
+/* A rename, link or unlink of (vol, ino): later changes must come after
+ * it, so nothing merges into the inode's records before it. */
+static void cache_forget(struct rfs_jnl *j, const struct jnl_rec *r)
+{
+	for (int i = 0; i < JNL_CACHE; i++)
+		if (j->cache[i].vol == r->vol && j->cache[i].ino == r->ino)
+			j->cache[i].valid = false;
+}
+
 static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
 {
-	if (r->kind == RFS_CHANGE_DATA) {
+	if (also_bit(r->kind)) {
 		bool merged;
 		int ret = try_merge(j, t, r, &merged);
 		if (ret || merged)
@@ -473,8 +533,10 @@ static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
 	j->h.next++;
 	j->h.nrecords++;
 	j->h.bytes += cost(len, r->nanc);
-	if (r->kind == RFS_CHANGE_DATA)
+	if (merge_target(r->kind))
 		cache_put(j, r, len);
+	else
+		cache_forget(j, r);
 	return 0;
 }
 
@@ -679,6 +741,9 @@ static int deliver(struct jview *v, uint64_t seq, uint16_t dn, uint16_t dold,
 				.volume = v->d.vol,
 				.ino = v->d.ino,
 				.parent = v->d.parent,
+				.also = ((v->d.also & JNL_ALSO_DATA) ? 1u << RFS_CHANGE_DATA : 0) |
+					((v->d.also & JNL_ALSO_ATTR) ? 1u << RFS_CHANGE_ATTR : 0) |
+					((v->d.also & JNL_ALSO_XATTR) ? 1u << RFS_CHANGE_XATTR : 0),
 				.nranges = v->d.nranges,
 				.ranges = v->ranges};
 	char *np = NULL, *op = NULL;

@@ -30,6 +30,8 @@
 #define RFS_JOURNAL_ID ((1ull << 48) | 1u)
 /* Byte ranges one data record holds before a new record starts. */
 #define JNL_RANGES_MAX 16u
+/* Kinds merged into a record of another kind (struct jnl_rec.also). */
+enum { JNL_ALSO_DATA = 1, JNL_ALSO_ATTR = 2, JNL_ALSO_XATTR = 4 };
 /* Side of a rename an ancestor is on (index value). */
 #define JNL_DEPTH_NONE 0xffffu
 
@@ -44,6 +46,7 @@ struct jnl_anc {
 /* One change, as the fs layer builds it (owned by the caller). */
 struct jnl_rec {
 	uint8_t kind;     /* enum rfs_change_kind */
+	uint8_t also;     /* JNL_ALSO_*: kinds merged into it (jnl_append) */
 	uint8_t nranges;
 	uint16_t nanc;
 	int64_t sec;
@@ -69,8 +72,10 @@ void jnl_close(struct rfs_jnl *j);
 
 /*
  * Append the records of one operation, in the running transaction
- * (write lock held).  A data record of an inode whose last record was
- * written in the same transaction with the same path is merged into it.
+ * (write lock held).  A data, attr or xattr record of an inode whose
+ * last record was a create, data, attr or xattr record written in the
+ * same transaction with the same path is merged into it (its kind goes
+ * into that record's `also`, data ranges into its ranges).
  * Trims the oldest records past the retention limit.  On failure the
  * caller must not commit the operation's change without the records.
  */

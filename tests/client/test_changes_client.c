@@ -121,9 +121,10 @@ static int collect(void *arg, const struct rfs_change *c)
 	if (g->stop_after && g->n == g->stop_after)
 		return 7;
 	size_t l = strlen(g->text);
-	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s\n", rfs_change_kind_name(c->kind),
+	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s%s\n", rfs_change_kind_name(c->kind),
 		 c->path ? c->path : "(null)", c->old_path ? " " : "",
-		 c->old_path ? c->old_path : "");
+		 c->old_path ? c->old_path : "",
+		 (c->also & (1u << RFS_CHANGE_DATA)) ? "+data" : "");
 	g->n++;
 	return 0;
 }
@@ -156,7 +157,7 @@ static void test_read(void **state)
 	memset(&g, 0, sizeof(g));
 	path_of(p, sizeof(p), "a");
 	assert_int_equal(rfs_changes_read(p, c0, collect, &g, c1), 0);
-	assert_string_equal(g.text, "create x\ndata x\n");
+	assert_string_equal(g.text, "create x+data\n"); /* one commit: merged */
 	/* Nothing new below a since the new cursor. */
 	memset(&g, 0, sizeof(g));
 	assert_int_equal(rfs_changes_read(p, c1, collect, &g, c1), 0);

@@ -30,13 +30,14 @@ echo more >>"$MNT/b/x"
 
 ch --since "$C0" "$MNT/a"
 check "since C0 below a: exit 0" test "$(rc)" = 0
-check "create x in a" grep -q ' create x$' "$SCRATCH/out"
+# The write of a new file merges into its create (same commit).
+check "create x in a, its write merged" grep -q ' create x +data 0+2$' "$SCRATCH/out"
 check "y moved into a" grep -q ' move_in y$' "$SCRATCH/out"
 check "x moved out of a" grep -q ' move_out x$' "$SCRATCH/out"
 check_fail "nothing of b's own changes below a" grep -q 'create y\|data x 5' "$SCRATCH/out"
 ch --since "$C0" "$MNT/b"
 check "b: create y, move_out y, move_in x" \
-	bash -c "grep -q ' create y$' '$SCRATCH/out' && grep -q ' move_out y$' '$SCRATCH/out' && grep -q ' move_in x$' '$SCRATCH/out'"
+	bash -c "grep -q ' create y +data 0+2$' '$SCRATCH/out' && grep -q ' move_out y$' '$SCRATCH/out' && grep -q ' move_in x$' '$SCRATCH/out'"
 check "b: the append to x, with its byte range" grep -q ' data x 2+5$' "$SCRATCH/out"
 ch --since "$C0" "$MNT"
 check "the mount: the renames with both names" \
@@ -44,6 +45,8 @@ check "the mount: the renames with both names" \
 
 ch --json --since "$C0" "$MNT/a"
 check "JSON: move_in with path" grep -q '"kind":"move_in","path":"y"' "$SCRATCH/out"
+check "JSON: the merged write: also and ranges" \
+	grep -q '"kind":"create","path":"x",.*"also":\["data"\],"ranges":\[\[0,2\]\]' "$SCRATCH/out"
 check "JSON: cursor object last" bash -c "tail -n 1 '$SCRATCH/out' | grep -q '^{\"cursor\":\"rfsj1:'"
 C1=$(cursor)
 ch --json --since "$C1" "$MNT"

@@ -110,6 +110,8 @@ def replay(names, recs):
     touched = {"data": set(), "attr": set(), "xattr": set()}
     for r in recs:
         k, p = r["kind"], r["path"]
+        for a in r.get("also", []):  # merged into this record (same commit)
+            touched[a].add(r["ino"])
         if k in ("create", "mkdir", "symlink", "mknod", "mkfifo", "link"):
             assert p not in names, f"seq {r['seq']}: {k} of existing {p}"
             names[p] = r["ino"]

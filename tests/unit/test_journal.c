@@ -74,15 +74,18 @@ static int collect(void *arg, const struct rfs_change *c)
 {
 	struct got *g = arg;
 	size_t l = strlen(g->text);
-	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s\n", rfs_change_kind_name(c->kind),
+	snprintf(g->text + l, sizeof(g->text) - l, "%s %s%s%s%s%s%s\n", rfs_change_kind_name(c->kind),
 		 c->path ? c->path : "(null)", c->old_path ? " " : "",
-		 c->old_path ? c->old_path : "");
+		 c->old_path ? c->old_path : "",
+		 (c->also & (1u << RFS_CHANGE_DATA)) ? "+data" : "",
+		 (c->also & (1u << RFS_CHANGE_ATTR)) ? "+attr" : "",
+		 (c->also & (1u << RFS_CHANGE_XATTR)) ? "+xattr" : "");
 	if (g->n < 1024) {
 		g->seqs[g->n] = c->seq;
 		g->inos[g->n] = c->ino;
 	}
 	g->n++;
-	if (c->kind == RFS_CHANGE_DATA) {
+	if (c->kind == RFS_CHANGE_DATA || c->nranges) {
 		g->nranges = c->nranges;
 		g->r0 = c->ranges[0];
 	}
@@ -161,13 +164,12 @@ static void test_every_kind(void **state)
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	assert_false(rfs_fs_changes_pending(fs));
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
+	/* The write, chmod and setxattr of the new file merge into its
+	 * create: same inode, same path, same transaction. */
 	const char *want = "mkdir d\n"
-			   "create d/f\n"
+			   "create d/f+data+attr+xattr\n"
 			   "symlink d/s\n"
 			   "mkfifo d/p\n"
-			   "data d/f\n"
-			   "attr d/f\n"
-			   "xattr d/f\n"
 			   "link d/f2\n"
 			   "unlink d/f2\n"
 			   "rename d/s2 d/s\n"
@@ -180,12 +182,15 @@ static void test_every_kind(void **state)
 	for (unsigned i = 1; i < g.n; i++)
 		assert_true(g.seqs[i] > g.seqs[i - 1]);
 	/* The snapshot's delete names its root's st_ino, as its creation. */
-	assert_int_equal(g.n, 15);
-	assert_int_not_equal(g.inos[13], 0);
-	assert_int_equal(g.inos[14], g.inos[13]);
+	assert_int_equal(g.n, 12);
+	assert_int_not_equal(g.inos[10], 0);
+	assert_int_equal(g.inos[11], g.inos[10]);
+	assert_int_equal(g.nranges, 1); /* the write's range, on the create */
+	assert_int_equal(g.r0.off, 0);
+	assert_int_equal(g.r0.len, 10000);
 	/* Below d: the same paths, relative to d; nothing of e or snap. */
 	assert_int_equal(read_changes(fs, d, c0, &g, NULL), 0);
-	assert_string_equal(g.text, "create f\nsymlink s\nmkfifo p\ndata f\nattr f\nxattr f\n"
+	assert_string_equal(g.text, "create f+data+attr+xattr\nsymlink s\nmkfifo p\n"
 				    "link f2\nunlink f2\nrename s2 s\nunlink p\n");
 	/* The new cursor: nothing new since. */
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c1, &g, NULL), 0);
@@ -261,6 +266,44 @@ static void test_minimal_acl_is_attr(void **state)
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
 	assert_string_equal(g.text, "xattr f\n");
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+/* Data, attr and xattr changes merge into the last record of the same
+ * file and path of the transaction; never across a rename, a link or an
+ * unlink of it (the change would appear before them), nor across a
+ * commit (a committed record may have been delivered). */
+static void test_kinds_merge(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	struct stat st, in = {.st_mode = 0600};
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f");
+	write_at(fs, f, 0, 100);
+	assert_int_equal(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, &st), 0);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "f", RFS_ROOT_NODE, "g", 0), 0);
+	write_at(fs, f, 100, 50);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, f, "user.a", "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_link(fs, f, RFS_ROOT_NODE, "h", &st), 0);
+	assert_int_equal(rfs_fs_setattr(fs, f, &in, RFS_SET_MODE, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	write_at(fs, f, 0, 10);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "create f+data+attr\n"
+				    "rename g f\n"
+				    "data g+xattr\n"
+				    "link h\n"
+				    "attr g\n"
+				    "attr h\n"
+				    "data g\n"
+				    "data h\n");
+	for (unsigned i = 1; i < g.n; i++)
+		assert_true(g.seqs[i] > g.seqs[i - 1]);
 	rfs_fs_forget(fs, f, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
@@ -353,7 +396,7 @@ static void sorted(const struct got *g, char *out, size_t cap)
 /* A change through a hard-linked inode is listed under each of its
  * names' directories, with that name's path; renames of a directory
  * above a name and unlinks of a name are followed; each name's data
- * record merges on its own; names inside a snapshot are the snapshot's. */
+ * record (and the xattr change after it) merges on its own; names inside a snapshot are the snapshot's. */
 static void test_hard_links(void **state)
 {
 	(void)state;
@@ -376,16 +419,16 @@ static void test_hard_links(void **state)
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, c1), 0);
 	sorted(&g, buf, sizeof(buf));
-	assert_string_equal(buf, "data a/f\ndata b/c/g\nxattr a/f\nxattr b/c/g\n");
+	assert_string_equal(buf, "data a/f+xattr\ndata b/c/g+xattr\n");
 	assert_int_equal(g.nranges, 1);
 	assert_int_equal(g.r0.off, 0);
 	assert_int_equal(g.r0.len, 8192);
 	assert_int_equal(read_changes(fs, a, c0, &g, NULL), 0);
-	assert_string_equal(g.text, "data f\nxattr f\n");
+	assert_string_equal(g.text, "data f+xattr\n");
 	assert_int_equal(read_changes(fs, b, c0, &g, NULL), 0);
-	assert_string_equal(g.text, "data c/g\nxattr c/g\n");
+	assert_string_equal(g.text, "data c/g+xattr\n");
 	assert_int_equal(read_changes(fs, bc, c0, &g, NULL), 0);
-	assert_string_equal(g.text, "data g\nxattr g\n");
+	assert_string_equal(g.text, "data g+xattr\n");
 	assert_int_equal(read_changes(fs, other, c0, &g, NULL), 0);
 	assert_int_equal(g.n, 0);
 
@@ -575,6 +618,7 @@ int main(void)
 		cmocka_unit_test(test_every_kind),
 		cmocka_unit_test(test_data_merge),
 		cmocka_unit_test(test_minimal_acl_is_attr),
+		cmocka_unit_test(test_kinds_merge),
 		cmocka_unit_test(test_subtree_and_moves),
 		cmocka_unit_test(test_snapshot_below),
 		cmocka_unit_test(test_hard_links),
