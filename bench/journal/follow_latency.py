@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Change-to-delivery latency of `reflinkfs changes --follow`:
    follow_latency.py BIN MNT N
-creates N files one at a time (spread over the follower's poll period)
+creates N files one at a time (at irregular intervals of 50 to 236 ms)
 and measures from the create's return to the line naming it on the
-follower's stdout.  Prints median and p99 in ms."""
+follower's stdout.  Prints median and p99 in ms.  Each run makes its own
+directory, so it can run again on the same mount."""
 import os, subprocess, sys, time, json
 bin_, mnt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cur = subprocess.run([bin_, "changes", "--json", mnt], capture_output=True, text=True, check=True).stdout.splitlines()[-1]
 cur = json.loads(cur)["cursor"]
 p = subprocess.Popen([bin_, "changes", "--follow", "--json", "--since", cur, mnt],
                      stdout=subprocess.PIPE, text=True, bufsize=1)
-os.makedirs(os.path.join(mnt, "lat"), exist_ok=True)
+d = "lat%d" % os.getpid()
+os.makedirs(os.path.join(mnt, d))
 lat = []
 for i in range(n):
-    time.sleep(0.05 + (i % 7) * 0.031)  # spread over the poll period
-    name = f"lat/f{i}"
+    time.sleep(0.05 + (i % 7) * 0.031)  # irregular: not in step with commits
+    name = f"{d}/f{i}"
     t0 = time.monotonic()
     os.close(os.open(os.path.join(mnt, name), os.O_WRONLY | os.O_CREAT, 0o644))
     for line in p.stdout:

@@ -122,6 +122,34 @@ int rfs_fs_changes_cursor(rfs_fs *fs, char cursor[RFS_CURSOR_MAX]);
  * then commit sooner with rfs_fs_sync). */
 bool rfs_fs_changes_pending(rfs_fs *fs);
 
+/* ---- followers waiting in the daemon (RFS_IOC_CHANGES_WAIT) ---- */
+
+/* Commits asked for by waiting followers are at least this far apart. */
+#define RFS_CHANGES_COMMIT_GAP_MS 10
+/* Followers that may wait at once: each holds one of the daemon's
+ * threads; more are told to poll (rfs_fs_changes_wait: -EBUSY). */
+#define RFS_CHANGES_WAITERS_MAX 8
+
+/* Journal appends so far, below any directory: what a waiter saw. */
+uint64_t rfs_fs_changes_events(rfs_fs *fs);
+/* The clock of rfs_fs_changes_wait's deadline (CLOCK_MONOTONIC, ns). */
+int64_t rfs_fs_changes_clock_ns(void);
+/*
+ * Sleep until a journal append after `seen` (rfs_fs_changes_events)
+ * (0), until deadline_ns (-ETIMEDOUT), or until stopped(arg) is true
+ * when woken by rfs_fs_changes_wake (-EINTR: a FUSE interrupt).  -EBUSY
+ * at once when RFS_CHANGES_WAITERS_MAX already wait.  No lock held.
+ */
+int rfs_fs_changes_wait(rfs_fs *fs, uint64_t seen, int64_t deadline_ns,
+			bool (*stopped)(void *arg), void *arg);
+/* Wake every waiter to look at its stopped() (an interrupt arrived). */
+void rfs_fs_changes_wake(rfs_fs *fs);
+/* Whether changes below directory dir are recorded but not committed. */
+bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir);
+/* Commit when changes below dir wait to be committed, no sooner than
+ * RFS_CHANGES_COMMIT_GAP_MS after the last commit made this way. */
+int rfs_fs_changes_commit(rfs_fs *fs, rfs_nodeid dir);
+
 /* Journal figures, for `reflinkfs changes --info` and tests. */
 struct rfs_journal_stat {
 	uint64_t oldest, next, durable; /* seqs */
@@ -159,16 +187,21 @@ int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes);
 int rfs_changes_read(const char *path, const char *cursor, rfs_change_fn fn, void *arg,
 		     char next[RFS_CURSOR_MAX]);
 
-/* How often rfs_changes_follow looks for new changes, in ms. */
+/* How often rfs_changes_follow looks for new changes when the daemon
+ * cannot wait for it (RFS_CHANGES_WAITERS_MAX followers wait already). */
 #define RFS_CHANGES_FOLLOW_MS 200
 
 /*
  * As rfs_changes_read, but when nothing has changed since cursor, wait
- * for changes: check every RFS_CHANGES_FOLLOW_MS ms, asking the daemon
- * to commit records that wait (only committed changes are delivered),
- * so a change arrives within about that plus one commit.  Returns 0 once
+ * for changes: the daemon holds the request until a change is recorded,
+ * then commits (only committed changes are delivered; such commits are
+ * at least RFS_CHANGES_COMMIT_GAP_MS apart) and answers, so a change
+ * arrives within about one commit (docs/ARCHITECTURE.md gives measured
+ * figures).  When RFS_CHANGES_WAITERS_MAX followers wait already, it
+ * checks every RFS_CHANGES_FOLLOW_MS ms instead.  Returns 0 once
  * at least one change was delivered, -ETIMEDOUT when none came within
- * timeout_ms (< 0: wait forever); next is filled in both cases.  Call
+ * timeout_ms (< 0: wait forever), -EINTR when a signal interrupted the
+ * wait; next is filled in these three cases.  Call
  * it again with next to keep following.
  */
 int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs_change_fn fn,
@@ -192,6 +225,11 @@ int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs
 #define RFS_IOC_CHANGES_PATH_MAX 4096
 enum {
 	RFS_IOC_CHANGES_COMMIT = 1, /* commit first when records wait */
+	/* Nothing new below the directory: wait up to wait_ms in the
+	 * daemon for a change there (commit it, with COMMIT), then answer;
+	 * a signal interrupts the wait (EINTR). */
+	RFS_IOC_CHANGES_WAIT = 2,
+	RFS_IOC_CHANGES_WAITED = 4, /* out: the daemon could wait (else poll) */
 };
 enum {
 	RFS_IOC_CHANGE_NOPATH = 1, /* no path (an inode without a name) */
@@ -215,7 +253,8 @@ struct rfs_ioc_changes {
 	uint32_t count; /* out: records in buf */
 	uint32_t used;  /* out: bytes of buf used */
 	uint8_t done;   /* out: the read is complete */
-	uint8_t pad[3];
+	uint8_t pad;
+	uint16_t wait_ms; /* in: RFS_IOC_CHANGES_WAIT's longest wait */
 	uint8_t buf[RFS_IOC_CHANGES_PAGE];
 };
 #define RFS_IOC_CHANGES _IOWR('R', 30, struct rfs_ioc_changes)

@@ -51,10 +51,12 @@ static void changes_usage(FILE *f)
 		"                  also (kinds merged in), ranges ([offset, length]\n"
 		"                  pairs); last line\n"
 		"                  {\"cursor\": \"...\"}\n"
-		"  --follow        keep printing changes as they are committed (checks every\n"
-		"                  %d ms and asks the daemon to commit pending changes, so a\n"
-		"                  change shows up within about %d ms plus one commit); a\n"
-		"                  cursor line follows each batch\n\n"
+		"  --follow        keep printing changes as they are committed: the daemon\n"
+		"                  waits for a change below PATH and commits it at once\n"
+		"                  (commits for followers at least %d ms apart), so a change\n"
+		"                  shows up within about one commit; with more than %d\n"
+		"                  followers waiting, checks every %d ms instead; a cursor\n"
+		"                  line follows each batch\n\n"
 		"Root or the user who mounted may read the journal.  The journal keeps a\n"
 		"bounded amount (mkfs --journal-size SIZE, mount option journal_size=SIZE;\n"
 		"default 1/64 of the pool).  Tools: the C API rfs_changes_read and\n"
@@ -64,7 +66,7 @@ static void changes_usage(FILE *f)
 		"-o nojournal), 3 cursor expired: the changes since it were trimmed, rescan\n"
 		"PATH, 4 the cursor is of another pool or of a journal reset since (after\n"
 		"a mount with -o nojournal, or a full pool): rescan PATH.\n",
-		FOLLOW_MS, FOLLOW_MS);
+		RFS_CHANGES_COMMIT_GAP_MS, RFS_CHANGES_WAITERS_MAX, FOLLOW_MS);
 }
 
 /* A path for a human line: "." for PATH itself. */
@@ -234,12 +236,12 @@ int cmd_changes(int argc, char **argv)
 	}
 	char cursor[RFS_CURSOR_MAX];
 	int ret = rfs_changes_read(path, since, print_one, &json, cursor);
-	while (!ret || ret == -ETIMEDOUT) {
+	while (!ret || ret == -ETIMEDOUT || ret == -EINTR) {
 		if (!ret)
 			print_cursor(cursor, json);
 		if (!follow)
 			break;
 		ret = rfs_changes_follow(path, cursor, -1, print_one, &json, cursor);
 	}
-	return ret && ret != -ETIMEDOUT ? report_error(path, -ret) : CH_OK;
+	return ret && ret != -ETIMEDOUT && ret != -EINTR ? report_error(path, -ret) : CH_OK;
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,9 +60,11 @@ static int deliver_page(const struct rfs_ioc_changes *p, rfs_change_fn fn, void 
 	return 0;
 }
 
-/* One whole read on fd since cursor; *n: changes delivered. */
-static int read_fd(int fd, const char *cursor, bool commit, rfs_change_fn fn, void *arg,
-		   char next[RFS_CURSOR_MAX], unsigned long *n)
+/* One whole read on fd since cursor; *n: changes delivered.  wait_ms:
+ * when nothing is new, let the daemon wait that long for a change;
+ * *waited: it could (else the caller polls). */
+static int read_fd(int fd, const char *cursor, bool commit, unsigned wait_ms, rfs_change_fn fn,
+		   void *arg, char next[RFS_CURSOR_MAX], unsigned long *n, bool *waited)
 {
 	struct rfs_ioc_changes *p = calloc(1, sizeof(*p));
 	char *path = malloc(2 * (RFS_IOC_CHANGES_PATH_MAX + 1));
@@ -71,13 +74,17 @@ static int read_fd(int fd, const char *cursor, bool commit, rfs_change_fn fn, vo
 		ret = -ENOMEM;
 		goto out;
 	}
-	p->flags = commit ? RFS_IOC_CHANGES_COMMIT : 0;
-	for (;;) {
+	uint32_t flags = (commit ? RFS_IOC_CHANGES_COMMIT : 0) | (wait_ms ? RFS_IOC_CHANGES_WAIT : 0);
+	p->wait_ms = (uint16_t)(wait_ms > UINT16_MAX ? UINT16_MAX : wait_ms);
+	for (bool first = true;; first = false) {
 		snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
+		p->flags = flags;
 		if (ioctl(fd, RFS_IOC_CHANGES, p)) {
 			ret = -errno;
 			break;
 		}
+		if (first && waited)
+			*waited = p->flags & RFS_IOC_CHANGES_WAITED;
 		ret = deliver_page(p, fn, arg, path, path + RFS_IOC_CHANGES_PATH_MAX + 1, n);
 		if (ret || p->done)
 			break;
@@ -114,7 +121,7 @@ int rfs_changes_read(const char *path, const char *cursor, rfs_change_fn fn, voi
 		return fd;
 	unsigned long n;
 	char tmp[RFS_CURSOR_MAX];
-	int ret = read_fd(fd, cursor, false, fn, arg, tmp, &n);
+	int ret = read_fd(fd, cursor, false, 0, fn, arg, tmp, &n, NULL);
 	close(fd);
 	if (!ret)
 		memcpy(next, tmp, RFS_CURSOR_MAX);
@@ -144,23 +151,32 @@ int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs
 	unsigned long n = 0;
 	int ret;
 	for (;;) {
-		ret = read_fd(fd, cur, true, fn, arg, tmp, &n);
+		/* The daemon waits for a change (up to what wait_ms holds;
+		 * then we ask again). */
+		int64_t left = end - now_ms();
+		unsigned w = left <= 0 ? 0 : left > UINT16_MAX ? UINT16_MAX : (unsigned)left;
+		bool waited = false;
+		ret = read_fd(fd, cur, true, w, fn, arg, tmp, &n, &waited);
 		if (ret)
 			break;
 		memcpy(cur, tmp, sizeof(cur));
-		int64_t left = end - now_ms();
+		left = end - now_ms();
 		if (n)
 			break;
 		if (left <= 0) {
 			ret = -ETIMEDOUT;
 			break;
 		}
+		if (waited)
+			continue;
+		/* Too many followers wait in the daemon (or it cannot wait):
+		 * look again later. */
 		int64_t ms = left < RFS_CHANGES_FOLLOW_MS ? left : RFS_CHANGES_FOLLOW_MS;
 		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	close(fd);
-	if (!ret || ret == -ETIMEDOUT)
+	if (!ret || ret == -ETIMEDOUT || ret == -EINTR)
 		memcpy(next, cur, RFS_CURSOR_MAX);
 	return fix_errno(ret);
 }

@@ -121,6 +121,30 @@ bool rfs_fs_changes_pending(rfs_fs *fs)
 	return p;
 }
 
+static int any_change(void *arg, const struct rfs_change *c)
+{
+	(void)arg;
+	(void)c;
+	return 1;
+}
+
+bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
+{
+	struct rfs_node *n = node_get(fs, dir);
+	if (!n)
+		return false;
+	rfs_pool_rdlock(fs->pool);
+	bool p = false;
+	if (fs->jnl && jnl_pending(fs->jnl)) {
+		/* The index range of dir past the last commit: O(changes). */
+		struct jnl_info ji;
+		jnl_info(fs->jnl, &ji);
+		p = jnl_query(fs->jnl, n->vol, n->ino, ji.durable, ji.next, any_change, NULL) > 0;
+	}
+	rfs_pool_unlock(fs->pool);
+	return p;
+}
+
 int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st)
 {
 	rfs_pool_rdlock(fs->pool);

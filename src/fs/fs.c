@@ -645,6 +645,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	fs->rdonly = flags & RFS_FS_RDONLY;
 	pthread_mutex_init(&fs->nlock, NULL);
 	pthread_mutex_init(&fs->wlock, NULL);
+	changes_wait_init(fs);
 	node_lock(fs);
 	ret = table_grow(fs);
 	node_unlock(fs);
@@ -748,6 +749,7 @@ static void fs_free(rfs_fs *fs)
 	/* A watch points at its fs: the daemon frees them first. */
 	assert(!fs->watches);
 	pthread_mutex_destroy(&fs->wlock);
+	changes_wait_fini(fs);
 	free(fs);
 }
 

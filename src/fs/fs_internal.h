@@ -228,6 +228,14 @@ struct rfs_fs {
 	/* The change journal (src/journal); NULL when mounted without one.
 	 * Pool lock (read to read, write to change). */
 	struct rfs_jnl *jnl;
+	/* Followers waiting for changes (changes_wait.c): appends so far
+	 * and waiters (atomics; waiters changed under cw_lock), the last
+	 * commit a follower asked for (cw_lock). */
+	pthread_mutex_t cw_lock;
+	pthread_cond_t cw_cond;
+	_Atomic uint64_t cw_events;
+	_Atomic unsigned cw_waiters;
+	int64_t cw_last_commit_ns;
 	/* Names of hard-linked inodes, cached for the journal and the
 	 * watches (link_names.c); a pool lock and that file's ln_mutex. */
 	struct link_names *lnames;
@@ -641,5 +649,11 @@ static inline uint64_t rec_owner(const struct rfs_inode *i)
 {
 	return S_ISDIR(i->mode) ? RFS_OWNER_DIR : RFS_OWNER_FILE;
 }
+
+/* changes_wait.c: followers of the journal waiting in the daemon. */
+void changes_wait_init(rfs_fs *fs);
+void changes_wait_fini(rfs_fs *fs);
+/* Records were appended (or the journal reset): wake waiting followers. */
+void changes_notify(rfs_fs *fs);
 
 #endif

@@ -314,6 +314,8 @@ void op_journal(struct rfs_op *op, bool aborted)
 		snprintf(why, sizeof(why), "%s: the change journal could not be written (%s)",
 			 op->what, strerror(-ret));
 		rfs_pool_abort(fs->pool, why);
+	} else {
+		changes_notify(fs);
 	}
 	recs_free(op);
 }

@@ -10,6 +10,7 @@
 #include "reflinkfs/journal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,24 +58,9 @@ static int put(void *arg, const struct rfs_change *c)
 	return 0;
 }
 
-int rfs_fuse_changes_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, rfs_nodeid dir,
-			   const void *in, size_t in_size, void *out, size_t out_size)
+/* One page since cursor into p (p's upto and next_from say where). */
+static int one_page(rfs_fs *fs, rfs_nodeid dir, const char *cursor, struct rfs_ioc_changes *p)
 {
-	/* Changes name files anywhere below: root or the owner of the mount. */
-	if (ctx->uid != 0 && ctx->uid != getuid())
-		return -EPERM;
-	if (in_size < sizeof(struct rfs_ioc_changes) || out_size < sizeof(struct rfs_ioc_changes))
-		return -EINVAL;
-	struct rfs_ioc_changes *p = out;
-	memcpy(p, in, sizeof(*p));
-	p->cursor[RFS_CURSOR_MAX - 1] = 0;
-	char cursor[RFS_CURSOR_MAX];
-	memcpy(cursor, p->cursor, sizeof(cursor));
-	if ((p->flags & RFS_IOC_CHANGES_COMMIT) && p->upto == 0 && rfs_fs_changes_pending(fs)) {
-		int ret = rfs_fs_sync(fs);
-		if (ret)
-			return ret;
-	}
 	struct rfs_changes_page page = {.upto = p->upto, .next_from = p->next_from};
 	p->count = p->used = 0;
 	p->done = 0;
@@ -89,4 +75,79 @@ int rfs_fuse_changes_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, rfs_nodeid di
 	if (page.done)
 		memcpy(p->cursor, page.cursor, sizeof(p->cursor));
 	return 0;
+}
+
+/* A FUSE interrupt of a waiting request (the follower got a signal or
+ * was killed): wake the waiters; ours sees hit and answers EINTR.
+ * Called by another libfuse thread while the request is pending. */
+struct intr {
+	atomic_bool hit;
+	rfs_fs *fs;
+};
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	(void)req;
+	struct intr *x = data;
+	atomic_store(&x->hit, true);
+	rfs_fs_changes_wake(x->fs);
+}
+
+static bool interrupted(void *arg)
+{
+	return atomic_load(&((struct intr *)arg)->hit);
+}
+
+int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ctx,
+			   rfs_nodeid dir, const void *in, size_t in_size, void *out,
+			   size_t out_size)
+{
+	/* Changes name files anywhere below: root or the owner of the mount. */
+	if (ctx->uid != 0 && ctx->uid != getuid())
+		return -EPERM;
+	if (in_size < sizeof(struct rfs_ioc_changes) || out_size < sizeof(struct rfs_ioc_changes))
+		return -EINVAL;
+	struct rfs_ioc_changes *p = out;
+	memcpy(p, in, sizeof(*p));
+	p->cursor[RFS_CURSOR_MAX - 1] = 0;
+	char cursor[RFS_CURSOR_MAX];
+	memcpy(cursor, p->cursor, sizeof(cursor));
+	bool first = p->upto == 0, commit = p->flags & RFS_IOC_CHANGES_COMMIT;
+	bool wait = first && (p->flags & RFS_IOC_CHANGES_WAIT) && p->wait_ms;
+	p->flags &= ~(uint32_t)RFS_IOC_CHANGES_WAITED;
+	int64_t deadline = rfs_fs_changes_clock_ns() + (int64_t)p->wait_ms * 1000000;
+	struct intr x = {false, fs};
+	if (wait)
+		fuse_req_interrupt_func(req, on_interrupt, &x);
+	int ret;
+	for (;;) {
+		uint64_t seen = rfs_fs_changes_events(fs);
+		ret = first && commit ? rfs_fs_changes_commit(fs, dir) : 0;
+		if (!ret)
+			ret = one_page(fs, dir, cursor, p);
+		if (ret || !wait || p->count || !p->done)
+			break;
+		/* Nothing below dir yet: sleep until something is recorded
+		 * anywhere, then commit it and look again. */
+		p->upto = p->next_from = 0;
+		ret = rfs_fs_changes_wait(fs, seen, deadline, interrupted, &x);
+		if (ret == -EBUSY) {
+			ret = one_page(fs, dir, cursor, p); /* the client polls */
+			wait = false;
+			break;
+		}
+		if (ret == -ETIMEDOUT) {
+			ret = one_page(fs, dir, cursor, p);
+			break;
+		}
+		if (ret)
+			break; /* -EINTR */
+	}
+	if (wait) {
+		/* x dies with this frame: no callback may use it after. */
+		fuse_req_interrupt_func(req, NULL, NULL);
+		if (!ret)
+			p->flags |= RFS_IOC_CHANGES_WAITED;
+	}
+	return ret;
 }

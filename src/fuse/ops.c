@@ -790,7 +790,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
 		int ret = !S_ISDIR(ino_mode(req, ino)) ? -ENOTDIR : out ? 0 : -ENOMEM;
 		if (!ret)
-			ret = rfs_fuse_changes_ioctl(FS(req), fuse_req_ctx(req), ino, in_buf,
+			ret = rfs_fuse_changes_ioctl(req, FS(req), fuse_req_ctx(req), ino, in_buf,
 						     in_bufsz, out, out_bufsz);
 		if (ret)
 			fuse_reply_err(req, -ret);

@@ -166,9 +166,11 @@ void rfs_fuse_du_release_all(void);
 
 /* ---- changes (changes.c) ---- */
 /* RFS_IOC_CHANGES on directory dir: 0 with out filled, or a negative
- * errno. */
-int rfs_fuse_changes_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, rfs_nodeid dir,
-			   const void *in, size_t in_size, void *out, size_t out_size);
+ * errno.  With RFS_IOC_CHANGES_WAIT it may hold this libfuse thread up
+ * to wait_ms (req: to hear an interrupt, -EINTR). */
+int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ctx,
+			   rfs_nodeid dir, const void *in, size_t in_size, void *out,
+			   size_t out_size);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

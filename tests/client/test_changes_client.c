@@ -3,7 +3,10 @@
  * rfs_changes_follow in include/reflinkfs/journal.h) on a real mount:
  * subtree reads with the next cursor, nothing new since it, early stop,
  * follow delivering a change made while it waits (it commits by itself),
- * follow's timeout, and the errors a tool must tell apart (not a mount,
+ * follow's timeout, the daemon holding a RFS_IOC_CHANGES_WAIT request
+ * until a change below the directory and answering EINTR when the
+ * follower gets a signal (no daemon thread left waiting for a dead
+ * follower), and the errors a tool must tell apart (not a mount,
  * not a directory, not a cursor, another pool's cursor).  Starts the
  * daemon ($RFS_BIN mount -f) and unmounts it; skipped without /dev/fuse.
  */
@@ -22,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -213,6 +218,130 @@ static void test_follow(void **state)
 	assert_string_not_equal(c1, c0);
 }
 
+/* One RFS_IOC_CHANGES with RFS_IOC_CHANGES_WAIT in a thread. */
+struct waiter {
+	int fd;
+	struct rfs_ioc_changes *p;
+	int ret, err;
+	atomic_bool done;
+};
+
+static void *wait_ioctl(void *arg)
+{
+	struct waiter *w = arg;
+	w->ret = ioctl(w->fd, RFS_IOC_CHANGES, w->p);
+	w->err = errno;
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static struct rfs_ioc_changes *wait_req(const char *cursor, unsigned wait_ms)
+{
+	struct rfs_ioc_changes *p = calloc(1, sizeof(*p));
+	assert_non_null(p);
+	snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
+	p->flags = RFS_IOC_CHANGES_COMMIT | RFS_IOC_CHANGES_WAIT;
+	p->wait_ms = (uint16_t)wait_ms;
+	return p;
+}
+
+static int open_rel(const char *rel)
+{
+	char p[4400];
+	path_of(p, sizeof(p), rel);
+	int fd = open(p, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* The daemon holds the request until something is recorded below the
+ * directory (a change elsewhere does not end it), commits it and answers
+ * with it; with nothing, it answers at wait_ms, saying it waited. */
+static void test_wait_in_daemon(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	char c0[RFS_CURSOR_MAX], p[4400];
+	struct got g = {0};
+	path_of(p, sizeof(p), "w");
+	assert_int_equal(mkdir(p, 0755), 0);
+	path_of(p, sizeof(p), "elsewhere");
+	assert_int_equal(mkdir(p, 0755), 0);
+	create_sync("w/old");
+	path_of(p, sizeof(p), "w");
+	assert_int_equal(rfs_changes_read(p, NULL, collect, &g, c0), 0);
+	struct waiter w = {.fd = open_rel("w"), .p = wait_req(c0, 60000)};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, wait_ioctl, &w), 0);
+	struct later l1 = {"elsewhere/x", 0}, l2 = {"w/new", 0};
+	create_later(&l1);
+	create_later(&l2); /* no fsync: the waiting follower commits */
+	pthread_join(t, NULL);
+	assert_int_equal(w.ret, 0);
+	assert_true(w.p->flags & RFS_IOC_CHANGES_WAITED);
+	assert_true(w.p->done);
+	assert_int_equal(w.p->count, 1);
+	const struct rfs_ioc_change *h = (const void *)w.p->buf;
+	assert_int_equal(h->kind, RFS_CHANGE_CREATE);
+	assert_int_equal(h->pathlen, 3);
+	assert_memory_equal(w.p->buf + sizeof(*h) + h->nranges * sizeof(struct rfs_change_range),
+			    "new", 3);
+	/* Nothing below w any more: the wait ends at wait_ms, empty. */
+	struct rfs_ioc_changes *q = wait_req(w.p->cursor, 20);
+	assert_int_equal(ioctl(w.fd, RFS_IOC_CHANGES, q), 0);
+	assert_true(q->flags & RFS_IOC_CHANGES_WAITED);
+	assert_true(q->done);
+	assert_int_equal(q->count, 0);
+	free(q);
+	free(w.p);
+	close(w.fd);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* A signal to a follower waiting in the daemon interrupts the request
+ * (EINTR), and the daemon's thread stops waiting: after more
+ * interrupted waits than RFS_CHANGES_WAITERS_MAX, a new follower may
+ * still wait (a waiter left behind for each would have used them up). */
+static void test_wait_interrupted(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	char c0[RFS_CURSOR_MAX], p[4400];
+	struct got g = {0};
+	path_of(p, sizeof(p), "quiet");
+	assert_int_equal(mkdir(p, 0755), 0);
+	create_sync("quiet/f");
+	assert_int_equal(rfs_changes_read(p, NULL, collect, &g, c0), 0);
+	struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART */
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+	int fd = open_rel("quiet");
+	for (int i = 0; i <= RFS_CHANGES_WAITERS_MAX; i++) {
+		struct waiter w = {.fd = fd, .p = wait_req(c0, 60000)};
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, wait_ioctl, &w), 0);
+		/* Until the signal lands while the ioctl waits. */
+		while (!atomic_load(&w.done)) {
+			pthread_kill(t, SIGUSR1);
+			usleep(20000);
+		}
+		pthread_join(t, NULL);
+		assert_int_equal(w.ret, -1);
+		assert_int_equal(w.err, EINTR);
+		free(w.p);
+	}
+	struct rfs_ioc_changes *q = wait_req(c0, 10);
+	assert_int_equal(ioctl(fd, RFS_IOC_CHANGES, q), 0);
+	assert_true(q->flags & RFS_IOC_CHANGES_WAITED);
+	free(q);
+	close(fd);
+	signal(SIGUSR1, SIG_DFL);
+}
+
 static void test_errors(void **state)
 {
 	(void)state;
@@ -239,6 +368,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_follow),
+		cmocka_unit_test(test_wait_in_daemon),
+		cmocka_unit_test(test_wait_interrupted),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

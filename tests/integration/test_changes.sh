@@ -53,7 +53,8 @@ ch --json --since "$C1" "$MNT"
 check "nothing since the new cursor: only the cursor line" \
 	test "$(wc -l <"$SCRATCH/out")" = 1
 
-# --follow: a change made after it started shows up (it asks for a commit).
+# --follow: a change made after it started shows up (the daemon waits for
+# it and commits it).
 "$RFS_BIN" changes --follow --json --since "$C1" "$MNT" >"$SCRATCH/follow" 2>&1 &
 FPID=$!
 sleep 0.5
@@ -63,6 +64,31 @@ for i in $(seq 100); do
 	sleep 0.1
 done
 check "--follow delivers a new change" grep -q '"kind":"create","path":"a/followed"' "$SCRATCH/follow"
+kill "$FPID"
+wait "$FPID" 2>/dev/null
+
+# Followers killed (-9) while they wait in the daemon: their requests are
+# interrupted and answered, so they exit, and more of them than may wait
+# at once (8) leave the mount able to serve a follower that waits.
+KILLED=""
+for i in $(seq 10); do
+	"$RFS_BIN" changes --follow --since "$C1" "$MNT/b" >/dev/null 2>&1 &
+	KP=$!
+	KILLED="$KILLED $KP"
+	sleep 0.2
+	kill -9 "$KP"
+	wait "$KP" 2>/dev/null
+done
+check "killed followers are gone" bash -c "! ps -o pid= -p '${KILLED# }' >/dev/null"
+"$RFS_BIN" changes --follow --json --since "$C1" "$MNT/a" >"$SCRATCH/follow2" 2>&1 &
+FPID=$!
+sleep 0.3
+touch "$MNT/a/followed2"
+for i in $(seq 100); do
+	grep -q '"path":"followed2"' "$SCRATCH/follow2" && break
+	sleep 0.1
+done
+check "after killed followers, --follow still delivers" grep -q '"path":"followed2"' "$SCRATCH/follow2"
 kill "$FPID"
 wait "$FPID" 2>/dev/null
 
