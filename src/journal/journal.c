@@ -571,7 +571,8 @@ static int trim_one(struct rfs_jnl *j, rfs_tree *t)
 		uint8_t sk[SKEY_LEN];
 		for (uint16_t n = 0; rfs_tree_delete(j->pool, t, sk, skey(sk, seq, n), 0) == 0; n++)
 			;
-		j->h.oldest = seq + 1;
+		if (j->h.oldest < seq + 1)
+			j->h.oldest = seq + 1;
 		return 0;
 	}
 	if (ret)
@@ -590,7 +591,10 @@ static int trim_one(struct rfs_jnl *j, rfs_tree *t)
 		uint64_t c2 = cost(v.len, v.d.nanc);
 		j->h.bytes = j->h.bytes > c2 ? j->h.bytes - c2 : 0;
 		j->h.nrecords--;
-		j->h.oldest = seq + 1;
+		/* Never back: a record kept past a reset is below oldest
+		 * already, and the ones after it must stay unreadable. */
+		if (j->h.oldest < seq + 1)
+			j->h.oldest = seq + 1;
 	}
 	free(v.buf);
 	return ret;
