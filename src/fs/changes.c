@@ -85,7 +85,8 @@ int rfs_fs_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor,
 		page->upto = ji.durable;
 	uint64_t from = page->next_from > since ? page->next_from : since;
 	struct qarg q = {fn, arg, 0};
-	ret = jnl_query(fs->jnl, n->vol, n->ino, from, page->upto, q_cb, &q);
+	ret = n->id == RFS_ROOT_NODE ? jnl_query_all(fs->jnl, from, page->upto, q_cb, &q)
+				     : jnl_query(fs->jnl, n->vol, n->ino, from, page->upto, q_cb, &q);
 	if (ret > 0) {
 		page->next_from = q.stopped_at;
 		page->done = false;
@@ -139,7 +140,10 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 		/* The index range of dir past the last commit: O(changes). */
 		struct jnl_info ji;
 		jnl_info(fs->jnl, &ji);
-		p = jnl_query(fs->jnl, n->vol, n->ino, ji.durable, ji.next, any_change, NULL) > 0;
+		p = (n->id == RFS_ROOT_NODE
+			     ? jnl_query_all(fs->jnl, ji.durable, ji.next, any_change, NULL)
+			     : jnl_query(fs->jnl, n->vol, n->ino, ji.durable, ji.next, any_change,
+					 NULL)) > 0;
 	}
 	rfs_pool_unlock(fs->pool);
 	return p;

@@ -66,14 +66,16 @@ static uint64_t st_ino_of(rfs_fs *fs, struct rfs_node *n)
 }
 
 /* Add the directories of chain c (depth = index) to r's ancestors, on
- * the new side or the old one. */
+ * the new side or the old one.  Not c[0], the mount root: every record
+ * is below it, so its query reads the records themselves (jnl_query_all)
+ * and an index item per record would only cost space. */
 static int anc_add(struct jnl_rec *r, struct rfs_node **c, size_t n, bool old)
 {
 	struct jnl_anc *a = realloc(r->anc, sizeof(*a) * (r->nanc + n));
 	if (!a)
 		return -ENOMEM;
 	r->anc = a;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 1; i < n; i++) {
 		struct jnl_anc *x = NULL;
 		for (unsigned k = 0; k < r->nanc; k++)
 			if (a[k].vol == c[i]->vol && a[k].ino == c[i]->ino)
@@ -182,17 +184,8 @@ static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, u
 			rec_fail(fs, r);
 			return;
 		}
-		if (!cnt) {
-			struct jnl_anc *a = malloc(sizeof(*a));
-			if (!a) {
-				rec_fail(fs, r);
-				return;
-			}
-			*a = (struct jnl_anc){RFS_TOP_VOLUME, fs->root_ino, 0, JNL_DEPTH_NONE};
-			r->anc = a;
-			r->nanc = 1;
-			continue;
-		}
+		if (!cnt)
+			continue; /* no directory: listed under the mount root only */
 		const struct link_name *x = &names[i];
 		r->parent = x->dirs[x->ndirs - 1].vol << 48 | x->dirs[x->ndirs - 1].ino;
 		r->path = strdup(x->path);
@@ -201,10 +194,11 @@ static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, u
 			rec_fail(fs, r);
 			return;
 		}
-		for (size_t k = 0; k < x->ndirs; k++)
-			r->anc[k] = (struct jnl_anc){x->dirs[k].vol, x->dirs[k].ino, (uint16_t)k,
-						     JNL_DEPTH_NONE};
-		r->nanc = (uint16_t)x->ndirs;
+		/* dirs[0] is the mount root: not indexed (anc_add). */
+		for (size_t k = 1; k < x->ndirs; k++)
+			r->anc[k - 1] = (struct jnl_anc){x->dirs[k].vol, x->dirs[k].ino, (uint16_t)k,
+							 JNL_DEPTH_NONE};
+		r->nanc = (uint16_t)(x->ndirs - 1);
 	}
 }
 

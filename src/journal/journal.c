@@ -786,6 +786,22 @@ static int deliver(struct jview *v, uint64_t seq, uint16_t dn, uint16_t dold,
 	return ret;
 }
 
+/* Read record seq and deliver it with those depths. */
+static int deliver_seq(struct rfs_jnl *j, const rfs_tree *t, uint64_t seq, uint16_t dn,
+		       uint16_t dold, rfs_change_fn fn, void *arg)
+{
+	struct jview v;
+	int ret = rec_read(j, t, seq, &v);
+	if (ret) {
+		rfs_log(RFS_LOG_ERR, "%s: change journal record %" PRIu64 " cannot be read: %s",
+			rfs_pool_path(j->pool), seq, strerror(-ret));
+		return ret;
+	}
+	ret = deliver(&v, seq, dn, dold, fn, arg);
+	free(v.buf);
+	return ret;
+}
+
 int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
 	      uint64_t upto, rfs_change_fn fn, void *arg)
 {
@@ -813,15 +829,40 @@ int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
 		uint16_t dv[2] = {JNL_DEPTH_NONE, JNL_DEPTH_NONE};
 		if (vl == sizeof(dv))
 			memcpy(dv, val, sizeof(dv));
-		struct jview v;
-		ret = rec_read(j, &t, seq, &v);
-		if (ret) {
-			rfs_log(RFS_LOG_ERR, "%s: change journal record %" PRIu64 " cannot be read: %s",
-				rfs_pool_path(j->pool), seq, strerror(-ret));
+		ret = deliver_seq(j, &t, seq, dv[0], dv[1], fn, arg);
+		if (ret)
 			break;
-		}
-		ret = deliver(&v, seq, dv[0], dv[1], fn, arg);
-		free(v.buf);
+	}
+	rfs_cursor_close(c);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+int jnl_query_all(struct rfs_jnl *j, uint64_t from, uint64_t upto, rfs_change_fn fn, void *arg)
+{
+	rfs_tree t;
+	int ret = jtree(j, &t);
+	if (ret || !t.root)
+		return ret;
+	rfs_cursor *c;
+	ret = rfs_cursor_open(j->pool, &t, &c);
+	if (ret)
+		return ret;
+	uint8_t k[SKEY_LEN];
+	skey(k, from < j->h.oldest ? j->h.oldest : from, 0);
+	for (ret = rfs_cursor_seek(c, k, SKEY_LEN, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+		const void *key, *val;
+		size_t kl, vl;
+		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
+		const uint8_t *kb = key;
+		if (kl != SKEY_LEN || kb[0] != 'S')
+			break;
+		if (kb[9] || kb[10]) /* a later chunk */
+			continue;
+		uint64_t seq = get64(kb + 1);
+		if (seq >= upto)
+			break;
+		/* The mount root is above both names of a rename. */
+		ret = deliver_seq(j, &t, seq, 0, 0, fn, arg);
 		if (ret)
 			break;
 	}

@@ -113,6 +113,11 @@ int jnl_set_limit(struct rfs_jnl *j, uint64_t limit_bytes);
 int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
 	      uint64_t upto, rfs_change_fn fn, void *arg);
 
+/* All records with from <= seq < upto, in seq order, paths from the
+ * mount root: the query of the mount root, which records are not indexed
+ * under (every record is below it).  Read lock held. */
+int jnl_query_all(struct rfs_jnl *j, uint64_t from, uint64_t upto, rfs_change_fn fn,
+		  void *arg);
 
 /* Cursor text: "rfsj1:" uuid (32 hex) ":" epoch (16 hex) ":" seq (16 hex). */
 void jnl_cursor_encode(const uint8_t uuid[16], uint64_t epoch, uint64_t seq,
