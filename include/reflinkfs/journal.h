@@ -163,6 +163,10 @@ int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st);
 #define RFS_JOURNAL_MIN_BYTES (64u << 10)
 int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes);
 
+/* Tests: the journal writes format 1 records (as before compact records)
+ * until the fs is opened again, which upgrades it; -ENOTSUP without one. */
+int rfs_fs_journal_format1(rfs_fs *fs);
+
 /* Default retention: this share of the pool (1/RFS_JOURNAL_SHARE),
  * at least RFS_JOURNAL_MIN_BYTES. */
 #define RFS_JOURNAL_SHARE 64u

@@ -168,6 +168,16 @@ int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st)
 	return ret;
 }
 
+int rfs_fs_journal_format1(rfs_fs *fs)
+{
+	rfs_pool_wrlock(fs->pool);
+	int ret = fs->jnl ? 0 : -ENOTSUP;
+	if (!ret)
+		jnl_write_format1(fs->jnl);
+	rfs_pool_unlock(fs->pool);
+	return ret;
+}
+
 int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes)
 {
 	if (bytes < RFS_JOURNAL_MIN_BYTES)

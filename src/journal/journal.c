@@ -17,7 +17,7 @@
 #include <time.h>
 
 #define JNL_MAGIC 0x4c4e524a534652ull /* "RFSJRNL" */
-#define JNL_VERSION 1u
+#define JNL_VERSION 2u /* 2: compact records from seq reserved[0] on */
 #define JNL_OWNER 22 /* node owner, informational */
 #define JNL_CACHE 256 /* last mergeable record per (inode, path) slot */
 #define JNL_RESET_GAP 4096u /* seqs skipped by a reset */ /* inodes whose last data record may be merged */
@@ -33,7 +33,9 @@ struct jhdr {
 	uint64_t limit;  /* retention, bytes */
 	uint64_t bytes;  /* bytes of records and index items kept */
 	uint64_t nrecords;
-	uint64_t reserved[4];
+	uint64_t compact_from; /* version 2: records from this seq on are
+				* compact (encode); v1 wrote 0 here */
+	uint64_t reserved[3];
 };
 
 /* Record head, first bytes of the record's byte string (chunks 'S'). */
@@ -70,6 +72,9 @@ struct rfs_jnl {
 	 * and of the one before (prev); base: at open (committed). */
 	uint64_t cur_gen, cur_next, prev_gen, prev_next, base_next;
 	struct jcache cache[JNL_CACHE];
+	/* Records with seq >= compact are compact (UINT64_MAX: none, a
+	 * format 1 journal opened read-only).  Pool lock. */
+	uint64_t compact;
 };
 
 static void be64(uint8_t *p, uint64_t v)
@@ -158,7 +163,7 @@ int jnl_open(rfs_pool *pool, bool writable, uint64_t limit_bytes, struct rfs_jnl
 		j->h.magic = JNL_MAGIC;
 		j->h.version = JNL_VERSION;
 		j->h.epoch = random64();
-		j->h.next = j->h.oldest = 1;
+		j->h.next = j->h.oldest = j->h.compact_from = 1;
 		j->h.limit = limit_bytes;
 		t.root = 0;
 		ret = hdr_put(j, &t, RFS_PUT_INSERT);
@@ -169,6 +174,14 @@ int jnl_open(rfs_pool *pool, bool writable, uint64_t limit_bytes, struct rfs_jnl
 		free(j);
 		return ret;
 	}
+	if (j->h.version < 2 && writable) {
+		/* Format 1: its records stay as they are; new ones are
+		 * compact (the header says from where at the next append,
+		 * in the same transaction as the first of them). */
+		j->h.version = JNL_VERSION;
+		j->h.compact_from = j->h.next;
+	}
+	j->compact = j->h.version >= 2 ? j->h.compact_from : UINT64_MAX;
 	j->base_next = j->h.next;
 	*out = j;
 	return 0;
@@ -193,6 +206,55 @@ void jnl_close(struct rfs_jnl *j)
 
 /* ---- encoding ---------------------------------------------------------------- */
 
+/*
+ * A record's byte string.  Format 1 (seqs below j->compact): struct
+ * jdisk, ranges, ancestors (u64 vol, u64 ino), path, old path.  Compact
+ * (format 2): u8 kind, also, flags, nranges; then LEB128 numbers: sec,
+ * nsec, vol, ino, parent, old_parent (an st_ino x as x ? (x ^ vol << 48)
+ * + 1 : 0, small for an inode of the record's volume), nanc, per
+ * ancestor vol and ino, per range off and len, path length and path (with
+ * JD_PATH), old path length and old path (JD_OLD).  A typical record
+ * takes about half of format 1's bytes (docs/FORMAT.md).
+ */
+#define ENC_MAX(r)                                                                      \
+	(4 + 10 * (7 + 2 * (size_t)(r)->nanc + 2 * (size_t)(r)->nranges + 2) +           \
+	 ((r)->path ? strlen((r)->path) : 0) + ((r)->old_path ? strlen((r)->old_path) : 0))
+
+static uint8_t *put_var(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+static int get_var(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (*p >= end)
+			return -EUCLEAN;
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -EUCLEAN;
+}
+
+static uint64_t st_enc(uint64_t x, uint64_t vol)
+{
+	return x ? (x ^ vol << 48) + 1 : 0;
+}
+
+static uint64_t st_dec(uint64_t v, uint64_t vol)
+{
+	return v ? (v - 1) ^ vol << 48 : 0;
+}
+
+/* Format 1: only to test reading it (jnl_write_format1). */
 static size_t enc_len(const struct jnl_rec *r)
 {
 	return sizeof(struct jdisk) + r->nranges * sizeof(struct rfs_change_range) +
@@ -200,7 +262,7 @@ static size_t enc_len(const struct jnl_rec *r)
 	       (r->old_path ? strlen(r->old_path) : 0);
 }
 
-static uint8_t *encode(const struct jnl_rec *r, size_t *len)
+static uint8_t *encode_v1(const struct jnl_rec *r, size_t *len)
 {
 	*len = enc_len(r);
 	uint8_t *b = malloc(*len), *p = b;
@@ -242,7 +304,49 @@ static uint8_t *encode(const struct jnl_rec *r, size_t *len)
 	return b;
 }
 
-/* A decoded record: head, and pointers into buf. */
+static uint8_t *encode(const struct jnl_rec *r, size_t *len, bool compact)
+{
+	if (!compact)
+		return encode_v1(r, len);
+	uint8_t *b = malloc(ENC_MAX(r)), *p = b;
+	if (!b)
+		return NULL;
+	size_t pl = r->path ? strlen(r->path) : 0, ol = r->old_path ? strlen(r->old_path) : 0;
+	*p++ = r->kind;
+	*p++ = r->also;
+	*p++ = (uint8_t)((r->path ? JD_PATH : 0) | (r->old_path ? JD_OLD : 0));
+	*p++ = r->nranges;
+	p = put_var(p, (uint64_t)r->sec);
+	p = put_var(p, r->nsec);
+	p = put_var(p, r->vol);
+	p = put_var(p, st_enc(r->ino, r->vol));
+	p = put_var(p, st_enc(r->parent, r->vol));
+	p = put_var(p, st_enc(r->old_parent, r->vol));
+	p = put_var(p, r->nanc);
+	for (unsigned i = 0; i < r->nanc; i++) {
+		p = put_var(p, r->anc[i].vol);
+		p = put_var(p, r->anc[i].ino);
+	}
+	for (unsigned i = 0; i < r->nranges; i++) {
+		p = put_var(p, r->ranges[i].off);
+		p = put_var(p, r->ranges[i].len);
+	}
+	if (r->path) {
+		p = put_var(p, pl);
+		memcpy(p, r->path, pl);
+		p += pl;
+	}
+	if (r->old_path) {
+		p = put_var(p, ol);
+		memcpy(p, r->old_path, ol);
+		p += ol;
+	}
+	*len = (size_t)(p - b);
+	return b;
+}
+
+/* A decoded record: head, and pointers into buf (or into rbuf / abuf
+ * for a compact one). */
 struct jview {
 	struct jdisk d;
 	const struct rfs_change_range *ranges;
@@ -250,9 +354,18 @@ struct jview {
 	const char *path, *old;
 	uint8_t *buf;
 	size_t len, nchunks;
+	struct rfs_change_range rbuf[JNL_RANGES_MAX];
+	uint8_t *abuf;
 };
 
-static int decode(struct jview *v)
+static void view_free(struct jview *v)
+{
+	free(v->buf);
+	free(v->abuf);
+	v->buf = v->abuf = NULL;
+}
+
+static int decode_v1(struct jview *v)
 {
 	if (v->len < sizeof(v->d))
 		return -EUCLEAN;
@@ -269,6 +382,63 @@ static int decode(struct jview *v)
 	v->path = (const char *)p;
 	v->old = v->path + v->d.pathlen;
 	return 0;
+}
+
+static int decode_compact(struct jview *v)
+{
+	const uint8_t *p = v->buf, *end = v->buf + v->len;
+	uint64_t x[7];
+	if (v->len < 4)
+		return -EUCLEAN;
+	memset(&v->d, 0, sizeof(v->d));
+	v->d.kind = p[0];
+	v->d.also = p[1];
+	v->d.flags = p[2];
+	v->d.nranges = p[3];
+	p += 4;
+	if (v->d.nranges > JNL_RANGES_MAX)
+		return -EUCLEAN;
+	for (int i = 0; i < 7; i++)
+		if (get_var(&p, end, &x[i]))
+			return -EUCLEAN;
+	if (x[6] > UINT16_MAX)
+		return -EUCLEAN;
+	v->d.sec = (int64_t)x[0];
+	v->d.nsec = (uint32_t)x[1];
+	v->d.vol = x[2];
+	v->d.ino = st_dec(x[3], x[2]);
+	v->d.parent = st_dec(x[4], x[2]);
+	v->d.old_parent = st_dec(x[5], x[2]);
+	v->d.nanc = (uint16_t)x[6];
+	v->abuf = malloc(16u * (v->d.nanc ? v->d.nanc : 1));
+	if (!v->abuf)
+		return -ENOMEM;
+	for (unsigned i = 0; i < v->d.nanc; i++) {
+		uint64_t a[2];
+		if (get_var(&p, end, &a[0]) || get_var(&p, end, &a[1]))
+			return -EUCLEAN;
+		memcpy(v->abuf + 16 * i, a, 16);
+	}
+	v->anc = v->abuf;
+	for (unsigned i = 0; i < v->d.nranges; i++)
+		if (get_var(&p, end, &v->rbuf[i].off) || get_var(&p, end, &v->rbuf[i].len))
+			return -EUCLEAN;
+	v->ranges = v->rbuf;
+	uint64_t l = 0;
+	if ((v->d.flags & JD_PATH) && (get_var(&p, end, &l) || l > UINT16_MAX ||
+				       l > (uint64_t)(end - p)))
+		return -EUCLEAN;
+	v->d.pathlen = (uint16_t)l;
+	v->path = (const char *)p;
+	p += l;
+	l = 0;
+	if ((v->d.flags & JD_OLD) && (get_var(&p, end, &l) || l > UINT16_MAX ||
+				      l > (uint64_t)(end - p)))
+		return -EUCLEAN;
+	v->d.oldlen = (uint16_t)l;
+	v->old = (const char *)p;
+	p += l;
+	return p == end ? 0 : -EUCLEAN;
 }
 
 /* Read record seq's chunks into v (v->buf malloc'ed; free it). */
@@ -307,11 +477,9 @@ static int rec_read(struct rfs_jnl *j, const rfs_tree *t, uint64_t seq, struct j
 	if (!ret && v->nchunks == 0)
 		ret = -ENOENT;
 	if (!ret)
-		ret = decode(v);
-	if (ret) {
-		free(v->buf);
-		v->buf = NULL;
-	}
+		ret = seq >= j->compact ? decode_compact(v) : decode_v1(v);
+	if (ret)
+		view_free(v);
 	return ret;
 }
 
@@ -454,7 +622,7 @@ static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *me
 	c->rec.sec = r->sec;
 	c->rec.nsec = r->nsec;
 	size_t len;
-	uint8_t *b = encode(&c->rec, &len);
+	uint8_t *b = encode(&c->rec, &len, c->seq >= j->compact);
 	if (!b) {
 		c->rec = save;
 		return -ENOMEM;
@@ -514,7 +682,7 @@ static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
 			return ret;
 	}
 	size_t len;
-	uint8_t *b = encode(r, &len);
+	uint8_t *b = encode(r, &len, j->h.next >= j->compact);
 	if (!b)
 		return -ENOMEM;
 	r->seq = j->h.next;
@@ -596,7 +764,7 @@ static int trim_one(struct rfs_jnl *j, rfs_tree *t)
 		if (j->h.oldest < seq + 1)
 			j->h.oldest = seq + 1;
 	}
-	free(v.buf);
+	view_free(&v);
 	return ret;
 }
 
@@ -673,6 +841,13 @@ int jnl_reset(struct rfs_jnl *j, const char *why)
 			rfs_pool_path(j->pool), why);
 	}
 	return ret;
+}
+
+void jnl_write_format1(struct rfs_jnl *j)
+{
+	j->h.version = 1;
+	j->h.compact_from = 0;
+	j->compact = UINT64_MAX;
 }
 
 uint64_t jnl_durable_next(struct rfs_jnl *j)
@@ -798,7 +973,7 @@ static int deliver_seq(struct rfs_jnl *j, const rfs_tree *t, uint64_t seq, uint1
 		return ret;
 	}
 	ret = deliver(&v, seq, dn, dold, fn, arg);
-	free(v.buf);
+	view_free(&v);
 	return ret;
 }
 

@@ -85,6 +85,10 @@ int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n);
  * Used when records could not be kept (a full pool). */
 int jnl_reset(struct rfs_jnl *j, const char *why);
 
+/* Tests: write format 1 records from now on (as a journal made before
+ * compact records), until the next jnl_open upgrades it.  Write lock. */
+void jnl_write_format1(struct rfs_jnl *j);
+
 /* Next seq after the last committed record: records below it are durable
  * and may be delivered.  Pool lock held. */
 uint64_t jnl_durable_next(struct rfs_jnl *j);

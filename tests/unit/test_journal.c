@@ -577,6 +577,56 @@ static void test_cursor_errors(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
+/* A journal of format 1 (before compact records) is read as it is after
+ * the upgrade, its records next to compact ones, and trimmed (the trim
+ * reads a record to find its index items). */
+static void test_format1_upgrade(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	struct got g;
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	assert_int_equal(rfs_fs_journal_format1(fs), 0);
+	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
+	rfs_nodeid f = mkfile(fs, d, "old");
+	write_at(fs, f, 4096, 100);
+	assert_int_equal(rfs_fs_rename(fs, &g_ctx, d, "old", RFS_ROOT_NODE, "moved", 0), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	rfs_nodeid e = 0;
+	struct stat st;
+	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "d", &e, &st), 0);
+	f = mkfile(fs, e, "new");
+	write_at(fs, f, 0, 10);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	const char *all = "mkdir d\ncreate d/old+data\nrename moved d/old\ncreate d/new+data\n";
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
+	assert_string_equal(g.text, all);
+	assert_int_equal(g.nranges, 1); /* the compact record's range */
+	assert_int_equal(g.r0.len, 10);
+	assert_int_equal(read_changes(fs, e, c0, &g, NULL), 0);
+	assert_string_equal(g.text, "create old+data\nmove_out old\ncreate new+data\n");
+	/* Trim everything old: format 1 and compact records alike. */
+	assert_int_equal(rfs_fs_journal_set_limit(fs, RFS_JOURNAL_MIN_BYTES), 0);
+	char name[64];
+	for (unsigned i = 0; i < 1500; i++) {
+		snprintf(name, sizeof(name), "file-with-a-long-name-%04u", i);
+		rfs_fs_forget(fs, mkfile(fs, e, name), 1);
+	}
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	struct rfs_journal_stat js;
+	assert_int_equal(rfs_fs_journal_stat(fs, &js), 0);
+	assert_int_equal(read_changes(fs, e, NULL, &g, NULL), 0);
+	assert_int_equal(g.n, js.nrecords);
+	assert_null(strstr(g.text, " old"));
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, e, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 /* A stop in the callback leaves where to go on: pages cover everything once. */
 static int stop_after_two(void *arg, const struct rfs_change *c)
 {
@@ -619,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_data_merge),
 		cmocka_unit_test(test_minimal_acl_is_attr),
 		cmocka_unit_test(test_kinds_merge),
+		cmocka_unit_test(test_format1_upgrade),
 		cmocka_unit_test(test_subtree_and_moves),
 		cmocka_unit_test(test_snapshot_below),
 		cmocka_unit_test(test_hard_links),
