@@ -117,7 +117,8 @@ int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ct
 	p->flags &= ~(uint32_t)RFS_IOC_CHANGES_WAITED;
 	int64_t deadline = rfs_fs_changes_clock_ns() + (int64_t)p->wait_ms * 1000000;
 	struct intr x = {false, fs};
-	if (wait)
+	bool registered = wait, waited = wait;
+	if (registered)
 		fuse_req_interrupt_func(req, on_interrupt, &x);
 	int ret;
 	for (;;) {
@@ -133,7 +134,7 @@ int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ct
 		ret = rfs_fs_changes_wait(fs, seen, deadline, interrupted, &x);
 		if (ret == -EBUSY) {
 			ret = one_page(fs, dir, cursor, p); /* the client polls */
-			wait = false;
+			waited = false;
 			break;
 		}
 		if (ret == -ETIMEDOUT) {
@@ -143,11 +144,10 @@ int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ct
 		if (ret)
 			break; /* -EINTR */
 	}
-	if (wait) {
-		/* x dies with this frame: no callback may use it after. */
+	/* x dies with this frame: no callback may use it after. */
+	if (registered)
 		fuse_req_interrupt_func(req, NULL, NULL);
-		if (!ret)
-			p->flags |= RFS_IOC_CHANGES_WAITED;
-	}
+	if (waited && !ret)
+		p->flags |= RFS_IOC_CHANGES_WAITED;
 	return ret;
 }

@@ -342,6 +342,63 @@ static void test_wait_interrupted(void **state)
 	signal(SIGUSR1, SIG_DFL);
 }
 
+/* RFS_CHANGES_WAITERS_MAX followers wait: one more is answered at once
+ * without RFS_IOC_CHANGES_WAITED (it polls instead of holding a daemon
+ * thread); once they are gone, a new one waits again. */
+static void test_wait_busy(void **state)
+{
+	(void)state;
+	NEED_MOUNT();
+	enum { N = RFS_CHANGES_WAITERS_MAX + 1 };
+	char c0[RFS_CURSOR_MAX], p[4400];
+	struct got g = {0};
+	path_of(p, sizeof(p), "busy");
+	assert_int_equal(mkdir(p, 0755), 0);
+	create_sync("busy/f");
+	assert_int_equal(rfs_changes_read(p, NULL, collect, &g, c0), 0);
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+	int fd = open_rel("busy");
+	static struct waiter w[N];
+	pthread_t t[N];
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct waiter){.fd = fd, .p = wait_req(c0, 60000)};
+		assert_int_equal(pthread_create(&t[i], NULL, wait_ioctl, &w[i]), 0);
+	}
+	/* Nothing changes below busy and no waiter leaves before its
+	 * signal: exactly one of the N finds every place taken. */
+	int refused = -1;
+	while (refused < 0) {
+		for (int i = 0; i < N; i++)
+			if (atomic_load(&w[i].done))
+				refused = i;
+		usleep(10000);
+	}
+	assert_int_equal(w[refused].ret, 0);
+	assert_false(w[refused].p->flags & RFS_IOC_CHANGES_WAITED);
+	assert_int_equal(w[refused].p->count, 0);
+	assert_true(w[refused].p->done);
+	for (int i = 0; i < N; i++) {
+		while (!atomic_load(&w[i].done)) {
+			pthread_kill(t[i], SIGUSR1);
+			usleep(10000);
+		}
+		pthread_join(t[i], NULL);
+		if (i != refused) {
+			assert_int_equal(w[i].ret, -1);
+			assert_int_equal(w[i].err, EINTR);
+		}
+		free(w[i].p);
+	}
+	struct rfs_ioc_changes *q = wait_req(c0, 10);
+	assert_int_equal(ioctl(fd, RFS_IOC_CHANGES, q), 0);
+	assert_true(q->flags & RFS_IOC_CHANGES_WAITED);
+	free(q);
+	close(fd);
+	signal(SIGUSR1, SIG_DFL);
+}
+
 static void test_errors(void **state)
 {
 	(void)state;
@@ -370,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_follow),
 		cmocka_unit_test(test_wait_in_daemon),
 		cmocka_unit_test(test_wait_interrupted),
+		cmocka_unit_test(test_wait_busy),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
