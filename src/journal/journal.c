@@ -654,7 +654,8 @@ static void cache_put(struct rfs_jnl *j, const struct jnl_rec *r, size_t len)
 		rec_free(&copy);
 		return; /* no merging for this inode: only more records */
 	}
-	memcpy(copy.anc, r->anc, sizeof(*r->anc) * r->nanc);
+	if (r->nanc) /* none: the mount root's own change, an orphan */
+		memcpy(copy.anc, r->anc, sizeof(*r->anc) * r->nanc);
 	c->rec = copy;
 	c->vol = r->vol;
 	c->ino = r->ino;
