@@ -155,61 +155,46 @@ struct build_ent {
 	char name[RFS_NAME_MAX + 1];
 };
 
+/* The entries of one directory, collected (the recursion needs cursors
+ * of its own). */
+struct build_list {
+	struct build_ent *ents;
+	size_t n, cap;
+};
+
+static int build_collect(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct build_list *l = arg;
+	if (r->i.flags & RFS_INODE_LINKED)
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct build_ent *ne = realloc(l->ents, ncap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		l->ents = ne;
+		l->cap = ncap;
+	}
+	struct build_ent *e = &l->ents[l->n++];
+	e->ino = r->i.ino;
+	e->subtree = r->i.subtree;
+	e->dir = S_ISDIR(r->i.mode);
+	e->len = len;
+	memcpy(e->name, name, len);
+	return 0;
+}
+
 /* Add every named inode below directory dir (inode ino, entries tree
  * root) to idx. */
 static int build_dir(rfs_fs *fs, rfs_tree *idx, uint64_t ino, uint64_t root,
 		     uint64_t *count, int depth)
 {
-	rfs_tree t = FS_TREE(root, RFS_OWNER_DIR);
-	struct build_ent *ents = NULL;
-	size_t n = 0, cap = 0;
-	rfs_cursor *c;
-	int ret;
-	if (!root)
-		return 0;
+	struct build_list l = {0};
 	if (depth > 4096)
 		return -ELOOP;
-	ret = rfs_cursor_open(fs->pool, &t, &c);
-	if (ret)
-		return ret;
-	/* Collect first: the recursion below needs cursors of its own. */
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		struct rfs_irec r;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N')
-			break;
-		if (kl < 10 || kl - 9 > RFS_NAME_MAX) {
-			ret = -EUCLEAN;
-			break;
-		}
-		ret = rec_decode(v, vl, &r);
-		if (ret)
-			break;
-		if (r.i.flags & RFS_INODE_LINKED)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			struct build_ent *ne = realloc(ents, ncap * sizeof(*ents));
-			if (!ne) {
-				ret = -ENOMEM;
-				break;
-			}
-			ents = ne;
-			cap = ncap;
-		}
-		struct build_ent *e = &ents[n++];
-		e->ino = r.i.ino;
-		e->subtree = r.i.subtree;
-		e->dir = S_ISDIR(r.i.mode);
-		e->len = kl - 9;
-		memcpy(e->name, k + 9, e->len);
-	}
-	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
+	int ret = dir_each(fs, root, build_collect, &l);
+	struct build_ent *ents = l.ents;
+	size_t n = l.n;
 	for (size_t i = 0; i < n && !ret; i++) {
 		struct bref_arg a = {ents[i].ino, ino, ents[i].name, ents[i].len,
 				     RFS_PUT_INSERT};

@@ -342,6 +342,18 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st);
 size_t table_key(uint8_t *key, uint64_t ino);
 
+/* ---- reading a directory (dir_each.c) ---- */
+/* Called per entry: name (len bytes, no NUL) and its decoded record.
+ * Return 0 to go on; anything else stops the walk and is returned. */
+typedef int (*dir_each_fn)(void *arg, const char *name, size_t len,
+			   const struct rfs_irec *r);
+/* Every entry of the directory whose entries tree is root (0: empty), in
+ * key order.  The cursor is held during the calls: fn must not change the
+ * tree, nor recurse into another walk of this pool's trees that needs a
+ * cursor of its own (collect, then recurse).  0, fn's value, -EUCLEAN for
+ * a malformed entry, or a read error. */
+int dir_each(rfs_fs *fs, uint64_t root, dir_each_fn fn, void *arg);
+
 /* ---- paths (inode.c) ---- */
 int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p);
 int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,

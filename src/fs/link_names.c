@@ -185,67 +185,58 @@ struct ent {
 	char name[RFS_NAME_MAX + 1];
 };
 
+/* One directory's entries being read: the hard-link stubs are reported
+ * at once, the directories to descend into are collected (the recursion
+ * needs cursors of its own). */
+struct walk_level {
+	struct walk *w;
+	unsigned depth;
+	uint64_t vol;
+	struct ent *ents;
+	size_t n, cap;
+};
+
+static int walk_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct walk_level *l = arg;
+	struct walk *w = l->w;
+	if (r->i.flags & RFS_INODE_LINKED)
+		return l->vol == w->vol ? found(w, l->depth, r->i.ino, name, len) : 0;
+	if (!S_ISDIR(r->i.mode))
+		return 0;
+	uint64_t nv = vol_below(l->vol, &r->i);
+	/* Descend where names of the inode may be: its volume's hard
+	 * links below, or (an inode of a snapshot) volume roots below,
+	 * on the way to its volume. */
+	bool want = nv == w->vol ? r->i.links_below > 0
+				 : w->vol != RFS_TOP_VOLUME && r->i.vols_below > 0;
+	if (!want)
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		struct ent *ne = realloc(l->ents, ncap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		l->ents = ne;
+		l->cap = ncap;
+	}
+	l->ents[l->n] = (struct ent){r->i.subtree, nv, r->i.ino, len, {0}};
+	memcpy(l->ents[l->n].name, name, len);
+	l->n++;
+	return 0;
+}
+
 /* Read directory w->dirs[depth] (entries tree root) and go on below. */
 static int walk_dir(struct walk *w, unsigned depth, uint64_t root)
 {
-	rfs_tree t = FS_TREE(root, RFS_OWNER_DIR);
-	uint64_t vol = w->dirs[depth].vol;
-	struct ent *ents = NULL;
-	size_t n = 0, cap = 0;
-	rfs_cursor *c;
+	struct walk_level l = {.w = w, .depth = depth, .vol = w->dirs[depth].vol};
 	if (!root)
 		return 0;
 	if (depth + 1 >= LN_DEPTH_MAX)
 		return -ELOOP;
-	int ret = rfs_cursor_open(w->fs->pool, &t, &c);
-	if (ret)
-		return ret;
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		struct rfs_irec r;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N')
-			break;
-		if (kl < 10 || kl - 9 > RFS_NAME_MAX || rec_decode(v, vl, &r)) {
-			ret = -EUCLEAN;
-			break;
-		}
-		const char *name = (const char *)k + 9;
-		size_t len = kl - 9;
-		if (r.i.flags & RFS_INODE_LINKED) {
-			if (vol == w->vol && (ret = found(w, depth, r.i.ino, name, len)))
-				break;
-			continue;
-		}
-		if (!S_ISDIR(r.i.mode))
-			continue;
-		uint64_t nv = vol_below(vol, &r.i);
-		/* Descend where names of the inode may be: its volume's hard
-		 * links below, or (an inode of a snapshot) volume roots below,
-		 * on the way to its volume. */
-		bool want = nv == w->vol ? r.i.links_below > 0
-					 : w->vol != RFS_TOP_VOLUME && r.i.vols_below > 0;
-		if (!want)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct ent *ne = realloc(ents, ncap * sizeof(*ents));
-			if (!ne) {
-				ret = -ENOMEM;
-				break;
-			}
-			ents = ne;
-			cap = ncap;
-		}
-		ents[n] = (struct ent){r.i.subtree, nv, r.i.ino, len, {0}};
-		memcpy(ents[n].name, name, len);
-		n++;
-	}
-	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
+	int ret = dir_each(w->fs, root, walk_entry, &l);
+	struct ent *ents = l.ents;
+	size_t n = l.n;
 	/* Recurse after the cursor is closed (each level opens its own). */
 	for (size_t i = 0; i < n && !ret; i++) {
 		size_t save = w->plen;
