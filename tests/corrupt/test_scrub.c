@@ -8,6 +8,7 @@
  * reported by path; and that writers changing the filesystem between
  * steps (and from another thread) never show up as damage.
  */
+#include "common/fsfix.h"
 #include "common/testutil.h"
 
 #include <linux/falloc.h>
@@ -18,14 +19,7 @@
 
 #define BS RFS_BLOCK_SIZE
 
-static char g_dir[1024], g_pool[1100];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
 
 static rfs_nodeid resolve(rfs_fs *fs, const char *path)
 {
@@ -91,9 +85,7 @@ static uint64_t phys(rfs_fs *fs, const char *path, uint64_t lblk)
 static void build(void)
 {
 	rfs_fs *fs;
-	unlink(g_pool);
-	OK(rfs_fs_mkfs(g_pool, 64 << 20, 0));
-	OK(rfs_fs_open(g_pool, 0, &fs));
+	fs = fx_fresh(64 << 20, 0);
 	rfs_nodeid a = mk(fs, RFS_ROOT_NODE, "a", false);
 	put_data(fs, a, 0, 24, 1);
 	/* An xattr gives /a a file tree (small files keep their extents
@@ -121,7 +113,7 @@ static void build(void)
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		rfs_fs_forget(fs, all[i], 1);
 	OK(rfs_fs_close(fs));
-	RC(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	RC(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 /* A scrub report, as text lines "kind err block vol path offset". */
@@ -222,7 +214,7 @@ static void test_damaged(void **state)
 	for (int i = 0; i < 5; i++)
 		tu_flip_bit(g_pool, xs[i], 1000u * (unsigned)i + 3);
 	/* What fsck checks without --data: the metadata, still clean. */
-	RC(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	RC(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 
 	char want[9][256];
 	const char *wp[9];
@@ -423,7 +415,7 @@ static void test_writers_between_steps(void **state)
 	rfs_scrub_end(s);
 	expect_keep_only(&rep, x);
 	OK(rfs_fs_close(fs));
-	RC(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	RC(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 struct writer {
@@ -466,22 +458,14 @@ static void test_writer_thread(void **state)
 	print_message("%d scrubs while the writer ran\n", rounds);
 	pthread_join(th, NULL);
 	OK(rfs_fs_close(w.fs));
-	RC(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	RC(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 static int setup(void **state)
 {
 	(void)state;
-	tu_mkdtemp(g_dir, sizeof(g_dir));
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	fx_setup(state);
 	rfs_log_set_level(RFS_LOG_WARN);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmrf(g_dir);
 	return 0;
 }
 
@@ -494,5 +478,5 @@ int main(void)
 		cmocka_unit_test(test_writers_between_steps),
 		cmocka_unit_test(test_writer_thread),
 	};
-	return tu_exit(cmocka_run_group_tests(tests, setup, teardown));
+	return tu_exit(cmocka_run_group_tests(tests, setup, fx_teardown));
 }

@@ -21,59 +21,21 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 #include "reflinkfs/tree.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static long fsck_pool(void)
-{
-	return rfs_fs_fsck(g_pool, fsck_line, NULL);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/fsXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(uint64_t size)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, size, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(size, 0);
 }
 
 static rfs_fs *reopen(rfs_fs *fs)
 {
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_reopen(fs, 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name)
@@ -601,7 +563,7 @@ static void test_links_orphans(void **state)
 	/* a crash now leaves an orphan that the next mount frees */
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	rfs_fs_abandon(fs);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	fs = reopen(fs);
 	/* and the ordinary way */
@@ -792,7 +754,7 @@ static void test_tmpfile(void **state)
 	assert_int_equal(rfs_fs_write(fs, t, "crash", 5, 0), 5);
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	rfs_fs_abandon(fs);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	assert_int_equal(rfs_fs_statfs(fs, &sv2), 0);
 	assert_int_equal(sv2.f_files - sv2.f_ffree, sv1.f_files - sv1.f_ffree);
@@ -979,7 +941,7 @@ static void test_crash_durability(void **state)
 	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "lost");
 	assert_int_equal(rfs_fs_write(fs, b, "gone", 4, 0), 4);
 	rfs_fs_crash(fs, RFS_CRASH_DROP_RANDOM, 42);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	struct stat st;
 	rfs_nodeid x;
@@ -1010,5 +972,5 @@ int main(void)
 		cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_crash_durability),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

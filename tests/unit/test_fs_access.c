@@ -20,38 +20,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_root = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/accessXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64u << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64u << 20, 0);
 }
 
 /* A directory name in the root with this owner, group and mode. */
@@ -214,10 +190,10 @@ static void test_writable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_mode_bits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_acl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_may_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_writable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mode_bits, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_acl, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_may_delete, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_writable, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
  *    (RFS_SEED=<n> replays one seed, RFS_ROUNDS=<n> sets how many);
  *  - errors: not a directory, unknown node.
  */
+#include "common/fsfix.h"
 #include "../common/testutil.h"
 
 #include <linux/falloc.h>
@@ -33,25 +34,13 @@
 
 #include "fs/fs_internal.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 static rfs_fs *g_fs;
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/fsdiffXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	fx_setup(state);
 	if (rfs_fs_mkfs(g_pool, 512ull << 20, 0) || rfs_fs_open(g_pool, 0, &g_fs))
 		return -1;
 	return 0;
@@ -61,9 +50,8 @@ static int teardown(void **state)
 {
 	(void)state;
 	int ret = rfs_fs_close(g_fs);
-	long probs = ret ? -1 : rfs_fs_fsck(g_pool, fsck_line, NULL);
-	unlink(g_pool);
-	rmdir(g_dir);
+	long probs = ret ? -1 : fx_fsck();
+	fx_teardown(state);
 	return ret || probs ? -1 : 0;
 }
 

@@ -16,6 +16,7 @@
  *  - writers between steps: no crash, `changes` counts them; PATH removed
  *    meanwhile gives -ESTALE.
  */
+#include "common/fsfix.h"
 #include "common/testutil.h"
 
 #include <linux/falloc.h>
@@ -24,39 +25,21 @@
 
 #define BS RFS_BLOCK_SIZE
 
-static char g_dir[1024], g_pool[1100], g_copy[1100];
+static char g_copy[PATH_MAX + 16];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
 
 static int setup(void **state)
 {
 	(void)state;
-	tu_mkdtemp(g_dir, sizeof(g_dir));
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	fx_setup(state);
 	snprintf(g_copy, sizeof(g_copy), "%s/copy", g_dir);
 	tu_log_capture();
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmrf(g_dir);
-	return 0;
-}
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	OK(rfs_fs_mkfs(g_pool, 256u << 20, 0));
-	OK(rfs_fs_open(g_pool, 0, &fs));
-	return fs;
+	return fx_fresh(256u << 20, 0);
 }
 
 /* Resolve path; 0 when it does not exist.  The lookup reference stays
@@ -745,7 +728,7 @@ static void test_random(void **state)
 		names_free(&check);
 		names_free(&dirs);
 		names_free(&files);
-		EQ_U64(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+		EQ_U64(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	}
 	tu_fail_hook = NULL;
 }
@@ -799,11 +782,11 @@ static void test_changes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_files_and_clones, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hard_links, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_random, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_files_and_clones, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_hard_links, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_changes, setup, fx_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

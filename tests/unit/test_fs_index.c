@@ -19,13 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "fs/fs_internal.h" /* volume layout: 'M', 'P', index keys */
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 #include "reflinkfs/tree.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 
 static char g_lines[64][512];
@@ -67,11 +66,7 @@ static void log_sink(void *arg, int level, const char *line)
 static int setup(void **state)
 {
 	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/idxXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	fx_setup(state);
 	rfs_log_set_sink(log_sink, NULL);
 	return 0;
 }
@@ -80,18 +75,12 @@ static int teardown(void **state)
 {
 	(void)state;
 	rfs_log_set_sink(NULL, NULL);
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
+	return fx_teardown(state);
 }
 
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64 << 20, 0);
 }
 
 /* A tree with every kind of name: nested dirs, files, a symlink, hard

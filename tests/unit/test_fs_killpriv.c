@@ -17,41 +17,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 /* struct vfs_cap_data, revision 2: effective, permitted cap_net_raw */
 static const uint8_t g_cap[20] = {1, 0, 0, 2, 0, 0x20};
 
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/fskpXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64 << 20, 0);
 }
 
 /* A regular file name of this mode, with the capability xattr if cap. */
@@ -156,5 +132,5 @@ int main(void)
 		cmocka_unit_test(test_clears),
 		cmocka_unit_test(test_leaves_alone),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -21,45 +21,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/nodesXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64 << 20, 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name, const char *data)
@@ -121,7 +91,7 @@ static void test_exchange_stale_files(void **state)
 	rfs_fs_forget(fs, b, 1);
 	assert_int_equal(rfs_fs_node_count(fs), 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 /* A directory moves away and a new one takes its name: the files below
@@ -163,7 +133,7 @@ static void test_stale_directory(void **state)
 	rfs_fs_forget(fs, d2, 1);
 	assert_int_equal(rfs_fs_node_count(fs), 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 /* A directory removed while held lives on as an orphan until its node
@@ -204,7 +174,7 @@ static void test_removed_directory(void **state)
 	rfs_fs_forget(fs, g, 1);
 	assert_int_equal(rfs_fs_node_count(fs), 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 int main(void)
@@ -214,5 +184,5 @@ int main(void)
 		cmocka_unit_test(test_stale_directory),
 		cmocka_unit_test(test_removed_directory),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

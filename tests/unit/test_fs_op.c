@@ -17,51 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static long fsck_pool(void)
-{
-	return rfs_fs_fsck(g_pool, fsck_line, NULL);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/opXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
-static rfs_fs *fresh(uint64_t size, unsigned flags)
-{
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, size, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, flags, &fs), 0);
-	return fs;
-}
 
 static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name)
 {
@@ -102,7 +62,7 @@ static uint64_t fill_file(rfs_fs *fs, rfs_nodeid n, uint8_t pattern)
 static void test_full_pool_write_then_crash(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(16u << 20, RFS_FS_CRASHSIM);
+	rfs_fs *fs = fx_fresh(16u << 20, RFS_FS_CRASHSIM);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a");
 	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b");
 	uint8_t blk[4096];
@@ -118,7 +78,7 @@ static void test_full_pool_write_then_crash(void **state)
 	memset(blk, 9, sizeof(blk));
 	assert_int_equal(rfs_fs_write(fs, a, blk, sizeof(blk), 0), sizeof(blk));
 	rfs_fs_crash(fs, RFS_CRASH_DROP_ALL, 1);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 
 	/* Whatever the crash kept is a state some commit made, and the
 	 * pool takes changes again. */
@@ -131,7 +91,7 @@ static void test_full_pool_write_then_crash(void **state)
 	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "a"), 0);
 	rfs_fs_forget(fs, n, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /*
@@ -142,7 +102,7 @@ static void test_full_pool_write_then_crash(void **state)
 static void test_issue_repro(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(16u << 20, RFS_FS_CRASHSIM);
+	rfs_fs *fs = fx_fresh(16u << 20, RFS_FS_CRASHSIM);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a");
 	assert_true(fill_file(fs, a, 1) > 0);
 	assert_int_equal(rfs_fs_sync(fs), 0);
@@ -151,7 +111,7 @@ static void test_issue_repro(void **state)
 	ssize_t w = rfs_fs_write(fs, a, blk, sizeof(blk), 0);
 	assert_true(w == (ssize_t)sizeof(blk) || w == -ENOSPC);
 	rfs_fs_crash(fs, RFS_CRASH_DROP_ALL, 1);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /*
@@ -162,7 +122,7 @@ static void test_issue_repro(void **state)
 static void test_rm_space_usable_at_once(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(32u << 20, 0);
+	rfs_fs *fs = fx_fresh(32u << 20, 0);
 	rfs_nodeid big = mkfile(fs, RFS_ROOT_NODE, "big");
 	rfs_nodeid rest = mkfile(fs, RFS_ROOT_NODE, "rest");
 	size_t chunk = 8u << 20;
@@ -204,7 +164,7 @@ static void test_rm_space_usable_at_once(void **state)
 	rfs_fs_forget(fs, n, 1);
 	rfs_fs_forget(fs, rest, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /* A write on a full pool is short or ENOSPC, and leaves the pool
@@ -212,7 +172,7 @@ static void test_rm_space_usable_at_once(void **state)
 static void test_full_pool_short_write(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(16u << 20, 0);
+	rfs_fs *fs = fx_fresh(16u << 20, 0);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a");
 	uint64_t size = fill_file(fs, a, 6);
 	struct stat st;
@@ -220,7 +180,7 @@ static void test_full_pool_short_write(void **state)
 	assert_int_equal((uint64_t)st.st_size, size);
 	rfs_fs_forget(fs, a, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
 	assert_int_equal((uint64_t)st.st_size, size);
@@ -242,7 +202,7 @@ static void test_full_pool_short_write(void **state)
 static void test_failure_halfway_discards_transaction(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(16u << 20, 0);
+	rfs_fs *fs = fx_fresh(16u << 20, 0);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a");
 	rfs_nodeid d, n;
 	struct stat st;
@@ -261,7 +221,7 @@ static void test_failure_halfway_discards_transaction(void **state)
 	rfs_fs_forget(fs, before, 1);
 	assert_int_equal(rfs_fs_close(fs), -EROFS);
 	rfs_log_set_level(RFS_LOG_INFO);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
@@ -275,7 +235,7 @@ static void test_failure_halfway_discards_transaction(void **state)
 	rfs_fs_forget(fs, a, 2);
 	rfs_fs_forget(fs, d, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /* A refusal decided before anything changed (EEXIST) is only an error:
@@ -283,7 +243,7 @@ static void test_failure_halfway_discards_transaction(void **state)
 static void test_refusal_keeps_pool_writable(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh(16u << 20, 0);
+	rfs_fs *fs = fx_fresh(16u << 20, 0);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a"), n;
 	struct stat st;
 	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "a", 0644, &n, &st), -EEXIST);
@@ -294,18 +254,18 @@ static void test_refusal_keeps_pool_writable(void **state)
 	rfs_fs_forget(fs, a, 1);
 	rfs_fs_forget(fs, b, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_issue_repro, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_pool_write_then_crash, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rm_space_usable_at_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_pool_short_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failure_halfway_discards_transaction, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refusal_keeps_pool_writable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_issue_repro, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_full_pool_write_then_crash, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_rm_space_usable_at_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_full_pool_short_write, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_failure_halfway_discards_transaction, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_refusal_keeps_pool_writable, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,49 +25,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
 #define BS RFS_BLOCK_SIZE
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/reclaimXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 /* Without the change journal: the checks compare the free blocks with
  * an empty pool's, and the journal keeps records of the deletions. */
 static rfs_fs *fresh(unsigned flags)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 512ull << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, flags | RFS_FS_NOJOURNAL, &fs), 0);
-	return fs;
+	return fx_fresh(512ull << 20, flags | RFS_FS_NOJOURNAL);
 }
 
 static rfs_fs *reopen(unsigned flags)
@@ -79,7 +49,7 @@ static rfs_fs *reopen(unsigned flags)
 
 static void fsck_clean(void)
 {
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
@@ -405,5 +375,5 @@ int main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_readonly),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -19,58 +19,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static long fsck_pool(void)
-{
-	return rfs_fs_fsck(g_pool, fsck_line, NULL);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/snapXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64u << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64u << 20, 0);
 }
 
 static rfs_fs *reopen(rfs_fs *fs)
 {
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_reopen(fs, 0);
 }
 
 /* Resolve a path; the lookup reference is given back at once (the node
@@ -174,7 +136,7 @@ static void test_snapshot_independent(void **state)
 	expect_text(fs, "snap2/d/new", "three");
 	expect_text(fs, "a/d/g", "two");
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 static int count_shared(void *arg, const struct rfs_extent_info *e)
@@ -228,7 +190,7 @@ static void test_snapshot_extents_shared(void **state)
 	rfs_fs_forget(fs, a, 1);
 	rfs_fs_forget(fs, s, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 static void test_snapshot_readonly(void **state)
@@ -269,7 +231,7 @@ static void test_snapshot_readonly(void **state)
 	assert_int_equal(rfs_fs_snapshot_delete(fs, RFS_ROOT_NODE, "ro"), 0);
 	assert_int_equal(at(fs, "ro", NULL), 0);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 static void test_snapshot_hard_links(void **state)
@@ -428,18 +390,18 @@ static void test_snapshot_list_delete_space(void **state)
 	rfs_pool_stats(rfs_fs_pool(fs), &after);
 	assert_int_equal(after.used_blocks, empty.used_blocks);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fsck_pool(), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_snapshot_independent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_extents_shared, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_readonly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_hard_links, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_nested_and_self, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_list_delete_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_independent, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_extents_shared, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_readonly, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_hard_links, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_nested_and_self, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_list_delete_space, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,36 +22,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/snaprec-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static uint64_t free_blocks(rfs_fs *fs)
 {
@@ -148,7 +122,7 @@ static void test_delete_queued(void **state)
 	 * goes on from there. */
 	assert_true(rfs_fs_reclaim(fs, 64) > 0);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_NOJOURNAL, &fs), 0);
 	assert_true(queue(fs).trees >= 1);
 	assert_int_equal(rfs_fs_reclaim(fs, 0), 0);
@@ -160,13 +134,13 @@ static void test_delete_queued(void **state)
 	 * top volume's own nodes, which changed) */
 	assert_true(free_blocks(fs) + 8 >= free0);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_delete_queued, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_queued, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

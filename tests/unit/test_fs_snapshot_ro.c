@@ -20,30 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/snapro-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_nodeid at(rfs_fs *fs, const char *path)
 {
@@ -126,7 +106,7 @@ static void test_nested_ro(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_nested_ro, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested_ro, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,45 +28,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
 #define BS RFS_BLOCK_SIZE
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/statfsXXXXXX", base && *base ? base : "/tmp");
-	return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(uint64_t size)
 {
-	rfs_fs *fs;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, size, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(size, 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
@@ -90,7 +62,7 @@ static uint64_t bavail(rfs_fs *fs)
 static void close_and_fsck(rfs_fs *fs)
 {
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 /* Write n blocks of data to a new file (so the pool is not empty). */
@@ -233,5 +205,5 @@ int main(void)
 		cmocka_unit_test(test_fallocate_after_rm_queued),
 		cmocka_unit_test(test_fallocate_one_more),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
