@@ -149,7 +149,8 @@ int bref_get(rfs_fs *fs, uint64_t ino, uint64_t *parent, char *name, size_t *len
 /* ---- building the index of a format-1 volume -------------------------------- */
 
 struct build_ent {
-	uint64_t ino, subtree;
+	uint64_t ino;
+	struct dirloc loc; /* a directory's entries */
 	bool dir;
 	size_t len;
 	char name[RFS_NAME_MAX + 1];
@@ -158,6 +159,7 @@ struct build_ent {
 /* The entries of one directory, collected (the recursion needs cursors
  * of its own). */
 struct build_list {
+	const struct dirloc *at; /* the directory read */
 	struct build_ent *ents;
 	size_t n, cap;
 };
@@ -177,22 +179,23 @@ static int build_collect(void *arg, const char *name, size_t len, const struct r
 	}
 	struct build_ent *e = &l->ents[l->n++];
 	e->ino = r->i.ino;
-	e->subtree = r->i.subtree;
 	e->dir = S_ISDIR(r->i.mode);
+	if (e->dir)
+		dloc_of(&e->loc, &r->i, &l->at->t);
 	e->len = len;
 	memcpy(e->name, name, len);
 	return 0;
 }
 
-/* Add every named inode below directory dir (inode ino, entries tree
- * root) to idx. */
-static int build_dir(rfs_fs *fs, rfs_tree *idx, uint64_t ino, uint64_t root,
+/* Add every named inode below directory dir (inode ino, entries at
+ * loc) to idx. */
+static int build_dir(rfs_fs *fs, rfs_tree *idx, uint64_t ino, const struct dirloc *loc,
 		     uint64_t *count, int depth)
 {
-	struct build_list l = {0};
+	struct build_list l = {.at = loc};
 	if (depth > 4096)
 		return -ELOOP;
-	int ret = dir_each(fs, root, build_collect, &l);
+	int ret = dir_each(fs, loc, build_collect, &l);
 	struct build_ent *ents = l.ents;
 	size_t n = l.n;
 	for (size_t i = 0; i < n && !ret; i++) {
@@ -202,7 +205,7 @@ static int build_dir(rfs_fs *fs, rfs_tree *idx, uint64_t ino, uint64_t root,
 		if (!ret)
 			(*count)++;
 		if (!ret && ents[i].dir)
-			ret = build_dir(fs, idx, ents[i].ino, ents[i].subtree, count, depth + 1);
+			ret = build_dir(fs, idx, ents[i].ino, &ents[i].loc, count, depth + 1);
 	}
 	free(ents);
 	return ret;
@@ -218,8 +221,11 @@ int bref_build(rfs_fs *fs)
 		vol.owner = RFS_OWNER_VOLUME;
 		ret = rec_get(fs->pool, &vol, "R", 1, &root, false);
 	}
-	if (!ret)
-		ret = build_dir(fs, &idx, root.i.ino, root.i.subtree, &count, 0);
+	if (!ret) {
+		struct dirloc loc;
+		dloc_of(&loc, &root.i, &vol);
+		ret = build_dir(fs, &idx, root.i.ino, &loc, &count, 0);
+	}
 	if (!ret) {
 		uint64_t r = idx.root;
 		ret = rfs_tree_put(fs->pool, &vol, "P", 1, &r, sizeof(r), RFS_ITEM_TREE,

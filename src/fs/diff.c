@@ -537,6 +537,7 @@ static int twin_defer(struct rfs_diff *d, const struct rfs_irec *a, struct at pa
 
 struct dir_walk {
 	struct rfs_diff *d;
+	struct dirloc la; /* side A's entries (their keys are B's too) */
 	struct at pa, pb; /* the directories' entries: volume and path */
 	uint32_t what;    /* the directory's own changes: RFS_DIFF_XATTR */
 };
@@ -564,10 +565,12 @@ static int dir_cb(void *arg, const struct rfs_tree_diff_item *it)
 		w->what |= RFS_DIFF_XATTR;
 		return 0;
 	}
-	if (k[0] != 'N' || it->klen < 10)
-		return 0; /* nothing else lives in an entry tree */
-	const char *name = (const char *)k + 9;
-	size_t len = it->klen - 9;
+	const char *name;
+	size_t len;
+	ret = dloc_entry(&w->la, k, it->klen, NULL, &name, &len);
+	if (ret <= 0)
+		return ret; /* nothing else lives in an entry tree */
+	ret = 0;
 	ea = it->aval ? malloc(sizeof(*ea) * 2) : NULL;
 	eb = it->bval ? malloc(sizeof(*eb) * 2) : NULL;
 	if ((it->aval && !ea) || (it->bval && !eb)) {
@@ -644,11 +647,12 @@ static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rf
 
 	if (S_ISDIR(a->i.mode)) {
 		if (a->i.subtree != b->i.subtree) {
-			struct dir_walk w = {d, pa, pb, 0};
-			rfs_tree ta = FS_TREE(a->i.subtree, RFS_OWNER_DIR);
-			rfs_tree tb = FS_TREE(b->i.subtree, RFS_OWNER_DIR);
+			struct dir_walk w = {.d = d, .pa = pa, .pb = pb};
+			struct dirloc lb;
+			dloc_of(&w.la, &a->i, NULL);
+			dloc_of(&lb, &b->i, NULL);
 			d->st.dirs_compared++;
-			ret = rfs_tree_diff(d->pool, &ta, &tb, dir_cb, &w);
+			ret = rfs_tree_diff(d->pool, &w.la.t, &lb.t, dir_cb, &w);
 			what |= w.what;
 		}
 	} else {
@@ -661,6 +665,24 @@ static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rf
 	return what ? emit(d, op, what, pb.vol, b, pb.path, NULL) : 0;
 }
 
+/* One directory of gone(): its side and place. */
+struct gone_level {
+	struct rfs_diff *d;
+	int side;
+	struct at at;
+};
+
+static int gone_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct gone_level *g = arg;
+	char *p = path_join(g->at.path, name, len);
+	if (!p)
+		return -ENOMEM;
+	int ret = candidate(g->d, g->side, r, (struct at){g->at.vol, p});
+	free(p);
+	return ret;
+}
+
 /* Report a removed (side A) or added (side B) entry r (a full record) and
  * everything below it, each child going through candidate() (it may have
  * moved). */
@@ -671,41 +693,11 @@ static int gone(struct rfs_diff *d, int side, const struct rfs_irec *r, struct a
 		       at.path, NULL);
 	if (ret || !S_ISDIR(r->i.mode) || !r->i.subtree)
 		return ret;
-
-	rfs_tree t = FS_TREE(r->i.subtree, RFS_OWNER_DIR);
-	rfs_cursor *c;
-	struct rfs_irec *e = malloc(sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	ret = rfs_cursor_open(d->pool, &t, &c);
-	if (ret) {
-		free(e);
-		return ret;
-	}
+	struct dirloc loc;
+	dloc_of(&loc, &r->i, NULL);
+	struct gone_level g = {d, side, at};
 	d->st.dirs_listed++;
-	ret = rfs_cursor_seek(c, "N", 1, 1);
-	while (!ret) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		ret = rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (ret || k[0] != 'N')
-			break;
-		if (kl < 10) {
-			ret = -EUCLEAN;
-			break;
-		}
-		char *p = path_join(at.path, (const char *)k + 9, kl - 9);
-		ret = p ? rec_decode(v, vl, e) : -ENOMEM;
-		if (!ret)
-			ret = candidate(d, side, e, (struct at){at.vol, p});
-		free(p);
-		if (!ret)
-			ret = rfs_cursor_step(c, 1);
-	}
-	rfs_cursor_close(c);
-	free(e);
-	return ret == -ENOENT ? 0 : ret;
+	return dir_each(d->fs, &loc, gone_entry, &g);
 }
 
 /* ---- rename pairing ---------------------------------------------------------- */
@@ -1070,71 +1062,68 @@ static int links_cb(void *arg, const struct rfs_tree_diff_item *it)
 	return 0;
 }
 
-static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const char *path, int depth)
+/* One directory of links_walk: its entries, path and depth. */
+struct lwalk_level {
+	struct lpass *lp;
+	const struct dirloc *at;
+	const char *path;
+	int depth;
+};
+
+static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const struct dirloc *loc,
+		      const char *path, int depth);
+
+static int links_entry(void *arg, const char *name, size_t len, const struct rfs_irec *e)
 {
+	struct lwalk_level *w = arg;
+	struct lpass *lp = w->lp;
 	struct rfs_diff *d = lp->d;
-	rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
-	rfs_cursor *c;
-	if (!t.root || !dir->i.links_below)
+	bool dir_below = S_ISDIR(e->i.mode) && e->i.links_below &&
+			 !(e->i.flags & RFS_INODE_VOLROOT);
+	if (!(e->i.flags & RFS_INODE_LINKED) && !dir_below)
+		return 0;
+	char *p = path_join(w->path, name, len);
+	if (!p)
+		return -ENOMEM;
+	int ret = 0;
+	if (dir_below) {
+		struct dirloc sub;
+		dloc_of(&sub, &e->i, &w->at->t);
+		ret = links_walk(lp, e, &sub, p, w->depth + 1);
+	} else {
+		for (size_t i = 0; i < lp->n; i++) {
+			if (lp->v[i].ino != e->i.ino)
+				continue;
+			/* reported at every name in B the walk did not cover
+			 * (the directory may have been renamed since) */
+			int r = 0;
+			if (!covered(&lp->seen, p)) {
+				struct rfs_irec *full = malloc(sizeof(*full));
+				r = full ? resolve(d, d->s[SIDE_B].vol, e, full) : -ENOMEM;
+				if (!r)
+					r = emit(d, RFS_DIFF_MODIFIED, lp->v[i].what,
+						 d->s[SIDE_B].vol, full, p, NULL);
+				free(full);
+			}
+			if (r != -ENOENT)
+				ret = r;
+			break;
+		}
+	}
+	free(p);
+	return ret;
+}
+
+/* The hard-linked names below directory record dir (entries at loc). */
+static int links_walk(struct lpass *lp, const struct rfs_irec *dir, const struct dirloc *loc,
+		      const char *path, int depth)
+{
+	if (!loc->t.root || !dir->i.links_below)
 		return 0;
 	if (depth > CHAIN_MAX)
 		return -ELOOP;
-	struct rfs_irec *e = malloc(2 * sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	int ret = rfs_cursor_open(d->pool, &t, &c);
-	if (ret) {
-		free(e);
-		return ret;
-	}
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N' || kl < 10)
-			break;
-		ret = rec_decode(v, vl, e);
-		if (ret)
-			break;
-		bool dir_below = S_ISDIR(e->i.mode) && e->i.links_below &&
-				 !(e->i.flags & RFS_INODE_VOLROOT);
-		if (!(e->i.flags & RFS_INODE_LINKED) && !dir_below)
-			continue;
-		char *p = path_join(path, (const char *)k + 9, kl - 9);
-		if (!p) {
-			ret = -ENOMEM;
-			break;
-		}
-		if (dir_below) {
-			ret = links_walk(lp, e, p, depth + 1);
-		} else {
-			for (size_t i = 0; i < lp->n; i++) {
-				if (lp->v[i].ino != e->i.ino)
-					continue;
-				/* reported at every name in B the walk did not cover
-				 * (the directory may have been renamed since) */
-				int r = 0;
-				if (!covered(&lp->seen, p)) {
-					struct rfs_irec *full = malloc(sizeof(*full));
-					r = full ? resolve(d, d->s[SIDE_B].vol, e, full) : -ENOMEM;
-					if (!r)
-						r = emit(d, RFS_DIFF_MODIFIED, lp->v[i].what,
-							 d->s[SIDE_B].vol, full, p, NULL);
-					free(full);
-				}
-				if (r != -ENOENT)
-					ret = r;
-				break;
-			}
-		}
-		free(p);
-		if (ret)
-			break;
-	}
-	rfs_cursor_close(c);
-	free(e);
-	return ret == -ENOENT ? 0 : ret;
+	struct lwalk_level w = {lp, loc, path, depth};
+	return dir_each(lp->d->fs, loc, links_entry, &w);
 }
 
 static int links_pass(struct rfs_diff *d)
@@ -1163,7 +1152,9 @@ static int links_pass(struct rfs_diff *d)
 				lp.seen.v[lp.seen.n++] = (struct seen_path){d->res[i].path, d->res[i].op};
 		if (!ret) {
 			qsort(lp.seen.v, lp.seen.n, sizeof(*lp.seen.v), seen_cmp);
-			ret = links_walk(&lp, d->root[SIDE_B], "", 0);
+			struct dirloc rl;
+			dloc_of(&rl, &d->root[SIDE_B]->i, NULL);
+			ret = links_walk(&lp, d->root[SIDE_B], &rl, "", 0);
 		}
 		free(lp.seen.v);
 	}

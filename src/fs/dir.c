@@ -83,9 +83,8 @@ static int dir_entry_read(rfs_fs *fs, struct rfs_node *dn, const char *name,
 		return -ENOTDIR;
 	}
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
-	rfs_tree t = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
-	ret = rec_get(fs->pool, &t, key, kl, e, false);
+	size_t kl = ip_dkey(&p, key, name, len);
+	ret = rec_get(fs->pool, ip_dtree(&p), key, kl, e, false);
 	ip_free(&p);
 	return ret;
 }
@@ -364,8 +363,8 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		goto done;
 	}
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
-	rfs_tree *t = ip_tree(&p);
+	size_t kl = ip_dkey(&p, key, name, len);
+	rfs_tree *t = ip_dtree(&p);
 	uint8_t tmp[8];
 	size_t tl = sizeof(tmp);
 	ret = rfs_tree_lookup(fs->pool, t, key, kl, tmp, &tl, NULL);
@@ -649,8 +648,8 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 		goto done;
 	}
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
-	rfs_tree *t = ip_tree(&p);
+	size_t kl = ip_dkey(&p, key, name, len);
+	rfs_tree *t = ip_dtree(&p);
 	ret = rec_get(fs->pool, t, key, kl, &e, true);
 	if (ret)
 		goto done;
@@ -793,8 +792,8 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	if (ret)
 		return ret;
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, n->name, strlen(n->name));
-	rfs_tree *t = ip_tree(&p);
+	size_t kl = ip_dkey(&p, key, n->name, strlen(n->name));
+	rfs_tree *t = ip_dtree(&p);
 	ret = rec_get(fs->pool, t, key, kl, &e, true);
 	if (ret)
 		return ip_done(fs, &p, 0, ret == -ENOENT ? -ESTALE : ret);
@@ -814,7 +813,8 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 	ret = ip_load(fs, n->parent, true, &p);
 	if (ret)
 		return ret;
-	t = ip_tree(&p);
+	kl = ip_dkey(&p, key, n->name, strlen(n->name));
+	t = ip_dtree(&p);
 	ret = rec_put(fs->pool, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	int64_t dlinks = ret ? 0 : 1;
 	if (!ret) /* found by number in the table from now on */
@@ -909,8 +909,8 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 	stub.i.mode = r.i.mode & S_IFMT;
 	stub.i.flags = RFS_INODE_LINKED;
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, newname, len);
-	ret = rec_put(fs->pool, ip_tree(&p), key, kl, &stub, RFS_PUT_INSERT);
+	size_t kl = ip_dkey(&p, key, newname, len);
+	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &stub, RFS_PUT_INSERT);
 	if (!ret) {
 		d->i.size++;
 		touch_mc(&d->i);
@@ -968,8 +968,8 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 		return ip_done(fs, &p, 0, -ENOENT);
 	}
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
-	ret = rec_put(fs->pool, ip_tree(&p), key, kl, rec, mode);
+	size_t kl = ip_dkey(&p, key, name, len);
+	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, rec, mode);
 	if (!ret) {
 		d->i.size += (uint64_t)(int64_t)dsize;
 		d->i.nlink += (uint32_t)dnlink;
@@ -1184,21 +1184,21 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 			goto out;
 		struct rfs_irec *pd = ip_rec(&p);
 		uint8_t key[RFS_KEY_MAX];
-		size_t kl = dent_key(key, name, len);
+		size_t kl = ip_dkey(&p, key, name, len);
 		if (flags & RFS_RENAME_WHITEOUT) {
 			struct rfs_irec w;
 			rfs_tree *vol = bref_vol(fs, &p, pn->vol);
 			whiteout_rec(fs, ctx, pn->vol, &w);
 			ret = bref_put(fs, vol, w.i.ino, pd->i.ino, name, len, RFS_PUT_INSERT);
 			if (!ret) {
-				ret = rec_put(fs->pool, ip_tree(&p), key, kl, &w, RFS_PUT_REPLACE);
+				ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &w, RFS_PUT_REPLACE);
 				if (ret)
 					bref_del(fs, vol, w.i.ino);
 			}
 			if (ret)
 				vol_count(fs, pn->vol, -1);
 		} else {
-			ret = rfs_tree_delete(fs->pool, ip_tree(&p), key, kl, 0);
+			ret = rfs_tree_delete(fs->pool, ip_dtree(&p), key, kl, 0);
 			if (!ret)
 				pd->i.size--;
 		}
@@ -1237,6 +1237,8 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 	/* ".." is the level above in the same path (the node's parent may
 	 * move meanwhile); the root, or a removed directory, is its own. */
 	struct rfs_irec d = *ip_rec(&p), up = d;
+	struct dirloc dl;
+	ip_dloc(&p, &dl);
 	uint64_t upvol = dn->vol;
 	if (p.n >= 2 && !p.in_table) {
 		upvol = p.vol;
@@ -1259,20 +1261,17 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 		if (fn(arg, "..", &st, 0, 2))
 			goto out;
 	}
-	rfs_tree t = FS_TREE(d.i.subtree, RFS_OWNER_DIR);
-	if (!t.root)
+	if (!dl.t.root)
 		goto out;
-	uint8_t key[9] = {'N'};
-	put_be64(key + 1, off <= 2 ? 0 : off + 1);
-	uint64_t last = 0;
+	uint64_t from = off <= 2 ? 0 : off + 1;
 	for (;;) {
 		/* Each round reopens the cursor, because plus-mode lookups in
 		 * the link table need the tree code too. */
 		rfs_cursor *c;
-		ret = rfs_cursor_open(fs->pool, &t, &c);
+		ret = rfs_cursor_open(fs->pool, &dl.t, &c);
 		if (ret)
 			goto out;
-		ret = rfs_cursor_seek(c, key, sizeof(key), 1);
+		ret = dloc_seek(&dl, c, from);
 		struct rfs_irec e;
 		char name[RFS_NAME_MAX + 1];
 		uint64_t h = 0;
@@ -1280,14 +1279,16 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 			const uint8_t *k;
 			const void *v;
 			size_t kl, vl;
+			const char *nm;
+			size_t nl;
 			rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-			if (k[0] != 'N' || kl < 10 || kl - 9 > RFS_NAME_MAX) {
-				ret = -ENOENT;
-			} else {
-				h = get_be64(k + 1);
-				memcpy(name, k + 9, kl - 9);
-				name[kl - 9] = 0;
+			ret = dloc_entry(&dl, k, kl, &h, &nm, &nl);
+			if (ret == 1) {
+				memcpy(name, nm, nl);
+				name[nl] = 0;
 				ret = rec_decode(v, vl, &e);
+			} else if (ret == 0) {
+				ret = -ENOENT;
 			}
 		}
 		rfs_cursor_close(c);
@@ -1297,9 +1298,7 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 		}
 		if (ret)
 			break;
-		(void)last;
-		last = h;
-		put_be64(key + 1, h + 1);
+		from = h + 1;
 		struct rfs_irec full;
 		rfs_nodeid nid = 0;
 		if (plus) {

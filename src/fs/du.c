@@ -132,6 +132,9 @@ static int du_entry(rfs_du *d, int l, const uint8_t *k, size_t kl, const void *v
 	const struct rfs_inode *i = &d->rec.i;
 	uint64_t subtree = i->subtree, blocks = i->blocks, ino = i->ino;
 	bool isdir = S_ISDIR(i->mode), linked = i->flags & RFS_INODE_LINKED;
+	struct dirloc sub;
+	if (isdir)
+		dloc_of(&sub, i, &lv->loc.t);
 	uint64_t vol = vol_below(lv->vol, i);
 	if (!resumed) {
 		lv->in_item = false;
@@ -163,7 +166,7 @@ static int du_entry(rfs_du *d, int l, const uint8_t *k, size_t kl, const void *v
 	}
 	if (linked || !subtree || (!isdir && top.shadow))
 		return 0;
-	ret = du_walk_level(d, l + 1, subtree, isdir, vol);
+	ret = du_walk_level(d, l + 1, subtree, isdir ? &sub : NULL, vol);
 	d->cur = l;
 	if (ret < 0)
 		return ret;
@@ -184,7 +187,9 @@ static int du_item(void *arg, const void *key, size_t klen, const void *val, siz
 	struct ctx top = du_ctx_top(d);
 	int ret = 0;
 	d->budget--;
-	if (d->lv[l]->dir && klen > 9 && k[0] == 'N') {
+	const char *name;
+	size_t nl;
+	if (d->lv[l]->dir && dloc_entry(&d->lv[l]->loc, k, klen, NULL, &name, &nl) == 1) {
 		ret = du_entry(d, l, k, klen, val, vlen, top);
 	} else if ((flags & RFS_ITEM_EXTENT) && !top.shadow) {
 		/* Any value's extent, as the tree counts it: after the nested
@@ -208,7 +213,7 @@ static int du_item(void *arg, const void *key, size_t klen, const void *val, siz
 static const struct rfs_walk_ops du_ops = {du_enter, du_item, du_leave};
 
 /* Walk the tree at root as level l (its position kept in d->lv[l]). */
-int du_walk_level(rfs_du *d, int l, uint64_t root, bool dir, uint64_t vol)
+int du_walk_level(rfs_du *d, int l, uint64_t root, const struct dirloc *dir, uint64_t vol)
 {
 	if (l >= d->nlv) {
 		if (l > 8192)
@@ -226,7 +231,9 @@ int du_walk_level(rfs_du *d, int l, uint64_t root, bool dir, uint64_t vol)
 		}
 	}
 	struct dlevel *lv = d->lv[l];
-	lv->dir = dir;
+	lv->dir = dir != NULL;
+	if (dir)
+		lv->loc = *dir;
 	lv->vol = vol;
 	d->cur = l;
 	rfs_tree t = FS_TREE(root, dir ? RFS_OWNER_DIR : RFS_OWNER_FILE);
@@ -280,8 +287,11 @@ static int ns_step(rfs_du *d)
 		free(x);
 	}
 	if (!ret && r->i.subtree) {
-		bool dir = S_ISDIR(r->i.mode);
-		ret = du_walk_level(d, 0, r->i.subtree, dir, vol_below(vol, &r->i));
+		struct dirloc loc;
+		if (S_ISDIR(r->i.mode))
+			ip_dloc(&p, &loc);
+		ret = du_walk_level(d, 0, r->i.subtree, S_ISDIR(r->i.mode) ? &loc : NULL,
+				    vol_below(vol, &r->i));
 	}
 	if (ret == 0)
 		d->phase = PH_LINKS;

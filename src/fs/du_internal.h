@@ -46,6 +46,7 @@ struct dlevel {
 	struct rfs_walk_pos pos;
 	bool in_item; /* the item at pos (RFS_WALK_AT) has its subtree in progress */
 	bool dir;     /* a directory's entries tree */
+	struct dirloc loc; /* dir: where in it the directory's entries are */
 	uint64_t vol; /* dir: volume of the inodes it holds */
 };
 
@@ -137,8 +138,9 @@ int du_link_add(rfs_du *d, uint64_t vol, uint64_t ino);
 int du_links_step(rfs_du *d);
 
 /* ---- du.c ---- */
-/* Walk the tree at root as level l (its position kept in d->lv[l]): 1
- * when paused, 0 when done, or a negative errno. */
-int du_walk_level(rfs_du *d, int l, uint64_t root, bool dir, uint64_t vol);
+/* Walk the tree at root as level l (its position kept in d->lv[l]); dir:
+ * the entries of the directory whose tree it is, NULL for a file's tree.
+ * 1 when paused, 0 when done, or a negative errno. */
+int du_walk_level(rfs_du *d, int l, uint64_t root, const struct dirloc *dir, uint64_t vol);
 
 #endif

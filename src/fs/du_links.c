@@ -222,7 +222,7 @@ int du_links_step(rfs_du *d)
 			ret = du_count_extent(d, d->link_from, inl[x].start, inl[x].n);
 		free(inl);
 		if (!ret && !skip && i.subtree && !S_ISDIR(i.mode))
-			ret = du_walk_level(d, 0, i.subtree, false, lk->vol);
+			ret = du_walk_level(d, 0, i.subtree, NULL, lk->vol);
 		if (ret < 0)
 			return ret;
 		if (ret == 1) {

@@ -1123,10 +1123,10 @@ struct fsck_vol {
  * linked names, inodes and volume roots.  *vols_found: volume roots in
  * its subtree. */
 static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t vi,
-		    const struct rfs_irec *dir, const char *path, int depth,
-		    uint64_t *vols_found)
+		    const struct rfs_irec *dir, const struct dirloc *loc, const char *path,
+		    int depth, uint64_t *vols_found)
 {
-	rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
+	rfs_tree t = loc->t;
 	rfs_cursor *cur;
 	uint64_t entries = 0, subdirs = 0, below = 0, vols = 0;
 	int ret;
@@ -1140,21 +1140,29 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 	if (ret)
 		return ret;
 	/* Collect children first (recursion needs its own cursors). */
-	for (ret = rfs_cursor_seek(cur, NULL, 0, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+	for (ret = dloc_seek(loc, cur, 0); !ret; ret = rfs_cursor_step(cur, 1)) {
 		const uint8_t *k;
 		const void *v;
-		size_t kl, vl;
+		size_t kl, vl, nl;
 		struct rfs_irec r;
 		uint8_t iflags;
+		const char *nm;
+		uint64_t h;
 		rfs_cursor_get(cur, (const void **)&k, &kl, &v, &vl, &iflags);
-		if (k[0] != 'N')
-			continue;
+		int e = dloc_entry(loc, k, kl, &h, &nm, &nl);
+		if (e == 0) {
+			ret = -ENOENT; /* past its entries */
+			break;
+		}
 		entries++;
+		if (e < 0) {
+			fsck_problem(c, "%s: an entry key of %zu bytes is malformed", path, kl);
+			continue;
+		}
 		char name[RFS_NAME_MAX + 1];
-		size_t nl = kl - 9 > RFS_NAME_MAX ? RFS_NAME_MAX : kl - 9;
-		memcpy(name, k + 9, nl);
+		memcpy(name, nm, nl);
 		name[nl] = 0;
-		if (kl < 10 || get_be64(k + 1) != name_hash((const char *)k + 9, kl - 9))
+		if (h != name_hash(nm, nl))
 			fsck_problem(c, "%s/%s: entry key does not match its name", path, name);
 		if (rec_decode(v, vl, &r)) {
 			fsck_problem(c, "%s/%s: bad inode record", path, name);
@@ -1199,7 +1207,9 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 			sprintf(sub, "%s/%s", path, name);
 			/* The cursor stays valid: nothing mutates during fsck. */
 			uint64_t sv = 0;
-			ret = fsck_dir(fs, c, fv, ci, &r, sub, depth + 1, &sv);
+			struct dirloc sl;
+			dloc_of(&sl, &r.i, &t);
+			ret = fsck_dir(fs, c, fv, ci, &r, &sl, sub, depth + 1, &sv);
 			free(sub);
 			if (ret) {
 				rfs_cursor_close(cur);
@@ -1333,7 +1343,9 @@ long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 		top++;
 	fv[top].ninodes = 1; /* the root */
 	uint64_t vols = 0;
-	ret = fsck_dir(fs, &c, fv, top, &root, "", 0, &vols);
+	struct dirloc rl;
+	dloc_of(&rl, &root.i, &vol);
+	ret = fsck_dir(fs, &c, fv, top, &root, &rl, "", 0, &vols);
 	if (!ret)
 		ret = fsck_index_extra(fs, &c);
 	for (size_t i = 0; !ret && i < fs->nvols; i++)

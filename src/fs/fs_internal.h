@@ -342,17 +342,46 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st);
 size_t table_key(uint8_t *key, uint64_t ino);
 
-/* ---- reading a directory (dir_each.c) ---- */
+/* ---- where a directory's entries are (dir_each.c) ---- */
+/* The entries of one directory: the tree holding them and the prefix of
+ * their keys (prefix be64(hash(name)) name -> the entry's inode record).
+ * Today {its own entries tree, "N"}.  A value: copy it freely; a
+ * mutation goes through ip_dtree, not through t. */
+struct dirloc {
+	rfs_tree t;
+	uint8_t pfx[9];
+	size_t plen;
+};
+/* The entries of directory record d, whose record is held by tree
+ * holder (the tree of the entry, 'R' or link table item it was read
+ * from). */
+void dloc_of(struct dirloc *l, const struct rfs_inode *d, const rfs_tree *holder);
+/* The key of entry name (len bytes) of l; RFS_KEY_MAX bytes suffice. */
+size_t dloc_key(const struct dirloc *l, uint8_t *key, const char *name, size_t len);
+/* Key k read from l->t: 1 when it is an entry of l (its hash and name,
+ * not NUL-terminated, pointing into k), 0 when it is not one of l's keys
+ * (past them in a scan), -EUCLEAN when it has l's prefix but not an
+ * entry key's shape. */
+int dloc_entry(const struct dirloc *l, const uint8_t *k, size_t kl, uint64_t *hash,
+	       const char **name, size_t *len);
+/* Seek cursor c of l->t to l's first entry whose hash is >= hash. */
+int dloc_seek(const struct dirloc *l, rfs_cursor *c, uint64_t hash);
 /* Called per entry: name (len bytes, no NUL) and its decoded record.
  * Return 0 to go on; anything else stops the walk and is returned. */
 typedef int (*dir_each_fn)(void *arg, const char *name, size_t len,
 			   const struct rfs_irec *r);
-/* Every entry of the directory whose entries tree is root (0: empty), in
- * key order.  The cursor is held during the calls: fn must not change the
- * tree, nor recurse into another walk of this pool's trees that needs a
- * cursor of its own (collect, then recurse).  0, fn's value, -EUCLEAN for
- * a malformed entry, or a read error. */
-int dir_each(rfs_fs *fs, uint64_t root, dir_each_fn fn, void *arg);
+/* Every entry of l, in key order.  The cursor is held during the calls:
+ * fn must not change any tree (collect, then change); it may read, also
+ * with cursors of its own (walks recurse through fn).  0, fn's value,
+ * -EUCLEAN for a malformed entry, -ENOMEM, or a read error. */
+int dir_each(rfs_fs *fs, const struct dirloc *l, dir_each_fn fn, void *arg);
+/* For a path whose target is a directory: the tree holding its entries,
+ * to read or mutate (ip_store writes the new root back where it
+ * belongs), the location of its entries as they are now, and the key of
+ * entry name. */
+rfs_tree *ip_dtree(struct rfs_ipath *p);
+void ip_dloc(struct rfs_ipath *p, struct dirloc *l);
+size_t ip_dkey(struct rfs_ipath *p, uint8_t *key, const char *name, size_t len);
 
 /* ---- paths (inode.c) ---- */
 int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p);

@@ -35,9 +35,9 @@ static int hop_down(rfs_fs *fs, struct rfs_node *dn, const struct hop *h,
 		return ret;
 	struct rfs_irec *d = ip_rec(&p);
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, h->name, h->len);
-	rfs_tree t = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
-	ret = S_ISDIR(d->i.mode) ? rec_get(fs->pool, &t, key, kl, rec, false) : -ENOENT;
+	size_t kl = ip_dkey(&p, key, h->name, h->len);
+	ret = S_ISDIR(d->i.mode) ? rec_get(fs->pool, ip_dtree(&p), key, kl, rec, false)
+				 : -ENOENT;
 	ip_free(&p);
 	if (ret == -ENOENT || (!ret && (rec->i.ino != h->ino ||
 					(rec->i.flags & RFS_INODE_LINKED))))

@@ -325,7 +325,9 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 	int k = n - 1;
 	struct rfs_node *x = node;
 	for (; x->parent; x = x->parent, k--) {
-		p->lv[k].klen = dent_key(p->lv[k].key, x->name, strlen(x->name));
+		/* the name for now; the walk makes it the entry's key */
+		p->lv[k].klen = strlen(x->name);
+		memcpy(p->lv[k].key, x->name, p->lv[k].klen);
 		p->lv[k].rec.i.ino = x->ino; /* what the walk must find there */
 	}
 	uint64_t top = x->ino; /* the root's, unless the path is stale */
@@ -355,7 +357,12 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 			ret = -ENOTDIR;
 			goto out;
 		}
-		lv->parent = FS_TREE(up->rec.i.subtree, RFS_OWNER_DIR);
+		struct dirloc dl;
+		uint8_t name[RFS_NAME_MAX];
+		dloc_of(&dl, &up->rec.i, &up->parent);
+		lv->parent = dl.t;
+		memcpy(name, lv->key, lv->klen);
+		lv->klen = dloc_key(&dl, lv->key, (const char *)name, lv->klen);
 		uint64_t want = lv->rec.i.ino;
 		ret = rec_get(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec, mut);
 		if (ret)

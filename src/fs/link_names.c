@@ -180,7 +180,8 @@ static int found(struct walk *w, unsigned depth, uint64_t ino, const char *name,
 }
 
 struct ent {
-	uint64_t subtree, vol, ino;
+	struct dirloc loc; /* its entries */
+	uint64_t vol, ino;
 	size_t len;
 	char name[RFS_NAME_MAX + 1];
 };
@@ -192,6 +193,7 @@ struct walk_level {
 	struct walk *w;
 	unsigned depth;
 	uint64_t vol;
+	const struct dirloc *at; /* the directory read */
 	struct ent *ents;
 	size_t n, cap;
 };
@@ -220,21 +222,22 @@ static int walk_entry(void *arg, const char *name, size_t len, const struct rfs_
 		l->ents = ne;
 		l->cap = ncap;
 	}
-	l->ents[l->n] = (struct ent){r->i.subtree, nv, r->i.ino, len, {0}};
+	l->ents[l->n] = (struct ent){.vol = nv, .ino = r->i.ino, .len = len};
+	dloc_of(&l->ents[l->n].loc, &r->i, &l->at->t);
 	memcpy(l->ents[l->n].name, name, len);
 	l->n++;
 	return 0;
 }
 
-/* Read directory w->dirs[depth] (entries tree root) and go on below. */
-static int walk_dir(struct walk *w, unsigned depth, uint64_t root)
+/* Read directory w->dirs[depth] (entries at loc) and go on below. */
+static int walk_dir(struct walk *w, unsigned depth, const struct dirloc *loc)
 {
-	struct walk_level l = {.w = w, .depth = depth, .vol = w->dirs[depth].vol};
-	if (!root)
+	struct walk_level l = {.w = w, .depth = depth, .vol = w->dirs[depth].vol, .at = loc};
+	if (!loc->t.root)
 		return 0;
 	if (depth + 1 >= LN_DEPTH_MAX)
 		return -ELOOP;
-	int ret = dir_each(w->fs, root, walk_entry, &l);
+	int ret = dir_each(w->fs, loc, walk_entry, &l);
 	struct ent *ents = l.ents;
 	size_t n = l.n;
 	/* Recurse after the cursor is closed (each level opens its own). */
@@ -247,7 +250,7 @@ static int walk_dir(struct walk *w, unsigned depth, uint64_t root)
 		memcpy(w->path + w->plen, ents[i].name, ents[i].len);
 		w->plen += ents[i].len;
 		w->dirs[depth + 1] = (struct link_dir){ents[i].vol, ents[i].ino};
-		ret = walk_dir(w, depth + 1, ents[i].subtree);
+		ret = walk_dir(w, depth + 1, &ents[i].loc);
 		w->plen = save;
 	}
 	free(ents);
@@ -271,8 +274,10 @@ static int walk(rfs_fs *fs, uint64_t vol, struct ln_map *m)
 		ret = rec_get(fs->pool, &vt, "R", 1, &root, false);
 	}
 	if (!ret) {
+		struct dirloc loc;
+		dloc_of(&loc, &root.i, &vt);
 		w->dirs[0] = (struct link_dir){RFS_TOP_VOLUME, root.i.ino};
-		ret = walk_dir(w, 0, root.i.subtree);
+		ret = walk_dir(w, 0, &loc);
 	}
 	free(w);
 	return ret;

@@ -59,7 +59,7 @@ static char *ns_path(const struct rfs_scrub *s, int n, const uint8_t *name, size
 {
 	size_t len = 1;
 	for (int i = 0; i < n; i++)
-		len += 1 + s->stack[i].klen - 9;
+		len += 1 + s->stack[i].klen - s->stack[i].noff;
 	if (name)
 		len += 1 + nlen;
 	char *p = malloc(len + 1), *q = p;
@@ -67,8 +67,8 @@ static char *ns_path(const struct rfs_scrub *s, int n, const uint8_t *name, size
 		return NULL;
 	for (int i = 0; i < n; i++) {
 		*q++ = '/';
-		memcpy(q, s->stack[i].key + 9, s->stack[i].klen - 9);
-		q += s->stack[i].klen - 9;
+		memcpy(q, s->stack[i].key + s->stack[i].noff, s->stack[i].klen - s->stack[i].noff);
+		q += s->stack[i].klen - s->stack[i].noff;
 	}
 	if (name) {
 		*q++ = '/';
@@ -258,7 +258,7 @@ static void pop_dir(struct rfs_scrub *s)
 	s->in_file = false;
 }
 
-static int push_dir(struct rfs_scrub *s, const uint8_t *k, size_t kl)
+static int push_dir(struct rfs_scrub *s, const uint8_t *k, size_t kl, size_t noff)
 {
 	if (s->depth == s->stack_cap) {
 		int cap = s->stack_cap ? s->stack_cap * 2 : 16;
@@ -269,6 +269,7 @@ static int push_dir(struct rfs_scrub *s, const uint8_t *k, size_t kl)
 		s->stack_cap = cap;
 	}
 	set_key(s->stack[s->depth].key, &s->stack[s->depth].klen, k, kl);
+	s->stack[s->depth].noff = noff;
 	s->depth++;
 	s->cur_valid = false;
 	s->in_file = false;
@@ -281,7 +282,7 @@ static int push_dir(struct rfs_scrub *s, const uint8_t *k, size_t kl)
  * renamed, replaced) ends there: the walk goes on after its entry in
  * its parent.  Returns 1 when the volume itself is gone or unreadable.
  */
-static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
+static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir, struct dirloc *loc)
 {
 	rfs_tree vol;
 	int ret = rfs_catalog_get(s->pool, s->vol, &vol);
@@ -292,10 +293,10 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
 			scrub_meta_error(s, strdup(""), 0, ret);
 		return 1;
 	}
+	dloc_of(loc, &dir->i, &vol);
 	for (int i = 0; i < s->depth; i++) {
 		struct rfs_irec r;
-		rfs_tree t = FS_TREE(dir->i.subtree, RFS_OWNER_DIR);
-		ret = rec_get(s->pool, &t, s->stack[i].key, s->stack[i].klen, &r, false);
+		ret = rec_get(s->pool, &loc->t, s->stack[i].key, s->stack[i].klen, &r, false);
 		if (ret && ret != -ENOENT)
 			scrub_meta_error(s, ns_path(s, i + 1, NULL, 0), 0, ret);
 		if (ret || !S_ISDIR(r.i.mode) || (r.i.flags & RFS_INODE_LINKED)) {
@@ -305,6 +306,7 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
 			return 0;
 		}
 		*dir = r;
+		dloc_of(loc, &dir->i, &loc->t);
 	}
 	return 0;
 }
@@ -314,25 +316,30 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir)
 static int ns_step(struct rfs_scrub *s)
 {
 	struct rfs_irec dir, r;
+	struct dirloc loc;
 	int ret;
-	if (resolve_dir(s, &dir)) {
+	if (resolve_dir(s, &dir, &loc)) {
 		s->phase = PH_TABLE;
 		s->cur_valid = s->in_file = false;
 		return 0;
 	}
 	s->budget--;
 next_dir:;
-	rfs_tree t = FS_TREE(dir.i.subtree, RFS_OWNER_DIR);
 	rfs_cursor *c = NULL;
-	ret = t.root ? rfs_cursor_open(s->pool, &t, &c) : -ENOENT;
+	ret = loc.t.root ? rfs_cursor_open(s->pool, &loc.t, &c) : -ENOENT;
 	if (!ret)
 		ret = s->cur_valid ? seek_from(c, s->cur, s->curlen, s->cur_incl)
-				   : rfs_cursor_seek(c, NULL, 0, 1);
+				   : dloc_seek(&loc, c, 0);
 	for (; !ret && !s->fatal; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
+		const uint8_t *k, *name;
 		const void *v;
-		size_t kl, vl;
+		size_t kl, vl, nl;
 		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
+		int e = dloc_entry(&loc, k, kl, NULL, (const char **)&name, &nl);
+		if (e == 0) {
+			ret = -ENOENT; /* past the directory's entries */
+			break;
+		}
 		s->budget--;
 		bool resumed = s->in_file && s->cur_valid && s->cur_incl && kl == s->curlen &&
 			       !memcmp(k, s->cur, kl);
@@ -340,14 +347,16 @@ next_dir:;
 		s->cur_valid = true;
 		s->cur_incl = false;
 		s->in_file = false;
-		if (kl < 10 || k[0] != 'N')
-			continue; /* the directory's own xattrs */
+		if (e < 0) {
+			scrub_meta_error(s, ns_path(s, s->depth, NULL, 0), dir.i.ino, e);
+			continue;
+		}
 		if (rec_decode(v, vl, &r)) {
-			scrub_meta_error(s, ns_path(s, s->depth, k + 9, kl - 9), 0, -EUCLEAN);
+			scrub_meta_error(s, ns_path(s, s->depth, name, nl), 0, -EUCLEAN);
 			continue;
 		}
 		if (r.i.flags & RFS_INODE_LINKED) {
-			char *p = ns_path(s, s->depth, k + 9, kl - 9);
+			char *p = ns_path(s, s->depth, name, nl);
 			if (!p)
 				scrub_nomem(s);
 			else
@@ -357,11 +366,12 @@ next_dir:;
 		if (S_ISDIR(r.i.mode)) {
 			s->st.dirs++;
 			rfs_cursor_close(c);
-			if (push_dir(s, k, kl)) {
+			if (push_dir(s, k, kl, (size_t)(name - k))) {
 				scrub_nomem(s);
 				return 0;
 			}
 			dir = r;
+			dloc_of(&loc, &dir.i, &loc.t);
 			goto next_dir;
 		}
 		if (!resumed) {
@@ -370,7 +380,7 @@ next_dir:;
 		}
 		if (!r.i.subtree && !(r.i.flags & RFS_INODE_INLEXT))
 			continue;
-		struct fctx f = {r.i.ino, false, k + 9, kl - 9};
+		struct fctx f = {r.i.ino, false, name, nl};
 		/* The name points into the cursor's leaf: valid while it stays. */
 		s->in_file = true;
 		s->cur_incl = true;

@@ -16,6 +16,7 @@ enum { PH_NEXTVOL, PH_NS, PH_TABLE, PH_DONE };
 /* One directory entered below the volume root: its entry key. */
 struct lvl {
 	size_t klen;
+	size_t noff; /* where the entry's name starts in key */
 	uint8_t key[RFS_KEY_MAX];
 };
 

@@ -52,57 +52,49 @@ static int link_add(struct link_list *l, uint64_t ino)
 	return 0;
 }
 
-/* Collect the link stubs below directory record d (same volume only),
- * descending only into directories that have some. */
-static int links_collect(rfs_fs *fs, const struct rfs_irec *d, struct link_list *l,
+/* A directory's entries being read: the stubs are counted at once, the
+ * directories to descend into collected (the recursion needs cursors of
+ * its own). */
+struct links_level {
+	struct link_list *l;
+	const struct dirloc *at;
+	struct dirloc *sub;
+	size_t nsub, capsub;
+};
+
+static int links_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct links_level *w = arg;
+	(void)name;
+	(void)len;
+	if (r->i.flags & RFS_INODE_LINKED)
+		return link_add(w->l, r->i.ino);
+	if (!S_ISDIR(r->i.mode) || !r->i.links_below || (r->i.flags & RFS_INODE_VOLROOT))
+		return 0;
+	if (w->nsub == w->capsub) {
+		size_t cap = w->capsub ? w->capsub * 2 : 8;
+		struct dirloc *ns = realloc(w->sub, cap * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		w->sub = ns;
+		w->capsub = cap;
+	}
+	dloc_of(&w->sub[w->nsub++], &r->i, &w->at->t);
+	return 0;
+}
+
+/* Collect the link stubs below the directory whose entries are at loc
+ * (same volume only), descending only into directories that have some. */
+static int links_collect(rfs_fs *fs, const struct dirloc *loc, struct link_list *l,
 			 int depth)
 {
-	rfs_tree t = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
-	rfs_cursor *c;
-	if (!t.root || d->i.links_below == 0)
-		return 0;
 	if (depth > 4096)
 		return -ELOOP;
-	struct rfs_irec *sub = NULL;
-	size_t nsub = 0, capsub = 0;
-	int ret = rfs_cursor_open(fs->pool, &t, &c);
-	if (ret)
-		return ret;
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		struct rfs_irec r;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N')
-			break;
-		ret = rec_decode(v, vl, &r);
-		if (ret)
-			break;
-		if (r.i.flags & RFS_INODE_LINKED) {
-			ret = link_add(l, r.i.ino);
-		} else if (S_ISDIR(r.i.mode) && r.i.links_below &&
-			   !(r.i.flags & RFS_INODE_VOLROOT)) {
-			if (nsub == capsub) {
-				capsub = capsub ? capsub * 2 : 8;
-				struct rfs_irec *ns = realloc(sub, capsub * sizeof(*ns));
-				if (!ns) {
-					ret = -ENOMEM;
-					break;
-				}
-				sub = ns;
-			}
-			sub[nsub++] = r;
-		}
-		if (ret)
-			break;
-	}
-	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
-	for (size_t i = 0; !ret && i < nsub; i++)
-		ret = links_collect(fs, &sub[i], l, depth + 1);
-	free(sub);
+	struct links_level w = {.l = l, .at = loc};
+	int ret = dir_each(fs, loc, links_entry, &w);
+	for (size_t i = 0; !ret && i < w.nsub; i++)
+		ret = links_collect(fs, &w.sub[i], l, depth + 1);
+	free(w.sub);
 	return ret;
 }
 
@@ -127,7 +119,9 @@ static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s, bool
 	if (whole)
 		return st.root ? rfs_tree_clone(fs->pool, &st, tab) : 0;
 	struct link_list l = {0};
-	ret = links_collect(fs, s, &l, 0);
+	struct dirloc sloc;
+	dloc_of(&sloc, &s->i, NULL); /* a snapshot's source has a tree (the plan) */
+	ret = links_collect(fs, &sloc, &l, 0);
 	for (size_t i = 0; !ret && i < l.n; i++) {
 		uint8_t key[16];
 		size_t kl = table_key(key, l.v[i].ino);
@@ -275,54 +269,53 @@ static int vol_copy(rfs_fs *fs, uint64_t x, uint64_t parent, bool rdonly, uint64
 	return vol_add(fs, m.volid, &m, NULL);
 }
 
-/* In the entries tree t of a directory of volume vol (a fresh copy made
- * by a snapshot), give every volume root below a volume of its own. */
-static int renest(rfs_fs *fs, rfs_tree *t, uint64_t vol, bool rdonly, int depth)
+/* Names of the entries of one directory to visit again once its cursor
+ * is closed (the visit changes the tree, or needs cursors of its own). */
+struct name_list {
+	struct name_ent {
+		size_t len;
+		char name[RFS_NAME_MAX];
+	} *v;
+	size_t n, cap;
+};
+
+static int name_add(struct name_list *l, const char *name, size_t len)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct name_ent *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n].len = len;
+	memcpy(l->v[l->n++].name, name, len);
+	return 0;
+}
+
+static int renest_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	if (!S_ISDIR(r->i.mode) || (!r->i.vols_below && !(r->i.flags & RFS_INODE_VOLROOT)))
+		return 0;
+	return name_add(arg, name, len);
+}
+
+/* In the entries at dl of a directory of volume vol (a fresh copy made
+ * by a snapshot; dl->t's root moves as it is rewritten), give every
+ * volume root below a volume of its own. */
+static int renest(rfs_fs *fs, struct dirloc *dl, uint64_t vol, bool rdonly, int depth)
 {
 	if (depth > 4096)
 		return -ELOOP;
-	/* Keys first: the tree changes as the entries are rewritten. */
-	uint8_t (*keys)[RFS_KEY_MAX] = NULL;
-	size_t *klens = NULL, n = 0, cap = 0;
-	rfs_cursor *c;
-	int ret = rfs_cursor_open(fs->pool, t, &c);
-	if (ret)
-		return ret;
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
+	/* Names first: the tree changes as the entries are rewritten. */
+	struct name_list l = {0};
+	int ret = dir_each(fs, dl, renest_entry, &l);
+	for (size_t i = 0; !ret && i < l.n; i++) {
 		struct rfs_irec r;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N')
-			break;
-		ret = rec_decode(v, vl, &r);
-		if (ret)
-			break;
-		if (!S_ISDIR(r.i.mode) || (!r.i.vols_below && !(r.i.flags & RFS_INODE_VOLROOT)))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *nk = realloc(keys, cap * sizeof(*keys));
-			void *nl = realloc(klens, cap * sizeof(*klens));
-			if (nk)
-				keys = nk;
-			if (nl)
-				klens = nl;
-			if (!nk || !nl) {
-				ret = -ENOMEM;
-				break;
-			}
-		}
-		memcpy(keys[n], k, kl);
-		klens[n++] = kl;
-	}
-	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
-	for (size_t i = 0; !ret && i < n; i++) {
-		struct rfs_irec r;
-		ret = rec_get(fs->pool, t, keys[i], klens[i], &r, true);
+		uint8_t key[RFS_KEY_MAX];
+		size_t kl = dloc_key(dl, key, l.v[i].name, l.v[i].len);
+		ret = rec_get(fs->pool, &dl->t, key, kl, &r, true);
 		if (ret)
 			break;
 		uint64_t below = vol;
@@ -333,17 +326,18 @@ static int renest(rfs_fs *fs, rfs_tree *t, uint64_t vol, bool rdonly, int depth)
 			r.i.volume = below;
 		}
 		if (r.i.vols_below) {
-			rfs_tree st = FS_TREE(r.i.subtree, RFS_OWNER_DIR);
-			ret = renest(fs, &st, below, rdonly, depth + 1);
-			r.i.subtree = st.root;
+			/* a directory with volume roots below has a tree of
+			 * its own (the plan for small directories) */
+			struct dirloc sub;
+			dloc_of(&sub, &r.i, &dl->t);
+			ret = renest(fs, &sub, below, rdonly, depth + 1);
+			r.i.subtree = sub.t.root;
 		}
-		int r2 = rec_put(fs->pool, t, keys[i], klens[i], &r,
-				 RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		int r2 = rec_put(fs->pool, &dl->t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (!ret)
 			ret = r2;
 	}
-	free(keys);
-	free(klens);
+	free(l.v);
 	return ret;
 }
 
@@ -362,7 +356,7 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	struct rfs_irec s, d;
 	struct rfs_ipath p;
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
+	size_t kl;
 	int ret = vol_writable(fs, dn->vol);
 	if (ret)
 		return ret;
@@ -375,12 +369,15 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	if (ret)
 		return ret;
 	d = *ip_rec(&p);
+	struct dirloc dl;
+	ip_dloc(&p, &dl);
 	ip_free(&p);
 	if (!S_ISDIR(d.i.mode))
 		return -ENOTDIR;
 	if (d.i.nlink == 0)
 		return -ENOENT;
-	rfs_tree dt = FS_TREE(d.i.subtree, RFS_OWNER_DIR);
+	rfs_tree dt = dl.t;
+	kl = dloc_key(&dl, key, name, len);
 	uint8_t tmp[8];
 	size_t tl = sizeof(tmp);
 	ret = dt.root ? rfs_tree_lookup(fs->pool, &dt, key, kl, tmp, &tl, NULL) : -ENOENT;
@@ -419,7 +416,11 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 			goto fail;
 	}
 	if (s.i.vols_below && copy.root) {
-		ret = renest(fs, &copy, m.volid, rdonly, 0);
+		struct dirloc cl;
+		r.i.subtree = copy.root;
+		dloc_of(&cl, &r.i, NULL);
+		ret = renest(fs, &cl, m.volid, rdonly, 0);
+		copy = cl.t;
 		if (ret) {
 			rfs_tree_drop(fs->pool, &copy);
 			goto fail;
@@ -435,7 +436,8 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 		rfs_tree_drop(fs->pool, &copy);
 		goto fail;
 	}
-	ret = rec_put(fs->pool, ip_tree(&p), key, kl, &r, RFS_PUT_INSERT);
+	kl = ip_dkey(&p, key, name, len);
+	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &r, RFS_PUT_INSERT);
 	if (ret) {
 		rfs_tree_drop(fs->pool, &copy);
 		ret = ip_done(fs, &p, 0, ret);
@@ -515,71 +517,68 @@ static void vol_list_free(struct vol_list *l)
 	free(l->v);
 }
 
-/* Every volume root below directory record d (whose path is path, ""
- * for the root), descending only where vols_below says there are some;
- * paths are collected when want_paths. */
-static int vols_find(rfs_fs *fs, const struct rfs_irec *d, const char *path,
-		     bool want_paths, struct vol_list *l, int depth)
+/* A directory's entries being read by vols_find: the directories with
+ * volume roots at or below them, collected. */
+struct vols_level {
+	const struct dirloc *at;
+	const char *path;
+	bool want_paths;
+	struct vols_sub {
+		struct rfs_irec r;
+		struct dirloc loc;
+		char *path;
+	} *sub;
+	size_t nsub, capsub;
+};
+
+static int vols_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
 {
-	rfs_tree t = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
-	if (!t.root || d->i.vols_below == 0)
+	struct vols_level *w = arg;
+	if (!S_ISDIR(r->i.mode) || (r->i.flags & RFS_INODE_LINKED) ||
+	    (!(r->i.flags & RFS_INODE_VOLROOT) && !r->i.vols_below))
+		return 0;
+	char *p = NULL;
+	if (w->want_paths) {
+		size_t pl = strlen(w->path);
+		p = malloc(pl + len + 2);
+		if (!p)
+			return -ENOMEM;
+		memcpy(p, w->path, pl);
+		p[pl] = '/';
+		memcpy(p + pl + 1, name, len);
+		p[pl + 1 + len] = 0;
+	}
+	if (w->nsub == w->capsub) {
+		size_t cap = w->capsub ? w->capsub * 2 : 8;
+		struct vols_sub *ns = realloc(w->sub, cap * sizeof(*ns));
+		if (!ns) {
+			free(p);
+			return -ENOMEM;
+		}
+		w->sub = ns;
+		w->capsub = cap;
+	}
+	struct vols_sub *x = &w->sub[w->nsub++];
+	x->r = *r;
+	dloc_of(&x->loc, &r->i, &w->at->t);
+	x->path = p;
+	return 0;
+}
+
+/* Every volume root below directory record d (entries at loc; whose
+ * path is path, "" for the root), descending only where vols_below says
+ * there are some; paths are collected when want_paths. */
+static int vols_find(rfs_fs *fs, const struct rfs_irec *d, const struct dirloc *loc,
+		     const char *path, bool want_paths, struct vol_list *l, int depth)
+{
+	if (!loc->t.root || d->i.vols_below == 0)
 		return 0;
 	if (depth > 4096)
 		return -ELOOP;
-	struct sub {
-		struct rfs_irec r;
-		char *path;
-	} *sub = NULL;
-	size_t nsub = 0, capsub = 0;
-	rfs_cursor *c;
-	int ret = rfs_cursor_open(fs->pool, &t, &c);
-	if (ret)
-		return ret;
-	for (ret = rfs_cursor_seek(c, "N", 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		struct rfs_irec r;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'N')
-			break;
-		ret = rec_decode(v, vl, &r);
-		if (ret)
-			break;
-		if (!S_ISDIR(r.i.mode) || (r.i.flags & RFS_INODE_LINKED) ||
-		    (!(r.i.flags & RFS_INODE_VOLROOT) && !r.i.vols_below))
-			continue;
-		char *p = NULL;
-		if (want_paths) {
-			size_t pl = strlen(path), nl = kl - 9;
-			p = malloc(pl + nl + 2);
-			if (!p) {
-				ret = -ENOMEM;
-				break;
-			}
-			memcpy(p, path, pl);
-			p[pl] = '/';
-			memcpy(p + pl + 1, k + 9, nl);
-			p[pl + 1 + nl] = 0;
-		}
-		if (nsub == capsub) {
-			capsub = capsub ? capsub * 2 : 8;
-			struct sub *ns = realloc(sub, capsub * sizeof(*ns));
-			if (!ns) {
-				free(p);
-				ret = -ENOMEM;
-				break;
-			}
-			sub = ns;
-		}
-		sub[nsub].r = r;
-		sub[nsub++].path = p;
-	}
-	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
-	for (size_t i = 0; i < nsub; i++) {
-		struct rfs_irec *r = &sub[i].r;
+	struct vols_level w = {.at = loc, .path = path, .want_paths = want_paths};
+	int ret = dir_each(fs, loc, vols_entry, &w);
+	for (size_t i = 0; i < w.nsub; i++) {
+		struct rfs_irec *r = &w.sub[i].r;
 		if (!ret && (r->i.flags & RFS_INODE_VOLROOT)) {
 			if (l->n == l->cap) {
 				size_t cap = l->cap ? l->cap * 2 : 8;
@@ -593,17 +592,17 @@ static int vols_find(rfs_fs *fs, const struct rfs_irec *d, const char *path,
 			}
 			if (!ret) {
 				l->v[l->n].id = r->i.volume;
-				l->v[l->n++].path = want_paths ? strdup(sub[i].path) : NULL;
+				l->v[l->n++].path = want_paths ? strdup(w.sub[i].path) : NULL;
 				if (want_paths && !l->v[l->n - 1].path)
 					ret = -ENOMEM;
 			}
 		}
 		if (!ret)
-			ret = vols_find(fs, r, sub[i].path ? sub[i].path : "", want_paths, l,
-					depth + 1);
-		free(sub[i].path);
+			ret = vols_find(fs, r, &w.sub[i].loc, w.sub[i].path ? w.sub[i].path : "",
+					want_paths, l, depth + 1);
+		free(w.sub[i].path);
 	}
-	free(sub);
+	free(w.sub);
 	return ret;
 }
 
@@ -624,14 +623,16 @@ static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 		return ret;
 	struct rfs_irec *d = ip_rec(&p);
 	uint8_t key[RFS_KEY_MAX];
-	size_t kl = dent_key(key, name, len);
-	rfs_tree *t = ip_tree(&p);
+	size_t kl = ip_dkey(&p, key, name, len);
+	rfs_tree *t = ip_dtree(&p);
 	ret = S_ISDIR(d->i.mode) ? rec_get(fs->pool, t, key, kl, &e, false) : -ENOTDIR;
 	if (!ret && !(e.i.flags & RFS_INODE_VOLROOT))
 		ret = -EINVAL;
 	if (!ret) {
+		struct dirloc el;
+		dloc_of(&el, &e.i, t);
 		*st_ino = e.i.volume << 48 | e.i.ino;
-		ret = vols_find(fs, &e, "", false, &l, 0);
+		ret = vols_find(fs, &e, &el, "", false, &l, 0);
 	}
 	if (ret) {
 		vol_list_free(&l);
@@ -702,8 +703,11 @@ int rfs_fs_volumes(rfs_fs *fs, int (*fn)(void *arg, const struct rfs_volume_info
 	struct rfs_irec root;
 	rfs_pool_rdlock(fs->pool);
 	int ret = inode_read(fs, node_get(fs, RFS_ROOT_NODE), &root);
-	if (!ret)
-		ret = vols_find(fs, &root, "", true, &l, 0);
+	if (!ret) {
+		struct dirloc rl;
+		dloc_of(&rl, &root.i, NULL); /* the volume root has a tree */
+		ret = vols_find(fs, &root, &rl, "", true, &l, 0);
+	}
 	if (!ret && l.n)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_found);
 	struct rfs_volume_info vi = {.id = RFS_TOP_VOLUME, .path = ""};

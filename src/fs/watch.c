@@ -757,9 +757,8 @@ static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
 			struct rfs_irec *d = ip_rec(&p);
 			if (S_ISDIR(d->i.mode)) {
 				uint8_t key[RFS_KEY_MAX];
-				size_t kl = dent_key(key, t->name, t->len);
-				rfs_tree tr = FS_TREE(d->i.subtree, RFS_OWNER_DIR);
-				ret = rec_get(fs->pool, &tr, key, kl, &e, false);
+				size_t kl = ip_dkey(&p, key, t->name, t->len);
+				ret = rec_get(fs->pool, ip_dtree(&p), key, kl, &e, false);
 			} else {
 				ret = -ENOTDIR;
 			}
