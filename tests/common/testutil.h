@@ -379,6 +379,42 @@ static TU_UNUSED void tu_pool_fini(tu_pool *c)
 	c->dir[0] = 0;
 }
 
+/* cmocka setup of the engine tests: *state becomes a tu_pool with its
+ * own scratch directory and log capture, no pool made yet.  Returns 0, or
+ * -1 when out of memory. */
+static TU_UNUSED int tu_setup(void **state)
+{
+	tu_pool *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -1;
+	tu_log_capture();
+	tu_log_clear();
+	tu_pool_init(c);
+	*state = c;
+	return 0;
+}
+
+/* tu_setup, then a 1 GiB pool made and opened (write lock held). */
+static TU_UNUSED int tu_setup_open(void **state)
+{
+	if (tu_setup(state))
+		return -1;
+	tu_pool_create(*state, 1ull << 30);
+	tu_open(*state, 0);
+	return 0;
+}
+
+/* cmocka teardown of tu_setup / tu_setup_open: closes the pool, removes
+ * its directory (unless RFS_TEST_KEEP), frees the state.  Returns 0. */
+static TU_UNUSED int tu_teardown(void **state)
+{
+	tu_pool *c = *state;
+	tu_pool_fini(c);
+	free(c);
+	tu_log_clear();
+	return 0;
+}
+
 static TU_UNUSED struct rfs_pool_stats tu_stats(tu_pool *c)
 {
 	struct rfs_pool_stats st;

@@ -350,26 +350,6 @@ static void crash_run(tu_pool *c, uint64_t k, enum rfs_crash_mode mode, uint64_t
 	tu_close(c);
 }
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_pool_init(c);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 static void run_mode(void **state, enum rfs_crash_mode mode)
 {
 	tu_pool *c = *state;
@@ -409,9 +389,9 @@ static int group_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_crash_drop_all, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_drop_random, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_tear, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_drop_all, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_drop_random, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_tear, tu_setup, tu_teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, group_teardown);
 	for (int i = 0; i <= MAXC; i++) {

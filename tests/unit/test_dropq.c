@@ -12,29 +12,6 @@
 #define NNEST 6
 #define INNER_ITEMS 150
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_log_clear();
-	tu_pool_init(c);
-	tu_pool_create(c, 1ull << 30);
-	tu_open(c, 0);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 /* ---- a test tree: plain items, extents, nested trees ------------------------- */
 
 /*
@@ -642,14 +619,14 @@ static void test_edges(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_unshared_resumable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_interleaved, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_small_nested_inline, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_discarded_work, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unreadable_node, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_check_sees_queue, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unshared_resumable, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_shared_interleaved, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_release, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_small_nested_inline, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_discarded_work, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_unreadable_node, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_check_sees_queue, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_edges, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -7,27 +7,6 @@
 
 #define SMALL_POOL (16ull << 20) /* 4096 blocks, the minimum pool size */
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_log_clear();
-	tu_pool_init(c);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 /* Allocate a metadata node block with a recognizable payload. */
 static uint64_t make_node(tu_pool *c, uint8_t fill)
 {
@@ -1001,21 +980,21 @@ static void test_enospc_reserve(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_open_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_refuses_existing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_bad_input, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_bad_files, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_truncated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_superblock_damage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_root_slots_persist, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_alloc_free_accounting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_freed_not_reused_before_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buf_read_verification, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_without_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_at_flush, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_failure_turns_readonly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enospc_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_open_roundtrip, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_create_refuses_existing, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_create_bad_input, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_open_bad_files, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_open_truncated, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_superblock_damage, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_root_slots_persist, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_free_accounting, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_freed_not_reused_before_commit, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_data_roundtrip, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_buf_read_verification, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_without_commit, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_at_flush, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_turns_readonly, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_reserve, tu_setup, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

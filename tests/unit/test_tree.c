@@ -10,29 +10,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_log_clear();
-	tu_pool_init(c);
-	tu_pool_create(c, 1ull << 30);
-	tu_open(c, 0);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 /* ---- helpers ---------------------------------------------------------------- */
 
 /* random length: mostly short, sometimes long, sometimes the extremes */
@@ -1758,25 +1735,25 @@ static void test_readonly_after_failed_commit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sequential, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ascending_fill, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_append_split, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_random_varsize, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clone_independence, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_drop_frees_unshared, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nested_trees, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_extent_refs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_extent_list_refs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refcount_ranges, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_catalog, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readonly_after_failed_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enospc_drop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enospc_delete_items, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_sequential, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_ascending_fill, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_append_split, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_random_varsize, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_cursor, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_clone_independence, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_drop_frees_unshared, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_nested_trees, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_extent_refs, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_extent_list_refs, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_refcount_ranges, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_catalog, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_check_detects, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_readers, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_after_failed_commit, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_drop, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_delete_items, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -16,29 +16,6 @@
  */
 #include "../common/testutil.h"
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_log_clear();
-	tu_pool_init(c);
-	tu_pool_create(c, 1ull << 30);
-	tu_open(c, 0);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 /* ---- what the diff reported ---------------------------------------------- */
 
 typedef struct {
@@ -461,9 +438,9 @@ static void test_stop_and_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_random, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_and_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_cost, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_and_error, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

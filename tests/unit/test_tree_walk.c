@@ -18,29 +18,6 @@
  */
 #include "../common/testutil.h"
 
-static int setup(void **state)
-{
-	tu_pool *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -1;
-	tu_log_capture();
-	tu_log_clear();
-	tu_pool_init(c);
-	tu_pool_create(c, 1ull << 30);
-	tu_open(c, 0);
-	*state = c;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	tu_pool *c = *state;
-	tu_pool_fini(c);
-	free(c);
-	tu_log_clear();
-	return 0;
-}
-
 static uint64_t seed_of(void)
 {
 	const char *s = getenv("RFS_SEED");
@@ -395,11 +372,11 @@ static void test_ref_run(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_whole, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_paused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_skip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_changes_between, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ref_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_whole, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_paused, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_skip, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_changes_between, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_ref_run, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
