@@ -205,13 +205,11 @@ int rfs_watcher_fd(const rfs_watcher *w)
 
 /*
  * Write back the kernel's dirty pages of what fd names (a file: its pages;
- * a directory: every file of the mount) and wait for them to be stored,
- * so that changes made before the mark, mmap stores included, are not
- * reported as after it.  The daemon also asks the kernel to write them
- * back when it marks (a reverse invalidation), but the kernel does not
- * say whether that wrote everything; this writes back and waits through
- * the kernel's own path (sync_file_range collects the dirty bits of
- * shared mappings too).  Best effort: an error here is not the mark's.
+ * a directory: every file of the mount) and wait for them to be stored.
+ * Not needed for the guarantee (docs/WATCH.md, "mmap"): the daemon makes
+ * the kernel write back and wait for every covered file's pages before it
+ * arms the mark.  Kept so that most of that work is done before the
+ * ioctl, through the kernel's own path.  An error here is not the mark's.
  */
 static void write_back(int fd)
 {

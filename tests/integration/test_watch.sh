@@ -9,6 +9,7 @@
 # permission refusal for another user; the lazy snapshot with --exec
 # 'reflinkfs clone'; errors.
 . "$(dirname "$0")/lib.bash"
+HERE=$(cd "$(dirname "$0")" && pwd)
 rfs_setup 512M -o allow_other
 cd "$SCRATCH" || exit 1
 R=$RFS_BIN
@@ -189,20 +190,23 @@ python3 "$SCRATCH/mm.py" "$W/mm" "$SCRATCH" &
 MM=$!
 wait_file "$SCRATCH/mm_dirty"
 stored "$W/mm" >"$SCRATCH/mm_before"
-check "before the mark, the mmap'd page is dirty in the kernel, not stored" \
-	bash -c "[ \"\$(tr -d a <'$SCRATCH/mm_before' | wc -c)\" = 0 ]"
-start_watch --blocking --json --exec "'$R' clone {} '$MNT/mm_seen'" "$W/mm"
-# The mark asks the kernel to write the dirty page back (not reported).
-# Not asserted: on Linux 6.18 that write-back was occasionally still
-# missing after the mark, and the page was then reported at its later
-# write-back (docs/WATCH.md, "mmap"); logged so that it can be followed.
-stored "$W/mm" >"$SCRATCH/mm_marked"
-if [ "$(head -c 4096 "$SCRATCH/mm_marked" | tr -d B | wc -c)" = 0 ] && [ "$(lines)" = 0 ]; then
-	log "info the mark wrote back the page dirtied before it, unreported"
+# Normally the page is still only dirty in the kernel here; the kernel's
+# own background writeback may have stored it already (the machine's
+# dirty-memory limits, not ours), which leaves less for the mark to do but
+# changes no outcome below.
+if [ "$(tr -d a <"$SCRATCH/mm_before" | wc -c)" = 0 ]; then
+	log "ok   before the mark, the mmap'd page is dirty in the kernel, not stored"
 else
-	log "info the page dirtied before the mark was not written back by the mark" \
-		"(first page not B: $(head -c 4096 "$SCRATCH/mm_marked" | tr -d B | wc -c) bytes; events: $(lines))"
+	log "note the kernel wrote the mmap'd page back before the mark"
 fi
+start_watch --blocking --json --exec "'$R' clone {} '$MNT/mm_seen'" "$W/mm"
+# The mark made the kernel write the dirty page back before it was armed:
+# stored, not reported.  (The output file is not mm_marked: that name
+# lets mm.py go on.)
+stored "$W/mm" >"$SCRATCH/mm_after_mark"
+check "the mark wrote back the page dirtied before it" \
+	bash -c "[ \"\$(head -c 4096 '$SCRATCH/mm_after_mark' | tr -d B | wc -c)\" = 0 ]"
+check "... unreported" test "$(lines)" = 0
 touch "$SCRATCH/mm_marked"
 check "msync of the next dirtied page completes (after the ack)" wait_gone "$MM"
 wait_for "$SCRATCH/wout" '"status"'
@@ -212,6 +216,14 @@ check "the subscriber's clone: page 1 not yet stored (old)" \
 check "after the ack both pages are stored" \
 	bash -c "d=\$(dd if='$W/mm' iflag=direct bs=1M status=none); [ \"\$(printf %s \"\$d\" | head -c 4096 | tr -d B | wc -c)\" = 0 ] && [ \"\$(printf %s \"\$d\" | tail -c 4096 | tr -d C | wc -c)\" = 0 ]"
 stop_watch
+
+# ---- the same over many trials, through the raw protocol (no client-side
+# write-back before the ioctl: the daemon's step alone), with the page
+# dirtied in this process or in another one, marks on files and on their
+# directory (tests/integration/watch_mmap.py says what each trial checks)
+mkdir -p "$MNT/mmtrials"
+check "200 trials: a page dirtied before the mark is never reported, the next one always is" \
+	python3 "$HERE/watch_mmap.py" "$MNT/mmtrials" 200
 
 # ---- permissions: a user who may not write PATH cannot mark it
 U=(setpriv --reuid=65534 --regid=65534 --clear-groups)
