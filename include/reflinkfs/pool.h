@@ -132,6 +132,16 @@ int rfs_pool_commit(rfs_pool *pool);
 int rfs_pool_commit_locked(rfs_pool *pool);
 
 /*
+ * Register fn(arg) (NULL: none) to run at the start of every commit,
+ * write lock and gate held, before anything is written: a user that
+ * keeps changes in memory stores them there, in the transaction being
+ * committed (the change journal's records, src/journal).  An error from
+ * fn fails the commit (the pool turns read-only, the last commit stays
+ * intact).  Write lock held.
+ */
+void rfs_pool_set_precommit(rfs_pool *pool, int (*fn)(void *arg), void *arg);
+
+/*
  * Discard the running transaction: an operation failed halfway and its
  * partial change must never be committed.  The pool turns read-only
  * (every later mutation and commit fails -EROFS; the last commit stays

@@ -122,13 +122,6 @@ bool rfs_fs_changes_pending(rfs_fs *fs)
 	return p;
 }
 
-static int any_change(void *arg, const struct rfs_change *c)
-{
-	(void)arg;
-	(void)c;
-	return 1;
-}
-
 bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 {
 	struct rfs_node *n = node_get(fs, dir);
@@ -136,15 +129,8 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 		return false;
 	rfs_pool_rdlock(fs->pool);
 	bool p = false;
-	if (fs->jnl && jnl_pending(fs->jnl)) {
-		/* The index range of dir past the last commit: O(changes). */
-		struct jnl_info ji;
-		jnl_info(fs->jnl, &ji);
-		p = (n->id == RFS_ROOT_NODE
-			     ? jnl_query_all(fs->jnl, ji.durable, ji.next, any_change, NULL)
-			     : jnl_query(fs->jnl, n->vol, n->ino, ji.durable, ji.next, any_change,
-					 NULL)) > 0;
-	}
+	if (fs->jnl && jnl_pending(fs->jnl))
+		p = jnl_pending_below(fs->jnl, n->id == RFS_ROOT_NODE, n->vol, n->ino);
 	rfs_pool_unlock(fs->pool);
 	return p;
 }

@@ -571,6 +571,14 @@ static int orphans_clean(rfs_fs *fs)
 	return 0;
 }
 
+/* Every commit stores the journal's records kept in memory first, in
+ * the transaction being committed (journal_hook.c). */
+static int fs_precommit(void *arg)
+{
+	rfs_fs *fs = arg;
+	return fs->jnl ? journal_flush(fs, "commit") : 0;
+}
+
 /* Open the change journal (a pool without one gets one).  Without the
  * journal (RFS_FS_NOJOURNAL), a writable mount resets it: the changes it
  * makes are not recorded, and a cursor must not read past them silently.
@@ -594,6 +602,8 @@ static int journal_open(rfs_fs *fs, unsigned flags)
 		ret = fs->rdonly ? 0 : jnl_reset(fs->jnl, "mounted with -o nojournal");
 		jnl_close(fs->jnl);
 		fs->jnl = NULL;
+	} else if (!fs->rdonly) {
+		rfs_pool_set_precommit(fs->pool, fs_precommit, fs);
 	}
 	return ret;
 }

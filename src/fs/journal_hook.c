@@ -286,6 +286,28 @@ static bool is_resource(int ret)
 	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN;
 }
 
+/* Records kept in memory before a flush stores them: bounds the memory
+ * (about 200 bytes each) and the time a flush holds the write lock. */
+#define JNL_PEND_MAX 16384u
+
+int journal_flush(rfs_fs *fs, const char *what)
+{
+	int ret = jnl_flush(fs->jnl);
+	if (ret && is_resource(ret)) {
+		char why[160];
+		snprintf(why, sizeof(why), "the changes of %s could not be stored: %s", what,
+			 strerror(-ret));
+		ret = jnl_reset(fs->jnl, why);
+	}
+	if (ret) {
+		char why[160];
+		snprintf(why, sizeof(why), "%s: the change journal could not be written (%s)", what,
+			 strerror(-ret));
+		rfs_pool_abort(fs->pool, why);
+	}
+	return ret;
+}
+
 void op_journal(struct rfs_op *op, bool aborted)
 {
 	rfs_fs *fs = op->fs;
@@ -309,7 +331,16 @@ void op_journal(struct rfs_op *op, bool aborted)
 			 op->what, strerror(-ret));
 		rfs_pool_abort(fs->pool, why);
 	} else {
-		changes_notify(fs);
+		/* The records wait for the commit (fs_precommit), stored
+		 * together; sooner when they are many, or when the space
+		 * storing them may take is short (then as an operation's
+		 * own records always were, within its reservation). */
+		uint64_t need = jnl_flush_blocks(fs->jnl);
+		if (jnl_pending_records(fs->jnl) >= JNL_PEND_MAX ||
+		    rfs_pool_free_blocks(fs->pool) < 2 * need)
+			ret = journal_flush(fs, op->what);
+		if (!ret)
+			changes_notify(fs);
 	}
 	recs_free(op);
 }

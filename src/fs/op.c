@@ -139,6 +139,16 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	if (ret)
 		goto fail;
 	uint64_t have = avail(fs, op);
+	if (fs->jnl && op->need && have < op->need + jnl_flush_blocks(fs->jnl)) {
+		/* The journal's records wait for the commit: what storing
+		 * them may take must stay free beside this operation's
+		 * need, else they are stored now (before anything of this
+		 * operation changes). */
+		ret = journal_flush(fs, what);
+		if (ret)
+			goto fail;
+		have = avail(fs, op);
+	}
 	if (have < op->need && rfs_pool_root(fs->pool, RFS_ROOT_DROPQ)) {
 		/* Deleted files whose release was deferred hold space: release
 		 * them first, as far as needed (they come back as pending

@@ -169,5 +169,10 @@ void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *onam
 		   uint64_t st_ino);
 /* Append the running op's records (op_end). */
 void op_journal(struct rfs_op *op, bool aborted);
+/* Store the journal's pending records (jnl_flush) for what (an operation
+ * name or "commit", for log lines); when that fails for space or memory,
+ * reset the journal; when even that fails, discard the transaction
+ * (rfs_pool_abort).  0 or the error.  Write lock held, fs->jnl set. */
+int journal_flush(rfs_fs *fs, const char *what);
 
 #endif

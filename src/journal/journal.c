@@ -20,7 +20,10 @@
 #define JNL_VERSION 2u /* 2: compact records from seq reserved[0] on */
 #define JNL_OWNER 22 /* node owner, informational */
 #define JNL_CACHE 256 /* last mergeable record per (inode, path) slot */
-#define JNL_RESET_GAP 4096u /* seqs skipped by a reset */ /* inodes whose last data record may be merged */
+#define JNL_RESET_GAP 4096u /* seqs skipped by a reset */
+/* Blocks a flush may take on top of its records' (rec_blocks): the
+ * header's and the catalog's paths. */
+#define JNL_FLUSH_BLOCKS 32u
 
 /* Header, key 'H'. */
 struct jhdr {
@@ -64,9 +67,32 @@ struct jcache {
 	size_t len;         /* its encoded length */
 };
 
+/* A record appended but not yet in the tree (jnl_flush): its encoded
+ * bytes and the directories it is indexed under. */
+struct jpend {
+	uint64_t seq;
+	uint8_t *b;
+	size_t len;
+	struct jnl_anc *anc;
+	uint16_t nanc;
+};
+
+/* An index item to store, sorted by key at the flush. */
+struct jitem {
+	uint64_t vol, ino, seq;
+	uint16_t dn, dold;
+};
+
 struct rfs_jnl {
 	rfs_pool *pool;
-	struct jhdr h;
+	struct jhdr h; /* as it will be stored by the next flush */
+	bool hdr_dirty; /* h changed since it was last stored */
+	/* Records of the running transaction not in the tree yet, seqs
+	 * pend_first.. in order (contiguous: a reset drops them all);
+	 * pend_blocks: an upper bound of the blocks storing them takes. */
+	struct jpend *pend;
+	size_t npend, cappend;
+	uint64_t pend_first, pend_blocks;
 	uint8_t uuid[16];
 	/* Durability: next seq at the end of the running transaction (cur)
 	 * and of the one before (prev); base: at open (committed). */
@@ -195,10 +221,22 @@ static void rec_free(struct jnl_rec *r)
 	memset(r, 0, sizeof(*r));
 }
 
+static void pend_drop(struct rfs_jnl *j)
+{
+	for (size_t i = 0; i < j->npend; i++) {
+		free(j->pend[i].b);
+		free(j->pend[i].anc);
+	}
+	j->npend = 0;
+	j->pend_blocks = 0;
+}
+
 void jnl_close(struct rfs_jnl *j)
 {
 	if (!j)
 		return;
+	pend_drop(j);
+	free(j->pend);
 	for (int i = 0; i < JNL_CACHE; i++)
 		rec_free(&j->cache[i].rec);
 	free(j);
@@ -606,7 +644,7 @@ static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
  * instead of four, each with its index items.  Records of a transaction
  * become readable together at its commit, so no reader ever saw the
  * record before the merge. */
-static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *merged)
+static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 {
 	*merged = false;
 	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
@@ -627,13 +665,32 @@ static int try_merge(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r, bool *me
 		c->rec = save;
 		return -ENOMEM;
 	}
-	size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
-	int ret = chunks_put(j, t, c->seq, b, len, oldc, RFS_PUT_UPSERT);
-	free(b);
+	int ret = 0;
+	if (j->npend && c->seq >= j->pend_first) {
+		/* Not in the tree yet: only its bytes change. */
+		struct jpend *p = &j->pend[c->seq - j->pend_first];
+		free(p->b);
+		p->b = b;
+		p->len = len;
+	} else {
+		/* Stored by a flush earlier in this transaction. */
+		rfs_tree t;
+		size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
+		ret = jtree(j, &t);
+		if (!ret) {
+			ret = chunks_put(j, &t, c->seq, b, len, oldc, RFS_PUT_UPSERT);
+			/* Also after an error: the root may have moved. */
+			int r2 = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+			if (!ret)
+				ret = r2;
+		}
+		free(b);
+	}
 	if (ret) {
 		c->valid = false;
 		return ret;
 	}
+	j->hdr_dirty = true;
 	j->h.bytes += cost(len, c->rec.nanc) - cost(c->len, c->rec.nanc);
 	c->len = len;
 	r->seq = c->seq;
@@ -674,11 +731,39 @@ static void cache_forget(struct rfs_jnl *j, const struct jnl_rec *r)
 			j->cache[i].valid = false;
 }
 
-static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
+/* Blocks that storing a record of len bytes with nanc index items may
+ * take at most: per item, a fresh leaf, its split and a deletion's
+ * shadow when trimming. */
+static uint64_t rec_blocks(size_t len, unsigned nanc)
+{
+	return 4 * ((len + RFS_VAL_MAX - 1) / RFS_VAL_MAX + nanc);
+}
+
+/* Keep r (seq set) for the next flush; takes r->anc. */
+static int pend_add(struct rfs_jnl *j, struct jnl_rec *r, uint8_t *b, size_t len)
+{
+	if (j->npend == j->cappend) {
+		size_t cap = j->cappend ? j->cappend * 2 : 64;
+		struct jpend *np = realloc(j->pend, sizeof(*np) * cap);
+		if (!np)
+			return -ENOMEM;
+		j->pend = np;
+		j->cappend = cap;
+	}
+	if (!j->npend)
+		j->pend_first = r->seq;
+	j->pend[j->npend++] = (struct jpend){r->seq, b, len, r->anc, r->nanc};
+	r->anc = NULL;
+	r->nanc = 0;
+	j->pend_blocks += rec_blocks(len, j->pend[j->npend - 1].nanc);
+	return 0;
+}
+
+static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
 {
 	if (also_bit(r->kind)) {
 		bool merged;
-		int ret = try_merge(j, t, r, &merged);
+		int ret = try_merge(j, r, &merged);
 		if (ret || merged)
 			return ret;
 	}
@@ -687,26 +772,115 @@ static int put_one(struct rfs_jnl *j, rfs_tree *t, struct jnl_rec *r)
 	if (!b)
 		return -ENOMEM;
 	r->seq = j->h.next;
-	/* Seqs only grow, and so does each directory's index range: appends
-	 * (full nodes, not half-empty ones). */
-	int ret = chunks_put(j, t, r->seq, b, len, 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
-	free(b);
-	uint8_t k[DKEY_LEN];
-	for (unsigned i = 0; !ret && i < r->nanc; i++) {
-		uint16_t dv[2] = {r->anc[i].depth_new, r->anc[i].depth_old};
-		ret = rfs_tree_put(j->pool, t, k, dkey(k, r->anc[i].vol, r->anc[i].ino, r->seq),
-				   dv, sizeof(dv), 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
-	}
-	if (ret)
-		return ret;
-	j->h.next++;
-	j->h.nrecords++;
-	j->h.bytes += cost(len, r->nanc);
+	unsigned nanc = r->nanc;
+	/* cache_put copies the record: before pend_add takes its
+	 * ancestors. */
 	if (merge_target(r->kind))
 		cache_put(j, r, len);
 	else
 		cache_forget(j, r);
+	int ret = pend_add(j, r, b, len);
+	if (ret) {
+		free(b);
+		cache_forget(j, r);
+		return ret;
+	}
+	j->h.next++;
+	j->h.nrecords++;
+	j->h.bytes += cost(len, nanc);
+	j->hdr_dirty = true;
 	return 0;
+}
+
+static int item_put(struct rfs_jnl *j, rfs_tree *t, uint64_t vol, uint64_t ino, uint64_t seq,
+		    uint16_t dn, uint16_t dold)
+{
+	uint8_t k[DKEY_LEN];
+	uint16_t dv[2] = {dn, dold};
+	return rfs_tree_put(j->pool, t, k, dkey(k, vol, ino, seq), dv, sizeof(dv), 0,
+			    RFS_PUT_INSERT | RFS_PUT_APPEND);
+}
+
+/* The pending index items grouped by directory, each group in seq
+ * order (as the records are): *out (malloc'ed) holds n items.  A hash of
+ * the directories gives each its group; a counting pass places them.
+ * -ENOMEM when memory is short. */
+static int pend_items(struct rfs_jnl *j, size_t n, struct jitem **out)
+{
+	size_t hs = 16;
+	while (hs < 2 * n)
+		hs *= 2;
+	struct jitem *v = malloc(sizeof(*v) * n);
+	uint32_t *slot = calloc(hs, sizeof(*slot)); /* group + 1, 0: free */
+	uint32_t *grp = malloc(sizeof(*grp) * n);   /* per item */
+	size_t *start = calloc(n + 1, sizeof(*start));
+	struct jnl_anc *key = malloc(sizeof(*key) * n);
+	int ret = v && slot && grp && start && key ? 0 : -ENOMEM;
+	size_t ng = 0, k = 0;
+	for (size_t i = 0; !ret && i < j->npend; i++)
+		for (unsigned x = 0; x < j->pend[i].nanc; x++, k++) {
+			const struct jnl_anc *a = &j->pend[i].anc[x];
+			size_t h = (size_t)((a->ino * 0x9e3779b97f4a7c15ull ^ a->vol) >> 20) & (hs - 1);
+			while (slot[h] && (key[slot[h] - 1].vol != a->vol ||
+					   key[slot[h] - 1].ino != a->ino))
+				h = (h + 1) & (hs - 1);
+			if (!slot[h]) {
+				key[ng] = *a;
+				slot[h] = (uint32_t)++ng;
+			}
+			grp[k] = slot[h] - 1;
+			start[grp[k] + 1]++;
+		}
+	for (size_t g = 0; !ret && g < ng; g++)
+		start[g + 1] += start[g];
+	k = 0;
+	for (size_t i = 0; !ret && i < j->npend; i++)
+		for (unsigned x = 0; x < j->pend[i].nanc; x++, k++) {
+			const struct jnl_anc *a = &j->pend[i].anc[x];
+			v[start[grp[k]]++] = (struct jitem){a->vol, a->ino, j->pend[i].seq,
+							    a->depth_new, a->depth_old};
+		}
+	free(slot);
+	free(grp);
+	free(start);
+	free(key);
+	if (ret) {
+		free(v);
+		return ret;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Store the pending records: their chunks in seq order, then their index
+ * items directory by directory, so that consecutive puts land in the
+ * same leaf (one directory's range only grows at its end). */
+static int pend_store(struct rfs_jnl *j, rfs_tree *t)
+{
+	int ret = 0;
+	size_t nitems = 0;
+	for (size_t i = 0; !ret && i < j->npend; i++) {
+		struct jpend *p = &j->pend[i];
+		ret = chunks_put(j, t, p->seq, p->b, p->len, 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
+		nitems += p->nanc;
+	}
+	if (ret || !nitems)
+		return ret;
+	struct jitem *v;
+	if (pend_items(j, nitems, &v)) {
+		/* In record order then: the same items, less locality. */
+		for (size_t i = 0; !ret && i < j->npend; i++)
+			for (unsigned k = 0; !ret && k < j->pend[i].nanc; k++) {
+				const struct jnl_anc *a = &j->pend[i].anc[k];
+				ret = item_put(j, t, a->vol, a->ino, j->pend[i].seq, a->depth_new,
+					       a->depth_old);
+			}
+		return ret;
+	}
+	for (size_t i = 0; !ret && i < nitems; i++)
+		ret = item_put(j, t, v[i].vol, v[i].ino, v[i].seq, v[i].dn, v[i].dold);
+	free(v);
+	return ret;
 }
 
 /* Drop the oldest record. */
@@ -794,29 +968,55 @@ int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n)
 {
 	if (n == 0)
 		return 0;
-	rfs_tree t;
-	struct jhdr save = j->h;
-	int ret = jtree(j, &t);
+	int ret = 0;
 	for (size_t i = 0; !ret && i < n; i++)
-		ret = put_one(j, &t, &recs[i]);
-	if (!ret)
-		ret = trim(j, &t);
-	if (!ret)
-		ret = hdr_put(j, &t, RFS_PUT_REPLACE);
-	if (!ret)
-		ret = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+		ret = put_one(j, &recs[i]);
 	if (ret) {
-		/* The tree may be half changed (its root may have moved: keep
-		 * the catalog pointing at it); the caller resets the journal,
-		 * which skips the seqs of the records half written. */
-		rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
-		j->h = save;
+		/* The caller resets the journal, which drops what is pending
+		 * and skips the seqs handed out. */
 		for (int i = 0; i < JNL_CACHE; i++)
 			j->cache[i].valid = false;
 		return ret;
 	}
 	note_txn(j);
 	return 0;
+}
+
+int jnl_flush(struct rfs_jnl *j)
+{
+	if (!j->npend && !j->hdr_dirty)
+		return 0;
+	rfs_tree t;
+	int ret = jtree(j, &t);
+	if (!ret)
+		ret = pend_store(j, &t);
+	if (!ret)
+		ret = trim(j, &t);
+	if (!ret)
+		ret = hdr_put(j, &t, RFS_PUT_REPLACE);
+	/* Also after an error: the tree may be half changed and its root
+	 * moved (the caller resets the journal, which skips the seqs of the
+	 * records half written). */
+	int r2 = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+	if (!ret)
+		ret = r2;
+	pend_drop(j);
+	if (!ret)
+		j->hdr_dirty = false;
+	else
+		for (int i = 0; i < JNL_CACHE; i++)
+			j->cache[i].valid = false;
+	return ret;
+}
+
+uint64_t jnl_flush_blocks(const struct rfs_jnl *j)
+{
+	return j->npend ? j->pend_blocks + JNL_FLUSH_BLOCKS : 0;
+}
+
+size_t jnl_pending_records(const struct rfs_jnl *j)
+{
+	return j->npend;
 }
 
 int jnl_reset(struct rfs_jnl *j, const char *why)
@@ -833,7 +1033,10 @@ int jnl_reset(struct rfs_jnl *j, const char *why)
 	j->h.oldest = j->h.next;
 	for (int i = 0; i < JNL_CACHE; i++)
 		j->cache[i].valid = false;
+	pend_drop(j);
 	ret = hdr_put(j, &t, RFS_PUT_REPLACE);
+	if (!ret)
+		j->hdr_dirty = false;
 	if (!ret)
 		ret = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
 	if (!ret) {
@@ -881,8 +1084,11 @@ void jnl_info(struct rfs_jnl *j, struct jnl_info *out)
 int jnl_set_limit(struct rfs_jnl *j, uint64_t limit_bytes)
 {
 	rfs_tree t;
+	int ret = jnl_flush(j);
+	if (ret)
+		return ret;
 	struct jhdr save = j->h;
-	int ret = jtree(j, &t);
+	ret = jtree(j, &t);
 	j->h.limit = limit_bytes;
 	if (!ret)
 		ret = trim(j, &t);
@@ -895,6 +1101,31 @@ int jnl_set_limit(struct rfs_jnl *j, uint64_t limit_bytes)
 	else
 		note_txn(j);
 	return ret;
+}
+
+static int any_rec(void *arg, const struct rfs_change *c)
+{
+	(void)arg;
+	(void)c;
+	return 1;
+}
+
+bool jnl_pending_below(struct rfs_jnl *j, bool all, uint64_t vol, uint64_t ino)
+{
+	for (size_t i = 0; i < j->npend; i++) {
+		if (all)
+			return true;
+		for (unsigned k = 0; k < j->pend[i].nanc; k++)
+			if (j->pend[i].anc[k].vol == vol && j->pend[i].anc[k].ino == ino)
+				return true;
+	}
+	/* Flushed earlier in this transaction: the index range past the
+	 * last commit, O(changes). */
+	uint64_t from = jnl_durable_next(j), upto = j->npend ? j->pend_first : j->h.next;
+	if (from >= upto)
+		return false;
+	return (all ? jnl_query_all(j, from, upto, any_rec, NULL)
+		    : jnl_query(j, vol, ino, from, upto, any_rec, NULL)) > 0;
 }
 
 /* ---- queries ------------------------------------------------------------------ */

@@ -72,14 +72,33 @@ void jnl_close(struct rfs_jnl *j);
 
 /*
  * Append the records of one operation, in the running transaction
- * (write lock held).  A data, attr or xattr record of an inode whose
- * last record was a create, data, attr or xattr record written in the
- * same transaction with the same path is merged into it (its kind goes
- * into that record's `also`, data ranges into its ranges).
- * Trims the oldest records past the retention limit.  On failure the
- * caller must not commit the operation's change without the records.
+ * (write lock held): each gets its seq, and is kept in memory until the
+ * next jnl_flush, which the owner must call before the transaction
+ * commits (rfs_pool_set_precommit).  A data, attr or xattr record of an
+ * inode whose last record was a create, data, attr or xattr record
+ * written in the same transaction with the same path is merged into it
+ * (its kind goes into that record's `also`, data ranges into its
+ * ranges).  Takes each record's `anc` (set to NULL).  On failure the
+ * caller must reset the journal (jnl_reset) or not commit the change.
  */
 int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n);
+
+/*
+ * Store the records appended since the last flush in the tree (chunks
+ * in seq order, then index items sorted by key: consecutive puts land
+ * in the same leaves), trim past the retention limit, store the header.
+ * Write lock held.  On failure the records are dropped and the caller
+ * must reset the journal (or not commit the transaction).
+ */
+int jnl_flush(struct rfs_jnl *j);
+/* Upper bound of the metadata blocks the next jnl_flush may take (0
+ * when nothing is pending).  Pool lock held. */
+uint64_t jnl_flush_blocks(const struct rfs_jnl *j);
+/* Records waiting for jnl_flush.  Pool lock held. */
+size_t jnl_pending_records(const struct rfs_jnl *j);
+/* Whether a record past the last commit is indexed under directory
+ * (vol, ino), or (all) exists at all.  Pool lock held. */
+bool jnl_pending_below(struct rfs_jnl *j, bool all, uint64_t vol, uint64_t ino);
 
 /* Start a new epoch (cursors of the old one get -ESTALE); write lock.
  * Used when records could not be kept (a full pool). */

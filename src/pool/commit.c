@@ -195,6 +195,16 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 	ret = rfs_pool_check_writable(pool);
 	if (ret)
 		return ret;
+	if (pool->precommit && (ret = pool->precommit(pool->precommit_arg)) != 0) {
+		/* Part of the transaction could not be stored: it must not
+		 * be committed without it. */
+		pool->failed = true;
+		if (!pool->io.crashed)
+			rfs_log(RFS_LOG_ERR, "%s: commit of generation %llu failed (%s); the pool is read-only now, the last commit (generation %llu) is intact",
+				pool->path, (unsigned long long)gen, strerror(-ret),
+				(unsigned long long)pool->committed_gen);
+		return ret;
+	}
 	/* Downgrade for the write-out: the gate keeps writers out, so the
 	 * state cannot change between the two phases. */
 	rfs_pool_lock_downgrade(pool);
@@ -226,6 +236,13 @@ int rfs_pool_commit_locked(rfs_pool *pool)
 				strerror(-mirror_err));
 	}
 	return 0;
+}
+
+void rfs_pool_set_precommit(rfs_pool *pool, int (*fn)(void *arg), void *arg)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	pool->precommit = fn;
+	pool->precommit_arg = arg;
 }
 
 void rfs_pool_abort(rfs_pool *pool, const char *why)

@@ -314,6 +314,9 @@ struct rfs_pool {
 
 	struct rfs_cache cache; /* its own locks, see struct rfs_cache */
 	uint64_t commits;       /* W */
+	/* rfs_pool_set_precommit; W */
+	int (*precommit)(void *arg);
+	void *precommit_arg;
 
 	/* What open found in the superblock copies; set by open, constant
 	 * afterwards (no lock). */
