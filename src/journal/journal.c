@@ -17,7 +17,7 @@
 #include <time.h>
 
 #define JNL_MAGIC 0x4c4e524a534652ull /* "RFSJRNL" */
-#define JNL_VERSION 2u /* 2: compact records from seq reserved[0] on */
+#define JNL_VERSION 3u /* 2: compact records; 3: packed index items */
 #define JNL_OWNER 22 /* node owner, informational */
 #define JNL_CACHE 256 /* last mergeable record per (inode, path) slot */
 #define JNL_RESET_GAP 4096u /* seqs skipped by a reset */
@@ -38,7 +38,9 @@ struct jhdr {
 	uint64_t nrecords;
 	uint64_t compact_from; /* version 2: records from this seq on are
 				* compact (encode); v1 wrote 0 here */
-	uint64_t reserved[3];
+	uint64_t packed_from; /* version 3: index items keyed from this seq
+			       * on are packed (pack_*); 0 before */
+	uint64_t reserved[2];
 };
 
 /* Record head, first bytes of the record's byte string (chunks 'S'). */
@@ -59,6 +61,9 @@ _Static_assert(sizeof(struct jdisk) == 56, "journal record layout");
 #define SKEY_LEN 11 /* 'S' be64(seq) be16(chunk) */
 #define DKEY_LEN 25 /* 'D' be64(vol) be64(ino) be64(seq) */
 #define DVAL_LEN 4  /* u16 depth above the new path, u16 above the old */
+/* What the retention counts per entry of a packed index item: its
+ * numbers (about 3 bytes) and its share of the item's key and slot. */
+#define DPACK_COST 8
 
 struct jcache {
 	bool valid;
@@ -99,8 +104,9 @@ struct rfs_jnl {
 	uint64_t cur_gen, cur_next, prev_gen, prev_next, base_next;
 	struct jcache cache[JNL_CACHE];
 	/* Records with seq >= compact are compact (UINT64_MAX: none, a
-	 * format 1 journal opened read-only).  Pool lock. */
-	uint64_t compact;
+	 * format 1 journal opened read-only); index items keyed from
+	 * packed on are packed (UINT64_MAX: none).  Pool lock. */
+	uint64_t compact, packed;
 };
 
 static void be64(uint8_t *p, uint64_t v)
@@ -189,7 +195,7 @@ int jnl_open(rfs_pool *pool, bool writable, uint64_t limit_bytes, struct rfs_jnl
 		j->h.magic = JNL_MAGIC;
 		j->h.version = JNL_VERSION;
 		j->h.epoch = random64();
-		j->h.next = j->h.oldest = j->h.compact_from = 1;
+		j->h.next = j->h.oldest = j->h.compact_from = j->h.packed_from = 1;
 		j->h.limit = limit_bytes;
 		t.root = 0;
 		ret = hdr_put(j, &t, RFS_PUT_INSERT);
@@ -200,14 +206,18 @@ int jnl_open(rfs_pool *pool, bool writable, uint64_t limit_bytes, struct rfs_jnl
 		free(j);
 		return ret;
 	}
-	if (j->h.version < 2 && writable) {
-		/* Format 1: its records stay as they are; new ones are
-		 * compact (the header says from where at the next append,
-		 * in the same transaction as the first of them). */
+	if (j->h.version < 3 && writable) {
+		/* Format 1 or 2: its records and index items stay as they
+		 * are; new records are compact and new index items packed
+		 * (the header says from where at the next flush, in the
+		 * same transaction as the first of them). */
+		if (j->h.version < 2)
+			j->h.compact_from = j->h.next;
+		j->h.packed_from = j->h.next;
 		j->h.version = JNL_VERSION;
-		j->h.compact_from = j->h.next;
 	}
 	j->compact = j->h.version >= 2 ? j->h.compact_from : UINT64_MAX;
+	j->packed = j->h.version >= 3 ? j->h.packed_from : UINT64_MAX;
 	j->base_next = j->h.next;
 	*out = j;
 	return 0;
@@ -521,11 +531,13 @@ static int rec_read(struct rfs_jnl *j, const rfs_tree *t, uint64_t seq, struct j
 	return ret;
 }
 
-/* Bytes a record of encoded length len with nanc index items costs. */
-static uint64_t cost(size_t len, unsigned nanc)
+/* Bytes the retention counts for record seq of encoded length len with
+ * nanc index entries. */
+static uint64_t cost(const struct rfs_jnl *j, uint64_t seq, size_t len, unsigned nanc)
 {
 	size_t chunks = (len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
-	return len + chunks * SKEY_LEN + (uint64_t)nanc * (DKEY_LEN + DVAL_LEN);
+	return len + chunks * SKEY_LEN +
+	       (uint64_t)nanc * (seq >= j->packed ? DPACK_COST : DKEY_LEN + DVAL_LEN);
 }
 
 /* Store the record's chunks (upsert; old_chunks: chunks to remove past
@@ -691,7 +703,7 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 		return ret;
 	}
 	j->hdr_dirty = true;
-	j->h.bytes += cost(len, c->rec.nanc) - cost(c->len, c->rec.nanc);
+	j->h.bytes += cost(j, c->seq, len, c->rec.nanc) - cost(j, c->seq, c->len, c->rec.nanc);
 	c->len = len;
 	r->seq = c->seq;
 	*merged = true;
@@ -787,7 +799,7 @@ static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
 	}
 	j->h.next++;
 	j->h.nrecords++;
-	j->h.bytes += cost(len, nanc);
+	j->h.bytes += cost(j, r->seq, len, nanc);
 	j->hdr_dirty = true;
 	return 0;
 }
@@ -799,6 +811,92 @@ static int item_put(struct rfs_jnl *j, rfs_tree *t, uint64_t vol, uint64_t ino, 
 	uint16_t dv[2] = {dn, dold};
 	return rfs_tree_put(j->pool, t, k, dkey(k, vol, ino, seq), dv, sizeof(dv), 0,
 			    RFS_PUT_INSERT | RFS_PUT_APPEND);
+}
+
+/* ---- packed index items ---------------------------------------------------------
+ * One item per directory and run of seqs (version 3, keys from packed_from
+ * on; docs/FORMAT.md): key 'D' vol ino first seq; value LEB128 numbers:
+ * last seq - first seq, then per entry its seq - the previous one (the
+ * first: 0), the depth above the new path + 1 and above the old path + 1
+ * (0: not above it).  A flush stores the entries of one directory in as
+ * few items as fit (RFS_VAL_MAX bytes each, about 300 entries). */
+
+/* Most entries one item holds (3 bytes each at least). */
+#define PACK_MAX (RFS_VAL_MAX / 3 + 1)
+
+static unsigned var_len(uint64_t v)
+{
+	unsigned n = 1;
+	for (; v >= 0x80; v >>= 7)
+		n++;
+	return n;
+}
+
+static uint64_t depth_enc(uint16_t d)
+{
+	return d == JNL_DEPTH_NONE ? 0 : (uint64_t)d + 1;
+}
+
+static int depth_dec(uint64_t v, uint16_t *d)
+{
+	if (v > JNL_DEPTH_NONE)
+		return -EUCLEAN;
+	*d = v ? (uint16_t)(v - 1) : JNL_DEPTH_NONE;
+	return 0;
+}
+
+static unsigned entry_len(uint64_t delta, const struct jitem *e)
+{
+	return var_len(delta) + var_len(depth_enc(e->dn)) + var_len(depth_enc(e->dold));
+}
+
+/* Store v[0..n) (one directory, seqs ascending) as packed items; *used:
+ * how many the first item took (the caller loops). */
+static int pack_put(struct rfs_jnl *j, rfs_tree *t, const struct jitem *v, size_t n,
+		    size_t *used)
+{
+	size_t body = 0, k = 0;
+	for (; k < n; k++) {
+		size_t es = entry_len(k ? v[k].seq - v[k - 1].seq : 0, &v[k]);
+		if (k && body + es + var_len(v[k].seq - v[0].seq) > RFS_VAL_MAX)
+			break;
+		body += es;
+	}
+	uint8_t b[RFS_VAL_MAX + 16], *p = put_var(b, v[k - 1].seq - v[0].seq);
+	for (size_t i = 0; i < k; i++) {
+		p = put_var(p, i ? v[i].seq - v[i - 1].seq : 0);
+		p = put_var(p, depth_enc(v[i].dn));
+		p = put_var(p, depth_enc(v[i].dold));
+	}
+	*used = k;
+	uint8_t key[DKEY_LEN];
+	return rfs_tree_put(j->pool, t, key, dkey(key, v[0].vol, v[0].ino, v[0].seq), b,
+			    (size_t)(p - b), 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
+}
+
+/* Decode a packed item keyed seq0 (vol and ino not set): up to PACK_MAX
+ * entries into e, their number in *n, the last seq in *last. */
+static int pack_decode(uint64_t seq0, const uint8_t *p, size_t len, struct jitem *e,
+		       size_t *n, uint64_t *last)
+{
+	const uint8_t *end = p + len;
+	uint64_t span, seq = seq0;
+	*n = 0;
+	if (get_var(&p, end, &span))
+		return -EUCLEAN;
+	*last = seq0 + span;
+	while (p < end) {
+		uint64_t d, a, b;
+		if (*n == PACK_MAX || get_var(&p, end, &d) || get_var(&p, end, &a) ||
+		    get_var(&p, end, &b))
+			return -EUCLEAN;
+		seq += d;
+		e[*n].seq = seq;
+		if (depth_dec(a, &e[*n].dn) || depth_dec(b, &e[*n].dold))
+			return -EUCLEAN;
+		(*n)++;
+	}
+	return *n && seq == *last ? 0 : -EUCLEAN;
 }
 
 /* The pending index items grouped by directory, each group in seq
@@ -877,10 +975,53 @@ static int pend_store(struct rfs_jnl *j, rfs_tree *t)
 			}
 		return ret;
 	}
-	for (size_t i = 0; !ret && i < nitems; i++)
-		ret = item_put(j, t, v[i].vol, v[i].ino, v[i].seq, v[i].dn, v[i].dold);
+	for (size_t i = 0; !ret && i < nitems;) {
+		if (v[i].seq < j->packed) { /* a format 1 or 2 journal (tests) */
+			ret = item_put(j, t, v[i].vol, v[i].ino, v[i].seq, v[i].dn, v[i].dold);
+			i++;
+			continue;
+		}
+		size_t e = i + 1, used = 0;
+		while (e < nitems && v[e].vol == v[i].vol && v[e].ino == v[i].ino)
+			e++;
+		ret = pack_put(j, t, v + i, e - i, &used);
+		i += used;
+	}
 	free(v);
 	return ret;
+}
+
+/* Record seq, the oldest kept, is trimmed: the packed item of (vol, ino)
+ * holding it goes when seq is its last entry (every earlier one is
+ * trimmed already); until then queries skip the entries below the
+ * oldest seq. */
+static int pack_trim(struct rfs_jnl *j, rfs_tree *t, uint64_t vol, uint64_t ino, uint64_t seq)
+{
+	rfs_cursor *c;
+	uint8_t k[DKEY_LEN];
+	int ret = rfs_cursor_open(j->pool, t, &c);
+	if (ret)
+		return ret;
+	bool drop = false;
+	uint64_t seq0 = 0;
+	dkey(k, vol, ino, seq);
+	ret = rfs_cursor_seek(c, k, DKEY_LEN, -1);
+	if (!ret) {
+		const void *key, *val;
+		size_t kl, vl;
+		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
+		const uint8_t *p = val, *end = p + vl;
+		uint64_t span;
+		if (kl == DKEY_LEN && memcmp(key, k, 17) == 0 &&
+		    (seq0 = get64((const uint8_t *)key + 17)) >= j->packed) {
+			ret = get_var(&p, end, &span);
+			drop = !ret && seq0 + span <= seq;
+		}
+	}
+	rfs_cursor_close(c);
+	if (ret || !drop)
+		return ret;
+	return rfs_tree_delete(j->pool, t, k, dkey(k, vol, ino, seq0), 0);
 }
 
 /* Drop the oldest record. */
@@ -924,14 +1065,15 @@ static int trim_one(struct rfs_jnl *j, rfs_tree *t)
 		uint64_t vol, ino;
 		memcpy(&vol, v.anc + 16 * i, 8);
 		memcpy(&ino, v.anc + 16 * i + 8, 8);
-		ret = rfs_tree_delete(j->pool, t, k, dkey(k, vol, ino, seq), 0);
+		ret = seq < j->packed ? rfs_tree_delete(j->pool, t, k, dkey(k, vol, ino, seq), 0)
+				      : pack_trim(j, t, vol, ino, seq);
 		if (ret == -ENOENT) /* the same directory on both sides: once */
 			ret = 0;
 	}
 	if (!ret)
 		ret = chunks_put(j, t, seq, NULL, 0, v.nchunks, 0);
 	if (!ret) {
-		uint64_t c2 = cost(v.len, v.d.nanc);
+		uint64_t c2 = cost(j, seq, v.len, v.d.nanc);
 		j->h.bytes = j->h.bytes > c2 ? j->h.bytes - c2 : 0;
 		j->h.nrecords--;
 		/* Never back: a record kept past a reset is below oldest
@@ -1050,8 +1192,8 @@ int jnl_reset(struct rfs_jnl *j, const char *why)
 void jnl_write_format1(struct rfs_jnl *j)
 {
 	j->h.version = 1;
-	j->h.compact_from = 0;
-	j->compact = UINT64_MAX;
+	j->h.compact_from = j->h.packed_from = 0;
+	j->compact = j->packed = UINT64_MAX;
 }
 
 uint64_t jnl_durable_next(struct rfs_jnl *j)
@@ -1222,24 +1364,66 @@ int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
 		return ret;
 	uint8_t k[DKEY_LEN];
 	dkey(k, vol, ino, from);
-	for (ret = rfs_cursor_seek(c, k, DKEY_LEN, 1); !ret; ret = rfs_cursor_step(c, 1)) {
+	/* A packed item keyed below from may hold seqs from on. */
+	ret = rfs_cursor_seek(c, k, DKEY_LEN, -1);
+	if (!ret) {
+		const void *key;
+		size_t kl;
+		rfs_cursor_get(c, &key, &kl, NULL, NULL, NULL);
+		if (kl != DKEY_LEN || memcmp(key, k, 17) != 0 ||
+		    get64((const uint8_t *)key + 17) < j->packed)
+			ret = -ENOENT;
+	}
+	if (ret == -ENOENT)
+		ret = rfs_cursor_seek(c, k, DKEY_LEN, 1);
+	struct jitem *e = NULL;
+	for (; !ret; ret = rfs_cursor_step(c, 1)) {
 		const void *key, *val;
-		size_t kl, vl;
+		size_t kl, vl, n = 1;
 		rfs_cursor_get(c, &key, &kl, &val, &vl, NULL);
 		if (kl != DKEY_LEN || memcmp(key, k, 17) != 0)
 			break;
-		uint64_t seq = get64((const uint8_t *)key + 17);
+		uint64_t seq = get64((const uint8_t *)key + 17), last;
 		if (seq >= upto)
 			break;
-		if (seq < j->h.oldest) /* kept by a reset, not readable */
-			continue;
-		uint16_t dv[2] = {JNL_DEPTH_NONE, JNL_DEPTH_NONE};
-		if (vl == sizeof(dv))
-			memcpy(dv, val, sizeof(dv));
-		ret = deliver_seq(j, &t, seq, dv[0], dv[1], fn, arg);
+		if (seq >= j->packed) {
+			if (!e && !(e = malloc(sizeof(*e) * PACK_MAX))) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (pack_decode(seq, val, vl, e, &n, &last)) {
+				rfs_log(RFS_LOG_ERR, "%s: change journal: damaged index item of directory %llu:%llu at seq %llu; run reflinkfs fsck",
+					rfs_pool_path(j->pool), (unsigned long long)vol,
+					(unsigned long long)ino, (unsigned long long)seq);
+				ret = -EUCLEAN;
+				break;
+			}
+			if (last < from)
+				continue;
+		} else {
+			uint16_t dv[2] = {JNL_DEPTH_NONE, JNL_DEPTH_NONE};
+			if (vl == sizeof(dv))
+				memcpy(dv, val, sizeof(dv));
+			struct jitem one = {vol, ino, seq, dv[0], dv[1]};
+			if (!e && !(e = malloc(sizeof(*e) * PACK_MAX))) {
+				ret = -ENOMEM;
+				break;
+			}
+			e[0] = one;
+		}
+		for (size_t i = 0; !ret && i < n; i++) {
+			if (e[i].seq >= upto)
+				goto done;
+			/* Below from, or kept by a reset or trim, not readable. */
+			if (e[i].seq < from || e[i].seq < j->h.oldest)
+				continue;
+			ret = deliver_seq(j, &t, e[i].seq, e[i].dn, e[i].dold, fn, arg);
+		}
 		if (ret)
 			break;
 	}
+done:
+	free(e);
 	rfs_cursor_close(c);
 	return ret == -ENOENT ? 0 : ret;
 }
