@@ -397,12 +397,20 @@ struct rfs_extent_info {
 	uint64_t length;   /* bytes */
 	uint64_t shared;   /* blocks of it with a reference count >= 2 */
 	bool unwritten;    /* preallocated, reads as zeros */
+	/* The file's data is kept in its inode record (a tiny file): the
+	 * only extent, length = the file size, physical 0, in no block. */
+	bool inline_data;
 };
 /* Calls fn for every extent of a regular file, in order (fn returns
  * non-zero to stop). */
 int rfs_fs_extents(rfs_fs *fs, rfs_nodeid node,
 		   int (*fn)(void *arg, const struct rfs_extent_info *e),
 		   void *arg);
+/* The bytes of a file whose data is inline (rfs_fs_extents reports one
+ * extent with inline_data), up to size of them, read with no side effect
+ * (no atime update, unlike rfs_fs_read): their number, -ENODATA when the
+ * file's data is not inline, -ESTALE for an unknown node. */
+ssize_t rfs_fs_inline_data(rfs_fs *fs, rfs_nodeid node, void *buf, size_t size);
 
 /* ---- xattrs ------------------------------------------------------------- */
 
@@ -661,7 +669,10 @@ void rfs_diff_end(rfs_diff *d);
  *              holding records, volume catalog trees.
  *
  * Blocks are RFS_BLOCK_SIZE bytes; preallocated (unwritten) blocks count,
- * holes do not.  A hard-linked inode belongs to PATH only when every name
+ * holes do not, and neither does a tiny file's data kept in its record
+ * (rfs_extent_info.inline_data): it is in no data block but in its
+ * directory's entries tree (meta_*), though its st_blocks counts its
+ * bytes.  A hard-linked inode belongs to PATH only when every name
  * it has is below PATH; inodes without a name (unlinked while open) are
  * not counted.  A block is shared with the outside when its refcount
  * exceeds the pointers to it from PATH's own part, where a pointer held
@@ -751,7 +762,7 @@ struct rfs_ioc_extents {
 	uint32_t pad;
 	struct {
 		uint64_t logical, physical, length, shared;
-		uint32_t flags; /* 1 = unwritten */
+		uint32_t flags; /* 1 = unwritten, 2 = inline data (in no block) */
 		uint32_t pad;
 	} e[RFS_IOC_EXTENTS_MAX];
 };

@@ -96,7 +96,9 @@ static int stat_one(const char *path, bool extents)
 				       (unsigned long long)x->e[i].physical,
 				       (unsigned long long)x->e[i].length,
 				       (unsigned long long)x->e[i].shared,
-				       x->e[i].flags & 1 ? " unwritten" : "");
+				       x->e[i].flags & 1   ? " unwritten"
+				       : x->e[i].flags & 2 ? " inline"
+							   : "");
 				from = x->e[i].logical + x->e[i].length;
 			}
 			if (x->count < RFS_IOC_EXTENTS_MAX)
@@ -116,7 +118,9 @@ int cmd_stat(int argc, char **argv)
 		printf("usage: reflinkfs stat [-e|--extents] FILE...\n\n"
 		       "Show a file's size, blocks and extents, and how many of its blocks are\n"
 		       "shared with clones (lazily shared blocks under a shared tree are counted\n"
-		       "when the whole extent map is shared).  -e lists every extent.\n"
+		       "when the whole extent map is shared).  -e lists every extent; a tiny\n"
+		       "file's data kept in its inode record shows as one \"inline\" extent\n"
+		       "in no block (physical 0, 0 blocks).\n"
 		       "For a directory: the pool's free blocks, and the blocks of deleted files\n"
 		       "still being freed in the background (\"reclaiming\"; they count as used\n"
 		       "in df until then).\n");

@@ -10,6 +10,11 @@
  * out of the clone and put back, O(number of xattrs)).  A range clone
  * shares the source's extent records over the whole blocks of the range
  * (rfs_ref_inc on each piece) and copies partial head and tail blocks.
+ * A tiny source whose data is in its record (RFS_INODE_INLDATA) has no
+ * block to share: a whole-file clone copies the record's bytes (one
+ * record, as for an inline extent map), a range is copied through
+ * memory; a destination with inline data gets it into a block before
+ * blocks are shared into it (inldata_spill).
  */
 #include "fs/op.h"
 
@@ -37,8 +42,19 @@ static int clone_inline(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d
 		return ret;
 	}
 	d->i.subtree = nt.root;
-	d->i.flags &= ~(uint32_t)(RFS_INODE_INLEXT | RFS_INODE_TAILCLONE);
+	d->i.flags &= ~(uint32_t)(RFS_INODE_INLEXT | RFS_INODE_INLDATA | RFS_INODE_TAILCLONE);
 	d->taillen = 0;
+	d->i.size = 0;
+	d->i.blocks = 0;
+	if (s->i.flags & RFS_INODE_INLDATA) {
+		/* The bytes themselves: into d's record, or into a block when
+		 * d keeps xattrs (a file tree). */
+		size_t done = 0;
+		ret = file_write_locked(fs, d, s->tail, s->taillen, 0, &done, false);
+		if (!ret && done < s->taillen)
+			ret = -ENOSPC;
+		return ret;
+	}
 	ret = emap_open(fs, s, &sm);
 	if (ret)
 		return ret;
@@ -68,7 +84,7 @@ static int clone_inline(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d
 static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 {
 	if (!s->i.subtree)
-		return clone_inline(fs, s, d);
+		return clone_inline(fs, s, d); /* inline extents or data */
 	rfs_tree src = FS_TREE(s->i.subtree, RFS_OWNER_FILE), nt;
 	rfs_tree old = FS_TREE(d->i.subtree, RFS_OWNER_FILE);
 	struct rfs_xsave *save = NULL;
@@ -90,7 +106,7 @@ static int clone_whole(rfs_fs *fs, const struct rfs_irec *s, struct rfs_irec *d)
 	 * is big (reclaim.c); its inline extents, if any, at once. */
 	ret = rec_release(fs, d);
 	d->i.subtree = nt.root;
-	d->i.flags &= ~(uint32_t)RFS_INODE_INLEXT;
+	d->i.flags &= ~(uint32_t)(RFS_INODE_INLEXT | RFS_INODE_INLDATA);
 	d->taillen = 0;
 	d->i.size = s->i.size;
 	d->i.blocks = s->i.blocks;
@@ -206,6 +222,11 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 	/* O(1): the whole source onto an empty or shorter destination. */
 	if (!same && off_in == 0 && off_out == 0 && len == ssize && d->i.size <= len)
 		return clone_whole(fs, s, d);
+	/* Inline data: no block to share, a few hundred bytes to copy. */
+	if (s->i.flags & RFS_INODE_INLDATA) {
+		ret = tail_fix(fs, d);
+		return ret ? ret : copy_bytes(fs, s, d, off_in, off_out, len);
+	}
 	/*
 	 * `cp` of a file over 4 GiB (the kernel caps each call at 4 GiB) or of
 	 * a sparse file (one call per data region) arrives as several calls
@@ -273,8 +294,10 @@ static int clone_range_locked(rfs_fs *fs, struct rfs_irec *s, struct rfs_irec *d
 		tail = 0;
 	}
 	if (nb) {
-		ret = share_blocks(fs, same ? d : s, d, (off_in + head) / BS,
-				   (off_out + head) / BS, nb);
+		ret = inldata_spill(fs, d);
+		if (!ret)
+			ret = share_blocks(fs, same ? d : s, d, (off_in + head) / BS,
+					   (off_out + head) / BS, nb);
 		if (ret)
 			return ret;
 	}

@@ -450,9 +450,27 @@ out:
 	return ret;
 }
 
-/* file_diff when a side keeps its extent map inline (no file tree, no
- * xattrs): the maps are a few extents, so compare the whole file; the
- * other side's xattrs, if it has any, are a difference. */
+/* Whether two files of the same size, one of them with inline data (so
+ * at most RFS_INLDATA_MAX bytes), hold different bytes: 1, 0, or an
+ * error. */
+static int inldata_differs(struct rfs_diff *d, const struct rfs_irec *a,
+			   const struct rfs_irec *b)
+{
+	uint8_t ba[RFS_INLDATA_MAX], bb[RFS_INLDATA_MAX];
+	size_t ga = 0, gb = 0, n = (size_t)a->i.size;
+	if (n > RFS_INLDATA_MAX)
+		return 1;
+	int ret = file_read_locked(d->fs, a, ba, n, 0, &ga);
+	if (!ret)
+		ret = file_read_locked(d->fs, b, bb, n, 0, &gb);
+	if (ret)
+		return ret;
+	return ga != gb || memcmp(ba, bb, ga) != 0;
+}
+
+/* file_diff when a side keeps its extent map or its data inline (no file
+ * tree, no xattrs): the maps are a few extents, so compare the whole
+ * file; the other side's xattrs, if it has any, are a difference. */
 static int inline_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
 		       uint32_t *what)
 {
@@ -470,6 +488,14 @@ static int inline_diff(struct rfs_diff *d, const struct rfs_irec *a, const struc
 	}
 	if (ret || (*what & RFS_DIFF_DATA))
 		return ret;
+	if ((a->i.flags | b->i.flags) & RFS_INODE_INLDATA) {
+		ret = inldata_differs(d, a, b);
+		if (ret == 1) {
+			*what |= RFS_DIFF_DATA;
+			ret = 0;
+		}
+		return ret;
+	}
 	ret = emap_open(d->fs, a, &ma);
 	if (ret)
 		return ret;
@@ -494,7 +520,9 @@ static int file_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct 
 	int ret = 0;
 
 	d->st.files_compared++;
-	bool ia = a->i.flags & RFS_INODE_INLEXT, ib = b->i.flags & RFS_INODE_INLEXT;
+	/* Inline extent maps or inline data (regular files only). */
+	bool ia = a->i.flags & (RFS_INODE_INLEXT | RFS_INODE_INLDATA);
+	bool ib = b->i.flags & (RFS_INODE_INLEXT | RFS_INODE_INLDATA);
 	bool same_tail = a->taillen == b->taillen && !memcmp(a->tail, b->tail, a->taillen);
 	if (!same_tail && !ia && !ib)
 		*what |= RFS_DIFF_DATA; /* inline symlink target */

@@ -221,6 +221,13 @@ int emap_open(rfs_fs *fs, const struct rfs_irec *r, struct emap *m)
 	/* A file without a tree is inline (an empty map when it has no
 	 * RFS_INODE_INLEXT). */
 	m->inl = !r->i.subtree;
+	if (r->i.flags & RFS_INODE_INLDATA) {
+		/* Its callers move inline data into a block first
+		 * (inldata_spill); an empty map here would drop the bytes. */
+		rfs_log(RFS_LOG_ERR, "inode %llu: inline data where an extent map was expected",
+			(unsigned long long)r->i.ino);
+		return -EUCLEAN;
+	}
 	if (!m->inl)
 		return 0;
 	if (!(r->i.flags & RFS_INODE_INLEXT) && !inline_ok(fs)) {

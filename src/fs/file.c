@@ -11,6 +11,16 @@
  * cut-out blocks with rfs_ref_dec.  Writes never modify a block in place:
  * the blocks written are new, so a clone sharing the old ones never sees
  * the change, and a crash leaves the last committed state intact.
+ *
+ * Inline data (volume format 4): a regular file whose whole content is at
+ * most RFS_INLDATA_MAX bytes, written while it maps no block, keeps the
+ * bytes in its record's tail (RFS_INODE_INLDATA) -- no data block, no
+ * extent.  Reads, writes and truncates within the limit work on the tail;
+ * anything that needs blocks (growth past the limit, fallocate, a hole
+ * punch, a range clone onto it, an xattr) first moves the bytes into a
+ * block of their own (inldata_spill), after which the file is an
+ * ordinary one and never goes back inline.  The record is stored by the
+ * same operation, so the usual transaction rules cover it.
  */
 #include "fs/op.h"
 
@@ -71,6 +81,98 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 	return ret;
 }
 
+/* ---- inline data ------------------------------------------------------------ */
+
+static bool inldata(const struct rfs_irec *r)
+{
+	return r->i.flags & RFS_INODE_INLDATA;
+}
+
+/* The tail holds exactly the file's bytes. */
+static int inldata_check(const struct rfs_irec *r)
+{
+	if (r->taillen == r->i.size && r->i.size && r->i.size <= RFS_INLDATA_MAX)
+		return 0;
+	rfs_log(RFS_LOG_ERR, "inode %llu: inline data of %zu bytes in a file of %llu bytes",
+		(unsigned long long)r->i.ino, r->taillen, (unsigned long long)r->i.size);
+	return -EUCLEAN;
+}
+
+/* May r's content, grown to size bytes, be kept in its record?  Inline
+ * already, or mapping no block at all (no file tree, so no xattrs either;
+ * no inline extents; no hidden clone tail): its bytes are then zeros. */
+static bool inldata_fits(rfs_fs *fs, const struct rfs_irec *r, uint64_t size)
+{
+	if (!S_ISREG(r->i.mode) || size == 0 || size > RFS_INLDATA_MAX || !inline_data_ok(fs))
+		return false;
+	if (inldata(r))
+		return true;
+	return !r->i.subtree && !r->taillen &&
+	       !(r->i.flags & (RFS_INODE_INLEXT | RFS_INODE_TAILCLONE));
+}
+
+/* Write size bytes at off into the tail (inldata_fits said yes). */
+static void inldata_write(struct rfs_irec *r, const void *buf, size_t size, uint64_t off)
+{
+	uint64_t have = inldata(r) ? r->taillen : 0;
+	uint64_t nsize = off + size > r->i.size ? off + size : r->i.size;
+	if (nsize > have)
+		memset(r->tail + have, 0, nsize - have);
+	memcpy(r->tail + off, buf, size);
+	r->taillen = nsize;
+	r->i.size = nsize;
+	r->i.flags |= RFS_INODE_INLDATA;
+}
+
+/* Truncate inline data to size (<= RFS_INLDATA_MAX); 0 leaves no tail. */
+static void inldata_truncate(struct rfs_irec *r, uint64_t size)
+{
+	if (size > r->taillen)
+		memset(r->tail + r->taillen, 0, size - r->taillen);
+	r->taillen = size;
+	r->i.size = size;
+	if (!size)
+		r->i.flags &= ~(uint32_t)RFS_INODE_INLDATA;
+}
+
+static int write_blocks(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos,
+			uint64_t n, const uint8_t *data, uint64_t *done, bool pause);
+
+int inldata_spill(rfs_fs *fs, struct rfs_irec *r)
+{
+	if (!inldata(r))
+		return 0;
+	int ret = inldata_check(r);
+	if (ret)
+		return ret;
+	uint8_t *blk = calloc(1, BS);
+	if (!blk)
+		return -ENOMEM;
+	size_t len = r->taillen;
+	memcpy(blk, r->tail, len);
+	r->i.flags &= ~(uint32_t)RFS_INODE_INLDATA;
+	r->taillen = 0;
+	struct emap t;
+	uint64_t done = 0;
+	ret = emap_open(fs, r, &t);
+	if (!ret) {
+		ret = write_blocks(fs, r, &t, 0, 1, blk, &done, false);
+		int sret = emap_store(fs, &t, r, false);
+		emap_free(&t);
+		if (!ret)
+			ret = sret;
+	}
+	if (ret && !done) {
+		/* Nothing mapped: back to inline, as it was. */
+		r->i.flags |= RFS_INODE_INLDATA;
+		r->i.subtree = 0;
+		memcpy(r->tail, blk, len);
+		r->taillen = len;
+	}
+	free(blk);
+	return ret;
+}
+
 int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 		     size_t size, uint64_t off, size_t *got)
 {
@@ -79,6 +181,14 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 		return 0;
 	if (size > r->i.size - off)
 		size = (size_t)(r->i.size - off);
+	if (r->i.flags & RFS_INODE_INLDATA) {
+		int ret = inldata_check(r);
+		if (!ret) {
+			memcpy(buf, r->tail + off, size);
+			*got = size;
+		}
+		return ret;
+	}
 	uint64_t b0 = off / BS, b1 = div_up(off + size, BS);
 	struct emap t;
 	int ret = emap_open(fs, r, &t);
@@ -213,6 +323,45 @@ int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 	if (ret)
 		return ret;
 	uint64_t end = off + size, b0 = off / BS, b1 = div_up(end, BS);
+	if (inldata_fits(fs, r, end > r->i.size ? end : r->i.size)) {
+		if (inldata(r) && (ret = inldata_check(r)) != 0)
+			return ret;
+		inldata_write(r, buf, size, off);
+		*done = size;
+		return 0;
+	}
+	if (inldata(r) && b0 == 0) {
+		/* Growing past the limit from the first block: one write of the
+		 * inline bytes and the new ones together. */
+		if ((ret = inldata_check(r)) != 0)
+			return ret;
+		size_t len = end > r->taillen ? (size_t)end : r->taillen, got = 0;
+		uint8_t *all = calloc(1, len);
+		if (!all)
+			return -ENOMEM;
+		size_t have = r->taillen;
+		memcpy(all, r->tail, have);
+		memcpy(all + off, buf, size);
+		r->i.flags &= ~(uint32_t)RFS_INODE_INLDATA;
+		r->taillen = 0;
+		ret = file_write_locked(fs, r, all, len, 0, &got, pause);
+		if (got < have) {
+			/* Nothing written (got is 0 or whole blocks, and have
+			 * is less than one): still inline, as it was. */
+			r->i.flags |= RFS_INODE_INLDATA;
+			memcpy(r->tail, all, have);
+			r->taillen = have;
+		}
+		free(all);
+		*done = got > off ? (got - off < size ? got - off : size) : 0;
+		return *done ? 0 : ret ? ret : -ENOSPC;
+	}
+	if (inldata(r)) {
+		ret = inldata_spill(fs, r);
+		if (ret)
+			return ret;
+		pause = false;
+	}
 	struct emap t;
 	ret = emap_open(fs, r, &t);
 	if (ret)
@@ -341,6 +490,16 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size)
 	int tret = tail_fix(fs, r);
 	if (tret)
 		return tret;
+	if (inldata(r)) {
+		if ((tret = inldata_check(r)) != 0)
+			return tret;
+		if (size <= RFS_INLDATA_MAX) {
+			inldata_truncate(r, size);
+			return 0;
+		}
+		if ((tret = inldata_spill(fs, r)) != 0)
+			return tret;
+	}
 	struct emap t;
 	int ret = emap_open(fs, r, &t);
 	if (ret)
@@ -414,6 +573,8 @@ static int falloc_locked(rfs_fs *fs, struct rfs_irec *r, int mode, uint64_t off,
 {
 	uint64_t end = off + len;
 	int ret = tail_fix(fs, r);
+	if (!ret)
+		ret = inldata_spill(fs, r);
 	if (ret)
 		return ret;
 	struct emap t;
@@ -625,6 +786,11 @@ int rfs_fs_lseek(rfs_fs *fs, rfs_nodeid id, uint64_t off, int whence, uint64_t *
 		ret = -ENXIO;
 		goto out;
 	}
+	if (inldata(&r)) {
+		/* All data, no hole before the end. */
+		*out = whence == SEEK_DATA ? off : size;
+		goto out;
+	}
 	struct emap t;
 	ret = emap_open(fs, &r, &t);
 	if (ret)
@@ -678,6 +844,24 @@ out:
 	return ret;
 }
 
+ssize_t rfs_fs_inline_data(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size)
+{
+	struct rfs_irec r;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	if (!ret && !inldata(&r))
+		ret = -ENODATA;
+	if (!ret)
+		ret = inldata_check(&r);
+	if (!ret && size > r.taillen)
+		size = r.taillen;
+	if (!ret)
+		memcpy(buf, r.tail, size);
+	rfs_pool_unlock(fs->pool);
+	return ret ? ret : (ssize_t)size;
+}
+
 int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 		   int (*fn)(void *arg, const struct rfs_extent_info *e), void *arg)
 {
@@ -696,6 +880,14 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 		goto out;
 	if (!S_ISREG(r.i.mode)) {
 		ret = -EINVAL;
+		goto out;
+	}
+	if (inldata(&r)) {
+		/* As FIEMAP_EXTENT_DATA_INLINE: the bytes, in no block. */
+		struct rfs_extent_info info = {.length = r.i.size, .inline_data = true};
+		ret = inldata_check(&r);
+		if (!ret)
+			fn(arg, &info);
 		goto out;
 	}
 	struct emap t;

@@ -608,10 +608,11 @@ static int journal_open(rfs_fs *fs, unsigned flags)
 	return ret;
 }
 
-/* Format 2 -> 3 at a read-write open: from now on small files may keep
- * their extent maps inline; files written before keep their trees.  A
- * reflinkfs that knows only format 2 then refuses the pool rather than
- * misreading it.  Pool write lock held. */
+/* Format 2 or 3 -> 4 at a read-write open: from now on small files may
+ * keep their extent maps inline (3) and tiny files their data (4); files
+ * written before keep their form until rewritten.  A reflinkfs that knows
+ * only an older format then refuses the pool rather than misreading it.
+ * Pool write lock held. */
 static int vol_upgrade(rfs_fs *fs, const char *path)
 {
 	rfs_tree vol;
@@ -630,7 +631,7 @@ static int vol_upgrade(rfs_fs *fs, const char *path)
 		rfs_log(RFS_LOG_ERR, "%s: updating the filesystem format %u -> %u failed: %s",
 			path, from, RFS_VOL_VERSION, strerror(-ret));
 	} else {
-		rfs_log(RFS_LOG_INFO, "%s: filesystem format %u -> %u (small files keep their extent maps inline)",
+		rfs_log(RFS_LOG_INFO, "%s: filesystem format %u -> %u (small files keep their extent maps, tiny files their data, inline)",
 			path, from, RFS_VOL_VERSION);
 	}
 	return ret;
@@ -1005,14 +1006,42 @@ static void fsck_problem(struct fsck_ctx *c, const char *fmt, ...)
 	c->report(c->arg, line);
 }
 
+/* Inline data (RFS_INODE_INLDATA): only on a regular file without a file
+ * tree or inline extents, in a format 4 volume, its tail exactly the
+ * file's 1..RFS_INLDATA_MAX bytes, no data block counted. */
+static void fsck_inldata(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *r,
+			 const char *path, const char *name)
+{
+	if (!S_ISREG(r->i.mode) || r->i.subtree || (r->i.flags & (RFS_INODE_LINKED | RFS_INODE_INLEXT))) {
+		fsck_problem(c, "%s/%s: inline data on a record that cannot have it", path, name);
+		return;
+	}
+	if (!inline_data_ok(fs))
+		fsck_problem(c, "%s/%s: inline data in a format %u volume", path, name,
+			     fs->top->m.version);
+	if (r->taillen != r->i.size || r->i.size == 0 || r->i.size > RFS_INLDATA_MAX)
+		fsck_problem(c, "%s/%s: %zu bytes of inline data in a file of %llu bytes (at most %u)",
+			     path, name, r->taillen, (unsigned long long)r->i.size,
+			     (unsigned)RFS_INLDATA_MAX);
+	if (r->i.blocks)
+		fsck_problem(c, "%s/%s: %llu blocks recorded for a file with inline data", path,
+			     name, (unsigned long long)r->i.blocks);
+}
+
 /* The record's form: an inline extent map (RFS_INODE_INLEXT) only on a
  * regular file without a file tree, in a format 3 volume, with the item's
  * RFS_ITEM_EXTLIST, decoding to sorted extents whose blocks add up to the
- * record's block count. */
+ * record's block count; inline data as fsck_inldata says. */
 static void fsck_form(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *r, uint8_t iflags,
 		      const char *path, const char *name)
 {
 	bool inl = r->i.flags & RFS_INODE_INLEXT;
+	if (r->i.flags & RFS_INODE_INLDATA) {
+		if (iflags & RFS_ITEM_EXTLIST)
+			fsck_problem(c, "%s/%s: inline data and item flags disagree", path, name);
+		fsck_inldata(fs, c, r, path, name);
+		return;
+	}
 	if (inl != !!(iflags & RFS_ITEM_EXTLIST)) {
 		fsck_problem(c, "%s/%s: inline extent flag and item flags disagree", path, name);
 		return;

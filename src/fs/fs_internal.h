@@ -51,8 +51,10 @@ enum {
 /* 2: the volume has the back-pointer index 'P' (format 1 pools get it
  * at their first read-write mount).  3: records may keep a small file's
  * extent map inline (RFS_INODE_INLEXT); a format 2 pool becomes 3 at its
- * first read-write mount (its files keep their trees until rewritten). */
-#define RFS_VOL_VERSION 3u
+ * first read-write mount (its files keep their trees until rewritten).
+ * 4: records may keep a tiny file's data inline (RFS_INODE_INLDATA); an
+ * older volume becomes 4 at its first read-write mount likewise. */
+#define RFS_VOL_VERSION 4u
 
 /* Volume meta, key 'M' of the volume tree. */
 struct rfs_volmeta {
@@ -106,6 +108,11 @@ enum {
 	 * it (emap.c, docs/FORMAT.md), the item carries RFS_ITEM_EXTLIST and
 	 * subtree is 0 (no file tree, hence no xattrs). */
 	RFS_INODE_INLEXT = 1u << 5,
+	/* Regular file whose whole content is in the record's tail (tail
+	 * length = size, 1..RFS_INLDATA_MAX bytes): no data block, no file
+	 * tree (subtree 0, blocks 0), a plain RFS_ITEM_TREE item (file.c
+	 * "inline data", docs/FORMAT.md; volume format 4). */
+	RFS_INODE_INLDATA = 1u << 6,
 };
 
 /*
@@ -555,6 +562,12 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 int file_write_locked(rfs_fs *fs, struct rfs_irec *r, const void *buf,
 		      size_t size, uint64_t off, size_t *done, bool pause);
 int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size);
+/* A file whose data is inline (RFS_INODE_INLDATA) gets it in a data
+ * block of its own, mapped by an inline extent map, before an operation
+ * that needs blocks (fallocate, hole punch, range clone, xattrs, growth
+ * past RFS_INLDATA_MAX).  No-op for other records; on failure r is as it
+ * was.  Pool write lock held; one data block. */
+int inldata_spill(rfs_fs *fs, struct rfs_irec *r);
 /* Cut hidden clone extents past the size (RFS_INODE_TAILCLONE). */
 int tail_fix(rfs_fs *fs, struct rfs_irec *r);
 /* Zero bytes [from, to) of one block inside the file (copy-on-write). */
@@ -604,6 +617,15 @@ struct emap {
 static inline bool inline_ok(const rfs_fs *fs)
 {
 	return fs->top->m.version >= 3;
+}
+/* Largest file whose data stays in its record: all a record's tail can
+ * hold (the tree's value limit, RFS_VAL_MAX, less the inode), so that a
+ * directory leaf still holds three such records. */
+#define RFS_INLDATA_MAX RFS_INLINE_MAX
+/* Tiny files' data may be written inline (volume format 4). */
+static inline bool inline_data_ok(const rfs_fs *fs)
+{
+	return fs->top->m.version >= 4;
 }
 int emap_open(rfs_fs *fs, const struct rfs_irec *r, struct emap *m);
 /* Write m back into r.  shrink: a file tree that now fits the record

@@ -141,6 +141,10 @@ void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
 	st->st_size = (off_t)i->size;
 	st->st_blksize = RFS_BLOCK_SIZE;
 	st->st_blocks = (blkcnt_t)(i->blocks * (RFS_BLOCK_SIZE / 512));
+	/* Inline data takes no block, but a file of data must not look
+	 * sparse (st_blocks 0) to cp, tar and du: its bytes, in sectors. */
+	if (i->flags & RFS_INODE_INLDATA)
+		st->st_blocks = (blkcnt_t)div_up(i->size, 512);
 	st->st_atim.tv_sec = i->atime;
 	st->st_atim.tv_nsec = i->atime_ns;
 	st->st_mtim.tv_sec = i->mtime;

@@ -189,8 +189,10 @@ static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_nod
 		/* Xattrs live in the file tree: an inline extent map moves
 		 * there first (not for a minimal ACL, which is not kept: cp -a
 		 * sets one on every file). */
-		if (ip_rec(&p)->i.flags & RFS_INODE_INLEXT) {
-			ret = rec_spill(fs, ip_rec(&p));
+		if (ip_rec(&p)->i.flags & (RFS_INODE_INLEXT | RFS_INODE_INLDATA)) {
+			ret = inldata_spill(fs, ip_rec(&p));
+			if (!ret)
+				ret = rec_spill(fs, ip_rec(&p));
 			t->root = ip_rec(&p)->i.subtree;
 		}
 		if (!ret)

@@ -681,7 +681,7 @@ static int stat_ext(void *arg, const struct rfs_extent_info *e)
 	a->x->e[i].physical = e->physical;
 	a->x->e[i].length = e->length;
 	a->x->e[i].shared = e->shared;
-	a->x->e[i].flags = e->unwritten ? 1 : 0;
+	a->x->e[i].flags = (e->unwritten ? 1 : 0) | (e->inline_data ? 2 : 0);
 	return 0;
 }
 

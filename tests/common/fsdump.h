@@ -15,7 +15,8 @@
  *    SEEK_HOLE: every block verified against its checksum.  On a
  *    read-write fs this updates atimes (relatime), a change to the state.
  *  - FSD_RAW: from the extent map (rfs_fs_extents) and rfs_data_read of
- *    the physical blocks: no change to the fs at all, so a test can dump a
+ *    the physical blocks (rfs_fs_inline_data for a tiny file's bytes kept
+ *    in its record): no change to the fs at all, so a test can dump a
  *    live fs in the middle of a workload without perturbing it.
  * Both give the same image of the same state (tests check that).
  */
@@ -173,7 +174,7 @@ out:
 	return ret;
 }
 
-static int fsd_data_raw(rfs_fs *fs, const fsd_exts *x, uint64_t size,
+static int fsd_data_raw(rfs_fs *fs, rfs_nodeid node, const fsd_exts *x, uint64_t size,
 			uint64_t *hash)
 {
 	rfs_pool *pool = rfs_fs_pool(fs);
@@ -185,6 +186,16 @@ static int fsd_data_raw(rfs_fs *fs, const fsd_exts *x, uint64_t size,
 		const struct rfs_extent_info *e = &x->v[i];
 		if (e->unwritten)
 			continue;
+		if (e->inline_data) {
+			/* the bytes in the record: block 0, the only one */
+			memset(buf, 0, RFS_BLOCK_SIZE);
+			ssize_t got = rfs_fs_inline_data(fs, node, buf, RFS_BLOCK_SIZE);
+			if (got < 0)
+				ret = (int)got;
+			else
+				h = fsd_hash_block(h, 0, buf, size);
+			continue;
+		}
 		uint64_t b0 = e->logical / RFS_BLOCK_SIZE;
 		uint64_t nb = e->length / RFS_BLOCK_SIZE;
 		uint64_t p0 = e->physical / RFS_BLOCK_SIZE;
@@ -257,13 +268,13 @@ static int fsd_inode(rfs_fs *fs, rfs_nodeid node, const struct stat *st,
 		uint64_t h = 0;
 		ret = rfs_fs_extents(fs, node, fsd_ext_cb, &x);
 		if (!ret)
-			ret = (mode & FSD_RAW) ? fsd_data_raw(fs, &x, (uint64_t)st->st_size, &h)
+			ret = (mode & FSD_RAW) ? fsd_data_raw(fs, node, &x, (uint64_t)st->st_size, &h)
 					      : fsd_data_read(fs, node, (uint64_t)st->st_size, &h);
 		fsd_printf(out, " data=%016" PRIx64 " ext=", h);
 		for (size_t i = 0; i < x.n; i++)
-			fsd_printf(out, "%s%" PRIu64 "+%" PRIu64 "%s%s", i ? "," : "",
+			fsd_printf(out, "%s%" PRIu64 "+%" PRIu64 "%s%s%s", i ? "," : "",
 				   x.v[i].logical / RFS_BLOCK_SIZE, x.v[i].length / RFS_BLOCK_SIZE,
-				   x.v[i].unwritten ? "u" : "",
+				   x.v[i].unwritten ? "u" : "", x.v[i].inline_data ? "i" : "",
 				   x.v[i].shared && !(mode & FSD_NOSHARED) ? "s" : "");
 		free(x.v);
 	} else if (S_ISLNK(st->st_mode)) {

@@ -678,7 +678,7 @@ static int wl_names(wl *w)
 
 /* Data: small and multi-extent writes, overwrite, append, sparse files,
  * truncate (shrink, grow), fallocate, punch, zero range, clones of whole
- * files and of ranges. */
+ * files and of ranges; tiny files with inline data. */
 static int wl_data(wl *w)
 {
 	W(op_create(w, "f"));
@@ -691,6 +691,21 @@ static int wl_data(wl *w)
 	/* overwrite in the middle (unaligned), append */
 	W(op_write(w, "g", 5000, 10000, 30));
 	W(op_write(w, "f", 100, 9000, 31));
+	W(op_sync(w));
+	/* tiny files, data inline in the record: overwritten, grown within
+	 * the limit, cloned, cut, then moved into blocks (a write far past
+	 * the limit, preallocation) */
+	W(op_create(w, "t"));
+	W(op_write(w, "t", 0, 300, 80));
+	W(op_sync(w));
+	W(op_write(w, "t", 10, 50, 81));
+	W(op_write(w, "t", 300, 500, 82));
+	W(op_create(w, "tc"));
+	W(op_clone_file(w, "t", "tc"));
+	W(op_truncate(w, "t", 20));
+	W(op_sync(w));
+	W(op_write(w, "tc", 8 * KB, 100, 83));
+	W(op_falloc(w, "t", FALLOC_FL_KEEP_SIZE, 0, 8 * KB));
 	W(op_sync(w));
 	/* sparse: data far out, then grown by truncate */
 	W(op_create(w, "s"));

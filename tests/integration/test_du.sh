@@ -29,7 +29,8 @@ expect() {
 mkdir -p "$MNT/a/sub" "$MNT/b"
 head -c $((2 * M)) /dev/urandom >"$MNT/a/f"
 head -c $((100 * K)) /dev/urandom >"$MNT/a/sub/g"
-head -c 100 /dev/urandom >"$MNT/a/small" # one block
+# one block: past the 888 bytes a file may keep inline in its record
+head -c 1000 /dev/urandom >"$MNT/a/small"
 expect "$MNT/a" $((2 * M + 101 * K)) $((2 * M + 101 * K)) $((2 * M + 101 * K))
 run_du --json "$MNT/a"
 check "files and directories counted" bash -c "[ '$(field files)' = 3 ] && [ '$(field dirs)' = 2 ]"
@@ -149,7 +150,8 @@ fi
 mkdir "$MNT/big"
 for d in $(seq 1 20); do
 	mkdir "$MNT/big/d$d"
-	for i in $(seq 1 150); do printf x >"$MNT/big/d$d/file-$i"; done
+	# 1000 bytes: one block each (not inline)
+	for i in $(seq 1 150); do printf '%1000s' x >"$MNT/big/d$d/file-$i"; done
 done
 expect "$MNT/big" $((3000 * K)) $((3000 * K)) $((3000 * K))
 (for i in $(seq 1 400); do printf y >"$MNT/big/d1/new-$i"; done) &
@@ -162,7 +164,11 @@ if [ "$(field changes)" != 0 ]; then
 	check "changes during the walk: exact is false, a note says so" bash -c \
 		"grep -q '\"exact\":false' '$SCRATCH/out' && grep -q 'approximate' '$SCRATCH/err'"
 fi
-expect "$MNT/big" $((3400 * K)) $((3400 * K)) $((3400 * K))
+# the 400 one-byte files keep their data inline, in no block
+expect "$MNT/big" $((3000 * K)) $((3000 * K)) $((3000 * K))
+run_du --json --meta "$MNT/big/d1/new-1"
+check "a tiny file's data inline: no data block" bash -c \
+	"[ $(rc) = 0 ] && [ '$(field total)' = 0 ] && [ '$(field files)' = 1 ] && [ \$(wc -c <'$MNT/big/d1/new-1') = 1 ]"
 
 rfs_umount
 check "fsck clean" rfs_fsck

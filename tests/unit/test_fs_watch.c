@@ -492,6 +492,10 @@ static void test_retry_one_event(void **state)
 	rfs_fs *fs = fresh();
 	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
 	rfs_nodeid h = mkfile(fs, RFS_ROOT_NODE, "h", "hhh");
+	/* An xattr moves their inline data into a block: a write to them
+	 * then allocates one (a write to inline data allocates nothing). */
+	OK(rfs_fs_setxattr(fs, &g_root, f, "user.k", "v", 1, 0));
+	OK(rfs_fs_setxattr(fs, &g_root, h, "user.k", "v", 1, 0));
 	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", NULL);
 	static char blk[64 << 10];
 	memset(blk, 'g', sizeof(blk));

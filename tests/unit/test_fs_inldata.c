@@ -1,0 +1,764 @@
+/*
+ * Tiny files keep their data inline in the inode record
+ * (RFS_INODE_INLDATA, src/fs/file.c, volume format 4): no data block.
+ * Every transition -- create, append within and past the limit, writes
+ * past it, overwrite, truncate down and up, hole punch, fallocate, clones
+ * to and from, xattrs, snapshots and diff, du, reopen, a crash at each
+ * commit -- reads back what a normal file would hold, and fsck is clean
+ * after each step.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "reflinkfs/fs.h"
+#include "reflinkfs/log.h"
+
+#include "fs/fs_internal.h"
+
+#define BS RFS_BLOCK_SIZE
+#define MAXI RFS_INLDATA_MAX
+
+static char g_dir[4096];
+static char g_pool[4200];
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
+
+static void fsck_line(void *arg, const char *what)
+{
+	(void)arg;
+	fprintf(stderr, "fsck: %s\n", what);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = getenv("RFS_TEST_DIR");
+	snprintf(g_dir, sizeof(g_dir), "%s/inldXXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(g_pool);
+	rmdir(g_dir);
+	return 0;
+}
+
+static rfs_fs *fresh(unsigned flags)
+{
+	rfs_fs *fs;
+	unlink(g_pool);
+	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
+	assert_int_equal(rfs_fs_open(g_pool, flags, &fs), 0);
+	return fs;
+}
+
+static void fsck_clean(void)
+{
+	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+}
+
+/* Close, fsck clean, reopen; n (if given) is looked up again by name. */
+static rfs_fs *reopen(rfs_fs *fs, const char *name, rfs_nodeid *n)
+{
+	assert_int_equal(rfs_fs_close(fs), 0);
+	fsck_clean();
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	if (n)
+		assert_int_equal(rfs_fs_resolve(fs, name, n, NULL), 0);
+	return fs;
+}
+
+static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
+{
+	rfs_nodeid n;
+	struct stat st;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
+	return n;
+}
+
+static struct rfs_irec rec_of(rfs_fs *fs, rfs_nodeid id)
+{
+	struct rfs_irec r;
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	assert_non_null(n);
+	assert_int_equal(inode_read(fs, n, &r), 0);
+	rfs_pool_unlock(fs->pool);
+	return r;
+}
+
+/* Data inline: in the record, no block, no tree. */
+static bool inl(rfs_fs *fs, rfs_nodeid id)
+{
+	struct rfs_irec r = rec_of(fs, id);
+	return (r.i.flags & RFS_INODE_INLDATA) && !r.i.subtree && r.i.blocks == 0 &&
+	       r.taillen == r.i.size;
+}
+
+static uint64_t blocks_of(rfs_fs *fs, rfs_nodeid id)
+{
+	return rec_of(fs, id).i.blocks;
+}
+
+static void fill(uint8_t *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(seed * 131 + i * 7 + 1);
+}
+
+/* n reads back exactly want (len bytes), and nothing past it. */
+static void expect(rfs_fs *fs, rfs_nodeid n, const uint8_t *want, size_t len)
+{
+	uint8_t *rd = malloc(len + 100);
+	assert_non_null(rd);
+	assert_int_equal(rfs_fs_read(fs, n, rd, len + 100, 0), (ssize_t)len);
+	assert_memory_equal(rd, want, len);
+	/* and in pieces at odd offsets */
+	for (size_t off = 0; off < len; off += 333) {
+		size_t k = len - off < 77 ? len - off : 77;
+		assert_int_equal(rfs_fs_read(fs, n, rd, k, off), (ssize_t)k);
+		assert_memory_equal(rd, want + off, k);
+	}
+	free(rd);
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, n, &st), 0);
+	assert_int_equal(st.st_size, len);
+}
+
+static uint64_t used(rfs_fs *fs)
+{
+	struct rfs_pool_stats st;
+	rfs_pool_stats(rfs_fs_pool(fs), &st);
+	return st.used_blocks;
+}
+
+struct exts {
+	int n;
+	struct rfs_extent_info e[8];
+};
+
+static int ext_cb(void *arg, const struct rfs_extent_info *e)
+{
+	struct exts *x = arg;
+	if (x->n < 8)
+		x->e[x->n] = *e;
+	x->n++;
+	return 0;
+}
+
+static struct exts extents(rfs_fs *fs, rfs_nodeid n)
+{
+	struct exts x = {0};
+	assert_int_equal(rfs_fs_extents(fs, n, ext_cb, &x), 0);
+	return x;
+}
+
+static void set_size(rfs_fs *fs, rfs_nodeid n, uint64_t size)
+{
+	struct stat st = {.st_size = (off_t)size};
+	assert_int_equal(rfs_fs_setattr(fs, n, &st, RFS_SET_SIZE, NULL), 0);
+}
+
+/* Create, write, append within the limit and one byte past it; stat,
+ * extents, SEEK_DATA / SEEK_HOLE, reopen. */
+static void test_create_append(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[2 * BS], exp[2 * BS];
+	fill(buf, sizeof buf, 1);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	uint64_t u0 = used(fs);
+	assert_int_equal(rfs_fs_write(fs, a, buf, 100, 0), 100);
+	assert_true(inl(fs, a));
+	expect(fs, a, buf, 100);
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, a, &st), 0);
+	assert_int_equal(st.st_blocks, 1); /* its bytes, not 0: not sparse */
+	struct exts x = extents(fs, a);
+	assert_int_equal(x.n, 1);
+	assert_true(x.e[0].inline_data);
+	assert_int_equal(x.e[0].length, 100);
+	assert_int_equal(x.e[0].physical, 0);
+	uint8_t raw[BS];
+	assert_int_equal(rfs_fs_inline_data(fs, a, raw, sizeof raw), 100);
+	assert_memory_equal(raw, buf, 100);
+	uint64_t off;
+	assert_int_equal(rfs_fs_lseek(fs, a, 10, SEEK_DATA, &off), 0);
+	assert_int_equal(off, 10);
+	assert_int_equal(rfs_fs_lseek(fs, a, 10, SEEK_HOLE, &off), 0);
+	assert_int_equal(off, 100);
+	assert_int_equal(rfs_fs_lseek(fs, a, 100, SEEK_DATA, &off), -ENXIO);
+	/* appends up to the limit exactly */
+	size_t at = 100;
+	while (at < MAXI) {
+		size_t k = MAXI - at < 97 ? MAXI - at : 97;
+		assert_int_equal(rfs_fs_write(fs, a, buf + at, k, at), (ssize_t)k);
+		at += k;
+		assert_true(inl(fs, a));
+	}
+	expect(fs, a, buf, MAXI);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	/* no data block: at most the nodes the commit shadowed */
+	assert_true(used(fs) - u0 < 8);
+	fs = reopen(fs, "a", &a);
+	assert_true(inl(fs, a));
+	expect(fs, a, buf, MAXI);
+	/* one byte more: the data moves into a block of its own */
+	assert_int_equal(rfs_fs_write(fs, a, buf + MAXI, 1, MAXI), 1);
+	assert_false(inl(fs, a));
+	assert_int_equal(blocks_of(fs, a), 1);
+	expect(fs, a, buf, MAXI + 1);
+	x = extents(fs, a);
+	assert_int_equal(x.n, 1);
+	assert_false(x.e[0].inline_data);
+	assert_int_equal(x.e[0].length, BS);
+	assert_int_equal(rfs_fs_inline_data(fs, a, raw, sizeof raw), -ENODATA);
+	/* and stays an ordinary file when it shrinks again */
+	set_size(fs, a, 10);
+	assert_false(inl(fs, a));
+	expect(fs, a, buf, 10);
+	fs = reopen(fs, "a", &a);
+	expect(fs, a, buf, 10);
+
+	/* growing past the limit from block 0 in one write */
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, buf, 500, 0), 500);
+	assert_true(inl(fs, b));
+	assert_int_equal(rfs_fs_write(fs, b, buf + 300, 1500, 300), 1500);
+	assert_false(inl(fs, b));
+	expect(fs, b, buf, 1800);
+	/* a write far past it: block 0 keeps the bytes, a hole between */
+	rfs_nodeid c = mkfile(fs, "c");
+	assert_int_equal(rfs_fs_write(fs, c, buf, 200, 0), 200);
+	assert_true(inl(fs, c));
+	assert_int_equal(rfs_fs_write(fs, c, buf, 50, 5 * BS + 3), 50);
+	assert_false(inl(fs, c));
+	assert_int_equal(blocks_of(fs, c), 2);
+	memset(exp, 0, sizeof exp);
+	uint8_t *big = calloc(1, 6 * BS);
+	memcpy(big, buf, 200);
+	memcpy(big + 5 * BS + 3, buf, 50);
+	expect(fs, c, big, 5 * BS + 53);
+	assert_int_equal(rfs_fs_lseek(fs, c, 200, SEEK_HOLE, &off), 0);
+	assert_int_equal(off, BS);
+	assert_int_equal(rfs_fs_lseek(fs, c, BS, SEEK_DATA, &off), 0);
+	assert_int_equal(off, 5 * BS);
+	/* a write at an offset past the limit of an empty file: never inline */
+	rfs_nodeid d = mkfile(fs, "d");
+	assert_int_equal(rfs_fs_write(fs, d, buf, 10, MAXI), 10);
+	assert_false(inl(fs, d));
+	fs = reopen(fs, "c", &c);
+	expect(fs, c, big, 5 * BS + 53);
+	free(big);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* Overwrite, truncate down and up within the limit and past it, to 0;
+ * a file truncated up (sparse, no block) then written becomes inline. */
+static void test_overwrite_truncate(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[BS], exp[2 * BS];
+	fill(buf, sizeof buf, 2);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 600, 0), 600);
+	memcpy(exp, buf, 600);
+	assert_int_equal(rfs_fs_write(fs, a, "hello", 5, 123), 5);
+	memcpy(exp + 123, "hello", 5);
+	assert_true(inl(fs, a));
+	expect(fs, a, exp, 600);
+	/* down: the cut bytes read as zeros when it grows back */
+	set_size(fs, a, 200);
+	assert_true(inl(fs, a));
+	expect(fs, a, exp, 200);
+	set_size(fs, a, 700);
+	assert_true(inl(fs, a));
+	memset(exp + 200, 0, 500);
+	expect(fs, a, exp, 700);
+	fs = reopen(fs, "a", &a);
+	expect(fs, a, exp, 700);
+	/* up past the limit: an ordinary (sparse) file */
+	set_size(fs, a, 3 * BS);
+	assert_false(inl(fs, a));
+	assert_int_equal(blocks_of(fs, a), 1);
+	uint8_t *big = calloc(1, 3 * BS);
+	memcpy(big, exp, 700);
+	expect(fs, a, big, 3 * BS);
+	free(big);
+	/* to zero: nothing inline any more */
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, buf, 50, 0), 50);
+	set_size(fs, b, 0);
+	struct rfs_irec r = rec_of(fs, b);
+	assert_int_equal(r.i.flags & RFS_INODE_INLDATA, 0);
+	assert_int_equal(r.taillen, 0);
+	assert_int_equal(r.i.size, 0);
+	/* sparse within the limit, then a few bytes written: zeros around */
+	set_size(fs, b, 400);
+	assert_false(inl(fs, b));
+	assert_int_equal(rfs_fs_write(fs, b, "xyz", 3, 100), 3);
+	assert_true(inl(fs, b));
+	memset(exp, 0, 400);
+	memcpy(exp + 100, "xyz", 3);
+	expect(fs, b, exp, 400);
+	fs = reopen(fs, "b", &b);
+	expect(fs, b, exp, 400);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* Hole punch, zero range and preallocation move the data into a block
+ * first and then behave as on any file. */
+static void test_punch_fallocate(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[BS], exp[4 * BS];
+	fill(buf, sizeof buf, 3);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 800, 0), 800);
+	assert_int_equal(rfs_fs_fallocate(fs, a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100,
+					  50), 0);
+	assert_false(inl(fs, a));
+	memcpy(exp, buf, 800);
+	memset(exp + 100, 0, 50);
+	expect(fs, a, exp, 800);
+	/* the whole block punched: a hole of 800 bytes, no block */
+	assert_int_equal(rfs_fs_fallocate(fs, a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+					  BS), 0);
+	assert_int_equal(blocks_of(fs, a), 0);
+	memset(exp, 0, 800);
+	expect(fs, a, exp, 800);
+	uint64_t off;
+	assert_int_equal(rfs_fs_lseek(fs, a, 0, SEEK_DATA, &off), -ENXIO);
+
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, buf, 300, 0), 300);
+	assert_int_equal(rfs_fs_fallocate(fs, b, 0, 0, 3 * BS), 0);
+	assert_false(inl(fs, b));
+	assert_int_equal(blocks_of(fs, b), 3);
+	memset(exp, 0, sizeof exp);
+	memcpy(exp, buf, 300);
+	expect(fs, b, exp, 3 * BS);
+
+	rfs_nodeid c = mkfile(fs, "c");
+	assert_int_equal(rfs_fs_write(fs, c, buf, 300, 0), 300);
+	assert_int_equal(rfs_fs_fallocate(fs, c, FALLOC_FL_KEEP_SIZE, BS, BS), 0);
+	assert_false(inl(fs, c));
+	expect(fs, c, buf, 300);
+	rfs_nodeid d = mkfile(fs, "d");
+	assert_int_equal(rfs_fs_write(fs, d, buf, 300, 0), 300);
+	assert_int_equal(rfs_fs_fallocate(fs, d, FALLOC_FL_ZERO_RANGE, 10, 20), 0);
+	memcpy(exp, buf, 300);
+	memset(exp + 10, 0, 20);
+	expect(fs, d, exp, 300);
+	fs = reopen(fs, "d", &d);
+	expect(fs, d, exp, 300);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* A clone of an inline file copies one record (no block); range clones
+ * to and from inline files; writes to either side stay apart. */
+static void test_clone(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[4 * BS], exp[4 * BS];
+	fill(buf, sizeof buf, 4);
+	rfs_nodeid a = mkfile(fs, "a"), b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 700, 0), 700);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	uint64_t u0 = used(fs);
+	assert_int_equal(rfs_fs_clone_file(fs, a, b), 0);
+	assert_true(inl(fs, b));
+	expect(fs, b, buf, 700);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_true(used(fs) - u0 < 8); /* shadowed nodes only, no data */
+	/* copy_file_range of the whole file: the same */
+	rfs_nodeid c = mkfile(fs, "c");
+	assert_int_equal(rfs_fs_clone_range(fs, a, 0, c, 0, 700), 700);
+	assert_true(inl(fs, c));
+	expect(fs, c, buf, 700);
+	/* the sides diverge */
+	assert_int_equal(rfs_fs_write(fs, b, "B", 1, 5), 1);
+	assert_int_equal(rfs_fs_write(fs, a, "A", 1, 6), 1);
+	memcpy(exp, buf, 700);
+	exp[6] = 'A';
+	expect(fs, a, exp, 700);
+	memcpy(exp, buf, 700);
+	exp[5] = 'B';
+	expect(fs, b, exp, 700);
+	expect(fs, c, buf, 700);
+	/* a range of an inline file into the middle of another one */
+	assert_int_equal(rfs_fs_clone_range(fs, c, 100, b, 600, 200), 200);
+	assert_true(inl(fs, b));
+	memcpy(exp + 600, buf + 100, 200);
+	expect(fs, b, exp, 800);
+	/* within one inline file */
+	assert_int_equal(rfs_fs_clone_range(fs, c, 0, c, 500, 100), 100);
+	memcpy(exp, buf, 700);
+	memcpy(exp + 500, buf, 100);
+	expect(fs, c, exp, 700);
+	/* an inline range into a big file, at a block boundary */
+	rfs_nodeid d = mkfile(fs, "d");
+	assert_int_equal(rfs_fs_write(fs, d, buf, 4 * BS, 0), (ssize_t)(4 * BS));
+	assert_int_equal(rfs_fs_clone_range(fs, a, 0, d, BS, 700), 700);
+	memcpy(exp, buf, 4 * BS);
+	memcpy(exp + BS, buf, 700);
+	exp[BS + 6] = 'A';
+	expect(fs, d, exp, 4 * BS);
+	/* whole blocks of a big file onto an inline one: it moves into a
+	 * block first, then shares */
+	rfs_nodeid e = mkfile(fs, "e");
+	assert_int_equal(rfs_fs_write(fs, e, buf, 300, 0), 300);
+	assert_int_equal(rfs_fs_clone_range(fs, d, 2 * BS, e, BS, 2 * BS), (ssize_t)(2 * BS));
+	assert_false(inl(fs, e));
+	memset(exp, 0, sizeof exp);
+	memcpy(exp, buf, 300);
+	memcpy(exp + BS, buf + 2 * BS, 2 * BS);
+	expect(fs, e, exp, 3 * BS);
+	/* a big file cloned over an inline one */
+	rfs_nodeid f = mkfile(fs, "f");
+	assert_int_equal(rfs_fs_write(fs, f, buf, 10, 0), 10);
+	assert_int_equal(rfs_fs_clone_file(fs, d, f), 0);
+	assert_false(inl(fs, f));
+	struct rfs_irec r = rec_of(fs, f);
+	assert_int_equal(r.i.flags & (RFS_INODE_INLDATA | RFS_INODE_INLEXT), RFS_INODE_INLEXT);
+	memcpy(exp, buf, 4 * BS);
+	memcpy(exp + BS, buf, 700);
+	exp[BS + 6] = 'A';
+	expect(fs, f, exp, 4 * BS);
+	/* an inline file cloned over a big one that has an xattr: the
+	 * destination keeps the xattr, its data goes into a block */
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, d, "user.k", "v", 1, 0), 0);
+	assert_int_equal(rfs_fs_clone_file(fs, c, d), 0);
+	memcpy(exp, buf, 700);
+	memcpy(exp + 500, buf, 100);
+	expect(fs, d, exp, 700);
+	char v[4];
+	assert_int_equal(rfs_fs_getxattr(fs, d, "user.k", v, sizeof v), 1);
+	assert_int_equal(blocks_of(fs, d), 1);
+	fs = reopen(fs, "d", &d);
+	expect(fs, d, exp, 700);
+	const char *names[] = {"a", "b", "c", "d", "e", "f"};
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, names[i]), 0);
+	fs = reopen(fs, NULL, NULL);
+	rfs_fs_close(fs);
+}
+
+/* An xattr moves the data into a block and the file into a tree;
+ * hard links keep the inline record in the link table. */
+static void test_xattr_link(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[BS];
+	fill(buf, sizeof buf, 5);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 400, 0), 400);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, a, "user.x", "yz", 2, 0), 0);
+	struct rfs_irec r = rec_of(fs, a);
+	assert_true(r.i.subtree != 0);
+	assert_int_equal(r.i.flags & (RFS_INODE_INLDATA | RFS_INODE_INLEXT), 0);
+	expect(fs, a, buf, 400);
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, buf, 222, 0), 222);
+	struct stat st;
+	assert_int_equal(rfs_fs_link(fs, b, RFS_ROOT_NODE, "b2", &st), 0);
+	assert_true(inl(fs, b));
+	assert_int_equal(rfs_fs_write(fs, b, "Q", 1, 0), 1);
+	rfs_nodeid b2;
+	fs = reopen(fs, "b2", &b2);
+	uint8_t exp[BS];
+	memcpy(exp, buf, 222);
+	exp[0] = 'Q';
+	expect(fs, b2, exp, 222);
+	assert_true(inl(fs, b2));
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+struct diffrec {
+	char op;
+	uint32_t what;
+	char path[64];
+};
+
+static int diff_all(rfs_fs *fs, rfs_nodeid x, rfs_nodeid y, struct diffrec *out, int max)
+{
+	rfs_diff *d;
+	struct rfs_diff_stats st;
+	assert_int_equal(rfs_diff_begin(fs, x, y, &d), 0);
+	rfs_diff_get_stats(d, &st);
+	int n = 0;
+	for (uint64_t i = 0; i < st.records && n < max; i++) {
+		struct rfs_diff_record rec;
+		assert_int_equal(rfs_diff_record(d, i, &rec), 0);
+		out[n].op = rec.op;
+		out[n].what = rec.what;
+		snprintf(out[n].path, sizeof out[n].path, "%s", rec.path);
+		n++;
+	}
+	rfs_diff_end(d);
+	return n;
+}
+
+/* A snapshot shares the records; a diff sees a changed byte of an inline
+ * file, and none in a file whose form changed but not its bytes. */
+static void test_snapshot_diff(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	rfs_nodeid dir, f;
+	struct stat st;
+	uint8_t buf[BS];
+	fill(buf, sizeof buf, 6);
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &dir, &st), 0);
+	const char *names[] = {"same", "changed", "spilled", "grown"};
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(rfs_fs_create(fs, &g_ctx, dir, names[i], 0644, &f, &st), 0);
+		assert_int_equal(rfs_fs_write(fs, f, buf, 300, 0), 300);
+	}
+	/* a hard-linked inline file: the snapshot gets its own copy */
+	rfs_nodeid hl;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, dir, "hl", 0644, &hl, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, hl, buf, 77, 0), 77);
+	assert_int_equal(rfs_fs_link(fs, hl, dir, "hl2", &st), 0);
+	rfs_nodeid snap;
+	assert_int_equal(rfs_fs_snapshot(fs, dir, RFS_ROOT_NODE, "s", 0, &snap, &st), 0);
+	assert_int_equal(rfs_fs_write(fs, hl, "H", 1, 0), 1);
+	rfs_nodeid shl;
+	assert_int_equal(rfs_fs_resolve(fs, "s/hl2", &shl, NULL), 0);
+	expect(fs, shl, buf, 77);
+	assert_int_equal(rfs_fs_resolve(fs, "d/changed", &f, NULL), 0);
+	assert_int_equal(rfs_fs_write(fs, f, "!", 1, 299), 1);
+	/* same bytes in a block now (preallocation past EOF) */
+	assert_int_equal(rfs_fs_resolve(fs, "d/spilled", &f, NULL), 0);
+	assert_int_equal(rfs_fs_fallocate(fs, f, FALLOC_FL_KEEP_SIZE, BS, BS), 0);
+	assert_false(inl(fs, f));
+	assert_int_equal(rfs_fs_resolve(fs, "d/grown", &f, NULL), 0);
+	assert_int_equal(rfs_fs_write(fs, f, buf, 2, 300), 2);
+	rfs_nodeid s0;
+	assert_int_equal(rfs_fs_resolve(fs, "s/changed", &s0, NULL), 0);
+	assert_true(inl(fs, s0));
+	expect(fs, s0, buf, 300);
+	struct diffrec dr[16];
+	assert_int_equal(rfs_fs_resolve(fs, "s", &snap, NULL), 0);
+	int n = diff_all(fs, snap, dir, dr, 16);
+	bool changed = false, grown = false;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(dr[i].path, "changed")) {
+			changed = true;
+			assert_true(dr[i].what & RFS_DIFF_DATA);
+		} else if (!strcmp(dr[i].path, "grown")) {
+			grown = true;
+			assert_true(dr[i].what & RFS_DIFF_DATA);
+		} else if (!strcmp(dr[i].path, "hl") || !strcmp(dr[i].path, "hl2")) {
+			assert_true(dr[i].what & RFS_DIFF_DATA);
+		} else if (!strcmp(dr[i].path, "spilled")) {
+			assert_false(dr[i].what & RFS_DIFF_DATA);
+		} else {
+			assert_string_equal(dr[i].path, "."); /* the directory's times */
+		}
+	}
+	assert_true(changed && grown);
+	fs = reopen(fs, "s/same", &s0);
+	expect(fs, s0, buf, 300);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* du: an inline file holds no data block; its bytes are in its
+ * directory's entries (metadata). */
+static void test_du(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[BS];
+	fill(buf, sizeof buf, 7);
+	rfs_nodeid a = mkfile(fs, "a"), b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 500, 0), 500);
+	assert_int_equal(rfs_fs_write(fs, b, buf, BS, 0), (ssize_t)BS);
+	struct rfs_du_stats st[2];
+	rfs_nodeid n[2] = {a, b};
+	for (int i = 0; i < 2; i++) {
+		rfs_du *d;
+		assert_int_equal(rfs_du_begin(fs, n[i], &d), 0);
+		int ret;
+		while ((ret = rfs_du_step(d, 1000)) == 1)
+			;
+		assert_int_equal(ret, 0);
+		rfs_du_get_stats(d, &st[i]);
+		rfs_du_end(d);
+	}
+	assert_int_equal(st[0].total, 0);
+	assert_int_equal(st[0].exclusive, 0);
+	assert_int_equal(st[0].files, 1);
+	assert_int_equal(st[1].total, BS);
+	assert_int_equal(st[1].exclusive, BS);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* A crash at a commit point: the pool holds the last synced inline bytes,
+ * whether the lost change was an overwrite, a growth past the limit or a
+ * clone; fsck is clean. */
+static void test_crash(void **state)
+{
+	(void)state;
+	uint8_t buf[2 * BS];
+	fill(buf, sizeof buf, 8);
+	for (int step = 0; step < 3; step++) {
+		for (int mode = 0; mode < 3; mode++) {
+			rfs_fs *fs = fresh(0);
+			assert_int_equal(rfs_fs_close(fs), 0);
+			assert_int_equal(rfs_fs_open(g_pool, RFS_FS_CRASHSIM, &fs), 0);
+			rfs_nodeid a = mkfile(fs, "a"), b = mkfile(fs, "b");
+			assert_int_equal(rfs_fs_write(fs, a, buf, 640, 0), 640);
+			assert_int_equal(rfs_fs_sync(fs), 0);
+			if (step == 0)
+				assert_int_equal(rfs_fs_write(fs, a, "zzz", 3, 10), 3);
+			else if (step == 1)
+				assert_int_equal(rfs_fs_write(fs, a, buf, 2 * BS, 100),
+						 (ssize_t)(2 * BS));
+			else
+				assert_int_equal(rfs_fs_clone_file(fs, a, b), 0);
+			rfs_fs_crash(fs, (enum rfs_crash_mode)mode, 7 + (uint64_t)step);
+			fsck_clean();
+			assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+			assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
+			assert_true(inl(fs, a));
+			expect(fs, a, buf, 640);
+			assert_int_equal(rfs_fs_resolve(fs, "b", &b, NULL), 0);
+			struct stat st;
+			assert_int_equal(rfs_fs_getattr(fs, b, &st), 0);
+			assert_int_equal(st.st_size, 0);
+			/* and it goes on working */
+			assert_int_equal(rfs_fs_write(fs, a, "x", 1, 640), 1);
+			fs = reopen(fs, NULL, NULL);
+			rfs_fs_close(fs);
+		}
+	}
+}
+
+/* Volume format: new pools are version 4; a version 3 volume keeps
+ * working and is upgraded by a read-write mount, not by a read-only one,
+ * which writes nothing inline. */
+static uint32_t vol_version(void)
+{
+	rfs_pool *pool;
+	rfs_tree vol;
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	assert_int_equal(rfs_pool_open(g_pool, RFS_OPEN_RDONLY, &pool), 0);
+	rfs_pool_rdlock(pool);
+	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+	return m.version;
+}
+
+static void set_vol_version(uint32_t v)
+{
+	rfs_pool *pool;
+	rfs_tree vol;
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	assert_int_equal(rfs_pool_open(g_pool, 0, &pool), 0);
+	rfs_pool_wrlock(pool);
+	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
+	m.version = v;
+	assert_int_equal(rfs_tree_put(pool, &vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
+	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_pool_commit_locked(pool), 0);
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+}
+
+static void count_line(void *arg, const char *what)
+{
+	(void)what;
+	++*(int *)arg;
+}
+
+static void test_format(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[BS];
+	fill(buf, sizeof buf, 9);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 1000, 0), 1000); /* inline extents */
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(vol_version(), 4);
+	assert_int_equal(RFS_VOL_VERSION, 4);
+	/* a version 3 volume: valid as it is */
+	set_vol_version(3);
+	fsck_clean();
+	/* read-only: readable, nothing inline written (writes refused) */
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
+	expect(fs, a, buf, 1000);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(vol_version(), 3);
+	/* read-write: upgraded, and tiny files go inline from then on */
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
+	expect(fs, a, buf, 1000);
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, buf, 10, 0), 10);
+	assert_true(inl(fs, b));
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(vol_version(), 4);
+	fsck_clean();
+	/* a volume newer than this program: refused */
+	set_vol_version(RFS_VOL_VERSION + 1);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), -EPROTONOSUPPORT);
+	set_vol_version(RFS_VOL_VERSION);
+	/* inline data in a version 3 volume is malformed: fsck says so */
+	set_vol_version(3);
+	int lines = 0;
+	assert_true(rfs_fs_fsck(g_pool, count_line, &lines) > 0);
+	assert_true(lines > 0);
+}
+
+int main(void)
+{
+	rfs_log_set_level(RFS_LOG_WARN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_append, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overwrite_truncate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_punch_fallocate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xattr_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_diff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_du, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
