@@ -613,15 +613,25 @@ static int falloc_locked(rfs_fs *fs, struct rfs_irec *r, int mode, uint64_t off,
 
 /* ---- public calls -------------------------------------------------------------- */
 
+/* Is (as, an) later than (bs, bn)? */
+static bool ts_after(int64_t as, uint32_t an, int64_t bs, uint32_t bn)
+{
+	return as > bs || (as == bs && an > bn);
+}
+
 static void maybe_touch_atime(rfs_fs *fs, struct rfs_node *n, const struct rfs_irec *r)
 {
-	/* relatime: update atime when it is not newer than mtime/ctime or
-	 * older than a day. */
+	/* relatime: update atime when it is not later than mtime or ctime,
+	 * or a day old.  Whole timestamps: comparing seconds alone updated
+	 * atime at every read in the same second as the last change (each
+	 * update an operation under the write lock, stalling all readers). */
 	int64_t now;
 	uint32_t ns;
 	now_ts(&now, &ns);
 	const struct rfs_inode *i = &r->i;
-	if (fs->rdonly || (i->atime > i->mtime && i->atime > i->ctime && now - i->atime < 86400))
+	if (fs->rdonly || (ts_after(i->atime, i->atime_ns, i->mtime, i->mtime_ns) &&
+			   ts_after(i->atime, i->atime_ns, i->ctime, i->ctime_ns) &&
+			   now - i->atime < 86400))
 		return;
 	struct rfs_ipath p;
 	struct rfs_op op = {0};
