@@ -48,6 +48,16 @@
  *       BEFORE (such a file): the requests since then, "total=N OP=N ...",
  *       minus this probe's own OPENDIR, IOCTL and RELEASEDIR and the
  *       previous probe's RELEASEDIR.
+ *   rfsbench readwaits MNT [start|stop]
+ *       where the reflinkfs daemon of MNT made READs wait since counting
+ *       started (RFS_IOC_READ_WAITS; "start": empty the counts and count
+ *       from now on, "stop": stop counting): one line, "reads=N
+ *       over_1ms=N waited_1ms=N offcpu_1ms=N max_us=N max_cpu_us=N
+ *       max_read_waits_us=POOL/SHARD/SLAB/NODES
+ *       max_waits_us=POOL/SHARD/SLAB/NODES" (max_us: the longest READ,
+ *       max_cpu_us and max_read_waits_us: its time on the CPU and its
+ *       lock waits), then one line per holder of the pool's write lock,
+ *       "wrlock NAME spans=N max_us=N over_1ms=N total_us=N".
  *
  * SIZE, STRIDE and LEN take the suffixes K, M, G, T (powers of 1024).
  */
@@ -537,13 +547,67 @@ static int cmd_reqs(const char *mnt, const char *before)
 	return 0;
 }
 
+/* ---- readwaits: mirrors include/reflinkfs/fs.h (RFS_IOC_READ_WAITS) ---- */
+
+#define LOCKW_KINDS 4 /* pool, shard, slab, nodes */
+#define WRHOLD_SLOTS 8
+struct wrhold {
+	char what[24];
+	uint64_t count, total_ns, max_ns, over_1ms;
+};
+struct read_waits {
+	uint32_t flags, on;
+	uint64_t reads, over_1ms, waited_1ms, offcpu_1ms, max_ns, max_cpu_ns;
+	uint64_t max_read_wait_ns[LOCKW_KINDS], max_wait_ns[LOCKW_KINDS],
+		sum_wait_ns[LOCKW_KINDS];
+	struct wrhold wr[WRHOLD_SLOTS];
+};
+#define IOC_READ_WAITS _IOWR('R', 44, struct read_waits)
+
+static void print_kinds(const char *name, const uint64_t *ns)
+{
+	printf(" %s=%llu/%llu/%llu/%llu", name, (unsigned long long)(ns[0] / 1000),
+	       (unsigned long long)(ns[1] / 1000), (unsigned long long)(ns[2] / 1000),
+	       (unsigned long long)(ns[3] / 1000));
+}
+
+static int cmd_readwaits(const char *mnt, const char *what)
+{
+	struct read_waits w;
+	memset(&w, 0, sizeof w);
+	/* RFS_READ_WAITS_RESET 1, _ON 2, _OFF 4 */
+	w.flags = !what ? 0 : !strcmp(what, "start") ? 1 | 2 : 4;
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		die("open", mnt);
+	if (ioctl(fd, IOC_READ_WAITS, &w))
+		die("ioctl RFS_IOC_READ_WAITS on", mnt);
+	close(fd);
+	printf("reads=%llu over_1ms=%llu waited_1ms=%llu offcpu_1ms=%llu max_us=%llu max_cpu_us=%llu",
+	       (unsigned long long)w.reads, (unsigned long long)w.over_1ms,
+	       (unsigned long long)w.waited_1ms, (unsigned long long)w.offcpu_1ms,
+	       (unsigned long long)(w.max_ns / 1000), (unsigned long long)(w.max_cpu_ns / 1000));
+	print_kinds("max_read_waits_us", w.max_read_wait_ns);
+	print_kinds("max_waits_us", w.max_wait_ns);
+	printf("\n");
+	for (unsigned i = 0; i < WRHOLD_SLOTS; i++)
+		if (w.wr[i].what[0])
+			printf("wrlock %.24s spans=%llu max_us=%llu over_1ms=%llu total_us=%llu\n",
+			       w.wr[i].what, (unsigned long long)w.wr[i].count,
+			       (unsigned long long)(w.wr[i].max_ns / 1000),
+			       (unsigned long long)w.wr[i].over_1ms,
+			       (unsigned long long)(w.wr[i].total_ns / 1000));
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: rfsbench fill FILE SIZE | stride FILE SIZE STRIDE LEN |\n"
 		"       reader FILE READYFILE | small create|stat|unlink DIR N [SIZE] |\n"
 		"       samplecmp A B N | allocated FILE | used PATH |\n"
-		"       mktree DIR NDIRS [MAXSIZE] | reqs MNT [BEFORE]\n");
+		"       mktree DIR NDIRS [MAXSIZE] | reqs MNT [BEFORE] |\n"
+		"       readwaits MNT [start|stop]\n");
 	exit(2);
 }
 
@@ -574,6 +638,9 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "mktree") && (argc == 4 || argc == 5))
 		return cmd_mktree(argv[2], parse_size(argv[3]),
 				  argc == 5 ? parse_size(argv[4]) : 256 << 10);
+	if (!strcmp(cmd, "readwaits") &&
+	    (argc == 3 || (argc == 4 && (!strcmp(argv[3], "start") || !strcmp(argv[3], "stop")))))
+		return cmd_readwaits(argv[2], argc == 4 ? argv[3] : NULL);
 	if (!strcmp(cmd, "reqs") && (argc == 3 || argc == 4))
 		return cmd_reqs(argv[2], argc == 4 ? argv[3] : NULL);
 	if (!strcmp(cmd, "used") && argc == 3) {

@@ -829,6 +829,38 @@ struct rfs_ioc_req_stats {
 #define RFS_IOC_REQ_STATS _IOR('R', 40, struct rfs_ioc_req_stats)
 
 /*
+ * Where READ requests waited inside the daemon, while counting is on
+ * (RFS_READ_WAITS_ON; off by default) since the last reset: for the
+ * clone reader-wait benchmark (bench/README.md), so that what a slow read
+ * waited for shows whatever the machine's load.  Times in ns; lock waits
+ * per enum rfs_lockw_kind (pool.h: time spent blocked acquiring a lock
+ * someone else held).  A READ's time runs from the handler's start to
+ * its reply (sending excluded); its time on the CPU is the thread's CPU
+ * clock.  wr: the pool's write-lock spans per holder's name (struct
+ * rfs_wrhold, always recorded) since the last reset.  On any file or
+ * directory of the mount.
+ */
+#define RFS_READ_WAITS_RESET 1u /* empty the counts after the copy */
+#define RFS_READ_WAITS_ON 2u    /* start counting READs */
+#define RFS_READ_WAITS_OFF 4u   /* stop (the default: no clock read per READ) */
+struct rfs_ioc_read_waits {
+	uint32_t flags; /* in: RFS_READ_WAITS_* */
+	uint32_t on;    /* out: READs are being counted */
+	uint64_t reads;       /* READ requests counted */
+	uint64_t over_1ms;    /* READs that took over 1 ms in the daemon */
+	uint64_t waited_1ms;  /* READs whose lock waits summed over 1 ms */
+	uint64_t offcpu_1ms;  /* READs off the CPU over 1 ms, lock waits not
+			       * counted (preempted, or waiting for I/O) */
+	uint64_t max_ns;      /* the longest READ */
+	uint64_t max_cpu_ns;  /* ... its time on the CPU */
+	uint64_t max_read_wait_ns[RFS_LOCKW_KINDS]; /* ... its lock waits */
+	uint64_t max_wait_ns[RFS_LOCKW_KINDS];      /* the longest of each kind */
+	uint64_t sum_wait_ns[RFS_LOCKW_KINDS];      /* all READs' */
+	struct rfs_wrhold wr[RFS_WRHOLD_SLOTS];
+};
+#define RFS_IOC_READ_WAITS _IOWR('R', 44, struct rfs_ioc_read_waits)
+
+/*
  * Scrub the whole mount (`reflinkfs scrub`), in steps.  Issued on a
  * directory of the mount (the mount point) that the caller opened: the
  * scrub belongs to that open directory, the first step starts it, and

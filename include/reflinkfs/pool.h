@@ -196,6 +196,50 @@ void rfs_pool_write_resume(rfs_pool *pool);
 bool rfs_pool_holds_lock(const rfs_pool *pool);
 bool rfs_pool_holds_wrlock(const rfs_pool *pool);
 
+/*
+ * Lock waits, for diagnosis (what a reader waits for; bench/README.md,
+ * "Reader wait during a clone").  Each thread sums the time it spent
+ * blocked acquiring the pool's locks, per kind; an uncontended
+ * acquisition adds nothing and reads no clock.
+ */
+enum rfs_lockw_kind {
+	RFS_LOCKW_POOL = 0,  /* the pool's lock, read side (a writer holds or waits) */
+	RFS_LOCKW_SHARD = 1, /* a block-cache shard's mutex */
+	RFS_LOCKW_SLAB = 2,  /* the block cache's slab mutex */
+	RFS_LOCKW_NODES = 3, /* the fs's node table mutex */
+	RFS_LOCKW_KINDS = 4,
+};
+/* The calling thread's waits (ns per kind) since its last call; resets them. */
+void rfs_pool_lockw_take(uint64_t ns[RFS_LOCKW_KINDS]);
+/* Add ns of waiting of kind to the calling thread's sums (for locks of
+ * upper layers). */
+void rfs_pool_lockw_add(unsigned kind, uint64_t ns);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t rfs_pool_lockw_now(void);
+
+/*
+ * Write-lock spans per holder's name: the pool records how long each
+ * span of its write lock lasted (acquisition to release, or to a
+ * downgrade), under the name the holding thread set last with
+ * rfs_pool_lock_label (NULL or never: "other").  The last slot sums the
+ * names that found no slot.  Protected by the write lock.
+ */
+#define RFS_WRHOLD_SLOTS 8
+struct rfs_wrhold {
+	char what[24];     /* "" : unused slot */
+	uint64_t count;    /* spans */
+	uint64_t total_ns; /* their sum */
+	uint64_t max_ns;   /* the longest */
+	uint64_t over_1ms; /* spans over 1 ms */
+};
+/* Name the calling thread's following write-lock spans (a string that
+ * outlives them); returns the previous name. */
+const char *rfs_pool_lock_label(const char *what);
+/* Copy the span records (takes the write lock; the caller holds no lock
+ * of the pool), and empty them when reset. */
+void rfs_pool_wrhold_stats(rfs_pool *pool, struct rfs_wrhold out[RFS_WRHOLD_SLOTS],
+			   bool reset);
+
 /* The pool's uuid (random, set at create): names the pool in cursors. */
 void rfs_pool_uuid(const rfs_pool *pool, uint8_t out[16]);
 

@@ -21,7 +21,11 @@ void node_lock(rfs_fs *fs)
 {
 	/* nlock does not nest: the second lock would wait for itself. */
 	RFS_ASSERT_LOCK(nlock_owner != fs);
-	pthread_mutex_lock(&fs->nlock);
+	if (pthread_mutex_trylock(&fs->nlock)) {
+		uint64_t t0 = rfs_pool_lockw_now();
+		pthread_mutex_lock(&fs->nlock);
+		rfs_pool_lockw_add(RFS_LOCKW_NODES, rfs_pool_lockw_now() - t0);
+	}
 	nlock_owner = fs;
 }
 

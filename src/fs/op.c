@@ -131,6 +131,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	op->data = data;
 	if (fs->rdonly)
 		return -EROFS;
+	rfs_pool_lock_label(what); /* the write-lock span's name */
 	if (!try || op->pm.ntgt)
 		premod_lock(fs, op);
 	else if (!rfs_pool_trywrlock(fs->pool))
@@ -238,6 +239,7 @@ int op_end(struct rfs_op *op, int ret)
 		return OP_RETRY;
 	}
 	rfs_pool_unlock(fs->pool);
+	rfs_pool_lock_label(NULL);
 	return ret;
 }
 

@@ -366,12 +366,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)fi;
+	uint64_t t0[2];
+	rfs_fuse_readwaits_start(t0);
 	char *buf = read_buf(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	ssize_t n = rfs_fs_read(FS(req), ino, buf, size, (uint64_t)off);
+	/* Before the reply: a thread preempted after it counts no time the
+	 * reader waited. */
+	rfs_fuse_readwaits_note(t0);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -923,6 +928,18 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			return;
 		}
 		rfs_fuse_reqstats_get(&s);
+		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		return;
+	}
+	case RFS_IOC_READ_WAITS: {
+		struct rfs_ioc_read_waits s;
+		if (in_bufsz < sizeof(uint32_t) || out_bufsz < sizeof(s)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		uint32_t flags;
+		memcpy(&flags, in_buf, sizeof(flags));
+		rfs_fuse_readwaits_get(FS(req), &s, flags);
 		fuse_reply_ioctl(req, 0, &s, sizeof(s));
 		return;
 	}

@@ -155,6 +155,16 @@ void rfs_fuse_reqstats_count(uint32_t opcode);
 /* The counts so far. */
 void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out);
 
+/* ---- what READs waited for (readwaits.c, RFS_IOC_READ_WAITS) ---- */
+/* At a READ handler's start: when counting is on, forget the thread's
+ * earlier lock waits and fill t (else t[0] = 0); at its end (before the
+ * reply): count the READ. */
+void rfs_fuse_readwaits_start(uint64_t t[2]);
+void rfs_fuse_readwaits_note(const uint64_t t[2]);
+/* Copy the counts (and the pool's write-lock spans), then apply flags
+ * (RFS_READ_WAITS_*). */
+void rfs_fuse_readwaits_get(rfs_fs *fs, struct rfs_ioc_read_waits *out, uint32_t flags);
+
 /* ---- du (du.c) ---- */
 /* RFS_IOC_DU_STEP in the session key of directory dir (request in io,
  * figures out in io->st): 0 or a negative errno.  The session ends with

@@ -95,7 +95,7 @@ static struct rfs_cent *ent_alloc(struct rfs_cache *c)
 	struct rfs_cent *e;
 	uint8_t *data;
 
-	pthread_mutex_lock(&c->slab_lock);
+	rfs_lockw_mutex(&c->slab_lock, RFS_LOCKW_SLAB);
 	if (!c->free_ents) {
 		struct rfs_slab *sl = malloc(sizeof(*sl));
 		uint8_t *mem = aligned_alloc(RFS_BLOCK_SIZE,
@@ -126,7 +126,7 @@ static struct rfs_cent *ent_alloc(struct rfs_cache *c)
 
 static void free_ent(struct rfs_cache *c, struct rfs_cent *e)
 {
-	pthread_mutex_lock(&c->slab_lock);
+	rfs_lockw_mutex(&c->slab_lock, RFS_LOCKW_SLAB);
 	e->hnext = c->free_ents;
 	c->free_ents = e;
 	pthread_mutex_unlock(&c->slab_lock);
@@ -232,7 +232,7 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 	struct rfs_cent *e;
 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
-	pthread_mutex_lock(&sh->lock);
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 	e = sh->count ? lookup(sh, blocknr) : NULL;
 	if (e) {
 		unhash(sh, e);
@@ -259,7 +259,7 @@ void rfs_cache_mark_clean(rfs_pool *pool)
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];
 
-		pthread_mutex_lock(&sh->lock);
+		rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 		while (sh->dirty.head) {
 			struct rfs_cent *e = sh->dirty.head;
 
@@ -293,7 +293,7 @@ int rfs_cache_dirty(rfs_pool *pool, struct rfs_cent ***out, size_t *nout)
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];
 
-		pthread_mutex_lock(&sh->lock);
+		rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 		for (struct rfs_cent *e = sh->dirty.head; e && n < ndirty; e = e->next)
 			v[n++] = e;
 		pthread_mutex_unlock(&sh->lock);
@@ -310,7 +310,7 @@ void rfs_cache_counts(struct rfs_cache *c, uint64_t *cached, uint64_t *dirty, ui
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];
 
-		pthread_mutex_lock(&sh->lock);
+		rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 		cn += sh->count;
 		dn += sh->dirty.n;
 		rn += sh->reads;
@@ -331,7 +331,7 @@ void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks)
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];
 
-		pthread_mutex_lock(&sh->lock);
+		rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 		sh->limit = share(blocks, i);
 		evict(c, sh);
 		pthread_mutex_unlock(&sh->lock);
@@ -377,7 +377,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		return -EIO;
 	}
 	sh = shard_of(c, blocknr);
-	pthread_mutex_lock(&sh->lock);
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 	sh->reads++;
 	e = lookup(sh, blocknr);
 	if (e)
@@ -399,7 +399,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		free_ent(c, e);
 		return ret;
 	}
-	pthread_mutex_lock(&sh->lock);
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 	other = lookup(sh, blocknr);
 	if (other) {
 		/* Another reader loaded it meanwhile; use theirs. */
@@ -468,7 +468,7 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 	e->dirty = true;
 
 	struct rfs_cshard *sh = shard_of(c, nr);
-	pthread_mutex_lock(&sh->lock);
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 	insert(sh, e);
 	list_add_tail(&sh->dirty, e);
 	pthread_mutex_unlock(&sh->lock);
@@ -495,7 +495,7 @@ void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
 	e = to_cent(buf);
 	/* blocknr does not change while the block is pinned, orphan or not. */
 	struct rfs_cshard *sh = shard_of(c, e->buf.blocknr);
-	pthread_mutex_lock(&sh->lock);
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
 	if (--e->pins == 0) {
 		if (e->orphan) {
 			free_ent(c, e);

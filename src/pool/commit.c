@@ -258,8 +258,10 @@ int rfs_pool_commit(rfs_pool *pool)
 {
 	int ret;
 
+	const char *prev = rfs_pool_lock_label("commit");
 	rfs_pool_wrlock(pool);
 	ret = rfs_pool_commit_locked(pool);
 	rfs_pool_unlock(pool);
+	rfs_pool_lock_label(prev);
 	return ret;
 }

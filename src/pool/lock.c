@@ -92,7 +92,13 @@ void rfs_pool_rdlock(rfs_pool *pool)
 	/* Readers do not nest (see rfs_pool_lock_init), and a reader that
 	 * holds the write lock would wait for itself. */
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool));
-	pthread_rwlock_rdlock(&pool->lock);
+	/* The try fails while a writer holds the lock or waits for it
+	 * (writers first): only then is the wait timed. */
+	if (pthread_rwlock_tryrdlock(&pool->lock)) {
+		uint64_t t0 = rfs_pool_lockw_now();
+		pthread_rwlock_rdlock(&pool->lock);
+		rfs_pool_lockw_add(RFS_LOCKW_POOL, rfs_pool_lockw_now() - t0);
+	}
 	held_get(pool)->rd++;
 }
 
@@ -102,6 +108,7 @@ void rfs_pool_wrlock(rfs_pool *pool)
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
 	pthread_mutex_lock(&pool->gate);
 	pthread_rwlock_wrlock(&pool->lock);
+	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
@@ -114,6 +121,7 @@ bool rfs_pool_trywrlock(rfs_pool *pool)
 		return false;
 	/* Only readers can be in: they leave without waiting for anyone. */
 	pthread_rwlock_wrlock(&pool->lock);
+	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
@@ -128,6 +136,7 @@ void rfs_pool_unlock(rfs_pool *pool)
 	assert(h && (h->rd || h->wr));
 	if (h->wr) {
 		h->wr = false;
+		rfs_lockw_span_end(pool);
 		pthread_rwlock_unlock(&pool->lock);
 		if (h->gate) {
 			h->gate = false;
@@ -145,6 +154,7 @@ void rfs_pool_lock_downgrade(rfs_pool *pool)
 	struct held *h = held_find(pool);
 
 	assert(h && h->wr && h->gate);
+	rfs_lockw_span_end(pool);
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_rdlock(&pool->lock);
 	h->wr = false;
@@ -158,6 +168,7 @@ void rfs_pool_lock_upgrade(rfs_pool *pool)
 	assert(h && h->rd == 1 && !h->wr && h->gate);
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_wrlock(&pool->lock);
+	rfs_lockw_span_begin(pool);
 	h->rd = 0;
 	h->wr = true;
 }

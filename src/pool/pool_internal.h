@@ -263,6 +263,12 @@ bool rfs_pool_holds_gate(const rfs_pool *pool);
  * held throughout (the per-thread lock record follows). */
 void rfs_pool_lock_downgrade(rfs_pool *pool);
 void rfs_pool_lock_upgrade(rfs_pool *pool);
+/* Lock-wait accounting (lockwait.c): take m, adding the time blocked to
+ * the calling thread's waits of kind; a write-lock span begins / ends
+ * (write lock held). */
+void rfs_lockw_mutex(pthread_mutex_t *m, unsigned kind);
+void rfs_lockw_span_begin(rfs_pool *pool);
+void rfs_lockw_span_end(rfs_pool *pool);
 
 /* ---- the pool --------------------------------------------------------- */
 
@@ -278,6 +284,10 @@ struct rfs_pool {
 	 * read lock -- readers go on, writers wait -- and no writer slips in
 	 * between its phases.  See rfs_pool_commit.  Taken before lock. */
 	pthread_mutex_t gate;
+	/* Write-lock spans (lockwait.c): when the current one began, and
+	 * the records per holder's name.  Both: write lock. */
+	uint64_t wr_since;
+	struct rfs_wrhold wrhold[RFS_WRHOLD_SLOTS];
 
 	/* Geometry, fixed at create (and fixed while open). */
 	uint64_t total_blocks;

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# What a reader of a file with about 1M extents waits for while the file
+# is cloned (issue 9: "reader wait during a clone of a 1M-extent file").
+#
+#   bench/fs/clone_wait.sh [--size 4G] [--rounds 3] [--window 2]
+#
+# One fresh pool under ${RFS_FS_BENCH_DIR:-/var/tmp}: a file of SIZE
+# written sequentially, cloned (cp), every other 4 KiB block of the clone
+# overwritten (SIZE/8K extents: 524,288 exclusive ones between as many
+# shared, 1,048,576 in all for 4G), the original deleted.  Then ROUNDS
+# times: `rfsbench reader` (O_DIRECT 4 KiB preads of the file) alone for
+# WINDOW seconds ("no clone": the machine's floor), then the same reader
+# during `cp` of the file (a clone: copy_file_range) and the commit that
+# follows it (`reflinkfs sync`), each followed by
+# `rfsbench readwaits` -- what the daemon's READs waited for inside it:
+# the longest READ from handler start to reply, its lock waits, the
+# longest lock wait of each kind (pool lock read side / cache shard / cache
+# slab / node table), and the write-lock spans per holder.  A reader's
+# outside wait that is long while the daemon's READs were short and
+# waited for no lock was lost to scheduling, not to the filesystem.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${RFS_BIN:-$root/build/reflinkfs}
+size=4G rounds=3 window=2
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--size) size=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--window) window=$2; shift 2 ;;
+	*) echo "usage: $0 [--size 4G] [--rounds N] [--window SECONDS]"; exit 2 ;;
+	esac
+done
+[ -x "$bin" ] || { echo "no $bin: run make"; exit 1; }
+work=$(mktemp -d "${RFS_FS_BENCH_DIR:-/var/tmp}/rfs-clonewait.XXXXXX")
+mnt=$work/mnt dpid= rpid=
+cleanup() {
+	[ -n "$rpid" ] && kill "$rpid" 2>/dev/null
+	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt"; fi
+	[ -n "$dpid" ] && wait "$dpid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+log() { printf '%s %s\n' "$(date +%T)" "$*"; }
+mkdir -p "$work/bin" "$mnt"
+cc -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c" || exit 1
+rb=$work/bin/rfsbench
+bytes=$(numfmt --from=iec "$size")
+"$bin" mkfs --size "$((bytes * 3 + (2 << 30)))" "$work/pool" >/dev/null || exit 1
+"$bin" mount -f "$work/pool" "$mnt" 2>"$work/daemon.log" &
+dpid=$!
+for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+mountpoint -q "$mnt" || { cat "$work/daemon.log"; exit 1; }
+log "pool $work/pool, load $(cut -d' ' -f1-3 /proc/loadavg)"
+a=$mnt/a.img b=$mnt/b.img d=$mnt/d.img
+log "fill $size"; "$rb" fill "$a" "$size"
+cp "$a" "$b"
+log "stride: every other 4 KiB block of the clone"; "$rb" stride "$b" "$size" 8K 4K
+rm -f "$a"
+sync
+log "b.img: $("$bin" stat "$b" | grep -E '^ *(extents|shared|exclusive):' | tr -s ' \n' ' ')"
+settle() { # the deleted file's background release, then a commit
+	for _ in $(seq 600); do
+		"$bin" stat "$mnt" 2>/dev/null | grep -q 'reclaiming: nothing' && break
+		sleep 0.1
+	done
+	sync
+}
+settle
+# measure NAME CMD...: the reader during CMD, then the daemon's view.
+measure() {
+	local name=$1 ready=$work/ready out=$work/reader.out
+	shift
+	rm -f "$ready"
+	"$rb" readwaits "$mnt" start >/dev/null
+	"$rb" reader "$b" "$ready" >"$out" &
+	rpid=$!
+	for _ in $(seq 500); do [ -e "$ready" ] && break; sleep 0.01; done
+	sleep 0.3
+	local t0=$(date +%s%N)
+	"$@"
+	local t1=$(date +%s%N)
+	sleep 0.3
+	kill -USR1 "$rpid"; wait "$rpid"; rpid=
+	log "$name ($(((t1 - t0) / 1000000)) ms): reader $(cat "$out")"
+	"$rb" readwaits "$mnt" stop | sed 's/^/    daemon: /'
+}
+for r in $(seq "$rounds"); do
+	measure "round $r, no clone" sleep "$window"
+	measure "round $r, cp b.img d.img + commit" sh -c "cp '$b' '$d' && '$bin' sync '$mnt'"
+	"$rb" samplecmp "$b" "$d" 200 || log "d.img differs from b.img"
+	rm -f "$d"
+	settle
+done
+log "load $(cut -d' ' -f1-3 /proc/loadavg)"
