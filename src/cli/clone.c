@@ -17,6 +17,29 @@
 
 #include "reflinkfs/fs.h"
 
+/* Makes the missing directories on the way to path (not path itself),
+ * like mkdir -p of its dirname.  Returns 0, or -1 with a message naming
+ * the directory that could not be made. */
+static int make_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = 0;
+		if (mkdir(buf, 0777) && errno != EEXIST) {
+			fprintf(stderr,
+				"reflinkfs clone: cannot create directory %s: %s (DST's parents are "
+				"created as needed; check the path and permissions)\n",
+				buf, strerror(errno));
+			return -1;
+		}
+		*p = '/';
+		while (p[1] == '/')
+			p++;
+	}
+	return 0;
+}
+
 int cmd_clone(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
@@ -31,7 +54,9 @@ int cmd_clone(int argc, char **argv)
 		       "When SRC is a directory, DST becomes a snapshot of it, exactly as with\n"
 		       "`reflinkfs snapshot SRC DST` (DST must not exist; exit statuses as\n"
 		       "there).\n\n"
-		       "DST's directory must exist (create it first, e.g. mkdir -p).  When the\n"
+		       "Missing directories on the way to DST are created (as mkdir -p does),\n"
+		       "so a per-file recipe such as `reflinkfs watch --exec 'reflinkfs clone {}\n"
+		       "/m/versions/{rel}'` needs no mkdir.  When the\n"
 		       "environment variable REFLINKFS_WATCH_INO is SRC's inode number (as\n"
 		       "`reflinkfs watch --exec` sets it for the event's file), SRC's dirty mmap\n"
 		       "pages are not written back first: what is stored is cloned.\n");
@@ -48,6 +73,10 @@ int cmd_clone(int argc, char **argv)
 	int sfd = open(src, O_RDONLY | O_CLOEXEC);
 	if (sfd < 0) {
 		fprintf(stderr, "reflinkfs clone: cannot open %s: %s\n", src, strerror(errno));
+		return 1;
+	}
+	if (make_parents(argv[2])) {
+		close(sfd);
 		return 1;
 	}
 	if (fstat(sfd, &sst) == 0 && S_ISDIR(sst.st_mode)) {

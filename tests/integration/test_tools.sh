@@ -56,6 +56,13 @@ assert os.copy_file_range(s, d, 1000000, 8192, 40960) == 1000000
 a = open(sys.argv[1], 'rb').read(); b = open(sys.argv[2], 'rb').read()
 assert b[40960:1040960] == a[8192:1008192]" "$MNT/big" "$MNT/cached.d2"
 check "reflinkfs clone: same bytes" cmp "$MNT/big" "$MNT/big.rc"
+check "reflinkfs clone makes DST's missing directories" \
+	"$RFS_BIN" clone "$MNT/big" "$MNT/versions/a//b/big"
+check "... and the clone in them has the same bytes" cmp "$MNT/big" "$MNT/versions/a/b/big"
+: >"$MNT/notadir"
+check_fail "reflinkfs clone below a file fails" "$RFS_BIN" clone "$MNT/big" "$MNT/notadir/x/big"
+check "... and says which directory it could not make" bash -c \
+	"'$RFS_BIN' clone '$MNT/big' '$MNT/notadir/x/big' 2>&1 | grep -q 'cannot create directory $MNT/notadir/x'"
 check "reflinkfs stat -e lists extents" bash -c "'$RFS_BIN' stat -e '$MNT/big.rc' | grep -q logical"
 check_fail "cp --reflink=always fails on FUSE (kernel has no FICLONE path)" \
 	cp --reflink=always "$MNT/big" "$MNT/big.rl"

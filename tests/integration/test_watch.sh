@@ -264,7 +264,7 @@ echo "orig top" >"$P/top"
 head -c 8192 /dev/zero | tr '\0' m >"$P/map"
 cp -a "$P" "$SCRATCH/orig"
 start_watch --blocking --json --exec \
-	"mkdir -p \"\$(dirname $V/{rel})\" && '$R' clone {} $V/{rel}" "$P"
+	"'$R' clone {} $V/{rel}" "$P"     # the recipe, as written
 echo changed >"$P/src/a"          # truncate first, then write
 echo appended >>"$P/src/b"
 rm "$P/src/c"                     # unlink: its directory is locked meanwhile
