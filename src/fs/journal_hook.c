@@ -14,9 +14,13 @@
 #include <stdlib.h>
 #include <time.h>
 
-/* The chain from the mount root down to n (n last); NULL when n is not
+/* Nodes chain_of keeps on the caller's stack (deeper chains: malloc). */
+#define CHAIN_STACK 32
+
+/* The chain from the mount root down to n (n last), in buf when it fits
+ * (CHAIN_STACK entries), else malloc'ed (chain_free); NULL when n is not
  * reached from the root (a link-table inode).  nlock held (node_lock). */
-static struct rfs_node **chain_of(struct rfs_node *n, size_t *count)
+static struct rfs_node **chain_of(struct rfs_node *n, size_t *count, struct rfs_node **buf)
 {
 	size_t k = 0;
 	struct rfs_node *x = n;
@@ -24,13 +28,19 @@ static struct rfs_node **chain_of(struct rfs_node *n, size_t *count)
 		k++;
 	if (x->id != RFS_ROOT_NODE)
 		return NULL;
-	struct rfs_node **c = malloc(sizeof(*c) * (k + 1));
+	struct rfs_node **c = k < CHAIN_STACK ? buf : malloc(sizeof(*c) * (k + 1));
 	if (!c)
 		return NULL;
 	*count = k + 1;
 	for (x = n; x; x = x->parent)
 		c[k--] = x;
 	return c;
+}
+
+static void chain_free(struct rfs_node **c, struct rfs_node **buf)
+{
+	if (c != buf)
+		free(c);
 }
 
 /* "a/b/c" of chain c[1..n) plus name (optional). */
@@ -99,13 +109,19 @@ static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
 	struct rfs_op *op = fs->cur_op;
 	if (!fs->jnl || !op)
 		return NULL;
-	if (op->nrecs == op->caprecs) {
-		size_t cap = op->caprecs ? op->caprecs * 2 : 2;
-		struct jnl_rec *r = realloc(op->recs, sizeof(*r) * cap);
+	if (!op->caprecs) {
+		op->recs = op->recs_inline;
+		op->caprecs = OP_RECS_INLINE;
+	} else if (op->nrecs == op->caprecs) {
+		size_t cap = op->caprecs * 2;
+		struct jnl_rec *r = op->recs == op->recs_inline ? malloc(sizeof(*r) * cap)
+							    : realloc(op->recs, sizeof(*r) * cap);
 		if (!r) {
 			op->jfail = true;
 			return NULL;
 		}
+		if (op->recs == op->recs_inline)
+			memcpy(r, op->recs_inline, sizeof(op->recs_inline));
 		op->recs = r;
 		op->caprecs = cap;
 	}
@@ -151,12 +167,13 @@ void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 	r->parent = st_ino_of(fs, dir);
 	node_lock(fs);
 	size_t n = 0;
-	struct rfs_node **c = chain_of(dir, &n);
+	struct rfs_node *buf[CHAIN_STACK];
+	struct rfs_node **c = chain_of(dir, &n, buf);
 	int ret = -ENOMEM;
 	if (c && (r->path = path_of(c, n, name, len)) != NULL)
 		ret = anc_add(r, c, n, false);
 	node_unlock(fs);
-	free(c);
+	chain_free(c, buf);
 	if (ret)
 		rec_fail(fs, r);
 }
@@ -226,7 +243,8 @@ void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_
 	int ret = -ENOMEM;
 	node_lock(fs);
 	size_t cn = 0;
-	struct rfs_node **c = chain_of(n, &cn);
+	struct rfs_node *buf[CHAIN_STACK];
+	struct rfs_node **c = chain_of(n, &cn, buf);
 	if (c && (r->path = path_of(c, cn, NULL, 0)) != NULL) {
 		if (cn > 1)
 			r->parent = st_ino_of(fs, c[cn - 2]);
@@ -234,7 +252,7 @@ void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_
 		 * root itself. */
 		ret = anc_add(r, c, cn > 1 ? cn - 1 : 1, false);
 	}
-	free(c);
+	chain_free(c, buf);
 	node_unlock(fs);
 	if (ret)
 		rec_fail(fs, r);
@@ -254,7 +272,8 @@ void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *onam
 	r->old_parent = st_ino_of(fs, odir);
 	node_lock(fs);
 	size_t on = 0, nn = 0;
-	struct rfs_node **oc = chain_of(odir, &on), **nc = chain_of(ndir, &nn);
+	struct rfs_node *obuf[CHAIN_STACK], *nbuf[CHAIN_STACK];
+	struct rfs_node **oc = chain_of(odir, &on, obuf), **nc = chain_of(ndir, &nn, nbuf);
 	int ret = -ENOMEM;
 	if (oc && nc && (r->path = path_of(nc, nn, nname, nlen)) != NULL &&
 	    (r->old_path = path_of(oc, on, oname, olen)) != NULL) {
@@ -263,8 +282,8 @@ void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *onam
 			ret = anc_add(r, oc, on, true);
 	}
 	node_unlock(fs);
-	free(oc);
-	free(nc);
+	chain_free(oc, obuf);
+	chain_free(nc, nbuf);
 	if (ret)
 		rec_fail(fs, r);
 }
@@ -276,7 +295,8 @@ static void recs_free(struct rfs_op *op)
 		free(op->recs[i].old_path);
 		free(op->recs[i].anc);
 	}
-	free(op->recs);
+	if (op->recs != op->recs_inline)
+		free(op->recs);
 	op->recs = NULL;
 	op->nrecs = op->caprecs = 0;
 }

@@ -4,6 +4,7 @@
  */
 #include "fs/op.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 /*
@@ -118,7 +119,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 {
 	bool retried = op->retried;
 	struct op_premod pm = op->pm;
-	memset(op, 0, sizeof(*op));
+	memset(op, 0, offsetof(struct rfs_op, recs_inline));
 	op->retried = retried;
 	op->pm = pm;
 	op->fs = fs;

@@ -49,6 +49,9 @@
 #include "fs/fs_internal.h"
 #include "journal/journal.h"
 
+/* Journal records an operation keeps without allocating (most make one). */
+#define OP_RECS_INLINE 2
+
 /* op_end's answer: run the whole operation again (a commit made room). */
 #define OP_RETRY 1
 
@@ -84,10 +87,12 @@ struct rfs_op {
 	/* Journal records of the changes made (op_rec_*), appended by
 	 * op_end in the same transaction; jfail: one could not be built
 	 * (memory), so op_end resets the journal instead of leaving a gap. */
-	struct jnl_rec *recs;
+	struct jnl_rec *recs; /* recs_inline, or malloc'ed when more */
 	size_t nrecs, caprecs;
 	bool jfail;
 	struct op_premod pm; /* kept by op_begin, like retried */
+	/* Last: op_begin does not clear it (recs says what is used). */
+	struct jnl_rec recs_inline[OP_RECS_INLINE]; /* no malloc for most ops */
 };
 
 /*

@@ -76,9 +76,8 @@ struct jcache {
  * bytes and the directories it is indexed under. */
 struct jpend {
 	uint64_t seq;
-	uint8_t *b;
-	size_t len;
-	struct jnl_anc *anc;
+	size_t off, len;  /* in pbytes */
+	size_t aoff;      /* in panc */
 	uint16_t nanc;
 };
 
@@ -97,6 +96,12 @@ struct rfs_jnl {
 	 * pend_blocks: an upper bound of the blocks storing them takes. */
 	struct jpend *pend;
 	size_t npend, cappend;
+	/* Their encoded bytes and their directories, one buffer each for
+	 * all of them (no allocation per record). */
+	uint8_t *pbytes;
+	size_t nbytes, capbytes;
+	struct jnl_anc *panc;
+	size_t nanc, capanc;
 	uint64_t pend_first, pend_blocks;
 	uint8_t uuid[16];
 	/* Durability: next seq at the end of the running transaction (cur)
@@ -233,12 +238,24 @@ static void rec_free(struct jnl_rec *r)
 
 static void pend_drop(struct rfs_jnl *j)
 {
-	for (size_t i = 0; i < j->npend; i++) {
-		free(j->pend[i].b);
-		free(j->pend[i].anc);
-	}
-	j->npend = 0;
+	j->npend = j->nbytes = j->nanc = 0;
 	j->pend_blocks = 0;
+}
+
+/* Room for n more bytes in pbytes: their offset, or SIZE_MAX. */
+static size_t bytes_room(struct rfs_jnl *j, size_t n)
+{
+	if (j->nbytes + n > j->capbytes) {
+		size_t cap = j->capbytes ? j->capbytes : 16384;
+		while (cap < j->nbytes + n)
+			cap *= 2;
+		uint8_t *b = realloc(j->pbytes, cap);
+		if (!b)
+			return SIZE_MAX;
+		j->pbytes = b;
+		j->capbytes = cap;
+	}
+	return j->nbytes;
 }
 
 void jnl_close(struct rfs_jnl *j)
@@ -247,6 +264,8 @@ void jnl_close(struct rfs_jnl *j)
 		return;
 	pend_drop(j);
 	free(j->pend);
+	free(j->pbytes);
+	free(j->panc);
 	for (int i = 0; i < JNL_CACHE; i++)
 		rec_free(&j->cache[i].rec);
 	free(j);
@@ -352,13 +371,10 @@ static uint8_t *encode_v1(const struct jnl_rec *r, size_t *len)
 	return b;
 }
 
-static uint8_t *encode(const struct jnl_rec *r, size_t *len, bool compact)
+/* Compact encoding of r into b (ENC_MAX(r) bytes); its length. */
+static size_t encode_to(const struct jnl_rec *r, uint8_t *b)
 {
-	if (!compact)
-		return encode_v1(r, len);
-	uint8_t *b = malloc(ENC_MAX(r)), *p = b;
-	if (!b)
-		return NULL;
+	uint8_t *p = b;
 	size_t pl = r->path ? strlen(r->path) : 0, ol = r->old_path ? strlen(r->old_path) : 0;
 	*p++ = r->kind;
 	*p++ = r->also;
@@ -389,8 +405,38 @@ static uint8_t *encode(const struct jnl_rec *r, size_t *len, bool compact)
 		memcpy(p, r->old_path, ol);
 		p += ol;
 	}
-	*len = (size_t)(p - b);
+	return (size_t)(p - b);
+}
+
+static uint8_t *encode(const struct jnl_rec *r, size_t *len, bool compact)
+{
+	if (!compact)
+		return encode_v1(r, len);
+	uint8_t *b = malloc(ENC_MAX(r));
+	if (b)
+		*len = encode_to(r, b);
 	return b;
+}
+
+/* r's encoding appended to pbytes: 0 and its place, or -ENOMEM. */
+static int encode_pend(struct rfs_jnl *j, const struct jnl_rec *r, bool compact, size_t *off,
+		       size_t *len)
+{
+	if (!compact) { /* format 1: tests only */
+		uint8_t *b = encode_v1(r, len);
+		if (!b || (*off = bytes_room(j, *len)) == SIZE_MAX) {
+			free(b);
+			return -ENOMEM;
+		}
+		memcpy(j->pbytes + *off, b, *len);
+		free(b);
+	} else {
+		if ((*off = bytes_room(j, ENC_MAX(r))) == SIZE_MAX)
+			return -ENOMEM;
+		*len = encode_to(r, j->pbytes + *off);
+	}
+	j->nbytes += *len;
+	return 0;
 }
 
 /* A decoded record: head, and pointers into buf (or into rbuf / abuf
@@ -672,19 +718,25 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 	c->rec.sec = r->sec;
 	c->rec.nsec = r->nsec;
 	size_t len;
-	uint8_t *b = encode(&c->rec, &len, c->seq >= j->compact);
-	if (!b) {
-		c->rec = save;
-		return -ENOMEM;
-	}
 	int ret = 0;
 	if (j->npend && c->seq >= j->pend_first) {
-		/* Not in the tree yet: only its bytes change. */
+		/* Not in the tree yet: only its bytes change (the new ones
+		 * go to the end of pbytes; the old ones stay unused there
+		 * until the flush). */
+		size_t off;
+		if (encode_pend(j, &c->rec, c->seq >= j->compact, &off, &len)) {
+			c->rec = save;
+			return -ENOMEM;
+		}
 		struct jpend *p = &j->pend[c->seq - j->pend_first];
-		free(p->b);
-		p->b = b;
+		p->off = off;
 		p->len = len;
 	} else {
+		uint8_t *b = encode(&c->rec, &len, c->seq >= j->compact);
+		if (!b) {
+			c->rec = save;
+			return -ENOMEM;
+		}
 		/* Stored by a flush earlier in this transaction. */
 		rfs_tree t;
 		size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
@@ -710,22 +762,16 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 	return 0;
 }
 
-static void cache_put(struct rfs_jnl *j, const struct jnl_rec *r, size_t len)
+/* Remember r as its inode's last mergeable record; takes r's path and
+ * directories (no copy: the caller is done with them). */
+static void cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
 {
 	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	rec_free(&c->rec);
-	c->valid = false;
-	struct jnl_rec copy = *r;
-	copy.path = r->path ? strdup(r->path) : NULL;
-	copy.old_path = NULL;
-	copy.anc = malloc(sizeof(*r->anc) * (r->nanc ? r->nanc : 1));
-	if ((r->path && !copy.path) || !copy.anc) {
-		rec_free(&copy);
-		return; /* no merging for this inode: only more records */
-	}
-	if (r->nanc) /* none: the mount root's own change, an orphan */
-		memcpy(copy.anc, r->anc, sizeof(*r->anc) * r->nanc);
-	c->rec = copy;
+	c->rec = *r;
+	c->rec.old_path = NULL;
+	r->path = NULL;
+	r->anc = NULL;
 	c->vol = r->vol;
 	c->ino = r->ino;
 	c->seq = r->seq;
@@ -751,23 +797,38 @@ static uint64_t rec_blocks(size_t len, unsigned nanc)
 	return 4 * ((len + RFS_VAL_MAX - 1) / RFS_VAL_MAX + nanc);
 }
 
-/* Keep r (seq set) for the next flush; takes r->anc. */
-static int pend_add(struct rfs_jnl *j, struct jnl_rec *r, uint8_t *b, size_t len)
+/* Keep r for the next flush (seq: the next one), its encoding in
+ * pbytes, its directories in panc. */
+static int pend_add(struct rfs_jnl *j, const struct jnl_rec *r, size_t *len)
 {
 	if (j->npend == j->cappend) {
-		size_t cap = j->cappend ? j->cappend * 2 : 64;
+		size_t cap = j->cappend ? j->cappend * 2 : 256;
 		struct jpend *np = realloc(j->pend, sizeof(*np) * cap);
 		if (!np)
 			return -ENOMEM;
 		j->pend = np;
 		j->cappend = cap;
 	}
+	if (j->nanc + r->nanc > j->capanc) {
+		size_t cap = j->capanc ? j->capanc : 1024;
+		while (cap < j->nanc + r->nanc)
+			cap *= 2;
+		struct jnl_anc *na = realloc(j->panc, sizeof(*na) * cap);
+		if (!na)
+			return -ENOMEM;
+		j->panc = na;
+		j->capanc = cap;
+	}
+	size_t off;
+	if (encode_pend(j, r, j->h.next >= j->compact, &off, len))
+		return -ENOMEM;
+	if (r->nanc)
+		memcpy(j->panc + j->nanc, r->anc, sizeof(*r->anc) * r->nanc);
 	if (!j->npend)
-		j->pend_first = r->seq;
-	j->pend[j->npend++] = (struct jpend){r->seq, b, len, r->anc, r->nanc};
-	r->anc = NULL;
-	r->nanc = 0;
-	j->pend_blocks += rec_blocks(len, j->pend[j->npend - 1].nanc);
+		j->pend_first = j->h.next;
+	j->pend[j->npend++] = (struct jpend){j->h.next, off, *len, j->nanc, r->nanc};
+	j->nanc += r->nanc;
+	j->pend_blocks += rec_blocks(*len, r->nanc);
 	return 0;
 }
 
@@ -780,27 +841,19 @@ static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
 			return ret;
 	}
 	size_t len;
-	uint8_t *b = encode(r, &len, j->h.next >= j->compact);
-	if (!b)
-		return -ENOMEM;
+	int ret = pend_add(j, r, &len);
+	if (ret)
+		return ret;
 	r->seq = j->h.next;
-	unsigned nanc = r->nanc;
-	/* cache_put copies the record: before pend_add takes its
-	 * ancestors. */
+	j->h.next++;
+	j->h.nrecords++;
+	j->h.bytes += cost(j, r->seq, len, r->nanc);
+	j->hdr_dirty = true;
+	/* Last: cache_put takes r's path and directories. */
 	if (merge_target(r->kind))
 		cache_put(j, r, len);
 	else
 		cache_forget(j, r);
-	int ret = pend_add(j, r, b, len);
-	if (ret) {
-		free(b);
-		cache_forget(j, r);
-		return ret;
-	}
-	j->h.next++;
-	j->h.nrecords++;
-	j->h.bytes += cost(j, r->seq, len, nanc);
-	j->hdr_dirty = true;
 	return 0;
 }
 
@@ -917,7 +970,7 @@ static int pend_items(struct rfs_jnl *j, size_t n, struct jitem **out)
 	size_t ng = 0, k = 0;
 	for (size_t i = 0; !ret && i < j->npend; i++)
 		for (unsigned x = 0; x < j->pend[i].nanc; x++, k++) {
-			const struct jnl_anc *a = &j->pend[i].anc[x];
+			const struct jnl_anc *a = &j->panc[j->pend[i].aoff + x];
 			size_t h = (size_t)((a->ino * 0x9e3779b97f4a7c15ull ^ a->vol) >> 20) & (hs - 1);
 			while (slot[h] && (key[slot[h] - 1].vol != a->vol ||
 					   key[slot[h] - 1].ino != a->ino))
@@ -934,7 +987,7 @@ static int pend_items(struct rfs_jnl *j, size_t n, struct jitem **out)
 	k = 0;
 	for (size_t i = 0; !ret && i < j->npend; i++)
 		for (unsigned x = 0; x < j->pend[i].nanc; x++, k++) {
-			const struct jnl_anc *a = &j->pend[i].anc[x];
+			const struct jnl_anc *a = &j->panc[j->pend[i].aoff + x];
 			v[start[grp[k]]++] = (struct jitem){a->vol, a->ino, j->pend[i].seq,
 							    a->depth_new, a->depth_old};
 		}
@@ -959,7 +1012,8 @@ static int pend_store(struct rfs_jnl *j, rfs_tree *t)
 	size_t nitems = 0;
 	for (size_t i = 0; !ret && i < j->npend; i++) {
 		struct jpend *p = &j->pend[i];
-		ret = chunks_put(j, t, p->seq, p->b, p->len, 0, RFS_PUT_INSERT | RFS_PUT_APPEND);
+		ret = chunks_put(j, t, p->seq, j->pbytes + p->off, p->len, 0,
+				 RFS_PUT_INSERT | RFS_PUT_APPEND);
 		nitems += p->nanc;
 	}
 	if (ret || !nitems)
@@ -969,7 +1023,7 @@ static int pend_store(struct rfs_jnl *j, rfs_tree *t)
 		/* In record order then: the same items, less locality. */
 		for (size_t i = 0; !ret && i < j->npend; i++)
 			for (unsigned k = 0; !ret && k < j->pend[i].nanc; k++) {
-				const struct jnl_anc *a = &j->pend[i].anc[k];
+				const struct jnl_anc *a = &j->panc[j->pend[i].aoff + k];
 				ret = item_put(j, t, a->vol, a->ino, j->pend[i].seq, a->depth_new,
 					       a->depth_old);
 			}
@@ -1258,7 +1312,8 @@ bool jnl_pending_below(struct rfs_jnl *j, bool all, uint64_t vol, uint64_t ino)
 		if (all)
 			return true;
 		for (unsigned k = 0; k < j->pend[i].nanc; k++)
-			if (j->pend[i].anc[k].vol == vol && j->pend[i].anc[k].ino == ino)
+			if (j->panc[j->pend[i].aoff + k].vol == vol &&
+			    j->panc[j->pend[i].aoff + k].ino == ino)
 				return true;
 	}
 	/* Flushed earlier in this transaction: the index range past the

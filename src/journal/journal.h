@@ -78,7 +78,7 @@ void jnl_close(struct rfs_jnl *j);
  * inode whose last record was a create, data, attr or xattr record
  * written in the same transaction with the same path is merged into it
  * (its kind goes into that record's `also`, data ranges into its
- * ranges).  Takes each record's `anc` (set to NULL).  On failure the
+ * ranges).  May take a record's `path` and `anc` (set to NULL).  On failure the
  * caller must reset the journal (jnl_reset) or not commit the change.
  */
 int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n);
