@@ -306,10 +306,6 @@ static bool is_resource(int ret)
 	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN;
 }
 
-/* Records kept in memory before a flush stores them: bounds the memory
- * (about 200 bytes each) and the time a flush holds the write lock. */
-#define JNL_PEND_MAX 16384u
-
 int journal_flush(rfs_fs *fs, const char *what)
 {
 	int ret = jnl_flush(fs->jnl);
@@ -356,7 +352,7 @@ void op_journal(struct rfs_op *op, bool aborted)
 		 * storing them may take is short (then as an operation's
 		 * own records always were, within its reservation). */
 		uint64_t need = jnl_flush_blocks(fs->jnl);
-		if (jnl_pending_records(fs->jnl) >= JNL_PEND_MAX ||
+		if (jnl_flush_due(fs->jnl) ||
 		    rfs_pool_free_blocks(fs->pool) < 2 * need)
 			ret = journal_flush(fs, op->what);
 		if (!ret)

@@ -24,6 +24,11 @@
 /* Blocks a flush may take on top of its records' (rec_blocks): the
  * header's and the catalog's paths. */
 #define JNL_FLUSH_BLOCKS 32u
+/* Pending records (about 100 bytes each here, plus their encodings)
+ * and bytes of encodings (a merge appends a new one) that make a flush
+ * due (jnl_flush_due). */
+#define JNL_PEND_MAX 16384u
+#define JNL_PEND_BYTES (8u << 20)
 
 /* Header, key 'H'. */
 struct jhdr {
@@ -1210,9 +1215,9 @@ uint64_t jnl_flush_blocks(const struct rfs_jnl *j)
 	return j->npend ? j->pend_blocks + JNL_FLUSH_BLOCKS : 0;
 }
 
-size_t jnl_pending_records(const struct rfs_jnl *j)
+bool jnl_flush_due(const struct rfs_jnl *j)
 {
-	return j->npend;
+	return j->npend >= JNL_PEND_MAX || j->nbytes >= JNL_PEND_BYTES;
 }
 
 int jnl_reset(struct rfs_jnl *j, const char *why)

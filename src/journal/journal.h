@@ -94,8 +94,11 @@ int jnl_flush(struct rfs_jnl *j);
 /* Upper bound of the metadata blocks the next jnl_flush may take (0
  * when nothing is pending).  Pool lock held. */
 uint64_t jnl_flush_blocks(const struct rfs_jnl *j);
-/* Records waiting for jnl_flush.  Pool lock held. */
-size_t jnl_pending_records(const struct rfs_jnl *j);
+/* Whether enough waits for jnl_flush that it should run now rather
+ * than at the commit (JNL_PEND_MAX records or JNL_PEND_BYTES of
+ * encodings, merges included): bounds the memory and the time a flush
+ * holds the write lock.  Pool lock held. */
+bool jnl_flush_due(const struct rfs_jnl *j);
 /* Whether a record past the last commit is indexed under directory
  * (vol, ino), or (all) exists at all.  Pool lock held. */
 bool jnl_pending_below(struct rfs_jnl *j, bool all, uint64_t vol, uint64_t ino);
