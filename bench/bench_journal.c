@@ -22,6 +22,19 @@
  *                          and with RFS_FS_NOJOURNAL; 5 pairs, order
  *                          alternated, medians and ratios.
  *
+ *   bench_journal counts POOL N [journal|nojournal]
+ *                          what the journal adds to N creates in 100
+ *                          directories below c/ (the mount benchmark's
+ *                          tree), in figures that do not depend on the
+ *                          machine's load: metadata block reads per create
+ *                          in the operations and with the commits (one
+ *                          every 30,000 creates, as the daemon's timer
+ *                          would), bytes the commits write per create
+ *                          (wchar of /proc/self/io), and thread CPU per
+ *                          create (that one does depend on load); one side
+ *                          only when named (to run each under
+ *                          valgrind --tool=cachegrind for instructions).
+ *
  * Figures: stdout "name: value unit"; progress on stderr.  Why through
  * the API: creating 1,000,000 files through FUSE takes minutes on the
  * 2-core machine; the tree and the journal are the same once mounted.
@@ -164,14 +177,98 @@ static int overhead(const char *pool, uint64_t n, uint64_t mib)
 	return 0;
 }
 
+static uint64_t wchar(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char l[128];
+	uint64_t v = 0;
+	while (f && fgets(l, sizeof(l), f))
+		if (!strncmp(l, "wchar:", 6))
+			v = strtoull(l + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t reads(rfs_fs *fs)
+{
+	struct rfs_pool_stats st;
+	rfs_pool_stats(rfs_fs_pool(fs), &st);
+	return st.block_reads;
+}
+
+static void counts_run(const char *pool, bool journal, uint64_t n)
+{
+	const char *side = journal ? "journal" : "nojournal";
+	int ret = rfs_fs_mkfs(pool, (8ull << 30), RFS_CREATE_FORCE);
+	rfs_fs *fs;
+	if (ret || (ret = rfs_fs_open(pool, journal ? 0 : RFS_FS_NOJOURNAL, &fs)))
+		die("mkfs/open", ret);
+	struct stat st;
+	rfs_nodeid c, dirs[100], f;
+	char name[64];
+	if ((ret = rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "c", 0755, &c, &st)))
+		die("mkdir", ret);
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "d%d", i);
+		if ((ret = rfs_fs_mkdir(fs, &g_ctx, c, name, 0755, &dirs[i], &st)))
+			die("mkdir", ret);
+	}
+	if ((ret = rfs_fs_sync(fs)))
+		die("sync", ret);
+	uint64_t r0 = reads(fs), w0 = wchar(), rops = 0;
+	double t0 = cpu_s();
+	for (uint64_t i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "f%llu", (unsigned long long)i);
+		uint64_t r = reads(fs);
+		if ((ret = rfs_fs_create(fs, &g_ctx, dirs[i % 100], name, 0644, &f, &st)))
+			die("create", ret);
+		rops += reads(fs) - r;
+		rfs_fs_forget(fs, f, 1);
+		if (i % 30000 == 29999 && (ret = rfs_fs_sync(fs)))
+			die("sync", ret);
+	}
+	if ((ret = rfs_fs_sync(fs)))
+		die("sync", ret);
+	double cpu = cpu_s() - t0;
+	uint64_t rall = reads(fs) - r0, w = wchar() - w0;
+	printf("%s_create_block_reads: %.2f blocks\n", side, (double)rops / (double)n);
+	printf("%s_create_block_reads_with_commits: %.2f blocks\n", side, (double)rall / (double)n);
+	printf("%s_create_commit_bytes: %.0f bytes\n", side, (double)w / (double)n);
+	printf("%s_create_cpu_us: %.2f us\n", side, cpu * 1e6 / (double)n);
+	for (int i = 0; i < 100; i++)
+		rfs_fs_forget(fs, dirs[i], 1);
+	rfs_fs_forget(fs, c, 1);
+	if ((ret = rfs_fs_close(fs)))
+		die("close", ret);
+	unlink(pool);
+}
+
 int main(int argc, char **argv)
 {
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "counts")) {
+		rfs_log_set_level(RFS_LOG_WARN);
+		uint64_t n = strtoull(argv[3], NULL, 10);
+		const char *side = argc == 5 ? argv[4] : NULL;
+		if (!side || !strcmp(side, "journal"))
+			counts_run(argv[2], true, n);
+		if (!side || !strcmp(side, "nojournal"))
+			counts_run(argv[2], false, n);
+		return 0;
+	}
 	if (argc == 5 && !strcmp(argv[1], "overhead")) {
 		rfs_log_set_level(RFS_LOG_WARN);
 		return overhead(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
 	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: bench_journal POOL N | bench_journal overhead POOL N MIB\n");
+		fprintf(stderr, "usage: bench_journal POOL N | bench_journal overhead POOL N MIB | bench_journal counts POOL N [journal|nojournal]\n");
 		return 2;
 	}
 	const char *pool = argv[1];
