@@ -4,6 +4,7 @@
  * against the pool and the journal (include/reflinkfs/journal.h).
  */
 #include "fs/fs_internal.h"
+#include "fs/op.h"
 #include "journal/journal.h"
 
 #include <stdlib.h>
@@ -172,6 +173,11 @@ int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes)
 		return -EROFS;
 	rfs_pool_wrlock(fs->pool);
 	int ret = fs->jnl ? rfs_pool_check_writable(fs->pool) : -ENOTSUP;
+	/* The records waiting for the commit first (the trim reads the
+	 * tree), with the commit's handling of a failure: reset, never a
+	 * silent gap. */
+	if (!ret)
+		ret = journal_flush(fs, "changing the journal's size");
 	if (!ret)
 		ret = jnl_set_limit(fs->jnl, bytes);
 	rfs_pool_unlock(fs->pool);
