@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Tiny files keep their data in the inode record (volume format 4): through
 # a real mount, cp, cat, appends past the limit, an mmap write, truncate,
-# SEEK_DATA / SEEK_HOLE, du and `reflinkfs stat` behave as for any file,
-# a clone of a tree of tiny files adds no data block, and fsck is clean
-# after a remount.
+# SEEK_DATA / SEEK_HOLE, du, `reflinkfs stat`, snapshot + diff and scrub
+# behave as for any file, a clone of a tree of tiny files adds no data
+# block, and fsck is clean after a remount.
 . "$(dirname "$0")/lib.bash"
 rfs_setup 1G
 SRC=$SCRATCH/src
@@ -80,8 +80,15 @@ check "du of the tiny files is their bytes, not 4 KiB each" bash -c "
 k=\$(du -sk '$MNT/a' | cut -f1); echo \"du -sk: \$k KiB\"; [ \$k -lt 400 ]"
 check "reflinkfs du: inline data holds no data block" bash -c "
 '$RFS_BIN' du --json '$MNT/a/tiny' | tee /dev/stderr | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; assert d[\"total\"] == 0 and d[\"exclusive\"] == 0, d'"
+# (diff exits 1 when it found a difference, as diff(1))
+check "snapshot, a byte changed in a tiny file: diff names only it, the snapshot keeps the old bytes" bash -c "
+'$RFS_BIN' snapshot '$MNT/a' '$MNT/snap' >/dev/null && printf Z | dd of='$MNT/a/tiny' bs=1 seek=3 conv=notrunc status=none &&
+out=\$('$RFS_BIN' diff '$MNT/snap' '$MNT/a'); [ \$? = 1 ] && echo \"\$out\" && [ \$(echo \"\$out\" | grep -c tiny) = 1 ] &&
+! echo \"\$out\" | grep -q f000 && cmp '$SRC/tiny' '$MNT/snap/tiny' && ! cmp -s '$SRC/tiny' '$MNT/a/tiny'"
+check "scrub reads every file, tiny ones included, and finds nothing wrong" "$RFS_BIN" scrub "$MNT"
 rfs_umount
 check "fsck clean" rfs_fsck
+check "fsck --data clean" "$RFS_BIN" fsck --data "$POOL"
 rfs_mount
 check "after a remount: the bytes are all there" diff -r "$SRC" "$MNT/b"
 rfs_finish
