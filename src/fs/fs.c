@@ -407,9 +407,42 @@ static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
 	ip_done(fs, &p, 0, 0);
 }
 
+/*
+ * The common case of node_drop_refs: nothing to delete.  Under the read
+ * lock (freeing nodes changes places: nlock and the pool lock, see
+ * node_maybe_free), like node_unref, so a RELEASE or FORGET never waits
+ * for a writer or a commit.  False, with nothing changed, when the drop
+ * would leave an orphan of the link table unused: its record must be
+ * deleted, which takes an operation.
+ */
+static bool drop_refs_read(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup, uint32_t nopen)
+{
+	bool done = true;
+	rfs_pool_rdlock(fs->pool);
+	node_lock(fs);
+	struct rfs_node *n = node_get_locked(fs, id);
+	if (n && id != RFS_ROOT_NODE) {
+		uint64_t l = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		uint32_t o = nopen > n->nopen ? 0 : n->nopen - nopen;
+		if (l == 0 && o == 0 && n->in_table && !n->dead && !fs->rdonly) {
+			done = false;
+		} else {
+			n->nlookup = l;
+			n->nopen = o;
+			if (!node_live(n))
+				node_maybe_free(fs, n);
+		}
+	}
+	node_unlock(fs);
+	rfs_pool_unlock(fs->pool);
+	return done;
+}
+
 static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 			   uint32_t nopen)
 {
+	if (drop_refs_read(fs, id, nlookup, nopen))
+		return;
 	struct rfs_op op = {0};
 	/* A deletion (the orphan's record), so it never fails for space; a
 	 * read-only fs or pool only drops the references. */

@@ -246,6 +246,68 @@ static void test_writers_and_commit_wait(void **state)
 	free(oldb);
 }
 
+/* An unaligned write: it reads the old partial blocks, so it copies its
+ * data holding the writers' gate (file.c: write_blocks with pause). */
+static void *writer_a_unaligned(void *arg)
+{
+	struct job *j = arg;
+	j->wret = rfs_fs_write(j->fs, j->a, j->newa + 100, BS + 50, 100);
+	return NULL;
+}
+
+/* RELEASE and FORGET of B, which free nothing (B keeps a reference). */
+static void *releaser(void *arg)
+{
+	struct job *j = arg;
+	rfs_nodeid id;
+	struct stat st;
+	int l = rfs_fs_lookup(j->fs, RFS_ROOT_NODE, "b", &id, &st);
+	rfs_fs_forget(j->fs, j->b, 1);
+	rfs_fs_release(j->fs, j->b);
+	j->oret = l == 0 && id == j->b ? 0 : -1;
+	set_flag(&g_done_other);
+	return NULL;
+}
+
+/* A RELEASE or FORGET that frees nothing takes no write lock: it runs to
+ * its end while a writer holds the writers' gate (held in its data
+ * copy); before, it waited for the writer (op_begin). */
+static void test_release_passes_held_writer(void **state)
+{
+	(void)state;
+	struct job *j = calloc(1, sizeof(*j));
+	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
+	j->newa = malloc(NBLK * BS);
+	assert_non_null(j && olda && oldb && j->newa);
+	make_fs(j, olda, oldb);
+	fill(j->newa, NBLK * BS, 3);
+	assert_int_equal(rfs_fs_open_node(j->fs, j->b), 0);
+
+	pthread_t w, r;
+	assert_int_equal(pthread_create(&w, NULL, writer_a_unaligned, j), 0);
+	assert_true(wait_for(&g_in));
+	assert_int_equal(pthread_create(&r, NULL, releaser, j), 0);
+	bool done = wait_for(&g_done_other);
+	bool still_in = !flag(&g_go);
+	set_flag(&g_go);
+	pthread_join(r, NULL);
+	pthread_join(w, NULL);
+	assert_true(done && still_in);
+	assert_int_equal(j->oret, 0);
+	assert_int_equal(j->wret, BS + 50);
+	memcpy(olda + 100, j->newa + 100, BS + 50);
+	assert_int_equal(rfs_fs_read(j->fs, j->a, j->gota, NBLK * BS, 0), NBLK * BS);
+	assert_memory_equal(j->gota, olda, NBLK * BS);
+	/* B still has the reference make_fs's create gave it. */
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(j->fs, j->b, &st), 0);
+	close_fs(j);
+	free(j->newa);
+	free(j);
+	free(olda);
+	free(oldb);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -270,6 +332,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reader_passes_held_writer),
 		cmocka_unit_test(test_writers_and_commit_wait),
+		cmocka_unit_test(test_release_passes_held_writer),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
