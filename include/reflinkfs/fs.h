@@ -142,10 +142,12 @@ void rfs_fs_set_premod_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
 
 /*
  * Test hook: fn(arg) is called by every file write while it copies its
- * data into the blocks it allocated, with the pool's write lock paused
- * (rfs_pool_write_pause) when the write is the first change of its
- * operation -- so a test can hold a writer there and check that readers
- * go on.  NULL disarms.  Set it while no write runs.
+ * data into the blocks it allocated: holding no lock when the write
+ * covers whole blocks (they are claimed, see rfs_claim_data), else with
+ * the pool's write lock paused (rfs_pool_write_pause) when the write is
+ * the first change of its operation -- so a test can hold a writer there
+ * and check that readers, other writers and commits go on.  NULL
+ * disarms.  Set it while no write runs.
  */
 void rfs_fs_set_data_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
 

@@ -447,6 +447,25 @@ int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n);
 /* True when block is allocated in the state being built. */
 bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr);
 
+/*
+ * Claims: data blocks a writer fills before it allocates them.  A writer
+ * that needs nothing of the old contents claims its blocks (write lock,
+ * briefly), writes them holding no lock (rfs_claim_write), and adopts
+ * them into the running transaction when it maps them (write lock), so
+ * other writers and the commit need not wait for its data copy
+ * (src/fs/file_claim.c).  A claimed block is handed to no one else, but
+ * it is not allocated in the state a commit writes: a commit made while
+ * the data moves leaves it free on disk, where nothing refers to it.
+ */
+/* Claim a run of up to want blocks, as rfs_alloc_data would allocate it
+ * (same reserve kept): *start, *got.  Write lock held. */
+int rfs_claim_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got);
+/* Claimed blocks [start, start+n) become allocated in the running
+ * transaction, as if rfs_alloc_data had just allocated them.  Write lock. */
+void rfs_claim_adopt(rfs_pool *pool, uint64_t start, uint64_t n);
+/* Give claimed blocks [start, start+n) back unused.  Write lock. */
+void rfs_claim_drop(rfs_pool *pool, uint64_t start, uint64_t n);
+
 /* ---- data blocks ------------------------------------------------------ */
 
 /*
@@ -463,6 +482,10 @@ uint32_t rfs_data_csum(uint64_t blocknr, const void *data);
  */
 int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
 		   uint32_t nblocks, uint32_t *csums);
+/* rfs_data_write into blocks the caller claimed (rfs_claim_data) and has
+ * neither adopted nor dropped yet; needs no lock. */
+int rfs_claim_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
+		    uint32_t nblocks, uint32_t *csums);
 
 /*
  * Read nblocks data blocks starting at blocknr and verify each against

@@ -682,10 +682,13 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 	struct rfs_node *n = node_get(fs, id);
 	if (!n)
 		return -ESTALE;
+	/* Whole blocks: copied in before the operation, holding no lock. */
+	int ret = file_write_claimed(fs, n, buf, size, off, &done);
+	if (ret <= 0)
+		return ret ? ret : (ssize_t)done;
 	uint64_t b0 = off / BS, nb = div_up(off + size, BS) - b0;
 	struct rfs_op op = {0};
 	op_target(&op, n, RFS_PREMOD_WRITE);
-	int ret;
 	do {
 		/* The blocks written, an extent record per RFS_EXTENT_MAX
 		 * blocks plus the pieces of split records.  When the pool has less, write

@@ -568,6 +568,12 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size);
  * past RFS_INLDATA_MAX).  No-op for other records; on failure r is as it
  * was.  Pool write lock held; one data block. */
 int inldata_spill(rfs_fs *fs, struct rfs_irec *r);
+/* rfs_fs_write of whole blocks whose data is copied before the operation,
+ * with no lock held (file_claim.c).  1: not this path's kind of write,
+ * or the pool is short of space -- use the ordinary one (nothing done);
+ * else 0 with *done bytes written, or -errno. */
+int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size,
+		       uint64_t off, size_t *done);
 /* Cut hidden clone extents past the size (RFS_INODE_TAILCLONE). */
 int tail_fix(rfs_fs *fs, struct rfs_irec *r);
 /* Zero bytes [from, to) of one block inside the file (copy-on-write). */

@@ -51,7 +51,9 @@ static uint64_t avail(rfs_fs *fs, const struct rfs_op *op)
 {
 	if (op->need == 0)
 		return UINT64_MAX;
-	if (op->data == 0)
+	/* A write whose blocks are claimed already (op_begin_claimed) is
+	 * judged as a data operation whose data is in hand. */
+	if (op->data == 0 && !op->claimed)
 		return rfs_pool_free_blocks(fs->pool);
 	/* The metadata of a data operation comes out of the reserve
 	 * (rfs_pool_meta_from_reserve), as far as half the reserve goes. */
@@ -115,7 +117,7 @@ static void premod_lock(rfs_fs *fs, struct rfs_op *op)
 }
 
 static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
-		 uint64_t data, bool partial, bool try)
+		 uint64_t data, bool partial, bool try, bool claimed)
 {
 	bool retried = op->retried;
 	struct op_premod pm = op->pm;
@@ -124,7 +126,10 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	op->pm = pm;
 	op->fs = fs;
 	op->what = what;
-	if (meta && !data)
+	op->claimed = claimed;
+	/* Data allocations keep the reserve, which covers the admission
+	 * checks; so do the claims of a claimed write. */
+	if (meta && !data && !claimed)
 		meta += META_BASE;
 	if (meta && fs->jnl)
 		meta += JNL_META;
@@ -178,7 +183,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	}
 	assert(!fs->cur_op);
 	fs->cur_op = op;
-	if (op->data)
+	if (op->data || op->claimed)
 		rfs_pool_meta_from_reserve(fs->pool, true);
 	return 0;
 fail:
@@ -189,19 +194,24 @@ fail:
 int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data)
 {
-	return begin(fs, op, what, meta, data, false, false);
+	return begin(fs, op, what, meta, data, false, false, false);
+}
+
+int op_begin_claimed(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta)
+{
+	return begin(fs, op, what, meta, 0, false, false, true);
 }
 
 int op_begin_try(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 		 uint64_t data)
 {
-	return begin(fs, op, what, meta, data, false, true);
+	return begin(fs, op, what, meta, data, false, true, false);
 }
 
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data)
 {
-	return begin(fs, op, what, meta, data, true, false);
+	return begin(fs, op, what, meta, data, true, false, false);
 }
 
 /* Errors that say the operation could not get a resource, as opposed to

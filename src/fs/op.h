@@ -84,6 +84,7 @@ struct rfs_op {
 	bool retried;       /* already retried once after a commit (kept
 			     * by op_begin: zero the op before the loop) */
 	bool refused;       /* op_refuse: its -ENOSPC is a limit, not space */
+	bool claimed;       /* op_begin_claimed: the data blocks are claimed */
 	/* Journal records of the changes made (op_rec_*), appended by
 	 * op_end in the same transaction; jfail: one could not be built
 	 * (memory), so op_end resets the journal instead of leaving a gap. */
@@ -121,6 +122,10 @@ int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data);
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data);
+/* op_begin for a write whose data blocks are claimed and filled already
+ * (file_claim.c): only meta blocks of metadata are reserved, judged as
+ * for a data operation (the metadata may take half the reserve). */
+int op_begin_claimed(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta);
 /* op_begin, or -EBUSY at once when another writer or a commit holds the
  * pool (rfs_pool_trywrlock): for best-effort changes made on behalf of
  * a reader (atime), which must not wait behind a writer. */

@@ -9,6 +9,10 @@
  *   fresh    allocated in the running transaction: freeing such a block
  *            makes it reusable at once, since no committed state has it.
  *
+ * A claimed block (rfs_claim_data) is in avail only: handed to no one
+ * else, but free in what a commit writes, until rfs_claim_adopt puts it
+ * in persist and fresh (or rfs_claim_drop gives it back).
+ *
  * On disk there are two copies of the bitmap; the commit of generation g
  * writes copy g % 2 (see commit.c and docs/FORMAT.md).
  */
@@ -193,9 +197,25 @@ static void mark_alloc(rfs_pool *pool, uint64_t start, uint64_t n)
 		pool->hint = start + n;
 }
 
-/* Find a free run of up to want blocks, keeping keep blocks free. */
-static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, uint64_t *start,
-		     uint64_t *got)
+/* Claim [start, start+n): taken from avail, persist untouched.  Its
+ * bitmap pages are marked changed, since high_water may now cover a page
+ * no commit wrote yet (open loads every page below it). */
+static void mark_claim(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	set_range(pool->avail, start, n);
+	pool->avail_used += n;
+	pool->claimed_blocks += n;
+	touch_pages(pool, start, n);
+	if (start + n > pool->high_water)
+		pool->high_water = start + n;
+	if (start == pool->hint)
+		pool->hint = start + n;
+}
+
+/* Find a free run of up to want blocks, keeping keep blocks free; mark
+ * it allocated, or claimed. */
+static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, bool claim,
+		     uint64_t *start, uint64_t *got)
 {
 	uint64_t free_blocks = pool->total_blocks - pool->avail_used;
 	uint64_t pos, best = 0, best_len = 0;
@@ -230,15 +250,18 @@ static int alloc_run(rfs_pool *pool, uint64_t want, uint64_t keep, uint64_t *sta
 	}
 	if (!best_len)
 		return -ENOSPC; /* counters and bitmap disagree: be safe */
-	mark_alloc(pool, best, best_len);
+	if (claim)
+		mark_claim(pool, best, best_len);
+	else
+		mark_alloc(pool, best, best_len);
 	*start = best;
 	*got = best_len;
 	return 0;
 }
 
-int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
+/* What a data allocation keeps free. */
+static uint64_t data_keep(const rfs_pool *pool)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	/* Metadata the running operation allocated came out of the
 	 * reserve, not out of the space its data may take; half of the
 	 * reserve stays for the tree's admission checks and deletions. */
@@ -246,7 +269,42 @@ int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got
 
 	if (credit > pool->reserve / 2)
 		credit = pool->reserve / 2;
-	return alloc_run(pool, want, pool->reserve - credit, start, got);
+	return pool->reserve - credit;
+}
+
+int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	return alloc_run(pool, want, data_keep(pool), false, start, got);
+}
+
+int rfs_claim_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	return alloc_run(pool, want, data_keep(pool), true, start, got);
+}
+
+void rfs_claim_adopt(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	assert(n <= pool->claimed_blocks);
+	/* As mark_alloc, avail aside (the claim set it). */
+	set_range(pool->persist, start, n);
+	set_range(pool->fresh, start, n);
+	pool->used_blocks += n;
+	pool->claimed_blocks -= n;
+	touch_pages(pool, start, n);
+}
+
+void rfs_claim_drop(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	assert(n <= pool->claimed_blocks);
+	clear_range(pool->avail, start, n);
+	pool->avail_used -= n;
+	pool->claimed_blocks -= n;
+	if (start < pool->hint)
+		pool->hint = start;
 }
 
 void rfs_pool_meta_from_reserve(rfs_pool *pool, bool on)
@@ -270,7 +328,7 @@ int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	uint64_t got;
-	int ret = alloc_run(pool, 1, 0, blocknr, &got);
+	int ret = alloc_run(pool, 1, 0, false, blocknr, &got);
 
 	if (!ret)
 		pool->meta_allocs++;

@@ -8,6 +8,43 @@
 
 #include <errno.h>
 
+/* Write, then checksum: the part of a data write that needs no lock. */
+static int write_sum(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t nblocks,
+		     uint32_t *csums)
+{
+	int ret = rfs_io_write(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
+			       (size_t)nblocks * RFS_BLOCK_SIZE);
+	if (ret)
+		return ret;
+	if (csums)
+		for (uint32_t i = 0; i < nblocks; i++)
+			csums[i] = rfs_data_csum(blocknr + i,
+						 (const uint8_t *)buf + (size_t)i * RFS_BLOCK_SIZE);
+	return 0;
+}
+
+static int check_range(const rfs_pool *pool, uint64_t blocknr, uint32_t nblocks)
+{
+	if (blocknr < pool->data_start || blocknr >= pool->total_blocks ||
+	    nblocks > pool->total_blocks - blocknr) {
+		rfs_log(RFS_LOG_ERR, "%s: data write to blocks %llu+%u outside the data area",
+			pool->path, (unsigned long long)blocknr, nblocks);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int rfs_claim_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t nblocks,
+		    uint32_t *csums)
+{
+	/* No lock: the geometry is fixed, and the blocks are the caller's
+	 * (claimed): nobody else writes, frees or commits them. */
+	if (nblocks == 0)
+		return 0;
+	int ret = check_range(pool, blocknr, nblocks);
+	return ret ? ret : write_sum(pool, blocknr, buf, nblocks, csums);
+}
+
 int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t nblocks,
 		   uint32_t *csums)
 {
@@ -21,12 +58,9 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 		return ret;
 	if (nblocks == 0)
 		return 0;
-	if (blocknr < pool->data_start || blocknr >= pool->total_blocks ||
-	    nblocks > pool->total_blocks - blocknr) {
-		rfs_log(RFS_LOG_ERR, "%s: data write to blocks %llu+%u outside the data area",
-			pool->path, (unsigned long long)blocknr, nblocks);
-		return -EINVAL;
-	}
+	ret = check_range(pool, blocknr, nblocks);
+	if (ret)
+		return ret;
 	/* Overwriting a block of committed state would break the last
 	 * commit: only blocks of the running transaction may be written. */
 	for (uint32_t i = 0; i < nblocks; i++) {
@@ -36,15 +70,7 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 			return -EINVAL;
 		}
 	}
-	ret = rfs_io_write(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
-			   (size_t)nblocks * RFS_BLOCK_SIZE);
-	if (ret)
-		return ret;
-	if (csums)
-		for (uint32_t i = 0; i < nblocks; i++)
-			csums[i] = rfs_data_csum(blocknr + i,
-						 (const uint8_t *)buf + (size_t)i * RFS_BLOCK_SIZE);
-	return 0;
+	return write_sum(pool, blocknr, buf, nblocks, csums);
 }
 
 int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t nblocks,

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -199,13 +200,14 @@ int rfs_io_write(struct rfs_io *io, uint64_t off, const void *buf, size_t len)
 
 	if (io->crashed)
 		return -EIO;
-	if (io->fail_after != UINT64_MAX) {
-		if (io->fail_after == 0) {
+	for (uint64_t f = io->fail_after; f != UINT64_MAX;) {
+		if (f == 0) {
 			rfs_log(RFS_LOG_ERR, "%s: write at offset %llu failed: injected I/O error",
 				io->path, (unsigned long long)off);
 			return -EIO;
 		}
-		io->fail_after--;
+		if (atomic_compare_exchange_weak(&io->fail_after, &f, f - 1))
+			break;
 	}
 	if (io->crashsim) {
 		pthread_mutex_lock(&io->lock);
@@ -221,8 +223,11 @@ int rfs_io_write(struct rfs_io *io, uint64_t off, const void *buf, size_t len)
 			io->path, len, (unsigned long long)off, strerror(-ret));
 		return ret == -ENOSPC ? -ENOSPC : -EIO;
 	}
-	if (!io->is_bdev && off + len > io->file_size)
-		io->file_size = off + len;
+	/* Claimed data writes run concurrently: raise, never lower. */
+	uint64_t end = off + len, cur = io->file_size;
+	while (!io->is_bdev && end > cur &&
+	       !atomic_compare_exchange_weak(&io->file_size, &cur, end))
+		;
 	return 0;
 }
 

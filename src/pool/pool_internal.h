@@ -85,9 +85,12 @@ struct rfs_io {
 	bool is_bdev;     /* fixed */
 	bool crashsim;    /* fixed */
 	/* Simulated crash happened: all I/O fails.  tests: set by a flush
-	 * (the commit) or rfs_io_crash, read by every I/O. */
-	bool crashed;
-	uint64_t file_size; /* gate: length of a regular file, as last known */
+	 * (the commit) or rfs_io_crash, read by every I/O (claimed data
+	 * writes too, which hold no lock: atomic). */
+	_Atomic bool crashed;
+	/* Length of a regular file, as last known.  Raised by every write,
+	 * claimed data writes included (no lock held): atomic. */
+	_Atomic uint64_t file_size;
 
 	/* Crash simulation overlay: unflushed block writes, in order.  All
 	 * under lock (readers look blocks up while the commit writes). */
@@ -97,7 +100,9 @@ struct rfs_io {
 	int32_t *ovl_hash; /* open addressing: index into ovl or -1 */
 	size_t ovl_hcap;   /* power of two */
 
-	uint64_t fail_after; /* gate (tests): writes still allowed; UINT64_MAX = no limit */
+	/* tests: writes still allowed (UINT64_MAX = no limit); counted
+	 * down by every write, claimed ones included: atomic. */
+	_Atomic uint64_t fail_after;
 	uint64_t crash_flush_n; /* gate (tests), like crash_mode and crash_seed */
 	int crash_mode;
 	uint64_t crash_seed;
@@ -301,9 +306,9 @@ struct rfs_pool {
 	uint64_t roots[RFS_ROOT_SLOTS]; /* W */
 
 	/* Allocation state (alloc.c), all W.  persist: what the next commit
-	 * writes; avail: what may be handed out (persist plus blocks freed
-	 * in a transaction not yet durable); fresh: allocated in the
-	 * running transaction. */
+	 * writes; avail: what may not be handed out (persist, plus blocks
+	 * freed in a transaction not yet durable, plus claimed blocks);
+	 * fresh: allocated in the running transaction. */
 	uint64_t nwords; /* fixed */
 	uint64_t *persist, *avail, *fresh;
 	uint64_t *page_gen; /* per bitmap page: gen of its last change */
@@ -321,6 +326,8 @@ struct rfs_pool {
 	struct rfs_extent *pending;
 	size_t npending, pending_cap;
 	uint64_t pending_blocks;
+	/* Claimed blocks (rfs_claim_data): in avail, not in persist. */
+	uint64_t claimed_blocks;
 
 	struct rfs_cache cache; /* its own locks, see struct rfs_cache */
 	uint64_t commits;       /* W */

@@ -542,8 +542,9 @@ const char *rfs_pool_path(const rfs_pool *pool)
 uint64_t rfs_pool_free_blocks(const rfs_pool *pool)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
-	/* used_blocks includes the fixed region below data_start. */
-	uint64_t used = pool->used_blocks + pool->pending_blocks;
+	/* used_blocks includes the fixed region below data_start; claimed
+	 * blocks are taken although no commit counts them yet. */
+	uint64_t used = pool->used_blocks + pool->pending_blocks + pool->claimed_blocks;
 
 	return pool->total_blocks > used ? pool->total_blocks - used : 0;
 }

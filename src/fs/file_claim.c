@@ -1,0 +1,222 @@
+/*
+ * Whole-block writes that copy their data before the operation (issue 9,
+ * "Parallel I/O").  A write of whole blocks needs nothing of the file's
+ * old contents, so it takes its blocks as a claim (rfs_claim_data: a
+ * short hold of the write lock), copies its data into them and computes
+ * their checksums holding no lock at all, and only then runs the
+ * operation that maps them into the file (op_begin ... op_end).  Writers
+ * of different files, the commit and readers all go on during the copy;
+ * what is serialized is the mapping, as for every change of the trees.
+ *
+ * A commit that runs while the data moves does not wait for it: claimed
+ * blocks are not in the bitmap it writes (pool.h, "Claims"), so on disk
+ * they are free, and nothing committed refers to them.  The operation
+ * adopts them into the running transaction as it maps them; whatever it
+ * does not map goes back (rfs_claim_drop).
+ *
+ * Anything else -- partial blocks (they start from the old contents),
+ * more than one chunk, a pool short of space, injected faults -- takes
+ * the ordinary path (file.c), which has the same result.
+ */
+#include "fs/op.h"
+
+#include <stdlib.h>
+
+#define BS RFS_BLOCK_SIZE
+/* At most one chunk of file.c's write path: 1 MiB, the FUSE max_write. */
+#define CLAIM_MAX 256u
+
+struct run {
+	uint64_t start, n;
+};
+
+struct claim {
+	struct run runs[CLAIM_MAX];
+	size_t nruns;
+	uint32_t csum[CLAIM_MAX];
+	struct rfs_ext e; /* the record being built */
+};
+
+/* Give back runs [from, nruns).  Write lock held. */
+static void drop_runs(rfs_fs *fs, struct claim *c, size_t from)
+{
+	for (size_t i = from; i < c->nruns; i++)
+		rfs_claim_drop(fs->pool, c->runs[i].start, c->runs[i].n);
+	c->nruns = from;
+}
+
+static void drop_all(rfs_fs *fs, struct claim *c)
+{
+	rfs_pool_wrlock(fs->pool);
+	drop_runs(fs, c, 0);
+	rfs_pool_unlock(fs->pool);
+}
+
+/* Claim nb blocks, all or none: 1 taken, 0 when the ordinary path should
+ * write (too little space to be sure, a read-only or failed pool, an
+ * injected fault: that path says what is wrong). */
+static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta)
+{
+	int ok = 0;
+	c->nruns = 0;
+	rfs_pool_wrlock(fs->pool);
+	if (fs->rdonly || fs->inject_nospc || rfs_pool_check_writable(fs->pool))
+		goto out;
+	/* op.c avail() for a write of nb blocks and its metadata, with the
+	 * same margin op_begin will ask for the metadata alone. */
+	uint64_t f = rfs_pool_free_blocks(fs->pool);
+	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
+	if (d + (meta < r ? meta : r) < meta + nb)
+		goto out;
+	uint64_t have = 0;
+	while (have < nb) {
+		uint64_t start, got, want = nb - have;
+		if (want > RFS_EXTENT_MAX)
+			want = RFS_EXTENT_MAX; /* one extent record per run */
+		if (rfs_claim_data(fs->pool, want, &start, &got)) {
+			drop_runs(fs, c, 0);
+			goto out;
+		}
+		c->runs[c->nruns].start = start;
+		c->runs[c->nruns++].n = got;
+		have += got;
+	}
+	ok = 1;
+out:
+	rfs_pool_unlock(fs->pool);
+	return ok;
+}
+
+/* Map the claimed runs at file block pos (write lock, in the operation):
+ * the ordinary path's write_blocks, second half. */
+static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos,
+		    struct claim *c, uint64_t *done)
+{
+	struct rfs_ext *e = &c->e;
+	uint64_t removed;
+	*done = 0;
+	for (size_t i = 0; i < c->nruns; i++) {
+		uint64_t got = c->runs[i].n;
+		e->lblk = pos + *done;
+		e->start = c->runs[i].start;
+		e->n = got;
+		e->flags = 0;
+		memcpy(e->csum, c->csum + *done, 4 * got);
+		bool adopted = false;
+		int ret = ext_punch(fs, t, e->lblk, got, &removed);
+		if (!ret) {
+			rfs_claim_adopt(fs->pool, e->start, got);
+			adopted = true;
+			ret = ext_insert(fs, t, e);
+			if (ret) {
+				rfs_free_blocks(fs->pool, e->start, got);
+				r->i.blocks -= removed;
+			}
+		}
+		if (ret) {
+			/* Run i was adopted (and freed again) or is still
+			 * claimed; the rest are claimed. */
+			drop_runs(fs, c, adopted ? i + 1 : i);
+			return ret;
+		}
+		r->i.blocks += got - removed;
+		*done += got;
+	}
+	c->nruns = 0;
+	return 0;
+}
+
+/* The operation: map the runs, set size and times, journal the change. */
+static int apply(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t off,
+		 size_t size, size_t *done)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, n, true, &p);
+	if (ret) {
+		drop_runs(fs, c, 0);
+		return ret;
+	}
+	struct rfs_irec *r = ip_rec(&p);
+	struct emap t;
+	/* Whole blocks never fit inline: inline data (fewer bytes than a
+	 * block) moves to block 0 first, as on the ordinary path. */
+	if (!S_ISREG(r->i.mode))
+		ret = S_ISDIR(r->i.mode) ? -EISDIR : -EINVAL;
+	else if (!(ret = tail_fix(fs, r)) && !(ret = inldata_spill(fs, r)))
+		ret = emap_open(fs, r, &t);
+	if (ret) {
+		drop_runs(fs, c, 0);
+		return ip_done(fs, &p, 0, ret);
+	}
+	uint64_t mapped;
+	ret = map_runs(fs, r, &t, off / BS, c, &mapped);
+	if (mapped) {
+		*done = (size_t)(mapped * BS < size ? mapped * BS : size);
+		if (off + *done > r->i.size)
+			r->i.size = off + *done;
+		touch_mc(&r->i);
+	}
+	int sret = emap_store(fs, &t, r, false);
+	emap_free(&t);
+	if (sret)
+		ret = sret;
+	else if (*done)
+		ret = 0; /* a short write is a complete change of its own */
+	ret = ip_done(fs, &p, 0, ret);
+	if (!ret)
+		op_rec_node(fs, RFS_CHANGE_DATA, n, off, *done);
+	return ret;
+}
+
+int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size,
+		       uint64_t off, size_t *done)
+{
+	uint64_t nb = size / BS;
+	*done = 0;
+	if (off % BS || size % BS || nb == 0 || nb > CLAIM_MAX)
+		return 1;
+	struct claim *c = malloc(sizeof(*c));
+	if (!c)
+		return 1;
+	uint64_t meta = op_meta(op_depth(fs, n), 4);
+	int res = 1;
+	if (!take(fs, c, nb, meta))
+		goto out;
+	/* The copy: no lock held.  The blocks are ours alone, and no commit
+	 * names them (pool.h, "Claims"). */
+	uint64_t k = 0;
+	int ret = 0;
+	for (size_t i = 0; i < c->nruns && !ret; i++) {
+		ret = rfs_claim_write(fs->pool, c->runs[i].start, (const uint8_t *)buf + k * BS,
+				      (uint32_t)c->runs[i].n, c->csum + k);
+		k += c->runs[i].n;
+	}
+	if (fs->data_hook)
+		fs->data_hook(fs->data_arg);
+	if (ret) {
+		drop_all(fs, c);
+		res = ret;
+		goto out;
+	}
+	struct rfs_op op = {0};
+	op_target(&op, n, RFS_PREMOD_WRITE);
+	ret = op_begin_claimed(fs, &op, "write", meta);
+	if (ret) {
+		drop_all(fs, c);
+		/* Short of space for the metadata: the ordinary path
+		 * reclaims and commits as far as it can, or says ENOSPC. */
+		res = ret == -ENOSPC ? 1 : ret;
+		goto out;
+	}
+	ret = apply(fs, n, c, off, size, done);
+	ret = op_end(&op, ret);
+	/* OP_RETRY: nothing changed, the runs went back; the ordinary path
+	 * is the retry. */
+	if (ret == OP_RETRY)
+		res = 1;
+	else if ((res = ret) < 0)
+		*done = 0;
+out:
+	free(c);
+	return res;
+}
