@@ -96,6 +96,11 @@ if [ "${RFS_FIO_NO_PT:-0}" != 1 ]; then
 		pt=$RFS_PASSTHROUGH_HP
 	else
 		pt=$("$root/bench/fs/passthrough_hp.sh" 2>"$work/pt-build.log") || pt=""
+		# Say why (no deb-src line, no g++): the log goes with $work.
+		if [ -z "$pt" ]; then
+			why=$(grep 'passthrough_hp.sh:' "$work/pt-build.log" | tail -1)
+			log "passthrough_hp: ${why:-$(tail -1 "$work/pt-build.log")}"
+		fi
 	fi
 	if [ -n "$pt" ]; then
 		ptname=pt_hp
