@@ -25,6 +25,10 @@
 #                       it can, else passthrough_ll (libfuse3-dev's
 #                       examples) stands in, else that column is skipped
 #   RFS_FIO_NO_PT=1     skip the passthrough daemon
+#   RFS_BIN_BEFORE      a second reflinkfs binary (say, of the commit before
+#                       a change), run in turn with the others on a pool of
+#                       its own: figures "before_fio_*" and the ratio
+#                       "fio_*_vs_before" (after / before)
 set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
@@ -37,7 +41,7 @@ while [ $# -gt 0 ]; do
 	--reps) reps=$2; shift ;;
 	--runtime) rt=$2; shift ;;
 	--jobs) jobs=$2; shift ;;
-	-h | --help) sed -n '2,27p' "$0" >&3; exit 0 ;;
+	-h | --help) sed -n '2,31p' "$0" >&3; exit 0 ;;
 	*) echo "fio.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -57,18 +61,21 @@ fig() {
 calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 
-work="" mnt="" ptmnt="" daemon_pid="" pt_pid=""
+work="" mnt="" ptmnt="" daemon_pid="" pt_pid="" bmnt="" bpid=""
 cleanup() {
 	local rc=$?
 	set +e
 	if [ -n "$mnt" ] && is_mounted "$mnt"; then
 		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
 	fi
+	if [ -n "$bmnt" ] && is_mounted "$bmnt"; then
+		fusermount3 -u "$bmnt" || fusermount3 -uz "$bmnt"
+	fi
 	if [ -n "$ptmnt" ] && is_mounted "$ptmnt"; then
 		fusermount3 -u "$ptmnt" || fusermount3 -uz "$ptmnt"
 	fi
 	local p
-	for p in $daemon_pid $pt_pid; do
+	for p in $daemon_pid $pt_pid $bpid; do
 		wait "$p" 2>/dev/null
 	done
 	if [ -n "$work" ]; then
@@ -124,6 +131,17 @@ mnt=$work/mnt
 for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
 is_mounted "$mnt" || { log "reflinkfs did not mount; log:"; cat "$work/daemon.log" >&2; exit 1; }
 log "reflinkfs daemon pid $daemon_pid"
+if [ -n "${RFS_BIN_BEFORE:-}" ]; then
+	mkdir "$work/bmnt"
+	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
+	"$work/bin/reflinkfs-before" mkfs --size 16G "$work/bpool.img" >&2
+	"$work/bin/reflinkfs-before" mount -f "$work/bpool.img" "$work/bmnt" 2>"$work/bdaemon.log" &
+	bpid=$!
+	bmnt=$work/bmnt
+	for _ in $(seq 100); do is_mounted "$bmnt" && break; sleep 0.1; done
+	is_mounted "$bmnt" || { log "$RFS_BIN_BEFORE did not mount; log:"; cat "$work/bdaemon.log" >&2; exit 1; }
+	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
+fi
 if [ -n "$pt" ]; then
 	if [ "$ptname" = pt_hp ]; then
 		"$pt" --foreground "$work/ptsrc" "$work/pt" 2>"$work/pt.log" &
@@ -158,8 +176,9 @@ print(int(job[sys.argv[2]]["iops"]))' "$out" "$([ "$rw" = randread ] && echo rea
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 fss="native reflinkfs"
+[ -n "$bmnt" ] && fss="$fss before"
 [ -n "$pt" ] && fss="$fss $ptname"
-dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; *) echo "$ptmnt" ;; esac; }
+dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
 status=0
 for rw in randread randwrite; do
@@ -184,9 +203,12 @@ for rw in randread randwrite; do
 			[ -n "$pt" ] && [ -n "$(eval echo "\${m_$ptname:-}")" ] &&
 				fig "fio_rand${tag}_vs_$ptname" "$(calc "$m_reflinkfs / $(eval echo "\$m_$ptname")" 2)"
 			[ -n "${m_native:-}" ] && fig "fio_rand${tag}_vs_native" "$(calc "$m_reflinkfs / $m_native" 2)"
+			[ -n "${m_before:-}" ] && fig "fio_rand${tag}_vs_before" "$(calc "$m_reflinkfs / $m_before" 2)"
+			[ -n "${m_before:-}" ] && [ -n "$pt" ] && [ -n "$(eval echo "\${m_$ptname:-}")" ] &&
+				fig "before_fio_rand${tag}_vs_$ptname" "$(calc "$m_before / $(eval echo "\$m_$ptname")" 2)"
 		fi
-		unset vals m_reflinkfs m_native "m_$ptname" 2>/dev/null || true
-		rm -f "$work"/native/f.* "$mnt"/f.* ${ptmnt:+"$ptmnt"/f.*}
+		unset vals m_reflinkfs m_native m_before "m_$ptname" 2>/dev/null || true
+		rm -f "$work"/native/f.* "$mnt"/f.* ${bmnt:+"$bmnt"/f.*} ${ptmnt:+"$ptmnt"/f.*}
 	done
 done
 log "reflinkfs daemon: $(grep -E '^(VmHWM|Threads)' /proc/$daemon_pid/status | tr -s ' \t\n' ' ')"
