@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -108,7 +109,16 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		rfs_fuse_killpriv_note(buf, (size_t)n);
 		if (in->opcode != FUSE_TMPFILE)
 			return n;
+		/* libfuse's workers read with cancellation enabled and cancel
+		 * them at unmount (fuse_loop_mt): a cancel at a cancellation
+		 * point inside the fs (a pool pwrite, a condition wait) would
+		 * end the thread holding the pool's locks and hang the final
+		 * commit.  The request is handled as if read, uncancellable;
+		 * a pending cancel acts at the next read. */
+		int cs;
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 		do_tmpfile(userdata, fd, buf, (size_t)n);
+		pthread_setcancelstate(cs, NULL);
 	}
 }
 
