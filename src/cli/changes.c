@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,33 +199,28 @@ int cmd_changes(int argc, char **argv)
 	}
 	bool json = false, follow = false;
 	const char *since = "", *path = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"follow", no_argument, NULL, 'f'},
+						 {"since", required_argument, NULL, 's'},
+						 {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "changes", "", longopts)) != -1;) {
+		if (c == 'j')
 			json = true;
-		} else if (!strcmp(argv[i], "--follow")) {
+		else if (c == 'f')
 			follow = true;
-		} else if (!strcmp(argv[i], "--since") && i + 1 < argc) {
-			since = argv[++i];
-		} else if (!strncmp(argv[i], "--since=", 8)) {
-			since = argv[i] + 8;
-		} else if (!strcmp(argv[i], "--")) {
-			if (i + 2 == argc && !path)
-				path = argv[i + 1];
-			else
-				path = NULL, i = argc;
-			break;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs changes: unknown option '%s'\n", argv[i]);
-			changes_usage(stderr);
+		else if (c == 's')
+			since = optarg;
+		else
 			return CH_TROUBLE;
-		} else if (path) {
-			fprintf(stderr, "reflinkfs changes: too many arguments\n");
-			changes_usage(stderr);
-			return CH_TROUBLE;
-		} else {
-			path = argv[i];
-		}
 	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "reflinkfs changes: too many arguments\n");
+		changes_usage(stderr);
+		return CH_TROUBLE;
+	}
+	if (optind < argc)
+		path = argv[optind];
 	if (!path) {
 		changes_usage(stderr);
 		return CH_TROUBLE;

@@ -65,6 +65,15 @@ long cli_fsck_data(const char *pool);
 /* Mount helper mode (argv[0] is mount.fuse.reflinkfs): POOL MNT [-o opts]. */
 int cmd_mount_helper(int argc, char **argv);
 
+struct option;
+/* getopt_long for a subcommand (src/cli/opts.c): set optind = 0 before
+ * the first call.  Returns the option (as getopt_long), -1 after the last
+ * one (the operands are argv[optind..argc-1]), '?' for an unknown option
+ * and ':' for a missing value, both after a message naming the option,
+ * the command and its --help. */
+int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
+	       const struct option *longopts);
+
 /* True when argv holds -h or --help. */
 bool cli_wants_help(int argc, char **argv);
 

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,18 +243,14 @@ int cmd_diff(int argc, char **argv)
 		diff_usage(stdout);
 		return 0;
 	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--") && i + 1 < argc) {
-			i++;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs diff: unknown option '%s'\n", argv[i]);
-			diff_usage(stderr);
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "diff", "", longopts)) != -1;) {
+		if (c != 'j')
 			return DIFF_TROUBLE;
-		}
+		json = true;
+	}
+	for (int i = optind; i < argc; i++) {
 		if (np == 2) {
 			fprintf(stderr, "reflinkfs diff: too many arguments\n");
 			diff_usage(stderr);

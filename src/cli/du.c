@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,31 +261,32 @@ int cmd_du(int argc, char **argv)
 	char **paths = calloc((size_t)argc, sizeof(*paths));
 	if (!paths)
 		return DU_FAILED;
-	bool dashdash = false;
-	/* Options anywhere before "--", as du takes them. */
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (dashdash || a[0] != '-' || !a[1]) {
-			paths[npaths++] = argv[i];
-		} else if (!strcmp(a, "--")) {
-			dashdash = true;
-		} else if (!strcmp(a, "--help")) {
+	/* Options anywhere before "--", as du takes them; -h is du's
+	 * --human-readable, so help is only --help. */
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'H'},
+						 {"human-readable", no_argument, NULL, 'h'},
+						 {"json", no_argument, NULL, 'j'},
+						 {"meta", no_argument, NULL, 'm'},
+						 {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "du", "h", longopts)) != -1;) {
+		if (c == 'H') {
 			du_usage(stdout);
 			free(paths);
 			return DU_OK;
-		} else if (!strcmp(a, "-h") || !strcmp(a, "--human-readable")) {
+		} else if (c == 'h') {
 			o.human = true;
-		} else if (!strcmp(a, "--json")) {
+		} else if (c == 'j') {
 			o.json = true;
-		} else if (!strcmp(a, "--meta")) {
+		} else if (c == 'm') {
 			o.meta = true;
 		} else {
-			fprintf(stderr, "reflinkfs du: unknown option '%s' (see `reflinkfs du --help`)\n",
-				a);
 			free(paths);
 			return DU_USAGE;
 		}
 	}
+	for (int i = optind; i < argc; i++)
+		paths[npaths++] = argv[i];
 	if (!npaths) {
 		fprintf(stderr, "reflinkfs du: no PATH given\n");
 		du_usage(stderr);

@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,16 +65,15 @@ int cmd_fsck(int argc, char **argv)
 	}
 	bool data = false;
 	const char *pool = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--data")) {
-			data = true;
-		} else if (argv[i][0] == '-' || pool) {
-			usage(stderr);
+	static const struct option longopts[] = {{"data", no_argument, NULL, 'd'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "fsck", "", longopts)) != -1;) {
+		if (c != 'd')
 			return FSCK_USAGE;
-		} else {
-			pool = argv[i];
-		}
+		data = true;
 	}
+	if (optind + 1 == argc)
+		pool = argv[optind];
 	if (!pool) {
 		usage(stderr);
 		return FSCK_USAGE;

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,23 +317,20 @@ int cmd_scrub(int argc, char **argv)
 		scrub_usage(stdout);
 		return 0;
 	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (argv[i][0] == '-' && strcmp(argv[i], "--")) {
-			fprintf(stderr, "reflinkfs scrub: unknown option '%s'\n", argv[i]);
-			scrub_usage(stderr);
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "scrub", "", longopts)) != -1;) {
+		if (c != 'j')
 			return SCRUB_USAGE;
-		} else {
-			if (!strcmp(argv[i], "--") && i + 1 < argc)
-				i++;
-			if (mnt) {
-				scrub_usage(stderr);
-				return SCRUB_USAGE;
-			}
-			mnt = argv[i];
-		}
+		json = true;
 	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "reflinkfs scrub: one MOUNT only\n");
+		scrub_usage(stderr);
+		return SCRUB_USAGE;
+	}
+	if (optind < argc)
+		mnt = argv[optind];
 	if (!mnt) {
 		scrub_usage(stderr);
 		return SCRUB_USAGE;

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,22 +386,18 @@ static int cmd_delete(int argc, char **argv)
 		delete_usage(stdout);
 		return SNAP_OK;
 	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--wait")) {
-			wait = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--json")) {
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'}, {"wait", no_argument, NULL, 'w'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "snapshot delete", "", longopts)) != -1;) {
+		if (c == 'j')
 			json = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--") && i + 1 < argc)
-			i++;
-		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs snapshot delete: unknown option '%s'\n", argv[i]);
-			delete_usage(stderr);
+		else if (c == 'w')
+			wait = true;
+		else
 			return SNAP_USAGE;
-		}
+	}
+	for (int i = optind; i < argc; i++) {
 		if (path) {
 			delete_usage(stderr);
 			return SNAP_USAGE;
@@ -465,18 +462,14 @@ static int cmd_restore(int argc, char **argv)
 		restore_usage(stdout);
 		return SNAP_OK;
 	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--") && i + 1 < argc)
-			i++;
-		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs snapshot restore: unknown option '%s'\n", argv[i]);
-			restore_usage(stderr);
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "snapshot restore", "", longopts)) != -1;) {
+		if (c != 'j')
 			return SNAP_USAGE;
-		}
+		json = true;
+	}
+	for (int i = optind; i < argc; i++) {
 		if (np == 2) {
 			restore_usage(stderr);
 			return SNAP_USAGE;
@@ -600,22 +593,18 @@ int cmd_snapshot(int argc, char **argv)
 	bool rdonly = false, json = false;
 	const char *path[2] = {NULL, NULL};
 	int np = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--readonly") || !strcmp(argv[i], "-r")) {
-			rdonly = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--json")) {
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'}, {"readonly", no_argument, NULL, 'r'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "snapshot", "r", longopts)) != -1;) {
+		if (c == 'j')
 			json = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--") && i + 1 < argc)
-			i++;
-		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs snapshot: unknown option '%s'\n", argv[i]);
-			snapshot_usage(stderr);
+		else if (c == 'r')
+			rdonly = true;
+		else
 			return SNAP_USAGE;
-		}
+	}
+	for (int i = optind; i < argc; i++) {
 		if (np == 2) {
 			fprintf(stderr, "reflinkfs snapshot: too many arguments\n");
 			snapshot_usage(stderr);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,18 +71,14 @@ int cli_snapshot_list(int argc, char **argv)
 		list_usage(stdout);
 		return SNAP_OK;
 	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--") && i + 1 < argc)
-			i++;
-		else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "reflinkfs snapshot list: unknown option '%s'\n", argv[i]);
-			list_usage(stderr);
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "snapshot list", "", longopts)) != -1;) {
+		if (c != 'j')
 			return SNAP_USAGE;
-		}
+		json = true;
+	}
+	for (int i = optind; i < argc; i++) {
 		if (path) {
 			list_usage(stderr);
 			return SNAP_USAGE;

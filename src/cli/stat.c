@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,10 +127,14 @@ int cmd_stat(int argc, char **argv)
 		       "in df until then).\n");
 		return 0;
 	}
-	if (argc > 1 && (!strcmp(argv[1], "-e") || !strcmp(argv[1], "--extents"))) {
+	static const struct option longopts[] = {{"extents", no_argument, NULL, 'e'}, {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "stat", "e", longopts)) != -1;) {
+		if (c != 'e')
+			return 2;
 		extents = true;
-		first = 2;
 	}
+	first = optind;
 	if (first >= argc) {
 		fprintf(stderr, "usage: reflinkfs stat [-e] FILE...\n");
 		return 2;

@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -396,25 +397,32 @@ int cmd_watch(int argc, char **argv)
 		fprintf(stderr, "reflinkfs watch: out of memory\n");
 		return WX_FAILED;
 	}
-	bool dashdash = false;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
+	static const struct option longopts[] = {{"blocking", no_argument, NULL, 'b'},
+						 {"json", no_argument, NULL, 'j'},
+						 {"exec", required_argument, NULL, 'x'},
+						 {"timeout", required_argument, NULL, 't'},
+						 {"count", required_argument, NULL, 'n'},
+						 {0}};
+	optind = 0;
+	for (int c; (c = cli_getopt(argc, argv, "watch", "", longopts)) != -1;) {
 		unsigned long v;
-		if (dashdash || a[0] != '-' || !a[1]) {
-			paths[npaths++] = a;
-		} else if (!strcmp(a, "--")) {
-			dashdash = true;
-		} else if (!strcmp(a, "--blocking")) {
+		bool t = c == 't';
+		switch (c) {
+		case 'b':
 			o.blocking = true;
-		} else if (!strcmp(a, "--json")) {
+			break;
+		case 'j':
 			o.json = true;
-		} else if (!strcmp(a, "--exec") && i + 1 < argc) {
-			o.exec = argv[++i];
-		} else if ((!strcmp(a, "--timeout") || !strcmp(a, "--count")) && i + 1 < argc) {
-			bool t = !strcmp(a, "--timeout");
-			if (parse_uint(argv[++i], t ? 600000 : ULONG_MAX, &v) || (t && v == 0)) {
-				fprintf(stderr, "reflinkfs watch: %s wants a number%s, not '%s'\n", a,
-					t ? " of milliseconds from 1 to 600000" : "", argv[i]);
+			break;
+		case 'x':
+			o.exec = optarg;
+			break;
+		case 't':
+		case 'n':
+			if (parse_uint(optarg, t ? 600000 : ULONG_MAX, &v) || (t && v == 0)) {
+				fprintf(stderr, "reflinkfs watch: --%s wants a number%s, not '%s'\n",
+					t ? "timeout" : "count",
+					t ? " of milliseconds from 1 to 600000" : "", optarg);
 				free(paths);
 				return WX_USAGE;
 			}
@@ -422,13 +430,14 @@ int cmd_watch(int argc, char **argv)
 				o.timeout_ms = (unsigned)v;
 			else
 				o.count = v;
-		} else {
-			fprintf(stderr, "reflinkfs watch: unknown option '%s' (or it lacks its value)\n", a);
-			watch_usage(stderr);
+			break;
+		default:
 			free(paths);
 			return WX_USAGE;
 		}
 	}
+	for (int i = optind; i < argc; i++)
+		paths[npaths++] = argv[i];
 	if (!npaths) {
 		watch_usage(stderr);
 		free(paths);

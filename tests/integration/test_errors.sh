@@ -25,6 +25,15 @@ check "unknown command" bash -c "! '$B' frobnicate 2>'$SCRATCH/e' && grep -q 'no
 for c in mkfs mount umount clone stat fsck; do
 	check "reflinkfs $c --help" bash -c "'$B' $c --help | grep -q usage"
 done
+# One option parser for every subcommand: a mistake names the option, the
+# command and its --help, and exits with the command's usage status.
+for c in "diff 2" "du 2" "stat 2" "changes 2" "watch 2" "snapshot 2" "scrub 16" "fsck 16"; do
+	set -- $c
+	check "reflinkfs $1 --bogus: says so, exit $2" bash -c "'$B' $1 --bogus x y 2>'$SCRATCH/e'; [ \$? = $2 ] && grep -q \"reflinkfs $1: unknown option '--bogus' (see \\\`reflinkfs $1 --help\\\`)\" '$SCRATCH/e'"
+done
+check "a missing value is named" bash -c "'$B' changes '$MNT' --since 2>'$SCRATCH/e'; [ \$? = 2 ] && grep -q \"option '--since' needs a value\" '$SCRATCH/e'"
+check "options after operands and --opt=value work" bash -c "'$B' changes '$MNT' --json --since= >'$SCRATCH/o' && tail -1 '$SCRATCH/o' | grep -q '\"cursor\"'"
+check "'--' ends the options" bash -c "'$B' stat -e -- '$MNT/f' | grep -q logical"
 check "reflinkfs stat outside a reflinkfs mount" bash -c "! '$B' stat /etc/hostname 2>'$SCRATCH/e' && grep -q 'not on a reflinkfs' '$SCRATCH/e'"
 check "reflinkfs umount" "$B" umount "$MNT"
 DAEMON_PID_SAVED=$DAEMON_PID
