@@ -78,6 +78,7 @@ struct twin {
 	struct rfs_irec *rec[2]; /* as found (records or stubs) */
 	uint64_t vol[2];
 	char *path[2];
+	rfs_tree holder[2];
 };
 
 /* An entry waiting for its rename partner. */
@@ -87,6 +88,7 @@ struct waiter {
 	bool sure[2]; /* the other side's index says the partner is there */
 	uint64_t vol[2];
 	char *path[2];
+	rfs_tree holder[2];
 	struct rfs_irec *rec[2];
 };
 
@@ -115,6 +117,7 @@ struct rfs_diff {
 
 	/* Root records (for the hard-link pass). */
 	struct rfs_irec *root[2];
+	rfs_tree root_holder[2]; /* the trees holding them */
 
 	struct rfs_diff_stats st;
 };
@@ -551,10 +554,12 @@ static int file_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct 
 
 /* ---- the walk ---------------------------------------------------------------- */
 
-/* Where an entry stands: its side's volume and its path. */
+/* Where an entry stands: its side's volume and its path, and the tree
+ * holding its record (where an embedded directory's entries are). */
 struct at {
 	uint64_t vol;
 	const char *path;
+	rfs_tree holder;
 };
 
 static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
@@ -565,7 +570,8 @@ static int twin_defer(struct rfs_diff *d, const struct rfs_irec *a, struct at pa
 
 struct dir_walk {
 	struct rfs_diff *d;
-	struct dirloc la; /* side A's entries (their keys are B's too) */
+	struct dirloc la; /* the keys of the entries compared */
+	rfs_tree ha, hb;  /* the trees holding them */
 	struct at pa, pb; /* the directories' entries: volume and path */
 	uint32_t what;    /* the directory's own changes: RFS_DIFF_XATTR */
 };
@@ -617,7 +623,7 @@ static int dir_cb(void *arg, const struct rfs_tree_diff_item *it)
 	}
 	if (ret)
 		goto out;
-	struct at ata = {w->pa.vol, pa}, atb = {w->pb.vol, pb};
+	struct at ata = {w->pa.vol, pa, w->ha}, atb = {w->pb.vol, pb, w->hb};
 	if (ea && eb) {
 		/* The same name: compared as one file, unless the types differ
 		 * or either inode lives elsewhere on the other side (then they
@@ -657,6 +663,126 @@ out:
 	return ret;
 }
 
+/* The entries of one directory, listed (an embedded directory's, or the
+ * other side's of one): 'N'-form keys and encoded records, sorted. */
+struct ent_list {
+	struct lent {
+		size_t klen, vlen;
+		uint8_t *kv; /* key, then value */
+	} *v;
+	size_t n, cap;
+};
+
+static int lent_add(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct ent_list *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct lent *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	uint8_t *kv = malloc(9 + len + RFS_VAL_MAX);
+	if (!kv)
+		return -ENOMEM;
+	struct lent *e = &l->v[l->n++];
+	e->kv = kv;
+	e->klen = dent_key(kv, name, len);
+	e->vlen = rec_encode(r, kv + e->klen);
+	return 0;
+}
+
+static int lent_cmp(const void *x, const void *y)
+{
+	const struct lent *a = x, *b = y;
+	size_t m = a->klen < b->klen ? a->klen : b->klen;
+	int c = memcmp(a->kv, b->kv, m);
+	return c ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+static void ent_list_free(struct ent_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].kv);
+	free(l->v);
+}
+
+/* Whether the directory whose own tree is t has xattrs. */
+static int has_xattrs(struct rfs_diff *d, rfs_tree t)
+{
+	rfs_cursor *c;
+	if (!t.root)
+		return 0;
+	int ret = rfs_cursor_open(d->pool, &t, &c);
+	if (ret)
+		return ret;
+	ret = rfs_cursor_seek(c, "X", 1, 1);
+	if (!ret) {
+		const uint8_t *k;
+		size_t kl;
+		rfs_cursor_get(c, (const void **)&k, &kl, NULL, NULL, NULL);
+		ret = kl && k[0] == 'X';
+	}
+	rfs_cursor_close(c);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+/* Entries of directories a and b when either is embedded: both listed
+ * (an embedded one has at most RFS_EMBED_MAX) and paired by key, as a
+ * tree diff would. */
+static int list_diff(struct rfs_diff *d, const struct rfs_irec *a, const struct rfs_irec *b,
+		     struct at pa, struct at pb, uint32_t *what)
+{
+	struct dirloc la, lb;
+	struct ent_list ea = {0}, eb = {0};
+	dloc_of(&la, &a->i, &pa.holder);
+	dloc_of(&lb, &b->i, &pb.holder);
+	struct dir_walk w = {.d = d, .ha = la.t, .hb = lb.t, .pa = pa, .pb = pb};
+	dloc_of(&w.la, &(struct rfs_inode){.mode = S_IFDIR}, NULL); /* 'N' keys */
+	d->st.dirs_compared++;
+	int ret = dir_each(d->fs, &la, lent_add, &ea);
+	if (!ret)
+		ret = dir_each(d->fs, &lb, lent_add, &eb);
+	if (!ret && ea.n)
+		qsort(ea.v, ea.n, sizeof(*ea.v), lent_cmp);
+	if (!ret && eb.n)
+		qsort(eb.v, eb.n, sizeof(*eb.v), lent_cmp);
+	size_t i = 0, j = 0;
+	while (!ret && (i < ea.n || j < eb.n)) {
+		int c = i == ea.n ? 1 : j == eb.n ? -1 : lent_cmp(&ea.v[i], &eb.v[j]);
+		struct lent *x = c <= 0 ? &ea.v[i] : NULL, *y = c >= 0 ? &eb.v[j] : NULL;
+		i += x != NULL;
+		j += y != NULL;
+		if (x && y && x->vlen == y->vlen && !memcmp(x->kv + x->klen, y->kv + y->klen, x->vlen))
+			continue;
+		struct rfs_tree_diff_item it = {.key = x ? x->kv : y->kv, .klen = x ? x->klen : y->klen};
+		if (x) {
+			it.aval = x->kv + x->klen;
+			it.avlen = x->vlen;
+		}
+		if (y) {
+			it.bval = y->kv + y->klen;
+			it.bvlen = y->vlen;
+		}
+		ret = dir_cb(&w, &it);
+	}
+	ent_list_free(&ea);
+	ent_list_free(&eb);
+	/* an embedded directory has no xattrs; the other side may have */
+	for (int s = 0; !ret && s < 2; s++) {
+		const struct rfs_irec *r = s ? b : a;
+		int x = is_embed(&r->i) ? 0 : has_xattrs(d, FS_TREE(r->i.subtree, RFS_OWNER_DIR));
+		if (x < 0)
+			ret = x;
+		else if (x)
+			w.what |= RFS_DIFF_XATTR;
+	}
+	*what |= w.what;
+	return ret;
+}
+
 /*
  * a and b (full records, same file type; pa and pb: the volumes and paths
  * of the entries) are the same file: report what differs, as op (M, or R
@@ -674,11 +800,17 @@ static int compare(struct rfs_diff *d, const struct rfs_irec *a, const struct rf
 	pb.vol = vol_below(pb.vol, &b->i);
 
 	if (S_ISDIR(a->i.mode)) {
-		if (a->i.subtree != b->i.subtree) {
+		if (is_embed(&a->i) && is_embed(&b->i) && a->i.rdev == b->i.rdev) {
+			/* the same stamp: the same entries (emb_stamp) */
+		} else if (is_embed(&a->i) || is_embed(&b->i)) {
+			ret = list_diff(d, a, b, pa, pb, &what);
+		} else if (a->i.subtree != b->i.subtree) {
 			struct dir_walk w = {.d = d, .pa = pa, .pb = pb};
 			struct dirloc lb;
 			dloc_of(&w.la, &a->i, NULL);
 			dloc_of(&lb, &b->i, NULL);
+			w.ha = w.la.t;
+			w.hb = lb.t;
 			d->st.dirs_compared++;
 			ret = rfs_tree_diff(d->pool, &w.la.t, &lb.t, dir_cb, &w);
 			what |= w.what;
@@ -698,6 +830,7 @@ struct gone_level {
 	struct rfs_diff *d;
 	int side;
 	struct at at;
+	rfs_tree holder; /* of the entries listed */
 };
 
 static int gone_entry(void *arg, const char *name, size_t len, const struct rfs_irec *r)
@@ -706,7 +839,7 @@ static int gone_entry(void *arg, const char *name, size_t len, const struct rfs_
 	char *p = path_join(g->at.path, name, len);
 	if (!p)
 		return -ENOMEM;
-	int ret = candidate(g->d, g->side, r, (struct at){g->at.vol, p});
+	int ret = candidate(g->d, g->side, r, (struct at){g->at.vol, p, g->holder});
 	free(p);
 	return ret;
 }
@@ -719,11 +852,11 @@ static int gone(struct rfs_diff *d, int side, const struct rfs_irec *r, struct a
 	at.vol = vol_below(at.vol, &r->i);
 	int ret = emit(d, side == SIDE_A ? RFS_DIFF_REMOVED : RFS_DIFF_ADDED, 0, at.vol, r,
 		       at.path, NULL);
-	if (ret || !S_ISDIR(r->i.mode) || !r->i.subtree)
+	if (ret || !S_ISDIR(r->i.mode) || (!r->i.subtree && !is_embed(&r->i)))
 		return ret;
 	struct dirloc loc;
-	dloc_of(&loc, &r->i, NULL);
-	struct gone_level g = {d, side, at};
+	dloc_of(&loc, &r->i, &at.holder);
+	struct gone_level g = {d, side, at, loc.t};
 	d->st.dirs_listed++;
 	return dir_each(d->fs, &loc, gone_entry, &g);
 }
@@ -807,6 +940,7 @@ static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, str
 		struct rfs_irec *other = w->rec[!side];
 		char *opath = w->path[!side];
 		uint64_t ovol = w->vol[!side];
+		rfs_tree oh = w->holder[!side];
 		bool pair = side == SIDE_A ? same_inode(d, full, at.vol, other, ovol)
 					   : same_inode(d, other, ovol, full, at.vol);
 		if (!pair) {
@@ -815,7 +949,7 @@ static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, str
 			w->rec[!side] = NULL;
 			w->path[!side] = NULL;
 			wremove(d, i);
-			ret = gone(d, !side, other, (struct at){ovol, opath});
+			ret = gone(d, !side, other, (struct at){ovol, opath, oh});
 			if (!ret)
 				ret = gone(d, side, full, at);
 			free(other);
@@ -826,7 +960,7 @@ static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, str
 		w->rec[!side] = NULL;
 		w->path[!side] = NULL;
 		wremove(d, i);
-		struct at o = {ovol, opath};
+		struct at o = {ovol, opath, oh};
 		if (side == SIDE_A)
 			ret = compare(d, full, other, at, o, RFS_DIFF_RENAMED);
 		else
@@ -851,6 +985,7 @@ static int candidate(struct rfs_diff *d, int side, const struct rfs_irec *e, str
 	w->used[side] = true;
 	w->sure[side] = where == YES;
 	w->vol[side] = at.vol;
+	w->holder[side] = at.holder;
 	w->path[side] = p;
 	w->rec[side] = full;
 	return 0;
@@ -878,6 +1013,7 @@ static int twin_defer(struct rfs_diff *d, const struct rfs_irec *a, struct at pa
 		t->rec[s] = malloc(sizeof(*t->rec[s]));
 		t->path[s] = strdup(at[s].path);
 		t->vol[s] = at[s].vol;
+		t->holder[s] = at[s].holder;
 		if (!t->rec[s] || !t->path[s]) {
 			for (int k = 0; k <= s; k++) {
 				free(t->rec[k]);
@@ -915,7 +1051,8 @@ static int twins_decide(struct rfs_diff *d)
 {
 	while (d->ntw) {
 		struct twin t = d->tw[--d->ntw];
-		struct at pa = {t.vol[SIDE_A], t.path[SIDE_A]}, pb = {t.vol[SIDE_B], t.path[SIDE_B]};
+		struct at pa = {t.vol[SIDE_A], t.path[SIDE_A], t.holder[SIDE_A]},
+			  pb = {t.vol[SIDE_B], t.path[SIDE_B], t.holder[SIDE_B]};
 		int ret;
 		if (waiting(d, SIDE_B, t.rec[SIDE_A]->i.ino, &t.rec[SIDE_A]->i) ||
 		    waiting(d, SIDE_A, t.rec[SIDE_B]->i.ino, &t.rec[SIDE_B]->i)) {
@@ -977,7 +1114,7 @@ static int flush_one(struct rfs_diff *d)
 	int ret = 0;
 	for (int s = 0; s < 2 && !ret; s++)
 		if (w.used[s])
-			ret = gone(d, s, w.rec[s], (struct at){w.vol[s], w.path[s]});
+			ret = gone(d, s, w.rec[s], (struct at){w.vol[s], w.path[s], w.holder[s]});
 	waiter_clear(&w);
 	return ret;
 }
@@ -1181,7 +1318,7 @@ static int links_pass(struct rfs_diff *d)
 		if (!ret) {
 			qsort(lp.seen.v, lp.seen.n, sizeof(*lp.seen.v), seen_cmp);
 			struct dirloc rl;
-			dloc_of(&rl, &d->root[SIDE_B]->i, NULL);
+			dloc_of(&rl, &d->root[SIDE_B]->i, &d->root_holder[SIDE_B]);
 			ret = links_walk(&lp, d->root[SIDE_B], &rl, "", 0);
 		}
 		free(lp.seen.v);
@@ -1221,8 +1358,8 @@ static bool related(struct rfs_diff *d, uint64_t a, uint64_t b)
 
 /* Diff directories ra and rb (full records) of volumes va and vb.  Read
  * lock held. */
-static int diff_run(struct rfs_diff *d, const struct rfs_irec *ra, uint64_t va,
-		    const struct rfs_irec *rb, uint64_t vb)
+static int diff_run(struct rfs_diff *d, const struct rfs_irec *ra, uint64_t va, rfs_tree ha,
+		    const struct rfs_irec *rb, uint64_t vb, rfs_tree hb)
 {
 	if (!S_ISDIR(ra->i.mode) || !S_ISDIR(rb->i.mode))
 		return -ENOTDIR;
@@ -1243,7 +1380,9 @@ static int diff_run(struct rfs_diff *d, const struct rfs_irec *ra, uint64_t va,
 	/* The roots are compared as one directory whatever their numbers. */
 	d->root[SIDE_A] = (struct rfs_irec *)ra;
 	d->root[SIDE_B] = (struct rfs_irec *)rb;
-	int ret = compare(d, ra, rb, (struct at){va, ""}, (struct at){vb, ""},
+	d->root_holder[SIDE_A] = ha;
+	d->root_holder[SIDE_B] = hb;
+	int ret = compare(d, ra, rb, (struct at){va, "", ha}, (struct at){vb, "", hb},
 			  RFS_DIFF_MODIFIED);
 	if (!ret)
 		ret = settle(d);
@@ -1261,8 +1400,22 @@ static int cmp_rec(const void *x, const void *y)
 	return a->op - b->op;
 }
 
+/* Node n's record and the tree holding it (an embedded directory's
+ * entries are there). */
+static int read_held(rfs_fs *fs, struct rfs_node *n, struct rfs_irec *r, rfs_tree *holder)
+{
+	struct rfs_ipath p;
+	int ret = ip_load(fs, n, false, &p);
+	if (ret)
+		return ret;
+	*r = *ip_rec(&p);
+	*holder = p.lv[p.n - 1].parent;
+	ip_free(&p);
+	return 0;
+}
+
 /* The records of a and b: from the nodes (na, nb), or given (ga, gb, in
- * the top volume). */
+ * the top volume; not embedded directories). */
 static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs_irec *ga,
 		      const struct rfs_irec *gb, uint64_t a_next_ino, rfs_diff **out)
 {
@@ -1270,6 +1423,7 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 	struct rfs_irec *ra = malloc(2 * sizeof(*ra)), *rb = ra + 1;
 	struct rfs_pool_stats ps;
 	uint64_t va = RFS_TOP_VOLUME, vb = RFS_TOP_VOLUME;
+	rfs_tree ha = {0}, hb = {0}; /* the trees holding them */
 	int ret = 0;
 
 	*out = NULL;
@@ -1294,9 +1448,9 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 		struct rfs_node *a = node_get(fs, na), *b = node_get(fs, nb);
 		ret = a && b ? 0 : -ESTALE;
 		if (!ret)
-			ret = inode_read(fs, a, ra);
+			ret = read_held(fs, a, ra, &ha);
 		if (!ret)
-			ret = inode_read(fs, b, rb);
+			ret = read_held(fs, b, rb, &hb);
 		/* The volume the node's record is in: a snapshot root's
 		 * record is its own volume's (vol_below keeps it). */
 		if (!ret) {
@@ -1305,7 +1459,7 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 		}
 	}
 	if (!ret)
-		ret = diff_run(d, ra, va, rb, vb);
+		ret = diff_run(d, ra, va, ha, rb, vb, hb);
 	rfs_pool_stats(d->pool, &ps);
 	d->st.node_reads = ps.block_reads - d->st.node_reads;
 	rfs_pool_unlock(d->pool);

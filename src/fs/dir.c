@@ -332,7 +332,7 @@ static int dir_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		/* the entry, a long symlink's chunks, inherited ACLs, the
 		 * back-pointer (index item and the volume's 'P') */
 		ret = op_begin(fs, &op, S_ISDIR(mode) ? "mkdir" : "create",
-			       op_meta(op_depth(fs, dn), 6 + (unsigned)(tlen / 1024)), 0);
+			       op_meta(op_depth(fs, dn), 6 + EMB_ITEMS + (unsigned)(tlen / 1024)), 0);
 		if (ret)
 			return ret;
 		ret = dir_create_op(fs, ctx, dn, name, len, mode, rdev, target, tlen,
@@ -362,6 +362,10 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		ret = -ENOENT;
 		goto done;
 	}
+	ret = ip_room(fs, dn, &p);
+	if (ret)
+		return ret;
+	d = ip_rec(&p);
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
 	rfs_tree *t = ip_dtree(&p);
@@ -408,6 +412,13 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		goto done;
 	}
 	c->i.ino = ino_alloc(fs, dn->vol);
+	/* A new directory holds its entries in its parent's tree until it
+	 * is materialized (dir_embed.c); one with a default ACL has a tree
+	 * for it already. */
+	if (S_ISDIR(mode) && !c->i.subtree && embed_ok(fs)) {
+		c->i.flags |= RFS_INODE_EMBED;
+		c->i.rdev = emb_stamp(fs);
+	}
 	rfs_tree *vol = bref_vol(fs, &p, dn->vol);
 	ret = bref_put(fs, vol, c->i.ino, d->i.ino, name, len, RFS_PUT_INSERT);
 	if (!ret) {
@@ -426,6 +437,7 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 		goto done;
 	}
 	d->i.size++;
+	p.emb_delta = 1;
 	if (S_ISDIR(mode))
 		d->i.nlink++;
 	touch_mc(&d->i);
@@ -698,6 +710,7 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 	if (ret)
 		goto done;
 	d->i.size--;
+	p.emb_delta = -1;
 	if (isdir)
 		d->i.nlink--;
 	touch_mc(&d->i);
@@ -725,6 +738,10 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 		 * name until its last user goes (then orphan_reap frees it). */
 		e.i.nlink = 0;
 		touch_c(&e.i);
+		/* An empty embedded directory is an empty one without a tree:
+		 * the link table holds no embedded entries. */
+		e.i.flags &= ~(uint32_t)RFS_INODE_EMBED;
+		e.i.volume = 0;
 		ret = table_insert(fs, cvol, &e);
 		if (ret) {
 			rfs_log(RFS_LOG_ERR, "%s: keeping unlinked inode %llu failed: %s",
@@ -849,7 +866,7 @@ int rfs_fs_link(rfs_fs *fs, rfs_nodeid id, rfs_nodeid newparent,
 		 * stub, its back-pointer goes), the new stub, the table
 		 * record's count */
 		ret = op_begin(fs, &op, "link",
-			       op_meta(op_depth(fs, n), 5) + op_meta(op_depth(fs, dn), 2), 0);
+			       op_meta(op_depth(fs, n), 5) + op_meta(op_depth(fs, dn), 2 + EMB_ITEMS), 0);
 		if (ret)
 			return ret;
 		ret = link_op(fs, n, dn, newname, len, st);
@@ -903,6 +920,10 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 		ret = ip_done(fs, &p, 0, S_ISDIR(d->i.mode) ? -ENOENT : -ENOTDIR);
 		goto out;
 	}
+	ret = ip_room(fs, dn, &p);
+	if (ret)
+		goto out;
+	d = ip_rec(&p);
 	struct rfs_irec stub;
 	memset(&stub, 0, sizeof(stub));
 	stub.i.ino = r.i.ino;
@@ -913,6 +934,7 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &stub, RFS_PUT_INSERT);
 	if (!ret) {
 		d->i.size++;
+		p.emb_delta = 1;
 		touch_mc(&d->i);
 	}
 	ret = ip_done(fs, &p, ret ? 0 : 1, ret);
@@ -967,11 +989,18 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 		 * with it uncounted when the orphan is freed. */
 		return ip_done(fs, &p, 0, -ENOENT);
 	}
+	if (dsize > 0) {
+		ret = ip_room(fs, dn, &p);
+		if (ret)
+			return ret;
+		d = ip_rec(&p);
+	}
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
 	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, rec, mode);
 	if (!ret) {
 		d->i.size += (uint64_t)(int64_t)dsize;
+		p.emb_delta = dsize;
 		d->i.nlink += (uint32_t)dnlink;
 		touch_mc(&d->i);
 	}
@@ -1055,7 +1084,8 @@ int rfs_fs_rename(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 		 * the back-pointers of the moved, replaced and new inodes
 		 * (two items each: index and the volume's 'P') */
 		ret = op_begin(fs, &op, "rename",
-			       op_meta(op_depth(fs, np), 7) + op_meta(op_depth(fs, pn), 4), 0);
+			       op_meta(op_depth(fs, np), 7 + EMB_ITEMS) + op_meta(op_depth(fs, pn), 4 + EMB_ITEMS),
+			       0);
 		if (ret)
 			return ret;
 		ret = rename_op(fs, ctx, pn, name, len, np, newname, nlen, flags);
@@ -1104,6 +1134,22 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 	if ((flags & RFS_RENAME_EXCHANGE) && ddir && below(fs, pn, d.i.ino)) {
 		ret = -EINVAL;
 		goto out;
+	}
+	/* An embedded directory moving to another directory gets a tree of
+	 * its own first: its entries are in the tree holding its old
+	 * parent, and the count of its embedded subtree goes with them. */
+	if (pn != np && ((sdir && is_embed(&s.i)) ||
+			 ((flags & RFS_RENAME_EXCHANGE) && ddir && is_embed(&d.i)))) {
+		if (sdir && is_embed(&s.i))
+			ret = entry_materialize(fs, pn, name, len);
+		if (!ret && (flags & RFS_RENAME_EXCHANGE) && ddir && is_embed(&d.i))
+			ret = entry_materialize(fs, np, newname, nlen);
+		if (!ret)
+			ret = dir_entry_read(fs, pn, name, len, &s);
+		if (!ret && dexists)
+			ret = dir_entry_read(fs, np, newname, nlen, &d);
+		if (ret)
+			goto out;
 	}
 	/* Re-read both entries mutably (their subtrees are then ours). */
 	node_lock(fs);
@@ -1199,8 +1245,10 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 				vol_count(fs, pn->vol, -1);
 		} else {
 			ret = rfs_tree_delete(fs->pool, ip_dtree(&p), key, kl, 0);
-			if (!ret)
+			if (!ret) {
 				pd->i.size--;
+				p.emb_delta = -1;
+			}
 		}
 		if (!ret) {
 			if (sdir)

@@ -14,10 +14,31 @@
 
 void dloc_of(struct dirloc *l, const struct rfs_inode *d, const rfs_tree *holder)
 {
-	(void)holder; /* the tree holding d's record: for the embedded form */
+	if (is_embed(d)) {
+		/* holder may be &l->t: read it first */
+		assert(holder);
+		l->t = *holder;
+		l->pfx[0] = 'e';
+		put_be64(l->pfx + 1, d->ino);
+		l->plen = 9;
+		return;
+	}
 	l->t = FS_TREE(d->subtree, RFS_OWNER_DIR);
 	l->pfx[0] = 'N';
 	l->plen = 1;
+}
+
+int dtree_entry(const uint8_t *k, size_t kl, uint64_t *dir, const char **name, size_t *len)
+{
+	size_t pl = kl && k[0] == 'N' ? 1 : kl && k[0] == 'e' ? 9 : 0;
+	if (!pl)
+		return 0;
+	if (kl < pl + 9 || kl - pl - 8 > RFS_NAME_MAX)
+		return -EUCLEAN;
+	*dir = pl == 9 ? get_be64(k + 1) : 0;
+	*name = (const char *)k + pl + 8;
+	*len = kl - pl - 8;
+	return 1;
 }
 
 size_t dloc_key(const struct dirloc *l, uint8_t *key, const char *name, size_t len)
@@ -92,14 +113,17 @@ int dir_each(rfs_fs *fs, const struct dirloc *l, dir_each_fn fn, void *arg)
 
 rfs_tree *ip_dtree(struct rfs_ipath *p)
 {
-	return ip_tree(p);
+	struct rfs_ilevel *lv = &p->lv[p->n - 1];
+	/* An embedded directory's entries are in the tree holding it: the
+	 * path stores that tree's new root upward (ip_store). */
+	return is_embed(&lv->rec.i) ? &lv->parent : ip_tree(p);
 }
 
 void ip_dloc(struct rfs_ipath *p, struct dirloc *l)
 {
 	int n = p->n;
 	dloc_of(l, &p->lv[n - 1].rec.i, &p->lv[n - 1].parent);
-	if (p->target_tree_valid)
+	if (p->target_tree_valid && !is_embed(&p->lv[n - 1].rec.i))
 		l->t = p->target_tree;
 }
 

@@ -189,7 +189,10 @@ static int du_item(void *arg, const void *key, size_t klen, const void *val, siz
 	d->budget--;
 	const char *name;
 	size_t nl;
-	if (d->lv[l]->dir && dloc_entry(&d->lv[l]->loc, k, klen, NULL, &name, &nl) == 1) {
+	uint64_t in;
+	/* A directory's tree holds its entries and those of the embedded
+	 * directories below it: all are inodes below PATH. */
+	if (d->lv[l]->dir && dtree_entry(k, klen, &in, &name, &nl) == 1) {
 		ret = du_entry(d, l, k, klen, val, vlen, top);
 	} else if ((flags & RFS_ITEM_EXTENT) && !top.shadow) {
 		/* Any value's extent, as the tree counts it: after the nested
@@ -245,6 +248,75 @@ int du_walk_level(rfs_du *d, int l, uint64_t root, const struct dirloc *dir, uin
 
 /* ---- steps ------------------------------------------------------------------ */
 
+/* The entries of an embedded directory and of those below it, listed. */
+struct emb_ents {
+	struct emb_ent {
+		size_t klen, vlen;
+		uint8_t *kv;
+		struct dirloc sub; /* an embedded directory's entries */
+		bool emb;
+	} *v;
+	size_t n, cap;
+	const struct dirloc *at;
+};
+
+static int emb_ent_add(void *arg, const char *name, size_t len, const struct rfs_irec *r)
+{
+	struct emb_ents *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct emb_ent *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	uint8_t *kv = malloc(RFS_KEY_MAX + RFS_VAL_MAX);
+	if (!kv)
+		return -ENOMEM;
+	struct emb_ent *e = &l->v[l->n++];
+	e->kv = kv;
+	e->klen = dloc_key(l->at, kv, name, len);
+	e->vlen = rec_encode(r, kv + e->klen);
+	e->emb = is_embed(&r->i);
+	if (e->emb)
+		dloc_of(&e->sub, &r->i, &l->at->t);
+	return 0;
+}
+
+/* PATH is an embedded directory (entries at loc): no tree of its own;
+ * its entries, and those of the embedded directories below it, are
+ * items of the tree holding it, at most RFS_EMBED_MAX: counted in this
+ * one step. */
+static int du_embedded(rfs_du *d, const struct dirloc *loc, uint64_t vol)
+{
+	struct emb_ents l = {0};
+	int ret = du_walk_level(d, 0, 0, loc, vol); /* level 0: no tree to walk */
+	l.at = loc;
+	if (!ret)
+		ret = dir_each(d->fs, loc, emb_ent_add, &l);
+	for (size_t i = 0; !ret && i < l.n; i++) {
+		if (!l.v[i].emb)
+			continue;
+		struct dirloc sub = l.v[i].sub; /* l.v moves as it grows */
+		l.at = &sub;
+		ret = dir_each(d->fs, &sub, emb_ent_add, &l);
+	}
+	int64_t budget = d->budget;
+	d->budget = INT64_MAX; /* du_entry must not pause: nothing resumes here */
+	for (size_t i = 0; !ret && i < l.n; i++) {
+		d->lv[0]->in_item = false;
+		ret = du_entry(d, 0, l.v[i].kv, l.v[i].klen, l.v[i].kv + l.v[i].klen, l.v[i].vlen,
+			       du_ctx_top(d));
+	}
+	d->budget = budget - (int64_t)l.n;
+	d->cur = 0;
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].kv);
+	free(l.v);
+	return ret;
+}
+
 /* PATH's own tree (and PATH itself, at the first step). */
 static int ns_step(rfs_du *d)
 {
@@ -286,7 +358,11 @@ static int ns_step(rfs_du *d)
 			ret = du_count_extent(d, V_PATH, x[i].start, x[i].n);
 		free(x);
 	}
-	if (!ret && r->i.subtree) {
+	if (!ret && is_embed(&r->i)) {
+		struct dirloc loc;
+		ip_dloc(&p, &loc);
+		ret = du_embedded(d, &loc, vol_below(vol, &r->i));
+	} else if (!ret && r->i.subtree) {
 		struct dirloc loc;
 		if (S_ISDIR(r->i.mode))
 			ip_dloc(&p, &loc);

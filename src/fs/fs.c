@@ -1195,16 +1195,41 @@ struct fsck_vol {
 	uint64_t roots;   /* entries rooting it (exactly 1 for a snapshot) */
 };
 
+/* Items of embedded directories in the directory tree t ('e' keys). */
+static int fsck_emb_items(rfs_fs *fs, rfs_tree t, uint64_t *n)
+{
+	rfs_cursor *cur;
+	*n = 0;
+	if (!t.root)
+		return 0;
+	int ret = rfs_cursor_open(fs->pool, &t, &cur);
+	if (ret)
+		return ret;
+	for (ret = rfs_cursor_seek(cur, "e", 1, 1); !ret; ret = rfs_cursor_step(cur, 1)) {
+		const uint8_t *k;
+		size_t kl;
+		rfs_cursor_get(cur, (const void **)&k, &kl, NULL, NULL, NULL);
+		if (k[0] != 'e')
+			break;
+		(*n)++;
+	}
+	rfs_cursor_close(cur);
+	return ret == -ENOENT ? 0 : ret;
+}
+
 /* Check one directory's entries (recursively), in volume vi: counts
  * linked names, inodes and volume roots.  *vols_found: volume roots in
- * its subtree. */
+ * its subtree; *emb_found: when dir is embedded, the entries of its
+ * embedded subtree (its own and those of the embedded directories below
+ * it, all in the tree holding it). */
 static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t vi,
 		    const struct rfs_irec *dir, const struct dirloc *loc, const char *path,
-		    int depth, uint64_t *vols_found)
+		    int depth, uint64_t *vols_found, uint64_t *emb_found)
 {
 	rfs_tree t = loc->t;
 	rfs_cursor *cur;
-	uint64_t entries = 0, subdirs = 0, below = 0, vols = 0;
+	uint64_t entries = 0, subdirs = 0, below = 0, vols = 0, emb = 0, held = 0;
+	bool embedded = is_embed(&dir->i);
 	int ret;
 	if (!t.root)
 		goto counts;
@@ -1282,10 +1307,25 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 			}
 			sprintf(sub, "%s/%s", path, name);
 			/* The cursor stays valid: nothing mutates during fsck. */
-			uint64_t sv = 0;
+			uint64_t sv = 0, se = 0;
 			struct dirloc sl;
 			dloc_of(&sl, &r.i, &t);
-			ret = fsck_dir(fs, c, fv, ci, &r, &sl, sub, depth + 1, &sv);
+			if (is_embed(&r.i)) {
+				if (r.i.subtree || (r.i.flags & RFS_INODE_VOLROOT))
+					fsck_problem(c, "%s: embedded directory with a tree of its "
+						     "own, or a volume root", sub);
+			}
+			ret = fsck_dir(fs, c, fv, ci, &r, &sl, sub, depth + 1, &sv, &se);
+			if (!ret && is_embed(&r.i)) {
+				/* a top counts its embedded subtree, others 0 */
+				uint64_t want = embedded ? 0 : se;
+				if (r.i.volume != want)
+					fsck_problem(c, "%s: embedded entries counted %llu, found %llu",
+						     sub, (unsigned long long)r.i.volume,
+						     (unsigned long long)want);
+				emb += se;
+				held += se;
+			}
 			free(sub);
 			if (ret) {
 				rfs_cursor_close(cur);
@@ -1302,6 +1342,18 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 	rfs_cursor_close(cur);
 	if (ret != -ENOENT)
 		return ret;
+	if (!embedded && dir->i.subtree) {
+		/* every item of an embedded directory in this tree belongs to
+		 * one found below */
+		uint64_t items;
+		ret = fsck_emb_items(fs, t, &items);
+		if (ret)
+			return ret;
+		if (items != held)
+			fsck_problem(c, "%s: %llu entries of embedded directories in its tree, "
+				     "%llu belong to its embedded directories", *path ? path : "/",
+				     (unsigned long long)items, (unsigned long long)held);
+	}
 counts:
 	if (dir->i.size != entries)
 		fsck_problem(c, "%s: entry count %llu, found %llu", path,
@@ -1316,6 +1368,7 @@ counts:
 		fsck_problem(c, "%s: volume roots below %llu, found %llu", path,
 			     (unsigned long long)dir->i.vols_below, (unsigned long long)vols);
 	*vols_found = vols;
+	*emb_found = embedded ? entries + emb : 0;
 	return 0;
 }
 
@@ -1421,7 +1474,10 @@ long rfs_fs_fsck(const char *path, void (*report)(void *arg, const char *what),
 	uint64_t vols = 0;
 	struct dirloc rl;
 	dloc_of(&rl, &root.i, &vol);
-	ret = fsck_dir(fs, &c, fv, top, &root, &rl, "", 0, &vols);
+	uint64_t emb;
+	if (is_embed(&root.i))
+		fsck_problem(&c, "the root directory is marked embedded");
+	ret = fsck_dir(fs, &c, fv, top, &root, &rl, "", 0, &vols, &emb);
 	if (!ret)
 		ret = fsck_index_extra(fs, &c);
 	for (size_t i = 0; !ret && i < fs->nvols; i++)

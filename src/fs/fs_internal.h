@@ -53,8 +53,20 @@ enum {
  * extent map inline (RFS_INODE_INLEXT); a format 2 pool becomes 3 at its
  * first read-write mount (its files keep their trees until rewritten).
  * 4: records may keep a tiny file's data inline (RFS_INODE_INLDATA); an
- * older volume becomes 4 at its first read-write mount likewise. */
-#define RFS_VOL_VERSION 4u
+ * older volume becomes 4 at its first read-write mount likewise.
+ * 5: directories may be embedded in their parent's tree (RFS_INODE_EMBED);
+ * an older volume becomes 5 likewise (its directories keep their trees). */
+#define RFS_VOL_VERSION 5u
+/* The first format with embedded directories (RFS_INODE_EMBED). */
+#define RFS_VOL_EMBED 5u
+/* Entries an embedded subtree holds at most (counted in its top's
+ * record): one more materializes it, O(this) (dir_embed.c). */
+#define RFS_EMBED_MAX 64u
+/* What an operation that may materialize one reserves for it, in
+ * op_meta items (16 blocks each): the new tree's leaves (at most
+ * RFS_EMBED_MAX records of up to 1 KiB: 17 blocks, about 3 for small
+ * files' records) and the holder's leaves it leaves, shadowed once. */
+#define EMB_ITEMS 2u
 
 /* Volume meta, key 'M' of the volume tree. */
 struct rfs_volmeta {
@@ -113,6 +125,14 @@ enum {
 	 * tree (subtree 0, blocks 0), a plain RFS_ITEM_TREE item (file.c
 	 * "inline data", docs/FORMAT.md; volume format 4). */
 	RFS_INODE_INLDATA = 1u << 6,
+	/* Embedded directory (volume format RFS_VOL_EMBED): no tree of its
+	 * own (subtree 0); its entries are items 'e' be64(ino) be64(hash)
+	 * name of the tree holding its record (dir_each.c, dir_embed.c).
+	 * Its `volume` field counts the entries of its whole embedded
+	 * subtree when its parent is not embedded (a top), else is 0; its
+	 * `rdev` is a stamp (emb_stamp) renewed at every change below it, so
+	 * that a tree diff sees its record change (diff.c). */
+	RFS_INODE_EMBED = 1u << 7,
 };
 
 /*
@@ -285,6 +305,9 @@ struct rfs_fs {
 	 * released queued trees) since open: rfs_du tells from it that the
 	 * tree changed during its walk.  Pool write lock to change. */
 	uint64_t ops;
+	/* Change stamps of embedded directories (emb_stamp): the running
+	 * transaction and stamps handed out in it.  Pool write lock. */
+	uint64_t stamp_gen, stamp_n;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -303,6 +326,10 @@ struct rfs_ipath {
 	/* Added by ip_store to vols_below of every directory on the path
 	 * (a volume root made or removed below the target). */
 	int64_t vols_delta;
+	/* Entries added to (or, negative, removed from) the target when it
+	 * is an embedded directory: ip_store adds it to the count of the
+	 * top of its embedded subtree. */
+	int64_t emb_delta;
 	bool mut;
 	/* When set, ip_store stores target_tree.root as the target's
 	 * subtree (the caller mutated the target's own tree). */
@@ -327,6 +354,12 @@ static inline rfs_tree *ip_tree(struct rfs_ipath *p)
 static inline struct rfs_irec *ip_rec(struct rfs_ipath *p)
 {
 	return &p->lv[p->n - 1].rec;
+}
+
+/* Directory record whose entries live in its holder's tree. */
+static inline bool is_embed(const struct rfs_inode *i)
+{
+	return S_ISDIR(i->mode) && (i->flags & RFS_INODE_EMBED);
 }
 
 /* ---- util (inode.c) ---- */
@@ -389,6 +422,46 @@ int dir_each(rfs_fs *fs, const struct dirloc *l, dir_each_fn fn, void *arg);
 rfs_tree *ip_dtree(struct rfs_ipath *p);
 void ip_dloc(struct rfs_ipath *p, struct dirloc *l);
 size_t ip_dkey(struct rfs_ipath *p, uint8_t *key, const char *name, size_t len);
+/* Any entry key of a directory's own tree: its own entries (*dir 0) or
+ * those of an embedded directory it holds (*dir its inode number).  1
+ * and the name (pointing into k), 0 for another key (xattrs), -EUCLEAN
+ * for a malformed entry key. */
+int dtree_entry(const uint8_t *k, size_t kl, uint64_t *dir, const char **name, size_t *len);
+
+/* ---- embedded directories (dir_embed.c) ---- */
+/* New directories may be embedded (volume format RFS_VOL_EMBED). */
+static inline bool embed_ok(const rfs_fs *fs)
+{
+	return !fs->rdonly && fs->top->m.version >= RFS_VOL_EMBED;
+}
+/* Move embedded directory record x's entries, and everything embedded
+ * below it, from the tree h holding x into a tree of x's own: x loses
+ * RFS_INODE_EMBED, gets the tree as subtree and count 0; its embedded
+ * children become tops with their counts.  *moved: the entries moved.
+ * The caller stores x back.  O(RFS_EMBED_MAX).  Pool write lock. */
+int emb_materialize(rfs_fs *fs, rfs_tree *h, struct rfs_irec *x, uint64_t *moved);
+/* A change stamp no other store of this pool ever had (transaction
+ * generation and a count within it): an embedded directory's rdev, set
+ * by every store below it.  Two records with the same stamp have the
+ * same entries.  Pool write lock. */
+uint64_t emb_stamp(rfs_fs *fs);
+/* x, the record of embedded directory node n as read now, becomes a
+ * directory with a tree of its own holding copies of its embedded
+ * subtree (with references of their own); the tree holding x is not
+ * changed (a snapshot of it, also in a read-only volume).
+ * O(RFS_EMBED_MAX).  Pool write lock. */
+int emb_copy(rfs_fs *fs, struct rfs_node *n, struct rfs_irec *x);
+/* Materialize the target of mutable path p when it is an embedded
+ * directory (before it gets xattrs).  The count of its top drops. */
+int ip_materialize(rfs_fs *fs, struct rfs_ipath *p);
+/* Before an entry is added to the directory of mutable path p (node
+ * dn): when it is embedded and its embedded subtree is full, materialize
+ * the top of that subtree; p is then stored and loaded again. */
+int ip_room(rfs_fs *fs, struct rfs_node *dn, struct rfs_ipath *p);
+/* Materialize entry name of directory dn when it is an embedded
+ * directory (before a snapshot of it, or its move to another
+ * directory).  Pool write lock. */
+int entry_materialize(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t len);
 
 /* ---- paths (inode.c) ---- */
 int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p);

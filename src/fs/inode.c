@@ -137,7 +137,7 @@ void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
 	st->st_nlink = i->nlink;
 	st->st_uid = i->uid;
 	st->st_gid = i->gid;
-	st->st_rdev = i->rdev;
+	st->st_rdev = S_ISDIR(i->mode) ? 0 : i->rdev; /* see RFS_INODE_EMBED */
 	st->st_size = (off_t)i->size;
 	st->st_blksize = RFS_BLOCK_SIZE;
 	st->st_blocks = (blkcnt_t)(i->blocks * (RFS_BLOCK_SIZE / 512));
@@ -241,7 +241,9 @@ void ip_free(struct rfs_ipath *p)
 static void ip_unwind(rfs_fs *fs, struct rfs_ipath *p, int k)
 {
 	int n = p->n;
-	if (k > 0)
+	if (k > 0 && is_embed(&p->lv[k - 1].rec.i))
+		p->lv[k - 1].parent.root = p->lv[k].parent.root; /* the same tree */
+	else if (k > 0)
 		p->lv[k - 1].rec.i.subtree = p->lv[k].parent.root;
 	if (k == 0) {
 		rfs_catalog_set(fs->pool, p->vol, &p->lv[0].parent);
@@ -396,6 +398,14 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 	int ret = 0;
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	assert(p->mut);
+	if (p->emb_delta && !p->in_table && is_embed(&p->lv[p->n - 1].rec.i)) {
+		/* the top of the target's embedded subtree keeps the count */
+		int t = p->n - 1;
+		while (t > 0 && is_embed(&p->lv[t - 1].rec.i))
+			t--;
+		p->lv[t].rec.i.volume += (uint64_t)p->emb_delta;
+	}
+	p->emb_delta = 0;
 	for (int k = p->n - 1; k >= 0; k--) {
 		struct rfs_ilevel *lv = &p->lv[k];
 		if (links_delta && !p->in_table && S_ISDIR(lv->rec.i.mode))
@@ -406,10 +416,18 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 			links_delta = 0;
 		if (p->vols_delta && !p->in_table && S_ISDIR(lv->rec.i.mode))
 			lv->rec.i.vols_below += (uint64_t)p->vols_delta;
-		if (k < p->n - 1)
+		if (is_embed(&lv->rec.i)) {
+			/* What is below is stored in the tree holding this
+			 * record; rdev changes so that a diff of the trees
+			 * holding it sees that something below it did. */
+			if (k < p->n - 1)
+				lv->parent.root = p->lv[k + 1].parent.root;
+			lv->rec.i.rdev = emb_stamp(fs);
+		} else if (k < p->n - 1) {
 			lv->rec.i.subtree = p->lv[k + 1].parent.root;
-		else if (p->target_tree_valid)
+		} else if (p->target_tree_valid) {
 			lv->rec.i.subtree = p->target_tree.root;
+		}
 		ret = rec_put(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec,
 			      RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (ret)

@@ -101,8 +101,8 @@ static int links_collect(rfs_fs *fs, const struct dirloc *loc, struct link_list 
 /* The link table of the new volume: a clone of the source volume's whole
  * table when the source is that volume's root, else copies of the
  * records that the stubs below the source name, with their counts. */
-static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s, bool whole,
-		       rfs_tree *tab)
+static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s,
+		       const rfs_tree *sholder, bool whole, rfs_tree *tab)
 {
 	rfs_tree vt, st;
 	struct rfs_irec trec;
@@ -120,7 +120,7 @@ static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s, bool
 		return st.root ? rfs_tree_clone(fs->pool, &st, tab) : 0;
 	struct link_list l = {0};
 	struct dirloc sloc;
-	dloc_of(&sloc, &s->i, NULL); /* a snapshot's source has a tree (the plan) */
+	dloc_of(&sloc, &s->i, sholder);
 	ret = links_collect(fs, &sloc, &l, 0);
 	for (size_t i = 0; !ret && i < l.n; i++) {
 		uint8_t key[16];
@@ -326,12 +326,13 @@ static int renest(rfs_fs *fs, struct dirloc *dl, uint64_t vol, bool rdonly, int 
 			r.i.volume = below;
 		}
 		if (r.i.vols_below) {
-			/* a directory with volume roots below has a tree of
-			 * its own (the plan for small directories) */
 			struct dirloc sub;
 			dloc_of(&sub, &r.i, &dl->t);
 			ret = renest(fs, &sub, below, rdonly, depth + 1);
-			r.i.subtree = sub.t.root;
+			if (is_embed(&r.i))
+				dl->t = sub.t; /* its entries are in this tree */
+			else
+				r.i.subtree = sub.t.root;
 		}
 		int r2 = rec_put(fs->pool, &dl->t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (!ret)
@@ -360,11 +361,15 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	int ret = vol_writable(fs, dn->vol);
 	if (ret)
 		return ret;
-	ret = inode_read(fs, sn, &s);
+	ret = ip_load(fs, sn, false, &p);
 	if (ret)
 		return ret;
+	s = *ip_rec(&p);
+	rfs_tree sholder = p.lv[p.n - 1].parent; /* the tree holding s */
+	ip_free(&p);
 	if (!S_ISDIR(s.i.mode))
 		return -ENOTDIR;
+
 	ret = ip_load(fs, dn, false, &p);
 	if (ret)
 		return ret;
@@ -395,7 +400,7 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	bool rdonly = flags & RFS_SNAP_RDONLY;
 	bool whole = sn->id == RFS_ROOT_NODE || (s.i.flags & RFS_INODE_VOLROOT);
 	rfs_tree tab;
-	ret = links_table(fs, sn->vol, &s, whole, &tab);
+	ret = links_table(fs, sn->vol, &s, &sholder, whole, &tab);
 	if (ret)
 		goto fail;
 	struct rfs_volmeta m;
@@ -410,7 +415,14 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 
 	struct rfs_irec r = s;
 	rfs_tree src = FS_TREE(s.i.subtree, RFS_OWNER_DIR), copy = FS_TREE(0, RFS_OWNER_DIR);
-	if (src.root) {
+	if (is_embed(&s.i)) {
+		/* Its entries are in the tree holding it: the snapshot gets a
+		 * copy of them, O(RFS_EMBED_MAX); the source stays as it is. */
+		ret = emb_copy(fs, sn, &r);
+		if (ret)
+			goto fail;
+		copy.root = r.i.subtree;
+	} else if (src.root) {
 		ret = rfs_tree_clone(fs->pool, &src, &copy);
 		if (ret)
 			goto fail;
@@ -432,6 +444,8 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	touch_c(&r.i);
 
 	ret = ip_load(fs, dn, true, &p);
+	if (!ret)
+		ret = ip_room(fs, dn, &p);
 	if (ret) {
 		rfs_tree_drop(fs->pool, &copy);
 		goto fail;
@@ -445,6 +459,7 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 	}
 	struct rfs_irec *pd = ip_rec(&p);
 	pd->i.size++;
+	p.emb_delta = 1;
 	pd->i.nlink++;
 	touch_mc(&pd->i);
 	/* The snapshot's hard links are its volume's: nothing above counts
@@ -487,7 +502,8 @@ int rfs_fs_snapshot(rfs_fs *fs, rfs_nodeid src, rfs_nodeid dstdir, const char *n
 		 * known before they are found (running short then ends the
 		 * operation: ENOSPC, or a discarded transaction). */
 		ret = op_begin(fs, &op, "snapshot",
-			       op_meta(op_depth(fs, dn), 8) + op_meta(op_depth(fs, sn), 16), 0);
+			       op_meta(op_depth(fs, dn), 8 + EMB_ITEMS) + op_meta(op_depth(fs, sn), 16 + EMB_ITEMS),
+			       0);
 		if (ret)
 			return ret;
 		ret = snapshot_op(fs, sn, dn, name, len, flags, out, st);
@@ -645,6 +661,7 @@ static int snapdel_op(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 		ret = rec_release(fs, &e);
 	if (!ret) {
 		d->i.size--;
+		p.emb_delta = -1;
 		d->i.nlink--;
 		touch_mc(&d->i);
 		p.vols_delta = -entry_vols_of(&e);

@@ -121,7 +121,7 @@ static int xattr_op(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid id, const 
 		/* A removal only deletes; a value takes one record per chunk
 		 * (the old chunks are deleted first). */
 		ret = op_begin(fs, &op, remove ? "removexattr" : "setxattr",
-			       remove ? 0 : op_meta(op_depth(fs, n), 4 + (unsigned)(size / 1024)),
+			       remove ? 0 : op_meta(op_depth(fs, n), 4 + EMB_ITEMS + (unsigned)(size / 1024)),
 			       0);
 		if (ret)
 			return ret;
@@ -194,6 +194,12 @@ static int xattr_op_locked(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_nod
 			if (!ret)
 				ret = rec_spill(fs, ip_rec(&p));
 			t->root = ip_rec(&p)->i.subtree;
+		}
+		/* An embedded directory gets a tree of its own first. */
+		if (!ret && is_embed(&ip_rec(&p)->i)) {
+			ret = ip_materialize(fs, &p);
+			t = ip_tree(&p);
+			ino = &ip_rec(&p)->i;
 		}
 		if (!ret)
 			ret = xattr_space_check(fs, n, t, nl, old, size);
