@@ -707,7 +707,24 @@ int rfs_tree_clone(rfs_pool *pool, const rfs_tree *src, rfs_tree *dst)
 static _Thread_local int drop_depth;
 #define DROP_DEPTH_MAX 4096
 
-static int drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
+static int drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc, int level);
+
+/* Drops the child of an interior node of the given level.  The child must
+ * be one level lower: a damaged node that points to itself or up its own
+ * path would otherwise be walked again at every level it lists, which
+ * takes forever long before the depth limit stops it. */
+static int drop_child(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc, int level)
+{
+	if (drop_depth >= DROP_DEPTH_MAX)
+		return tree_drop_node(pool, blocknr, gen, rc); /* reports it */
+	drop_depth++;
+	int ret = drop_node(pool, blocknr, gen, rc, level - 1);
+	drop_depth--;
+	return ret;
+}
+
+/* level: the level the node must have, or -1 for a tree's root. */
+static int drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc, int level)
 {
 	struct rfs_buf *b;
 	uint64_t count = 1;
@@ -724,10 +741,17 @@ static int drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 	if (ret)
 		return ret;
 	uint8_t *d = b->data;
+	if (level >= 0 && (int)node_level(d) != level) {
+		rfs_log(RFS_LOG_ERR, "tree: block %llu: level %u where its parent expects %d "
+			"(a reference loop?); not dropped",
+			(unsigned long long)blocknr, node_level(d), level);
+		rfs_buf_put(pool, b);
+		return -EUCLEAN;
+	}
 	for (unsigned i = 0; i < node_n(d); i++) {
 		if (node_level(d) > 0) {
 			struct node_child c = node_get_child(d, i);
-			ret = tree_drop_node(pool, c.blocknr, c.gen, rc);
+			ret = drop_child(pool, c.blocknr, c.gen, rc, (int)node_level(d));
 		} else {
 			size_t vlen;
 			uint8_t *v = node_val(d, i, &vlen);
@@ -753,7 +777,7 @@ int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool rc)
 		return -EUCLEAN;
 	}
 	drop_depth++;
-	ret = drop_node(pool, blocknr, gen, rc);
+	ret = drop_node(pool, blocknr, gen, rc, -1);
 	drop_depth--;
 	return ret;
 }
