@@ -388,6 +388,16 @@ static unsigned split_at(const uint8_t *d, unsigned idx, size_t isz, bool append
 	return node_split_point(d, idx, isz);
 }
 
+/* Whether the node at path level li is the last of its level: every
+ * node above it was entered through its last child. */
+static bool rightmost(const struct path *p, int li)
+{
+	for (int k = 0; k < li; k++)
+		if (p->s[k] + 1 != node_n(p->b[k]->data))
+			return false;
+	return true;
+}
+
 /*
  * Insert an item at index idx of the node at path level li, splitting
  * upwards as needed (append: see split_at).  Every node on the path is
@@ -418,6 +428,12 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 	 * of which the left is never filled again.  Inside a node, only the
 	 * caller knows (RFS_PUT_APPEND, split_at). */
 	sp = idx == node_n(d) ? idx : split_at(d, idx, isz, append);
+	/* The last node of the tree takes keys that arrive near its end (the
+	 * entries of the directories a copy makes: keyed by the directory's
+	 * new inode number, then their names' hashes): split at the new key
+	 * whenever the balanced split would, so the left part stays full. */
+	if (sp < idx && idx < node_n(d) && rightmost(p, li))
+		sp = idx;
 	node_move_tail(right->data, d, sp);
 	if (idx < sp)
 		node_insert(d, idx, key, klen, val, vlen, flags);

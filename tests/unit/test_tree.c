@@ -282,12 +282,62 @@ static void test_ascending_fill(void **state)
 	tu_map_clear(&m);
 }
 
+#define LEAF_SPACE (RFS_BLOCK_SIZE - 48) /* a node has a 48-byte header (docs/FORMAT.md) */
+
+/* Keys that arrive in groups of ascending prefix, in random order within
+ * a group (the entries of the directories `cp -a` makes, each keyed by
+ * the directory's inode number and its names' hashes): each insert goes
+ * among the last few items of the rightmost leaf.  Splitting that leaf at
+ * the new key keeps what is before it in the left node, full, instead of
+ * leaving half-empty leaves behind the growing end. */
+static void test_rightmost_split(void **state)
+{
+	tu_pool *c = *state;
+	const unsigned G = 6, NG = 1200, VL = 60;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	tu_rng r = {11};
+	uint8_t k[16], v[VL];
+	memset(v, 3, sizeof(v));
+	for (unsigned g = 0; g < NG; g++) {
+		for (unsigned i = 0; i < G; i++) {
+			key64(k, g);
+			key64(k + 8, tu_next(&r));
+			put_both(c, &t, &m, k, sizeof(k), v, VL, 0, RFS_PUT_INSERT);
+		}
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	tu_commit(c);
+	uint64_t nodes = used(c) - u0;
+	uint64_t ideal = ((uint64_t)NG * G * (8 + sizeof(k) + VL) + LEAF_SPACE - 1) / LEAF_SPACE;
+	/* A key that lands before the last split point of its group still
+	 * splits a full node in the middle: 246 nodes for 150 full leaves
+	 * here; with 50/50 splits of the last leaf too, 271. */
+	CHECK(nodes <= ideal * 5 / 3, "%llu nodes for %llu full leaves",
+	      (unsigned long long)nodes, (unsigned long long)ideal);
+	/* Items inserted anywhere still go in. */
+	for (unsigned g = 0; g < NG; g += 7) {
+		key64(k, g);
+		key64(k + 8, tu_next(&r));
+		put_both(c, &t, &m, k, sizeof(k), v, VL, 0, RFS_PUT_INSERT);
+	}
+	CHECK_TREE(c->pool, &t, &m);
+	store(c, 1, &t);
+	OK(rfs_catalog_del(c->pool, 1));
+	tu_commit(c);
+	CHECK_CLEAN(c);
+	EQ_U64(used(c), u0);
+	tu_map_clear(&m);
+}
+
 /* Appends with RFS_PUT_APPEND fill nodes: one growing range, and eight
  * ranges growing in turn (the change journal's per-directory index).
  * Without the hint a node that is full splits in the middle when the
  * new key is not its last (test_ascending_fill: when it is), so every
  * node interleaved append ranges leave behind is half empty. */
-#define LEAF_SPACE (RFS_BLOCK_SIZE - 48) /* a node has a 48-byte header (docs/FORMAT.md) */
 static void test_append_split(void **state)
 {
 	tu_pool *c = *state;
@@ -1739,6 +1789,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sequential, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_ascending_fill, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_append_split, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_rightmost_split, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_random_varsize, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_cursor, tu_setup_open, tu_teardown),
