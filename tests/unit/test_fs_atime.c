@@ -24,11 +24,10 @@
 
 #include <cmocka.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-static char g_dir[4096];
-static char g_pool[4200];
 
 static bool ts_eq(const struct timespec *a, const struct timespec *b)
 {
@@ -70,29 +69,10 @@ static void test_second_read_keeps_atime(void **state)
 	unlink(g_pool);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/atimeXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_second_read_keeps_atime),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
@@ -30,34 +31,7 @@
 #define BS RFS_BLOCK_SIZE
 #define MAXI RFS_INLDATA_MAX
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/inldXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(unsigned flags)
 {
@@ -70,7 +44,7 @@ static rfs_fs *fresh(unsigned flags)
 
 static void fsck_clean(void)
 {
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 }
 
 /* Close, fsck clean, reopen; n (if given) is looked up again by name. */
@@ -750,15 +724,15 @@ int main(void)
 {
 	rfs_log_set_level(RFS_LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_append, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overwrite_truncate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_punch_fallocate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clone, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_xattr_link, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_diff, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_du, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_format, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_append, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_overwrite_truncate, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_punch_fallocate, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_clone, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_xattr_link, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_diff, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_du, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_crash, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_format, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

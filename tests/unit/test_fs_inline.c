@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
@@ -27,51 +28,17 @@
 
 #define BS RFS_BLOCK_SIZE
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
-
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/inlXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_fresh(64 << 20, 0);
 }
 
 /* Close, fsck clean, reopen. */
 static rfs_fs *reopen(rfs_fs *fs)
 {
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
-	return fs;
+	return fx_reopen(fs, 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
@@ -314,9 +281,9 @@ static void test_snapshot_inline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_grow_shrink, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clone_inline, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grow_shrink, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_clone_inline, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_inline, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@
 
 #include <cmocka.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
@@ -41,8 +42,6 @@
 #define NBLK 64
 
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-static char g_dir[4096];
-static char g_pool[4200];
 
 /* The hook's gate: the first writer to reach it says it is in, and
  * waits to be let go; later ones pass. */
@@ -143,12 +142,6 @@ static void fill(uint8_t *p, size_t n, uint8_t seed)
 		p[i] = (uint8_t)(seed + i * 7 + i / BS);
 }
 
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
 static rfs_fs *make_fs(struct job *j, uint8_t *olda, uint8_t *oldb)
 {
 	rfs_fs *fs;
@@ -175,7 +168,7 @@ static void close_fs(struct job *j)
 	rfs_fs_forget(j->fs, j->a, 1);
 	rfs_fs_forget(j->fs, j->b, 1);
 	assert_int_equal(rfs_fs_close(j->fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	unlink(g_pool);
 }
 
@@ -367,7 +360,7 @@ static void test_claimed_writer_lets_others_pass(void **state)
 
 	/* The crash image: fsck finds no leaked block (the claimed ones are
 	 * free there), A holds its old data, B its new first block. */
-	assert_int_equal(rfs_fs_fsck(img, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(img, fx_fsck_line, NULL), 0);
 	rfs_fs *fs;
 	rfs_nodeid a, b;
 	struct stat st;
@@ -389,25 +382,6 @@ static void test_claimed_writer_lets_others_pass(void **state)
 	free(oldb);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/rwpXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,5 +390,5 @@ int main(void)
 		cmocka_unit_test(test_release_passes_held_writer),
 		cmocka_unit_test(test_claimed_writer_lets_others_pass),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

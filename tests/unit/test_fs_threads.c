@@ -45,6 +45,7 @@
 
 #include <cmocka.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
@@ -60,9 +61,6 @@
 
 static const char *dnames[NDNAMES] = {"s0", "s1", "s2", "s3", "e0", "e1"};
 static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
-
-static char g_dir[4096];
-static char g_pool[4200];
 
 struct shared {
 	rfs_fs *fs;
@@ -733,31 +731,6 @@ static void *worker_main(void *arg)
 
 /* ---- setup and checks -------------------------------------------------------------- */
 
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/thrXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
 /* Every name listed below dir can be looked up, with the st_ino and kind
  * the listing gave; a directory's link count is 2 + its subdirectories.
  * (Lookups happen after the listing: readdir holds the pool lock while it
@@ -939,7 +912,7 @@ static void run(unsigned fail_renames_every)
 	/* Every reference taken was given back: only the root is left. */
 	assert_int_equal(rfs_fs_node_count(fs), 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	pthread_mutex_destroy(&sh.emu);
 }
 
@@ -1100,7 +1073,7 @@ static void test_reparent_race(void **state)
 	rfs_fs_forget(fs, r.leaf, 1);
 	assert_int_equal(rfs_fs_node_count(fs), 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	pthread_mutex_destroy(&r.emu);
 }
 
@@ -1111,5 +1084,5 @@ int main(void)
 		cmocka_unit_test(test_threads_stale_nodes),
 		cmocka_unit_test(test_reparent_race),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

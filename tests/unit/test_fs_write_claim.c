@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/pool.h"
 
@@ -41,8 +42,6 @@
 #define ROUNDS 6
 
 static const struct rfs_ctx g_ctx = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
-static char g_dir[4096];
-static char g_pool[4200];
 
 static uint64_t mix(uint64_t *x)
 {
@@ -133,12 +132,6 @@ static void *committer(void *arg)
 	return NULL;
 }
 
-static void fsck_line(void *arg, const char *what)
-{
-	(void)arg;
-	fprintf(stderr, "fsck: %s\n", what);
-}
-
 static void setup_world(struct world *w)
 {
 	struct stat st;
@@ -185,7 +178,7 @@ static void check_after_crash(int want)
 	rfs_fs *fs;
 	uint8_t *buf = malloc(BS * NBLK);
 	assert_non_null(buf);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	for (unsigned f = 0; f < NFILES; f++) {
 		char path[16];
@@ -288,27 +281,8 @@ static void test_whole_blocks_over_inline_data(void **state)
 	rfs_fs_forget(fs, id[0], 1);
 	rfs_fs_forget(fs, id[1], 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(rfs_fs_fsck(g_pool, fsck_line, NULL), 0);
+	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
 	unlink(g_pool);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/wclXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
 }
 
 int main(void)
@@ -318,5 +292,5 @@ int main(void)
 		cmocka_unit_test(test_crash_during_writes),
 		cmocka_unit_test(test_whole_blocks_over_inline_data),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -20,32 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/journal.h"
 #include "reflinkfs/pool.h"
 
-static char g_dir[4096];
-static char g_pool[4200];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
-
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/jflXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
 
 static rfs_fs *fresh(unsigned flags)
 {
@@ -222,5 +202,5 @@ int main(void)
 		cmocka_unit_test(test_merge_after_flush),
 		cmocka_unit_test(test_pending_below),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -21,10 +21,8 @@
 
 #include <cmocka.h>
 
+#include "common/fsfix.h"
 #include "reflinkfs/pool.h"
-
-static char g_dir[4096];
-static char g_pool[4200];
 
 struct rd {
 	rfs_pool *pool;
@@ -119,29 +117,10 @@ static void test_reader_wait_counted(void **state)
 	unlink(g_pool);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	const char *base = getenv("RFS_TEST_DIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/lockwXXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(g_dir))
-		return -1;
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	unlink(g_pool);
-	rmdir(g_dir);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reader_wait_counted),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
