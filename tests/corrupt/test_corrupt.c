@@ -596,6 +596,14 @@ static void test_drop_self_loop(void **state)
 	RC(rfs_tree_drop(p, &x), -EUCLEAN);
 	alarm(0);
 	CHECK(tu_log_names_block(root), "no log line names the looping block %" PRIu64, root);
+	/* Stopped at the loop itself, not by the depth limit 4096 levels on. */
+	bool at_loop = false, at_limit = false;
+	for (size_t i = 0; i < tu_log.n; i++) {
+		at_loop |= strstr(tu_log.lines[i], "where its parent expects") != NULL;
+		at_limit |= strstr(tu_log.lines[i], "nested more than") != NULL;
+	}
+	CHECK(at_loop && !at_limit, "the drop was not stopped at the looping child "
+	      "(level check: %d, depth limit reached: %d)", at_loop, at_limit);
 	rfs_pool_unlock(p);
 	rfs_pool_close(p);
 }
