@@ -150,11 +150,14 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir);
  * RFS_CHANGES_COMMIT_GAP_MS after the last commit made this way. */
 int rfs_fs_changes_commit(rfs_fs *fs, rfs_nodeid dir);
 
-/* Journal figures, for `reflinkfs changes --info` and tests. */
+/* Journal figures (tests; the figures of `reflinkfs changes --info`). */
 struct rfs_journal_stat {
 	uint64_t oldest, next, durable; /* seqs */
 	uint64_t limit_bytes, bytes, nrecords;
 	uint64_t epoch;
+	/* Records that wait in memory for the commit (or an early flush)
+	 * to store them in the journal's tree; counted in nrecords. */
+	uint64_t pending;
 };
 int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st);
 

@@ -150,6 +150,7 @@ int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st)
 		st->bytes = ji.bytes;
 		st->nrecords = ji.nrecords;
 		st->epoch = ji.epoch;
+		st->pending = ji.pending;
 	}
 	rfs_pool_unlock(fs->pool);
 	return ret;

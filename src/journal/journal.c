@@ -1280,6 +1280,7 @@ void jnl_info(struct rfs_jnl *j, struct jnl_info *out)
 	out->limit_bytes = j->h.limit;
 	out->bytes = j->h.bytes;
 	out->nrecords = j->h.nrecords;
+	out->pending = j->npend;
 }
 
 int jnl_set_limit(struct rfs_jnl *j, uint64_t limit_bytes)

@@ -124,6 +124,7 @@ struct jnl_info {
 	uint64_t durable; /* jnl_durable_next */
 	uint64_t next;    /* next seq to hand out */
 	uint64_t limit_bytes, bytes, nrecords;
+	uint64_t pending; /* records appended but not yet stored in the tree */
 };
 void jnl_info(struct rfs_jnl *j, struct jnl_info *out);
 

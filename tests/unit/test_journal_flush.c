@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -195,12 +196,131 @@ static void test_pending_below(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
+static uint64_t pending(rfs_fs *fs)
+{
+	struct rfs_journal_stat js;
+	assert_int_equal(rfs_fs_journal_stat(fs, &js), 0);
+	return js.pending;
+}
+
+/* Records waiting in memory are stored early, before the commit, once
+ * they are 16,384 (JNL_PEND_MAX): that bounds the memory they take and
+ * the time the commit's flush holds the write lock.  Count the records
+ * that wait around the limit, then check that the early flush lost
+ * none and that a crash before the commit keeps none of them (they were
+ * stored in the transaction that never committed). */
+#define PEND_MAX 16384u
+/* Records are also stored early when the free space is under twice
+ * the worst case their flush may take (4 blocks per item: up to 130k
+ * blocks for 16,384 records): a sparse pool large enough that only the
+ * limits under test can trigger it. */
+#define BIG_POOL (8ull << 30)
+static void test_early_flush_at_record_limit(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(BIG_POOL, RFS_FS_CRASHSIM);
+	char c0[RFS_CURSOR_MAX], name[32];
+	rfs_nodeid d, f;
+	struct stat st;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(pending(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	for (unsigned i = 0; i < PEND_MAX + 100; i++) {
+		snprintf(name, sizeof(name), "f%u", i);
+		assert_int_equal(rfs_fs_create(fs, &g_ctx, d, name, 0644, &f, &st), 0);
+		rfs_fs_forget(fs, f, 1);
+		/* All wait below the limit, none at it, and the ones
+		 * after it wait again. */
+		if (i + 2 >= PEND_MAX || i % 997 == 0)
+			assert_int_equal(pending(fs), (i + 1) % PEND_MAX);
+	}
+	assert_true(rfs_fs_changes_pending_below(fs, d));
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(pending(fs), 0);
+	struct got g;
+	read_changes(fs, d, c0, &g);
+	assert_int_equal(g.n, PEND_MAX + 100);
+	assert_true(strncmp(g.text, "create f0\ncreate f1\n", 20) == 0);
+
+	/* Past the limit again, then a crash before any commit: the
+	 * records the early flush stored go with their transaction. */
+	char c1[RFS_CURSOR_MAX];
+	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
+	for (unsigned i = 0; i < PEND_MAX + 10; i++) {
+		snprintf(name, sizeof(name), "g%u", i);
+		assert_int_equal(rfs_fs_create(fs, &g_ctx, d, name, 0644, &f, &st), 0);
+		rfs_fs_forget(fs, f, 1);
+	}
+	assert_int_equal(pending(fs), 10);
+	rfs_fs_forget(fs, d, 1);
+	rfs_fs_crash(fs, RFS_CRASH_DROP_ALL, 1);
+	assert_int_equal(fx_fsck(), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	read_changes(fs, RFS_ROOT_NODE, c1, &g);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "d", &d, &st), 0);
+	read_changes(fs, d, c0, &g);
+	assert_int_equal(g.n, PEND_MAX + 100);
+	assert_int_equal(rfs_fs_lookup(fs, d, "g0", &f, &st), -ENOENT);
+	rfs_fs_forget(fs, d, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+/* The other limit: 8 MiB of encoded records (JNL_PEND_BYTES) comes
+ * long before 16,384 records when paths are long.  Creates 9
+ * directories deep under 200-byte names, each name 255 bytes: every
+ * record holds its path, over 2 KiB, so the flush comes before 4,096. */
+static void test_early_flush_at_byte_limit(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(BIG_POOL, 0);
+	char comp[201], name[256];
+	rfs_nodeid d = RFS_ROOT_NODE, nd, f;
+	struct stat st;
+	memset(comp, 'p', 200);
+	comp[200] = 0;
+	for (int lvl = 0; lvl < 9; lvl++) {
+		assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, d, comp, 0755, &nd, &st), 0);
+		if (d != RFS_ROOT_NODE)
+			rfs_fs_forget(fs, d, 1);
+		d = nd;
+	}
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	unsigned n = 0;
+	memset(name, 'n', 255);
+	name[255] = 0;
+	do {
+		assert_true(n < 4096);
+		char num[9];
+		snprintf(num, sizeof(num), "%08u", n);
+		memcpy(name, num, 8); /* keep the name 255 bytes */
+		assert_int_equal(rfs_fs_create(fs, &g_ctx, d, name, 0644, &f, &st), 0);
+		rfs_fs_forget(fs, f, 1);
+		n++;
+	} while (pending(fs) == n);
+	print_message("early flush after %u records of 9 x 200 + 255 byte paths\n", n);
+	/* Not by count, nor for space (the pool has 2M free blocks, the
+	 * worst case of 4,096 such records is 180k), and not before 8 MiB
+	 * could have been reached: a record holds its path, at least
+	 * 2,055 bytes, and is under 4 KiB. */
+	assert_int_equal(pending(fs), 0);
+	assert_true(n < PEND_MAX);
+	assert_true(n >= (8u << 20) / 4096);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	rfs_fs_forget(fs, d, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ops_read_no_journal_block),
 		cmocka_unit_test(test_merge_after_flush),
 		cmocka_unit_test(test_pending_below),
+		cmocka_unit_test(test_early_flush_at_record_limit),
+		cmocka_unit_test(test_early_flush_at_byte_limit),
 	};
 	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
