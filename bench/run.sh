@@ -3,20 +3,23 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|diff|fio|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|meta|diff|fio|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
 #     --time    run every process under /usr/bin/time -v (its report goes
 #               to stderr, stdout keeps the figure format)
-#     --only X  run only benchmark X (fs: bench/fs/run.sh and small.sh;
-#               small: only bench/fs/small.sh; diff:
+#     --only X  run only benchmark X (fs: bench/fs/run.sh, small.sh and
+#               meta.sh; small: only bench/fs/small.sh; meta: only
+#               bench/fs/meta.sh; diff:
 #               only bench/fs/diff.sh; fio: only bench/fs/fio.sh;
 #               snapshot: only bench/snapshot/run.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
 # filesystem benchmarks, needs root for its XFS part), bench/fs/diff.sh
-# (diff of two snapshots beside btrfs send), bench/fs/fio.sh (parallel
+# (diff of two snapshots beside btrfs send), bench/fs/small.sh and
+# bench/fs/meta.sh (issue 9: small files, warm metadata, cp -a inside the
+# mount), bench/fs/fio.sh (parallel
 # random I/O beside tmpfs and passthrough_hp) and bench/snapshot/run.sh
 # (snapshots beside XFS cp -a and btrfs) run last.
 #
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
 	--quick) n=1000000; fs_args=(--quick) ;;
 	--time) timed=(/usr/bin/time -v) ;;
 	--only) only=${2:?--only needs a benchmark name}; shift ;;
-	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \?//'; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -67,108 +70,76 @@ for b in clone ops; do
 	fi
 done
 
+# wanted NAME...: true when no --only was given or it names one of them.
+wanted() {
+	[ -z "$only" ] && return 0
+	local w
+	for w in "$@"; do [ "$only" = "$w" ] && return 0; done
+	return 1
+}
+rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+# fs_bench SCRIPT ARGS...: a script that mounts $rfs_bin, when it is built;
+# a failure marks the run failed and the others still run.
+fs_bench() {
+	local script=$1
+	shift
+	if [ ! -x "$rfs_bin" ]; then
+		echo "run.sh: $rfs_bin not built: $script skipped" >&2
+		return 0
+	fi
+	echo "run.sh: $script $*" >&2
+	if ! RFS_BIN=$rfs_bin RFS_BENCH_DIR=$bindir bash "$script" "$@"; then
+		echo "run.sh: $script FAILED" >&2
+		status=1
+	fi
+}
+
 # Pre-modification mark on the first write, at the fs API (bench_watch).
-if [ -z "$only" ] || [ "$only" = watch ]; then
-	if [ -x "$bindir/bench_watch" ]; then
-		echo "run.sh: bench_watch" >&2
-		if ! "${timed[@]}" "$bindir/bench_watch"; then
-			echo "run.sh: bench_watch FAILED" >&2
-			status=1
-		fi
+if wanted watch && [ -x "$bindir/bench_watch" ]; then
+	echo "run.sh: bench_watch" >&2
+	if ! "${timed[@]}" "$bindir/bench_watch"; then
+		echo "run.sh: bench_watch FAILED" >&2
+		status=1
 	fi
 fi
-
-# The same on a mount, through FUSE and the watch socket (bench/watch.sh).
-if [ -z "$only" ] || [ "$only" = watch ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ] && [ -x "$bindir/bench_watch_mount" ]; then
-		echo "run.sh: bench/watch.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin RFS_BENCH_DIR=$bindir bash bench/watch.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/watch.sh FAILED" >&2
-			status=1
-		fi
+# The same on a mount, through FUSE and the watch socket.
+if wanted watch; then
+	if [ -x "$bindir/bench_watch_mount" ]; then
+		fs_bench bench/watch.sh "${fs_args[@]}"
 	else
-		echo "run.sh: $rfs_bin or $bindir/bench_watch_mount not built: mount watch benchmark skipped" >&2
+		echo "run.sh: $bindir/bench_watch_mount not built: mount watch benchmark skipped" >&2
 	fi
 fi
-
-# Change journal overhead and subtree query (bench/journal.sh).
-if [ -z "$only" ] || [ "$only" = journal ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ]; then
-		echo "run.sh: bench/journal.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin bash bench/journal.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/journal.sh FAILED" >&2
-			status=1
-		fi
-	fi
-fi
-
-# Filesystem benchmarks (bench/fs/run.sh), when the binary is built.
-if [ -z "$only" ] || [ "$only" = fs ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ]; then
-		echo "run.sh: bench/fs/run.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin bash bench/fs/run.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/fs/run.sh FAILED" >&2
-			status=1
-		fi
-	else
-		echo "run.sh: $rfs_bin not built: filesystem benchmarks skipped" >&2
-	fi
-fi
-# Space of small files and of a tree clone (bench/fs/small.sh, issue 9).
-if [ -z "$only" ] || [ "$only" = fs ] || [ "$only" = small ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ]; then
-		echo "run.sh: bench/fs/small.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin bash bench/fs/small.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/fs/small.sh FAILED" >&2
-			status=1
-		fi
-	fi
-fi
-# Diff of two snapshots (bench/fs/diff.sh), when the binary is built.
-if [ -z "$only" ] || [ "$only" = diff ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ]; then
-		echo "run.sh: bench/fs/diff.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin bash bench/fs/diff.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/fs/diff.sh FAILED" >&2
-			status=1
-		fi
-	else
-		echo "run.sh: $rfs_bin not built: diff benchmark skipped" >&2
-	fi
-fi
-
-# Parallel random I/O, 1/2/4 fio jobs (bench/fs/fio.sh).
-if [ -z "$only" ] || [ "$only" = fio ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
+# Change journal overhead and subtree query.
+wanted journal && fs_bench bench/journal.sh "${fs_args[@]}"
+# Filesystem benchmarks: clones, fio, small files beside XFS and btrfs.
+wanted fs && fs_bench bench/fs/run.sh "${fs_args[@]}"
+# Space of small files and of a tree clone (issue 9).
+wanted fs small && fs_bench bench/fs/small.sh "${fs_args[@]}"
+# Warm metadata, cp -a in and inside, rm -rf beside tmpfs and
+# passthrough_hp, with FUSE requests per step (issue 9).
+meta_args=()
+[ "${fs_args[*]}" = --quick ] && meta_args=(--reps 1)
+wanted fs meta && RFS_META_NDIRS=${RFS_META_NDIRS:-$([ "${fs_args[*]}" = --quick ] && echo 300 || echo 1200)} \
+	fs_bench bench/fs/meta.sh "${meta_args[@]}"
+# Diff of two snapshots beside btrfs send.
+wanted diff && fs_bench bench/fs/diff.sh "${fs_args[@]}"
+# Parallel random I/O, 1/2/4 fio jobs beside tmpfs and passthrough_hp.
+if wanted fio; then
 	fio_args=()
 	[ "${fs_args[*]}" = --quick ] && fio_args=(--runtime 2)
-	if [ -x "$rfs_bin" ] && command -v fio >/dev/null; then
-		echo "run.sh: bench/fs/fio.sh ${fio_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin bash bench/fs/fio.sh "${fio_args[@]}"; then
-			echo "run.sh: bench/fs/fio.sh FAILED" >&2
-			status=1
-		fi
+	if command -v fio >/dev/null; then
+		fs_bench bench/fs/fio.sh "${fio_args[@]}"
 	else
-		echo "run.sh: $rfs_bin not built or fio missing: fio benchmark skipped" >&2
+		echo "run.sh: fio is not installed: fio benchmark skipped" >&2
 	fi
 fi
-
-# Snapshot benchmarks (bench/snapshot/run.sh): need bench_snapshot too.
-if [ -z "$only" ] || [ "$only" = snapshot ]; then
-	rfs_bin=${RFS_BIN:-$PWD/build/reflinkfs}
-	if [ -x "$rfs_bin" ] && [ -x "$bindir/bench_snapshot" ]; then
-		echo "run.sh: bench/snapshot/run.sh ${fs_args[*]}" >&2
-		if ! RFS_BIN=$rfs_bin RFS_BENCH_DIR=$bindir bash bench/snapshot/run.sh "${fs_args[@]}"; then
-			echo "run.sh: bench/snapshot/run.sh FAILED" >&2
-			status=1
-		fi
+# Snapshots beside XFS cp -a and btrfs: need bench_snapshot too.
+if wanted snapshot; then
+	if [ -x "$bindir/bench_snapshot" ]; then
+		fs_bench bench/snapshot/run.sh "${fs_args[@]}"
 	else
-		echo "run.sh: $rfs_bin or $bindir/bench_snapshot not built: snapshot benchmarks skipped" >&2
+		echo "run.sh: $bindir/bench_snapshot not built: snapshot benchmarks skipped" >&2
 	fi
 fi
 exit $status
