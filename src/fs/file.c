@@ -693,14 +693,21 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 		/* The blocks written, an extent record per RFS_EXTENT_MAX
 		 * blocks plus the pieces of split records.  When the pool has less, write
 		 * what fits: a short write, as on any full filesystem. */
-		ret = op_begin_partial(fs, &op, "write",
-				       op_meta(op_depth(fs, n),
-					       4 + 2 * (unsigned)(nb / RFS_EXTENT_MAX)),
-				       nb);
+		uint64_t meta = op_meta(op_depth(fs, n), 4 + 2 * (unsigned)(nb / RFS_EXTENT_MAX));
+		ret = op_begin_partial(fs, &op, "write", meta, nb);
+		/* A write that may stay in the inode record (inline data)
+		 * needs no data block: a data-full pool still takes it.  If
+		 * the file cannot keep it inline, its block allocation
+		 * fails as cleanly as this reservation did. */
+		bool inl = false;
+		if (ret == -ENOSPC && off + size <= RFS_INLDATA_MAX) {
+			ret = op_begin(fs, &op, "write", meta, 0);
+			inl = true;
+		}
 		if (ret)
 			return ret;
 		size_t len = size;
-		if (op.data < nb)
+		if (!inl && op.data < nb)
 			len = (size_t)((b0 + op.data) * BS - off);
 		ret = write_op(fs, n, buf, len, off, &done);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);

@@ -38,6 +38,17 @@ check "nothing is advertised after it" bash -c "[ \$(stat -f -c %a '$MNT') = 0 ]
 check "one block more fails with ENOSPC" bash -c \
 	"! fallocate -l '$frsize' '$MNT/falloc2' 2>'$SCRATCH/err' && grep -q 'No space left' '$SCRATCH/err'"
 check "the old file is intact after fallocate filled the pool" cmp "$SCRATCH/keep" "$MNT/keep"
+# A tiny file's bytes live in its inode record (inline data): writing
+# one needs no data block, so a data-full pool still takes it.
+check "a tiny file can be written on a data-full pool" \
+	bash -c "printf 'tiny file on a full pool' >'$MNT/tiny' && [ \"\$(cat '$MNT/tiny')\" = 'tiny file on a full pool' ]"
+check "and appended to within the inline limit" \
+	bash -c "printf ', appended' >>'$MNT/tiny' && [ \"\$(cat '$MNT/tiny')\" = 'tiny file on a full pool, appended' ]"
+check "a write past the inline limit still fails with ENOSPC" \
+	bash -c "! head -c 8192 /dev/zero >>'$MNT/tiny' 2>'$SCRATCH/err' && grep -q 'No space left' '$SCRATCH/err'"
 rfs_umount
 check "fsck clean after ENOSPC" rfs_fsck
+check "mount again" rfs_mount
+check "the tiny file written on the full pool survived the remount" \
+	bash -c "[ \"\$(cat '$MNT/tiny')\" = 'tiny file on a full pool, appended' ]"
 rfs_finish
