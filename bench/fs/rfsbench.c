@@ -44,10 +44,12 @@
  *   rfsbench reqs MNT [BEFORE]
  *       the FUSE requests the reflinkfs daemon of MNT received
  *       (RFS_IOC_REQ_STATS, on MNT opened as a directory).  Without
- *       BEFORE: one line of counts per opcode (save it to a file).  With
- *       BEFORE (such a file): the requests since then, "total=N OP=N ...",
- *       minus this probe's own OPENDIR, IOCTL and RELEASEDIR and the
- *       previous probe's RELEASEDIR.
+ *       BEFORE: one line of counts and times per opcode (save it to a
+ *       file).  With BEFORE (such a file): the requests since then,
+ *       "total=N OP=N ...", minus the probes' own requests, then (from a
+ *       daemon with RFS_IOC_REQ_TIMES) "| daemon=S OP:Tus ...": the
+ *       seconds the daemon spent handling them (read to reply, not the
+ *       kernel's round trip) and the mean per request of each opcode.
  *   rfsbench readwaits MNT [start|stop]
  *       where the reflinkfs daemon of MNT made READs wait since counting
  *       started (RFS_IOC_READ_WAITS; "start": empty the counts and count
@@ -479,13 +481,17 @@ static int cmd_mktree(const char *dir, uint64_t ndirs, uint64_t max)
 	return 0;
 }
 
-/* ---- reqs: mirrors include/reflinkfs/fs.h (RFS_IOC_REQ_STATS) ---- */
+/* ---- reqs: mirrors include/reflinkfs/fs.h (RFS_IOC_REQ_STATS, _TIMES) ---- */
 
 #define REQ_OPCODES 64
 struct req_stats {
 	uint64_t count[REQ_OPCODES];
 };
 #define IOC_REQ_STATS _IOR('R', 40, struct req_stats)
+struct req_times {
+	uint64_t ns[REQ_OPCODES];
+};
+#define IOC_REQ_TIMES _IOR('R', 41, struct req_times)
 
 /* FUSE opcodes (<linux/fuse.h>) by number. */
 static const char *const op_names[REQ_OPCODES] = {
@@ -504,45 +510,74 @@ static const char *const op_names[REQ_OPCODES] = {
 	[63] = "OTHER",
 };
 
+/* Counts, then times in ns (zeros from a daemon without RFS_IOC_REQ_TIMES). */
 static int cmd_reqs(const char *mnt, const char *before)
 {
 	struct req_stats now, then;
+	struct req_times tnow, tthen;
+	memset(&tnow, 0, sizeof(tnow));
+	memset(&tthen, 0, sizeof(tthen));
 	int fd = open(mnt, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		die("open", mnt);
 	if (ioctl(fd, IOC_REQ_STATS, &now))
 		die("ioctl RFS_IOC_REQ_STATS on", mnt);
+	if (ioctl(fd, IOC_REQ_TIMES, &tnow))
+		memset(&tnow, 0, sizeof(tnow));
 	close(fd);
 	if (!before) {
 		for (unsigned i = 0; i < REQ_OPCODES; i++)
-			printf("%llu%c", (unsigned long long)now.count[i],
+			printf("%llu ", (unsigned long long)now.count[i]);
+		for (unsigned i = 0; i < REQ_OPCODES; i++)
+			printf("%llu%c", (unsigned long long)tnow.ns[i],
 			       i + 1 < REQ_OPCODES ? ' ' : '\n');
 		return 0;
 	}
 	FILE *f = fopen(before, "r");
 	if (!f)
 		die("open", before);
-	for (unsigned i = 0; i < REQ_OPCODES; i++) {
+	for (unsigned i = 0; i < 2 * REQ_OPCODES; i++) {
 		unsigned long long v;
 		if (fscanf(f, "%llu", &v) != 1) {
+			if (i == REQ_OPCODES)
+				break; /* a line of counts only */
 			fprintf(stderr, "rfsbench: %s: not a saved `rfsbench reqs` line\n", before);
 			exit(2);
 		}
-		then.count[i] = v;
+		if (i < REQ_OPCODES)
+			then.count[i] = v;
+		else
+			tthen.ns[i - REQ_OPCODES] = v;
 	}
 	fclose(f);
-	/* This probe: OPENDIR + IOCTL; the previous one's RELEASEDIR. */
+	/* This probe: its two IOCTLs, and the OPENDIR + RELEASEDIR of a
+	 * daemon that still answers them (the earlier probe's RELEASEDIR). */
 	now.count[27] -= now.count[27] > then.count[27];
 	now.count[39] -= now.count[39] > then.count[39];
+	now.count[39] -= now.count[39] > then.count[39] && tnow.ns[39];
 	now.count[29] -= now.count[29] > then.count[29];
-	uint64_t total = 0;
-	for (unsigned i = 0; i < REQ_OPCODES; i++)
+	uint64_t total = 0, total_ns = 0;
+	for (unsigned i = 0; i < REQ_OPCODES; i++) {
 		total += now.count[i] - then.count[i];
+		if (i != 39)
+			total_ns += tnow.ns[i] - tthen.ns[i];
+	}
 	printf("total=%llu", (unsigned long long)total);
 	for (unsigned i = 0; i < REQ_OPCODES; i++)
 		if (now.count[i] != then.count[i])
 			printf(" %s=%llu", op_names[i] ? op_names[i] : "?",
 			       (unsigned long long)(now.count[i] - then.count[i]));
+	/* Where the daemon spent its time on them: the sum, and the mean
+	 * per request of each opcode (the probes' ioctls left out). */
+	if (total_ns) {
+		printf(" | daemon=%.3fs", (double)total_ns / 1e9);
+		for (unsigned i = 0; i < REQ_OPCODES; i++) {
+			uint64_t n = now.count[i] - then.count[i];
+			if (n && i != 39 && tnow.ns[i] != tthen.ns[i])
+				printf(" %s:%.1fus", op_names[i] ? op_names[i] : "?",
+				       (double)(tnow.ns[i] - tthen.ns[i]) / 1e3 / (double)n);
+		}
+	}
 	printf("\n");
 	return 0;
 }

@@ -830,6 +830,17 @@ struct rfs_ioc_req_stats {
 };
 #define RFS_IOC_REQ_STATS _IOR('R', 40, struct rfs_ioc_req_stats)
 
+/* Time the daemon spent on requests since it started, per FUSE opcode
+ * (same slots as rfs_ioc_req_stats): from the end of the read that
+ * brought the request to the start of the write of its reply, in
+ * nanoseconds; requests without a reply (FORGET) count nothing.  The
+ * round trip through the kernel and the wake-ups are not in it.  On any
+ * file or directory of the mount.  For benchmarks and diagnosis. */
+struct rfs_ioc_req_times {
+	uint64_t ns[RFS_REQ_OPCODES];
+};
+#define RFS_IOC_REQ_TIMES _IOR('R', 41, struct rfs_ioc_req_times)
+
 /*
  * Where READ requests waited inside the daemon, while counting is on
  * (RFS_READ_WAITS_ON; off by default) since the last reset: for the

@@ -931,6 +931,16 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		fuse_reply_ioctl(req, 0, &s, sizeof(s));
 		return;
 	}
+	case RFS_IOC_REQ_TIMES: {
+		struct rfs_ioc_req_times s;
+		if (out_bufsz < sizeof(s)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		rfs_fuse_reqstats_times(&s);
+		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		return;
+	}
 	case RFS_IOC_READ_WAITS: {
 		struct rfs_ioc_read_waits s;
 		if (in_bufsz < sizeof(uint32_t) || out_bufsz < sizeof(s)) {

@@ -1,24 +1,56 @@
 /*
- * Per-opcode count of the FUSE requests this daemon received, for the
- * benchmarks (how many requests a warm `find` still costs) and for
- * diagnosis.  Counted where every request is read (tmpfile.c's read hook),
- * with relaxed atomic increments: one uncontended cache line per opcode
- * family, no lock.  Read with RFS_IOC_REQ_STATS.
+ * Per-opcode count of the FUSE requests this daemon received, and the
+ * time it spent on them, for the benchmarks (how many requests a warm
+ * `find` still costs, which requests a `cp -a` spends its time on) and
+ * for diagnosis.  Counted where every request is read and every reply
+ * written (tmpfile.c's hooks), with relaxed atomic additions: no lock.
+ * Read with RFS_IOC_REQ_STATS and RFS_IOC_REQ_TIMES.
  */
 #include "fuse/rfs_fuse.h"
 
+#include <linux/fuse.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 /* No lock: each counter is atomic on its own; a reader may see a
  * snapshot in which counters were taken a few requests apart. */
 static _Atomic uint64_t g_count[RFS_REQ_OPCODES];
+static _Atomic uint64_t g_ns[RFS_REQ_OPCODES];
 
-void rfs_fuse_reqstats_count(uint32_t opcode)
+/* The request this thread read last and is handling (libfuse 3.14
+ * handles a request on the thread that read it): its id, slot and when
+ * the read returned.  t_unique is 0 once its reply was timed. */
+static _Thread_local uint64_t t_unique;
+static _Thread_local uint32_t t_slot;
+static _Thread_local uint64_t t_start;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void rfs_fuse_reqstats_count(uint32_t opcode, uint64_t unique)
 {
 	if (opcode >= RFS_REQ_OPCODES)
 		opcode = RFS_REQ_OPCODES - 1;
 	atomic_fetch_add_explicit(&g_count[opcode], 1, memory_order_relaxed);
+	t_unique = unique;
+	t_slot = opcode;
+	t_start = now_ns();
+}
+
+void rfs_fuse_reqstats_reply(const struct iovec *iov, int count)
+{
+	if (count < 1 || iov[0].iov_len < sizeof(struct fuse_out_header) || !t_unique)
+		return;
+	const struct fuse_out_header *out = iov[0].iov_base;
+	if (out->unique != t_unique)
+		return;
+	atomic_fetch_add_explicit(&g_ns[t_slot], now_ns() - t_start, memory_order_relaxed);
+	t_unique = 0;
 }
 
 void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out)
@@ -26,4 +58,11 @@ void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out)
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < RFS_REQ_OPCODES; i++)
 		out->count[i] = atomic_load_explicit(&g_count[i], memory_order_relaxed);
+}
+
+void rfs_fuse_reqstats_times(struct rfs_ioc_req_times *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < RFS_REQ_OPCODES; i++)
+		out->ns[i] = atomic_load_explicit(&g_ns[i], memory_order_relaxed);
 }

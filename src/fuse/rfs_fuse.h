@@ -150,10 +150,18 @@ int rfs_reclaimer_start(rfs_fs *fs, struct rfs_reclaimer **out);
 void rfs_reclaimer_stop(struct rfs_reclaimer *r);
 
 /* ---- request counts (reqstats.c) ---- */
-/* Count one request of this FUSE opcode; any thread, lock-free. */
-void rfs_fuse_reqstats_count(uint32_t opcode);
+/* Count one request of this FUSE opcode; any thread, lock-free.  Also
+ * notes the time and the request's unique id for rfs_fuse_reqstats_reply
+ * (libfuse replies on the thread that read the request). */
+void rfs_fuse_reqstats_count(uint32_t opcode, uint64_t unique);
 /* The counts so far. */
 void rfs_fuse_reqstats_get(struct rfs_ioc_req_stats *out);
+/* The reply to the request this thread read last is being written (iov
+ * as given to writev): add the time since that read to its opcode.
+ * Notifications (unique 0) and other requests' replies are ignored. */
+void rfs_fuse_reqstats_reply(const struct iovec *iov, int count);
+/* The time per opcode so far. */
+void rfs_fuse_reqstats_times(struct rfs_ioc_req_times *out);
 
 /* ---- what READs waited for (readwaits.c, RFS_IOC_READ_WAITS) ---- */
 /* At a READ handler's start: when counting is on, forget the thread's

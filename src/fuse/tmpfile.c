@@ -105,7 +105,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		if (n < (ssize_t)sizeof(struct fuse_in_header))
 			return n; /* errors and short reads: libfuse reports them */
 		const struct fuse_in_header *in = buf;
-		rfs_fuse_reqstats_count(in->opcode);
+		rfs_fuse_reqstats_count(in->opcode, in->unique);
 		rfs_fuse_killpriv_note(buf, (size_t)n);
 		if (in->opcode != FUSE_TMPFILE)
 			return n;
@@ -126,6 +126,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	(void)userdata;
 	rfs_fuse_killpriv_reply(iov, count);
+	rfs_fuse_reqstats_reply(iov, count);
 	return writev(fd, iov, count);
 }
 

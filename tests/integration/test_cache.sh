@@ -59,6 +59,23 @@ check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink, opendir,
 check "warm walk: the IOCTL probe itself was counted" \
 	test "$(count IOCTL "$SCRATCH/r2")" -gt "$(count IOCTL "$SCRATCH/r1")"
 
+# The daemon's time per opcode (RFS_IOC_REQ_TIMES): an absent user xattr
+# is not cached by the kernel, so each getfattr is a GETXATTR whose
+# handling time is added.
+cat >"$SCRATCH/times.py" <<'EOF'
+import array, fcntl, os, sys
+RFS_IOC_REQ_TIMES = (2 << 30) | (512 << 16) | (ord("R") << 8) | 41  # _IOR('R', 41, 64 x u64)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+buf = array.array("Q", [0] * 64)
+fcntl.ioctl(fd, RFS_IOC_REQ_TIMES, buf, True)
+os.close(fd)
+print(buf[22])  # GETXATTR
+EOF
+gx0=$(python3 "$SCRATCH/times.py" "$MNT")
+for i in 1 2 3; do getfattr -n user.absent "$MNT/t/a/f1" >/dev/null 2>&1; done
+gx1=$(python3 "$SCRATCH/times.py" "$MNT")
+check "the daemon's time on GETXATTR requests is counted" test "$gx1" -gt "$gx0"
+
 # ls -l asks every file for security.selinux; without SELinux on the host
 # an absent label is "not supported", and ls then stops asking for the
 # whole mount: one GETXATTR per ls, not one per file.  A label that was
