@@ -49,7 +49,9 @@
  *       "total=N OP=N ...", minus the probes' own requests, then (from a
  *       daemon with RFS_IOC_REQ_TIMES) "| daemon=S OP:Tus ...": the
  *       seconds the daemon spent handling them (read to reply, not the
- *       kernel's round trip) and the mean per request of each opcode.
+ *       kernel's round trip), how often a request was read by another
+ *       worker than the one before (switches) and the mean time per
+ *       request of each opcode.
  *   rfsbench readwaits MNT [start|stop]
  *       where the reflinkfs daemon of MNT made READs wait since counting
  *       started (RFS_IOC_READ_WAITS; "start": empty the counts and count
@@ -490,6 +492,7 @@ struct req_stats {
 #define IOC_REQ_STATS _IOR('R', 40, struct req_stats)
 struct req_times {
 	uint64_t ns[REQ_OPCODES];
+	uint64_t switches;
 };
 #define IOC_REQ_TIMES _IOR('R', 41, struct req_times)
 
@@ -529,14 +532,14 @@ static int cmd_reqs(const char *mnt, const char *before)
 		for (unsigned i = 0; i < REQ_OPCODES; i++)
 			printf("%llu ", (unsigned long long)now.count[i]);
 		for (unsigned i = 0; i < REQ_OPCODES; i++)
-			printf("%llu%c", (unsigned long long)tnow.ns[i],
-			       i + 1 < REQ_OPCODES ? ' ' : '\n');
+			printf("%llu ", (unsigned long long)tnow.ns[i]);
+		printf("%llu\n", (unsigned long long)tnow.switches);
 		return 0;
 	}
 	FILE *f = fopen(before, "r");
 	if (!f)
 		die("open", before);
-	for (unsigned i = 0; i < 2 * REQ_OPCODES; i++) {
+	for (unsigned i = 0; i < 2 * REQ_OPCODES + 1; i++) {
 		unsigned long long v;
 		if (fscanf(f, "%llu", &v) != 1) {
 			if (i == REQ_OPCODES)
@@ -546,8 +549,10 @@ static int cmd_reqs(const char *mnt, const char *before)
 		}
 		if (i < REQ_OPCODES)
 			then.count[i] = v;
-		else
+		else if (i < 2 * REQ_OPCODES)
 			tthen.ns[i - REQ_OPCODES] = v;
+		else
+			tthen.switches = v;
 	}
 	fclose(f);
 	/* This probe: its two IOCTLs, and the OPENDIR + RELEASEDIR of a
@@ -570,7 +575,8 @@ static int cmd_reqs(const char *mnt, const char *before)
 	/* Where the daemon spent its time on them: the sum, and the mean
 	 * per request of each opcode (the probes' ioctls left out). */
 	if (total_ns) {
-		printf(" | daemon=%.3fs", (double)total_ns / 1e9);
+		printf(" | daemon=%.3fs switches=%llu", (double)total_ns / 1e9,
+		       (unsigned long long)(tnow.switches - tthen.switches));
 		for (unsigned i = 0; i < REQ_OPCODES; i++) {
 			uint64_t n = now.count[i] - then.count[i];
 			if (n && i != 39 && tnow.ns[i] != tthen.ns[i])

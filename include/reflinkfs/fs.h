@@ -838,6 +838,9 @@ struct rfs_ioc_req_stats {
  * file or directory of the mount.  For benchmarks and diagnosis. */
 struct rfs_ioc_req_times {
 	uint64_t ns[RFS_REQ_OPCODES];
+	/* Requests read by another worker thread than the request before
+	 * (each such switch woke a sleeping worker; src/fuse/reader.c). */
+	uint64_t switches;
 };
 #define RFS_IOC_REQ_TIMES _IOR('R', 41, struct rfs_ioc_req_times)
 

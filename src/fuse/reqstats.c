@@ -17,6 +17,10 @@
  * snapshot in which counters were taken a few requests apart. */
 static _Atomic uint64_t g_count[RFS_REQ_OPCODES];
 static _Atomic uint64_t g_ns[RFS_REQ_OPCODES];
+/* The worker that read the last request (its t_unique's address: one
+ * per thread), and the switches from one worker to another. */
+static _Atomic(const void *) g_last_worker;
+static _Atomic uint64_t g_switches;
 
 /* The request this thread read last and is handling (libfuse 3.14
  * handles a request on the thread that read it): its id, slot and when
@@ -37,6 +41,9 @@ void rfs_fuse_reqstats_count(uint32_t opcode, uint64_t unique)
 	if (opcode >= RFS_REQ_OPCODES)
 		opcode = RFS_REQ_OPCODES - 1;
 	atomic_fetch_add_explicit(&g_count[opcode], 1, memory_order_relaxed);
+	if (atomic_exchange_explicit(&g_last_worker, (const void *)&t_unique,
+				     memory_order_relaxed) != &t_unique)
+		atomic_fetch_add_explicit(&g_switches, 1, memory_order_relaxed);
 	t_unique = unique;
 	t_slot = opcode;
 	t_start = now_ns();
@@ -65,4 +72,5 @@ void rfs_fuse_reqstats_times(struct rfs_ioc_req_times *out)
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < RFS_REQ_OPCODES; i++)
 		out->ns[i] = atomic_load_explicit(&g_ns[i], memory_order_relaxed);
+	out->switches = atomic_load_explicit(&g_switches, memory_order_relaxed);
 }

@@ -64,17 +64,34 @@ check "warm walk: the IOCTL probe itself was counted" \
 # handling time is added.
 cat >"$SCRATCH/times.py" <<'EOF'
 import array, fcntl, os, sys
-RFS_IOC_REQ_TIMES = (2 << 30) | (512 << 16) | (ord("R") << 8) | 41  # _IOR('R', 41, 64 x u64)
+RFS_IOC_REQ_TIMES = (2 << 30) | (520 << 16) | (ord("R") << 8) | 41  # _IOR('R', 41, 65 x u64)
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-buf = array.array("Q", [0] * 64)
+buf = array.array("Q", [0] * 65)
 fcntl.ioctl(fd, RFS_IOC_REQ_TIMES, buf, True)
 os.close(fd)
-print(buf[22])  # GETXATTR
+print(buf[22 if sys.argv[2:] != ["switches"] else 64])  # GETXATTR's time or the switches
 EOF
 gx0=$(python3 "$SCRATCH/times.py" "$MNT")
 for i in 1 2 3; do getfattr -n user.absent "$MNT/t/a/f1" >/dev/null 2>&1; done
 gx1=$(python3 "$SCRATCH/times.py" "$MNT")
 check "the daemon's time on GETXATTR requests is counted" test "$gx1" -gt "$gx0"
+
+# One process sending metadata requests one after the other has them read
+# by the worker that answered the one before (src/fuse/reader.c), not by
+# a sleeping one woken for each: libfuse's pool alone alternates between
+# two workers, one switch per request.
+sw0=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+python3 - "$MNT/t/a/f1" <<'EOF'
+import os, sys
+for _ in range(300):
+    try:
+        os.getxattr(sys.argv[1], "user.absent")
+    except OSError:
+        pass
+EOF
+sw1=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+check "300 sequential GETXATTRs: read by the same worker ($((sw1 - sw0)) switches, at most 30)" \
+	test $((sw1 - sw0)) -le 30
 
 # ls -l asks every file for security.selinux; without SELinux on the host
 # an absent label is "not supported", and ls then stops asking for the

@@ -141,6 +141,26 @@ check "the event is reported acknowledged, with CMD's exit status" \
 	one '.status == "acked" and .exit == 0 and .blocking == true'
 stop_watch
 
+# ---- blocking a metadata request (truncate: SETATTR).  The worker that
+# read it left reading the next request to nobody (src/fuse/reader.c):
+# the watchdog must hand it on, or the subscriber's own requests (the
+# clone) would never be read while the truncate waits for their ack.
+echo "old q" >"$W/q"
+rm -f "$SCRATCH/go" "$SCRATCH/in_exec"
+start_watch --blocking --timeout 600000 --json --exec \
+	"'$R' clone {} '$MNT/seen_q' && touch '$SCRATCH/in_exec' &&
+	 while [ ! -e '$SCRATCH/go' ]; do sleep 0.05; done" "$W/q"
+truncate -s 2 "$W/q" &
+WRITER=$!
+check "a blocked truncate does not keep the subscriber's requests from being served" \
+	wait_file "$SCRATCH/in_exec"
+check "... the truncate waits meanwhile" kill -0 "$WRITER"
+check "... the subscriber saw the old content" grep -qx "old q" "$MNT/seen_q"
+touch "$SCRATCH/go"
+check "after the ack the truncate completes" wait_gone "$WRITER"
+check "... and is stored" test "$(stat -c %s "$W/q")" = 2
+stop_watch
+
 # ---- blocking: the timeout lets the write go on, unacknowledged
 echo "old" >"$W/slow"
 rm -f "$SCRATCH/go"
