@@ -555,11 +555,13 @@ static int cmd_reqs(const char *mnt, const char *before)
 			tthen.switches = v;
 	}
 	fclose(f);
-	/* This probe: its two IOCTLs, and the OPENDIR + RELEASEDIR of a
-	 * daemon that still answers them (the earlier probe's RELEASEDIR). */
+	/* The probes' own requests since the earlier line: this one's
+	 * REQ_STATS and the earlier one's REQ_TIMES (counted also by a daemon
+	 * that refuses it), and the OPENDIR + RELEASEDIR of a daemon that
+	 * still answers them (the earlier probe's RELEASEDIR). */
 	now.count[27] -= now.count[27] > then.count[27];
 	now.count[39] -= now.count[39] > then.count[39];
-	now.count[39] -= now.count[39] > then.count[39] && tnow.ns[39];
+	now.count[39] -= now.count[39] > then.count[39];
 	now.count[29] -= now.count[29] > then.count[29];
 	uint64_t total = 0, total_ns = 0;
 	for (unsigned i = 0; i < REQ_OPCODES; i++) {
