@@ -126,6 +126,7 @@ static bool quick(uint32_t opcode)
 	case FUSE_LISTXATTR: case FUSE_REMOVEXATTR: case FUSE_OPENDIR:
 	case FUSE_READDIR: case FUSE_READDIRPLUS: case FUSE_RELEASEDIR:
 	case FUSE_ACCESS: case FUSE_CREATE: case FUSE_INTERRUPT:
+	case FUSE_COPY_FILE_RANGE: /* op_copy_file_range hands on for large files */
 		return true;
 	default:
 		return false;

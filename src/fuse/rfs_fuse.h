@@ -157,8 +157,9 @@ void rfs_fuse_reader_enter(void);
  * to nobody when the request is quick metadata work (this worker will
  * read the next request itself), else to the next waiter. */
 void rfs_fuse_reader_leave(ssize_t n, const void *buf);
-/* The calling worker is about to block: if it left the role free for
- * its request, let a waiter read meanwhile.  The pool's wait hook. */
+/* The calling worker is about to block or to work long: if it left the
+ * role free for its request, let a waiter read meanwhile.  The pool's
+ * wait hook; op_copy_file_range calls it for a large source. */
 void rfs_fuse_reader_will_block(void);
 /* Start the watchdog that hands the role on when it stayed free for a
  * tick (0 or a negative errno: then every request hands on at once, as

@@ -92,6 +92,25 @@ EOF
 sw1=$(python3 "$SCRATCH/times.py" "$MNT" switches)
 check "300 sequential GETXATTRs: read by the same worker ($((sw1 - sw0)) switches, at most 30)" \
 	test $((sw1 - sw0)) -le 30
+# ... also a copy_file_range of a small file (a clone) among them, as
+# `cp -a` inside the mount sends for every file.
+head -c 3000 /dev/urandom >"$MNT/t/small"
+sw0=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+python3 - "$MNT/t" <<'EOF'
+import os, sys
+d = sys.argv[1]
+src = os.open(os.path.join(d, "small"), os.O_RDONLY)
+for i in range(100):
+    dst = os.open(os.path.join(d, f"clone{i}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    assert os.copy_file_range(src, dst, 3000, 0, 0) == 3000
+    os.close(dst)
+os.close(src)
+EOF
+sw1=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+check "100 small files cloned one after the other: read by the same worker ($((sw1 - sw0)) switches, at most 30)" \
+	test $((sw1 - sw0)) -le 30
+check "... the clones hold the data" cmp "$MNT/t/small" "$MNT/t/clone99"
+rm -f "$MNT"/t/clone* "$MNT/t/small"
 
 # ls -l asks every file for security.selinux; without SELinux on the host
 # an absent label is "not supported", and ls then stops asking for the
