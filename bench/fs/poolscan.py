@@ -9,7 +9,10 @@ valid superblock, its bitmap copy, and the header of every allocated block
 in [data_start, high_water).  Prints one line per (owner, level): nodes,
 average fill of their 4096 bytes (header, slots and live item bytes).
 --save writes the counts as JSON; --before takes such a file and adds the
-difference to it per line.  Format: docs/FORMAT.md ("Superblock", "Metadata
+difference to it per line.  --items also prints, per owner and first
+key byte (and the item flags), the live items of the leaves and their
+bytes (8-byte slot, key and value): where a step's new bytes went.
+Format: docs/FORMAT.md ("Superblock", "Metadata
 block header", "Trees").  A benchmark aid, not a checker: `reflinkfs fsck`
 checks pools.
 """
@@ -22,7 +25,7 @@ OWNERS = {1: "catalog", 2: "refcount", 3: "dropq", 17: "volume", 18: "dir",
           19: "file", 20: "links", 21: "index", 22: "journal"}
 
 
-def scan(path):
+def scan(path, items=False):
     with open(path, "rb") as f:
         best = None
         for b in range(4):
@@ -62,6 +65,17 @@ def scan(path):
             c = counts.setdefault(key, [0, 0])
             c[0] += 1
             c[1] += used
+            if items and h[33] == 0:
+                f.seek(b * BS)
+                d = f.read(BS)
+                for i in range(n):
+                    off, kl, vl, fl = struct.unpack_from("<HHHB", d, 48 + 8 * i)
+                    k0 = d[off:off + 1]
+                    k0 = chr(k0[0]) if k0 and 33 <= k0[0] < 127 else "%02x" % (k0[0] if k0 else 0)
+                    ik = "items:%s/%s/f%d" % (OWNERS.get(owner, str(owner)), k0, fl)
+                    c = counts.setdefault(ik, [0, 0])
+                    c[0] += 1
+                    c[1] += 8 + kl + vl
         return counts
 
 
@@ -71,7 +85,11 @@ def main():
         print(__doc__.strip())
         return
     opts = dict(zip(args[1::2], args[2::2]))
-    now = scan(args[0])
+    items = "--items" in args
+    if items:
+        args.remove("--items")
+        opts = dict(zip(args[1::2], args[2::2]))
+    now = scan(args[0], items)
     before = {}
     if "--before" in opts:
         with open(opts["--before"]) as f:
@@ -81,6 +99,11 @@ def main():
             json.dump(now, f)
     for k in sorted(set(now) | set(before)):
         n, used = now.get(k, [0, 0])
+        if k.startswith("items:"):
+            b = before.get(k, [0, 0])
+            print("%-26s %8d items %10d bytes  %+8d items %+10d bytes"
+                  % (k[6:], n, used, n - b[0], used - b[1]))
+            continue
         b = before.get(k, [0, 0])[0]
         fill = 100.0 * used / (n * BS) if n else 0.0
         print("%-14s %8d nodes %5.1f%% full  %+8d" % (k, n, fill, n - b))

@@ -88,12 +88,12 @@ run() { # run LABEL [MOUNT OPTIONS]
 	"$bin" sync "$mnt"
 	u1=$(used)
 	echo "small.sh: $label: tree nodes after cp -a into the mount:"
-	python3 "$scan" "$work/pool" --save "$work/scan1"
+	python3 "$scan" "$work/pool" --items --save "$work/scan1"
 	cp -a "$mnt/a" "$mnt/b"
 	"$bin" sync "$mnt"
 	u2=$(used)
 	echo "small.sh: $label: after cp -a inside the mount (last column: new):"
-	python3 "$scan" "$work/pool" --save "$work/scan2" --before "$work/scan1"
+	python3 "$scan" "$work/pool" --items --save "$work/scan2" --before "$work/scan1"
 	# New nodes of the clone step by owner, and per copied directory.
 	python3 - "$work/scan1" "$work/scan2" "$dirs" "$label" <<'EOF' >&3
 import json, sys
@@ -101,6 +101,8 @@ a, b = (json.load(open(p)) for p in sys.argv[1:3])
 d, label = int(sys.argv[3]), sys.argv[4]
 per = {}
 for k in set(a) | set(b):
+    if k.startswith("items:"):
+        continue
     o = k.split("/")[0]
     per[o] = per.get(o, 0) + b.get(k, [0])[0] - a.get(k, [0])[0]
 for o in sorted(per):
