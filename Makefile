@@ -298,9 +298,11 @@ format-check:
 	$(B)/asan/tests/*/*.d $(B)/valgrind/tests/*/*.d $(B)/tsan/tests/*/*.d $(B)/bench/*.d $(B)/*.d)
 
 # ---------------------------------------------------------------- fuzzing
-# libFuzzer on tree nodes read from disk (tests/fuzz/fuzz_node.h).  Needs
+# libFuzzer on tree nodes read from disk (tests/fuzz/fuzz_node.h), on
+# superblocks (fuzz_super.h) and on inode record values (fuzz_irec.h).  Needs
 # clang (Debian: clang, libclang-rt-14-dev).  Inputs that crash are saved
-# into tests/fuzz/corpus/ (commit them: `make test` replays that folder).
+# into tests/fuzz/corpus/, corpus-super/, corpus-irec/ (commit them: `make
+# test` replays those folders).
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
 .PHONY: fuzz
@@ -315,8 +317,15 @@ fuzz:
 		-fsanitize=fuzzer,address,undefined \
 		$(wildcard src/util/*.c src/pool/*.c src/tree/*.c) tests/fuzz/fuzz_super.c \
 		-o $(B)/fuzz_super -lisal -lpthread
+	$(FUZZ_CC) -std=c17 -g -O1 -D_GNU_SOURCE $(DEBUG_FLAGS) -Iinclude -Isrc -Itests -pthread \
+		-fsanitize=fuzzer,address,undefined \
+		src/util/log.c src/fs/irec.c tests/fuzz/fuzz_irec.c \
+		-o $(B)/fuzz_irec
 	@mkdir -p $(B)/fuzz-corpus-super tests/fuzz/corpus-super
+	@mkdir -p $(B)/fuzz-corpus-irec tests/fuzz/corpus-irec
 	$(B)/fuzz_node -max_total_time=$(FUZZ_TIME) -max_len=4097 \
 		-artifact_prefix=tests/fuzz/corpus/ $(B)/fuzz-corpus
 	$(B)/fuzz_super -max_total_time=$(FUZZ_TIME) -max_len=169 \
 		-artifact_prefix=tests/fuzz/corpus-super/ $(B)/fuzz-corpus-super
+	$(B)/fuzz_irec -max_total_time=$(FUZZ_TIME) -max_len=1024 \
+		-artifact_prefix=tests/fuzz/corpus-irec/ $(B)/fuzz-corpus-irec

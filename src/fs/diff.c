@@ -690,7 +690,7 @@ static int lent_add(void *arg, const char *name, size_t len, const struct rfs_ir
 	struct lent *e = &l->v[l->n++];
 	e->kv = kv;
 	e->klen = dent_key(kv, name, len);
-	e->vlen = rec_encode(r, kv + e->klen);
+	e->vlen = rec_encode(r, kv + e->klen, true); /* in memory only */
 	return 0;
 }
 

@@ -234,9 +234,9 @@ static int table_insert(rfs_fs *fs, uint64_t vol, struct rfs_irec *r)
 	rfs_tree tab = FS_TREE(lv->rec.i.subtree, RFS_OWNER_LINKS);
 	uint8_t key[16];
 	size_t kl = table_key(key, r->i.ino);
-	ret = rec_put(fs->pool, &tab, key, kl, r, RFS_PUT_INSERT);
+	ret = rec_put(fs, &tab, key, kl, r, RFS_PUT_INSERT);
 	lv->rec.i.subtree = tab.root;
-	int r2 = rec_put(fs->pool, &lv->parent, "T", 1, &lv->rec,
+	int r2 = rec_put(fs, &lv->parent, "T", 1, &lv->rec,
 			 RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	if (!r2 && v->dirty)
 		r2 = meta_store(fs, v, &lv->parent);
@@ -422,7 +422,7 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 	rfs_tree *vol = bref_vol(fs, &p, dn->vol);
 	ret = bref_put(fs, vol, c->i.ino, d->i.ino, name, len, RFS_PUT_INSERT);
 	if (!ret) {
-		ret = rec_put(fs->pool, t, key, kl, c, RFS_PUT_INSERT);
+		ret = rec_put(fs, t, key, kl, c, RFS_PUT_INSERT);
 		if (ret)
 			bref_del(fs, vol, c->i.ino);
 	}
@@ -832,7 +832,7 @@ static int move_to_table(rfs_fs *fs, struct rfs_node *n)
 		return ret;
 	kl = ip_dkey(&p, key, n->name, strlen(n->name));
 	t = ip_dtree(&p);
-	ret = rec_put(fs->pool, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	ret = rec_put(fs, t, key, kl, &stub, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	int64_t dlinks = ret ? 0 : 1;
 	if (!ret) /* found by number in the table from now on */
 		ret = bref_del(fs, bref_vol(fs, &p, n->vol), e.i.ino);
@@ -931,7 +931,7 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 	stub.i.flags = RFS_INODE_LINKED;
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, newname, len);
-	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &stub, RFS_PUT_INSERT);
+	ret = rec_put(fs, ip_dtree(&p), key, kl, &stub, RFS_PUT_INSERT);
 	if (!ret) {
 		d->i.size++;
 		p.emb_delta = 1;
@@ -997,7 +997,7 @@ static int entry_put(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t l
 	}
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
-	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, rec, mode);
+	ret = rec_put(fs, ip_dtree(&p), key, kl, rec, mode);
 	if (!ret) {
 		d->i.size += (uint64_t)(int64_t)dsize;
 		p.emb_delta = dsize;
@@ -1237,7 +1237,7 @@ static int rename_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *pn,
 			whiteout_rec(fs, ctx, pn->vol, &w);
 			ret = bref_put(fs, vol, w.i.ino, pd->i.ino, name, len, RFS_PUT_INSERT);
 			if (!ret) {
-				ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &w, RFS_PUT_REPLACE);
+				ret = rec_put(fs, ip_dtree(&p), key, kl, &w, RFS_PUT_REPLACE);
 				if (ret)
 					bref_del(fs, vol, w.i.ino);
 			}

@@ -103,7 +103,7 @@ static int emb_move(rfs_fs *fs, rfs_tree *h, rfs_tree *nt, uint64_t ino, bool to
 		*count += 1 + below;
 		if (top && is_embed(&r.i)) {
 			r.i.volume = below;
-			it->vlen = rec_encode(&r, it->val);
+			it->vlen = rec_encode(&r, it->val, compact_ok(fs));
 		}
 		if (top) {
 			/* 'e' be64(ino) be64(hash) name -> 'N' be64(hash) name */
@@ -227,7 +227,7 @@ int entry_materialize(rfs_fs *fs, struct rfs_node *dn, const char *name, size_t 
 	uint64_t moved;
 	ret = emb_materialize(fs, t, &e, &moved);
 	if (!ret)
-		ret = rec_put(fs->pool, t, key, kl, &e, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		ret = rec_put(fs, t, key, kl, &e, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	if (!ret)
 		p.emb_delta = -(int64_t)moved; /* the parent's top counted them */
 	return ip_done(fs, &p, 0, ret);

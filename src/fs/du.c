@@ -152,7 +152,7 @@ static int du_entry(rfs_du *d, int l, const uint8_t *k, size_t kl, const void *v
 		/* An inline extent map: the entry's leaf holds the references,
 		 * as it would for any value's extents. */
 		const uint8_t *list;
-		int n = rfs_value_extlist(val, vl, RFS_INODE_SIZE, &list);
+		int n = rfs_value_extlist(val, vl, vl - d->rec.taillen, &list);
 		if (n < 0)
 			return -EUCLEAN;
 		for (int x = 0; x < n && !ret; x++) {
@@ -277,7 +277,7 @@ static int emb_ent_add(void *arg, const char *name, size_t len, const struct rfs
 	struct emb_ent *e = &l->v[l->n++];
 	e->kv = kv;
 	e->klen = dloc_key(l->at, kv, name, len);
-	e->vlen = rec_encode(r, kv + e->klen);
+	e->vlen = rec_encode(r, kv + e->klen, true); /* in memory only */
 	e->emb = is_embed(&r->i);
 	if (e->emb)
 		dloc_of(&e->sub, &r->i, &l->at->t);

@@ -518,9 +518,9 @@ int rfs_fs_mkfs(const char *path, uint64_t size_bytes, unsigned flags)
 	memset(&tab, 0, sizeof(tab));
 	ret = rfs_tree_put(pool, &vol, "M", 1, &m, sizeof(m), 0, RFS_PUT_INSERT);
 	if (!ret)
-		ret = rec_put(pool, &vol, "R", 1, &root, RFS_PUT_INSERT);
+		ret = rec_put_pool(pool, &vol, "R", 1, &root, RFS_PUT_INSERT, true);
 	if (!ret)
-		ret = rec_put(pool, &vol, "T", 1, &tab, RFS_PUT_INSERT);
+		ret = rec_put_pool(pool, &vol, "T", 1, &tab, RFS_PUT_INSERT, true);
 	uint64_t index_root = 0; /* the back-pointer index, empty */
 	if (!ret)
 		ret = rfs_tree_put(pool, &vol, "P", 1, &index_root, sizeof(index_root),
@@ -645,9 +645,11 @@ static int journal_open(rfs_fs *fs, unsigned flags)
 	return ret;
 }
 
-/* Format 2 or 3 -> 4 at a read-write open: from now on small files may
- * keep their extent maps inline (3) and tiny files their data (4); files
- * written before keep their form until rewritten.  A reflinkfs that knows
+/* An older format -> RFS_VOL_VERSION at a read-write open: from now on
+ * small files may keep their extent maps inline (3), tiny files their
+ * data (4), directories their entries in an ancestor's tree (5), and
+ * records are written compact (6); what was written before keeps its
+ * form until rewritten.  A reflinkfs that knows
  * only an older format then refuses the pool rather than misreading it.
  * Pool write lock held. */
 static int vol_upgrade(rfs_fs *fs, const char *path)
@@ -668,7 +670,7 @@ static int vol_upgrade(rfs_fs *fs, const char *path)
 		rfs_log(RFS_LOG_ERR, "%s: updating the filesystem format %u -> %u failed: %s",
 			path, from, RFS_VOL_VERSION, strerror(-ret));
 	} else {
-		rfs_log(RFS_LOG_INFO, "%s: filesystem format %u -> %u (small files keep their extent maps, tiny files their data, inline)",
+		rfs_log(RFS_LOG_INFO, "%s: filesystem format %u -> %u (small files keep their extent maps, tiny files their data, inline; embedded directories; compact inode records)",
 			path, from, RFS_VOL_VERSION);
 	}
 	return ret;
@@ -1065,6 +1067,16 @@ static void fsck_inldata(rfs_fs *fs, struct fsck_ctx *c, const struct rfs_irec *
 			     name, (unsigned long long)r->i.blocks);
 }
 
+/* A compact record (irec.c) only in a volume of format RFS_VOL_COMPACT
+ * or later: an older reflinkfs would misread it. */
+static void fsck_compact(rfs_fs *fs, struct fsck_ctx *c, const void *v, size_t vl,
+			 const char *path, const char *name)
+{
+	if (rec_is_compact(v, vl) && !compact_ok(fs))
+		fsck_problem(c, "%s/%s: compact inode record in a format %u volume", path, name,
+			     fs->top->m.version);
+}
+
 /* The record's form: an inline extent map (RFS_INODE_INLEXT) only on a
  * regular file without a file tree, in a format 3 volume, with the item's
  * RFS_ITEM_EXTLIST, decoding to sorted extents whose blocks add up to the
@@ -1269,6 +1281,7 @@ static int fsck_dir(rfs_fs *fs, struct fsck_ctx *c, struct fsck_vol *fv, size_t 
 			fsck_problem(c, "%s/%s: bad inode record", path, name);
 			continue;
 		}
+		fsck_compact(fs, c, v, vl, path, name);
 		fsck_form(fs, c, &r, iflags, path, name);
 		if (r.i.flags & RFS_INODE_LINKED) {
 			fv[vi].links++;
@@ -1407,6 +1420,7 @@ static int fsck_vol(rfs_fs *fs, struct fsck_ctx *c, struct rfs_vol *v, struct fs
 					     (unsigned long long)v->id);
 				continue;
 			}
+			fsck_compact(fs, c, val, vl, "link table", "");
 			fsck_form(fs, c, &r, iflags, "link table", "");
 			tlinks += r.i.nlink;
 			f->ninodes++;

@@ -55,8 +55,12 @@ enum {
  * 4: records may keep a tiny file's data inline (RFS_INODE_INLDATA); an
  * older volume becomes 4 at its first read-write mount likewise.
  * 5: directories may be embedded in their parent's tree (RFS_INODE_EMBED);
- * an older volume becomes 5 likewise (its directories keep their trees). */
-#define RFS_VOL_VERSION 5u
+ * an older volume becomes 5 likewise (its directories keep their trees).
+ * 6: inode records may be in the compact form (irec.c); an older volume
+ * becomes 6 likewise (its records keep the fixed form until rewritten). */
+#define RFS_VOL_VERSION 6u
+/* The first format with compact inode records. */
+#define RFS_VOL_COMPACT 6u
 /* The first format with embedded directories (RFS_INODE_EMBED). */
 #define RFS_VOL_EMBED 5u
 /* Entries an embedded subtree holds at most (counted in its top's
@@ -138,7 +142,10 @@ enum {
 /*
  * Inode record: the value of a directory entry, of 'R', and of a link
  * table item; RFS_ITEM_TREE (bytes 0..7 = subtree root).  Followed by the
- * inline symlink target, if any.  Host (little-endian) order.
+ * inline symlink target, if any.  Host (little-endian) order.  This is
+ * the in-memory form and the fixed on-disk form; a format 6 volume
+ * stores most records in a compact form (irec.c) that decodes to it.
+ * ino is below 2^48: byte 15 of a fixed record is 0 (irec.c).
  */
 struct rfs_inode {
 	uint64_t subtree; /* dir: entries tree; file/symlink: file tree */
@@ -372,10 +379,23 @@ void touch_mc(struct rfs_inode *i);  /* mtime = ctime = now */
 void touch_c(struct rfs_inode *i);   /* ctime = now */
 uint64_t name_hash(const char *name, size_t len);
 size_t dent_key(uint8_t *key, const char *name, size_t len);
+/* ---- inode record forms (irec.c) ---- */
+/* Either form into r; -EUCLEAN (logged) for a malformed value. */
 int rec_decode(const void *val, size_t vlen, struct rfs_irec *r);
-size_t rec_encode(const struct rfs_irec *r, uint8_t *val);
-int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+/* r into val (RFS_VAL_MAX bytes): the compact form when compact and it
+ * is shorter, else the fixed one.  Its length. */
+size_t rec_encode(const struct rfs_irec *r, uint8_t *val, bool compact);
+/* val is in the compact form. */
+bool rec_is_compact(const void *val, size_t vlen);
+/* Records may be written compact (volume format RFS_VOL_COMPACT). */
+static inline bool compact_ok(const rfs_fs *fs)
+{
+	return fs->top->m.version >= RFS_VOL_COMPACT;
+}
+int rec_put(rfs_fs *fs, rfs_tree *t, const void *key, size_t klen,
 	    const struct rfs_irec *r, int mode);
+int rec_put_pool(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		 const struct rfs_irec *r, int mode, bool compact);
 int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	    struct rfs_irec *r, bool mut);
 /* st of record r of an inode of volume vol. */

@@ -89,31 +89,18 @@ size_t table_key(uint8_t *key, uint64_t ino)
 	return 9;
 }
 
-int rec_decode(const void *val, size_t vlen, struct rfs_irec *r)
-{
-	if (vlen < RFS_INODE_SIZE || vlen > RFS_VAL_MAX) {
-		rfs_log(RFS_LOG_ERR, "inode record of %zu bytes (corrupt)", vlen);
-		return -EUCLEAN;
-	}
-	memcpy(&r->i, val, RFS_INODE_SIZE);
-	r->taillen = vlen - RFS_INODE_SIZE;
-	memcpy(r->tail, (const uint8_t *)val + RFS_INODE_SIZE, r->taillen);
-	return 0;
-}
-
-size_t rec_encode(const struct rfs_irec *r, uint8_t *val)
-{
-	memcpy(val, &r->i, RFS_INODE_SIZE);
-	memcpy(val + RFS_INODE_SIZE, r->tail, r->taillen);
-	return RFS_INODE_SIZE + r->taillen;
-}
-
-int rec_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
-	    const struct rfs_irec *r, int mode)
+int rec_put_pool(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		 const struct rfs_irec *r, int mode, bool compact)
 {
 	uint8_t val[RFS_VAL_MAX];
-	size_t vlen = rec_encode(r, val);
+	size_t vlen = rec_encode(r, val, compact);
 	return rfs_tree_put(pool, t, key, klen, val, vlen, rec_item_flags(r), mode);
+}
+
+int rec_put(rfs_fs *fs, rfs_tree *t, const void *key, size_t klen,
+	    const struct rfs_irec *r, int mode)
+{
+	return rec_put_pool(fs->pool, t, key, klen, r, mode, compact_ok(fs));
 }
 
 int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
@@ -428,7 +415,7 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		} else if (p->target_tree_valid) {
 			lv->rec.i.subtree = p->target_tree.root;
 		}
-		ret = rec_put(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec,
+		ret = rec_put(fs, &lv->parent, lv->key, lv->klen, &lv->rec,
 			      RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (ret)
 			goto fail;

@@ -137,7 +137,7 @@ static int links_table(rfs_fs *fs, uint64_t svol, const struct rfs_irec *s,
 		ret = rec_ref(fs, &r);
 		if (ret)
 			break;
-		ret = rec_put(fs->pool, tab, key, kl, &r, RFS_PUT_INSERT);
+		ret = rec_put(fs, tab, key, kl, &r, RFS_PUT_INSERT);
 	}
 	free(l.v);
 	return ret;
@@ -219,7 +219,7 @@ static int vol_create(rfs_fs *fs, const struct rfs_volmeta *m, rfs_tree *tab,
 	struct rfs_irec trec;
 	memset(&trec, 0, sizeof(trec));
 	trec.i.subtree = tab->root;
-	int ret = rec_put(fs->pool, &vt, "T", 1, &trec, RFS_PUT_INSERT);
+	int ret = rec_put(fs, &vt, "T", 1, &trec, RFS_PUT_INSERT);
 	if (ret) {
 		rfs_tree_drop(fs->pool, tab);
 		return ret;
@@ -334,7 +334,7 @@ static int renest(rfs_fs *fs, struct dirloc *dl, uint64_t vol, bool rdonly, int 
 			else
 				r.i.subtree = sub.t.root;
 		}
-		int r2 = rec_put(fs->pool, &dl->t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		int r2 = rec_put(fs, &dl->t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (!ret)
 			ret = r2;
 	}
@@ -451,7 +451,7 @@ static int snapshot_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn,
 		goto fail;
 	}
 	kl = ip_dkey(&p, key, name, len);
-	ret = rec_put(fs->pool, ip_dtree(&p), key, kl, &r, RFS_PUT_INSERT);
+	ret = rec_put(fs, ip_dtree(&p), key, kl, &r, RFS_PUT_INSERT);
 	if (ret) {
 		rfs_tree_drop(fs->pool, &copy);
 		ret = ip_done(fs, &p, 0, ret);

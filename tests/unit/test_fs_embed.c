@@ -467,9 +467,9 @@ static void patch_root_entry(const char *name, void (*fn)(struct rfs_irec *r))
 	size_t kl = dent_key(key, name, strlen(name));
 	assert_int_equal(rec_get(pool, &t, key, kl, &r, true), 0);
 	fn(&r);
-	assert_int_equal(rec_put(pool, &t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS), 0);
+	assert_int_equal(rec_put_pool(pool, &t, key, kl, &r, RFS_PUT_REPLACE | RFS_KEEP_REFS, true), 0);
 	root.i.subtree = t.root;
-	assert_int_equal(rec_put(pool, &vol, "R", 1, &root, RFS_PUT_REPLACE | RFS_KEEP_REFS), 0);
+	assert_int_equal(rec_put_pool(pool, &vol, "R", 1, &root, RFS_PUT_REPLACE | RFS_KEEP_REFS, true), 0);
 	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
 	assert_int_equal(rfs_pool_commit_locked(pool), 0);
 	rfs_pool_unlock(pool);

@@ -156,9 +156,11 @@ static void test_index_kept_and_built(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh();
+	assert_int_equal(fs->top->m.version, RFS_VOL_VERSION);
+	/* fixed records, which format 1 also has (downgrade below) */
+	fs->top->m.version = RFS_VOL_COMPACT - 1;
 	populate(fs);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(volume_version(), RFS_VOL_VERSION);
 	/* every mutation above kept the index exact */
 	assert_int_equal(fsck_pool(), 0);
 
