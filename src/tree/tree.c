@@ -398,6 +398,135 @@ static bool rightmost(const struct path *p, int li)
 	return true;
 }
 
+/* Replace the separator of parent slot i (i > 0) by key; the caller
+ * checked that it fits (sep_fits). */
+static void set_sep(uint8_t *parent, unsigned i, const uint8_t *key, size_t klen)
+{
+	uint8_t k[RFS_KEY_MAX];
+	struct node_child c = node_get_child(parent, i);
+	memcpy(k, key, klen); /* key may point into a node that changes */
+	node_remove(parent, i);
+	node_insert(parent, i, k, klen, &c, sizeof(c), 0);
+}
+
+static bool sep_fits(const uint8_t *parent, unsigned i, size_t klen)
+{
+	size_t oklen;
+	(void)node_key(parent, i, &oklen);
+	return node_free(parent) + item_size(oklen, sizeof(struct node_child)) >=
+	       item_size(klen, sizeof(struct node_child));
+}
+
+/*
+ * A full leaf at path level li (li > 0) gets an item of isz bytes at idx:
+ * move items at its end into its right sibling, or at its start into its
+ * left one, when that sibling has room for them, and insert the item
+ * here, instead of splitting.  Inserts in the middle of a tree (the
+ * names of a copied directory, which arrive in the source's inode order,
+ * not in key order) would otherwise leave each leaf they split half
+ * empty.  Only the fewest items that make room move, and never the new
+ * item's place: 1 when inserted, 0 when neither sibling can take them,
+ * or -errno.
+ */
+static int push_insert(rfs_pool *pool, rfs_tree *t, struct path *p, int li, unsigned idx,
+		       const void *key, size_t klen, const void *val, size_t vlen, uint8_t flags)
+{
+	uint8_t *d = p->b[li]->data, *parent = p->b[li - 1]->data;
+	unsigned s = p->s[li - 1], n = node_n(d);
+	size_t isz = item_size(klen, vlen), need = isz - node_free(d), moved = 0;
+	struct rfs_buf *sb;
+	int ret;
+
+	if (idx == n && s + 1 < node_n(parent)) {
+		/* Past this node's last item: the right sibling's first. */
+		struct node_child c = node_get_child(parent, s + 1);
+		ret = tree_read(pool, c.blocknr, c.gen, &sb);
+		if (ret)
+			return ret;
+		if (node_free(sb->data) >= isz && node_level(sb->data) == 0 &&
+		    sep_fits(parent, s + 1, klen)) {
+			ret = shadow(pool, t, &sb);
+			if (!ret) {
+				node_set_child(parent, s + 1, sb->blocknr, rfs_buf_gen(sb));
+				node_insert(sb->data, 0, key, klen, val, vlen, flags);
+				set_sep(parent, s + 1, key, klen);
+			}
+			rfs_buf_put(pool, sb);
+			return ret ? ret : 1;
+		}
+		rfs_buf_put(pool, sb);
+	}
+	for (int side = 0; side < 2; side++) {
+		bool right = side == 0;
+		if (right ? s + 1 >= node_n(parent) : s == 0)
+			continue;
+		/* The fewest items from the end (start) that make room,
+		 * leaving the new item's place in this node. */
+		unsigned m = 0;
+		moved = 0;
+		while (moved < need && m < n) {
+			const struct node_slot *sl = node_cslot(d, right ? n - 1 - m : m);
+			moved += item_size(sl->klen, sl->vlen);
+			m++;
+		}
+		if (moved < need || (right ? n - m < idx : m > idx) || m >= n)
+			continue;
+		struct node_child c = node_get_child(parent, right ? s + 1 : s - 1);
+		ret = tree_read(pool, c.blocknr, c.gen, &sb);
+		if (ret)
+			return ret;
+		/* The separator that changes: the sibling's new first key
+		 * (right), or this node's (left: after the insert). */
+		size_t nklen = klen;
+		if (right)
+			(void)node_key(d, n - m, &nklen);
+		else if (idx != m)
+			(void)node_key(d, m, &nklen);
+		if (node_free(sb->data) < moved || node_level(sb->data) != 0 ||
+		    !sep_fits(parent, right ? s + 1 : s, nklen)) {
+			rfs_buf_put(pool, sb);
+			continue;
+		}
+		ret = shadow(pool, t, &sb);
+		if (ret) {
+			rfs_buf_put(pool, sb);
+			return ret;
+		}
+		node_set_child(parent, right ? s + 1 : s - 1, sb->blocknr, rfs_buf_gen(sb));
+		uint8_t *o = sb->data;
+		if (right) {
+			for (unsigned i = n; i-- > n - m;) {
+				size_t kl, vl;
+				const uint8_t *k = node_key(d, i, &kl);
+				const uint8_t *v = node_val(d, i, &vl);
+				node_insert(o, 0, k, kl, v, vl, node_flags(d, i));
+			}
+			while (node_n(d) > n - m)
+				node_remove(d, node_n(d) - 1);
+			node_insert(d, idx, key, klen, val, vlen, flags);
+			size_t fl;
+			const uint8_t *fk = node_key(o, 0, &fl);
+			set_sep(parent, s + 1, fk, fl);
+		} else {
+			for (unsigned i = 0; i < m; i++) {
+				size_t kl, vl;
+				const uint8_t *k = node_key(d, i, &kl);
+				const uint8_t *v = node_val(d, i, &vl);
+				node_insert(o, node_n(o), k, kl, v, vl, node_flags(d, i));
+			}
+			for (unsigned i = 0; i < m; i++)
+				node_remove(d, 0);
+			node_insert(d, idx - m, key, klen, val, vlen, flags);
+			size_t fl;
+			const uint8_t *fk = node_key(d, 0, &fl);
+			set_sep(parent, s, fk, fl);
+		}
+		rfs_buf_put(pool, sb);
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * Insert an item at index idx of the node at path level li, splitting
  * upwards as needed (append: see split_at).  Every node on the path is
@@ -416,6 +545,11 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 	if (node_free(d) >= isz) {
 		node_insert(d, idx, key, klen, val, vlen, flags);
 		return 0;
+	}
+	if (li > 0 && node_level(d) == 0) {
+		ret = push_insert(pool, t, p, li, idx, key, klen, val, vlen, flags);
+		if (ret)
+			return ret < 0 ? ret : 0;
 	}
 	ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)node_level(d), t->owner, &right);
 	if (ret)

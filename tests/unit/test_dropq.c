@@ -296,7 +296,8 @@ static void test_shared_interleaved(void **state)
 	uint64_t left = 1, iter = 0;
 	while (left) {
 		uint64_t freed;
-		OK(rfs_dropq_work(c->pool, 60, &freed, &left));
+		/* small steps: many of them, each between changes of the clone */
+		OK(rfs_dropq_work(c->pool, 15, &freed, &left));
 		iter++;
 		s = load(c, 2);
 		mutate(c, &s, &ms, &r, 5);
