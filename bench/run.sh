@@ -12,7 +12,8 @@
 #     --only X  run only benchmark X (fs: bench/fs/run.sh, small.sh and
 #               meta.sh; small: only bench/fs/small.sh; meta: only
 #               bench/fs/meta.sh; diff:
-#               only bench/fs/diff.sh; fio: only bench/fs/fio.sh;
+#               only bench/fs/diff.sh; fio: only bench/fs/fio.sh and
+#               bench/fs/rw_wait.sh;
 #               snapshot: only bench/snapshot/run.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
@@ -130,6 +131,9 @@ if wanted fio; then
 	[ "${fs_args[*]}" = --quick ] && fio_args=(--runtime 2)
 	if command -v fio >/dev/null; then
 		fs_bench bench/fs/fio.sh "${fio_args[@]}"
+		# A reader of one file beside a writer of another: what the
+		# READs waited for inside the daemon.
+		fs_bench bench/fs/rw_wait.sh "${fio_args[@]}"
 	else
 		echo "run.sh: fio is not installed: fio benchmark skipped" >&2
 	fi

@@ -58,9 +58,11 @@
  *       from now on, "stop": stop counting): one line, "reads=N
  *       over_1ms=N waited_1ms=N offcpu_1ms=N max_us=N max_cpu_us=N
  *       max_read_waits_us=POOL/SHARD/SLAB/NODES
- *       max_waits_us=POOL/SHARD/SLAB/NODES" (max_us: the longest READ,
+ *       max_waits_us=POOL/SHARD/SLAB/NODES
+ *       sum_waits_us=POOL/SHARD/SLAB/NODES" (max_us: the longest READ,
  *       max_cpu_us and max_read_waits_us: its time on the CPU and its
- *       lock waits), then one line per holder of the pool's write lock,
+ *       lock waits; sum_waits_us: all READs' waits, per kind of lock),
+ *       then one line per holder of the pool's write lock,
  *       "wrlock NAME spans=N max_us=N over_1ms=N total_us=N".
  *
  * SIZE, STRIDE and LEN take the suffixes K, M, G, T (powers of 1024).
@@ -632,6 +634,7 @@ static int cmd_readwaits(const char *mnt, const char *what)
 	       (unsigned long long)(w.max_ns / 1000), (unsigned long long)(w.max_cpu_ns / 1000));
 	print_kinds("max_read_waits_us", w.max_read_wait_ns);
 	print_kinds("max_waits_us", w.max_wait_ns);
+	print_kinds("sum_waits_us", w.sum_wait_ns);
 	printf("\n");
 	for (unsigned i = 0; i < WRHOLD_SLOTS; i++)
 		if (w.wr[i].what[0])
