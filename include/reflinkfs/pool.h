@@ -199,6 +199,15 @@ bool rfs_pool_trywrlock(rfs_pool *pool);
  */
 void rfs_pool_write_pause(rfs_pool *pool);
 void rfs_pool_write_resume(rfs_pool *pool);
+/*
+ * The writers' gate and the read lock, released by rfs_pool_unlock: for
+ * work that changes only what gate holders look at -- claims
+ * (rfs_claim_data, rfs_claim_drop) -- so that it keeps other writers and
+ * the commit out but never makes a reader wait, nor waits for readers
+ * to leave (as taking the write lock would).  It never waits on the
+ * read lock: only gate holders take the lock for writing.
+ */
+void rfs_pool_gate_lock(rfs_pool *pool);
 
 /* Does the calling thread hold the pool's lock (read or write), or its
  * write lock?  For assertions ("caller holds the lock"); cheap. */
@@ -458,8 +467,9 @@ bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr);
 
 /*
  * Claims: data blocks a writer fills before it allocates them.  A writer
- * that needs nothing of the old contents claims its blocks (write lock,
- * briefly), writes them holding no lock (rfs_claim_write), and adopts
+ * that needs nothing of the old contents claims its blocks (the gate and
+ * the read lock, rfs_pool_gate_lock, briefly: readers go on), writes
+ * them holding no lock (rfs_claim_write), and adopts
  * them into the running transaction when it maps them (write lock), so
  * other writers and the commit need not wait for its data copy
  * (src/fs/file_claim.c).  A claimed block is handed to no one else, but
@@ -467,12 +477,13 @@ bool rfs_block_allocated(const rfs_pool *pool, uint64_t blocknr);
  * the data moves leaves it free on disk, where nothing refers to it.
  */
 /* Claim a run of up to want blocks, as rfs_alloc_data would allocate it
- * (same reserve kept): *start, *got.  Write lock held. */
+ * (same reserve kept): *start, *got.  The gate and a lock held (the
+ * write lock, or rfs_pool_gate_lock). */
 int rfs_claim_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got);
 /* Claimed blocks [start, start+n) become allocated in the running
  * transaction, as if rfs_alloc_data had just allocated them.  Write lock. */
 void rfs_claim_adopt(rfs_pool *pool, uint64_t start, uint64_t n);
-/* Give claimed blocks [start, start+n) back unused.  Write lock. */
+/* Give claimed blocks [start, start+n) back unused.  As rfs_claim_data. */
 void rfs_claim_drop(rfs_pool *pool, uint64_t start, uint64_t n);
 
 /* ---- data blocks ------------------------------------------------------ */

@@ -2,7 +2,8 @@
  * Whole-block writes that copy their data before the operation (issue 9,
  * "Parallel I/O").  A write of whole blocks needs nothing of the file's
  * old contents, so it takes its blocks as a claim (rfs_claim_data: a
- * short hold of the write lock), copies its data into them and computes
+ * short hold of the writers' gate with the read lock, so readers go
+ * on), copies its data into them and computes
  * their checksums holding no lock at all, and only then runs the
  * operation that maps them into the file (op_begin ... op_end).  Writers
  * of different files, the commit and readers all go on during the copy;
@@ -37,7 +38,7 @@ struct claim {
 	struct rfs_ext e; /* the record being built */
 };
 
-/* Give back runs [from, nruns).  Write lock held. */
+/* Give back runs [from, nruns).  The gate and a lock held. */
 static void drop_runs(rfs_fs *fs, struct claim *c, size_t from)
 {
 	for (size_t i = from; i < c->nruns; i++)
@@ -47,7 +48,7 @@ static void drop_runs(rfs_fs *fs, struct claim *c, size_t from)
 
 static void drop_all(rfs_fs *fs, struct claim *c)
 {
-	rfs_pool_wrlock(fs->pool);
+	rfs_pool_gate_lock(fs->pool);
 	drop_runs(fs, c, 0);
 	rfs_pool_unlock(fs->pool);
 }
@@ -59,7 +60,10 @@ static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta)
 {
 	int ok = 0;
 	c->nruns = 0;
-	rfs_pool_wrlock(fs->pool);
+	/* The gate, not the write lock: a claim changes only allocation
+	 * state that gate holders look at, so readers go on (and need not
+	 * leave first, as for the write lock). */
+	rfs_pool_gate_lock(fs->pool);
 	if (fs->rdonly || fs->inject_nospc || rfs_pool_check_writable(fs->pool))
 		goto out;
 	/* op.c avail() for a write of nb blocks and its metadata, with the

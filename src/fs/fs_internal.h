@@ -292,7 +292,8 @@ struct rfs_fs {
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */
 	unsigned inject_after;
 	int inject_err;
-	/* rfs_fs_inject_alloc_nospc (tests); pool write lock. */
+	/* rfs_fs_inject_alloc_nospc (tests); pool write lock (claims read
+	 * it holding the gate, which the write lock includes). */
 	unsigned inject_nospc;
 	/* rfs_fs_set_premod_hook (tests); set while no operation runs,
 	 * taken (cleared) by the operation that calls it. */

@@ -280,7 +280,9 @@ int rfs_alloc_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got
 
 int rfs_claim_data(rfs_pool *pool, uint64_t want, uint64_t *start, uint64_t *got)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	/* The gate: only gate holders read what a claim changes, but for
+	 * high_water (atomic, read by rfs_pool_stats). */
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool) && rfs_pool_holds_lock(pool));
 	return alloc_run(pool, want, data_keep(pool), true, start, got);
 }
 
@@ -298,7 +300,7 @@ void rfs_claim_adopt(rfs_pool *pool, uint64_t start, uint64_t n)
 
 void rfs_claim_drop(rfs_pool *pool, uint64_t start, uint64_t n)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool) && rfs_pool_holds_lock(pool));
 	assert(n <= pool->claimed_blocks);
 	clear_range(pool->avail, start, n);
 	pool->avail_used -= n;

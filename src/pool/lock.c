@@ -150,6 +150,18 @@ bool rfs_pool_trywrlock(rfs_pool *pool)
 	return true;
 }
 
+void rfs_pool_gate_lock(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
+	pthread_mutex_lock(&pool->gate);
+	/* Only gate holders take the lock for writing, so no writer holds
+	 * it or waits for it now: this read lock is granted at once. */
+	pthread_rwlock_rdlock(&pool->lock);
+	struct held *h = held_get(pool);
+	h->gate = true;
+	h->rd++;
+}
+
 void rfs_pool_unlock(rfs_pool *pool)
 {
 	struct held *h = held_find(pool);
@@ -167,6 +179,12 @@ void rfs_pool_unlock(rfs_pool *pool)
 	} else {
 		h->rd--;
 		pthread_rwlock_unlock(&pool->lock);
+		/* rfs_pool_gate_lock (a paused writer or a commit's write-out
+		 * upgrades before it unlocks). */
+		if (h->gate) {
+			h->gate = false;
+			pthread_mutex_unlock(&pool->gate);
+		}
 	}
 	held_put(h);
 }

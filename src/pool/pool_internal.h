@@ -308,14 +308,18 @@ struct rfs_pool {
 	/* Allocation state (alloc.c), all W.  persist: what the next commit
 	 * writes; avail: what may not be handed out (persist, plus blocks
 	 * freed in a transaction not yet durable, plus claimed blocks);
-	 * fresh: allocated in the running transaction. */
+	 * fresh: allocated in the running transaction.  Claims change avail,
+	 * avail_used, page_gen, high_water, hint and claimed_blocks holding
+	 * only the gate and the read lock (rfs_pool_gate_lock): of those,
+	 * readers without the gate read only high_water (rfs_pool_stats),
+	 * hence atomic. */
 	uint64_t nwords; /* fixed */
 	uint64_t *persist, *avail, *fresh;
 	uint64_t *page_gen; /* per bitmap page: gen of its last change */
 	bool full_bitmap_write; /* first commit after open: write all pages */
 	uint64_t used_blocks;   /* popcount(persist) */
 	uint64_t avail_used;    /* popcount(avail) */
-	uint64_t high_water;
+	_Atomic uint64_t high_water;
 	uint64_t hint; /* no clear bit in avail below this */
 	uint64_t reserve;
 	/* rfs_pool_meta_from_reserve; write lock.  meta_allocs counts

@@ -17,6 +17,12 @@
  * write with partial blocks reads the old contents, so it copies holding
  * the writers' gate: another writer and a commit wait for it, and both
  * finish once it is let go, leaving fsck clean.
+ *
+ * A claim does not wait for readers (nor make them wait): while the test
+ * holds the pool's read lock, as a reader in the middle of a READ does,
+ * a whole-block writer claims its blocks and reaches its data copy.
+ * With the write lock for the claim it waited for the reader to leave,
+ * and every READ that came meanwhile waited behind it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +43,7 @@
 #include "common/fsfix.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
+#include "reflinkfs/pool.h"
 
 #define BS 4096
 #define NBLK 64
@@ -382,6 +389,35 @@ static void test_claimed_writer_lets_others_pass(void **state)
 	free(oldb);
 }
 
+static void test_claim_passes_reader(void **state)
+{
+	(void)state;
+	struct job *j = calloc(1, sizeof(*j));
+	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
+	j->newa = malloc(NBLK * BS);
+	assert_non_null(j && olda && oldb && j->newa);
+	make_fs(j, olda, oldb);
+	fill(j->newa, NBLK * BS, 3);
+
+	rfs_pool_rdlock(rfs_fs_pool(j->fs)); /* a reader at work */
+	pthread_t w;
+	assert_int_equal(pthread_create(&w, NULL, writer_a, j), 0);
+	/* The hook runs after the claim, in the data copy. */
+	bool claimed = wait_for(&g_in);
+	rfs_pool_unlock(rfs_fs_pool(j->fs));
+	set_flag(&g_go);
+	pthread_join(w, NULL);
+	assert_true(claimed);
+	assert_int_equal(j->wret, NBLK * BS);
+	assert_int_equal(rfs_fs_read(j->fs, j->a, j->gota, NBLK * BS, 0), NBLK * BS);
+	assert_memory_equal(j->gota, j->newa, NBLK * BS);
+	close_fs(j);
+	free(j->newa);
+	free(j);
+	free(olda);
+	free(oldb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_writers_and_commit_wait),
 		cmocka_unit_test(test_release_passes_held_writer),
 		cmocka_unit_test(test_claimed_writer_lets_others_pass),
+		cmocka_unit_test(test_claim_passes_reader),
 	};
 	return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
