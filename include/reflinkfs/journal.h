@@ -150,7 +150,8 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir);
  * RFS_CHANGES_COMMIT_GAP_MS after the last commit made this way. */
 int rfs_fs_changes_commit(rfs_fs *fs, rfs_nodeid dir);
 
-/* Journal figures (tests; the figures of `reflinkfs changes --info`). */
+/* The journal's state: what `reflinkfs changes --info` prints, through
+ * RFS_IOC_JOURNAL_INFO, whose layout this is (fixed size). */
 struct rfs_journal_stat {
 	uint64_t oldest, next, durable; /* seqs */
 	uint64_t limit_bytes, bytes, nrecords;
@@ -158,8 +159,22 @@ struct rfs_journal_stat {
 	/* Records that wait in memory for the commit (or an early flush)
 	 * to store them in the journal's tree; counted in nrecords. */
 	uint64_t pending;
+	/* A cursor from which every record kept is delivered, and the
+	 * cursor of now (after the last committed record). */
+	char oldest_cursor[RFS_CURSOR_MAX];
+	char cursor[RFS_CURSOR_MAX];
+	/* The cursor asked about (since): 0 when it is usable, else the
+	 * error rfs_fs_changes would give for it (-ERANGE expired,
+	 * -ESTALE reset since, -EXDEV another pool, -EINVAL not a
+	 * cursor); and how many records were committed after it
+	 * (anywhere in the mount; 0 unless usable). */
+	int32_t since_status;
+	uint32_t pad;
+	uint64_t since_behind;
 };
-int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st);
+/* Fill st; since (NULL or "": none) is a cursor to check.  0, or
+ * -ENOTSUP on a pool opened without journal. */
+int rfs_fs_journal_stat(rfs_fs *fs, const char *since, struct rfs_journal_stat *st);
 
 /* Set the retention limit in bytes (kept in the pool); trims the oldest
  * records past it at once.  -EINVAL below RFS_JOURNAL_MIN_BYTES. */
@@ -214,6 +229,17 @@ int rfs_changes_read(const char *path, const char *cursor, rfs_change_fn fn, voi
 int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs_change_fn fn,
 		       void *arg, char next[RFS_CURSOR_MAX]);
 
+/*
+ * The journal's state, seen through directory path of a reflinkfs
+ * mount, into out (struct rfs_journal_stat above): records and bytes
+ * kept against the retention limit, the oldest usable cursor, the
+ * cursor of now, records waiting for the commit; and, when since is
+ * not NULL or "", whether that cursor can still be read from
+ * (since_status) and how many records were committed after it.
+ * Errors as rfs_changes_read.
+ */
+int rfs_changes_info(const char *path, const char *since, struct rfs_journal_stat *out);
+
 /* ---- the ioctl under it (`reflinkfs changes`, rfs_changes_*) ---- */
 #include <linux/ioctl.h>
 
@@ -265,5 +291,14 @@ struct rfs_ioc_changes {
 	uint8_t buf[RFS_IOC_CHANGES_PAGE];
 };
 #define RFS_IOC_CHANGES _IOWR('R', 30, struct rfs_ioc_changes)
+
+/*
+ * RFS_IOC_JOURNAL_INFO on an open directory of the mount: the journal's
+ * state (rfs_fs_journal_stat).  in: since, a cursor to check ("" for
+ * none), in the first RFS_CURSOR_MAX bytes (oldest_cursor's place);
+ * out: the whole struct.  -ENOTSUP with -o nojournal; -EPERM unless
+ * root or the user who mounted.
+ */
+#define RFS_IOC_JOURNAL_INFO _IOWR('R', 31, struct rfs_journal_stat)
 
 #endif

@@ -3,6 +3,8 @@
  * changed below directory PATH of a mount since CURSOR, from the change
  * journal (rfs_changes_read / rfs_changes_follow, the client API of
  * include/reflinkfs/journal.h), then the cursor to pass next time.
+ * With --info: the journal's state (rfs_changes_info), and whether
+ * CURSOR can still be read from.
  */
 #include "cli/cli.h"
 
@@ -14,6 +16,7 @@
 
 #include "reflinkfs/fs.h"
 #include "reflinkfs/journal.h"
+#include "util/size.h"
 
 enum { CH_OK = 0, CH_TROUBLE = 2, CH_EXPIRED = 3, CH_RESET = 4 };
 /* --follow: how often to look for new changes. */
@@ -22,7 +25,8 @@ enum { CH_OK = 0, CH_TROUBLE = 2, CH_EXPIRED = 3, CH_RESET = 4 };
 static void changes_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: reflinkfs changes [--since CURSOR] [--json] [--follow] PATH\n\n"
+		"usage: reflinkfs changes [--since CURSOR] [--json] [--follow] PATH\n"
+		"       reflinkfs changes --info [--since CURSOR] [--json] PATH\n\n"
 		"Print what changed below directory PATH of a reflinkfs mount (its whole\n"
 		"subtree, snapshots below it included; the mount point for everything)\n"
 		"since CURSOR, oldest first, from the change journal, then a new cursor\n"
@@ -57,7 +61,13 @@ static void changes_usage(FILE *f)
 		"                  (commits for followers at least %d ms apart), so a change\n"
 		"                  shows up within about one commit; with more than %d\n"
 		"                  followers waiting, checks every %d ms instead; a cursor\n"
-		"                  line follows each batch\n\n"
+		"                  line follows each batch\n"
+		"  --info          print the journal's state instead of changes: records\n"
+		"                  and bytes kept against the retention limit, the oldest\n"
+		"                  cursor still readable, the cursor of now, records\n"
+		"                  waiting for the next commit; with --since, whether\n"
+		"                  that cursor can still be read from (exit status as\n"
+		"                  below) and how many changes were committed after it\n\n"
 		"Root or the user who mounted may read the journal.  The journal keeps a\n"
 		"bounded amount (mkfs --journal-size SIZE, mount option journal_size=SIZE;\n"
 		"default 1/64 of the pool).  Tools: the C API rfs_changes_read and\n"
@@ -191,16 +201,70 @@ static void print_cursor(const char *c, bool json)
 	fflush(stdout);
 }
 
+/* The message and exit status for a cursor rfs_changes_info found
+ * unusable (status: its -errno), as a read from it would fail. */
+static const char *since_word(int status)
+{
+	switch (status) {
+	case 0: return "readable";
+	case -ERANGE: return "expired";
+	case -ESTALE: return "reset";
+	case -EXDEV: return "other-pool";
+	default: return "not-a-cursor";
+	}
+}
+
+static int print_info(const char *path, const char *since, bool json)
+{
+	struct rfs_journal_stat st;
+	int ret = rfs_changes_info(path, since, &st);
+	if (ret)
+		return report_error(path, -ret);
+	bool asked = since && *since;
+	if (json) {
+		printf("{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"limit_bytes\":%" PRIu64
+		       ",\"pending\":%" PRIu64 ",\"oldest_seq\":%" PRIu64 ",\"next_seq\":%" PRIu64
+		       ",\"oldest_cursor\":\"%s\",\"cursor\":\"%s\"",
+		       st.nrecords, st.bytes, st.limit_bytes, st.pending, st.oldest, st.durable,
+		       st.oldest_cursor, st.cursor);
+		if (asked) {
+			printf(",\"since\":\"%s\"", since_word(st.since_status));
+			if (!st.since_status)
+				printf(",\"since_behind\":%" PRIu64, st.since_behind);
+		}
+		puts("}");
+	} else {
+		char b[RFS_SIZE_STR], l[RFS_SIZE_STR];
+		printf("records kept:    %" PRIu64 " (%s of the %s retention limit)\n", st.nrecords,
+		       rfs_size_str(st.bytes, b), rfs_size_str(st.limit_bytes, l));
+		printf("waiting:         %" PRIu64 " records (stored at the next commit)\n",
+		       st.pending);
+		printf("oldest cursor:   %s\n", st.oldest_cursor);
+		printf("current cursor:  %s\n", st.cursor);
+		if (asked && !st.since_status)
+			printf("given cursor:    readable, %" PRIu64 " changes committed after it "
+			       "(in the whole mount)\n", st.since_behind);
+	}
+	fflush(stdout);
+	if (!asked || !st.since_status)
+		return CH_OK;
+	if (!json)
+		printf("given cursor:    %s\n", since_word(st.since_status));
+	fflush(stdout);
+	return report_error(path, -st.since_status);
+}
+
 int cmd_changes(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
 		changes_usage(stdout);
 		return CH_OK;
 	}
-	bool json = false, follow = false;
+	bool json = false, follow = false, info = false;
 	const char *since = "", *path = NULL;
 	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
 						 {"follow", no_argument, NULL, 'f'},
+						 {"info", no_argument, NULL, 'i'},
 						 {"since", required_argument, NULL, 's'},
 						 {0}};
 	optind = 0;
@@ -209,6 +273,8 @@ int cmd_changes(int argc, char **argv)
 			json = true;
 		else if (c == 'f')
 			follow = true;
+		else if (c == 'i')
+			info = true;
 		else if (c == 's')
 			since = optarg;
 		else
@@ -230,6 +296,13 @@ int cmd_changes(int argc, char **argv)
 			"previous `reflinkfs changes` printed after `cursor:`\n");
 		return CH_TROUBLE;
 	}
+	if (info && follow) {
+		fprintf(stderr, "reflinkfs changes: --info and --follow do not go together: "
+			"give one of them\n");
+		return CH_TROUBLE;
+	}
+	if (info)
+		return print_info(path, since, json);
 	char cursor[RFS_CURSOR_MAX];
 	int ret = rfs_changes_read(path, since, print_one, &json, cursor);
 	while (!ret || ret == -ETIMEDOUT || ret == -EINTR) {

@@ -180,3 +180,23 @@ int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs
 		memcpy(next, cur, RFS_CURSOR_MAX);
 	return fix_errno(ret);
 }
+
+int rfs_changes_info(const char *path, const char *since, struct rfs_journal_stat *out)
+{
+	if (!since)
+		since = "";
+	if (strlen(since) >= RFS_CURSOR_MAX)
+		return -EINVAL;
+	int fd = open_dir(path);
+	if (fd < 0)
+		return fd;
+	struct rfs_journal_stat st;
+	memset(&st, 0, sizeof(st));
+	/* The cursor to check travels in oldest_cursor's place. */
+	snprintf(st.oldest_cursor, sizeof(st.oldest_cursor), "%s", since);
+	int ret = ioctl(fd, RFS_IOC_JOURNAL_INFO, &st) ? -errno : 0;
+	close(fd);
+	if (!ret)
+		*out = st;
+	return fix_errno(ret);
+}

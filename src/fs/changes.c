@@ -44,6 +44,27 @@ static int q_cb(void *arg, const struct rfs_change *c)
 	return ret;
 }
 
+/* The seq cursor (NULL or "": every record kept) starts after, into
+ * *since: 0, or -EXDEV (another pool), -ESTALE (a reset since), -EINVAL
+ * (not a cursor, or a seq never delivered), -ERANGE (trimmed since). */
+static int cursor_check(const struct jnl_info *ji, const char *cursor, uint64_t *since)
+{
+	if (!cursor || !*cursor)
+		return 0;
+	uint8_t uuid[16];
+	uint64_t epoch;
+	int ret = jnl_cursor_decode(cursor, uuid, &epoch, since);
+	if (!ret && memcmp(uuid, ji->uuid, 16) != 0)
+		ret = -EXDEV;
+	else if (!ret && epoch != ji->epoch)
+		ret = -ESTALE;
+	else if (!ret && *since > ji->durable)
+		ret = -EINVAL; /* a seq never delivered: not ours */
+	else if (!ret && *since < ji->oldest)
+		ret = -ERANGE;
+	return ret;
+}
+
 int rfs_fs_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor,
 		   struct rfs_changes_page *page, rfs_change_fn fn, void *arg)
 {
@@ -67,21 +88,9 @@ int rfs_fs_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor,
 		goto out;
 	jnl_info(fs->jnl, &ji);
 	uint64_t since = ji.oldest;
-	if (cursor && *cursor) {
-		uint8_t uuid[16];
-		uint64_t epoch;
-		ret = jnl_cursor_decode(cursor, uuid, &epoch, &since);
-		if (!ret && memcmp(uuid, ji.uuid, 16) != 0)
-			ret = -EXDEV;
-		else if (!ret && epoch != ji.epoch)
-			ret = -ESTALE;
-		else if (!ret && since > ji.durable)
-			ret = -EINVAL; /* a seq never delivered: not ours */
-		else if (!ret && since < ji.oldest)
-			ret = -ERANGE;
-		if (ret)
-			goto out;
-	}
+	ret = cursor_check(&ji, cursor, &since);
+	if (ret)
+		goto out;
 	if (!page->upto)
 		page->upto = ji.durable;
 	uint64_t from = page->next_from > since ? page->next_from : since;
@@ -136,7 +145,7 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 	return p;
 }
 
-int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st)
+int rfs_fs_journal_stat(rfs_fs *fs, const char *since, struct rfs_journal_stat *st)
 {
 	rfs_pool_rdlock(fs->pool);
 	int ret = fs->jnl ? 0 : -ENOTSUP;
@@ -151,6 +160,16 @@ int rfs_fs_journal_stat(rfs_fs *fs, struct rfs_journal_stat *st)
 		st->nrecords = ji.nrecords;
 		st->epoch = ji.epoch;
 		st->pending = ji.pending;
+		jnl_cursor_encode(ji.uuid, ji.epoch, ji.oldest, st->oldest_cursor);
+		jnl_cursor_encode(ji.uuid, ji.epoch, ji.durable, st->cursor);
+		st->since_status = 0;
+		st->since_behind = 0;
+		if (since && *since) {
+			uint64_t seq = 0;
+			st->since_status = cursor_check(&ji, since, &seq);
+			if (!st->since_status)
+				st->since_behind = ji.durable - seq;
+		}
 	}
 	rfs_pool_unlock(fs->pool);
 	return ret;

@@ -151,3 +151,19 @@ int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ct
 		p->flags |= RFS_IOC_CHANGES_WAITED;
 	return ret;
 }
+
+int rfs_fuse_journal_info_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const void *in,
+				size_t in_size, void *out, size_t out_size)
+{
+	/* As the changes themselves: the cursors lead to them. */
+	if (ctx->uid != 0 && ctx->uid != getuid())
+		return -EPERM;
+	if (in_size < sizeof(struct rfs_journal_stat) || out_size < sizeof(struct rfs_journal_stat))
+		return -EINVAL;
+	char since[RFS_CURSOR_MAX];
+	memcpy(since, ((const struct rfs_journal_stat *)in)->oldest_cursor, sizeof(since));
+	since[RFS_CURSOR_MAX - 1] = 0;
+	struct rfs_journal_stat *st = out;
+	memset(st, 0, sizeof(*st));
+	return rfs_fs_journal_stat(fs, since, st);
+}

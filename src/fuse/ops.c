@@ -815,6 +815,18 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		free(out);
 		return;
 	}
+	case RFS_IOC_JOURNAL_INFO: {
+		void *out = out_bufsz ? calloc(1, out_bufsz) : NULL;
+		int ret = out ? rfs_fuse_journal_info_ioctl(FS(req), fuse_req_ctx(req), in_buf,
+							    in_bufsz, out, out_bufsz)
+			      : -ENOMEM;
+		if (ret)
+			fuse_reply_err(req, -ret);
+		else
+			fuse_reply_ioctl(req, 0, out, out_bufsz);
+		free(out);
+		return;
+	}
 	case RFS_IOC_DIFF_START:
 	case RFS_IOC_DIFF_REPORT: {
 		/* On a directory only (A); B comes as a descriptor of the

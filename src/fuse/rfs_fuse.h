@@ -207,6 +207,10 @@ void rfs_fuse_du_release_all(void);
 int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ctx,
 			   rfs_nodeid dir, const void *in, size_t in_size, void *out,
 			   size_t out_size);
+/* RFS_IOC_JOURNAL_INFO: 0 with out filled (struct rfs_journal_stat),
+ * or a negative errno. */
+int rfs_fuse_journal_info_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const void *in,
+				size_t in_size, void *out, size_t out_size);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

@@ -4,7 +4,7 @@
 # hard links listed under each name,
 # text and JSON output with the cursor last, --since, --follow, and the
 # exit statuses of an expired cursor (3), a foreign or reset one (4) and
-# bad input (2).
+# bad input (2); --info: the journal's state and the verdict on a cursor.
 . "$(dirname "$0")/lib.bash"
 rfs_setup 256M
 cd "$SCRATCH" || exit 1
@@ -132,6 +132,29 @@ for i in $(seq 1500); do : >"$MNT/many/file-with-a-long-name-$i"; done
 ch --since "$C2" "$MNT"
 check "expired cursor: exit 3 (rc $(rc))" test "$(rc)" = 3
 check "expired cursor: says rescan" grep -q 'cursor expired: rescan needed' "$SCRATCH/err"
+# --info: the journal's state, and the same verdict on a cursor.
+ch --info "$MNT"
+check "--info: exit 0 (rc $(rc))" test "$(rc)" = 0
+check "--info: records kept against the 64 KiB limit" \
+	grep -Eq '^records kept: +[0-9]+ \(.* of the 64 KiB retention limit\)$' "$SCRATCH/out"
+OLDEST=$(sed -n 's/^oldest cursor: *//p' "$SCRATCH/out")
+NOW=$(sed -n 's/^current cursor: *//p' "$SCRATCH/out")
+check "--info: an oldest and a current cursor" \
+	bash -c "[[ '$OLDEST' == rfsj1:* && '$NOW' == rfsj1:* && '$OLDEST' != '$NOW' ]]"
+ch --info --since "$C2" "$MNT"
+check "--info of the expired cursor: exit 3 (rc $(rc))" test "$(rc)" = 3
+check "--info of the expired cursor: says expired" grep -q '^given cursor: *expired$' "$SCRATCH/out"
+ch --since "$OLDEST" "$MNT"
+check "the oldest cursor is readable (rc $(rc))" test "$(rc)" = 0
+N=$(grep -vc '^cursor: ' "$SCRATCH/out")
+ch --info --json --since "$OLDEST" "$MNT"
+check "--info --json: the oldest cursor, with as many changes after it as a read gives ($N)" \
+	grep -q "\"since\":\"readable\",\"since_behind\":$N}" "$SCRATCH/out"
+ch --info --since "$NOW" "$MNT"
+check "--info of the current cursor: 0 changes after it" \
+	grep -q '^given cursor: *readable, 0 changes committed after it' "$SCRATCH/out"
+ch --info --follow "$MNT"
+check "--info with --follow: exit 2" test "$(rc)" = 2
 
 # A mount without journal resets it: old cursors get exit 4.
 ch "$MNT"
@@ -146,6 +169,9 @@ rfs_umount
 check "mount again" rfs_mount
 ch --since "$C3" "$MNT"
 check "cursor of before a nojournal mount: exit 4 (rc $(rc))" test "$(rc)" = 4
+ch --info --since "$C3" "$MNT"
+check "--info of a cursor of before the reset: exit 4, says reset" \
+	bash -c "[ $(rc) = 4 ] && grep -q '^given cursor: *reset$' '$SCRATCH/out'"
 
 rfs_umount
 check "fsck clean" rfs_fsck

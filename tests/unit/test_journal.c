@@ -549,7 +549,7 @@ static void test_cursor_errors(void **state)
 	}
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	struct rfs_journal_stat js;
-	assert_int_equal(rfs_fs_journal_stat(fs, &js), 0);
+	assert_int_equal(rfs_fs_journal_stat(fs, NULL, &js), 0);
 	assert_true(js.bytes <= js.limit_bytes);
 	assert_true(js.oldest > 1);
 	assert_true(js.nrecords < 2000);
@@ -558,6 +558,25 @@ static void test_cursor_errors(void **state)
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, NULL, &g, NULL), 0);
 	assert_int_equal(g.n, js.nrecords);
 	assert_int_equal(g.seqs[0], js.oldest);
+	/* The journal's state says the same of each cursor as a read. */
+	assert_int_equal(rfs_fs_journal_stat(fs, c0, &js), 0);
+	assert_int_equal(js.since_status, -ERANGE);
+	assert_int_equal(rfs_fs_journal_stat(fs, other, &js), 0);
+	assert_int_equal(js.since_status, -EXDEV);
+	assert_int_equal(rfs_fs_journal_stat(fs, "rfsj1:nonsense", &js), 0);
+	assert_int_equal(js.since_status, -EINVAL);
+	assert_int_equal(rfs_fs_journal_stat(fs, NULL, &js), 0);
+	char oldest[RFS_CURSOR_MAX], now[RFS_CURSOR_MAX];
+	memcpy(oldest, js.oldest_cursor, sizeof(oldest));
+	memcpy(now, js.cursor, sizeof(now));
+	assert_int_equal(rfs_fs_journal_stat(fs, oldest, &js), 0);
+	assert_int_equal(js.since_status, 0);
+	assert_int_equal(js.since_behind, js.nrecords);
+	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, oldest, &g, NULL), 0);
+	assert_int_equal(g.n, js.nrecords);
+	assert_int_equal(rfs_fs_journal_stat(fs, now, &js), 0);
+	assert_int_equal(js.since_status, 0);
+	assert_int_equal(js.since_behind, 0);
 	/* A mount without journal resets it: old cursors get -ESTALE. */
 	char c1[RFS_CURSOR_MAX];
 	assert_int_equal(rfs_fs_changes_cursor(fs, c1), 0);
@@ -618,7 +637,7 @@ static void test_format1_upgrade(void **state)
 	}
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	struct rfs_journal_stat js;
-	assert_int_equal(rfs_fs_journal_stat(fs, &js), 0);
+	assert_int_equal(rfs_fs_journal_stat(fs, NULL, &js), 0);
 	assert_int_equal(read_changes(fs, e, NULL, &g, NULL), 0);
 	assert_int_equal(g.n, js.nrecords);
 	assert_null(strstr(g.text, " old"));
