@@ -287,6 +287,7 @@ struct rfs_pool_stats {
 	uint64_t flushes;        /* device flushes since open */
 	uint64_t block_reads;    /* metadata block reads since open, cache
 				  * hits included (what a walk touched) */
+	uint64_t meta_allocs;    /* metadata block allocations since open */
 };
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
 
@@ -515,6 +516,30 @@ int rfs_claim_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
 int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf,
 		  uint32_t nblocks, const uint32_t *csums);
 
+/*
+ * A writer about to change a block of the running transaction in place
+ * (a tree node already shadowed in it) says so: with allocations and
+ * frees, this moves rfs_pool_changes.  Write lock held.
+ */
+void rfs_pool_note_change(rfs_pool *pool);
+/* A counter that moves with every change to the running transaction
+ * (allocation, free, in-place change, root pointer): an operation that
+ * fails compares it with its value at the start to know whether it left
+ * the transaction halfway.  Write lock held. */
+uint64_t rfs_pool_changes(const rfs_pool *pool);
+
+/*
+ * Item changes: a tree mutation about to change items (a put or delete
+ * past its path copy, a refcount change) calls rfs_pool_note_item.
+ * Copies of nodes alone (shadows) and storing new roots back up a path
+ * are consistent once stored, so those callers put the counter back
+ * (rfs_pool_items_set) after their own puts.  An operation that fails
+ * after the counter moved left a change half made.  Write lock held.
+ */
+void rfs_pool_note_item(rfs_pool *pool);
+uint64_t rfs_pool_items(const rfs_pool *pool);
+void rfs_pool_items_set(rfs_pool *pool, uint64_t v);
+
 /* ---- fault injection and crash simulation (tests) --------------------- */
 
 enum rfs_crash_mode {
@@ -545,5 +570,12 @@ bool rfs_pool_crashed(const rfs_pool *pool);
 /* Make every write after the next n writes fail with -EIO (n = UINT64_MAX
  * disarms).  For error-path tests. */
 void rfs_pool_fail_writes_after(rfs_pool *pool, uint64_t n);
+
+/* Let the next n metadata block allocations succeed, then fail every
+ * one after with -ENOSPC, as if the reserve that operations count on
+ * had run out (n = UINT64_MAX disarms).  For error-path tests: whatever
+ * operation or commit meets it must fail cleanly and keep the last
+ * commit intact.  Takes the write lock. */
+void rfs_pool_fail_meta_allocs_after(rfs_pool *pool, uint64_t n);
 
 #endif

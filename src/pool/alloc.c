@@ -98,6 +98,7 @@ int rfs_alloc_init(rfs_pool *pool)
 	pool->page_gen = calloc(pool->bitmap_blocks, sizeof(uint64_t));
 	if (!pool->persist || !pool->avail || !pool->fresh || !pool->page_gen)
 		return -ENOMEM;
+	pool->meta_fail_after = UINT64_MAX;
 	/* Blocks that metadata may use when data allocation already
 	 * reports ENOSPC: shadowing a tree to delete from it needs space,
 	 * and so does an fs operation's reservation (src/fs/op.c: 256
@@ -185,6 +186,7 @@ void rfs_bitmap_page_load(rfs_pool *pool, uint64_t page, const uint8_t *block)
 /* Mark [start, start+n) allocated in the running transaction. */
 static void mark_alloc(rfs_pool *pool, uint64_t start, uint64_t n)
 {
+	pool->changes++;
 	set_range(pool->persist, start, n);
 	set_range(pool->avail, start, n);
 	set_range(pool->fresh, start, n);
@@ -291,6 +293,7 @@ void rfs_claim_adopt(rfs_pool *pool, uint64_t start, uint64_t n)
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	assert(n <= pool->claimed_blocks);
 	/* As mark_alloc, avail aside (the claim set it). */
+	pool->changes++;
 	set_range(pool->persist, start, n);
 	set_range(pool->fresh, start, n);
 	pool->used_blocks += n;
@@ -329,6 +332,11 @@ uint64_t rfs_pool_data_avail(const rfs_pool *pool)
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	if (pool->meta_fail_after != UINT64_MAX) {
+		if (!pool->meta_fail_after)
+			return -ENOSPC; /* injected (tests) */
+		pool->meta_fail_after--;
+	}
 	uint64_t got;
 	int ret = alloc_run(pool, 1, 0, false, blocknr, &got);
 
@@ -366,6 +374,7 @@ int rfs_free_blocks(rfs_pool *pool, uint64_t start, uint64_t n)
 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
 	ret = rfs_pool_check_writable(pool);
+	pool->changes++;
 	if (ret)
 		return ret;
 	if (n == 0)
@@ -508,4 +517,41 @@ void rfs_alloc_committed(rfs_pool *pool)
 	pool->npending = 0;
 	pool->pending_blocks = 0;
 	pool->full_bitmap_write = false;
+}
+
+void rfs_pool_fail_meta_allocs_after(rfs_pool *pool, uint64_t n)
+{
+	rfs_pool_wrlock(pool);
+	pool->meta_fail_after = n;
+	rfs_pool_unlock(pool);
+}
+
+void rfs_pool_note_change(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	pool->changes++;
+}
+
+uint64_t rfs_pool_changes(const rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	return pool->changes;
+}
+
+void rfs_pool_note_item(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	pool->items++;
+}
+
+uint64_t rfs_pool_items(const rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	return pool->items;
+}
+
+void rfs_pool_items_set(rfs_pool *pool, uint64_t v)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	pool->items = v;
 }

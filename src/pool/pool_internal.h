@@ -327,6 +327,19 @@ struct rfs_pool {
 	 * running operation began. */
 	bool credit_on;
 	uint64_t meta_allocs, credit_base;
+	/* Tests (rfs_pool_fail_meta_allocs_after): metadata allocations
+	 * that may still succeed before each one fails with -ENOSPC;
+	 * UINT64_MAX: never.  Write lock. */
+	uint64_t meta_fail_after;
+	/* Changes to the running transaction: block allocations, frees,
+	 * tree nodes changed in place (rfs_pool_note_change).  An
+	 * operation compares it to decide whether a failure left it
+	 * halfway.  Write lock. */
+	uint64_t changes;
+	/* Items changed in the running transaction (rfs_pool_note_item):
+	 * what makes a failed operation halfway once its shadows are
+	 * stored back.  Write lock. */
+	uint64_t items;
 	struct rfs_extent *pending;
 	size_t npending, pending_cap;
 	uint64_t pending_blocks;

@@ -530,8 +530,10 @@ uint64_t rfs_pool_root(const rfs_pool *pool, unsigned slot)
 void rfs_pool_set_root(rfs_pool *pool, unsigned slot, uint64_t blocknr)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
-	if (slot < RFS_ROOT_SLOTS)
+	if (slot < RFS_ROOT_SLOTS && pool->roots[slot] != blocknr) {
 		pool->roots[slot] = blocknr;
+		pool->changes++;
+	}
 }
 
 const char *rfs_pool_path(const rfs_pool *pool)
@@ -583,6 +585,7 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 	st->block_reads = reads;
 	st->commits = pool->commits;
 	st->flushes = pool->io.flushes;
+	st->meta_allocs = pool->meta_allocs;
 	if (lock)
 		rfs_pool_unlock(pool);
 }

@@ -175,7 +175,19 @@ static int node_inc_refs(rfs_pool *pool, uint8_t *d)
  * with refcount 1 (maybe a new block); the caller updates the pointer to
  * it when its block number changed.
  */
+static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp);
+
 static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
+{
+	/* A copy of a node is no change of items: the refcount updates it
+	 * makes are not counted (rfs_pool_note_item). */
+	uint64_t items = rfs_pool_items(pool);
+	int ret = shadow_one(pool, t, bp);
+	rfs_pool_items_set(pool, items);
+	return ret;
+}
+
+static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 {
 	struct rfs_buf *buf = *bp, *nb;
 	uint64_t count = 1, old = buf->blocknr;
@@ -186,8 +198,10 @@ static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 		if (ret)
 			return ret;
 	}
-	if (count == 1 && rfs_buf_is_dirty(pool, buf))
+	if (count == 1 && rfs_buf_is_dirty(pool, buf)) {
+		rfs_pool_note_change(pool); /* changed in place */
 		return 0;
+	}
 	ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)node_level(buf->data),
 			  t->owner, &nb);
 	if (ret)
@@ -630,6 +644,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 			return ret;
 		node_init(leaf->data);
 		node_insert(leaf->data, 0, key, klen, val, vlen, flags);
+		rfs_pool_note_item(pool);
 		t->root = leaf->blocknr;
 		rfs_buf_put(pool, leaf);
 		return 0;
@@ -642,6 +657,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 		       refcounted(t) && m != RFS_PUT_REPLACE);
 	if (ret)
 		return ret;
+	rfs_pool_note_item(pool); /* from here a failure is half a change */
 	int li = p.h - 1;
 	uint8_t *leaf = p.b[li]->data;
 	unsigned idx = node_search(leaf, key, klen, &exact);
@@ -830,6 +846,7 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 	const uint8_t *ov = node_val(leaf, idx, &oldlen);
 	memcpy(old, ov, oldlen);
 	oldflags = node_flags(leaf, idx);
+	rfs_pool_note_item(pool);
 	node_remove(leaf, idx);
 	ret = rebalance(pool, t, &p, li);
 	path_release(pool, &p);
