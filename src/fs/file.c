@@ -288,7 +288,12 @@ static int write_blocks(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t
 		e->n = got;
 		e->flags = 0;
 		memcpy(e->csum, csum + *done, 4 * got);
+		/* The punch and the insert are one change: the range's
+		 * old blocks go only when its new ones come in. */
+		uint64_t c0 = rfs_pool_changes(fs->pool);
 		int mret = ext_punch(fs, t, e->lblk, got, &removed);
+		if (mret && rfs_pool_changes(fs->pool) != c0)
+			op_halfway(fs, mret);
 		if (mret) {
 			for (; i < ok; i++)
 				rfs_free_blocks(fs->pool, runs[i].start, runs[i].got);
@@ -296,6 +301,8 @@ static int write_blocks(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t
 			break;
 		}
 		mret = ext_insert(fs, t, e);
+		if (mret)
+			op_halfway(fs, mret); /* after a punch */
 		if (mret) {
 			for (; i < ok; i++)
 				rfs_free_blocks(fs->pool, runs[i].start, runs[i].got);
@@ -429,8 +436,13 @@ write:;
 	free(chunk);
 	int sret = emap_store(fs, &t, r, false);
 	emap_free(&t);
-	if (sret)
+	if (sret) {
+		/* The extents of the bytes done are not stored: their
+		 * blocks would be lost with a short write reported. */
+		if (*done)
+			op_halfway(fs, sret);
 		return sret;
+	}
 	if (*done)
 		return 0;
 	return ret;
@@ -711,7 +723,9 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 			len = (size_t)((b0 + op.data) * BS - off);
 		ret = write_op(fs, n, buf, len, off, &done);
 	} while ((ret = op_end(&op, ret)) == OP_RETRY);
-	if (ret && !done)
+	/* An error with bytes done: the write stopped halfway through a
+	 * change, and op_end discarded the transaction, those bytes too. */
+	if (ret)
 		return ret;
 	return (ssize_t)done;
 }

@@ -113,6 +113,7 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 			adopted = true;
 			ret = ext_insert(fs, t, e);
 			if (ret) {
+				op_halfway(fs, ret); /* the punch went through */
 				rfs_free_blocks(fs->pool, e->start, got);
 				r->i.blocks -= removed;
 			}

@@ -381,30 +381,41 @@ size_t rfs_fs_node_count(rfs_fs *fs)
 
 /* An orphan (in the link table with nlink 0) that nobody uses any more:
  * delete its record, which releases its data.  Pool write lock held. */
-static void orphan_reap(rfs_fs *fs, struct rfs_node *n)
+/* Free n's record and file when it has no name left.  0, or the error
+ * that stopped it halfway: the caller's op_end then discards the
+ * transaction (nothing half done is stored). */
+static int orphan_reap(rfs_fs *fs, struct rfs_node *n)
 {
 	struct rfs_ipath p;
 	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_wrlock(fs->pool));
 	if (fs->rdonly || !n->in_table || n->dead)
-		return;
-	if (!vol_get(fs, n->vol) || ip_load_table(fs, n->vol, n->ino, true, &p))
-		return;
+		return 0;
+	if (!vol_get(fs, n->vol))
+		return 0;
+	/* Not there, or not writable here (a read-only volume): nothing
+	 * to free.  A walk that could not store back what it shadowed has
+	 * marked the operation halfway (ip_store). */
+	if (ip_load_table(fs, n->vol, n->ino, true, &p))
+		return 0;
 	if (ip_rec(&p)->i.nlink == 0) {
 		rfs_tree *t = &p.lv[1].parent;
 		int ret = rfs_tree_delete(fs->pool, t, p.lv[1].key, p.lv[1].klen,
 					  RFS_KEEP_REFS);
 		if (!ret)
 			ret = rec_release(fs, ip_rec(&p));
-		if (ret)
+		if (ret) {
 			rfs_log(RFS_LOG_ERR, "%s: freeing unlinked inode %llu: %s",
 				rfs_pool_path(fs->pool), (unsigned long long)n->ino,
 				strerror(-ret));
+			ip_free(&p);
+			return ret;
+		}
 		vol_count(fs, n->vol, -1);
 		n->dead = true;
 		p.n = 1; /* store the table root and the volume */
 		p.lv[0].rec.i.subtree = t->root;
 	}
-	ip_done(fs, &p, 0, 0);
+	return ip_done(fs, &p, 0, 0);
 }
 
 /*
@@ -447,6 +458,7 @@ static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 	/* A deletion (the orphan's record), so it never fails for space; a
 	 * read-only fs or pool only drops the references. */
 	bool writable = op_begin(fs, &op, "freeing an unlinked inode", 0, 0) == 0;
+	int ret = 0;
 	if (!writable)
 		rfs_pool_wrlock(fs->pool);
 	node_lock(fs);
@@ -456,13 +468,13 @@ static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 		n->nopen = nopen > n->nopen ? 0 : n->nopen - nopen;
 		if (!node_live(n)) {
 			if (n->in_table && writable)
-				orphan_reap(fs, n);
+				ret = orphan_reap(fs, n);
 			node_maybe_free(fs, n);
 		}
 	}
 	node_unlock(fs);
 	if (writable)
-		op_end(&op, 0);
+		op_end(&op, ret);
 	else
 		rfs_pool_unlock(fs->pool);
 }
@@ -813,20 +825,26 @@ int rfs_fs_close(rfs_fs *fs)
 	    (ret = op_begin(fs, &op, "freeing unlinked inodes at close", 0, 0)) == 0) {
 		/* Orphans still held open die with the mount. */
 		node_lock(fs);
-		for (size_t i = 0; i < fs->cap; i++)
-			for (struct rfs_node *n = fs->by_id[i]; n; n = n->next_id)
+		for (size_t i = 0; i < fs->cap && !ret; i++)
+			for (struct rfs_node *n = fs->by_id[i]; n && !ret; n = n->next_id)
 				if (n->in_table && !n->dead)
-					orphan_reap(fs, n);
+					ret = orphan_reap(fs, n);
 		node_unlock(fs);
-		if (fs->top->dirty) {
+		if (!ret && fs->top->dirty) {
 			rfs_tree vol;
-			if (!rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol) &&
-			    !meta_store(fs, fs->top, &vol))
-				rfs_catalog_set(fs->pool, RFS_TOP_VOLUME, &vol);
+			ret = rfs_catalog_get(fs->pool, RFS_TOP_VOLUME, &vol);
+			if (!ret)
+				ret = meta_store(fs, fs->top, &vol);
+			if (!ret)
+				ret = rfs_catalog_set(fs->pool, RFS_TOP_VOLUME, &vol);
 		}
-		vols_store(fs);
-		op_end(&op, 0);
-		ret = rfs_pool_commit(fs->pool);
+		if (!ret)
+			ret = vols_store(fs);
+		/* Failed halfway: op_end discards the transaction (the pool
+		 * keeps its last commit) rather than commit half of it. */
+		op_end(&op, ret);
+		if (!ret)
+			ret = rfs_pool_commit(fs->pool);
 	}
 	rfs_pool_close(fs->pool);
 	fs_free(fs);

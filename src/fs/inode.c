@@ -380,7 +380,19 @@ out:
 	return ret;
 }
 
+static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta);
+
+/* Storing new roots back up the path is no item change of the
+ * operation's (rfs_pool_note_item): it completes the shadows. */
 int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
+{
+	uint64_t items = rfs_pool_items(fs->pool);
+	int ret = ip_store_items(fs, p, links_delta);
+	rfs_pool_items_set(fs->pool, items);
+	return ret;
+}
+
+static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 {
 	int ret = 0;
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
@@ -435,6 +447,9 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 fail:
 	rfs_log(RFS_LOG_ERR, "%s: storing an inode path failed: %s",
 		rfs_pool_path(fs->pool), strerror(-ret));
+	/* Roots shadowed below are not stored above: the transaction
+	 * holds nodes nothing points to, and points to freed ones. */
+	op_halfway(fs, ret);
 	return ret;
 }
 

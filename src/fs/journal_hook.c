@@ -308,8 +308,13 @@ static bool is_resource(int ret)
 
 int journal_flush(rfs_fs *fs, const char *what)
 {
+	uint64_t c0 = rfs_pool_changes(fs->pool);
 	int ret = jnl_flush(fs->jnl);
-	if (ret && is_resource(ret)) {
+	if (ret && is_resource(ret) && rfs_pool_changes(fs->pool) == c0) {
+		/* Nothing of the journal's tree changed: drop the records
+		 * and start a new epoch.  A flush that failed halfway left
+		 * a tree change half done (a node shadowed, its parent not
+		 * yet pointing to it), which no commit may write: below. */
 		char why[160];
 		snprintf(why, sizeof(why), "the changes of %s could not be stored: %s", what,
 			 strerror(-ret));

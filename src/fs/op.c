@@ -63,6 +63,14 @@ static uint64_t avail(rfs_fs *fs, const struct rfs_op *op)
 	return d + (meta < r ? meta : r);
 }
 
+/* Errors that say the operation could not get a resource, as opposed to
+ * a refusal decided before anything changed (EEXIST, ENOTEMPTY...). */
+static bool resource_error(int ret)
+{
+	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN ||
+	       ret == -EDQUOT || ret == -EFBIG;
+}
+
 /* Release queued trees (tree.h: the drop queue) until the operation's
  * need is met once the pending frees are usable, or the queue is empty.
  * Write lock held, nothing of the operation changed yet. */
@@ -74,7 +82,15 @@ static int reclaim_for(rfs_fs *fs, const struct rfs_op *op, uint64_t need)
 		if (a == UINT64_MAX || have >= need)
 			break;
 		uint64_t want = need - have < RFS_RECLAIM_STEP ? RFS_RECLAIM_STEP : need - have;
+		uint64_t c0 = rfs_pool_changes(fs->pool);
 		int ret = rfs_dropq_work(fs->pool, want, &freed, &left);
+		if (ret && resource_error(ret) && rfs_pool_changes(fs->pool) != c0) {
+			/* A tree half released: not a state to commit. */
+			char why[160];
+			snprintf(why, sizeof(why), "releasing deleted files failed halfway (%s)",
+				 strerror(-ret));
+			rfs_pool_abort(fs->pool, why);
+		}
 		if (ret)
 			return ret;
 	}
@@ -183,6 +199,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	}
 	assert(!fs->cur_op);
 	fs->cur_op = op;
+	op->items0 = rfs_pool_items(fs->pool);
 	if (op->data || op->claimed)
 		rfs_pool_meta_from_reserve(fs->pool, true);
 	return 0;
@@ -214,14 +231,6 @@ int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 	return begin(fs, op, what, meta, data, true, false, false);
 }
 
-/* Errors that say the operation could not get a resource, as opposed to
- * a refusal decided before anything changed (EEXIST, ENOTEMPTY...). */
-static bool resource_error(int ret)
-{
-	return ret == -ENOSPC || ret == -ENOMEM || ret == -EIO || ret == -EUCLEAN ||
-	       ret == -EDQUOT || ret == -EFBIG;
-}
-
 int op_end(struct rfs_op *op, int ret)
 {
 	rfs_fs *fs = op->fs;
@@ -230,14 +239,23 @@ int op_end(struct rfs_op *op, int ret)
 	if (op->steps)
 		fs->ops++; /* it changed something */
 	rfs_pool_meta_from_reserve(fs->pool, false);
-	bool aborted = ret < 0 && op->steps > 0 && resource_error(ret);
+	/* Halfway: a path stored or an item changed, then a resource ran
+	 * out; or a step that could not finish its own change
+	 * (op_halfway: a path not stored back, a write's extents not
+	 * stored).  The transaction cannot be kept.  A failure after a
+	 * mutable walk alone is not halfway: the walk's copies of nodes
+	 * are stored back (ip_done), and they change no item. */
+	bool changed = op->steps > 0 || rfs_pool_items(fs->pool) != op->items0;
+	if (op->halfway && ret >= 0)
+		ret = op->halfway;
+	bool aborted = op->halfway || (ret < 0 && changed && resource_error(ret));
 	op_journal(op, aborted);
 	if (aborted) {
 		char why[160];
 		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,
 			 strerror(-ret));
 		rfs_pool_abort(fs->pool, why);
-	} else if (ret == -ENOSPC && op->steps == 0 && !op->retried && !op->refused &&
+	} else if (ret == -ENOSPC && !changed && !op->retried && !op->refused &&
 		   (rfs_pool_root(fs->pool, RFS_ROOT_DROPQ) ||
 		    rfs_pool_pending_blocks(fs->pool) > 0) &&
 		   reclaim_for(fs, op, UINT64_MAX) == 0 &&
@@ -252,6 +270,12 @@ int op_end(struct rfs_op *op, int ret)
 	rfs_pool_unlock(fs->pool);
 	rfs_pool_lock_label(NULL);
 	return ret;
+}
+
+void op_halfway(rfs_fs *fs, int err)
+{
+	if (fs->cur_op && !fs->cur_op->halfway)
+		fs->cur_op->halfway = err < 0 ? err : -EIO;
 }
 
 void op_refuse(rfs_fs *fs)

@@ -84,6 +84,8 @@ struct rfs_op {
 	bool retried;       /* already retried once after a commit (kept
 			     * by op_begin: zero the op before the loop) */
 	bool refused;       /* op_refuse: its -ENOSPC is a limit, not space */
+	int halfway;        /* op_halfway: the error that left it half done */
+	uint64_t items0;    /* rfs_pool_items when begin returned */
 	bool claimed;       /* op_begin_claimed: the data blocks are claimed */
 	/* Journal records of the changes made (op_rec_*), appended by
 	 * op_end in the same transaction; jfail: one could not be built
@@ -159,6 +161,12 @@ int op_end(struct rfs_op *op, int ret);
  * then returns the error as it is, without a commit to make room and a
  * retry that could not help.  No-op outside an operation. */
 void op_refuse(rfs_fs *fs);
+/* The running operation failed with err (negative) after part of a
+ * change that belongs with the failed step was made (old extents
+ * punched, the new ones not inserted): even when it reports progress
+ * (a short write), op_end must discard the transaction and fail with
+ * err.  No-op outside an operation. */
+void op_halfway(rfs_fs *fs, int err);
 
 /* A path was stored (ip_done succeeded) within the running operation.
  * Returns 0, or the error injected by rfs_fs_inject_op_failure. */

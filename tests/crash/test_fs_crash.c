@@ -66,6 +66,7 @@ typedef struct {
 	int n;                           /* commits */
 	tu_buf states[MAXC + 1];         /* states[c]: after commit c (0: mkfs) */
 	uint64_t flush_after[MAXC + 1];  /* flush count when commit c returned */
+	uint64_t meta_allocs;            /* metadata block allocations of the run */
 	char made_by[MAXC + 1][96];      /* the operation that made commit c */
 	bool ready;
 } ref_t;
@@ -79,6 +80,7 @@ struct wl {
 	uint64_t flushes;  /* device flushes after the last operation */
 	uint64_t synced;   /* commits when the last successful sync returned */
 	bool nospc_ok;     /* -ENOSPC (and short writes) are expected now */
+	bool track;        /* failure runs: keep live, the state after the last op */
 	long last_rc;      /* result of the last operation */
 	int ops;
 	rfs_nodeid tmp;    /* an O_TMPFILE inode held across operations */
@@ -211,6 +213,13 @@ static int end_op(wl *w, long rc, long expect, bool is_sync)
 	}
 	if (!ok)
 		return rc ? (int)rc : -EPROTO;
+	if (w->track && rc >= 0) {
+		tu_buf live = {0};
+		int drc = DUMP(w->fs, FSD_RAW, &live);
+		CHECK(drc == 0, "live dump after op %d (%s) = %d", w->ops, w->step, drc);
+		tu_buf_free(&w->live);
+		w->live = live;
+	}
 	return 0;
 }
 
@@ -902,6 +911,9 @@ static ref_t *record_reference(size_t i)
 	CHECK(fsd_equal(&w.live, &r->states[0]), "%s: raw and read dumps of mkfs differ",
 	      r->wk->name);
 	OK(r->wk->run(&w));
+	struct rfs_pool_stats st;
+	rfs_pool_stats(rfs_fs_pool(w.fs), &st);
+	r->meta_allocs = st.meta_allocs;
 	rfs_fs_abandon(w.fs);
 	tu_buf_free(&w.live);
 	CHECK(r->n >= 4, "%s: only %d commits", r->wk->name, r->n);
@@ -1160,6 +1172,107 @@ static void run_workload(size_t i, enum rfs_crash_mode mode)
 	CHECK(failures == 0, "%s, mode %s: %d crash runs failed", r->wk->name, mode_name(mode), failures);
 }
 
+/* ---- metadata allocation failures ---------------------------------------------------- */
+
+/*
+ * Every metadata block allocation after the first k fails with -ENOSPC,
+ * as if the reserve operations count on had run out (it never should:
+ * src/fs/op.c reserves before changing anything).  The operation or
+ * commit that meets it must fail cleanly: the pool, closed and opened
+ * again, passes fsck and holds either the last commit that succeeded or,
+ * when the failure left the transaction sound and the close committed
+ * it, the state before the failing operation; never half an operation.
+ */
+static bool meta_nospc_run(const ref_t *r, uint64_t k)
+{
+	char path[2200], msg[4096] = "";
+	pool_path(path, sizeof path, "nospc");
+	fresh_fs(path, r->wk->pool_size);
+	tu_log_clear();
+
+	wl w;
+	memset(&w, 0, sizeof w);
+	w.path = path;
+	w.track = true;
+	OK(rfs_fs_open(path, 0, &w.fs));
+	OK(DUMP(w.fs, FSD_RAW, &w.live));
+	rfs_pool_fail_meta_allocs_after(rfs_fs_pool(w.fs), k);
+	int rc = r->wk->run(&w);
+	struct rfs_pool_stats st;
+	rfs_pool_stats(rfs_fs_pool(w.fs), &st);
+	int done = (int)st.commits;
+	int crc = rfs_fs_close(w.fs);
+	tu_buf b = {0};
+	rfs_fs *fs = NULL;
+	char lines[2200];
+	long n = fsck_report(path, lines, sizeof lines);
+	if (n) {
+		snprintf(msg, sizeof msg, "fsck:%s", lines);
+		goto fail;
+	}
+	int orc = rfs_fs_open(path, 0, &fs);
+	if (orc) {
+		snprintf(msg, sizeof msg, "reopen = %d", orc);
+		goto fail;
+	}
+	orc = DUMP(fs, FSD_READ, &b);
+	if (orc) {
+		snprintf(msg, sizeof msg, "reading the reopened fs = %d", orc);
+		goto fail;
+	}
+	bool last = done <= r->n && fsd_equal(&b, &r->states[done]);
+	if (!last && !fsd_equal(&b, &w.live)) {
+		print_error("  reopened content vs the state before the failing op:\n");
+		fsd_print_diff((const char *)w.live.p, (const char *)b.p, 12);
+		snprintf(msg, sizeof msg, "the content is neither commit %d nor the state before the failing op", done);
+		goto fail;
+	}
+	OK(rfs_fs_close(fs));
+	tu_buf_free(&b);
+	tu_buf_free(&w.live);
+	return true;
+fail:
+	if (fs)
+		rfs_fs_abandon(fs);
+	tu_buf_free(&b);
+	tu_buf_free(&w.live);
+	print_error("FAIL %s: metadata allocations fail after %" PRIu64 " (workload %s at op %d, %s: %d; %d commits; close = %d): %s\n",
+		    r->wk->name, k, rc ? "stopped" : "finished", w.ops, w.step, (int)w.last_rc, done, crc, msg);
+	print_error("  replay: RFS_NOSPC_POINT=%" PRIu64 " build/asan/tests/crash/test_fs_crash 'test_%s_meta_nospc'\n",
+		    k, r->wk->name);
+	tu_log_print_tail(6);
+	return false;
+}
+
+/* Failure points: the first 8 allocations, then RFS_NOSPC_POINTS (48)
+ * spread evenly over the rest of the workload's; RFS_NOSPC_POINT=k runs
+ * only k. */
+static void run_meta_nospc(size_t i)
+{
+	ref_t *r = record_reference(i);
+	uint64_t only = env_u64("RFS_NOSPC_POINT", 0);
+	uint64_t npts = env_u64("RFS_NOSPC_POINTS", 48);
+	uint64_t total = r->meta_allocs;
+	CHECK(total > 16, "%s: only %" PRIu64 " metadata allocations", r->wk->name, total);
+	int failures = 0, runs = 0;
+	for (uint64_t k = only ? only : 0; k < total; ) {
+		runs++;
+		if (!meta_nospc_run(r, k))
+			failures++;
+		if (only)
+			break;
+		k = k < 8 ? k + 1 : k + (total - 8) / (npts ? npts : 1) + 1;
+	}
+	tu_log_clear();
+	CHECK(failures == 0, "%s: %d of %d metadata-allocation failure runs failed", r->wk->name,
+	      failures, runs);
+}
+
+static void test_names_meta_nospc(void **s) { (void)s; run_meta_nospc(0); }
+static void test_data_meta_nospc(void **s) { (void)s; run_meta_nospc(1); }
+static void test_enospc_meta_nospc(void **s) { (void)s; run_meta_nospc(2); }
+static void test_snapshots_meta_nospc(void **s) { (void)s; run_meta_nospc(3); }
+
 static void test_names_drop_all(void **s) { (void)s; run_workload(0, RFS_CRASH_DROP_ALL); }
 static void test_names_drop_random(void **s) { (void)s; run_workload(0, RFS_CRASH_DROP_RANDOM); }
 static void test_names_tear(void **s) { (void)s; run_workload(0, RFS_CRASH_TEAR); }
@@ -1268,6 +1381,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_snapshots_drop_all),
 		cmocka_unit_test(test_snapshots_drop_random),
 		cmocka_unit_test(test_snapshots_tear),
+		cmocka_unit_test(test_names_meta_nospc),
+		cmocka_unit_test(test_data_meta_nospc),
+		cmocka_unit_test(test_enospc_meta_nospc),
+		cmocka_unit_test(test_snapshots_meta_nospc),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, group_setup, group_teardown));
 }
