@@ -3,6 +3,10 @@
 
 #include "testutil.h"
 
+#include "fs/fs_internal.h"
+#include "reflinkfs/pool.h"
+#include "reflinkfs/tree.h"
+
 char g_dir[PATH_MAX];
 char g_pool[PATH_MAX + 16];
 
@@ -50,4 +54,44 @@ rfs_fs *fx_reopen(rfs_fs *fs, unsigned open_flags)
 	CHECK(probs == 0, "fsck of %s after close: %ld problems", g_pool, probs);
 	OK(rfs_fs_open(g_pool, open_flags, &fs));
 	return fs;
+}
+
+/* The top volume's 'M' item of g_pool, changed by fn when it is set. */
+static uint32_t vol_meta(void (*fn)(struct rfs_volmeta *m, uint32_t v), uint32_t v)
+{
+	rfs_pool *pool;
+	rfs_tree vol;
+	struct rfs_volmeta m;
+	size_t ml = sizeof(m);
+	assert_int_equal(rfs_pool_open(g_pool, fn ? 0 : RFS_OPEN_RDONLY, &pool), 0);
+	if (fn)
+		rfs_pool_wrlock(pool);
+	else
+		rfs_pool_rdlock(pool);
+	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
+	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
+	if (fn) {
+		fn(&m, v);
+		assert_int_equal(rfs_tree_put(pool, &vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
+		assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
+		assert_int_equal(rfs_pool_commit_locked(pool), 0);
+	}
+	rfs_pool_unlock(pool);
+	rfs_pool_close(pool);
+	return m.version;
+}
+
+static void set_version(struct rfs_volmeta *m, uint32_t v)
+{
+	m->version = v;
+}
+
+uint32_t fx_vol_version(void)
+{
+	return vol_meta(NULL, 0);
+}
+
+void fx_set_vol_version(uint32_t v)
+{
+	vol_meta(set_version, v);
 }

@@ -37,4 +37,13 @@ rfs_fs *fx_fresh(uint64_t size, unsigned open_flags);
  * g_pool again with open_flags.  Returns the new handle. */
 rfs_fs *fx_reopen(rfs_fs *fs, unsigned open_flags);
 
+/* Format version of the top volume of g_pool (closed), read without
+ * changing the pool. */
+uint32_t fx_vol_version(void);
+
+/* Set the top volume's format version of g_pool (closed) to v, as a
+ * pool of that format would have it (format tests: upgrades, refusals).
+ * Fails the test if the pool cannot be changed. */
+void fx_set_vol_version(uint32_t v);
+
 #endif

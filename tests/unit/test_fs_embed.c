@@ -398,25 +398,6 @@ static void test_snapshots_and_tools(void **state)
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
 
-/* Set the top volume's format version of the closed pool. */
-static void set_version(uint32_t v)
-{
-	rfs_pool *pool;
-	rfs_tree vol;
-	struct rfs_volmeta m;
-	size_t ml = sizeof(m);
-	assert_int_equal(rfs_pool_open(g_pool, 0, &pool), 0);
-	rfs_pool_wrlock(pool);
-	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
-	m.version = v;
-	assert_int_equal(rfs_tree_put(pool, &vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
-	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_pool_commit_locked(pool), 0);
-	rfs_pool_unlock(pool);
-	rfs_pool_close(pool);
-}
-
 static void test_format(void **state)
 {
 	(void)state;
@@ -427,7 +408,7 @@ static void test_format(void **state)
 	mkf(fs, "/old", "f", 10);
 	assert_false(embedded(fs, "/old"));
 	assert_int_equal(rfs_fs_close(fs), 0);
-	set_version(RFS_VOL_EMBED - 1);
+	fx_set_vol_version(RFS_VOL_EMBED - 1);
 	/* read-only: works, writes nothing, stays at its format */
 	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
 	assert_int_equal(fs->top->m.version, RFS_VOL_EMBED - 1);
@@ -446,7 +427,7 @@ static void test_format(void **state)
 	assert_string_equal(list(fs, "/old"), "f,new");
 	assert_int_equal(rfs_fs_close(fs), 0);
 	/* a newer format is refused */
-	set_version(RFS_VOL_VERSION + 1);
+	fx_set_vol_version(RFS_VOL_VERSION + 1);
 	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), -EPROTONOSUPPORT);
 }
 

@@ -126,21 +126,6 @@ static void with_volume(void (*fn)(rfs_pool *pool, rfs_tree *vol))
 	rfs_pool_close(pool);
 }
 
-static uint32_t volume_version(void)
-{
-	rfs_pool *pool;
-	rfs_tree vol;
-	struct rfs_volmeta m;
-	size_t ml = sizeof(m);
-	assert_int_equal(rfs_pool_open(g_pool, RFS_OPEN_RDONLY, &pool), 0);
-	rfs_pool_rdlock(pool);
-	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
-	rfs_pool_unlock(pool);
-	rfs_pool_close(pool);
-	return m.version;
-}
-
 /* What a pool of format 1 looks like: no 'P', version 1. */
 static void downgrade(rfs_pool *pool, rfs_tree *vol)
 {
@@ -165,7 +150,7 @@ static void test_index_kept_and_built(void **state)
 	assert_int_equal(fsck_pool(), 0);
 
 	with_volume(downgrade);
-	assert_int_equal(volume_version(), 1);
+	assert_int_equal(fx_vol_version(), 1);
 	assert_int_equal(fsck_pool(), 0); /* format 1 is valid as it is */
 	/* read-only: usable, says what is missing, changes nothing */
 	g_log[0] = 0;
@@ -175,7 +160,7 @@ static void test_index_kept_and_built(void **state)
 	struct stat st;
 	assert_int_equal(rfs_fs_resolve(fs, "fifo", &x, &st), 0);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(volume_version(), 1);
+	assert_int_equal(fx_vol_version(), 1);
 	/* read-write: the index is built once, logged */
 	g_log[0] = 0;
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
@@ -186,7 +171,7 @@ static void test_index_kept_and_built(void **state)
 		 RFS_VOL_VERSION);
 	assert_non_null(strstr(g_log, want));
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(volume_version(), RFS_VOL_VERSION);
+	assert_int_equal(fx_vol_version(), RFS_VOL_VERSION);
 	assert_int_equal(fsck_pool(), 0);
 	g_log[0] = 0;
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);

@@ -637,48 +637,15 @@ static void test_crash(void **state)
 	}
 }
 
-/* Volume format: new pools are version 4; a version 3 volume keeps
- * working and is upgraded by a read-write mount, not by a read-only one,
- * which writes nothing inline. */
-static uint32_t vol_version(void)
-{
-	rfs_pool *pool;
-	rfs_tree vol;
-	struct rfs_volmeta m;
-	size_t ml = sizeof(m);
-	assert_int_equal(rfs_pool_open(g_pool, RFS_OPEN_RDONLY, &pool), 0);
-	rfs_pool_rdlock(pool);
-	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
-	rfs_pool_unlock(pool);
-	rfs_pool_close(pool);
-	return m.version;
-}
-
-static void set_vol_version(uint32_t v)
-{
-	rfs_pool *pool;
-	rfs_tree vol;
-	struct rfs_volmeta m;
-	size_t ml = sizeof(m);
-	assert_int_equal(rfs_pool_open(g_pool, 0, &pool), 0);
-	rfs_pool_wrlock(pool);
-	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
-	m.version = v;
-	assert_int_equal(rfs_tree_put(pool, &vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
-	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_pool_commit_locked(pool), 0);
-	rfs_pool_unlock(pool);
-	rfs_pool_close(pool);
-}
-
 static void count_line(void *arg, const char *what)
 {
 	(void)what;
 	++*(int *)arg;
 }
 
+/* Volume format: new pools are version 4; a version 3 volume keeps
+ * working and is upgraded by a read-write mount, not by a read-only one,
+ * which writes nothing inline. */
 static void test_format(void **state)
 {
 	(void)state;
@@ -693,14 +660,14 @@ static void test_format(void **state)
 	assert_int_equal(rfs_fs_write(fs, a, buf, 1000, 0), 1000); /* inline extents */
 	assert_int_equal(rfs_fs_close(fs), 0);
 	/* a version 3 volume: valid as it is */
-	set_vol_version(3);
+	fx_set_vol_version(3);
 	fsck_clean();
 	/* read-only: readable, nothing inline written (writes refused) */
 	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), 0);
 	assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
 	expect(fs, a, buf, 1000);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(vol_version(), 3);
+	assert_int_equal(fx_vol_version(), 3);
 	/* read-write: upgraded, and tiny files go inline from then on */
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
 	assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
@@ -709,14 +676,14 @@ static void test_format(void **state)
 	assert_int_equal(rfs_fs_write(fs, b, buf, 10, 0), 10);
 	assert_true(inl(fs, b));
 	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(vol_version(), RFS_VOL_VERSION);
+	assert_int_equal(fx_vol_version(), RFS_VOL_VERSION);
 	fsck_clean();
 	/* a volume newer than this program: refused */
-	set_vol_version(RFS_VOL_VERSION + 1);
+	fx_set_vol_version(RFS_VOL_VERSION + 1);
 	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), -EPROTONOSUPPORT);
-	set_vol_version(RFS_VOL_VERSION);
+	fx_set_vol_version(RFS_VOL_VERSION);
 	/* inline data in a version 3 volume is malformed: fsck says so */
-	set_vol_version(3);
+	fx_set_vol_version(3);
 	int lines = 0;
 	assert_true(rfs_fs_fsck(g_pool, count_line, &lines) > 0);
 	assert_true(lines > 0);

@@ -394,24 +394,6 @@ static void patch_raw(const char *name, size_t (*fn)(uint8_t *v, size_t vl))
 	rfs_pool_close(pool);
 }
 
-static void set_version(uint32_t v)
-{
-	rfs_pool *pool;
-	rfs_tree vol;
-	struct rfs_volmeta m;
-	size_t ml = sizeof(m);
-	assert_int_equal(rfs_pool_open(g_pool, 0, &pool), 0);
-	rfs_pool_wrlock(pool);
-	assert_int_equal(rfs_catalog_get(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_tree_lookup(pool, &vol, "M", 1, &m, &ml, NULL), 0);
-	m.version = v;
-	assert_int_equal(rfs_tree_put(pool, &vol, "M", 1, &m, ml, 0, RFS_PUT_REPLACE), 0);
-	assert_int_equal(rfs_catalog_set(pool, RFS_TOP_VOLUME, &vol), 0);
-	assert_int_equal(rfs_pool_commit_locked(pool), 0);
-	rfs_pool_unlock(pool);
-	rfs_pool_close(pool);
-}
-
 static void expect_content(rfs_fs *fs)
 {
 	char b[16] = {0}, t[700];
@@ -480,7 +462,7 @@ static void test_upgrade(void **state)
 	populate(fs);
 	stat_all(fs, a);
 	assert_int_equal(rfs_fs_close(fs), 0);
-	set_version(RFS_VOL_COMPACT - 1);
+	fx_set_vol_version(RFS_VOL_COMPACT - 1);
 	assert_false(compact_on_disk("tiny"));
 	assert_false(compact_on_disk("owned"));
 	assert_int_equal(fx_fsck(), 0);
@@ -508,10 +490,10 @@ static void test_upgrade(void **state)
 	assert_false(compact_on_disk("owned"));
 	assert_int_equal(fx_fsck(), 0);
 	/* compact records in a volume that says format 5: fsck objects */
-	set_version(RFS_VOL_COMPACT - 1);
+	fx_set_vol_version(RFS_VOL_COMPACT - 1);
 	assert_true(fx_fsck() > 0);
 	/* and a format newer than this program is refused */
-	set_version(RFS_VOL_VERSION + 1);
+	fx_set_vol_version(RFS_VOL_VERSION + 1);
 	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_RDONLY, &fs), -EPROTONOSUPPORT);
 }
 
