@@ -153,10 +153,11 @@ void rfs_reclaimer_stop(struct rfs_reclaimer *r);
 /* Before a worker reads from /dev/fuse: wait until it is the reader (at
  * most one worker reads at a time; the most recent waiter goes next). */
 void rfs_fuse_reader_enter(void);
-/* After the read (n and buf as read(2) returned them): give the role up,
- * to nobody when the request is quick metadata work (this worker will
- * read the next request itself), else to the next waiter. */
-void rfs_fuse_reader_leave(ssize_t n, const void *buf);
+/* After the read from fd (n and buf as read(2) returned them): give the
+ * role up, to nobody when the request is quick metadata work or a small
+ * READ/WRITE with nothing else queued (this worker will read the next
+ * request itself), else to the next waiter. */
+void rfs_fuse_reader_leave(int fd, ssize_t n, const void *buf);
 /* The calling worker is about to block or to work long: if it left the
  * role free for its request, let a waiter read meanwhile.  The pool's
  * wait hook; op_copy_file_range calls it for a large source. */

@@ -111,6 +111,17 @@ check "100 small files cloned one after the other: read by the same worker ($((s
 	test $((sw1 - sw0)) -le 30
 check "... the clones hold the data" cmp "$MNT/t/small" "$MNT/t/clone99"
 rm -f "$MNT"/t/clone* "$MNT/t/small"
+# ... also small READs and WRITEs one after the other (O_DIRECT, so that
+# each is a request), while a program with many in flight still gets
+# them read in parallel (not checked here: timing).
+head -c 2M /dev/urandom >"$MNT/t/data"
+sw0=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+dd if="$MNT/t/data" of=/dev/null bs=4k count=200 iflag=direct status=none
+dd if=/dev/zero of="$MNT/t/data" bs=4k count=200 conv=notrunc status=none
+sw1=$(python3 "$SCRATCH/times.py" "$MNT" switches)
+check "200 4 KiB reads and 200 writes one after the other: read by the same worker ($((sw1 - sw0)) switches, at most 40)" \
+	test $((sw1 - sw0)) -le 40
+rm -f "$MNT/t/data"
 
 # ls -l asks every file for security.selinux; without SELinux on the host
 # an absent label is "not supported", and ls then stops asking for the
