@@ -128,15 +128,6 @@ void rfs_pool_close(rfs_pool *pool);
  */
 int rfs_pool_commit(rfs_pool *pool);
 
-/*
- * A function every thread calls when it is about to wait for a pool's
- * lock (the read side while a writer holds or awaits it, the write side
- * while another writer is in), for all pools; NULL for none.  The FUSE
- * daemon uses it to let another worker read requests meanwhile
- * (src/fuse/reader.c).  Must not take the pool's lock.
- */
-void rfs_pool_set_wait_hook(void (*hook)(void));
-
 /* Same as rfs_pool_commit, for a caller already holding the write lock. */
 int rfs_pool_commit_locked(rfs_pool *pool);
 

@@ -264,9 +264,6 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_log(RFS_LOG_WARN, "%s: no background release of deleted files (%s): their blocks stay allocated until the next mount",
 			o->pool, strerror(-rret));
 
-	if (rfs_fuse_reader_start())
-		rfs_log(RFS_LOG_WARN, "%s: no reader watchdog thread: every request wakes another worker",
-			o->pool);
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	/* Keep every worker: with 4 idle ones kept, a burst of requests (fio
@@ -275,7 +272,6 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	fuse_loop_cfg_set_idle_threads(cfg, 16);
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
-	rfs_fuse_reader_stop();
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);

@@ -634,10 +634,6 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_lseek(req, (off_t)out);
 }
 
-/* Sources up to this size are cloned by the worker that read the request
- * without handing the reading of requests on (at most 256 extents). */
-#define QUICK_CLONE_BYTES (1 << 20)
-
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
 			       off_t off_out, struct fuse_file_info *fi_out, size_t len,
@@ -652,13 +648,6 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	/* The kernel's reply carries a 32-bit count. */
 	if (len > 0xfffff000u)
 		len = 0xfffff000u;
-	/* The clone takes a reference per extent of the source: for a large
-	 * source that may take long, so let another worker read requests
-	 * meanwhile (reader.c keeps COPY_FILE_RANGE on the worker that read
-	 * it, which for the small files of `cp -a` saves a wake-up each). */
-	struct stat src;
-	if (rfs_fs_getattr(FS(req), ino_in, &src) || src.st_size > QUICK_CLONE_BYTES)
-		rfs_fuse_reader_will_block();
 	/* As for fallocate: no kill bit comes with COPY_FILE_RANGE. */
 	ssize_t n = rfs_fuse_kill_priv_unless_fsetid(req, ino_out);
 	if (!n)

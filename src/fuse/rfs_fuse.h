@@ -149,25 +149,6 @@ struct rfs_reclaimer;
 int rfs_reclaimer_start(rfs_fs *fs, struct rfs_reclaimer **out);
 void rfs_reclaimer_stop(struct rfs_reclaimer *r);
 
-/* ---- which worker reads the next request (reader.c) ---- */
-/* Before a worker reads from /dev/fuse: wait until it is the reader (at
- * most one worker reads at a time; the most recent waiter goes next). */
-void rfs_fuse_reader_enter(void);
-/* After the read from fd (n and buf as read(2) returned them): give the
- * role up, to nobody when the request is quick metadata work or a small
- * READ/WRITE with nothing else queued (this worker will read the next
- * request itself), else to the next waiter. */
-void rfs_fuse_reader_leave(int fd, ssize_t n, const void *buf);
-/* The calling worker is about to block or to work long: if it left the
- * role free for its request, let a waiter read meanwhile.  The pool's
- * wait hook; op_copy_file_range calls it for a large source. */
-void rfs_fuse_reader_will_block(void);
-/* Start the watchdog that hands the role on when it stayed free for a
- * tick (0 or a negative errno: then every request hands on at once, as
- * without this), and stop it (after the session loop). */
-int rfs_fuse_reader_start(void);
-void rfs_fuse_reader_stop(void);
-
 /* ---- request counts (reqstats.c) ---- */
 /* Count one request of this FUSE opcode; any thread, lock-free.  Also
  * notes the time and the request's unique id for rfs_fuse_reqstats_reply

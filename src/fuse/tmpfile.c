@@ -101,9 +101,7 @@ static void do_tmpfile(struct rfs_mount *m, int fd, const void *buf, size_t n)
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
 	for (;;) {
-		rfs_fuse_reader_enter();
 		ssize_t n = read(fd, buf, len);
-		rfs_fuse_reader_leave(fd, n, buf);
 		if (n < (ssize_t)sizeof(struct fuse_in_header))
 			return n; /* errors and short reads: libfuse reports them */
 		const struct fuse_in_header *in = buf;

@@ -51,21 +51,6 @@ static void held_put(struct held *h)
 		h->pool = NULL;
 }
 
-/* rfs_pool_set_wait_hook's function; atomic: set while others lock. */
-static void (*_Atomic g_wait_hook)(void);
-
-void rfs_pool_set_wait_hook(void (*hook)(void))
-{
-	atomic_store(&g_wait_hook, hook);
-}
-
-static void about_to_wait(void)
-{
-	void (*hook)(void) = atomic_load_explicit(&g_wait_hook, memory_order_relaxed);
-	if (hook)
-		hook();
-}
-
 void rfs_pool_lock_init(rfs_pool *pool)
 {
 	pthread_rwlockattr_t a;
@@ -110,7 +95,6 @@ void rfs_pool_rdlock(rfs_pool *pool)
 	/* The try fails while a writer holds the lock or waits for it
 	 * (writers first): only then is the wait timed. */
 	if (pthread_rwlock_tryrdlock(&pool->lock)) {
-		about_to_wait();
 		uint64_t t0 = rfs_pool_lockw_now();
 		pthread_rwlock_rdlock(&pool->lock);
 		rfs_pool_lockw_add(RFS_LOCKW_POOL, rfs_pool_lockw_now() - t0);
@@ -122,14 +106,8 @@ void rfs_pool_wrlock(rfs_pool *pool)
 {
 	/* Taking the write lock while holding either would deadlock. */
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
-	if (pthread_mutex_trylock(&pool->gate)) {
-		about_to_wait();
-		pthread_mutex_lock(&pool->gate);
-	}
-	if (pthread_rwlock_trywrlock(&pool->lock)) {
-		about_to_wait();
-		pthread_rwlock_wrlock(&pool->lock);
-	}
+	pthread_mutex_lock(&pool->gate);
+	pthread_rwlock_wrlock(&pool->lock);
 	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
