@@ -201,10 +201,10 @@ deps:
 
 tests: $(ALL_TEST_BINS)
 
-# Everything is built (release and ASan), so a source that does not compile
+# Everything is built (release, ASan, the benchmarks), so a source that does not compile
 # fails `make test` even when no test covers it yet; the integration
 # scripts need the release binary anyway.
-test-build: all $(ASAN_LIB) $(TEST_BINS) $(THREAD_TEST_BINS)
+test-build: all $(ASAN_LIB) $(TEST_BINS) $(THREAD_TEST_BINS) $(BENCH_BINS)
 	@:
 
 # TSan: any data race, lock-order inversion or misuse of a lock fails the

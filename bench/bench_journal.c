@@ -356,7 +356,7 @@ int main(int argc, char **argv)
 	double ms_d0 = query_ms(fs, d0, c0, &nd0);
 	double ms_all = query_ms(fs, RFS_ROOT_NODE, c0, &nall);
 	struct rfs_journal_stat js;
-	if ((ret = rfs_fs_journal_stat(fs, &js)))
+	if ((ret = rfs_fs_journal_stat(fs, NULL, &js)))
 		die("journal stat", ret);
 	printf("journal_api_files: %llu files\n", (unsigned long long)made);
 	printf("journal_api_changes: %llu changes\n", (unsigned long long)nall);
