@@ -696,6 +696,17 @@ static mode_t ino_mode(fuse_req_t req, fuse_ino_t ino)
 	return rfs_fs_getattr(FS(req), ino, &st) ? 0 : st.st_mode;
 }
 
+/* Answer an ioctl whose reply was built in out (malloc'ed, size bytes):
+ * out on success, else the error; out is freed. */
+static void reply_out(fuse_req_t req, int ret, void *out, size_t size)
+{
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_ioctl(req, 0, out, size);
+	free(out);
+}
+
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		     size_t in_bufsz, size_t out_bufsz)
@@ -784,11 +795,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		if (!ret)
 			ret = rfs_fuse_scrub_ioctl(FS(req), fuse_req_ctx(req), &key, cmd, in_buf,
 						   in_bufsz, out, out_bufsz);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, out, out_bufsz);
-		free(out);
+		reply_out(req, ret, out, out_bufsz);
 		return;
 	}
 	case RFS_IOC_CHANGES: {
@@ -797,11 +804,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		if (!ret)
 			ret = rfs_fuse_changes_ioctl(req, FS(req), fuse_req_ctx(req), ino, in_buf,
 						     in_bufsz, out, out_bufsz);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, out, out_bufsz);
-		free(out);
+		reply_out(req, ret, out, out_bufsz);
 		return;
 	}
 	case RFS_IOC_JOURNAL_INFO: {
@@ -809,11 +812,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		int ret = out ? rfs_fuse_journal_info_ioctl(FS(req), fuse_req_ctx(req), in_buf,
 							    in_bufsz, out, out_bufsz)
 			      : -ENOMEM;
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, out, out_bufsz);
-		free(out);
+		reply_out(req, ret, out, out_bufsz);
 		return;
 	}
 	case RFS_IOC_DIFF_START:
@@ -841,11 +840,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		if (!ret)
 			ret = rfs_fuse_diff_ioctl(FS(req), fuse_req_ctx(req), &key, cmd, ino, b,
 						  in_buf, in_bufsz, out, out_bufsz);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, out, out_bufsz);
-		free(out);
+		reply_out(req, ret, out, out_bufsz);
 		return;
 	}
 	case RFS_IOC_MOUNT_STATE: {
