@@ -1177,13 +1177,16 @@ static void run_workload(size_t i, enum rfs_crash_mode mode)
 /*
  * Every metadata block allocation after the first k fails with -ENOSPC,
  * as if the reserve operations count on had run out (it never should:
- * src/fs/op.c reserves before changing anything).  The operation or
- * commit that meets it must fail cleanly: the pool, closed and opened
- * again, passes fsck and holds either the last commit that succeeded or,
- * when the failure left the transaction sound and the close committed
- * it, the state before the failing operation; never half an operation.
+ * src/fs/op.c reserves before changing anything); or (eio) every write
+ * to the pool after the first k fails with -EIO, as a failing device.
+ * The operation or commit that meets it must fail cleanly: the pool,
+ * closed and opened again, passes fsck and holds either the last commit
+ * that succeeded or, when the failure left the transaction sound and the
+ * close committed it, the state before the failing operation; never
+ * half an operation.  *hit: the failure was met (the workload or the
+ * close failed).
  */
-static bool meta_nospc_run(const ref_t *r, uint64_t k)
+static bool fault_run(const ref_t *r, uint64_t k, bool eio, bool *hit)
 {
 	char path[2200], msg[4096] = "";
 	pool_path(path, sizeof path, "nospc");
@@ -1196,12 +1199,17 @@ static bool meta_nospc_run(const ref_t *r, uint64_t k)
 	w.track = true;
 	OK(rfs_fs_open(path, 0, &w.fs));
 	OK(DUMP(w.fs, FSD_RAW, &w.live));
-	rfs_pool_fail_meta_allocs_after(rfs_fs_pool(w.fs), k);
+	if (eio)
+		rfs_pool_fail_writes_after(rfs_fs_pool(w.fs), k);
+	else
+		rfs_pool_fail_meta_allocs_after(rfs_fs_pool(w.fs), k);
 	int rc = r->wk->run(&w);
 	struct rfs_pool_stats st;
 	rfs_pool_stats(rfs_fs_pool(w.fs), &st);
 	int done = (int)st.commits;
 	int crc = rfs_fs_close(w.fs);
+	if (hit)
+		*hit = rc || crc;
 	tu_buf b = {0};
 	rfs_fs *fs = NULL;
 	char lines[2200];
@@ -1236,10 +1244,12 @@ fail:
 		rfs_fs_abandon(fs);
 	tu_buf_free(&b);
 	tu_buf_free(&w.live);
-	print_error("FAIL %s: metadata allocations fail after %" PRIu64 " (workload %s at op %d, %s: %d; %d commits; close = %d): %s\n",
-		    r->wk->name, k, rc ? "stopped" : "finished", w.ops, w.step, (int)w.last_rc, done, crc, msg);
-	print_error("  replay: RFS_NOSPC_POINT=%" PRIu64 " build/asan/tests/crash/test_fs_crash 'test_%s_meta_nospc'\n",
-		    k, r->wk->name);
+	print_error("FAIL %s: %s fail after %" PRIu64 " (workload %s at op %d, %s: %d; %d commits; close = %d): %s\n",
+		    r->wk->name, eio ? "pool writes" : "metadata allocations", k,
+		    rc ? "stopped" : "finished", w.ops, w.step, (int)w.last_rc, done, crc, msg);
+	if (!eio)
+		print_error("  replay: RFS_NOSPC_POINT=%" PRIu64 " build/asan/tests/crash/test_fs_crash 'test_%s_meta_nospc'\n",
+			    k, r->wk->name);
 	tu_log_print_tail(6);
 	return false;
 }
@@ -1257,7 +1267,7 @@ static void run_meta_nospc(size_t i)
 	int failures = 0, runs = 0;
 	for (uint64_t k = only ? only : 0; k < total; ) {
 		runs++;
-		if (!meta_nospc_run(r, k))
+		if (!fault_run(r, k, false, NULL))
 			failures++;
 		if (only)
 			break;
@@ -1267,6 +1277,29 @@ static void run_meta_nospc(size_t i)
 	CHECK(failures == 0, "%s: %d of %d metadata-allocation failure runs failed", r->wk->name,
 	      failures, runs);
 }
+
+/* Pool writes fail after k = 0..8, then every 1.25x further, until a
+ * run meets no failure; RFS_EIO_DENSE=1: every k (all pass: 142, 121,
+ * 102 and 58 points in the four workloads). */
+static void run_eio(size_t i)
+{
+	ref_t *r = record_reference(i);
+	int failures = 0, runs = 0;
+	bool hit = true;
+	uint64_t dense = env_u64("RFS_EIO_DENSE", 0);
+	for (uint64_t k = 0; hit && runs < 5000; k = k < 8 || dense ? k + 1 : k + k / 4) {
+		runs++;
+		if (!fault_run(r, k, true, &hit))
+			failures++;
+	}
+	tu_log_clear();
+	print_message("%s: %d write-failure points\n", r->wk->name, runs);
+	CHECK(failures == 0, "%s: %d of %d write-failure runs failed", r->wk->name, failures, runs);
+}
+static void test_names_eio(void **s) { (void)s; run_eio(0); }
+static void test_data_eio(void **s) { (void)s; run_eio(1); }
+static void test_enospc_eio(void **s) { (void)s; run_eio(2); }
+static void test_snapshots_eio(void **s) { (void)s; run_eio(3); }
 
 static void test_names_meta_nospc(void **s) { (void)s; run_meta_nospc(0); }
 static void test_data_meta_nospc(void **s) { (void)s; run_meta_nospc(1); }
@@ -1385,6 +1418,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_data_meta_nospc),
 		cmocka_unit_test(test_enospc_meta_nospc),
 		cmocka_unit_test(test_snapshots_meta_nospc),
+		cmocka_unit_test(test_names_eio),
+		cmocka_unit_test(test_data_eio),
+		cmocka_unit_test(test_enospc_eio),
+		cmocka_unit_test(test_snapshots_eio),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, group_setup, group_teardown));
 }
