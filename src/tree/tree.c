@@ -179,11 +179,14 @@ static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp);
 
 static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 {
-	/* A copy of a node is no change of items: the refcount updates it
-	 * makes are not counted (rfs_pool_note_item). */
+	/* A whole copy of a node is no change of items: the refcount
+	 * updates it makes are not counted (rfs_pool_note_item).  One that
+	 * failed after some of them (a shared node's children half
+	 * referenced) is: the operation must not be kept. */
 	uint64_t items = rfs_pool_items(pool);
 	int ret = shadow_one(pool, t, bp);
-	rfs_pool_items_set(pool, items);
+	if (!ret)
+		rfs_pool_items_set(pool, items);
 	return ret;
 }
 
