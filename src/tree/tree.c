@@ -181,12 +181,15 @@ static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 {
 	/* A whole copy of a node is no change of items: the refcount
 	 * updates it makes are not counted (rfs_pool_note_item).  One that
-	 * failed after some of them (a shared node's children half
+	 * failed after taking its block or some of those updates (a new
+	 * block nothing points to, a shared node's children half
 	 * referenced) is: the operation must not be kept. */
-	uint64_t items = rfs_pool_items(pool);
+	uint64_t items = rfs_pool_items(pool), changes = rfs_pool_changes(pool);
 	int ret = shadow_one(pool, t, bp);
 	if (!ret)
 		rfs_pool_items_set(pool, items);
+	else if (rfs_pool_changes(pool) != changes)
+		rfs_pool_note_item(pool);
 	return ret;
 }
 
