@@ -179,15 +179,34 @@ static void close_fs(struct job *j)
 	unlink(g_pool);
 }
 
+/* A job on a fresh pool (make_fs): A's and B's old contents in *olda
+ * and *oldb, A's new contents filled from seed.  Freed by job_free. */
+static struct job *job_new(uint8_t seed, uint8_t **olda, uint8_t **oldb)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	*olda = malloc(NBLK * BS);
+	*oldb = malloc(NBLK * BS);
+	assert_non_null(j && *olda && *oldb);
+	j->newa = malloc(NBLK * BS);
+	assert_non_null(j->newa);
+	make_fs(j, *olda, *oldb);
+	fill(j->newa, NBLK * BS, seed);
+	return j;
+}
+
+static void job_free(struct job *j, uint8_t *olda, uint8_t *oldb)
+{
+	free(j->newa);
+	free(j);
+	free(olda);
+	free(oldb);
+}
+
 static void test_reader_passes_held_writer(void **state)
 {
 	(void)state;
-	struct job *j = calloc(1, sizeof(*j));
-	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
-	j->newa = malloc(NBLK * BS);
-	assert_non_null(j && olda && oldb && j->newa);
-	make_fs(j, olda, oldb);
-	fill(j->newa, NBLK * BS, 9);
+	uint8_t *olda, *oldb;
+	struct job *j = job_new(9, &olda, &oldb);
 
 	pthread_t w, r;
 	assert_int_equal(pthread_create(&w, NULL, writer_a, j), 0);
@@ -207,10 +226,7 @@ static void test_reader_passes_held_writer(void **state)
 	assert_int_equal(rfs_fs_read(j->fs, j->a, j->gota, NBLK * BS, 0), NBLK * BS);
 	assert_memory_equal(j->gota, j->newa, NBLK * BS);
 	close_fs(j);
-	free(j->newa);
-	free(j);
-	free(olda);
-	free(oldb);
+	job_free(j, olda, oldb);
 }
 
 static void *writer_a_unaligned(void *arg);
@@ -218,12 +234,8 @@ static void *writer_a_unaligned(void *arg);
 static void test_writers_and_commit_wait(void **state)
 {
 	(void)state;
-	struct job *j = calloc(1, sizeof(*j));
-	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
-	j->newa = malloc(NBLK * BS);
-	assert_non_null(j && olda && oldb && j->newa);
-	make_fs(j, olda, oldb);
-	fill(j->newa, NBLK * BS, 5);
+	uint8_t *olda, *oldb;
+	struct job *j = job_new(5, &olda, &oldb);
 
 	pthread_t w, o;
 	assert_int_equal(pthread_create(&w, NULL, writer_a_unaligned, j), 0);
@@ -251,10 +263,7 @@ static void test_writers_and_commit_wait(void **state)
 	for (int i = 0; i < BS; i++)
 		assert_int_equal(j->gotb[i], 0x77);
 	close_fs(j);
-	free(j->newa);
-	free(j);
-	free(olda);
-	free(oldb);
+	job_free(j, olda, oldb);
 }
 
 /* An unaligned write: it reads the old partial blocks, so it copies its
@@ -286,12 +295,8 @@ static void *releaser(void *arg)
 static void test_release_passes_held_writer(void **state)
 {
 	(void)state;
-	struct job *j = calloc(1, sizeof(*j));
-	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
-	j->newa = malloc(NBLK * BS);
-	assert_non_null(j && olda && oldb && j->newa);
-	make_fs(j, olda, oldb);
-	fill(j->newa, NBLK * BS, 3);
+	uint8_t *olda, *oldb;
+	struct job *j = job_new(3, &olda, &oldb);
 	assert_int_equal(rfs_fs_open_node(j->fs, j->b), 0);
 
 	pthread_t w, r;
@@ -313,10 +318,7 @@ static void test_release_passes_held_writer(void **state)
 	struct stat st;
 	assert_int_equal(rfs_fs_getattr(j->fs, j->b, &st), 0);
 	close_fs(j);
-	free(j->newa);
-	free(j);
-	free(olda);
-	free(oldb);
+	job_free(j, olda, oldb);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -338,12 +340,8 @@ static void copy_file(const char *from, const char *to)
 static void test_claimed_writer_lets_others_pass(void **state)
 {
 	(void)state;
-	struct job *j = calloc(1, sizeof(*j));
-	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
-	j->newa = malloc(NBLK * BS);
-	assert_non_null(j && olda && oldb && j->newa);
-	make_fs(j, olda, oldb);
-	fill(j->newa, NBLK * BS, 6);
+	uint8_t *olda, *oldb;
+	struct job *j = job_new(6, &olda, &oldb);
 
 	pthread_t w, o;
 	assert_int_equal(pthread_create(&w, NULL, writer_a, j), 0);
@@ -383,21 +381,14 @@ static void test_claimed_writer_lets_others_pass(void **state)
 	rfs_fs_forget(fs, b, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
 	unlink(img);
-	free(j->newa);
-	free(j);
-	free(olda);
-	free(oldb);
+	job_free(j, olda, oldb);
 }
 
 static void test_claim_passes_reader(void **state)
 {
 	(void)state;
-	struct job *j = calloc(1, sizeof(*j));
-	uint8_t *olda = malloc(NBLK * BS), *oldb = malloc(NBLK * BS);
-	j->newa = malloc(NBLK * BS);
-	assert_non_null(j && olda && oldb && j->newa);
-	make_fs(j, olda, oldb);
-	fill(j->newa, NBLK * BS, 3);
+	uint8_t *olda, *oldb;
+	struct job *j = job_new(3, &olda, &oldb);
 
 	rfs_pool_rdlock(rfs_fs_pool(j->fs)); /* a reader at work */
 	pthread_t w;
@@ -412,10 +403,7 @@ static void test_claim_passes_reader(void **state)
 	assert_int_equal(rfs_fs_read(j->fs, j->a, j->gota, NBLK * BS, 0), NBLK * BS);
 	assert_memory_equal(j->gota, j->newa, NBLK * BS);
 	close_fs(j);
-	free(j->newa);
-	free(j);
-	free(olda);
-	free(oldb);
+	job_free(j, olda, oldb);
 }
 
 int main(void)
