@@ -696,14 +696,21 @@ static mode_t ino_mode(fuse_req_t req, fuse_ino_t ino)
 	return rfs_fs_getattr(FS(req), ino, &st) ? 0 : st.st_mode;
 }
 
-/* Answer an ioctl whose reply was built in out (malloc'ed, size bytes):
- * out on success, else the error; out is freed. */
-static void reply_out(fuse_req_t req, int ret, void *out, size_t size)
+/* Answer an ioctl: the error when ret (a negative errno), else the size
+ * bytes at out. */
+static void reply_ioctl(fuse_req_t req, int ret, const void *out, size_t size)
 {
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
 		fuse_reply_ioctl(req, 0, out, size);
+}
+
+/* Answer an ioctl whose reply was built in out (malloc'ed, size bytes):
+ * out on success, else the error; out is freed. */
+static void reply_out(fuse_req_t req, int ret, void *out, size_t size)
+{
+	reply_ioctl(req, ret, out, size);
 	free(out);
 }
 
@@ -742,10 +749,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			ret = rfs_fs_clone_file(FS(req), src, ino);
 		if (!ret)
 			fuse_lowlevel_notify_inval_inode(M(req)->se, ino, 0, 0);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, NULL, 0);
+		reply_ioctl(req, ret, NULL, 0);
 		return;
 	}
 	case RFS_IOC_STAT: {
@@ -761,10 +765,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		s.size = (uint64_t)st.st_size;
 		if (!ret)
 			ret = rfs_fs_extents(FS(req), ino, stat_ext, &a);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		reply_ioctl(req, ret, &s, sizeof(s));
 		return;
 	}
 	case RFS_IOC_EXTENTS: {
@@ -778,11 +779,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		memcpy(x, in_buf, sizeof(*x));
 		x->count = 0;
 		int ret = rfs_fs_extents(FS(req), ino, stat_ext, &a);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, x, sizeof(*x));
-		free(x);
+		reply_out(req, ret, x, sizeof(*x));
 		return;
 	}
 	case RFS_IOC_SCRUB_STEP:
@@ -845,10 +842,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	}
 	case RFS_IOC_MOUNT_STATE: {
 		int ret = rfs_fuse_follow_mount_state(M(req));
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, NULL, 0);
+		reply_ioctl(req, ret, NULL, 0);
 		return;
 	}
 	case RFS_IOC_DU_STEP: {
@@ -864,18 +858,12 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			memcpy(&s, in_buf, sizeof(s));
 			ret = rfs_fuse_du_ioctl(FS(req), fuse_req_ctx(req), &key, ino, &s);
 		}
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		reply_ioctl(req, ret, &s, sizeof(s));
 		return;
 	}
 	case RFS_IOC_SYNC: {
 		int ret = sync_pool(req);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, NULL, 0);
+		reply_ioctl(req, ret, NULL, 0);
 		return;
 	}
 	case RFS_IOC_SNAPSHOT:
@@ -888,30 +876,21 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		struct rfs_fs_reclaim_stat rs;
 		struct statvfs sv;
 		memset(&r, 0, sizeof(r));
-		if (out_bufsz < sizeof(r)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		int ret = rfs_fs_reclaim_status(FS(req), &rs);
+		int ret = out_bufsz < sizeof(r) ? -EINVAL : rfs_fs_reclaim_status(FS(req), &rs);
 		if (!ret)
 			ret = rfs_fs_statfs(FS(req), &sv);
-		if (ret) {
-			fuse_reply_err(req, -ret);
-			return;
+		if (!ret) {
+			r.blocks = rs.blocks;
+			r.trees = rs.trees;
+			r.free_blocks = sv.f_bfree;
 		}
-		r.blocks = rs.blocks;
-		r.trees = rs.trees;
-		r.free_blocks = sv.f_bfree;
-		fuse_reply_ioctl(req, 0, &r, sizeof(r));
+		reply_ioctl(req, ret, &r, sizeof(r));
 		return;
 	}
 	case RFS_IOC_WATCH_ADDR: {
 		struct rfs_ioc_watch_addr a;
 		int ret = out_bufsz < sizeof(a) ? -EINVAL : rfs_watch_server_addr(M(req)->watch_srv, &a);
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, &a, sizeof(a));
+		reply_ioctl(req, ret, &a, sizeof(a));
 		return;
 	}
 	case RFS_IOC_WATCH_MARK: {
@@ -922,42 +901,34 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			memcpy(&w, in_buf, sizeof(w));
 			ret = rfs_watch_server_mark(M(req)->watch_srv, req, ino, &w);
 		}
-		if (ret)
-			fuse_reply_err(req, -ret);
-		else
-			fuse_reply_ioctl(req, 0, &w, sizeof(w));
+		reply_ioctl(req, ret, &w, sizeof(w));
 		return;
 	}
 	case RFS_IOC_REQ_STATS: {
 		struct rfs_ioc_req_stats s;
-		if (out_bufsz < sizeof(s)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		rfs_fuse_reqstats_get(&s);
-		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		int ret = out_bufsz < sizeof(s) ? -EINVAL : 0;
+		if (!ret)
+			rfs_fuse_reqstats_get(&s);
+		reply_ioctl(req, ret, &s, sizeof(s));
 		return;
 	}
 	case RFS_IOC_REQ_TIMES: {
 		struct rfs_ioc_req_times s;
-		if (out_bufsz < sizeof(s)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		rfs_fuse_reqstats_times(&s);
-		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		int ret = out_bufsz < sizeof(s) ? -EINVAL : 0;
+		if (!ret)
+			rfs_fuse_reqstats_times(&s);
+		reply_ioctl(req, ret, &s, sizeof(s));
 		return;
 	}
 	case RFS_IOC_READ_WAITS: {
 		struct rfs_ioc_read_waits s;
-		if (in_bufsz < sizeof(uint32_t) || out_bufsz < sizeof(s)) {
-			fuse_reply_err(req, EINVAL);
-			return;
+		int ret = in_bufsz < sizeof(uint32_t) || out_bufsz < sizeof(s) ? -EINVAL : 0;
+		if (!ret) {
+			uint32_t flags;
+			memcpy(&flags, in_buf, sizeof(flags));
+			rfs_fuse_readwaits_get(FS(req), &s, flags);
 		}
-		uint32_t flags;
-		memcpy(&flags, in_buf, sizeof(flags));
-		rfs_fuse_readwaits_get(FS(req), &s, flags);
-		fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		reply_ioctl(req, ret, &s, sizeof(s));
 		return;
 	}
 	default:
