@@ -3,7 +3,7 @@
 # run's peak memory is its own.  Prints "name: value unit" lines on stdout;
 # progress and diagnostics go to stderr.
 #
-#   bench/run.sh [--quick] [--time] [--only clone|ops|watch|journal|fs|small|meta|diff|fio|snapshot]
+#   bench/run.sh [--quick] [--time] [--only clone|ops|instr|watch|journal|fs|small|meta|diff|fio|snapshot]
 #     --quick   1,000,000 entries instead of 10,000,000 (smoke run); the
 #               filesystem benchmarks get --quick too (sizes / 16), the
 #               snapshot benchmarks 100,000 files instead of 1,000,000
@@ -14,7 +14,8 @@
 #               bench/fs/meta.sh; diff:
 #               only bench/fs/diff.sh; fio: only bench/fs/fio.sh and
 #               bench/fs/rw_wait.sh;
-#               snapshot: only bench/snapshot/run.sh)
+#               snapshot: only bench/snapshot/run.sh; instr: only
+#               bench/ops_instr.sh)
 #
 # When build/reflinkfs (or $RFS_BIN) exists, bench/fs/run.sh (the
 # filesystem benchmarks, needs root for its XFS part), bench/fs/diff.sh
@@ -95,6 +96,21 @@ fs_bench() {
 	fi
 }
 
+# Instructions per fs call for cp -a's and fio randwrite's requests
+# (callgrind: figures that do not depend on the machine's load).
+if wanted instr; then
+	if command -v valgrind >/dev/null && [ -x "$bindir/bench_ops" ]; then
+		instr_args=()
+		[ "${fs_args[*]}" = --quick ] && instr_args=(--files 500 --writes 5000)
+		echo "run.sh: bench/ops_instr.sh ${instr_args[*]}" >&2
+		if ! RFS_BENCH_DIR=$bindir bash bench/ops_instr.sh "${instr_args[@]}"; then
+			echo "run.sh: bench/ops_instr.sh FAILED" >&2
+			status=1
+		fi
+	else
+		echo "run.sh: valgrind or $bindir/bench_ops missing: bench/ops_instr.sh skipped" >&2
+	fi
+fi
 # Pre-modification mark on the first write, at the fs API (bench_watch).
 if wanted watch && [ -x "$bindir/bench_watch" ]; then
 	echo "run.sh: bench_watch" >&2
