@@ -200,6 +200,17 @@ void rfs_pool_write_resume(rfs_pool *pool);
  */
 void rfs_pool_gate_lock(rfs_pool *pool);
 
+/*
+ * A number that changes at every acquisition of the pool's write lock
+ * (rfs_pool_wrlock, rfs_pool_trywrlock, and a paused writer's resume),
+ * and only then.  Every change of a tree, a block or the catalog is made
+ * under the write lock, so two readings taken with the lock held (either
+ * kind) that are equal mean that nothing changed in between: what a
+ * reader decoded from the trees under the first is still what they
+ * hold.  The caller holds the lock.
+ */
+uint64_t rfs_pool_change_gen(const rfs_pool *pool);
+
 /* Does the calling thread hold the pool's lock (read or write), or its
  * write lock?  For assertions ("caller holds the lock"); cheap. */
 bool rfs_pool_holds_lock(const rfs_pool *pool);

@@ -665,8 +665,8 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	struct rfs_irec r;
 	size_t got = 0;
 	rfs_pool_rdlock(fs->pool);
-	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	struct rfs_node *n;
+	int ret = rcache_read(fs, id, &n, &r);
 	if (!ret && S_ISDIR(r.i.mode))
 		ret = -EISDIR;
 	else if (!ret && !S_ISREG(r.i.mode))

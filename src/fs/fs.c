@@ -106,7 +106,7 @@ uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol)
 	return id & ((1ull << 48) - 1);
 }
 
-static struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
+struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id)
 {
 	RFS_ASSERT_LOCK(node_lock_held(fs));
 	for (struct rfs_node *n = fs->by_id[hash64(id, fs->cap)]; n; n = n->next_id)
@@ -169,6 +169,7 @@ static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 		unlink_hash(fs, n);
 		fs->nnodes--;
 		free(n->name);
+		rcache_free(n);
 		free(n);
 		if (parent)
 			parent->nchild--;
@@ -344,6 +345,7 @@ void node_discard(struct rfs_node *n)
 {
 	if (n) {
 		free(n->name);
+		rcache_free(n);
 		free(n);
 	}
 }
@@ -799,6 +801,7 @@ static void fs_free(rfs_fs *fs)
 		for (; n; n = next) {
 			next = n->next_id;
 			free(n->name);
+			rcache_free(n);
 			free(n);
 		}
 	}

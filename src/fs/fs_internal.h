@@ -243,6 +243,10 @@ struct rfs_node {
 	bool xknown;
 	uint64_t xlist, xtotal;
 	struct rfs_node *next_id, *next_ino; /* nlock: hash chains */
+	/* READ's copy of the inode record (rcache.c), valid while the
+	 * pool's change generation is the one it was copied at; NULL until
+	 * the first READ.  nlock. */
+	struct rfs_rcache *rc;
 };
 
 struct rfs_fs {
@@ -316,6 +320,9 @@ struct rfs_fs {
 	/* Change stamps of embedded directories (emb_stamp): the running
 	 * transaction and stamps handed out in it.  Pool write lock. */
 	uint64_t stamp_gen, stamp_n;
+	/* READs answered from a node's record copy, and READs that walked
+	 * to the record (rcache.c; tests).  Atomic. */
+	_Atomic uint64_t rc_hits, rc_misses;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -498,6 +505,17 @@ void ip_free(struct rfs_ipath *p);
  * are shared even where their own counts are 1.  0 or a read error. */
 int ip_shared(rfs_fs *fs, const struct rfs_ipath *p, bool *shared);
 int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
+/*
+ * The node of id and its inode record, for a READ (rcache.c): from the
+ * node's copy of the record when no write lock was taken since it was
+ * made (rfs_pool_change_gen), else by inode_read, keeping a copy.  Pool
+ * lock held (either kind), not nlock.  -ESTALE for an unknown node id.
+ */
+int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec *r);
+/* Free n's record copy (node freed; nlock held or n unreachable). */
+void rcache_free(struct rfs_node *n);
+/* READs answered from copies and READs that walked, since open (tests). */
+void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses);
 uint64_t ino_alloc(rfs_fs *fs, uint64_t vol);
 /* One inode more (+1) or fewer (-1) in volume vol. */
 void vol_count(rfs_fs *fs, uint64_t vol, int delta);
@@ -600,6 +618,7 @@ static inline bool node_fields_readable(const rfs_fs *fs)
  * it is none. */
 uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol);
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */
+struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id); /* the same, nlock held */
 struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino); /* nlock held */
 /* Find or make the node for inode ino of volume vol reached as
  * parent/name; +1 lookup. */

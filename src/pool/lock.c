@@ -108,6 +108,7 @@ void rfs_pool_wrlock(rfs_pool *pool)
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
 	pthread_mutex_lock(&pool->gate);
 	pthread_rwlock_wrlock(&pool->lock);
+	pool->change_gen++;
 	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
@@ -121,6 +122,7 @@ bool rfs_pool_trywrlock(rfs_pool *pool)
 		return false;
 	/* Only readers can be in: they leave without waiting for anyone. */
 	pthread_rwlock_wrlock(&pool->lock);
+	pool->change_gen++;
 	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
@@ -186,9 +188,16 @@ void rfs_pool_lock_upgrade(rfs_pool *pool)
 	assert(h && h->rd == 1 && !h->wr && h->gate);
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_wrlock(&pool->lock);
+	pool->change_gen++;
 	rfs_lockw_span_begin(pool);
 	h->rd = 0;
 	h->wr = true;
+}
+
+uint64_t rfs_pool_change_gen(const rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
+	return pool->change_gen;
 }
 
 void rfs_pool_write_pause(rfs_pool *pool)

@@ -289,6 +289,10 @@ struct rfs_pool {
 	 * read lock -- readers go on, writers wait -- and no writer slips in
 	 * between its phases.  See rfs_pool_commit.  Taken before lock. */
 	pthread_mutex_t gate;
+	/* Bumped at every acquisition of the write lock (rfs_pool_wrlock,
+	 * _trywrlock, _lock_upgrade), with it held; read with the lock held
+	 * (either kind).  See rfs_pool_change_gen. */
+	uint64_t change_gen;
 	/* Write-lock spans (lockwait.c): when the current one began, and
 	 * the records per holder's name.  Both: write lock. */
 	uint64_t wr_since;
