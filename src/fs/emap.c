@@ -384,8 +384,15 @@ int tree_ext_collect(rfs_fs *fs, const rfs_tree *t, uint64_t b, uint64_t end,
 		}
 		if (out[n].lblk >= end)
 			break;
-		if (out[n].lblk + out[n].n > b)
+		if (out[n].lblk + out[n].n > b) {
+			bool last = out[n].lblk + out[n].n >= end;
 			n++;
+			/* Reaching end: the next item starts past it, so do
+			 * not step to it (a READ of one block decoded two
+			 * extents, and the step may load the next leaf). */
+			if (last)
+				break;
+		}
 	}
 	rfs_cursor_close(c);
 	if (ret && ret != -ENOENT)

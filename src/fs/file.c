@@ -55,7 +55,9 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 	struct rfs_ext ex[16];
 	uint64_t pos = b, e = b + n;
 	int ret = 0;
-	memset(buf, 0, n * BS);
+	/* Zeroes go only where no written extent puts data (holes,
+	 * unwritten extents): zeroing the whole buffer first cost a
+	 * memset per block read. */
 	while (pos < e) {
 		int cnt = ext_collect(fs, t, pos, e, ex, 16);
 		if (cnt <= 0) {
@@ -66,6 +68,8 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 			struct rfs_ext *x = &ex[i];
 			uint64_t lo = x->lblk > pos ? x->lblk : pos;
 			uint64_t hi = x->lblk + x->n < e ? x->lblk + x->n : e;
+			if (lo > pos)
+				memset(buf + (pos - b) * BS, 0, (lo - pos) * BS);
 			if (!(x->flags & RFS_EXT_UNWRITTEN)) {
 				ret = rfs_data_read(fs->pool, x->start + (lo - x->lblk),
 						    buf + (lo - b) * BS, (uint32_t)(hi - lo),
@@ -74,10 +78,16 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 					memset(buf, 0, n * BS);
 					return ret;
 				}
+			} else {
+				memset(buf + (lo - b) * BS, 0, (hi - lo) * BS);
 			}
 			pos = hi;
 		}
 	}
+	if (ret)
+		memset(buf, 0, n * BS);
+	else if (pos < e)
+		memset(buf + (pos - b) * BS, 0, (e - pos) * BS);
 	return ret;
 }
 
