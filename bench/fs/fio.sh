@@ -6,11 +6,12 @@
 # round trips and serialization in the daemons, not a disk.  See
 # "Parallel I/O" in bench/README.md.
 #
-#   bench/fs/fio.sh [--keep] [--reps N] [--runtime S] [--jobs "1 2 4"]
+#   bench/fs/fio.sh [--keep] [--reps N] [--runtime S] [--jobs "1 2 4"] [--rw LIST]
 #     --keep       keep the temporary directory (pool, fio JSON, logs)
 #     --reps N     repetitions of every job (median; default 1)
 #     --runtime S  seconds per fio job (default 5)
 #     --jobs LIST  job counts (default "1 2 4")
+#     --rw LIST    workloads (default "randread randwrite")
 #
 # stdout: "name: value unit" lines (IOPS per filesystem, and the ratios
 # reflinkfs / passthrough_hp and reflinkfs / native: higher is better);
@@ -34,14 +35,15 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-keep=0 reps=1 rt=5 jobs="1 2 4"
+keep=0 reps=1 rt=5 jobs="1 2 4" rws="randread randwrite"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--keep) keep=1 ;;
 	--reps) reps=$2; shift ;;
 	--runtime) rt=$2; shift ;;
 	--jobs) jobs=$2; shift ;;
-	-h | --help) sed -n '2,31p' "$0" >&3; exit 0 ;;
+	--rw) rws=$2; shift ;;
+	-h | --help) sed -n '2,32p' "$0" >&3; exit 0 ;;
 	*) echo "fio.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -181,7 +183,7 @@ fss="native reflinkfs"
 dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
 status=0
-for rw in randread randwrite; do
+for rw in $rws; do
 	for nj in $jobs; do
 		declare -A vals=()
 		for rep in $(seq "$reps"); do
