@@ -47,8 +47,11 @@ int alloc_data(rfs_fs *fs, uint64_t want, uint64_t *start, uint64_t *got)
 
 /* Read file blocks [b, b + n) of tree t into buf (holes and unwritten
  * extents read as zeros). */
-static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
-		       uint8_t *buf)
+/* Read file blocks [b, b + n) into buf.  With one set, *one receives the
+ * extent that maps the whole range when a single written extent does
+ * (else one->n is 0), for READ's extent copies. */
+static int read_blocks_one(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
+			   uint8_t *buf, struct rfs_ext *one)
 {
 	/* On the stack (8.7 KiB): a malloc per read was a shared-arena
 	 * round trip for every 4 KiB read of every FUSE worker. */
@@ -64,6 +67,9 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 			ret = cnt;
 			break;
 		}
+		if (one && pos == b && cnt == 1 && ex[0].lblk <= b && ex[0].lblk + ex[0].n >= e &&
+		    !(ex[0].flags & RFS_EXT_UNWRITTEN))
+			*one = ex[0];
 		for (int i = 0; i < cnt; i++) {
 			struct rfs_ext *x = &ex[i];
 			uint64_t lo = x->lblk > pos ? x->lblk : pos;
@@ -89,6 +95,12 @@ static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
 	else if (pos < e)
 		memset(buf + (pos - b) * BS, 0, (e - pos) * BS);
 	return ret;
+}
+
+static int read_blocks(rfs_fs *fs, const struct emap *t, uint64_t b, uint64_t n,
+		       uint8_t *buf)
+{
+	return read_blocks_one(fs, t, b, n, buf, NULL);
 }
 
 /* ---- inline data ------------------------------------------------------------ */
@@ -183,8 +195,9 @@ int inldata_spill(rfs_fs *fs, struct rfs_irec *r)
 	return ret;
 }
 
-int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
-		     size_t size, uint64_t off, size_t *got)
+/* file_read_locked, with read_blocks_one's *one for whole-block reads. */
+static int file_read_one(rfs_fs *fs, const struct rfs_irec *r, void *buf,
+			 size_t size, uint64_t off, size_t *got, struct rfs_ext *one)
 {
 	*got = 0;
 	if (off >= r->i.size || size == 0)
@@ -205,7 +218,7 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 	if (ret)
 		return ret;
 	if (off % BS == 0 && size % BS == 0) {
-		ret = read_blocks(fs, &t, b0, b1 - b0, buf);
+		ret = read_blocks_one(fs, &t, b0, b1 - b0, buf, one);
 	} else {
 		uint8_t *bounce = malloc((b1 - b0) * BS);
 		if (!bounce) {
@@ -220,6 +233,43 @@ int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 	emap_free(&t);
 	if (!ret)
 		*got = size;
+	return ret;
+}
+
+int file_read_locked(rfs_fs *fs, const struct rfs_irec *r, void *buf,
+		     size_t size, uint64_t off, size_t *got)
+{
+	return file_read_one(fs, r, buf, size, off, got, NULL);
+}
+
+/* A READ's data: from an extent copy of n when one maps the whole range
+ * (rcache.c), else by the walk, keeping a copy of the extent that
+ * mapped it. */
+static int read_data(rfs_fs *fs, struct rfs_node *n, const struct rfs_irec *r,
+		     void *buf, size_t size, uint64_t off, size_t *got)
+{
+	*got = 0;
+	if (off >= r->i.size || size == 0)
+		return 0;
+	if (size > r->i.size - off)
+		size = (size_t)(r->i.size - off);
+	/* A file tree (an inline map is in the record), whole blocks. */
+	if (!r->i.subtree || (r->i.flags & RFS_INODE_INLDATA) || off % BS || size % BS ||
+	    size / BS > RFS_EXTENT_MAX)
+		return file_read_locked(fs, r, buf, size, off, got);
+	uint64_t start;
+	uint32_t csum[RFS_EXTENT_MAX];
+	if (ecache_find(fs, n, off / BS, size / BS, &start, csum)) {
+		int ret = rfs_data_read(fs->pool, start, buf, (uint32_t)(size / BS), csum);
+		if (!ret)
+			*got = size;
+		return ret;
+	}
+	struct rfs_ext one;
+	one.n = 0;
+	int ret = file_read_one(fs, r, buf, size, off, got, &one);
+	if (!ret && one.n)
+		ecache_add(fs, n, &one);
 	return ret;
 }
 
@@ -682,7 +732,7 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	else if (!ret && !S_ISREG(r.i.mode))
 		ret = -EINVAL;
 	if (!ret)
-		ret = file_read_locked(fs, &r, buf, size, off, &got);
+		ret = read_data(fs, n, &r, buf, size, off, &got);
 	rfs_pool_unlock(fs->pool);
 	if (ret)
 		return ret;

@@ -170,6 +170,7 @@ static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 		fs->nnodes--;
 		free(n->name);
 		rcache_free(n);
+		ecache_free(fs, n);
 		free(n);
 		if (parent)
 			parent->nchild--;
@@ -708,6 +709,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	}
 	fs->rdonly = flags & RFS_FS_RDONLY;
 	pthread_mutex_init(&fs->nlock, NULL);
+	fs->ec_budget = RFS_ECACHE_BUDGET;
 	pthread_mutex_init(&fs->wlock, NULL);
 	changes_wait_init(fs);
 	node_lock(fs);
@@ -802,6 +804,7 @@ static void fs_free(rfs_fs *fs)
 			next = n->next_id;
 			free(n->name);
 			rcache_free(n);
+			ecache_free(fs, n);
 			free(n);
 		}
 	}

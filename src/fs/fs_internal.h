@@ -247,6 +247,9 @@ struct rfs_node {
 	 * pool's change generation is the one it was copied at; NULL until
 	 * the first READ.  nlock. */
 	struct rfs_rcache *rc;
+	/* READ's copies of extents of the file's tree (rcache.c), valid
+	 * for one change generation likewise.  nlock. */
+	struct rfs_ecache *ec;
 };
 
 struct rfs_fs {
@@ -323,6 +326,12 @@ struct rfs_fs {
 	/* READs answered from a node's record copy, and READs that walked
 	 * to the record (rcache.c; tests).  Atomic. */
 	_Atomic uint64_t rc_hits, rc_misses;
+	/* Extent copies of all nodes: entries allocated, and the most
+	 * there may be (rcache.c).  nlock. */
+	size_t ec_alloc, ec_budget;
+	/* READs answered from an extent copy, READs that walked the file's
+	 * tree although they could have been (tests).  Atomic. */
+	_Atomic uint64_t ec_hits, ec_misses;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -516,6 +525,27 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 void rcache_free(struct rfs_node *n);
 /* READs answered from copies and READs that walked, since open (tests). */
 void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses);
+/*
+ * READ's copies of the extents of n's file tree (rcache.c), valid while
+ * the pool's change generation is the one they were made at.  Pool lock
+ * held (either kind), not nlock.
+ * ecache_find: if one copy maps all of file blocks [b, b + nb), its pool
+ * block for b in *start and the crc32c of the nb blocks in csum; false
+ * when none does.
+ * ecache_add: keep a copy of x (a written extent of n's tree, found
+ * under the held lock), within the fs's budget of entries.
+ */
+bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
+		 uint64_t *start, uint32_t *csum);
+void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x);
+/* Free n's extent copies (nlock held, or fs going away). */
+void ecache_free(rfs_fs *fs, struct rfs_node *n);
+/* The most extent copies all nodes may hold together (tests; default
+ * RFS_ECACHE_BUDGET), and the READs answered from them and those that
+ * walked although they could have been, and entries allocated now. */
+#define RFS_ECACHE_BUDGET 8192u
+void rfs_fs_set_ecache_budget(rfs_fs *fs, size_t entries);
+void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *alloc);
 uint64_t ino_alloc(rfs_fs *fs, uint64_t vol);
 /* One inode more (+1) or fewer (-1) in volume vol. */
 void vol_count(rfs_fs *fs, uint64_t vol, int delta);

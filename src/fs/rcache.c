@@ -111,3 +111,153 @@ void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses)
 	*hits = atomic_load(&fs->rc_hits);
 	*misses = atomic_load(&fs->rc_misses);
 }
+
+/* ---- extents ----------------------------------------------------------- */
+
+/*
+ * With the record copied, the rest of a 4 KiB READ's own work is the
+ * walk of the file's extent tree (a cache-shard lookup and a node search
+ * per level, the extent's decoding): about 60 % of the daemon's time in
+ * its own code.  The node keeps the extents its READs found, sorted by
+ * file block, for one change generation as the record: a READ of blocks
+ * that one of them maps in full takes the pool block and the checksums
+ * from it.  Only extents of a file tree (an inline map is in the record
+ * already), only written ones, and at most fs->ec_budget entries over
+ * all nodes (each holds an extent's 128 checksums: 536 bytes), so that
+ * reading many large files costs bounded memory; past it a READ walks.
+ */
+
+struct ecent {
+	uint64_t start; /* pool block of the extent's first block */
+	uint64_t n;     /* blocks */
+	uint32_t csum[RFS_EXTENT_MAX];
+};
+
+struct rfs_ecache {
+	uint64_t gen;    /* rfs_pool_change_gen the copies are of */
+	uint32_t n, cap; /* entries used, allocated */
+	uint64_t *lblk;  /* file block of each entry, ascending */
+	struct ecent *x;
+};
+
+/* Index of the first entry whose file block is above b. */
+static uint32_t upper(const struct rfs_ecache *c, uint64_t b)
+{
+	uint32_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (c->lblk[mid] <= b)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
+		 uint64_t *start, uint32_t *csum)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	uint64_t gen = rfs_pool_change_gen(fs->pool);
+	bool hit = false;
+	node_lock(fs);
+	struct rfs_ecache *c = n->ec;
+	if (c && c->gen == gen && !n->dead) {
+		uint32_t i = upper(c, b);
+		if (i > 0) {
+			const struct ecent *e = &c->x[i - 1];
+			uint64_t from = b - c->lblk[i - 1];
+			if (from + nb <= e->n) {
+				*start = e->start + from;
+				memcpy(csum, e->csum + from, 4 * nb);
+				hit = true;
+			}
+		}
+	}
+	node_unlock(fs);
+	atomic_fetch_add_explicit(hit ? &fs->ec_hits : &fs->ec_misses, 1, memory_order_relaxed);
+	return hit;
+}
+
+/* Room for one more entry in c (nlock held): false past the budget or
+ * out of memory. */
+static bool ec_room(rfs_fs *fs, struct rfs_ecache *c)
+{
+	if (c->n < c->cap)
+		return true;
+	uint32_t ncap = c->cap ? 2 * c->cap : 16;
+	if (fs->ec_alloc + (ncap - c->cap) > fs->ec_budget)
+		return false;
+	uint64_t *l = realloc(c->lblk, sizeof(*l) * ncap);
+	if (!l)
+		return false;
+	c->lblk = l;
+	struct ecent *x = realloc(c->x, sizeof(*x) * ncap);
+	if (!x)
+		return false;
+	c->x = x;
+	fs->ec_alloc += ncap - c->cap;
+	c->cap = ncap;
+	return true;
+}
+
+void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	if ((x->flags & RFS_EXT_UNWRITTEN) || !x->n || x->n > RFS_EXTENT_MAX)
+		return;
+	uint64_t gen = rfs_pool_change_gen(fs->pool);
+	node_lock(fs);
+	struct rfs_ecache *c = n->ec;
+	if (!c && !n->dead && (c = calloc(1, sizeof(*c))) != NULL)
+		n->ec = c;
+	if (!c || n->dead)
+		goto out;
+	if (c->gen != gen) {
+		/* Copies of another generation: none may be used. */
+		c->n = 0;
+		c->gen = gen;
+	}
+	uint32_t i = upper(c, x->lblk);
+	/* Extents of one generation do not overlap: the one starting at
+	 * x->lblk is x. */
+	if ((i > 0 && c->lblk[i - 1] == x->lblk) || !ec_room(fs, c))
+		goto out;
+	memmove(c->lblk + i + 1, c->lblk + i, sizeof(*c->lblk) * (c->n - i));
+	memmove(c->x + i + 1, c->x + i, sizeof(*c->x) * (c->n - i));
+	c->lblk[i] = x->lblk;
+	c->x[i].start = x->start;
+	c->x[i].n = x->n;
+	memcpy(c->x[i].csum, x->csum, 4 * x->n);
+	c->n++;
+out:
+	node_unlock(fs);
+}
+
+void ecache_free(rfs_fs *fs, struct rfs_node *n)
+{
+	struct rfs_ecache *c = n->ec;
+	if (!c)
+		return;
+	fs->ec_alloc -= c->cap;
+	free(c->lblk);
+	free(c->x);
+	free(c);
+	n->ec = NULL;
+}
+
+void rfs_fs_set_ecache_budget(rfs_fs *fs, size_t entries)
+{
+	node_lock(fs);
+	fs->ec_budget = entries;
+	node_unlock(fs);
+}
+
+void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *alloc)
+{
+	*hits = atomic_load(&fs->ec_hits);
+	*misses = atomic_load(&fs->ec_misses);
+	node_lock(fs);
+	*alloc = fs->ec_alloc;
+	node_unlock(fs);
+}

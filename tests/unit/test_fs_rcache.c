@@ -201,6 +201,161 @@ static void test_copy_follows_every_change(void **state)
 	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
 }
 
+/* ---- extent copies ------------------------------------------------------ */
+
+static uint64_t g_ehits, g_emisses;
+
+/* Extent-copy hits and misses since the last call; entries allocated. */
+static size_t ecounts(rfs_fs *fs, uint64_t *hits, uint64_t *misses)
+{
+	uint64_t h, m;
+	size_t alloc;
+	rfs_fs_ecache_stats(fs, &h, &m, &alloc);
+	*hits = h - g_ehits;
+	*misses = m - g_emisses;
+	g_ehits = h;
+	g_emisses = m;
+	return alloc;
+}
+
+#define EBLK 400 /* file blocks; every other one written: 200 extents */
+
+static int g_ver[EBLK]; /* version of each block, -1 for a hole */
+static uint64_t g_size; /* the file's size */
+
+static int eb_want(uint64_t b)
+{
+	return g_ver[b] < 0 ? 0 : (int)('A' + (b / 2 + (unsigned)g_ver[b]) % 26);
+}
+
+static void eb_read(rfs_fs *fs, rfs_nodeid f, uint64_t b, int nb)
+{
+	uint8_t buf[4 * BS];
+	memset(buf, 0xee, sizeof(buf));
+	uint64_t end = (b + (uint64_t)nb) * BS < g_size ? (b + (uint64_t)nb) * BS : g_size;
+	ssize_t want = b * BS >= g_size ? 0 : (ssize_t)(end - b * BS);
+	ssize_t n = rfs_fs_read(fs, f, buf, (size_t)nb * BS, b * BS);
+	if (n != want)
+		fail_msg("read of block %llu+%d: %zd bytes, expected %zd", (unsigned long long)b, nb,
+			 n, want);
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] != eb_want(b + (uint64_t)i / BS))
+			fail_msg("block %llu byte %zd: %d, expected %d",
+				 (unsigned long long)(b + (uint64_t)i / BS), i % BS, buf[i],
+				 eb_want(b + (uint64_t)i / BS));
+}
+
+static void eb_write(rfs_fs *fs, rfs_nodeid f, uint64_t b, int v)
+{
+	uint8_t blk[BS];
+	g_ver[b] = v;
+	memset(blk, eb_want(b), BS);
+	assert_int_equal(rfs_fs_write(fs, f, blk, BS, b * BS), BS);
+	if ((b + 1) * BS > g_size)
+		g_size = (b + 1) * BS;
+}
+
+/* Read b until a READ is answered from a copy (the first may update
+ * atime, a change): at most three READs. */
+static void eb_settle(rfs_fs *fs, rfs_nodeid f, uint64_t b)
+{
+	uint64_t h = 0, m;
+	for (int i = 0; i < 3 && !h; i++) {
+		eb_read(fs, f, b, 1);
+		ecounts(fs, &h, &m);
+	}
+	assert_int_equal(h, 1);
+}
+
+static void test_extent_copies(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	g_ehits = g_emisses = 0;
+	g_size = 0;
+	rfs_nodeid f, g;
+	struct stat st;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &f, &st), 0);
+	assert_int_equal(rfs_fs_open_node(fs, f), 0);
+	/* 200 extents of one block, holes between: a file tree. */
+	for (uint64_t b = 0; b < EBLK; b++)
+		g_ver[b] = -1;
+	for (uint64_t b = 0; b < EBLK; b += 2)
+		eb_write(fs, f, b, 0);
+	g_size = EBLK * BS;
+	struct stat sz = {.st_size = (off_t)g_size};
+	assert_int_equal(rfs_fs_setattr(fs, f, &sz, RFS_SET_SIZE, NULL), 0);
+	uint64_t h, m;
+	/* A READ walks and keeps the extent; the same READ again is
+	 * answered from the copy. */
+	eb_settle(fs, f, 0);
+	eb_read(fs, f, 100, 1);
+	ecounts(fs, &h, &m);
+	assert_true(h == 0 && m == 1);
+	eb_read(fs, f, 100, 1);
+	ecounts(fs, &h, &m);
+	assert_true(h == 1 && m == 0);
+	/* A hole beside a copied extent, and ranges across extent and hole:
+	 * no copy maps them, they walk (and read zeroes in the hole). */
+	eb_read(fs, f, 300, 1);
+	eb_read(fs, f, 300, 1);
+	eb_read(fs, f, 301, 1);
+	eb_read(fs, f, 300, 2);
+	eb_read(fs, f, 299, 2);
+	ecounts(fs, &h, &m);
+	assert_true(h == 1 && m == 4);
+
+	/* Overwrite block 100: the copy is of an older generation. */
+	eb_write(fs, f, 100, 1);
+	eb_read(fs, f, 100, 1);
+	ecounts(fs, &h, &m);
+	assert_true(h == 0 && m == 1);
+	eb_settle(fs, f, 100);
+	eb_settle(fs, f, 300);
+
+	/* Truncate below the copied extents and extend again: holes. */
+	sz.st_size = 50 * BS;
+	assert_int_equal(rfs_fs_setattr(fs, f, &sz, RFS_SET_SIZE, NULL), 0);
+	sz.st_size = (off_t)g_size;
+	assert_int_equal(rfs_fs_setattr(fs, f, &sz, RFS_SET_SIZE, NULL), 0);
+	for (uint64_t b = 50; b < EBLK; b++)
+		g_ver[b] = -1;
+	eb_read(fs, f, 300, 1);
+	eb_read(fs, f, 100, 1);
+	ecounts(fs, &h, &m);
+	assert_int_equal(h, 0);
+
+	/* A clone of another file onto f: its extents. */
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "g", 0644, &g, &st), 0);
+	eb_settle(fs, f, 0);
+	for (uint64_t b = 0; b < EBLK; b += 2)
+		eb_write(fs, g, b, 2);
+	assert_int_equal(rfs_fs_clone_file(fs, g, f), 0);
+	eb_read(fs, f, 0, 1);
+	eb_read(fs, f, 300, 1);
+	ecounts(fs, &h, &m);
+	assert_int_equal(h, 0);
+	eb_settle(fs, f, 300);
+
+	/* The budget: at most that many entries over all nodes; READs past
+	 * it walk and are right. */
+	rfs_fs_set_ecache_budget(fs, 16);
+	eb_write(fs, f, 0, 3); /* a change: every copy is of the past */
+	size_t alloc = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64_t b = 0; b < EBLK; b += 2) {
+			eb_read(fs, f, b, 1);
+			alloc = ecounts(fs, &h, &m);
+			assert_true(alloc <= 32); /* what was allocated before, or 16 */
+		}
+	rfs_fs_set_ecache_budget(fs, RFS_ECACHE_BUDGET);
+
+	rfs_fs_release(fs, f);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, g, 1);
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define VBLK 8
@@ -254,6 +409,12 @@ static void test_readers_beside_a_writer(void **state)
 	rfs_fs *fs = fx_fresh(256u << 20, 0);
 	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a", 1, VBLK * BS);
 	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b", 7, VBLK * BS);
+	/* Blocks far past what is read, one extent each: a's map is a
+	 * tree, so READs of it use extent copies too. */
+	uint8_t far[BS];
+	memset(far, 9, BS);
+	for (uint64_t k = 0; k < 40; k++)
+		assert_int_equal(rfs_fs_write(fs, a, far, BS, (100 + 2 * k) * BS), BS);
 	_Atomic bool stop = false;
 	struct reader rd[3] = {
 		{.fs = fs, .node = a, .stop = &stop},
@@ -302,6 +463,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_copy_follows_every_change, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_extent_copies, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_readers_beside_a_writer, fx_setup,
 						fx_teardown),
 	};
