@@ -14,8 +14,10 @@
 #     --rw LIST    workloads (default "randread randwrite")
 #
 # stdout: "name: value unit" lines (IOPS per filesystem, and the ratios
-# reflinkfs / passthrough_hp and reflinkfs / native: higher is better);
-# progress on stderr.
+# reflinkfs / passthrough_hp and reflinkfs / native: higher is better;
+# and the daemons' CPU time per I/O, user + system, from /proc: lower
+# is better, and steadier than IOPS on a shared machine); progress on
+# stderr.
 #
 # Environment:
 #   RFS_BIN             the reflinkfs binary (default build/reflinkfs)
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
 	--runtime) rt=$2; shift ;;
 	--jobs) jobs=$2; shift ;;
 	--rw) rws=$2; shift ;;
-	-h | --help) sed -n '2,32p' "$0" >&3; exit 0 ;;
+	-h | --help) sed -n '2,34p' "$0" >&3; exit 0 ;;
 	*) echo "fio.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -160,20 +162,37 @@ if [ -n "$pt" ]; then
 	fi
 fi
 
-# fio_run DIR LABEL RW NJOBS REP: one fio run, its IOPS on stdout.  The
-# files are laid out first (one per job, name.JOB.0 in DIR), untimed.
+# CPU time (user + system) of process PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+tck=$(getconf CLK_TCK)
+
+# fio_run DIR LABEL RW NJOBS REP PID: one fio run; on stdout its IOPS and
+# the CPU time of daemon PID (none for native: -) per I/O in us, over
+# the ramp and the run (taken as running at the measured rate).  The
+# files are laid out by a run of their own first (one per job,
+# name.JOB.0 in DIR), so that no layout counts.
 fio_run() {
-	local dir=$1 label=$2 rw=$3 nj=$4 rep=$5
+	local dir=$1 label=$2 rw=$3 nj=$4 rep=$5 pid=${6:-}
 	local out=$work/fio-$label-$rw-$nj-$rep.json
-	fio --name=f --directory="$dir" --rw="$rw" --bs=4k --size="$size" --numjobs="$nj" \
-		--ioengine=libaio --iodepth=16 --direct=1 --fallocate=none \
-		--time_based --runtime="$rt" --ramp_time=1 --group_reporting \
+	local common=(--name=f --directory="$dir" --rw="$rw" --bs=4k --size="$size"
+		--numjobs="$nj" --ioengine=libaio --iodepth=16 --direct=1 --fallocate=none)
+	fio "${common[@]}" --create_only=1 >/dev/null 2>"$work/fio-$label.err" ||
+		{ log "fio $label layout $nj failed: $(tail -3 "$work/fio-$label.err")"; return 1; }
+	local c0=0
+	[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+	fio "${common[@]}" --time_based --runtime="$rt" --ramp_time=1 --group_reporting \
 		--output-format=json >"$out" 2>"$work/fio-$label.err" ||
 		{ log "fio $label $rw $nj failed: $(tail -3 "$work/fio-$label.err")"; return 1; }
+	local c1=0
+	[ -n "$pid" ] && c1=$(cpu_ticks "$pid")
 	python3 -c 'import json, sys
 text = open(sys.argv[1]).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]  # fio may print notes first
-print(int(job[sys.argv[2]]["iops"]))' "$out" "$([ "$rw" = randread ] && echo read || echo write)"
+iops = job[sys.argv[2]]["iops"]
+ticks, tck, secs, pid = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+cpu = "%.2f" % (ticks / tck * 1e6 / (iops * secs)) if pid and iops else "-"
+print(int(iops), cpu)' "$out" "$([ "$rw" = randread ] && echo read || echo write)" \
+		"$((c1 - c0))" "$tck" "$((rt + 1))" "$pid"
 }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -181,16 +200,21 @@ fss="native reflinkfs"
 [ -n "$bmnt" ] && fss="$fss before"
 [ -n "$pt" ] && fss="$fss $ptname"
 dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
+pid_of() { case $1 in native) echo "" ;; reflinkfs) echo "$daemon_pid" ;; before) echo "$bpid" ;; *) echo "$pt_pid" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
 status=0
 for rw in $rws; do
 	for nj in $jobs; do
-		declare -A vals=()
+		declare -A vals=() cpus=()
 		for rep in $(seq "$reps"); do
 			for fs in $fss; do
-				v=$(fio_run "$(dir_of "$fs")" "$fs" "$rw" "$nj" "$rep") || { status=1; continue; }
+				r=$(fio_run "$(dir_of "$fs")" "$fs" "$rw" "$nj" "$rep" "$(pid_of "$fs")") ||
+					{ status=1; continue; }
+				v=${r% *} c=${r#* }
 				vals[$fs]="${vals[$fs]:-} $v"
-				log "$rw ${nj}j $fs: $v IOPS"
+				[ "$c" = - ] || cpus[$fs]="${cpus[$fs]:-} $c"
+				if [ "$c" = - ]; then log "$rw ${nj}j $fs: $v IOPS"
+				else log "$rw ${nj}j $fs: $v IOPS, $c us of daemon CPU per I/O"; fi
 			done
 		done
 		tag=${rw#rand}_${nj}j
@@ -199,6 +223,7 @@ for rw in $rws; do
 			m=$(echo "${vals[$fs]}" | median)
 			case $fs in reflinkfs) name=fio_rand$tag ;; *) name=${fs}_fio_rand$tag ;; esac
 			fig "$name" "$m" IOPS
+			[ -n "${cpus[$fs]:-}" ] && fig "${name}_cpu_per_io" "$(echo "${cpus[$fs]}" | median)" us
 			eval "m_$fs=$m"
 		done
 		if [ -n "${m_reflinkfs:-}" ]; then
@@ -209,7 +234,7 @@ for rw in $rws; do
 			[ -n "${m_before:-}" ] && [ -n "$pt" ] && [ -n "$(eval echo "\${m_$ptname:-}")" ] &&
 				fig "before_fio_rand${tag}_vs_$ptname" "$(calc "$m_before / $(eval echo "\$m_$ptname")" 2)"
 		fi
-		unset vals m_reflinkfs m_native m_before "m_$ptname" 2>/dev/null || true
+		unset vals cpus m_reflinkfs m_native m_before "m_$ptname" 2>/dev/null || true
 		rm -f "$work"/native/f.* "$mnt"/f.* ${bmnt:+"$bmnt"/f.*} ${ptmnt:+"$ptmnt"/f.*}
 	done
 done
