@@ -70,18 +70,38 @@ static int entry_full(rfs_fs *fs, uint64_t vol, const struct rfs_irec *e,
 	return 0;
 }
 
+/*
+ * Load the path of directory node dn (mutable with mut) to look at or
+ * change its entries: -ENOTDIR when dn is no directory and, with live,
+ * -ENOENT when it has been removed (nlink 0).  On an error nothing stays
+ * loaded: a mutable path is stored back (ip_done), as every failed
+ * change of a directory stores it, a read-only one is freed.
+ */
+static int dir_load(rfs_fs *fs, struct rfs_node *dn, bool mut, bool live,
+		    struct rfs_ipath *p)
+{
+	int ret = ip_load(fs, dn, mut, p);
+	if (ret)
+		return ret;
+	const struct rfs_irec *d = ip_rec(p);
+	if (!S_ISDIR(d->i.mode))
+		ret = -ENOTDIR;
+	else if (live && d->i.nlink == 0)
+		ret = -ENOENT;
+	if (ret && mut)
+		return ip_done(fs, p, 0, ret);
+	if (ret)
+		ip_free(p);
+	return ret;
+}
+
 static int dir_entry_read(rfs_fs *fs, struct rfs_node *dn, const char *name,
 			  size_t len, struct rfs_irec *e)
 {
 	struct rfs_ipath p;
-	int ret = ip_load(fs, dn, false, &p);
+	int ret = dir_load(fs, dn, false, false, &p);
 	if (ret)
 		return ret;
-	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISDIR(d->i.mode)) {
-		ip_free(&p);
-		return -ENOTDIR;
-	}
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
 	ret = rec_get(fs->pool, ip_dtree(&p), key, kl, e, false);
@@ -350,22 +370,13 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 			 struct stat *st)
 {
 	struct rfs_ipath p;
-	int ret = ip_load(fs, dn, true, &p);
+	int ret = dir_load(fs, dn, true, true, &p);
 	if (ret)
 		return ret;
-	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISDIR(d->i.mode)) {
-		ret = -ENOTDIR;
-		goto done;
-	}
-	if (d->i.nlink == 0) {
-		ret = -ENOENT;
-		goto done;
-	}
 	ret = ip_room(fs, dn, &p);
 	if (ret)
 		return ret;
-	d = ip_rec(&p);
+	struct rfs_irec *d = ip_rec(&p);
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
 	rfs_tree *t = ip_dtree(&p);
@@ -502,15 +513,11 @@ static int tmpfile_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node *dn
 	struct rfs_ipath p;
 	struct rfs_irec *c = NULL;
 	struct rfs_node *nn = NULL;
-	int ret = ip_load(fs, dn, false, &p);
+	int ret = dir_load(fs, dn, false, true, &p);
 	if (ret)
 		return ret;
 	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISDIR(d->i.mode))
-		ret = -ENOTDIR;
-	else if (d->i.nlink == 0)
-		ret = -ENOENT;
-	else if (!(c = calloc(1, sizeof(*c))) || !(nn = node_prepare(fs, "", 0)))
+	if (!(c = calloc(1, sizeof(*c))) || !(nn = node_prepare(fs, "", 0)))
 		ret = -ENOMEM;
 	if (ret)
 		goto done;
@@ -651,14 +658,10 @@ static int entry_remove(rfs_fs *fs, struct rfs_node *dn, const char *name,
 {
 	struct rfs_ipath p;
 	struct rfs_irec e;
-	int ret = ip_load(fs, dn, true, &p);
+	int ret = dir_load(fs, dn, true, false, &p);
 	if (ret)
 		return ret;
 	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISDIR(d->i.mode)) {
-		ret = -ENOTDIR;
-		goto done;
-	}
 	uint8_t key[RFS_KEY_MAX];
 	size_t kl = ip_dkey(&p, key, name, len);
 	rfs_tree *t = ip_dtree(&p);
@@ -912,18 +915,13 @@ static int link_op(rfs_fs *fs, struct rfs_node *n, struct rfs_node *dn,
 		if (ret)
 			goto out;
 	}
-	ret = ip_load(fs, dn, true, &p);
+	ret = dir_load(fs, dn, true, true, &p);
 	if (ret)
 		goto out;
-	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISDIR(d->i.mode) || d->i.nlink == 0) {
-		ret = ip_done(fs, &p, 0, S_ISDIR(d->i.mode) ? -ENOENT : -ENOTDIR);
-		goto out;
-	}
 	ret = ip_room(fs, dn, &p);
 	if (ret)
 		goto out;
-	d = ip_rec(&p);
+	struct rfs_irec *d = ip_rec(&p);
 	struct rfs_irec stub;
 	memset(&stub, 0, sizeof(stub));
 	stub.i.ino = r.i.ino;
