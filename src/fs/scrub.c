@@ -311,6 +311,35 @@ static int resolve_dir(struct rfs_scrub *s, struct rfs_irec *dir, struct dirloc 
 	return 0;
 }
 
+/* The cursor of a namespace or link-table walk is at key k: make it the
+ * position.  True when it is the item whose file the last step stopped
+ * in (in_file, with the position on it): that file's scrub resumes at
+ * fpos rather than starting again. */
+static bool pos_set(struct rfs_scrub *s, const uint8_t *k, size_t kl)
+{
+	bool resumed = s->in_file && s->cur_valid && s->cur_incl && kl == s->curlen &&
+		       !memcmp(k, s->cur, kl);
+	set_key(s->cur, &s->curlen, k, kl);
+	s->cur_valid = true;
+	s->cur_incl = false;
+	s->in_file = false;
+	return resumed;
+}
+
+/* Scrub file r, the item at the position (which includes it meanwhile,
+ * so that a step stopping inside it comes back to it).  True when the
+ * budget ran out, in it or with it. */
+static bool scrub_at(struct rfs_scrub *s, const struct rfs_irec *r, const struct fctx *f)
+{
+	s->in_file = true;
+	s->cur_incl = true;
+	if (scrub_file(s, r, f))
+		return true;
+	s->in_file = false;
+	s->cur_incl = false;
+	return s->budget <= 0;
+}
+
 /* Walk the namespace of the volume from the position until the budget
  * runs out (returns 1) or the namespace is done (phase -> PH_TABLE). */
 static int ns_step(struct rfs_scrub *s)
@@ -341,12 +370,7 @@ next_dir:;
 			break;
 		}
 		s->budget--;
-		bool resumed = s->in_file && s->cur_valid && s->cur_incl && kl == s->curlen &&
-			       !memcmp(k, s->cur, kl);
-		set_key(s->cur, &s->curlen, k, kl);
-		s->cur_valid = true;
-		s->cur_incl = false;
-		s->in_file = false;
+		bool resumed = pos_set(s, k, kl);
 		if (e < 0) {
 			scrub_meta_error(s, ns_path(s, s->depth, NULL, 0), dir.i.ino, e);
 			continue;
@@ -382,15 +406,7 @@ next_dir:;
 			continue;
 		struct fctx f = {r.i.ino, false, name, nl};
 		/* The name points into the cursor's leaf: valid while it stays. */
-		s->in_file = true;
-		s->cur_incl = true;
-		if (scrub_file(s, &r, &f)) {
-			rfs_cursor_close(c);
-			return 1;
-		}
-		s->in_file = false;
-		s->cur_incl = false;
-		if (s->budget <= 0) {
+		if (scrub_at(s, &r, &f)) {
 			rfs_cursor_close(c);
 			return 1;
 		}
@@ -434,12 +450,7 @@ static int table_step(struct rfs_scrub *s)
 		size_t kl, vl;
 		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
 		s->budget--;
-		bool resumed = s->in_file && s->cur_valid && s->cur_incl && kl == s->curlen &&
-			       !memcmp(k, s->cur, kl);
-		set_key(s->cur, &s->curlen, k, kl);
-		s->cur_valid = true;
-		s->cur_incl = false;
-		s->in_file = false;
+		bool resumed = pos_set(s, k, kl);
 		if (rec_decode(v, vl, &r)) {
 			scrub_meta_error(s, NULL, kl == 9 ? get_be64(k + 1) : 0, -EUCLEAN);
 			continue;
@@ -451,15 +462,7 @@ static int table_step(struct rfs_scrub *s)
 		if ((!r.i.subtree && !(r.i.flags & RFS_INODE_INLEXT)) || S_ISDIR(r.i.mode))
 			continue;
 		struct fctx f = {r.i.ino, true, NULL, 0};
-		s->in_file = true;
-		s->cur_incl = true;
-		if (scrub_file(s, &r, &f)) {
-			rfs_cursor_close(c);
-			return 1;
-		}
-		s->in_file = false;
-		s->cur_incl = false;
-		if (s->budget <= 0) {
+		if (scrub_at(s, &r, &f)) {
 			rfs_cursor_close(c);
 			return 1;
 		}
