@@ -808,6 +808,14 @@ int xattr_restore(rfs_fs *fs, rfs_tree *t, struct rfs_xsave *s);
 void xattr_save_free(struct rfs_xsave *s);
 int xattr_put_locked(rfs_fs *fs, rfs_tree *t, const char *name,
 		     const void *val, size_t size);
+/* Call fn for every xattr item of t (an inode's subtree) in key order:
+ * name (nl bytes, not NUL-terminated; valid during the call), chunk
+ * number and the chunk's value length.  Malformed keys are passed over.
+ * Stops at fn's first non-zero return and returns it; else 0, or a read
+ * error.  Pool lock held (read or write). */
+typedef int (*xattr_item_fn)(void *arg, const char *name, size_t nl, uint16_t chunk,
+			     size_t vl);
+int xattr_each(rfs_fs *fs, const rfs_tree *t, xattr_item_fn fn, void *arg);
 
 /* Namespace rules (xattr_name.c): 0 for a name setxattr accepts, else
  * -ERANGE (empty, or longer than RFS_XATTR_NAME_MAX), -EINVAL (a known

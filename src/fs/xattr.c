@@ -288,22 +288,14 @@ out:
 	return ret == -ENODATA && nameerr ? nameerr : ret;
 }
 
-ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)
+int xattr_each(rfs_fs *fs, const rfs_tree *t, xattr_item_fn fn, void *arg)
 {
-	struct rfs_irec r;
-	rfs_pool_rdlock(fs->pool);
-	struct rfs_node *n = node_get(fs, id);
-	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
-	size_t total = 0;
-	if (ret)
-		goto out;
-	rfs_tree t = FS_TREE(r.i.subtree, rec_owner(&r.i));
-	if (!t.root)
-		goto out;
+	if (!t->root)
+		return 0;
 	rfs_cursor *c;
-	ret = rfs_cursor_open(fs->pool, &t, &c);
+	int ret = rfs_cursor_open(fs->pool, t, &c);
 	if (ret)
-		goto out;
+		return ret;
 	uint8_t start[1] = {'X'};
 	for (ret = rfs_cursor_seek(c, start, 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
 		const uint8_t *k;
@@ -312,25 +304,52 @@ ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)
 		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
 		if (k[0] != 'X')
 			break;
-		if (kl < 4 || k[kl - 3] != 0 || get_be16(k + kl - 2) != 0)
+		if (kl < 4 || k[kl - 3] != 0)
 			continue;
-		size_t nl = kl - 4;
-		if (size) {
-			if (total + nl + 1 > size) {
-				ret = -ERANGE;
-				break;
-			}
-			memcpy(list + total, k + 1, nl);
-			list[total + nl] = 0;
-		}
-		total += nl + 1;
+		ret = fn(arg, (const char *)k + 1, kl - 4, get_be16(k + kl - 2), vl);
+		if (ret)
+			break;
 	}
 	rfs_cursor_close(c);
-	if (ret == -ENOENT)
-		ret = 0;
-out:
+	return ret == -ENOENT ? 0 : ret;
+}
+
+struct name_list {
+	char *list;
+	size_t size, total;
+};
+
+/* xattr_each: the name of each first chunk, with its NUL, into the list
+ * (only counted when size is 0). */
+static int list_name(void *arg, const char *name, size_t nl, uint16_t chunk, size_t vl)
+{
+	struct name_list *l = arg;
+	(void)vl;
+	if (chunk != 0)
+		return 0;
+	if (l->size) {
+		if (l->total + nl + 1 > l->size)
+			return -ERANGE;
+		memcpy(l->list + l->total, name, nl);
+		l->list[l->total + nl] = 0;
+	}
+	l->total += nl + 1;
+	return 0;
+}
+
+ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)
+{
+	struct rfs_irec r;
+	struct name_list l = {list, size, 0};
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
+	if (!ret) {
+		rfs_tree t = FS_TREE(r.i.subtree, rec_owner(&r.i));
+		ret = xattr_each(fs, &t, list_name, &l);
+	}
 	rfs_pool_unlock(fs->pool);
-	return ret ? ret : (ssize_t)total;
+	return ret ? ret : (ssize_t)l.total;
 }
 
 /* ---- keeping a file's xattrs across a whole-file clone ---------------------- */

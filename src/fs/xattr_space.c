@@ -23,33 +23,30 @@
 
 #include <stdint.h>
 
+struct usage {
+	uint64_t list, total;
+};
+
+/* xattr_each: count an item's value, and the name with its first chunk. */
+static int count_item(void *arg, const char *name, size_t nl, uint16_t chunk, size_t vl)
+{
+	struct usage *u = arg;
+	(void)name;
+	if (chunk == 0) {
+		u->list += nl + 1; /* name and its NUL */
+		u->total += nl;
+	}
+	u->total += vl;
+	return 0;
+}
+
 int xattr_usage_count(rfs_fs *fs, const rfs_tree *t, uint64_t *list, uint64_t *total)
 {
-	*list = *total = 0;
-	if (!t->root)
-		return 0;
-	rfs_cursor *c;
-	int ret = rfs_cursor_open(fs->pool, t, &c);
-	if (ret)
-		return ret;
-	uint8_t start[1] = {'X'};
-	for (ret = rfs_cursor_seek(c, start, 1, 1); !ret; ret = rfs_cursor_step(c, 1)) {
-		const uint8_t *k;
-		const void *v;
-		size_t kl, vl;
-		rfs_cursor_get(c, (const void **)&k, &kl, &v, &vl, NULL);
-		if (k[0] != 'X')
-			break;
-		if (kl < 4 || k[kl - 3] != 0)
-			continue;
-		if (get_be16(k + kl - 2) == 0) {
-			*list += kl - 3; /* name and its NUL */
-			*total += kl - 4;
-		}
-		*total += vl;
-	}
-	rfs_cursor_close(c);
-	return ret == -ENOENT ? 0 : ret;
+	struct usage u = {0, 0};
+	int ret = xattr_each(fs, t, count_item, &u);
+	*list = u.list;
+	*total = u.total;
+	return ret;
 }
 
 static int usage_get(rfs_fs *fs, struct rfs_node *n, const rfs_tree *t)
