@@ -97,8 +97,15 @@ out:
 	return ret;
 }
 
-static int open_dir(const char *path)
+/* Open directory path for a call given cursor *cursor (NULL: "", from
+ * the start, stored back): the descriptor, -EINVAL for a cursor longer
+ * than any this library makes, or -errno. */
+static int open_dir(const char *path, const char **cursor)
 {
+	if (!*cursor)
+		*cursor = "";
+	if (strlen(*cursor) >= RFS_CURSOR_MAX)
+		return -EINVAL;
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
@@ -112,11 +119,7 @@ static int fix_errno(int ret)
 int rfs_changes_read(const char *path, const char *cursor, rfs_change_fn fn, void *arg,
 		     char next[RFS_CURSOR_MAX])
 {
-	if (!cursor)
-		cursor = "";
-	if (strlen(cursor) >= RFS_CURSOR_MAX)
-		return -EINVAL;
-	int fd = open_dir(path);
+	int fd = open_dir(path, &cursor);
 	if (fd < 0)
 		return fd;
 	unsigned long n;
@@ -138,11 +141,7 @@ static int64_t now_ms(void)
 int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs_change_fn fn,
 		       void *arg, char next[RFS_CURSOR_MAX])
 {
-	if (!cursor)
-		cursor = "";
-	if (strlen(cursor) >= RFS_CURSOR_MAX)
-		return -EINVAL;
-	int fd = open_dir(path);
+	int fd = open_dir(path, &cursor);
 	if (fd < 0)
 		return fd;
 	int64_t end = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
@@ -183,11 +182,7 @@ int rfs_changes_follow(const char *path, const char *cursor, int timeout_ms, rfs
 
 int rfs_changes_info(const char *path, const char *since, struct rfs_journal_stat *out)
 {
-	if (!since)
-		since = "";
-	if (strlen(since) >= RFS_CURSOR_MAX)
-		return -EINVAL;
-	int fd = open_dir(path);
+	int fd = open_dir(path, &since);
 	if (fd < 0)
 		return fd;
 	struct rfs_journal_stat st;
