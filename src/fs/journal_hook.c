@@ -178,6 +178,24 @@ void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 		rec_fail(fs, r);
 }
 
+/* A new record of a change of node n (NULL: none, see rec_new); a data
+ * change covers len bytes at off. */
+static struct jnl_rec *rec_new_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off,
+				    uint64_t len)
+{
+	struct jnl_rec *r = rec_new(fs, kind);
+	if (!r)
+		return NULL;
+	r->vol = n->vol;
+	r->ino = st_ino_of(fs, n);
+	if (kind == RFS_CHANGE_DATA) {
+		r->nranges = 1;
+		r->ranges[0].off = off;
+		r->ranges[0].len = len;
+	}
+	return r;
+}
+
 /* A change of hard-linked inode n: one record per name, under that
  * name's directories; an inode without a name (an open orphan) is
  * listed, without path, under the mount root only. */
@@ -187,16 +205,9 @@ static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, u
 	size_t cnt = 0;
 	int ret = link_names_get(fs, n->vol, n->ino, &names, &cnt);
 	for (size_t i = 0; i < (cnt ? cnt : 1); i++) {
-		struct jnl_rec *r = rec_new(fs, kind);
+		struct jnl_rec *r = rec_new_node(fs, kind, n, off, len);
 		if (!r)
 			return;
-		r->vol = n->vol;
-		r->ino = st_ino_of(fs, n);
-		if (kind == RFS_CHANGE_DATA) {
-			r->nranges = 1;
-			r->ranges[0].off = off;
-			r->ranges[0].len = len;
-		}
 		if (ret) {
 			rec_fail(fs, r);
 			return;
@@ -230,16 +241,9 @@ void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_
 		rec_linked(fs, kind, n, off, len);
 		return;
 	}
-	struct jnl_rec *r = rec_new(fs, kind);
+	struct jnl_rec *r = rec_new_node(fs, kind, n, off, len);
 	if (!r)
 		return;
-	r->vol = n->vol;
-	r->ino = st_ino_of(fs, n);
-	if (kind == RFS_CHANGE_DATA) {
-		r->nranges = 1;
-		r->ranges[0].off = off;
-		r->ranges[0].len = len;
-	}
 	int ret = -ENOMEM;
 	node_lock(fs);
 	size_t cn = 0;
