@@ -171,6 +171,17 @@ static int jtree(struct rfs_jnl *j, rfs_tree *t)
 	return ret;
 }
 
+/* The journal's tree and a cursor on it to read records; *c is NULL
+ * when there is no tree yet (nothing to read). */
+static int jtree_cursor(struct rfs_jnl *j, rfs_tree *t, rfs_cursor **c)
+{
+	*c = NULL;
+	int ret = jtree(j, t);
+	if (ret || !t->root)
+		return ret;
+	return rfs_cursor_open(j->pool, t, c);
+}
+
 static int hdr_put(struct rfs_jnl *j, rfs_tree *t, int mode)
 {
 	return rfs_tree_put(j->pool, t, "H", 1, &j->h, sizeof(j->h), 0, mode);
@@ -1416,12 +1427,9 @@ int jnl_query(struct rfs_jnl *j, uint64_t vol, uint64_t ino, uint64_t from,
 	      uint64_t upto, rfs_change_fn fn, void *arg)
 {
 	rfs_tree t;
-	int ret = jtree(j, &t);
-	if (ret || !t.root)
-		return ret;
 	rfs_cursor *c;
-	ret = rfs_cursor_open(j->pool, &t, &c);
-	if (ret)
+	int ret = jtree_cursor(j, &t, &c);
+	if (ret || !c)
 		return ret;
 	uint8_t k[DKEY_LEN];
 	dkey(k, vol, ino, from);
@@ -1492,12 +1500,9 @@ done:
 int jnl_query_all(struct rfs_jnl *j, uint64_t from, uint64_t upto, rfs_change_fn fn, void *arg)
 {
 	rfs_tree t;
-	int ret = jtree(j, &t);
-	if (ret || !t.root)
-		return ret;
 	rfs_cursor *c;
-	ret = rfs_cursor_open(j->pool, &t, &c);
-	if (ret)
+	int ret = jtree_cursor(j, &t, &c);
+	if (ret || !c)
 		return ret;
 	uint8_t k[SKEY_LEN];
 	skey(k, from < j->h.oldest ? j->h.oldest : from, 0);
