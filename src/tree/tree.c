@@ -972,7 +972,7 @@ int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
 			 size_t klen, bool *shared)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
-	struct rfs_buf *b, *c;
+	struct rfs_buf *b;
 	uint64_t count;
 	int ret;
 
@@ -988,27 +988,31 @@ int rfs_tree_path_shared(rfs_pool *pool, const rfs_tree *t, const void *key,
 			*shared = !ret;
 			break;
 		}
-		unsigned lvl = node_level(b->data);
-		if (lvl == 0)
+		if (node_level(b->data) == 0)
 			break;
-		if (node_n(b->data) == 0 || depth >= NODE_MAX_HEIGHT) {
-			ret = -EUCLEAN;
-			break;
-		}
-		struct node_child ch =
-			node_get_child(b->data, node_child_slot(b->data, key, klen));
-		ret = tree_read(pool, ch.blocknr, ch.gen, &c);
+		ret = tree_step_down(pool, &b, depth, key, klen);
 		if (ret)
 			break;
-		rfs_buf_put(pool, b);
-		b = c;
-		if (node_level(b->data) + 1 != lvl) {
-			ret = -EUCLEAN;
-			break;
-		}
 	}
 	rfs_buf_put(pool, b);
 	return ret;
+}
+
+int tree_step_down(rfs_pool *pool, struct rfs_buf **b, int depth, const void *key,
+		   size_t klen)
+{
+	const uint8_t *d = (*b)->data;
+	unsigned lvl = node_level(d);
+	if (node_n(d) == 0 || depth >= NODE_MAX_HEIGHT)
+		return -EUCLEAN;
+	struct node_child ch = node_get_child(d, node_child_slot(d, key, klen));
+	struct rfs_buf *c;
+	int ret = tree_read(pool, ch.blocknr, ch.gen, &c);
+	if (ret)
+		return ret;
+	rfs_buf_put(pool, *b);
+	*b = c;
+	return node_level(c->data) + 1 != lvl ? -EUCLEAN : 0;
 }
 
 int rfs_tree_height(rfs_pool *pool, const rfs_tree *t, int *height)

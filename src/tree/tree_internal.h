@@ -30,6 +30,14 @@ static inline bool tree_refcounted(const rfs_tree *t)
  * node verifier on first use. */
 int tree_read(rfs_pool *pool, uint64_t blocknr, uint64_t gen, struct rfs_buf **out);
 
+/* One level down from internal node *b (depth levels below the root)
+ * towards key (tree.c): *b becomes the child, the node it was is put.
+ * -EUCLEAN for an empty node, a path deeper than NODE_MAX_HEIGHT, or a
+ * child whose level is not one below (*b is the child then); a read
+ * error leaves *b as it was.  Pool lock held. */
+int tree_step_down(rfs_pool *pool, struct rfs_buf **b, int depth, const void *key,
+		   size_t klen);
+
 /* Drop one reference to the subtree rooted at blocknr: decrement a shared
  * node, or free an exclusive one after dropping everything below it. */
 int tree_drop_node(rfs_pool *pool, uint64_t blocknr, uint64_t gen, bool refcounted);

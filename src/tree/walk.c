@@ -159,7 +159,7 @@ int rfs_tree_walk(rfs_pool *pool, const rfs_tree *t, struct rfs_walk_pos *pos,
 int rfs_tree_leaf(rfs_pool *pool, const rfs_tree *t, const void *key, size_t klen,
 		  uint64_t *leaf, bool *shared)
 {
-	struct rfs_buf *b, *c;
+	struct rfs_buf *b;
 	bool rc = tree_refcounted(t);
 	*leaf = 0;
 	*shared = false;
@@ -175,25 +175,13 @@ int rfs_tree_leaf(rfs_pool *pool, const rfs_tree *t, const void *key, size_t kle
 			break;
 		if (count >= 2)
 			*shared = true;
-		unsigned lvl = node_level(b->data);
-		if (lvl == 0) {
+		if (node_level(b->data) == 0) {
 			*leaf = b->blocknr;
 			break;
 		}
-		if (node_n(b->data) == 0 || depth >= NODE_MAX_HEIGHT) {
-			ret = -EUCLEAN;
-			break;
-		}
-		struct node_child ch = node_get_child(b->data, node_child_slot(b->data, key, klen));
-		ret = tree_read(pool, ch.blocknr, ch.gen, &c);
+		ret = tree_step_down(pool, &b, depth, key, klen);
 		if (ret)
 			break;
-		rfs_buf_put(pool, b);
-		b = c;
-		if (node_level(b->data) + 1 != lvl) {
-			ret = -EUCLEAN;
-			break;
-		}
 	}
 	rfs_buf_put(pool, b);
 	return ret;
