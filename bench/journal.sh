@@ -27,60 +27,50 @@ set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${RFS_BIN:-$root/build/reflinkfs}
+me=journal.sh
+. "$root/bench/lib.bash"
+quick=0
+bench_args 2,25 quick "$@"
+bench_bin
 nfiles=100000
 mib=1024
 qfiles=${JOURNAL_FILES:-100000}
-[ "${1:-}" = --quick ] && { nfiles=10000; mib=128; qfiles=${JOURNAL_FILES:-10000}; }
+[ "$quick" = 1 ] && { nfiles=10000; mib=128; qfiles=${JOURNAL_FILES:-10000}; }
 runs=${RUNS:-3}
 benchdir=${RFS_BENCH_DIR:-$root/build/bench}
 [ -e /dev/fuse ] || { echo "journal bench: no /dev/fuse, skipped"; exit 0; }
-tmp=$(mktemp -d "${RFS_FS_BENCH_DIR:-/var/tmp}/rfs-jbench.XXXXXX")
-mnt=$tmp/mnt
-pid=
-cleanup() {
-	if mountpoint -q "$mnt" 2>/dev/null; then fusermount3 -u "$mnt" || true; fi
-	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_traps
+bench_work "${RFS_FS_BENCH_DIR:-/var/tmp}" jbench
+mnt=$work/mnt
 mkdir -p "$mnt"
 
-now() { date +%s.%N; }
-fig() { printf '%s: %s %s\n' "$1" "$2" "$3" >&3; }
-
 mount_pool() { # [mount options]
-	"$bin" mount -f ${1:+-o "$1"} "$tmp/pool" "$mnt" 2>>"$tmp/daemon.log" &
-	pid=$!
-	for _ in $(seq 200); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
-	echo "mount failed"; cat "$tmp/daemon.log"; exit 1
+	rfs_mount "$work/pool" ${1:+-o "$1"}
 }
 mount_fresh() { # [mount options]
-	rm -f "$tmp/pool"
-	"$bin" mkfs --size 8G "$tmp/pool" >/dev/null
+	rm -f "$work/pool"
+	"$bin" mkfs --size 8G "$work/pool" >/dev/null
 	mount_pool "$@"
 }
-umount_() { fusermount3 -u "$mnt"; wait "$pid"; pid=; }
 
 creates() { # seconds to create nfiles files in 100 directories, synced
 	local t0 t1
-	t0=$(now)
+	t0=$(now_us)
 	mkdir "$mnt/c"
 	perl -e 'my ($d, $n) = @ARGV; mkdir "$d/d$_" for 0 .. 99;
 		for my $i (0 .. $n - 1) { open(my $f, ">", "$d/d" . ($i % 100) . "/f$i") or die "$!"; close $f }' \
 		"$mnt/c" "$nfiles"
 	"$bin" sync "$mnt"
-	t1=$(now)
-	calc "$t1 - $t0"
+	t1=$(now_us)
+	calc "($t1 - $t0) / 1e6" 6
 }
 writes() { # seconds to write mib MiB sequentially, fsync'ed
 	local t0 t1
-	t0=$(now)
+	t0=$(now_us)
 	dd if=/dev/zero of="$mnt/big" bs=1M count="$mib" conv=fsync status=none
-	t1=$(now)
-	calc "$t1 - $t0"
+	t1=$(now_us)
+	calc "($t1 - $t0) / 1e6" 6
 }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 min() { if [ -z "$1" ] || [ "$(awk "BEGIN { print ($2 < $1) }")" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -93,7 +83,7 @@ for r in $(seq "$runs"); do
 		echo "run $r: $mode: $nfiles creates, $mib MiB write"
 		mount_fresh "$opts"
 		c=$(creates); w=$(writes)
-		umount_
+		rfs_umount
 		echo "run $r: $mode: creates $c s, write $w s"
 		if [ $mode = journal ]; then cjs+=("$c"); wjs+=("$w"); else cns+=("$c"); wns+=("$w"); fi
 	done
@@ -101,16 +91,16 @@ done
 cj=$(median "${cjs[@]}") cn=$(median "${cns[@]}") wj=$(median "${wjs[@]}") wn=$(median "${wns[@]}")
 fig journal_create_s "$(printf %.3f "$cj")" s
 fig nojournal_create_s "$(printf %.3f "$cn")" s
-fig journal_create_ratio "$(calc "$cj / $cn")" x
+fig journal_create_ratio "$(calc "$cj / $cn" 6)" x
 fig journal_write_s "$(printf %.3f "$wj")" s
 fig nojournal_write_s "$(printf %.3f "$wn")" s
-fig journal_write_ratio "$(calc "$wj / $wn")" x
+fig journal_write_ratio "$(calc "$wj / $wn" 6)" x
 
 best() { # best of 5, milliseconds, of a command
 	local b= t0 t1
 	for _ in 1 2 3 4 5; do
-		t0=$(now); "$@" >"$tmp/out"; t1=$(now)
-		b=$(min "$b" "$(calc "($t1 - $t0) * 1000")")
+		t0=$(now_us); "$@" >"$work/out"; t1=$(now_us)
+		b=$(min "$b" "$(calc "($t1 - $t0) / 1000" 6)")
 	done
 	echo "$b"
 }
@@ -119,16 +109,16 @@ echo "subtree query: $qfiles files, then $qfiles changes, 10 below t/d00/e00"
 if [ ! -x "$benchdir/bench_journal" ]; then
 	echo "journal bench: no $benchdir/bench_journal (make bench-build): query part skipped"
 else
-	rm -f "$tmp/pool"
-	"$benchdir/bench_journal" "$tmp/pool" "$qfiles" >"$tmp/api"
-	grep -v '^cursor:' "$tmp/api" >&3
-	c0=$(sed -n 's/^cursor: //p' "$tmp/api")
+	rm -f "$work/pool"
+	"$benchdir/bench_journal" "$work/pool" "$qfiles" >"$work/api"
+	grep -v '^cursor:' "$work/api" >&3
+	c0=$(sed -n 's/^cursor: //p' "$work/api")
 	mount_pool ""
 	qs=$(best "$bin" changes --since "$c0" "$mnt/t/d00/e00")
-	ns=$(($(wc -l <"$tmp/out") - 1))
+	ns=$(($(wc -l <"$work/out") - 1))
 	qh=$(best "$bin" changes --help)
 	qa=$(best "$bin" changes --since "$c0" "$mnt")
-	na=$(($(wc -l <"$tmp/out") - 1))
+	na=$(($(wc -l <"$work/out") - 1))
 	fig journal_query_subtree_ms "$(printf %.1f "$qs")" ms
 	fig journal_query_subtree_changes "$ns" changes
 	fig journal_cli_start_ms "$(printf %.1f "$qh")" ms
@@ -141,11 +131,11 @@ else
 	else
 		echo "journal bench: no inotifywait (Debian package inotify-tools): inotify part skipped"
 	fi
-	umount_
-	rm -f "$tmp/pool"
+	rfs_umount
+	rm -f "$work/pool"
 fi
 
 echo "--follow latency"
 mount_fresh ""
 python3 "$root/bench/journal/follow_latency.py" "$bin" "$mnt" 40 >&3
-umount_
+rfs_umount

@@ -16,32 +16,25 @@ set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${RFS_BIN:-$root/build/reflinkfs}
+me=watch.sh
+. "$root/bench/lib.bash"
+quick=0
+bench_args 2,14 quick "$@"
+bench_bin
 bw=${RFS_BENCH_DIR:-$root/build/bench}/bench_watch_mount
 nfiles=2000
-[ "${1:-}" = --quick ] && nfiles=200
+[ "$quick" = 1 ] && nfiles=200
 [ -e /dev/fuse ] || { echo "watch bench: no /dev/fuse, skipped"; exit 0; }
 [ -x "$bw" ] || { echo "watch bench: $bw not built (make bench-build)"; exit 1; }
-tmp=$(mktemp -d "${RFS_FS_BENCH_DIR:-/var/tmp}/rfs-wbench.XXXXXX")
-mnt=$tmp/mnt
-pid=
-cleanup() {
-	if mountpoint -q "$mnt" 2>/dev/null; then fusermount3 -u "$mnt" || true; fi
-	[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_traps
+bench_work "${RFS_FS_BENCH_DIR:-/var/tmp}" wbench
+mnt=$work/mnt
 mkdir -p "$mnt"
-"$bin" mkfs --size 2G "$tmp/pool" >/dev/null
-"$bin" mount -f "$tmp/pool" "$mnt" 2>>"$tmp/daemon.log" &
-pid=$!
-for _ in $(seq 200); do mountpoint -q "$mnt" && break; sleep 0.05; done
-mountpoint -q "$mnt" || { echo "mount failed"; cat "$tmp/daemon.log"; exit 1; }
+"$bin" mkfs --size 2G "$work/pool" >/dev/null
+rfs_mount "$work/pool"
 
 echo "# bench_watch_mount $mnt/w $nfiles" >&3
 mkdir "$mnt/w"
 "$bw" "$mnt/w" "$nfiles" >&3
 
-fusermount3 -u "$mnt"
-wait "$pid"
-pid=
+rfs_umount

@@ -19,37 +19,24 @@
 # outside wait that is long while the daemon's READs were short and
 # waited for no lock was lost to scheduling, not to the filesystem.
 set -u
+exec 3>&1 # the report is stdout (help too)
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${RFS_BIN:-$root/build/reflinkfs}
+me=clone_wait.sh
+. "$root/bench/lib.bash"
 size=4G rounds=3 window=2
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--size) size=$2; shift 2 ;;
-	--rounds) rounds=$2; shift 2 ;;
-	--window) window=$2; shift 2 ;;
-	*) echo "usage: $0 [--size 4G] [--rounds N] [--window SECONDS]"; exit 2 ;;
-	esac
-done
-[ -x "$bin" ] || { echo "no $bin: run make"; exit 1; }
-work=$(mktemp -d "${RFS_FS_BENCH_DIR:-/var/tmp}/rfs-clonewait.XXXXXX")
-mnt=$work/mnt dpid= rpid=
-cleanup() {
-	[ -n "$rpid" ] && kill "$rpid" 2>/dev/null
-	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt"; fi
-	[ -n "$dpid" ] && wait "$dpid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_args 2,19 "size= rounds= window=" "$@"
+bench_bin
+bench_traps
+bench_work "${RFS_FS_BENCH_DIR:-/var/tmp}" clonewait
+mnt=$work/mnt rpid=
+kill_pids=
+# The report on stdout: wall clock time and what was measured.
 log() { printf '%s %s\n' "$(date +%T)" "$*"; }
-mkdir -p "$work/bin" "$mnt"
-cc -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c" || exit 1
-rb=$work/bin/rfsbench
+mkdir -p "$mnt"
+bench_rfsbench || exit 1
 bytes=$(numfmt --from=iec "$size")
 "$bin" mkfs --size "$((bytes * 3 + (2 << 30)))" "$work/pool" >/dev/null || exit 1
-"$bin" mount -f "$work/pool" "$mnt" 2>"$work/daemon.log" &
-dpid=$!
-for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
-mountpoint -q "$mnt" || { cat "$work/daemon.log"; exit 1; }
+rfs_mount "$work/pool"
 log "pool $work/pool, load $(cut -d' ' -f1-3 /proc/loadavg)"
 a=$mnt/a.img b=$mnt/b.img d=$mnt/d.img
 log "fill $size"; "$rb" fill "$a" "$size"
@@ -74,13 +61,14 @@ measure() {
 	"$rb" readwaits "$mnt" start >/dev/null
 	"$rb" reader "$b" "$ready" >"$out" &
 	rpid=$!
+	kill_pids=$rpid
 	for _ in $(seq 500); do [ -e "$ready" ] && break; sleep 0.01; done
 	sleep 0.3
 	local t0=$(date +%s%N)
 	"$@"
 	local t1=$(date +%s%N)
 	sleep 0.3
-	kill -USR1 "$rpid"; wait "$rpid"; rpid=
+	kill -USR1 "$rpid"; wait "$rpid"; rpid= kill_pids=
 	log "$name ($(((t1 - t0) / 1000000)) ms): reader $(cat "$out")"
 	"$rb" readwaits "$mnt" stop | sed 's/^/    daemon: /'
 }

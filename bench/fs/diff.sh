@@ -18,52 +18,25 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-n=1000000
+me=diff.sh
+. "$root/bench/lib.bash"
+quick=0
 keep=0
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--quick) n=62500 ;;
-	--keep) keep=1 ;;
-	-h | --help)
-		sed -n '2,16p' "$0" >&3
-		exit 0
-		;;
-	*)
-		echo "diff.sh: unknown argument '$1'" >&2
-		exit 2
-		;;
-	esac
-	shift
-done
+bench_args 2,16 "quick keep" "$@"
+n=1000000
+[ "$quick" = 1 ] && n=62500
 n=${RFS_DIFF_BENCH_N:-$n}
-bin=${RFS_BIN:-$root/build/reflinkfs}
+bench_bin
 base=${RFS_FS_BENCH_DIR:-/var/tmp}
-log() { echo "diff.sh [${SECONDS}s]: $*" >&2; }
-fig() { echo "$1: $2 $3" >&3; }
 
-if [ ! -x "$bin" ]; then
-	log "$bin not found (build it with 'make')"
-	exit 1
-fi
 if ! "$bin" snapshot --help >/dev/null 2>&1; then
 	log "skipped: this reflinkfs has no 'snapshot' command yet"
 	exit 0
 fi
 
-work=$(mktemp -d "$base/rfs-diffbench-XXXXXX")
+bench_traps
+bench_work "$base" diffbench
 mnt=$work/mnt
-daemon=
-loopdev=
-bmnt=
-cleanup() {
-	set +e
-	if [ -n "$bmnt" ]; then umount "$bmnt"; fi
-	if [ -n "$loopdev" ]; then losetup -d "$loopdev"; fi
-	if grep -q " $mnt fuse" /proc/mounts; then "$bin" umount "$mnt" || fusermount3 -u "$mnt"; fi
-	if [ -n "$daemon" ]; then wait "$daemon" 2>/dev/null; fi
-	if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
 
 # make_tree DIR: n empty files, 1,000 per directory.
 make_tree() {
@@ -108,10 +81,7 @@ tag=$((n / 1000))k
 pool=$work/pool
 mkdir -p "$mnt"
 "$bin" mkfs --size 64G "$pool" >/dev/null
-"$bin" mount -f "$pool" "$mnt" 2>>"$work/daemon.log" &
-daemon=$!
-for i in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
-mountpoint -q "$mnt" || { log "mount failed: $(cat "$work/daemon.log")"; exit 1; }
+rfs_mount "$pool"
 log "reflinkfs: creating $n files"
 make_tree "$mnt/tree"
 "$bin" sync "$mnt"
@@ -135,8 +105,8 @@ fig "diff_snapshots_$tag" "$t_rfs" ms
 fig "diff_snapshots_${tag}_lines" "$lines" lines
 fig "diff_snapshots_${tag}_nodes_read" "$reads" nodes
 "$bin" umount "$mnt"
-wait "$daemon" || true
-daemon=
+wait "$daemon_pid" || true
+daemon_pid=
 
 # ---------------------------------------------------------------- btrfs
 if [ -n "${RFS_FS_BENCH_NO_BTRFS:-}" ]; then
@@ -147,13 +117,8 @@ if [ "$(id -u)" != 0 ] || ! command -v mkfs.btrfs >/dev/null; then
 	log "btrfs part skipped (needs root and mkfs.btrfs)"
 	exit 0
 fi
-img=$work/btrfs.img
-truncate -s 16G "$img"
-loopdev=$(losetup -f --show "$img")
-mkfs.btrfs -q -f "$loopdev" >&2
-bmnt=$work/btrfs
-mkdir -p "$bmnt"
-mount "$loopdev" "$bmnt"
+img_setup btrfs 16G
+bmnt=$img_mnt
 btrfs -q subvolume create "$bmnt/vol" >&2
 log "btrfs: creating $n files"
 make_tree "$bmnt/vol/tree"

@@ -29,68 +29,25 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+me=meta.sh
+. "$root/bench/lib.bash"
 keep=0
 reps=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--keep) keep=1 ;;
-	--reps) reps=$2; shift ;;
-	-h | --help) sed -n '2,23p' "$0" >&3; exit 0 ;;
-	*) echo "meta.sh: unknown argument '$1'" >&2; exit 2 ;;
-	esac
-	shift
-done
-bin=${RFS_BIN:-$root/build/reflinkfs}
-case "$bin" in */*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;; esac
-[ -x "$bin" ] || { echo "meta.sh: $bin not found (build it with 'make')" >&2; exit 1; }
+bench_args 2,23 "keep reps=" "$@"
+bench_bin
 base=${RFS_META_BENCH_DIR:-/dev/shm}
 ndirs=${RFS_META_NDIRS:-1200}
 
-log() { echo "meta.sh [${SECONDS}s]: $*" >&2; }
-fig() {
-	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
-	printf 'meta.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
-}
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-now_us() { local t=$EPOCHREALTIME; echo "${t//[.,]/}"; }
-is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
-
-work="" mnt="" ptmnt="" hpmnt="" daemon_pid="" pt_pid="" hp_pid=""
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
-	fi
-	if [ -n "$ptmnt" ] && is_mounted "$ptmnt"; then
-		fusermount3 -u "$ptmnt" || fusermount3 -uz "$ptmnt"
-	fi
-	if [ -n "$hpmnt" ] && is_mounted "$hpmnt"; then
-		fusermount3 -u "$hpmnt" || fusermount3 -uz "$hpmnt"
-	fi
-	local p
-	for p in $daemon_pid $pt_pid $hp_pid; do
-		wait "$p" 2>/dev/null
-	done
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-work=$(mktemp -d "$base/rfs-meta.XXXXXX")
+mnt="" fuse_mnts="" pids=""
+bench_traps
+bench_work "$base" meta
 if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
 	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
 fi
-mkdir "$work/bin" "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc"
+mkdir "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc"
 cc=${CC:-cc}
-"$cc" -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
-rb=$work/bin/rfsbench
-cp "$bin" "$work/bin/reflinkfs"
-bin=$work/bin/reflinkfs
+bench_rfsbench
+bench_private_bin
 
 # passthrough_ll from Debian's libfuse3-dev examples (passthrough_hp.cc is
 # not shipped there), with -o cache=always: 86400 s timeouts and
@@ -124,24 +81,22 @@ log "tree: $info"
 fig meta_tree_entries "$(echo "$info" | sed 's/.*entries=\([0-9]*\).*/\1/')" entries
 
 "$bin" mkfs --size 8G "$work/pool.img" >&2
-"$bin" mount -f "$work/pool.img" "$work/mnt" 2>"$work/daemon.log" &
-daemon_pid=$!
 mnt=$work/mnt
-for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
-is_mounted "$mnt" || { log "reflinkfs did not mount; log:"; cat "$work/daemon.log" >&2; exit 1; }
+rfs_mount "$work/pool.img"
+ptmnt="" hpmnt=""
 if [ -n "$pt" ]; then
 	"$pt" -f -o source="$work/ptsrc",cache=always "$work/pt" 2>"$work/pt.log" &
-	pt_pid=$!
+	pids="$pids $!"
 	ptmnt=$work/pt
-	for _ in $(seq 100); do is_mounted "$ptmnt" && break; sleep 0.1; done
-	is_mounted "$ptmnt" || { log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
+	fuse_mnts="$fuse_mnts $ptmnt"
+	mount_wait "$ptmnt" "$!" || { log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
 fi
 if [ -n "$hp" ]; then
 	"$hp" --foreground "$work/hpsrc" "$work/hp" 2>"$work/hp.log" &
-	hp_pid=$!
+	pids="$pids $!"
 	hpmnt=$work/hp
-	for _ in $(seq 100); do is_mounted "$hpmnt" && break; sleep 0.1; done
-	is_mounted "$hpmnt" || { log "passthrough_hp did not mount: skipped"; hp=""; hpmnt=""; }
+	fuse_mnts="$fuse_mnts $hpmnt"
+	mount_wait "$hpmnt" "$!" || { log "passthrough_hp did not mount: skipped"; hp=""; hpmnt=""; }
 fi
 
 # The steps, each run in the filesystem's directory D.
@@ -226,7 +181,5 @@ for s in cpin find lsR statall git cpinside rmrf; do
 	fi
 done
 fig meta_rfs_cpinside_vs_cpin "$(calc "${T[rfs,cpinside]} / ${T[rfs,cpin]}" 2)"
-"$bin" umount "$mnt" >&2
-wait "$daemon_pid" || { log "reflinkfs daemon exited with an error"; exit 1; }
-daemon_pid=""
+rfs_umount || { log "reflinkfs daemon exited with an error"; exit 1; }
 "$bin" fsck "$work/pool.img" >&2

@@ -36,37 +36,15 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+me=fs/run.sh
+. "$root/bench/lib.bash"
 quick=0
 keep=0
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--quick) quick=1 ;;
-	--keep) keep=1 ;;
-	-h | --help)
-		sed -n '2,32p' "$0" >&3
-		exit 0
-		;;
-	*)
-		echo "fs/run.sh: unknown argument '$1'" >&2
-		exit 2
-		;;
-	esac
-	shift
-done
-
-bin=${RFS_BIN:-$root/build/reflinkfs}
-case "$bin" in
-*/*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;;
-esac
+bench_args 2,32 "quick keep" "$@"
+bench_bin
 base=${RFS_FS_BENCH_DIR:-/var/tmp}
-if [ ! -x "$bin" ]; then
-	echo "fs/run.sh: $bin not found (build it with 'make')" >&2
-	exit 1
-fi
 is_root=0
 [ "$(id -u)" = 0 ] && is_root=1
-
-log() { echo "fs/run.sh [${SECONDS}s]: $*" >&2; }
 
 # ------------------------------------------------------------------ sizes
 avail_kib=$(df -Pk "$base" | awk 'NR == 2 { print $4 }')
@@ -111,77 +89,15 @@ else
 fi
 
 # ------------------------------------------------------------------ state
-work=""
-mnt=""
 pool=""
 daemon_pid=""
 daemon_peak_kib=0
-loopdev=""
-img_mnt=""
 status=0
-
-# is_mounted DIR: from the mount table, not stat(), which fails with
-# ENOTCONN on the mountpoint of a FUSE daemon that died.
-is_mounted() {
-	awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$img_mnt" ] && is_mounted "$img_mnt"; then
-		umount "$img_mnt" || umount -l "$img_mnt"
-	fi
-	if [ -n "$loopdev" ]; then
-		losetup -d "$loopdev"
-	fi
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" ||
-			{ sleep 1; fusermount3 -u "$mnt"; } || fusermount3 -uz "$mnt"
-	fi
-	if [ -n "$daemon_pid" ]; then
-		local i
-		for i in $(seq 50); do
-			kill -0 "$daemon_pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		if kill -0 "$daemon_pid" 2>/dev/null; then
-			log "daemon $daemon_pid still running after unmount: killing it"
-			kill "$daemon_pid"
-		fi
-	fi
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then
-			log "kept $work"
-		else
-			rm -rf --one-file-system "$work"
-		fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-work=$(mktemp -d "$base/rfs-fsbench.XXXXXX")
+bench_traps
+bench_work "$base" fsbench
 log "working in $work ($((avail_kib / 1024)) MiB free; $([ "$quick" = 1 ] && echo quick || echo full) sizes)"
 
 # ------------------------------------------------------------------ helpers
-fig() { # fig NAME VALUE [UNIT]
-	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
-	printf 'fs/run.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
-}
-now_us() { local t=$EPOCHREALTIME; echo "${t//[.,]/}"; }
-# timed VAR CMD...: run CMD, put its wall time in ms (2 decimals) in VAR.
-timed() {
-	local __var=$1 __t0 __t1
-	shift
-	__t0=$(now_us)
-	"$@"
-	__t1=$(now_us)
-	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) \
-		$((((__t1 - __t0) % 1000) / 10))
-}
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; } # calc EXPR [DECIMALS]
 drop_caches() {
 	sync
 	if [ "$is_root" = 1 ]; then
@@ -196,36 +112,12 @@ sample_rss() { # remember the daemon's VmHWM
 		daemon_peak_kib=$k
 	fi
 }
-# part NAME FUNC ARGS...: run one part in a subshell with errexit on; a
-# failure is logged, makes the run exit 1 and does not stop the others.
-part() {
-	local name=$1 rc
-	shift
-	log "---- $name"
-	set +e
-	(
-		set -e
-		"$@"
-	)
-	rc=$?
-	set -e
-	sample_rss
-	if [ "$rc" != 0 ]; then
-		log "PART FAILED: $name (exit $rc); its remaining figures are missing"
-		status=1
-	fi
-}
+part_after=sample_rss # the daemon's peak RSS after every part (lib.bash)
 
 # ------------------------------------------------------------------ build
-mkdir -p "$work/bin"
-# Run a private copy of the binary, so that a rebuild of build/reflinkfs
-# during the run cannot mix two versions (daemon vs clone/stat/umount).
 log "binary: $bin ($(date -u -r "$bin" '+%F %T UTC'), sha256 $(sha256sum "$bin" | cut -c1-16))"
-cp "$bin" "$work/bin/reflinkfs"
-bin=$work/bin/reflinkfs
-cc=${CC:-cc}
-"$cc" -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
-rb=$work/bin/rfsbench
+bench_private_bin
+bench_rfsbench
 
 # ------------------------------------------------------------------ mounts
 pool=$work/pool.img
@@ -240,22 +132,7 @@ if [ -n "${RFS_FS_BENCH_MOUNT_OPTS:-}" ]; then
 	mount_opts=(-o "$RFS_FS_BENCH_MOUNT_OPTS")
 fi
 log "reflinkfs mount -f ${mount_opts[*]} $pool $mnt (daemon log: $work/daemon.log)"
-"$bin" mount -f "${mount_opts[@]}" "$pool" "$mnt" >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for i in $(seq 150); do
-	mountpoint -q "$mnt" && break
-	if ! kill -0 "$daemon_pid" 2>/dev/null; then
-		daemon_pid=""
-		log "reflinkfs mount exited before the mount appeared:"
-		cat "$work/daemon.log" >&2
-		exit 1
-	fi
-	sleep 0.2
-done
-if ! mountpoint -q "$mnt"; then
-	log "the mount did not appear within 30 s"
-	exit 1
-fi
+rfs_mount "$pool" "${mount_opts[@]}"
 log "mounted: $(findmnt -no SOURCE,FSTYPE,OPTIONS "$mnt")"
 
 # ------------------------------------------------------------------ clones
@@ -324,35 +201,6 @@ clone_part() {
 	sync
 }
 
-# img_setup TYPE: a sparse image file of $img_size in $work, on a loop
-# device, with a TYPE (xfs or btrfs) filesystem mounted on $work/TYPE.
-img_setup() {
-	local type=$1 img=$work/$1.img
-	truncate -s "$img_size" "$img"
-	loopdev=$(losetup -f --show "$img")
-	log "$type on $loopdev -> $img"
-	case "$type" in
-	xfs) mkfs.xfs -q -f -m reflink=1 "$loopdev" >&2 ;;
-	btrfs) mkfs.btrfs -q -f "$loopdev" >&2 ;;
-	esac
-	mkdir -p "$work/$type"
-	mount "$loopdev" "$work/$type"
-	img_mnt=$work/$type
-}
-img_teardown() {
-	log "$1 teardown (umount, losetup -d, rm of the image)"
-	if [ -n "$img_mnt" ]; then
-		umount "$img_mnt"
-		img_mnt=""
-	fi
-	if [ -n "$loopdev" ]; then
-		losetup -d "$loopdev"
-		loopdev=""
-	fi
-	rm -f "$work/$1.img"
-	sync
-	log "$1 teardown done"
-}
 # img_clones TYPE: clone_part on a TYPE loop filesystem, figures TYPE_*.
 # Set up in this shell (the cleanup trap must know the loop device and
 # the mount), measured in a part.
@@ -362,7 +210,9 @@ img_clones() {
 		log "$type part skipped (needs root and mkfs.$type)"
 		return 0
 	fi
-	if img_setup "$type"; then
+	local mkfs_args=()
+	[ "$type" = xfs ] && mkfs_args=(-m reflink=1)
+	if img_setup "$type" "$img_size" "${mkfs_args[@]}"; then
 		part "$type clones" clone_part "$img_mnt" "${type}_clone_1extent" \
 			"${type}_clone_${tag}_extents" "${type}_clone_extent_ratio" \
 			"${type}_clone_reader_max_wait" cp --reflink=always

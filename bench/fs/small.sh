@@ -20,25 +20,16 @@ set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${RFS_BIN:-$root/build/reflinkfs}
-base=${RFS_FS_BENCH_DIR:-/var/tmp}
+me=small.sh
+. "$root/bench/lib.bash"
 quick=0
-[ "${1:-}" = --quick ] && quick=1
-[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,19p' "$0" >&3; exit 0; }
+bench_args 2,19 quick "$@"
+bench_bin
+base=${RFS_FS_BENCH_DIR:-/var/tmp}
 
-work=$(mktemp -d "$base/rfs-small.XXXXXX")
+bench_traps
+bench_work "$base" small
 mnt=$work/mnt
-pid=""
-cleanup() {
-	set +e
-	if [ -n "$pid" ]; then
-		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt"
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-fig() { echo "$1: $2 $3" >&3; }
 
 src=${RFS_SMALL_SRC:-}
 if [ -z "$src" ] && [ "$quick" = 0 ] && [ -d /usr/share/doc ]; then
@@ -67,7 +58,7 @@ entries=$(find "$src" | wc -l)
 files=$(find "$src" -type f | wc -l)
 dirs=$(find "$src" -type d | wc -l)
 du_kib=$(du -sk "$src" | cut -f1)
-echo "small.sh: $src: $entries entries, $files files, $dirs directories, du $du_kib KiB" >&2
+log "$src: $entries entries, $files files, $dirs directories, du $du_kib KiB"
 fig small_entries "$entries" entries
 fig small_du "$du_kib" KiB
 
@@ -78,21 +69,19 @@ run() { # run LABEL [MOUNT OPTIONS]
 	rm -f "$work/pool"
 	mkdir -p "$mnt"
 	"$bin" mkfs --size 16G "$work/pool" >/dev/null
-	"$bin" mount -f "$@" "$work/pool" "$mnt" >"$work/daemon.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+	rfs_mount "$work/pool" "$@"
 	local u0 u1 u2 scan=$root/bench/fs/poolscan.py
 	sync
 	u0=$(used)
 	cp -a "$src" "$mnt/a"
 	"$bin" sync "$mnt"
 	u1=$(used)
-	echo "small.sh: $label: tree nodes after cp -a into the mount:"
+	log "$label: tree nodes after cp -a into the mount:"
 	python3 "$scan" "$work/pool" --items --save "$work/scan1"
 	cp -a "$mnt/a" "$mnt/b"
 	"$bin" sync "$mnt"
 	u2=$(used)
-	echo "small.sh: $label: after cp -a inside the mount (last column: new):"
+	log "$label: after cp -a inside the mount (last column: new):"
 	python3 "$scan" "$work/pool" --items --save "$work/scan2" --before "$work/scan1"
 	# New nodes of the clone step by owner, and per copied directory.
 	python3 - "$work/scan1" "$work/scan2" "$dirs" "$label" <<'EOF' >&3
@@ -110,9 +99,7 @@ for o in sorted(per):
         print("small_clone_nodes_%s_%s: %d nodes" % (o, label, per[o]))
         print("small_clone_nodes_%s_per_dir_%s: %.2f nodes" % (o, label, per[o] / d))
 EOF
-	"$bin" umount "$mnt"
-	wait "$pid"
-	pid=""
+	rfs_umount
 	"$bin" fsck "$work/pool" >/dev/null
 	fig "small_pool_$label" $((u1 - u0)) KiB
 	fig "small_pool_vs_du_$label" "$(awk -v a=$((u1 - u0)) -v b="$du_kib" 'BEGIN { printf "%.3f", a / b }')" x

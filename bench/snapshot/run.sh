@@ -29,23 +29,11 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+me=snapshot/run.sh
+. "$root/bench/lib.bash"
 quick=0
 keep=0
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--quick) quick=1 ;;
-	--keep) keep=1 ;;
-	-h | --help)
-		sed -n '2,28p' "$0" >&3
-		exit 0
-		;;
-	*)
-		echo "snapshot/run.sh: unknown argument '$1'" >&2
-		exit 2
-		;;
-	esac
-	shift
-done
+bench_args 2,28 "quick keep" "$@"
 n=1000000
 tag=1m
 if [ "$quick" = 1 ]; then
@@ -56,89 +44,23 @@ if [ -n "${RFS_SNAP_BENCH_N:-}" ]; then
 	n=$RFS_SNAP_BENCH_N
 	tag=n$n
 fi
-bin=${RFS_BIN:-$root/build/reflinkfs}
+bench_bin
 bs=${RFS_BENCH_DIR:-$root/build/bench}/bench_snapshot
 base=${RFS_FS_BENCH_DIR:-/var/tmp}
-for f in "$bin" "$bs"; do
-	if [ ! -x "$f" ]; then
-		echo "snapshot/run.sh: $f not found (make bench-build)" >&2
-		exit 1
-	fi
-done
+if [ ! -x "$bs" ]; then
+	echo "snapshot/run.sh: $bs not found (make bench-build)" >&2
+	exit 1
+fi
 is_root=0
 [ "$(id -u)" = 0 ] && is_root=1
-log() { echo "snapshot/run.sh [${SECONDS}s]: $*" >&2; }
 
-work=""
-mnt=""
-daemon_pid=""
-loopdev=""
-img_mnt=""
 status=0
-is_mounted() {
-	awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
-}
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$img_mnt" ] && is_mounted "$img_mnt"; then
-		umount "$img_mnt" || umount -l "$img_mnt"
-	fi
-	[ -n "$loopdev" ] && losetup -d "$loopdev"
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
-	fi
-	if [ -n "$daemon_pid" ]; then
-		local i
-		for i in $(seq 50); do
-			kill -0 "$daemon_pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -0 "$daemon_pid" 2>/dev/null && kill "$daemon_pid"
-	fi
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-work=$(mktemp -d "$base/rfs-snapbench.XXXXXX")
+bench_traps
+bench_work "$base" snapbench
 log "working in $work, $n files"
-cp "$bin" "$work/reflinkfs"
-bin=$work/reflinkfs
+bench_private_bin
 
-fig() {
-	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
-	printf 'snapshot/run.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
-}
-timed() { # timed VAR CMD...: wall time of CMD in ms (2 decimals)
-	local __var=$1 __t0 __t1
-	shift
-	__t0=${EPOCHREALTIME//[.,]/} # no $(...): a fork costs milliseconds here
-	"$@"
-	__t1=${EPOCHREALTIME//[.,]/}
-	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) $((((__t1 - __t0) % 1000) / 10))
-}
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-part() {
-	local name=$1 rc
-	shift
-	log "---- $name"
-	set +e
-	(
-		set -e
-		"$@"
-	)
-	rc=$?
-	set -e
-	if [ "$rc" != 0 ]; then
-		log "PART FAILED: $name (exit $rc); its remaining figures are missing"
-		status=1
-	fi
-}
 
 # ------------------------------------------------------------- the fs API
 pool=$work/pool
@@ -152,14 +74,7 @@ part "fs API: build the tree, snapshot, delete, first write" api_part
 # ------------------------------------------------------------- the mount
 mnt=$work/mnt
 mkdir -p "$mnt"
-"$bin" mount -f "$pool" "$mnt" >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for i in $(seq 150); do
-	mountpoint -q "$mnt" && break
-	kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
-	sleep 0.2
-done
-mountpoint -q "$mnt" || { log "the mount did not appear"; exit 1; }
+rfs_mount "$pool"
 log "mounted $pool on $mnt"
 
 mount_part() {
@@ -240,23 +155,6 @@ fi
 rm -f "$pool"
 
 # ------------------------------------------------------------- XFS and btrfs
-img_setup() { # img_setup TYPE SIZE
-	local img=$work/$1.img
-	truncate -s "$2" "$img"
-	loopdev=$(losetup -f --show "$img")
-	case "$1" in
-	xfs) mkfs.xfs -q -f -m reflink=1 -i maxpct=50 "$loopdev" >&2 ;;
-	btrfs) mkfs.btrfs -q -f "$loopdev" >&2 ;;
-	esac
-	mkdir -p "$work/$1"
-	mount "$loopdev" "$work/$1"
-	img_mnt=$work/$1
-}
-img_teardown() {
-	if [ -n "$img_mnt" ]; then umount "$img_mnt"; img_mnt=""; fi
-	if [ -n "$loopdev" ]; then losetup -d "$loopdev"; loopdev=""; fi
-	rm -f "$work/$1.img"
-}
 xfs_part() {
 	local x=$img_mnt t tb ts=() r
 	timed t "$bs" gen "$x" "$n"
@@ -297,7 +195,7 @@ if [ "$is_root" != 1 ]; then
 	log "XFS and btrfs parts skipped: they need root (loop devices)"
 else
 	if command -v mkfs.xfs >/dev/null; then
-		img_setup xfs 32G
+		img_setup xfs 32G -m reflink=1 -i maxpct=50
 		part "XFS: cp -a --reflink=always" xfs_part
 		img_teardown xfs
 	else

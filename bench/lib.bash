@@ -1,0 +1,235 @@
+# bench/lib.bash: shell functions shared by the benchmark scripts.
+# shellcheck shell=bash disable=SC2034,SC2154 # sourced: sets and reads its caller's variables
+#
+# A script sources it after its own set-up, with `me` set to its name for
+# messages:
+#
+#   set -euo pipefail
+#   export LC_ALL=C
+#   exec 3>&1 1>&2        # figures on fd 3 (stdout), the rest on stderr
+#   root=$(cd "$(dirname "$0")/../.." && pwd)
+#   me=fs/run.sh
+#   . "$root/bench/lib.bash"
+#
+# Arguments and set-up
+#   bench_args HELP OPTS ARGS...
+#       Parse ARGS.  OPTS names the options the script takes ("quick keep
+#       reps="): --NAME sets NAME=1, or with "NAME=" in OPTS, --NAME V sets
+#       NAME=V.  -h/--help prints lines HELP of the script (a sed range,
+#       "2,23") on fd 3 and exits 0; anything else exits 2.
+#   bench_bin
+#       bin: $RFS_BIN, else build/reflinkfs, made absolute; exit 1 when it
+#       is not built.
+#   bench_work DIR NAME
+#       work: a new temporary directory DIR/rfs-NAME.XXXXXX, removed at
+#       exit unless keep=1 (see bench_cleanup).
+#   bench_rfsbench
+#       rb: bench/fs/rfsbench.c built into $work/bin.
+#   bench_private_bin
+#       Run a copy of $bin from $work/bin, so that a rebuild of
+#       build/reflinkfs during the run cannot mix two versions.
+#
+# Figures and time
+#   log MSG...              "ME [Ns]: MSG" on stderr
+#   fig NAME VALUE [UNIT]   "NAME: VALUE UNIT" on fd 3, echoed on stderr
+#   calc EXPR [DECIMALS]    EXPR worked out by awk (3 decimals by default)
+#   now_us                  the wall clock in microseconds
+#   timed VAR CMD...        run CMD; its wall time in ms (2 decimals) in VAR
+#
+# Mounts
+#   is_mounted DIR          from the mount table, not stat(), which fails
+#                           with ENOTCONN on the mountpoint of a FUSE
+#                           daemon that died
+#   mount_wait DIR PID      wait (30 s at most) for the mount on DIR of
+#                           daemon PID; 1 when it does not appear or PID
+#                           exits first
+#   rfs_mount POOL [MOUNT ARGS...]
+#       Mount POOL on $mnt with `$bin mount -f` in the background
+#       (daemon_pid; its output appended to $work/daemon.log) and wait for
+#       the mount; exit 1 with the daemon's log when it does not come.
+#   rfs_umount
+#       `$bin umount $mnt` and wait for the daemon; its exit status.
+#
+# Parts and loop filesystems
+#   part NAME CMD...        run one part of a bench in a subshell with
+#                           errexit on: a failure is logged and sets
+#                           status=1 without stopping the other parts;
+#                           then $part_after (a command), when set
+#   img_setup TYPE SIZE [MKFS ARGS...]
+#       A sparse image file of SIZE in $work on a loop device (loopdev),
+#       with a TYPE (xfs, btrfs) filesystem mounted on $work/TYPE
+#       (img_mnt).  Needs root.
+#   img_teardown TYPE       unmount it, free the loop device, remove the image
+#
+# Cleanup: bench_traps sets bench_cleanup as the EXIT trap (INT and TERM
+# exit 130 and 143 through it).  It keeps the exit status and undoes what
+# these variables name (empty or unset: nothing): img_mnt and loopdev (a
+# loop filesystem), mnt (the reflinkfs mount), fuse_mnts (other FUSE
+# mounts, a list), kill_pids (processes to kill first, a list: readers
+# and the like), daemon_pid and pids (daemons to wait for after the
+# unmount, 10 s at most before they are killed), work (removed unless
+# keep=1).
+
+log() { echo "$me [${SECONDS}s]: $*" >&2; }
+fig() {
+	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
+	printf '%s: >> %s: %s%s\n' "$me" "$1" "$2" "${3:+ $3}" >&2
+}
+calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
+now_us() { local t=$EPOCHREALTIME; echo "${t//[.,]/}"; }
+timed() {
+	local __var=$1 __t0 __t1
+	shift
+	__t0=${EPOCHREALTIME//[.,]/} # no $(...): a fork costs milliseconds here
+	"$@"
+	__t1=${EPOCHREALTIME//[.,]/}
+	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) $((((__t1 - __t0) % 1000) / 10))
+}
+is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
+
+bench_args() {
+	local help=$1 opts=" $2 " o
+	shift 2
+	while [ $# -gt 0 ]; do
+		o=${1#--}
+		if [ "$1" = -h ] || [ "$1" = --help ]; then
+			sed -n "${help}p" "$0" >&3
+			exit 0
+		elif [ "$o" != "$1" ] && [[ "$opts" == *" $o= "* ]] && [ $# -ge 2 ]; then
+			printf -v "$o" '%s' "$2"
+			shift
+		elif [ "$o" != "$1" ] && [[ "$opts" == *" $o "* ]]; then
+			printf -v "$o" 1
+		else
+			echo "$me: unknown argument '$1' (see $0 --help)" >&2
+			exit 2
+		fi
+		shift
+	done
+}
+bench_bin() {
+	bin=${RFS_BIN:-$root/build/reflinkfs}
+	case "$bin" in */*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;; esac
+	[ -x "$bin" ] || { echo "$me: $bin not found (build it with 'make')" >&2; exit 1; }
+}
+bench_work() {
+	work=$(mktemp -d "$1/rfs-$2.XXXXXX")
+	mkdir -p "$work/bin"
+}
+bench_rfsbench() {
+	"${CC:-cc}" -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
+	rb=$work/bin/rfsbench
+}
+bench_private_bin() {
+	cp "$bin" "$work/bin/reflinkfs"
+	bin=$work/bin/reflinkfs
+}
+
+mount_wait() {
+	local i
+	for i in $(seq 600); do
+		is_mounted "$1" && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.05
+	done
+	is_mounted "$1"
+}
+rfs_mount() {
+	local pool=$1
+	shift
+	"$bin" mount -f "$@" "$pool" "$mnt" >>"$work/daemon.log" 2>&1 &
+	daemon_pid=$!
+	mount_wait "$mnt" "$daemon_pid" && return 0
+	log "the mount on $mnt did not appear; the daemon's log ($work/daemon.log):"
+	cat "$work/daemon.log" >&2
+	exit 1
+}
+rfs_umount() {
+	local rc=0
+	"$bin" umount "$mnt" >&2 || rc=$?
+	wait "$daemon_pid" || rc=$?
+	daemon_pid=""
+	return "$rc"
+}
+
+part() {
+	local name=$1 rc
+	shift
+	log "---- $name"
+	set +e
+	(
+		set -e
+		"$@"
+	)
+	rc=$?
+	set -e
+	if [ -n "${part_after:-}" ]; then "$part_after"; fi
+	if [ "$rc" != 0 ]; then
+		log "PART FAILED: $name (exit $rc); its remaining figures are missing"
+		status=1
+	fi
+}
+img_setup() {
+	local type=$1 img=$work/$1.img
+	truncate -s "$2" "$img"
+	shift 2
+	loopdev=$(losetup -f --show "$img")
+	log "$type on $loopdev -> $img"
+	"mkfs.$type" -q -f "$@" "$loopdev" >&2
+	mkdir -p "$work/$type"
+	mount "$loopdev" "$work/$type"
+	img_mnt=$work/$type
+}
+img_teardown() {
+	log "$1 teardown (umount, losetup -d, rm of the image)"
+	if [ -n "${img_mnt:-}" ]; then
+		umount "$img_mnt"
+		img_mnt=""
+	fi
+	if [ -n "${loopdev:-}" ]; then
+		losetup -d "$loopdev"
+		loopdev=""
+	fi
+	rm -f "$work/$1.img"
+	sync
+	log "$1 teardown done"
+}
+
+bench_cleanup() {
+	local rc=$? m p i
+	set +e
+	for p in ${kill_pids:-}; do
+		kill "$p" 2>/dev/null
+	done
+	if [ -n "${img_mnt:-}" ] && is_mounted "$img_mnt"; then
+		umount "$img_mnt" || umount -l "$img_mnt"
+	fi
+	[ -n "${loopdev:-}" ] && losetup -d "$loopdev"
+	if [ -n "${mnt:-}" ] && is_mounted "$mnt"; then
+		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" ||
+			{ sleep 1; fusermount3 -u "$mnt"; } || fusermount3 -uz "$mnt"
+	fi
+	for m in ${fuse_mnts:-}; do
+		is_mounted "$m" && { fusermount3 -u "$m" || fusermount3 -uz "$m"; }
+	done
+	for p in ${daemon_pid:-} ${pids:-}; do
+		for i in $(seq 50); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.2
+		done
+		if kill -0 "$p" 2>/dev/null; then
+			log "process $p still running after unmount: killing it"
+			kill "$p"
+		fi
+		wait "$p" 2>/dev/null
+	done
+	if [ -n "${work:-}" ]; then
+		if [ "${keep:-0}" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
+	fi
+	exit "$rc"
+}
+bench_traps() {
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
