@@ -16,6 +16,11 @@
  *       commit.  Prints the thread CPU per file of each half (load
  *       dependent) and removes the pool.
  *
+ *   bench_ops randwrite POOL N MIB, bench_ops randread POOL N MIB
+ *       N 4 KiB writes, or reads, at random blocks of a file of MIB MiB
+ *       written first (fio randwrite's and randread's requests, one job);
+ *       only randwrite_loop / randread_loop are the measured part.
+ *
  *   valgrind --tool=callgrind --callgrind-out-file=OUT \
  *       build/bench/bench_ops cpa /dev/shm/ops.pool 2000
  *   callgrind_annotate --inclusive=yes OUT | grep rfs_fs_
@@ -214,8 +219,57 @@ static void randwrite(const char *pool, unsigned long n, unsigned long mib)
 	unlink(pool);
 }
 
+/* The measured part of randread (callgrind counts only this function):
+ * n reads of 4 KiB at random blocks. */
+static __attribute__((noinline)) void randread_loop(rfs_fs *fs, rfs_nodeid f, char *buf,
+						     unsigned long n, uint64_t blocks)
+{
+	uint64_t x = 88172645463325252ull;
+	for (unsigned long i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+		if (rfs_fs_read(fs, f, buf, 4096, (x % blocks) * 4096) != 4096)
+			die("read", -EIO);
+	}
+}
+
+/* N 4 KiB reads at random block offsets of one file of MIB MiB written
+ * first in 128 KiB writes and committed (fio randread's requests, one
+ * job). */
+static void randread(const char *pool, unsigned long n, unsigned long mib)
+{
+	int ret = rfs_fs_mkfs(pool, 8ull << 30, RFS_CREATE_FORCE);
+	rfs_fs *fs;
+	if (ret || (ret = rfs_fs_open(pool, 0, &fs)))
+		die("mkfs/open", ret);
+	struct stat st;
+	rfs_nodeid f;
+	if ((ret = rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &f, &st)))
+		die("create", ret);
+	static char buf[131072];
+	memset(buf, 0x5a, sizeof(buf));
+	for (uint64_t off = 0; off < (uint64_t)mib << 20; off += sizeof(buf))
+		if (rfs_fs_write(fs, f, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
+			die("write", -EIO);
+	if ((ret = rfs_fs_sync(fs)))
+		die("sync", ret);
+	/* The first read updates atime (relatime): not what is measured. */
+	if (rfs_fs_read(fs, f, buf, 4096, 0) != 4096)
+		die("read", -EIO);
+	double t0 = cpu_s();
+	randread_loop(fs, f, buf, n, (uint64_t)mib << 8);
+	printf("ops_randread_cpu_per_read: %.2f us\n", (cpu_s() - t0) * 1e6 / (double)n);
+	rfs_fs_forget(fs, f, 1);
+	if ((ret = rfs_fs_close(fs)))
+		die("close", ret);
+	unlink(pool);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "randread")) {
+		randread(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
+		return 0;
+	}
 	if (argc == 5 && !strcmp(argv[1], "randwrite")) {
 		randwrite(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
 		return 0;
@@ -228,6 +282,7 @@ int main(int argc, char **argv)
 		cpa(argv[2], n, size);
 		return 0;
 	}
-	fprintf(stderr, "usage: bench_ops cpa POOL N [SIZE] | bench_ops randwrite POOL N MIB\n");
+	fprintf(stderr, "usage: bench_ops cpa POOL N [SIZE] | bench_ops randwrite POOL N MIB | "
+			"bench_ops randread POOL N MIB\n");
 	return 2;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per call of each fs entry point for the requests of
-# `cp -a` into and inside a mount, and of fio's 4 KiB random writes:
+# `cp -a` into and inside a mount, and of fio's 4 KiB random writes and
+# reads:
 # build/bench/bench_ops under valgrind's callgrind.  Instruction counts
 # do not depend on the machine's load, so they compare two commits on a
 # busy machine where wall-clock and CPU times swing by 2x.  See "Daemon
@@ -8,7 +9,8 @@
 #
 #   bench/ops_instr.sh [--files N] [--writes N]
 #     --files N   files per half of the cp -a sequence (default 2000)
-#     --writes N  4 KiB random writes into a 64 MiB file (default 20000)
+#     --writes N  4 KiB random writes into a 64 MiB file, and as many
+#                 random reads of one (default 20000)
 #
 # stdout: "ops_<workload>_<entry point>: <instructions> instr/call" lines
 # (inclusive: what the call and everything it calls executed; the
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--files) files=$2; shift ;;
 	--writes) writes=$2; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "ops_instr.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -75,3 +77,5 @@ VG_OPTS="" run cpa cpa "$work/pool" "$files"
 # Only the random writes count, not the file's first filling.
 VG_OPTS="--collect-atstart=no --toggle-collect=randwrite_loop*" \
 	run randwrite randwrite "$work/pool" "$writes" 64
+VG_OPTS="--collect-atstart=no --toggle-collect=randread_loop*" \
+	run randread randread "$work/pool" "$writes" 64
