@@ -111,6 +111,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
 	conn->time_gran = 1;
+	/* Asynchronous requests (libaio O_DIRECT I/O, readahead) the kernel
+	 * lets through at once.  Its default, 12, is below one fio job's
+	 * queue depth of 16: the submitter then slept in io_submit until a
+	 * reply woke it, a wake-up and a context switch per WRITE (issue 9,
+	 * docs/ARCHITECTURE.md "Locking model").  The kernel caps what an
+	 * unprivileged mount may ask (max_user_bgreq). */
+	conn->max_background = RFS_FUSE_MAX_BACKGROUND;
+	conn->congestion_threshold = RFS_FUSE_MAX_BACKGROUND * 3 / 4;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -61,6 +61,10 @@ struct rfs_mount {
  * the kernel take any value, and a day is as good as forever). */
 #define RFS_FUSE_CACHE_SECS 86400.0
 
+/* Asynchronous requests the kernel sends at once (op_init): four fio
+ * jobs at queue depth 16, where the kernel's default is 12. */
+#define RFS_FUSE_MAX_BACKGROUND 64
+
 /* ---- following remounts (remount.c) ---- */
 /* Freeze the pool when the kernel says the mount is read-only, thaw it
  * when it is read-write again.  0, or -EROFS when it is read-write but
