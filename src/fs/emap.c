@@ -570,6 +570,36 @@ int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e)
 	return ext_put(fs, t, e->lblk, e, 0, e->n, RFS_PUT_INSERT);
 }
 
+int ext_replace_exact(rfs_fs *fs, struct emap *m, const struct rfs_ext *e,
+		      struct rfs_ext *old)
+{
+	if ((m->inl && m->x) || !m->t.root)
+		return 0; /* an inline map costs no walk */
+	rfs_tree *t = &m->t;
+	uint64_t b = e->lblk;
+	/* The extent that ends at b (if any) and what overlaps the range:
+	 * one walk. */
+	struct rfs_ext x[2];
+	int cnt = tree_ext_collect(fs, t, b ? b - 1 : 0, b + e->n, x, 2);
+	if (cnt < 0)
+		return cnt;
+	int i = 0;
+	if (cnt > 0 && x[0].lblk < b) {
+		/* It reaches into the range, or e continues it (ext_insert
+		 * would merge the two): the general path. */
+		if (x[0].lblk + x[0].n > b || mergeable(&x[0], e))
+			return 0;
+		i = 1;
+	}
+	if (cnt - i != 1 || x[i].lblk != b || x[i].n != e->n)
+		return 0;
+	int ret = ext_put(fs, t, b, e, 0, e->n, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	if (ret)
+		return ret;
+	*old = x[i];
+	return 1;
+}
+
 int rec_spill(rfs_fs *fs, struct rfs_irec *r)
 {
 	struct emap m;

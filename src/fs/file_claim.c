@@ -107,8 +107,19 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 		e->flags = 0;
 		memcpy(e->csum, c->csum + *done, 4 * got);
 		bool adopted = false;
-		int ret = ext_punch(fs, t, e->lblk, got, &removed);
-		if (!ret) {
+		struct rfs_ext old;
+		int ret = ext_replace_exact(fs, t, e, &old);
+		if (ret > 0) {
+			/* e is in the old extent's place: its blocks are
+			 * the file's now, the old ones are let go. */
+			rfs_claim_adopt(fs->pool, e->start, got);
+			adopted = true;
+			removed = got;
+			fs->ext_replaced++;
+			ret = rfs_ref_dec(fs->pool, old.start, got);
+			if (ret)
+				op_halfway(fs, ret);
+		} else if (ret == 0 && !(ret = ext_punch(fs, t, e->lblk, got, &removed))) {
 			rfs_claim_adopt(fs->pool, e->start, got);
 			adopted = true;
 			ret = ext_insert(fs, t, e);
@@ -119,8 +130,9 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 			}
 		}
 		if (ret) {
-			/* Run i was adopted (and freed again) or is still
-			 * claimed; the rest are claimed. */
+			/* Run i was adopted (and freed again, or mapped by
+			 * a replace whose old blocks were not let go: halfway)
+			 * or is still claimed; the rest are claimed. */
 			drop_runs(fs, c, adopted ? i + 1 : i);
 			return ret;
 		}

@@ -332,6 +332,9 @@ struct rfs_fs {
 	/* READs answered from an extent copy, READs that walked the file's
 	 * tree although they could have been (tests).  Atomic. */
 	_Atomic uint64_t ec_hits, ec_misses;
+	/* Claimed writes mapped by replacing one extent record in place
+	 * (ext_replace_exact), for the tests.  Pool write lock. */
+	uint64_t ext_replaced;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -728,6 +731,16 @@ int ext_punch(rfs_fs *fs, struct emap *m, uint64_t b, uint64_t n,
 /* Add extent e (its references move into the map), merged with the one
  * before when contiguous. */
 int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e);
+/* A write that maps e over file blocks that are exactly one extent
+ * record of a file tree, e not continuing the extent before it (the
+ * common random overwrite): that record is replaced by e, one walk to
+ * find it and one to replace it, where ext_punch and ext_insert take
+ * four (find, delete, find the neighbour, insert).  1: replaced, *old
+ * is the extent e replaced, whose references the caller still holds
+ * (rfs_ref_dec them); 0: not that case, nothing changed (use ext_punch
+ * and ext_insert); <0: error, the tree as rfs_tree_put leaves it. */
+int ext_replace_exact(rfs_fs *fs, struct emap *m, const struct rfs_ext *e,
+		      struct rfs_ext *old);
 /* Read up to max extents overlapping [b, end) into out; returns count. */
 int ext_collect(rfs_fs *fs, const struct emap *m, uint64_t b, uint64_t end,
 		struct rfs_ext *out, int max);
