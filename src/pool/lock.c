@@ -63,7 +63,16 @@ void rfs_pool_lock_init(rfs_pool *pool)
 	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&pool->lock, &a);
 	pthread_rwlockattr_destroy(&a);
-	pthread_mutex_init(&pool->gate, NULL);
+	/* The gate is held a few microseconds at a time (a claim, a write's
+	 * mapping), twice per WRITE: a writer that finds it held spins a
+	 * little (glibc's adaptive mutex) before it sleeps, which saves a
+	 * futex wait and wake-up when the holder runs on the other core
+	 * (issue 9, docs/ARCHITECTURE.md "Locking model"). */
+	pthread_mutexattr_t m;
+	pthread_mutexattr_init(&m);
+	pthread_mutexattr_settype(&m, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&pool->gate, &m);
+	pthread_mutexattr_destroy(&m);
 }
 
 bool rfs_pool_holds_lock(const rfs_pool *pool)
