@@ -390,10 +390,8 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 	struct rfs_irec *c = calloc(1, sizeof(*c));
 	struct rfs_node *nn = node_prepare(fs, name, len);
 	if (!c || !nn) {
-		free(c);
-		node_discard(nn);
 		ret = -ENOMEM;
-		goto done;
+		goto free_rec;
 	}
 	rec_init_new(c, ctx, d, mode);
 	c->i.nlink = S_ISDIR(mode) ? 2 : 1;
@@ -405,23 +403,13 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 			c->taillen = tlen;
 		} else {
 			ret = long_symlink_store(fs, c, target, tlen);
-			if (ret) {
-				free(c);
-				node_discard(nn);
-				goto done;
-			}
+			if (ret)
+				goto free_rec;
 		}
 	}
 	ret = acl_inherit(fs, d, c, ctx ? ctx->umask : 0);
-	if (ret) {
-		if (c->i.subtree) {
-			rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
-			rfs_tree_drop(fs->pool, &lt);
-		}
-		free(c);
-		node_discard(nn);
-		goto done;
-	}
+	if (ret)
+		goto drop_tree;
 	c->i.ino = ino_alloc(fs, dn->vol);
 	/* A new directory holds its entries in its parent's tree until it
 	 * is materialized (dir_embed.c); one with a default ACL has a tree
@@ -439,13 +427,7 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 	}
 	if (ret) {
 		vol_count(fs, dn->vol, -1);
-		if (c->i.subtree) {
-			rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
-			rfs_tree_drop(fs->pool, &lt);
-		}
-		free(c);
-		node_discard(nn);
-		goto done;
+		goto drop_tree;
 	}
 	d->i.size++;
 	p.emb_delta = 1;
@@ -462,6 +444,15 @@ static int dir_create_op(rfs_fs *fs, const struct rfs_ctx *ctx, struct rfs_node 
 	node_discard(nn);
 	free(c);
 	return ret;
+drop_tree:
+	/* The new record's own tree (its ACLs) goes with it. */
+	if (c->i.subtree) {
+		rfs_tree lt = FS_TREE(c->i.subtree, rec_owner(&c->i));
+		rfs_tree_drop(fs->pool, &lt);
+	}
+free_rec:
+	free(c);
+	node_discard(nn);
 done:
 	return ip_done(fs, &p, 0, ret);
 }
