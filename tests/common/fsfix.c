@@ -56,6 +56,23 @@ rfs_fs *fx_reopen(rfs_fs *fs, unsigned open_flags)
 	return fs;
 }
 
+rfs_nodeid fx_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir, const char *name)
+{
+	rfs_nodeid n;
+	struct stat st;
+	OK(rfs_fs_create(fs, ctx, dir, name, 0644, &n, &st));
+	return n;
+}
+
+void fx_rec(rfs_fs *fs, rfs_nodeid id, struct rfs_irec *r)
+{
+	rfs_pool_rdlock(fs->pool);
+	struct rfs_node *n = node_get(fs, id);
+	assert_non_null(n);
+	OK(inode_read(fs, n, r));
+	rfs_pool_unlock(fs->pool);
+}
+
 /* The top volume's 'M' item of g_pool, changed by fn when it is set. */
 static uint32_t vol_meta(void (*fn)(struct rfs_volmeta *m, uint32_t v), uint32_t v)
 {

@@ -37,6 +37,16 @@ rfs_fs *fx_fresh(uint64_t size, unsigned open_flags);
  * g_pool again with open_flags.  Returns the new handle. */
 rfs_fs *fx_reopen(rfs_fs *fs, unsigned open_flags);
 
+/* Creates regular file name (mode 0644) in directory dir as ctx and
+ * returns its node; fails the test if the create fails. */
+rfs_nodeid fx_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir, const char *name);
+
+/* Reads the inode record of node id into *r (src/fs/fs_internal.h)
+ * under the pool's read lock; fails the test if the node is unknown or
+ * the read fails. */
+struct rfs_irec;
+void fx_rec(rfs_fs *fs, rfs_nodeid id, struct rfs_irec *r);
+
 /* Format version of the top volume of g_pool (closed), read without
  * changing the pool. */
 uint32_t fx_vol_version(void);

@@ -35,24 +35,18 @@ static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
 
 static rfs_fs *fresh(unsigned flags)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	assert_int_equal(rfs_fs_mkfs(g_pool, 64 << 20, 0), 0);
-	assert_int_equal(rfs_fs_open(g_pool, flags, &fs), 0);
-	return fs;
+	return fx_fresh(64 << 20, flags);
 }
 
 static void fsck_clean(void)
 {
-	assert_int_equal(rfs_fs_fsck(g_pool, fx_fsck_line, NULL), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /* Close, fsck clean, reopen; n (if given) is looked up again by name. */
 static rfs_fs *reopen(rfs_fs *fs, const char *name, rfs_nodeid *n)
 {
-	assert_int_equal(rfs_fs_close(fs), 0);
-	fsck_clean();
-	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	fs = fx_reopen(fs, 0);
 	if (n)
 		assert_int_equal(rfs_fs_resolve(fs, name, n, NULL), 0);
 	return fs;
@@ -60,20 +54,13 @@ static rfs_fs *reopen(rfs_fs *fs, const char *name, rfs_nodeid *n)
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
 }
 
 static struct rfs_irec rec_of(rfs_fs *fs, rfs_nodeid id)
 {
 	struct rfs_irec r;
-	rfs_pool_rdlock(fs->pool);
-	struct rfs_node *n = node_get(fs, id);
-	assert_non_null(n);
-	assert_int_equal(inode_read(fs, n, &r), 0);
-	rfs_pool_unlock(fs->pool);
+	fx_rec(fs, id, &r);
 	return r;
 }
 

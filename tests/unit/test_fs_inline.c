@@ -43,21 +43,14 @@ static rfs_fs *reopen(rfs_fs *fs)
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
 }
 
 /* The record of node n. */
 static struct rfs_irec rec_of(rfs_fs *fs, rfs_nodeid id)
 {
 	struct rfs_irec r;
-	rfs_pool_rdlock(fs->pool);
-	struct rfs_node *n = node_get(fs, id);
-	assert_non_null(n);
-	assert_int_equal(inode_read(fs, n, &r), 0);
-	rfs_pool_unlock(fs->pool);
+	fx_rec(fs, id, &r);
 	return r;
 }
 

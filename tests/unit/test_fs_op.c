@@ -25,10 +25,7 @@ static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
 
 static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, dir, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, dir, name);
 }
 
 /* Write 1 MiB chunks of pattern into n until the pool refuses; returns

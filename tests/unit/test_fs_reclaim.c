@@ -54,10 +54,7 @@ static void fsck_clean(void)
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
 }
 
 /* A file of nblocks data blocks written one block in two (a sparse

@@ -38,10 +38,7 @@ static rfs_fs *reopen(rfs_fs *fs)
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
 }
 
 static rfs_nodeid node_of(rfs_fs *fs, const char *path)

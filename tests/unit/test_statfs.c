@@ -43,10 +43,7 @@ static rfs_fs *fresh(uint64_t size)
 
 static rfs_nodeid mkfile(rfs_fs *fs, const char *name)
 {
-	rfs_nodeid n;
-	struct stat st;
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, name, 0644, &n, &st), 0);
-	return n;
+	return fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
 }
 
 static uint64_t bavail(rfs_fs *fs)
