@@ -109,6 +109,24 @@ static uint64_t used(tu_pool *c)
 	return tu_stats(c).used_blocks;
 }
 
+/* Commit, then check the pool. */
+static void commit_clean(tu_pool *c)
+{
+	tu_commit(c);
+	CHECK_CLEAN(c);
+}
+
+/* Delete catalog tree a, then b (0: none), commit, check the pool, and
+ * check that it is back to u0 blocks in use (nothing leaked). */
+static void drop_to(tu_pool *c, uint64_t a, uint64_t b, uint64_t u0)
+{
+	OK(rfs_catalog_del(c->pool, a));
+	if (b)
+		OK(rfs_catalog_del(c->pool, b));
+	commit_clean(c);
+	EQ_U64(used(c), u0);
+}
+
 static void key64(uint8_t *k, uint64_t v)
 {
 	tu_be64(k, v);
@@ -155,8 +173,7 @@ static void test_empty(void **state)
 	OK(rfs_tree_drop(c->pool, &t));
 	EQ_U64(t.root, 0);
 	EQ_U64(used(c), u0);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 }
 
 static void test_sequential(void **state)
@@ -180,8 +197,7 @@ static void test_sequential(void **state)
 	CHECK(h >= 2, "6000 items in a single leaf? height %d", h);
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	/* descending inserts into a second tree */
 	rfs_tree t2 = {0, RFS_OWNER_USER};
 	tu_map m2 = {0};
@@ -206,8 +222,7 @@ static void test_sequential(void **state)
 	}
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_reopen(c, 0);
 	t = load(c, 1);
 	t2 = load(c, 2);
@@ -226,13 +241,8 @@ static void test_sequential(void **state)
 	CHECK_TREE(c->pool, &t2, &m2);
 	store(c, 1, &t);
 	store(c, 2, &t2);
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	OK(rfs_catalog_del(c->pool, 1));
-	OK(rfs_catalog_del(c->pool, 2));
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	EQ_U64(used(c), u0);
+	commit_clean(c);
+	drop_to(c, 1, 2, u0);
 	tu_map_clear(&m);
 	tu_map_clear(&m2);
 }
@@ -273,12 +283,8 @@ static void test_ascending_fill(void **state)
 	}
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	EQ_U64(used(c), u0);
+	commit_clean(c);
+	drop_to(c, 1, 0, u0);
 	tu_map_clear(&m);
 }
 
@@ -326,10 +332,7 @@ static void test_rightmost_split(void **state)
 	}
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	EQ_U64(used(c), u0);
+	drop_to(c, 1, 0, u0);
 	tu_map_clear(&m);
 }
 
@@ -377,10 +380,7 @@ static void test_append_split(void **state)
 			}
 			CHECK_TREE(c->pool, &t, &m);
 			store(c, 1, &t);
-			OK(rfs_catalog_del(c->pool, 1));
-			tu_commit(c);
-			CHECK_CLEAN(c);
-			EQ_U64(used(c), u0);
+			drop_to(c, 1, 0, u0);
 			tu_map_clear(&m);
 		}
 	}
@@ -432,13 +432,8 @@ static void test_random_fill(void **state)
 	CHECK_TREE(c->pool, &t2, &m2);
 	CHECK_TREE(c->pool, &t, &m);
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	OK(rfs_catalog_del(c->pool, 2));
-	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
-	EQ_U64(used(c), u0);
+	commit_clean(c);
+	drop_to(c, 2, 1, u0);
 	tu_map_clear(&m);
 	tu_map_clear(&m2);
 }
@@ -478,8 +473,7 @@ static void test_random_varsize(void **state)
 		}
 		CHECK_TREE(c->pool, &t, &m);
 		store(c, 1, &t);
-		tu_commit(c);
-		CHECK_CLEAN(c);
+		commit_clean(c);
 	}
 	int h = 0;
 	OK(rfs_tree_height(c->pool, &t, &h));
@@ -499,8 +493,7 @@ static void test_random_varsize(void **state)
 	}
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	OK(rfs_catalog_del(c->pool, 1));
 	tu_commit(c);
 	EQ_U64(used(c), u0);
@@ -579,8 +572,7 @@ static void test_put_modes_and_limits(void **state)
 	}
 	CHECK_TREE(c->pool, &t, &m);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_map_clear(&m);
 }
 
@@ -724,8 +716,7 @@ static void test_cursor(void **state)
 	rfs_cursor_close(cur);
 	OK(rfs_tree_drop(c->pool, &s));
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_map_clear(&m);
 }
 
@@ -806,8 +797,7 @@ static void test_clone_independence(void **state)
 	CHECK_TREE(c->pool, &t2, &m2);
 	CHECK_TREE(c->pool, &t1, &m1);
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_reopen(c, 0);
 	t1 = load(c, 1);
 	t2 = load(c, 2);
@@ -824,8 +814,7 @@ static void test_clone_independence(void **state)
 	mutate(c, &t4, &m3, &r, 300);
 	store(c, 4, &t4);
 	CHECK_TREE(c->pool, &t4, &m3);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_map_clear(&m1);
 	tu_map_clear(&m2);
 	tu_map_clear(&m3);
@@ -887,13 +876,11 @@ static void test_drop_frees_unshared(void **state)
 	store(c, 2, &t2);
 	tu_commit(c);
 	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	t2 = load(c, 2);
 	CHECK_TREE(c->pool, &t2, &m2);
 	OK(rfs_catalog_del(c->pool, 2));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 	tu_map_clear(&m1);
 	tu_map_clear(&m2);
@@ -960,8 +947,7 @@ static void test_nested_trees(void **state)
 		OK(rfs_tree_put(c->pool, &o1, k, sizeof k, v, 16, RFS_ITEM_TREE, RFS_PUT_INSERT));
 	}
 	store(c, 1, &o1);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	for (int i = 0; i < NOUTER; i++)
 		inner_expect(c, &o1, i, &in1[i]);
 
@@ -988,8 +974,7 @@ static void test_nested_trees(void **state)
 		inner_expect(c, &o2, i, &in2[i]);
 	}
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	/* second-level clone inside one outer tree: inner 1 cloned as item 100 */
 	{
 		uint8_t k[14], v[64];
@@ -1024,8 +1009,7 @@ static void test_nested_trees(void **state)
 		inner_expect(c, &o2, 1, &in2[1]);
 	}
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_reopen(c, 0);
 	o1 = load(c, 1);
 	o2 = load(c, 2);
@@ -1036,15 +1020,13 @@ static void test_nested_trees(void **state)
 			inner_expect(c, &o1, i, &in1[i]);
 	}
 	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	o2 = load(c, 2);
 	for (int i = 0; i < NOUTER; i++)
 		if (i != 3)
 			inner_expect(c, &o2, i, &in2[i]);
 	OK(rfs_catalog_del(c->pool, 2));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 	for (int i = 0; i < NOUTER; i++) {
 		tu_map_clear(&in1[i]);
@@ -1104,8 +1086,7 @@ static void test_extent_refs(void **state)
 	}
 	store(c, 1, &o1);
 	verify_exts(c, &o1, &m1);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	struct ext e0 = ext_of(&m1, "e0"), e3 = ext_of(&m1, "e3"), e5 = ext_of(&m1, "e5"),
 		   e7 = ext_of(&m1, "e7"), e8 = ext_of(&m1, "e8");
 	uint64_t cnt = 0;
@@ -1162,8 +1143,7 @@ static void test_extent_refs(void **state)
 	store(c, 1, &o1);
 	store(c, 2, &o2);
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_reopen(c, 0);
 	o1 = load(c, 1);
 	o2 = load(c, 2);
@@ -1179,8 +1159,7 @@ static void test_extent_refs(void **state)
 	CHECK(!rfs_block_allocated(c->pool, e8.start), "e8 still allocated after both trees dropped");
 	CHECK(!rfs_block_allocated(c->pool, e7.start), "e7 still allocated after both trees dropped");
 	CHECK(!rfs_block_allocated(c->pool, e3.start), "e3 still allocated after both trees dropped");
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 	tu_map_clear(&m1);
 	tu_map_clear(&m2);
@@ -1223,8 +1202,7 @@ static void test_extent_list_refs(void **state)
 			RFS_ITEM_EXTLIST | RFS_ITEM_EXTENT, RFS_PUT_INSERT), -EINVAL);
 	OK(rfs_tree_put(c->pool, &t, "x", 1, val, sizeof val, RFS_ITEM_EXTLIST, RFS_PUT_INSERT));
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	OK(rfs_tree_clone(c->pool, &t, &t2));
 	store(c, 2, &t2);
 	tu_commit(c);
@@ -1241,14 +1219,12 @@ static void test_extent_list_refs(void **state)
 		expect_count(c, start[i], 1);
 		CHECK(rfs_block_allocated(c->pool, start[i]), "extent %d freed while held", i);
 	}
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	OK(rfs_catalog_del(c->pool, 1));
 	for (int i = 0; i < 3; i++)
 		CHECK(!rfs_block_allocated(c->pool, start[i]), "extent %d leaked", i);
 	OK(rfs_catalog_del(c->pool, 2));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 }
 
@@ -1406,8 +1382,7 @@ static void test_catalog(void **state)
 	EQ_U64(id, UINT64_MAX);
 	RC(rfs_catalog_next(c->pool, (1ull << 40) + 1, &id, &x), 0);
 	EQ_U64(id, UINT64_MAX);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	/* uncommitted changes vanish on close */
 	OK(rfs_catalog_del(c->pool, ids[1]));
 	rfs_tree t0 = load(c, ids[0]);
@@ -1425,8 +1400,7 @@ static void test_catalog(void **state)
 	OK(rfs_catalog_del(c->pool, ids[2]));
 	RC(rfs_catalog_get(c->pool, ids[2], &x), -ENOENT);
 	RC(rfs_catalog_del(c->pool, ids[2]), -ENOENT);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_reopen(c, 0);
 	RC(rfs_catalog_get(c->pool, ids[2], &x), -ENOENT);
 	for (int i = 0; i < 6; i++) {
@@ -1470,8 +1444,7 @@ static void test_check_detects(void **state)
 	mutate(c, &t, &m, &r, 2000);
 	put_ext(c, &t, &m, "data-1", 3, 55);
 	store(c, 1, &t);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	struct ext d = ext_of(&m, "data-1");
 	struct rfs_check_stats st;
 	static tu_reports rep;
@@ -1500,8 +1473,7 @@ static void test_check_detects(void **state)
 	expect_problem(c, t.root, "extra ref on the root node");
 	OK(rfs_ref_dec(c->pool, t.root, 1));
 	CHECK_CLEAN(c);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 
 	/* a referenced data block freed */
 	OK(rfs_free_blocks(c->pool, d.start + 2, 1));
@@ -1576,8 +1548,7 @@ static void test_enospc_drop(void **state)
 	uint64_t u_empty;
 	fill_pool(c, &t, &m, &u_empty);
 	OK(rfs_catalog_del(c->pool, 1));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 
 	/* fill with data extents referenced from tree 2, then drop it */
@@ -1604,8 +1575,7 @@ static void test_enospc_drop(void **state)
 	CHECK_CLEAN(c);
 	tu_commit(c);
 	OK(rfs_catalog_del(c->pool, 2));
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	EQ_U64(used(c), u_empty);
 	tu_map_clear(&m);
 }
@@ -1632,8 +1602,7 @@ static void test_enospc_delete_items(void **state)
 		if (j % 10 == 9)
 			tu_commit(c);
 	}
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	CHECK_TREE(c->pool, &t, &m);
 
 	/* full again; now many deletions in one transaction */
@@ -1668,8 +1637,7 @@ static void test_enospc_delete_items(void **state)
 	}
 	CHECK(deleted >= 1, "full pool: not even one delete possible");
 	CHECK_TREE(c->pool, &t, &m);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	tu_map_clear(&m);
 }
 
@@ -1801,8 +1769,7 @@ static void test_concurrent_readers(void **state)
 	t2 = load(c, 2);
 	CHECK_TREE(c->pool, &t1, &m1);
 	CHECK_TREE(c->pool, &t2, &m2);
-	tu_commit(c);
-	CHECK_CLEAN(c);
+	commit_clean(c);
 	pthread_mutex_destroy(&cc.emu);
 	tu_map_clear(&m1);
 	tu_map_clear(&m2);
