@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <sys/xattr.h>
 
+#include "common/fsfix.h"
 #include "common/testutil.h"
 #include "reflinkfs/fs.h"
 
@@ -18,33 +19,12 @@
 #define FALLOC_FL_KEEP_SIZE 0x01
 #endif
 
-static char g_dir[PATH_MAX];
-static char g_pool[PATH_MAX + 16];
 static const struct rfs_ctx g_root = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
 static const struct rfs_ctx g_user = {.uid = 1000, .gid = 1000, .pid = 2, .umask = 022};
 
-static int setup(void **state)
-{
-	(void)state;
-	tu_mkdtemp(g_dir, sizeof(g_dir));
-	snprintf(g_pool, sizeof(g_pool), "%s/pool", g_dir);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	tu_rmrf(g_dir);
-	return 0;
-}
-
 static rfs_fs *fresh(void)
 {
-	rfs_fs *fs;
-	unlink(g_pool);
-	OK(rfs_fs_mkfs(g_pool, 64u << 20, 0));
-	OK(rfs_fs_open(g_pool, 0, &fs));
-	return fs;
+	return fx_fresh(64u << 20, 0);
 }
 
 static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name, const char *data)
@@ -756,6 +736,25 @@ static void wait_event(rfs_watch *w, struct rfs_watch_event *ev)
 	OK(rfs_fs_watch_next(w, ev));
 }
 
+/* Start writer wr in thread *t and wait for the event its write raises. */
+static void start_writer(struct writer *wr, pthread_t *t, rfs_watch *w,
+			 struct rfs_watch_event *ev)
+{
+	CHECK(pthread_create(t, NULL, writer_main, wr) == 0, "pthread_create");
+	wait_event(w, ev);
+}
+
+/* A fresh pool with file f ("old") marked for a blocking watch *w of
+ * root's that gives up waiting for an ack after timeout_ms. */
+static rfs_fs *blocking_setup(uint32_t timeout_ms, rfs_nodeid *f, rfs_watch **w)
+{
+	rfs_fs *fs = fresh();
+	*f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, timeout_ms, w));
+	mark(*w, &g_root, *f, *f);
+	return fs;
+}
+
 static void test_blocking_ack(void **state)
 {
 	(void)state;
@@ -768,9 +767,8 @@ static void test_blocking_ack(void **state)
 	mark(w, &g_root, f, f);
 	struct writer wr = {.fs = fs, .node = f, .data = "new"};
 	pthread_t t;
-	CHECK(pthread_create(&t, NULL, writer_main, &wr) == 0, "pthread_create");
 	struct rfs_watch_event ev;
-	wait_event(w, &ev);
+	start_writer(&wr, &t, w, &ev);
 	CHECK(ev.blocking && ev.kind == RFS_PREMOD_WRITE, "blocking write event expected");
 	/* The writer waits holding no lock: another file is written, the
 	 * pool commits, and the marked file still has its old content. */
@@ -798,17 +796,14 @@ static void test_blocking_ack(void **state)
 static void test_blocking_second_writer(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh();
-	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_nodeid f;
 	rfs_watch *w;
-	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 600000, &w));
-	mark(w, &g_root, f, f);
+	rfs_fs *fs = blocking_setup(600000, &f, &w);
 	struct writer a = {.fs = fs, .node = f, .data = "aaa"};
 	struct writer b = {.fs = fs, .node = f, .data = "bbbbbb"};
 	pthread_t ta, tb;
-	CHECK(pthread_create(&ta, NULL, writer_main, &a) == 0, "pthread_create");
 	struct rfs_watch_event ev;
-	wait_event(w, &ev);
+	start_writer(&a, &ta, w, &ev);
 	CHECK(pthread_create(&tb, NULL, writer_main, &b) == 0, "pthread_create");
 	/* Both wait (no timing: the watch counts its waiting operations). */
 	struct rfs_watch_stat st;
@@ -835,11 +830,9 @@ static void test_blocking_second_writer(void **state)
 static void test_blocking_timeout(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh();
-	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_nodeid f;
 	rfs_watch *w;
-	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 20, &w));
-	mark(w, &g_root, f, f);
+	rfs_fs *fs = blocking_setup(20, &f, &w);
 	/* Nobody acknowledges: the write goes on after the timeout. */
 	RC(rfs_fs_write(fs, f, "new", 3, 0), 3);
 	check_data(fs, f, "new");
@@ -859,16 +852,13 @@ static void test_blocking_timeout(void **state)
 static void test_free_releases_writer(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fresh();
-	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f", "old");
+	rfs_nodeid f;
 	rfs_watch *w;
-	OK(rfs_fs_watch_new(fs, &g_root, RFS_WATCH_BLOCKING, 600000, &w));
-	mark(w, &g_root, f, f);
+	rfs_fs *fs = blocking_setup(600000, &f, &w);
 	struct writer wr = {.fs = fs, .node = f, .data = "new"};
 	pthread_t t;
-	CHECK(pthread_create(&t, NULL, writer_main, &wr) == 0, "pthread_create");
 	struct rfs_watch_event ev;
-	wait_event(w, &ev);
+	start_writer(&wr, &t, w, &ev);
 	CHECK(!atomic_load(&wr.done), "the marked write finished before the watch went");
 	rfs_fs_watch_free(w); /* the subscriber dies */
 	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
@@ -881,24 +871,24 @@ static void test_free_releases_writer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_file_mark_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_before_mark, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_subtree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_kinds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hardlink, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_path, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_queue_overflow, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hardlink_user, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retry_one_event, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_arm_race, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_below, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mark_permission, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unlisted_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blocking_ack, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blocking_second_writer, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blocking_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_free_releases_writer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_mark_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_open_before_mark, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_subtree, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_kinds, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_hardlink, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_long_path, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_queue_overflow, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_hardlink_user, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_retry_one_event, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_arm_race, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_flush_list, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_below, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_mark_permission, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_unlisted_names, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_ack, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_second_writer, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_timeout, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_free_releases_writer, fx_setup, fx_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
