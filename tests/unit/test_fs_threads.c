@@ -184,6 +184,15 @@ static int resolve2(rfs_fs *fs, const char *dir, const char *leaf, rfs_nodeid *o
 	return rfs_fs_resolve(fs, path, out, st);
 }
 
+/* resolve2 in worker w's pool, the error reported unless expected. */
+static int resolve_w(struct worker *w, const char *dir, const char *leaf, rfs_nodeid *out,
+		     struct stat *st)
+{
+	int ret = resolve2(w->sh->fs, dir, leaf, out, st);
+	EXPECT(w, ret, "resolve", dir);
+	return ret;
+}
+
 /* ---- the private file ------------------------------------------------------------ */
 
 /* Find the private file again after its path went stale (only with the
@@ -303,8 +312,7 @@ static void op_readdir(struct worker *w)
 	char dir[32];
 	rfs_nodeid dn;
 	rand_dir(w, dir, sizeof(dir));
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	struct dirlist l = {.w = w, .path = dir};
@@ -323,8 +331,7 @@ static void op_stat(struct worker *w)
 	rfs_nodeid n, found;
 	struct stat st, st2;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, below_n(w, 3) ? leaf : NULL, &n, &st);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, below_n(w, 3) ? leaf : NULL, &n, &st);
 	if (ret)
 		return;
 	ret = rfs_fs_getattr(fs, n, &st2);
@@ -352,8 +359,7 @@ static void op_dots(struct worker *w)
 	rfs_nodeid dn, up;
 	struct stat st;
 	rand_dir(w, dir, sizeof(dir));
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	const char *name = below_n(w, 4) ? ".." : ".";
@@ -374,8 +380,7 @@ static void op_write(struct worker *w)
 	const char *leaf;
 	rfs_nodeid n;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, leaf, &n, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, leaf, &n, NULL);
 	if (ret)
 		return;
 	ret = rfs_fs_open_node(fs, n);
@@ -405,8 +410,7 @@ static void op_truncate(struct worker *w)
 	const char *leaf;
 	rfs_nodeid n;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, leaf, &n, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, leaf, &n, NULL);
 	if (ret)
 		return;
 	struct stat in = {0}, out;
@@ -426,8 +430,7 @@ static void op_create(struct worker *w)
 	rfs_nodeid dn, n;
 	struct stat st;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	ret = rfs_fs_create(fs, &g_ctx, dn, leaf, 0644, &n, &st);
@@ -444,8 +447,7 @@ static void op_unlink(struct worker *w)
 	const char *leaf;
 	rfs_nodeid dn;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	ret = rfs_fs_unlink(fs, dn, leaf);
@@ -462,12 +464,10 @@ static void op_link(struct worker *w)
 	struct stat st;
 	rand_file(w, dir, sizeof(dir), &leaf);
 	rand_file(w, ndir, sizeof(ndir), &nleaf);
-	int ret = resolve2(fs, dir, leaf, &n, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, leaf, &n, NULL);
 	if (ret)
 		return;
-	ret = resolve2(fs, ndir, NULL, &ndn, NULL);
-	EXPECT(w, ret, "resolve", ndir);
+	ret = resolve_w(w, ndir, NULL, &ndn, NULL);
 	if (!ret) {
 		ret = rfs_fs_link(fs, n, ndn, nleaf, &st);
 		EXPECT(w, ret, "link", ndir);
@@ -490,12 +490,10 @@ static void op_clone(struct worker *w)
 	rfs_nodeid s, d;
 	rand_file(w, sdir, sizeof(sdir), &sleaf);
 	rand_file(w, ddir, sizeof(ddir), &dleaf);
-	int ret = resolve2(fs, sdir, sleaf, &s, NULL);
-	EXPECT(w, ret, "resolve", sdir);
+	int ret = resolve_w(w, sdir, sleaf, &s, NULL);
 	if (ret)
 		return;
-	ret = resolve2(fs, ddir, dleaf, &d, NULL);
-	EXPECT(w, ret, "resolve", ddir);
+	ret = resolve_w(w, ddir, dleaf, &d, NULL);
 	if (!ret) {
 		if (below_n(w, 2)) {
 			ret = rfs_fs_clone_file(fs, s, d);
@@ -564,8 +562,7 @@ static void op_mkdir_rmdir(struct worker *w)
 	struct stat st;
 	snprintf(dir, sizeof(dir), "d%u", below_n(w, NDIRS));
 	const char *name = dnames[NSUB + below_n(w, NEMPTY)];
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	if (below_n(w, 2)) {
@@ -587,8 +584,7 @@ static void op_xattr(struct worker *w)
 	const char *leaf;
 	rfs_nodeid n;
 	rand_file(w, dir, sizeof(dir), &leaf);
-	int ret = resolve2(fs, dir, below_n(w, 2) ? leaf : NULL, &n, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, below_n(w, 2) ? leaf : NULL, &n, NULL);
 	if (ret)
 		return;
 	int len = snprintf(val, sizeof(val), "thread %d", w->id);
@@ -611,8 +607,7 @@ static void op_orphan(struct worker *w)
 	struct stat st;
 	rand_dir(w, dir, sizeof(dir));
 	snprintf(leaf, sizeof(leaf), "o%d", w->id); /* no other thread uses it */
-	int ret = resolve2(fs, dir, NULL, &dn, NULL);
-	EXPECT(w, ret, "resolve", dir);
+	int ret = resolve_w(w, dir, NULL, &dn, NULL);
 	if (ret)
 		return;
 	ret = rfs_fs_create(fs, &g_ctx, dn, leaf, 0600, &n, &st);
