@@ -2,6 +2,11 @@
 #
 #   rfs_setup [SIZE [MOUNT ARGS...]]  scratch dir, pool of SIZE (default 2G),
 #                        mounted at $MNT
+#   rfs_pool_setup [SIZE]  the same without the mount (a test whose own
+#                        driver mounts, like the model tests)
+#   rfs_seed STEPS       SEED ($RFS_SEED, else random) and STEPS ($RFS_STEPS,
+#                        else STEPS) of a randomized test, printed with
+#                        the command that replays the run
 #   rfs_mount / rfs_umount / rfs_kill9
 #   rfs_wait_reclaim     wait until deleted files' blocks are all freed
 #   check DESC CMD...    run CMD, count it as passed or failed
@@ -73,6 +78,12 @@ rfs_setup() {
 	local size=${1:-2G}
 	shift || true
 	MOUNT_ARGS=("$@")
+	rfs_pool_setup "$size"
+	rfs_mount
+}
+
+rfs_pool_setup() {
+	local size=${1:-2G}
 	if [ ! -x "$RFS_BIN" ]; then
 		echo "no binary at $RFS_BIN (run make)"
 		echo "0 passed, 1 failed"
@@ -93,7 +104,12 @@ rfs_setup() {
 	MNT=$SCRATCH/mnt
 	mkdir -p "$MNT"
 	"$RFS_BIN" mkfs --size "$size" "$POOL" >/dev/null || { echo "mkfs failed"; echo "0 passed, 1 failed"; exit 1; }
-	rfs_mount
+}
+
+rfs_seed() {
+	SEED=${RFS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
+	STEPS=${RFS_STEPS:-$1}
+	echo "seed=$SEED steps=$STEPS (replay: RFS_SEED=$SEED RFS_STEPS=$STEPS bash $0)"
 }
 
 rfs_mount() {

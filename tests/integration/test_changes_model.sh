@@ -11,22 +11,8 @@
 # changes get higher seqs, and uncommitted changes are never delivered.
 # Replay with RFS_SEED=N (RFS_STEPS=N sets the number of steps).
 . "$(dirname "$0")/lib.bash"
-SEED=${RFS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
-STEPS=${RFS_STEPS:-400}
-echo "seed=$SEED steps=$STEPS (replay: RFS_SEED=$SEED RFS_STEPS=$STEPS bash $0)"
-if [ ! -x "$RFS_BIN" ]; then echo "no $RFS_BIN"; echo "0 passed, 1 failed"; exit 1; fi
-if [ -n "${RFS_TEST_DIR:-}" ]; then SCRATCH=$(mktemp -d "$RFS_TEST_DIR/cmXXXXXX"); else SCRATCH=$(mktemp -d /tmp/rfs-chmodelXXXXXX); fi
-POOL=$SCRATCH/pool
-MNT=$SCRATCH/mnt
-mkdir -p "$MNT"
-"$RFS_BIN" mkfs --size 256M "$POOL" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
-cleanup() {
-	if grep -q " $MNT fuse" /proc/mounts; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	fi
-	[ -z "${RFS_TEST_DIR:-}" ] && [ -z "${RFS_KEEP:-}" ] && rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+rfs_seed 400
+rfs_pool_setup 256M
 python3 - "$RFS_BIN" "$POOL" "$MNT" "$SEED" "$STEPS" <<'PY'
 import errno, hashlib, json, os, random, signal, stat, subprocess, sys, time
 

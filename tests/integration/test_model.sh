@@ -7,25 +7,10 @@
 # and at random points; fsck after every kill.  Replay with RFS_SEED=N (RFS_STEPS=N sets
 # the number of steps).
 . "$(dirname "$0")/lib.bash"
-SEED=${RFS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
-STEPS=${RFS_STEPS:-3000}
-echo "seed=$SEED steps=$STEPS (replay: RFS_SEED=$SEED RFS_STEPS=$STEPS bash $0)"
-if [ ! -x "$RFS_BIN" ]; then echo "no $RFS_BIN"; echo "0 passed, 1 failed"; exit 1; fi
-if [ -n "${RFS_TEST_DIR:-}" ]; then SCRATCH=$(mktemp -d "$RFS_TEST_DIR/mXXXXXX"); else SCRATCH=$(mktemp -d /tmp/rfs-modelXXXXXX); fi
-POOL=$SCRATCH/pool
-MNT=$SCRATCH/mnt
-mkdir -p "$MNT"
-"$RFS_BIN" mkfs --size 1G "$POOL" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
-cleanup() {
-	# the driver kills only the daemons it started; here only a leftover mount
-	# unconditionally: after a killed daemon, mountpoint(1) fails on the
-	# dead connection ("transport endpoint is not connected")
-	if grep -q " $MNT fuse" /proc/mounts; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	fi
-	[ -z "${RFS_TEST_DIR:-}" ] && [ -z "${RFS_KEEP:-}" ] && rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+rfs_seed 3000
+# The driver kills only the daemons it started; rfs_cleanup (the exit
+# trap) only unmounts a leftover mount.
+rfs_pool_setup 1G
 python3 - "$RFS_BIN" "$POOL" "$MNT" "$SEED" "$STEPS" <<'PY'
 import ctypes, errno, json, os, random, shutil, signal, subprocess, sys, time
 
