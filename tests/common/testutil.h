@@ -362,6 +362,25 @@ static TU_UNUSED void tu_crash(tu_pool *c, enum rfs_crash_mode mode,
 	c->pool = NULL;
 }
 
+/* Runs run(c, k, mode, seed) at every flush point k (1..nflush) of a
+ * workload, with one seed (RFS_CRASH_DROP_ALL: nothing random) or
+ * $RFS_CRASH_SEEDS seeds (else dflt_seeds) per point; the seed of a run
+ * depends only on k, the seed's number and mode, so a failure replays.
+ * The log is cleared after each run. */
+static TU_UNUSED void tu_crash_points(tu_pool *c, uint64_t nflush, enum rfs_crash_mode mode,
+				      uint64_t dflt_seeds,
+				      void (*run)(tu_pool *c, uint64_t k,
+						  enum rfs_crash_mode mode, uint64_t seed))
+{
+	const char *e = getenv("RFS_CRASH_SEEDS");
+	uint64_t seeds = mode == RFS_CRASH_DROP_ALL ? 1 : (e && *e ? strtoull(e, NULL, 0) : dflt_seeds);
+	for (uint64_t k = 1; k <= nflush; k++)
+		for (uint64_t s = 0; s < seeds; s++) {
+			run(c, k, mode, k * 1000003 + s * 7919 + (uint64_t)mode);
+			tu_log_clear();
+		}
+}
+
 static TU_UNUSED void tu_reopen(tu_pool *c, unsigned flags)
 {
 	tu_close(c);

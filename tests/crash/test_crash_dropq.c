@@ -352,16 +352,8 @@ static void crash_run(tu_pool *c, uint64_t k, enum rfs_crash_mode mode, uint64_t
 
 static void run_mode(void **state, enum rfs_crash_mode mode)
 {
-	tu_pool *c = *state;
 	record_reference();
-	const char *e = getenv("RFS_CRASH_SEEDS");
-	uint64_t seeds = mode == RFS_CRASH_DROP_ALL ? 1 : (e && *e ? strtoull(e, NULL, 0) : 2);
-	uint64_t nflush = ref.flush_after[ref.ncommits];
-	for (uint64_t k = 1; k <= nflush; k++)
-		for (uint64_t s = 0; s < seeds; s++) {
-			crash_run(c, k, mode, k * 1000003 + s * 7919 + (uint64_t)mode);
-			tu_log_clear();
-		}
+	tu_crash_points(*state, ref.flush_after[ref.ncommits], mode, 2, crash_run);
 }
 
 static void test_crash_drop_all(void **state)
