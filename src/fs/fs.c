@@ -146,6 +146,19 @@ bool node_in_table(rfs_fs *fs, struct rfs_node *n)
 	return t;
 }
 
+/* Put n (id, vol and ino set) at the head of both hash chains and count
+ * it.  nlock held. */
+static void link_hash(rfs_fs *fs, struct rfs_node *n)
+{
+	size_t h = hash64(n->id, fs->cap);
+	n->next_id = fs->by_id[h];
+	fs->by_id[h] = n;
+	h = hash64(ino_key(n->vol, n->ino), fs->cap);
+	n->next_ino = fs->by_ino[h];
+	fs->by_ino[h] = n;
+	fs->nnodes++;
+}
+
 static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
 {
 	struct rfs_node **pp = &fs->by_id[hash64(n->id, fs->cap)];
@@ -276,13 +289,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		node_unlock(fs);
 		return NULL;
 	}
-	size_t h = hash64(n->id, fs->cap);
-	n->next_id = fs->by_id[h];
-	fs->by_id[h] = n;
-	h = hash64(ino_key(vol, ino), fs->cap);
-	n->next_ino = fs->by_ino[h];
-	fs->by_ino[h] = n;
-	fs->nnodes++;
+	link_hash(fs, n);
 	node_unlock(fs);
 	return n;
 }
@@ -330,13 +337,7 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 		n->name = NULL;
 		n->in_table = true;
 	}
-	size_t h = hash64(n->id, fs->cap);
-	n->next_id = fs->by_id[h];
-	fs->by_id[h] = n;
-	h = hash64(ino_key(vol, ino), fs->cap);
-	n->next_ino = fs->by_ino[h];
-	fs->by_ino[h] = n;
-	fs->nnodes++;
+	link_hash(fs, n);
 	rfs_nodeid id = n->id;
 	node_unlock(fs);
 	return id;
