@@ -346,6 +346,13 @@ ssize_t rfs_fs_clone_range(rfs_fs *fs, rfs_nodeid src, uint64_t off_in,
 	return ret ? ret : (ssize_t)len;
 }
 
+/* 0 for a regular file's mode; else what a clone of or into it answers:
+ * -EISDIR for a directory, -EINVAL for anything else. */
+static int reg_only(uint32_t mode)
+{
+	return S_ISREG(mode) ? 0 : S_ISDIR(mode) ? -EISDIR : -EINVAL;
+}
+
 static int clone_range_op(rfs_fs *fs, struct rfs_node *sn, uint64_t off_in,
 			  struct rfs_node *dn, uint64_t off_out, uint64_t *lenp)
 {
@@ -355,10 +362,9 @@ static int clone_range_op(rfs_fs *fs, struct rfs_node *sn, uint64_t off_in,
 	int ret = inode_read(fs, sn, &s);
 	if (ret)
 		goto out;
-	if (!S_ISREG(s.i.mode)) {
-		ret = S_ISDIR(s.i.mode) ? -EISDIR : -EINVAL;
+	ret = reg_only(s.i.mode);
+	if (ret)
 		goto out;
-	}
 	if (off_in >= s.i.size || len == 0) {
 		len = 0;
 		ret = 0;
@@ -379,9 +385,8 @@ static int clone_range_op(rfs_fs *fs, struct rfs_node *sn, uint64_t off_in,
 	if (ret)
 		goto out;
 	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISREG(d->i.mode)) {
-		ret = S_ISDIR(d->i.mode) ? -EISDIR : -EINVAL;
-	} else {
+	ret = reg_only(d->i.mode);
+	if (!ret) {
 		ret = clone_range_locked(fs, same ? d : &s, d, same, off_in, off_out, len);
 		touch_mc(&d->i);
 	}
@@ -421,19 +426,17 @@ static int clone_file_op(rfs_fs *fs, struct rfs_node *sn, struct rfs_node *dn)
 	int ret = inode_read(fs, sn, &s);
 	if (ret)
 		goto out;
-	if (!S_ISREG(s.i.mode)) {
-		ret = S_ISDIR(s.i.mode) ? -EISDIR : -EINVAL;
+	ret = reg_only(s.i.mode);
+	if (ret)
 		goto out;
-	}
 	if (sn == dn)
 		goto out;
 	ret = ip_load(fs, dn, true, &p);
 	if (ret)
 		goto out;
 	struct rfs_irec *d = ip_rec(&p);
-	if (!S_ISREG(d->i.mode)) {
-		ret = S_ISDIR(d->i.mode) ? -EISDIR : -EINVAL;
-	} else {
+	ret = reg_only(d->i.mode);
+	if (!ret) {
 		ret = clone_whole(fs, &s, d);
 		touch_mc(&d->i);
 	}
