@@ -35,6 +35,8 @@
 #   calc EXPR [DECIMALS]    EXPR worked out by awk (3 decimals by default)
 #   now_us                  the wall clock in microseconds
 #   timed VAR CMD...        run CMD; its wall time in ms (2 decimals) in VAR
+#   median_low              the median of the numbers on stdin (separated
+#                           by blanks or lines; of an even count the lower)
 #
 # Mounts
 #   is_mounted DIR          from the mount table, not stat(), which fails
@@ -85,6 +87,7 @@ timed() {
 	__t1=${EPOCHREALTIME//[.,]/}
 	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) $((((__t1 - __t0) % 1000) / 10))
 }
+median_low() { tr ' ' '\n' | awk NF | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 
 bench_args() {

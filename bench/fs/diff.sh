@@ -65,7 +65,6 @@ change() {
 	echo new >"$t/d$(printf %04d $((10 % nd)))/new-file"
 }
 
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 ms_of() { # ms_of CMD...: wall time of one run, in ms
 	local t0 t1
 	t0=$(date +%s%N)
@@ -99,7 +98,7 @@ sed 's/^/    /' "$work/diff.out" >&2
 lines=$(wc -l <"$work/diff.out")
 times=$(for i in 1 2 3 4 5 6 7; do ms_of "$bin" diff "$mnt/s1" "$mnt/s2" || true; done)
 log "runs (ms): $(echo $times)"
-t_rfs=$(echo "$times" | tr ' ' '\n' | median)
+t_rfs=$(echo "$times" | median_low)
 reads=$("$bin" diff --json "$mnt/s1" "$mnt/s2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["nodes_read"])' || true)
 fig "diff_snapshots_$tag" "$t_rfs" ms
 fig "diff_snapshots_${tag}_lines" "$lines" lines
@@ -130,6 +129,6 @@ btrfs send -q --no-data -p "$bmnt/s1" "$bmnt/s2" -f "$work/send.stream" 2>&1 | h
 log "btrfs send --no-data stream: $(stat -c %s "$work/send.stream") bytes"
 times=$(for i in 1 2 3 4 5 6 7; do ms_of btrfs send -q --no-data -p "$bmnt/s1" "$bmnt/s2" -f /dev/null || true; done)
 log "btrfs runs (ms): $(echo $times)"
-t_btrfs=$(echo "$times" | tr ' ' '\n' | median)
+t_btrfs=$(echo "$times" | median_low)
 fig "btrfs_send_nodata_$tag" "$t_btrfs" ms
 fig "diff_vs_btrfs_send_ratio" "$(awk -v a="$t_rfs" -v b="$t_btrfs" 'BEGIN {printf "%.2f", a / b}')" ""

@@ -121,7 +121,6 @@ timed_step() {
 	t1=$(now_us)
 	calc "($t1 - $t0) / 1e6" 3
 }
-median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 declare -A T   # T[fs,step] = seconds
 declare -A R   # R[step] = reflinkfs requests
@@ -155,7 +154,7 @@ one_step() {
 			R[$step]=$(echo "$r" | sed 's/^total=\([0-9]*\).*/\1/')
 			R[$step]=$(( (R[$step] + n / 2) / n ))
 		fi
-		T[$fs,$step]=$(echo $times | median)
+		T[$fs,$step]=$(echo $times | median_low)
 		log "$fs $step:$times s"
 	done
 }
