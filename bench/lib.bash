@@ -47,8 +47,9 @@
 #                           exits first
 #   rfs_mount POOL [MOUNT ARGS...]
 #       Mount POOL on $mnt with `$bin mount -f` in the background
-#       (daemon_pid; its output appended to $work/daemon.log) and wait for
-#       the mount; exit 1 with the daemon's log when it does not come.
+#       (daemon_pid; its output appended to $daemon_log, by default
+#       $work/daemon.log) and wait for the mount; exit 1 with the daemon's
+#       log when it does not come.
 #   rfs_umount
 #       `$bin umount $mnt` and wait for the daemon; its exit status.
 #
@@ -138,13 +139,13 @@ mount_wait() {
 	is_mounted "$1"
 }
 rfs_mount() {
-	local pool=$1
+	local pool=$1 dlog=${daemon_log:-$work/daemon.log}
 	shift
-	"$bin" mount -f "$@" "$pool" "$mnt" >>"$work/daemon.log" 2>&1 &
+	"$bin" mount -f "$@" "$pool" "$mnt" >>"$dlog" 2>&1 &
 	daemon_pid=$!
 	mount_wait "$mnt" "$daemon_pid" && return 0
-	log "the mount on $mnt did not appear; the daemon's log ($work/daemon.log):"
-	cat "$work/daemon.log" >&2
+	log "the mount on $mnt did not appear; the daemon's log ($dlog):"
+	cat "$dlog" >&2
 	exit 1
 }
 rfs_umount() {

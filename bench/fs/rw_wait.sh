@@ -31,50 +31,19 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-keep=0 reps=3 rt=5
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--keep) keep=1 ;;
-	--reps) reps=$2; shift ;;
-	--runtime) rt=$2; shift ;;
-	-h | --help) sed -n '2,28p' "$0" >&3; exit 0 ;;
-	*) echo "rw_wait.sh: unknown argument '$1'" >&2; exit 2 ;;
-	esac
-	shift
-done
-bin=${RFS_BIN:-$root/build/reflinkfs}
-case "$bin" in */*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;; esac
-[ -x "$bin" ] || { echo "rw_wait.sh: $bin not found (build it with 'make')" >&2; exit 1; }
+me=rw_wait.sh
+. "$root/bench/lib.bash"
+keep=0 reps=3 runtime=5
+bench_args 2,28 "keep reps= runtime=" "$@"
+bench_bin
 command -v fio >/dev/null || { echo "rw_wait.sh: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
 base=${RFS_FIO_BENCH_DIR:-/dev/shm}
 
-log() { echo "rw_wait.sh [${SECONDS}s]: $*" >&2; }
-fig() { printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3; log ">> $1: $2${3:+ $3}"; }
-is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-work="" mnt="" dpid=""
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
-	fi
-	[ -n "$dpid" ] && wait "$dpid" 2>/dev/null
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-work=$(mktemp -d "$base/rfs-rwwait.XXXXXX")
-mkdir "$work/bin"
-cc -O2 -Wall -o "$work/bin/rfsbench" "$root/bench/fs/rfsbench.c"
-rb=$work/bin/rfsbench
-cp "$bin" "$work/bin/reflinkfs"
+mnt=""
+bench_traps
+bench_work "$base" rwwait
+bench_rfsbench
+bench_private_bin
 bins="after"
 if [ -n "${RFS_BIN_BEFORE:-}" ]; then
 	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
@@ -85,28 +54,25 @@ binof() { [ "$1" = before ] && echo "$work/bin/reflinkfs-before" || echo "$work/
 # run LABEL REP: a fresh pool, the two files laid out and committed, then
 # the reader and the writer together; appends its figures to $work/vals.
 run() {
-	local label=$1 rep=$2 b d
-	b=$(binof "$label")
+	local label=$1 rep=$2 bin d daemon_log
+	bin=$(binof "$label")
 	d=$work/$label-$rep
+	daemon_log=$d/daemon.log
 	mkdir "$d" "$d/mnt"
-	"$b" mkfs --size 4G "$d/pool.img" >/dev/null
-	"$b" mount -f ${RFS_MOUNT_OPTS:+-o "$RFS_MOUNT_OPTS"} "$d/pool.img" "$d/mnt" 2>"$d/daemon.log" &
-	dpid=$!
+	"$bin" mkfs --size 4G "$d/pool.img" >/dev/null
 	mnt=$d/mnt
-	for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
-	is_mounted "$mnt" || { log "$b did not mount; log:"; cat "$d/daemon.log" >&2; exit 1; }
+	rfs_mount "$d/pool.img" ${RFS_MOUNT_OPTS:+-o "$RFS_MOUNT_OPTS"}
 	local common="--bs=4k --size=128M --ioengine=libaio --iodepth=16 --direct=1 --fallocate=none --directory=$mnt"
 	fio --name=r $common --rw=randread --create_only=1 >/dev/null
 	fio --name=w $common --rw=randwrite --create_only=1 >/dev/null
-	"$b" sync "$mnt" >/dev/null # the layout committed: no commit due at the start
+	"$bin" sync "$mnt" >/dev/null # the layout committed: no commit due at the start
 	"$rb" readwaits "$mnt" start >/dev/null
-	fio $common --time_based --runtime="$rt" --output-format=json \
+	fio $common --time_based --runtime="$runtime" --output-format=json \
 		--name=r --rw=randread --name=w --rw=randwrite >"$d/fio.json" 2>"$d/fio.err" ||
 		{ log "fio failed: $(tail -3 "$d/fio.err")"; exit 1; }
 	"$rb" readwaits "$mnt" stop >"$d/waits.txt"
-	fusermount3 -u "$mnt"
-	wait "$dpid" || true
-	dpid="" mnt=""
+	rfs_umount || true
+	mnt=""
 	python3 - "$d/fio.json" "$d/waits.txt" "$label" >>"$work/vals" <<'EOF'
 import json, re, sys
 text = open(sys.argv[1]).read()
@@ -125,7 +91,7 @@ EOF
 	log "$label run $rep: $(tail -1 "$work/vals")"
 }
 
-log "reader and writer of two 128M files, ${rt}s per run, $reps repetition(s): $bins"
+log "reader and writer of two 128M files, ${runtime}s per run, $reps repetition(s): $bins"
 : >"$work/vals"
 for rep in $(seq "$reps"); do
 	for label in $bins; do run "$label" "$rep"; done
@@ -133,7 +99,7 @@ done
 for label in $bins; do
 	pre=""
 	[ "$label" = before ] && pre=before_
-	col() { awk -v l="$label" -v c="$1" '$1 == l { printf "%s ", $c }' "$work/vals" | median; }
+	col() { awk -v l="$label" -v c="$1" '$1 == l { printf "%s ", $c }' "$work/vals" | median_low; }
 	fig "${pre}rw_wait_read_iops" "$(col 2)" IOPS
 	fig "${pre}rw_wait_write_iops" "$(col 3)" IOPS
 	fig "${pre}rw_wait_pool_us_per_read" "$(col 4)" us
