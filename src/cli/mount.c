@@ -28,6 +28,8 @@ static void usage(FILE *f)
 		   "  -o OPTIONS      comma-separated mount options:\n"
 		   "       ro               read-only\n"
 		   "       commit=SECONDS   background commit interval (default 5)\n"
+		   "       threads=N        FUSE worker threads, 2 to 256 (default 16); each\n"
+		   "                        request a blocking watch holds keeps one\n"
 		   "       writeback        kernel writeback cache: faster small writes, but\n"
 		   "                        SEEK_DATA/SEEK_HOLE do not see data still cached\n"
 		   "                        in the kernel (off by default)\n"
@@ -72,6 +74,17 @@ static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
 				return -1;
 			}
 			o->commit_secs = (unsigned)v;
+		} else if (!strncmp(t, "threads=", 8)) {
+			char *end;
+			unsigned long v = strtoul(t + 8, &end, 10);
+			if (!t[8] || *end || v < RFS_FUSE_THREADS_MIN || v > RFS_FUSE_THREADS_MAX) {
+				fprintf(stderr, "reflinkfs mount: threads=%s: give a number of worker threads from %d to %d\n",
+					t + 8, RFS_FUSE_THREADS_MIN, RFS_FUSE_THREADS_MAX);
+				free(copy);
+				free(out);
+				return -1;
+			}
+			o->threads = (unsigned)v;
 		} else if (!strcmp(t, "no_writeback")) {
 			o->writeback = false;
 		} else if (!strcmp(t, "writeback")) {

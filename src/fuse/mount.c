@@ -265,11 +265,12 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 			o->pool, strerror(-rret));
 
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_max_threads(cfg, 16);
+	unsigned threads = o->threads ? o->threads : RFS_FUSE_THREADS;
+	fuse_loop_cfg_set_max_threads(cfg, threads);
 	/* Keep every worker: with 4 idle ones kept, a burst of requests (fio
 	 * at queue depth 16) started and ended 300-450 threads a second,
 	 * each with its 1 MiB request buffer mapped and unmapped. */
-	fuse_loop_cfg_set_idle_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, threads);
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	/* Unmounted: whoever waits for the verdict has connected already,

@@ -23,11 +23,20 @@ struct rfs_mount_opts {
 	bool writeback;         /* kernel writeback cache (default off) */
 	bool acl;               /* POSIX ACLs (default on) */
 	unsigned commit_secs;   /* background commit interval (default 5) */
+	unsigned threads;       /* -o threads=: FUSE workers (0: RFS_FUSE_THREADS) */
 	bool noreclaim;         /* no background release of deleted files */
 	bool nojournal;         /* -o nojournal: record no changes */
 	uint64_t journal_size;  /* -o journal_size=: retention (0: keep) */
 	int lock_fd;            /* held flock on the pool, kept by the daemon */
 };
+
+/* FUSE worker threads by default, and the range -o threads= takes.  A
+ * request that waits (a blocking watch's hold, a read from a slow disk)
+ * keeps its worker, and a watch mark waits for WRITEs that other workers
+ * serve: hence at least 2, and a default well above the cores. */
+#define RFS_FUSE_THREADS 16
+#define RFS_FUSE_THREADS_MIN 2
+#define RFS_FUSE_THREADS_MAX 256
 
 /* The operations table. */
 extern const struct fuse_lowlevel_ops rfs_fuse_ops;

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# -o threads=N caps the daemon's FUSE workers (libfuse's mt loop; default
+# RFS_FUSE_THREADS, src/fuse/mount.c): with 2, eight readers at once with
+# O_DIRECT (each READ a request of its own) still get their data, and the
+# daemon never runs more than 2 workers.  Values out of range are refused
+# with a message naming the option, and nothing is mounted.
+source "$(dirname "$0")/lib.bash"
+rfs_setup 1G -o threads=2
+
+# The daemon's threads now: its fixed ones (main, commit, reclaim, status,
+# ...) and the workers libfuse started so far (one or two).
+tasks() { ls "/proc/$DAEMON_PID/task" | wc -l; }
+idle=$(tasks)
+for i in $(seq 8); do
+	head -c 8388608 /dev/urandom >"$SCRATCH/src$i"
+	cp "$SCRATCH/src$i" "$MNT/f$i"
+done
+"$RFS_BIN" sync "$MNT"
+pids=()
+for i in $(seq 8); do
+	dd if="$MNT/f$i" of="$SCRATCH/out$i" bs=4k iflag=direct status=none &
+	pids+=($!)
+done
+most=$idle
+while kill -0 "${pids[@]}" 2>/dev/null; do
+	n=$(tasks)
+	[ "$n" -gt "$most" ] && most=$n
+	sleep 0.01
+done
+ok=1
+for p in "${pids[@]}"; do wait "$p" || ok=0; done
+check "eight O_DIRECT readers at once finish" test "$ok" = 1
+same=1
+for i in $(seq 8); do cmp -s "$SCRATCH/src$i" "$SCRATCH/out$i" || same=0; done
+check "each reader got its file's bytes" test "$same" = 1
+# A third worker would make idle + 2 (idle counts at least one).
+check "at most 2 workers (threads: $idle at rest, $most at most)" test "$most" -le $((idle + 1))
+check "unmount" rfs_umount
+
+for bad in 1 257 abc ""; do
+	mkdir -p "$SCRATCH/m2"
+	"$RFS_BIN" mount -f -o "threads=$bad" "$POOL" "$SCRATCH/m2" >"$SCRATCH/bad.out" 2>&1 &
+	p=$!
+	ended=0
+	for _ in $(seq 50); do
+		kill -0 "$p" 2>/dev/null || { ended=1; break; }
+		sleep 0.1
+	done
+	if [ "$ended" = 0 ]; then
+		fusermount3 -u "$SCRATCH/m2" 2>/dev/null
+		kill "$p" 2>/dev/null
+	fi
+	wait "$p"
+	rc=$?
+	check "threads=$bad is refused (exit $rc)" test "$ended" = 1 -a "$rc" != 0
+	check "threads=$bad: the message names the option" grep -q "threads=$bad: give a number of worker threads from 2 to 256" "$SCRATCH/bad.out"
+done
+check "fsck clean" rfs_fsck
+rfs_finish
