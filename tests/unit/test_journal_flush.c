@@ -129,7 +129,13 @@ static void test_ops_read_no_journal_block(void **state)
 	print_message("block reads: journal %llu (%llu with the commit), nojournal %llu (%llu)\n",
 		      (unsigned long long)jops, (unsigned long long)jall,
 		      (unsigned long long)nops, (unsigned long long)nall);
-	assert_int_equal(jops, nops);
+	/* Equal but for a split: compact records store the timestamps in
+	 * as many bytes as their values need, so the two runs' leaves fill
+	 * a little differently and one may split a create earlier (one
+	 * block read more or less; seen in an integration run).  Before, the
+	 * journal cost about 14 walks per create: 8,000 reads here. */
+	uint64_t diff = jops > nops ? jops - nops : nops - jops;
+	assert_true(diff <= 4);
 	/* The commit's store: 3 puts per record (its chunk, 2 index
 	 * items), each a walk of about 3 levels, and one header and
 	 * catalog update per commit. */
