@@ -129,13 +129,14 @@ static void test_ops_read_no_journal_block(void **state)
 	print_message("block reads: journal %llu (%llu with the commit), nojournal %llu (%llu)\n",
 		      (unsigned long long)jops, (unsigned long long)jall,
 		      (unsigned long long)nops, (unsigned long long)nall);
-	/* Equal but for a split: compact records store the timestamps in
-	 * as many bytes as their values need, so the two runs' leaves fill
-	 * a little differently and one may split a create earlier (one
-	 * block read more or less; seen in an integration run).  Before, the
-	 * journal cost about 14 walks per create: 8,000 reads here. */
+	/* Equal but for splits: compact records store the timestamps'
+	 * nanoseconds in as many bytes as their values need (1 to 5), so
+	 * the two runs' leaves fill differently and split at other creates
+	 * (differences of 1 and 3 reads seen in integration runs).  Before,
+	 * the journal's 14 walks per create cost about 8,000 more reads
+	 * here: 30 is far below that and far above the splits' jitter. */
 	uint64_t diff = jops > nops ? jops - nops : nops - jops;
-	assert_true(diff <= 4);
+	assert_true(diff <= NFILES / 20);
 	/* The commit's store: 3 puts per record (its chunk, 2 index
 	 * items), each a walk of about 3 levels, and one header and
 	 * catalog update per commit. */
