@@ -173,6 +173,25 @@ static void cpa(const char *pool, unsigned long n, size_t size)
 	unlink(pool);
 }
 
+/* A fresh pool at POOL holding one file of MIB MiB written in writes of
+ * bufsize bytes (FUSE's size) from buf, committed: *fs and *f. */
+static void filled_file(const char *pool, unsigned long mib, char *buf, size_t bufsize,
+			rfs_fs **fs, rfs_nodeid *f)
+{
+	int ret = rfs_fs_mkfs(pool, 8ull << 30, RFS_CREATE_FORCE);
+	if (ret || (ret = rfs_fs_open(pool, 0, fs)))
+		die("mkfs/open", ret);
+	struct stat st;
+	if ((ret = rfs_fs_create(*fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, f, &st)))
+		die("create", ret);
+	memset(buf, 0x5a, bufsize);
+	for (uint64_t off = 0; off < (uint64_t)mib << 20; off += bufsize)
+		if (rfs_fs_write(*fs, *f, buf, bufsize, off) != (ssize_t)bufsize)
+			die("write", -EIO);
+	if ((ret = rfs_fs_sync(*fs)))
+		die("sync", ret);
+}
+
 /* The measured part of randwrite (ops_instr.sh has callgrind count only
  * this function): n writes, then the commit. */
 static __attribute__((noinline)) void randwrite_loop(rfs_fs *fs, rfs_nodeid f,
@@ -194,27 +213,17 @@ static __attribute__((noinline)) void randwrite_loop(rfs_fs *fs, rfs_nodeid f,
  * first (fio randwrite's requests, one job). */
 static void randwrite(const char *pool, unsigned long n, unsigned long mib)
 {
-	int ret = rfs_fs_mkfs(pool, 8ull << 30, RFS_CREATE_FORCE);
 	rfs_fs *fs;
-	if (ret || (ret = rfs_fs_open(pool, 0, &fs)))
-		die("mkfs/open", ret);
-	struct stat st;
 	rfs_nodeid f;
-	if ((ret = rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &f, &st)))
-		die("create", ret);
 	static char buf[131072];
-	memset(buf, 0x5a, sizeof(buf));
-	for (uint64_t off = 0; off < (uint64_t)mib << 20; off += sizeof(buf))
-		if (rfs_fs_write(fs, f, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
-			die("write", -EIO);
-	if ((ret = rfs_fs_sync(fs)))
-		die("sync", ret);
+	filled_file(pool, mib, buf, sizeof(buf), &fs, &f);
 	double t0 = cpu_s();
 	randwrite_loop(fs, f, buf, n, (uint64_t)mib << 8);
 	printf("ops_randwrite_cpu_per_write: %.2f us\n", (cpu_s() - t0) * 1e6 / (double)n);
 	rfs_fs_release(fs, f);
 	rfs_fs_forget(fs, f, 1);
-	if ((ret = rfs_fs_close(fs)))
+	int ret = rfs_fs_close(fs);
+	if (ret)
 		die("close", ret);
 	unlink(pool);
 }
@@ -237,29 +246,20 @@ static __attribute__((noinline)) void randread_loop(rfs_fs *fs, rfs_nodeid f, ch
  * job). */
 static void randread(const char *pool, unsigned long n, unsigned long mib)
 {
-	int ret = rfs_fs_mkfs(pool, 8ull << 30, RFS_CREATE_FORCE);
 	rfs_fs *fs;
-	if (ret || (ret = rfs_fs_open(pool, 0, &fs)))
-		die("mkfs/open", ret);
-	struct stat st;
 	rfs_nodeid f;
-	if ((ret = rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &f, &st)))
-		die("create", ret);
 	static char buf[131072];
-	memset(buf, 0x5a, sizeof(buf));
-	for (uint64_t off = 0; off < (uint64_t)mib << 20; off += sizeof(buf))
-		if (rfs_fs_write(fs, f, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
-			die("write", -EIO);
-	if ((ret = rfs_fs_sync(fs)))
-		die("sync", ret);
+	filled_file(pool, mib, buf, sizeof(buf), &fs, &f);
 	/* The first read updates atime (relatime): not what is measured. */
 	if (rfs_fs_read(fs, f, buf, 4096, 0) != 4096)
 		die("read", -EIO);
 	double t0 = cpu_s();
 	randread_loop(fs, f, buf, n, (uint64_t)mib << 8);
 	printf("ops_randread_cpu_per_read: %.2f us\n", (cpu_s() - t0) * 1e6 / (double)n);
+	rfs_fs_release(fs, f);
 	rfs_fs_forget(fs, f, 1);
-	if ((ret = rfs_fs_close(fs)))
+	int ret = rfs_fs_close(fs);
+	if (ret)
 		die("close", ret);
 	unlink(pool);
 }
