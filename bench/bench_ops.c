@@ -192,6 +192,17 @@ static void filled_file(const char *pool, unsigned long mib, char *buf, size_t b
 		die("sync", ret);
 }
 
+/* Close what filled_file made and remove the pool. */
+static void drop_file(const char *pool, rfs_fs *fs, rfs_nodeid f)
+{
+	rfs_fs_release(fs, f);
+	rfs_fs_forget(fs, f, 1);
+	int ret = rfs_fs_close(fs);
+	if (ret)
+		die("close", ret);
+	unlink(pool);
+}
+
 /* The measured part of randwrite (ops_instr.sh has callgrind count only
  * this function): n writes, then the commit. */
 static __attribute__((noinline)) void randwrite_loop(rfs_fs *fs, rfs_nodeid f,
@@ -220,12 +231,7 @@ static void randwrite(const char *pool, unsigned long n, unsigned long mib)
 	double t0 = cpu_s();
 	randwrite_loop(fs, f, buf, n, (uint64_t)mib << 8);
 	printf("ops_randwrite_cpu_per_write: %.2f us\n", (cpu_s() - t0) * 1e6 / (double)n);
-	rfs_fs_release(fs, f);
-	rfs_fs_forget(fs, f, 1);
-	int ret = rfs_fs_close(fs);
-	if (ret)
-		die("close", ret);
-	unlink(pool);
+	drop_file(pool, fs, f);
 }
 
 /* The measured part of randread (callgrind counts only this function):
@@ -256,12 +262,7 @@ static void randread(const char *pool, unsigned long n, unsigned long mib)
 	double t0 = cpu_s();
 	randread_loop(fs, f, buf, n, (uint64_t)mib << 8);
 	printf("ops_randread_cpu_per_read: %.2f us\n", (cpu_s() - t0) * 1e6 / (double)n);
-	rfs_fs_release(fs, f);
-	rfs_fs_forget(fs, f, 1);
-	int ret = rfs_fs_close(fs);
-	if (ret)
-		die("close", ret);
-	unlink(pool);
+	drop_file(pool, fs, f);
 }
 
 int main(int argc, char **argv)
