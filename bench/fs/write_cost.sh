@@ -28,53 +28,24 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-keep=0 reps=3 rt=4 nj=1
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--keep) keep=1 ;;
-	--reps) reps=$2; shift ;;
-	--runtime) rt=$2; shift ;;
-	--jobs) nj=$2; shift ;;
-	-h | --help) sed -n '2,25p' "$0" >&3; exit 0 ;;
-	*) echo "write_cost.sh: unknown argument '$1'" >&2; exit 2 ;;
-	esac
-	shift
-done
-abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
-bin=$(abs "${RFS_BIN:-$root/build/reflinkfs}")
-[ -x "$bin" ] || { echo "write_cost.sh: $bin not found (build it with 'make')" >&2; exit 1; }
+me=write_cost.sh
+. "$root/bench/lib.bash"
+keep=0 reps=3 runtime=4 jobs=1
+bench_args 2,25 "keep reps= runtime= jobs=" "$@"
+rt=$runtime nj=$jobs
+bench_bin
 before=""
 if [ -n "${RFS_BIN_BEFORE:-}" ]; then
-	before=$(abs "$RFS_BIN_BEFORE")
-	[ -x "$before" ] || { echo "write_cost.sh: $before not found" >&2; exit 1; }
+	before=$RFS_BIN_BEFORE
+	[ "${before#/}" != "$before" ] || before=$PWD/$before
+	[ -x "$before" ] || { echo "$me: $before not found" >&2; exit 1; }
 fi
-command -v fio >/dev/null || { echo "write_cost.sh: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "$me: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
 base=${RFS_FIO_BENCH_DIR:-/dev/shm}
 size=${RFS_FIO_SIZE:-256M}
 hz=$(getconf CLK_TCK)
-
-log() { echo "write_cost.sh [${SECONDS}s]: $*" >&2; }
-fig() { printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3; log ">> $1: $2${3:+ $3}"; }
-is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-work="" mnt="" dpid=""
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
-	fi
-	[ -n "$dpid" ] && wait "$dpid" 2>/dev/null
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-work=$(mktemp -d "$base/rfs-wcost.XXXXXX")
+bench_traps
+bench_work "$base" wcost
 
 # The daemon's CPU ticks (all threads) and its threads' context switches.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -89,25 +60,22 @@ run() {
 	local d=$work/$label-$rep
 	mkdir -p "$d/mnt"
 	"$b" mkfs --size 16G "$d/pool.img" >/dev/null
-	"$b" mount -f "$d/pool.img" "$d/mnt" 2>"$d/daemon.log" &
-	dpid=$! mnt=$d/mnt
-	for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
-	is_mounted "$mnt" || { log "$b did not mount:"; cat "$d/daemon.log" >&2; exit 1; }
+	mnt=$d/mnt daemon_log=$d/daemon.log bin=$b
+	rfs_mount "$d/pool.img"
 	local args=(--name=f --directory="$mnt" --rw=randwrite --bs=4k --size="$size"
 		--numjobs="$nj" --ioengine=libaio --iodepth=16 --direct=1 --fallocate=none)
 	# Lay the files out first (fio writes them whole), untimed.
 	fio "${args[@]}" --time_based --runtime=0.1 >/dev/null 2>"$d/fio.err" ||
 		{ log "fio failed: $(tail -3 "$d/fio.err")"; exit 1; }
 	local t0 c0 t1 c1
-	t0=$(cpu_ticks "$dpid") c0=$(ctx "$dpid")
+	t0=$(cpu_ticks "$daemon_pid") c0=$(ctx "$daemon_pid")
 	# No ramp: the counters cover exactly the I/O fio counts.
 	fio "${args[@]}" --time_based --runtime="$rt" --group_reporting \
 		--output-format=json >"$d/fio.json" 2>"$d/fio.err" ||
 		{ log "fio failed: $(tail -3 "$d/fio.err")"; exit 1; }
-	t1=$(cpu_ticks "$dpid") c1=$(ctx "$dpid")
-	fusermount3 -u "$mnt"
-	wait "$dpid" || true
-	dpid="" mnt=""
+	t1=$(cpu_ticks "$daemon_pid") c1=$(ctx "$daemon_pid")
+	rfs_umount || true
+	mnt=""
 	python3 - "$d/fio.json" "$label" "$hz" "$t0" "$t1" $c0 $c1 <<'EOF'
 import json, sys
 path, label, hz, t0, t1, v0, n0, v1, n1 = sys.argv[1:]
@@ -121,13 +89,14 @@ EOF
 	rm -rf --one-file-system "$d/pool.img"
 }
 
+after=$bin
 labels="after"
 [ -n "$before" ] && labels="after before"
 log "fio randwrite, $nj job(s), ${rt}s per run, $reps run(s) of: $labels"
 out=$work/runs.txt
 for rep in $(seq "$reps"); do
 	for l in $labels; do
-		b=$bin
+		b=$after
 		[ "$l" = before ] && b=$before
 		run "$l" "$b" "$rep" | tee -a "$out" >&3
 		log "$(tail -1 "$out")"
@@ -137,7 +106,7 @@ for l in $labels; do
 	p=""
 	[ "$l" = before ] && p=before_
 	for k in iops cpu_us_per_write vol_cs_per_write invol_cs_per_write; do
-		m=$(awk -v l="$l" -v k="$k" '$2 == l { for (i = 3; i < NF; i += 2) if ($i == k) print $(i + 1) }' "$out" | median)
+		m=$(awk -v l="$l" -v k="$k" '$2 == l { for (i = 3; i < NF; i += 2) if ($i == k) print $(i + 1) }' "$out" | median_low)
 		u=""
 		case $k in iops) u=IOPS ;; cpu_us_per_write) u=us ;; esac
 		fig "${p}write_cost_${nj}j_$k" "$m" "$u"
