@@ -15,7 +15,8 @@
 #   bench_args HELP OPTS ARGS...
 #       Parse ARGS.  OPTS names the options the script takes ("quick keep
 #       reps="): --NAME sets NAME=1, or with "NAME=" in OPTS, --NAME V sets
-#       NAME=V.  -h/--help prints lines HELP of the script (a sed range,
+#       NAME=V (a '-' in NAME is '_' in the variable: --cp-reps sets
+#       cp_reps).  -h/--help prints lines HELP of the script (a sed range,
 #       "2,23") on fd 3 and exits 0; anything else exits 2.
 #   bench_bin
 #       bin: $RFS_BIN, else build/reflinkfs, made absolute; exit 1 when it
@@ -100,10 +101,10 @@ bench_args() {
 			sed -n "${help}p" "$0" >&3
 			exit 0
 		elif [ "$o" != "$1" ] && [[ "$opts" == *" $o= "* ]] && [ $# -ge 2 ]; then
-			printf -v "$o" '%s' "$2"
+			printf -v "${o//-/_}" '%s' "$2"
 			shift
 		elif [ "$o" != "$1" ] && [[ "$opts" == *" $o "* ]]; then
-			printf -v "$o" 1
+			printf -v "${o//-/_}" 1
 		else
 			echo "$me: unknown argument '$1' (see $0 --help)" >&2
 			exit 2
