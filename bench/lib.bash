@@ -54,6 +54,23 @@
 #   rfs_umount
 #       `$bin umount $mnt` and wait for the daemon; its exit status.
 #
+# FUSE ceilings: libfuse's example daemons, on tmpfs like the pool
+#   bench_passthrough_hp LOG
+#       pt_hp: $RFS_PASSTHROUGH_HP, else what bench/fs/passthrough_hp.sh
+#       builds (or built before); 1 when there is none, with the reason
+#       in LOG.
+#   bench_passthrough_ll LOG
+#       pt_ll: passthrough_ll of libfuse3-dev's examples built into
+#       $work/bin; 1 when it cannot be, with the reason in LOG.
+#   pt_start KIND BIN SRC DIR LOG
+#       Run passthrough daemon BIN (KIND hp: passthrough_hp, with its
+#       defaults; ll: passthrough_ll with -o cache=always, its fastest
+#       setting) over SRC on DIR in the background (pt_pid, also added to
+#       pids; DIR to fuse_mnts; its stderr in LOG) and wait for the mount;
+#       1 when it does not come.
+#   cpu_ticks PID           the CPU time (user + system, all threads) of
+#                           process PID so far, in clock ticks
+#
 # Parts and loop filesystems
 #   part NAME CMD...        run one part of a bench in a subshell with
 #                           errexit on: a failure is logged and sets
@@ -156,6 +173,36 @@ rfs_umount() {
 	daemon_pid=""
 	return "$rc"
 }
+
+bench_passthrough_hp() {
+	pt_hp=${RFS_PASSTHROUGH_HP:-$(bash "$root/bench/fs/passthrough_hp.sh" 2>>"$1" || true)}
+	[ -n "$pt_hp" ] && [ -x "$pt_hp" ] && return 0
+	[ -z "$pt_hp" ] || echo "$me: $pt_hp is not an executable" >>"$1"
+	pt_hp=""
+	return 1
+}
+bench_passthrough_ll() {
+	local ex=/usr/share/doc/libfuse3-dev/examples
+	pt_ll=""
+	[ -r "$ex/passthrough_ll.c" ] || { echo "$me: no $ex/passthrough_ll.c (install libfuse3-dev)" >>"$1"; return 1; }
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	"${CC:-cc}" -O2 -D_GNU_SOURCE -I"$ex" -o "$work/bin/passthrough_ll" "$ex/passthrough_ll.c" \
+		$(pkg-config --cflags --libs fuse3) 2>>"$1" || return 1
+	pt_ll=$work/bin/passthrough_ll
+}
+pt_start() {
+	local kind=$1 b=$2 src=$3 dir=$4 plog=$5
+	if [ "$kind" = hp ]; then
+		"$b" --foreground "$src" "$dir" 2>"$plog" &
+	else
+		"$b" -f -o source="$src",cache=always "$dir" 2>"$plog" &
+	fi
+	pt_pid=$!
+	pids="${pids:-} $pt_pid"
+	fuse_mnts="${fuse_mnts:-} $dir"
+	mount_wait "$dir" "$pt_pid"
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 part() {
 	local name=$1 rc

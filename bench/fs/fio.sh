@@ -37,90 +37,37 @@ export LC_ALL=C
 exec 3>&1 1>&2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-keep=0 reps=1 rt=5 jobs="1 2 4" rws="randread randwrite"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--keep) keep=1 ;;
-	--reps) reps=$2; shift ;;
-	--runtime) rt=$2; shift ;;
-	--jobs) jobs=$2; shift ;;
-	--rw) rws=$2; shift ;;
-	-h | --help) sed -n '2,34p' "$0" >&3; exit 0 ;;
-	*) echo "fio.sh: unknown argument '$1'" >&2; exit 2 ;;
-	esac
-	shift
-done
-bin=${RFS_BIN:-$root/build/reflinkfs}
-case "$bin" in */*) [ "${bin#/}" != "$bin" ] || bin=$PWD/$bin ;; esac
-[ -x "$bin" ] || { echo "fio.sh: $bin not found (build it with 'make')" >&2; exit 1; }
-command -v fio >/dev/null || { echo "fio.sh: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
+me=fio.sh
+. "$root/bench/lib.bash"
+keep=0 reps=1 runtime=5 jobs="1 2 4" rw="randread randwrite"
+bench_args 2,34 "keep reps= runtime= jobs= rw=" "$@"
+rt=$runtime rws=$rw
+bench_bin
+command -v fio >/dev/null || { echo "$me: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
 base=${RFS_FIO_BENCH_DIR:-/dev/shm}
 size=${RFS_FIO_SIZE:-256M}
 
-log() { echo "fio.sh [${SECONDS}s]: $*" >&2; }
-fig() {
-	printf '%s: %s%s\n' "$1" "$2" "${3:+ $3}" >&3
-	printf 'fio.sh: >> %s: %s%s\n' "$1" "$2" "${3:+ $3}" >&2
-}
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
-
-work="" mnt="" ptmnt="" daemon_pid="" pt_pid="" bmnt="" bpid=""
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$mnt" ] && is_mounted "$mnt"; then
-		"$bin" umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
-	fi
-	if [ -n "$bmnt" ] && is_mounted "$bmnt"; then
-		fusermount3 -u "$bmnt" || fusermount3 -uz "$bmnt"
-	fi
-	if [ -n "$ptmnt" ] && is_mounted "$ptmnt"; then
-		fusermount3 -u "$ptmnt" || fusermount3 -uz "$ptmnt"
-	fi
-	local p
-	for p in $daemon_pid $pt_pid $bpid; do
-		wait "$p" 2>/dev/null
-	done
-	if [ -n "$work" ]; then
-		if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-work=$(mktemp -d "$base/rfs-fio.XXXXXX")
+mnt="" ptmnt="" bmnt="" bpid="" pt_pid="" fuse_mnts="" pids=""
+bench_traps
+bench_work "$base" fio
 if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
 	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
 fi
-mkdir "$work/bin" "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc"
-cp "$bin" "$work/bin/reflinkfs"
-bin=$work/bin/reflinkfs
+mkdir "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc"
+bench_private_bin
 
 # The FUSE ceiling: passthrough_hp (multi-threaded, splice, one open
 # descriptor per file), else passthrough_ll.
 pt="" ptname=""
 if [ "${RFS_FIO_NO_PT:-0}" != 1 ]; then
-	if [ -n "${RFS_PASSTHROUGH_HP:-}" ]; then
-		pt=$RFS_PASSTHROUGH_HP
+	if bench_passthrough_hp "$work/pt-build.log"; then
+		pt=$pt_hp ptname=pt_hp
 	else
-		pt=$("$root/bench/fs/passthrough_hp.sh" 2>"$work/pt-build.log") || pt=""
 		# Say why (no deb-src line, no g++): the log goes with $work.
-		if [ -z "$pt" ]; then
-			why=$(grep 'passthrough_hp.sh:' "$work/pt-build.log" | tail -1)
-			log "passthrough_hp: ${why:-$(tail -1 "$work/pt-build.log")}"
-		fi
-	fi
-	if [ -n "$pt" ]; then
-		ptname=pt_hp
-	else
-		ex=/usr/share/doc/libfuse3-dev/examples
-		if [ -r "$ex/passthrough_ll.c" ] &&
-			"${CC:-cc}" -O2 -D_GNU_SOURCE -I"$ex" -o "$work/bin/passthrough_ll" \
-				"$ex/passthrough_ll.c" $(pkg-config --cflags --libs fuse3) 2>>"$work/pt-build.log"; then
-			pt=$work/bin/passthrough_ll ptname=pt_ll
+		why=$(grep 'passthrough_hp.sh:' "$work/pt-build.log" | tail -1 || true)
+		log "passthrough_hp: ${why:-$(tail -1 "$work/pt-build.log")}"
+		if bench_passthrough_ll "$work/pt-build.log"; then
+			pt=$pt_ll ptname=pt_ll
 			log "passthrough_hp not available (see $work/pt-build.log): passthrough_ll stands in"
 		else
 			log "no passthrough daemon could be built (see $work/pt-build.log): skipped"
@@ -128,42 +75,35 @@ if [ "${RFS_FIO_NO_PT:-0}" != 1 ]; then
 	fi
 fi
 
-"$bin" mkfs --size 16G "$work/pool.img" >&2
-"$bin" mount -f "$work/pool.img" "$work/mnt" 2>"$work/daemon.log" &
-daemon_pid=$!
-mnt=$work/mnt
-for _ in $(seq 100); do is_mounted "$mnt" && break; sleep 0.1; done
-is_mounted "$mnt" || { log "reflinkfs did not mount; log:"; cat "$work/daemon.log" >&2; exit 1; }
-log "reflinkfs daemon pid $daemon_pid"
+# The binary before a change first, on a pool and mount of its own
+# (unmounted at exit as one of the fuse_mnts); then reflinkfs, whose
+# daemon_pid the mount helpers keep.
 if [ -n "${RFS_BIN_BEFORE:-}" ]; then
 	mkdir "$work/bmnt"
 	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
 	"$work/bin/reflinkfs-before" mkfs --size 16G "$work/bpool.img" >&2
-	"$work/bin/reflinkfs-before" mount -f "$work/bpool.img" "$work/bmnt" 2>"$work/bdaemon.log" &
-	bpid=$!
 	bmnt=$work/bmnt
-	for _ in $(seq 100); do is_mounted "$bmnt" && break; sleep 0.1; done
-	is_mounted "$bmnt" || { log "$RFS_BIN_BEFORE did not mount; log:"; cat "$work/bdaemon.log" >&2; exit 1; }
+	fuse_mnts=$bmnt
+	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_log=$work/bdaemon.log rfs_mount "$work/bpool.img"
+	bpid=$daemon_pid daemon_pid=""
+	pids=$bpid
 	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
 fi
+"$bin" mkfs --size 16G "$work/pool.img" >&2
+mnt=$work/mnt
+rfs_mount "$work/pool.img"
+log "reflinkfs daemon pid $daemon_pid"
 if [ -n "$pt" ]; then
-	if [ "$ptname" = pt_hp ]; then
-		"$pt" --foreground "$work/ptsrc" "$work/pt" 2>"$work/pt.log" &
-	else
-		"$pt" -f -o source="$work/ptsrc",cache=always "$work/pt" 2>"$work/pt.log" &
-	fi
-	pt_pid=$!
-	ptmnt=$work/pt
-	for _ in $(seq 100); do is_mounted "$ptmnt" && break; sleep 0.1; done
-	if ! is_mounted "$ptmnt"; then
-		log "$ptname did not mount: skipped"; pt="" ptmnt=""
-	else
+	ptk=hp
+	[ "$ptname" = pt_hp ] || ptk=ll
+	if pt_start "$ptk" "$pt" "$work/ptsrc" "$work/pt" "$work/pt.log"; then
+		ptmnt=$work/pt
 		log "$ptname daemon pid $pt_pid"
+	else
+		log "$ptname did not mount: skipped"; pt=""
 	fi
 fi
 
-# CPU time (user + system) of process PID so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 tck=$(getconf CLK_TCK)
 
 # fio_run DIR LABEL RW NJOBS REP PID: one fio run; on stdout its IOPS and
@@ -194,7 +134,6 @@ cpu = "%.2f" % (ticks / tck * 1e6 / (iops * secs)) if pid and iops else "-"
 print(int(iops), cpu)' "$out" "$([ "$rw" = randread ] && echo read || echo write)" \
 		"$((c1 - c0))" "$tck" "$((rt + 1))" "$pid"
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 fss="native reflinkfs"
 [ -n "$bmnt" ] && fss="$fss before"
@@ -220,10 +159,10 @@ for rw in $rws; do
 		tag=${rw#rand}_${nj}j
 		for fs in $fss; do
 			[ -n "${vals[$fs]:-}" ] || continue
-			m=$(echo "${vals[$fs]}" | median)
+			m=$(echo "${vals[$fs]}" | median_low)
 			case $fs in reflinkfs) name=fio_rand$tag ;; *) name=${fs}_fio_rand$tag ;; esac
 			fig "$name" "$m" IOPS
-			[ -n "${cpus[$fs]:-}" ] && fig "${name}_cpu_per_io" "$(echo "${cpus[$fs]}" | median)" us
+			[ -n "${cpus[$fs]:-}" ] && fig "${name}_cpu_per_io" "$(echo "${cpus[$fs]}" | median_low)" us
 			eval "m_$fs=$m"
 		done
 		if [ -n "${m_reflinkfs:-}" ]; then

@@ -50,7 +50,6 @@ if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
 	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
 fi
 mkdir "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc"
-cc=${CC:-cc}
 bench_rfsbench
 bench_private_bin
 
@@ -59,11 +58,8 @@ bench_private_bin
 # keep_cache, its fastest setting.  It holds a descriptor per inode.
 pt=""
 if [ "${RFS_META_NO_PT:-0}" != 1 ]; then
-	ex=/usr/share/doc/libfuse3-dev/examples
-	if [ -r "$ex/passthrough_ll.c" ] &&
-		"$cc" -O2 -D_GNU_SOURCE -I"$ex" -o "$work/bin/passthrough_ll" "$ex/passthrough_ll.c" \
-			$(pkg-config --cflags --libs fuse3) 2>"$work/pt-build.log"; then
-		pt=$work/bin/passthrough_ll
+	if bench_passthrough_ll "$work/pt-build.log"; then
+		pt=$pt_ll
 		ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 	else
 		log "passthrough_ll not built (needs libfuse3-dev's examples; see $work/pt-build.log): skipped"
@@ -72,12 +68,12 @@ fi
 
 # passthrough_hp (libfuse's C++ example; its default: 86400 s timeouts,
 # keep_cache and cached listings).  One descriptor per inode too.
-hp=${RFS_PASSTHROUGH_HP:-$(bash "$root/bench/fs/passthrough_hp.sh" 2>"$work/hp-build.log" || true)}
-if [ -n "$hp" ] && [ -x "$hp" ]; then
+hp=""
+if bench_passthrough_hp "$work/hp-build.log"; then
+	hp=$pt_hp
 	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 else
 	log "passthrough_hp not available (see $work/hp-build.log): skipped"
-	hp=""
 fi
 
 log "generating the tree ($ndirs package directories)"
@@ -90,18 +86,14 @@ mnt=$work/mnt
 rfs_mount "$work/pool.img"
 ptmnt="" hpmnt=""
 if [ -n "$pt" ]; then
-	"$pt" -f -o source="$work/ptsrc",cache=always "$work/pt" 2>"$work/pt.log" &
-	pids="$pids $!"
 	ptmnt=$work/pt
-	fuse_mnts="$fuse_mnts $ptmnt"
-	mount_wait "$ptmnt" "$!" || { log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
+	pt_start ll "$pt" "$work/ptsrc" "$ptmnt" "$work/pt.log" ||
+		{ log "passthrough_ll did not mount: skipped"; pt=""; ptmnt=""; }
 fi
 if [ -n "$hp" ]; then
-	"$hp" --foreground "$work/hpsrc" "$work/hp" 2>"$work/hp.log" &
-	pids="$pids $!"
 	hpmnt=$work/hp
-	fuse_mnts="$fuse_mnts $hpmnt"
-	mount_wait "$hpmnt" "$!" || { log "passthrough_hp did not mount: skipped"; hp=""; hpmnt=""; }
+	pt_start hp "$hp" "$work/hpsrc" "$hpmnt" "$work/hp.log" ||
+		{ log "passthrough_hp did not mount: skipped"; hp=""; hpmnt=""; }
 fi
 
 # The steps, each run in the filesystem's directory D.
