@@ -141,6 +141,20 @@ void rfs_fs_inject_alloc_nospc(rfs_fs *fs, unsigned n);
 void rfs_fs_set_premod_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
 
 /*
+ * Wait hooks: begin(arg) is called by the thread of an fs call just before
+ * it sleeps for something other than CPU, locks or the pool's I/O -- a
+ * blocking watch's subscriber (the pre-modification check), a change to
+ * follow (rfs_fs_changes_wait) -- and end(arg) when it is back, holding
+ * no lock of the fs in either.  A caller that serves requests with a
+ * fixed set of threads uses them to stand another thread in for the one
+ * that waits (src/fuse/workers.c): the wait may be for a request that
+ * only another thread can serve.  NULLs remove them.  Set them while no
+ * call of the fs runs.
+ */
+void rfs_fs_set_wait_hooks(rfs_fs *fs, void (*begin)(void *arg), void (*end)(void *arg),
+			   void *arg);
+
+/*
  * Test hook: fn(arg) is called by every file write while it copies its
  * data into the blocks it allocated: holding no lock when the write
  * covers whole blocks (they are claimed, see rfs_claim_data), else with

@@ -127,7 +127,8 @@ bool rfs_fs_changes_pending(rfs_fs *fs);
 /* Commits asked for by waiting followers are at least this far apart. */
 #define RFS_CHANGES_COMMIT_GAP_MS 10
 /* Followers that may wait at once: each holds one of the daemon's
- * threads; more are told to poll (rfs_fs_changes_wait: -EBUSY). */
+ * threads (a temporary one stands in, src/fuse/workers.c); more are told
+ * to poll (rfs_fs_changes_wait: -EBUSY). */
 #define RFS_CHANGES_WAITERS_MAX 8
 
 /* Journal appends so far, below any directory: what a waiter saw. */

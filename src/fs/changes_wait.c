@@ -71,6 +71,11 @@ int rfs_fs_changes_wait(rfs_fs *fs, uint64_t seen, int64_t deadline_ns,
 		return -EBUSY;
 	}
 	atomic_fetch_add(&fs->cw_waiters, 1);
+	pthread_mutex_unlock(&fs->cw_lock);
+	/* Up to the caller's deadline, for a change some other request
+	 * makes: let the caller stand a thread in for this one. */
+	fs_wait_begin(fs);
+	pthread_mutex_lock(&fs->cw_lock);
 	struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
 	int ret;
 	for (;;) {
@@ -89,6 +94,7 @@ int rfs_fs_changes_wait(rfs_fs *fs, uint64_t seen, int64_t deadline_ns,
 	}
 	atomic_fetch_sub(&fs->cw_waiters, 1);
 	pthread_mutex_unlock(&fs->cw_lock);
+	fs_wait_end(fs);
 	return ret;
 }
 

@@ -306,6 +306,11 @@ struct rfs_fs {
 	 * taken (cleared) by the operation that calls it. */
 	void (*premod_hook)(void *arg);
 	void *premod_arg;
+	/* rfs_fs_set_wait_hooks: set while no operation runs (before the
+	 * FUSE workers start, after they end); read without a lock. */
+	void (*wait_begin)(void *arg);
+	void (*wait_end)(void *arg);
+	void *wait_arg;
 
 	/* The node table: taken after the pool lock, never before; does
 	 * not nest.  Take it with node_lock() (node_lock_held() asserts). */
@@ -888,5 +893,11 @@ void changes_wait_init(rfs_fs *fs);
 void changes_wait_fini(rfs_fs *fs);
 /* Records were appended (or the journal reset): wake waiting followers. */
 void changes_notify(rfs_fs *fs);
+
+/* The caller is about to sleep for something outside the fs's own work
+ * (a watch's subscriber, a change to follow), and is back: the hooks of
+ * rfs_fs_set_wait_hooks (wait_hooks.c).  No lock of the fs held. */
+void fs_wait_begin(rfs_fs *fs);
+void fs_wait_end(rfs_fs *fs);
 
 #endif

@@ -1143,7 +1143,11 @@ void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 	for (unsigned i = 0; i < op->pm.ntgt; i++)
 		check_target(fs, &op->pm.tgt[i], &ck);
 	/* Wait for the acks, holding no pool lock: only this operation
-	 * waits.  The deadlines were set at delivery. */
+	 * waits.  The deadlines were set at delivery.  The subscriber may
+	 * need requests served meanwhile (it reads the file): the wait
+	 * hooks let the caller stand another thread in for this one. */
+	if (ck.n)
+		fs_wait_begin(fs);
 	for (size_t i = 0; i < ck.n; i++) {
 		rfs_watch *w = ck.p[i].w;
 		struct waiter *x = ck.p[i].x;
@@ -1174,5 +1178,7 @@ void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 			pthread_cond_broadcast(&w->cond);
 		w_unlock(w);
 	}
+	if (ck.n)
+		fs_wait_end(fs);
 	free(ck.p);
 }

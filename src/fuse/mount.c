@@ -264,15 +264,11 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		rfs_log(RFS_LOG_WARN, "%s: no background release of deleted files (%s): their blocks stay allocated until the next mount",
 			o->pool, strerror(-rret));
 
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	/* Every standing worker is kept: with 4 idle ones kept by libfuse's
+	 * loop, a burst of requests (fio at queue depth 16) started and ended
+	 * 300-450 threads a second, each with its 1 MiB request buffer. */
 	unsigned threads = o->threads ? o->threads : RFS_FUSE_THREADS;
-	fuse_loop_cfg_set_max_threads(cfg, threads);
-	/* Keep every worker: with 4 idle ones kept, a burst of requests (fio
-	 * at queue depth 16) started and ended 300-450 threads a second,
-	 * each with its 1 MiB request buffer mapped and unmapped. */
-	fuse_loop_cfg_set_idle_threads(cfg, threads);
-	ret = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
+	ret = rfs_fuse_workers_run(&m, threads);
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */
 	rfs_status_stop_listening(status);

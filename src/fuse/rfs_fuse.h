@@ -31,12 +31,15 @@ struct rfs_mount_opts {
 };
 
 /* FUSE worker threads by default, and the range -o threads= takes.  A
- * request that waits (a blocking watch's hold, a read from a slow disk)
- * keeps its worker, and a watch mark waits for WRITEs that other workers
- * serve: hence at least 2, and a default well above the cores. */
+ * request that waits for something outside the daemon (a blocking
+ * watch's hold, a watch mark's flush) gets a temporary worker in its
+ * place (workers.c); a read from a slow disk keeps its worker. */
 #define RFS_FUSE_THREADS 16
 #define RFS_FUSE_THREADS_MIN 2
 #define RFS_FUSE_THREADS_MAX 256
+/* Temporary workers at once, at most: each stands in for a worker that
+ * waits for something outside the daemon (src/fuse/workers.c). */
+#define RFS_FUSE_TEMP_WORKERS_MAX 256
 
 /* The operations table. */
 extern const struct fuse_lowlevel_ops rfs_fuse_ops;
@@ -206,6 +209,20 @@ int rfs_fuse_changes_ioctl(fuse_req_t req, rfs_fs *fs, const struct fuse_ctx *ct
  * or a negative errno. */
 int rfs_fuse_journal_info_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const void *in,
 				size_t in_size, void *out, size_t out_size);
+
+/* ---- the FUSE workers (workers.c) ---- */
+/* Serve m->se with `threads` standing workers, plus a temporary one for
+ * each worker that waits for something outside the daemon (a blocking
+ * watch's subscriber, requests of other workers), until the session
+ * ends.  Registers the fs's wait hooks for the time.  0 or a negative
+ * errno (the session failed, or the workers could not start). */
+int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads);
+/* The calling FUSE worker is about to wait for something other than CPU
+ * or the pool's I/O (another request, a client), and is back: with
+ * fewer free workers than the standing count, one is started in its
+ * place.  Nest; no effect outside a worker. */
+void rfs_fuse_wait_begin(void);
+void rfs_fuse_wait_end(void);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

@@ -528,11 +528,16 @@ int rfs_watch_server_mark(struct rfs_watch_server *s, fuse_req_t req, fuse_ino_t
 		 * files (launder_folio of the invalidation): those WRITEs come
 		 * to other daemon threads now, before the mark is armed, so
 		 * they give no event.  No fs lock is held here: this waits for
-		 * those WRITEs. */
+		 * those WRITEs, so another worker stands in meanwhile (with
+		 * every worker in such a wait, none would serve them). */
 		io->nflushed = 0;
+		if (nflush)
+			rfs_fuse_wait_begin();
 		for (size_t i = 0; i < nflush; i++)
 			if (fuse_lowlevel_notify_inval_inode(s->m->se, flush[i], 0, 0) == 0)
 				io->nflushed++;
+		if (nflush)
+			rfs_fuse_wait_end();
 		ret = rfs_fs_watch_arm(c->w, mark);
 		if (ret)
 			rfs_fs_watch_unmark(c->w, mark);

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# -o threads=N caps the daemon's FUSE workers (libfuse's mt loop; default
-# RFS_FUSE_THREADS, src/fuse/mount.c): with 2, eight readers at once with
-# O_DIRECT (each READ a request of its own) still get their data, and the
-# daemon never runs more than 2 workers.  Values out of range are refused
+# -o threads=N sets the daemon's standing FUSE workers (src/fuse/workers.c;
+# default RFS_FUSE_THREADS): with 2, eight readers at once with O_DIRECT
+# (each READ a request of its own) still get their data, and the daemon
+# never runs more than 2 workers (temporary ones start only for requests
+# that wait for something outside the daemon: test_watch_workers.sh).  Values out of range are refused
 # with a message naming the option, and nothing is mounted.
 source "$(dirname "$0")/lib.bash"
 rfs_setup 1G -o threads=2
 
 # The daemon's threads now: its fixed ones (main, commit, reclaim, status,
-# ...) and the workers libfuse started so far (one or two).
+# ...) and the two workers.
 tasks() { ls "/proc/$DAEMON_PID/task" | wc -l; }
 idle=$(tasks)
 for i in $(seq 8); do

@@ -868,6 +868,64 @@ static void test_free_releases_writer(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* The wait hooks (rfs_fs_set_wait_hooks): a writer held for its ack
+ * announces the wait on its own thread before it sleeps and its end
+ * after, once; a write of an unmarked file announces nothing. */
+struct hooks {
+	atomic_int begins, ends;
+	pthread_t begin_thread, end_thread; /* read after the writer's join */
+};
+
+static void hook_begin(void *arg)
+{
+	struct hooks *h = arg;
+	h->begin_thread = pthread_self();
+	atomic_fetch_add(&h->begins, 1);
+}
+
+static void hook_end(void *arg)
+{
+	struct hooks *h = arg;
+	h->end_thread = pthread_self();
+	atomic_fetch_add(&h->ends, 1);
+}
+
+static void test_blocking_wait_hooks(void **state)
+{
+	(void)state;
+	rfs_nodeid f;
+	rfs_watch *w;
+	rfs_fs *fs = blocking_setup(600000, &f, &w);
+	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", "g0");
+	struct hooks h = {0};
+	rfs_fs_set_wait_hooks(fs, hook_begin, hook_end, &h);
+	RC(rfs_fs_write(fs, g, "g1", 2, 0), 2);
+	EQ_U64(atomic_load(&h.begins), 0);
+	EQ_U64(atomic_load(&h.ends), 0);
+	struct writer wr = {.fs = fs, .node = f, .data = "new"};
+	pthread_t t;
+	struct rfs_watch_event ev;
+	start_writer(&wr, &t, w, &ev);
+	/* The event is out before the wait begins: no timing, the count. */
+	while (atomic_load(&h.begins) == 0 && !atomic_load(&wr.done))
+		sched_yield();
+	CHECK(!atomic_load(&wr.done), "the marked write finished before the ack");
+	EQ_U64(atomic_load(&h.begins), 1);
+	EQ_U64(atomic_load(&h.ends), 0);
+	OK(rfs_fs_watch_ack(w, ev.id));
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	EQ_U64(wr.ret, 3);
+	EQ_U64(atomic_load(&h.begins), 1);
+	EQ_U64(atomic_load(&h.ends), 1);
+	CHECK(pthread_equal(h.begin_thread, t) && pthread_equal(h.end_thread, t),
+	      "a hook ran off the waiting writer's thread");
+	rfs_fs_set_wait_hooks(fs, NULL, NULL, NULL);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, g, 1);
+	OK(rfs_fs_close(fs));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -889,6 +947,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocking_second_writer, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_timeout, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_free_releases_writer, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_wait_hooks, fx_setup, fx_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -1,0 +1,108 @@
+/*
+ * The FUSE workers: the mount's own loop in place of libfuse's
+ * fuse_session_loop_mt, on libfuse's public fuse_session_receive_buf /
+ * fuse_session_process_buf and the generic pool of src/util/workpool.c.
+ *
+ * As with libfuse's loop, `threads` standing workers all wait in read(2)
+ * on /dev/fuse and the kernel hands each request to one of them.  What
+ * libfuse cannot do is tell a worker that is busy from one that sleeps
+ * for somebody else: a request a blocking watch holds (until its
+ * subscriber answers, at most the watch's timeout), a watch mark waiting
+ * for WRITEs other workers serve, RFS_IOC_CHANGES_WAIT.  With N workers,
+ * N such requests stalled every request on the mount, the subscriber's
+ * own included.  Here such a wait announces itself (rfs_fs_set_wait_hooks
+ * for the fs layer's waits, rfs_fuse_wait_begin/_end for the fuse
+ * layer's) and the pool starts a temporary worker in its place, which
+ * ends once the waits are over (docs/ARCHITECTURE.md, "FUSE workers").
+ */
+#include "fuse/rfs_fuse.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reflinkfs/log.h"
+#include "util/workpool.h"
+
+static int fw_receive(void *arg, void *slot)
+{
+	struct fuse_session *se = arg;
+	/* 0 when the session has exited (unmounted: ENODEV), -EINTR when
+	 * the request was interrupted before it was read (ENOENT), else a
+	 * negative errno. */
+	int res = fuse_session_receive_buf(se, slot);
+	if (res < 0 && res != -EINTR && res != -EAGAIN)
+		fuse_session_exit(se);
+	return res > 0 ? 1 : res;
+}
+
+static void fw_process(void *arg, void *slot)
+{
+	fuse_session_process_buf(arg, slot);
+}
+
+static void fw_slot_free(void *arg, void *slot)
+{
+	(void)arg;
+	struct fuse_buf *b = slot;
+	free(b->mem);
+	b->mem = NULL;
+}
+
+static bool fw_ended(void *arg)
+{
+	return fuse_session_exited(arg) != 0;
+}
+
+static void fs_wait_begin(void *arg)
+{
+	(void)arg;
+	rfs_workpool_begin_blocking();
+}
+
+static void fs_wait_end(void *arg)
+{
+	(void)arg;
+	rfs_workpool_end_blocking();
+}
+
+void rfs_fuse_wait_begin(void)
+{
+	rfs_workpool_begin_blocking();
+}
+
+void rfs_fuse_wait_end(void)
+{
+	rfs_workpool_end_blocking();
+}
+
+int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
+{
+	struct rfs_workpool_cfg cfg = {
+		.standing = threads,
+		.max_temp = RFS_FUSE_TEMP_WORKERS_MAX,
+		.slot_size = sizeof(struct fuse_buf),
+		.receive = fw_receive,
+		.process = fw_process,
+		.slot_free = fw_slot_free,
+		.ended = fw_ended,
+		.arg = m->se,
+		.name = m->pool,
+	};
+	struct rfs_workpool *p;
+	rfs_fs_set_wait_hooks(m->fs, fs_wait_begin, fs_wait_end, NULL);
+	int ret = rfs_workpool_start(&cfg, &p);
+	if (ret) {
+		rfs_log(RFS_LOG_ERR, "%s: cannot start the FUSE worker threads: %s", m->pool,
+			strerror(-ret));
+		rfs_fs_set_wait_hooks(m->fs, NULL, NULL, NULL);
+		return ret;
+	}
+	ret = rfs_workpool_wait(p);
+	rfs_workpool_destroy(p);
+	rfs_fs_set_wait_hooks(m->fs, NULL, NULL, NULL);
+	/* As fuse_session_loop_mt leaves it: a session that can be looped
+	 * again (and whose exit flag no longer stands for this loop). */
+	fuse_session_reset(m->se);
+	return ret;
+}

@@ -1,0 +1,290 @@
+/*
+ * Worker threads with compensation for blocking waits (workpool.h).
+ *
+ * Every worker is alike: the pool counts them, it does not tell standing
+ * ones from temporaries.  Whichever worker finishes a job while more than
+ * `standing` workers are not blocked ends, so after a burst of blocking
+ * waits the pool is back to `standing` as soon as those jobs end.
+ *
+ * p->lock protects workers, total, blocked, peak, temps, cap_hits,
+ * cap_logged, stopping, ended and err, and each worker's done and next.
+ * ended is also read without the lock (atomic) by workers and the waiter.
+ */
+#include "util/workpool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "reflinkfs/log.h"
+
+struct worker {
+	struct rfs_workpool *p;
+	pthread_t th;
+	void *slot;
+	bool done; /* out of its loop: to be joined */
+	struct worker *next;
+};
+
+struct rfs_workpool {
+	struct rfs_workpool_cfg cfg;
+	pthread_mutex_t lock;
+	struct worker *workers; /* started and not joined yet */
+	int total;              /* workers not done */
+	int blocked;            /* of them, between begin and end blocking */
+	int peak;
+	uint64_t temps, cap_hits;
+	bool cap_logged; /* the cap was logged since blocked was last 0 */
+	bool stopping;   /* rfs_workpool_destroy runs: start nobody */
+	atomic_bool ended;
+	int err;
+	sem_t finish; /* posted when ended is set */
+};
+
+static _Thread_local struct worker *t_self;
+static _Thread_local unsigned t_depth;
+
+static void *worker_main(void *arg);
+
+/* Start one worker.  p->lock held.  0 or a negative errno. */
+static int spawn(struct rfs_workpool *p)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->p = p;
+	w->slot = calloc(1, p->cfg.slot_size ? p->cfg.slot_size : 1);
+	if (!w->slot) {
+		free(w);
+		return -ENOMEM;
+	}
+	/* Signals go to the thread in rfs_workpool_wait (libfuse's own
+	 * loop does the same): a handler that ends the session wakes it. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int ret = pthread_create(&w->th, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		free(w->slot);
+		free(w);
+		return -ret;
+	}
+	w->next = p->workers;
+	p->workers = w;
+	if (++p->total > p->peak)
+		p->peak = p->total;
+	return 0;
+}
+
+/* Join and free the workers that have ended.  p->lock held; each such
+ * worker has left its loop and needs the lock no more. */
+static void reap(struct rfs_workpool *p)
+{
+	for (struct worker **pp = &p->workers; *pp;) {
+		struct worker *w = *pp;
+		if (!w->done) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		pthread_join(w->th, NULL);
+		if (p->cfg.slot_free)
+			p->cfg.slot_free(p->cfg.arg, w->slot);
+		free(w->slot);
+		free(w);
+	}
+}
+
+static void end_pool(struct rfs_workpool *p, int err)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!atomic_load(&p->ended)) {
+		p->err = err;
+		atomic_store(&p->ended, true);
+		sem_post(&p->finish);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static bool pool_ended(struct rfs_workpool *p)
+{
+	return atomic_load(&p->ended) || (p->cfg.ended && p->cfg.ended(p->cfg.arg));
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct rfs_workpool *p = w->p;
+	t_self = w;
+	t_depth = 0;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	for (;;) {
+		if (pool_ended(p))
+			break;
+		/* Cancellable only here: a job is never left halfway (it may
+		 * hold the fs's locks). */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		int r = p->cfg.receive(p->cfg.arg, w->slot);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r <= 0) {
+			end_pool(p, r);
+			break;
+		}
+		p->cfg.process(p->cfg.arg, w->slot);
+		pthread_mutex_lock(&p->lock);
+		bool surplus = !p->stopping && p->total - p->blocked > (int)p->cfg.standing;
+		if (surplus) {
+			w->done = true;
+			p->total--;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (surplus)
+			return NULL;
+	}
+	pthread_mutex_lock(&p->lock);
+	w->done = true;
+	p->total--;
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+void rfs_workpool_begin_blocking(void)
+{
+	struct worker *w = t_self;
+	if (!w || t_depth++)
+		return;
+	struct rfs_workpool *p = w->p;
+	pthread_mutex_lock(&p->lock);
+	p->blocked++;
+	reap(p);
+	if (!p->stopping && p->total - p->blocked < (int)p->cfg.standing) {
+		int temps = p->total - (int)p->cfg.standing;
+		if (temps >= (int)p->cfg.max_temp) {
+			p->cap_hits++;
+			if (!p->cap_logged)
+				rfs_log(RFS_LOG_WARN,
+					"%s: %d requests wait for something outside the daemon (blocking "
+					"watches' subscribers, other requests) and %d extra workers run, "
+					"the limit: new requests queue in the kernel until one of them "
+					"ends (acknowledge the events, or stop the blocking watches)",
+					p->cfg.name, p->blocked, temps);
+			p->cap_logged = true;
+		} else {
+			int ret = spawn(p);
+			if (ret)
+				rfs_log(RFS_LOG_WARN,
+					"%s: cannot start a worker in place of one that waits (%s): "
+					"requests may queue until it is back",
+					p->cfg.name, strerror(-ret));
+			else
+				p->temps++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void rfs_workpool_end_blocking(void)
+{
+	struct worker *w = t_self;
+	if (!w || !t_depth || --t_depth)
+		return;
+	struct rfs_workpool *p = w->p;
+	pthread_mutex_lock(&p->lock);
+	if (--p->blocked == 0)
+		p->cap_logged = false;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void destroy(struct rfs_workpool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	/* Those in receive end now; one serving a job ends at its next
+	 * receive (or, surplus, before it). */
+	for (struct worker *w = p->workers; w; w = w->next)
+		if (!w->done)
+			pthread_cancel(w->th);
+	struct worker *list = p->workers;
+	p->workers = NULL;
+	pthread_mutex_unlock(&p->lock);
+	while (list) {
+		struct worker *w = list;
+		list = w->next;
+		pthread_join(w->th, NULL);
+		if (p->cfg.slot_free)
+			p->cfg.slot_free(p->cfg.arg, w->slot);
+		free(w->slot);
+		free(w);
+	}
+	sem_destroy(&p->finish);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+int rfs_workpool_start(const struct rfs_workpool_cfg *cfg, struct rfs_workpool **out)
+{
+	if (!cfg->standing || !cfg->receive || !cfg->process)
+		return -EINVAL;
+	struct rfs_workpool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	if (!p->cfg.name)
+		p->cfg.name = "workers";
+	pthread_mutex_init(&p->lock, NULL);
+	sem_init(&p->finish, 0, 0);
+	int ret = 0;
+	/* All under the lock: no worker counts blocking waits before every
+	 * standing one is there. */
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < cfg->standing && !ret; i++)
+		ret = spawn(p);
+	pthread_mutex_unlock(&p->lock);
+	if (ret) {
+		destroy(p);
+		return ret;
+	}
+	*out = p;
+	return 0;
+}
+
+int rfs_workpool_wait(struct rfs_workpool *p)
+{
+	/* sem_timedwait returns early (EINTR) when this thread handles a
+	 * signal; the timeout covers a handler run by another thread. */
+	while (!pool_ended(p)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		sem_timedwait(&p->finish, &ts);
+	}
+	pthread_mutex_lock(&p->lock);
+	int err = p->err;
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+void rfs_workpool_destroy(struct rfs_workpool *p)
+{
+	if (p)
+		destroy(p);
+}
+
+void rfs_workpool_stats(struct rfs_workpool *p, struct rfs_workpool_stats *st)
+{
+	pthread_mutex_lock(&p->lock);
+	st->workers = (unsigned)p->total;
+	st->blocked = (unsigned)p->blocked;
+	st->peak = (unsigned)p->peak;
+	st->temps = p->temps;
+	st->cap_hits = p->cap_hits;
+	pthread_mutex_unlock(&p->lock);
+}
