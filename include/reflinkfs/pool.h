@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 
 #define RFS_BLOCK_SIZE 4096u
 #define RFS_BLOCK_SHIFT 12
@@ -179,6 +180,21 @@ void rfs_pool_unlock(rfs_pool *pool);
  * reader makes (atime) that must not wait behind a writer. */
 bool rfs_pool_trywrlock(rfs_pool *pool);
 /*
+ * rfs_pool_wrlock for an operation that changes only one regular file's
+ * record and extent tree (a data write): instead of the pool-wide change
+ * generation (rfs_pool_change_gen) it bumps *gen, the file's own, here and
+ * at each rfs_pool_write_resume until the unlock.  Copies keyed to both
+ * generations (a READ's copies of another file's record and extents)
+ * stay valid across it.  A holder that does anything beyond its file
+ * (commit, reclaim, journal flush) calls rfs_pool_bump_global first.
+ */
+void rfs_pool_wrlock_local(rfs_pool *pool, _Atomic uint64_t *gen);
+/* rfs_pool_trywrlock, local as rfs_pool_wrlock_local (an atime update). */
+bool rfs_pool_trywrlock_local(rfs_pool *pool, _Atomic uint64_t *gen);
+/* Bump the pool-wide change generation (write lock held): the holder of a
+ * local write lock is about to change more than its file. */
+void rfs_pool_bump_global(rfs_pool *pool);
+/*
  * For a writer (write lock held) about to write data blocks it allocated:
  * rfs_pool_write_pause turns the write lock into a read lock, so readers
  * run while the data moves, and keeps the writers' gate, so no other
@@ -203,13 +219,22 @@ void rfs_pool_gate_lock(rfs_pool *pool);
 /*
  * A number that changes at every acquisition of the pool's write lock
  * (rfs_pool_wrlock, rfs_pool_trywrlock, and a paused writer's resume),
- * and only then.  Every change of a tree, a block or the catalog is made
+ * and only then -- except for a local writer (rfs_pool_wrlock_local),
+ * which bumps its file's generation instead.  Every change of a tree, a block or the catalog is made
  * under the write lock, so two readings taken with the lock held (either
  * kind) that are equal mean that nothing changed in between: what a
  * reader decoded from the trees under the first is still what they
  * hold.  The caller holds the lock.
  */
 uint64_t rfs_pool_change_gen(const rfs_pool *pool);
+/*
+ * The same number read with no lock held (a sequentially consistent
+ * load), for a reader that validates copies without the lock, seqlock
+ * style: equal readings before and after its work, with every change it
+ * depends on bumping the generation before it changes anything, mean
+ * that nothing it depends on changed in between.
+ */
+uint64_t rfs_pool_change_gen_now(const rfs_pool *pool);
 
 /* Does the calling thread hold the pool's lock (read or write), or its
  * write lock?  For assertions ("caller holds the lock"); cheap. */

@@ -707,6 +707,8 @@ static void maybe_touch_atime(rfs_fs *fs, struct rfs_node *n, const struct rfs_i
 		return;
 	struct rfs_ipath p;
 	struct rfs_op op = {0};
+	/* It changes only n's record: other files' copies stay valid. */
+	op_local(&op, n);
 	/* Best effort: a full pool or a failed path load skips it, and so
 	 * does a writer at work -- a read never waits for one; the next read
 	 * tries again (atime is still not newer than mtime). */
@@ -761,6 +763,9 @@ ssize_t rfs_fs_write(rfs_fs *fs, rfs_nodeid id, const void *buf, size_t size,
 	uint64_t b0 = off / BS, nb = div_up(off + size, BS) - b0;
 	struct rfs_op op = {0};
 	op_target(&op, n, RFS_PREMOD_WRITE);
+	/* Changes only n's record and tree (rcache.c: other files' copies
+	 * stay valid). */
+	op_local(&op, n);
 	do {
 		/* The blocks written, an extent record per RFS_EXTENT_MAX
 		 * blocks plus the pieces of split records.  When the pool has less, write

@@ -217,6 +217,7 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	}
 	struct rfs_op op = {0};
 	op_target(&op, n, RFS_PREMOD_WRITE);
+	op_local(&op, n); /* as rfs_fs_write's operation */
 	ret = op_begin_claimed(fs, &op, "write", meta);
 	if (ret) {
 		drop_all(fs, c);

@@ -243,9 +243,15 @@ struct rfs_node {
 	bool xknown;
 	uint64_t xlist, xtotal;
 	struct rfs_node *next_id, *next_ino; /* nlock: hash chains */
+	/* The file's own change generation: bumped instead of the pool's
+	 * by operations that change only this file (op_local: data
+	 * writes), at each of their write-lock acquisitions, with the lock
+	 * held; read under a pool lock or, by the lock-free READ, with
+	 * none.  Atomic. */
+	_Atomic uint64_t fgen;
 	/* READ's copy of the inode record (rcache.c), valid while the
-	 * pool's change generation is the one it was copied at; NULL until
-	 * the first READ.  nlock. */
+	 * pool's change generation and fgen are the ones it was copied at;
+	 * NULL until the first READ.  nlock. */
 	struct rfs_rcache *rc;
 	/* READ's copies of extents of the file's tree (rcache.c), valid
 	 * for one change generation likewise.  nlock. */

@@ -97,6 +97,17 @@ static int reclaim_for(rfs_fs *fs, const struct rfs_op *op, uint64_t need)
 	return rfs_pool_check_writable(fs->pool);
 }
 
+/* A local operation (op_local) is about to change more than its file
+ * (reclaim, commit, journal flush, a discarded transaction): copies of
+ * other files may depend on what changes, so the pool's generation
+ * moves too.  True, for use in conditions. */
+static bool op_global(rfs_fs *fs, const struct rfs_op *op)
+{
+	if (op->local)
+		rfs_pool_bump_global(fs->pool);
+	return true;
+}
+
 /*
  * Take the write lock, having checked the operation's files against the
  * pre-modification marks first (outside the lock: a subscriber that is
@@ -124,7 +135,10 @@ static void premod_lock(rfs_fs *fs, struct rfs_op *op)
 				fn(fs->premod_arg);
 			}
 		}
-		rfs_pool_wrlock(fs->pool);
+		if (op->local)
+			rfs_pool_wrlock_local(fs->pool, &op->local->fgen);
+		else
+			rfs_pool_wrlock(fs->pool);
 		if (!op->pm.ntgt ||
 		    (atomic_load_explicit(&fs->watch_state, memory_order_relaxed) >> 32) == ws >> 32)
 			return;
@@ -137,9 +151,11 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 {
 	bool retried = op->retried;
 	struct op_premod pm = op->pm;
+	struct rfs_node *local = op->local;
 	memset(op, 0, offsetof(struct rfs_op, recs_inline));
 	op->retried = retried;
 	op->pm = pm;
+	op->local = local;
 	op->fs = fs;
 	op->what = what;
 	op->claimed = claimed;
@@ -156,7 +172,8 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	rfs_pool_lock_label(what); /* the write-lock span's name */
 	if (!try || op->pm.ntgt)
 		premod_lock(fs, op);
-	else if (!rfs_pool_trywrlock(fs->pool))
+	else if (!(op->local ? rfs_pool_trywrlock_local(fs->pool, &op->local->fgen)
+			     : rfs_pool_trywrlock(fs->pool)))
 		return -EBUSY;
 	int ret = rfs_pool_check_writable(fs->pool);
 	if (ret)
@@ -167,6 +184,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 		 * them may take must stay free beside this operation's
 		 * need, else they are stored now (before anything of this
 		 * operation changes). */
+		op_global(fs, op);
 		ret = journal_flush(fs, what);
 		if (ret)
 			goto fail;
@@ -176,6 +194,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 		/* Deleted files whose release was deferred hold space: release
 		 * them first, as far as needed (they come back as pending
 		 * frees, made usable by the commit below). */
+		op_global(fs, op);
 		ret = reclaim_for(fs, op, op->need);
 		if (ret)
 			goto fail;
@@ -184,6 +203,7 @@ static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	if (have < op->need && rfs_pool_pending_blocks(fs->pool) > 0) {
 		/* Space freed earlier in this transaction comes back with a
 		 * commit; nothing of this operation is shadowed yet. */
+		op_global(fs, op);
 		ret = rfs_pool_commit_locked(fs->pool);
 		if (ret)
 			goto fail;
@@ -250,6 +270,8 @@ int op_end(struct rfs_op *op, int ret)
 		ret = op->halfway;
 	bool aborted = op->halfway || (ret < 0 && changed && resource_error(ret));
 	op_journal(op, aborted);
+	if (aborted)
+		op_global(fs, op);
 	if (aborted) {
 		char why[160];
 		snprintf(why, sizeof(why), "%s failed halfway (%s)", op->what,
@@ -258,7 +280,7 @@ int op_end(struct rfs_op *op, int ret)
 	} else if (ret == -ENOSPC && !changed && !op->retried && !op->refused &&
 		   (rfs_pool_root(fs->pool, RFS_ROOT_DROPQ) ||
 		    rfs_pool_pending_blocks(fs->pool) > 0) &&
-		   reclaim_for(fs, op, UINT64_MAX) == 0 &&
+		   op_global(fs, op) && reclaim_for(fs, op, UINT64_MAX) == 0 &&
 		   rfs_pool_pending_blocks(fs->pool) > 0 &&
 		   rfs_pool_commit_locked(fs->pool) == 0) {
 		/* Nothing changed; the queued deletions were released and

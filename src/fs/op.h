@@ -94,6 +94,9 @@ struct rfs_op {
 	size_t nrecs, caprecs;
 	bool jfail;
 	struct op_premod pm; /* kept by op_begin, like retried */
+	/* op_local: the one file the operation changes (kept by op_begin,
+	 * like retried); NULL for every other operation. */
+	struct rfs_node *local;
 	/* Last: op_begin does not clear it (recs says what is used). */
 	struct jnl_rec recs_inline[OP_RECS_INLINE]; /* no malloc for most ops */
 };
@@ -146,6 +149,21 @@ static inline void op_target_name(struct rfs_op *op, struct rfs_node *dir, const
 {
 	assert(op->pm.ntgt < OP_TARGETS);
 	op->pm.tgt[op->pm.ntgt++] = (struct op_target){NULL, dir, name, len, kind};
+}
+
+/*
+ * Declare, before the first op_begin, that the operation changes nothing
+ * but regular file n's own record and extent tree (a data write, an
+ * atime update): its write-lock acquisitions bump n->fgen instead of the
+ * pool's change generation (rfs_pool_wrlock_local, _trywrlock_local), so
+ * READ's copies of other files stay valid (rcache.c).  What the operation itself does beyond the file
+ * -- a commit, a reclaim or a journal flush in op_begin/op_end -- bumps
+ * the pool's generation as well (op.c).  Every operation that does not
+ * call this is global: a path nobody declared local stays safe.
+ */
+static inline void op_local(struct rfs_op *op, struct rfs_node *n)
+{
+	op->local = n;
 }
 
 /* Check op's targets against the armed marks: queue their events and

@@ -7,15 +7,18 @@
  * the path, a catalog lookup, a tree search per level with a cache-shard
  * mutex per block, a heap-allocated path): about a fifth of the daemon's
  * own CPU per 4 KiB random read.  Nothing in the record changes unless
- * some operation takes the pool's write lock, and rfs_pool_change_gen
- * changes at every such acquisition; so the node keeps a copy of the
- * record stamped with the generation it was made at, and a READ that
- * finds the same generation under its read lock uses the copy.  Any
- * change -- a write, truncate, clone onto the file, snapshot restore,
- * rename over it, unlink, an atime update, a commit -- takes the write
- * lock first, so no path can forget to invalidate the copy; the price is
- * that every change of any file invalidates every copy (a READ after it
- * walks once more).
+ * some operation takes the pool's write lock, and every such acquisition
+ * bumps a generation: the file's own (n->fgen) for an operation declared
+ * to change nothing but that file (op_local: a data write, an atime
+ * update), the pool's (rfs_pool_change_gen) for every other one.  So the
+ * node keeps a copy of the record stamped with both generations as they
+ * were when it was made, and a READ that finds both the same uses the
+ * copy.  Every other change -- truncate, clone onto the file, snapshot
+ * restore, rename over it, unlink, a commit -- bumps the pool's
+ * generation, so no path can forget to invalidate the copy (only paths
+ * declared local skip it); the price is that such a change of any file
+ * invalidates every copy (a READ after it walks once more), while a data
+ * write of another file leaves them valid.
  *
  * The copy is protected by nlock, which the READ takes anyway to find
  * its node: a hit costs one nlock acquisition and a copy of the record,
@@ -27,7 +30,8 @@
 #include <string.h>
 
 struct rfs_rcache {
-	uint64_t gen; /* rfs_pool_change_gen when copied */
+	uint64_t gen;  /* rfs_pool_change_gen when copied */
+	uint64_t fgen; /* the node's fgen then */
 	size_t cap;   /* bytes tail[] holds */
 	struct rfs_inode i;
 	size_t taillen;
@@ -41,9 +45,11 @@ static void copy_out(const struct rfs_rcache *c, struct rfs_irec *r)
 	memcpy(r->tail, c->tail, c->taillen);
 }
 
-static void copy_in(struct rfs_rcache *c, uint64_t gen, const struct rfs_irec *r)
+static void copy_in(struct rfs_rcache *c, uint64_t gen, uint64_t fgen,
+		    const struct rfs_irec *r)
 {
 	c->gen = gen;
+	c->fgen = fgen;
 	c->i = r->i;
 	c->taillen = r->taillen;
 	memcpy(c->tail, r->tail, r->taillen);
@@ -61,8 +67,10 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 		node_unlock(fs);
 		return -ESTALE;
 	}
+	/* Fixed too: only write-lock holders bump it. */
+	uint64_t fgen = atomic_load(&n->fgen);
 	struct rfs_rcache *c = n->rc;
-	if (c && c->gen == gen && !n->dead) {
+	if (c && c->gen == gen && c->fgen == fgen && !n->dead) {
 		copy_out(c, r);
 		node_unlock(fs);
 		atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
@@ -92,7 +100,7 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 	}
 	c = n->rc;
 	if (c->cap >= r->taillen)
-		copy_in(c, gen, r);
+		copy_in(c, gen, fgen, r);
 	else
 		c->gen = gen - 1; /* too small for this record: not valid */
 	node_unlock(fs);
@@ -135,6 +143,7 @@ struct ecent {
 
 struct rfs_ecache {
 	uint64_t gen;    /* rfs_pool_change_gen the copies are of */
+	uint64_t fgen;   /* and the node's fgen */
 	uint32_t n, cap; /* entries used, allocated */
 	uint64_t *lblk;  /* file block of each entry, ascending */
 	struct ecent *x;
@@ -158,11 +167,11 @@ bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
 		 uint64_t *start, uint32_t *csum)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
-	uint64_t gen = rfs_pool_change_gen(fs->pool);
+	uint64_t gen = rfs_pool_change_gen(fs->pool), fgen = atomic_load(&n->fgen);
 	bool hit = false;
 	node_lock(fs);
 	struct rfs_ecache *c = n->ec;
-	if (c && c->gen == gen && !n->dead) {
+	if (c && c->gen == gen && c->fgen == fgen && !n->dead) {
 		uint32_t i = upper(c, b);
 		if (i > 0) {
 			const struct ecent *e = &c->x[i - 1];
@@ -206,17 +215,18 @@ void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x)
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
 	if ((x->flags & RFS_EXT_UNWRITTEN) || !x->n || x->n > RFS_EXTENT_MAX)
 		return;
-	uint64_t gen = rfs_pool_change_gen(fs->pool);
+	uint64_t gen = rfs_pool_change_gen(fs->pool), fgen = atomic_load(&n->fgen);
 	node_lock(fs);
 	struct rfs_ecache *c = n->ec;
 	if (!c && !n->dead && (c = calloc(1, sizeof(*c))) != NULL)
 		n->ec = c;
 	if (!c || n->dead)
 		goto out;
-	if (c->gen != gen) {
+	if (c->gen != gen || c->fgen != fgen) {
 		/* Copies of another generation: none may be used. */
 		c->n = 0;
 		c->gen = gen;
+		c->fgen = fgen;
 	}
 	uint32_t i = upper(c, x->lblk);
 	/* Extents of one generation do not overlap: the one starting at

@@ -111,32 +111,73 @@ void rfs_pool_rdlock(rfs_pool *pool)
 	held_get(pool)->rd++;
 }
 
-void rfs_pool_wrlock(rfs_pool *pool)
+/* The write lock was just taken: bump the generation its holder's
+ * changes invalidate (the local writer's file's, else the pool's).
+ * Sequentially consistent, before any change: a reader that validates
+ * its copies with no lock (rfs_pool_change_gen_now) sees the bump before
+ * it can see anything the holder changes or frees. */
+static void bump(rfs_pool *pool)
+{
+	_Atomic uint64_t *g = atomic_load_explicit(&pool->local_gen, memory_order_relaxed);
+	atomic_fetch_add(g ? g : &pool->change_gen, 1);
+}
+
+static void wrlock(rfs_pool *pool, _Atomic uint64_t *local)
 {
 	/* Taking the write lock while holding either would deadlock. */
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
 	pthread_mutex_lock(&pool->gate);
 	pthread_rwlock_wrlock(&pool->lock);
-	pool->change_gen++;
+	atomic_store_explicit(&pool->local_gen, local, memory_order_relaxed);
+	bump(pool);
 	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
 }
 
-bool rfs_pool_trywrlock(rfs_pool *pool)
+void rfs_pool_wrlock(rfs_pool *pool)
+{
+	wrlock(pool, NULL);
+}
+
+void rfs_pool_wrlock_local(rfs_pool *pool, _Atomic uint64_t *gen)
+{
+	assert(gen);
+	wrlock(pool, gen);
+}
+
+void rfs_pool_bump_global(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	atomic_fetch_add(&pool->change_gen, 1);
+}
+
+static bool trywrlock(rfs_pool *pool, _Atomic uint64_t *local)
 {
 	RFS_ASSERT_LOCK(!rfs_pool_holds_lock(pool) && !rfs_pool_holds_gate(pool));
 	if (pthread_mutex_trylock(&pool->gate))
 		return false;
 	/* Only readers can be in: they leave without waiting for anyone. */
 	pthread_rwlock_wrlock(&pool->lock);
-	pool->change_gen++;
+	atomic_store_explicit(&pool->local_gen, local, memory_order_relaxed);
+	bump(pool);
 	rfs_lockw_span_begin(pool);
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
 	return true;
+}
+
+bool rfs_pool_trywrlock(rfs_pool *pool)
+{
+	return trywrlock(pool, NULL);
+}
+
+bool rfs_pool_trywrlock_local(rfs_pool *pool, _Atomic uint64_t *gen)
+{
+	assert(gen);
+	return trywrlock(pool, gen);
 }
 
 void rfs_pool_gate_lock(rfs_pool *pool)
@@ -162,6 +203,7 @@ void rfs_pool_unlock(rfs_pool *pool)
 		rfs_lockw_span_end(pool);
 		pthread_rwlock_unlock(&pool->lock);
 		if (h->gate) {
+			atomic_store_explicit(&pool->local_gen, NULL, memory_order_relaxed);
 			h->gate = false;
 			pthread_mutex_unlock(&pool->gate);
 		}
@@ -171,6 +213,7 @@ void rfs_pool_unlock(rfs_pool *pool)
 		/* rfs_pool_gate_lock (a paused writer or a commit's write-out
 		 * upgrades before it unlocks). */
 		if (h->gate) {
+			atomic_store_explicit(&pool->local_gen, NULL, memory_order_relaxed);
 			h->gate = false;
 			pthread_mutex_unlock(&pool->gate);
 		}
@@ -190,23 +233,39 @@ void rfs_pool_lock_downgrade(rfs_pool *pool)
 	h->rd++;
 }
 
-void rfs_pool_lock_upgrade(rfs_pool *pool)
+/* Read lock -> write lock, the gate held; global: bump the pool's
+ * generation (the commit's write-out), else whichever bump() picks (a
+ * paused writer's resume). */
+static void upgrade(rfs_pool *pool, bool global)
 {
 	struct held *h = held_find(pool);
 
 	assert(h && h->rd == 1 && !h->wr && h->gate);
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_wrlock(&pool->lock);
-	pool->change_gen++;
+	if (global)
+		atomic_fetch_add(&pool->change_gen, 1);
+	else
+		bump(pool);
 	rfs_lockw_span_begin(pool);
 	h->rd = 0;
 	h->wr = true;
 }
 
+void rfs_pool_lock_upgrade(rfs_pool *pool)
+{
+	upgrade(pool, true);
+}
+
 uint64_t rfs_pool_change_gen(const rfs_pool *pool)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
-	return pool->change_gen;
+	return atomic_load_explicit(&pool->change_gen, memory_order_relaxed);
+}
+
+uint64_t rfs_pool_change_gen_now(const rfs_pool *pool)
+{
+	return atomic_load(&pool->change_gen);
 }
 
 void rfs_pool_write_pause(rfs_pool *pool)
@@ -217,5 +276,5 @@ void rfs_pool_write_pause(rfs_pool *pool)
 
 void rfs_pool_write_resume(rfs_pool *pool)
 {
-	rfs_pool_lock_upgrade(pool);
+	upgrade(pool, false);
 }

@@ -290,9 +290,13 @@ struct rfs_pool {
 	 * between its phases.  See rfs_pool_commit.  Taken before lock. */
 	pthread_mutex_t gate;
 	/* Bumped at every acquisition of the write lock (rfs_pool_wrlock,
-	 * _trywrlock, _lock_upgrade), with it held; read with the lock held
-	 * (either kind).  See rfs_pool_change_gen. */
-	uint64_t change_gen;
+	 * _trywrlock, _lock_upgrade, a global writer's resume), with it
+	 * held; read with the lock held (rfs_pool_change_gen) or with none
+	 * (rfs_pool_change_gen_now): atomic. */
+	_Atomic uint64_t change_gen;
+	/* The file generation a local writer bumps instead
+	 * (rfs_pool_wrlock_local), NULL otherwise.  Gate. */
+	_Atomic uint64_t *local_gen;
 	/* Write-lock spans (lockwait.c): when the current one began, and
 	 * the records per holder's name.  Both: write lock. */
 	uint64_t wr_since;

@@ -9,7 +9,8 @@
  * after each kind of change of the file -- write, extending write,
  * truncate, hole punch, a clone of another file onto it (whole and
  * range), rename over its name, unlink, deletion of the snapshot holding
- * it, and changes of *other* files -- the next READ walks (a miss) and
+ * it, and changes of *other* files other than their data writes (which
+ * leave the copy valid: op_local) -- the next READ walks (a miss) and
  * returns the new contents, never the old.  A thread test runs readers
  * of two files while a writer rewrites one of them version after
  * version: every READ sees one whole version, never an older one than
@@ -119,8 +120,21 @@ static void test_copy_follows_every_change(void **state)
 	assert_int_equal(rfs_fs_open_node(fs, f), 0);
 	expect(fs, f, 8 * BS, 'a', 0, 0, true);
 
-	/* Another file's change invalidates too (one generation for all). */
+	/* A data write of another file changes only that file (op_local):
+	 * f's copy stays valid, the next READ is a hit. */
 	assert_int_equal(rfs_fs_write(fs, g, "bbbb", 4, 0), 4);
+	{
+		uint8_t one[BS];
+		uint64_t h, m;
+		assert_int_equal(rfs_fs_read(fs, f, one, BS, 0), BS);
+		assert_int_equal(one[0], 'a');
+		counts(fs, &h, &m);
+		assert_true(h == 1 && m == 0);
+	}
+	/* Any other change of another file invalidates (one generation for
+	 * all but data writes). */
+	struct stat gsz = {.st_size = 4 * BS};
+	assert_int_equal(rfs_fs_setattr(fs, g, &gsz, RFS_SET_SIZE, NULL), 0);
 	expect(fs, f, 8 * BS, 'a', 0, 0, true);
 
 	/* Overwrite in place, whole blocks (the claimed path). */
