@@ -165,6 +165,30 @@ void rfs_fs_set_wait_hooks(rfs_fs *fs, void (*begin)(void *arg), void (*end)(voi
  */
 void rfs_fs_set_data_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
 
+/*
+ * Test hook: fn(arg) is called by every file write's operation once it
+ * holds the pool's write lock and has loaded the file's record, before
+ * it changes the file's mapping -- so a test can hold a writer there,
+ * the write lock held, and check what goes on meanwhile.  NULL disarms.
+ * Set it while no write runs.
+ */
+void rfs_fs_set_map_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg);
+
+/*
+ * Test hook: fn(arg, stage) is called by a READ served from its node's
+ * copies without the pool lock (rfs_fs_read): stage 0 after it took the
+ * copies and before it reads the data, stage 1 after the data read and
+ * before it checks that nothing changed meanwhile -- so a test can
+ * change or free the file's blocks there.  NULL disarms.  Set it while
+ * no READ runs.
+ */
+void rfs_fs_set_read_hook(rfs_fs *fs, void (*fn)(void *arg, int stage), void *arg);
+
+/* READs served without the pool lock, and those that found their copies
+ * changed after reading and were done again under the lock, since open
+ * (rfs_fs_read; tests). */
+void rfs_fs_nolock_stats(rfs_fs *fs, uint64_t *served, uint64_t *retried);
+
 /* The pool below the fs (for stats and crash simulation in tests). */
 rfs_pool *rfs_fs_pool(rfs_fs *fs);
 

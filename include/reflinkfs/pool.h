@@ -542,6 +542,17 @@ int rfs_claim_write(rfs_pool *pool, uint64_t blocknr, const void *buf,
  */
 int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf,
 		  uint32_t nblocks, const uint32_t *csums);
+/*
+ * rfs_data_read with no lock held, for a reader that checks afterwards
+ * that the blocks were still the file's (rfs_pool_change_gen_now): a
+ * mismatch gives -EIO with the block in *bad and logs nothing (it may be
+ * a block freed and reused meanwhile, not corruption);
+ * rfs_data_log_mismatch logs it once the caller knows it is corruption.
+ * The pool's geometry is fixed, so the range check needs no lock.
+ */
+int rfs_data_read_nolock(rfs_pool *pool, uint64_t blocknr, void *buf,
+			 uint32_t nblocks, const uint32_t *csums, uint64_t *bad);
+void rfs_data_log_mismatch(rfs_pool *pool, uint64_t blocknr);
 
 /*
  * A writer about to change a block of the running transaction in place

@@ -279,6 +279,12 @@ void rfs_fs_set_data_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg)
 	fs->data_arg = arg;
 }
 
+void rfs_fs_set_map_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg)
+{
+	fs->map_hook = fn;
+	fs->map_arg = arg;
+}
+
 /* Replace file blocks [pos, pos + n) with the contents of data (n whole
  * blocks), in new blocks.  *done receives the blocks written (maybe fewer
  * than n when the pool fills up).
@@ -726,9 +732,18 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 {
 	struct rfs_irec r;
 	size_t got = 0;
-	rfs_pool_rdlock(fs->pool);
 	struct rfs_node *n;
-	int ret = rcache_read(fs, id, &n, &r);
+	/* From the node's copies with no pool lock, when they answer and
+	 * nothing changed the file meanwhile (rcache.c). */
+	int ret = rcache_read_nolock(fs, id, buf, size, off, &got, &n, &r);
+	if (ret < 0)
+		return ret;
+	if (ret > 0) {
+		maybe_touch_atime(fs, n, &r);
+		return (ssize_t)got;
+	}
+	rfs_pool_rdlock(fs->pool);
+	ret = rcache_read(fs, id, &n, &r);
 	if (!ret && S_ISDIR(r.i.mode))
 		ret = -EISDIR;
 	else if (!ret && !S_ISREG(r.i.mode))
@@ -804,6 +819,8 @@ static int write_op(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t size
 	if (ret)
 		return ret;
 	struct rfs_irec *r = ip_rec(&p);
+	if (fs->map_hook)
+		fs->map_hook(fs->map_arg);
 	if (!S_ISREG(r->i.mode)) {
 		ret = S_ISDIR(r->i.mode) ? -EISDIR : -EINVAL;
 	} else {

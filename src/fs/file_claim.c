@@ -155,6 +155,8 @@ static int apply(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t off,
 	}
 	struct rfs_irec *r = ip_rec(&p);
 	struct emap t;
+	if (fs->map_hook)
+		fs->map_hook(fs->map_arg);
 	/* Whole blocks never fit inline: inline data (fewer bytes than a
 	 * block) moves to block 0 first, as on the ordinary path. */
 	if (!S_ISREG(r->i.mode))

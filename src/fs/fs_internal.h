@@ -302,6 +302,12 @@ struct rfs_fs {
 	/* rfs_fs_set_data_hook (tests); set while no write runs. */
 	void (*data_hook)(void *arg);
 	void *data_arg;
+	/* rfs_fs_set_map_hook, rfs_fs_set_read_hook (tests); set while no
+	 * write, or no READ, runs. */
+	void (*map_hook)(void *arg);
+	void *map_arg;
+	void (*read_hook)(void *arg, int stage);
+	void *read_arg;
 	/* rfs_fs_inject_op_failure (tests); pool write lock. */
 	unsigned inject_after;
 	int inject_err;
@@ -343,6 +349,10 @@ struct rfs_fs {
 	/* READs answered from an extent copy, READs that walked the file's
 	 * tree although they could have been (tests).  Atomic. */
 	_Atomic uint64_t ec_hits, ec_misses;
+	/* READs served with no pool lock, and those redone under it
+	 * because a generation moved (rcache_read_nolock; tests).
+	 * Atomic. */
+	_Atomic uint64_t nl_served, nl_retried;
 	/* Claimed writes mapped by replacing one extent record in place
 	 * (ext_replace_exact), for the tests.  Pool write lock. */
 	uint64_t ext_replaced;
@@ -535,6 +545,17 @@ int inode_read(rfs_fs *fs, struct rfs_node *node, struct rfs_irec *r);
  * lock held (either kind), not nlock.  -ESTALE for an unknown node id.
  */
 int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec *r);
+/*
+ * A READ of size bytes at off of node id served from the node's copies
+ * with no pool lock (rcache.c): 1 when served (*got bytes in buf, *np the
+ * node, r->i its inode; r's tail is not filled), 0 when the caller must
+ * READ under the lock (no valid copy maps the range, or something
+ * changed meanwhile), or a negative error (a checksum mismatch with
+ * nothing changed: corruption).  No lock held; the node is pinned by the
+ * caller's handle.
+ */
+int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
+		       size_t *got, struct rfs_node **np, struct rfs_irec *r);
 /* Free n's record copy (node freed; nlock held or n unreachable). */
 void rcache_free(struct rfs_node *n);
 /* READs answered from copies and READs that walked, since open (tests). */

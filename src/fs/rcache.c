@@ -271,3 +271,110 @@ void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *a
 	*alloc = fs->ec_alloc;
 	node_unlock(fs);
 }
+
+/* ---- READ with no pool lock --------------------------------------------- */
+
+/*
+ * A READ whose range the node's copies answer -- inline data from the
+ * record copy, or whole blocks one extent copy maps -- reads with no pool
+ * lock at all, seqlock style: it takes both generations (the pool's
+ * change_gen and the node's fgen) before it takes the copies under nlock
+ * and checks that the copies are of them, reads and verifies the data,
+ * then takes both generations again.  Unchanged, nothing that could
+ * change the file ran in between: every operation that changes this
+ * file bumps one of them under the write lock before it changes or
+ * frees anything (a block of the file is freed only by an operation on
+ * the file -- a clone sharing it holds its own reference, and a shared
+ * tree is copied before it is written), so the blocks read were still
+ * the file's and the data is what a READ under the lock would have
+ * returned at the start.  Changed, the READ is done again under the
+ * lock (which refreshes the copies), whatever it read: a block freed and
+ * reused meanwhile fails its checksum, which is a retry then, not an
+ * error.  A mismatch with both unchanged is corruption: -EIO, as the
+ * READ under the lock says.  What a writer of another file changes
+ * bumps neither (op_local), so such a READ does not wait for it.
+ */
+int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
+		       size_t *got, struct rfs_node **np, struct rfs_irec *r)
+{
+	const uint64_t BS = RFS_BLOCK_SIZE;
+	uint64_t gen = rfs_pool_change_gen_now(fs->pool), fgen, start = 0, nb = 0;
+	uint32_t csum[RFS_EXTENT_MAX];
+	size_t len = 0;
+	node_lock(fs);
+	struct rfs_node *n = node_get_locked(fs, id);
+	if (!n || n->dead)
+		goto miss;
+	fgen = atomic_load(&n->fgen);
+	const struct rfs_rcache *c = n->rc;
+	/* Anything but a regular file's READ: the locked path says what. */
+	if (!c || c->gen != gen || c->fgen != fgen || !S_ISREG(c->i.mode))
+		goto miss;
+	if (off < c->i.size && size)
+		len = size < c->i.size - off ? size : (size_t)(c->i.size - off);
+	if (len && (c->i.flags & RFS_INODE_INLDATA)) {
+		/* The bytes are in the copy (a malformed tail: the locked
+		 * path reports it). */
+		if (c->taillen != c->i.size || c->i.size > RFS_INLDATA_MAX)
+			goto miss;
+		memcpy(buf, c->tail + off, len);
+	} else if (len) {
+		/* As read_data: whole blocks of a file tree, one extent. */
+		const struct rfs_ecache *e = n->ec;
+		if (!c->i.subtree || off % BS || len % BS || len / BS > RFS_EXTENT_MAX || !e ||
+		    e->gen != gen || e->fgen != fgen)
+			goto miss;
+		uint64_t b = off / BS;
+		uint32_t i = upper(e, b);
+		nb = len / BS;
+		if (i == 0 || b - e->lblk[i - 1] + nb > e->x[i - 1].n)
+			goto miss;
+		start = e->x[i - 1].start + (b - e->lblk[i - 1]);
+		memcpy(csum, e->x[i - 1].csum + (b - e->lblk[i - 1]), 4 * nb);
+	}
+	r->i = c->i;
+	r->taillen = 0;
+	node_unlock(fs);
+	int ret = 0;
+	uint64_t bad = 0;
+	if (fs->read_hook)
+		fs->read_hook(fs->read_arg, 0);
+	if (nb)
+		ret = rfs_data_read_nolock(fs->pool, start, buf, (uint32_t)nb, csum, &bad);
+	if (fs->read_hook)
+		fs->read_hook(fs->read_arg, 1);
+	/* The data read is done before the generations are read again
+	 * (a fence: the loads below are not made early). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (rfs_pool_change_gen_now(fs->pool) != gen || atomic_load(&n->fgen) != fgen) {
+		atomic_fetch_add_explicit(&fs->nl_retried, 1, memory_order_relaxed);
+		return 0;
+	}
+	if (ret) {
+		if (bad)
+			rfs_data_log_mismatch(fs->pool, bad);
+		return ret;
+	}
+	atomic_fetch_add_explicit(&fs->nl_served, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
+	if (nb)
+		atomic_fetch_add_explicit(&fs->ec_hits, 1, memory_order_relaxed);
+	*np = n;
+	*got = len;
+	return 1;
+miss:
+	node_unlock(fs);
+	return 0;
+}
+
+void rfs_fs_set_read_hook(rfs_fs *fs, void (*fn)(void *arg, int stage), void *arg)
+{
+	fs->read_hook = fn;
+	fs->read_arg = arg;
+}
+
+void rfs_fs_nolock_stats(rfs_fs *fs, uint64_t *served, uint64_t *retried)
+{
+	*served = atomic_load(&fs->nl_served);
+	*retried = atomic_load(&fs->nl_retried);
+}

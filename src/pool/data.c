@@ -73,6 +73,35 @@ int rfs_data_write(rfs_pool *pool, uint64_t blocknr, const void *buf, uint32_t n
 	return write_sum(pool, blocknr, buf, nblocks, csums);
 }
 
+int rfs_data_read_nolock(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t nblocks,
+			 const uint32_t *csums, uint64_t *bad)
+{
+	if (nblocks == 0)
+		return 0;
+	if (blocknr < pool->data_start || blocknr >= pool->total_blocks ||
+	    nblocks > pool->total_blocks - blocknr)
+		return -EIO; /* the caller's copy is stale, or the lock path says */
+	int ret = rfs_io_read(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
+			      (size_t)nblocks * RFS_BLOCK_SIZE);
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < nblocks; i++) {
+		const uint8_t *p = (const uint8_t *)buf + (size_t)i * RFS_BLOCK_SIZE;
+
+		if (rfs_data_csum(blocknr + i, p) != csums[i]) {
+			*bad = blocknr + i;
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+void rfs_data_log_mismatch(rfs_pool *pool, uint64_t blocknr)
+{
+	rfs_log(RFS_LOG_ERR, "%s: data block %llu: checksum mismatch", pool->path,
+		(unsigned long long)blocknr);
+}
+
 int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t nblocks,
 		  const uint32_t *csums)
 {
