@@ -22,7 +22,9 @@
  *
  * The copy is protected by nlock, which the READ takes anyway to find
  * its node: a hit costs one nlock acquisition and a copy of the record,
- * instead of two acquisitions plus the walk.
+ * instead of two acquisitions plus the walk.  A READ the copies answer
+ * takes no pool lock at all (rcache_read_nolock, "READ with no pool
+ * lock" below), so it never waits for a writer of another file.
  */
 #include "fs/fs_internal.h"
 
