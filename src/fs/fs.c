@@ -41,6 +41,36 @@ bool node_lock_held(const rfs_fs *fs)
 	return nlock_owner == fs;
 }
 
+/* Bumped before any node's memory is freed, in any fs, and when an fs
+ * goes: rcache_read_nolock's per-thread memory of a node pointer is
+ * still good while it has not moved (node_free_stamp). */
+static _Atomic uint64_t node_frees;
+
+uint64_t node_free_stamp(void)
+{
+	return atomic_load(&node_frees);
+}
+
+struct rfs_node *node_alloc(void)
+{
+	struct rfs_node *n = calloc(1, sizeof(*n));
+	if (n)
+		pthread_rwlock_init(&n->clock, NULL);
+	return n;
+}
+
+/* Free n's memory and copies (nothing else refers to it). */
+static void node_free_mem(rfs_fs *fs, struct rfs_node *n)
+{
+	atomic_fetch_add(&node_frees, 1);
+	free(n->name);
+	rcache_free(n);
+	if (fs)
+		ecache_free(fs, n);
+	pthread_rwlock_destroy(&n->clock);
+	free(n);
+}
+
 static size_t hash64(uint64_t v, size_t cap)
 {
 	v ^= v >> 33;
@@ -181,10 +211,7 @@ static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 		struct rfs_node *parent = n->parent;
 		unlink_hash(fs, n);
 		fs->nnodes--;
-		free(n->name);
-		rcache_free(n);
-		ecache_free(fs, n);
-		free(n);
+		node_free_mem(fs, n);
 		if (parent)
 			parent->nchild--;
 		n = parent;
@@ -274,7 +301,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 		node_unlock(fs);
 		return NULL;
 	}
-	n = calloc(1, sizeof(*n));
+	n = node_alloc();
 	if (!n) {
 		node_unlock(fs);
 		return NULL;
@@ -285,7 +312,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 	n->nlookup = 1;
 	n->in_table = in_table;
 	if (!in_table && node_set_parent(fs, n, parent, name, strlen(name))) {
-		free(n);
+		node_free_mem(NULL, n);
 		node_unlock(fs);
 		return NULL;
 	}
@@ -296,7 +323,7 @@ struct rfs_node *node_ref(rfs_fs *fs, struct rfs_node *parent,
 
 struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len)
 {
-	struct rfs_node *n = calloc(1, sizeof(*n));
+	struct rfs_node *n = node_alloc();
 	char *nm = malloc(len + 1);
 	if (!n || !nm)
 		goto fail;
@@ -310,7 +337,8 @@ struct rfs_node *node_prepare(rfs_fs *fs, const char *name, size_t len)
 		return n;
 fail:
 	free(nm);
-	free(n);
+	if (n)
+		node_free_mem(NULL, n);
 	return NULL;
 }
 
@@ -345,11 +373,8 @@ rfs_nodeid node_publish(rfs_fs *fs, struct rfs_node *n, struct rfs_node *parent,
 
 void node_discard(struct rfs_node *n)
 {
-	if (n) {
-		free(n->name);
-		rcache_free(n);
-		free(n);
-	}
+	if (n)
+		node_free_mem(NULL, n);
 }
 
 void node_unref(rfs_fs *fs, rfs_nodeid id)
@@ -769,7 +794,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	if (ret)
 		goto fail;
 
-	struct rfs_node *rn = calloc(1, sizeof(*rn));
+	struct rfs_node *rn = node_alloc();
 	if (!rn) {
 		ret = -ENOMEM;
 		goto fail;
@@ -803,10 +828,7 @@ static void fs_free(rfs_fs *fs)
 		struct rfs_node *n = fs->by_id[i], *next;
 		for (; n; n = next) {
 			next = n->next_id;
-			free(n->name);
-			rcache_free(n);
-			ecache_free(fs, n);
-			free(n);
+			node_free_mem(fs, n);
 		}
 	}
 	free(fs->by_id);

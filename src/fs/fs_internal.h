@@ -249,12 +249,18 @@ struct rfs_node {
 	 * held; read under a pool lock or, by the lock-free READ, with
 	 * none.  Atomic. */
 	_Atomic uint64_t fgen;
+	/* Protects rc and ec (and what they point to): READs that use the
+	 * copies take it for reading, those that refresh them for writing
+	 * (nested inside nlock when taken with it).  Not nlock, so that the
+	 * READs the copies answer do not queue on the node table's mutex
+	 * (rcache_read_nolock). */
+	pthread_rwlock_t clock;
 	/* READ's copy of the inode record (rcache.c), valid while the
 	 * pool's change generation and fgen are the ones it was copied at;
-	 * NULL until the first READ.  nlock. */
+	 * NULL until the first READ.  clock. */
 	struct rfs_rcache *rc;
 	/* READ's copies of extents of the file's tree (rcache.c), valid
-	 * for one change generation likewise.  nlock. */
+	 * for one change generation likewise.  clock. */
 	struct rfs_ecache *ec;
 };
 
@@ -684,6 +690,12 @@ static inline bool node_fields_readable(const rfs_fs *fs)
 uint64_t node_id_ino(const rfs_fs *fs, rfs_nodeid id, uint64_t *vol);
 struct rfs_node *node_get(rfs_fs *fs, rfs_nodeid id);  /* NULL if unknown */
 struct rfs_node *node_get_locked(rfs_fs *fs, rfs_nodeid id); /* the same, nlock held */
+/* A zeroed node with its clock initialized; NULL out of memory. */
+struct rfs_node *node_alloc(void);
+/* A number bumped before any node of any fs is freed (and so when an fs
+ * goes): a node pointer found for an id while it read s is still that
+ * id's node while it still reads s. */
+uint64_t node_free_stamp(void);
 struct rfs_node *node_by_ino(rfs_fs *fs, uint64_t vol, uint64_t ino); /* nlock held */
 /* Find or make the node for inode ino of volume vol reached as
  * parent/name; +1 lookup. */

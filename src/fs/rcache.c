@@ -20,9 +20,10 @@
  * invalidates every copy (a READ after it walks once more), while a data
  * write of another file leaves them valid.
  *
- * The copy is protected by nlock, which the READ takes anyway to find
- * its node: a hit costs one nlock acquisition and a copy of the record,
- * instead of two acquisitions plus the walk.  A READ the copies answer
+ * The copies are protected by the node's clock (a reader/writer lock):
+ * READs that use them share it, those that refresh them take it alone.
+ * A hit costs a node lookup and a read acquisition of clock instead of
+ * the walk.  A READ the copies answer
  * takes no pool lock at all (rcache_read_nolock, "READ with no pool
  * lock" below), so it never waits for a writer of another file.
  */
@@ -57,6 +58,17 @@ static void copy_in(struct rfs_rcache *c, uint64_t gen, uint64_t fgen,
 	memcpy(c->tail, r->tail, r->taillen);
 }
 
+/* Take n's clock to read the copies; a wait (a READ refreshing them)
+ * counts as one for the node table (rfs_pool_lockw_*). */
+static void clock_rd(struct rfs_node *n)
+{
+	if (pthread_rwlock_tryrdlock(&n->clock)) {
+		uint64_t t0 = rfs_pool_lockw_now();
+		pthread_rwlock_rdlock(&n->clock);
+		rfs_pool_lockw_add(RFS_LOCKW_NODES, rfs_pool_lockw_now() - t0);
+	}
+}
+
 int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec *r)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
@@ -69,17 +81,20 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 		node_unlock(fs);
 		return -ESTALE;
 	}
+	bool dead = n->dead;
+	node_unlock(fs);
 	/* Fixed too: only write-lock holders bump it. */
 	uint64_t fgen = atomic_load(&n->fgen);
+	clock_rd(n);
 	struct rfs_rcache *c = n->rc;
-	if (c && c->gen == gen && c->fgen == fgen && !n->dead) {
+	if (c && c->gen == gen && c->fgen == fgen && !dead) {
 		copy_out(c, r);
-		node_unlock(fs);
+		pthread_rwlock_unlock(&n->clock);
 		atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
 		return 0;
 	}
 	size_t cap = c ? c->cap : 0;
-	node_unlock(fs);
+	pthread_rwlock_unlock(&n->clock);
 	atomic_fetch_add_explicit(&fs->rc_misses, 1, memory_order_relaxed);
 	int ret = inode_read(fs, n, r);
 	if (ret)
@@ -92,7 +107,7 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 			return 0;
 		nc->cap = r->taillen;
 	}
-	node_lock(fs);
+	pthread_rwlock_wrlock(&n->clock);
 	struct rfs_rcache *old = NULL;
 	/* Another READ may have replaced the copy meanwhile: the newest
 	 * allocation wins, any of them holds a record of this generation. */
@@ -105,7 +120,7 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 		copy_in(c, gen, fgen, r);
 	else
 		c->gen = gen - 1; /* too small for this record: not valid */
-	node_unlock(fs);
+	pthread_rwlock_unlock(&n->clock);
 	free(old);
 	return 0;
 }
@@ -171,9 +186,10 @@ bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
 	uint64_t gen = rfs_pool_change_gen(fs->pool), fgen = atomic_load(&n->fgen);
 	bool hit = false;
-	node_lock(fs);
+	/* A node's death is a change of the pool's generation. */
+	clock_rd(n);
 	struct rfs_ecache *c = n->ec;
-	if (c && c->gen == gen && c->fgen == fgen && !n->dead) {
+	if (c && c->gen == gen && c->fgen == fgen) {
 		uint32_t i = upper(c, b);
 		if (i > 0) {
 			const struct ecent *e = &c->x[i - 1];
@@ -185,13 +201,13 @@ bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
 			}
 		}
 	}
-	node_unlock(fs);
+	pthread_rwlock_unlock(&n->clock);
 	atomic_fetch_add_explicit(hit ? &fs->ec_hits : &fs->ec_misses, 1, memory_order_relaxed);
 	return hit;
 }
 
-/* Room for one more entry in c (nlock held): false past the budget or
- * out of memory. */
+/* Room for one more entry in c (nlock and the node's clock held): false
+ * past the budget or out of memory. */
 static bool ec_room(rfs_fs *fs, struct rfs_ecache *c)
 {
 	if (c->n < c->cap)
@@ -218,7 +234,9 @@ void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x)
 	if ((x->flags & RFS_EXT_UNWRITTEN) || !x->n || x->n > RFS_EXTENT_MAX)
 		return;
 	uint64_t gen = rfs_pool_change_gen(fs->pool), fgen = atomic_load(&n->fgen);
+	/* nlock for the budget (fs->ec_alloc), then clock for the copies. */
 	node_lock(fs);
+	pthread_rwlock_wrlock(&n->clock);
 	struct rfs_ecache *c = n->ec;
 	if (!c && !n->dead && (c = calloc(1, sizeof(*c))) != NULL)
 		n->ec = c;
@@ -243,6 +261,7 @@ void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x)
 	memcpy(c->x[i].csum, x->csum, 4 * x->n);
 	c->n++;
 out:
+	pthread_rwlock_unlock(&n->clock);
 	node_unlock(fs);
 }
 
@@ -296,6 +315,38 @@ void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *a
  * READ under the lock says.  What a writer of another file changes
  * bumps neither (op_local), so such a READ does not wait for it.
  */
+/* The node a thread's READs found last (most READs of a thread are of
+ * one file): still that id's node while node_free_stamp reads the same,
+ * since nodes leave the table only to be freed and an id has one node. */
+static _Thread_local struct {
+	const rfs_fs *fs;
+	rfs_nodeid id;
+	struct rfs_node *n;
+	uint64_t stamp;
+} last;
+
+/* id's node, without nlock when this thread found it last and no node
+ * was freed since; NULL for an unknown or dead one (the locked path
+ * says what).  The caller's handle pins the node found. */
+static struct rfs_node *node_find(rfs_fs *fs, rfs_nodeid id)
+{
+	if (last.fs == fs && last.id == id && last.n && last.stamp == node_free_stamp())
+		return last.n;
+	node_lock(fs);
+	/* Read under nlock, which every free holds: no free between it and
+	 * the lookup. */
+	uint64_t stamp = node_free_stamp();
+	struct rfs_node *n = node_get_locked(fs, id);
+	if (n && n->dead)
+		n = NULL;
+	node_unlock(fs);
+	last.fs = fs;
+	last.id = id;
+	last.n = n;
+	last.stamp = stamp;
+	return n;
+}
+
 int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
 		       size_t *got, struct rfs_node **np, struct rfs_irec *r)
 {
@@ -303,11 +354,11 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	uint64_t gen = rfs_pool_change_gen_now(fs->pool), fgen, start = 0, nb = 0;
 	uint32_t csum[RFS_EXTENT_MAX];
 	size_t len = 0;
-	node_lock(fs);
-	struct rfs_node *n = node_get_locked(fs, id);
-	if (!n || n->dead)
-		goto miss;
+	struct rfs_node *n = node_find(fs, id);
+	if (!n)
+		return 0;
 	fgen = atomic_load(&n->fgen);
+	clock_rd(n);
 	const struct rfs_rcache *c = n->rc;
 	/* Anything but a regular file's READ: the locked path says what. */
 	if (!c || c->gen != gen || c->fgen != fgen || !S_ISREG(c->i.mode))
@@ -336,7 +387,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	}
 	r->i = c->i;
 	r->taillen = 0;
-	node_unlock(fs);
+	pthread_rwlock_unlock(&n->clock);
 	int ret = 0;
 	uint64_t bad = 0;
 	if (fs->read_hook)
@@ -365,7 +416,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	*got = len;
 	return 1;
 miss:
-	node_unlock(fs);
+	pthread_rwlock_unlock(&n->clock);
 	return 0;
 }
 

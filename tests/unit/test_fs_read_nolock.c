@@ -23,6 +23,9 @@
  *    or reused) or between the data read and the check (stage 1); the
  *    READ returns A's new data whole, never EIO or a mix (a build that
  *    skips the check after the data read fails here with EIO).
+ *  - Nor on the node table's mutex: a READ its copies answer finishes
+ *    while the test holds nlock (the thread's READs found that node
+ *    before, and no node was freed since).
  *  - Threads (TSan in `make test`): readers of A and B beside a writer
  *    of B and a thread cloning new versions onto A; every READ sees one
  *    whole version, never an older one than before.
@@ -46,6 +49,7 @@
 #include <cmocka.h>
 
 #include "common/fsfix.h"
+#include "fs/fs_internal.h"
 #include "reflinkfs/fs.h"
 
 #define BS 4096
@@ -245,6 +249,61 @@ static void test_read_beside_held_writer(void **state)
 	rfs_fs_release(fs, b);
 	rfs_fs_forget(fs, a, 1);
 	rfs_fs_forget(fs, b, 1);
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
+/* ---- a READ beside a held node table ------------------------------------- */
+
+static bool g_warm, g_go_read;
+
+struct nl_job {
+	rfs_fs *fs;
+	rfs_nodeid a;
+	ssize_t rret;
+	bool served;
+	uint8_t got[NBLK * BS];
+};
+
+static void *warm_reader(void *arg)
+{
+	struct nl_job *j = arg;
+	/* This thread's READs find the node first (its memory of it is
+	 * per thread). */
+	settle(j->fs, j->a, 'a');
+	set_flag(&g_warm);
+	wait_for(&g_go_read);
+	uint64_t s0, s1, r;
+	rfs_fs_nolock_stats(j->fs, &s0, &r);
+	j->rret = rfs_fs_read(j->fs, j->a, j->got, sizeof(j->got), 0);
+	rfs_fs_nolock_stats(j->fs, &s1, &r);
+	j->served = s1 == s0 + 1;
+	set_flag(&g_read_done);
+	return NULL;
+}
+
+static void test_read_beside_held_nlock(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a", 'a');
+	struct nl_job j = {.fs = fs, .a = a};
+	g_warm = g_go_read = g_read_done = false;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, warm_reader, &j), 0);
+	assert_true(wait_for(&g_warm));
+	node_lock(fs);
+	set_flag(&g_go_read);
+	bool done = wait_for(&g_read_done);
+	node_unlock(fs);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (!done)
+		fail_msg("the READ waited for the node table's mutex");
+	assert_int_equal(j.rret, NBLK * BS);
+	assert_true(j.served);
+	for (size_t i = 0; i < sizeof(j.got); i++)
+		if (j.got[i] != 'a')
+			fail_msg("byte %zu: %d", i, j.got[i]);
+	rfs_fs_forget(fs, a, 1);
 	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
 }
 
@@ -584,6 +643,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_beside_held_writer, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_read_beside_held_nlock, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_local_write_keeps_other_copies, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_changes_of_a_invalidate, fx_setup,
