@@ -19,8 +19,9 @@
  * anything that needs blocks (growth past the limit, fallocate, a hole
  * punch, a range clone onto it, an xattr) first moves the bytes into a
  * block of their own (inldata_spill), after which the file is an
- * ordinary one and never goes back inline.  The record is stored by the
- * same operation, so the usual transaction rules cover it.
+ * ordinary one until a truncate brings it back within the limit
+ * (inldata_return).  The record is stored by the same operation, so the
+ * usual transaction rules cover it.
  */
 #include "fs/op.h"
 
@@ -563,8 +564,57 @@ int tail_fix(rfs_fs *fs, struct rfs_irec *r)
 	return ret;
 }
 
+/*
+ * A file whose map, after a truncate, is inline (no file tree: no xattrs)
+ * and whose size fits its record goes back to inline data: block 0's
+ * first size bytes move into the tail and its extents are let go (the
+ * block is freed, or only loses this file's reference when a clone or a
+ * snapshot shares it).  Without it a file that once grew past the limit
+ * kept a 4 KiB block for a few bytes for good.  The same operation
+ * stores the record, so a crash leaves either form.  osize: the size
+ * before the truncate (bytes past it read as zeros).
+ */
+static int inldata_return(rfs_fs *fs, struct rfs_irec *r, uint64_t size, uint64_t osize)
+{
+	if (!S_ISREG(r->i.mode) || size == 0 || size > RFS_INLDATA_MAX || !inline_data_ok(fs) ||
+	    r->i.subtree || !r->i.blocks || !(r->i.flags & RFS_INODE_INLEXT) ||
+	    (r->i.flags & RFS_INODE_TAILCLONE))
+		return 0;
+	uint8_t *blk = malloc(BS);
+	if (!blk)
+		return -ENOMEM;
+	struct emap t;
+	uint64_t removed = 0;
+	int ret = emap_open(fs, r, &t);
+	if (ret) {
+		free(blk);
+		return ret;
+	}
+	ret = read_blocks(fs, &t, 0, 1, blk);
+	if (!ret)
+		ret = ext_punch(fs, &t, 0, MAX_LBLK, &removed);
+	r->i.blocks -= removed;
+	int sret = emap_store(fs, &t, r, false);
+	emap_free(&t);
+	if (!ret)
+		ret = sret;
+	/* Every extent went with the punch: an empty map, no tail. */
+	if (!ret && (r->i.blocks || r->taillen || r->i.subtree))
+		ret = -EUCLEAN;
+	if (!ret) {
+		if (size > osize)
+			memset(blk + osize, 0, size - osize);
+		memcpy(r->tail, blk, size);
+		r->taillen = size;
+		r->i.flags |= RFS_INODE_INLDATA;
+	}
+	free(blk);
+	return ret;
+}
+
 int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size)
 {
+	uint64_t osize = r->i.size;
 	int tret = tail_fix(fs, r);
 	if (tret)
 		return tret;
@@ -596,6 +646,8 @@ int file_truncate_locked(rfs_fs *fs, struct rfs_irec *r, uint64_t size)
 	emap_free(&t);
 	if (!ret)
 		ret = sret;
+	if (!ret)
+		ret = inldata_return(fs, r, size, osize);
 	if (!ret)
 		r->i.size = size;
 	return ret;

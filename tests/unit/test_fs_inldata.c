@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/fsfix.h"
+#include "common/testutil.h"
 #include "reflinkfs/fs.h"
 #include "reflinkfs/log.h"
 
@@ -192,9 +193,9 @@ static void test_create_append(void **state)
 	assert_false(x.e[0].inline_data);
 	assert_int_equal(x.e[0].length, BS);
 	assert_int_equal(rfs_fs_inline_data(fs, a, raw, sizeof raw), -ENODATA);
-	/* and stays an ordinary file when it shrinks again */
+	/* and goes back inline when it shrinks again (its block freed) */
 	set_size(fs, a, 10);
-	assert_false(inl(fs, a));
+	assert_true(inl(fs, a));
 	expect(fs, a, buf, 10);
 	fs = reopen(fs, "a", &a);
 	expect(fs, a, buf, 10);
@@ -624,6 +625,236 @@ static void test_crash(void **state)
 	}
 }
 
+/* ---- back inline after a shrink ------------------------------------------ */
+
+/* A file of nb whole blocks of fill(seed) named name. */
+static rfs_nodeid blocks_file(rfs_fs *fs, const char *name, uint64_t nb, unsigned seed,
+			      uint8_t *buf)
+{
+	rfs_nodeid n = mkfile(fs, name);
+	fill(buf, nb * BS, seed);
+	assert_int_equal(rfs_fs_write(fs, n, buf, nb * BS, 0), (ssize_t)(nb * BS));
+	assert_false(inl(fs, n));
+	return n;
+}
+
+static uint64_t st_blocks(rfs_fs *fs, rfs_nodeid n)
+{
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, n, &st), 0);
+	return (uint64_t)st.st_blocks;
+}
+
+/* Truncating a file of blocks to a size that fits its record makes it
+ * inline again: its blocks go back to the pool, st_blocks and the extent
+ * listing say inline, and it reads the same.  Also from a file tree of
+ * several leaves, and to 0 and back. */
+static void test_shrink_back_inline(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t *buf = malloc(400 * BS), exp[BS], exps[MAXI];
+	assert_non_null(buf);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	uint64_t u0 = used(fs);
+	rfs_nodeid a = blocks_file(fs, "a", 3, 11, buf);
+	memcpy(exp, buf, BS);
+	set_size(fs, a, 500);
+	assert_true(inl(fs, a));
+	expect(fs, a, exp, 500);
+	assert_int_equal(st_blocks(fs, a), 1); /* 500 bytes: one sector */
+	struct exts x = extents(fs, a);
+	assert_int_equal(x.n, 1);
+	assert_true(x.e[0].inline_data);
+	assert_int_equal(x.e[0].length, 500);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_true(used(fs) - u0 < 3); /* no data block left (a node or two) */
+	/* grows back as an inline file does: zeros past the cut */
+	set_size(fs, a, 800);
+	assert_true(inl(fs, a));
+	memset(exp + 500, 0, 300);
+	expect(fs, a, exp, 800);
+
+	/* A file tree of several leaves (a sparse file of 400 extents). */
+	rfs_nodeid s = mkfile(fs, "s");
+	fill(buf, BS, 12);
+	for (uint64_t i = 0; i < 400; i++)
+		assert_int_equal(rfs_fs_write(fs, s, buf, BS, 2 * i * BS), (ssize_t)BS);
+	assert_true(rec_of(fs, s).i.subtree != 0);
+	set_size(fs, s, MAXI);
+	assert_true(inl(fs, s));
+	memcpy(exps, buf, MAXI);
+	expect(fs, s, exps, MAXI);
+	/* One byte over the limit: a block, as before. */
+	rfs_nodeid o = blocks_file(fs, "o", 2, 13, buf);
+	set_size(fs, o, MAXI + 1);
+	assert_false(inl(fs, o));
+	assert_int_equal(blocks_of(fs, o), 1);
+	expect(fs, o, buf, MAXI + 1);
+	/* To 0: no tree, no block; the next small write is inline. */
+	rfs_nodeid z = blocks_file(fs, "z", 300, 14, buf);
+	set_size(fs, z, 0);
+	struct rfs_irec r = rec_of(fs, z);
+	assert_int_equal(r.i.subtree, 0);
+	assert_int_equal(r.i.blocks, 0);
+	assert_int_equal(r.taillen, 0);
+	assert_int_equal(rfs_fs_write(fs, z, "tiny", 4, 0), 4);
+	assert_true(inl(fs, z));
+	fs = reopen(fs, "a", &a);
+	expect(fs, a, exp, 800);
+	assert_int_equal(rfs_fs_resolve(fs, "s", &s, NULL), 0);
+	expect(fs, s, exps, MAXI);
+	free(buf);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* A shrink of a file whose blocks or tree a clone or a snapshot shares:
+ * the file goes inline, the other keeps every byte and block, and once
+ * the other is gone too the pool holds no block of either. */
+static void test_shrink_shared(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t *buf = malloc(400 * BS);
+	assert_non_null(buf);
+	struct stat st;
+	rfs_nodeid d;
+	assert_int_equal(rfs_fs_mkdir(fs, &g_ctx, RFS_ROOT_NODE, "d", 0755, &d, &st), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	uint64_t u0 = used(fs);
+	/* a: inline extent map, cloned whole; t: a file tree, cloned whole */
+	rfs_nodeid a = blocks_file(fs, "a", 2, 21, buf), ca = mkfile(fs, "ca");
+	assert_int_equal(rfs_fs_clone_file(fs, a, ca), 0);
+	set_size(fs, a, 100);
+	assert_true(inl(fs, a));
+	expect(fs, a, buf, 100);
+	expect(fs, ca, buf, 2 * BS);
+	assert_int_equal(blocks_of(fs, ca), 2);
+	rfs_nodeid t = mkfile(fs, "t"), ct = mkfile(fs, "ct");
+	fill(buf, 400 * BS, 22);
+	assert_int_equal(rfs_fs_write(fs, t, buf, 400 * BS, 0), (ssize_t)(400 * BS));
+	for (uint64_t i = 0; i < 300; i += 2) /* many extents: a tree */
+		assert_int_equal(rfs_fs_write(fs, t, buf + i * BS, BS, i * BS), (ssize_t)BS);
+	assert_true(rec_of(fs, t).i.subtree != 0);
+	assert_int_equal(rfs_fs_clone_file(fs, t, ct), 0);
+	set_size(fs, ct, 700);
+	assert_true(inl(fs, ct));
+	expect(fs, ct, buf, 700);
+	expect(fs, t, buf, 400 * BS);
+	/* a file of a snapshot's source, shrunk after the snapshot */
+	rfs_nodeid f, sf, snap;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, d, "f", 0644, &f, &st), 0);
+	fill(buf, 3 * BS, 23);
+	assert_int_equal(rfs_fs_write(fs, f, buf, 3 * BS, 0), (ssize_t)(3 * BS));
+	assert_int_equal(rfs_fs_snapshot(fs, d, RFS_ROOT_NODE, "s", 0, &snap, &st), 0);
+	set_size(fs, f, 10);
+	assert_true(inl(fs, f));
+	expect(fs, f, buf, 10);
+	assert_int_equal(rfs_fs_resolve(fs, "s/f", &sf, NULL), 0);
+	expect(fs, sf, buf, 3 * BS);
+	assert_int_equal(blocks_of(fs, sf), 3);
+	fs = reopen(fs, NULL, NULL);
+	/* Everything but the inline files removed: no data block left. */
+	assert_int_equal(rfs_fs_snapshot_delete(fs, RFS_ROOT_NODE, "s"), 0);
+	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "ca"), 0);
+	assert_int_equal(rfs_fs_unlink(fs, RFS_ROOT_NODE, "t"), 0);
+	assert_true(rfs_fs_reclaim(fs, 0) >= 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_true(used(fs) - u0 < 8);
+	free(buf);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* What keeps a shrunk file out of its record: an xattr (a record with
+ * inline data has no file tree to keep it in). */
+static void test_shrink_xattr_stays(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[2 * BS];
+	rfs_nodeid a = blocks_file(fs, "a", 2, 31, buf);
+	assert_int_equal(rfs_fs_setxattr(fs, &g_ctx, a, "user.k", "v", 1, 0), 0);
+	set_size(fs, a, 100);
+	assert_false(inl(fs, a));
+	assert_int_equal(blocks_of(fs, a), 1);
+	expect(fs, a, buf, 100);
+	/* without it, the next shrink goes inline */
+	assert_int_equal(rfs_fs_removexattr(fs, a, "user.k"), 0);
+	set_size(fs, a, 50);
+	assert_true(inl(fs, a));
+	expect(fs, a, buf, 50);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* du: a file shrunk back inline counts no data block. */
+static void test_shrink_du(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[4 * BS];
+	rfs_nodeid a = blocks_file(fs, "a", 4, 41, buf);
+	set_size(fs, a, 300);
+	rfs_du *d;
+	assert_int_equal(rfs_du_begin(fs, a, &d), 0);
+	int ret;
+	while ((ret = rfs_du_step(d, 1000)) == 1)
+		;
+	assert_int_equal(ret, 0);
+	struct rfs_du_stats st;
+	rfs_du_get_stats(d, &st);
+	rfs_du_end(d);
+	assert_int_equal(st.total, 0);
+	assert_int_equal(st.exclusive, 0);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+/* A crash at every flush of the shrink's commit (three per commit), in
+ * every mode: the file is whole as before (its blocks, its size) or
+ * inline as after, its clone is intact, and fsck is clean (no block
+ * leaked or freed twice). */
+static void shrink_crash_run(tu_pool *unused, uint64_t k, enum rfs_crash_mode mode,
+			     uint64_t seed)
+{
+	(void)unused;
+	uint8_t buf[2 * BS];
+	rfs_fs *fs = fresh(0);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, RFS_FS_CRASHSIM, &fs), 0);
+	rfs_nodeid a = blocks_file(fs, "a", 2, 51, buf), c = mkfile(fs, "c");
+	assert_int_equal(rfs_fs_clone_file(fs, a, c), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	rfs_pool_crash_at_flush(rfs_fs_pool(fs), k, mode, seed);
+	set_size(fs, a, 333);
+	for (int i = 0; i < 5 && !rfs_pool_crashed(rfs_fs_pool(fs)); i++)
+		rfs_fs_sync(fs);
+	rfs_fs_crash(fs, mode, seed);
+	fsck_clean();
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "a", &a, NULL), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "c", &c, NULL), 0);
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, a, &st), 0);
+	if (st.st_size == 333)
+		assert_true(inl(fs, a));
+	else
+		assert_int_equal(st.st_size, 2 * BS);
+	expect(fs, a, buf, (size_t)st.st_size);
+	expect(fs, c, buf, 2 * BS);
+	rfs_fs_close(fs);
+	fsck_clean();
+}
+
+static void test_shrink_crash(void **state)
+{
+	(void)state;
+	for (int mode = 0; mode < 3; mode++)
+		tu_crash_points(NULL, 3, (enum rfs_crash_mode)mode, 2, shrink_crash_run);
+}
+
 static void count_line(void *arg, const char *what)
 {
 	(void)what;
@@ -688,6 +919,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_diff, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_du, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shrink_back_inline, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shrink_shared, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shrink_xattr_stays, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shrink_du, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_shrink_crash, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_format, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
