@@ -287,8 +287,8 @@ static int emb_ent_add(void *arg, const char *name, size_t len, const struct rfs
 /* PATH is an embedded directory (entries at loc): no tree of its own;
  * its entries, and those of the embedded directories below it, are
  * items of the tree holding it, at most RFS_EMBED_MAX: counted in this
- * one step. */
-static int du_embedded(rfs_du *d, const struct dirloc *loc, uint64_t vol)
+ * one step.  above: a node above that tree is shared. */
+static int du_embedded(rfs_du *d, const struct dirloc *loc, uint64_t vol, bool above)
 {
 	struct emb_ents l = {0};
 	int ret = du_walk_level(d, 0, 0, loc, vol); /* level 0: no tree to walk */
@@ -305,9 +305,21 @@ static int du_embedded(rfs_du *d, const struct dirloc *loc, uint64_t vol)
 	int64_t budget = d->budget;
 	d->budget = INT64_MAX; /* du_entry must not pause: nothing resumes here */
 	for (size_t i = 0; !ret && i < l.n; i++) {
+		/* Whose the entry's pointers are: its leaf's.  That is not
+		 * always the record's leaf (the entries sit under a prefix of
+		 * their own), so a snapshot may still share it when it no
+		 * longer shares the record's leaf, or the other way round:
+		 * PATH's own (dropped by deleting PATH) when nothing on the
+		 * way to it is shared, else held outside too. */
+		bool sh = above;
+		if (!sh)
+			ret = rfs_tree_path_shared(d->pool, &loc->t, l.v[i].kv, l.v[i].klen, &sh);
+		if (ret)
+			break;
+		struct ctx top = {sh ? V_OUTSIDE : V_OWNED, false};
 		d->lv[0]->in_item = false;
 		ret = du_entry(d, 0, l.v[i].kv, l.v[i].klen, l.v[i].kv + l.v[i].klen, l.v[i].vlen,
-			       du_ctx_top(d));
+			       top);
 	}
 	d->budget = budget - (int64_t)l.n;
 	d->cur = 0;
@@ -361,7 +373,15 @@ static int ns_step(rfs_du *d)
 	if (!ret && is_embed(&r->i)) {
 		struct dirloc loc;
 		ip_dloc(&p, &loc);
-		ret = du_embedded(d, &loc, vol_below(vol, &r->i));
+		/* Shared above the tree holding PATH's entries: the levels
+		 * of the path in other trees. */
+		bool above = false;
+		for (int i = 0; i < p.n && !ret && !above; i++)
+			if (p.lv[i].parent.root != loc.t.root)
+				ret = rfs_tree_path_shared(d->pool, &p.lv[i].parent, p.lv[i].key,
+							   p.lv[i].klen, &above);
+		if (!ret)
+			ret = du_embedded(d, &loc, vol_below(vol, &r->i), above);
 	} else if (!ret && r->i.subtree) {
 		struct dirloc loc;
 		if (S_ISDIR(r->i.mode))

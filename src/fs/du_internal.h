@@ -16,7 +16,9 @@
 enum {
 	V_OUTSIDE = 0, /* pointers held outside PATH: never exclusive */
 	V_PATH = 1,    /* PATH's record: exclusive unless a node above it is shared */
-	V_OWNED = 2,   /* link records of inodes whose every name is below PATH */
+	V_OWNED = 2,   /* held outside PATH's record, dropped with PATH: link
+			* records of inodes whose every name is below PATH;
+			* an embedded PATH's entries in unshared leaves */
 	V_FIXED = 3,
 };
 

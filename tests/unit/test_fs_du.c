@@ -735,6 +735,73 @@ static void test_random(void **state)
 	tu_fail_hook = NULL;
 }
 
+/* du of path against the deletion oracles (fs closed for them, then
+ * opened again): exclusive is what deleting path frees, set what is left
+ * when everything else goes.  Returns the exclusive blocks. */
+static uint64_t du_vs_oracles(rfs_fs **fs, const char *path)
+{
+	struct rfs_du_stats st = du_path(*fs, path);
+	OK(rfs_fs_close(*fs));
+	uint64_t freed, kept;
+	oracles(path, &freed, &kept);
+	CHECK(st.exclusive == freed * BS && st.set == kept * BS,
+	      "%s: exclusive %" PRIu64 " (deleting frees %" PRIu64 "), set %" PRIu64
+	      " (%" PRIu64 " left)",
+	      path, st.exclusive / BS, freed, st.set / BS, kept);
+	OK(rfs_fs_open(g_pool, 0, fs));
+	return freed;
+}
+
+/* An embedded directory's entries live in a leaf of the tree that holds
+ * its record, not always the record's own leaf.  After a snapshot of the
+ * holder, a change to the record's leaf alone (a chmod of the directory)
+ * gives the record a leaf of its own while the entries' leaf is still
+ * the snapshot's too: deleting the directory frees none of its files'
+ * blocks, so none is exclusive (du counted them all as its own).  Then
+ * changes that give the entries' leaf, not the record's, a copy of its
+ * own (a second snapshot, files written in a sibling embedded directory
+ * whose entries sit next to them): du still agrees with the oracles. */
+static void test_embedded_shared_leaf(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	mkdir_at(fs, "/", "p");
+	/* Enough long names that p has a tree of several leaves. */
+	for (int i = 0; i < 200; i++) {
+		char name[80];
+		snprintf(name, sizeof(name), "entry-of-p-with-a-rather-long-name-%03d", i);
+		file_at(fs, "/p", name, 0, 0);
+	}
+	mkdir_at(fs, "/p", "e");
+	mkdir_at(fs, "/p", "e2");
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%d", i);
+		file_at(fs, "/p/e", name, 2, (uint32_t)(40 + i));
+	}
+	struct rfs_du_stats st = du_path(fs, "/p/e");
+	EXPECT(st, 8, 8, 8);
+	rfs_nodeid s;
+	struct stat st0;
+	OK(rfs_fs_snapshot(fs, at(fs, "/p"), RFS_ROOT_NODE, "s", 0, &s, &st0));
+	st = du_path(fs, "/p/e");
+	EXPECT(st, 8, 8, 0);
+	/* The record's leaf alone. */
+	struct stat mode = {.st_mode = 0700};
+	OK(rfs_fs_setattr(fs, at(fs, "/p/e"), &mode, RFS_SET_MODE, NULL));
+	EQ_U64(du_vs_oracles(&fs, "/p/e"), 0);
+	/* New files below e are its own; then a second snapshot, and the
+	 * entries' neighbours change. */
+	file_at(fs, "/p/e", "new", 3, 50);
+	EQ_U64(du_vs_oracles(&fs, "/p/e"), 3);
+	OK(rfs_fs_snapshot(fs, at(fs, "/p"), RFS_ROOT_NODE, "s2", 0, &s, &st0));
+	file_at(fs, "/p/e2", "g", 1, 51);
+	du_vs_oracles(&fs, "/p/e");
+	du_vs_oracles(&fs, "/p/e2");
+	du_vs_oracles(&fs, "/p");
+	OK(rfs_fs_close(fs));
+}
+
 /* ---- changes between steps ------------------------------------------------------ */
 
 static void test_changes(void **state)
@@ -787,6 +854,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_files_and_clones, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_hard_links, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_embedded_shared_leaf, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_random, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_changes, setup, fx_teardown),
 	};
