@@ -23,6 +23,7 @@
  *    or reused) or between the data read and the check (stage 1); the
  *    READ returns A's new data whole, never EIO or a mix (a build that
  *    skips the check after the data read fails here with EIO).
+ *  - Inline data is served from the record copy likewise.
  *  - Nor on the node table's mutex: a READ its copies answer finishes
  *    while the test holds nlock (the thread's READs found that node
  *    before, and no node was freed since).
@@ -521,6 +522,57 @@ static void test_change_during_nolock_read(void **state)
 	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
 }
 
+/* ---- inline data ------------------------------------------------------------ */
+
+/* A file small enough to keep its bytes in its record: READs of it are
+ * served from the record copy with no pool lock, a write of it (it stays
+ * inline) makes the next READ walk and see it, and a write of another
+ * file leaves its copy valid. */
+static void read_small(rfs_fs *fs, rfs_nodeid f, size_t len, int byte, bool want_served,
+		       int line)
+{
+	char b[256];
+	uint64_t s;
+	nl(fs, &s, NULL);
+	memset(b, 0xee, sizeof(b));
+	ssize_t n = rfs_fs_read(fs, f, b, sizeof(b), 0);
+	if (n != (ssize_t)len)
+		fail_msg("line %d: read %zd, expected %zu", line, n, len);
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != byte)
+			fail_msg("line %d: byte %zu: %d, expected %d", line, i, b[i], byte);
+	nl(fs, &s, NULL);
+	if ((s == 1) != want_served)
+		fail_msg("line %d: served without the lock: %d, expected %d", line, s == 1,
+			 want_served);
+}
+
+static void test_inline_data(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	g_served = g_retried = 0;
+	rfs_nodeid s = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "s");
+	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b", 'b');
+	char buf[100];
+	memset(buf, 's', sizeof(buf));
+	assert_int_equal(rfs_fs_write(fs, s, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	ssize_t got = rfs_fs_inline_data(fs, s, buf, sizeof(buf));
+	assert_int_equal(got, (ssize_t)sizeof(buf)); /* inline indeed */
+	/* The first READs walk (and update atime), then the copy serves. */
+	for (int i = 0; i < 3; i++)
+		(void)rfs_fs_read(fs, s, buf, sizeof(buf), 0);
+	read_small(fs, s, sizeof(buf), 's', true, __LINE__);
+	write_blocks(fs, b, 'c');
+	read_small(fs, s, sizeof(buf), 's', true, __LINE__);
+	memset(buf, 't', sizeof(buf));
+	assert_int_equal(rfs_fs_write(fs, s, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	read_small(fs, s, sizeof(buf), 't', false, __LINE__);
+	rfs_fs_forget(fs, s, 1);
+	rfs_fs_forget(fs, b, 1);
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 #define VERSIONS 120
@@ -650,6 +702,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_change_during_nolock_read, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_data, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
