@@ -99,9 +99,13 @@ static void do_snapshot(fuse_req_t req, fuse_ino_t dir, const void *in, size_t i
 	}
 	/* The kernel does not know the new node (no lookup reply carried it). */
 	rfs_fs_forget(m->fs, out, 1);
+	/* The kernel takes the directory's lock for these: a request in
+	 * flight on it (one a blocking watch holds) may keep it. */
+	rfs_fuse_wait_begin();
 	fuse_lowlevel_notify_inval_entry(m->se, dir, s.name, strlen(s.name));
 	/* Offset 0: also the parent's cached listing (its page cache). */
 	fuse_lowlevel_notify_inval_inode(m->se, dir, 0, 0);
+	rfs_fuse_wait_end();
 	s.out_ino = (uint64_t)st.st_ino;
 	fuse_reply_ioctl(req, 0, &s, sizeof(s));
 }
@@ -141,9 +145,11 @@ static void do_delete(fuse_req_t req, fuse_ino_t dir, const void *in, size_t in_
 	/* The entry and the parent's link count and size; notify_delete also
 	 * tells the kernel the root is gone if it still caches it (it fails
 	 * harmlessly when it does not). */
+	rfs_fuse_wait_begin(); /* the directory's lock, as above */
 	if (fuse_lowlevel_notify_delete(m->se, dir, root, d.name, strlen(d.name)))
 		fuse_lowlevel_notify_inval_entry(m->se, dir, d.name, strlen(d.name));
 	fuse_lowlevel_notify_inval_inode(m->se, dir, 0, 0);
+	rfs_fuse_wait_end();
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
