@@ -50,7 +50,8 @@
 #       Mount POOL on $mnt with `$bin mount -f` in the background
 #       (daemon_pid; its output appended to $daemon_log, by default
 #       $work/daemon.log) and wait for the mount; exit 1 with the daemon's
-#       log when it does not come.
+#       log when it does not come.  $RFS_MOUNT_OPTS, when set, is passed
+#       as one more -o (RFS_MOUNT_OPTS=threads=4 bench/fs/meta.sh).
 #   rfs_umount
 #       `$bin umount $mnt` and wait for the daemon; its exit status.
 #
@@ -159,7 +160,7 @@ mount_wait() {
 rfs_mount() {
 	local pool=$1 dlog=${daemon_log:-$work/daemon.log}
 	shift
-	"$bin" mount -f "$@" "$pool" "$mnt" >>"$dlog" 2>&1 &
+	"$bin" mount -f ${RFS_MOUNT_OPTS:+-o "$RFS_MOUNT_OPTS"} "$@" "$pool" "$mnt" >>"$dlog" 2>&1 &
 	daemon_pid=$!
 	mount_wait "$mnt" "$daemon_pid" && return 0
 	log "the mount on $mnt did not appear; the daemon's log ($dlog):"

@@ -267,7 +267,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	/* Every standing worker is kept: with 4 idle ones kept by libfuse's
 	 * loop, a burst of requests (fio at queue depth 16) started and ended
 	 * 300-450 threads a second, each with its 1 MiB request buffer. */
-	unsigned threads = o->threads ? o->threads : RFS_FUSE_THREADS;
+	unsigned threads = o->threads ? o->threads : rfs_fuse_default_threads(o->pool);
 	ret = rfs_fuse_workers_run(&m, threads);
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */

@@ -23,18 +23,20 @@ struct rfs_mount_opts {
 	bool writeback;         /* kernel writeback cache (default off) */
 	bool acl;               /* POSIX ACLs (default on) */
 	unsigned commit_secs;   /* background commit interval (default 5) */
-	unsigned threads;       /* -o threads=: FUSE workers (0: RFS_FUSE_THREADS) */
+	unsigned threads;       /* -o threads=: FUSE workers (0: rfs_fuse_default_threads) */
 	bool noreclaim;         /* no background release of deleted files */
 	bool nojournal;         /* -o nojournal: record no changes */
 	uint64_t journal_size;  /* -o journal_size=: retention (0: keep) */
 	int lock_fd;            /* held flock on the pool, kept by the daemon */
 };
 
-/* FUSE worker threads by default, and the range -o threads= takes.  A
- * request that waits for something outside the daemon (a blocking
- * watch's hold, a watch mark's flush) gets a temporary worker in its
- * place (workers.c); a read from a slow disk keeps its worker. */
+/* FUSE worker threads by default (rfs_fuse_default_threads), and the
+ * range -o threads= takes.  A request that waits for something outside
+ * the daemon (a blocking watch's hold, a watch mark's flush) gets a
+ * temporary worker in its place (workers.c); a read from a disk keeps
+ * its worker, hence the most for a pool on a disk. */
 #define RFS_FUSE_THREADS 16
+#define RFS_FUSE_THREADS_MEM_MIN 4
 #define RFS_FUSE_THREADS_MIN 2
 #define RFS_FUSE_THREADS_MAX 256
 /* Temporary workers at once, at most: each stands in for a worker that
@@ -217,6 +219,13 @@ int rfs_fuse_journal_info_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const vo
  * ends.  Registers the fs's wait hooks for the time.  0 or a negative
  * errno (the session failed, or the workers could not start). */
 int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads);
+/* Standing workers when -o threads= is not given: for a pool file in
+ * memory (tmpfs, ramfs) twice the CPUs the daemon may run on, at least
+ * RFS_FUSE_THREADS_MEM_MIN and at most RFS_FUSE_THREADS (idle workers
+ * only cost wake-ups there); for a pool on a disk RFS_FUSE_THREADS (its
+ * reads keep their workers).  Measured: bench/README.md, "FUSE worker
+ * count". */
+unsigned rfs_fuse_default_threads(const char *pool);
 /* The calling FUSE worker is about to wait for something other than CPU
  * or the pool's I/O (another request, a client), and is back: with
  * fewer free workers than the standing count, one is started in its

@@ -18,8 +18,13 @@
 #include "fuse/rfs_fuse.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
 
 #include "reflinkfs/log.h"
 #include "util/workpool.h"
@@ -105,4 +110,35 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 	 * again (and whose exit flag no longer stands for this loop). */
 	fuse_session_reset(m->se);
 	return ret;
+}
+
+/* CPUs this process may run on (its affinity mask), else online CPUs. */
+static unsigned cpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* The pool is a file in memory (tmpfs, ramfs): its preads never wait
+ * for a device.  A block device's path is on devtmpfs: not memory. */
+static bool pool_in_memory(const char *pool)
+{
+	struct stat st;
+	struct statfs fs;
+	if (stat(pool, &st) || !S_ISREG(st.st_mode) || statfs(pool, &fs))
+		return false;
+	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
+}
+
+unsigned rfs_fuse_default_threads(const char *pool)
+{
+	if (!pool_in_memory(pool))
+		return RFS_FUSE_THREADS;
+	unsigned n = 2 * cpus();
+	if (n < RFS_FUSE_THREADS_MEM_MIN)
+		n = RFS_FUSE_THREADS_MEM_MIN;
+	return n < RFS_FUSE_THREADS ? n : RFS_FUSE_THREADS;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # -o threads=N sets the daemon's standing FUSE workers (src/fuse/workers.c;
-# default RFS_FUSE_THREADS): with 2, eight readers at once with O_DIRECT
+# default rfs_fuse_default_threads, checked below): with 2, eight readers at once with O_DIRECT
 # (each READ a request of its own) still get their data, and the daemon
 # never runs more than 2 workers (temporary ones start only for requests
 # that wait for something outside the daemon: test_watch_workers.sh).  Values out of range are refused
@@ -37,6 +37,50 @@ check "each reader got its file's bytes" test "$same" = 1
 # A third worker would make idle + 2 (idle counts at least one).
 check "at most 2 workers (threads: $idle at rest, $most at most)" test "$most" -le $((idle + 1))
 check "unmount" rfs_umount
+
+# Without threads=: twice the CPUs (at least 4, at most 16) for a pool
+# file in memory (tmpfs), 16 for a pool elsewhere.  Counted as the
+# daemon's threads at rest against a mount of the same pool with
+# threads=16 (the other threads are the same in both).
+rest_threads() { # POOL [MOUNT ARGS]: the daemon's threads at rest
+	local pool=$1 d=$SCRATCH/m3 p n
+	shift
+	mkdir -p "$d"
+	"$RFS_BIN" mount -f "$@" "$pool" "$d" 2>>"$SCRATCH/daemon.log" &
+	p=$!
+	for _ in $(seq 100); do mountpoint -q "$d" && break; sleep 0.05; done
+	stat "$d" >/dev/null
+	n=$(ls "/proc/$p/task" | wc -l)
+	fusermount3 -u "$d"
+	wait "$p"
+	echo "$n"
+}
+expect_default() { # POOL: the worker count the rule gives
+	case $(stat -f -c %T "$(dirname "$1")") in
+	tmpfs | ramfs)
+		local n=$((2 * $(nproc)))
+		[ "$n" -lt 4 ] && n=4
+		[ "$n" -gt 16 ] && n=16
+		echo "$n" ;;
+	*) echo 16 ;;
+	esac
+}
+pools=("$POOL")
+SHM=
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+	SHM=$(mktemp -d /dev/shm/rfs-threads.XXXXXX)
+	trap 'rm -rf "$SHM"; rfs_cleanup' EXIT
+	"$RFS_BIN" mkfs --size 64M "$SHM/pool" >/dev/null
+	pools+=("$SHM/pool")
+fi
+for pool in "${pools[@]}"; do
+	want=$(expect_default "$pool")
+	dflt=$(rest_threads "$pool")
+	full=$(rest_threads "$pool" -o threads=16)
+	check "default workers for a pool on $(stat -f -c %T "$(dirname "$pool")"): $want (threads $dflt, with threads=16: $full)" \
+		test $((dflt - full)) = $((want - 16))
+done
+[ -n "$SHM" ] && rm -rf "$SHM"
 
 for bad in 1 257 abc ""; do
 	mkdir -p "$SCRATCH/m2"
