@@ -138,7 +138,9 @@ int rfs_pool_commit_locked(rfs_pool *pool);
  * keeps changes in memory stores them there, in the transaction being
  * committed (the change journal's records, src/journal).  An error from
  * fn fails the commit (the pool turns read-only, the last commit stays
- * intact).  Write lock held.
+ * intact).  fn must not change a volume's trees: a commit does not move
+ * rfs_pool_change_gen, so readers' copies of records and extents stay
+ * valid across it.  Write lock held.
  */
 void rfs_pool_set_precommit(rfs_pool *pool, int (*fn)(void *arg), void *arg);
 
@@ -220,11 +222,16 @@ void rfs_pool_gate_lock(rfs_pool *pool);
  * A number that changes at every acquisition of the pool's write lock
  * (rfs_pool_wrlock, rfs_pool_trywrlock, and a paused writer's resume),
  * and only then -- except for a local writer (rfs_pool_wrlock_local),
- * which bumps its file's generation instead.  Every change of a tree, a block or the catalog is made
- * under the write lock, so two readings taken with the lock held (either
- * kind) that are equal mean that nothing changed in between: what a
- * reader decoded from the trees under the first is still what they
- * hold.  The caller holds the lock.
+ * which bumps its file's generation instead, and for rfs_pool_commit,
+ * which changes nothing a reader decoded from a file's trees (it writes
+ * dirty blocks out from staging copies, records frees that writers made,
+ * and runs the precommit hook, which must keep to trees no reader's
+ * copies come from: the fs's flushes the change journal).  Every change
+ * of a tree, a block or the catalog is made under the write lock, so two
+ * readings taken with the lock held (either kind) that are equal mean
+ * that nothing changed in between: what a reader decoded from the
+ * volumes' trees under the first is still what they hold.  The caller
+ * holds the lock.
  */
 uint64_t rfs_pool_change_gen(const rfs_pool *pool);
 /*

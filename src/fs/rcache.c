@@ -14,8 +14,8 @@
  * node keeps a copy of the record stamped with both generations as they
  * were when it was made, and a READ that finds both the same uses the
  * copy.  Every other change -- truncate, clone onto the file, snapshot
- * restore, rename over it, unlink, a commit -- bumps the pool's
- * generation, so no path can forget to invalidate the copy (only paths
+ * restore, rename over it, unlink -- bumps the pool's generation (a
+ * commit changes nothing a copy holds and bumps neither), so no path can forget to invalidate the copy (only paths
  * declared local skip it); the price is that such a change of any file
  * invalidates every copy (a READ after it walks once more), while a data
  * write of another file leaves them valid.

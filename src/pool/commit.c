@@ -259,7 +259,14 @@ int rfs_pool_commit(rfs_pool *pool)
 	int ret;
 
 	const char *prev = rfs_pool_lock_label("commit");
-	rfs_pool_wrlock(pool);
+	/* Not a change for READ's copies of records and extents (the
+	 * pool's change generation stays): the commit writes dirty blocks
+	 * out from staging copies (the cached buffers keep their bytes),
+	 * records the frees that writers made -- each of which bumped a
+	 * generation when it freed -- and its precommit hook flushes the
+	 * change journal, which no file's record or extent names.  Every
+	 * block a copy names stays where it is, with the same contents. */
+	rfs_pool_wrlock_local(pool, &pool->commit_gen);
 	ret = rfs_pool_commit_locked(pool);
 	rfs_pool_unlock(pool);
 	rfs_pool_lock_label(prev);

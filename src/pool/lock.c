@@ -254,7 +254,9 @@ static void upgrade(rfs_pool *pool, bool global)
 
 void rfs_pool_lock_upgrade(rfs_pool *pool)
 {
-	upgrade(pool, true);
+	/* Only the commit upgrades: whatever the holder's write lock bumped
+	 * (rfs_pool_commit's commit_gen, an operation's own generation). */
+	upgrade(pool, false);
 }
 
 uint64_t rfs_pool_change_gen(const rfs_pool *pool)

@@ -297,6 +297,11 @@ struct rfs_pool {
 	/* The file generation a local writer bumps instead
 	 * (rfs_pool_wrlock_local), NULL otherwise.  Gate. */
 	_Atomic uint64_t *local_gen;
+	/* What rfs_pool_commit's write-lock acquisitions bump instead of
+	 * change_gen: a commit changes no tree and no block a reader sees
+	 * (see rfs_pool_commit), so READ's copies stay valid across it.
+	 * Atomic; nobody reads it. */
+	_Atomic uint64_t commit_gen;
 	/* Write-lock spans (lockwait.c): when the current one began, and
 	 * the records per holder's name.  Both: write lock. */
 	uint64_t wr_since;

@@ -131,6 +131,16 @@ static void test_copy_follows_every_change(void **state)
 		counts(fs, &h, &m);
 		assert_true(h == 1 && m == 0);
 	}
+	/* A commit changes nothing a copy holds: still a hit after it. */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	{
+		uint8_t one[BS];
+		uint64_t h, m;
+		assert_int_equal(rfs_fs_read(fs, f, one, BS, 0), BS);
+		assert_int_equal(one[0], 'a');
+		counts(fs, &h, &m);
+		assert_true(h == 1 && m == 0);
+	}
 	/* Any other change of another file invalidates (one generation for
 	 * all but data writes). */
 	struct stat gsz = {.st_size = 4 * BS};
