@@ -96,45 +96,60 @@ static size_t inl_size(const struct rfs_ext *x, int n)
 	return sz;
 }
 
-int inl_decode(const struct rfs_irec *r, struct rfs_ext *x, int max)
+int inl_range(const struct rfs_inode *ino, const void *tail, size_t tl, uint64_t b,
+	      uint64_t e, struct rfs_ext *x, int max)
 {
-	const uint8_t *t = (const uint8_t *)r->tail;
-	size_t tl = r->taillen;
+	const uint8_t *t = tail;
 	uint16_t n;
-	if (!(r->i.flags & RFS_INODE_INLEXT))
+	if (!(ino->flags & RFS_INODE_INLEXT))
 		return 0;
 	if (tl < 2)
-		goto bad;
+		return -EUCLEAN;
 	memcpy(&n, t + tl - 2, 2);
 	if (n > max || tl < 32 * (size_t)n + 2)
-		goto bad;
+		return -EUCLEAN;
 	const uint8_t *info = t + tl - 2 - 32 * (size_t)n, *list = info + 16 * (size_t)n;
 	size_t cs = 0, csall = tl - 2 - 32 * (size_t)n;
 	uint64_t next = 0;
+	int k = 0;
 	for (int i = 0; i < n; i++) {
-		struct rfs_ext *e = &x[i];
-		memcpy(&e->lblk, info + 16 * i, 8);
-		memcpy(&e->flags, info + 16 * i + 8, 4);
-		memcpy(&e->start, list + 16 * i, 8);
-		memcpy(&e->n, list + 16 * i + 8, 8);
-		if (!e->start || !e->n || e->n > ext_cap(e->flags) || e->lblk < next ||
-		    (e->flags & ~(uint32_t)RFS_EXT_UNWRITTEN) ||
-		    e->lblk + e->n > RFS_FILE_MAX / BS)
-			goto bad;
-		next = e->lblk + e->n;
-		size_t c = csum_bytes(e);
+		struct rfs_ext h;
+		memcpy(&h.lblk, info + 16 * i, 8);
+		memcpy(&h.flags, info + 16 * i + 8, 4);
+		memcpy(&h.start, list + 16 * i, 8);
+		memcpy(&h.n, list + 16 * i + 8, 8);
+		if (!h.start || !h.n || h.n > ext_cap(h.flags) || h.lblk < next ||
+		    (h.flags & ~(uint32_t)RFS_EXT_UNWRITTEN) ||
+		    h.lblk + h.n > RFS_FILE_MAX / BS)
+			return -EUCLEAN;
+		next = h.lblk + h.n;
+		size_t c = csum_bytes(&h);
 		if (cs + c > csall)
-			goto bad;
-		memcpy(e->csum, t + cs, c);
+			return -EUCLEAN;
+		/* Only the extents meeting [b, e) are copied (a READ's
+		 * range): the checksums are most of the bytes. */
+		if (h.lblk < e && h.lblk + h.n > b) {
+			struct rfs_ext *o = &x[k++];
+			o->lblk = h.lblk;
+			o->flags = h.flags;
+			o->start = h.start;
+			o->n = h.n;
+			memcpy(o->csum, t + cs, c);
+		}
 		cs += c;
 	}
 	if (cs != csall)
-		goto bad;
+		return -EUCLEAN;
+	return k;
+}
+
+int inl_decode(const struct rfs_irec *r, struct rfs_ext *x, int max)
+{
+	int n = inl_range(&r->i, r->tail, r->taillen, 0, UINT64_MAX, x, max);
+	if (n < 0)
+		rfs_log(RFS_LOG_ERR, "inode %llu: corrupt inline extent map (%zu bytes)",
+			(unsigned long long)r->i.ino, r->taillen);
 	return n;
-bad:
-	rfs_log(RFS_LOG_ERR, "inode %llu: corrupt inline extent map (%zu bytes)",
-		(unsigned long long)r->i.ino, tl);
-	return -EUCLEAN;
 }
 
 /* Write x[0..n) into r's tail (n = 0: no inline map). */

@@ -844,6 +844,12 @@ int emap_spill(rfs_fs *fs, struct emap *m);
 int rec_spill(rfs_fs *fs, struct rfs_irec *r);
 /* Decode r's inline extent map into x (max slots): count, or -EUCLEAN. */
 int inl_decode(const struct rfs_irec *r, struct rfs_ext *x, int max);
+/* inl_decode's checks of the inline map in tail (tl bytes) of the record
+ * ino, without its log (a lock-free READ leaves the report to the locked
+ * path): the count of the extents meeting file blocks [b, e), decoded
+ * into x in file order, or -EUCLEAN.  No pool access. */
+int inl_range(const struct rfs_inode *ino, const void *tail, size_t tl, uint64_t b,
+	      uint64_t e, struct rfs_ext *x, int max);
 /* Add (+1) or release (-1) one reference on every inline extent of r. */
 int inl_refs(rfs_fs *fs, const struct rfs_irec *r, int delta);
 /* Item flags of record r's value. */
