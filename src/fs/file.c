@@ -226,7 +226,7 @@ static int file_read_one(rfs_fs *fs, const struct rfs_irec *r, void *buf,
 			emap_free(&t);
 			return -ENOMEM;
 		}
-		ret = read_blocks(fs, &t, b0, b1 - b0, bounce);
+		ret = read_blocks_one(fs, &t, b0, b1 - b0, bounce, one);
 		if (!ret)
 			memcpy(buf, bounce + (off - b0 * BS), size);
 		free(bounce);
@@ -254,13 +254,16 @@ static int read_data(rfs_fs *fs, struct rfs_node *n, const struct rfs_irec *r,
 		return 0;
 	if (size > r->i.size - off)
 		size = (size_t)(r->i.size - off);
-	/* A file tree (an inline map is in the record), whole blocks. */
-	if (!r->i.subtree || (r->i.flags & RFS_INODE_INLDATA) || off % BS || size % BS ||
-	    size / BS > RFS_EXTENT_MAX)
+	/* A file tree (an inline map is in the record), at most an
+	 * extent's blocks.  A range that is not whole blocks is copied too,
+	 * for the lock-free READ (rcache_read_nolock), which reads it
+	 * through a bounce block; here it walks. */
+	if (!r->i.subtree || (r->i.flags & RFS_INODE_INLDATA) ||
+	    div_up(off + size, BS) - off / BS > RFS_EXTENT_MAX)
 		return file_read_locked(fs, r, buf, size, off, got);
 	uint64_t start;
 	uint32_t csum[RFS_EXTENT_MAX];
-	if (ecache_find(fs, n, off / BS, size / BS, &start, csum)) {
+	if (off % BS == 0 && size % BS == 0 && ecache_find(fs, n, off / BS, size / BS, &start, csum)) {
 		int ret = rfs_data_read(fs->pool, start, buf, (uint32_t)(size / BS), csum);
 		if (!ret)
 			*got = size;

@@ -145,8 +145,8 @@ void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses)
  * per level, the extent's decoding): about 60 % of the daemon's time in
  * its own code.  The node keeps the extents its READs found, sorted by
  * file block, for one change generation as the record: a READ of blocks
- * that one of them maps in full takes the pool block and the checksums
- * from it.  Only extents of a file tree (an inline map is in the record
+ * that one of them maps in full (whole blocks or not) takes the pool
+ * block and the checksums from it.  Only extents of a file tree (an inline map is in the record
  * already), only written ones, and at most fs->ec_budget entries over
  * all nodes (each holds an extent's 128 checksums: 536 bytes), so that
  * reading many large files costs bounded memory; past it a READ walks.
@@ -296,9 +296,17 @@ void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *a
 /* ---- READ with no pool lock --------------------------------------------- */
 
 /*
- * A READ whose range the node's copies answer -- inline data from the
- * record copy, or whole blocks one extent copy maps -- reads with no pool
- * lock at all, seqlock style: it takes both generations (the pool's
+ * A READ whose range the node's copies answer reads with no pool lock
+ * at all: inline data from the record copy; a file whose extent map is
+ * in the record (inline, or none: no file tree), whose copy holds every
+ * extent and so proves the holes (zeros, as are unwritten extents); and
+ * a range of a file tree one extent copy maps in full.  A range that is
+ * not whole blocks reads its first and last block whole into a bounce
+ * block on the stack, checks them, and copies the part out.  What still
+ * takes the lock: a range of a file tree no single extent copy maps
+ * (a hole -- the copies cannot prove one -- two extents, more than
+ * RFS_EXTENT_MAX blocks, an extent not read since the last change),
+ * and a READ whose copies are stale.  Seqlock style: it takes both generations (the pool's
  * change_gen and the node's fgen) before it takes the copies under nlock
  * and checks that the copies are of them, reads and verifies the data,
  * then takes both generations again.  Unchanged, nothing that could
@@ -347,12 +355,66 @@ static struct rfs_node *node_find(rfs_fs *fs, rfs_nodeid id)
 	return n;
 }
 
+/* Bytes [off, off + len) of the file into buf, from the extents x[0..cnt)
+ * (file order; the file's every extent meeting the range): zeros where
+ * none or an unwritten one maps a block.  A block the range covers only
+ * in part is read whole into a bounce block, checked, and the part
+ * copied out.  *bad: the pool block of a checksum mismatch. */
+static int read_range(rfs_fs *fs, const struct rfs_ext *x, int cnt, uint8_t *buf,
+		      uint64_t off, size_t len, uint64_t *bad)
+{
+	const uint64_t BS = RFS_BLOCK_SIZE;
+	uint8_t bounce[RFS_BLOCK_SIZE];
+	uint64_t end = off + len, pos = off;
+	for (int i = 0; i < cnt; i++) {
+		const struct rfs_ext *e = &x[i];
+		uint64_t lo = e->lblk * BS > pos ? e->lblk * BS : pos;
+		uint64_t hi = (e->lblk + e->n) * BS < end ? (e->lblk + e->n) * BS : end;
+		if (lo >= hi)
+			continue;
+		if (lo > pos)
+			memset(buf + (pos - off), 0, lo - pos);
+		pos = hi;
+		if (e->flags & RFS_EXT_UNWRITTEN) {
+			memset(buf + (lo - off), 0, hi - lo);
+			continue;
+		}
+		while (lo < hi) {
+			uint64_t fb = lo / BS, nb = hi / BS - fb;
+			const uint32_t *cs = e->csum + (fb - e->lblk);
+			int ret;
+			if (lo % BS || nb == 0) {
+				/* A block in part: the head or the tail. */
+				uint64_t stop = (fb + 1) * BS < hi ? (fb + 1) * BS : hi;
+				ret = rfs_data_read_nolock(fs->pool, e->start + (fb - e->lblk), bounce,
+							   1, cs, bad);
+				if (!ret)
+					memcpy(buf + (lo - off), bounce + lo % BS, stop - lo);
+				lo = stop;
+			} else {
+				ret = rfs_data_read_nolock(fs->pool, e->start + (fb - e->lblk),
+							   buf + (lo - off), (uint32_t)nb, cs, bad);
+				lo += nb * BS;
+			}
+			if (ret)
+				return ret;
+		}
+	}
+	if (pos < end)
+		memset(buf + (pos - off), 0, end - pos);
+	return 0;
+}
+
 int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
 		       size_t *got, struct rfs_node **np, struct rfs_irec *r)
 {
 	const uint64_t BS = RFS_BLOCK_SIZE;
-	uint64_t gen = rfs_pool_change_gen_now(fs->pool), fgen, start = 0, nb = 0;
-	uint32_t csum[RFS_EXTENT_MAX];
+	uint64_t gen = rfs_pool_change_gen_now(fs->pool), fgen;
+	/* The extents meeting the range (8 KiB on the stack: a malloc per
+	 * READ is what the locked path's emap_open costs). */
+	struct rfs_ext x[RFS_INLEXT_CAP];
+	int cnt = 0;
+	bool ext = false; /* from an extent copy */
 	size_t len = 0;
 	struct rfs_node *n = node_find(fs, id);
 	if (!n)
@@ -365,25 +427,37 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		goto miss;
 	if (off < c->i.size && size)
 		len = size < c->i.size - off ? size : (size_t)(c->i.size - off);
+	uint64_t b0 = off / BS, b1 = len ? (off + len + BS - 1) / BS : 0;
 	if (len && (c->i.flags & RFS_INODE_INLDATA)) {
 		/* The bytes are in the copy (a malformed tail: the locked
 		 * path reports it). */
 		if (c->taillen != c->i.size || c->i.size > RFS_INLDATA_MAX)
 			goto miss;
 		memcpy(buf, c->tail + off, len);
+	} else if (len && !c->i.subtree) {
+		/* The whole map is in the record copy (inline, or none: a
+		 * file of holes), so it proves holes too.  A malformed map:
+		 * the locked path reports it. */
+		cnt = inl_range(&c->i, c->tail, c->taillen, b0, b1, x, RFS_INLEXT_CAP);
+		if (cnt < 0)
+			goto miss;
 	} else if (len) {
-		/* As read_data: whole blocks of a file tree, one extent. */
+		/* A file tree: blocks one extent copy maps in full (holes
+		 * between the copies are not known to be holes). */
 		const struct rfs_ecache *e = n->ec;
-		if (!c->i.subtree || off % BS || len % BS || len / BS > RFS_EXTENT_MAX || !e ||
-		    e->gen != gen || e->fgen != fgen)
+		if (b1 - b0 > RFS_EXTENT_MAX || !e || e->gen != gen || e->fgen != fgen)
 			goto miss;
-		uint64_t b = off / BS;
-		uint32_t i = upper(e, b);
-		nb = len / BS;
-		if (i == 0 || b - e->lblk[i - 1] + nb > e->x[i - 1].n)
+		uint32_t i = upper(e, b0);
+		if (i == 0 || b0 - e->lblk[i - 1] + (b1 - b0) > e->x[i - 1].n)
 			goto miss;
-		start = e->x[i - 1].start + (b - e->lblk[i - 1]);
-		memcpy(csum, e->x[i - 1].csum + (b - e->lblk[i - 1]), 4 * nb);
+		uint64_t from = b0 - e->lblk[i - 1];
+		x[0].lblk = b0;
+		x[0].start = e->x[i - 1].start + from;
+		x[0].n = b1 - b0;
+		x[0].flags = 0;
+		memcpy(x[0].csum, e->x[i - 1].csum + from, 4 * (b1 - b0));
+		cnt = 1;
+		ext = true;
 	}
 	r->i = c->i;
 	r->taillen = 0;
@@ -392,8 +466,8 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	uint64_t bad = 0;
 	if (fs->read_hook)
 		fs->read_hook(fs->read_arg, 0);
-	if (nb)
-		ret = rfs_data_read_nolock(fs->pool, start, buf, (uint32_t)nb, csum, &bad);
+	if (len && !(r->i.flags & RFS_INODE_INLDATA))
+		ret = read_range(fs, x, cnt, buf, off, len, &bad);
 	if (fs->read_hook)
 		fs->read_hook(fs->read_arg, 1);
 	/* The data read is done before the generations are read again
@@ -410,7 +484,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	}
 	atomic_fetch_add_explicit(&fs->nl_served, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
-	if (nb)
+	if (ext)
 		atomic_fetch_add_explicit(&fs->ec_hits, 1, memory_order_relaxed);
 	*np = n;
 	*got = len;

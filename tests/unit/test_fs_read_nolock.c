@@ -23,7 +23,13 @@
  *    or reused) or between the data read and the check (stage 1); the
  *    READ returns A's new data whole, never EIO or a mix (a build that
  *    skips the check after the data read fails here with EIO).
- *  - Inline data is served from the record copy likewise.
+ *  - Inline data is served from the record copy likewise; so is a file
+ *    whose extent map is in its record (inline, or none), holes and
+ *    unwritten extents included, and a range that is not whole blocks
+ *    (1 KiB, a last partial block) one extent copy or the inline map
+ *    covers: beside the held writer too, and with the same check (the
+ *    change cases, for these paths).  A hole of a file tree takes the
+ *    lock (the copies cannot prove it).
  *  - Nor on the node table's mutex: a READ its copies answer finishes
  *    while the test holds nlock (the thread's READs found that node
  *    before, and no node was freed since).
@@ -573,6 +579,230 @@ static void test_inline_data(void **state)
 	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
 }
 
+/* ---- inline maps, partial ranges, holes ------------------------------------ */
+
+/* A file of NBLK blocks of byte written at once: one extent, which a
+ * file this small keeps inline in its record (no file tree). */
+static rfs_nodeid mksmall(rfs_fs *fs, const char *name, int byte)
+{
+	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
+	write_blocks(fs, f, byte);
+	return f;
+}
+
+/* Read [off, off + len) of f, clipped at the file's size sz, and check
+ * every byte is byte (0 at the blocks hole_lo <= b < hole_hi); returns
+ * whether the READ was served without the pool lock. */
+#define range_is(...) (g_line = __LINE__, range_is_(__VA_ARGS__))
+static bool range_is_(rfs_fs *fs, rfs_nodeid f, uint64_t off, size_t len, uint64_t sz,
+		      int byte, uint64_t hole_lo, uint64_t hole_hi)
+{
+	static uint8_t b[(NBLK + 1) * BS];
+	assert_true(len <= sizeof(b));
+	uint64_t s;
+	nl(fs, &s, NULL);
+	memset(b, 0xee, sizeof(b));
+	ssize_t n = rfs_fs_read(fs, f, b, len, off);
+	size_t want = off >= sz ? 0 : (sz - off < len ? (size_t)(sz - off) : len);
+	if (n != (ssize_t)want)
+		fail_msg("line %d: node %llu: read %zd, expected %zu", g_line,
+			 (unsigned long long)f, n, want);
+	for (size_t i = 0; i < want; i++) {
+		uint64_t blk = (off + i) / BS;
+		int w = blk >= hole_lo && blk < hole_hi ? 0 : byte;
+		if (b[i] != w)
+			fail_msg("line %d: byte %llu: %d, expected %d", g_line,
+				 (unsigned long long)(off + i), b[i], w);
+	}
+	if (b[want] != 0xee)
+		fail_msg("line %d: READ wrote past its %zu bytes", g_line, want);
+	nl(fs, &s, NULL);
+	return s == 1;
+}
+
+/* A READ of A the copies now answer -- its inline map, or a range that
+ * is not whole blocks -- completes while a writer of B is held in its
+ * mapping with the write lock. */
+struct rjob {
+	rfs_fs *fs;
+	rfs_nodeid a;
+	uint64_t off;
+	size_t len;
+	ssize_t rret;
+	uint8_t got[NBLK * BS];
+};
+
+static void *range_reader(void *arg)
+{
+	struct rjob *j = arg;
+	j->rret = rfs_fs_read(j->fs, j->a, j->got, j->len, j->off);
+	set_flag(&g_read_done);
+	return NULL;
+}
+
+static void held_range_case(rfs_fs *fs, rfs_nodeid a, rfs_nodeid b, uint64_t off,
+			    size_t len, int byte, int line)
+{
+	struct job w = {.fs = fs, .b = b};
+	struct rjob j = {.fs = fs, .a = a, .off = off, .len = len};
+	g_in = g_go = g_read_done = false;
+	/* Warm: the first READs walk (and update atime). */
+	int tries = 0;
+	while (!range_is_(fs, a, off, len, UINT64_MAX, byte, 0, 0))
+		if (++tries == 3)
+			fail_msg("line %d: no READ served from the copies", line);
+	uint64_t s;
+	nl(fs, &s, NULL);
+	rfs_fs_set_map_hook(fs, hold_writer, NULL);
+	pthread_t wt, rt;
+	assert_int_equal(pthread_create(&wt, NULL, writer_b, &w), 0);
+	assert_true(wait_for(&g_in));
+	assert_int_equal(pthread_create(&rt, NULL, range_reader, &j), 0);
+	bool read_done = wait_for(&g_read_done);
+	set_flag(&g_go);
+	assert_int_equal(pthread_join(rt, NULL), 0);
+	assert_int_equal(pthread_join(wt, NULL), 0);
+	rfs_fs_set_map_hook(fs, NULL, NULL);
+	if (!read_done)
+		fail_msg("line %d: the READ of A [%llu, +%zu) waited for the writer of B", line,
+			 (unsigned long long)off, len);
+	assert_int_equal(j.rret, (ssize_t)len);
+	for (size_t i = 0; i < len; i++)
+		if (j.got[i] != byte)
+			fail_msg("line %d: byte %zu of A: %d", line, i, j.got[i]);
+	nl(fs, &s, NULL);
+	assert_int_equal(s, 1);
+	assert_int_equal(w.wret, NBLK * BS);
+}
+
+static void test_inline_map_partial_beside_held_writer(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	g_served = g_retried = 0;
+	rfs_nodeid m = mksmall(fs, "m", 'm');
+	rfs_nodeid a = mkfile(fs, RFS_ROOT_NODE, "a", 'a');
+	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b", 'b');
+	/* The inline map: whole blocks, then 1 KiB inside a block. */
+	held_range_case(fs, m, b, 0, NBLK * BS, 'm', __LINE__);
+	held_range_case(fs, m, b, 1000, 1024, 'm', __LINE__);
+	/* A file tree: partial at both ends of the one extent copy, and
+	 * 1 KiB inside a block. */
+	held_range_case(fs, a, b, 100, NBLK * BS - 200, 'a', __LINE__);
+	held_range_case(fs, a, b, 3 * BS + 5, 1024, 'a', __LINE__);
+	rfs_fs_forget(fs, m, 1);
+	rfs_fs_forget(fs, a, 1);
+	rfs_fs_forget(fs, b, 1);
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
+/* Holes and a last partial block: served from the copies when they prove
+ * the bytes, and right. */
+static void test_holes_and_tails(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	g_served = g_retried = 0;
+	uint8_t buf[BS];
+	memset(buf, 'h', sizeof(buf));
+
+	/* Inline map with a hole: blocks [0, 2) and [5, NBLK) written, a
+	 * last block of 100 bytes. */
+	rfs_nodeid h = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "h");
+	uint64_t hsz = NBLK * BS + 100;
+	for (uint64_t k = 0; k < NBLK + 1; k++)
+		if (k < 2 || k >= 5)
+			assert_int_equal(rfs_fs_write(fs, h, buf, k == NBLK ? 100 : BS, k * BS),
+					 k == NBLK ? 100 : BS);
+	for (int i = 0; i < 3; i++)
+		(void)range_is(fs, h, 0, (NBLK + 1) * BS, hsz, 'h', 2, 5);
+	assert_true(range_is(fs, h, 0, (NBLK + 1) * BS, hsz, 'h', 2, 5));
+	assert_true(range_is(fs, h, 2 * BS, 3 * BS, hsz, 'h', 2, 5)); /* hole only */
+	assert_true(range_is(fs, h, BS + 7, 3 * BS, hsz, 'h', 2, 5));   /* data, hole, data */
+	assert_true(range_is(fs, h, NBLK * BS, BS, hsz, 'h', 2, 5));   /* the last 100 */
+	assert_true(range_is(fs, h, NBLK * BS - 10, 50, hsz, 'h', 2, 5));
+	assert_true(range_is(fs, h, hsz, BS, hsz, 'h', 2, 5));          /* at EOF: 0 */
+
+	/* No block at all (a truncate up), and unwritten extents
+	 * (fallocate): zeros, from the record copy. */
+	rfs_nodeid z = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "z");
+	struct stat sz = {.st_size = NBLK * BS};
+	assert_int_equal(rfs_fs_setattr(fs, z, &sz, RFS_SET_SIZE, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		(void)range_is(fs, z, 0, NBLK * BS, NBLK * BS, 0, 0, 0);
+	assert_true(range_is(fs, z, 0, NBLK * BS, NBLK * BS, 0, 0, 0));
+	assert_true(range_is(fs, z, 10, 1000, NBLK * BS, 0, 0, 0));
+	rfs_nodeid u = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "u");
+	assert_int_equal(rfs_fs_fallocate(fs, u, 0, 0, NBLK * BS), 0);
+	assert_int_equal(rfs_fs_write(fs, u, buf, BS, 0), BS);
+	for (int i = 0; i < 3; i++)
+		(void)range_is(fs, u, 0, NBLK * BS, NBLK * BS, 'h', 1, NBLK);
+	assert_true(range_is(fs, u, 0, NBLK * BS, NBLK * BS, 'h', 1, NBLK));
+	assert_true(range_is(fs, u, BS - 1, 2, NBLK * BS, 'h', 1, NBLK));
+
+	/* A file tree whose last block is partial: a READ of it is served
+	 * once its extent is copied (the first READ walks and copies it). */
+	rfs_nodeid t = mkfile(fs, RFS_ROOT_NODE, "t", 't');
+	uint64_t last = 100 + 2 * FAR, tsz = last * BS + 100;
+	memset(buf, 't', sizeof(buf));
+	assert_int_equal(rfs_fs_write(fs, t, buf, 100, last * BS), 100);
+	for (int i = 0; i < 3; i++)
+		(void)range_is(fs, t, last * BS, BS, tsz, 't', 0, 0);
+	assert_true(range_is(fs, t, last * BS, BS, tsz, 't', 0, 0));
+	assert_true(range_is(fs, t, last * BS + 50, 1000, tsz, 't', 0, 0));
+	/* A hole of a file tree takes the lock (the copies cannot prove
+	 * it), and reads as zeros. */
+	assert_false(range_is(fs, t, 101 * BS, BS, tsz, 't', 0, last));
+
+	rfs_nodeid all[] = {h, z, u, t};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		rfs_fs_forget(fs, all[i], 1);
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
+/* The seqlock check on the new paths: A changed between the copies and
+ * the data read (stage 0) or after it (stage 1) -- its old blocks freed,
+ * committed and reused -- and the READ returns A's new data whole. */
+static void test_change_during_range_read(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256u << 20, 0);
+	g_served = g_retried = 0;
+	uint64_t retries = 0;
+	/* kind 0: inline map, whole blocks; 1: inline map, partial;
+	 * 2: file tree, partial. */
+	for (int kind = 0; kind < 3; kind++)
+		for (int stage = 0; stage < 2; stage++) {
+			char name[32];
+			snprintf(name, sizeof(name), "a%d%d", kind & 3, stage & 1);
+			rfs_nodeid a = kind < 2 ? mksmall(fs, name, 'a')
+						: mkfile(fs, RFS_ROOT_NODE, name, 'a');
+			name[0] = 'c';
+			rfs_nodeid c = fx_create(fs, &g_ctx, RFS_ROOT_NODE, name);
+			assert_int_equal(rfs_fs_sync(fs), 0);
+			uint64_t off = kind ? 300 : 0, len = kind ? NBLK * BS - 600 : NBLK * BS;
+			uint64_t sz = kind < 2 ? NBLK * BS : UINT64_MAX;
+			for (int i = 0; i < 3; i++)
+				(void)range_is(fs, a, off, len, sz, 'a', 0, 0);
+			assert_true(range_is(fs, a, off, len, sz, 'a', 0, 0));
+			struct change ch = {.fs = fs, .a = a, .c = c, .stage = stage};
+			rfs_fs_set_read_hook(fs, change_a, &ch);
+			bool served = range_is(fs, a, off, len, sz, 'n', 0, 0);
+			rfs_fs_set_read_hook(fs, NULL, NULL);
+			assert_int_equal(ch.calls, 1);
+			assert_false(served);
+			uint64_t s, r;
+			rfs_fs_nolock_stats(fs, &s, &r);
+			assert_int_equal(r, ++retries);
+			for (int i = 0; i < 3; i++)
+				(void)range_is(fs, a, off, len, sz, 'n', 0, 0);
+			assert_true(range_is(fs, a, off, len, sz, 'n', 0, 0));
+			rfs_fs_forget(fs, a, 1);
+			rfs_fs_forget(fs, c, 1);
+		}
+	assert_int_equal(rfs_fs_close(fx_reopen(fs, 0)), 0);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 #define VERSIONS 120
@@ -703,6 +933,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_change_during_nolock_read, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_inline_data, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_map_partial_beside_held_writer,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_holes_and_tails, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_change_during_range_read, fx_setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
