@@ -155,6 +155,16 @@ void rfs_fs_set_wait_hooks(rfs_fs *fs, void (*begin)(void *arg), void (*end)(voi
 			   void *arg);
 
 /*
+ * The caller stops serving requests (a SIGTERM, an aborted connection)
+ * and must wait for the calls in flight: end their waits for others now.
+ * An operation waiting for a blocking watch's ack goes on as if it timed
+ * out (without counting a timeout), rfs_fs_changes_wait returns
+ * -ETIMEDOUT, and from then on neither waits at all.  For good: call it
+ * only when the fs serves no more requests after those in flight.
+ */
+void rfs_fs_release_waits(rfs_fs *fs);
+
+/*
  * Test hook: fn(arg) is called by every file write while it copies its
  * data into the blocks it allocated: holding no lock when the write
  * covers whole blocks (they are claimed, see rfs_claim_data), else with

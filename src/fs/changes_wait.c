@@ -87,6 +87,11 @@ int rfs_fs_changes_wait(rfs_fs *fs, uint64_t seen, int64_t deadline_ns,
 			ret = -EINTR;
 			break;
 		}
+		/* The daemon stops (rfs_fs_release_waits): as at the deadline. */
+		if (fs_waits_released(fs)) {
+			ret = -ETIMEDOUT;
+			break;
+		}
 		if (pthread_cond_timedwait(&fs->cw_cond, &fs->cw_lock, &ts) == ETIMEDOUT) {
 			ret = atomic_load(&fs->cw_events) != seen ? 0 : -ETIMEDOUT;
 			break;

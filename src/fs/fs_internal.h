@@ -329,6 +329,9 @@ struct rfs_fs {
 	void (*wait_begin)(void *arg);
 	void (*wait_end)(void *arg);
 	void *wait_arg;
+	/* rfs_fs_release_waits has run: no operation waits for a watch's
+	 * subscriber or a change any more (atomic; set once). */
+	atomic_bool waits_released;
 
 	/* The node table: taken after the pool lock, never before; does
 	 * not nest.  Take it with node_lock() (node_lock_held() asserts). */
@@ -944,5 +947,10 @@ void changes_notify(rfs_fs *fs);
  * rfs_fs_set_wait_hooks (wait_hooks.c).  No lock of the fs held. */
 void fs_wait_begin(rfs_fs *fs);
 void fs_wait_end(rfs_fs *fs);
+/* Whether rfs_fs_release_waits has run (wait_hooks.c). */
+bool fs_waits_released(rfs_fs *fs);
+/* Let every operation waiting for a blocking watch's ack go on
+ * (watch.c); the waits after it check fs_waits_released. */
+void watch_release_waiters(rfs_fs *fs);
 
 #endif

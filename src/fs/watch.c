@@ -1136,6 +1136,24 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 	free(c);
 }
 
+void watch_release_waiters(rfs_fs *fs)
+{
+	reg_lock(fs);
+	for (rfs_watch *w = fs->watches; w; w = w->next) {
+		w_lock(w);
+		/* As rfs_fs_watch_free: every waiting modification goes on;
+		 * a late ack finds nothing. */
+		for (struct waiter *x = w->waiting; x; x = x->next) {
+			x->done = true;
+			x->listed = false;
+		}
+		w->waiting = NULL;
+		pthread_cond_broadcast(&w->cond);
+		w_unlock(w);
+	}
+	reg_unlock(fs);
+}
+
 void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 {
 	struct check ck = {0};
@@ -1153,10 +1171,22 @@ void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 		struct waiter *x = ck.p[i].x;
 		w_lock(w);
 		w->st.waiting++;
-		while (!x->done &&
+		/* Released (the daemon stops): watch_release_waiters sets
+		 * the flag before it broadcasts under w->lock. */
+		while (!x->done && !fs_waits_released(fs) &&
 		       pthread_cond_timedwait(&w->cond, &w->lock, &x->deadline) != ETIMEDOUT)
 			;
 		w->st.waiting--;
+		if (!x->done && fs_waits_released(fs)) {
+			/* Delivered after the release: go on, no timeout. */
+			struct waiter **pp = &w->waiting;
+			while (*pp && *pp != x)
+				pp = &(*pp)->next;
+			if (*pp)
+				*pp = x->next;
+			x->listed = false;
+			x->done = true;
+		}
 		if (!x->done) {
 			/* The first of its waiters to time out takes it off
 			 * the list; the others share its deadline. */

@@ -104,6 +104,10 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 		return ret;
 	}
 	ret = rfs_workpool_wait(p);
+	/* The workers are joined next: a request a blocking watch holds
+	 * (up to its timeout) or a RFS_IOC_CHANGES_WAIT (up to the
+	 * caller's) would hold the exit, the final commit with it. */
+	rfs_fs_release_waits(m->fs);
 	rfs_workpool_destroy(p);
 	rfs_fs_set_wait_hooks(m->fs, NULL, NULL, NULL);
 	/* As fuse_session_loop_mt leaves it: a session that can be looped

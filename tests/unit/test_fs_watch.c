@@ -14,6 +14,7 @@
 #include "common/fsfix.h"
 #include "common/testutil.h"
 #include "reflinkfs/fs.h"
+#include "reflinkfs/journal.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE 0x01
@@ -827,6 +828,75 @@ static void test_blocking_second_writer(void **state)
 	OK(rfs_fs_close(fs));
 }
 
+/* rfs_fs_release_waits (the daemon stops: SIGTERM) lets a writer held
+ * for a ten-minute ack go on at once, without counting a timeout, and
+ * a later write to a marked file raises its event but does not wait. */
+static void test_blocking_released(void **state)
+{
+	(void)state;
+	rfs_nodeid f;
+	rfs_watch *w;
+	rfs_fs *fs = blocking_setup(600000, &f, &w);
+	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", "g0");
+	mark(w, &g_root, g, g);
+	struct writer a = {.fs = fs, .node = f, .data = "aaa"};
+	pthread_t ta;
+	struct rfs_watch_event ev;
+	start_writer(&a, &ta, w, &ev);
+	struct rfs_watch_stat st;
+	do {
+		sched_yield();
+		rfs_fs_watch_stat(w, &st);
+	} while (st.waiting < 1);
+	CHECK(!atomic_load(&a.done), "the writer did not wait for the ack");
+	rfs_fs_release_waits(fs);
+	CHECK(pthread_join(ta, NULL) == 0, "pthread_join");
+	EQ_U64(a.ret, 3);
+	check_data(fs, f, "aaa");
+	/* After the release: the event still comes, the write goes on. */
+	RC(rfs_fs_write(fs, g, "g1", 2, 0), 2);
+	wait_event(w, &ev);
+	CHECK(ev.blocking && ev.ino == g, "blocking event of g expected");
+	check_data(fs, g, "g1");
+	RC(rfs_fs_watch_ack(w, ev.id), -ENOENT);
+	rfs_fs_watch_stat(w, &st);
+	EQ_U64(st.waiting, 0);
+	EQ_U64(st.timed_out, 0);
+	rfs_fs_watch_free(w);
+	rfs_fs_forget(fs, f, 1);
+	rfs_fs_forget(fs, g, 1);
+	OK(rfs_fs_close(fs));
+}
+
+struct cwaiter {
+	rfs_fs *fs;
+	int ret;
+};
+
+static void *cwaiter_main(void *arg)
+{
+	struct cwaiter *c = arg;
+	/* Ten minutes and no change: only the release ends it. */
+	c->ret = rfs_fs_changes_wait(c->fs, rfs_fs_changes_events(c->fs),
+				     rfs_fs_changes_clock_ns() + 600ll * 1000000000ll, NULL, NULL);
+	return NULL;
+}
+
+/* A RFS_IOC_CHANGES_WAIT in flight when the daemon stops ends as at its
+ * deadline (whether it began before the release or after). */
+static void test_changes_wait_released(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh();
+	struct cwaiter c = {fs, 1};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, cwaiter_main, &c) == 0, "pthread_create");
+	rfs_fs_release_waits(fs);
+	CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+	RC(c.ret, -ETIMEDOUT);
+	OK(rfs_fs_close(fs));
+}
+
 static void test_blocking_timeout(void **state)
 {
 	(void)state;
@@ -946,6 +1016,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocking_ack, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_second_writer, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_timeout, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_released, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_changes_wait_released, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_free_releases_writer, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_wait_hooks, fx_setup, fx_teardown),
 	};
