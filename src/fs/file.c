@@ -583,19 +583,26 @@ static int inldata_return(rfs_fs *fs, struct rfs_irec *r, uint64_t size, uint64_
 	    r->i.subtree || !r->i.blocks || !(r->i.flags & RFS_INODE_INLEXT) ||
 	    (r->i.flags & RFS_INODE_TAILCLONE))
 		return 0;
+	/* Up to the punch nothing is changed: memory short or a block 0
+	 * that cannot be read (its READs say so) keeps the block form.  An
+	 * error would fail a truncate that has already changed the file,
+	 * so the transaction would be discarded and the pool turn
+	 * read-only, for what is only a saving of space. */
 	uint8_t *blk = malloc(BS);
 	if (!blk)
-		return -ENOMEM;
+		return 0;
 	struct emap t;
 	uint64_t removed = 0;
-	int ret = emap_open(fs, r, &t);
-	if (ret) {
+	if (emap_open(fs, r, &t)) {
 		free(blk);
-		return ret;
+		return 0;
 	}
-	ret = read_blocks(fs, &t, 0, 1, blk);
-	if (!ret)
-		ret = ext_punch(fs, &t, 0, MAX_LBLK, &removed);
+	if (read_blocks(fs, &t, 0, 1, blk)) {
+		emap_free(&t);
+		free(blk);
+		return 0;
+	}
+	int ret = ext_punch(fs, &t, 0, MAX_LBLK, &removed);
 	r->i.blocks -= removed;
 	int sret = emap_store(fs, &t, r, false);
 	emap_free(&t);

@@ -864,6 +864,60 @@ static void count_line(void *arg, const char *what)
 /* Volume format: new pools are version 4; a version 3 volume keeps
  * working and is upgraded by a read-write mount, not by a read-only one,
  * which writes nothing inline. */
+/* A file of a few bytes kept in a block (a fallocate past its end
+ * moved it there) whose block 0 cannot be read (a bad checksum),
+ * truncated up within the limit: the truncate succeeds and the block
+ * stays, as before files went back inline; the pool stays writable (an
+ * -EIO from reading the block for the record would discard the
+ * transaction and turn the pool read-only) and READs still report the
+ * damage. */
+static void test_grow_bad_block(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	uint8_t buf[2 * BS];
+	fill(buf, sizeof buf, 9);
+	rfs_nodeid a = mkfile(fs, "a");
+	assert_int_equal(rfs_fs_write(fs, a, buf, 100, 0), 100);
+	assert_true(inl(fs, a));
+	assert_int_equal(rfs_fs_fallocate(fs, a, FALLOC_FL_KEEP_SIZE, 0, BS), 0);
+	assert_false(inl(fs, a));
+	assert_int_equal(rec_of(fs, a).i.subtree, 0);
+	struct exts x = extents(fs, a);
+	assert_int_equal(x.n, 1);
+	uint64_t blk0 = x.e[0].physical / BS;
+	assert_true(blk0 != 0);
+	rfs_fs_forget(fs, a, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	tu_flip_bit(g_pool, blk0, 8 * 50 + 3);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "/a", &a, NULL), 0);
+	uint8_t rd[600];
+	assert_int_equal(rfs_fs_read(fs, a, rd, sizeof rd, 0), -EIO);
+	set_size(fs, a, 500);
+	assert_false(inl(fs, a));
+	assert_int_equal(blocks_of(fs, a), 1);
+	assert_int_equal(rfs_fs_read(fs, a, rd, sizeof rd, 0), -EIO);
+	/* Still writable, and the commit keeps the truncate. */
+	rfs_nodeid b = mkfile(fs, "b");
+	assert_int_equal(rfs_fs_write(fs, b, "b", 1, 0), 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	rfs_fs_forget(fs, b, 1);
+	rfs_fs_forget(fs, a, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	assert_int_equal(rfs_fs_resolve(fs, "/a", &a, NULL), 0);
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, a, &st), 0);
+	assert_int_equal(st.st_size, 500);
+	/* Truncated to 0, the damaged block goes. */
+	set_size(fs, a, 0);
+	assert_int_equal(blocks_of(fs, a), 0);
+	rfs_fs_forget(fs, a, 1);
+	fs = reopen(fs, NULL, NULL);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
 static void test_format(void **state)
 {
 	(void)state;
@@ -924,6 +978,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shrink_xattr_stays, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shrink_du, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_shrink_crash, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_grow_bad_block, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_format, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
