@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "common/fsfix.h"
+#include "common/vreader.h"
 #include "fs/fs_internal.h"
 #include "reflinkfs/fs.h"
 
@@ -110,6 +111,18 @@ static void expect_(rfs_fs *fs, rfs_nodeid f, size_t len, int byte, size_t hole_
 	free(b);
 }
 
+/* One block of f reads as byte, from the copies (a hit, no miss). */
+static void expect_hit(rfs_fs *fs, rfs_nodeid f, int byte)
+{
+	uint8_t one[BS];
+	uint64_t h, m;
+	counts(fs, &h, &m);
+	assert_int_equal(rfs_fs_read(fs, f, one, BS, 0), BS);
+	assert_int_equal(one[0], byte);
+	counts(fs, &h, &m);
+	assert_true(h == 1 && m == 0);
+}
+
 static void test_copy_follows_every_change(void **state)
 {
 	(void)state;
@@ -123,24 +136,10 @@ static void test_copy_follows_every_change(void **state)
 	/* A data write of another file changes only that file (op_local):
 	 * f's copy stays valid, the next READ is a hit. */
 	assert_int_equal(rfs_fs_write(fs, g, "bbbb", 4, 0), 4);
-	{
-		uint8_t one[BS];
-		uint64_t h, m;
-		assert_int_equal(rfs_fs_read(fs, f, one, BS, 0), BS);
-		assert_int_equal(one[0], 'a');
-		counts(fs, &h, &m);
-		assert_true(h == 1 && m == 0);
-	}
+	expect_hit(fs, f, 'a');
 	/* A commit changes nothing a copy holds: still a hit after it. */
 	assert_int_equal(rfs_fs_sync(fs), 0);
-	{
-		uint8_t one[BS];
-		uint64_t h, m;
-		assert_int_equal(rfs_fs_read(fs, f, one, BS, 0), BS);
-		assert_int_equal(one[0], 'a');
-		counts(fs, &h, &m);
-		assert_true(h == 1 && m == 0);
-	}
+	expect_hit(fs, f, 'a');
 	/* Any other change of another file invalidates (one generation for
 	 * all but data writes). */
 	struct stat gsz = {.st_size = 4 * BS};
@@ -385,48 +384,6 @@ static void test_extent_copies(void **state)
 #define VBLK 8
 #define VERSIONS 200
 
-struct reader {
-	rfs_fs *fs;
-	rfs_nodeid node;
-	_Atomic bool *stop;
-	int bad; /* 0 = every READ was one whole version, never going back */
-	unsigned reads;
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	uint8_t *b = malloc(VBLK * BS);
-	int last = 0;
-	if (!b) {
-		r->bad = -1;
-		return NULL;
-	}
-	while (!atomic_load(r->stop) || r->reads < 10) {
-		ssize_t n = rfs_fs_read(r->fs, r->node, b, VBLK * BS, 0);
-		r->reads++;
-		if (n != VBLK * BS) {
-			r->bad = 1;
-			break;
-		}
-		int v = b[0];
-		for (size_t i = 1; i < VBLK * BS; i++)
-			if (b[i] != v) {
-				r->bad = 2; /* a mix of versions */
-				break;
-			}
-		if (r->bad)
-			break;
-		if (v < last) {
-			r->bad = 3; /* older than what this reader saw before */
-			break;
-		}
-		last = v;
-	}
-	free(b);
-	return NULL;
-}
-
 static void test_readers_beside_a_writer(void **state)
 {
 	(void)state;
@@ -440,14 +397,14 @@ static void test_readers_beside_a_writer(void **state)
 	for (uint64_t k = 0; k < 40; k++)
 		assert_int_equal(rfs_fs_write(fs, a, far, BS, (100 + 2 * k) * BS), BS);
 	_Atomic bool stop = false;
-	struct reader rd[3] = {
-		{.fs = fs, .node = a, .stop = &stop},
-		{.fs = fs, .node = a, .stop = &stop},
-		{.fs = fs, .node = b, .stop = &stop},
+	struct fx_vreader rd[3] = {
+		{.fs = fs, .node = a, .len = VBLK * BS, .stop = &stop},
+		{.fs = fs, .node = a, .len = VBLK * BS, .stop = &stop},
+		{.fs = fs, .node = b, .len = VBLK * BS, .stop = &stop},
 	};
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+		assert_int_equal(pthread_create(&th[i], NULL, fx_vreader_main, &rd[i]), 0);
 	uint8_t *buf = malloc(VBLK * BS);
 	assert_non_null(buf);
 	for (int v = 2; v <= VERSIONS; v++) {

@@ -56,6 +56,7 @@
 #include <cmocka.h>
 
 #include "common/fsfix.h"
+#include "common/vreader.h"
 #include "fs/fs_internal.h"
 #include "reflinkfs/fs.h"
 
@@ -807,48 +808,6 @@ static void test_change_during_range_read(void **state)
 
 #define VERSIONS 120
 
-struct reader {
-	rfs_fs *fs;
-	rfs_nodeid node;
-	_Atomic bool *stop;
-	int bad; /* 0: every READ one whole version, never going back */
-	unsigned reads;
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	uint8_t *b = malloc(NBLK * BS);
-	int last = 0;
-	if (!b) {
-		r->bad = -1;
-		return NULL;
-	}
-	while (!atomic_load(r->stop) || r->reads < 10) {
-		ssize_t n = rfs_fs_read(r->fs, r->node, b, NBLK * BS, 0);
-		r->reads++;
-		if (n != NBLK * BS) {
-			r->bad = 1;
-			break;
-		}
-		int v = b[0];
-		for (size_t i = 1; i < NBLK * BS; i++)
-			if (b[i] != v) {
-				r->bad = 2; /* a mix of versions */
-				break;
-			}
-		if (r->bad)
-			break;
-		if (v < last) {
-			r->bad = 3; /* older than this reader saw before */
-			break;
-		}
-		last = v;
-	}
-	free(b);
-	return NULL;
-}
-
 struct writer {
 	rfs_fs *fs;
 	rfs_nodeid b;
@@ -880,15 +839,15 @@ static void test_threads(void **state)
 	rfs_nodeid b = mkfile(fs, RFS_ROOT_NODE, "b", 1);
 	rfs_nodeid g = mkfile(fs, RFS_ROOT_NODE, "g", 1);
 	_Atomic bool stop = false;
-	struct reader rd[3] = {
-		{.fs = fs, .node = a, .stop = &stop},
-		{.fs = fs, .node = a, .stop = &stop},
-		{.fs = fs, .node = b, .stop = &stop},
+	struct fx_vreader rd[3] = {
+		{.fs = fs, .node = a, .len = NBLK * BS, .stop = &stop},
+		{.fs = fs, .node = a, .len = NBLK * BS, .stop = &stop},
+		{.fs = fs, .node = b, .len = NBLK * BS, .stop = &stop},
 	};
 	struct writer wr = {.fs = fs, .b = b};
 	pthread_t th[4];
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);
+		assert_int_equal(pthread_create(&th[i], NULL, fx_vreader_main, &rd[i]), 0);
 	assert_int_equal(pthread_create(&th[3], NULL, writer_main, &wr), 0);
 	/* New versions of A: G written (a local write of G), then cloned
 	 * onto A whole. */
