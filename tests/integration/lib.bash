@@ -68,6 +68,14 @@ rfs_cleanup() {
 		wait "$DAEMON_PID" 2>/dev/null
 	fi
 	DAEMON_PID=
+	# What the test started and left behind (a watch's --exec command
+	# waiting for a file, a writer of the mount) names the scratch
+	# directory, which is this test's alone: ended here, it cannot hold
+	# the runner's output pipe open after the test (a run of make test
+	# once waited on such a loop for good).
+	if [ -n "$SCRATCH" ]; then
+		pkill -f -- "$SCRATCH/" 2>/dev/null || true
+	fi
 	if [ -n "$SCRATCH" ] && [ -z "${RFS_KEEP:-}" ] && [ -z "${RFS_TEST_DIR:-}" ]; then
 		rm -rf "$SCRATCH"
 	fi
