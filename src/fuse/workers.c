@@ -32,9 +32,10 @@
 static int fw_receive(void *arg, void *slot)
 {
 	struct fuse_session *se = arg;
-	/* 0 when the session has exited (unmounted: ENODEV), -EINTR when
-	 * the request was interrupted before it was read (ENOENT), else a
-	 * negative errno. */
+	/* 0 when the session has exited (unmounted: ENODEV), -EINTR or
+	 * -EAGAIN when the read was interrupted (libfuse retries ENOENT, a
+	 * request interrupted before it was read, itself), else a negative
+	 * errno, on which libfuse's own loop ends too. */
 	int res = fuse_session_receive_buf(se, slot);
 	if (res < 0 && res != -EINTR && res != -EAGAIN)
 		fuse_session_exit(se);
