@@ -1154,6 +1154,20 @@ void watch_release_waiters(rfs_fs *fs)
 	reg_unlock(fs);
 }
 
+/* Take x off w's list of waiters, if it is there, and mark it done.
+ * w->lock held. */
+static void waiter_unlist(struct rfs_watch *w, struct waiter *x)
+{
+	struct waiter **pp = &w->waiting;
+	while (*pp && *pp != x)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = x->next;
+	x->listed = false;
+	x->done = true;
+}
+
+
 void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 {
 	struct check ck = {0};
@@ -1179,24 +1193,12 @@ void watch_op_check(rfs_fs *fs, struct rfs_op *op)
 		w->st.waiting--;
 		if (!x->done && fs_waits_released(fs)) {
 			/* Delivered after the release: go on, no timeout. */
-			struct waiter **pp = &w->waiting;
-			while (*pp && *pp != x)
-				pp = &(*pp)->next;
-			if (*pp)
-				*pp = x->next;
-			x->listed = false;
-			x->done = true;
+			waiter_unlist(w, x);
 		}
 		if (!x->done) {
 			/* The first of its waiters to time out takes it off
 			 * the list; the others share its deadline. */
-			struct waiter **pp = &w->waiting;
-			while (*pp && *pp != x)
-				pp = &(*pp)->next;
-			if (*pp)
-				*pp = x->next;
-			x->listed = false;
-			x->done = true;
+			waiter_unlist(w, x);
 			w->st.timed_out++;
 			pthread_cond_broadcast(&w->cond);
 			rfs_log(RFS_LOG_WARN, "%s: %s: event %llu not acknowledged within %u ms; "

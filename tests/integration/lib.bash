@@ -160,6 +160,18 @@ rfs_kill9() {
 
 # Wait (up to 60 s) until the daemon freed every deleted file's blocks:
 # `reflinkfs stat` of the mount says "reclaiming: nothing".
+# wait_until SECS CMD...: run CMD every 0.1 s until it succeeds; 1 if it
+# never did within SECS seconds (a bound for liveness, not a timing check).
+wait_until() {
+	local secs=$1 i
+	shift
+	for i in $(seq $((secs * 10))); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 rfs_wait_reclaim() {
 	local i
 	for i in $(seq 600); do

@@ -10,15 +10,6 @@ rfs_setup 256M
 R=$RFS_BIN
 WPID=
 
-wait_until() {
-	local secs=$1 i
-	shift
-	for i in $(seq $((secs * 10))); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 gone() { ! kill -0 "$1" 2>/dev/null; }
 release() {
 	touch "$SCRATCH/go"

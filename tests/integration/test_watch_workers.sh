@@ -16,16 +16,6 @@ WPID=
 WRITERS=()
 
 tasks() { ls "/proc/$DAEMON_PID/task" | wc -l; }
-# wait_until SECS CMD...: CMD succeeds within SECS seconds.
-wait_until() {
-	local secs=$1 i
-	shift
-	for i in $(seq $((secs * 10))); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # Nothing may outlive the test: the writers and the watcher are ours.
 release() {
 	touch "$SCRATCH/go"
