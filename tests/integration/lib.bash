@@ -172,6 +172,29 @@ wait_until() {
 	return 1
 }
 
+# held_watch_start DIR: a blocking watch on DIR (600 s timeout) whose
+# subscriber never acknowledges: each event's --exec command touches
+# $SCRATCH/in_exec and waits until $SCRATCH/go exists (or the scratch
+# directory goes).  Its output: $SCRATCH/wout, $SCRATCH/werr; pid WPID.
+# held_watch_release: let the subscriber go and end the watch (safe to
+# call again, e.g. from an EXIT trap).
+WPID=
+held_watch_start() {
+	rm -f "$SCRATCH/go" "$SCRATCH/in_exec"
+	"$RFS_BIN" watch --blocking --timeout 600000 --exec \
+		"touch '$SCRATCH/in_exec'; while [ ! -e '$SCRATCH/go' ] && [ -d '$SCRATCH' ]; do sleep 0.05; done" \
+		"$1" >"$SCRATCH/wout" 2>"$SCRATCH/werr" &
+	WPID=$!
+}
+held_watch_release() {
+	touch "$SCRATCH/go"
+	if [ -n "$WPID" ]; then
+		kill "$WPID" 2>/dev/null
+		wait "$WPID" 2>/dev/null
+		WPID=
+	fi
+}
+
 rfs_wait_reclaim() {
 	local i
 	for i in $(seq 600); do

@@ -8,30 +8,15 @@
 source "$(dirname "$0")/lib.bash"
 rfs_setup 256M
 R=$RFS_BIN
-WPID=
 
 gone() { ! kill -0 "$1" 2>/dev/null; }
-release() {
-	touch "$SCRATCH/go"
-	if [ -n "$WPID" ]; then
-		kill "$WPID" 2>/dev/null
-		wait "$WPID" 2>/dev/null
-		WPID=
-	fi
-}
-trap 'release; rfs_cleanup' EXIT
+trap 'held_watch_release; rfs_cleanup' EXIT
 
 W=$MNT/w
 mkdir -p "$W"
 echo "old" >"$W/f"
 "$R" sync "$MNT"
-rm -f "$SCRATCH/go" "$SCRATCH/in_exec"
-# The CMD also ends when the scratch directory goes: an integration run
-# once left it looping (holding the runner's files open) after the test.
-"$R" watch --blocking --timeout 600000 --exec \
-	"touch '$SCRATCH/in_exec'; while [ ! -e '$SCRATCH/go' ] && [ -d '$SCRATCH' ]; do sleep 0.05; done" \
-	"$W" >"$SCRATCH/wout" 2>"$SCRATCH/werr" &
-WPID=$!
+held_watch_start "$W"
 check "the watch is ready" wait_until 60 grep -q ready "$SCRATCH/werr"
 printf 'NEW' | dd of="$W/f" conv=notrunc status=none &
 writer=$!
@@ -47,7 +32,7 @@ DAEMON_PID=
 check "the held writer finished" wait_until 60 gone "$writer"
 wait "$writer"
 check "... and succeeded" test "$?" = 0
-release
+held_watch_release
 grep -q " $MNT fuse" /proc/mounts && { fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"; }
 
 check "mount again" rfs_mount

@@ -12,20 +12,11 @@
 source "$(dirname "$0")/lib.bash"
 rfs_setup 512M -o threads=2
 R=$RFS_BIN
-WPID=
 WRITERS=()
 
 tasks() { ls "/proc/$DAEMON_PID/task" | wc -l; }
 # Nothing may outlive the test: the writers and the watcher are ours.
-release() {
-	touch "$SCRATCH/go"
-	if [ -n "$WPID" ]; then
-		kill "$WPID" 2>/dev/null
-		wait "$WPID" 2>/dev/null
-		WPID=
-	fi
-}
-trap 'release; rfs_cleanup' EXIT
+trap 'held_watch_release; rfs_cleanup' EXIT
 
 W=$MNT/w
 mkdir -p "$W"
@@ -35,13 +26,9 @@ cp "$SCRATCH/other" "$MNT/other"
 "$R" sync "$MNT"
 rest=$(tasks)
 
-rm -f "$SCRATCH/go" "$SCRATCH/in_exec"
 # Each event's CMD waits for go: the first holds its writer, and the
 # others' events wait behind it in the watcher, their writers held too.
-"$R" watch --blocking --timeout 600000 --exec \
-	"touch '$SCRATCH/in_exec'; while [ ! -e '$SCRATCH/go' ]; do sleep 0.05; done" \
-	"$W" >"$SCRATCH/wout" 2>"$SCRATCH/werr" &
-WPID=$!
+held_watch_start "$W"
 check "the watch is ready" wait_until 60 grep -q ready "$SCRATCH/werr"
 for i in 1 2 3 4; do
 	printf 'NEW' | dd of="$W/f$i" conv=notrunc status=none &
@@ -76,7 +63,7 @@ for i in 1 2 3 4; do grep -qx "NEW $i" "$W/f$i" || same=0; done
 check "... and every write is stored" test "$same" = 1
 check "the temporary workers end (daemon threads at rest: $rest)" \
 	wait_until 20 bash -c "[ \$(ls /proc/$DAEMON_PID/task | wc -l) -le $rest ]"
-release
+held_watch_release
 check "unmount" rfs_umount
 check "fsck clean" rfs_fsck
 rfs_finish
