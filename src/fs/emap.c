@@ -585,34 +585,63 @@ int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e)
 	return ext_put(fs, t, e->lblk, e, 0, e->n, RFS_PUT_INSERT);
 }
 
-int ext_replace_exact(rfs_fs *fs, struct emap *m, const struct rfs_ext *e,
-		      struct rfs_ext *old)
+int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old)
 {
 	if ((m->inl && m->x) || !m->t.root)
 		return 0; /* an inline map costs no walk */
 	rfs_tree *t = &m->t;
-	uint64_t b = e->lblk;
+	uint64_t b = e->lblk, end = b + e->n;
 	/* The extent that ends at b (if any) and what overlaps the range:
 	 * one walk. */
 	struct rfs_ext x[2];
-	int cnt = tree_ext_collect(fs, t, b ? b - 1 : 0, b + e->n, x, 2);
+	int cnt = tree_ext_collect(fs, t, b ? b - 1 : 0, end, x, 2);
 	if (cnt < 0)
 		return cnt;
 	int i = 0;
-	if (cnt > 0 && x[0].lblk < b) {
-		/* It reaches into the range, or e continues it (ext_insert
-		 * would merge the two): the general path. */
-		if (x[0].lblk + x[0].n > b || mergeable(&x[0], e))
+	if (cnt > 0 && x[0].lblk < b && x[0].lblk + x[0].n <= b) {
+		/* It ends at b: e would continue it (ext_insert would merge
+		 * the two): the general path. */
+		if (mergeable(&x[0], e))
 			return 0;
 		i = 1;
 	}
-	if (cnt - i != 1 || x[i].lblk != b || x[i].n != e->n)
+	/* One extent holds the whole range. */
+	if (cnt - i != 1 || x[i].lblk > b || x[i].lblk + x[i].n < end)
 		return 0;
-	int ret = ext_put(fs, t, b, e, 0, e->n, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	const struct rfs_ext *r = &x[i];
+	uint64_t head = b - r->lblk, tail = r->lblk + r->n - end;
+	int ret;
+	if (!head && !tail) {
+		ret = ext_put(fs, t, b, e, 0, e->n, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		if (ret)
+			return ret;
+		*old = *r;
+		return 1;
+	}
+	/* Inside a longer extent: its head keeps its key (or e takes it),
+	 * e and the tail are new records.  e never continues the head: its
+	 * blocks were free, the head's next block is r's, still mapped. */
+	if (head)
+		ret = ext_put(fs, t, r->lblk, r, 0, head, RFS_PUT_REPLACE | RFS_KEEP_REFS);
+	else
+		ret = ext_put(fs, t, b, e, 0, e->n, RFS_PUT_REPLACE | RFS_KEEP_REFS);
 	if (ret)
+		return ret; /* nothing changed (rfs_tree_put) */
+	if (head)
+		ret = ext_put(fs, t, b, e, 0, e->n, RFS_PUT_INSERT);
+	if (!ret && tail)
+		ret = ext_put(fs, t, end, r, head + e->n, tail, RFS_PUT_INSERT);
+	if (ret) {
+		/* The tree holds part of the change: the transaction cannot
+		 * be kept (op_end aborts it). */
+		op_halfway(fs, ret);
 		return ret;
-	*old = x[i];
-	return 1;
+	}
+	old->lblk = b;
+	old->start = r->start + head;
+	old->n = e->n;
+	old->flags = r->flags;
+	return 2;
 }
 
 int rec_spill(rfs_fs *fs, struct rfs_irec *r)

@@ -108,14 +108,17 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 		memcpy(e->csum, c->csum + *done, 4 * got);
 		bool adopted = false;
 		struct rfs_ext old;
-		int ret = ext_replace_exact(fs, t, e, &old);
+		int ret = ext_replace(fs, t, e, &old);
 		if (ret > 0) {
-			/* e is in the old extent's place: its blocks are
-			 * the file's now, the old ones are let go. */
+			/* e is in the old blocks' place: its blocks are the
+			 * file's now, the old ones are let go. */
 			rfs_claim_adopt(fs->pool, e->start, got);
 			adopted = true;
 			removed = got;
-			fs->ext_replaced++;
+			if (ret == 1)
+				fs->ext_replaced++;
+			else
+				fs->ext_split++;
 			ret = rfs_ref_dec(fs->pool, old.start, got);
 			if (ret)
 				op_halfway(fs, ret);

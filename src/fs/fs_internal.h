@@ -362,9 +362,10 @@ struct rfs_fs {
 	 * because a generation moved (rcache_read_nolock; tests).
 	 * Atomic. */
 	_Atomic uint64_t nl_served, nl_retried;
-	/* Claimed writes mapped by replacing one extent record in place
-	 * (ext_replace_exact), for the tests.  Pool write lock. */
-	uint64_t ext_replaced;
+	/* Claimed writes mapped by replacing one extent record in place,
+	 * and by splitting one around them (ext_replace), for the tests.
+	 * Pool write lock. */
+	uint64_t ext_replaced, ext_split;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -778,16 +779,18 @@ int ext_punch(rfs_fs *fs, struct emap *m, uint64_t b, uint64_t n,
 /* Add extent e (its references move into the map), merged with the one
  * before when contiguous. */
 int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e);
-/* A write that maps e over file blocks that are exactly one extent
+/* A write that maps e over file blocks that lie within one extent
  * record of a file tree, e not continuing the extent before it (the
- * common random overwrite): that record is replaced by e, one walk to
- * find it and one to replace it, where ext_punch and ext_insert take
- * four (find, delete, find the neighbour, insert).  1: replaced, *old
- * is the extent e replaced, whose references the caller still holds
- * (rfs_ref_dec them); 0: not that case, nothing changed (use ext_punch
- * and ext_insert); <0: error, the tree as rfs_tree_put leaves it. */
-int ext_replace_exact(rfs_fs *fs, struct emap *m, const struct rfs_ext *e,
-		      struct rfs_ext *old);
+ * common random overwrite), with one walk to find that record where
+ * ext_punch and ext_insert take two more (ext_punch's, and the search
+ * for a neighbour to merge with).  1: e replaced the record exactly (one
+ * put); 2: the record was longer, and its head and tail around e are
+ * records of their own (two or three puts).  Either way *old is the
+ * piece e replaced (start, n), whose references the caller still holds
+ * (rfs_ref_dec them).  0: not that case, nothing changed (use ext_punch
+ * and ext_insert).  <0: error; nothing changed but what rfs_tree_put
+ * leaves, or, when part of the change was stored, op_halfway called. */
+int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old);
 /* Read up to max extents overlapping [b, end) into out; returns count. */
 int ext_collect(rfs_fs *fs, const struct emap *m, uint64_t b, uint64_t end,
 		struct rfs_ext *out, int max);

@@ -1,17 +1,21 @@
 /*
- * A whole-block write over blocks that are exactly one extent record of a
- * file tree replaces that record in place (ext_replace_exact, used by the
- * claimed write path of src/fs/file_claim.c; issue 9): one walk to find
- * it and one to replace it instead of a delete, a neighbour lookup and an
- * insert.  Checked here:
+ * A whole-block write over blocks that lie within one extent record of a
+ * file tree replaces that record in place, or splits it around the write
+ * (ext_replace, used by the claimed write path of src/fs/file_claim.c;
+ * issue 9): one walk to find it, then the puts, instead of the general
+ * path's three walks (ext_punch, the neighbour lookup of ext_insert).
+ * Checked here:
  *
  *  - random single-block overwrites of a file whose blocks are separate
- *    extents all take that path (fs->ext_replaced counts them), read
+ *    extents all replace a record (fs->ext_replaced counts them), read
  *    back what was written, keep st_blocks, and leave fsck clean;
- *  - writes that are not such a replacement -- two extents at once, the
- *    middle of a longer extent, a hole, a block that continues the
- *    extent before it in the pool (which must merge with it) -- take the
- *    general path with the same results;
+ *  - writes at the head, the tail and in the middle of a longer extent,
+ *    of a clone's shared extent and of an unwritten (fallocated) one
+ *    split it (fs->ext_split), leaving the pieces around the write as
+ *    they were;
+ *  - writes that are neither -- two extents at once, a hole, a block
+ *    that continues the extent before it in the pool (which must merge
+ *    with it) -- take the general path with the same results;
  *  - a replacement in a clone lets go of shared blocks without touching
  *    the other file.
  */
@@ -68,8 +72,8 @@ static void put(rfs_fs *fs, struct file *f, unsigned b, unsigned nblk)
 }
 
 /* Every block reads back as the model says; st_blocks counts the
- * mapped ones. */
-static void verify(rfs_fs *fs, const struct file *f)
+ * mapped ones, and extra blocks allocated past them. */
+static void verify_extra(rfs_fs *fs, const struct file *f, unsigned extra)
 {
 	uint8_t got[BS], want[BS];
 	unsigned mapped = 0;
@@ -86,7 +90,12 @@ static void verify(rfs_fs *fs, const struct file *f)
 	}
 	struct stat st;
 	assert_int_equal(rfs_fs_getattr(fs, f->n, &st), 0);
-	assert_int_equal((uint64_t)st.st_blocks, (uint64_t)mapped * (BS / 512));
+	assert_int_equal((uint64_t)st.st_blocks, (uint64_t)(mapped + extra) * (BS / 512));
+}
+
+static void verify(rfs_fs *fs, const struct file *f)
+{
+	verify_extra(fs, f, 0);
 }
 
 /* A file of NB blocks written one at a time 37 blocks apart: every block
@@ -164,11 +173,10 @@ static void test_other_writes_general(void **state)
 	rfs_fs *fs = fx_fresh(64 << 20, 0);
 	struct file f;
 	make(fs, &f, "f", 2);
-	uint64_t before = fs->ext_replaced;
+	uint64_t before = fs->ext_replaced, split = fs->ext_split;
 	put(fs, &f, 10, 2); /* two extents at once */
-	put(fs, &f, 20, 4); /* one extent of four ... */
-	put(fs, &f, 21, 1); /* ... and a block in its middle */
 	assert_int_equal(fs->ext_replaced, before);
+	assert_int_equal(fs->ext_split, split);
 	/* A hole, then a write into it. */
 	assert_int_equal(rfs_fs_fallocate(fs, f.n, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					  30 * (uint64_t)BS, BS),
@@ -177,6 +185,7 @@ static void test_other_writes_general(void **state)
 	verify(fs, &f);
 	put(fs, &f, 30, 1);
 	assert_int_equal(fs->ext_replaced, before);
+	assert_int_equal(fs->ext_split, split);
 	verify(fs, &f);
 	/* Block 41 right after block 40 (both extents of their own): 40 is
 	 * replaced; 41 continues 40's new extent when its block came next
@@ -228,12 +237,104 @@ static void test_clone_replace(void **state)
 	assert_int_equal(fx_fsck(), 0);
 }
 
+/* Block b is an extent of its own now, and its neighbours inside
+ * [lo, hi) are still mapped where the extent e (as found before the
+ * write) put them. */
+static void check_split(rfs_fs *fs, rfs_nodeid n, uint64_t b, uint64_t nb, struct find e)
+{
+	struct find w = find(fs, n, b);
+	assert_int_equal(w.lblk, b);
+	assert_int_equal(w.n, nb);
+	for (uint64_t x = e.lblk; x < e.lblk + e.n; x++) {
+		if (x >= b && x < b + nb)
+			continue;
+		struct find o = find(fs, n, x);
+		assert_int_equal(o.phys, e.phys - (e.b - e.lblk) + (x - e.lblk));
+		assert_int_equal(o.lblk + o.n <= b || o.lblk >= b + nb, 1);
+	}
+}
+
+static void test_split(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(64 << 20, 0);
+	struct file f, g;
+	struct stat st;
+	memset(&f, 0, sizeof(f));
+	f.tag = 4;
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &f.n, &st), 0);
+	/* A file tree (more extents than an inline map holds) with one
+	 * long extent at blocks 0-31: separate blocks from 32 on first. */
+	for (unsigned i = 32; i < NB; i++)
+		put(fs, &f, 32 + (i * 37 % (NB - 32)), 1);
+	put(fs, &f, 0, 32);
+	struct find e = find(fs, f.n, 0);
+	assert_int_equal(e.lblk, 0);
+	assert_int_equal(e.n, 32); /* the precondition of what follows */
+	uint64_t before = fs->ext_replaced, split = fs->ext_split;
+	/* Its head, its tail, its middle, two blocks in the middle. */
+	static const unsigned at[][2] = {{0, 1}, {31, 1}, {15, 1}, {20, 2}};
+	for (unsigned k = 0; k < 4; k++) {
+		struct find cur = find(fs, f.n, at[k][0] == 0 ? 1 : at[k][0] - 1);
+		put(fs, &f, at[k][0], at[k][1]);
+		assert_int_equal(fs->ext_split, split + k + 1);
+		check_split(fs, f.n, at[k][0], at[k][1], cur);
+		verify(fs, &f);
+	}
+	assert_int_equal(fs->ext_replaced, before);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+
+	/* A clone shares the pieces: a split in it leaves the original. */
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "g", 0644, &g.n, &st), 0);
+	assert_int_equal(rfs_fs_clone_file(fs, f.n, g.n), 0);
+	g.tag = f.tag;
+	memcpy(g.ver, f.ver, sizeof(g.ver));
+	put(fs, &g, 5, 1);
+	assert_int_equal(fs->ext_split, split + 5);
+	verify(fs, &f);
+	verify(fs, &g);
+
+	/* An unwritten (fallocated) extent beyond the end: a write into its
+	 * middle keeps the rest unwritten (zeros, still allocated). */
+	uint64_t u = 4 * (uint64_t)NB; /* past every block written */
+	assert_int_equal(rfs_fs_fallocate(fs, f.n, 0, u * BS, 16 * BS), 0);
+	struct find ue = find(fs, f.n, u);
+	assert_int_equal(ue.n, 16);
+	uint8_t blk[BS], got[BS];
+	fill(blk, 9, 0, 1);
+	assert_int_equal(rfs_fs_write(fs, f.n, blk, BS, (u + 7) * BS), BS);
+	assert_int_equal(fs->ext_split, split + 6);
+	check_split(fs, f.n, u + 7, 1, ue);
+	assert_int_equal(rfs_fs_read(fs, f.n, got, BS, (u + 7) * BS), BS);
+	assert_memory_equal(got, blk, BS);
+	memset(blk, 0, BS);
+	assert_int_equal(rfs_fs_read(fs, f.n, got, BS, (u + 6) * BS), BS);
+	assert_memory_equal(got, blk, BS);
+	assert_int_equal(rfs_fs_read(fs, f.n, got, BS, (u + 8) * BS), BS);
+	assert_memory_equal(got, blk, BS);
+	assert_int_equal(rfs_fs_getattr(fs, f.n, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, (u + 16) * BS);
+	verify_extra(fs, &f, 16);
+
+	fs = reopen(fs, "f", &f.n);
+	assert_int_equal(rfs_fs_resolve(fs, "g", &g.n, NULL), 0);
+	verify_extra(fs, &f, 16);
+	verify(fs, &g);
+	fill(blk, 9, 0, 1);
+	assert_int_equal(rfs_fs_read(fs, f.n, got, BS, (u + 7) * BS), BS);
+	assert_memory_equal(got, blk, BS);
+	check_split(fs, f.n, u + 7, 1, ue);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_overwrites_replace, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_other_writes_general, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_clone_replace, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_split, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
