@@ -106,8 +106,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * the kernel may keep it in the page cache: no READLINK when warm. */
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	/* Every readdir is a READDIRPLUS, not only the first of a listing
+	 * (READDIRPLUS_AUTO): past the first reply (~190 entries for a
+	 * 32 KiB getdents) the kernel otherwise sends plain READDIR, and a
+	 * caller that then stats each entry whose attributes it had dropped
+	 * (any ACL set does) costs a GETATTR per entry: 1,008 of them in
+	 * `cp -a` inside the mount of bench/fs/meta.sh's tree, whose top
+	 * directory has 1,200 entries (docs/ARCHITECTURE.md, "Where the
+	 * daemon's time goes for `cp -a`"). */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	}
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
 	conn->time_gran = 1;

@@ -59,6 +59,45 @@ check "warm find, ls -lR, readlink, stat: no lookup, getattr, readlink, opendir,
 check "warm walk: the IOCTL probe itself was counted" \
 	test "$(count IOCTL "$SCRATCH/r2")" -gt "$(count IOCTL "$SCRATCH/r1")"
 
+# Every readdir reply carries the entries' attributes (READDIRPLUS, not
+# only the first reply of a listing): what `cp -a` inside the mount does
+# to a tree just copied in.  Setting an ACL (cp -a sets one on every file)
+# makes the kernel drop the file's cached attributes; the listing of a
+# directory too large for one reply (1,000 entries against ~190 per
+# 32 KiB reply) then brings them all back, and a stat of every entry
+# costs no GETATTR or LOOKUP.  With READDIRPLUS_AUTO the replies after
+# the first were plain READDIR, and each later entry cost a GETATTR.
+cat >"$SCRATCH/plus.py" <<'EOF'
+import os, struct, sys
+d = sys.argv[1]
+os.mkdir(d)
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+                                      for tag, perm in ((1, 6), (4, 4), (0x20, 4)))
+for i in range(1000):
+    p = os.path.join(d, "entry-with-a-longer-name-%04d" % i)
+    os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.setxattr(p, "system.posix_acl_access", acl)
+EOF
+python3 "$SCRATCH/plus.py" "$MNT/plus"
+reqs >"$SCRATCH/p0"
+ls "$MNT/plus" >"$SCRATCH/plus.ls"
+# The directory's own attributes: the readdir that fills its cached
+# listing makes the kernel refetch its atime at the next stat.
+stat "$MNT/plus" >/dev/null
+reqs >"$SCRATCH/p1"
+(cd "$MNT/plus" && xargs stat -c '%s %a' <"$SCRATCH/plus.ls") >"$SCRATCH/plus.st"
+reqs >"$SCRATCH/p2"
+check "listing of 1,000 entries whose attributes were dropped: all of them listed" \
+	test "$(wc -l <"$SCRATCH/plus.ls")" = 1000
+check "the listing was READDIRPLUS only" \
+	test "$(count READDIR "$SCRATCH/p1")" = "$(count READDIR "$SCRATCH/p0")" -a \
+	"$(count READDIRPLUS "$SCRATCH/p1")" -gt "$(count READDIRPLUS "$SCRATCH/p0")"
+check "a stat of each entry after the listing: no GETATTR ($(($(count GETATTR "$SCRATCH/p2") - $(count GETATTR "$SCRATCH/p1")))) or LOOKUP" \
+	test "$(count GETATTR "$SCRATCH/p2")" = "$(count GETATTR "$SCRATCH/p1")" -a \
+	"$(count LOOKUP "$SCRATCH/p2")" = "$(count LOOKUP "$SCRATCH/p1")"
+check "the stat saw the modes the ACL set" \
+	test "$(sort -u "$SCRATCH/plus.st")" = "0 644"
+
 # The daemon's time per opcode (RFS_IOC_REQ_TIMES): an absent user xattr
 # is not cached by the kernel, so each getfattr is a GETXATTR whose
 # handling time is added.
