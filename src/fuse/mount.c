@@ -225,14 +225,17 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		goto fail;
 	}
 	m.se = se;
-	if (fuse_set_signal_handlers(se))
+	if (rfs_fuse_signals_set()) {
+		fprintf(stderr, "reflinkfs mount: cannot set the signal handlers: %s\n",
+			strerror(errno));
 		goto fail;
+	}
 	/* Before the mount shows up: an umount may connect right after. */
 	status = rfs_status_listen(o->pool);
 	if (fuse_session_mount(se, o->mountpoint)) {
 		fprintf(stderr, "reflinkfs mount: cannot mount on %s (see the message above; is it a directory you may mount on?)\n",
 			o->mountpoint);
-		fuse_remove_signal_handlers(se);
+		rfs_fuse_signals_remove();
 		goto fail;
 	}
 	int tret = rfs_fuse_tmpfile_setup(se);
@@ -279,8 +282,8 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	m.watch_srv = NULL;
 	/* The final commit runs to its end: a SIGTERM (kill, systemd) or a
 	 * Ctrl-C now would lose everything since the last commit (SIGKILL
-	 * still stops it).  Set before libfuse's handlers go: it restores
-	 * the defaults only where its own handler is still in place. */
+	 * still stops it).  Set before the stop handlers go: the defaults
+	 * come back only where those are still in place. */
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	sigaction(SIGTERM, &ign, NULL);
 	sigaction(SIGINT, &ign, NULL);
@@ -295,7 +298,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		pthread_join(th, NULL);
 	}
 	fuse_session_unmount(se);
-	fuse_remove_signal_handlers(se);
+	rfs_fuse_signals_remove();
 	fuse_session_destroy(se);
 	/* A frozen pool (remounted read-only) holds everything since it
 	 * froze: closing it without a commit changes nothing on disk, as a

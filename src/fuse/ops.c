@@ -766,15 +766,17 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		/* The kernel writes the file's dirty pages (writeback
 		 * cache) back when it drops them: before the clone, or they
 		 * would land on the new content.  Those WRITEs are served by
-		 * other workers while this one waits. */
+		 * other workers while this one waits.  So may the second
+		 * invalidation (pages a writer dirtied meanwhile): one wait
+		 * around both, or a stop (workers.c) would not know of it. */
 		if (!ret) {
 			rfs_fuse_wait_begin();
 			fuse_lowlevel_notify_inval_inode(M(req)->se, ino, 0, 0);
-			rfs_fuse_wait_end();
 			ret = rfs_fs_clone_file(FS(req), src, ino);
+			if (!ret)
+				fuse_lowlevel_notify_inval_inode(M(req)->se, ino, 0, 0);
+			rfs_fuse_wait_end();
 		}
-		if (!ret)
-			fuse_lowlevel_notify_inval_inode(M(req)->se, ino, 0, 0);
 		reply_ioctl(req, ret, NULL, 0);
 		return;
 	}

@@ -233,6 +233,17 @@ unsigned rfs_fuse_default_threads(const char *pool);
 void rfs_fuse_wait_begin(void);
 void rfs_fuse_wait_end(void);
 
+/* ---- stopping on a signal (signals.c) ---- */
+/* Have SIGTERM, SIGINT and SIGHUP request a stop (rfs_fuse_stop_requested)
+ * and ignore SIGPIPE, each where its disposition is the default, in
+ * place of libfuse's fuse_set_signal_handlers (whose handler makes the
+ * session drop every request read after it).  0, or -1 with errno. */
+int rfs_fuse_signals_set(void);
+/* Put the default back where rfs_fuse_signals_set's disposition is. */
+void rfs_fuse_signals_remove(void);
+/* Whether a stop signal came: the workers end (rfs_fuse_workers_run). */
+bool rfs_fuse_stop_requested(void);
+
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */
 int rfs_fuse_main(struct rfs_mount_opts *o);

@@ -55,9 +55,10 @@ static void fw_slot_free(void *arg, void *slot)
 	b->mem = NULL;
 }
 
+/* A stop signal (signals.c), or the session ended otherwise. */
 static bool fw_ended(void *arg)
 {
-	return fuse_session_exited(arg) != 0;
+	return rfs_fuse_stop_requested() || fuse_session_exited(arg) != 0;
 }
 
 static void fs_wait_begin(void *arg)
@@ -109,6 +110,9 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 	 * (up to its timeout) or a RFS_IOC_CHANGES_WAIT (up to the
 	 * caller's) would hold the exit, the final commit with it. */
 	rfs_fs_release_waits(m->fs);
+	/* The workers go on serving while a request waits for others (a
+	 * notify_inval_inode for the WRITEs of dirty pages): stopped at
+	 * once, nobody read those WRITEs and the notify never returned. */
 	rfs_workpool_destroy(p);
 	rfs_fs_set_wait_hooks(m->fs, NULL, NULL, NULL);
 	/* As fuse_session_loop_mt leaves it: a session that can be looped

@@ -6,9 +6,21 @@
  * `standing` workers are not blocked ends, so after a burst of blocking
  * waits the pool is back to `standing` as soon as those jobs end.
  *
+ * Stopping (rfs_workpool_destroy) waits for the blocking waits first:
+ * such a wait may be for a job only another worker can receive (a FUSE
+ * notify in the kernel until the WRITEs that write back dirty pages are
+ * answered), so while any lasts the workers go on receiving, a stand-in
+ * starts as before when no worker is left to receive, and only when
+ * none is left are the workers in receive cancelled.  A worker
+ * cancelled with a job in hand (its receive had returned) finishes the
+ * job; should it begin a blocking wait, that starts a stand-in, since
+ * every other worker may be cancelled by then.
+ *
  * p->lock protects workers, total, blocked, peak, temps, cap_hits,
- * cap_logged, stopping, ended and err, and each worker's done and next.
- * ended is also read without the lock (atomic) by workers and the waiter.
+ * cap_logged, stopping, ended and err, and each worker's done,
+ * blocking, cancelled and next.  ended is also read without the lock
+ * (atomic) by workers and the waiter.  p->changed is broadcast when a
+ * worker is done and when blocked drops to 0 (destroy waits on it).
  */
 #include "util/workpool.h"
 
@@ -27,7 +39,9 @@ struct worker {
 	struct rfs_workpool *p;
 	pthread_t th;
 	void *slot;
-	bool done; /* out of its loop: to be joined */
+	bool done;      /* out of its loop: to be joined */
+	bool blocking;  /* between its outermost begin and end blocking */
+	bool cancelled; /* destroy cancelled it: it receives no more */
 	struct worker *next;
 };
 
@@ -44,6 +58,7 @@ struct rfs_workpool {
 	atomic_bool ended;
 	int err;
 	sem_t finish; /* posted when ended is set */
+	pthread_cond_t changed; /* a worker done, blocked back to 0 */
 };
 
 static _Thread_local struct worker *t_self;
@@ -117,6 +132,23 @@ static bool pool_ended(struct rfs_workpool *p)
 	return atomic_load(&p->ended) || (p->cfg.ended && p->cfg.ended(p->cfg.arg));
 }
 
+/* w leaves its loop.  p->lock held. */
+static void worker_done(struct worker *w)
+{
+	w->done = true;
+	w->p->total--;
+	pthread_cond_broadcast(&w->p->changed);
+}
+
+/* Cleanup handler: w was cancelled in receive (rfs_workpool_destroy). */
+static void cancelled_in_receive(void *arg)
+{
+	struct worker *w = arg;
+	pthread_mutex_lock(&w->p->lock);
+	worker_done(w);
+	pthread_mutex_unlock(&w->p->lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -125,13 +157,16 @@ static void *worker_main(void *arg)
 	t_depth = 0;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	for (;;) {
-		if (pool_ended(p))
+		if (atomic_load(&p->ended))
 			break;
 		/* Cancellable only here: a job is never left halfway (it may
 		 * hold the fs's locks). */
+		int r;
+		pthread_cleanup_push(cancelled_in_receive, w);
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		int r = p->cfg.receive(p->cfg.arg, w->slot);
+		r = p->cfg.receive(p->cfg.arg, w->slot);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		pthread_cleanup_pop(0);
 		if (r == -EINTR || r == -EAGAIN)
 			continue;
 		if (r <= 0) {
@@ -140,20 +175,31 @@ static void *worker_main(void *arg)
 		}
 		p->cfg.process(p->cfg.arg, w->slot);
 		pthread_mutex_lock(&p->lock);
-		bool surplus = !p->stopping && p->total - p->blocked > (int)p->cfg.standing;
-		if (surplus) {
-			w->done = true;
-			p->total--;
-		}
+		/* Stopping, a worker goes once no blocking wait is left (one
+		 * may wait for a job that only a receiving worker can get);
+		 * else when it is surplus. */
+		bool leave = p->stopping ? p->blocked == 0
+					 : p->total - p->blocked > (int)p->cfg.standing;
+		if (leave)
+			worker_done(w);
 		pthread_mutex_unlock(&p->lock);
-		if (surplus)
+		if (leave)
 			return NULL;
 	}
 	pthread_mutex_lock(&p->lock);
-	w->done = true;
-	p->total--;
+	worker_done(w);
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* Workers that will receive another job: not done, not cancelled, not
+ * in a blocking wait.  p->lock held. */
+static int receivers(struct rfs_workpool *p)
+{
+	int n = 0;
+	for (struct worker *w = p->workers; w; w = w->next)
+		n += !w->done && !w->cancelled && !w->blocking;
+	return n;
 }
 
 void rfs_workpool_begin_blocking(void)
@@ -164,8 +210,13 @@ void rfs_workpool_begin_blocking(void)
 	struct rfs_workpool *p = w->p;
 	pthread_mutex_lock(&p->lock);
 	p->blocked++;
+	w->blocking = true;
 	reap(p);
-	if (!p->stopping && p->total - p->blocked < (int)p->cfg.standing) {
+	/* Stopping, one receiver is enough, but there must be one: those in
+	 * receive may all be cancelled already. */
+	bool need = p->stopping ? receivers(p) == 0
+				: p->total - p->blocked < (int)p->cfg.standing;
+	if (need) {
 		int temps = p->total - (int)p->cfg.standing;
 		if (temps >= (int)p->cfg.max_temp) {
 			p->cap_hits++;
@@ -198,8 +249,11 @@ void rfs_workpool_end_blocking(void)
 		return;
 	struct rfs_workpool *p = w->p;
 	pthread_mutex_lock(&p->lock);
-	if (--p->blocked == 0)
+	w->blocking = false;
+	if (--p->blocked == 0) {
 		p->cap_logged = false;
+		pthread_cond_broadcast(&p->changed);
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -207,23 +261,23 @@ static void destroy(struct rfs_workpool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
-	/* Those in receive end now; one serving a job ends at its next
-	 * receive (or, surplus, before it). */
-	for (struct worker *w = p->workers; w; w = w->next)
-		if (!w->done)
-			pthread_cancel(w->th);
-	struct worker *list = p->workers;
-	p->workers = NULL;
-	pthread_mutex_unlock(&p->lock);
-	while (list) {
-		struct worker *w = list;
-		list = w->next;
-		pthread_join(w->th, NULL);
-		if (p->cfg.slot_free)
-			p->cfg.slot_free(p->cfg.arg, w->slot);
-		free(w->slot);
-		free(w);
+	for (;;) {
+		/* Once no worker waits for somebody else, those in receive
+		 * end now; one serving a job ends after it (or, should the
+		 * job begin a blocking wait, after the wait and the job). */
+		if (p->blocked == 0)
+			for (struct worker *w = p->workers; w; w = w->next)
+				if (!w->done && !w->cancelled) {
+					w->cancelled = true;
+					pthread_cancel(w->th);
+				}
+		reap(p);
+		if (!p->workers)
+			break;
+		pthread_cond_wait(&p->changed, &p->lock);
 	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_cond_destroy(&p->changed);
 	sem_destroy(&p->finish);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -240,6 +294,7 @@ int rfs_workpool_start(const struct rfs_workpool_cfg *cfg, struct rfs_workpool *
 	if (!p->cfg.name)
 		p->cfg.name = "workers";
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->changed, NULL);
 	sem_init(&p->finish, 0, 0);
 	int ret = 0;
 	/* All under the lock: no worker counts blocking waits before every
@@ -286,5 +341,6 @@ void rfs_workpool_stats(struct rfs_workpool *p, struct rfs_workpool_stats *st)
 	st->peak = (unsigned)p->peak;
 	st->temps = p->temps;
 	st->cap_hits = p->cap_hits;
+	st->stopping = p->stopping;
 	pthread_mutex_unlock(&p->lock);
 }

@@ -56,8 +56,13 @@ int rfs_workpool_start(const struct rfs_workpool_cfg *cfg, struct rfs_workpool *
  * Returns 0 or the failure's negative errno. */
 int rfs_workpool_wait(struct rfs_workpool *p);
 
-/* Cancel the workers waiting in receive, wait for every worker to end
- * (one in the middle of a job finishes it first) and free the pool. */
+/* Stop: while any worker is in a blocking wait (begin_blocking to
+ * end_blocking) the workers go on receiving and serving jobs, a
+ * stand-in starting as before when none is left to receive -- the wait
+ * may be for a job only another worker can receive.  Once no wait is
+ * left, cancel the workers waiting in receive; wait for every worker to
+ * end (one in the middle of a job finishes it first) and free the pool.
+ * Callers end the waits they can (rfs_fs_release_waits) before. */
 void rfs_workpool_destroy(struct rfs_workpool *p);
 
 /* The calling thread is about to sleep for something other than CPU or
@@ -72,6 +77,7 @@ struct rfs_workpool_stats {
 	unsigned peak;       /* most workers at once so far */
 	uint64_t temps;      /* temporaries started so far */
 	uint64_t cap_hits;   /* blocking waits that found max_temp reached */
+	bool stopping;       /* rfs_workpool_destroy has begun */
 };
 void rfs_workpool_stats(struct rfs_workpool *p, struct rfs_workpool_stats *st);
 

@@ -8,7 +8,11 @@
  * its standing workers when the blocked jobs end; the cap on
  * temporaries holds; the end of the source and a receive failure end
  * the pool; destroy cancels workers waiting in receive (the pool starts
- * them with pthread_create: `make test` runs this under TSan too).  No
+ * them with pthread_create: `make test` runs this under TSan too), but
+ * only once no job waits: a job blocked on another job that is queued
+ * after destroy began is still served, also when the job began its
+ * wait after destroy had cancelled every worker (a FUSE notify waiting
+ * for WRITEs at a SIGTERM: the daemon hung in destroy).  No
  * timing: the waits are on the state, with a generous watchdog against
  * a hang.
  */
@@ -28,7 +32,7 @@
 #include "reflinkfs/log.h"
 #include "util/workpool.h"
 
-enum { PLAIN = 1, BLOCK, FAIL };
+enum { PLAIN = 1, BLOCK, FAIL, WAITS, LATE };
 
 struct src {
 	pthread_mutex_t lock;
@@ -40,6 +44,10 @@ struct src {
 	int served;    /* PLAIN jobs done */
 	int in_block;  /* BLOCK jobs sleeping now */
 	int blocked_done;
+	/* WAITS and LATE: block until `served` reaches wait_served */
+	int wait_served;
+	int in_late; /* LATE jobs begun (before their blocking wait) */
+	bool late_go; /* LATE jobs may begin their blocking wait */
 };
 
 static struct src S;
@@ -93,10 +101,42 @@ static int f_receive(void *arg, void *slot)
 	return r;
 }
 
+/* A job that waits for plain jobs another worker must receive (as a
+ * FUSE notify waits for the WRITEs of dirty pages). */
+static void wait_for_served(void)
+{
+	rfs_workpool_begin_blocking();
+	pthread_mutex_lock(&S.lock);
+	S.in_block++;
+	pthread_cond_broadcast(&S.cond);
+	while (S.served < S.wait_served)
+		pthread_cond_wait(&S.cond, &S.lock);
+	S.in_block--;
+	S.blocked_done++;
+	pthread_cond_broadcast(&S.cond);
+	pthread_mutex_unlock(&S.lock);
+	rfs_workpool_end_blocking();
+}
+
 static void f_process(void *arg, void *slot)
 {
 	(void)arg;
 	int job = *(int *)slot;
+	if (job == WAITS) {
+		wait_for_served();
+		return;
+	}
+	if (job == LATE) {
+		/* Busy (not blocked) until told, then the wait. */
+		pthread_mutex_lock(&S.lock);
+		S.in_late++;
+		pthread_cond_broadcast(&S.cond);
+		while (!S.late_go)
+			pthread_cond_wait(&S.cond, &S.lock);
+		pthread_mutex_unlock(&S.lock);
+		wait_for_served();
+		return;
+	}
 	if (job == BLOCK) {
 		/* Nested: only the outer pair may count. */
 		rfs_workpool_begin_blocking();
@@ -290,6 +330,81 @@ static void test_destroy_cancels_receivers(void **state)
 	src_fini();
 }
 
+static void *destroy_thread(void *arg)
+{
+	rfs_workpool_destroy(arg);
+	return NULL;
+}
+
+/* Wait until destroy has begun: it set stopping and, with no job
+ * blocked, cancelled the workers, all under the pool's lock.  p stays
+ * valid: destroy cannot end while a job of the test waits. */
+static void wait_stopping(struct rfs_workpool *p)
+{
+	struct rfs_workpool_stats st;
+	for (int i = 0; i < 120000; i++) {
+		rfs_workpool_stats(p, &st);
+		if (st.stopping)
+			return;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	assert_true(st.stopping);
+}
+
+/* Join the destroying thread (watchdog 120 s: a hang fails). */
+static void join_destroy(pthread_t th)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 120;
+	assert_int_equal(pthread_timedjoin_np(th, NULL, &ts), 0);
+}
+
+static void test_destroy_serves_while_a_job_waits(void **state)
+{
+	(void)state;
+	src_init();
+	S.wait_served = 1;
+	struct rfs_workpool *p = start(2, 4);
+	push(WAITS, 1);
+	wait_at_least(&S.in_block, 1);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, destroy_thread, p), 0);
+	wait_stopping(p);
+	/* Queued only now: the waiting job's worker needs a receiver. */
+	push(PLAIN, 1);
+	wait_at_least(&S.blocked_done, 1);
+	join_destroy(th);
+	assert_int_equal(S.served, 1);
+	src_fini();
+}
+
+static void test_destroy_standin_for_a_late_wait(void **state)
+{
+	(void)state;
+	src_init();
+	S.wait_served = 1;
+	struct rfs_workpool *p = start(2, 4);
+	push(LATE, 1);
+	wait_at_least(&S.in_late, 1);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, destroy_thread, p), 0);
+	/* No job blocked: every worker is cancelled, the LATE one's cancel
+	 * pending until its next receive. */
+	wait_stopping(p);
+	pthread_mutex_lock(&S.lock);
+	S.late_go = true;
+	pthread_cond_broadcast(&S.cond);
+	pthread_mutex_unlock(&S.lock);
+	wait_at_least(&S.in_block, 1);
+	push(PLAIN, 1); /* for the stand-in its wait started */
+	wait_at_least(&S.blocked_done, 1);
+	join_destroy(th);
+	assert_int_equal(S.served, 1);
+	src_fini();
+}
+
 int main(void)
 {
 	rfs_log_set_level(RFS_LOG_ERR); /* the cap's warning is expected */
@@ -299,6 +414,8 @@ int main(void)
 		cmocka_unit_test(test_cap_on_temporaries),
 		cmocka_unit_test(test_failure_ends_pool),
 		cmocka_unit_test(test_destroy_cancels_receivers),
+		cmocka_unit_test(test_destroy_serves_while_a_job_waits),
+		cmocka_unit_test(test_destroy_standin_for_a_late_wait),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
