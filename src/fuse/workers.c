@@ -34,10 +34,12 @@ static int fw_receive(void *arg, void *slot)
 	struct fuse_session *se = arg;
 	/* 0 when the session has exited (unmounted: ENODEV), -EINTR or
 	 * -EAGAIN when the read was interrupted (libfuse retries ENOENT, a
-	 * request interrupted before it was read, itself), else a negative
-	 * errno, on which libfuse's own loop ends too. */
+	 * request interrupted before it was read, itself), -ENOMEM when
+	 * the worker's 1 MiB request buffer could not be allocated (the
+	 * pool backs off and retries: libfuse's own loop ends the mount),
+	 * else a negative errno, on which libfuse's own loop ends too. */
 	int res = fuse_session_receive_buf(se, slot);
-	if (res < 0 && res != -EINTR && res != -EAGAIN)
+	if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ENOMEM)
 		fuse_session_exit(se);
 	return res > 0 ? 1 : res;
 }

@@ -17,7 +17,7 @@
  * every other worker may be cancelled by then.
  *
  * p->lock protects workers, total, blocked, peak, temps, cap_hits,
- * cap_logged, stopping, ended and err, and each worker's done,
+ * cap_logged, nomem, nomem_logged, stopping, ended and err, and each worker's done,
  * blocking, cancelled and next.  ended is also read without the lock
  * (atomic) by workers and the waiter.  p->changed is broadcast when a
  * worker is done and when blocked drops to 0 (destroy waits on it).
@@ -54,6 +54,8 @@ struct rfs_workpool {
 	int peak;
 	uint64_t temps, cap_hits;
 	bool cap_logged; /* the cap was logged since blocked was last 0 */
+	uint64_t nomem;
+	bool nomem_logged; /* since a receive last succeeded */
 	bool stopping;   /* rfs_workpool_destroy runs: start nobody */
 	atomic_bool ended;
 	int err;
@@ -149,6 +151,29 @@ static void cancelled_in_receive(void *arg)
 	pthread_mutex_unlock(&w->p->lock);
 }
 
+/* w's receive found no memory (-ENOMEM: libfuse could not allocate the
+ * worker's request buffer).  Ending the pool for it, as libfuse's own
+ * loop does, ended the mount for one failed allocation; the worker
+ * backs off instead.  Returns its next back-off in ms. */
+static unsigned no_memory(struct rfs_workpool *p, unsigned backoff_ms)
+{
+	backoff_ms = backoff_ms ? backoff_ms * 2 : 1;
+	if (backoff_ms > RFS_WORKPOOL_NOMEM_MAX_MS)
+		backoff_ms = RFS_WORKPOOL_NOMEM_MAX_MS;
+	pthread_mutex_lock(&p->lock);
+	p->nomem++;
+	if (!p->nomem_logged)
+		rfs_log(RFS_LOG_WARN,
+			"%s: out of memory for a worker's next request (its receive buffer): it "
+			"tries again in %u ms, backing off to %u ms, while the other workers "
+			"serve; if they all run short, requests wait in the kernel until memory "
+			"is freed on this machine",
+			p->cfg.name, backoff_ms, RFS_WORKPOOL_NOMEM_MAX_MS);
+	p->nomem_logged = true;
+	pthread_mutex_unlock(&p->lock);
+	return backoff_ms;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -156,6 +181,7 @@ static void *worker_main(void *arg)
 	t_self = w;
 	t_depth = 0;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	unsigned backoff_ms = 0; /* after receives that found no memory */
 	for (;;) {
 		if (atomic_load(&p->ended))
 			break;
@@ -164,9 +190,23 @@ static void *worker_main(void *arg)
 		int r;
 		pthread_cleanup_push(cancelled_in_receive, w);
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		if (backoff_ms) {
+			struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000};
+			nanosleep(&ts, NULL);
+		}
 		r = p->cfg.receive(p->cfg.arg, w->slot);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		pthread_cleanup_pop(0);
+		if (r == -ENOMEM) {
+			backoff_ms = no_memory(p, backoff_ms);
+			continue;
+		}
+		if (r > 0 && backoff_ms) {
+			backoff_ms = 0;
+			pthread_mutex_lock(&p->lock);
+			p->nomem_logged = false;
+			pthread_mutex_unlock(&p->lock);
+		}
 		if (r == -EINTR || r == -EAGAIN)
 			continue;
 		if (r <= 0) {
@@ -342,5 +382,6 @@ void rfs_workpool_stats(struct rfs_workpool *p, struct rfs_workpool_stats *st)
 	st->temps = p->temps;
 	st->cap_hits = p->cap_hits;
 	st->stopping = p->stopping;
+	st->nomem = p->nomem;
 	pthread_mutex_unlock(&p->lock);
 }

@@ -29,8 +29,12 @@ struct rfs_workpool_cfg {
 	 * worker's start, handed to slot_free at its end. */
 	size_t slot_size;
 	/* Wait for the next job into slot: 1 a job, 0 the source has ended
-	 * (the pool ends), -EINTR or -EAGAIN nothing (receive again), any
-	 * other negative errno a failure (the pool ends with it).  The only
+	 * (the pool ends), -EINTR or -EAGAIN nothing (receive again),
+	 * -ENOMEM no memory to receive into (this worker backs off, 1 ms
+	 * doubling up to RFS_WORKPOOL_NOMEM_MAX_MS, and receives again; the
+	 * others go on; logged once, again only after a worker that backed
+	 * off received a job), any other
+	 * negative errno a failure (the pool ends with it).  The only
 	 * place a worker may be cancelled (rfs_workpool_destroy): it runs
 	 * with cancellation enabled, everything else with it disabled. */
 	int (*receive)(void *arg, void *slot);
@@ -44,6 +48,9 @@ struct rfs_workpool_cfg {
 	void *arg;
 	const char *name; /* for log lines */
 };
+
+/* The longest back-off of a worker whose receive found no memory. */
+#define RFS_WORKPOOL_NOMEM_MAX_MS 1000u
 
 struct rfs_workpool;
 
@@ -78,6 +85,7 @@ struct rfs_workpool_stats {
 	uint64_t temps;      /* temporaries started so far */
 	uint64_t cap_hits;   /* blocking waits that found max_temp reached */
 	bool stopping;       /* rfs_workpool_destroy has begun */
+	uint64_t nomem;      /* receives that found no memory (-ENOMEM) */
 };
 void rfs_workpool_stats(struct rfs_workpool *p, struct rfs_workpool_stats *st);
 

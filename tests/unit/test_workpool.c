@@ -12,7 +12,11 @@
  * only once no job waits: a job blocked on another job that is queued
  * after destroy began is still served, also when the job began its
  * wait after destroy had cancelled every worker (a FUSE notify waiting
- * for WRITEs at a SIGTERM: the daemon hung in destroy).  No
+ * for WRITEs at a SIGTERM: the daemon hung in destroy); receives that
+ * find no memory (the fault injected as the source's -ENOMEM, as
+ * libfuse returns when a worker's request buffer cannot be allocated)
+ * make the worker back off and retry, logged, while the pool goes on
+ * (it ended, and the mount with it).  No
  * timing: the waits are on the state, with a generous watchdog against
  * a hang.
  */
@@ -32,7 +36,7 @@
 #include "reflinkfs/log.h"
 #include "util/workpool.h"
 
-enum { PLAIN = 1, BLOCK, FAIL, WAITS, LATE };
+enum { PLAIN = 1, BLOCK, FAIL, WAITS, LATE, NOMEM };
 
 struct src {
 	pthread_mutex_t lock;
@@ -95,7 +99,7 @@ static int f_receive(void *arg, void *slot)
 	} else {
 		int job = S.q[S.head++];
 		*(int *)slot = job;
-		r = job == FAIL ? -EIO : 1;
+		r = job == FAIL ? -EIO : job == NOMEM ? -ENOMEM : 1;
 	}
 	pthread_cleanup_pop(1);
 	return r;
@@ -405,6 +409,63 @@ static void test_destroy_standin_for_a_late_wait(void **state)
 	src_fini();
 }
 
+static int g_nomem_lines;
+static void count_nomem(void *arg, int level, const char *line)
+{
+	(void)arg;
+	if (level == RFS_LOG_WARN && strstr(line, "out of memory for a worker's next request"))
+		__atomic_fetch_add(&g_nomem_lines, 1, __ATOMIC_RELAXED);
+}
+
+/* One worker: every receive is its own, so the log's episodes are. */
+static void test_nomem_backs_off_and_logs_once(void **state)
+{
+	(void)state;
+	src_init();
+	rfs_log_set_level(RFS_LOG_WARN);
+	rfs_log_set_sink(count_nomem, NULL);
+	struct rfs_workpool *p = start(1, 4);
+	push(NOMEM, 6);
+	push(PLAIN, 2);
+	wait_at_least(&S.served, 2);
+	struct rfs_workpool_stats st;
+	rfs_workpool_stats(p, &st);
+	assert_int_equal(st.nomem, 6);
+	assert_int_equal(st.workers, 1);
+	/* Once per episode, not once per failed receive... */
+	assert_int_equal(__atomic_load_n(&g_nomem_lines, __ATOMIC_RELAXED), 1);
+	/* ...and the next one, after a job was received, is one again. */
+	push(NOMEM, 1);
+	push(PLAIN, 1);
+	wait_at_least(&S.served, 3);
+	assert_int_equal(__atomic_load_n(&g_nomem_lines, __ATOMIC_RELAXED), 2);
+	close_src();
+	assert_int_equal(rfs_workpool_wait(p), 0);
+	rfs_workpool_destroy(p);
+	rfs_log_set_sink(NULL, NULL);
+	rfs_log_set_level(RFS_LOG_ERR);
+	src_fini();
+}
+
+/* Both workers run short, several times each, and still serve. */
+static void test_nomem_every_worker(void **state)
+{
+	(void)state;
+	src_init();
+	struct rfs_workpool *p = start(2, 4);
+	push(NOMEM, 8);
+	push(PLAIN, 5);
+	wait_at_least(&S.served, 5);
+	struct rfs_workpool_stats st;
+	rfs_workpool_stats(p, &st);
+	assert_int_equal(st.nomem, 8);
+	assert_int_equal(st.workers, 2);
+	close_src();
+	assert_int_equal(rfs_workpool_wait(p), 0);
+	rfs_workpool_destroy(p);
+	src_fini();
+}
+
 int main(void)
 {
 	rfs_log_set_level(RFS_LOG_ERR); /* the cap's warning is expected */
@@ -416,6 +477,8 @@ int main(void)
 		cmocka_unit_test(test_destroy_cancels_receivers),
 		cmocka_unit_test(test_destroy_serves_while_a_job_waits),
 		cmocka_unit_test(test_destroy_standin_for_a_late_wait),
+		cmocka_unit_test(test_nomem_backs_off_and_logs_once),
+		cmocka_unit_test(test_nomem_every_worker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
