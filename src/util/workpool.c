@@ -17,8 +17,8 @@
  * every other worker may be cancelled by then.
  *
  * p->lock protects workers, total, blocked, peak, temps, cap_hits,
- * cap_logged, nomem, nomem_logged, stopping, ended and err, and each worker's done,
- * blocking, cancelled and next.  ended is also read without the lock
+ * cap_logged, nomem, nomem_logged, stopping, ended and err, and each
+ * worker's done, blocking, cancelled and next.  ended is also read without the lock
  * (atomic) by workers and the waiter.  p->changed is broadcast when a
  * worker is done and when blocked drops to 0 (destroy waits on it).
  */
@@ -55,8 +55,10 @@ struct rfs_workpool {
 	uint64_t temps, cap_hits;
 	bool cap_logged; /* the cap was logged since blocked was last 0 */
 	uint64_t nomem;
-	bool nomem_logged; /* since a receive last succeeded */
-	bool stopping;   /* rfs_workpool_destroy runs: start nobody */
+	bool nomem_logged; /* since a worker that backed off got a job */
+	/* rfs_workpool_destroy runs: workers end once nothing is blocked,
+	 * stand-ins start only where no worker is left to receive */
+	bool stopping;
 	atomic_bool ended;
 	int err;
 	sem_t finish; /* posted when ended is set */
