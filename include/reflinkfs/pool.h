@@ -353,7 +353,8 @@ void rfs_pool_meta_from_reserve(rfs_pool *pool, bool on);
  * Pool lock held. */
 uint64_t rfs_pool_pending_blocks(const rfs_pool *pool);
 
-/* Limit of clean blocks kept in the cache (default 256 MiB worth). */
+/* Limit of clean blocks kept in the cache (default 256 MiB worth).  Takes
+ * the read lock unless the caller holds the pool's lock. */
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks);
 
 /* ---- superblock copies: what open found ------------------------------- */

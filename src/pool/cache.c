@@ -35,6 +35,33 @@ static inline struct rfs_cshard *shard_of(struct rfs_cache *c, uint64_t nr)
 	return &c->shard[(nr * 0xff51afd7ed558ccdull) >> (64 - RFS_CACHE_SHARD_BITS)];
 }
 
+/*
+ * A shard's mutex keeps readers (who hold the pool's read lock, several
+ * at once) apart.  The holder of the pool's write lock is alone: every
+ * use of the cache happens under the pool's lock (read or write, asserted
+ * at each entry point), and the write lock excludes every other holder.
+ * So it takes no shard mutex -- a WRITE's mapping does some 17 lookups
+ * and as many releases, each a mutex round trip otherwise -- and the
+ * pool's rwlock orders its accesses with the readers' before and after.
+ * Returns whether the caller must unlock.
+ */
+static inline bool shard_lock(const rfs_pool *pool, struct rfs_cshard *sh)
+{
+	if (rfs_t_wrpool == pool) {
+		RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+		return false;
+	}
+	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	sh->locked++;
+	return true;
+}
+
+static inline void shard_unlock(struct rfs_cshard *sh, bool locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&sh->lock);
+}
+
 /* Shard i's share of limit blocks: the shares add up to limit. */
 static uint64_t share(uint64_t limit, unsigned i)
 {
@@ -232,7 +259,7 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 	struct rfs_cent *e;
 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
-	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	bool locked = shard_lock(pool, sh);
 	e = sh->count ? lookup(sh, blocknr) : NULL;
 	if (e) {
 		unhash(sh, e);
@@ -246,7 +273,7 @@ void rfs_cache_drop(rfs_pool *pool, uint64_t blocknr)
 		else
 			free_ent(c, e);
 	}
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh, locked);
 }
 
 void rfs_cache_mark_clean(rfs_pool *pool)
@@ -327,7 +354,11 @@ void rfs_cache_counts(struct rfs_cache *c, uint64_t *cached, uint64_t *dirty, ui
 void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks)
 {
 	struct rfs_cache *c = &pool->cache;
+	/* The cache is used under the pool's lock only (shard_lock). */
+	bool lock = !rfs_pool_holds_lock(pool);
 
+	if (lock)
+		rfs_pool_rdlock(pool);
 	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++) {
 		struct rfs_cshard *sh = &c->shard[i];
 
@@ -336,6 +367,8 @@ void rfs_pool_set_cache_limit(rfs_pool *pool, uint64_t blocks)
 		evict(c, sh);
 		pthread_mutex_unlock(&sh->lock);
 	}
+	if (lock)
+		rfs_pool_unlock(pool);
 }
 
 /* Checks that also apply to a cached block: the caller's expectations. */
@@ -377,12 +410,12 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		return -EIO;
 	}
 	sh = shard_of(c, blocknr);
-	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	bool locked = shard_lock(pool, sh);
 	sh->reads++;
 	e = lookup(sh, blocknr);
 	if (e)
 		pin(sh, e);
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh, locked);
 	if (e)
 		goto check;
 
@@ -399,7 +432,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		free_ent(c, e);
 		return ret;
 	}
-	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	locked = shard_lock(pool, sh);
 	other = lookup(sh, blocknr);
 	if (other) {
 		/* Another reader loaded it meanwhile; use theirs. */
@@ -411,7 +444,7 @@ int rfs_buf_read(rfs_pool *pool, uint64_t blocknr, uint8_t type, uint64_t expect
 		insert(sh, e);
 		evict(c, sh);
 	}
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh, locked);
 	if (!other) {
 		*out = &e->buf;
 		return 0;
@@ -468,10 +501,10 @@ int rfs_buf_new(rfs_pool *pool, uint8_t type, uint8_t level, uint64_t owner,
 	e->dirty = true;
 
 	struct rfs_cshard *sh = shard_of(c, nr);
-	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	bool locked = shard_lock(pool, sh);
 	insert(sh, e);
 	list_add_tail(&sh->dirty, e);
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh, locked);
 	*out = &e->buf;
 	return 0;
 }
@@ -492,10 +525,12 @@ void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
 
 	if (!buf)
 		return;
+	/* A pin is dropped under the lock it was taken under (shard_lock). */
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(pool));
 	e = to_cent(buf);
 	/* blocknr does not change while the block is pinned, orphan or not. */
 	struct rfs_cshard *sh = shard_of(c, e->buf.blocknr);
-	rfs_lockw_mutex(&sh->lock, RFS_LOCKW_SHARD);
+	bool locked = shard_lock(pool, sh);
 	if (--e->pins == 0) {
 		if (e->orphan) {
 			free_ent(c, e);
@@ -504,7 +539,7 @@ void rfs_buf_put(rfs_pool *pool, struct rfs_buf *buf)
 			evict(c, sh);
 		}
 	}
-	pthread_mutex_unlock(&sh->lock);
+	shard_unlock(sh, locked);
 }
 
 uint64_t rfs_buf_gen(const struct rfs_buf *buf)

@@ -23,6 +23,8 @@ struct held {
 
 static _Thread_local struct held held[HELD_MAX];
 
+_Thread_local const rfs_pool *rfs_t_wrpool;
+
 static struct held *held_find(const rfs_pool *pool)
 {
 	for (int i = 0; i < HELD_MAX; i++)
@@ -134,6 +136,7 @@ static void wrlock(rfs_pool *pool, _Atomic uint64_t *local)
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
+	rfs_t_wrpool = pool;
 }
 
 void rfs_pool_wrlock(rfs_pool *pool)
@@ -166,6 +169,7 @@ static bool trywrlock(rfs_pool *pool, _Atomic uint64_t *local)
 	struct held *h = held_get(pool);
 	h->gate = true;
 	h->wr = true;
+	rfs_t_wrpool = pool;
 	return true;
 }
 
@@ -200,6 +204,8 @@ void rfs_pool_unlock(rfs_pool *pool)
 	assert(h && (h->rd || h->wr));
 	if (h->wr) {
 		h->wr = false;
+		if (rfs_t_wrpool == pool)
+			rfs_t_wrpool = NULL;
 		rfs_lockw_span_end(pool);
 		pthread_rwlock_unlock(&pool->lock);
 		if (h->gate) {
@@ -230,6 +236,8 @@ void rfs_pool_lock_downgrade(rfs_pool *pool)
 	pthread_rwlock_unlock(&pool->lock);
 	pthread_rwlock_rdlock(&pool->lock);
 	h->wr = false;
+	if (rfs_t_wrpool == pool)
+		rfs_t_wrpool = NULL;
 	h->rd++;
 }
 
@@ -250,6 +258,7 @@ static void upgrade(rfs_pool *pool, bool global)
 	rfs_lockw_span_begin(pool);
 	h->rd = 0;
 	h->wr = true;
+	rfs_t_wrpool = pool;
 }
 
 void rfs_pool_lock_upgrade(rfs_pool *pool)

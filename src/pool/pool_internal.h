@@ -180,6 +180,7 @@ struct rfs_cshard {
 	struct rfs_clist dirty;
 	uint64_t limit; /* clean blocks kept: this shard's share of the cache's */
 	uint64_t reads; /* rfs_buf_read calls, hits and misses */
+	uint64_t locked; /* times shard_lock took the mutex (tests) */
 } __attribute__((aligned(64)));
 
 #define RFS_CACHE_SHARD_BITS 4
@@ -193,6 +194,12 @@ struct rfs_cache {
 	struct rfs_cent *free_ents; /* slab_lock; chained through hnext */
 	struct rfs_cshard shard[RFS_CACHE_SHARDS];
 };
+
+/* The pool whose write lock the calling thread holds (the last one it
+ * took, when it holds several; NULL when none): never one it does not
+ * hold.  Set and cleared by lock.c; read by the cache, which skips its
+ * shard mutexes for the write lock's holder (cache.c, shard_lock). */
+extern _Thread_local const rfs_pool *rfs_t_wrpool;
 
 int rfs_cache_init(struct rfs_cache *c);
 void rfs_cache_destroy(struct rfs_cache *c);

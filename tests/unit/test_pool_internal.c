@@ -2,7 +2,8 @@
  * White-box tests of the pool layer: the two bitmap copies across many
  * commits, reopens and simulated crashes (checked against a model of the
  * allocation state), cache eviction and concurrent readers, frees of
- * cached and pinned buffers.  The black-box tests are in test_pool.c.
+ * cached and pinned buffers, the write lock's holder using the cache
+ * without its shard mutexes.  The black-box tests are in test_pool.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +307,55 @@ static void test_cache_limit_and_readers(void **state)
 	close_pool(p);
 }
 
+static uint64_t shard_locks(rfs_pool *p)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < RFS_CACHE_SHARDS; i++)
+		n += p->cache.shard[i].locked;
+	return n;
+}
+
+/* The write lock's holder is the cache's only user: its lookups and
+ * releases take no shard mutex; a reader's do. */
+static void test_cache_writer_no_shard_lock(void **state)
+{
+	struct ctx *c = *state;
+	struct rfs_buf *b;
+	uint64_t nr, n0;
+	rfs_pool *p;
+
+	assert_int_equal(rfs_pool_create(c->path, 32ull << 20, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, 0); /* write lock held */
+	n0 = shard_locks(p);
+	assert_int_equal(rfs_buf_new(p, RFS_BT_NODE, 0, 16, &b), 0);
+	nr = b->blocknr;
+	rfs_buf_put(p, b);
+	assert_int_equal(rfs_pool_commit_locked(p), 0);
+	uint64_t gen = rfs_pool_committed_gen(p);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(rfs_buf_read(p, nr, RFS_BT_NODE, gen, &b), 0);
+		rfs_buf_put(p, b);
+	}
+	assert_int_equal(shard_locks(p), n0);
+	rfs_pool_unlock(p);
+
+	rfs_pool_rdlock(p);
+	assert_int_equal(rfs_buf_read(p, nr, RFS_BT_NODE, gen, &b), 0);
+	rfs_buf_put(p, b);
+	assert_int_equal(shard_locks(p), n0 + 2);
+	rfs_pool_unlock(p);
+
+	/* Downgraded (a paused writer): readers may be in, so it locks. */
+	rfs_pool_wrlock(p);
+	rfs_pool_lock_downgrade(p);
+	assert_int_equal(rfs_buf_read(p, nr, RFS_BT_NODE, gen, &b), 0);
+	rfs_buf_put(p, b);
+	assert_int_equal(shard_locks(p), n0 + 4);
+	rfs_pool_unlock(p);
+	close_pool(p);
+}
+
 /* A data block allocated but never written still leaves the pool file
  * long enough to reopen; high_water and used_blocks survive. */
 static void test_high_water_file_length(void **state)
@@ -343,6 +393,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bitmap_copies_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_fresh_and_pinned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_limit_and_readers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_writer_no_shard_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_high_water_file_length, setup, teardown),
 	};
 
