@@ -394,6 +394,7 @@ struct rfs_ipath {
 	bool target_tree_valid;
 	rfs_tree target_tree;
 	struct rfs_ilevel *lv;
+	int cap; /* levels lv has room for (inode.c, ip_alloc) */
 };
 
 /* The target's subtree as a tree handle, to mutate; ip_store writes the

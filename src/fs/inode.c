@@ -8,6 +8,8 @@
  */
 #include "fs/op.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -190,13 +192,50 @@ int vols_store(rfs_fs *fs)
 
 /* ---- paths ---------------------------------------------------------------- */
 
+/*
+ * Path levels come from a per-thread spare (one WRITE, one path: a
+ * calloc of some 3 KiB per WRITE before, zeroing the name buffers and
+ * record tails that the walk overwrites), else from malloc.  A level's
+ * header and inode are zeroed; its key and tail bytes past klen and
+ * taillen are never read.  The spare is freed when its thread exits.
+ */
+#define IP_SPARE_LEVELS 8
+static _Thread_local struct rfs_ilevel *t_spare;
+static _Thread_local bool t_spare_key_set; /* spare_key set in this thread */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_free(void *unused)
+{
+	(void)unused;
+	free(t_spare);
+	t_spare = NULL;
+	t_spare_key_set = false;
+}
+
+static void spare_key_init(void)
+{
+	if (pthread_key_create(&spare_key, spare_free))
+		abort(); /* out of keys at startup: nothing else would work either */
+}
+
 static int ip_alloc(struct rfs_ipath *p, int n, bool mut)
 {
 	memset(p, 0, sizeof(*p));
-	p->lv = calloc((size_t)n, sizeof(*p->lv));
-	if (!p->lv)
-		return -ENOMEM;
+	if (n <= IP_SPARE_LEVELS && t_spare) {
+		p->lv = t_spare;
+		t_spare = NULL;
+	} else {
+		p->lv = malloc((size_t)(n > IP_SPARE_LEVELS ? n : IP_SPARE_LEVELS) * sizeof(*p->lv));
+		if (!p->lv)
+			return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		memset(&p->lv[i], 0, offsetof(struct rfs_ilevel, key));
+		memset(&p->lv[i].rec, 0, offsetof(struct rfs_irec, tail));
+	}
 	p->n = n;
+	p->cap = n > IP_SPARE_LEVELS ? n : IP_SPARE_LEVELS;
 	p->mut = mut;
 	return 0;
 }
@@ -215,6 +254,18 @@ int ip_shared(rfs_fs *fs, const struct rfs_ipath *p, bool *shared)
 
 void ip_free(struct rfs_ipath *p)
 {
+	if (p->lv && p->cap == IP_SPARE_LEVELS && !t_spare) {
+		if (!t_spare_key_set) {
+			pthread_once(&spare_once, spare_key_init);
+			/* Any non-NULL value: the key's destructor frees
+			 * t_spare when the thread exits. */
+			t_spare_key_set = pthread_setspecific(spare_key, &spare_key) == 0;
+		}
+		if (t_spare_key_set) {
+			t_spare = p->lv;
+			p->lv = NULL;
+		}
+	}
 	free(p->lv);
 	p->lv = NULL;
 	p->n = 0;
