@@ -21,8 +21,6 @@
  */
 #include "fs/op.h"
 
-#include <stdlib.h>
-
 #define BS RFS_BLOCK_SIZE
 /* At most one chunk of file.c's write path: 1 MiB, the FUSE max_write. */
 #define CLAIM_MAX 256u
@@ -197,9 +195,8 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	*done = 0;
 	if (off % BS || size % BS || nb == 0 || nb > CLAIM_MAX)
 		return 1;
-	struct claim *c = malloc(sizeof(*c));
-	if (!c)
-		return 1;
+	/* On the stack (5.7 KiB, as ext_punch's 8.6): no malloc per WRITE. */
+	struct claim cl, *c = &cl;
 	uint64_t meta = op_meta(op_depth(fs, n), 4);
 	int res = 1;
 	if (!take(fs, c, nb, meta))
@@ -240,6 +237,5 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	else if ((res = ret) < 0)
 		*done = 0;
 out:
-	free(c);
 	return res;
 }
