@@ -2,7 +2,9 @@
 # What a 4 KiB random WRITE costs the daemon: fio randwrite (libaio, queue
 # depth 16, O_DIRECT, as in fio.sh) on reflinkfs with its pool on tmpfs,
 # a fresh pool per run, and the daemon's CPU time (utime + stime from
-# /proc) and context switches (voluntary: a worker slept, on a lock or for
+# /proc, and each apart: the user part is what the daemon's own code
+# costs, the system part mostly the FUSE device and the pool's pwrite)
+# and context switches (voluntary: a worker slept, on a lock or for
 # want of a request; involuntary: it was preempted) per WRITE.  On a
 # shared machine these move less with the load than the IOPS do; with
 # RFS_BIN_BEFORE the two binaries run in turn, so compare within one run.
@@ -15,7 +17,8 @@
 #     --jobs N     fio jobs, each on a file of its own (default 1)
 #
 # stdout: one line per run ("run: LABEL iops N cpu_us_per_write X
-# vol_cs_per_write Y invol_cs_per_write Z"), then the medians as
+# user_us_per_write U sys_us_per_write S vol_cs_per_write Y
+# invol_cs_per_write Z"), then the medians as
 # "name: value unit" lines (names prefixed "before_" for RFS_BIN_BEFORE);
 # progress on stderr.
 # Environment:
@@ -47,8 +50,9 @@ hz=$(getconf CLK_TCK)
 bench_traps
 bench_work "$base" wcost
 
-# The daemon's CPU ticks (all threads) and its threads' context switches.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The daemon's user and system CPU ticks (all threads) and its threads'
+# context switches.
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 ctx() {
 	cat /proc/"$1"/task/*/status 2>/dev/null |
 		awk '/^voluntary_ctxt/ { v += $2 } /^nonvoluntary_ctxt/ { n += $2 } END { print v + 0, n + 0 }'
@@ -76,14 +80,17 @@ run() {
 	t1=$(cpu_ticks "$daemon_pid") c1=$(ctx "$daemon_pid")
 	rfs_umount || true
 	mnt=""
-	python3 - "$d/fio.json" "$label" "$hz" "$t0" "$t1" $c0 $c1 <<'EOF'
+	# shellcheck disable=SC2086 # t0, t1: "utime stime"
+	python3 - "$d/fio.json" "$label" "$hz" $t0 $t1 $c0 $c1 <<'EOF'
 import json, sys
-path, label, hz, t0, t1, v0, n0, v1, n1 = sys.argv[1:]
+path, label, hz, u0, s0, u1, s1, v0, n0, v1, n1 = sys.argv[1:]
 text = open(path).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]
 ios = max(1, job["write"]["total_ios"])
-print("run: %s iops %d cpu_us_per_write %.1f vol_cs_per_write %.2f invol_cs_per_write %.2f"
-      % (label, job["write"]["iops"], (int(t1) - int(t0)) * 1e6 / int(hz) / ios,
+us = lambda a, b: (int(b) - int(a)) * 1e6 / int(hz) / ios
+print("run: %s iops %d cpu_us_per_write %.1f user_us_per_write %.1f sys_us_per_write %.1f "
+      "vol_cs_per_write %.2f invol_cs_per_write %.2f"
+      % (label, job["write"]["iops"], us(u0, u1) + us(s0, s1), us(u0, u1), us(s0, s1),
          (int(v1) - int(v0)) / ios, (int(n1) - int(n0)) / ios))
 EOF
 	rm -rf --one-file-system "$d/pool.img"
@@ -105,10 +112,10 @@ done
 for l in $labels; do
 	p=""
 	[ "$l" = before ] && p=before_
-	for k in iops cpu_us_per_write vol_cs_per_write invol_cs_per_write; do
+	for k in iops cpu_us_per_write user_us_per_write sys_us_per_write vol_cs_per_write invol_cs_per_write; do
 		m=$(awk -v l="$l" -v k="$k" '$2 == l { for (i = 3; i < NF; i += 2) if ($i == k) print $(i + 1) }' "$out" | median_low)
 		u=""
-		case $k in iops) u=IOPS ;; cpu_us_per_write) u=us ;; esac
+		case $k in iops) u=IOPS ;; *_us_per_write) u=us ;; esac
 		fig "${p}write_cost_${nj}j_$k" "$m" "$u"
 	done
 done
