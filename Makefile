@@ -167,7 +167,7 @@ $(TSAN_LIB): $(TSAN_LIB_OBJS)
 
 # ---------------------------------------------------------------- programs
 $(B)/reflinkfs: $(BIN_OBJS) $(LIB)
-	$(CC) $(REL_CFLAGS) $(LDFLAGS) -o $@ $(BIN_OBJS) $(LIB) $(FUSE_LIBS) $(LIB_LIBS)
+	$(CC) $(REL_CFLAGS) $(LDFLAGS) -o $@ $(BIN_OBJS) $(LIB) $(FUSE_LIBS) -luring $(LIB_LIBS)
 
 $(B)/engine-demo: tools/engine_demo.c $(LIB)
 	@mkdir -p $(@D)

@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
 	build-essential pkg-config libtsan2
-	libfuse3-dev fuse3
+	libfuse3-dev fuse3 liburing-dev
 	libisal-dev libcmocka-dev liblmdb-dev
 	fio xfsprogs btrfs-progs rsync git valgrind time attr acl python3
 	inotify-tools

@@ -91,6 +91,10 @@ static int parse_opts(const char *in, struct rfs_mount_opts *o, char **rest)
 			o->writeback = false;
 		} else if (!strcmp(t, "writeback")) {
 			o->writeback = true;
+		} else if (!strcmp(t, "uring")) {
+			o->uring = 1;
+		} else if (!strcmp(t, "nouring")) {
+			o->uring = 0;
 		} else if (!strcmp(t, "nojournal")) {
 			o->nojournal = true;
 		} else if (!strncmp(t, "journal_size=", 13)) {
@@ -143,7 +147,7 @@ static bool is_mountpoint(const char *path)
 static int do_mount(const char *pool, const char *mnt, const char *opts, bool fg, bool debug)
 {
 	struct rfs_mount_opts o = {.foreground = fg || debug, .debug = debug, .writeback = false,
-				   .acl = true, .lock_fd = -1};
+				   .acl = true, .uring = -1, .lock_fd = -1};
 	char rpool[PATH_MAX], rmnt[PATH_MAX];
 	struct stat st;
 	char *rest = NULL;

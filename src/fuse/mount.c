@@ -271,6 +271,10 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	 * loop, a burst of requests (fio at queue depth 16) started and ended
 	 * 300-450 threads a second, each with its 1 MiB request buffer. */
 	unsigned threads = o->threads ? o->threads : rfs_fuse_default_threads(o->pool);
+	m.uring = o->uring != 0 && rfs_fuse_uring_kernel_allows();
+	if (o->uring == 1 && !m.uring)
+		rfs_log(RFS_LOG_WARN, "%s: -o uring: the kernel does not let FUSE use io_uring (/sys/module/fuse/parameters/enable_uring is not Y; as root: echo Y > /sys/module/fuse/parameters/enable_uring, then mount again); requests go through /dev/fuse",
+			o->pool);
 	ret = rfs_fuse_workers_run(&m, threads);
 	/* Unmounted: whoever waits for the verdict has connected already,
 	 * and the next mount of the pool will need the socket's name. */

@@ -24,6 +24,7 @@ struct rfs_mount_opts {
 	bool acl;               /* POSIX ACLs (default on) */
 	unsigned commit_secs;   /* background commit interval (default 5) */
 	unsigned threads;       /* -o threads=: FUSE workers (0: rfs_fuse_default_threads) */
+	int uring;              /* -o uring / nouring: 1, 0; -1 when the kernel allows it */
 	bool noreclaim;         /* no background release of deleted files */
 	bool nojournal;         /* -o nojournal: record no changes */
 	uint64_t journal_size;  /* -o journal_size=: retention (0: keep) */
@@ -69,6 +70,8 @@ struct rfs_mount {
 	 * when it did not start.  Set before the FUSE loop starts, cleared
 	 * after it ended. */
 	struct rfs_watch_server *watch_srv;
+	/* Serve requests over io_uring when the kernel agrees (uring.c). */
+	bool uring;
 };
 
 /* The entry and attribute timeout of the mount (one day: libfuse and
@@ -243,6 +246,43 @@ int rfs_fuse_signals_set(void);
 void rfs_fuse_signals_remove(void);
 /* Whether a stop signal came: the workers end (rfs_fuse_workers_run). */
 bool rfs_fuse_stop_requested(void);
+
+/* ---- FUSE over io_uring (uring.c) ---- */
+/* Ring entries (threads) at most, standing and started for waits. */
+#define RFS_FUSE_URING_ENTRIES_MAX 256
+/* Whether the kernel lets FUSE servers use io_uring
+ * (/sys/module/fuse/parameters/enable_uring is Y). */
+bool rfs_fuse_uring_kernel_allows(void);
+/* Before the session's first request: offer io_uring at INIT when want,
+ * with about `threads` ring threads (spread over the CPUs' queues).
+ * 0, or a negative errno (then /dev/fuse only). */
+int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads);
+/* The request hook: note whether INIT offers io_uring (buf: the request,
+ * n bytes). */
+void rfs_fuse_uring_note_init(const void *buf, size_t n);
+/* The reply hook, before the reply is written: add FUSE_OVER_IO_URING to
+ * the INIT reply when both sides want it.  True when it did: call
+ * rfs_fuse_uring_init_done once the reply is written. */
+bool rfs_fuse_uring_init_reply(struct iovec *iov, int count);
+/* The kernel took the INIT reply: start the ring threads. */
+void rfs_fuse_uring_init_done(void);
+/* The reply hook: when iov (fuse_out_header, then the reply) answers a
+ * request that came through a ring, put it in its ring entry and return
+ * its length; -1 when it is for /dev/fuse (notifications, requests read
+ * there). */
+ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count);
+/* Whether the rings serve requests (INIT negotiated them). */
+bool rfs_fuse_uring_active(void);
+/* The wait hooks for a ring thread's request (see rfs_fuse_wait_begin):
+ * false when the caller is no ring thread. */
+bool rfs_fuse_uring_begin_blocking(void);
+bool rfs_fuse_uring_end_blocking(void);
+/* Stop and join every ring thread (a request in hand is answered
+ * first); free what prepare took.  After the /dev/fuse workers ended. */
+void rfs_fuse_uring_stop(void);
+/* Handle one request as read from the kernel (buf: n bytes): the
+ * request hooks, then FUSE_TMPFILE here or libfuse (tmpfile.c). */
+void rfs_fuse_request_in(struct rfs_mount *m, void *buf, size_t n);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

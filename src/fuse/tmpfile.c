@@ -56,6 +56,8 @@ static int reply(int fd, uint64_t unique, int err, const void *arg, size_t size)
 		.unique = unique,
 	};
 	struct iovec iov[2] = {{&out, sizeof(out)}, {(void *)arg, size}};
+	if (rfs_fuse_uring_reply(iov, err ? 1 : 2) >= 0)
+		return 0; /* a ring request: its thread commits it */
 	return writev(fd, iov, err ? 1 : 2) < 0 ? -errno : 0;
 }
 
@@ -98,16 +100,35 @@ static void do_tmpfile(struct rfs_mount *m, int fd, const void *buf, size_t n)
 	}
 }
 
+/* What every request goes through as it comes in, from /dev/fuse or a
+ * ring: counted, its kill bit and INIT's offers noted.  True when it is
+ * FUSE_TMPFILE, which only this file answers. */
+static bool request_note(const void *buf, size_t n)
+{
+	const struct fuse_in_header *in = buf;
+	rfs_fuse_reqstats_count(in->opcode, in->unique);
+	rfs_fuse_killpriv_note(buf, n);
+	rfs_fuse_uring_note_init(buf, n);
+	return in->opcode == FUSE_TMPFILE;
+}
+
+void rfs_fuse_request_in(struct rfs_mount *m, void *buf, size_t n)
+{
+	if (request_note(buf, n)) {
+		do_tmpfile(m, fuse_session_fd(m->se), buf, n);
+		return;
+	}
+	struct fuse_buf fb = {.mem = buf, .size = n};
+	fuse_session_process_buf(m->se, &fb);
+}
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
 	for (;;) {
 		ssize_t n = read(fd, buf, len);
 		if (n < (ssize_t)sizeof(struct fuse_in_header))
 			return n; /* errors and short reads: libfuse reports them */
-		const struct fuse_in_header *in = buf;
-		rfs_fuse_reqstats_count(in->opcode, in->unique);
-		rfs_fuse_killpriv_note(buf, (size_t)n);
-		if (in->opcode != FUSE_TMPFILE)
+		if (!request_note(buf, (size_t)n))
 			return n;
 		/* libfuse's workers read with cancellation enabled and cancel
 		 * them at unmount (fuse_loop_mt): a cancel at a cancellation
@@ -127,7 +148,16 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	(void)userdata;
 	rfs_fuse_killpriv_reply(iov, count);
 	rfs_fuse_reqstats_reply(iov, count);
-	return writev(fd, iov, count);
+	bool uring_init = rfs_fuse_uring_init_reply(iov, count);
+	ssize_t r = rfs_fuse_uring_reply(iov, count);
+	if (r >= 0)
+		return r; /* a ring request: its thread commits it */
+	r = writev(fd, iov, count);
+	/* The kernel processed the INIT reply in this writev: the rings
+	 * may register now. */
+	if (uring_init && r >= 0)
+		rfs_fuse_uring_init_done();
+	return r;
 }
 
 int rfs_fuse_tmpfile_setup(struct fuse_session *se)

@@ -63,26 +63,30 @@ static bool fw_ended(void *arg)
 	return rfs_fuse_stop_requested() || fuse_session_exited(arg) != 0;
 }
 
+void rfs_fuse_wait_begin(void)
+{
+	/* A ring thread's request holds its ring entry; a /dev/fuse
+	 * worker's, its worker. */
+	if (!rfs_fuse_uring_begin_blocking())
+		rfs_workpool_begin_blocking();
+}
+
+void rfs_fuse_wait_end(void)
+{
+	if (!rfs_fuse_uring_end_blocking())
+		rfs_workpool_end_blocking();
+}
+
 static void fs_wait_begin(void *arg)
 {
 	(void)arg;
-	rfs_workpool_begin_blocking();
+	rfs_fuse_wait_begin();
 }
 
 static void fs_wait_end(void *arg)
 {
 	(void)arg;
-	rfs_workpool_end_blocking();
-}
-
-void rfs_fuse_wait_begin(void)
-{
-	rfs_workpool_begin_blocking();
-}
-
-void rfs_fuse_wait_end(void)
-{
-	rfs_workpool_end_blocking();
+	rfs_fuse_wait_end();
 }
 
 int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
@@ -99,12 +103,23 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 		.name = m->pool,
 	};
 	struct rfs_workpool *p;
+	if (m->uring) {
+		int uret = rfs_fuse_uring_prepare(m, true, threads);
+		if (uret)
+			rfs_log(RFS_LOG_WARN, "%s: io_uring not offered (%s): requests go through /dev/fuse",
+				m->pool, strerror(-uret));
+		/* /dev/fuse then carries INIT and what comes before every
+		 * queue has its entry, FORGET and INTERRUPT: two suffice. */
+		else if (cfg.standing > 2)
+			cfg.standing = 2;
+	}
 	rfs_fs_set_wait_hooks(m->fs, fs_wait_begin, fs_wait_end, NULL);
 	int ret = rfs_workpool_start(&cfg, &p);
 	if (ret) {
 		rfs_log(RFS_LOG_ERR, "%s: cannot start the FUSE worker threads: %s", m->pool,
 			strerror(-ret));
 		rfs_fs_set_wait_hooks(m->fs, NULL, NULL, NULL);
+		rfs_fuse_uring_stop();
 		return ret;
 	}
 	ret = rfs_workpool_wait(p);
@@ -112,6 +127,9 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 	 * (up to its timeout) or a RFS_IOC_CHANGES_WAIT (up to the
 	 * caller's) would hold the exit, the final commit with it. */
 	rfs_fs_release_waits(m->fs);
+	/* The ring threads end first (they too serve on while a request of
+	 * theirs waits for others: uring.c). */
+	rfs_fuse_uring_stop();
 	/* The workers go on serving while a request waits for others (a
 	 * notify_inval_inode for the WRITEs of dirty pages): stopped at
 	 * once, nobody read those WRITEs and the notify never returned. */

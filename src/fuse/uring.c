@@ -1,0 +1,517 @@
+/*
+ * FUSE over io_uring (Linux 6.14+, protocol 7.42) on libfuse 3.14.
+ *
+ * With /dev/fuse, each request costs the daemon a read(2) and a
+ * writev(2), and the kernel wakes whichever worker sleeps in read.  Over
+ * io_uring each ring entry is a pair of buffers the kernel fills with a
+ * request; the daemon answers in the same buffers and one io_uring_enter
+ * both commits the answer and waits for the next request
+ * (FUSE_IO_URING_CMD_COMMIT_AND_FETCH).  Requests are queued per CPU
+ * (the queue of the CPU the caller runs on), so each ring thread is
+ * pinned to its queue's CPU and the answer is computed where the caller
+ * waits.  The kernel only uses the rings once every queue has an entry,
+ * and keeps sending FORGET and INTERRUPT, and taking notifications,
+ * through /dev/fuse: the /dev/fuse workers (workers.c) keep running.
+ *
+ * libfuse 3.14 knows nothing of this.  Each ring thread owns one entry
+ * and one io_uring.  It rebuilds the request the way read(2) would have
+ * given it (fuse_in_header, the opcode's argument, the rest) in place
+ * in its buffer and hands it to fuse_session_process_buf; libfuse's
+ * reply comes back through the session's custom writev (tmpfile.c),
+ * which gives it to rfs_fuse_uring_reply: the reply is copied into the
+ * entry, and the thread commits it.
+ *
+ * An entry cannot be taken back from the kernel while the connection
+ * lives, so ring threads never end before the mount does.  A request
+ * that waits for something outside the daemon (workers.c's wait hooks)
+ * holds its entry; when that leaves its queue no free entry, a new ring
+ * thread with a new entry is started for that queue (at most
+ * RFS_FUSE_URING_ENTRIES_MAX in all), as the /dev/fuse pool starts a
+ * temporary worker.
+ *
+ * Enabled by -o uring (and by default) when the kernel allows it:
+ * /sys/module/fuse/parameters/enable_uring is Y (docs/ARCHITECTURE.md,
+ * "FUSE over io_uring").
+ */
+#include "fuse/rfs_fuse.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "reflinkfs/log.h"
+
+/* The protocol 7.42 parts <linux/fuse.h> of Debian 12 (7.38) lacks. */
+#ifndef FUSE_OVER_IO_URING
+#define FUSE_OVER_IO_URING (1ULL << 41)
+#endif
+#define UR_IN_OUT_SZ 128
+#define UR_OP_IN_SZ 128
+#define UR_CMD_REGISTER 1u
+#define UR_CMD_COMMIT_AND_FETCH 2u
+
+struct ur_ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id; /* the request's unique, echoed on commit */
+	uint32_t payload_sz;
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct ur_req_header {
+	char in_out[UR_IN_OUT_SZ]; /* fuse_in_header, then fuse_out_header */
+	char op_in[UR_OP_IN_SZ];   /* the opcode's first argument */
+	struct ur_ent_in_out ent;
+};
+
+/* In the 80-byte command area of a 128-byte SQE. */
+struct ur_cmd_req {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;
+	uint8_t padding[6];
+};
+
+_Static_assert(sizeof(struct ur_req_header) == 288, "fuse_uring_req_header is 288 bytes");
+_Static_assert(sizeof(struct ur_cmd_req) <= 80, "the SQE128 command area holds 80 bytes");
+
+/* Payload buffer per entry: the kernel wants at least its largest
+ * request or reply (max_write, max_pages: 1 MiB here, ops.c op_init). */
+#define UR_PAYLOAD ((size_t)(1u << 20) + 4096)
+#define UR_STOP_TAG 1u /* user_data of the stop eventfd's poll */
+
+struct ur_ent {
+	unsigned qid;
+	pthread_t th;
+	struct io_uring ring;
+	char *mem; /* header, then the payload right after it */
+	struct ur_req_header *hdr;
+	char *payload;
+	struct iovec iov[2];
+	uint64_t unique;      /* request in hand, 0 none; owner thread only */
+	_Atomic bool replied; /* its reply is in the buffers */
+	bool blocked;         /* counted in g.blocked[qid]; g.lock */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a reply from another thread, a thread's start */
+	struct rfs_mount *m;
+	unsigned nq;        /* queues: CPUs the kernel may run callers on */
+	unsigned per_queue; /* standing entries per queue */
+	int stop_fd;        /* eventfd: written once to end every thread */
+	bool wanted;        /* -o uring and the kernel allows it */
+	_Atomic bool negotiated;
+	_Atomic uint64_t init_unique;
+	/* The rest under lock. */
+	struct ur_ent *ents[RFS_FUSE_URING_ENTRIES_MAX];
+	unsigned nents;
+	unsigned *entries; /* per queue */
+	unsigned *blocked; /* per queue: entries whose request waits */
+	bool started, stopping;
+	unsigned failed;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .stop_fd = -1};
+
+/* The entry whose request this thread serves, NULL on other threads. */
+static _Thread_local struct ur_ent *t_ent;
+
+bool rfs_fuse_uring_kernel_allows(void)
+{
+	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "r");
+	if (!f)
+		return false;
+	int c = fgetc(f);
+	fclose(f);
+	return c == 'Y' || c == 'y' || c == '1';
+}
+
+static void sqe_cmd(struct io_uring_sqe *sqe, struct ur_ent *e, uint32_t op, uint64_t commit)
+{
+	memset(sqe, 0, 2 * sizeof(*sqe)); /* SQE128: the command area too */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = fuse_session_fd(g.m->se);
+	sqe->cmd_op = op;
+	io_uring_sqe_set_data(sqe, e);
+	if (op == UR_CMD_REGISTER) {
+		sqe->addr = (uint64_t)(uintptr_t)e->iov;
+		sqe->len = 2;
+	}
+	struct ur_cmd_req *r = (struct ur_cmd_req *)sqe->cmd;
+	r->qid = (uint16_t)e->qid;
+	r->commit_id = commit;
+}
+
+/* Queue the entry's next command: its registration, or the commit of
+ * the reply in its buffers and the fetch of the next request.  There is
+ * always a free SQE: one command per ring is in flight at most. */
+static int queue_cmd(struct ur_ent *e, uint32_t op, uint64_t commit)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+	if (!sqe)
+		return -EBUSY;
+	sqe_cmd(sqe, e, op, commit);
+	return 0;
+}
+
+/* Serve the request the kernel put in e's buffers. */
+static void serve(struct ur_ent *e)
+{
+	struct fuse_in_header in;
+	memcpy(&in, e->hdr->in_out, sizeof(in));
+	uint32_t psz = e->hdr->ent.payload_sz;
+	/* The first argument went to op_in, the rest to the payload; in.len
+	 * counts all of it, as read(2) would have returned it. */
+	size_t arg0 = (size_t)in.len - sizeof(in) - psz;
+	e->unique = in.unique;
+	atomic_store_explicit(&e->replied, false, memory_order_relaxed);
+	if (in.len < sizeof(in) + psz || arg0 > UR_OP_IN_SZ || psz > UR_PAYLOAD) {
+		rfs_log(RFS_LOG_ERR, "%s: io_uring request %llu (opcode %u) has sizes that do not add up (len %u, payload %u): answered EIO",
+			g.m->pool, (unsigned long long)in.unique, in.opcode, in.len, psz);
+		struct fuse_out_header out = {.len = sizeof(out), .error = -EIO, .unique = in.unique};
+		struct iovec iov = {&out, sizeof(out)};
+		rfs_fuse_uring_reply(&iov, 1);
+		return;
+	}
+	/* Rebuild [header][arg0][payload] in place, right before the
+	 * payload (the header area ends there): no copy of the payload. */
+	char *start = e->payload - arg0 - sizeof(in);
+	memmove(e->payload - arg0, e->hdr->op_in, arg0);
+	memcpy(start, &in, sizeof(in));
+	t_ent = e;
+	rfs_fuse_request_in(g.m, start, in.len);
+	t_ent = NULL;
+	if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET)
+		return; /* no reply (the kernel sends these through /dev/fuse) */
+	if (!atomic_load_explicit(&e->replied, memory_order_acquire)) {
+		/* answered later by another thread */
+		pthread_mutex_lock(&g.lock);
+		while (!atomic_load_explicit(&e->replied, memory_order_acquire))
+			pthread_cond_wait(&g.cond, &g.lock);
+		pthread_mutex_unlock(&g.lock);
+	}
+}
+
+ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count)
+{
+	if (count < 1 || iov[0].iov_len < sizeof(struct fuse_out_header))
+		return -1;
+	const struct fuse_out_header *out = iov[0].iov_base;
+	if (!out->unique)
+		return -1; /* a notification: /dev/fuse */
+	struct ur_ent *e = t_ent;
+	bool other = !(e && e->unique == out->unique);
+	if (other) {
+		if (!atomic_load_explicit(&g.negotiated, memory_order_relaxed))
+			return -1;
+		pthread_mutex_lock(&g.lock);
+		e = NULL;
+		for (unsigned i = 0; i < g.nents && !e; i++)
+			if (g.ents[i]->unique == out->unique &&
+			    !atomic_load_explicit(&g.ents[i]->replied, memory_order_relaxed))
+				e = g.ents[i];
+		if (!e) {
+			pthread_mutex_unlock(&g.lock);
+			return -1; /* read from /dev/fuse: answered there */
+		}
+	}
+	size_t len = 0;
+	int error = out->error;
+	for (int i = 1; i < count; i++)
+		len += iov[i].iov_len;
+	if (len > UR_PAYLOAD) {
+		rfs_log(RFS_LOG_ERR, "%s: reply to request %llu is %zu bytes, more than the io_uring buffer: answered EIO",
+			g.m->pool, (unsigned long long)out->unique, len);
+		error = -EIO;
+		len = 0;
+	} else {
+		size_t at = 0;
+		for (int i = 1; i < count; i++) {
+			memmove(e->payload + at, iov[i].iov_base, iov[i].iov_len);
+			at += iov[i].iov_len;
+		}
+	}
+	struct fuse_out_header o = {
+		.len = (uint32_t)(sizeof(o) + len), .error = error, .unique = out->unique};
+	memcpy(e->hdr->in_out, &o, sizeof(o));
+	e->hdr->ent.payload_sz = (uint32_t)len;
+	atomic_store_explicit(&e->replied, true, memory_order_release);
+	if (other) {
+		pthread_cond_broadcast(&g.cond);
+		pthread_mutex_unlock(&g.lock);
+	}
+	return (ssize_t)(sizeof(o) + len);
+}
+
+static void pin(unsigned cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	/* Best effort: a caller's CPU outside our affinity mask only loses
+	 * the locality, not the request. */
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void ent_free(struct ur_ent *e)
+{
+	if (e->ring.ring_fd > 0)
+		io_uring_queue_exit(&e->ring);
+	free(e->mem);
+	free(e);
+}
+
+static void *ring_main(void *arg)
+{
+	struct ur_ent *e = arg;
+	pin(e->qid);
+	bool stop = false, registered = false;
+	int err = 0;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+	io_uring_prep_poll_add(sqe, g.stop_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, UR_STOP_TAG);
+	queue_cmd(e, UR_CMD_REGISTER, 0);
+	while (!stop) {
+		int r = io_uring_submit_and_wait(&e->ring, 1);
+		if (r < 0 && r != -EINTR) {
+			err = r;
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		bool have = false;
+		io_uring_for_each_cqe(&e->ring, head, cqe) {
+			n++;
+			if (cqe->user_data == UR_STOP_TAG) {
+				stop = true;
+			} else if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
+				/* not taken: ask again (EAGAIN at registration:
+				 * the INIT reply is still being processed) */
+				if (cqe->res == -EAGAIN)
+					usleep(1000);
+				queue_cmd(e, registered ? UR_CMD_COMMIT_AND_FETCH : UR_CMD_REGISTER,
+					  registered ? e->unique : 0);
+			} else if (cqe->res < 0) {
+				err = cqe->res; /* ENOTCONN: unmounted */
+				stop = true;
+			} else {
+				registered = true;
+				have = true;
+			}
+		}
+		io_uring_cq_advance(&e->ring, n);
+		if (!registered && !stop && err == 0)
+			continue;
+		if (have) {
+			serve(e);
+			queue_cmd(e, UR_CMD_COMMIT_AND_FETCH, e->unique);
+			if (stop) /* hand the reply over; take nothing more */
+				io_uring_submit(&e->ring);
+		}
+	}
+	if (err && err != -ENOTCONN && err != -ECONNABORTED) {
+		pthread_mutex_lock(&g.lock);
+		bool quiet = g.stopping;
+		pthread_mutex_unlock(&g.lock);
+		if (!quiet)
+			rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: %s; this thread stops taking requests",
+				g.m->pool, e->qid, strerror(-err));
+	}
+	return NULL;
+}
+
+/* Start one ring thread with its entry on queue qid.  Under g.lock. */
+static int ent_start(unsigned qid)
+{
+	if (g.nents >= RFS_FUSE_URING_ENTRIES_MAX)
+		return -EMFILE;
+	struct ur_ent *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->qid = qid;
+	e->ring.ring_fd = -1;
+	size_t hsz = sizeof(struct ur_req_header);
+	/* Page-aligned: the kernel pins these pages. */
+	if (posix_memalign((void **)&e->mem, 4096, hsz + UR_PAYLOAD)) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->hdr = (struct ur_req_header *)e->mem;
+	e->payload = e->mem + hsz;
+	e->iov[0] = (struct iovec){e->hdr, hsz};
+	e->iov[1] = (struct iovec){e->payload, UR_PAYLOAD};
+	struct io_uring_params p = {.flags = IORING_SETUP_SQE128};
+	int ret = io_uring_queue_init_params(4, &e->ring, &p);
+	if (ret) {
+		e->ring.ring_fd = -1;
+		ent_free(e);
+		return ret;
+	}
+	ret = -pthread_create(&e->th, NULL, ring_main, e);
+	if (ret) {
+		ent_free(e);
+		return ret;
+	}
+	g.ents[g.nents++] = e;
+	g.entries[qid]++;
+	return 0;
+}
+
+int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads)
+{
+	g.m = m;
+	g.wanted = want;
+	if (!want)
+		return 0;
+	int nq = get_nprocs_conf();
+	g.nq = nq > 0 ? (unsigned)nq : 1;
+	g.per_queue = (threads + g.nq - 1) / g.nq;
+	if (g.per_queue < 1)
+		g.per_queue = 1;
+	g.entries = calloc(g.nq, sizeof(*g.entries));
+	g.blocked = calloc(g.nq, sizeof(*g.blocked));
+	g.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (!g.entries || !g.blocked || g.stop_fd < 0) {
+		free(g.entries);
+		free(g.blocked);
+		g.entries = g.blocked = NULL;
+		if (g.stop_fd >= 0)
+			close(g.stop_fd);
+		g.stop_fd = -1;
+		g.wanted = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void rfs_fuse_uring_note_init(const void *buf, size_t n)
+{
+	const struct fuse_in_header *in = buf;
+	if (!g.wanted || in->opcode != FUSE_INIT ||
+	    n < sizeof(*in) + offsetof(struct fuse_init_in, flags2) + sizeof(uint32_t))
+		return;
+	const struct fuse_init_in *a = (const void *)(in + 1);
+	uint64_t flags = a->flags;
+	if (flags & FUSE_INIT_EXT)
+		flags |= (uint64_t)a->flags2 << 32;
+	if (flags & FUSE_OVER_IO_URING)
+		atomic_store(&g.init_unique, in->unique);
+}
+
+bool rfs_fuse_uring_init_reply(struct iovec *iov, int count)
+{
+	if (count < 2 || iov[0].iov_len < sizeof(struct fuse_out_header))
+		return false;
+	const struct fuse_out_header *out = iov[0].iov_base;
+	uint64_t want = atomic_load(&g.init_unique);
+	if (!want || out->unique != want || out->error ||
+	    iov[1].iov_len < offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t))
+		return false;
+	atomic_store(&g.init_unique, 0);
+	struct fuse_init_out *o = iov[1].iov_base; /* libfuse's, about to be written */
+	o->flags |= FUSE_INIT_EXT;
+	o->flags2 |= (uint32_t)(FUSE_OVER_IO_URING >> 32);
+	return true;
+}
+
+void rfs_fuse_uring_init_done(void)
+{
+	pthread_mutex_lock(&g.lock);
+	if (g.started || g.stopping) {
+		pthread_mutex_unlock(&g.lock);
+		return;
+	}
+	g.started = true;
+	atomic_store(&g.negotiated, true);
+	int ret = 0;
+	for (unsigned i = 0; i < g.per_queue && !ret; i++)
+		for (unsigned q = 0; q < g.nq && !ret; q++)
+			ret = ent_start(q);
+	unsigned n = g.nents;
+	pthread_mutex_unlock(&g.lock);
+	if (ret)
+		rfs_log(RFS_LOG_WARN, "%s: io_uring: started %u of %u ring threads (%s); the others' requests go through /dev/fuse",
+			g.m->pool, n, g.per_queue * g.nq, strerror(-ret));
+	else
+		rfs_log(RFS_LOG_INFO, "%s: FUSE over io_uring: %u queues, %u ring threads each",
+			g.m->pool, g.nq, g.per_queue);
+}
+
+bool rfs_fuse_uring_active(void)
+{
+	return atomic_load(&g.negotiated);
+}
+
+bool rfs_fuse_uring_begin_blocking(void)
+{
+	struct ur_ent *e = t_ent;
+	if (!e)
+		return false;
+	pthread_mutex_lock(&g.lock);
+	if (!e->blocked) {
+		e->blocked = true;
+		g.blocked[e->qid]++;
+		/* Keep a free entry on this queue: the callers its held
+		 * request waits for may run on this CPU. */
+		if (g.entries[e->qid] <= g.blocked[e->qid] && !g.stopping) {
+			int ret = ent_start(e->qid);
+			if (ret)
+				rfs_log(RFS_LOG_WARN, "%s: io_uring queue %u: every entry waits and no new one could start (%s): requests from CPU %u wait",
+					g.m->pool, e->qid, strerror(-ret), e->qid);
+		}
+	}
+	pthread_mutex_unlock(&g.lock);
+	return true;
+}
+
+bool rfs_fuse_uring_end_blocking(void)
+{
+	struct ur_ent *e = t_ent;
+	if (!e)
+		return false;
+	pthread_mutex_lock(&g.lock);
+	if (e->blocked) {
+		e->blocked = false;
+		g.blocked[e->qid]--;
+	}
+	pthread_mutex_unlock(&g.lock);
+	return true;
+}
+
+void rfs_fuse_uring_stop(void)
+{
+	if (!g.wanted)
+		return;
+	pthread_mutex_lock(&g.lock);
+	g.stopping = true;
+	unsigned n = g.nents;
+	pthread_mutex_unlock(&g.lock);
+	uint64_t one = 1;
+	if (write(g.stop_fd, &one, sizeof(one)) != sizeof(one))
+		rfs_log(RFS_LOG_WARN, "%s: io_uring: cannot wake the ring threads to stop (%s)",
+			g.m->pool, strerror(errno));
+	/* ents[] only grows, and no longer once stopping is set. */
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(g.ents[i]->th, NULL);
+		ent_free(g.ents[i]);
+		g.ents[i] = NULL;
+	}
+	pthread_mutex_lock(&g.lock);
+	g.nents = 0;
+	g.started = false;
+	atomic_store(&g.negotiated, false);
+	pthread_mutex_unlock(&g.lock);
+	free(g.entries);
+	free(g.blocked);
+	g.entries = g.blocked = NULL;
+	close(g.stop_fd);
+	g.stop_fd = -1;
+	g.wanted = false;
+}
