@@ -271,7 +271,8 @@ static void ent_free(struct ur_ent *e)
 static void *ring_main(void *arg)
 {
 	struct ur_ent *e = arg;
-	pin(e->qid);
+	if (!getenv("RFS_URING_NOPIN"))
+		pin(e->qid);
 	bool stop = false, registered = false;
 	int err = 0;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
