@@ -271,6 +271,9 @@ static void ent_free(struct ur_ent *e)
 static void *ring_main(void *arg)
 {
 	struct ur_ent *e = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "rfs-ring%u", e->qid);
+	pthread_setname_np(pthread_self(), name);
 	if (!getenv("RFS_URING_NOPIN"))
 		pin(e->qid);
 	bool stop = false, registered = false;
