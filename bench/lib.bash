@@ -279,10 +279,34 @@ bench_cleanup() {
 	if [ -n "${work:-}" ]; then
 		if [ "${keep:-0}" = 1 ]; then log "kept $work"; else rm -rf --one-file-system "$work"; fi
 	fi
+	[ -n "${uring_old:-}" ] && echo "$uring_old" >"$uring_param"
 	exit "$rc"
 }
 bench_traps() {
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+	bench_uring
+}
+
+# FUSE over io_uring (src/fuse/uring.c): reflinkfs uses it when the
+# kernel's enable_uring is Y.  The benchmarks turn it on for their run
+# (and back off at exit) unless RFS_BENCH_URING=0, so that they measure
+# what a mount gets on such a kernel; RFS_MOUNT_OPTS=nouring measures
+# the /dev/fuse transport of the same binary.  Other FUSE daemons
+# (passthrough_hp of libfuse 3.14) do not use it either way.
+uring_param=/sys/module/fuse/parameters/enable_uring
+bench_uring() {
+	uring_old=
+	if [ "${RFS_BENCH_URING:-1}" = 0 ] || [ ! -w "$uring_param" ]; then
+		log "FUSE transport: /dev/fuse (io_uring: ${RFS_BENCH_URING:+RFS_BENCH_URING=0}${RFS_BENCH_URING:-not in this kernel})"
+		return 0
+	fi
+	local cur
+	cur=$(cat "$uring_param")
+	if [ "$cur" != Y ]; then
+		uring_old=$cur
+		echo Y >"$uring_param"
+	fi
+	log "FUSE transport: io_uring where the daemon supports it ($uring_param Y for this run; RFS_BENCH_URING=0 for /dev/fuse)"
 }

@@ -274,8 +274,7 @@ static void *ring_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "rfs-ring%u", e->qid);
 	pthread_setname_np(pthread_self(), name);
-	if (!getenv("RFS_URING_NOPIN"))
-		pin(e->qid);
+	pin(e->qid);
 	bool stop = false, registered = false;
 	int err = 0;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
