@@ -83,6 +83,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Requests are read with read(2) through the hook that answers
 	 * FUSE_TMPFILE (tmpfile.c), never spliced past it. */
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+	/* Replies go through the same hook (a request that came through an
+	 * io_uring ring is answered in its ring entry: uring.c), never
+	 * spliced to /dev/fuse past it. */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	/* Only this mount changes the data, and every change that bypasses
 	 * the kernel's page cache (clone ioctl) invalidates explicitly, so
 	 * the kernel must not drop a file's cached pages whenever it sees a

@@ -12,6 +12,8 @@
  * waits.  The kernel only uses the rings once every queue has an entry,
  * and keeps sending FORGET and INTERRUPT, and taking notifications,
  * through /dev/fuse: the /dev/fuse workers (workers.c) keep running.
+ * libfuse must never splice a reply past the session's writev hook:
+ * op_init leaves FUSE_CAP_SPLICE_WRITE off.
  *
  * libfuse 3.14 knows nothing of this.  Each ring thread owns one entry
  * and one io_uring.  It rebuilds the request the way read(2) would have
@@ -96,7 +98,9 @@ struct ur_ent {
 	struct ur_req_header *hdr;
 	char *payload;
 	struct iovec iov[2];
-	uint64_t unique;      /* request in hand, 0 none; owner thread only */
+	/* The request in hand, 0 none: written by the owner thread, read by
+	 * rfs_fuse_uring_reply on others (under g.lock). */
+	_Atomic uint64_t unique;
 	_Atomic bool replied; /* its reply is in the buffers */
 	bool blocked;         /* counted in g.blocked[qid]; g.lock */
 };

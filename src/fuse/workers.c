@@ -105,13 +105,12 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 	struct rfs_workpool *p;
 	if (m->uring) {
 		int uret = rfs_fuse_uring_prepare(m, true, threads);
+		/* The /dev/fuse workers stay as many: they carry INIT, FORGET
+		 * and INTERRUPT, and everything if the kernel refuses the
+		 * rings; idle in read(2), they cost their buffers only. */
 		if (uret)
 			rfs_log(RFS_LOG_WARN, "%s: io_uring not offered (%s): requests go through /dev/fuse",
 				m->pool, strerror(-uret));
-		/* /dev/fuse then carries INIT and what comes before every
-		 * queue has its entry, FORGET and INTERRUPT: two suffice. */
-		else if (cfg.standing > 2)
-			cfg.standing = 2;
 	}
 	rfs_fs_set_wait_hooks(m->fs, fs_wait_begin, fs_wait_end, NULL);
 	int ret = rfs_workpool_start(&cfg, &p);
