@@ -46,7 +46,9 @@ rest_threads() { # POOL [MOUNT ARGS]: the daemon's threads at rest
 	local pool=$1 d=$SCRATCH/m3 p n
 	shift
 	mkdir -p "$d"
-	"$RFS_BIN" mount -f "$@" "$pool" "$d" 2>>"$SCRATCH/daemon.log" &
+	# -o nouring: the rule is for the /dev/fuse workers (with io_uring
+	# as many ring threads come on top: test_uring.sh).
+	"$RFS_BIN" mount -f -o nouring "$@" "$pool" "$d" 2>>"$SCRATCH/daemon.log" &
 	p=$!
 	for _ in $(seq 100); do mountpoint -q "$d" && break; sleep 0.05; done
 	stat "$d" >/dev/null
