@@ -200,6 +200,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 	 * may stay cached for good: warm metadata then costs no request. */
 	m.timeout = RFS_FUSE_CACHE_SECS;
 	m.pool = o->pool;
+	m.mountpoint = o->mountpoint;
 	pthread_mutex_init(&m.state_lock, NULL);
 
 	fsname = opt_escape(o->pool);

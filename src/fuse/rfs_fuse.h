@@ -72,6 +72,7 @@ struct rfs_mount {
 	struct rfs_watch_server *watch_srv;
 	/* Serve requests over io_uring when the kernel agrees (uring.c). */
 	bool uring;
+	const char *mountpoint; /* as given to mount */
 };
 
 /* The entry and attribute timeout of the mount (one day: libfuse and

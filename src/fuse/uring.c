@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/xattr.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -102,6 +103,7 @@ struct ur_ent {
 	 * rfs_fuse_uring_reply on others (under g.lock). */
 	_Atomic uint64_t unique;
 	_Atomic bool replied; /* its reply is in the buffers */
+	bool registered;      /* the kernel has the entry; g.lock */
 	bool blocked;         /* counted in g.blocked[qid]; g.lock */
 };
 
@@ -285,6 +287,14 @@ static void *ring_main(void *arg)
 	io_uring_prep_poll_add(sqe, g.stop_fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, UR_STOP_TAG);
 	queue_cmd(e, UR_CMD_REGISTER, 0);
+	/* The kernel registers the entry as the SQE is submitted. */
+	int sr = io_uring_submit(&e->ring);
+	pthread_mutex_lock(&g.lock);
+	e->registered = true;
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+	if (sr < 0)
+		err = sr, stop = true;
 	while (!stop) {
 		int r = io_uring_submit_and_wait(&e->ring, 1);
 		if (r < 0 && r != -EINTR) {
@@ -461,6 +471,7 @@ bool rfs_fuse_uring_begin_blocking(void)
 	struct ur_ent *e = t_ent;
 	if (!e)
 		return false;
+	bool kick = false;
 	pthread_mutex_lock(&g.lock);
 	if (!e->blocked) {
 		e->blocked = true;
@@ -469,12 +480,27 @@ bool rfs_fuse_uring_begin_blocking(void)
 		 * request waits for may run on this CPU. */
 		if (g.entries[e->qid] <= g.blocked[e->qid] && !g.stopping) {
 			int ret = ent_start(e->qid);
-			if (ret)
+			if (ret) {
 				rfs_log(RFS_LOG_WARN, "%s: io_uring queue %u: every entry waits and no new one could start (%s): requests from CPU %u wait",
 					g.m->pool, e->qid, strerror(-ret), e->qid);
+			} else {
+				struct ur_ent *n = g.ents[g.nents - 1];
+				while (!n->registered)
+					pthread_cond_wait(&g.cond, &g.lock);
+				kick = true;
+			}
 		}
 	}
 	pthread_mutex_unlock(&g.lock);
+	/* A new entry takes the requests that come after it, not those the
+	 * queue took while it had no free entry: only a commit fetches
+	 * them (fs/fuse/dev_uring.c).  Those may be the very requests the
+	 * held one waits for (the WRITEs of a clone's dirty pages), so one
+	 * more request, from this CPU, goes to the new entry, whose commit
+	 * then fetches the rest.  Any request will do: the answer does not
+	 * matter. */
+	if (kick && g.m->mountpoint)
+		(void)getxattr(g.m->mountpoint, "user.reflinkfs.uring-kick", NULL, 0);
 	return true;
 }
 

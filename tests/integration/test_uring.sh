@@ -6,7 +6,8 @@
 # replies libfuse cannot give (O_TMPFILE) go through the ring too, a
 # request a blocking watch holds gets a new ring entry in its place so
 # the other requests of its CPU are still served, and umount, SIGTERM and
-# -o nouring behave.  Without enable_uring, -o uring says what to do and
+# -o nouring behave (and test_workers_inval.sh passes over the rings).
+# Without enable_uring, -o uring says what to do and
 # mounts over /dev/fuse.  The kernel parameter is put back as it was.
 source "$(dirname "$0")/lib.bash"
 P=/sys/module/fuse/parameters/enable_uring
@@ -112,6 +113,12 @@ rfs_mount
 check "-o nouring: no ring threads" test -z "$(ring_tids)"
 check "-o nouring: the data is there" test "$(cat "$MNT/after_term")" = data
 check "unmount" rfs_umount
+
+# Clones onto files with dirty pages (-o threads=2,writeback): each
+# waits for WRITEs that reach the rings while its entry is held; those
+# that came while the queue had no free entry must still be fetched.
+check "test_workers_inval.sh passes over io_uring" \
+	env RFS_TEST_DIR="$SCRATCH" bash "$(dirname "$0")/test_workers_inval.sh"
 
 echo N >"$P"
 : >"$SCRATCH/daemon.log"

@@ -10,7 +10,9 @@
 # answered nothing.  No timing threshold: the liveness checks wait up to
 # 20 s (a stalled mount would stall them for the 600 s watch timeout).
 source "$(dirname "$0")/lib.bash"
-rfs_setup 512M -o threads=2
+# -o nouring: these are the /dev/fuse workers (a held request over
+# io_uring: test_uring.sh).
+rfs_setup 512M -o threads=2,nouring
 R=$RFS_BIN
 WRITERS=()
 
