@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -513,6 +514,7 @@ bool rfs_fuse_uring_end_blocking(void)
 	if (e->blocked) {
 		e->blocked = false;
 		g.blocked[e->qid]--;
+		pthread_cond_broadcast(&g.cond); /* rfs_fuse_uring_stop */
 	}
 	pthread_mutex_unlock(&g.lock);
 	return true;
@@ -523,6 +525,28 @@ void rfs_fuse_uring_stop(void)
 	if (!g.wanted)
 		return;
 	pthread_mutex_lock(&g.lock);
+	/* A request that waits for others (a notify_inval_inode waiting
+	 * for the WRITEs of dirty pages, which come through the rings)
+	 * ends only if the rings go on serving: wait for those first.
+	 * Held watches were released before (rfs_fs_release_waits). */
+	for (int tenths = 0;; tenths++) {
+		unsigned b = 0;
+		for (unsigned q = 0; q < g.nq; q++)
+			b += g.blocked[q];
+		if (!b)
+			break;
+		if (tenths == 100)
+			rfs_log(RFS_LOG_WARN, "%s: io_uring: %u requests still wait for others 10 s after the stop; waiting on",
+				g.m->pool, b);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&g.cond, &g.lock, &ts);
+	}
 	g.stopping = true;
 	unsigned n = g.nents;
 	pthread_mutex_unlock(&g.lock);
