@@ -68,6 +68,29 @@ struct rfs_workpool {
 static _Thread_local struct worker *t_self;
 static _Thread_local unsigned t_depth;
 
+/* Sleep backoff_ms before the next receive, uncancellable; a stop
+ * (destroy broadcasts p->changed) ends it early.  False when stopping.
+ * Not a cancellation point: a cancel that unwound out of the sleep made
+ * ThreadSanitizer lose the cleanup handler's lock and report a race in
+ * worker_done (1 run in 3 of test_workpool). */
+static bool back_off(struct rfs_workpool *p, unsigned backoff_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += backoff_ms / 1000;
+	ts.tv_nsec += (long)(backoff_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping && pthread_cond_timedwait(&p->changed, &p->lock, &ts) == 0)
+		;
+	bool go_on = !p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return go_on;
+}
+
 static void *worker_main(void *arg);
 
 /* Start one worker.  p->lock held.  0 or a negative errno. */
@@ -192,15 +215,13 @@ static void *worker_main(void *arg)
 		int r;
 		pthread_cleanup_push(cancelled_in_receive, w);
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		if (backoff_ms) {
-			struct timespec ts = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000};
-			nanosleep(&ts, NULL);
-		}
 		r = p->cfg.receive(p->cfg.arg, w->slot);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		pthread_cleanup_pop(0);
 		if (r == -ENOMEM) {
 			backoff_ms = no_memory(p, backoff_ms);
+			if (!back_off(p, backoff_ms))
+				break; /* stopping: it has nothing to serve */
 			continue;
 		}
 		if (r > 0 && backoff_ms) {
@@ -303,6 +324,7 @@ static void destroy(struct rfs_workpool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
+	pthread_cond_broadcast(&p->changed); /* workers backing off */
 	for (;;) {
 		/* Once no worker waits for somebody else, those in receive
 		 * end now; one serving a job ends after it (or, should the
