@@ -272,8 +272,6 @@ void rfs_fuse_uring_init_done(void);
  * its length; -1 when it is for /dev/fuse (notifications, requests read
  * there). */
 ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count);
-/* Whether the rings serve requests (INIT negotiated them). */
-bool rfs_fuse_uring_active(void);
 /* The wait hooks for a ring thread's request (see rfs_fuse_wait_begin):
  * false when the caller is no ring thread. */
 bool rfs_fuse_uring_begin_blocking(void);

@@ -462,11 +462,6 @@ void rfs_fuse_uring_init_done(void)
 			g.m->pool, g.nq, g.per_queue);
 }
 
-bool rfs_fuse_uring_active(void)
-{
-	return atomic_load(&g.negotiated);
-}
-
 bool rfs_fuse_uring_begin_blocking(void)
 {
 	struct ur_ent *e = t_ent;

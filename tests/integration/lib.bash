@@ -195,6 +195,22 @@ held_watch_release() {
 	fi
 }
 
+# fuse_conn_of DIR: the FUSE connection number of the mount on DIR.
+# abort_conn CONN: abort that connection through fusectl, for a hung
+# daemon (a worker waiting in the kernel: no signal ends it).
+fuse_conn_of() {
+	awk -v m="$1" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo
+}
+abort_conn() {
+	local ctl=/sys/fs/fuse/connections mounted=0
+	if [ ! -e "$ctl/$1/abort" ] && mount -t fusectl none "$ctl" 2>/dev/null; then
+		mounted=1
+	fi
+	[ -e "$ctl/$1/abort" ] && echo 1 >"$ctl/$1/abort"
+	[ "$mounted" = 1 ] && umount "$ctl"
+	return 0
+}
+
 rfs_wait_reclaim() {
 	local i
 	for i in $(seq 600); do

@@ -22,16 +22,7 @@ trap 'held_watch_release; rfs_cleanup' EXIT
 
 # The mount's FUSE connection, to abort a hung daemon (its worker waits
 # in the kernel: no signal ends it).
-conn=$(awk -v m="$MNT" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
-abort_conn() {
-	local ctl=/sys/fs/fuse/connections mounted=0
-	if [ ! -e "$ctl/$conn/abort" ] && mount -t fusectl none "$ctl" 2>/dev/null; then
-		mounted=1
-	fi
-	[ -e "$ctl/$conn/abort" ] && echo 1 >"$ctl/$conn/abort"
-	[ "$mounted" = 1 ] && umount "$ctl"
-	return 0
-}
+conn=$(fuse_conn_of "$MNT")
 
 cat >"$SCRATCH/clone_dirty.py" <<'PY'
 import fcntl, os, struct, sys
@@ -75,7 +66,7 @@ if wait_until 60 gone "$DAEMON_PID"; then
 	check "... with status 0" test "$?" = 0
 else
 	check "after a SIGTERM mid-invalidation the daemon exits" false
-	abort_conn
+	abort_conn "$conn"
 	wait "$DAEMON_PID"
 fi
 DAEMON_PID=

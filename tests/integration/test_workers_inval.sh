@@ -45,19 +45,10 @@ cp "$SCRATCH/src" "$MNT/src"
 for i in $(seq 0 7); do echo old >"$MNT/d$i"; done
 # The mount's FUSE connection (its device minor), to abort a hung daemon:
 # its workers would wait in the kernel for good, and no signal ends them.
-conn=$(awk -v m="$MNT" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
-abort_conn() {
-	local ctl=/sys/fs/fuse/connections mounted=0
-	if [ ! -e "$ctl/$conn/abort" ] && mount -t fusectl none "$ctl" 2>/dev/null; then
-		mounted=1
-	fi
-	[ -e "$ctl/$conn/abort" ] && echo 1 >"$ctl/$conn/abort"
-	[ "$mounted" = 1 ] && umount "$ctl"
-	return 0
-}
+conn=$(fuse_conn_of "$MNT")
 if ! timeout -s KILL 20 python3 "$SCRATCH/clone_dirty.py" "$MNT" 8 >"$SCRATCH/clone.out" 2>&1; then
 	cat "$SCRATCH/clone.out"
-	abort_conn
+	abort_conn "$conn"
 	check "eight clones onto files with dirty pages at once all return" false
 	rfs_finish
 	exit 1
