@@ -51,30 +51,15 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "fuse/uring_req.h"
 #include "reflinkfs/log.h"
 
 /* The protocol 7.42 parts <linux/fuse.h> of Debian 12 (7.38) lacks. */
 #ifndef FUSE_OVER_IO_URING
 #define FUSE_OVER_IO_URING (1ULL << 41)
 #endif
-#define UR_IN_OUT_SZ 128
-#define UR_OP_IN_SZ 128
 #define UR_CMD_REGISTER 1u
 #define UR_CMD_COMMIT_AND_FETCH 2u
-
-struct ur_ent_in_out {
-	uint64_t flags;
-	uint64_t commit_id; /* the request's unique, echoed on commit */
-	uint32_t payload_sz;
-	uint32_t padding;
-	uint64_t reserved;
-};
-
-struct ur_req_header {
-	char in_out[UR_IN_OUT_SZ]; /* fuse_in_header, then fuse_out_header */
-	char op_in[UR_OP_IN_SZ];   /* the opcode's first argument */
-	struct ur_ent_in_out ent;
-};
 
 /* In the 80-byte command area of a 128-byte SQE. */
 struct ur_cmd_req {
@@ -84,7 +69,6 @@ struct ur_cmd_req {
 	uint8_t padding[6];
 };
 
-_Static_assert(sizeof(struct ur_req_header) == 288, "fuse_uring_req_header is 288 bytes");
 _Static_assert(sizeof(struct ur_cmd_req) <= 80, "the SQE128 command area holds 80 bytes");
 
 /* Payload buffer per entry: the kernel wants at least its largest
@@ -97,7 +81,7 @@ struct ur_ent {
 	pthread_t th;
 	struct io_uring ring;
 	char *mem; /* header, then the payload right after it */
-	struct ur_req_header *hdr;
+	struct rfs_uring_req_header *hdr;
 	char *payload;
 	struct iovec iov[2];
 	/* The request in hand, 0 none: written by the owner thread, read by
@@ -173,27 +157,20 @@ static void serve(struct ur_ent *e)
 {
 	struct fuse_in_header in;
 	memcpy(&in, e->hdr->in_out, sizeof(in));
-	uint32_t psz = e->hdr->ent.payload_sz;
-	/* The first argument went to op_in, the rest to the payload; in.len
-	 * counts all of it, as read(2) would have returned it. */
-	size_t arg0 = (size_t)in.len - sizeof(in) - psz;
 	e->unique = in.unique;
 	atomic_store_explicit(&e->replied, false, memory_order_relaxed);
-	if (in.len < sizeof(in) + psz || arg0 > UR_OP_IN_SZ || psz > UR_PAYLOAD) {
+	char *start;
+	ssize_t n = rfs_uring_req_rebuild(e->mem, UR_PAYLOAD, &start);
+	if (n < 0) {
 		rfs_log(RFS_LOG_ERR, "%s: io_uring request %llu (opcode %u) has sizes that do not add up (len %u, payload %u): answered EIO",
-			g.m->pool, (unsigned long long)in.unique, in.opcode, in.len, psz);
+			g.m->pool, (unsigned long long)in.unique, in.opcode, in.len, e->hdr->ent.payload_sz);
 		struct fuse_out_header out = {.len = sizeof(out), .error = -EIO, .unique = in.unique};
 		struct iovec iov = {&out, sizeof(out)};
 		rfs_fuse_uring_reply(&iov, 1);
 		return;
 	}
-	/* Rebuild [header][arg0][payload] in place, right before the
-	 * payload (the header area ends there): no copy of the payload. */
-	char *start = e->payload - arg0 - sizeof(in);
-	memmove(e->payload - arg0, e->hdr->op_in, arg0);
-	memcpy(start, &in, sizeof(in));
 	t_ent = e;
-	rfs_fuse_request_in(g.m, start, in.len);
+	rfs_fuse_request_in(g.m, start, (size_t)n);
 	t_ent = NULL;
 	if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET)
 		return; /* no reply (the kernel sends these through /dev/fuse) */
@@ -229,32 +206,21 @@ ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count)
 			return -1; /* read from /dev/fuse: answered there */
 		}
 	}
-	size_t len = 0;
-	int error = out->error;
-	for (int i = 1; i < count; i++)
-		len += iov[i].iov_len;
-	if (len > UR_PAYLOAD) {
+	ssize_t r = rfs_uring_reply_pack(e->mem, UR_PAYLOAD, iov, count);
+	if (r == -EMSGSIZE) {
+		size_t len = 0;
+		for (int i = 1; i < count; i++)
+			len += iov[i].iov_len;
 		rfs_log(RFS_LOG_ERR, "%s: reply to request %llu is %zu bytes, more than the io_uring buffer: answered EIO",
 			g.m->pool, (unsigned long long)out->unique, len);
-		error = -EIO;
-		len = 0;
-	} else {
-		size_t at = 0;
-		for (int i = 1; i < count; i++) {
-			memmove(e->payload + at, iov[i].iov_base, iov[i].iov_len);
-			at += iov[i].iov_len;
-		}
+		r = (ssize_t)sizeof(struct fuse_out_header);
 	}
-	struct fuse_out_header o = {
-		.len = (uint32_t)(sizeof(o) + len), .error = error, .unique = out->unique};
-	memcpy(e->hdr->in_out, &o, sizeof(o));
-	e->hdr->ent.payload_sz = (uint32_t)len;
 	atomic_store_explicit(&e->replied, true, memory_order_release);
 	if (other) {
 		pthread_cond_broadcast(&g.cond);
 		pthread_mutex_unlock(&g.lock);
 	}
-	return (ssize_t)(sizeof(o) + len);
+	return r;
 }
 
 static void pin(unsigned cpu)
@@ -355,13 +321,13 @@ static int ent_start(unsigned qid)
 		return -ENOMEM;
 	e->qid = qid;
 	e->ring.ring_fd = -1;
-	size_t hsz = sizeof(struct ur_req_header);
+	size_t hsz = sizeof(struct rfs_uring_req_header);
 	/* Page-aligned: the kernel pins these pages. */
 	if (posix_memalign((void **)&e->mem, 4096, hsz + UR_PAYLOAD)) {
 		free(e);
 		return -ENOMEM;
 	}
-	e->hdr = (struct ur_req_header *)e->mem;
+	e->hdr = (struct rfs_uring_req_header *)e->mem;
 	e->payload = e->mem + hsz;
 	e->iov[0] = (struct iovec){e->hdr, hsz};
 	e->iov[1] = (struct iovec){e->payload, UR_PAYLOAD};
