@@ -9,7 +9,7 @@
 # overwritten (SIZE/8K extents: 524,288 exclusive ones between as many
 # shared, 1,048,576 in all for 4G), the original deleted.  Then ROUNDS
 # times: `rfsbench reader` (O_DIRECT 4 KiB preads of the file) alone for
-# WINDOW seconds ("no clone": the machine's floor), then the same reader
+# WINDOW seconds ("no clone": the mount's floor), then the same reader
 # during `cp` of the file (a clone: copy_file_range) and the commit that
 # follows it (`reflinkfs sync`), each followed by
 # `rfsbench readwaits` -- what the daemon's READs waited for inside it:
@@ -18,6 +18,11 @@
 # slab / node table), and the write-lock spans per holder.  A reader's
 # outside wait that is long while the daemon's READs were short and
 # waited for no lock was lost to scheduling, not to the filesystem.
+# Each round also runs the same reader for WINDOW seconds on a 64 MiB
+# file on native tmpfs (/dev/shm), with nothing else running: the
+# machine's own floor for a reader's longest wait, which no filesystem
+# can go under.  The reader prints its longest wait, the 99th and 99.9th
+# percentiles and the number of reads that took 1 ms or more.
 set -u
 exec 3>&1 # the report is stdout (help too)
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,7 +38,10 @@ kill_pids=
 # The report on stdout: wall clock time and what was measured.
 log() { printf '%s %s\n' "$(date +%T)" "$*"; }
 mkdir -p "$mnt"
+floordir=$(mktemp -d /dev/shm/rfs-clonewait-floor.XXXXXX)
+trap 'rc=$?; rm -rf "$floordir"; (exit $rc); bench_cleanup' EXIT
 bench_rfsbench || exit 1
+"$rb" fill "$floordir/native.img" 64M 2>/dev/null
 bytes=$(numfmt --from=iec "$size")
 "$bin" mkfs --size "$((bytes * 3 + (2 << 30)))" "$work/pool" >/dev/null || exit 1
 rfs_mount "$work/pool"
@@ -72,7 +80,20 @@ measure() {
 	log "$name ($(((t1 - t0) / 1000000)) ms): reader $(cat "$out")"
 	"$rb" readwaits "$mnt" stop | sed 's/^/    daemon: /'
 }
+# floor NAME: the same reader on native tmpfs for WINDOW seconds.
+floor() {
+	local ready=$work/ready out=$work/reader.out
+	rm -f "$ready"
+	"$rb" reader "$floordir/native.img" "$ready" >"$out" &
+	rpid=$!
+	kill_pids=$rpid
+	for _ in $(seq 500); do [ -e "$ready" ] && break; sleep 0.01; done
+	sleep "$window"
+	kill -USR1 "$rpid"; wait "$rpid"; rpid= kill_pids=
+	log "$1: reader $(cat "$out")"
+}
 for r in $(seq "$rounds"); do
+	floor "round $r, native tmpfs (the machine's floor)"
 	measure "round $r, no clone" sleep "$window"
 	measure "round $r, cp b.img d.img + commit" sh -c "cp '$b' '$d' && '$bin' sync '$mnt'"
 	"$rb" samplecmp "$b" "$d" 200 || log "d.img differs from b.img"
