@@ -251,6 +251,9 @@ bool rfs_fuse_stop_requested(void);
 /* ---- FUSE over io_uring (uring.c) ---- */
 /* Ring entries (threads) at most, standing and started for waits. */
 #define RFS_FUSE_URING_ENTRIES_MAX 256
+/* Standing ring entries at most (each queue gets `threads`, within this,
+ * and one at least): each has a 1 MiB buffer and a thread. */
+#define RFS_FUSE_URING_STANDING_MAX 64
 /* Whether the kernel lets FUSE servers use io_uring
  * (/sys/module/fuse/parameters/enable_uring is Y). */
 bool rfs_fuse_uring_kernel_allows(void);

@@ -7,9 +7,12 @@
  * request; the daemon answers in the same buffers and one io_uring_enter
  * both commits the answer and waits for the next request
  * (FUSE_IO_URING_CMD_COMMIT_AND_FETCH).  Requests are queued per CPU
- * (the queue of the CPU the caller runs on), so each ring thread is
- * pinned to its queue's CPU and the answer is computed where the caller
- * waits.  The kernel only uses the rings once every queue has an entry,
+ * (the queue of the CPU the caller runs on) and no queue takes another's
+ * requests (Linux 6.18), so one busy CPU's requests are served only by
+ * its queue's entries: each queue has as many as the mount has /dev/fuse
+ * workers, and their threads run on any CPU (docs/ARCHITECTURE.md, "FUSE
+ * over io_uring", has the measurements).  The kernel only uses the rings
+ * once every queue has an entry,
  * and keeps sending FORGET and INTERRUPT, and taking notifications,
  * through /dev/fuse: the /dev/fuse workers (workers.c) keep running.
  * libfuse must never splice a reply past the session's writev hook:
@@ -223,15 +226,6 @@ ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count)
 	return r;
 }
 
-static void pin(unsigned cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	/* Best effort: a caller's CPU outside our affinity mask only loses
-	 * the locality, not the request. */
-	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
 
 static void ent_free(struct ur_ent *e)
 {
@@ -247,7 +241,6 @@ static void *ring_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "rfs-ring%u", e->qid);
 	pthread_setname_np(pthread_self(), name);
-	pin(e->qid);
 	bool stop = false, registered = false;
 	int err = 0;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
@@ -356,7 +349,13 @@ int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads)
 		return 0;
 	int nq = get_nprocs_conf();
 	g.nq = nq > 0 ? (unsigned)nq : 1;
-	g.per_queue = (threads + g.nq - 1) / g.nq;
+	/* Every queue as many entries as /dev/fuse would have workers: one
+	 * CPU's callers (one fio job) may bring all the load, and only its
+	 * queue's entries take their requests.  At most
+	 * RFS_FUSE_URING_STANDING_MAX in all, but one per queue at least. */
+	g.per_queue = threads;
+	if (g.per_queue > RFS_FUSE_URING_STANDING_MAX / g.nq)
+		g.per_queue = RFS_FUSE_URING_STANDING_MAX / g.nq;
 	if (g.per_queue < 1)
 		g.per_queue = 1;
 	g.entries = calloc(g.nq, sizeof(*g.entries));
@@ -428,6 +427,23 @@ void rfs_fuse_uring_init_done(void)
 			g.m->pool, g.nq, g.per_queue);
 }
 
+/* Send a request that goes to queue qid, whose answer does not matter:
+ * from CPU qid, where the kernel queues it (the thread moves there for
+ * the call, then back to the CPUs it may run on). */
+static void kick_queue(unsigned qid)
+{
+	cpu_set_t old, set;
+	bool moved = false;
+	if (pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0) {
+		CPU_ZERO(&set);
+		CPU_SET(qid, &set);
+		moved = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+	}
+	(void)getxattr(g.m->mountpoint, "user.reflinkfs.uring-kick", NULL, 0);
+	if (moved)
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+}
+
 bool rfs_fuse_uring_begin_blocking(void)
 {
 	struct ur_ent *e = t_ent;
@@ -439,7 +455,7 @@ bool rfs_fuse_uring_begin_blocking(void)
 		e->blocked = true;
 		g.blocked[e->qid]++;
 		/* Keep a free entry on this queue: the callers its held
-		 * request waits for may run on this CPU. */
+		 * request waits for may run on its CPU. */
 		if (g.entries[e->qid] <= g.blocked[e->qid] && !g.stopping) {
 			int ret = ent_start(e->qid);
 			if (ret) {
@@ -458,11 +474,11 @@ bool rfs_fuse_uring_begin_blocking(void)
 	 * queue took while it had no free entry: only a commit fetches
 	 * them (fs/fuse/dev_uring.c).  Those may be the very requests the
 	 * held one waits for (the WRITEs of a clone's dirty pages), so one
-	 * more request, from this CPU, goes to the new entry, whose commit
+	 * more request, from the queue's CPU, goes to the new entry, whose commit
 	 * then fetches the rest.  Any request will do: the answer does not
 	 * matter. */
 	if (kick && g.m->mountpoint)
-		(void)getxattr(g.m->mountpoint, "user.reflinkfs.uring-kick", NULL, 0);
+		kick_queue(e->qid);
 	return true;
 }
 
