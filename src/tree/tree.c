@@ -672,15 +672,26 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 			ret = -EEXIST;
 			goto out;
 		}
-		const uint8_t *ov = node_val(leaf, idx, &oldlen);
+		uint8_t *ov = node_val(leaf, idx, &oldlen);
 		memcpy(old, ov, oldlen);
 		oldflags = node_flags(leaf, idx);
+		if (oldlen == vlen) {
+			/* Same size (a file's extent moved to new blocks, an
+			 * inode record rewritten): overwrite it where it lies.
+			 * A remove and an insert would leave a hole that makes
+			 * every few replaces compact the whole node. */
+			memcpy(ov, val, vlen);
+			node_slot(leaf, idx)->flags = flags;
+			ret = 0;
+			goto replaced;
+		}
 		node_remove(leaf, idx);
 	} else if (m == RFS_PUT_REPLACE) {
 		ret = -ENOENT;
 		goto out;
 	}
 	ret = insert_at(pool, t, &p, li, idx, key, klen, val, vlen, flags, append && !exact);
+replaced:
 	if (!ret && exact && !keep)
 		ret = tree_value_refs(pool, old, oldlen, oldflags, -1);
 out:

@@ -746,6 +746,68 @@ static void mutate(tu_pool *c, rfs_tree *t, tu_map *m, tu_rng *r, int n)
 	}
 }
 
+/* A replace by a value of the same size overwrites it in its node
+ * (rfs_tree_put): it must still shadow a shared node first, so a clone
+ * keeps its values, and values of other sizes mixed in must keep working. */
+static void test_replace_in_place(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {4242};
+	rfs_tree t1 = {0, RFS_OWNER_USER};
+	tu_map m1 = {0}, m2 = {0};
+	uint8_t k[8], v[RFS_VAL_MAX];
+	const unsigned nkeys = 3000;
+
+	for (unsigned i = 0; i < nkeys; i++) {
+		key64(k, i);
+		tu_fill(&r, v, 24);
+		put_both(c, &t1, &m1, k, sizeof k, v, 24, 0, RFS_PUT_INSERT);
+	}
+	store(c, 1, &t1);
+	commit_clean(c);
+	rfs_tree t2 = {0, 0};
+	OK(rfs_tree_clone(c->pool, &t1, &t2));
+	store(c, 2, &t2);
+	tu_map_copy(&m2, &m1);
+	for (int round = 0; round < 6; round++) {
+		for (int i = 0; i < 2000; i++) {
+			key64(k, tu_below(&r, nkeys));
+			const tu_item *e = tu_map_get(&m2, k, sizeof k);
+			/* mostly the same size, sometimes shorter or longer */
+			uint64_t p = tu_below(&r, 10);
+			size_t vl = p == 0 ? e->vlen / 2 : p == 1 ? e->vlen + 7 : e->vlen;
+			if (vl > 200)
+				vl = 24;
+			tu_fill(&r, v, vl);
+			put_both(c, &t2, &m2, k, sizeof k, v, vl, 0,
+				 p & 1 ? RFS_PUT_REPLACE : RFS_PUT_UPSERT);
+		}
+		store(c, 2, &t2);
+		CHECK_TREE(c->pool, &t2, &m2);
+		CHECK_TREE(c->pool, &t1, &m1);
+		if (round & 1)
+			commit_clean(c);
+	}
+	/* the original's turn: the clone must not see its replaces */
+	for (int i = 0; i < 2000; i++) {
+		key64(k, tu_below(&r, nkeys));
+		tu_fill(&r, v, tu_map_get(&m1, k, sizeof k)->vlen);
+		put_both(c, &t1, &m1, k, sizeof k, v, tu_map_get(&m1, k, sizeof k)->vlen,
+			 0, RFS_PUT_REPLACE);
+	}
+	store(c, 1, &t1);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	commit_clean(c);
+	tu_reopen(c, 0);
+	t1 = load(c, 1);
+	t2 = load(c, 2);
+	CHECK_TREE(c->pool, &t1, &m1);
+	CHECK_TREE(c->pool, &t2, &m2);
+	tu_map_clear(&m1);
+	tu_map_clear(&m2);
+}
+
 static void test_clone_independence(void **state)
 {
 	tu_pool *c = *state;
@@ -1864,6 +1926,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_modes_and_limits, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_cursor, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_clone_independence, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_replace_in_place, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_drop_frees_unshared, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_nested_trees, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_extent_refs, tu_setup_open, tu_teardown),
