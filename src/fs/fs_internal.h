@@ -372,8 +372,14 @@ struct rfs_fs {
 struct rfs_ilevel {
 	rfs_tree parent; /* tree holding the record */
 	size_t klen;
+	/* enc holds the record's bytes as its tree holds them when have_enc
+	 * (a mutable load or a store set it; ip_alloc clears it): ip_store
+	 * puts only the levels whose encoding changed. */
+	bool have_enc;
+	uint16_t enc_len;
 	uint8_t key[RFS_KEY_MAX];
 	struct rfs_irec rec;
+	uint8_t enc[RFS_VAL_MAX];
 };
 
 struct rfs_ipath {

@@ -117,6 +117,26 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	return rec_decode(val, vlen, r);
 }
 
+/* Load level lv's record (lv->key in lv->parent); a mutable load keeps
+ * its bytes for ip_store_items. */
+static int lv_get(rfs_pool *pool, struct rfs_ilevel *lv, bool mut)
+{
+	size_t vlen = sizeof(lv->enc);
+	int ret = mut ? rfs_tree_lookup_mut(pool, &lv->parent, lv->key, lv->klen,
+					    lv->enc, &vlen, NULL)
+		      : rfs_tree_lookup(pool, &lv->parent, lv->key, lv->klen,
+					lv->enc, &vlen, NULL);
+	lv->have_enc = false;
+	if (ret)
+		return ret;
+	ret = rec_decode(lv->enc, vlen, &lv->rec);
+	if (!ret && mut) {
+		lv->enc_len = (uint16_t)vlen;
+		lv->have_enc = true;
+	}
+	return ret;
+}
+
 void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
 {
 	const struct rfs_inode *i = &r->i;
@@ -310,7 +330,7 @@ int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
 	p->lv[0].key[0] = 'T';
 	p->lv[0].klen = 1;
-	ret = rec_get(fs->pool, &p->lv[0].parent, "T", 1, &p->lv[0].rec, mut);
+	ret = lv_get(fs->pool, &p->lv[0], mut);
 	if (ret) {
 		if (mut)
 			ip_unwind(fs, p, 0);
@@ -318,8 +338,7 @@ int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 	}
 	p->lv[1].parent = FS_TREE(p->lv[0].rec.i.subtree, RFS_OWNER_LINKS);
 	p->lv[1].klen = table_key(p->lv[1].key, ino);
-	ret = rec_get(fs->pool, &p->lv[1].parent, p->lv[1].key, p->lv[1].klen,
-		      &p->lv[1].rec, mut);
+	ret = lv_get(fs->pool, &p->lv[1], mut);
 	if (ret) {
 		if (mut)
 			ip_unwind(fs, p, 1);
@@ -388,7 +407,7 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 	p->lv[0].key[0] = 'R';
 	p->lv[0].klen = 1;
 	k = 0;
-	ret = rec_get(fs->pool, &p->lv[0].parent, "R", 1, &p->lv[0].rec, mut);
+	ret = lv_get(fs->pool, &p->lv[0], mut);
 	if (ret)
 		goto out;
 	if (p->lv[0].rec.i.ino != top) {
@@ -408,7 +427,7 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 		memcpy(name, lv->key, lv->klen);
 		lv->klen = dloc_key(&dl, lv->key, (const char *)name, lv->klen);
 		uint64_t want = lv->rec.i.ino;
-		ret = rec_get(fs->pool, &lv->parent, lv->key, lv->klen, &lv->rec, mut);
+		ret = lv_get(fs->pool, lv, mut);
 		if (ret)
 			goto out;
 		if ((lv->rec.i.flags & RFS_INODE_LINKED) || lv->rec.i.ino != want) {
@@ -441,6 +460,23 @@ int ip_store(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 	int ret = ip_store_items(fs, p, links_delta);
 	rfs_pool_items_set(fs->pool, items);
 	return ret;
+}
+
+/* Debug builds check what ip_store_items relies on when it skips a level:
+ * nothing else changed the record in its tree since it was loaded or
+ * stored. */
+static void assert_level_stored(rfs_fs *fs, struct rfs_ilevel *lv)
+{
+#ifdef RFS_DEBUG
+	uint8_t cur[RFS_VAL_MAX];
+	size_t clen = sizeof(cur);
+	int r = rfs_tree_lookup(fs->pool, &lv->parent, lv->key, lv->klen, cur, &clen, NULL);
+	assert(r == 0 && clen == lv->enc_len && !memcmp(cur, lv->enc, clen));
+	(void)r;
+#else
+	(void)fs;
+	(void)lv;
+#endif
 }
 
 static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
@@ -478,10 +514,23 @@ static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		} else if (p->target_tree_valid) {
 			lv->rec.i.subtree = p->target_tree.root;
 		}
-		ret = rec_put(fs, &lv->parent, lv->key, lv->klen, &lv->rec,
-			      RFS_PUT_REPLACE | RFS_KEEP_REFS);
+		/* A level whose bytes did not change (a directory above a
+		 * written file, once its path is shadowed in this transaction)
+		 * is not put again: a put would walk and compare its tree for
+		 * nothing. */
+		uint8_t val[RFS_VAL_MAX];
+		size_t vlen = rec_encode(&lv->rec, val, compact_ok(fs));
+		if (lv->have_enc && vlen == lv->enc_len && !memcmp(val, lv->enc, vlen)) {
+			assert_level_stored(fs, lv);
+			continue;
+		}
+		ret = rfs_tree_put(fs->pool, &lv->parent, lv->key, lv->klen, val, vlen,
+				   rec_item_flags(&lv->rec), RFS_PUT_REPLACE | RFS_KEEP_REFS);
 		if (ret)
 			goto fail;
+		memcpy(lv->enc, val, vlen);
+		lv->enc_len = (uint16_t)vlen;
+		lv->have_enc = true;
 	}
 	struct rfs_vol *v = vol_get(fs, p->vol);
 	if (v && v->dirty) {
