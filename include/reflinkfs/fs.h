@@ -208,6 +208,16 @@ bool rfs_fs_rdonly(const rfs_fs *fs);
 /* Make everything done so far durable (one pool commit). */
 int rfs_fs_sync(rfs_fs *fs);
 
+/* The mount's periodic commit: as rfs_fs_sync, but the space it frees
+ * goes back to the backing filesystem only at the next commit or
+ * rfs_fs_punch_warm, so that the writes after it reuse it in place
+ * (rfs_pool_commit_background). */
+int rfs_fs_commit_background(rfs_fs *fs);
+
+/* Give back the space the last periodic commit freed, as far as it is
+ * still free (rfs_pool_punch_warm); for when there is nothing to commit. */
+void rfs_fs_punch_warm(rfs_fs *fs);
+
 /* ---- background release of deleted files --------------------------------- */
 
 /*

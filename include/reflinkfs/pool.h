@@ -133,6 +133,26 @@ int rfs_pool_commit(rfs_pool *pool);
 int rfs_pool_commit_locked(rfs_pool *pool);
 
 /*
+ * A background commit (the mount's periodic one): as rfs_pool_commit,
+ * but the runs of freed blocks it would punch out of the pool file stay
+ * backed until the next commit or rfs_pool_punch_warm, which punch what
+ * of them is still free then.  Copy-on-write sends the writes after a
+ * commit to the blocks it freed; a punched block costs the backing
+ * filesystem a page allocation (and zeroing) when it is written again.
+ * Takes the write lock.
+ */
+int rfs_pool_commit_background(rfs_pool *pool);
+
+/*
+ * Punch out of the pool file the runs the last background commit left
+ * backed, as far as they are still free (what was allocated since is
+ * skipped).  For the committer when there is nothing to commit, so that
+ * the space of deleted files goes back one interval later.  Takes the
+ * writers' gate; does nothing on a read-only or failed pool.
+ */
+void rfs_pool_punch_warm(rfs_pool *pool);
+
+/*
  * Register fn(arg) (NULL: none) to run at the start of every commit,
  * write lock and gate held, before anything is written: a user that
  * keeps changes in memory stores them there, in the transaction being
@@ -322,6 +342,8 @@ struct rfs_pool_stats {
 	uint64_t block_reads;    /* metadata block reads since open, cache
 				  * hits included (what a walk touched) */
 	uint64_t meta_allocs;    /* metadata block allocations since open */
+	uint64_t warm_blocks;    /* freed by the last background commit, still
+				  * backed (rfs_pool_punch_warm gives them back) */
 };
 void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st);
 

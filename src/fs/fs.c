@@ -909,6 +909,19 @@ int rfs_fs_sync(rfs_fs *fs)
 	return rfs_pool_commit(fs->pool);
 }
 
+int rfs_fs_commit_background(rfs_fs *fs)
+{
+	if (fs->rdonly)
+		return 0;
+	return rfs_pool_commit_background(fs->pool);
+}
+
+void rfs_fs_punch_warm(rfs_fs *fs)
+{
+	if (!fs->rdonly)
+		rfs_pool_punch_warm(fs->pool);
+}
+
 /* ---- attributes ------------------------------------------------------------- */
 
 int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid id, struct stat *st)

@@ -50,11 +50,17 @@ static void *commit_thread(void *arg)
 		struct rfs_pool_stats st;
 		rfs_pool_stats(rfs_fs_pool(c->fs), &st);
 		/* frozen (remounted read-only): committed when it froze */
-		if ((st.dirty_blocks || st.pending_free) && !atomic_load(&c->m->frozen)) {
-			int ret = rfs_fs_sync(c->fs);
+		if (atomic_load(&c->m->frozen))
+			;
+		else if (st.dirty_blocks || st.pending_free) {
+			int ret = rfs_fs_commit_background(c->fs);
 			if (ret)
 				rfs_log(RFS_LOG_ERR, "background commit failed: %s (the pool is now read-only)",
 					strerror(-ret));
+		} else if (st.warm_blocks) {
+			/* Nothing to commit: what the last commit freed and
+			 * nobody reused goes back to the backing filesystem. */
+			rfs_fs_punch_warm(c->fs);
 		}
 		pthread_mutex_lock(&c->lock);
 	}

@@ -118,6 +118,7 @@ void rfs_alloc_destroy(rfs_pool *pool)
 	free(pool->fresh);
 	free(pool->page_gen);
 	free(pool->pending);
+	free(pool->warm);
 }
 
 void rfs_alloc_format(rfs_pool *pool)
@@ -459,8 +460,76 @@ static int cmp_extent(const void *a, const void *b)
  * Short runs (mostly shadowed tree nodes, reused soon) are left alone to
  * spare syscalls and fragmentation.  Best effort: a backing filesystem
  * without hole punching just keeps the space.
+ *
+ * A background commit (defer_punch) keeps its runs *warm* instead, and
+ * the next commit (or rfs_pool_punch_warm, when there is nothing to
+ * commit) punches what of them is still free.  Copy-on-write moves every
+ * overwritten block, and the allocator, lowest block first, hands out the
+ * blocks a commit freed to the writes after it: punched, each of them
+ * costs the backing filesystem a page allocation and zeroing (tmpfs) or
+ * a block allocation again; warm, the write lands on a page that is
+ * there.  fio randwrite over a 256 MiB file frees nearly every block of
+ * it in one 5 s interval (bench/README.md, "Parallel I/O").  A warm block
+ * is free in the committed state like a punched one; only its backing
+ * space comes back later.
  */
 #define PUNCH_MIN_BLOCKS 16
+
+/* Punch the runs of PUNCH_MIN_BLOCKS or more free blocks (clear in
+ * avail: neither allocated, claimed nor freed in the running
+ * transaction) inside [start, end).  -EOPNOTSUPP when the backing
+ * filesystem cannot. */
+static int punch_free(rfs_pool *pool, uint64_t start, uint64_t end)
+{
+	uint64_t pos = start;
+
+	while (pos < end) {
+		uint64_t s = find_bit(pool->avail, pos, end, false);
+		uint64_t e = find_bit(pool->avail, s, end, true);
+
+		if (e - s >= PUNCH_MIN_BLOCKS &&
+		    rfs_io_punch(&pool->io, s << RFS_BLOCK_SHIFT, (e - s) << RFS_BLOCK_SHIFT) ==
+			    -EOPNOTSUPP)
+			return -EOPNOTSUPP;
+		pos = e;
+	}
+	return 0;
+}
+
+static void warm_forget(rfs_pool *pool)
+{
+	pool->nwarm = 0;
+	atomic_store(&pool->warm_blocks, 0);
+}
+
+void rfs_alloc_punch_warm(rfs_pool *pool)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool));
+	for (size_t i = 0; i < pool->nwarm; i++)
+		if (punch_free(pool, pool->warm[i].start,
+			       pool->warm[i].start + pool->warm[i].n) == -EOPNOTSUPP)
+			break;
+	warm_forget(pool);
+}
+
+/* Keep run [start, start+n) warm; false when there is no memory for it
+ * (the caller punches it now). */
+static bool warm_add(rfs_pool *pool, uint64_t start, uint64_t n)
+{
+	if (pool->nwarm == pool->warm_cap) {
+		size_t cap = pool->warm_cap ? pool->warm_cap * 2 : 64;
+		struct rfs_extent *p = realloc(pool->warm, cap * sizeof(*p));
+
+		if (!p)
+			return false;
+		pool->warm = p;
+		pool->warm_cap = cap;
+	}
+	pool->warm[pool->nwarm++] = (struct rfs_extent){ start, n };
+	atomic_fetch_add(&pool->warm_blocks, n);
+	return true;
+}
+
 void rfs_alloc_punch_freed(rfs_pool *pool)
 {
 	size_t n = pool->npending, i = 0;
@@ -469,7 +538,12 @@ void rfs_alloc_punch_freed(rfs_pool *pool)
 	 * writers change it) and nothing the live state names is punched. */
 	RFS_ASSERT_LOCK(rfs_pool_holds_gate(pool));
 
-	if (!n || pool->io.crashsim || pool->io.is_bdev)
+	if (pool->io.crashsim || pool->io.is_bdev)
+		return;
+	/* The warm runs of the commit before, first: this commit's frees
+	 * are still in avail, so only blocks free before it are punched. */
+	rfs_alloc_punch_warm(pool);
+	if (!n)
 		return;
 	qsort(pool->pending, n, sizeof(*pool->pending), cmp_extent);
 	while (i < n) {
@@ -477,8 +551,11 @@ void rfs_alloc_punch_freed(rfs_pool *pool)
 		uint64_t end = start + pool->pending[i].n;
 		for (i++; i < n && pool->pending[i].start == end; i++)
 			end += pool->pending[i].n;
-		if (end - start >= PUNCH_MIN_BLOCKS &&
-		    rfs_io_punch(&pool->io, start << RFS_BLOCK_SHIFT,
+		if (end - start < PUNCH_MIN_BLOCKS)
+			continue;
+		if (pool->defer_punch && warm_add(pool, start, end - start))
+			continue;
+		if (rfs_io_punch(&pool->io, start << RFS_BLOCK_SHIFT,
 				 (end - start) << RFS_BLOCK_SHIFT) == -EOPNOTSUPP)
 			return;
 	}

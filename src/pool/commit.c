@@ -272,3 +272,27 @@ int rfs_pool_commit(rfs_pool *pool)
 	rfs_pool_lock_label(prev);
 	return ret;
 }
+
+int rfs_pool_commit_background(rfs_pool *pool)
+{
+	int ret;
+
+	const char *prev = rfs_pool_lock_label("commit");
+	rfs_pool_wrlock_local(pool, &pool->commit_gen); /* as rfs_pool_commit */
+	pool->defer_punch = true;
+	ret = rfs_pool_commit_locked(pool);
+	pool->defer_punch = false;
+	rfs_pool_unlock(pool);
+	rfs_pool_lock_label(prev);
+	return ret;
+}
+
+void rfs_pool_punch_warm(rfs_pool *pool)
+{
+	rfs_pool_gate_lock(pool);
+	/* Free blocks only (alloc.c): nothing a reader or the committed
+	 * state names, so the gate and the read lock do. */
+	if (!rfs_pool_check_writable(pool))
+		rfs_alloc_punch_warm(pool);
+	rfs_pool_unlock(pool);
+}

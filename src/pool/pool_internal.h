@@ -229,9 +229,13 @@ int rfs_alloc_loaded(rfs_pool *pool, uint64_t sb_used);
 /* Allocate one block for metadata (may use the reserve). */
 int rfs_alloc_meta(rfs_pool *pool, uint64_t *blocknr);
 /* The commit made its generation durable: give runs of freed blocks
- * (16 or more) back to the backing filesystem (hole punch).  Gate held,
- * before rfs_alloc_durable makes them usable. */
+ * (16 or more) back to the backing filesystem (hole punch), or keep
+ * them warm for a background commit (defer_punch); first punch what is
+ * still free of the warm runs of the commit before.  Gate held, before
+ * rfs_alloc_durable makes this commit's frees usable. */
 void rfs_alloc_punch_freed(rfs_pool *pool);
+/* Punch what is still free of the warm runs and forget them.  Gate. */
+void rfs_alloc_punch_warm(rfs_pool *pool);
 /* Generation gen is durable (gate and read lock held): fresh blocks
  * become committed, pending frees allocatable. */
 void rfs_alloc_durable(rfs_pool *pool, uint64_t gen);
@@ -365,6 +369,16 @@ struct rfs_pool {
 	uint64_t pending_blocks;
 	/* Claimed blocks (rfs_claim_data): in avail, not in persist. */
 	uint64_t claimed_blocks;
+	/* Runs (of PUNCH_MIN_BLOCKS or more) the last background commit
+	 * freed and did not punch (alloc.c, rfs_alloc_punch_freed), and
+	 * their length in blocks.  Gate; warm_blocks is also read by
+	 * rfs_pool_stats under the read lock alone: atomic. */
+	struct rfs_extent *warm;
+	size_t nwarm, warm_cap;
+	_Atomic uint64_t warm_blocks;
+	/* The commit in progress is a background one: its freed runs
+	 * stay warm.  Gate. */
+	bool defer_punch;
 
 	struct rfs_cache cache; /* its own locks, see struct rfs_cache */
 	uint64_t commits;       /* W */

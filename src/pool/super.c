@@ -586,6 +586,7 @@ void rfs_pool_stats(rfs_pool *pool, struct rfs_pool_stats *st)
 	st->commits = pool->commits;
 	st->flushes = pool->io.flushes;
 	st->meta_allocs = pool->meta_allocs;
+	st->warm_blocks = atomic_load(&pool->warm_blocks);
 	if (lock)
 		rfs_pool_unlock(pool);
 }

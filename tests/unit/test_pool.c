@@ -955,6 +955,146 @@ static void test_write_failure_turns_readonly(void **state)
 	}
 }
 
+/* Whether block blk of the pool file is a hole (SEEK_HOLE lands on it). */
+static bool is_hole(tu_pool *c, uint64_t blk)
+{
+	int fd = open(c->path, O_RDONLY);
+	CHECK(fd >= 0, "open %s: %s", c->path, strerror(errno));
+	off_t off = (off_t)(blk * RFS_BLOCK_SIZE);
+	off_t h = lseek(fd, off, SEEK_HOLE);
+	close(fd);
+	return h == off;
+}
+
+/* Whether dir's filesystem punches holes that SEEK_HOLE then finds. */
+static bool punch_seen(const char *dir)
+{
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/punch-probe", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+	static uint8_t buf[256 * 1024];
+	memset(buf, 1, sizeof(buf));
+	bool ok = pwrite(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+		  fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 * 1024, 64 * 1024) == 0 &&
+		  lseek(fd, 64 * 1024, SEEK_HOLE) == 64 * 1024;
+	close(fd);
+	unlink(path);
+	return ok;
+}
+
+/* Allocate a run of n blocks (an empty pool has them) and fill it with
+ * bytes of seed; its checksums into cs. */
+static uint64_t data_run(tu_pool *c, uint64_t n, uint8_t seed, uint32_t *cs)
+{
+	uint64_t s = 0, got = 0;
+	OK(rfs_alloc_data(c->pool, n, &s, &got));
+	EQ_U64(got, n);
+	uint8_t *in = malloc(n * RFS_BLOCK_SIZE);
+	assert_non_null(in);
+	for (uint64_t i = 0; i < n * RFS_BLOCK_SIZE; i++)
+		in[i] = (uint8_t)(seed + i / RFS_BLOCK_SIZE);
+	OK(rfs_data_write(c->pool, s, in, (uint32_t)n, cs));
+	free(in);
+	return s;
+}
+
+static void expect_data(tu_pool *c, uint64_t s, uint64_t n, uint8_t seed, const uint32_t *cs)
+{
+	uint8_t *out = malloc(n * RFS_BLOCK_SIZE);
+	assert_non_null(out);
+	OK(rfs_data_read(c->pool, s, out, (uint32_t)n, cs));
+	for (uint64_t i = 0; i < n * RFS_BLOCK_SIZE; i++)
+		CHECK(out[i] == (uint8_t)(seed + i / RFS_BLOCK_SIZE), "block %" PRIu64 " differs",
+		      s + i / RFS_BLOCK_SIZE);
+	free(out);
+}
+
+static void background_commit(tu_pool *c)
+{
+	tu_unlock(c);
+	OK(rfs_pool_commit_background(c->pool));
+	tu_lock(c);
+}
+
+/*
+ * Freed runs and the pool file's holes: an explicit commit punches the
+ * runs it frees at once; a background commit keeps them backed ("warm")
+ * for the writes after it, and the next commit -- or rfs_pool_punch_warm
+ * -- punches what of them is still free, never a block allocated since.
+ */
+static void test_background_commit_keeps_freed_warm(void **state)
+{
+	tu_pool *c = *state;
+	tu_pool_create(c, 0);
+	if (!punch_seen(c->dir)) {
+		print_message("the test directory's filesystem does not punch holes: skipped\n");
+		skip();
+	}
+	tu_open(c, 0);
+	uint32_t cs[3][64], cr[16];
+	uint64_t r[3];
+	for (int i = 0; i < 3; i++)
+		r[i] = data_run(c, 64, (uint8_t)(10 * i), cs[i]);
+	tu_commit(c);
+	for (int i = 0; i < 3; i++)
+		for (uint64_t b = 0; b < 64; b++)
+			CHECK(!is_hole(c, r[i] + b), "written block %" PRIu64 " is a hole", r[i] + b);
+
+	/* A background commit frees run 0: still backed, allocatable. */
+	OK(rfs_free_blocks(c->pool, r[0], 64));
+	background_commit(c);
+	EQ_U64(tu_stats(c).warm_blocks, 64);
+	for (uint64_t b = 0; b < 64; b++)
+		CHECK(!is_hole(c, r[0] + b), "block %" PRIu64 " punched by a background commit", r[0] + b);
+	/* The next write takes the warm blocks, lowest first. */
+	uint64_t w = data_run(c, 16, 200, cr);
+	EQ_U64(w, r[0]);
+
+	/* The next commit punches the rest of run 0, not the 16 reused;
+	 * run 1, which it frees, is warm now. */
+	OK(rfs_free_blocks(c->pool, r[1], 64));
+	background_commit(c);
+	EQ_U64(tu_stats(c).warm_blocks, 64);
+	for (uint64_t b = 0; b < 64; b++) {
+		CHECK(is_hole(c, r[0] + b) == (b >= 16), "block %" PRIu64 ": hole %d", r[0] + b,
+		      is_hole(c, r[0] + b));
+		CHECK(!is_hole(c, r[1] + b), "block %" PRIu64 " punched by a background commit", r[1] + b);
+	}
+	expect_data(c, w, 16, 200, cr);
+
+	/* Nothing to commit: rfs_pool_punch_warm gives run 1 back. */
+	tu_unlock(c);
+	rfs_pool_punch_warm(c->pool);
+	tu_lock(c);
+	EQ_U64(tu_stats(c).warm_blocks, 0);
+	for (uint64_t b = 0; b < 64; b++)
+		CHECK(is_hole(c, r[1] + b), "block %" PRIu64 " not punched", r[1] + b);
+
+	/* An explicit commit punches what it frees at once. */
+	OK(rfs_free_blocks(c->pool, r[2], 64));
+	tu_commit(c);
+	EQ_U64(tu_stats(c).warm_blocks, 0);
+	for (uint64_t b = 0; b < 64; b++)
+		CHECK(is_hole(c, r[2] + b), "block %" PRIu64 " not punched by a commit", r[2] + b);
+
+	/* Warm runs left by a background commit are punched by an explicit
+	 * one; the blocks written since are not, and survive a reopen. */
+	uint64_t w2 = data_run(c, 32, 90, cs[0]);
+	OK(rfs_free_blocks(c->pool, w, 16));
+	background_commit(c);
+	EQ_U64(tu_stats(c).warm_blocks, 16);
+	tu_commit(c);
+	EQ_U64(tu_stats(c).warm_blocks, 0);
+	for (uint64_t b = 0; b < 16; b++)
+		CHECK(is_hole(c, w + b), "block %" PRIu64 " not punched by a commit", w + b);
+	for (uint64_t b = 0; b < 32; b++)
+		CHECK(!is_hole(c, w2 + b), "written block %" PRIu64 " is a hole", w2 + b);
+	tu_reopen(c, 0);
+	expect_data(c, w2, 32, 90, cs[0]);
+	tu_close(c);
+}
+
 static void test_enospc_reserve(void **state)
 {
 	tu_pool *c = *state;
@@ -995,6 +1135,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_at_flush, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_turns_readonly, tu_setup, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_reserve, tu_setup, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_background_commit_keeps_freed_warm, tu_setup,
+						tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
