@@ -68,8 +68,21 @@ struct rfs_workpool {
 static _Thread_local struct worker *t_self;
 static _Thread_local unsigned t_depth;
 
-/* Sleep backoff_ms before the next receive, uncancellable; a stop
- * (destroy broadcasts p->changed) ends it early.  False when stopping.
+/* Stopping, and no job waits for another: workers in receive are
+ * cancelled (destroy), one backing off has nothing left to serve.
+ * p->lock held. */
+static bool stop_now(const struct rfs_workpool *p)
+{
+	return p->stopping && p->blocked == 0;
+}
+
+/* Sleep backoff_ms before the next receive, uncancellable; a stop with
+ * no job waiting for another (destroy and the last end_blocking
+ * broadcast p->changed) ends it early, and then it returns false.  A
+ * stop while a job waits does not: that job may wait for the very
+ * request this worker is to receive (a stand-in started for a held
+ * notify, whose first receive could not allocate its buffer), so it
+ * backs off and receives again.
  * Not a cancellation point: a cancel that unwound out of the sleep made
  * ThreadSanitizer lose the cleanup handler's lock and report a race in
  * worker_done (1 run in 3 of test_workpool). */
@@ -84,9 +97,9 @@ static bool back_off(struct rfs_workpool *p, unsigned backoff_ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&p->lock);
-	while (!p->stopping && pthread_cond_timedwait(&p->changed, &p->lock, &ts) == 0)
+	while (!stop_now(p) && pthread_cond_timedwait(&p->changed, &p->lock, &ts) == 0)
 		;
-	bool go_on = !p->stopping;
+	bool go_on = !stop_now(p);
 	pthread_mutex_unlock(&p->lock);
 	return go_on;
 }
@@ -221,7 +234,7 @@ static void *worker_main(void *arg)
 		if (r == -ENOMEM) {
 			backoff_ms = no_memory(p, backoff_ms);
 			if (!back_off(p, backoff_ms))
-				break; /* stopping: it has nothing to serve */
+				break; /* stopping, nothing waits: nothing to serve */
 			continue;
 		}
 		if (r > 0 && backoff_ms) {

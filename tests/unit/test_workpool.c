@@ -16,7 +16,8 @@
  * find no memory (the fault injected as the source's -ENOMEM, as
  * libfuse returns when a worker's request buffer cannot be allocated)
  * make the worker back off and retry, logged, while the pool goes on
- * (it ended, and the mount with it).  No
+ * (it ended, and the mount with it), also during a stop while a job
+ * waits for another (the worker ended, and destroy hung).  No
  * timing: the waits are on the state, with a generous watchdog against
  * a hang.
  */
@@ -466,6 +467,32 @@ static void test_nomem_every_worker(void **state)
 	src_fini();
 }
 
+/* A stop while a job waits for another: the workers that could receive
+ * what it waits for find no memory (as a stand-in started for a held
+ * FUSE notify whose first receive cannot allocate its buffer).  They
+ * must back off and receive again, not end: they ended, nobody received
+ * the plain job, and destroy waited for the blocked one for good. */
+static void test_destroy_nomem_while_a_job_waits(void **state)
+{
+	(void)state;
+	src_init();
+	S.wait_served = 1;
+	struct rfs_workpool *p = start(2, 4);
+	push(WAITS, 1);
+	wait_at_least(&S.in_block, 1);
+	wait_workers(p, 3); /* the waiting job's stand-in */
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, destroy_thread, p), 0);
+	wait_stopping(p);
+	/* One for each worker that receives, then what the job waits for. */
+	push(NOMEM, 2);
+	push(PLAIN, 1);
+	wait_at_least(&S.blocked_done, 1);
+	join_destroy(th);
+	assert_int_equal(S.served, 1);
+	src_fini();
+}
+
 int main(void)
 {
 	rfs_log_set_level(RFS_LOG_ERR); /* the cap's warning is expected */
@@ -479,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_destroy_standin_for_a_late_wait),
 		cmocka_unit_test(test_nomem_backs_off_and_logs_once),
 		cmocka_unit_test(test_nomem_every_worker),
+		cmocka_unit_test(test_destroy_nomem_while_a_job_waits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
