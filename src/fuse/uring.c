@@ -102,7 +102,13 @@ static struct {
 	unsigned nq;        /* queues: CPUs the kernel may run callers on */
 	unsigned per_queue; /* standing entries per queue */
 	int stop_fd;        /* eventfd: written once to end every thread */
-	bool wanted;        /* -o uring and the kernel allows it */
+	/* -o uring and the kernel allows it: read by every request's hook
+	 * (rfs_fuse_uring_note_init), on the /dev/fuse workers too, while
+	 * rfs_fuse_uring_stop clears it. */
+	_Atomic bool wanted;
+	/* INIT took io_uring and ring threads are listed in ents[]: set
+	 * and cleared under lock, read without it by rfs_fuse_uring_reply
+	 * (which then takes the lock to look at ents[]). */
 	_Atomic bool negotiated;
 	_Atomic uint64_t init_unique;
 	/* The rest under lock. */
@@ -341,6 +347,33 @@ static int ent_start(unsigned qid)
 	return 0;
 }
 
+/* Join and free every ring thread; g.stopping is set and the stop
+ * eventfd written.  The entries leave ents[] under the lock before they
+ * are freed: rfs_fuse_uring_reply looks them up under it on any thread,
+ * and the /dev/fuse workers still serve (and reply) during the stop. */
+static void ents_end(void)
+{
+	pthread_mutex_lock(&g.lock);
+	unsigned n = g.nents;
+	pthread_mutex_unlock(&g.lock);
+	/* ents[0..n) stay: ents[] only grows, and no longer once stopping
+	 * is set.  A thread may still wait for a reply another thread finds
+	 * through ents[] (serve). */
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(g.ents[i]->th, NULL);
+	struct ur_ent *gone[RFS_FUSE_URING_ENTRIES_MAX];
+	pthread_mutex_lock(&g.lock);
+	memcpy(gone, g.ents, n * sizeof(gone[0]));
+	memset(g.ents, 0, n * sizeof(g.ents[0]));
+	g.nents = 0;
+	for (unsigned q = 0; q < g.nq; q++)
+		g.entries[q] = 0;
+	atomic_store(&g.negotiated, false);
+	pthread_mutex_unlock(&g.lock);
+	for (unsigned i = 0; i < n; i++)
+		ent_free(gone[i]);
+}
+
 int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads)
 {
 	g.m = m;
@@ -525,22 +558,14 @@ void rfs_fuse_uring_stop(void)
 		pthread_cond_timedwait(&g.cond, &g.lock, &ts);
 	}
 	g.stopping = true;
-	unsigned n = g.nents;
 	pthread_mutex_unlock(&g.lock);
 	uint64_t one = 1;
 	if (write(g.stop_fd, &one, sizeof(one)) != sizeof(one))
 		rfs_log(RFS_LOG_WARN, "%s: io_uring: cannot wake the ring threads to stop (%s)",
 			g.m->pool, strerror(errno));
-	/* ents[] only grows, and no longer once stopping is set. */
-	for (unsigned i = 0; i < n; i++) {
-		pthread_join(g.ents[i]->th, NULL);
-		ent_free(g.ents[i]);
-		g.ents[i] = NULL;
-	}
+	ents_end();
 	pthread_mutex_lock(&g.lock);
-	g.nents = 0;
 	g.started = false;
-	atomic_store(&g.negotiated, false);
 	pthread_mutex_unlock(&g.lock);
 	free(g.entries);
 	free(g.blocked);
