@@ -264,12 +264,11 @@ int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads);
 /* The request hook: note whether INIT offers io_uring (buf: the request,
  * n bytes). */
 void rfs_fuse_uring_note_init(const void *buf, size_t n);
-/* The reply hook, before the reply is written: add FUSE_OVER_IO_URING to
- * the INIT reply when both sides want it.  True when it did: call
- * rfs_fuse_uring_init_done once the reply is written. */
+/* The reply hook, before the reply is written: when both sides want
+ * io_uring, start the ring threads (they register once the kernel has
+ * processed the reply) and, if every CPU's queue got one, add
+ * FUSE_OVER_IO_URING to the INIT reply.  True when it did. */
 bool rfs_fuse_uring_init_reply(struct iovec *iov, int count);
-/* The kernel took the INIT reply: start the ring threads. */
-void rfs_fuse_uring_init_done(void);
 /* The reply hook: when iov (fuse_out_header, then the reply) answers a
  * request that came through a ring, put it in its ring entry and return
  * its length; -1 when it is for /dev/fuse (notifications, requests read

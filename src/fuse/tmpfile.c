@@ -148,16 +148,11 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	(void)userdata;
 	rfs_fuse_killpriv_reply(iov, count);
 	rfs_fuse_reqstats_reply(iov, count);
-	bool uring_init = rfs_fuse_uring_init_reply(iov, count);
+	rfs_fuse_uring_init_reply(iov, count);
 	ssize_t r = rfs_fuse_uring_reply(iov, count);
 	if (r >= 0)
 		return r; /* a ring request: its thread commits it */
-	r = writev(fd, iov, count);
-	/* The kernel processed the INIT reply in this writev: the rings
-	 * may register now. */
-	if (uring_init && r >= 0)
-		rfs_fuse_uring_init_done();
-	return r;
+	return writev(fd, iov, count);
 }
 
 int rfs_fuse_tmpfile_setup(struct fuse_session *se)

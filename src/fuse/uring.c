@@ -421,6 +421,51 @@ void rfs_fuse_uring_note_init(const void *buf, size_t n)
 		atomic_store(&g.init_unique, in->unique);
 }
 
+/* Start every standing ring thread, before the INIT reply that offers
+ * io_uring is written: once the kernel took that offer it answers no
+ * request until every CPU's queue has a registered entry
+ * (fs/fuse/dev_uring.c: fuse_block_alloc waits for is_ring_ready), so
+ * a queue left without a thread hung the whole mount.  The threads
+ * register as soon as the reply is processed (EAGAIN until then).
+ * True when every queue has a thread; else they end and io_uring is
+ * not offered. */
+static bool rings_start(void)
+{
+	pthread_mutex_lock(&g.lock);
+	if (g.started || g.stopping) {
+		pthread_mutex_unlock(&g.lock);
+		return false;
+	}
+	g.started = true;
+	int ret = 0;
+	for (unsigned i = 0; i < g.per_queue && !ret; i++)
+		for (unsigned q = 0; q < g.nq && !ret; q++)
+			ret = ent_start(q);
+	unsigned n = g.nents, bare = 0;
+	for (unsigned q = 0; q < g.nq; q++)
+		bare += g.entries[q] == 0;
+	if (bare)
+		g.stopping = true; /* for good: no second INIT */
+	else
+		atomic_store(&g.negotiated, true);
+	pthread_mutex_unlock(&g.lock);
+	if (bare) {
+		uint64_t one = 1;
+		if (write(g.stop_fd, &one, sizeof(one)) == sizeof(one))
+			ents_end();
+		rfs_log(RFS_LOG_WARN, "%s: io_uring not offered: %u of the %u CPU queues got no ring thread (%s), and the kernel answers no request until each has one; requests go through /dev/fuse (-o nouring skips the attempt)",
+			g.m->pool, bare, g.nq, strerror(-ret));
+		return false;
+	}
+	if (ret)
+		rfs_log(RFS_LOG_WARN, "%s: FUSE over io_uring with %u of %u ring threads (%s): each CPU's queue has one, fewer requests are served at once",
+			g.m->pool, n, g.per_queue * g.nq, strerror(-ret));
+	else
+		rfs_log(RFS_LOG_INFO, "%s: FUSE over io_uring: %u queues, %u ring threads each",
+			g.m->pool, g.nq, g.per_queue);
+	return true;
+}
+
 bool rfs_fuse_uring_init_reply(struct iovec *iov, int count)
 {
 	if (count < 2 || iov[0].iov_len < sizeof(struct fuse_out_header))
@@ -431,33 +476,12 @@ bool rfs_fuse_uring_init_reply(struct iovec *iov, int count)
 	    iov[1].iov_len < offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t))
 		return false;
 	atomic_store(&g.init_unique, 0);
+	if (!rings_start())
+		return false;
 	struct fuse_init_out *o = iov[1].iov_base; /* libfuse's, about to be written */
 	o->flags |= FUSE_INIT_EXT;
 	o->flags2 |= (uint32_t)(FUSE_OVER_IO_URING >> 32);
 	return true;
-}
-
-void rfs_fuse_uring_init_done(void)
-{
-	pthread_mutex_lock(&g.lock);
-	if (g.started || g.stopping) {
-		pthread_mutex_unlock(&g.lock);
-		return;
-	}
-	g.started = true;
-	atomic_store(&g.negotiated, true);
-	int ret = 0;
-	for (unsigned i = 0; i < g.per_queue && !ret; i++)
-		for (unsigned q = 0; q < g.nq && !ret; q++)
-			ret = ent_start(q);
-	unsigned n = g.nents;
-	pthread_mutex_unlock(&g.lock);
-	if (ret)
-		rfs_log(RFS_LOG_WARN, "%s: io_uring: started %u of %u ring threads (%s); the others' requests go through /dev/fuse",
-			g.m->pool, n, g.per_queue * g.nq, strerror(-ret));
-	else
-		rfs_log(RFS_LOG_INFO, "%s: FUSE over io_uring: %u queues, %u ring threads each",
-			g.m->pool, g.nq, g.per_queue);
 }
 
 /* Send a request that goes to queue qid, whose answer does not matter:
