@@ -279,7 +279,11 @@ ssize_t rfs_fuse_uring_reply(const struct iovec *iov, int count);
 bool rfs_fuse_uring_begin_blocking(void);
 bool rfs_fuse_uring_end_blocking(void);
 /* Stop and join every ring thread (a request in hand is answered
- * first); free what prepare took.  After the /dev/fuse workers ended. */
+ * first); free what prepare took.  Once the /dev/fuse workers' wait
+ * returned and before they are destroyed (rfs_fuse_workers_run): it
+ * first waits until no ring request waits for others, whose requests
+ * may come through the rings, and the /dev/fuse workers go on serving
+ * meanwhile. */
 void rfs_fuse_uring_stop(void);
 /* Handle one request as read from the kernel (buf: n bytes): the
  * request hooks, then FUSE_TMPFILE here or libfuse (tmpfile.c). */
