@@ -79,6 +79,11 @@ _Static_assert(sizeof(struct ur_cmd_req) <= 80, "the SQE128 command area holds 8
 #define UR_PAYLOAD ((size_t)(1u << 20) + 4096)
 #define UR_STOP_TAG 1u /* user_data of the stop eventfd's poll */
 
+/* qid, th, mem, hdr, payload and iov are set by ent_start under g.lock
+ * and constant until ent_free; ring is the owner thread's alone.  The
+ * buffers are written by the kernel, the owner thread, and the thread
+ * that replies for it (rfs_fuse_uring_reply, under g.lock, while the
+ * owner waits for replied). */
 struct ur_ent {
 	unsigned qid;
 	pthread_t th;
@@ -98,6 +103,9 @@ struct ur_ent {
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a reply from another thread, a thread's start */
+	/* m, nq, per_queue and stop_fd: set by rfs_fuse_uring_prepare before
+	 * the session's first request, constant until rfs_fuse_uring_stop
+	 * has joined every ring thread. */
 	struct rfs_mount *m;
 	unsigned nq;        /* queues: CPUs the kernel may run callers on */
 	unsigned per_queue; /* standing entries per queue */
@@ -110,6 +118,8 @@ static struct {
 	 * and cleared under lock, read without it by rfs_fuse_uring_reply
 	 * (which then takes the lock to look at ents[]). */
 	_Atomic bool negotiated;
+	/* The unique of the INIT that offered io_uring, 0 none: set by the
+	 * request hook, taken by the reply hook (either thread). */
 	_Atomic uint64_t init_unique;
 	/* The rest under lock. */
 	struct ur_ent *ents[RFS_FUSE_URING_ENTRIES_MAX];
@@ -117,7 +127,6 @@ static struct {
 	unsigned *entries; /* per queue */
 	unsigned *blocked; /* per queue: entries whose request waits */
 	bool started, stopping;
-	unsigned failed;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .stop_fd = -1};
 
 /* The entry whose request this thread serves, NULL on other threads. */
@@ -304,8 +313,8 @@ static void *ring_main(void *arg)
 		bool quiet = g.stopping;
 		pthread_mutex_unlock(&g.lock);
 		if (!quiet)
-			rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: %s; this thread stops taking requests",
-				g.m->pool, e->qid, strerror(-err));
+			rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: %s; this ring thread ends, and requests from CPU %u go to the queue's other ring threads (should none be left they wait until the unmount: mount with -o nouring)",
+				g.m->pool, e->qid, strerror(-err), e->qid);
 	}
 	return NULL;
 }
