@@ -98,6 +98,9 @@ struct ur_ent {
 	_Atomic bool replied; /* its reply is in the buffers */
 	bool registered;      /* the kernel has the entry; g.lock */
 	bool blocked;         /* counted in g.blocked[qid]; g.lock */
+	/* Nesting of begin/end_blocking (owner thread only): a clone's
+	 * wait around its invalidations holds a watch's wait inside. */
+	unsigned depth;
 };
 
 static struct {
@@ -515,6 +518,8 @@ bool rfs_fuse_uring_begin_blocking(void)
 	struct ur_ent *e = t_ent;
 	if (!e)
 		return false;
+	if (e->depth++)
+		return true; /* only the outermost pair counts */
 	bool kick = false;
 	pthread_mutex_lock(&g.lock);
 	if (!e->blocked) {
@@ -553,6 +558,8 @@ bool rfs_fuse_uring_end_blocking(void)
 	struct ur_ent *e = t_ent;
 	if (!e)
 		return false;
+	if (!e->depth || --e->depth)
+		return true;
 	pthread_mutex_lock(&g.lock);
 	if (e->blocked) {
 		e->blocked = false;
