@@ -106,6 +106,10 @@ struct ur_ent {
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a reply from another thread, a thread's start */
+	/* Held through ents_end: rings_start's (a queue without a thread)
+	 * and the stop's (a SIGTERM during INIT) may run at once, and a
+	 * thread must be joined once. */
+	pthread_mutex_t end_lock;
 	/* m, nq, per_queue and stop_fd: set by rfs_fuse_uring_prepare before
 	 * the session's first request, constant until rfs_fuse_uring_stop
 	 * has joined every ring thread. */
@@ -130,7 +134,10 @@ static struct {
 	unsigned *entries; /* per queue */
 	unsigned *blocked; /* per queue: entries whose request waits */
 	bool started, stopping;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .stop_fd = -1};
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .cond = PTHREAD_COND_INITIALIZER,
+       .end_lock = PTHREAD_MUTEX_INITIALIZER,
+       .stop_fd = -1};
 
 /* The entry whose request this thread serves, NULL on other threads. */
 static _Thread_local struct ur_ent *t_ent;
@@ -365,6 +372,7 @@ static int ent_start(unsigned qid)
  * and the /dev/fuse workers still serve (and reply) during the stop. */
 static void ents_end(void)
 {
+	pthread_mutex_lock(&g.end_lock);
 	pthread_mutex_lock(&g.lock);
 	unsigned n = g.nents;
 	pthread_mutex_unlock(&g.lock);
@@ -384,6 +392,7 @@ static void ents_end(void)
 	pthread_mutex_unlock(&g.lock);
 	for (unsigned i = 0; i < n; i++)
 		ent_free(gone[i]);
+	pthread_mutex_unlock(&g.end_lock);
 }
 
 int rfs_fuse_uring_prepare(struct rfs_mount *m, bool want, unsigned threads)
