@@ -35,6 +35,8 @@ ring_switches() {
 	echo "$n"
 }
 
+check "mount --help names -o uring and nouring" \
+	bash -c "'$RFS_BIN' mount --help | grep -q 'uring, nouring'"
 echo Y >"$P"
 MOUNT_ARGS=(-o threads=2)
 rfs_mount
