@@ -204,12 +204,15 @@ static void release(void)
 	pthread_mutex_unlock(&S.lock);
 }
 
-static void close_src(void)
+/* The source ends: the pool ends without error and is destroyed. */
+static void close_and_destroy(struct rfs_workpool *p)
 {
 	pthread_mutex_lock(&S.lock);
 	S.closed = true;
 	pthread_cond_broadcast(&S.cond);
 	pthread_mutex_unlock(&S.lock);
+	assert_int_equal(rfs_workpool_wait(p), 0);
+	rfs_workpool_destroy(p);
 }
 
 static struct rfs_workpool *start(unsigned standing, unsigned max_temp)
@@ -243,9 +246,7 @@ static void test_plain_load_starts_nobody(void **state)
 	assert_int_equal(st.blocked, 0);
 	assert_int_equal(st.peak, 2);
 	assert_int_equal(st.temps, 0);
-	close_src();
-	assert_int_equal(rfs_workpool_wait(p), 0);
-	rfs_workpool_destroy(p);
+	close_and_destroy(p);
 	src_fini();
 }
 
@@ -277,9 +278,7 @@ static void test_blocked_jobs_get_standins(void **state)
 	rfs_workpool_stats(p, &st);
 	assert_int_equal(st.workers, 2);
 	assert_int_equal(st.temps, 4);
-	close_src();
-	assert_int_equal(rfs_workpool_wait(p), 0);
-	rfs_workpool_destroy(p);
+	close_and_destroy(p);
 	src_fini();
 }
 
@@ -304,9 +303,7 @@ static void test_cap_on_temporaries(void **state)
 	release();
 	wait_at_least(&S.blocked_done, 4);
 	wait_workers(p, 1);
-	close_src();
-	assert_int_equal(rfs_workpool_wait(p), 0);
-	rfs_workpool_destroy(p);
+	close_and_destroy(p);
 	src_fini();
 }
 
@@ -440,9 +437,7 @@ static void test_nomem_backs_off_and_logs_once(void **state)
 	push(PLAIN, 1);
 	wait_at_least(&S.served, 3);
 	assert_int_equal(__atomic_load_n(&g_nomem_lines, __ATOMIC_RELAXED), 2);
-	close_src();
-	assert_int_equal(rfs_workpool_wait(p), 0);
-	rfs_workpool_destroy(p);
+	close_and_destroy(p);
 	rfs_log_set_sink(NULL, NULL);
 	rfs_log_set_level(RFS_LOG_ERR);
 	src_fini();
@@ -461,9 +456,7 @@ static void test_nomem_every_worker(void **state)
 	rfs_workpool_stats(p, &st);
 	assert_int_equal(st.nomem, 8);
 	assert_int_equal(st.workers, 2);
-	close_src();
-	assert_int_equal(rfs_workpool_wait(p), 0);
-	rfs_workpool_destroy(p);
+	close_and_destroy(p);
 	src_fini();
 }
 
