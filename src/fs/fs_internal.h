@@ -399,6 +399,11 @@ struct rfs_ipath {
 	 * subtree (the caller mutated the target's own tree). */
 	bool target_tree_valid;
 	rfs_tree target_tree;
+	/* The catalog's entry for vol as ip_load read it or ip_store last
+	 * wrote it (valid when cat_known): ip_store sets the catalog only
+	 * when lv[0].parent differs from it. */
+	bool cat_known;
+	rfs_tree cat;
 	struct rfs_ilevel *lv;
 	int cap; /* levels lv has room for (inode.c, ip_alloc) */
 };

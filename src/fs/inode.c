@@ -327,6 +327,8 @@ int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 	ret = rfs_catalog_get(fs->pool, vol, &p->lv[0].parent);
 	if (ret)
 		goto fail;
+	p->cat = p->lv[0].parent;
+	p->cat_known = true;
 	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
 	p->lv[0].key[0] = 'T';
 	p->lv[0].klen = 1;
@@ -403,6 +405,8 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 		mut = false;
 		goto out;
 	}
+	p->cat = p->lv[0].parent;
+	p->cat_known = true;
 	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
 	p->lv[0].key[0] = 'R';
 	p->lv[0].klen = 1;
@@ -479,6 +483,20 @@ static void assert_level_stored(rfs_fs *fs, struct rfs_ilevel *lv)
 #endif
 }
 
+/* Debug builds check the same for the catalog entry of p's volume. */
+static void assert_catalog_holds(rfs_fs *fs, const struct rfs_ipath *p)
+{
+#ifdef RFS_DEBUG
+	rfs_tree t = { 0, 0 };
+	int r = rfs_catalog_get(fs->pool, p->vol, &t);
+	assert(r == 0 && t.root == p->cat.root && t.owner == p->cat.owner);
+	(void)r;
+#else
+	(void)fs;
+	(void)p;
+#endif
+}
+
 static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 {
 	int ret = 0;
@@ -538,7 +556,16 @@ static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		if (ret)
 			goto fail;
 	}
-	ret = rfs_catalog_set(fs->pool, p->vol, &p->lv[0].parent);
+	/* Nothing moved the volume's root (every level above was already
+	 * shadowed in this transaction): its catalog entry stands. */
+	if (p->cat_known && p->cat.root == p->lv[0].parent.root &&
+	    p->cat.owner == p->lv[0].parent.owner) {
+		assert_catalog_holds(fs, p);
+	} else {
+		ret = rfs_catalog_set(fs->pool, p->vol, &p->lv[0].parent);
+		p->cat = p->lv[0].parent;
+		p->cat_known = !ret;
+	}
 	if (!ret)
 		ret = vols_store(fs);
 	if (ret)
