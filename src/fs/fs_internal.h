@@ -264,6 +264,19 @@ struct rfs_node {
 	struct rfs_ecache *ec;
 };
 
+/* A decoded inode record and the bytes it decodes from (inode.c,
+ * "Decoded records"): rec_decode of enc[0..len) gives i, and a tail of
+ * the last taillen bytes of enc. */
+#define IRC_BITS 3u
+#define IRC_SLOTS (1u << IRC_BITS)
+#define IRC_ENC_MAX 256u
+struct irc_ent {
+	uint16_t len; /* 0: empty */
+	uint16_t taillen;
+	uint8_t enc[IRC_ENC_MAX];
+	struct rfs_inode i;
+};
+
 struct rfs_fs {
 	rfs_pool *pool; /* fixed after open */
 	bool rdonly;    /* fixed */
@@ -366,6 +379,11 @@ struct rfs_fs {
 	 * and by splitting one around them (ext_replace), for the tests.
 	 * Pool write lock. */
 	uint64_t ext_replaced, ext_split;
+	/* Inode records decoded by mutable loads and stored by ip_store,
+	 * found again by their bytes (inode.c, "Decoded records"), and the
+	 * loads that found theirs / decoded (tests).  Pool write lock. */
+	struct irc_ent irc[IRC_SLOTS];
+	uint64_t irc_hits, irc_misses;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -374,12 +392,16 @@ struct rfs_ilevel {
 	size_t klen;
 	/* enc holds the record's bytes as its tree holds them when have_enc
 	 * (a mutable load or a store set it; ip_alloc clears it): ip_store
-	 * puts only the levels whose encoding changed. */
+	 * puts only the levels whose encoding changed.  orig is rec.i as
+	 * decoded from enc: a level whose rec.i and tail still equal it
+	 * (and enc) is not even encoded again (inode.c, lv_unchanged). */
 	bool have_enc;
 	uint16_t enc_len;
+	uint16_t orig_taillen; /* of rec as decoded from enc */
 	uint8_t key[RFS_KEY_MAX];
 	struct rfs_irec rec;
 	uint8_t enc[RFS_VAL_MAX];
+	struct rfs_inode orig; /* set with have_enc (not zeroed by ip_alloc) */
 };
 
 struct rfs_ipath {

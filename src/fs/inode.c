@@ -117,24 +117,109 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	return rec_decode(val, vlen, r);
 }
 
-/* Load level lv's record (lv->key in lv->parent); a mutable load keeps
- * its bytes for ip_store_items. */
-static int lv_get(rfs_pool *pool, struct rfs_ilevel *lv, bool mut)
+/*
+ * Decoded records (session 10).  Every WRITE loads the same records --
+ * the volume root's and the file's -- and decoding them was a third of
+ * the load (two records, 1,300 instructions per WRITE), though the
+ * root's bytes had not changed and the file's were the ones the last
+ * WRITE stored.  rec_decode is a function of the bytes alone, so a
+ * decoded copy serves any bytes equal to the ones it came from: no
+ * generation, nothing to invalidate.  Mutable loads (pool write lock:
+ * one holder at a time, whichever worker thread it is) look the bytes
+ * up in fs->irc and keep what they decode there; ip_store keeps what it
+ * encodes (decode(encode(r)) is r: every field of struct rfs_inode is
+ * in both forms).  Debug builds decode again on every hit and compare.
+ */
+static struct irc_ent *irc_slot(rfs_fs *fs, const uint8_t *enc)
+{
+	/* Bytes 8..15 hold the inode number in both forms (irec.c). */
+	uint64_t x;
+	memcpy(&x, enc + 8, 8);
+	return &fs->irc[(x * 0x9e3779b97f4a7c15ull) >> (64 - IRC_BITS)];
+}
+
+/* rec_decode(enc, len) gives back r: what irc_get and irc_put rely on. */
+static void assert_decodes_to(const uint8_t *enc, size_t len, const struct rfs_irec *r)
+{
+#ifdef RFS_DEBUG
+	static _Thread_local struct rfs_irec d;
+	int ret = rec_decode(enc, len, &d);
+	assert(ret == 0 && !memcmp(&d.i, &r->i, sizeof(d.i)) && d.taillen == r->taillen &&
+	       !memcmp(d.tail, r->tail, d.taillen));
+	(void)ret;
+#else
+	(void)enc;
+	(void)len;
+	(void)r;
+#endif
+}
+
+/* r from the copy decoded from the same bytes: true, or false when none
+ * is kept.  Pool write lock. */
+static bool irc_get(rfs_fs *fs, const uint8_t *enc, size_t len, struct rfs_irec *r)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
+	if (len < 16 || len > IRC_ENC_MAX)
+		return false;
+	const struct irc_ent *e = irc_slot(fs, enc);
+	if (e->len != len || memcmp(e->enc, enc, len))
+		return false;
+	memcpy(&r->i, &e->i, sizeof(r->i));
+	r->taillen = e->taillen;
+	memcpy(r->tail, enc + len - e->taillen, e->taillen);
+	assert_decodes_to(enc, len, r);
+	return true;
+}
+
+/* Keep r as the decoding of enc[0..len).  Pool write lock. */
+static void irc_put(rfs_fs *fs, const uint8_t *enc, size_t len, const struct rfs_irec *r)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
+	if (len < 16 || len > IRC_ENC_MAX || r->taillen > len)
+		return;
+	assert_decodes_to(enc, len, r);
+	struct irc_ent *e = irc_slot(fs, enc);
+	e->len = (uint16_t)len;
+	e->taillen = (uint16_t)r->taillen;
+	memcpy(e->enc, enc, len);
+	memcpy(&e->i, &r->i, sizeof(e->i));
+}
+
+/* Load level lv's record (lv->key in lv->parent) to change it: lv keeps
+ * its bytes and what they decode to for ip_store_items. */
+static int lv_get_mut(rfs_fs *fs, struct rfs_ilevel *lv)
 {
 	size_t vlen = sizeof(lv->enc);
-	int ret = mut ? rfs_tree_lookup_mut(pool, &lv->parent, lv->key, lv->klen,
-					    lv->enc, &vlen, NULL)
-		      : rfs_tree_lookup(pool, &lv->parent, lv->key, lv->klen,
-					lv->enc, &vlen, NULL);
+	int ret = rfs_tree_lookup_mut(fs->pool, &lv->parent, lv->key, lv->klen, lv->enc, &vlen,
+				      NULL);
 	lv->have_enc = false;
 	if (ret)
 		return ret;
-	ret = rec_decode(lv->enc, vlen, &lv->rec);
-	if (!ret && mut) {
-		lv->enc_len = (uint16_t)vlen;
-		lv->have_enc = true;
+	if (irc_get(fs, lv->enc, vlen, &lv->rec)) {
+		fs->irc_hits++;
+	} else {
+		ret = rec_decode(lv->enc, vlen, &lv->rec);
+		if (ret)
+			return ret;
+		fs->irc_misses++;
+		irc_put(fs, lv->enc, vlen, &lv->rec);
 	}
-	return ret;
+	lv->enc_len = (uint16_t)vlen;
+	lv->have_enc = true;
+	lv->orig = lv->rec.i;
+	lv->orig_taillen = (uint16_t)lv->rec.taillen;
+	return 0;
+}
+
+/* Load level lv's record (lv->key in lv->parent), to read or change it. */
+static inline int lv_get(rfs_fs *fs, struct rfs_ilevel *lv, bool mut)
+{
+	if (mut)
+		return lv_get_mut(fs, lv);
+	size_t vlen = sizeof(lv->enc);
+	int ret = rfs_tree_lookup(fs->pool, &lv->parent, lv->key, lv->klen, lv->enc, &vlen, NULL);
+	lv->have_enc = false;
+	return ret ? ret : rec_decode(lv->enc, vlen, &lv->rec);
 }
 
 void rec_to_stat(uint64_t vol, const struct rfs_irec *r, struct stat *st)
@@ -332,7 +417,7 @@ int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 	p->lv[0].parent.owner = RFS_OWNER_VOLUME;
 	p->lv[0].key[0] = 'T';
 	p->lv[0].klen = 1;
-	ret = lv_get(fs->pool, &p->lv[0], mut);
+	ret = lv_get(fs, &p->lv[0], mut);
 	if (ret) {
 		if (mut)
 			ip_unwind(fs, p, 0);
@@ -340,7 +425,7 @@ int ip_load_table(rfs_fs *fs, uint64_t vol, uint64_t ino, bool mut,
 	}
 	p->lv[1].parent = FS_TREE(p->lv[0].rec.i.subtree, RFS_OWNER_LINKS);
 	p->lv[1].klen = table_key(p->lv[1].key, ino);
-	ret = lv_get(fs->pool, &p->lv[1], mut);
+	ret = lv_get(fs, &p->lv[1], mut);
 	if (ret) {
 		if (mut)
 			ip_unwind(fs, p, 1);
@@ -411,7 +496,7 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 	p->lv[0].key[0] = 'R';
 	p->lv[0].klen = 1;
 	k = 0;
-	ret = lv_get(fs->pool, &p->lv[0], mut);
+	ret = lv_get(fs, &p->lv[0], mut);
 	if (ret)
 		goto out;
 	if (p->lv[0].rec.i.ino != top) {
@@ -431,7 +516,7 @@ int ip_load(rfs_fs *fs, struct rfs_node *node, bool mut, struct rfs_ipath *p)
 		memcpy(name, lv->key, lv->klen);
 		lv->klen = dloc_key(&dl, lv->key, (const char *)name, lv->klen);
 		uint64_t want = lv->rec.i.ino;
-		ret = lv_get(fs->pool, lv, mut);
+		ret = lv_get(fs, lv, mut);
 		if (ret)
 			goto out;
 		if ((lv->rec.i.flags & RFS_INODE_LINKED) || lv->rec.i.ino != want) {
@@ -497,6 +582,27 @@ static void assert_catalog_holds(rfs_fs *fs, const struct rfs_ipath *p)
 #endif
 }
 
+/*
+ * Level lv's record is what its tree holds (lv->enc) unchanged, and
+ * encoding it would give lv->enc again: rec.i and the tail are what enc
+ * decodes to (orig), and enc is in the form rec_encode chooses in this
+ * volume.  A compact record stays compact and a fixed one in a volume of
+ * fixed records stays fixed; a fixed record where compact ones may be
+ * written is encoded (it may become compact).  Debug builds check that
+ * the bytes decode to the record (and assert_level_stored that the tree
+ * holds them).
+ */
+static bool lv_unchanged(rfs_fs *fs, const struct rfs_ilevel *lv)
+{
+	if (!lv->have_enc || lv->rec.taillen != lv->orig_taillen ||
+	    memcmp(&lv->rec.i, &lv->orig, sizeof(lv->orig)) ||
+	    memcmp(lv->rec.tail, lv->enc + lv->enc_len - lv->orig_taillen, lv->orig_taillen) ||
+	    rec_is_compact(lv->enc, lv->enc_len) != compact_ok(fs))
+		return false;
+	assert_decodes_to(lv->enc, lv->enc_len, &lv->rec);
+	return true;
+}
+
 static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 {
 	int ret = 0;
@@ -535,11 +641,18 @@ static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		/* A level whose bytes did not change (a directory above a
 		 * written file, once its path is shadowed in this transaction)
 		 * is not put again: a put would walk and compare its tree for
-		 * nothing. */
+		 * nothing.  One whose record is still what its bytes decode
+		 * to is not even encoded. */
+		if (lv_unchanged(fs, lv)) {
+			assert_level_stored(fs, lv);
+			continue;
+		}
 		uint8_t val[RFS_VAL_MAX];
 		size_t vlen = rec_encode(&lv->rec, val, compact_ok(fs));
 		if (lv->have_enc && vlen == lv->enc_len && !memcmp(val, lv->enc, vlen)) {
 			assert_level_stored(fs, lv);
+			lv->orig = lv->rec.i;
+			lv->orig_taillen = (uint16_t)lv->rec.taillen;
 			continue;
 		}
 		ret = rfs_tree_put(fs->pool, &lv->parent, lv->key, lv->klen, val, vlen,
@@ -549,6 +662,9 @@ static int ip_store_items(rfs_fs *fs, struct rfs_ipath *p, int64_t links_delta)
 		memcpy(lv->enc, val, vlen);
 		lv->enc_len = (uint16_t)vlen;
 		lv->have_enc = true;
+		lv->orig = lv->rec.i;
+		lv->orig_taillen = (uint16_t)lv->rec.taillen;
+		irc_put(fs, val, vlen, &lv->rec);
 	}
 	struct rfs_vol *v = vol_get(fs, p->vol);
 	if (v && v->dirty) {
