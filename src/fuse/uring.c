@@ -34,6 +34,11 @@
  * RFS_FUSE_URING_ENTRIES_MAX in all), as the /dev/fuse pool starts a
  * temporary worker.
  *
+ * The new entry takes only requests that come after it; those the queue
+ * took before wait for a commit, so a request is sent from the queue's
+ * CPU (kick_queue).  A daemon that may not run on some CPU (a cpuset)
+ * could not do that and is not offered io_uring (rings_start).
+ *
  * Enabled by -o uring (and by default) when the kernel allows it:
  * /sys/module/fuse/parameters/enable_uring is Y (docs/ARCHITECTURE.md,
  * "FUSE over io_uring").
@@ -442,6 +447,35 @@ void rfs_fuse_uring_note_init(const void *buf, size_t n)
 		atomic_store(&g.init_unique, in->unique);
 }
 
+/* The first queue whose CPU this thread may not move to, g.nq when it
+ * may move to each: kick_queue sends its request from the queue's CPU,
+ * and a cpuset that leaves the CPU out refuses the move (EINVAL; an
+ * affinity set by taskset does not: a thread may widen its own).
+ * Offline CPUs are left out: nobody calls from them. */
+static unsigned unreachable_queue(void)
+{
+	cpu_set_t old, set;
+	if (pthread_getaffinity_np(pthread_self(), sizeof(old), &old))
+		return g.nq; /* cannot tell: the kick says so if it misses */
+	unsigned far = g.nq;
+	for (unsigned q = 0; q < g.nq && q < CPU_SETSIZE && far == g.nq; q++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%u/online", q);
+		FILE *f = fopen(path, "r");
+		int on = f ? fgetc(f) : '1';
+		if (f)
+			fclose(f);
+		if (on == '0')
+			continue;
+		CPU_ZERO(&set);
+		CPU_SET(q, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == EINVAL)
+			far = q;
+	}
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+	return far;
+}
+
 /* Start every standing ring thread, before the INIT reply that offers
  * io_uring is written: once the kernel took that offer it answers no
  * request until every CPU's queue has a registered entry
@@ -452,12 +486,20 @@ void rfs_fuse_uring_note_init(const void *buf, size_t n)
  * not offered. */
 static bool rings_start(void)
 {
+	unsigned far = unreachable_queue();
 	pthread_mutex_lock(&g.lock);
 	if (g.started || g.stopping) {
 		pthread_mutex_unlock(&g.lock);
 		return false;
 	}
 	g.started = true;
+	if (far < g.nq) {
+		g.stopping = true; /* for good: no second INIT */
+		pthread_mutex_unlock(&g.lock);
+		rfs_log(RFS_LOG_WARN, "%s: io_uring not offered: this daemon may not run on CPU %u (its cpuset leaves that CPU out), and only a request sent from CPU %u makes the kernel hand that queue's waiting requests to a new ring entry, so a request held by a blocking watch or a clone could leave them waiting for good; requests go through /dev/fuse (allow the daemon every CPU, or mount with -o nouring to skip the attempt)",
+			g.m->pool, far, far);
+		return false;
+	}
 	int ret = 0;
 	for (unsigned i = 0; i < g.per_queue && !ret; i++)
 		for (unsigned q = 0; q < g.nq && !ret; q++)
@@ -511,14 +553,17 @@ bool rfs_fuse_uring_init_reply(struct iovec *iov, int count)
 static void kick_queue(unsigned qid)
 {
 	cpu_set_t old, set;
-	bool moved = false;
-	if (pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0) {
+	int ret = pthread_getaffinity_np(pthread_self(), sizeof(old), &old);
+	if (!ret) {
 		CPU_ZERO(&set);
 		CPU_SET(qid, &set);
-		moved = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+		ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
+	if (ret)
+		rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: this daemon cannot move to CPU %u (%s): requests the queue took while it had no free entry wait until one of its entries commits (did its cpuset change after the mount?  mount with -o nouring)",
+			g.m->pool, qid, qid, strerror(ret));
 	(void)getxattr(g.m->mountpoint, "user.reflinkfs.uring-kick", NULL, 0);
-	if (moved)
+	if (!ret)
 		(void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
 }
 
