@@ -99,6 +99,24 @@ assert os.pread(fd, 3, 0) == b"tmp"
 assert os.fstat(fd).st_nlink == 0
 PY
 
+# A stopped and continued daemon: each ring thread's io_uring_enter,
+# waiting for a request, returns EINTR (the wait's EINTR is returned
+# when the call submitted nothing); the thread waits again and sends
+# no command twice (a commit sent again would get ENOENT and end it).
+nr=$(ring_tids | wc -l)
+dd if="$SCRATCH/src" of="$MNT/stopped" bs=64k status=none &
+ddpid=$!
+for i in $(seq 30); do
+	kill -STOP "$DAEMON_PID"
+	sleep 0.05
+	kill -CONT "$DAEMON_PID"
+	sleep 0.05
+done
+wait "$ddpid"
+check "30 SIGSTOP/SIGCONT during a copy: the copy has its bytes" cmp -s "$SCRATCH/src" "$MNT/stopped"
+check "... no ring thread ended ($(ring_tids | wc -l) of $nr)" test "$(ring_tids | wc -l)" -eq "$nr"
+check "... none said it would" bash -c "! grep -q 'this ring thread ends' '$SCRATCH/daemon.log'"
+
 # Four writers held by a blocking watch take their ring entries; reads of
 # another file from every CPU are still answered meanwhile.
 for i in 1 2 3 4; do echo old >"$MNT/w$i"; done
