@@ -267,8 +267,9 @@ struct rfs_node {
 /* A decoded inode record and the bytes it decodes from (inode.c,
  * "Decoded records"): rec_decode of enc[0..len) gives i, and a tail of
  * the last taillen bytes of enc. */
-#define IRC_BITS 3u
-#define IRC_SLOTS (1u << IRC_BITS)
+#define IRC_BITS 3u /* sets, by inode number */
+#define IRC_WAYS 2u
+#define IRC_SLOTS ((1u << IRC_BITS) * IRC_WAYS)
 #define IRC_ENC_MAX 256u
 struct irc_ent {
 	uint16_t len; /* 0: empty */

@@ -130,12 +130,20 @@ int rec_get(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
  * encodes (decode(encode(r)) is r: every field of struct rfs_inode is
  * in both forms).  Debug builds decode again on every hit and compare.
  */
-static struct irc_ent *irc_slot(rfs_fs *fs, const uint8_t *enc)
+static uint64_t irc_ino(const uint8_t *enc)
 {
-	/* Bytes 8..15 hold the inode number in both forms (irec.c). */
+	/* Bytes 8..13 hold the inode number in both forms (irec.c), not
+	 * the presence bits of bytes 14 and 15, which change with the
+	 * record's times. */
 	uint64_t x;
 	memcpy(&x, enc + 8, 8);
-	return &fs->irc[(x * 0x9e3779b97f4a7c15ull) >> (64 - IRC_BITS)];
+	return x & ((1ull << 48) - 1);
+}
+
+/* The set of 2 slots for the record of that inode. */
+static struct irc_ent *irc_set(rfs_fs *fs, uint64_t ino)
+{
+	return &fs->irc[((ino * 0x9e3779b97f4a7c15ull) >> (64 - IRC_BITS)) * IRC_WAYS];
 }
 
 /* rec_decode(enc, len) gives back r: what irc_get and irc_put rely on. */
@@ -161,9 +169,12 @@ static bool irc_get(rfs_fs *fs, const uint8_t *enc, size_t len, struct rfs_irec 
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(fs->pool));
 	if (len < 16 || len > IRC_ENC_MAX)
 		return false;
-	const struct irc_ent *e = irc_slot(fs, enc);
-	if (e->len != len || memcmp(e->enc, enc, len))
-		return false;
+	const struct irc_ent *e = irc_set(fs, irc_ino(enc));
+	if (e->len != len || memcmp(e->enc, enc, len)) {
+		e++;
+		if (e->len != len || memcmp(e->enc, enc, len))
+			return false;
+	}
 	memcpy(&r->i, &e->i, sizeof(r->i));
 	r->taillen = e->taillen;
 	memcpy(r->tail, enc + len - e->taillen, e->taillen);
@@ -178,7 +189,14 @@ static void irc_put(rfs_fs *fs, const uint8_t *enc, size_t len, const struct rfs
 	if (len < 16 || len > IRC_ENC_MAX || r->taillen > len)
 		return;
 	assert_decodes_to(enc, len, r);
-	struct irc_ent *e = irc_slot(fs, enc);
+	/* The slot of the same inode's older record, else the older slot
+	 * of the set: the last two inodes of the set stay. */
+	uint64_t ino = irc_ino(enc);
+	struct irc_ent *e = irc_set(fs, ino);
+	if (e[1].len && irc_ino(e[1].enc) == ino)
+		e++;
+	else if (e[0].len && irc_ino(e[0].enc) != ino)
+		e[1] = e[0];
 	e->len = (uint16_t)len;
 	e->taillen = (uint16_t)r->taillen;
 	memcpy(e->enc, enc, len);
