@@ -72,6 +72,11 @@ _Static_assert(sizeof(struct jdisk) == 56, "journal record layout");
 
 struct jcache {
 	bool valid;
+	/* rec was merged into since its encoding in pbytes was made: that
+	 * encoding is out of date (its pend entry has the current length),
+	 * and is made again before the slot is reused and before the flush
+	 * stores it (stale_encode). */
+	bool stale;
 	uint64_t vol, ino, seq, gen;
 	struct jnl_rec rec; /* a deep copy (path, anc) */
 	size_t len;         /* its encoded length */
@@ -113,6 +118,7 @@ struct rfs_jnl {
 	 * and of the one before (prev); base: at open (committed). */
 	uint64_t cur_gen, cur_next, prev_gen, prev_next, base_next;
 	struct jcache cache[JNL_CACHE];
+	unsigned nstale; /* slots with stale set */
 	/* Records with seq >= compact are compact (UINT64_MAX: none, a
 	 * format 1 journal opened read-only); index items keyed from
 	 * packed on are packed (UINT64_MAX: none).  Pool lock. */
@@ -256,6 +262,11 @@ static void pend_drop(struct rfs_jnl *j)
 {
 	j->npend = j->nbytes = j->nanc = 0;
 	j->pend_blocks = 0;
+	for (int i = 0; j->nstale && i < JNL_CACHE; i++)
+		if (j->cache[i].stale) {
+			j->cache[i].stale = false;
+			j->nstale--;
+		}
 }
 
 /* Room for n more bytes in pbytes: their offset, or SIZE_MAX. */
@@ -311,6 +322,14 @@ static uint8_t *put_var(uint8_t *p, uint64_t v)
 	}
 	*p++ = (uint8_t)v;
 	return p;
+}
+
+static unsigned var_len(uint64_t v)
+{
+	unsigned n = 1;
+	for (; v >= 0x80; v >>= 7)
+		n++;
+	return n;
 }
 
 static int get_var(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -685,31 +704,96 @@ static bool same_anc(const struct jnl_rec *a, const struct jnl_rec *b)
 	return true;
 }
 
-/* Add the ranges of r to c's record; false when they do not fit. */
-static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
+/* Bytes the compact encoding of a range takes (encode_to). */
+static long range_len(const struct rfs_change_range *x)
 {
-	struct jnl_rec t = *c;
+	return (long)(var_len(x->off) + var_len(x->len));
+}
+
+/* Add the ranges of r to c's record; false when they do not fit (c
+ * unchanged).  *dlen: what that adds to its compact encoding. */
+static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r, long *dlen)
+{
+	*dlen = 0;
+	if (r->nranges == 1) {
+		/* A data record's one range (rec_new_node), in place. */
+		uint64_t a = r->ranges[0].off, e = a + r->ranges[0].len;
+		for (unsigned k = 0; k < c->nranges; k++) {
+			struct rfs_change_range *x = &c->ranges[k];
+			uint64_t ka = x->off, ke = ka + x->len;
+			if (a <= ke && ka <= e) { /* overlapping or adjacent */
+				uint64_t na = a < ka ? a : ka, ne = e > ke ? e : ke;
+				*dlen -= range_len(x);
+				x->off = na;
+				x->len = ne - na;
+				*dlen += range_len(x);
+				return true;
+			}
+		}
+		if (c->nranges == JNL_RANGES_MAX)
+			return false;
+		c->ranges[c->nranges] = r->ranges[0];
+		*dlen += range_len(&c->ranges[c->nranges++]);
+		return true;
+	}
+	struct rfs_change_range t[JNL_RANGES_MAX];
+	unsigned n = c->nranges;
+	memcpy(t, c->ranges, sizeof(t));
 	for (unsigned i = 0; i < r->nranges; i++) {
 		uint64_t a = r->ranges[i].off, e = a + r->ranges[i].len;
 		unsigned k;
-		for (k = 0; k < t.nranges; k++) {
-			uint64_t ka = t.ranges[k].off, ke = ka + t.ranges[k].len;
+		for (k = 0; k < n; k++) {
+			uint64_t ka = t[k].off, ke = ka + t[k].len;
 			if (a <= ke && ka <= e) { /* overlapping or adjacent */
 				uint64_t na = a < ka ? a : ka, ne = e > ke ? e : ke;
-				t.ranges[k].off = na;
-				t.ranges[k].len = ne - na;
+				t[k].off = na;
+				t[k].len = ne - na;
 				break;
 			}
 		}
-		if (k == t.nranges) {
-			if (t.nranges == JNL_RANGES_MAX)
+		if (k == n) {
+			if (n == JNL_RANGES_MAX)
 				return false;
-			t.ranges[t.nranges++] = r->ranges[i];
+			t[n++] = r->ranges[i];
 		}
 	}
-	memcpy(c->ranges, t.ranges, sizeof(t.ranges));
-	c->nranges = t.nranges;
+	for (unsigned k = 0; k < c->nranges; k++)
+		*dlen -= range_len(&c->ranges[k]);
+	for (unsigned k = 0; k < n; k++)
+		*dlen += range_len(&t[k]);
+	memcpy(c->ranges, t, sizeof(t));
+	c->nranges = (uint8_t)n;
 	return true;
+}
+
+/* Debug builds: len is what the compact encoding of r takes. */
+static void assert_enc_len(const struct jnl_rec *r, size_t len)
+{
+#ifdef RFS_DEBUG
+	uint8_t *b = malloc(ENC_MAX(r));
+	assert(!b || encode_to(r, b) == len);
+	free(b);
+#else
+	(void)r;
+	(void)len;
+#endif
+}
+
+/* Make the encoding of stale slot c's record again (its pend entry
+ * points to it; the old bytes stay unused in pbytes until the flush). */
+static int stale_encode(struct rfs_jnl *j, struct jcache *c)
+{
+	assert(c->stale && j->npend && c->seq >= j->pend_first &&
+	       c->seq - j->pend_first < j->npend);
+	struct jpend *p = &j->pend[c->seq - j->pend_first];
+	size_t off, len;
+	if (encode_pend(j, &c->rec, true, &off, &len))
+		return -ENOMEM;
+	assert(len == p->len);
+	p->off = off;
+	c->stale = false;
+	j->nstale--;
+	return 0;
 }
 
 /* Merge data, attr or xattr record r into the last record of the same
@@ -717,7 +801,10 @@ static bool ranges_merge(struct jnl_rec *c, const struct jnl_rec *r)
  * for a file that is created, written and given its attributes (cp -a),
  * instead of four, each with its index items.  Records of a transaction
  * become readable together at its commit, so no reader ever saw the
- * record before the merge. */
+ * record before the merge.  A record not stored yet (the usual case) is
+ * not encoded again at each merge: its encoded length is kept up to
+ * date, and its bytes are made once, when the flush stores it or its
+ * slot is taken (stale_encode). */
 static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 {
 	*merged = false;
@@ -726,45 +813,64 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest ||
 	    !same_str(c->rec.path, r->path) || !same_anc(&c->rec, r))
 		return 0;
-	struct jnl_rec save = c->rec;
-	if (r->nranges && !ranges_merge(&c->rec, r))
-		return 0;
-	if (r->kind != c->rec.kind)
-		c->rec.also |= also_bit(r->kind);
-	c->rec.sec = r->sec;
-	c->rec.nsec = r->nsec;
 	size_t len;
 	int ret = 0;
-	if (j->npend && c->seq >= j->pend_first) {
-		/* Not in the tree yet: only its bytes change (the new ones
-		 * go to the end of pbytes; the old ones stay unused there
-		 * until the flush). */
-		size_t off;
-		if (encode_pend(j, &c->rec, c->seq >= j->compact, &off, &len)) {
-			c->rec = save;
-			return -ENOMEM;
+	if (j->npend && c->seq >= j->pend_first && c->seq >= j->compact) {
+		/* Not in the tree yet: only its bytes change, later. */
+		long d = 0;
+		if (r->nranges && !ranges_merge(&c->rec, r, &d))
+			return 0;
+		if (r->kind != c->rec.kind)
+			c->rec.also |= also_bit(r->kind);
+		d += (long)var_len((uint64_t)r->sec) - (long)var_len((uint64_t)c->rec.sec) +
+		     (long)var_len(r->nsec) - (long)var_len(c->rec.nsec);
+		c->rec.sec = r->sec;
+		c->rec.nsec = r->nsec;
+		len = (size_t)((long)c->len + d);
+		assert_enc_len(&c->rec, len);
+		j->pend[c->seq - j->pend_first].len = len;
+		if (!c->stale) {
+			c->stale = true;
+			j->nstale++;
 		}
-		struct jpend *p = &j->pend[c->seq - j->pend_first];
-		p->off = off;
-		p->len = len;
 	} else {
-		uint8_t *b = encode(&c->rec, &len, c->seq >= j->compact);
-		if (!b) {
-			c->rec = save;
-			return -ENOMEM;
+		struct jnl_rec save = c->rec;
+		long d;
+		if (r->nranges && !ranges_merge(&c->rec, r, &d))
+			return 0;
+		if (r->kind != c->rec.kind)
+			c->rec.also |= also_bit(r->kind);
+		c->rec.sec = r->sec;
+		c->rec.nsec = r->nsec;
+		if (j->npend && c->seq >= j->pend_first) {
+			/* A format 1 record (tests): encoded at once. */
+			size_t off;
+			if (encode_pend(j, &c->rec, false, &off, &len)) {
+				c->rec = save;
+				return -ENOMEM;
+			}
+			struct jpend *p = &j->pend[c->seq - j->pend_first];
+			p->off = off;
+			p->len = len;
+		} else {
+			uint8_t *b = encode(&c->rec, &len, c->seq >= j->compact);
+			if (!b) {
+				c->rec = save;
+				return -ENOMEM;
+			}
+			/* Stored by a flush earlier in this transaction. */
+			rfs_tree t;
+			size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
+			ret = jtree(j, &t);
+			if (!ret) {
+				ret = chunks_put(j, &t, c->seq, b, len, oldc, RFS_PUT_UPSERT);
+				/* Also after an error: the root may have moved. */
+				int r2 = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
+				if (!ret)
+					ret = r2;
+			}
+			free(b);
 		}
-		/* Stored by a flush earlier in this transaction. */
-		rfs_tree t;
-		size_t oldc = (c->len + RFS_VAL_MAX - 1) / RFS_VAL_MAX;
-		ret = jtree(j, &t);
-		if (!ret) {
-			ret = chunks_put(j, &t, c->seq, b, len, oldc, RFS_PUT_UPSERT);
-			/* Also after an error: the root may have moved. */
-			int r2 = rfs_catalog_set(j->pool, RFS_JOURNAL_ID, &t);
-			if (!ret)
-				ret = r2;
-		}
-		free(b);
 	}
 	if (ret) {
 		c->valid = false;
@@ -780,9 +886,11 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 
 /* Remember r as its inode's last mergeable record; takes r's path and
  * directories (no copy: the caller is done with them). */
-static void cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
+static int cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
 {
 	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
+	if (c->stale && stale_encode(j, c))
+		return -ENOMEM;
 	rec_free(&c->rec);
 	c->rec = *r;
 	c->rec.old_path = NULL;
@@ -794,6 +902,7 @@ static void cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
 	c->gen = rfs_pool_txn_gen(j->pool);
 	c->len = len;
 	c->valid = true;
+	return 0;
 }
 
 /* A rename, link or unlink of (vol, ino): later changes must come after
@@ -867,9 +976,8 @@ static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
 	j->hdr_dirty = true;
 	/* Last: cache_put takes r's path and directories. */
 	if (merge_target(r->kind))
-		cache_put(j, r, len);
-	else
-		cache_forget(j, r);
+		return cache_put(j, r, len);
+	cache_forget(j, r);
 	return 0;
 }
 
@@ -892,14 +1000,6 @@ static int item_put(struct rfs_jnl *j, rfs_tree *t, uint64_t vol, uint64_t ino, 
 
 /* Most entries one item holds (3 bytes each at least). */
 #define PACK_MAX (RFS_VAL_MAX / 3 + 1)
-
-static unsigned var_len(uint64_t v)
-{
-	unsigned n = 1;
-	for (; v >= 0x80; v >>= 7)
-		n++;
-	return n;
-}
 
 static uint64_t depth_enc(uint16_t d)
 {
@@ -1026,6 +1126,9 @@ static int pend_store(struct rfs_jnl *j, rfs_tree *t)
 {
 	int ret = 0;
 	size_t nitems = 0;
+	for (int i = 0; j->nstale && i < JNL_CACHE; i++)
+		if (j->cache[i].stale && stale_encode(j, &j->cache[i]))
+			return -ENOMEM;
 	for (size_t i = 0; !ret && i < j->npend; i++) {
 		struct jpend *p = &j->pend[i];
 		ret = chunks_put(j, t, p->seq, j->pbytes + p->off, p->len, 0,

@@ -27,6 +27,8 @@
 
 #include "fs/link_names.h" /* link_names_walks */
 
+#define JNL_TEST_RANGES 16 /* JNL_RANGES_MAX */
+
 static char g_dir[4096];
 static char g_pool[4200], g_pool2[4200];
 static const struct rfs_ctx g_ctx = {.pid = 1, .umask = 022};
@@ -228,6 +230,104 @@ static void test_data_merge(void **state)
 	assert_int_equal(read_changes(fs, RFS_ROOT_NODE, c0, &g, NULL), 0);
 	assert_int_equal(g.n, 1);
 	assert_int_equal(g.r0.len, 100);
+	rfs_fs_forget(fs, f, 1);
+	assert_int_equal(rfs_fs_close(fs), 0);
+}
+
+/* Every range of every data record below the root, per file name. */
+struct ranges_got {
+	unsigned nrec;
+	char name[512][16];
+	unsigned nranges[512];
+	struct rfs_change_range r[512][JNL_TEST_RANGES];
+};
+
+static int collect_ranges(void *arg, const struct rfs_change *c)
+{
+	struct ranges_got *g = arg;
+	assert_true(g->nrec < 512 && c->path && strlen(c->path) < 16);
+	assert_true(c->nranges <= JNL_TEST_RANGES);
+	strcpy(g->name[g->nrec], c->path);
+	g->nranges[g->nrec] = c->nranges;
+	memcpy(g->r[g->nrec], c->ranges, sizeof(*c->ranges) * c->nranges);
+	g->nrec++;
+	return 0;
+}
+
+/* Whether record k holds [off, off + len) in one of its ranges. */
+static bool has_range(const struct ranges_got *g, unsigned k, uint64_t off, uint64_t len)
+{
+	for (unsigned i = 0; i < g->nranges[k]; i++)
+		if (g->r[k][i].off <= off && off + len <= g->r[k][i].off + g->r[k][i].len)
+			return true;
+	return false;
+}
+
+/* Merged records not stored yet are encoded once, when their slot is
+ * taken or the commit stores them (journal.c, stale_encode); what is read
+ * back is every merge.  Writes 1 byte at offsets whose numbers grow past
+ * 1, 2 and 3 bytes (their encoded length changes), ranges that join,
+ * 17 disjoint ones (a record holds 16), between writes to 300 other
+ * files (more than the 256 slots: records are pushed out of them before
+ * the commit). */
+static void test_merge_deferred(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fresh(0);
+	char c0[RFS_CURSOR_MAX];
+	rfs_nodeid f = mkfile(fs, RFS_ROOT_NODE, "f"), d = mkdir_(fs, RFS_ROOT_NODE, "d");
+	rfs_nodeid many[300];
+	for (int i = 0; i < 300; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "m%d", i);
+		many[i] = mkfile(fs, d, name);
+	}
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(rfs_fs_changes_cursor(fs, c0), 0);
+	static const uint64_t offs[17] = {0,	  100,	   1000,    20000,   300000,  4000000,
+					  50000000, 600000000, 7,	    130,     17000,   2100000,
+					  90,	  999999,  5555,    77777777, 123456789};
+	for (int i = 0; i < 17; i++) {
+		write_at(fs, f, offs[i] * 2, 1);
+		/* every file of d once between two writes of f */
+		for (int k = i * 18; k < (i + 1) * 18 && k < 300; k++)
+			write_at(fs, many[k], (uint64_t)k * 3, 2);
+	}
+	/* joins: 201..299, byte by byte */
+	for (uint64_t o = 201; o < 300; o++)
+		write_at(fs, f, o, 1);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	struct ranges_got *g = calloc(1, sizeof(*g));
+	struct rfs_changes_page page = {0};
+	assert_int_equal(rfs_fs_changes(fs, RFS_ROOT_NODE, c0, &page, collect_ranges, g), 0);
+	(void)d;
+	/* f: its records (a new one when one is full, or when a record of
+	 * d's files took its slot) hold every byte written, the bytes
+	 * after 200 joined in one range. */
+	unsigned nf = 0, nm = 0, fr = 0;
+	for (unsigned k = 0; k < g->nrec; k++) {
+		if (!strcmp(g->name[k], "f")) {
+			nf++;
+			fr += g->nranges[k];
+		} else {
+			nm++;
+			assert_int_equal(g->nranges[k], 1);
+			int m = atoi(g->name[k] + 3); /* "d/mN" */
+			assert_int_equal(g->r[k][0].off, (uint64_t)m * 3);
+			assert_int_equal(g->r[k][0].len, 2);
+		}
+	}
+	assert_int_equal(nm, 300);
+	assert_true(nf >= 2);
+	assert_int_equal(fr, 18);
+	for (int i = 0; i < 18; i++) {
+		uint64_t off = i < 17 ? offs[i] * 2 : 201, len = i < 17 ? 1 : 99;
+		bool found = false;
+		for (unsigned k = 0; k < g->nrec && !found; k++)
+			found = !strcmp(g->name[k], "f") && has_range(g, k, off, len);
+		assert_true(found);
+	}
+	free(g);
 	rfs_fs_forget(fs, f, 1);
 	assert_int_equal(rfs_fs_close(fs), 0);
 }
@@ -686,6 +786,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_kind),
 		cmocka_unit_test(test_data_merge),
+		cmocka_unit_test(test_merge_deferred),
 		cmocka_unit_test(test_minimal_acl_is_attr),
 		cmocka_unit_test(test_kinds_merge),
 		cmocka_unit_test(test_format1_upgrade),
