@@ -17,6 +17,20 @@
 /* Nodes chain_of keeps on the caller's stack (deeper chains: malloc). */
 #define CHAIN_STACK 32
 
+/*
+ * The path and directories of the running operation's first node record
+ * when they fit, lent to the journal (struct jnl_rec.lent): a WRITE's
+ * record merges into the file's last one, so the malloc and free of
+ * both per WRITE were for nothing.  Per thread, not in struct rfs_op,
+ * which callers zero whole: an operation runs on one thread from
+ * op_begin to op_end, and a thread runs one operation at a time (the
+ * pool write lock; fs->cur_op).
+ */
+#define REC_PATH 256
+#define REC_ANC 16
+static _Thread_local char t_rec_path[REC_PATH];
+static _Thread_local struct jnl_anc t_rec_anc[REC_ANC];
+
 /* The chain from the mount root down to n (n last), in buf when it fits
  * (CHAIN_STACK entries), else malloc'ed (chain_free); NULL when n is not
  * reached from the root (a link-table inode).  nlock held (node_lock). */
@@ -43,13 +57,15 @@ static void chain_free(struct rfs_node **c, struct rfs_node **buf)
 		free(c);
 }
 
-/* "a/b/c" of chain c[1..n) plus name (optional). */
-static char *path_of(struct rfs_node **c, size_t n, const char *name, size_t len)
+/* "a/b/c" of chain c[1..n) plus name (optional), in buf when it fits
+ * (cap bytes), else malloc'ed. */
+static char *path_in(struct rfs_node **c, size_t n, const char *name, size_t len, char *buf,
+		     size_t cap)
 {
 	size_t total = 1 + len;
 	for (size_t i = 1; i < n; i++)
 		total += strlen(c[i]->name) + 1;
-	char *p = malloc(total), *w = p;
+	char *p = total <= cap ? buf : malloc(total), *w = p;
 	if (!p)
 		return NULL;
 	for (size_t i = 1; i < n; i++) {
@@ -69,6 +85,11 @@ static char *path_of(struct rfs_node **c, size_t n, const char *name, size_t len
 	return p;
 }
 
+static char *path_of(struct rfs_node **c, size_t n, const char *name, size_t len)
+{
+	return path_in(c, n, name, len, NULL, 0);
+}
+
 static uint64_t st_ino_of(rfs_fs *fs, struct rfs_node *n)
 {
 	(void)fs;
@@ -81,7 +102,8 @@ static uint64_t st_ino_of(rfs_fs *fs, struct rfs_node *n)
  * and an index item per record would only cost space. */
 static int anc_add(struct jnl_rec *r, struct rfs_node **c, size_t n, bool old)
 {
-	struct jnl_anc *a = realloc(r->anc, sizeof(*a) * (r->nanc + n));
+	/* A lent record's array (t_rec_anc) has room for them. */
+	struct jnl_anc *a = r->lent ? r->anc : realloc(r->anc, sizeof(*a) * (r->nanc + n));
 	if (!a)
 		return -ENOMEM;
 	r->anc = a;
@@ -135,12 +157,20 @@ static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
 	return r;
 }
 
+/* r's path, old path and directories, unless lent (t_rec_path). */
+static void rec_strings_free(struct jnl_rec *r)
+{
+	if (!r->lent) {
+		free(r->path);
+		free(r->anc);
+	}
+	free(r->old_path);
+}
+
 /* r could not be completed: drop it, and make the gap explicit. */
 static void rec_fail(rfs_fs *fs, struct jnl_rec *r)
 {
-	free(r->path);
-	free(r->old_path);
-	free(r->anc);
+	rec_strings_free(r);
 	fs->cur_op->nrecs--;
 	fs->cur_op->jfail = true;
 }
@@ -244,17 +274,31 @@ void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_
 	struct jnl_rec *r = rec_new_node(fs, kind, n, off, len);
 	if (!r)
 		return;
+	struct rfs_op *op = fs->cur_op;
 	int ret = -ENOMEM;
 	node_lock(fs);
 	size_t cn = 0;
 	struct rfs_node *buf[CHAIN_STACK];
 	struct rfs_node **c = chain_of(n, &cn, buf);
-	if (c && (r->path = path_of(c, cn, NULL, 0)) != NULL) {
+	/* n's own directories: the root's change is listed under the root
+	 * itself. */
+	size_t na = cn > 1 ? cn - 1 : 1;
+	if (c && r == &op->recs[0] && na - 1 <= REC_ANC) {
+		/* The operation's first record (a WRITE's only one). */
+		r->path = path_in(c, cn, NULL, 0, t_rec_path, sizeof(t_rec_path));
+		if (r->path == t_rec_path) {
+			r->lent = true;
+			r->anc = t_rec_anc;
+		} else if (!r->path) {
+			c = NULL;
+		}
+	} else if (c) {
+		r->path = path_of(c, cn, NULL, 0);
+	}
+	if (c && r->path) {
 		if (cn > 1)
 			r->parent = st_ino_of(fs, c[cn - 2]);
-		/* n's own directories: the root's change is listed under the
-		 * root itself. */
-		ret = anc_add(r, c, cn > 1 ? cn - 1 : 1, false);
+		ret = anc_add(r, c, na, false);
 	}
 	chain_free(c, buf);
 	node_unlock(fs);
@@ -294,11 +338,8 @@ void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *onam
 
 static void recs_free(struct rfs_op *op)
 {
-	for (size_t i = 0; i < op->nrecs; i++) {
-		free(op->recs[i].path);
-		free(op->recs[i].old_path);
-		free(op->recs[i].anc);
-	}
+	for (size_t i = 0; i < op->nrecs; i++)
+		rec_strings_free(&op->recs[i]);
 	if (op->recs != op->recs_inline)
 		free(op->recs);
 	op->recs = NULL;

@@ -885,17 +885,37 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 }
 
 /* Remember r as its inode's last mergeable record; takes r's path and
- * directories (no copy: the caller is done with them). */
+ * directories (no copy: the caller is done with them), or copies them
+ * when they are lent (without memory for the copies, r is not kept: a
+ * later change starts a record of its own). */
 static int cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
 {
 	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	if (c->stale && stale_encode(j, c))
 		return -ENOMEM;
 	rec_free(&c->rec);
+	c->valid = false;
+	char *path = r->path;
+	struct jnl_anc *anc = r->anc;
+	if (r->lent) {
+		path = path ? strdup(path) : NULL;
+		anc = r->nanc ? malloc(sizeof(*anc) * r->nanc) : NULL;
+		if ((r->path && !path) || (r->nanc && !anc)) {
+			free(path);
+			free(anc);
+			return 0;
+		}
+		if (r->nanc)
+			memcpy(anc, r->anc, sizeof(*anc) * r->nanc);
+	} else {
+		r->path = NULL;
+		r->anc = NULL;
+	}
 	c->rec = *r;
+	c->rec.path = path;
+	c->rec.anc = anc;
+	c->rec.lent = false;
 	c->rec.old_path = NULL;
-	r->path = NULL;
-	r->anc = NULL;
 	c->vol = r->vol;
 	c->ino = r->ino;
 	c->seq = r->seq;

@@ -58,6 +58,9 @@ struct jnl_rec {
 	struct jnl_anc *anc;
 	struct rfs_change_range ranges[JNL_RANGES_MAX];
 	uint64_t seq; /* set by jnl_append */
+	/* path and anc are the caller's (not malloc'ed): jnl_append copies
+	 * what it keeps, and takes neither. */
+	bool lent;
 };
 
 struct rfs_jnl;
@@ -78,7 +81,8 @@ void jnl_close(struct rfs_jnl *j);
  * inode whose last record was a create, data, attr or xattr record
  * written in the same transaction with the same path is merged into it
  * (its kind goes into that record's `also`, data ranges into its
- * ranges).  May take a record's `path` and `anc` (set to NULL).  On failure the
+ * ranges).  May take a record's `path` and `anc` (set to NULL) unless it is
+ * `lent`.  On failure the
  * caller must reset the journal (jnl_reset) or not commit the change.
  */
 int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n);
