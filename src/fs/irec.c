@@ -39,8 +39,12 @@ enum {
 #define CR_HDR 16u
 #define CR_INO_MAX ((1ull << 48) - 1)
 
-static size_t put_uv(uint8_t *p, uint64_t v)
+static inline size_t put_uv(uint8_t *p, uint64_t v)
 {
+	if (v < 0x80) {
+		*p = (uint8_t)v;
+		return 1;
+	}
 	size_t n = 0;
 	while (v >= 0x80) {
 		p[n++] = (uint8_t)(v | 0x80);
@@ -60,23 +64,28 @@ static uint64_t unzz(uint64_t v)
 	return (v >> 1) ^ (uint64_t)-(int64_t)(v & 1);
 }
 
-static size_t put_u32(uint8_t *p, uint32_t v)
+static inline size_t put_u32(uint8_t *p, uint32_t v)
 {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 4);
+#else
 	for (int k = 0; k < 4; k++)
 		p[k] = (uint8_t)(v >> (8 * k));
+#endif
 	return 4;
 }
 
-/* The compact form of r's inode into val (at least RFS_INODE_SIZE
- * bytes): its length, or 0 when it would not be shorter than the fixed
- * form (or the inode number does not fit). */
+/* The compact form of r's inode into val (RFS_VAL_MAX bytes, written
+ * directly): its length, or 0 when it would not be shorter than the
+ * fixed form (or the inode number does not fit). */
 static size_t compact_encode(const struct rfs_inode *i, uint8_t *val)
 {
 	if (i->ino > CR_INO_MAX)
 		return 0;
 	/* Every field at its longest: 5 + 5 + 5 + 10 + 10 + 4 + 3 * (10 +
 	 * 4) + 5 + 10 + 10 + 5 + 5 + 30 = 146 bytes after the header. */
-	uint8_t b[CR_HDR + 200];
+	_Static_assert(CR_HDR + 146 <= RFS_VAL_MAX, "a compact record fits in val");
+	uint8_t *b = val;
 	unsigned pres = 0;
 	size_t n = CR_HDR;
 	uint64_t mt = (uint64_t)i->mtime;
@@ -142,12 +151,15 @@ static size_t compact_encode(const struct rfs_inode *i, uint8_t *val)
 	if (n >= RFS_INODE_SIZE)
 		return 0;
 	memcpy(b, &i->subtree, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(b + 8, &i->ino, 8); /* bytes 14 and 15 are set below */
+#else
 	for (int k = 0; k < 6; k++)
 		b[8 + k] = (uint8_t)(i->ino >> (8 * k));
+#endif
 	pres |= CR_MARK;
 	b[14] = (uint8_t)pres;
 	b[15] = (uint8_t)(pres >> 8);
-	memcpy(val, b, n);
 	return n;
 }
 
@@ -169,8 +181,10 @@ struct crd {
 	bool bad;
 };
 
-static uint64_t get_uv(struct crd *c)
+static inline uint64_t get_uv(struct crd *c)
 {
+	if (c->p < c->end && *c->p < 0x80)
+		return *c->p++;
 	uint64_t v = 0;
 	for (unsigned sh = 0; sh < 64; sh += 7) {
 		if (c->p == c->end) {
@@ -205,8 +219,12 @@ static uint32_t get_u32(struct crd *c)
 		return 0;
 	}
 	uint32_t v = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(&v, c->p, 4);
+#else
 	for (int k = 0; k < 4; k++)
 		v |= (uint32_t)c->p[k] << (8 * k);
+#endif
 	c->p += 4;
 	return v;
 }
@@ -219,8 +237,13 @@ static int compact_decode(const uint8_t *v, size_t vlen, struct rfs_irec *r)
 		return -EUCLEAN;
 	memset(i, 0, sizeof(*i));
 	memcpy(&i->subtree, v, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(&i->ino, v + 8, 8);
+	i->ino &= CR_INO_MAX; /* bytes 14 and 15 are the presence bits */
+#else
 	for (int k = 0; k < 6; k++)
 		i->ino |= (uint64_t)v[8 + k] << (8 * k);
+#endif
 	struct crd c = {v + CR_HDR, v + vlen, false};
 	i->mode = get_uv32(&c);
 	i->uid = get_uv32(&c);
