@@ -39,6 +39,8 @@
 #ifndef REFLINKFS_TREE_H
 #define REFLINKFS_TREE_H
 
+#include <stdbool.h>
+
 #include "reflinkfs/pool.h"
 
 #define RFS_KEY_MAX 512u
@@ -124,6 +126,78 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
  */
 int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 		    size_t klen, int mode);
+
+/* ---- editing one leaf --------------------------------------------------- */
+
+/* Deepest tree (tree/node.h's NODE_MAX_HEIGHT). */
+#define RFS_TREE_MAX_HEIGHT 24
+
+/*
+ * A leaf opened for editing: the path from the root to the leaf where a
+ * key belongs, shadowed once (as rfs_tree_lookup_mut does), so that a
+ * caller can read the items around the key and replace some of them in
+ * the same descent, instead of a read walk plus one put (one descent from
+ * the root) per changed item.  The fields are the tree's.  Write lock held
+ * from open to close; the tree may not be changed otherwise in between.
+ */
+struct rfs_tree_path {
+	int h;
+	struct rfs_buf *b[RFS_TREE_MAX_HEIGHT];
+	unsigned s[RFS_TREE_MAX_HEIGHT];
+};
+struct rfs_tree_edit {
+	rfs_pool *pool;
+	rfs_tree *t;
+	struct rfs_tree_path p;
+};
+
+/* One item to store (rfs_tree_edit_splice). */
+struct rfs_tree_item {
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+	uint8_t flags;
+};
+
+/*
+ * Shadow the path to the leaf where key belongs and open it: *idx is the
+ * index of its first item with key >= key (the leaf's item count when
+ * none), *exact whether that item has key.  May move t->root (like
+ * rfs_tree_lookup_mut; no item changes).  -ENOENT for an empty tree.
+ * Close it with rfs_tree_edit_close whatever happens after.
+ */
+int rfs_tree_edit_open(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		       struct rfs_tree_edit *e, unsigned *idx, bool *exact);
+
+/* Items in the open leaf. */
+unsigned rfs_tree_edit_n(const struct rfs_tree_edit *e);
+
+/* Item i of the open leaf (pointers valid until the next splice or the
+ * close); -ENOENT when i is past its last. */
+int rfs_tree_edit_get(const struct rfs_tree_edit *e, unsigned i, const void **key,
+		      size_t *klen, const void **val, size_t *vlen, uint8_t *flags);
+
+/*
+ * Replace the leaf's items [i, i + nremove) by items[0..nins): 1 when
+ * done, -EINVAL when the new keys are not strictly increasing, would not
+ * lie between the items kept on either side, or an item is malformed
+ * (nins >= 1 and nremove <= 16).  mode 0 releases the references of the
+ * removed items, RFS_KEEP_REFS hands them to the caller; the new items'
+ * references become the tree's, as with a put.  When the result does not
+ * fit the leaf, the leaf splits in two balanced halves (a new block:
+ * -ENOSPC before any change, as rfs_tree_put).  0, nothing changed, when
+ * a new key lies outside the key range this leaf serves (it belongs to a
+ * neighbour leaf) or even a split cannot hold the result: do it with
+ * rfs_tree_put / rfs_tree_delete, which route each key.  Within the leaf it needs no
+ * block and cannot fail half done; a split can, like a put.  A leaf it
+ * shrinks is not merged with a neighbour.  After a splice, only
+ * rfs_tree_edit_close.
+ */
+int rfs_tree_edit_splice(struct rfs_tree_edit *e, unsigned i, unsigned nremove,
+			 const struct rfs_tree_item *items, unsigned nins, int mode);
+
+void rfs_tree_edit_close(struct rfs_tree_edit *e);
 
 /*
  * Clone: *dst becomes a second reference to src's root.  O(1) whatever the

@@ -10,6 +10,7 @@
  * node frees the original (reusable after the commit) and the copy inherits
  * its references.  Splits and merges then work on writable nodes only.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,11 +19,7 @@
 #include "tree/tree_internal.h"
 #include "util/lockcheck.h"
 
-struct path {
-	int h;
-	struct rfs_buf *b[NODE_MAX_HEIGHT];
-	unsigned s[NODE_MAX_HEIGHT];
-};
+_Static_assert(RFS_TREE_MAX_HEIGHT == NODE_MAX_HEIGHT, "one height limit");
 
 static pthread_once_t verifier_once = PTHREAD_ONCE_INIT;
 
@@ -42,7 +39,7 @@ static bool refcounted(const rfs_tree *t)
 	return tree_refcounted(t);
 }
 
-static void path_release(rfs_pool *pool, struct path *p)
+static void path_release(rfs_pool *pool, struct rfs_tree_path *p)
 {
 	for (int i = 0; i < p->h; i++) {
 		if (p->b[i])
@@ -230,7 +227,7 @@ static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
  * check_space, first make sure the pool has room for the whole mutation
  * (the root's level gives the height: no second read of the root). */
 static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
-		    struct path *p, bool check_space)
+		    struct rfs_tree_path *p, bool check_space)
 {
 	struct rfs_buf *b;
 	int ret;
@@ -365,7 +362,7 @@ int rfs_tree_lookup_mut(rfs_pool *pool, rfs_tree *t, const void *key,
 			size_t klen, void *val, size_t *vlen, uint8_t *flags)
 {
 	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
-	struct path p;
+	struct rfs_tree_path p;
 	bool exact;
 	int ret;
 
@@ -410,7 +407,7 @@ static unsigned split_at(const uint8_t *d, unsigned idx, size_t isz, bool append
 
 /* Whether the node at path level li is the last of its level: every
  * node above it was entered through its last child. */
-static bool rightmost(const struct path *p, int li)
+static bool rightmost(const struct rfs_tree_path *p, int li)
 {
 	for (int k = 0; k < li; k++)
 		if (p->s[k] + 1 != node_n(p->b[k]->data))
@@ -448,7 +445,7 @@ static bool sep_fits(const uint8_t *parent, unsigned i, size_t klen)
  * item's place: 1 when inserted, 0 when neither sibling can take them,
  * or -errno.
  */
-static int push_insert(rfs_pool *pool, rfs_tree *t, struct path *p, int li, unsigned idx,
+static int push_insert(rfs_pool *pool, rfs_tree *t, struct rfs_tree_path *p, int li, unsigned idx,
 		       const void *key, size_t klen, const void *val, size_t vlen, uint8_t flags)
 {
 	uint8_t *d = p->b[li]->data, *parent = p->b[li - 1]->data;
@@ -547,18 +544,21 @@ static int push_insert(rfs_pool *pool, rfs_tree *t, struct path *p, int li, unsi
 	return 0;
 }
 
+static int link_right(rfs_pool *pool, rfs_tree *t, struct rfs_tree_path *p, int li,
+		      struct rfs_buf *right, bool append);
+
 /*
  * Insert an item at index idx of the node at path level li, splitting
  * upwards as needed (append: see split_at).  Every node on the path is
  * writable.
  */
-static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
+static int insert_at(rfs_pool *pool, rfs_tree *t, struct rfs_tree_path *p, int li,
 		     unsigned idx, const void *key, size_t klen, const void *val,
 		     size_t vlen, uint8_t flags, bool append)
 {
 	uint8_t *d = p->b[li]->data;
 	size_t isz = item_size(klen, vlen);
-	struct rfs_buf *right, *nroot;
+	struct rfs_buf *right;
 	unsigned sp;
 	int ret;
 
@@ -594,6 +594,17 @@ static int insert_at(rfs_pool *pool, rfs_tree *t, struct path *p, int li,
 	else
 		node_insert(right->data, idx - sp, key, klen, val, vlen, flags);
 
+	return link_right(pool, t, p, li, right, append);
+}
+
+/* Link right, the new right sibling of the node at path level li, into
+ * the level above (a new root when li is the root); puts right. */
+static int link_right(rfs_pool *pool, rfs_tree *t, struct rfs_tree_path *p, int li,
+		      struct rfs_buf *right, bool append)
+{
+	uint8_t *d = p->b[li]->data;
+	struct rfs_buf *nroot;
+	int ret;
 	size_t sklen;
 	const uint8_t *sk = node_key(right->data, 0, &sklen);
 	struct node_child rc = { right->blocknr, rfs_buf_gen(right) };
@@ -631,7 +642,7 @@ int rfs_tree_put(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 	uint8_t old[RFS_VAL_MAX];
 	size_t oldlen = 0;
 	uint8_t oldflags = 0;
-	struct path p;
+	struct rfs_tree_path p;
 	bool exact;
 	int ret;
 
@@ -699,6 +710,311 @@ out:
 	return ret;
 }
 
+/* ---- editing one leaf ---------------------------------------------------- */
+
+int rfs_tree_edit_open(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		       struct rfs_tree_edit *e, unsigned *idx, bool *exact)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(pool));
+	int ret;
+
+	e->pool = pool;
+	e->t = t;
+	e->p.h = 0;
+	if (klen == 0 || klen > RFS_KEY_MAX)
+		return -EINVAL;
+	if (!t->root)
+		return -ENOENT;
+	ret = rfs_pool_check_writable(pool);
+	if (ret)
+		return ret;
+	/* No space check: a splice within the leaf takes no block, and one
+	 * that does not fit is done by puts, which check. */
+	ret = cow_path(pool, t, key, klen, &e->p, false);
+	if (ret)
+		return ret;
+	*idx = node_search(e->p.b[e->p.h - 1]->data, key, klen, exact);
+	return 0;
+}
+
+unsigned rfs_tree_edit_n(const struct rfs_tree_edit *e)
+{
+	return node_n(e->p.b[e->p.h - 1]->data);
+}
+
+int rfs_tree_edit_get(const struct rfs_tree_edit *e, unsigned i, const void **key,
+		      size_t *klen, const void **val, size_t *vlen, uint8_t *flags)
+{
+	uint8_t *d = e->p.b[e->p.h - 1]->data;
+
+	if (i >= node_n(d))
+		return -ENOENT;
+	*key = node_key(d, i, klen);
+	*val = node_val(d, i, vlen);
+	if (flags)
+		*flags = node_flags(d, i);
+	return 0;
+}
+
+void rfs_tree_edit_close(struct rfs_tree_edit *e)
+{
+	path_release(e->pool, &e->p);
+}
+
+/* Whether key lies in the range of keys the leaf at the bottom of p
+ * serves: from the separator it was entered by (the nearest level whose
+ * slot is not the first) up to the next separator (the nearest level
+ * whose slot is not the last).  An internal slot 0's key is no bound
+ * (node_child_slot). */
+static bool leaf_serves(const struct rfs_tree_path *p, const void *key, size_t klen,
+			bool lo, bool hi)
+{
+	for (int k = p->h - 2; k >= 0 && (lo || hi); k--) {
+		const uint8_t *d = p->b[k]->data;
+		unsigned s = p->s[k];
+		size_t bl;
+		if (lo && s > 0) {
+			const uint8_t *b = node_key(d, s, &bl);
+			if (key_cmp(key, klen, b, bl) < 0)
+				return false;
+			lo = false;
+		}
+		if (hi && s + 1 < node_n(d)) {
+			const uint8_t *b = node_key(d, s + 1, &bl);
+			if (key_cmp(key, klen, b, bl) >= 0)
+				return false;
+			hi = false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Replace item i (nr = 1) of leaf d, or insert before item i (nr = 0),
+ * by it[0..nins) (checked to fit).  The new data takes the old item's
+ * place, the data below it moving down by what the new items need more:
+ * a leaf without holes stays without them, so the inserts that follow
+ * need no compaction (splitting an extent record in the middle of a
+ * leaf by a remove and three inserts left a hole each time, and
+ * compacted the leaf on about every third write).
+ */
+static void splice_leaf(uint8_t *d, unsigned i, unsigned nr,
+			const struct rfs_tree_item *it, unsigned nins, size_t newb)
+{
+	struct node_hdr *h = node_hdr(d);
+	unsigned n = h->nitems;
+	size_t off, oldb = 0;
+
+	if (nr) {
+		const struct node_slot *sl = node_cslot(d, i);
+		off = sl->off;
+		oldb = (size_t)sl->klen + sl->vlen;
+	} else {
+		off = h->data_start;
+	}
+	size_t grow = newb > oldb ? newb - oldb : 0;
+	size_t contig = h->data_start - NODE_HDR_SIZE - (size_t)n * NODE_SLOT_SIZE;
+	if (contig < grow + (size_t)(nins - nr) * NODE_SLOT_SIZE) {
+		/* Holes left by other changes, or the old item's bytes: the
+		 * room is there (checked), only not in one piece.  Without
+		 * the old item, compacted, it is. */
+		if (nr) {
+			node_remove(d, i);
+			nr = 0;
+			n--;
+			oldb = 0;
+		}
+		node_compact(d);
+		off = h->data_start;
+		grow = newb;
+	}
+	if (grow) {
+		size_t ds = h->data_start;
+		memmove(d + ds - grow, d + ds, off - ds);
+		if (off > ds)
+			for (unsigned j = 0; j < n; j++) {
+				struct node_slot *sl = node_slot(d, j);
+				if (sl->off < off)
+					sl->off = (uint16_t)(sl->off - grow);
+			}
+		h->data_start = (uint16_t)(ds - grow);
+	} else if (newb < oldb) {
+		if (off == h->data_start)
+			h->data_start = (uint16_t)(h->data_start + oldb - newb);
+		else
+			h->frag = (uint16_t)(h->frag + oldb - newb);
+	}
+	size_t o = off + oldb - newb;
+	memmove(node_slot(d, i + nins), node_slot(d, i + nr),
+		(size_t)(n - i - nr) * NODE_SLOT_SIZE);
+	for (unsigned k = 0; k < nins; k++) {
+		struct node_slot *sl = node_slot(d, i + k);
+		sl->off = (uint16_t)o;
+		sl->klen = (uint16_t)it[k].klen;
+		sl->vlen = (uint16_t)it[k].vlen;
+		sl->flags = it[k].flags;
+		sl->pad = 0;
+		memcpy(d + o, it[k].key, it[k].klen);
+		if (it[k].vlen)
+			memcpy(d + o + it[k].klen, it[k].val, it[k].vlen);
+		o += it[k].klen + it[k].vlen;
+	}
+	h->nitems = (uint16_t)(n - nr + nins);
+}
+
+/*
+ * Where to split leaf d whose items [i, i + nremove) become rep bytes
+ * (slots included; total: the leaf's bytes after that) so that the
+ * larger half is smallest: the first index of the right half, never
+ * inside the replaced items (they go right when it is i), each half
+ * keeping an item of its own.  0 when no split leaves both halves
+ * within a node.
+ */
+static unsigned splice_split_point(const uint8_t *d, unsigned i, unsigned nremove,
+				   size_t rep, size_t total)
+{
+	unsigned n = node_n(d), best = 0;
+	size_t pre = 0, best_max = NODE_SPACE + 1;
+
+	for (unsigned s = 1; s <= n; s++) {
+		const struct node_slot *sl = node_cslot(d, s - 1);
+		if (s - 1 < i || s - 1 >= i + nremove)
+			pre += item_size(sl->klen, sl->vlen);
+		if ((s > i && s < i + nremove) || (s == n && s > i))
+			continue;
+		size_t l = pre + (s > i ? rep : 0), r = total - l;
+		size_t mx = l > r ? l : r;
+		if (mx < best_max) {
+			best_max = mx;
+			best = s;
+		}
+	}
+	return best_max <= NODE_SPACE ? best : 0;
+}
+
+int rfs_tree_edit_splice(struct rfs_tree_edit *e, unsigned i, unsigned nremove,
+			 const struct rfs_tree_item *it, unsigned nins, int mode)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(e->pool));
+	uint8_t *d = e->p.b[e->p.h - 1]->data;
+	unsigned n = node_n(d);
+	size_t newb = 0, oldb = 0, kl = 0;
+	const uint8_t *k;
+
+	if (nins == 0 || nremove > 16 || i > n || nremove > n - i)
+		return -EINVAL;
+	for (unsigned j = 0; j < nins; j++) {
+		if (it[j].klen == 0 || it[j].klen > RFS_KEY_MAX || it[j].vlen > RFS_VAL_MAX ||
+		    !tree_value_refs_valid(it[j].val, it[j].vlen, it[j].flags))
+			return -EINVAL;
+		if (j > 0 && key_cmp(it[j - 1].key, it[j - 1].klen, it[j].key, it[j].klen) >= 0)
+			return -EINVAL;
+		newb += it[j].klen + it[j].vlen;
+	}
+	/* The new keys stay between the neighbours kept, and in the leaf. */
+	const struct rfs_tree_item *last = &it[nins - 1];
+	if (i > 0) {
+		k = node_key(d, i - 1, &kl);
+		if (key_cmp(k, kl, it[0].key, it[0].klen) >= 0)
+			return -EINVAL;
+	}
+	if (i + nremove < n) {
+		k = node_key(d, i + nremove, &kl);
+		if (key_cmp(last->key, last->klen, k, kl) >= 0)
+			return -EINVAL;
+	}
+	/* Keys past the separators the leaf was entered by belong to
+	 * another leaf: an item's key may lie below the next leaf's
+	 * separator while its value reaches past it (a file's extent
+	 * that grew across), and its pieces go where their keys go. */
+	if (!leaf_serves(&e->p, it[0].key, it[0].klen, i == 0, false) ||
+	    !leaf_serves(&e->p, last->key, last->klen, false, i + nremove == n))
+		return 0;
+	for (unsigned j = i; j < i + nremove; j++) {
+		const struct node_slot *sl = node_cslot(d, j);
+		oldb += (size_t)sl->klen + sl->vlen;
+	}
+	size_t rep = newb + nins * NODE_SLOT_SIZE, gone = oldb + nremove * NODE_SLOT_SIZE;
+	unsigned sp = 0; /* 0: within the leaf, else where it splits */
+	if (rep > node_free(d) + gone) {
+		sp = splice_split_point(d, i, nremove, rep, node_used(d) - gone + rep);
+		if (!sp)
+			return 0;
+		if (refcounted(e->t)) {
+			int ret = space_check(e->pool, e->p.h);
+			if (ret)
+				return ret;
+		}
+	}
+
+	/* The removed items' references, to release once they are gone. */
+	bool keep = mode & RFS_KEEP_REFS;
+	uint8_t old[RFS_BLOCK_SIZE];
+	size_t oo = 0;
+	if (!keep) {
+		for (unsigned j = i; j < i + nremove; j++) {
+			size_t vl;
+			const uint8_t *v = node_val(d, j, &vl);
+			if (!node_flags(d, j))
+				continue;
+			memcpy(old + oo, v, vl);
+			oo += vl;
+		}
+	}
+	uint8_t oflags[16];
+	size_t olen[16];
+	for (unsigned j = 0; !keep && j < nremove; j++) {
+		oflags[j] = node_flags(d, i + j);
+		olen[j] = node_cslot(d, i + j)->vlen;
+	}
+
+	int ret = 0;
+	struct rfs_buf *right = NULL;
+	if (sp) {
+		ret = rfs_buf_new(e->pool, RFS_BT_NODE, 0, e->t->owner, &right);
+		if (ret)
+			return ret; /* nothing changed */
+		node_init(right->data);
+	}
+	rfs_pool_note_item(e->pool); /* from here a failure is half a change */
+	uint8_t *tgt = d;
+	unsigned ti = i;
+	if (sp) {
+		/* Balanced, not pushed to a sibling as insert_at does: the
+		 * records of a file written at random grow at random
+		 * places, and a leaf kept full would split or push on each
+		 * of them. */
+		node_move_tail(right->data, d, sp);
+		if (sp <= i) {
+			tgt = right->data;
+			ti = i - sp;
+		}
+	}
+	for (unsigned j = nremove; j > 1; j--)
+		node_remove(tgt, ti + j - 1);
+	splice_leaf(tgt, ti, nremove ? 1 : 0, it, nins, newb);
+#ifdef RFS_DEBUG
+	assert(node_validate(d) == NULL);
+	assert(!right || node_validate(right->data) == NULL);
+	k = node_key(d, 0, &kl); /* before kl is read: argument order */
+	assert(leaf_serves(&e->p, k, kl, true, !right));
+#endif
+	if (right)
+		ret = link_right(e->pool, e->t, &e->p, e->p.h - 1, right, false);
+	if (ret)
+		return ret;
+	oo = 0;
+	for (unsigned j = 0; !keep && j < nremove; j++) {
+		if (!oflags[j])
+			continue;
+		int r = tree_value_refs(e->pool, old + oo, olen[j], oflags[j], -1);
+		oo += olen[j];
+		if (r && !ret)
+			ret = r;
+	}
+	return ret ? ret : 1;
+}
+
 /* Merge two adjacent siblings (children ls and ls+1 of parent) when their
  * items fit in one node.  Returns 1 when merged, 0 when not, or -errno. */
 static int try_merge(rfs_pool *pool, rfs_tree *t, uint8_t *parent, unsigned ls)
@@ -763,7 +1079,7 @@ static int try_merge(rfs_pool *pool, rfs_tree *t, uint8_t *parent, unsigned ls)
 
 /* After a removal at path level li, drop empty nodes and merge small ones,
  * bottom-up, then shrink the root. */
-static int rebalance(rfs_pool *pool, rfs_tree *t, struct path *p, int li)
+static int rebalance(rfs_pool *pool, rfs_tree *t, struct rfs_tree_path *p, int li)
 {
 	int ret;
 
@@ -838,7 +1154,7 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
 	uint8_t old[RFS_VAL_MAX];
 	size_t oldlen;
 	uint8_t oldflags;
-	struct path p;
+	struct rfs_tree_path p;
 	bool exact;
 	int ret;
 

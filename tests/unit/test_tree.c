@@ -1912,6 +1912,262 @@ static void test_failed_copy_counts(void **state)
 	tu_map_clear(&m1);
 }
 
+/* ---- editing one leaf (rfs_tree_edit_*) ------------------------------------------ */
+
+static uint64_t key_u64(const void *k)
+{
+	const uint8_t *b = k;
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Item j of the open leaf as a u64 key; checks its size. */
+static uint64_t edit_key(const struct rfs_tree_edit *ed, unsigned j)
+{
+	const void *k, *v;
+	size_t kl, vl;
+	OK(rfs_tree_edit_get(ed, j, &k, &kl, &v, &vl, NULL));
+	EQ_U64(kl, 8);
+	return key_u64(k);
+}
+
+/*
+ * Random splices against a model: the leaf an edit opens is the run of
+ * the model's keys around the key it was opened at; a splice replaces
+ * 0-3 of its items by 1-4 new ones with random keys between the
+ * neighbours and random sizes (some too big for the leaf: it splits, or
+ * the splice says 0 and puts do it); keys out of order or equal to a
+ * neighbour's are refused, keys outside the leaf's range left to puts
+ * (0), both changing nothing.  A clone taken halfway must keep its own items, and every
+ * few hundred splices the tree matches the model, commits and checks.
+ */
+static void test_edit_splice(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {9090};
+	rfs_tree t = {0, RFS_OWNER_USER}, t2 = {0, 0};
+	tu_map m = {0}, m2 = {0};
+	uint8_t k[8], v[RFS_VAL_MAX];
+	const uint64_t SPAN = 1000, NK = 1500;
+	unsigned spliced = 0, refused = 0, split_or_put = 0, bad_ok = 0;
+
+	for (uint64_t i = 0; i < NK; i++) {
+		key64(k, (i + 1) * SPAN);
+		size_t vl = tu_range(&r, 0, 80);
+		tu_fill(&r, v, vl);
+		put_both(c, &t, &m, k, 8, v, vl, 0, RFS_PUT_INSERT);
+	}
+	store(c, 1, &t);
+	commit_clean(c);
+	for (int it = 0; it < 6000; it++) {
+		if (it == 3000) {
+			/* From here the nodes are shared until shadowed. */
+			OK(rfs_tree_clone(c->pool, &t, &t2));
+			store(c, 2, &t2);
+			tu_map_copy(&m2, &m);
+		}
+		uint64_t x = tu_below(&r, (NK + 2) * SPAN);
+		struct rfs_tree_edit ed;
+		unsigned idx, n;
+		bool exact;
+		key64(k, x);
+		OK(rfs_tree_edit_open(c->pool, &t, k, 8, &ed, &idx, &exact));
+		n = rfs_tree_edit_n(&ed);
+		CHECK(n > 0 && idx <= n, "leaf of %u items, index %u", n, idx);
+		/* The leaf is a run of the model's keys around x. */
+		bool f;
+		size_t mi = tu_map_find(&m, k, 8, &f);
+		EQ_U64(exact, f);
+		if (idx < n)
+			EQ_U64(edit_key(&ed, idx), key_u64(m.v[mi].key));
+		if (idx > 0)
+			EQ_U64(edit_key(&ed, idx - 1), key_u64(m.v[mi - 1].key));
+		unsigned i = idx > 0 && tu_below(&r, 2) ? idx - 1 : idx;
+		unsigned nrm = (unsigned)tu_below(&r, 4);
+		if (nrm > n - i)
+			nrm = n - i;
+		/* The keys the new items may take: between the neighbours
+		 * kept, within what routes here (x does). */
+		uint64_t lo, hi, gone[4];
+		if (i > 0)
+			lo = edit_key(&ed, i - 1) + 1;
+		else
+			lo = nrm && edit_key(&ed, 0) < x ? edit_key(&ed, 0) : x;
+		if (i + nrm < n)
+			hi = edit_key(&ed, i + nrm) - 1;
+		else
+			hi = nrm && edit_key(&ed, n - 1) > x ? edit_key(&ed, n - 1) : x;
+		for (unsigned j = 0; j < nrm; j++)
+			gone[j] = edit_key(&ed, i + j);
+		if (hi < lo) {
+			rfs_tree_edit_close(&ed);
+			continue;
+		}
+		uint64_t nk[4];
+		unsigned nins = 1 + (unsigned)tu_below(&r, 4);
+		for (unsigned j = 0; j < nins; j++)
+			nk[j] = lo + tu_below(&r, hi - lo + 1);
+		qsort(nk, nins, sizeof(nk[0]), cmp_u64);
+		unsigned u = 1;
+		for (unsigned j = 1; j < nins; j++)
+			if (nk[j] != nk[u - 1])
+				nk[u++] = nk[j];
+		nins = u;
+		uint8_t kb[4][8], vb[4][RFS_VAL_MAX];
+		struct rfs_tree_item items[4];
+		/* Sometimes items of the largest size: two or more between
+		 * other items may fit neither half of a split. */
+		bool huge = tu_below(&r, 30) == 0;
+		for (unsigned j = 0; j < nins; j++) {
+			key64(kb[j], nk[j]);
+			size_t vl = huge ? RFS_VAL_MAX
+				: tu_below(&r, 10) ? tu_range(&r, 0, 100) : tu_range(&r, 200, RFS_VAL_MAX);
+			tu_fill(&r, vb[j], vl);
+			items[j] = (struct rfs_tree_item){kb[j], 8, vb[j], vl, 0};
+		}
+		/* Now and then a splice the tree must refuse. */
+		uint64_t p = tu_below(&r, 20);
+		if (p == 0 && nins >= 2) {
+			struct rfs_tree_item sw = items[0];
+			items[0] = items[1];
+			items[1] = sw;
+		} else if (p == 1 && i > 0) {
+			key64(kb[0], lo - 1); /* the left neighbour's key */
+		} else if (p == 2 && i == 0 && nrm == 0 && key_u64(m.v[0].key) != edit_key(&ed, 0)) {
+			/* This is not the first leaf: key 0 routes elsewhere. */
+			key64(kb[0], 0);
+		} else if (p == 3 && i == n && key_u64(m.v[m.n - 1].key) != edit_key(&ed, n - 1)) {
+			key64(kb[nins - 1], UINT64_MAX);
+		} else {
+			p = 20;
+		}
+		int rc = rfs_tree_edit_splice(&ed, i, nrm, items, nins, 0);
+		rfs_tree_edit_close(&ed);
+		if (p < 20) {
+			/* Out of order: refused.  Outside the leaf: for puts. */
+			RC(rc, p < 2 ? -EINVAL : 0);
+			refused++;
+			continue;
+		}
+		CHECK(rc == 0 || rc == 1, "splice = %d", rc);
+		if (rc == 0) {
+			/* Only when no split holds it: do it with puts. */
+			CHECK(huge && nins >= 2, "splice of %u items said 0", nins);
+			split_or_put++;
+			for (unsigned j = 0; j < nrm; j++) {
+				key64(k, gone[j]);
+				del_both(c, &t, &m, k, 8);
+			}
+			for (unsigned j = 0; j < nins; j++)
+				put_both(c, &t, &m, kb[j], 8, vb[j], items[j].vlen, 0, RFS_PUT_INSERT);
+		} else {
+			spliced++;
+			for (unsigned j = 0; j < nrm; j++) {
+				key64(k, gone[j]);
+				CHECK(tu_map_del(&m, k, 8), "removed key %llu not in the model",
+				      (unsigned long long)gone[j]);
+			}
+			for (unsigned j = 0; j < nins; j++)
+				tu_map_put(&m, kb[j], 8, vb[j], items[j].vlen, 0);
+		}
+		if (it % 500 == 499) {
+			CHECK_TREE(c->pool, &t, &m);
+			store(c, 1, &t);
+			if (it > 3000) {
+				CHECK_TREE(c->pool, &t2, &m2);
+				bad_ok++;
+			}
+			commit_clean(c);
+		}
+	}
+	CHECK(spliced > 3000 && refused > 50 && split_or_put > 0, "spliced %u, refused %u, by puts %u", spliced,
+	      refused, split_or_put);
+	CHECK(bad_ok > 0, "the clone was never checked");
+	store(c, 1, &t);
+	CHECK_TREE(c->pool, &t, &m);
+	CHECK_TREE(c->pool, &t2, &m2);
+	commit_clean(c);
+	tu_reopen(c, 0);
+	t = load(c, 1);
+	t2 = load(c, 2);
+	CHECK_TREE(c->pool, &t, &m);
+	CHECK_TREE(c->pool, &t2, &m2);
+	tu_map_clear(&m);
+	tu_map_clear(&m2);
+}
+
+/*
+ * The references of the items a splice removes: released (mode 0) or
+ * handed to the caller (RFS_KEEP_REFS), in a tree whose leaves a clone
+ * shares; the pool checks clean and the extents' counts are as the
+ * trees say.
+ */
+static void test_edit_splice_refs(void **state)
+{
+	tu_pool *c = *state;
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	rfs_tree t = {0, RFS_OWNER_USER}, t2;
+	tu_map m = {0};
+	char key[16];
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof key, "e%03d", i);
+		put_ext(c, &t, &m, key, 1 + (uint64_t)i % 3, (uint32_t)i);
+	}
+	store(c, 1, &t);
+	commit_clean(c);
+	OK(rfs_tree_clone(c->pool, &t, &t2));
+	store(c, 2, &t2);
+	struct ext e10 = ext_of(&m, "e010"), e20 = ext_of(&m, "e020");
+	for (int round = 0; round < 2; round++) {
+		const char *at = round ? "e020" : "e010";
+		struct rfs_tree_edit ed;
+		unsigned idx;
+		bool exact;
+		OK(rfs_tree_edit_open(c->pool, &t, at, 4, &ed, &idx, &exact));
+		CHECK(exact, "%s not found", at);
+		uint8_t v1[RFS_VAL_MAX], v2[RFS_VAL_MAX];
+		long l1 = tu_ext_make(c->pool, 2, 1000u + (unsigned)round, v1);
+		long l2 = tu_ext_make(c->pool, 1, 2000u + (unsigned)round, v2);
+		CHECK(l1 > 0 && l2 > 0, "tu_ext_make %ld %ld", l1, l2);
+		char k2[16];
+		snprintf(k2, sizeof k2, "%sa", at);
+		struct rfs_tree_item items[2] = {
+			{at, 4, v1, (size_t)l1, RFS_ITEM_EXTENT},
+			{k2, 5, v2, (size_t)l2, RFS_ITEM_EXTENT},
+		};
+		RC(rfs_tree_edit_splice(&ed, idx, 1, items, 2, round ? RFS_KEEP_REFS : 0), 1);
+		rfs_tree_edit_close(&ed);
+		tu_map_put(&m, at, 4, v1, (size_t)l1, RFS_ITEM_EXTENT);
+		tu_map_put(&m, k2, 5, v2, (size_t)l2, RFS_ITEM_EXTENT);
+		if (round) /* the caller took that reference: give it back */
+			OK(rfs_ref_dec(c->pool, e20.start, e20.n));
+	}
+	store(c, 1, &t);
+	verify_exts(c, &t, &m);
+	commit_clean(c);
+	/* The clone alone holds the old extents now. */
+	uint64_t cnt = 0;
+	OK(rfs_ref_get(c->pool, e10.start, &cnt));
+	EQ_U64(cnt, 1);
+	OK(rfs_ref_get(c->pool, e20.start, &cnt));
+	EQ_U64(cnt, 1);
+	OK(rfs_catalog_del(c->pool, 2));
+	commit_clean(c);
+	CHECK(!rfs_block_allocated(c->pool, e10.start), "e10 kept after its last holder went");
+	CHECK(!rfs_block_allocated(c->pool, e20.start), "e20 kept after its last holder went");
+	drop_to(c, 1, 0, u0);
+	tu_map_clear(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1938,6 +2194,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly_after_failed_commit, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_drop, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_delete_items, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_edit_splice, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_edit_splice_refs, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
