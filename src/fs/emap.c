@@ -585,11 +585,132 @@ int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e)
 	return ext_put(fs, t, e->lblk, e, 0, e->n, RFS_PUT_INSERT);
 }
 
-int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old)
+/* Item i of an open leaf as an extent: 1, or 0 when it is not one
+ * (another kind of item, or i outside the leaf), -EUCLEAN when corrupt. */
+static int edit_ext(rfs_fs *fs, const struct rfs_tree_edit *ed, unsigned i,
+		    struct rfs_ext *x)
 {
-	if ((m->inl && m->x) || !m->t.root)
-		return 0; /* an inline map costs no walk */
-	rfs_tree *t = &m->t;
+	const void *k, *v;
+	size_t kl, vl;
+	if (rfs_tree_edit_get(ed, i, &k, &kl, &v, &vl, NULL))
+		return 0;
+	if (kl != 9 || ((const uint8_t *)k)[0] != 'E')
+		return 0;
+	if (ext_decode(k, kl, v, vl, x)) {
+		rfs_log(RFS_LOG_ERR, "%s: corrupt extent record", rfs_pool_path(fs->pool));
+		return -EUCLEAN;
+	}
+	return 1;
+}
+
+/*
+ * ext_replace in one descent: the path to b's leaf shadowed once, the
+ * extent holding the range found in that leaf, and its records replaced
+ * there (rfs_tree_edit_splice, which splits the leaf when they do not
+ * fit).  1 or 2 as ext_replace, 0 for the general path (the map has no
+ * single extent holding the range, e would continue the extent before
+ * it), -1 when this leaf cannot tell or hold it (the extent, the one
+ * before it, or a piece's key in another leaf): ext_replace_walk then.
+ */
+static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
+			    struct rfs_ext *old)
+{
+	uint64_t b = e->lblk, end = b + e->n;
+	struct rfs_tree_edit ed;
+	uint8_t key[9];
+	unsigned idx;
+	bool exact;
+	struct rfs_ext r, p;
+	ext_key(key, b);
+	int ret = rfs_tree_edit_open(fs->pool, t, key, 9, &ed, &idx, &exact);
+	if (ret)
+		goto out;
+	/* r: the extent with the last key <= b. */
+	unsigned ri = exact ? idx : idx - 1;
+	if (!exact && idx == 0) {
+		ret = -1;
+		goto out;
+	}
+	ret = edit_ext(fs, &ed, ri, &r);
+	if (ret <= 0)
+		goto out; /* no extent at or before b: the general path */
+	if (r.lblk + r.n < end) {
+		ret = 0;
+		goto out;
+	}
+	if (exact) {
+		/* e might continue the extent that ends at b. */
+		if (ri == 0) {
+			ret = -1;
+			goto out;
+		}
+		ret = edit_ext(fs, &ed, ri - 1, &p);
+		if (ret < 0)
+			goto out;
+		if (ret && p.lblk + p.n == b && mergeable(&p, e)) {
+			ret = 0;
+			goto out;
+		}
+	}
+	uint64_t head = b - r.lblk, tail = r.lblk + r.n - end;
+	uint8_t v[3][RFS_VAL_MAX], k[3][9];
+	struct rfs_tree_item it[3];
+	unsigned n = 0;
+	/* As ext_replace_walk: the head keeps r's key, e and the tail are
+	 * new records (e never continues the head: see there). */
+	if (head) {
+		it[n].vlen = ext_encode(&r, 0, head, v[n]);
+		it[n].klen = ext_key(k[n], r.lblk);
+		n++;
+	}
+	it[n].vlen = ext_encode(e, 0, e->n, v[n]);
+	it[n].klen = ext_key(k[n], b);
+	n++;
+	if (tail) {
+		it[n].vlen = ext_encode(&r, head + e->n, tail, v[n]);
+		it[n].klen = ext_key(k[n], end);
+		n++;
+	}
+	for (unsigned j = 0; j < n; j++) {
+		it[j].key = k[j];
+		it[j].val = v[j];
+		it[j].flags = RFS_ITEM_EXTENT;
+	}
+	uint64_t items = rfs_pool_items(fs->pool);
+	ret = rfs_tree_edit_splice(&ed, ri, 1, it, n, RFS_KEEP_REFS);
+	if (ret == 0) {
+		/* A piece's key belongs to the next leaf (r grew across its
+		 * separator by a merge): the puts route each piece. */
+		ret = -1;
+		goto out;
+	}
+	if (ret < 0) {
+		/* A split that failed after it began: the transaction
+		 * cannot be kept (op_end aborts it). */
+		if (rfs_pool_items(fs->pool) != items)
+			op_halfway(fs, ret);
+		goto out;
+	}
+	if (!head && !tail) {
+		*old = r;
+		ret = 1;
+	} else {
+		old->lblk = b;
+		old->start = r.start + head;
+		old->n = e->n;
+		old->flags = r.flags;
+		ret = 2;
+	}
+out:
+	rfs_tree_edit_close(&ed);
+	return ret;
+}
+
+/* ext_replace by a walk that collects the extents and one put per
+ * changed record: what the leaf cannot do. */
+static int ext_replace_walk(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
+			    struct rfs_ext *old)
+{
 	uint64_t b = e->lblk, end = b + e->n;
 	/* The extent that ends at b (if any) and what overlaps the range:
 	 * one walk. */
@@ -642,6 +763,14 @@ int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_
 	old->n = e->n;
 	old->flags = r->flags;
 	return 2;
+}
+
+int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old)
+{
+	if ((m->inl && m->x) || !m->t.root)
+		return 0; /* an inline map costs no walk */
+	int ret = ext_replace_leaf(fs, &m->t, e, old);
+	return ret == -1 ? ext_replace_walk(fs, &m->t, e, old) : ret;
 }
 
 int rec_spill(rfs_fs *fs, struct rfs_irec *r)

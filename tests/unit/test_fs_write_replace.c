@@ -17,7 +17,10 @@
  *    that continues the extent before it in the pool (which must merge
  *    with it) -- take the general path with the same results;
  *  - a replacement in a clone lets go of shared blocks without touching
- *    the other file.
+ *    the other file;
+ *  - a split of a record that reaches past the next leaf's separator
+ *    puts its tail in that leaf; random writes, many of them merging,
+ *    over a file tree of several leaves read back as written.
  */
 #include <linux/falloc.h>
 #include <setjmp.h>
@@ -328,6 +331,149 @@ static void test_split(void **state)
 	assert_int_equal(fx_fsck(), 0);
 }
 
+/* The leaf of the file tree of f that holds (or would hold) block b's
+ * record. */
+static uint64_t leaf_of(rfs_fs *fs, rfs_nodeid f, uint64_t b)
+{
+	struct rfs_irec r;
+	fx_rec(fs, f, &r);
+	assert_true(r.i.subtree != 0);
+	rfs_tree t = FS_TREE(r.i.subtree, RFS_OWNER_FILE);
+	uint8_t key[9];
+	uint64_t leaf = 0;
+	bool shared;
+	ext_key(key, b);
+	rfs_pool_rdlock(fs->pool);
+	int ret = rfs_tree_leaf(fs->pool, &t, key, 9, &leaf, &shared);
+	rfs_pool_unlock(fs->pool);
+	assert_int_equal(ret, 0);
+	return leaf;
+}
+
+#define NL 600u /* separate extents: a file tree of several leaves */
+
+static void put_big(rfs_fs *fs, rfs_nodeid n, unsigned *ver, unsigned b, unsigned nblk)
+{
+	uint8_t *buf = malloc((size_t)nblk * BS);
+	assert_non_null(buf);
+	for (unsigned i = 0; i < nblk; i++)
+		fill(buf + (size_t)i * BS, 7, b + i, ++ver[b + i]);
+	assert_int_equal(rfs_fs_write(fs, n, buf, (size_t)nblk * BS, (uint64_t)b * BS),
+			 (ssize_t)nblk * BS);
+	free(buf);
+}
+
+static void verify_big(rfs_fs *fs, rfs_nodeid n, const unsigned *ver)
+{
+	uint8_t got[BS], want[BS];
+	for (unsigned b = 0; b < NL; b++) {
+		assert_int_equal(rfs_fs_read(fs, n, got, BS, (uint64_t)b * BS), BS);
+		if (ver[b])
+			fill(want, 7, b, ver[b]);
+		else
+			memset(want, 0, BS);
+		if (memcmp(got, want, BS))
+			fail_msg("block %u: not version %u", b, ver[b]);
+	}
+}
+
+/*
+ * A record whose key lies in one leaf and whose blocks reach past the
+ * next leaf's separator (the record at the separator went, and a write
+ * that continued the record before it grew that one across): a split of
+ * it puts the pieces past the separator in the next leaf, where lookups
+ * go for them.  A write at the record's start leaves a tail keyed at
+ * the separator; one past the separator is looked for in the next leaf.
+ */
+static void test_split_across_leaves(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(64 << 20, 0);
+	static unsigned ver[NL];
+	struct stat st;
+	rfs_nodeid n;
+	memset(ver, 0, sizeof(ver));
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &n, &st), 0);
+	for (unsigned i = 0; i < NL; i++)
+		put_big(fs, n, ver, i * 37 % NL, 1);
+	/* k: the first record of a leaf other than the first. */
+	unsigned k = 0;
+	for (unsigned b = 2; b + 4 < NL && !k; b++)
+		if (leaf_of(fs, n, b) != leaf_of(fs, n, b - 1))
+			k = b;
+	assert_true(k != 0);
+	uint64_t left = leaf_of(fs, n, k - 1);
+	/* One write over k - 1 and k: both records go (the general path),
+	 * the new one keyed k - 1, in the left leaf, reaching past k. */
+	put_big(fs, n, ver, k - 1, 2);
+	struct find e = find(fs, n, k - 1);
+	assert_int_equal(e.lblk, k - 1);
+	assert_int_equal(e.n, 2);
+	assert_int_equal(leaf_of(fs, n, k - 1), left);
+	assert_true(leaf_of(fs, n, k) != left);
+	verify_big(fs, n, ver);
+	/* Its first block: the tail is keyed k. */
+	uint64_t split = fs->ext_split;
+	put_big(fs, n, ver, k - 1, 1);
+	assert_int_equal(fs->ext_split, split + 1);
+	verify_big(fs, n, ver);
+	e = find(fs, n, k);
+	assert_int_equal(e.lblk, k);
+	assert_int_equal(e.n, 1);
+	/* Again across, then the block past the separator. */
+	put_big(fs, n, ver, k - 1, 2);
+	put_big(fs, n, ver, k, 1);
+	verify_big(fs, n, ver);
+	fs = reopen(fs, "f", &n);
+	verify_big(fs, n, ver);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
+/*
+ * Random writes of 1-4 blocks over a file of separate extents, a third
+ * of them continuing the write before (their blocks come next in the
+ * pool, so the records merge and grow across leaf boundaries), some
+ * punching a hole: contents against a model, fsck at the end.
+ */
+static void test_random_writes(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(64 << 20, 0);
+	static unsigned ver[NL];
+	struct stat st;
+	rfs_nodeid n;
+	memset(ver, 0, sizeof(ver));
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &n, &st), 0);
+	for (unsigned i = 0; i < NL; i++)
+		put_big(fs, n, ver, i * 37 % NL, 1);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	unsigned next = 0;
+	for (unsigned op = 0; op < 3000; op++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		unsigned nblk = 1 + (unsigned)(x >> 60) % 4;
+		unsigned b = (x >> 8) % 3 == 0 ? next : (unsigned)((x >> 20) % NL);
+		if (b + nblk > NL)
+			b = NL - nblk;
+		if ((x >> 40) % 16 == 0) {
+			assert_int_equal(rfs_fs_fallocate(fs, n, FALLOC_FL_PUNCH_HOLE |
+							  FALLOC_FL_KEEP_SIZE,
+							  (uint64_t)b * BS, (uint64_t)nblk * BS), 0);
+			for (unsigned i = 0; i < nblk; i++)
+				ver[b + i] = 0;
+		} else {
+			put_big(fs, n, ver, b, nblk);
+		}
+		next = b + nblk;
+		if (op % 1000 == 999)
+			verify_big(fs, n, ver);
+	}
+	fs = reopen(fs, "f", &n);
+	verify_big(fs, n, ver);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +481,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_other_writes_general, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_clone_replace, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_split, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_split_across_leaves, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_random_writes, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
