@@ -172,17 +172,32 @@ static int node_inc_refs(rfs_pool *pool, uint8_t *d)
  * with refcount 1 (maybe a new block); the caller updates the pointer to
  * it when its block number changed.
  */
-static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp);
+static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp,
+		      uint64_t count);
 
 static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 {
+	uint64_t count = 1;
+	int ret;
+
+	if (refcounted(t)) {
+		ret = rfs_ref_get(pool, (*bp)->blocknr, &count);
+		if (ret)
+			return ret;
+	}
+	if (count == 1 && rfs_buf_is_dirty(pool, *bp)) {
+		/* Already this transaction's: changed in place (the
+		 * common case of a path shadowed by an earlier change). */
+		rfs_pool_note_change(pool);
+		return 0;
+	}
 	/* A whole copy of a node is no change of items: the refcount
 	 * updates it makes are not counted (rfs_pool_note_item).  One that
 	 * failed after taking its block or some of those updates (a new
 	 * block nothing points to, a shared node's children half
 	 * referenced) is: the operation must not be kept. */
 	uint64_t items = rfs_pool_items(pool), changes = rfs_pool_changes(pool);
-	int ret = shadow_one(pool, t, bp);
+	ret = shadow_one(pool, t, bp, count);
 	if (!ret)
 		rfs_pool_items_set(pool, items);
 	else if (rfs_pool_changes(pool) != changes)
@@ -190,21 +205,14 @@ static int shadow(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
 	return ret;
 }
 
-static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp)
+/* Copy *bp (count references) to a new block for t. */
+static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp,
+		      uint64_t count)
 {
 	struct rfs_buf *buf = *bp, *nb;
-	uint64_t count = 1, old = buf->blocknr;
+	uint64_t old = buf->blocknr;
 	int ret;
 
-	if (refcounted(t)) {
-		ret = rfs_ref_get(pool, old, &count);
-		if (ret)
-			return ret;
-	}
-	if (count == 1 && rfs_buf_is_dirty(pool, buf)) {
-		rfs_pool_note_change(pool); /* changed in place */
-		return 0;
-	}
 	ret = rfs_buf_new(pool, RFS_BT_NODE, (uint8_t)node_level(buf->data),
 			  t->owner, &nb);
 	if (ret)
