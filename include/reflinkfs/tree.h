@@ -140,6 +140,8 @@ int rfs_tree_delete(rfs_pool *pool, rfs_tree *t, const void *key,
  * the root) per changed item.  The fields are the tree's.  Write lock held
  * from open to close; the tree may not be changed otherwise in between.
  */
+/* The shadowed nodes from the root down (b[0] the root, b[h - 1] the
+ * leaf) and the child slot taken at each. */
 struct rfs_tree_path {
 	int h;
 	struct rfs_buf *b[RFS_TREE_MAX_HEIGHT];
