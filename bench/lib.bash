@@ -296,8 +296,27 @@ bench_traps() {
 # measures the /dev/fuse transport of the same binary.  Other FUSE
 # daemons (passthrough_hp of libfuse 3.14) do not use it either way.
 uring_param=/sys/module/fuse/parameters/enable_uring
+# The tests that change enable_uring (tests/integration/test_uring*.sh)
+# hold this machine-wide lock while they do.  A bench holds it too, for
+# its whole run: exclusive when it turns io_uring on (the EXIT trap puts
+# the old value back before the descriptor closes), shared otherwise, so
+# that no test flips the transport in the middle of a measurement.
+uring_lock=/run/lock/reflinkfs-enable_uring.lock
+[ -d /run/lock ] || uring_lock=/tmp/reflinkfs-enable_uring.lock
 bench_uring() {
 	uring_old=
+	# A bench run by another (bench/fs/run.sh) shares its parent's hold.
+	if [ -e "$uring_param" ] && [ -z "${RFS_BENCH_URING_LOCKED:-}" ]; then
+		local mode=-s
+		[ "${RFS_BENCH_URING:-0}" = 1 ] && [ -w "$uring_param" ] && mode=-x
+		exec {uring_lockfd}>>"$uring_lock"
+		if ! flock -n "$mode" "$uring_lockfd"; then
+			log "waiting for $uring_lock (a test is changing $uring_param)"
+			flock -w 1800 "$mode" "$uring_lockfd" ||
+				{ echo "$me: $uring_lock held for 30 minutes: not measuring" >&2; exit 1; }
+		fi
+		export RFS_BENCH_URING_LOCKED=1
+	fi
 	if [ "${RFS_BENCH_URING:-0}" != 1 ] || [ ! -w "$uring_param" ]; then
 		log "FUSE transport: $([ "$(cat "$uring_param" 2>/dev/null)" = Y ] && echo "io_uring (enable_uring is Y)" || echo "/dev/fuse (RFS_BENCH_URING=1 for io_uring)")"
 		return 0
