@@ -232,3 +232,22 @@ rfs_finish() {
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]
 }
+
+# rfs_uring_param_lock: hold the machine-wide lock on
+# /sys/module/fuse/parameters/enable_uring ($P) until this script exits.
+# Other runs of the suite (helpers run make test at once) and the benches
+# (bench/lib.bash) change the parameter too: each holds this lock from
+# reading the old value until it is put back (the EXIT trap runs before
+# the lock's descriptor closes), so overlapping runs take turns instead
+# of putting back each other's Y.  Exits 1 when another run held it for
+# 30 minutes (a test left hanging).
+rfs_uring_param_lock() {
+	local lock=/run/lock/reflinkfs-enable_uring.lock
+	[ -d /run/lock ] || lock=/tmp/reflinkfs-enable_uring.lock
+	exec {RFS_URING_LOCKFD}>>"$lock"
+	if ! flock -w 1800 "$RFS_URING_LOCKFD"; then
+		echo "another run has held $lock for 30 minutes (a test left hanging?): not changing $P"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+}

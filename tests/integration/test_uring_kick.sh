@@ -34,15 +34,8 @@ if [ "$nq" -lt 2 ] || ! taskset -c 1 true 2>/dev/null; then
 	echo "needs CPU 1 (a queue other than the cpuset's CPU 0): skipping"
 	exit 77
 fi
-# See test_uring.sh: overlapping runs take turns with the parameter.
-LOCK=/run/lock/reflinkfs-enable_uring.lock
-[ -d /run/lock ] || LOCK=/tmp/reflinkfs-enable_uring.lock
-exec {LOCKFD}>>"$LOCK"
-if ! flock -w 1800 "$LOCKFD"; then
-	echo "another run has held $LOCK for 30 minutes (a test left hanging?): not changing $P"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+# Overlapping runs take turns with the parameter (lib.bash).
+rfs_uring_param_lock
 OLD=$(cat "$P")
 rfs_pool_setup 256M
 chmod 1777 "$SCRATCH" # the non-root daemon and its callers write here too

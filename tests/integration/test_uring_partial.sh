@@ -24,20 +24,8 @@ if [ "$(getconf _NPROCESSORS_CONF)" -lt 2 ]; then
 	echo "one CPU, one queue: its one entry is every queue's: skipping"
 	exit 77
 fi
-# Other runs of the suite (helpers run make test at once) change the
-# parameter too: each holds this machine-wide lock from reading the old
-# value until it is put back (the EXIT trap runs before the lock's
-# descriptor closes), so overlapping runs take turns instead of putting
-# back each other's Y.  Children inherit the descriptor; the trap ends
-# the ones this script started.
-LOCK=/run/lock/reflinkfs-enable_uring.lock
-[ -d /run/lock ] || LOCK=/tmp/reflinkfs-enable_uring.lock
-exec {LOCKFD}>>"$LOCK"
-if ! flock -w 1800 "$LOCKFD"; then
-	echo "another run has held $LOCK for 30 minutes (a test left hanging?): not changing $P"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+# Overlapping runs take turns with the parameter (lib.bash).
+rfs_uring_param_lock
 OLD=$(cat "$P")
 rfs_pool_setup 256M
 trap 'rfs_cleanup; echo "$OLD" >"$P"' EXIT
