@@ -233,6 +233,19 @@ rfs_finish() {
 	[ "$FAILED" -eq 0 ]
 }
 
+# ring_threads: prints the number of io_uring ring threads the daemon
+# ($DAEMON_PID) has now, all queues together: its threads whose name
+# (comm) starts with rfs-ring (src/fuse/uring.c names them
+# rfs-ring<queue>).  0 when the daemon serves /dev/fuse by read(2) only
+# or is gone.
+ring_threads() {
+	local t n=0
+	for t in /proc/"$DAEMON_PID"/task/*; do
+		case "$(cat "$t/comm" 2>/dev/null)" in rfs-ring*) n=$((n + 1)) ;; esac
+	done
+	echo "$n"
+}
+
 # rfs_uring_param_lock: hold the machine-wide lock on
 # /sys/module/fuse/parameters/enable_uring ($P) until this script exits.
 # Other runs of the suite (helpers run make test at once) and the benches

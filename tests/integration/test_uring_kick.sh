@@ -89,13 +89,6 @@ fi
 chmod 755 "$SCRATCH/shim.so"
 HOLD=$SCRATCH/hold_registration
 
-ring_threads() {
-	local t n=0
-	for t in /proc/"$DAEMON_PID"/task/*; do
-		case "$(cat "$t/comm" 2>/dev/null)" in rfs-ring*) n=$((n + 1)) ;; esac
-	done
-	echo "$n"
-}
 ring_threads_are() { test "$(ring_threads)" -eq "$1"; }
 # In the kernel, waiting for the daemon's answer.
 waits_on_fuse() { grep -q fuse "/proc/$1/stack" 2>/dev/null; }

@@ -53,13 +53,6 @@ if ! ${CC:-cc} -O2 -shared -fPIC -o "$SCRATCH/shim.so" "$SCRATCH/shim.c" -ldl; t
 	exit 77
 fi
 
-ring_threads() {
-	local t n=0
-	for t in /proc/"$DAEMON_PID"/task/*; do
-		case "$(cat "$t/comm" 2>/dev/null)" in rfs-ring*) n=$((n + 1)) ;; esac
-	done
-	echo "$n"
-}
 no_ring_threads() { test "$(ring_threads)" -eq 0; }
 
 echo Y >"$P"

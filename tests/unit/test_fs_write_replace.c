@@ -378,6 +378,24 @@ static void verify_big(rfs_fs *fs, rfs_nodeid n, const unsigned *ver)
 }
 
 /*
+ * A fresh fs with a file "f" of NL blocks, each its own extent record
+ * (written one at a time, 37 blocks after the one before, so that no
+ * write continues its predecessor and merges with it): a file tree of
+ * several leaves.  ver (NL entries) becomes the model, every block at
+ * version 1.  *n: the file.
+ */
+static rfs_fs *big_file(unsigned *ver, rfs_nodeid *n)
+{
+	rfs_fs *fs = fx_fresh(64 << 20, 0);
+	struct stat st;
+	memset(ver, 0, NL * sizeof(*ver));
+	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, n, &st), 0);
+	for (unsigned i = 0; i < NL; i++)
+		put_big(fs, *n, ver, i * 37 % NL, 1);
+	return fs;
+}
+
+/*
  * A record whose key lies in one leaf and whose blocks reach past the
  * next leaf's separator (the record at the separator went, and a write
  * that continued the record before it grew that one across): a split of
@@ -388,14 +406,9 @@ static void verify_big(rfs_fs *fs, rfs_nodeid n, const unsigned *ver)
 static void test_split_across_leaves(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fx_fresh(64 << 20, 0);
 	static unsigned ver[NL];
-	struct stat st;
 	rfs_nodeid n;
-	memset(ver, 0, sizeof(ver));
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &n, &st), 0);
-	for (unsigned i = 0; i < NL; i++)
-		put_big(fs, n, ver, i * 37 % NL, 1);
+	rfs_fs *fs = big_file(ver, &n);
 	/* k: the first record of a leaf other than the first. */
 	unsigned k = 0;
 	for (unsigned b = 2; b + 4 < NL && !k; b++)
@@ -439,14 +452,9 @@ static void test_split_across_leaves(void **state)
 static void test_random_writes(void **state)
 {
 	(void)state;
-	rfs_fs *fs = fx_fresh(64 << 20, 0);
 	static unsigned ver[NL];
-	struct stat st;
 	rfs_nodeid n;
-	memset(ver, 0, sizeof(ver));
-	assert_int_equal(rfs_fs_create(fs, &g_ctx, RFS_ROOT_NODE, "f", 0644, &n, &st), 0);
-	for (unsigned i = 0; i < NL; i++)
-		put_big(fs, n, ver, i * 37 % NL, 1);
+	rfs_fs *fs = big_file(ver, &n);
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	unsigned next = 0;
 	for (unsigned op = 0; op < 3000; op++) {
