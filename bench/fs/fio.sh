@@ -6,6 +6,15 @@
 # round trips and serialization in the daemons, not a disk.  See
 # "Parallel I/O" in bench/README.md.
 #
+# The filesystems take turns, one fio run each, and the order rotates by
+# one per repetition (with native, reflinkfs, before and passthrough_hp:
+# rep 1 in that order, rep 2 reflinkfs before passthrough_hp native, ...):
+# a machine whose load drifts during a repetition then does not favour
+# the same filesystem every time, so the medians and ratios are not
+# biased by the order.  With --reps a multiple of the number of
+# filesystems each takes every place equally often; with --reps 1 the
+# fixed order's bias stays.
+#
 #   bench/fs/fio.sh [--keep] [--reps N] [--runtime S] [--jobs "1 2 4"] [--rw LIST]
 #     --keep       keep the temporary directory (pool, fio JSON, logs)
 #     --reps N     repetitions of every job (median; default 1)
@@ -138,6 +147,17 @@ print(int(iops), cpu)' "$out" "$([ "$rw" = randread ] && echo read || echo write
 fss="native reflinkfs"
 [ -n "$bmnt" ] && fss="$fss before"
 [ -n "$pt" ] && fss="$fss $ptname"
+# fss_of REP: the filesystems in the order of repetition REP (1-based):
+# $fss rotated left by REP - 1.
+fss_of() {
+	local -a a
+	read -r -a a <<<"$fss"
+	local n=${#a[@]} i out=
+	for ((i = 0; i < n; i++)); do
+		out+=${out:+ }${a[(i + $1 - 1) % n]}
+	done
+	echo "$out"
+}
 dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
 pid_of() { case $1 in native) echo "" ;; reflinkfs) echo "$daemon_pid" ;; before) echo "$bpid" ;; *) echo "$pt_pid" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
@@ -146,7 +166,8 @@ for rw in $rws; do
 	for nj in $jobs; do
 		declare -A vals=() cpus=()
 		for rep in $(seq "$reps"); do
-			for fs in $fss; do
+			if [ "$reps" -gt 1 ]; then log "$rw ${nj}j repetition $rep: $(fss_of "$rep")"; fi
+			for fs in $(fss_of "$rep"); do
 				r=$(fio_run "$(dir_of "$fs")" "$fs" "$rw" "$nj" "$rep" "$(pid_of "$fs")") ||
 					{ status=1; continue; }
 				v=${r% *} c=${r#* }
