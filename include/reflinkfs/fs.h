@@ -208,6 +208,24 @@ bool rfs_fs_rdonly(const rfs_fs *fs);
 /* Make everything done so far durable (one pool commit). */
 int rfs_fs_sync(rfs_fs *fs);
 
+/*
+ * Map every small write whose mapping was delayed (whole-block writes of
+ * up to 16 blocks are answered before they are mapped, and mapped in
+ * batches: docs/ARCHITECTURE.md, "Delayed mapping").  Every other call
+ * of this API does that first where it could see them; the mount calls
+ * it before a background commit and before freezing.  A failure is kept
+ * for the file's rfs_fs_fsync.
+ */
+void rfs_fs_settle(rfs_fs *fs);
+
+/*
+ * fsync of file node: its delayed writes mapped, then rfs_fs_sync.
+ * Returns the first error that mapping one of its answered writes met
+ * since the last rfs_fs_fsync of the file (that data is lost, and the
+ * error was logged), else what rfs_fs_sync returns.
+ */
+int rfs_fs_fsync(rfs_fs *fs, rfs_nodeid node);
+
 /* The mount's periodic commit: as rfs_fs_sync, but the space it frees
  * goes back to the backing filesystem only at the next commit or
  * rfs_fs_punch_warm, so that the writes after it reuse it in place

@@ -84,7 +84,7 @@ int rfs_fs_writable(rfs_fs *fs, rfs_nodeid node)
 {
 	if (rfs_fs_rdonly(fs))
 		return -EROFS;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, node);
 	int ret = n ? vol_writable(fs, n->vol) : -ESTALE;
 	rfs_pool_unlock(fs->pool);

@@ -71,7 +71,7 @@ int rfs_fs_changes(rfs_fs *fs, rfs_nodeid dir, const char *cursor,
 	struct rfs_node *n = node_get(fs, dir);
 	if (!n)
 		return -ESTALE;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = 0;
 	struct jnl_info ji;
 	struct rfs_irec r;
@@ -113,7 +113,7 @@ out:
 
 int rfs_fs_changes_cursor(rfs_fs *fs, char cursor[RFS_CURSOR_MAX])
 {
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = fs->jnl ? 0 : -ENOTSUP;
 	if (!ret) {
 		struct jnl_info ji;
@@ -126,7 +126,7 @@ int rfs_fs_changes_cursor(rfs_fs *fs, char cursor[RFS_CURSOR_MAX])
 
 bool rfs_fs_changes_pending(rfs_fs *fs)
 {
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	bool p = fs->jnl && jnl_pending(fs->jnl);
 	rfs_pool_unlock(fs->pool);
 	return p;
@@ -137,7 +137,7 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 	struct rfs_node *n = node_get(fs, dir);
 	if (!n)
 		return false;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	bool p = false;
 	if (fs->jnl && jnl_pending(fs->jnl))
 		p = jnl_pending_below(fs->jnl, n->id == RFS_ROOT_NODE, n->vol, n->ino);
@@ -147,7 +147,7 @@ bool rfs_fs_changes_pending_below(rfs_fs *fs, rfs_nodeid dir)
 
 int rfs_fs_journal_stat(rfs_fs *fs, const char *since, struct rfs_journal_stat *st)
 {
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = fs->jnl ? 0 : -ENOTSUP;
 	if (!ret) {
 		struct jnl_info ji;
@@ -177,7 +177,7 @@ int rfs_fs_journal_stat(rfs_fs *fs, const char *since, struct rfs_journal_stat *
 
 int rfs_fs_journal_format1(rfs_fs *fs)
 {
-	rfs_pool_wrlock(fs->pool);
+	fs_wrlock(fs);
 	int ret = fs->jnl ? 0 : -ENOTSUP;
 	if (!ret)
 		jnl_write_format1(fs->jnl);
@@ -191,7 +191,7 @@ int rfs_fs_journal_set_limit(rfs_fs *fs, uint64_t bytes)
 		return -EINVAL;
 	if (fs->rdonly)
 		return -EROFS;
-	rfs_pool_wrlock(fs->pool);
+	fs_wrlock(fs);
 	int ret = fs->jnl ? rfs_pool_check_writable(fs->pool) : -ENOTSUP;
 	/* The records waiting for the commit first (the trim reads the
 	 * tree), with the commit's handling of a failure: reset, never a

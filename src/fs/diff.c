@@ -1490,6 +1490,7 @@ static int diff_start(rfs_fs *fs, rfs_nodeid na, rfs_nodeid nb, const struct rfs
 
 int rfs_diff_begin(rfs_fs *fs, rfs_nodeid a, rfs_nodeid b, rfs_diff **out)
 {
+	dm_settle(fs, NULL); /* writes answered before it (file_delay.c) */
 	return diff_start(fs, a, b, NULL, NULL, 0, out);
 }
 

@@ -152,7 +152,7 @@ int rfs_fs_lookup(rfs_fs *fs, rfs_nodeid parent, const char *name,
 	int ret = check_name(name, &len);
 	if (ret)
 		return ret;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *dn = node_get(fs, parent);
 	if (!dn && is_dot(name)) {
 		/* A node id from a file handle, of an inode the node table
@@ -564,7 +564,7 @@ int rfs_fs_tmpfile(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid parent,
 int rfs_fs_readlink(rfs_fs *fs, rfs_nodeid id, char *buf, size_t size)
 {
 	struct rfs_irec r;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	if (ret)
@@ -1266,7 +1266,7 @@ int rfs_fs_readdir(rfs_fs *fs, rfs_nodeid id, uint64_t off, bool plus,
 {
 	struct rfs_ipath p;
 	struct stat st;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *dn = node_get(fs, id);
 	int ret = dn ? ip_load(fs, dn, false, &p) : -ESTALE;
 	if (ret)

@@ -412,7 +412,7 @@ int rfs_du_begin(rfs_fs *fs, rfs_nodeid node, rfs_du **out)
 			rfs_du_end(d);
 			return -ENOMEM;
 		}
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	d->ops0 = fs->ops;
 	rfs_pool_unlock(fs->pool);
 	/* Held open, so that the inode stays while the walk runs. */

@@ -795,6 +795,9 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	struct rfs_irec r;
 	size_t got = 0;
 	struct rfs_node *n;
+	/* This file's delayed writes first (file_delay.c); others' stay
+	 * queued. */
+	dm_settle_id(fs, id);
 	/* From the node's copies with no pool lock, when they answer and
 	 * nothing changed the file meanwhile (rcache.c). */
 	int ret = rcache_read_nolock(fs, id, buf, size, off, &got, &n, &r);
@@ -954,7 +957,7 @@ int rfs_fs_lseek(rfs_fs *fs, rfs_nodeid id, uint64_t off, int whence, uint64_t *
 	struct rfs_irec r;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return -EINVAL;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	if (ret)
@@ -1025,7 +1028,7 @@ out:
 ssize_t rfs_fs_inline_data(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size)
 {
 	struct rfs_irec r;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	if (!ret && !inldata(&r))
@@ -1046,7 +1049,7 @@ int rfs_fs_extents(rfs_fs *fs, rfs_nodeid id,
 	struct rfs_irec r;
 	struct rfs_ipath p;
 	bool above_shared = false;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? ip_load(fs, n, false, &p) : -ESTALE;
 	if (ret)

@@ -19,45 +19,44 @@
  * more than one chunk, a pool short of space, injected faults -- takes
  * the ordinary path (file.c), which has the same result.
  */
+#include "fs/file_claim.h"
 #include "fs/op.h"
 
 #define BS RFS_BLOCK_SIZE
 /* At most one chunk of file.c's write path: 1 MiB, the FUSE max_write. */
 #define CLAIM_MAX 256u
 
-struct run {
-	uint64_t start, n;
-};
-
 struct claim {
-	struct run runs[CLAIM_MAX];
+	struct claim_run runs[CLAIM_MAX];
 	size_t nruns;
 	uint32_t csum[CLAIM_MAX];
-	struct rfs_ext e; /* the record being built */
 };
 
-/* Give back runs [from, nruns).  The gate and a lock held. */
-static void drop_runs(rfs_fs *fs, struct claim *c, size_t from)
+/* Give back runs [from, nruns) of w.  The gate and a lock held. */
+static void drop_runs(rfs_fs *fs, struct claim_wr *w, size_t from)
 {
-	for (size_t i = from; i < c->nruns; i++)
-		rfs_claim_drop(fs->pool, c->runs[i].start, c->runs[i].n);
-	c->nruns = from;
+	for (size_t i = from; i < w->nruns; i++)
+		rfs_claim_drop(fs->pool, w->runs[i].start, w->runs[i].n);
+	w->nruns = from;
 }
 
-static void drop_all(rfs_fs *fs, struct claim *c)
+void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k)
 {
 	rfs_pool_gate_lock(fs->pool);
-	drop_runs(fs, c, 0);
+	for (size_t i = 0; i < k; i++)
+		drop_runs(fs, &w[i], 0);
 	rfs_pool_unlock(fs->pool);
 }
 
 /* Claim nb blocks, all or none: 1 taken, 0 when the ordinary path should
  * write (too little space to be sure, a read-only or failed pool, an
- * injected fault: that path says what is wrong). */
-static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta)
+ * injected fault: that path says what is wrong).  *delay: the pool has
+ * room enough for the mapping to be delayed (file_delay.c). */
+static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta, bool *delay)
 {
 	int ok = 0;
 	c->nruns = 0;
+	*delay = false;
 	/* The gate, not the write lock: a claim changes only allocation
 	 * state that gate holders look at, so readers go on (and need not
 	 * leave first, as for the write lock). */
@@ -70,13 +69,16 @@ static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta)
 	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
 	if (d + (meta < r ? meta : r) < meta + nb)
 		goto out;
+	*delay = d >= nb + dm_room(meta);
 	uint64_t have = 0;
 	while (have < nb) {
 		uint64_t start, got, want = nb - have;
 		if (want > RFS_EXTENT_MAX)
 			want = RFS_EXTENT_MAX; /* one extent record per run */
 		if (rfs_claim_data(fs->pool, want, &start, &got)) {
-			drop_runs(fs, c, 0);
+			struct claim_wr w = {c->runs, c->nruns, c->csum, 0, 0, 0};
+			drop_runs(fs, &w, 0);
+			c->nruns = 0;
 			goto out;
 		}
 		c->runs[c->nruns].start = start;
@@ -89,21 +91,20 @@ out:
 	return ok;
 }
 
-/* Map the claimed runs at file block pos (write lock, in the operation):
- * the ordinary path's write_blocks, second half. */
+/* Map w's claimed runs at file block pos (write lock, in the operation):
+ * the ordinary path's write_blocks, second half.  e: scratch. */
 static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos,
-		    struct claim *c, uint64_t *done)
+		    struct claim_wr *w, struct rfs_ext *e, uint64_t *done)
 {
-	struct rfs_ext *e = &c->e;
 	uint64_t removed;
 	*done = 0;
-	for (size_t i = 0; i < c->nruns; i++) {
-		uint64_t got = c->runs[i].n;
+	for (size_t i = 0; i < w->nruns; i++) {
+		uint64_t got = w->runs[i].n;
 		e->lblk = pos + *done;
-		e->start = c->runs[i].start;
+		e->start = w->runs[i].start;
 		e->n = got;
 		e->flags = 0;
-		memcpy(e->csum, c->csum + *done, 4 * got);
+		memcpy(e->csum, w->csum + *done, 4 * got);
 		bool adopted = false;
 		struct rfs_ext old;
 		int ret = ext_replace(fs, t, e, &old);
@@ -134,26 +135,23 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 			/* Run i was adopted (and freed again, or mapped by
 			 * a replace whose old blocks were not let go: halfway)
 			 * or is still claimed; the rest are claimed. */
-			drop_runs(fs, c, adopted ? i + 1 : i);
+			drop_runs(fs, w, adopted ? i + 1 : i);
 			return ret;
 		}
 		r->i.blocks += got - removed;
 		*done += got;
 	}
-	c->nruns = 0;
+	w->nruns = 0;
 	return 0;
 }
 
-/* The operation: map the runs, set size and times, journal the change. */
-static int apply(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t off,
-		 size_t size, size_t *done)
+int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 {
 	struct rfs_ipath p;
+	size_t i = 0;
 	int ret = ip_load(fs, n, true, &p);
-	if (ret) {
-		drop_runs(fs, c, 0);
-		return ret;
-	}
+	if (ret)
+		goto drop;
 	struct rfs_irec *r = ip_rec(&p);
 	struct emap t;
 	if (fs->map_hook)
@@ -165,26 +163,39 @@ static int apply(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t off,
 	else if (!(ret = tail_fix(fs, r)) && !(ret = inldata_spill(fs, r)))
 		ret = emap_open(fs, r, &t);
 	if (ret) {
-		drop_runs(fs, c, 0);
-		return ip_done(fs, &p, 0, ret);
+		ret = ip_done(fs, &p, 0, ret);
+		goto drop;
 	}
-	uint64_t mapped;
-	ret = map_runs(fs, r, &t, off / BS, c, &mapped);
-	if (mapped) {
-		*done = (size_t)(mapped * BS < size ? mapped * BS : size);
-		if (off + *done > r->i.size)
-			r->i.size = off + *done;
+	struct rfs_ext e; /* scratch for map_runs: 540 bytes */
+	bool any = false;
+	for (; i < k && !ret; i++) {
+		uint64_t mapped;
+		ret = map_runs(fs, r, &t, w[i].off / BS, &w[i], &e, &mapped);
+		if (mapped) {
+			w[i].done = (size_t)(mapped * BS < w[i].size ? mapped * BS : w[i].size);
+			if (w[i].off + w[i].done > r->i.size)
+				r->i.size = w[i].off + w[i].done;
+			any = true;
+		}
+	}
+	if (any)
 		touch_mc(&r->i);
-	}
 	int sret = emap_store(fs, &t, r, false);
 	emap_free(&t);
 	if (sret)
 		ret = sret;
-	else if (*done)
+	else if (k == 1 && w[0].done)
 		ret = 0; /* a short write is a complete change of its own */
 	ret = ip_done(fs, &p, 0, ret);
 	if (!ret)
-		op_rec_node(fs, RFS_CHANGE_DATA, n, off, *done);
+		for (size_t j = 0; j < k; j++)
+			if (w[j].done)
+				op_rec_node(fs, RFS_CHANGE_DATA, n, w[j].off, w[j].done);
+drop:
+	/* The writes not reached keep their claims: give them back (the
+	 * write lock includes the gate). */
+	for (; i < k; i++)
+		drop_runs(fs, &w[i], 0);
 	return ret;
 }
 
@@ -195,11 +206,12 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	*done = 0;
 	if (off % BS || size % BS || nb == 0 || nb > CLAIM_MAX)
 		return 1;
-	/* On the stack (5.7 KiB, as ext_punch's 8.6): no malloc per WRITE. */
+	/* On the stack (3.1 KiB, as ext_punch's 8.6): no malloc per WRITE. */
 	struct claim cl, *c = &cl;
 	uint64_t meta = op_meta(op_depth(fs, n), 4);
+	bool delay;
 	int res = 1;
-	if (!take(fs, c, nb, meta))
+	if (!take(fs, c, nb, meta, &delay))
 		goto out;
 	/* The copy: no lock held.  The blocks are ours alone, and no commit
 	 * names them (pool.h, "Claims"). */
@@ -212,9 +224,17 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	}
 	if (fs->data_hook)
 		fs->data_hook(fs->data_arg);
+	struct claim_wr w = {c->runs, c->nruns, c->csum, off, size, 0};
 	if (ret) {
-		drop_all(fs, c);
+		claim_drop(fs, &w, 1);
 		res = ret;
+		goto out;
+	}
+	/* Mapped later with others (file_delay.c), when the pool has room
+	 * and the write is small: the data is in place and checksummed. */
+	if (delay && c->nruns == 1 && dm_queue(fs, n, &w)) {
+		*done = size;
+		res = 0;
 		goto out;
 	}
 	struct rfs_op op = {0};
@@ -222,13 +242,14 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	op_local(&op, n); /* as rfs_fs_write's operation */
 	ret = op_begin_claimed(fs, &op, "write", meta);
 	if (ret) {
-		drop_all(fs, c);
+		claim_drop(fs, &w, 1);
 		/* Short of space for the metadata: the ordinary path
 		 * reclaims and commits as far as it can, or says ENOSPC. */
 		res = ret == -ENOSPC ? 1 : ret;
 		goto out;
 	}
-	ret = apply(fs, n, c, off, size, done);
+	ret = claim_map(fs, n, &w, 1);
+	*done = w.done;
 	ret = op_end(&op, ret);
 	/* OP_RETRY: nothing changed, the runs went back; the ordinary path
 	 * is the retry. */

@@ -207,6 +207,8 @@ static void unlink_hash(rfs_fs *fs, struct rfs_node *n)
 static void node_maybe_free(rfs_fs *fs, struct rfs_node *n)
 {
 	RFS_ASSERT_LOCK(node_lock_held(fs) && rfs_pool_holds_lock(fs->pool));
+	/* Delayed writes hold their node (node_drop_refs settles them). */
+	assert(!n || !atomic_load(&n->dm_count));
 	while (n && n->id != RFS_ROOT_NODE && !node_live(n) && n->nchild == 0) {
 		struct rfs_node *parent = n->parent;
 		unlink_hash(fs, n);
@@ -481,6 +483,8 @@ static bool drop_refs_read(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup, uint32_t
 static void node_drop_refs(rfs_fs *fs, rfs_nodeid id, uint64_t nlookup,
 			   uint32_t nopen)
 {
+	/* Its delayed writes are mapped before the node may go. */
+	dm_settle_id(fs, id);
 	if (drop_refs_read(fs, id, nlookup, nopen))
 		return;
 	struct rfs_op op = {0};
@@ -738,6 +742,8 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	fs->ec_budget = RFS_ECACHE_BUDGET;
 	pthread_mutex_init(&fs->wlock, NULL);
 	changes_wait_init(fs);
+	if (!fs->rdonly && (ret = dm_init(fs)) != 0)
+		goto fail;
 	node_lock(fs);
 	ret = table_grow(fs);
 	node_unlock(fs);
@@ -813,6 +819,7 @@ int rfs_fs_open(const char *path, unsigned flags, rfs_fs **out)
 	return 0;
 fail:
 	jnl_close(fs->jnl);
+	dm_fini(fs);
 	rfs_pool_close(fs->pool);
 	vols_free(fs);
 	free(fs->by_id);
@@ -841,6 +848,7 @@ static void fs_free(rfs_fs *fs)
 	assert(!fs->watches);
 	pthread_mutex_destroy(&fs->wlock);
 	changes_wait_fini(fs);
+	dm_fini(fs);
 	free(fs);
 }
 
@@ -906,6 +914,7 @@ int rfs_fs_sync(rfs_fs *fs)
 {
 	if (fs->rdonly)
 		return 0;
+	dm_settle(fs, NULL);
 	return rfs_pool_commit(fs->pool);
 }
 
@@ -913,6 +922,7 @@ int rfs_fs_commit_background(rfs_fs *fs)
 {
 	if (fs->rdonly)
 		return 0;
+	dm_settle(fs, NULL);
 	return rfs_pool_commit_background(fs->pool);
 }
 
@@ -927,6 +937,7 @@ void rfs_fs_punch_warm(rfs_fs *fs)
 int rfs_fs_getattr(rfs_fs *fs, rfs_nodeid id, struct stat *st)
 {
 	struct rfs_irec r;
+	dm_settle_id(fs, id); /* its size and times (file_delay.c) */
 	rfs_pool_rdlock(fs->pool);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
@@ -1031,7 +1042,7 @@ int rfs_fs_statfs(rfs_fs *fs, struct statvfs *st)
 {
 	struct rfs_pool_stats ps;
 	memset(st, 0, sizeof(*st));
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	rfs_pool_stats(fs->pool, &ps);
 	/* Blocks freed in the running transaction count as free: used_blocks
 	 * no longer holds them, and a data allocation that runs short

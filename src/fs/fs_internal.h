@@ -262,6 +262,11 @@ struct rfs_node {
 	/* READ's copies of extents of the file's tree (rcache.c), valid
 	 * for one change generation likewise.  clock. */
 	struct rfs_ecache *ec;
+	/* Delayed writes of this file queued or being mapped (file_delay.c;
+	 * atomic, read with no lock), and the first error mapping one after
+	 * its WRITE was answered, for the next fsync (fs dm_lock). */
+	_Atomic uint32_t dm_count;
+	int dm_err;
 };
 
 /* A decoded inode record and the bytes it decodes from (inode.c,
@@ -385,6 +390,16 @@ struct rfs_fs {
 	 * loads that found theirs / decoded (tests).  Pool write lock. */
 	struct irc_ent irc[IRC_SLOTS];
 	uint64_t irc_hits, irc_misses;
+	/* Delayed mapping of small writes (file_delay.c).  dm_apply: held
+	 * by whoever maps queued writes, from taking them off the queue
+	 * until their operation ended; taken before dm_lock and any pool
+	 * lock.  dm_lock (a leaf): dm_q (DM_BATCH entries, NULL on a
+	 * read-only fs) and dm_n.  dm_count: writes queued or being mapped
+	 * (atomic: read with no lock by dm_settle). */
+	pthread_mutex_t dm_apply, dm_lock;
+	struct dm_ent *dm_q;
+	size_t dm_n;
+	_Atomic uint32_t dm_count;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -1008,5 +1023,43 @@ bool fs_waits_released(rfs_fs *fs);
 /* Let every operation waiting for a blocking watch's ack go on
  * (watch.c); the waits after it check fs_waits_released. */
 void watch_release_waiters(rfs_fs *fs);
+
+
+/* ---- delayed mapping (file_delay.c) ---------------------------------------- */
+
+/* Writes mapped together, and the longest write that is delayed. */
+#define DM_BATCH 32u
+#define DM_RUN_MAX 16u
+
+/* The queue, at open (-ENOMEM) and at free. */
+int dm_init(rfs_fs *fs);
+void dm_fini(rfs_fs *fs);
+/* Map every write queued before the call: of file n, or (n NULL) of all
+ * files.  Errors stay on each file for its fsync.  No pool lock or nlock
+ * held. */
+void dm_settle_slow(rfs_fs *fs, struct rfs_node *n);
+static inline void dm_settle(rfs_fs *fs, struct rfs_node *n)
+{
+	if (atomic_load_explicit(n ? &n->dm_count : &fs->dm_count, memory_order_acquire))
+		dm_settle_slow(fs, n);
+}
+/* dm_settle of the node with id, if it is known. */
+void dm_settle_id(rfs_fs *fs, rfs_nodeid id);
+/* n's first delayed-mapping error since the last call (0: none). */
+int dm_take_err(rfs_fs *fs, struct rfs_node *n);
+
+/* The pool's read or write lock, for a reader or changer of the state
+ * that is not an operation (op_begin settles itself): queued writes are
+ * mapped first, so it sees every write answered before. */
+static inline void fs_rdlock(rfs_fs *fs)
+{
+	dm_settle(fs, NULL);
+	rfs_pool_rdlock(fs->pool);
+}
+static inline void fs_wrlock(rfs_fs *fs)
+{
+	dm_settle(fs, NULL);
+	rfs_pool_wrlock(fs->pool);
+}
 
 #endif

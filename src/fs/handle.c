@@ -147,7 +147,7 @@ int rfs_fs_lookup_ino(rfs_fs *fs, uint64_t st_ino, uint32_t generation,
 	struct rfs_node *n;
 	struct rfs_irec rec;
 	uint64_t vol = st_ino >> 48, ino = st_ino & ((1ull << 48) - 1);
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = node_resolve(fs, vol, ino, &n, &rec);
 	if (!ret && rec.i.generation != generation) {
 		node_unref(fs, n->id);

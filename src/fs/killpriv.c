@@ -24,7 +24,7 @@ int rfs_fs_kill_priv(rfs_fs *fs, rfs_nodeid id, bool apply, bool *found)
 {
 	struct rfs_irec r;
 	*found = false;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	int64_t cap = -ENODATA;

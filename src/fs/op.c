@@ -147,8 +147,14 @@ static void premod_lock(rfs_fs *fs, struct rfs_op *op)
 }
 
 static int begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
-		 uint64_t data, bool partial, bool try, bool claimed)
+		 uint64_t data, bool partial, bool try, bool claimed, bool settle)
 {
+	/* Writes answered before this operation are applied before it
+	 * (file_delay.c); not by the queue's own operation, nor by a
+	 * best-effort change for a reader (atime), which commutes with
+	 * them. */
+	if (settle)
+		dm_settle(fs, NULL);
 	bool retried = op->retried;
 	struct op_premod pm = op->pm;
 	struct rfs_node *local = op->local;
@@ -231,24 +237,29 @@ fail:
 int op_begin(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 	     uint64_t data)
 {
-	return begin(fs, op, what, meta, data, false, false, false);
+	return begin(fs, op, what, meta, data, false, false, false, true);
 }
 
 int op_begin_claimed(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta)
 {
-	return begin(fs, op, what, meta, 0, false, false, true);
+	return begin(fs, op, what, meta, 0, false, false, true, true);
+}
+
+int op_begin_queued(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta)
+{
+	return begin(fs, op, what, meta, 0, false, false, true, false);
 }
 
 int op_begin_try(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta,
 		 uint64_t data)
 {
-	return begin(fs, op, what, meta, data, false, true, false);
+	return begin(fs, op, what, meta, data, false, true, false, false);
 }
 
 int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
 		     uint64_t meta, uint64_t data)
 {
-	return begin(fs, op, what, meta, data, true, false, false);
+	return begin(fs, op, what, meta, data, true, false, false, true);
 }
 
 int op_end(struct rfs_op *op, int ret)

@@ -131,6 +131,10 @@ int op_begin_partial(rfs_fs *fs, struct rfs_op *op, const char *what,
  * (file_claim.c): only meta blocks of metadata are reserved, judged as
  * for a data operation (the metadata may take half the reserve). */
 int op_begin_claimed(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta);
+/* op_begin_claimed for the operation that maps queued writes
+ * (file_delay.c), which must not settle the queue itself.  Every other
+ * op_begin* but op_begin_try maps the queued writes first. */
+int op_begin_queued(rfs_fs *fs, struct rfs_op *op, const char *what, uint64_t meta);
 /* op_begin, or -EBUSY at once when another writer or a commit holds the
  * pool (rfs_pool_trywrlock): for best-effort changes made on behalf of
  * a reader (atime), which must not wait behind a writer. */

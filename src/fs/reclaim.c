@@ -55,7 +55,7 @@ void rfs_fs_set_queued_hook(rfs_fs *fs, void (*fn)(void *arg), void *arg)
 /* Anything queued?  Under the read lock: O(1), no writer waits. */
 static bool queued(rfs_fs *fs)
 {
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	bool q = rfs_pool_root(fs->pool, RFS_ROOT_DROPQ) != 0;
 	rfs_pool_unlock(fs->pool);
 	return q;
@@ -93,7 +93,7 @@ int rfs_fs_reclaim_status(rfs_fs *fs, struct rfs_fs_reclaim_stat *st)
 {
 	struct rfs_dropq_stat q;
 	memset(st, 0, sizeof(*st));
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = rfs_dropq_stat(fs->pool, &q);
 	rfs_pool_unlock(fs->pool);
 	if (ret)

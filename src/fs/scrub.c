@@ -527,7 +527,7 @@ int rfs_scrub_begin(rfs_fs *fs, rfs_scrub **out)
 		return -ENOMEM;
 	s->fs = fs;
 	s->pool = fs->pool;
-	rfs_pool_rdlock(s->pool);
+	fs_rdlock(fs); /* writes answered before it mapped (file_delay.c) */
 	rfs_pool_stats(s->pool, &ps);
 	rfs_pool_unlock(s->pool);
 	/* The pool never grows past total_blocks: the bitmaps cover every

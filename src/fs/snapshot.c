@@ -718,7 +718,7 @@ int rfs_fs_volumes(rfs_fs *fs, int (*fn)(void *arg, const struct rfs_volume_info
 {
 	struct vol_list l = {0};
 	struct rfs_irec root;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = inode_read(fs, node_get(fs, RFS_ROOT_NODE), &root);
 	if (!ret) {
 		struct dirloc rl;

@@ -369,7 +369,7 @@ static bool linked_below(rfs_fs *fs, uint64_t vol, uint64_t ino, rfs_nodeid dir)
 {
 	struct link_name *v;
 	size_t n, which, k;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	int ret = link_names_copy(fs, vol, ino, &v, &n);
 	rfs_pool_unlock(fs->pool);
 	if (ret)
@@ -486,7 +486,7 @@ int rfs_fs_watch_arm(rfs_watch *w, uint64_t mark)
 	/* Under the write lock: a modification holding it now finishes
 	 * before the arm; one that takes it later sees the new generation
 	 * (op.c begin) and is checked against this mark. */
-	rfs_pool_wrlock(fs->pool);
+	fs_wrlock(fs);
 	w_lock(w);
 	struct wmark *m = mark_find(w, mark);
 	uint64_t add = 0;
@@ -503,6 +503,10 @@ int rfs_fs_watch_arm(rfs_watch *w, uint64_t mark)
 		atomic_fetch_add_explicit(&fs->watch_state, WATCH_GEN_ONE + add,
 					  memory_order_release);
 	rfs_pool_unlock(fs->pool);
+	/* Writes queued before the mark was armed (file_delay.c; none is
+	 * queued after) become visible before the arm returns, not after
+	 * with no event. */
+	dm_settle(fs, NULL);
 	return m ? 0 : -ENOENT;
 }
 
@@ -751,7 +755,7 @@ static int resolve(rfs_fs *fs, const struct op_target *t, rfs_nodeid *fid,
 	} else {
 		struct rfs_ipath p;
 		struct rfs_irec e;
-		rfs_pool_rdlock(fs->pool);
+		fs_rdlock(fs);
 		int ret = ip_load(fs, t->dir, false, &p);
 		if (!ret) {
 			struct rfs_irec *d = ip_rec(&p);
@@ -1057,7 +1061,7 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 	if (!ret && linked && any_subtree_mark(fs)) {
 		/* A hard-linked file: a subtree mark above any of its names
 		 * covers it.  The names are cached until a name changes. */
-		rfs_pool_rdlock(fs->pool);
+		fs_rdlock(fs);
 		ret = link_names_copy(fs, lvol, lino, &ln.v, &ln.n);
 		rfs_pool_unlock(fs->pool);
 		if (ret && ret != -ENOMEM)
@@ -1074,7 +1078,7 @@ static void check_target(rfs_fs *fs, const struct op_target *t, struct check *ck
 	if (nc && t->node) {
 		/* Only now, when a mark covers it: is it a directory? */
 		struct rfs_irec r;
-		rfs_pool_rdlock(fs->pool);
+		fs_rdlock(fs);
 		int err = inode_read(fs, t->node, &r);
 		rfs_pool_unlock(fs->pool);
 		if (err || S_ISDIR(r.i.mode))

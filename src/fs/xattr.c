@@ -241,7 +241,7 @@ ssize_t rfs_fs_getxattr(rfs_fs *fs, rfs_nodeid id, const char *name, void *val,
 	int nameerr = xattr_name_check(name, &nl), ret;
 	if (nameerr == -ERANGE)
 		return nameerr;
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	if (ret)
@@ -341,7 +341,7 @@ ssize_t rfs_fs_listxattr(rfs_fs *fs, rfs_nodeid id, char *list, size_t size)
 {
 	struct rfs_irec r;
 	struct name_list l = {list, size, 0};
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs);
 	struct rfs_node *n = node_get(fs, id);
 	int ret = n ? inode_read(fs, n, &r) : -ESTALE;
 	if (!ret) {

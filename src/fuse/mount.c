@@ -47,6 +47,10 @@ static void *commit_thread(void *arg)
 		if (c->stop)
 			break;
 		pthread_mutex_unlock(&c->lock);
+		/* Delayed writes are mapped by now at the latest, so they
+		 * are durable within the commit interval as before. */
+		if (!atomic_load(&c->m->frozen))
+			rfs_fs_settle(c->fs);
 		struct rfs_pool_stats st;
 		rfs_pool_stats(rfs_fs_pool(c->fs), &st);
 		/* frozen (remounted read-only): committed when it froze */

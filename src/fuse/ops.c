@@ -454,10 +454,11 @@ static int sync_pool(fuse_req_t req)
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -sync_pool(req));
+	/* Frozen: nothing is queued (settled when it froze). */
+	int ret = atomic_load(&M(req)->frozen) ? 0 : rfs_fs_fsync(FS(req), ino);
+	fuse_reply_err(req, -ret);
 }
 
 /* A directory needs nothing at open or close: ENOSYS makes the kernel

@@ -55,6 +55,8 @@ int rfs_fuse_follow_mount_state(struct rfs_mount *m)
 		/* opened read-only: nothing to freeze, and it cannot thaw */
 		ret = q.ro ? 0 : -EROFS;
 	} else if (q.ro != atomic_load(&m->frozen)) {
+		if (q.ro)
+			rfs_fs_settle(m->fs); /* delayed writes go in the commit */
 		ret = rfs_pool_set_frozen(rfs_fs_pool(m->fs), q.ro);
 		if (q.ro || !ret)
 			atomic_store(&m->frozen, q.ro);

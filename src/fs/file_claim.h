@@ -1,0 +1,56 @@
+/*
+ * Whole-block writes whose data is copied into claimed blocks before
+ * anything maps them (file_claim.c), and the delayed mapping of small
+ * ones (file_delay.c).  Internal to the fs layer.
+ */
+#ifndef RFS_FS_FILE_CLAIM_H
+#define RFS_FS_FILE_CLAIM_H
+
+#include "fs/fs_internal.h"
+
+/* Blocks claimed in one piece (rfs_claim_data). */
+struct claim_run {
+	uint64_t start, n;
+};
+
+/* One write to map: its claimed runs (their blocks hold the data) and
+ * the blocks' checksums, in file order from byte off (block-aligned). */
+struct claim_wr {
+	struct claim_run *runs;
+	size_t nruns;             /* 0 once mapped or given back */
+	const uint32_t *csum;     /* one per block of the runs */
+	uint64_t off;
+	size_t size;              /* bytes (whole blocks) */
+	size_t done;              /* out: bytes mapped */
+};
+
+/*
+ * The body of the operation that maps the k writes w[0..k) into file n,
+ * in order (a later one wins where they overlap): one inode load and
+ * store, an extent edit per run, the size and times, a journal record
+ * per write.  Pool write lock held (op_begin_claimed or dm's operation).
+ * Returns 0 or -errno; every run not mapped is given back (nruns 0).
+ * With k 1, a short mapping returns 0 with done below size.
+ */
+int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k);
+
+/* Give back the runs still held by w[0..k) (takes the gate; no pool
+ * lock held). */
+void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k);
+
+/* Data blocks that must stay free beyond a write's own for its mapping to
+ * be delayed, given one write's metadata estimate meta: the delayed
+ * batch's operation must never fail for space after the WRITE was
+ * answered (file_delay.c). */
+uint64_t dm_room(uint64_t meta);
+
+/*
+ * Queue the mapping of w (one run, whole blocks, data in place) on file
+ * n, to be done with others: true when queued (the caller answers the
+ * write as done), false when it must be mapped now (a watch mark is
+ * armed, the run is too long).  Applies the queue when it is full.
+ * No pool lock held.
+ */
+bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w);
+
+#endif
