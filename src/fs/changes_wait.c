@@ -72,6 +72,10 @@ int rfs_fs_changes_wait(rfs_fs *fs, uint64_t seen, int64_t deadline_ns,
 	}
 	atomic_fetch_add(&fs->cw_waiters, 1);
 	pthread_mutex_unlock(&fs->cw_lock);
+	/* Writes queued before it are journaled now; no write is queued
+	 * while a follower waits (file_delay.c), so none waits with it.
+	 * Unconditional: dm_lock orders this against dm_queue's check. */
+	dm_settle_slow(fs, NULL);
 	/* Up to the caller's deadline, for a change some other request
 	 * makes: let the caller stand a thread in for this one. */
 	fs_wait_begin(fs);

@@ -17,7 +17,9 @@
  *     READ and GETATTR (and RELEASE / FORGET) settle only their own file
  *     (dm_settle_id), so a reader of one file never maps another's;
  *   - sync, fsync, the background commit (so a write is durable within
- *     the commit interval, as before), freezing, arming a watch mark.
+ *     the commit interval, as before), freezing, arming a watch mark, a
+ *     follower of the change journal starting to wait (and nothing is
+ *     queued while one waits: its wake-up is the journal record).
  *
  * Order: writes are queued in the order their WRITEs were answered and
  * mapped in that order, and any change that does not come through this
@@ -173,9 +175,12 @@ bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w)
 	bool full;
 	pthread_mutex_lock(&fs->dm_lock);
 	/* Under dm_lock: an arm that set its bit before this sees the write
-	 * queued when it settles (rfs_fs_watch_arm). */
+	 * queued when it settles (rfs_fs_watch_arm).  Not while a follower
+	 * of the change journal waits: it is woken by the journal record,
+	 * which only the mapping writes (rfs_fs_changes_wait). */
 	if (fs->dm_n == DM_BATCH ||
-	    (atomic_load(&fs->watch_state) & WATCH_ARMED_MASK)) {
+	    (atomic_load(&fs->watch_state) & WATCH_ARMED_MASK) ||
+	    atomic_load(&fs->cw_waiters)) {
 		pthread_mutex_unlock(&fs->dm_lock);
 		return false;
 	}
