@@ -51,8 +51,11 @@ void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k)
 /* Claim nb blocks, all or none: 1 taken, 0 when the ordinary path should
  * write (too little space to be sure, a read-only or failed pool, an
  * injected fault: that path says what is wrong).  *delay: the pool has
- * room enough for the mapping to be delayed (file_delay.c). */
-static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta, bool *delay)
+ * room enough for the mapping to be delayed (file_delay.c), and n is not
+ * a deleted file (whose write must fail: read under the gate, as
+ * deletions set it holding the write lock). */
+static int take(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t nb, uint64_t meta,
+		bool *delay)
 {
 	int ok = 0;
 	c->nruns = 0;
@@ -69,7 +72,7 @@ static int take(rfs_fs *fs, struct claim *c, uint64_t nb, uint64_t meta, bool *d
 	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
 	if (d + (meta < r ? meta : r) < meta + nb)
 		goto out;
-	*delay = d >= nb + dm_room(meta);
+	*delay = d >= nb + dm_room(meta) && !n->dead;
 	uint64_t have = 0;
 	while (have < nb) {
 		uint64_t start, got, want = nb - have;
@@ -211,7 +214,7 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	uint64_t meta = op_meta(op_depth(fs, n), 4);
 	bool delay;
 	int res = 1;
-	if (!take(fs, c, nb, meta, &delay))
+	if (!take(fs, n, c, nb, meta, &delay))
 		goto out;
 	/* The copy: no lock held.  The blocks are ours alone, and no commit
 	 * names them (pool.h, "Claims"). */

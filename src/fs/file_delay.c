@@ -118,7 +118,9 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, struct dm_ent **e, size_t k
 		if (ret == OP_RETRY)
 			ret = -ENOSPC; /* nothing changed: the runs went back */
 	}
-	if (ret)
+	/* ESTALE: the file was deleted (and not open) after its write was
+	 * queued; nobody can read what it held. */
+	if (ret && ret != -ESTALE)
 		note_err(fs, n, ret, k);
 }
 

@@ -66,7 +66,7 @@ rfs_nodeid fx_create(rfs_fs *fs, const struct rfs_ctx *ctx, rfs_nodeid dir, cons
 
 void fx_rec(rfs_fs *fs, rfs_nodeid id, struct rfs_irec *r)
 {
-	rfs_pool_rdlock(fs->pool);
+	fs_rdlock(fs); /* delayed writes mapped first */
 	struct rfs_node *n = node_get(fs, id);
 	assert_non_null(n);
 	OK(inode_read(fs, n, r));
