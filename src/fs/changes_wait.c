@@ -52,6 +52,8 @@ void changes_notify(rfs_fs *fs)
 
 uint64_t rfs_fs_changes_events(rfs_fs *fs)
 {
+	/* Counting the answered writes still queued (file_delay.c). */
+	dm_settle(fs, NULL);
 	return atomic_load(&fs->cw_events);
 }
 
