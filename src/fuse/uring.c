@@ -27,7 +27,9 @@
  * entry, and the thread commits it.
  *
  * An entry cannot be taken back from the kernel while the connection
- * lives, so ring threads never end before the mount does.  A request
+ * lives, so ring threads never end before the mount does (one that ends
+ * on an error leaves its entry behind: requests from its CPU then fail
+ * or wait, and the log asks for a remount; ring_main).  A request
  * that waits for something outside the daemon (workers.c's wait hooks)
  * holds its entry; when that leaves its queue no free entry, a new ring
  * thread with a new entry is started for that queue (at most
@@ -327,8 +329,14 @@ static void *ring_main(void *arg)
 		pthread_mutex_lock(&g.lock);
 		bool quiet = g.stopping;
 		pthread_mutex_unlock(&g.lock);
+		/* The entry's command outlives the thread (its exit cancels
+		 * only tracked requests; the io_uring stays open until
+		 * ents_end): the entry stays on the kernel's free list, a
+		 * request handed to it fails, and then it is set aside
+		 * (docs/ARCHITECTURE.md, "A ring thread that ends on an
+		 * error"). */
 		if (!quiet)
-			rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: %s; this ring thread ends, and requests from CPU %u go to the queue's other ring threads (should none be left they wait until the unmount: mount with -o nouring)",
+			rfs_log(RFS_LOG_ERR, "%s: io_uring queue %u: %s; this ring thread ends, but its ring entry stays with the kernel: one request from CPU %u that the kernel hands it fails with ECANCELED, later ones go to the queue's other ring threads, and when none is left they wait until the daemon ends. Remount to get the queue back: unmount (should that say busy, send the daemon SIGTERM) and mount again, with -o nouring should this repeat",
 				g.m->pool, e->qid, strerror(-err), e->qid);
 	}
 	return NULL;
