@@ -1028,7 +1028,7 @@ void watch_release_waiters(rfs_fs *fs);
 /* ---- delayed mapping (file_delay.c) ---------------------------------------- */
 
 /* Writes mapped together, and the longest write that is delayed. */
-#define DM_BATCH 32u
+#define DM_BATCH 64u
 #define DM_RUN_MAX 16u
 
 /* The queue, at open (-ENOMEM) and at free. */
