@@ -296,6 +296,15 @@ static void check_after_sync(rfs_fs *fs, rfs_nodeid f, const struct model *m, co
 	check_read(fs, f, m, what);
 }
 
+/* File "f" in dir with the base contents (ordinary path), and its model. */
+static struct model *based_file(rfs_fs *fs, rfs_nodeid dir, rfs_nodeid *f)
+{
+	struct model *m = model_new(1);
+	*f = fx_create(fs, &g_ctx, dir, "f");
+	base(fs, *f, m);
+	return m;
+}
+
 static rfs_fs *fresh(unsigned flags)
 {
 	return fx_fresh(64ull << 20, flags);
@@ -402,9 +411,8 @@ static void test_read_nolock(void **state)
 	(void)state;
 	for (int tree = 0; tree < 2; tree++) {
 		rfs_fs *fs = fresh(0);
-		rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-		struct model *m = model_new(1);
-		base(fs, f, m);
+		rfs_nodeid f;
+		struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 		if (tree) {
 			/* 30 one-block extents from block 100 on, written by
 			 * the ordinary path (not whole blocks): too many for
@@ -587,9 +595,8 @@ static void test_lseek(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	unsigned nb = (unsigned)((m->size + BS - 1) / BS);
 	for (unsigned b = 0; b < nb; b++)
@@ -651,9 +658,8 @@ static void test_extents(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	struct exts x = {0};
 	assert_int_equal(rfs_fs_extents(fs, f, ext_fn, &x), 0);
@@ -832,9 +838,8 @@ static void test_snapshot(void **state)
 	for (int ro = 0; ro < 2; ro++) {
 		rfs_fs *fs = fresh(0);
 		rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
-		rfs_nodeid f = fx_create(fs, &g_ctx, d, "f");
-		struct model *m = model_new(1);
-		base(fs, f, m);
+		rfs_nodeid f;
+		struct model *m = based_file(fs, d, &f);
 		scenario(fs, f, m);
 		rfs_nodeid s;
 		struct stat st;
@@ -908,9 +913,8 @@ static void test_diff(void **state)
 	(void)state;
 	rfs_fs *fs = fresh(0);
 	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
-	rfs_nodeid f = fx_create(fs, &g_ctx, d, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, d, &f);
 	/* mtime set to 1000 s first, so the writes' "now" differs from it
 	 * whatever the clock's resolution. */
 	struct stat in = {0}, st;
@@ -991,9 +995,8 @@ static void test_du(void **state)
 	(void)state;
 	rfs_fs *fs = fresh(0);
 	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
-	rfs_nodeid f = fx_create(fs, &g_ctx, d, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, d, &f);
 	scenario(fs, f, m);
 	uint64_t want = (uint64_t)nalloc(m) * BS;
 	struct rfs_du_stats st;
@@ -1017,9 +1020,8 @@ static void test_scrub(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	rfs_scrub *s;
 	assert_int_equal(rfs_scrub_begin(fs, &s), 0);
@@ -1076,9 +1078,8 @@ static void test_journal(void **state)
 	(void)state;
 	rfs_fs *fs = fresh(0);
 	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
-	rfs_nodeid f = fx_create(fs, &g_ctx, d, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, d, &f);
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	char cur[RFS_CURSOR_MAX];
 	assert_int_equal(rfs_fs_changes_cursor(fs, cur), 0);
@@ -1130,9 +1131,8 @@ static void test_truncate(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	struct stat in = {0}, st;
 	/* Into W3's block 10: 12, 20 and 21 go, 10 is cut. */
@@ -1170,9 +1170,8 @@ static void test_punch(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	/* Blocks 3..12: W4's, base, W3's and W2's. */
 	assert_int_equal(rfs_fs_fallocate(fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -1198,9 +1197,8 @@ static void test_partial_write_over(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	uint8_t x[300];
 	memset(x, 0xab, sizeof(x));
@@ -1224,9 +1222,8 @@ static void test_setattr(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	struct stat in = {0}, st;
 	in.st_mode = 0600;
@@ -1269,9 +1266,8 @@ static void test_rename(void **state)
 	(void)state;
 	rfs_fs *fs = fresh(0);
 	rfs_nodeid d = mkdir_(fs, RFS_ROOT_NODE, "d");
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	assert_int_equal(rfs_fs_rename(fs, &g_ctx, RFS_ROOT_NODE, "f", d, "g", 0), 0);
 	struct stat st;
@@ -1349,9 +1345,8 @@ static void test_sync_crash(void **state)
 						    RFS_CRASH_TEAR};
 	for (int k = 0; k < 3; k++) {
 		rfs_fs *fs = fresh(RFS_FS_CRASHSIM);
-		rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-		struct model *m = model_new(1);
-		base(fs, f, m);
+		rfs_nodeid f;
+		struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 		scenario(fs, f, m);
 		assert_int_equal(rfs_fs_sync(fs), 0);
 		struct model *synced = model_copy(m);
@@ -1385,9 +1380,8 @@ static void test_background_commit_crash(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(RFS_FS_CRASHSIM);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	assert_int_equal(rfs_fs_commit_background(fs), 0);
 	rfs_fs_forget(fs, f, 1);
@@ -1409,9 +1403,8 @@ static void test_close_reopen(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	scenario(fs, f, m);
 	/* The node still referenced at close, as a mount's would be. */
 	fs = fx_reopen(fs, 0);
@@ -1440,9 +1433,8 @@ static void test_failure_reported(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fresh(0);
-	rfs_nodeid f = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "f");
-	struct model *m = model_new(1);
-	base(fs, f, m);
+	rfs_nodeid f;
+	struct model *m = based_file(fs, RFS_ROOT_NODE, &f);
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	struct model *committed = model_copy(m);
 	uint8_t buf[2 * BS];
