@@ -38,6 +38,10 @@
 #   timed VAR CMD...        run CMD; its wall time in ms (2 decimals) in VAR
 #   median_low              the median of the numbers on stdin (separated
 #                           by blanks or lines; of an even count the lower)
+#   rotate_list N WORDS...  WORDS rotated left by N - 1 (round N of an
+#                           alternated comparison: each filesystem takes
+#                           every place in turn, so a drifting load does
+#                           not favour one of them)
 #
 # Mounts
 #   is_mounted DIR          from the mount table, not stat(), which fails
@@ -106,6 +110,15 @@ timed() {
 	"$@"
 	__t1=${EPOCHREALTIME//[.,]/}
 	printf -v "$__var" '%d.%02d' $(((__t1 - __t0) / 1000)) $((((__t1 - __t0) % 1000) / 10))
+}
+rotate_list() {
+	local n=$1 i
+	shift
+	local -a a=("$@")
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		printf '%s%s' "$([ "$i" = 0 ] || echo ' ')" "${a[(i + n - 1) % ${#a[@]}]}"
+	done
+	echo
 }
 median_low() { tr ' ' '\n' | awk NF | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 is_mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }

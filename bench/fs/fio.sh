@@ -147,17 +147,6 @@ print(int(iops), cpu)' "$out" "$([ "$rw" = randread ] && echo read || echo write
 fss="native reflinkfs"
 [ -n "$bmnt" ] && fss="$fss before"
 [ -n "$pt" ] && fss="$fss $ptname"
-# fss_of REP: the filesystems in the order of repetition REP (1-based):
-# $fss rotated left by REP - 1.
-fss_of() {
-	local -a a
-	read -r -a a <<<"$fss"
-	local n=${#a[@]} i out=
-	for ((i = 0; i < n; i++)); do
-		out+=${out:+ }${a[(i + $1 - 1) % n]}
-	done
-	echo "$out"
-}
 dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
 pid_of() { case $1 in native) echo "" ;; reflinkfs) echo "$daemon_pid" ;; before) echo "$bpid" ;; *) echo "$pt_pid" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
@@ -166,8 +155,8 @@ for rw in $rws; do
 	for nj in $jobs; do
 		declare -A vals=() cpus=()
 		for rep in $(seq "$reps"); do
-			if [ "$reps" -gt 1 ]; then log "$rw ${nj}j repetition $rep: $(fss_of "$rep")"; fi
-			for fs in $(fss_of "$rep"); do
+			if [ "$reps" -gt 1 ]; then log "$rw ${nj}j repetition $rep: $(rotate_list "$rep" $fss)"; fi
+			for fs in $(rotate_list "$rep" $fss); do
 				r=$(fio_run "$(dir_of "$fs")" "$fs" "$rw" "$nj" "$rep" "$(pid_of "$fs")") ||
 					{ status=1; continue; }
 				v=${r% *} c=${r#* }

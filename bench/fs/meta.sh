@@ -14,7 +14,8 @@
 #     --cp-reps N  rounds of the cp -a in / cp -a inside / rm -rf steps
 #                  (median; default 1).  Each round runs the three steps on
 #                  every filesystem in turn, so that a change of the
-#                  machine's load hits all of them alike.
+#                  machine's load hits all of them alike; the order
+#                  rotates by one per round.
 #
 # stdout: "name: value unit" lines; progress and request counts by opcode
 # on stderr.
@@ -28,6 +29,13 @@
 #   RFS_PASSTHROUGH_HP  libfuse's passthrough_hp binary (default: what
 #                       bench/fs/passthrough_hp.sh builds or has built);
 #                       skipped when there is none
+#   RFS_BIN_BEFORE      a second reflinkfs binary (say, of the commit before
+#                       a change), on a pool and mount of its own, in the
+#                       same rounds: figures "meta_before_*", the ratio
+#                       "meta_rfs_*_vs_before" (after / before, of the
+#                       medians) and, for the cp -a and rm -rf steps,
+#                       "meta_rfs_*_faster_rounds" (rounds in which
+#                       reflinkfs was faster than before, of --cp-reps)
 set -euo pipefail
 export LC_ALL=C
 exec 3>&1 1>&2
@@ -49,7 +57,7 @@ bench_work "$base" meta
 if [ "$(stat -f -c %T "$work")" != tmpfs ]; then
 	log "note: $work is not on tmpfs ($(stat -f -c %T "$work")): the figures include its disk"
 fi
-mkdir "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc"
+mkdir "$work/native" "$work/mnt" "$work/pt" "$work/ptsrc" "$work/hp" "$work/hpsrc" "$work/bmnt"
 bench_rfsbench
 bench_private_bin
 
@@ -81,6 +89,20 @@ info=$("$rb" mktree "$work/src" "$ndirs")
 log "tree: $info"
 fig meta_tree_entries "$(echo "$info" | sed 's/.*entries=\([0-9]*\).*/\1/')" entries
 
+# The binary before a change, on a pool and mount of its own (unmounted
+# at exit as one of the fuse_mnts); then reflinkfs, whose daemon_pid the
+# mount helpers keep.
+bmnt="" bpid=""
+if [ -n "${RFS_BIN_BEFORE:-}" ]; then
+	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
+	"$work/bin/reflinkfs-before" mkfs --size 8G "$work/bpool.img" >&2
+	bmnt=$work/bmnt
+	fuse_mnts=$bmnt
+	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_log=$work/bdaemon.log rfs_mount "$work/bpool.img"
+	bpid=$daemon_pid daemon_pid=""
+	pids=$bpid
+	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
+fi
 "$bin" mkfs --size 8G "$work/pool.img" >&2
 mnt=$work/mnt
 rfs_mount "$work/pool.img"
@@ -122,9 +144,10 @@ timed_step() {
 declare -A T   # T[fs,step] = seconds
 declare -A R   # R[step] = reflinkfs requests
 fss="native rfs"
+[ -n "$bmnt" ] && fss="$fss before"
 [ -n "$pt" ] && fss="$fss pt"
 [ -n "$hp" ] && fss="$fss hp"
-dir_of() { case "$1" in native) echo "$work/native" ;; rfs) echo "$mnt" ;; pt) echo "$ptmnt" ;; hp) echo "$hpmnt" ;; esac; }
+dir_of() { case "$1" in native) echo "$work/native" ;; rfs) echo "$mnt" ;; before) echo "$bmnt" ;; pt) echo "$ptmnt" ;; hp) echo "$hpmnt" ;; esac; }
 
 # one_step STEP WARM: run STEP on every filesystem (warm: once untimed
 # first, then the median of $reps), counting reflinkfs's requests of the
@@ -157,14 +180,15 @@ one_step() {
 }
 
 # cp_rounds: $cp_reps rounds of cp -a in, cp -a inside and rm -rf of the
-# copy, each round on every filesystem in turn (one run of cp -a on this
-# kind of VM can take 1.5-2x another of the same binary); T gets the
-# medians, R reflinkfs's requests per run (their median).
-declare -A CT CR
+# copy, each round on every filesystem in turn, the order rotated by one
+# per round (one run of cp -a on this kind of VM can take 1.5-2x another
+# of the same binary); T gets the medians, R reflinkfs's requests per run
+# (their median), FR the rounds in which reflinkfs beat the binary before.
+declare -A CT CR FR
 cp_rounds() {
-	local i fs d s r
+	local i fs d s r a b
 	for i in $(seq "$cp_reps"); do
-		for fs in $fss; do
+		for fs in $(rotate_list "$i" $fss); do
 			d=$(dir_of "$fs")
 			[ "$i" = 1 ] || rm -rf "$d/tree"
 			for s in cpin cpinside rmrf; do
@@ -177,6 +201,13 @@ cp_rounds() {
 				fi
 			done
 		done
+		if [ -n "$bmnt" ]; then
+			for s in cpin cpinside rmrf; do
+				a=$(echo ${CT[rfs,$s]} | awk '{ print $NF }')
+				b=$(echo ${CT[before,$s]} | awk '{ print $NF }')
+				[ "$(calc "$a < $b" 0)" = 1 ] && FR[$s]=$((${FR[$s]:-0} + 1))
+			done
+		fi
 	done
 	for fs in $fss; do
 		for s in cpin cpinside rmrf; do
@@ -218,7 +249,16 @@ for s in cpin find lsR statall git cpinside rmrf; do
 		fig "meta_hp_$s" "${T[hp,$s]}" s
 		fig "meta_rfs_${s}_vs_hp" "$(calc "${T[rfs,$s]} / (${T[hp,$s]} > 0 ? ${T[hp,$s]} : 0.001)" 2)"
 	fi
+	if [ -n "$bmnt" ]; then
+		fig "meta_before_$s" "${T[before,$s]}" s
+		fig "meta_rfs_${s}_vs_before" "$(calc "${T[rfs,$s]} / (${T[before,$s]} > 0 ? ${T[before,$s]} : 0.001)" 3)"
+		case $s in cpin | cpinside | rmrf) fig "meta_rfs_${s}_faster_rounds" "${FR[$s]:-0}" "of $cp_reps" ;; esac
+	fi
 done
 fig meta_rfs_cpinside_vs_cpin "$(calc "${T[rfs,cpinside]} / ${T[rfs,cpin]}" 2)"
 rfs_umount || { log "reflinkfs daemon exited with an error"; exit 1; }
 "$bin" fsck "$work/pool.img" >&2
+if [ -n "$bmnt" ]; then
+	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_pid=$bpid rfs_umount ||
+		{ log "the daemon before exited with an error"; exit 1; }
+fi
