@@ -203,8 +203,8 @@ cp_rounds() {
 		done
 		if [ -n "$bmnt" ]; then
 			for s in cpin cpinside rmrf; do
-				a=$(echo ${CT[rfs,$s]} | awk '{ print $NF }')
-				b=$(echo ${CT[before,$s]} | awk '{ print $NF }')
+				a=${CT[rfs,$s]##* }
+				b=${CT[before,$s]##* }
 				[ "$(calc "$a < $b" 0)" = 1 ] && FR[$s]=$((${FR[$s]:-0} + 1))
 			done
 		fi
