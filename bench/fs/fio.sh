@@ -20,7 +20,10 @@
 #     --reps N     repetitions of every job (median; default 1)
 #     --runtime S  seconds per fio job (default 5)
 #     --jobs LIST  job counts (default "1 2 4")
-#     --rw LIST    workloads (default "randread randwrite")
+#     --rw LIST    workloads (default "randread randwrite"; also randrw:
+#                  half reads, half writes, mixed on each job's file, where
+#                  a READ maps the file's delayed writes first; its figure
+#                  counts reads and writes together)
 #
 # stdout: "name: value unit" lines (IOPS per filesystem, and the ratios
 # reflinkfs / passthrough_hp and reflinkfs / native: higher is better;
@@ -49,7 +52,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 me=fio.sh
 . "$root/bench/lib.bash"
 keep=0 reps=1 runtime=5 jobs="1 2 4" rw="randread randwrite"
-bench_args 2,34 "keep reps= runtime= jobs= rw=" "$@"
+bench_args 2,46 "keep reps= runtime= jobs= rw=" "$@"
 rt=$runtime rws=$rw
 bench_bin
 command -v fio >/dev/null || { echo "$me: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
@@ -137,10 +140,10 @@ fio_run() {
 	python3 -c 'import json, sys
 text = open(sys.argv[1]).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]  # fio may print notes first
-iops = job[sys.argv[2]]["iops"]
+iops = sum(job[k]["iops"] for k in sys.argv[2].split("+"))
 ticks, tck, secs, pid = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 cpu = "%.2f" % (ticks / tck * 1e6 / (iops * secs)) if pid and iops else "-"
-print(int(iops), cpu)' "$out" "$([ "$rw" = randread ] && echo read || echo write)" \
+print(int(iops), cpu)' "$out" "$(case $rw in randread) echo read ;; randrw) echo read+write ;; *) echo write ;; esac)" \
 		"$((c1 - c0))" "$tck" "$((rt + 1))" "$pid"
 }
 
