@@ -190,10 +190,22 @@ int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 	else if (k == 1 && w[0].done)
 		ret = 0; /* a short write is a complete change of its own */
 	ret = ip_done(fs, &p, 0, ret);
-	if (!ret)
-		for (size_t j = 0; j < k; j++)
-			if (w[j].done)
-				op_rec_node(fs, RFS_CHANGE_DATA, n, w[j].off, w[j].done);
+	if (!ret) {
+		/* A record per write, built from one walk of n's chain
+		 * (journal_hook.c). */
+		struct rfs_change_range rg[DM_BATCH];
+		size_t m = 0;
+		for (size_t j = 0; j < k; j++) {
+			if (!w[j].done)
+				continue;
+			rg[m++] = (struct rfs_change_range){w[j].off, w[j].done};
+			if (m == DM_BATCH) {
+				op_rec_node_ranges(fs, RFS_CHANGE_DATA, n, rg, m);
+				m = 0;
+			}
+		}
+		op_rec_node_ranges(fs, RFS_CHANGE_DATA, n, rg, m);
+	}
 drop:
 	/* The writes not reached keep their claims: give them back (the
 	 * write lock includes the gate). */

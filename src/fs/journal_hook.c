@@ -10,6 +10,7 @@
 #include "fs/link_names.h"
 #include "fs/op.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -30,6 +31,33 @@
 #define REC_ANC 16
 static _Thread_local char t_rec_path[REC_PATH];
 static _Thread_local struct jnl_anc t_rec_anc[REC_ANC];
+
+/*
+ * A path and directories that several records of the running operation
+ * borrow (`lent`: op_rec_node_ranges' records of one node) when the
+ * per-thread buffers are taken or too small: one block, the directories
+ * then the path, freed with the records (recs_free), after jnl_append
+ * copied what it keeps.  Never changed once filled, so records whose
+ * lent pointers are equal have the same strings (jnl_append relies on
+ * it).
+ */
+struct rec_shared {
+	struct rec_shared *next;
+	struct jnl_anc anc[]; /* then the path */
+};
+
+/* A block for nanc directories and a path of plen bytes (*path), freed
+ * with op's records; NULL without memory. */
+static struct rec_shared *shared_new(struct rfs_op *op, size_t nanc, size_t plen, char **path)
+{
+	struct rec_shared *s = malloc(sizeof(*s) + sizeof(s->anc[0]) * nanc + plen);
+	if (!s)
+		return NULL;
+	s->next = op->rec_shared;
+	op->rec_shared = s;
+	*path = (char *)(s->anc + nanc);
+	return s;
+}
 
 /* The chain from the mount root down to n (n last), in buf when it fits
  * (CHAIN_STACK entries), else malloc'ed (chain_free); NULL when n is not
@@ -57,17 +85,21 @@ static void chain_free(struct rfs_node **c, struct rfs_node **buf)
 		free(c);
 }
 
-/* "a/b/c" of chain c[1..n) plus name (optional), in buf when it fits
- * (cap bytes), else malloc'ed. */
-static char *path_in(struct rfs_node **c, size_t n, const char *name, size_t len, char *buf,
-		     size_t cap)
+/* Bytes path_put writes for chain c[1..n) and a name of len bytes (at
+ * most: its NUL included). */
+static size_t path_len(struct rfs_node **c, size_t n, size_t len)
 {
 	size_t total = 1 + len;
 	for (size_t i = 1; i < n; i++)
 		total += strlen(c[i]->name) + 1;
-	char *p = total <= cap ? buf : malloc(total), *w = p;
-	if (!p)
-		return NULL;
+	return total;
+}
+
+/* "a/b/c" of chain c[1..n) plus name (optional) into p (path_len
+ * bytes); returns p. */
+static char *path_put(struct rfs_node **c, size_t n, const char *name, size_t len, char *p)
+{
+	char *w = p;
 	for (size_t i = 1; i < n; i++) {
 		size_t l = strlen(c[i]->name);
 		if (w != p)
@@ -85,9 +117,11 @@ static char *path_in(struct rfs_node **c, size_t n, const char *name, size_t len
 	return p;
 }
 
+/* The same, malloc'ed. */
 static char *path_of(struct rfs_node **c, size_t n, const char *name, size_t len)
 {
-	return path_in(c, n, name, len, NULL, 0);
+	char *p = malloc(path_len(c, n, len));
+	return p ? path_put(c, n, name, len, p) : NULL;
 }
 
 static uint64_t st_ino_of(rfs_fs *fs, struct rfs_node *n)
@@ -126,27 +160,37 @@ static int anc_add(struct jnl_rec *r, struct rfs_node **c, size_t n, bool old)
 	return 0;
 }
 
-static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
+/* Room for m more records in op (one growth for a batch's records);
+ * false, and the gap made explicit (jfail), without memory. */
+static bool recs_reserve(struct rfs_op *op, size_t m)
 {
-	struct rfs_op *op = fs->cur_op;
-	if (!fs->jnl || !op)
-		return NULL;
 	if (!op->caprecs) {
 		op->recs = op->recs_inline;
 		op->caprecs = OP_RECS_INLINE;
-	} else if (op->nrecs == op->caprecs) {
-		size_t cap = op->caprecs * 2;
-		struct jnl_rec *r = op->recs == op->recs_inline ? malloc(sizeof(*r) * cap)
-							    : realloc(op->recs, sizeof(*r) * cap);
-		if (!r) {
-			op->jfail = true;
-			return NULL;
-		}
-		if (op->recs == op->recs_inline)
-			memcpy(r, op->recs_inline, sizeof(op->recs_inline));
-		op->recs = r;
-		op->caprecs = cap;
 	}
+	if (op->nrecs + m <= op->caprecs)
+		return true;
+	size_t cap = op->caprecs * 2;
+	while (cap < op->nrecs + m)
+		cap *= 2;
+	struct jnl_rec *r = op->recs == op->recs_inline ? malloc(sizeof(*r) * cap)
+						    : realloc(op->recs, sizeof(*r) * cap);
+	if (!r) {
+		op->jfail = true;
+		return false;
+	}
+	if (op->recs == op->recs_inline)
+		memcpy(r, op->recs_inline, sizeof(op->recs_inline));
+	op->recs = r;
+	op->caprecs = cap;
+	return true;
+}
+
+static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
+{
+	struct rfs_op *op = fs->cur_op;
+	if (!fs->jnl || !op || !recs_reserve(op, 1))
+		return NULL;
 	struct jnl_rec *r = &op->recs[op->nrecs++];
 	memset(r, 0, sizeof(*r));
 	r->kind = (uint8_t)kind;
@@ -157,7 +201,8 @@ static struct jnl_rec *rec_new(rfs_fs *fs, int kind)
 	return r;
 }
 
-/* r's path, old path and directories, unless lent (t_rec_path). */
+/* r's path, old path and directories, unless lent (t_rec_path,
+ * struct rec_shared). */
 static void rec_strings_free(struct jnl_rec *r)
 {
 	if (!r->lent) {
@@ -209,101 +254,160 @@ void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 }
 
 /* A new record of a change of node n (NULL: none, see rec_new); a data
- * change covers len bytes at off. */
-static struct jnl_rec *rec_new_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off,
-				    uint64_t len)
+ * change covers the byte range *rg (NULL: none). */
+static struct jnl_rec *rec_new_node(rfs_fs *fs, int kind, struct rfs_node *n,
+				    const struct rfs_change_range *rg)
 {
 	struct jnl_rec *r = rec_new(fs, kind);
 	if (!r)
 		return NULL;
 	r->vol = n->vol;
 	r->ino = st_ino_of(fs, n);
-	if (kind == RFS_CHANGE_DATA) {
+	if (rg) {
 		r->nranges = 1;
-		r->ranges[0].off = off;
-		r->ranges[0].len = len;
+		r->ranges[0] = *rg;
 	}
 	return r;
 }
 
+/* The records of ranges rg[1..k) after the first range's, recs[base ..
+ * base + per): copies of those (their strings shared: lent) with the
+ * range changed, range after range as k calls would make them. */
+static void rec_copies(struct rfs_op *op, size_t base, size_t per,
+		       const struct rfs_change_range *rg, size_t k)
+{
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = 0; j < per; j++) {
+			struct jnl_rec *x = &op->recs[op->nrecs++];
+			assert(op->nrecs <= op->caprecs);
+			*x = op->recs[base + j];
+			x->ranges[0] = rg[i];
+		}
+}
+
 /* A change of hard-linked inode n: one record per name, under that
  * name's directories; an inode without a name (an open orphan) is
- * listed, without path, under the mount root only. */
-static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
+ * listed, without path, under the mount root only.  rg, k: as
+ * rec_node. */
+static void rec_linked(rfs_fs *fs, int kind, struct rfs_node *n,
+		       const struct rfs_change_range *rg, size_t k)
 {
+	struct rfs_op *op = fs->cur_op;
 	const struct link_name *names = NULL;
 	size_t cnt = 0;
-	int ret = link_names_get(fs, n->vol, n->ino, &names, &cnt);
-	for (size_t i = 0; i < (cnt ? cnt : 1); i++) {
-		struct jnl_rec *r = rec_new_node(fs, kind, n, off, len);
+	if (link_names_get(fs, n->vol, n->ino, &names, &cnt)) {
+		op->jfail = true;
+		return;
+	}
+	size_t per = cnt ? cnt : 1, base = op->nrecs;
+	if (!recs_reserve(op, per * k))
+		return;
+	for (size_t i = 0; i < per; i++) {
+		struct jnl_rec *r = rec_new_node(fs, kind, n, rg);
 		if (!r)
 			return;
-		if (ret) {
-			rec_fail(fs, r);
-			return;
-		}
 		if (!cnt)
 			continue; /* no directory: listed under the mount root only */
 		const struct link_name *x = &names[i];
+		size_t plen = strlen(x->path) + 1, nd = x->ndirs - 1;
 		r->parent = x->dirs[x->ndirs - 1].vol << 48 | x->dirs[x->ndirs - 1].ino;
-		r->path = strdup(x->path);
-		r->anc = malloc(sizeof(*r->anc) * x->ndirs);
+		if (k == 1) {
+			/* Its own: jnl_append may keep them without a copy. */
+			r->path = malloc(plen);
+			r->anc = malloc(sizeof(*r->anc) * x->ndirs);
+		} else {
+			struct rec_shared *sh = shared_new(op, nd, plen, &r->path);
+			if (sh) {
+				r->anc = sh->anc;
+				r->lent = true;
+			} else {
+				r->path = NULL;
+			}
+		}
 		if (!r->path || !r->anc) {
 			rec_fail(fs, r);
 			return;
 		}
+		memcpy(r->path, x->path, plen);
 		/* dirs[0] is the mount root: not indexed (anc_add). */
-		for (size_t k = 1; k < x->ndirs; k++)
-			r->anc[k - 1] = (struct jnl_anc){x->dirs[k].vol, x->dirs[k].ino, (uint16_t)k,
+		for (size_t d = 1; d < x->ndirs; d++)
+			r->anc[d - 1] = (struct jnl_anc){x->dirs[d].vol, x->dirs[d].ino, (uint16_t)d,
 							 JNL_DEPTH_NONE};
-		r->nanc = (uint16_t)(x->ndirs - 1);
+		r->nanc = (uint16_t)nd;
 	}
+	rec_copies(op, base, per, rg, k);
 }
 
-void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
+/* k records of kind of node n, the i-th with range rg[i] (rg NULL: no
+ * range, k 1), from one walk of n's chain: the first record's path and
+ * directories, which the others share (lent). */
+static void rec_node(rfs_fs *fs, int kind, struct rfs_node *n,
+		     const struct rfs_change_range *rg, size_t k)
 {
-	if (!fs->jnl || !fs->cur_op)
+	struct rfs_op *op = fs->cur_op;
+	if (!fs->jnl || !op || !k)
 		return;
 	node_lock(fs);
-	bool linked = n->in_table;
-	node_unlock(fs);
-	if (linked) {
-		rec_linked(fs, kind, n, off, len);
+	if (n->in_table) {
+		node_unlock(fs);
+		rec_linked(fs, kind, n, rg, k);
 		return;
 	}
-	struct jnl_rec *r = rec_new_node(fs, kind, n, off, len);
-	if (!r)
+	struct jnl_rec *r = recs_reserve(op, k) ? rec_new_node(fs, kind, n, rg) : NULL;
+	if (!r) {
+		node_unlock(fs);
 		return;
-	struct rfs_op *op = fs->cur_op;
+	}
+	size_t base = op->nrecs - 1;
 	int ret = -ENOMEM;
-	node_lock(fs);
 	size_t cn = 0;
 	struct rfs_node *buf[CHAIN_STACK];
 	struct rfs_node **c = chain_of(n, &cn, buf);
 	/* n's own directories: the root's change is listed under the root
 	 * itself. */
 	size_t na = cn > 1 ? cn - 1 : 1;
-	if (c && r == &op->recs[0] && na - 1 <= REC_ANC) {
-		/* The operation's first record (a WRITE's only one). */
-		r->path = path_in(c, cn, NULL, 0, t_rec_path, sizeof(t_rec_path));
-		if (r->path == t_rec_path) {
-			r->lent = true;
+	if (c) {
+		size_t plen = path_len(c, cn, 0);
+		char *p = NULL;
+		if (r == &op->recs[0] && na - 1 <= REC_ANC && plen <= REC_PATH) {
+			/* The operation's first records (a WRITE's only one,
+			 * a delayed batch's of its file). */
+			p = t_rec_path;
 			r->anc = t_rec_anc;
-		} else if (!r->path) {
-			c = NULL;
+			r->lent = true;
+		} else if (k == 1) {
+			p = malloc(plen); /* its own: jnl_append may keep it */
+		} else if (shared_new(op, na - 1, plen, &p)) {
+			r->anc = op->rec_shared->anc;
+			r->lent = true;
 		}
-	} else if (c) {
-		r->path = path_of(c, cn, NULL, 0);
-	}
-	if (c && r->path) {
-		if (cn > 1)
-			r->parent = st_ino_of(fs, c[cn - 2]);
-		ret = anc_add(r, c, na, false);
+		if (p) {
+			r->path = path_put(c, cn, NULL, 0, p);
+			if (cn > 1)
+				r->parent = st_ino_of(fs, c[cn - 2]);
+			ret = anc_add(r, c, na, false);
+		}
 	}
 	chain_free(c, buf);
 	node_unlock(fs);
-	if (ret)
+	if (ret) {
 		rec_fail(fs, r);
+		return;
+	}
+	assert(k == 1 || r->lent);
+	rec_copies(op, base, 1, rg, k);
+}
+
+void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len)
+{
+	struct rfs_change_range rg = {off, len};
+	rec_node(fs, kind, n, kind == RFS_CHANGE_DATA ? &rg : NULL, 1);
+}
+
+void op_rec_node_ranges(rfs_fs *fs, int kind, struct rfs_node *n,
+			const struct rfs_change_range *rg, size_t k)
+{
+	rec_node(fs, kind, n, rg, k);
 }
 
 void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *oname,
@@ -344,6 +448,11 @@ static void recs_free(struct rfs_op *op)
 		free(op->recs);
 	op->recs = NULL;
 	op->nrecs = op->caprecs = 0;
+	while (op->rec_shared) {
+		struct rec_shared *s = op->rec_shared;
+		op->rec_shared = s->next;
+		free(s);
+	}
 }
 
 static bool is_resource(int ret)

@@ -75,6 +75,9 @@ struct op_premod {
 	uint32_t gen;
 };
 
+/* journal_hook.c */
+struct rec_shared;
+
 struct rfs_op {
 	rfs_fs *fs;
 	const char *what;   /* operation name, for log lines */
@@ -93,6 +96,9 @@ struct rfs_op {
 	struct jnl_rec *recs; /* recs_inline, or malloc'ed when more */
 	size_t nrecs, caprecs;
 	bool jfail;
+	/* Paths and directories that several records borrow (`lent`:
+	 * op_rec_node_ranges), freed with the records. */
+	struct rec_shared *rec_shared;
 	struct op_premod pm; /* kept by op_begin, like retried */
 	/* op_local: the one file the operation changes (kept by op_begin,
 	 * like retried); NULL for every other operation. */
@@ -202,6 +208,12 @@ void op_rec_entry(rfs_fs *fs, int kind, struct rfs_node *dir, const char *name,
 /* kind of node n (data with the byte range [off, off + len), attr,
  * xattr). */
 void op_rec_node(rfs_fs *fs, int kind, struct rfs_node *n, uint64_t off, uint64_t len);
+/* k records of kind of node n, the i-th with the one byte range rg[i]
+ * (data): the same records as k calls of op_rec_node, in that order,
+ * built from one walk of n's chain (one path, one list of directories,
+ * one clock read) that they share. */
+void op_rec_node_ranges(rfs_fs *fs, int kind, struct rfs_node *n,
+			const struct rfs_change_range *rg, size_t k);
 /* A rename (or exchange) of odir/oname to ndir/nname, inode st_ino; call
  * before the node table moves the node. */
 void op_rec_rename(rfs_fs *fs, int kind, struct rfs_node *odir, const char *oname,
