@@ -692,6 +692,15 @@ static bool merge_target(int kind)
 	}
 }
 
+/* b borrows the same strings as a, of the same inode: lent strings
+ * are not changed while jnl_append runs (struct jnl_rec.lent), so equal
+ * pointers mean equal paths and directories. */
+static bool same_lent(const struct jnl_rec *a, const struct jnl_rec *b)
+{
+	return a->lent && b->lent && a->path == b->path && a->anc == b->anc &&
+	       a->nanc == b->nanc && a->vol == b->vol && a->ino == b->ino;
+}
+
 static bool same_anc(const struct jnl_rec *a, const struct jnl_rec *b)
 {
 	if (a->nanc != b->nanc)
@@ -804,14 +813,19 @@ static int stale_encode(struct rfs_jnl *j, struct jcache *c)
  * record before the merge.  A record not stored yet (the usual case) is
  * not encoded again at each merge: its encoded length is kept up to
  * date, and its bytes are made once, when the flush stores it or its
- * slot is taken (stale_encode). */
-static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
+ * slot is taken (stale_encode).  c: r's slot (cache_slot); known: its
+ * record, if it is r's inode's, has r's path and directories (jnl_append). */
+static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, struct jcache *c, bool known,
+		     bool *merged)
 {
 	*merged = false;
-	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	if (!c->valid || c->vol != r->vol || c->ino != r->ino ||
-	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest ||
-	    !same_str(c->rec.path, r->path) || !same_anc(&c->rec, r))
+	    c->gen != rfs_pool_txn_gen(j->pool) || c->seq < j->h.oldest)
+		return 0;
+#ifdef RFS_DEBUG
+	assert(!known || (same_str(c->rec.path, r->path) && same_anc(&c->rec, r)));
+#endif
+	if (!known && (!same_str(c->rec.path, r->path) || !same_anc(&c->rec, r)))
 		return 0;
 	size_t len;
 	int ret = 0;
@@ -887,10 +901,9 @@ static int try_merge(struct rfs_jnl *j, struct jnl_rec *r, bool *merged)
 /* Remember r as its inode's last mergeable record; takes r's path and
  * directories (no copy: the caller is done with them), or copies them
  * when they are lent (without memory for the copies, r is not kept: a
- * later change starts a record of its own). */
-static int cache_put(struct rfs_jnl *j, struct jnl_rec *r, size_t len)
+ * later change starts a record of its own).  c: r's slot. */
+static int cache_put(struct rfs_jnl *j, struct jnl_rec *r, struct jcache *c, size_t len)
 {
-	struct jcache *c = cache_slot(j, r->vol, r->ino, r->path);
 	if (c->stale && stale_encode(j, c))
 		return -ENOMEM;
 	rec_free(&c->rec);
@@ -977,11 +990,12 @@ static int pend_add(struct rfs_jnl *j, const struct jnl_rec *r, size_t *len)
 	return 0;
 }
 
-static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
+/* Append r; c: its slot (cache_slot), known: as try_merge. */
+static int put_one(struct rfs_jnl *j, struct jnl_rec *r, struct jcache *c, bool known)
 {
 	if (also_bit(r->kind)) {
 		bool merged;
-		int ret = try_merge(j, r, &merged);
+		int ret = try_merge(j, r, c, known, &merged);
 		if (ret || merged)
 			return ret;
 	}
@@ -996,7 +1010,7 @@ static int put_one(struct rfs_jnl *j, struct jnl_rec *r)
 	j->hdr_dirty = true;
 	/* Last: cache_put takes r's path and directories. */
 	if (merge_target(r->kind))
-		return cache_put(j, r, len);
+		return cache_put(j, r, c, len);
 	cache_forget(j, r);
 	return 0;
 }
@@ -1304,8 +1318,22 @@ int jnl_append(struct rfs_jnl *j, struct jnl_rec *recs, size_t n)
 	if (n == 0)
 		return 0;
 	int ret = 0;
-	for (size_t i = 0; !ret && i < n; i++)
-		ret = put_one(j, &recs[i]);
+	struct jcache *c = NULL;
+	for (size_t i = 0; !ret && i < n; i++) {
+		/* A record that shares the one before's strings (the records
+		 * of one node that fs/journal_hook.c builds from one path:
+		 * a delayed batch's writes of a file) has its slot, and after
+		 * put_one of that one the slot is either not its inode's or
+		 * holds its path and directories (merged into, or put there):
+		 * no hash of the path and no compare of the strings again. */
+		bool known = i && same_lent(&recs[i - 1], &recs[i]);
+		if (!known)
+			c = cache_slot(j, recs[i].vol, recs[i].ino, recs[i].path);
+#ifdef RFS_DEBUG
+		assert(c == cache_slot(j, recs[i].vol, recs[i].ino, recs[i].path));
+#endif
+		ret = put_one(j, &recs[i], c, known);
+	}
 	if (ret) {
 		/* The caller resets the journal, which drops what is pending
 		 * and skips the seqs handed out. */

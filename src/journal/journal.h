@@ -59,7 +59,9 @@ struct jnl_rec {
 	struct rfs_change_range ranges[JNL_RANGES_MAX];
 	uint64_t seq; /* set by jnl_append */
 	/* path and anc are the caller's (not malloc'ed): jnl_append copies
-	 * what it keeps, and takes neither. */
+	 * what it keeps, and takes neither.  They do not change while
+	 * jnl_append runs, so records whose lent pointers are equal have the
+	 * same path and directories (several records may share them). */
 	bool lent;
 };
 
