@@ -29,6 +29,7 @@
 #include "reflinkfs/pool.h"
 #include "reflinkfs/tree.h"
 #include "util/lockcheck.h"
+#include "util/pcount.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -369,18 +370,19 @@ struct rfs_fs {
 	 * transaction and stamps handed out in it.  Pool write lock. */
 	uint64_t stamp_gen, stamp_n;
 	/* READs answered from a node's record copy, and READs that walked
-	 * to the record (rcache.c; tests).  Atomic. */
-	_Atomic uint64_t rc_hits, rc_misses;
+	 * to the record (rcache.c; tests).  Sharded by CPU (util/pcount.h):
+	 * every READ adds to them, from workers on every core. */
+	struct rfs_pcount rc_hits, rc_misses;
 	/* Extent copies of all nodes: entries allocated, and the most
 	 * there may be (rcache.c).  nlock. */
 	size_t ec_alloc, ec_budget;
 	/* READs answered from an extent copy, READs that walked the file's
-	 * tree although they could have been (tests).  Atomic. */
-	_Atomic uint64_t ec_hits, ec_misses;
+	 * tree although they could have been (tests).  Sharded by CPU. */
+	struct rfs_pcount ec_hits, ec_misses;
 	/* READs served with no pool lock, and those redone under it
 	 * because a generation moved (rcache_read_nolock; tests).
-	 * Atomic. */
-	_Atomic uint64_t nl_served, nl_retried;
+	 * Sharded by CPU. */
+	struct rfs_pcount nl_served, nl_retried;
 	/* Claimed writes mapped by replacing one extent record in place,
 	 * and by splitting one around them (ext_replace), for the tests.
 	 * Pool write lock. */

@@ -90,12 +90,12 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
 	if (c && c->gen == gen && c->fgen == fgen && !dead) {
 		copy_out(c, r);
 		pthread_rwlock_unlock(&n->clock);
-		atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
+		rfs_pcount_add(&fs->rc_hits, 1);
 		return 0;
 	}
 	size_t cap = c ? c->cap : 0;
 	pthread_rwlock_unlock(&n->clock);
-	atomic_fetch_add_explicit(&fs->rc_misses, 1, memory_order_relaxed);
+	rfs_pcount_add(&fs->rc_misses, 1);
 	int ret = inode_read(fs, n, r);
 	if (ret)
 		return ret;
@@ -133,8 +133,8 @@ void rcache_free(struct rfs_node *n)
 
 void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses)
 {
-	*hits = atomic_load(&fs->rc_hits);
-	*misses = atomic_load(&fs->rc_misses);
+	*hits = rfs_pcount_get(&fs->rc_hits);
+	*misses = rfs_pcount_get(&fs->rc_misses);
 }
 
 /* ---- extents ----------------------------------------------------------- */
@@ -202,7 +202,7 @@ bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
 		}
 	}
 	pthread_rwlock_unlock(&n->clock);
-	atomic_fetch_add_explicit(hit ? &fs->ec_hits : &fs->ec_misses, 1, memory_order_relaxed);
+	rfs_pcount_add(hit ? &fs->ec_hits : &fs->ec_misses, 1);
 	return hit;
 }
 
@@ -286,8 +286,8 @@ void rfs_fs_set_ecache_budget(rfs_fs *fs, size_t entries)
 
 void rfs_fs_ecache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses, size_t *alloc)
 {
-	*hits = atomic_load(&fs->ec_hits);
-	*misses = atomic_load(&fs->ec_misses);
+	*hits = rfs_pcount_get(&fs->ec_hits);
+	*misses = rfs_pcount_get(&fs->ec_misses);
 	node_lock(fs);
 	*alloc = fs->ec_alloc;
 	node_unlock(fs);
@@ -474,7 +474,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	 * (a fence: the loads below are not made early). */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (rfs_pool_change_gen_now(fs->pool) != gen || atomic_load(&n->fgen) != fgen) {
-		atomic_fetch_add_explicit(&fs->nl_retried, 1, memory_order_relaxed);
+		rfs_pcount_add(&fs->nl_retried, 1);
 		return 0;
 	}
 	if (ret) {
@@ -482,10 +482,10 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 			rfs_data_log_mismatch(fs->pool, bad);
 		return ret;
 	}
-	atomic_fetch_add_explicit(&fs->nl_served, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&fs->rc_hits, 1, memory_order_relaxed);
+	rfs_pcount_add(&fs->nl_served, 1);
+	rfs_pcount_add(&fs->rc_hits, 1);
 	if (ext)
-		atomic_fetch_add_explicit(&fs->ec_hits, 1, memory_order_relaxed);
+		rfs_pcount_add(&fs->ec_hits, 1);
 	*np = n;
 	*got = len;
 	return 1;
@@ -502,6 +502,6 @@ void rfs_fs_set_read_hook(rfs_fs *fs, void (*fn)(void *arg, int stage), void *ar
 
 void rfs_fs_nolock_stats(rfs_fs *fs, uint64_t *served, uint64_t *retried)
 {
-	*served = atomic_load(&fs->nl_served);
-	*retried = atomic_load(&fs->nl_retried);
+	*served = rfs_pcount_get(&fs->nl_served);
+	*retried = rfs_pcount_get(&fs->nl_retried);
 }
