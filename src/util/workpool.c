@@ -17,10 +17,19 @@
  * every other worker may be cancelled by then.
  *
  * p->lock protects workers, total, blocked, peak, temps, cap_hits,
- * cap_logged, nomem, nomem_logged, stopping, ended and err, and each
- * worker's done, blocking, cancelled and next.  ended is also read without the lock
- * (atomic) by workers and the waiter.  p->changed is broadcast when a
- * worker is done and when blocked drops to 0 (destroy waits on it).
+ * cap_logged, nomem, nomem_logged, stopping, ended, may_leave and err,
+ * and each worker's done, blocking, cancelled and next.  ended is also
+ * read without the lock (atomic) by workers and the waiter, may_leave
+ * by workers after each job.  p->changed is broadcast when a worker is
+ * done and when blocked drops to 0 (destroy waits on it).
+ *
+ * The per-job path takes no lock and writes no shared line: a worker
+ * that finished a job reads may_leave (written only when the count of
+ * workers, of blocked ones or stopping changes) and takes p->lock only
+ * when it is set.  Taking the lock after every job, as before, moved
+ * the lock's cache line between the cores at every request, and the
+ * line also held the fields every loop reads (cfg, ended); they now sit
+ * in lines of their own (docs/ARCHITECTURE.md, "FUSE workers").
  */
 #include "util/workpool.h"
 
@@ -34,6 +43,7 @@
 #include <time.h>
 
 #include "reflinkfs/log.h"
+#include "util/pcount.h"
 
 struct worker {
 	struct rfs_workpool *p;
@@ -46,8 +56,14 @@ struct worker {
 };
 
 struct rfs_workpool {
+	/* Read by every worker in every loop, written at start and end
+	 * (ended) or when the pool's make-up changes (may_leave): a line
+	 * the workers keep shared, apart from the lock's. */
 	struct rfs_workpool_cfg cfg;
-	pthread_mutex_t lock;
+	atomic_bool ended;
+	/* A worker that finishes a job now would leave (see leave_now). */
+	atomic_bool may_leave;
+	_Alignas(RFS_CACHE_LINE) pthread_mutex_t lock;
 	struct worker *workers; /* started and not joined yet */
 	int total;              /* workers not done */
 	int blocked;            /* of them, between begin and end blocking */
@@ -59,7 +75,6 @@ struct rfs_workpool {
 	/* rfs_workpool_destroy runs: workers end once nothing is blocked,
 	 * stand-ins start only where no worker is left to receive */
 	bool stopping;
-	atomic_bool ended;
 	int err;
 	sem_t finish; /* posted when ended is set */
 	pthread_cond_t changed; /* a worker done, blocked back to 0 */
@@ -74,6 +89,20 @@ static _Thread_local unsigned t_depth;
 static bool stop_now(const struct rfs_workpool *p)
 {
 	return p->stopping && p->blocked == 0;
+}
+
+/* A worker that finished a job leaves: stopping, once no blocking wait
+ * is left (one may wait for a job that only a receiving worker can
+ * get); else when it is surplus.  p->lock held. */
+static bool leave_now(const struct rfs_workpool *p)
+{
+	return p->stopping ? p->blocked == 0 : p->total - p->blocked > (int)p->cfg.standing;
+}
+
+/* After a change of total, blocked or stopping.  p->lock held. */
+static void made_up(struct rfs_workpool *p)
+{
+	atomic_store_explicit(&p->may_leave, leave_now(p), memory_order_release);
 }
 
 /* Sleep backoff_ms before the next receive, uncancellable; a stop with
@@ -134,6 +163,7 @@ static int spawn(struct rfs_workpool *p)
 	p->workers = w;
 	if (++p->total > p->peak)
 		p->peak = p->total;
+	made_up(p);
 	return 0;
 }
 
@@ -177,6 +207,7 @@ static void worker_done(struct worker *w)
 {
 	w->done = true;
 	w->p->total--;
+	made_up(w->p);
 	pthread_cond_broadcast(&w->p->changed);
 }
 
@@ -250,12 +281,12 @@ static void *worker_main(void *arg)
 			break;
 		}
 		p->cfg.process(p->cfg.arg, w->slot);
+		/* may_leave is leave_now() as of the pool's last change: a
+		 * change after this load is as if it came after the job. */
+		if (!atomic_load_explicit(&p->may_leave, memory_order_acquire))
+			continue;
 		pthread_mutex_lock(&p->lock);
-		/* Stopping, a worker goes once no blocking wait is left (one
-		 * may wait for a job that only a receiving worker can get);
-		 * else when it is surplus. */
-		bool leave = p->stopping ? p->blocked == 0
-					 : p->total - p->blocked > (int)p->cfg.standing;
+		bool leave = leave_now(p);
 		if (leave)
 			worker_done(w);
 		pthread_mutex_unlock(&p->lock);
@@ -286,6 +317,7 @@ void rfs_workpool_begin_blocking(void)
 	struct rfs_workpool *p = w->p;
 	pthread_mutex_lock(&p->lock);
 	p->blocked++;
+	made_up(p);
 	w->blocking = true;
 	reap(p);
 	/* Stopping, one receiver is enough, but there must be one: those in
@@ -326,7 +358,9 @@ void rfs_workpool_end_blocking(void)
 	struct rfs_workpool *p = w->p;
 	pthread_mutex_lock(&p->lock);
 	w->blocking = false;
-	if (--p->blocked == 0) {
+	p->blocked--;
+	made_up(p);
+	if (p->blocked == 0) {
 		p->cap_logged = false;
 		pthread_cond_broadcast(&p->changed);
 	}
@@ -337,6 +371,7 @@ static void destroy(struct rfs_workpool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
+	made_up(p);
 	pthread_cond_broadcast(&p->changed); /* workers backing off */
 	for (;;) {
 		/* Once no worker waits for somebody else, those in receive
@@ -364,9 +399,11 @@ int rfs_workpool_start(const struct rfs_workpool_cfg *cfg, struct rfs_workpool *
 {
 	if (!cfg->standing || !cfg->receive || !cfg->process)
 		return -EINVAL;
-	struct rfs_workpool *p = calloc(1, sizeof(*p));
+	/* Aligned: the lock's line apart from cfg's (see the struct). */
+	struct rfs_workpool *p = aligned_alloc(_Alignof(struct rfs_workpool), sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	memset(p, 0, sizeof(*p));
 	p->cfg = *cfg;
 	if (!p->cfg.name)
 		p->cfg.name = "workers";
