@@ -3,6 +3,7 @@
  * matching rfs_fs_* function and replies.  No filesystem logic here.
  */
 #include "fuse/rfs_fuse.h"
+#include "fuse/rbuf.h"
 #include "fuse/fh_session.h"
 #include "fuse/watch_server.h"
 
@@ -347,50 +348,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 }
 
-/*
- * Each worker thread reads into a buffer of its own, kept between
- * requests and freed when the thread ends: a malloc and free of every
- * read's size went through glibc's shared arena lock (sizes above its
- * per-thread cache) for every 4 KiB read.
- */
-struct rbuf {
-	size_t cap;
-	char data[];
-};
-static pthread_key_t rbuf_key;
-static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
-
-static void rbuf_key_make(void)
-{
-	pthread_key_create(&rbuf_key, free);
-}
-
-static char *read_buf(size_t size)
-{
-	pthread_once(&rbuf_once, rbuf_key_make);
-	struct rbuf *b = pthread_getspecific(rbuf_key);
-	if (b && b->cap >= size)
-		return b->data;
-	size_t cap = size < (128u << 10) ? (128u << 10) : size;
-	struct rbuf *nb = malloc(sizeof(*nb) + cap);
-	if (!nb)
-		return NULL;
-	nb->cap = cap;
-	if (pthread_setspecific(rbuf_key, nb)) {
-		free(nb);
-		return NULL;
-	}
-	free(b);
-	return nb->data;
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)fi;
 	uint64_t t0[2];
 	rfs_fuse_readwaits_start(t0);
-	char *buf = read_buf(size);
+	char *buf = rfs_fuse_read_buf(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
