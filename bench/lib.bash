@@ -58,6 +58,11 @@
 #       as one more -o (RFS_MOUNT_OPTS=threads=4 bench/fs/meta.sh).
 #   rfs_umount
 #       `$bin umount $mnt` and wait for the daemon; its exit status.
+#   rfs_mount_before SIZE
+#       When $RFS_BIN_BEFORE is set (a second reflinkfs binary, say of the
+#       commit before a change): a copy of it mounts a fresh pool of SIZE
+#       on $work/bmnt (bmnt, its daemon bpid; added to fuse_mnts and pids
+#       so that the exit unmounts it).  Else bmnt and bpid are empty.
 #
 # FUSE ceilings: libfuse's example daemons, on tmpfs like the pool
 #   bench_passthrough_hp LOG
@@ -186,6 +191,20 @@ rfs_umount() {
 	wait "$daemon_pid" || rc=$?
 	daemon_pid=""
 	return "$rc"
+}
+
+rfs_mount_before() {
+	bmnt="" bpid=""
+	[ -n "${RFS_BIN_BEFORE:-}" ] || return 0
+	mkdir -p "$work/bmnt"
+	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
+	"$work/bin/reflinkfs-before" mkfs --size "$1" "$work/bpool.img" >&2
+	bmnt=$work/bmnt
+	fuse_mnts="${fuse_mnts:-} $bmnt"
+	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_log=$work/bdaemon.log rfs_mount "$work/bpool.img"
+	bpid=$daemon_pid daemon_pid=""
+	pids="${pids:-} $bpid"
+	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
 }
 
 bench_passthrough_hp() {

@@ -87,20 +87,9 @@ if [ "${RFS_FIO_NO_PT:-0}" != 1 ]; then
 	fi
 fi
 
-# The binary before a change first, on a pool and mount of its own
-# (unmounted at exit as one of the fuse_mnts); then reflinkfs, whose
-# daemon_pid the mount helpers keep.
-if [ -n "${RFS_BIN_BEFORE:-}" ]; then
-	mkdir "$work/bmnt"
-	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
-	"$work/bin/reflinkfs-before" mkfs --size 16G "$work/bpool.img" >&2
-	bmnt=$work/bmnt
-	fuse_mnts=$bmnt
-	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_log=$work/bdaemon.log rfs_mount "$work/bpool.img"
-	bpid=$daemon_pid daemon_pid=""
-	pids=$bpid
-	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
-fi
+# The binary before a change first, on a pool and mount of its own;
+# then reflinkfs, whose daemon_pid the mount helpers keep.
+rfs_mount_before 16G
 "$bin" mkfs --size 16G "$work/pool.img" >&2
 mnt=$work/mnt
 rfs_mount "$work/pool.img"

@@ -89,20 +89,9 @@ info=$("$rb" mktree "$work/src" "$ndirs")
 log "tree: $info"
 fig meta_tree_entries "$(echo "$info" | sed 's/.*entries=\([0-9]*\).*/\1/')" entries
 
-# The binary before a change, on a pool and mount of its own (unmounted
-# at exit as one of the fuse_mnts); then reflinkfs, whose daemon_pid the
-# mount helpers keep.
-bmnt="" bpid=""
-if [ -n "${RFS_BIN_BEFORE:-}" ]; then
-	cp "$RFS_BIN_BEFORE" "$work/bin/reflinkfs-before"
-	"$work/bin/reflinkfs-before" mkfs --size 8G "$work/bpool.img" >&2
-	bmnt=$work/bmnt
-	fuse_mnts=$bmnt
-	mnt=$bmnt bin=$work/bin/reflinkfs-before daemon_log=$work/bdaemon.log rfs_mount "$work/bpool.img"
-	bpid=$daemon_pid daemon_pid=""
-	pids=$bpid
-	log "reflinkfs (before: $RFS_BIN_BEFORE) daemon pid $bpid"
-fi
+# The binary before a change first, on a pool and mount of its own;
+# then reflinkfs, whose daemon_pid the mount helpers keep.
+rfs_mount_before 8G
 "$bin" mkfs --size 8G "$work/pool.img" >&2
 mnt=$work/mnt
 rfs_mount "$work/pool.img"
