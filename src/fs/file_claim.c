@@ -150,6 +150,9 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 
 int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 {
+	/* A write's own (1) or a delayed batch's of one file: the ranges
+	 * of its journal records below fit one array. */
+	assert(k <= DM_BATCH);
 	struct rfs_ipath p;
 	size_t i = 0;
 	int ret = ip_load(fs, n, true, &p);
@@ -195,15 +198,9 @@ int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 		 * (journal_hook.c). */
 		struct rfs_change_range rg[DM_BATCH];
 		size_t m = 0;
-		for (size_t j = 0; j < k; j++) {
-			if (!w[j].done)
-				continue;
-			rg[m++] = (struct rfs_change_range){w[j].off, w[j].done};
-			if (m == DM_BATCH) {
-				op_rec_node_ranges(fs, RFS_CHANGE_DATA, n, rg, m);
-				m = 0;
-			}
-		}
+		for (size_t j = 0; j < k; j++)
+			if (w[j].done)
+				rg[m++] = (struct rfs_change_range){w[j].off, w[j].done};
 		op_rec_node_ranges(fs, RFS_CHANGE_DATA, n, rg, m);
 	}
 drop:

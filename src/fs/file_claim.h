@@ -30,7 +30,8 @@ struct claim_wr {
  * store, an extent edit per run, the size and times, a journal record
  * per write.  Pool write lock held (op_begin_claimed or dm's operation).
  * Returns 0 or -errno; every run not mapped is given back (nruns 0).
- * With k 1, a short mapping returns 0 with done below size.
+ * With k 1, a short mapping returns 0 with done below size.  k is at
+ * most DM_BATCH.
  */
 int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k);
 
