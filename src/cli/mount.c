@@ -29,7 +29,7 @@ static void usage(FILE *f)
 		   "       ro               read-only\n"
 		   "       commit=SECONDS   background commit interval (default 5)\n"
 		   "       threads=N        FUSE worker threads, 2 to 256 (default: for a pool\n"
-		   "                        file on tmpfs 2 per CPU, 4 to 16; else 16); a\n"
+		   "                        file on tmpfs 1 per CPU, 2 to 16; else 16); a\n"
 		   "                        request a blocking watch holds gets a temporary\n"
 		   "                        one in its place\n"
 		   "       uring, nouring   take requests over io_uring (Linux 6.14+) when the\n"

@@ -38,7 +38,7 @@ check "each reader got its file's bytes" test "$same" = 1
 check "at most 2 workers (threads: $idle at rest, $most at most)" test "$most" -le $((idle + 1))
 check "unmount" rfs_umount
 
-# Without threads=: twice the CPUs (at least 4, at most 16) for a pool
+# Without threads=: one per CPU (at least 2, at most 16) for a pool
 # file in memory (tmpfs), 16 for a pool elsewhere.  Counted as the
 # daemon's threads at rest against a mount of the same pool with
 # threads=16 (the other threads are the same in both).
@@ -60,8 +60,8 @@ rest_threads() { # POOL [MOUNT ARGS]: the daemon's threads at rest
 expect_default() { # POOL: the worker count the rule gives
 	case $(stat -f -c %T "$(dirname "$1")") in
 	tmpfs | ramfs)
-		local n=$((2 * $(nproc)))
-		[ "$n" -lt 4 ] && n=4
+		local n=$(nproc)
+		[ "$n" -lt 2 ] && n=2
 		[ "$n" -gt 16 ] && n=16
 		echo "$n" ;;
 	*) echo 16 ;;
