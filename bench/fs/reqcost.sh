@@ -8,11 +8,14 @@
 # job, one file, a fixed number of I/Os.  See "Session 12: per-request
 # overhead against passthrough_hp" in bench/README.md.
 #
-#   bench/fs/reqcost.sh [--keep] [--rw LIST] [--ios N]
+#   bench/fs/reqcost.sh [--keep] [--rw LIST] [--ios N] [--warm N]
 #     --keep     keep the temporary directory (callgrind dumps, logs)
 #     --rw LIST  workloads (default "randread randwrite")
 #     --ios N    I/Os counted per daemon and tool (default 3000; strace
 #                counts 5000)
+#     --warm N   I/Os of the workload before counting (default 200; with
+#                60000 random writes nearly every extent of the 64 MiB
+#                file is one block: the steady state of a long fio run)
 #
 # stdout: "reqcost_RW_DAEMON_WHAT: value per_req" lines, DAEMON
 # reflinkfs, before (RFS_BIN_BEFORE) or pt_hp; WHAT syscalls (all),
@@ -35,8 +38,8 @@ exec 3>&1 1>&2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 me=reqcost.sh
 . "$root/bench/lib.bash"
-keep=0 rw="randread randwrite" ios=3000
-bench_args 2,30 "keep rw= ios=" "$@"
+keep=0 rw="randread randwrite" ios=3000 warm=200
+bench_args 2,33 "keep rw= ios= warm=" "$@"
 bench_bin
 for t in fio strace valgrind callgrind_control; do
 	command -v $t >/dev/null || { echo "$me: $t is not installed" >&2; exit 1; }
@@ -96,7 +99,7 @@ print(json.loads(t[t.index("{"):])["jobs"][0][sys.argv[2]]["total_ios"])' "$1" "
 prepare() {
 	fio --name=f --directory="$1" --rw=write --bs=1M --size=64M --numjobs=1 \
 		--direct=1 >/dev/null 2>>"$work/fio.err"
-	fio_io "$1" "$2" 200
+	fio_io "$1" "$2" "$warm"
 }
 
 # count LABEL RW: the figures of one daemon and workload.
