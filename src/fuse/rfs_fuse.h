@@ -37,7 +37,6 @@ struct rfs_mount_opts {
  * temporary worker in its place (workers.c); a read from a disk keeps
  * its worker, hence the most for a pool on a disk. */
 #define RFS_FUSE_THREADS 16
-#define RFS_FUSE_THREADS_MEM_MIN 2
 #define RFS_FUSE_THREADS_MIN 2
 #define RFS_FUSE_THREADS_MAX 256
 /* Temporary workers at once, at most: each stands in for a worker that
@@ -225,7 +224,7 @@ int rfs_fuse_journal_info_ioctl(rfs_fs *fs, const struct fuse_ctx *ctx, const vo
 int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads);
 /* Standing workers when -o threads= is not given: for a pool file in
  * memory (tmpfs, ramfs) one per CPU the daemon may run on, at least
- * RFS_FUSE_THREADS_MEM_MIN and at most RFS_FUSE_THREADS (a worker there
+ * RFS_FUSE_THREADS_MIN and at most RFS_FUSE_THREADS (a worker there
  * waits for nothing but requests, so one more than the CPUs only adds
  * wake-ups and switches); for a pool on a disk RFS_FUSE_THREADS (its
  * reads keep their workers).  Measured: bench/README.md, "FUSE worker

@@ -166,7 +166,7 @@ unsigned rfs_fuse_default_threads(const char *pool)
 	if (!pool_in_memory(pool))
 		return RFS_FUSE_THREADS;
 	unsigned n = cpus();
-	if (n < RFS_FUSE_THREADS_MEM_MIN)
-		n = RFS_FUSE_THREADS_MEM_MIN;
+	if (n < RFS_FUSE_THREADS_MIN)
+		n = RFS_FUSE_THREADS_MIN;
 	return n < RFS_FUSE_THREADS ? n : RFS_FUSE_THREADS;
 }
