@@ -151,6 +151,7 @@ struct rfs_tree_edit {
 	rfs_pool *pool;
 	rfs_tree *t;
 	struct rfs_tree_path p;
+	bool reshaped; /* a splice split the leaf: p is stale above it */
 };
 
 /* One item to store (rfs_tree_edit_splice). */
@@ -194,12 +195,25 @@ int rfs_tree_edit_get(const struct rfs_tree_edit *e, unsigned i, const void **ke
  * rfs_tree_put / rfs_tree_delete, which route each key.  Within the leaf it needs no
  * block and cannot fail half done; a split can, like a put.  A leaf it
  * shrinks is not merged with a neighbour.  After a splice, only
- * rfs_tree_edit_close.
+ * rfs_tree_edit_move or rfs_tree_edit_close.
  */
 int rfs_tree_edit_splice(struct rfs_tree_edit *e, unsigned i, unsigned nremove,
 			 const struct rfs_tree_item *items, unsigned nins, int mode);
 
 void rfs_tree_edit_close(struct rfs_tree_edit *e);
+
+/*
+ * Move an open edit to the leaf where key belongs, as rfs_tree_edit_open
+ * would open it (*idx, *exact the same), but keeping the part of the
+ * path that leads there too: only the nodes below the lowest one whose
+ * subtree holds key are read and shadowed.  The caller made no change to
+ * the tree since the open but this edit's splices (a put or a delete
+ * moves what the path knows: close and open again after one).  After a
+ * splice that split the leaf it descends from the root.  On failure the
+ * edit is closed (rfs_tree_edit_close is still allowed).
+ */
+int rfs_tree_edit_move(struct rfs_tree_edit *e, const void *key, size_t klen,
+		       unsigned *idx, bool *exact);
 
 /*
  * Clone: *dst becomes a second reference to src's root.  O(1) whatever the

@@ -638,16 +638,17 @@ static int edit_ext(rfs_fs *fs, const struct rfs_tree_edit *ed, unsigned i,
  * before it, or a piece's key in another leaf): ext_replace_walk then.
  */
 static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
-			    struct rfs_ext *old)
+			    struct rfs_ext *old, struct rfs_tree_edit *fin)
 {
 	uint64_t b = e->lblk, end = b + e->n;
-	struct rfs_tree_edit ed;
+	struct rfs_tree_edit own, *ed = fin ? fin : &own;
 	uint8_t key[9];
 	unsigned idx;
 	bool exact;
 	struct rfs_ext r, p;
 	ext_key(key, b);
-	int ret = rfs_tree_edit_open(fs->pool, t, key, 9, &ed, &idx, &exact);
+	int ret = fin && fin->p.h ? rfs_tree_edit_move(fin, key, 9, &idx, &exact)
+				  : rfs_tree_edit_open(fs->pool, t, key, 9, ed, &idx, &exact);
 	if (ret)
 		goto out;
 	/* r: the extent with the last key <= b. */
@@ -656,7 +657,7 @@ static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
 		ret = -1;
 		goto out;
 	}
-	ret = edit_ext(fs, &ed, ri, &r, true);
+	ret = edit_ext(fs, ed, ri, &r, true);
 	if (ret <= 0)
 		goto out; /* no extent at or before b: the general path */
 	if (r.lblk + r.n < end) {
@@ -669,7 +670,7 @@ static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
 			ret = -1;
 			goto out;
 		}
-		ret = edit_ext(fs, &ed, ri - 1, &p, false); /* mergeable: no checksums */
+		ret = edit_ext(fs, ed, ri - 1, &p, false); /* mergeable: no checksums */
 		if (ret < 0)
 			goto out;
 		if (ret && p.lblk + p.n == b && mergeable(&p, e)) {
@@ -702,7 +703,7 @@ static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
 		it[j].flags = RFS_ITEM_EXTENT;
 	}
 	uint64_t items = rfs_pool_items(fs->pool);
-	ret = rfs_tree_edit_splice(&ed, ri, 1, it, n, RFS_KEEP_REFS);
+	ret = rfs_tree_edit_splice(ed, ri, 1, it, n, RFS_KEEP_REFS);
 	if (ret == 0) {
 		/* A piece's key belongs to the next leaf (r grew across its
 		 * separator by a merge): the puts route each piece. */
@@ -727,7 +728,10 @@ static int ext_replace_leaf(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
 		ret = 2;
 	}
 out:
-	rfs_tree_edit_close(&ed);
+	/* A finger stays open only over a change the splice made: whatever
+	 * the caller does instead (puts) would leave its path stale. */
+	if (!fin || ret <= 0)
+		rfs_tree_edit_close(ed);
 	return ret;
 }
 
@@ -790,11 +794,13 @@ static int ext_replace_walk(rfs_fs *fs, rfs_tree *t, const struct rfs_ext *e,
 	return 2;
 }
 
-int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old)
+int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old,
+		struct rfs_tree_edit *fin)
 {
 	if ((m->inl && m->x) || !m->t.root)
 		return 0; /* an inline map costs no walk */
-	int ret = ext_replace_leaf(fs, &m->t, e, old);
+	assert(!fin || !fin->p.h || fin->t == &m->t);
+	int ret = ext_replace_leaf(fs, &m->t, e, old, fin);
 	return ret == -1 ? ext_replace_walk(fs, &m->t, e, old) : ret;
 }
 

@@ -859,8 +859,15 @@ int ext_insert(rfs_fs *fs, struct emap *m, const struct rfs_ext *e);
  * piece e replaced (start, n), whose references the caller still holds
  * (rfs_ref_dec them).  0: not that case, nothing changed (use ext_punch
  * and ext_insert).  <0: error; nothing changed but what rfs_tree_put
- * leaves, or, when part of the change was stored, op_halfway called. */
-int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old);
+ * leaves, or, when part of the change was stored, op_halfway called.
+ * fin: NULL, or a finger kept between calls on m (one batch's writes,
+ * in file order): zeroed (fin->p.h == 0) before the first, it stays
+ * open after a 1 or 2, and the next call resumes its descent from the
+ * lowest node the two keys share (rfs_tree_edit_move); after anything
+ * else it is closed.  While it is open the caller changes m by no other
+ * call, and closes it (rfs_tree_edit_close) before emap_store. */
+int ext_replace(rfs_fs *fs, struct emap *m, const struct rfs_ext *e, struct rfs_ext *old,
+		struct rfs_tree_edit *fin);
 /* Read up to max extents overlapping [b, end) into out; returns count. */
 int ext_collect(rfs_fs *fs, const struct emap *m, uint64_t b, uint64_t end,
 		struct rfs_ext *out, int max);

@@ -231,32 +231,16 @@ static int shadow_one(rfs_pool *pool, const rfs_tree *t, struct rfs_buf **bp,
 	return ret;
 }
 
-/* Shadow the path from the root to the leaf where key belongs.  With
- * check_space, first make sure the pool has room for the whole mutation
- * (the root's level gives the height: no second read of the root). */
-static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
-		    struct rfs_tree_path *p, bool check_space)
+/* Shadow the rest of the path p to the leaf where key belongs: p holds
+ * the shadowed nodes from the root down to one whose subtree holds key;
+ * each child below is read, shadowed and linked into its parent.  On
+ * failure the whole path is released. */
+static int cow_descend(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		       struct rfs_tree_path *p)
 {
 	struct rfs_buf *b;
 	int ret;
 
-	p->h = 0;
-	ret = tree_read(pool, t->root, 0, &b);
-	if (ret)
-		return ret;
-	if (check_space) {
-		ret = space_check(pool, (int)node_level(b->data) + 1);
-		if (ret) {
-			rfs_buf_put(pool, b);
-			return ret;
-		}
-	}
-	ret = shadow(pool, t, &b);
-	p->b[0] = b;
-	p->h = 1;
-	if (ret)
-		goto fail;
-	t->root = b->blocknr;
 	while (node_level(p->b[p->h - 1]->data) > 0) {
 		uint8_t *d = p->b[p->h - 1]->data;
 		unsigned s;
@@ -292,6 +276,37 @@ static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
 fail:
 	path_release(pool, p);
 	return ret;
+}
+
+/* Shadow the path from the root to the leaf where key belongs.  With
+ * check_space, first make sure the pool has room for the whole mutation
+ * (the root's level gives the height: no second read of the root). */
+static int cow_path(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen,
+		    struct rfs_tree_path *p, bool check_space)
+{
+	struct rfs_buf *b;
+	int ret;
+
+	p->h = 0;
+	ret = tree_read(pool, t->root, 0, &b);
+	if (ret)
+		return ret;
+	if (check_space) {
+		ret = space_check(pool, (int)node_level(b->data) + 1);
+		if (ret) {
+			rfs_buf_put(pool, b);
+			return ret;
+		}
+	}
+	ret = shadow(pool, t, &b);
+	p->b[0] = b;
+	p->h = 1;
+	if (ret) {
+		path_release(pool, p);
+		return ret;
+	}
+	t->root = b->blocknr;
+	return cow_descend(pool, t, key, klen, p);
 }
 
 /* Read-only descent to the leaf holding key. */
@@ -729,6 +744,7 @@ int rfs_tree_edit_open(rfs_pool *pool, rfs_tree *t, const void *key, size_t klen
 	e->pool = pool;
 	e->t = t;
 	e->p.h = 0;
+	e->reshaped = false;
 	if (klen == 0 || klen > RFS_KEY_MAX)
 		return -EINVAL;
 	if (!t->root)
@@ -769,15 +785,15 @@ void rfs_tree_edit_close(struct rfs_tree_edit *e)
 	path_release(e->pool, &e->p);
 }
 
-/* Whether key lies in the range of keys the leaf at the bottom of p
- * serves: from the separator it was entered by (the nearest level whose
- * slot is not the first) up to the next separator (the nearest level
- * whose slot is not the last).  An internal slot 0's key is no bound
- * (node_child_slot). */
-static bool leaf_serves(const struct rfs_tree_path *p, const void *key, size_t klen,
+/* Whether key lies in the range of keys the node at path level j
+ * serves: from the separator it was entered by (the nearest level above
+ * whose slot is not the first) up to the next separator (the nearest
+ * level above whose slot is not the last).  An internal slot 0's key is
+ * no bound (node_child_slot).  lo, hi: which bounds to check. */
+static bool node_serves(const struct rfs_tree_path *p, int j, const void *key, size_t klen,
 			bool lo, bool hi)
 {
-	for (int k = p->h - 2; k >= 0 && (lo || hi); k--) {
+	for (int k = j - 1; k >= 0 && (lo || hi); k--) {
 		const uint8_t *d = p->b[k]->data;
 		unsigned s = p->s[k];
 		size_t bl;
@@ -795,6 +811,44 @@ static bool leaf_serves(const struct rfs_tree_path *p, const void *key, size_t k
 		}
 	}
 	return true;
+}
+
+/* The same for the leaf at the bottom of p. */
+static bool leaf_serves(const struct rfs_tree_path *p, const void *key, size_t klen,
+			bool lo, bool hi)
+{
+	return node_serves(p, p->h - 1, key, klen, lo, hi);
+}
+
+int rfs_tree_edit_move(struct rfs_tree_edit *e, const void *key, size_t klen,
+		       unsigned *idx, bool *exact)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_wrlock(e->pool));
+	int ret = klen == 0 || klen > RFS_KEY_MAX ? -EINVAL : rfs_pool_check_writable(e->pool);
+	if (ret) {
+		path_release(e->pool, &e->p); /* closed on failure, as documented */
+		return ret;
+	}
+	if (e->p.h == 0 || e->reshaped || e->p.b[0]->blocknr != e->t->root) {
+		/* A split moved separators (or the root): from the root. */
+		path_release(e->pool, &e->p);
+		return rfs_tree_edit_open(e->pool, e->t, key, klen, e, idx, exact);
+	}
+	/* The lowest node of the path whose subtree holds key: it and all
+	 * above it are shadowed already (this operation's, pinned). */
+	int j = e->p.h - 1;
+	while (j > 0 && !node_serves(&e->p, j, key, klen, true, true))
+		j--;
+	for (int k = j + 1; k < e->p.h; k++) {
+		rfs_buf_put(e->pool, e->p.b[k]);
+		e->p.b[k] = NULL;
+	}
+	e->p.h = j + 1;
+	ret = cow_descend(e->pool, e->t, key, klen, &e->p);
+	if (ret)
+		return ret;
+	*idx = node_search(e->p.b[e->p.h - 1]->data, key, klen, exact);
+	return 0;
 }
 
 /*
@@ -1007,8 +1061,10 @@ int rfs_tree_edit_splice(struct rfs_tree_edit *e, unsigned i, unsigned nremove,
 	k = node_key(d, 0, &kl); /* before kl is read: argument order */
 	assert(leaf_serves(&e->p, k, kl, true, !right));
 #endif
-	if (right)
+	if (right) {
+		e->reshaped = true; /* the path's separators and slots moved */
 		ret = link_right(e->pool, e->t, &e->p, e->p.h - 1, right, false);
+	}
 	if (ret)
 		return ret;
 	oo = 0;
