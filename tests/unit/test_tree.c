@@ -2168,6 +2168,490 @@ static void test_edit_splice_refs(void **state)
 	tu_map_clear(&m);
 }
 
+/* ---- moving an open edit (rfs_tree_edit_move) ------------------------------------- */
+
+/*
+ * A moved edit must stand exactly where rfs_tree_edit_open on the same key
+ * would: same idx and exact, the same shadowed nodes and slots on the
+ * path, the leaf a read-only descent (rfs_tree_leaf) finds, and that
+ * leaf's items a run of the model's.  The tests drive one edit through
+ * many keys of a tree of height >= 3 and splice through it between moves.
+ */
+#define MV_SPAN 1000u
+
+struct mv {
+	tu_pool *c;
+	rfs_tree *t;
+	tu_map *m;
+	uint64_t id; /* catalog slot of t */
+	struct rfs_tree_edit ed;
+	bool open;
+	unsigned moves, same_leaf, same_parent, other_parent;
+	unsigned replaced, split_recs, merged, leaf_splits, by_puts;
+};
+
+/* A key to move to: up to 9 bytes (a model key's 7-byte prefix sorts just
+ * below the keys with that prefix, a model key plus a 0 byte just above
+ * it: both land on separators). */
+struct mv_probe {
+	uint8_t k[9];
+	uint8_t kl;
+};
+
+static int mv_probe_cmp(const void *a, const void *b)
+{
+	const struct mv_probe *x = a, *y = b;
+	return tu_keycmp(x->k, x->kl, y->k, y->kl);
+}
+
+/* Probe of kind kind (0 exact, 1 prefix, 2 just above, 3 mid-gap) around u. */
+static struct mv_probe mv_probe_of(uint64_t u, unsigned kind)
+{
+	struct mv_probe p = {{0}, 8};
+	key64(p.k, kind == 3 ? u + MV_SPAN / 2 : u);
+	if (kind == 1)
+		p.kl = 7;
+	else if (kind == 2)
+		p.kl = 9; /* k[8] is 0 */
+	return p;
+}
+
+/* The edit stands where a fresh open of key puts one: checks it all. */
+static void mv_check(struct mv *v, const uint8_t *key, size_t kl, unsigned idx, bool exact)
+{
+	struct rfs_tree_edit *ed = &v->ed, f;
+	unsigned fi = 12345, n = rfs_tree_edit_n(ed);
+	bool fe = !exact;
+	uint64_t root = v->t->root;
+
+	OK(rfs_tree_edit_open(v->c->pool, v->t, key, kl, &f, &fi, &fe));
+	/* Everything on the path is shadowed already: nothing moves. */
+	EQ_U64(v->t->root, root);
+	EQ_U64(fi, idx);
+	EQ_U64(fe, exact);
+	EQ_U64(f.p.h, ed->p.h);
+	for (int k = 0; k < f.p.h; k++) {
+		EQ_U64(f.p.b[k]->blocknr, ed->p.b[k]->blocknr);
+		if (k + 1 < f.p.h)
+			EQ_U64(f.p.s[k], ed->p.s[k]);
+	}
+	EQ_U64(rfs_tree_edit_n(&f), n);
+	rfs_tree_edit_close(&f);
+
+	uint64_t leaf = 0;
+	bool shared = true;
+	OK(rfs_tree_leaf(v->c->pool, v->t, key, kl, &leaf, &shared));
+	EQ_U64(leaf, ed->p.b[ed->p.h - 1]->blocknr);
+	CHECK(!shared, "path shared after the edit shadowed it");
+
+	/* The leaf's items are a run of the model's, and idx is where key
+	 * falls in it. */
+	CHECK(n > 0, "empty leaf");
+	const void *k0, *val;
+	size_t k0l, vl;
+	uint8_t fl;
+	OK(rfs_tree_edit_get(ed, 0, &k0, &k0l, &val, &vl, &fl));
+	bool found;
+	size_t f0 = tu_map_find(v->m, k0, k0l, &found);
+	CHECK(found, "leaf's first key not in the model");
+	CHECK(f0 + n <= v->m->n, "leaf of %u items at model index %zu of %zu", n, f0, v->m->n);
+	for (unsigned j = 0; j < n; j++) {
+		const void *k;
+		size_t l;
+		OK(rfs_tree_edit_get(ed, j, &k, &l, &val, &vl, &fl));
+		const tu_item *e = &v->m->v[f0 + j];
+		CHECK(l == e->klen && memcmp(k, e->key, l) == 0, "leaf item %u: key differs", j);
+		CHECK(vl == e->vlen && (vl == 0 || memcmp(val, e->val, vl) == 0) && fl == e->flags,
+		      "leaf item %u: value differs (vlen %zu, model %u)", j, vl, e->vlen);
+	}
+	RC(rfs_tree_edit_get(ed, n, &k0, &k0l, &val, &vl, &fl), -ENOENT);
+	size_t mi = tu_map_find(v->m, key, kl, &found);
+	EQ_U64(exact, found);
+	CHECK(mi >= f0 && mi - f0 == idx, "key at model index %zu, leaf from %zu, idx %u", mi, f0, idx);
+}
+
+/* Move the edit (or open it, when closed) to key and check where it went. */
+static void mv_go(struct mv *v, const uint8_t *key, size_t kl, unsigned *idx, bool *exact)
+{
+	struct rfs_tree_edit *ed = &v->ed;
+	if (!v->open) {
+		OK(rfs_tree_edit_open(v->c->pool, v->t, key, kl, ed, idx, exact));
+		v->open = true;
+	} else {
+		int h = ed->p.h;
+		uint64_t lb = ed->p.b[h - 1]->blocknr, pb = h > 1 ? ed->p.b[h - 2]->blocknr : 0;
+		OK(rfs_tree_edit_move(ed, key, kl, idx, exact));
+		/* Where it went, to show every kind of move was made. */
+		if (ed->p.b[ed->p.h - 1]->blocknr == lb)
+			v->same_leaf++;
+		else if (ed->p.h > 1 && ed->p.b[ed->p.h - 2]->blocknr == pb)
+			v->same_parent++;
+		else
+			v->other_parent++;
+		v->moves++;
+	}
+	mv_check(v, key, kl, *idx, *exact);
+}
+
+static void mv_close(struct mv *v)
+{
+	if (v->open)
+		rfs_tree_edit_close(&v->ed);
+	v->open = false;
+}
+
+/* The whole tree against the model, then a commit and rfs_check. */
+static void mv_commit(struct mv *v)
+{
+	mv_close(v);
+	CHECK_TREE(v->c->pool, v->t, v->m);
+	store(v->c, v->id, v->t);
+	commit_clean(v->c);
+}
+
+/* Keys (first + i + 1) * MV_SPAN for i < nk with values of 60-160 bytes,
+ * put in random order (nodes part full, as in use). */
+static void mv_build(tu_pool *c, rfs_tree *t, tu_map *m, tu_rng *r, uint64_t first, uint64_t nk)
+{
+	uint64_t *perm = malloc(nk * sizeof(*perm));
+	uint8_t k[8], val[RFS_VAL_MAX];
+	assert_non_null(perm);
+	for (uint64_t i = 0; i < nk; i++)
+		perm[i] = (first + i + 1) * MV_SPAN;
+	for (uint64_t i = nk; i > 1; i--) {
+		uint64_t j = tu_below(r, i), x = perm[i - 1];
+		perm[i - 1] = perm[j];
+		perm[j] = x;
+	}
+	for (uint64_t i = 0; i < nk; i++) {
+		key64(k, perm[i]);
+		size_t vl = tu_range(r, 60, 160);
+		tu_fill(r, val, vl);
+		put_both(c, t, m, k, 8, val, vl, 0, RFS_PUT_INSERT);
+	}
+	free(perm);
+}
+
+/* Probes around every model key, and below the first and past the last. */
+static struct mv_probe *mv_probes(const tu_map *m, size_t *np)
+{
+	size_t n = 0;
+	struct mv_probe *p = malloc((4 * m->n + 2) * sizeof(*p));
+	assert_non_null(p);
+	p[n++] = (struct mv_probe){{0}, 1};
+	p[n++] = (struct mv_probe){{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9};
+	for (size_t i = 0; i < m->n; i++)
+		for (unsigned kind = 0; kind < 4; kind++)
+			p[n++] = mv_probe_of(key_u64(m->v[i].key), kind);
+	qsort(p, n, sizeof(*p), mv_probe_cmp);
+	*np = n;
+	return p;
+}
+
+/* Moves only: through every probe ascending, then descending, then
+ * nrand random ones (boundary probes and random keys of 1-9 bytes). */
+static void mv_sweep(struct mv *v, tu_rng *r, unsigned nrand)
+{
+	size_t np;
+	struct mv_probe *p = mv_probes(v->m, &np);
+	unsigned idx;
+	bool exact;
+	/* Opened in the middle: the first moves go back up the path. */
+	mv_go(v, p[np / 2].k, p[np / 2].kl, &idx, &exact);
+	for (size_t i = 0; i < np; i++)
+		mv_go(v, p[i].k, p[i].kl, &idx, &exact);
+	for (size_t i = np; i-- > 0;)
+		mv_go(v, p[i].k, p[i].kl, &idx, &exact);
+	for (unsigned i = 0; i < nrand; i++) {
+		struct mv_probe q;
+		if (tu_below(r, 3)) {
+			q = p[tu_below(r, np)];
+		} else {
+			q.kl = (uint8_t)tu_range(r, 1, 9);
+			memset(q.k, 0, sizeof q.k);
+			key64(q.k, tu_below(r, (v->m->n + 2) * MV_SPAN));
+			if (q.kl == 9)
+				q.k[8] = (uint8_t)tu_below(r, 256);
+		}
+		mv_go(v, q.k, q.kl, &idx, &exact);
+	}
+	free(p);
+	mv_close(v);
+}
+
+/*
+ * One splice through the edit standing at idx: replace an item's value
+ * (same key), split an item into 2-3 items with new keys up to the next
+ * one (an extent record split by a write in its middle), or merge two
+ * items into one.  Big values make leaves split.  The model follows.
+ */
+static void mv_splice(struct mv *v, tu_rng *r, unsigned idx)
+{
+	struct rfs_tree_edit *ed = &v->ed;
+	unsigned n = rfs_tree_edit_n(ed);
+	unsigned i = idx < n ? idx : n - 1;
+	if (i > 0 && tu_below(r, 3) == 0)
+		i--;
+	uint64_t u0 = edit_key(ed, i), next;
+	if (i + 1 < n) {
+		next = edit_key(ed, i + 1);
+	} else {
+		uint8_t k[8];
+		bool f;
+		key64(k, u0);
+		size_t mi = tu_map_find(v->m, k, 8, &f);
+		next = mi + 1 < v->m->n ? key_u64(v->m->v[mi + 1].key) : u0 + MV_SPAN;
+		/* Now and then pieces up to the key after the next: past
+		 * this leaf's end when the next key starts the next leaf. */
+		if (mi + 2 < v->m->n && tu_below(r, 3) == 0)
+			next = key_u64(v->m->v[mi + 2].key);
+	}
+	unsigned op = (unsigned)tu_below(r, 10);
+	unsigned nrm = 1, nins = 1;
+	uint64_t nk[3] = {u0, 0, 0};
+	if (op >= 4 && op < 8 && next - u0 >= 3) {
+		/* Split: the first piece keeps the key. */
+		nins = 2 + (unsigned)tu_below(r, 2);
+		nk[1] = u0 + 1 + tu_below(r, next - u0 - 2);
+		if (nins == 3)
+			nk[2] = nk[1] + 1 + tu_below(r, next - nk[1] - 1);
+	} else if (op == 8 && i + 1 < n) {
+		nrm = 2;
+	} else if (op == 9) {
+		return; /* just move on */
+	}
+	uint64_t gone[2] = {u0, nrm == 2 ? edit_key(ed, i + 1) : 0};
+	uint8_t kb[3][8], vb[3][RFS_VAL_MAX];
+	struct rfs_tree_item it[3];
+	for (unsigned j = 0; j < nins; j++) {
+		key64(kb[j], nk[j]);
+		/* Pieces of a split stay small enough that a split of the
+		 * leaf always holds them (<= half a node together). */
+		size_t vl = nins > 1 ? tu_range(r, 40, 600)
+			: tu_below(r, 4) ? tu_range(r, 0, 300) : tu_range(r, 400, RFS_VAL_MAX);
+		tu_fill(r, vb[j], vl);
+		it[j] = (struct rfs_tree_item){kb[j], 8, vb[j], vl, 0};
+	}
+	int rc = rfs_tree_edit_splice(ed, i, nrm, it, nins, 0);
+	if (rc == 0) {
+		/* Only a new key past the last item can lie in the next leaf
+		 * (past its separator): the puts route it. */
+		CHECK(nins > 1 && i + nrm == n, "splice of item %u/%u into %u said 0", i, n, nins);
+		mv_close(v);
+		for (unsigned j = 0; j < nins; j++)
+			put_both(v->c, v->t, v->m, kb[j], 8, vb[j], it[j].vlen, 0, RFS_PUT_UPSERT);
+		v->by_puts++;
+		return;
+	}
+	RC(rc, 1);
+	if (ed->reshaped)
+		v->leaf_splits++;
+	for (unsigned j = 0; j < nrm; j++) {
+		uint8_t k[8];
+		key64(k, gone[j]);
+		CHECK(tu_map_del(v->m, k, 8), "removed key %llu not in the model",
+		      (unsigned long long)gone[j]);
+	}
+	for (unsigned j = 0; j < nins; j++)
+		tu_map_put(v->m, kb[j], 8, vb[j], it[j].vlen, 0);
+	if (nrm == 2)
+		v->merged++;
+	else if (nins > 1)
+		v->split_recs++;
+	else
+		v->replaced++;
+}
+
+/* nops moves to keys below lim, each checked, with a splice after most;
+ * a commit every commit_every (the edit closed before it: an edit lives in
+ * one transaction), and one at the end. */
+static void mv_edit_run(struct mv *v, tu_rng *r, unsigned nops, unsigned commit_every, uint64_t lim)
+{
+	size_t at = 0;
+	for (unsigned op = 0; op < nops; op++) {
+		uint8_t lk[8];
+		bool f;
+		key64(lk, lim);
+		size_t nl = tu_map_find(v->m, lk, 8, &f);
+		/* Mostly short steps either way (a batch's writes in file
+		 * order, say), sometimes a jump anywhere. */
+		if (tu_below(r, 4))
+			at = at + tu_below(r, 7) + nl - 3;
+		else
+			at = tu_below(r, nl);
+		at %= nl;
+		struct mv_probe q = mv_probe_of(key_u64(v->m->v[at].key), (unsigned)tu_below(r, 4));
+		unsigned idx;
+		bool exact;
+		mv_go(v, q.k, q.kl, &idx, &exact);
+		mv_splice(v, r, idx);
+		if (op % commit_every == commit_every - 1)
+			mv_commit(v);
+	}
+	mv_commit(v);
+}
+
+static void test_edit_move(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {4711};
+	rfs_tree t = {0, RFS_OWNER_USER};
+	tu_map m = {0};
+	struct mv v = {.c = c, .t = &t, .m = &m, .id = 1};
+
+	/* Moves alone at heights 1, 2 and 3 (a committed tree: the edit
+	 * shadows as it goes); they change no item. */
+	const uint64_t sizes[] = {12, 600, 8000};
+	uint64_t have = 0;
+	for (int s = 0; s < 3; s++) {
+		mv_build(c, &t, &m, &r, have, sizes[s] - have);
+		have = sizes[s];
+		int h = 0;
+		OK(rfs_tree_height(c->pool, &t, &h));
+		EQ_U64(h, s + 1);
+		store(c, 1, &t);
+		commit_clean(c);
+		mv_sweep(&v, &r, 3000);
+		mv_commit(&v);
+	}
+	print_message("moves alone: %u (%u in the leaf, %u to a sibling, %u further)\n", v.moves,
+		      v.same_leaf, v.same_parent, v.other_parent);
+	CHECK(v.same_leaf > 1000 && v.same_parent > 100 && v.other_parent > 10,
+	      "moves: %u in the leaf, %u to a sibling, %u further", v.same_leaf, v.same_parent,
+	      v.other_parent);
+
+	/* Splices between moves; some split the leaf (the next move starts
+	 * from the root), some pieces go to the next leaf (puts). */
+	v = (struct mv){.c = c, .t = &t, .m = &m, .id = 1};
+	mv_edit_run(&v, &r, 5000, 1000, UINT64_MAX);
+	print_message("moves: %u (%u in the leaf, %u to a sibling, %u further); splices: %u "
+		      "replaced, %u split, %u merged, %u leaf splits, %u by puts\n",
+		      v.moves, v.same_leaf, v.same_parent, v.other_parent, v.replaced,
+		      v.split_recs, v.merged, v.leaf_splits, v.by_puts);
+	CHECK(v.replaced > 1000 && v.split_recs > 1000 && v.merged > 200 && v.leaf_splits > 50 &&
+	      v.by_puts > 0 && v.other_parent > 100,
+	      "replaced %u, split %u, merged %u, leaf splits %u, by puts %u, far moves %u",
+	      v.replaced, v.split_recs, v.merged, v.leaf_splits, v.by_puts, v.other_parent);
+	int h = 0;
+	OK(rfs_tree_height(c->pool, &t, &h));
+	CHECK(h >= 3, "height %d", h);
+	tu_reopen(c, 0);
+	t = load(c, 1);
+	CHECK_TREE(c->pool, &t, &m);
+
+	/* A bad key: -EINVAL, nothing changed, and the edit closed (as the
+	 * header says of any failure: no node stays pinned); a move after
+	 * it still lands right, from the root. */
+	uint8_t k[8];
+	unsigned idx = 77;
+	bool exact = true;
+	key64(k, 5000 * MV_SPAN);
+	mv_go(&v, k, 8, &idx, &exact);
+	RC(rfs_tree_edit_move(&v.ed, k, 0, &idx, &exact), -EINVAL);
+	EQ_U64(v.ed.p.h, 0);
+	v.open = false;
+	mv_go(&v, k, 8, &idx, &exact);
+	RC(rfs_tree_edit_move(&v.ed, k, RFS_KEY_MAX + 1, &idx, &exact), -EINVAL);
+	EQ_U64(v.ed.p.h, 0);
+	v.open = false;
+	key64(k, 7000 * MV_SPAN + 1);
+	mv_go(&v, k, 8, &idx, &exact);
+	CHECK(!exact, "key %u found", 7000 * MV_SPAN + 1);
+	mv_commit(&v);
+	tu_map_clear(&m);
+}
+
+static int diff_count(void *arg, const struct rfs_tree_diff_item *d)
+{
+	(void)d;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/*
+ * Moves and splices on a clone, whose nodes the source shares until the
+ * edit shadows them: the source keeps its items, the clone has the
+ * changes, the leaves the edit never reached stay shared, and dropping
+ * both gives every block back.
+ */
+static void test_edit_move_clone(void **state)
+{
+	tu_pool *c = *state;
+	tu_rng r = {8128};
+	rfs_tree t = {0, RFS_OWNER_USER}, t2 = {0, 0};
+	tu_map m = {0}, m2 = {0};
+	const uint64_t NK = 6000;
+
+	tu_commit(c);
+	uint64_t u0 = used(c);
+	mv_build(c, &t, &m, &r, 0, NK);
+	int h = 0;
+	OK(rfs_tree_height(c->pool, &t, &h));
+	CHECK(h >= 3, "height %d", h);
+	store(c, 1, &t);
+	commit_clean(c);
+	OK(rfs_tree_clone(c->pool, &t, &t2));
+	store(c, 2, &t2);
+	commit_clean(c);
+	tu_map_copy(&m2, &m);
+	uint64_t root1 = t.root;
+
+	/* Edit the clone's lower half only. */
+	struct mv v = {.c = c, .t = &t2, .m = &m2, .id = 2};
+	mv_edit_run(&v, &r, 3000, 700, NK / 2 * MV_SPAN);
+	CHECK(v.replaced > 500 && v.split_recs > 500 && v.leaf_splits > 20,
+	      "replaced %u, split %u, leaf splits %u", v.replaced, v.split_recs, v.leaf_splits);
+
+	t = load(c, 1);
+	EQ_U64(t.root, root1);
+	CHECK_TREE(c->pool, &t, &m);
+	CHECK_TREE(c->pool, &t2, &m2);
+	/* The trees differ in exactly the keys the models do. */
+	unsigned want = 0, got = 0;
+	for (size_t i = 0, j = 0; i < m.n || j < m2.n;) {
+		int cmp = i == m.n ? 1 : j == m2.n ? -1
+			: tu_keycmp(m.v[i].key, m.v[i].klen, m2.v[j].key, m2.v[j].klen);
+		if (cmp != 0) {
+			want++;
+			if (cmp < 0)
+				i++;
+			else
+				j++;
+			continue;
+		}
+		if (m.v[i].vlen != m2.v[j].vlen || memcmp(m.v[i].val, m2.v[j].val, m.v[i].vlen))
+			want++;
+		i++;
+		j++;
+	}
+	OK(rfs_tree_diff(c->pool, &t, &t2, diff_count, &got));
+	CHECK(want > 1000, "only %u keys differ", want);
+	EQ_U64(got, want);
+	/* The first leaf was edited, the last never reached: shared. */
+	uint8_t k[8];
+	uint64_t l1, l2;
+	bool s1, s2;
+	key64(k, MV_SPAN);
+	OK(rfs_tree_leaf(c->pool, &t, k, 8, &l1, &s1));
+	OK(rfs_tree_leaf(c->pool, &t2, k, 8, &l2, &s2));
+	CHECK(l1 != l2 && !s2, "first leaf %llu / %llu, shared %d", (unsigned long long)l1,
+	      (unsigned long long)l2, s2);
+	key64(k, NK * MV_SPAN);
+	OK(rfs_tree_leaf(c->pool, &t, k, 8, &l1, &s1));
+	OK(rfs_tree_leaf(c->pool, &t2, k, 8, &l2, &s2));
+	CHECK(l1 == l2 && s1 && s2, "last leaf %llu / %llu, shared %d %d", (unsigned long long)l1,
+	      (unsigned long long)l2, s1, s2);
+
+	/* Without the clone the source is whole; without both, nothing left. */
+	OK(rfs_catalog_del(c->pool, 2));
+	commit_clean(c);
+	t = load(c, 1);
+	CHECK_TREE(c->pool, &t, &m);
+	drop_to(c, 1, 0, u0);
+	tu_map_clear(&m);
+	tu_map_clear(&m2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2196,6 +2680,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enospc_delete_items, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_edit_splice, tu_setup_open, tu_teardown),
 		cmocka_unit_test_setup_teardown(test_edit_splice_refs, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_edit_move, tu_setup_open, tu_teardown),
+		cmocka_unit_test_setup_teardown(test_edit_move_clone, tu_setup_open, tu_teardown),
 	};
 	return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
