@@ -236,6 +236,7 @@ int rfs_fuse_main(struct rfs_mount_opts *o)
 		goto fail;
 	}
 	m.se = se;
+	m.debug = o->debug;
 	if (rfs_fuse_signals_set()) {
 		fprintf(stderr, "reflinkfs mount: cannot set the signal handlers: %s\n",
 			strerror(errno));

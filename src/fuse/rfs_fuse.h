@@ -71,6 +71,9 @@ struct rfs_mount {
 	struct rfs_watch_server *watch_srv;
 	/* Serve requests over io_uring when the kernel agrees (uring.c). */
 	bool uring;
+	/* libfuse logs every request (-d): none is answered past it
+	 * (fastpath.c). */
+	bool debug;
 	const char *mountpoint; /* as given to mount */
 };
 
@@ -286,8 +289,23 @@ bool rfs_fuse_uring_end_blocking(void);
  * meanwhile. */
 void rfs_fuse_uring_stop(void);
 /* Handle one request as read from the kernel (buf: n bytes): the
- * request hooks, then FUSE_TMPFILE here or libfuse (tmpfile.c). */
+ * request hooks, then FUSE_TMPFILE here, READ and WRITE in fastpath.c,
+ * the rest in libfuse (tmpfile.c). */
 void rfs_fuse_request_in(struct rfs_mount *m, void *buf, size_t n);
+/* Send a reply (iov[0] a complete fuse_out_header) as libfuse's replies
+ * go: through the reply hooks, into its ring entry when the request came
+ * through a ring, else to /dev/fuse (fd).  0, or a negative errno
+ * (-ENOENT: the request was interrupted). */
+int rfs_fuse_reply_out(int fd, struct iovec *iov, int count);
+
+/* ---- READ and WRITE past libfuse (fastpath.c) ---- */
+/* Whether the request in buf (n bytes, at least a header, the request
+ * hooks run) is a READ or WRITE that rfs_fuse_fast_serve answers: well
+ * formed, no set-user-ID bits to clear, m not in debug mode. */
+bool rfs_fuse_fast_wants(const struct rfs_mount *m, const void *buf, size_t n);
+/* Answer a request rfs_fuse_fast_wants took, replying through
+ * rfs_fuse_reply_out; not cancellable (it may hold the fs's locks). */
+void rfs_fuse_fast_serve(struct rfs_mount *m, int fd, const void *buf);
 
 /* Mount and serve until unmounted.  Returns a process exit code; prints
  * errors to stderr (before daemonizing) or the log. */

@@ -12,9 +12,9 @@
  * kernel's wire format (<linux/fuse.h>) and on libfuse reading requests
  * with plain reads (no splice: FUSE_CAP_SPLICE_READ stays off, see
  * op_init).
- * The same hook counts requests (reqstats.c) and shows each request and
+ * The same hook counts requests (reqstats.c), shows each request and
  * reply to killpriv.c, which negotiates FUSE_HANDLE_KILLPRIV_V2 past
- * libfuse.
+ * libfuse, and answers READ and WRITE itself (fastpath.c).
  */
 #include "fuse/rfs_fuse.h"
 
@@ -56,9 +56,7 @@ static int reply(int fd, uint64_t unique, int err, const void *arg, size_t size)
 		.unique = unique,
 	};
 	struct iovec iov[2] = {{&out, sizeof(out)}, {(void *)arg, size}};
-	if (rfs_fuse_uring_reply(iov, err ? 1 : 2) >= 0)
-		return 0; /* a ring request: its thread commits it */
-	return writev(fd, iov, err ? 1 : 2) < 0 ? -errno : 0;
+	return rfs_fuse_reply_out(fd, iov, err ? 1 : 2);
 }
 
 /* Answer one FUSE_TMPFILE request (buf holds all n bytes of it). */
@@ -118,6 +116,10 @@ void rfs_fuse_request_in(struct rfs_mount *m, void *buf, size_t n)
 		do_tmpfile(m, fuse_session_fd(m->se), buf, n);
 		return;
 	}
+	if (rfs_fuse_fast_wants(m, buf, n)) {
+		rfs_fuse_fast_serve(m, fuse_session_fd(m->se), buf);
+		return;
+	}
 	struct fuse_buf fb = {.mem = buf, .size = n};
 	fuse_session_process_buf(m->se, &fb);
 }
@@ -128,7 +130,8 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		ssize_t n = read(fd, buf, len);
 		if (n < (ssize_t)sizeof(struct fuse_in_header))
 			return n; /* errors and short reads: libfuse reports them */
-		if (!request_note(buf, (size_t)n))
+		bool tmpfile = request_note(buf, (size_t)n);
+		if (!tmpfile && !rfs_fuse_fast_wants(userdata, buf, (size_t)n))
 			return n;
 		/* libfuse's workers read with cancellation enabled and cancel
 		 * them at unmount (fuse_loop_mt): a cancel at a cancellation
@@ -138,7 +141,10 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 		 * a pending cancel acts at the next read. */
 		int cs;
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
-		do_tmpfile(userdata, fd, buf, (size_t)n);
+		if (tmpfile)
+			do_tmpfile(userdata, fd, buf, (size_t)n);
+		else
+			rfs_fuse_fast_serve(userdata, fd, buf);
 		pthread_setcancelstate(cs, NULL);
 	}
 }
@@ -153,6 +159,11 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	if (r >= 0)
 		return r; /* a ring request: its thread commits it */
 	return writev(fd, iov, count);
+}
+
+int rfs_fuse_reply_out(int fd, struct iovec *iov, int count)
+{
+	return io_writev(fd, iov, count, NULL) < 0 ? -errno : 0;
 }
 
 int rfs_fuse_tmpfile_setup(struct fuse_session *se)
