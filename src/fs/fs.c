@@ -960,13 +960,21 @@ int rfs_fs_setattr(rfs_fs *fs, rfs_nodeid id, const struct stat *in,
 	if (!n)
 		return -ESTALE;
 	/* Shrinking is a deletion of extents, but the partial last block is
-	 * rewritten: one data block and the extent changes. */
+	 * rewritten: one data block and the extent changes.  A size on a
+	 * block boundary rewrites no block (but for a shared or inline tail,
+	 * whose copy then fails for space before anything changed), so on a
+	 * full pool it goes on without one: a truncate is how space is
+	 * freed, and the kernel truncates a file back after a short direct
+	 * write. */
 	struct rfs_op op = {0};
 	op_target(&op, n, (to_set & RFS_SET_SIZE) ? RFS_PREMOD_TRUNCATE : RFS_PREMOD_ATTR);
 	int ret;
+	uint64_t data = (to_set & RFS_SET_SIZE) ? 1 : 0;
 	do {
-		ret = op_begin(fs, &op, "setattr", op_meta(op_depth(fs, n), 4),
-			       (to_set & RFS_SET_SIZE) ? 1 : 0);
+		uint64_t meta = op_meta(op_depth(fs, n), 4);
+		ret = op_begin(fs, &op, "setattr", meta, data);
+		if (ret == -ENOSPC && data && in->st_size % RFS_BLOCK_SIZE == 0)
+			ret = op_begin(fs, &op, "setattr", meta, data = 0);
 		if (ret)
 			return ret;
 		ret = setattr_op(fs, n, in, to_set, out);

@@ -19,6 +19,13 @@ check "writing eventually fails with ENOSPC" bash -c "[ $full = 1 ] && grep -q '
 check "statfs says the pool is (nearly) full" bash -c "df -k '$MNT' | tail -1 | awk '{exit !(\$4 < 8192)}'"
 check "the file written before is intact" cmp "$SCRATCH/keep" "$MNT/keep"
 check "metadata operations still work when full (mkdir, rename)" bash -c "mkdir '$MNT/d' && mv '$MNT/fill0' '$MNT/d/'"
+# A truncate to a block boundary rewrites no block: on a full pool it is
+# how space is freed (and how the kernel undoes a short direct write).
+# One to a size inside a block must rewrite that block, so it still
+# needs one free.
+check "truncate to a block boundary works on a full pool" bash -c \
+	"truncate -s 8192 '$MNT/fill1' && [ \$(stat -c %s '$MNT/fill1') = 8192 ]"
+check "... and truncate -s 0 too" bash -c "truncate -s 0 '$MNT/fill2' && [ ! -s '$MNT/fill2' ]"
 check "deleting files works on a full pool" bash -c "rm -f '$MNT'/fill* '$MNT'/d/fill*"
 sync -f "$MNT" 2>/dev/null
 python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "$MNT/keep"
