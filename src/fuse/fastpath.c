@@ -4,13 +4,13 @@
  * libfuse's dispatch of a request allocates, zeroes and frees a
  * fuse_req, initializes its mutex, links it into the session's list
  * under the session lock and unlinks it again, and builds the reply
- * through four more calls: about 800 of the 7,050 instructions a random
- * 4 KiB WRITE costs the daemon (bench/README.md, "Session 14").  READ
- * and WRITE use none of it: op_read and op_write take no credentials,
- * no file handle and no interrupt callback.  So the request hook
- * (tmpfile.c) hands them here, where they are decoded from the wire
- * format of <linux/fuse.h> and answered through the same reply hook as
- * libfuse's replies (counted, or put in a ring entry).
+ * through four more calls: about 1,000 instructions of a random 4 KiB
+ * WRITE's 7,500, and of a READ's 3,400 (bench/README.md, "Session
+ * 14").  READ and WRITE use none of it: op_read and op_write take no
+ * credentials, no file handle and no interrupt callback.  So the
+ * request hook (tmpfile.c) hands them here, where they are decoded from
+ * the wire format of <linux/fuse.h> and answered through the same reply
+ * hook as libfuse's replies (counted, or put in a ring entry).
  *
  * What is unusual goes to libfuse as before (false): a length that does
  * not add up, a WRITE that asks to clear set-user-ID bits (op_write
