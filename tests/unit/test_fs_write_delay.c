@@ -323,6 +323,18 @@ static void mverify(rfs_fs *fs, const struct mfile *m, const char *what)
 	free(buf);
 }
 
+/* The end of a test of one file: the pool reopened, the file found
+ * again and read back against its model, closed, fsck clean. */
+static void mfinish(rfs_fs *fs, struct mfile *m)
+{
+	fs = fx_reopen(fs, 0);
+	mfind(fs, m);
+	mverify(fs, m, "reopened");
+	mfree(m);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 /* Issue the k writes of w to m in that order, all queued (the queue is
  * empty before): DM_BATCH of them map themselves with the last, fewer
  * are left queued for the caller to map. */
@@ -504,12 +516,7 @@ static void test_batch_order_tall(void **state)
 		/* The next seed's batches replace committed blocks. */
 		assert_int_equal(rfs_fs_sync(fs), 0);
 	}
-	fs = fx_reopen(fs, 0);
-	mfind(fs, &m);
-	mverify(fs, &m, "reopened");
-	mfree(&m);
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fx_fsck(), 0);
+	mfinish(fs, &m);
 }
 
 /*
@@ -586,12 +593,7 @@ static void test_batch_splits_leaves(void **state)
 			}
 			assert_int_equal(rfs_fs_sync(fs), 0);
 		}
-		fs = fx_reopen(fs, 0);
-		mfind(fs, &m);
-		mverify(fs, &m, "reopened");
-		mfree(&m);
-		assert_int_equal(rfs_fs_close(fs), 0);
-		assert_int_equal(fx_fsck(), 0);
+		mfinish(fs, &m);
 		/* Most such batches split leaves (one over untouched records
 		 * adds 128 records where about 2 leaves held 64). */
 		if (grew < ns)
@@ -663,12 +665,7 @@ static void test_batch_overlap_later_wins(void **state)
 			mverify(fs, &m, what);
 		}
 	}
-	fs = fx_reopen(fs, 0);
-	mfind(fs, &m);
-	mverify(fs, &m, "reopened");
-	mfree(&m);
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fx_fsck(), 0);
+	mfinish(fs, &m);
 }
 
 /* One batch of k writes to m, none overlapping another, in random
@@ -832,12 +829,7 @@ static void test_batch_general_between(void **state)
 			mverify(fs, &m, what);
 		}
 	}
-	fs = fx_reopen(fs, 0);
-	mfind(fs, &m);
-	mverify(fs, &m, "reopened");
-	mfree(&m);
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fx_fsck(), 0);
+	mfinish(fs, &m);
 	/* The precondition: leaves went in the middle of some batch. */
 	if (shrank == 0)
 		fail_msg("no batch merged or emptied a leaf");
