@@ -357,9 +357,10 @@ if "${U[@]}" true 2>/dev/null; then
 	# The kernel knows the file as one with nothing to clear (S_NOSEC,
 	# from the first write) when it is made set-user-ID: only the
 	# WRITE's FUSE_WRITE_KILL_SUIDGID says to clear it then.
+	# zeros FILE: FILE anew, 16 KiB of zeros (on the mount and on ext4).
+	zeros() { rm -f "$1" && head -c 16384 /dev/zero >"$1"; }
 	for d in "$MNT" "$NATIVE"; do
-		rm -f "$d/late"
-		head -c 16384 /dev/zero >"$d/late"
+		zeros "$d/late"
 		chmod 777 "$d/late"
 		"${U[@]}" dd if="$SCRATCH/usrc" of="$d/late" bs=4k count=1 oflag=direct conv=notrunc status=none
 		chmod 4777 "$d/late"
@@ -373,8 +374,7 @@ if "${U[@]}" true 2>/dev/null; then
 	# struct vfs_cap_data, revision 2, effective, permitted cap_net_raw
 	CAP=0x0100000200200000000000000000000000000000
 	for d in "$MNT" "$NATIVE"; do
-		rm -f "$d/cap"
-		head -c 16384 /dev/zero >"$d/cap"
+		zeros "$d/cap"
 		setfattr -n security.capability -v "$CAP" "$d/cap"
 		dd if="$SCRATCH/usrc" of="$d/cap" bs=4k seek=2 count=1 oflag=direct conv=notrunc status=none
 	done
