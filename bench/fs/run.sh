@@ -91,7 +91,7 @@ fi
 # ------------------------------------------------------------------ state
 pool=""
 daemon_pid=""
-daemon_peak_kib=0
+daemon_peak_kib=0 daemon_anon_kib=0
 status=0
 bench_traps
 bench_work "$base" fsbench
@@ -104,12 +104,16 @@ drop_caches() {
 		echo 3 >/proc/sys/vm/drop_caches
 	fi
 }
-sample_rss() { # remember the daemon's VmHWM
-	local k
+sample_rss() { # remember the daemon's VmHWM, and the largest RssAnon seen
+	local k a
 	[ -n "$daemon_pid" ] && [ -r "/proc/$daemon_pid/status" ] || return 0
 	k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null || true)
 	if [ -n "$k" ] && [ "$k" -gt "$daemon_peak_kib" ]; then
 		daemon_peak_kib=$k
+	fi
+	a=$(awk '/^RssAnon:/ { print $2 }' "/proc/$daemon_pid/status" 2>/dev/null || true)
+	if [ -n "$a" ] && [ "$a" -gt "$daemon_anon_kib" ]; then
+		daemon_anon_kib=$a
 	fi
 }
 part_after=sample_rss # the daemon's peak RSS after every part (lib.bash)
@@ -414,6 +418,7 @@ part "small files ($nsmall)" small_part
 sample_rss
 if [ "$daemon_peak_kib" -gt 0 ]; then
 	fig fs_daemon_peak_rss $(((daemon_peak_kib + 1023) / 1024)) MiB
+	fig fs_daemon_anon_rss $(((daemon_anon_kib + 1023) / 1024)) MiB
 else
 	log "fs_daemon_peak_rss: no /proc/$daemon_pid/status (daemon gone?)"
 	status=1

@@ -81,7 +81,7 @@ int rfs_data_read_nolock(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t n
 	if (blocknr < pool->data_start || blocknr >= pool->total_blocks ||
 	    nblocks > pool->total_blocks - blocknr)
 		return -EIO; /* the caller's copy is stale, or the lock path says */
-	int ret = rfs_io_read(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
+	int ret = rfs_io_read_data(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
 			      (size_t)nblocks * RFS_BLOCK_SIZE);
 	if (ret)
 		return ret;
@@ -116,7 +116,7 @@ int rfs_data_read(rfs_pool *pool, uint64_t blocknr, void *buf, uint32_t nblocks,
 			pool->path, (unsigned long long)blocknr, nblocks);
 		return -EIO;
 	}
-	ret = rfs_io_read(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
+	ret = rfs_io_read_data(&pool->io, blocknr << RFS_BLOCK_SHIFT, buf,
 			  (size_t)nblocks * RFS_BLOCK_SIZE);
 	if (ret)
 		return ret;

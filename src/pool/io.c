@@ -54,6 +54,7 @@ static void ovl_clear(struct rfs_io *io)
 
 void rfs_io_destroy(struct rfs_io *io)
 {
+	rfs_io_unmap(io);
 	ovl_clear(io);
 	pthread_mutex_destroy(&io->lock);
 }
@@ -168,6 +169,21 @@ static int pwrite_full(int fd, uint64_t off, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* The crash simulation's unflushed writes over what was read. */
+static void ovl_apply(struct rfs_io *io, uint64_t off, void *buf, size_t len)
+{
+	if (!io->crashsim)
+		return;
+	pthread_mutex_lock(&io->lock);
+	for (size_t i = 0; io->ovl_n && i < len; i += RFS_BLOCK_SIZE) {
+		struct rfs_ovl_ent *e = ovl_find(io, (off + i) >> RFS_BLOCK_SHIFT);
+
+		if (e)
+			memcpy((uint8_t *)buf + i, e->data, RFS_BLOCK_SIZE);
+	}
+	pthread_mutex_unlock(&io->lock);
+}
+
 int rfs_io_read(struct rfs_io *io, uint64_t off, void *buf, size_t len)
 {
 	int ret;
@@ -180,17 +196,15 @@ int rfs_io_read(struct rfs_io *io, uint64_t off, void *buf, size_t len)
 			io->path, len, (unsigned long long)off, strerror(-ret));
 		return -EIO;
 	}
-	if (io->crashsim) {
-		pthread_mutex_lock(&io->lock);
-		for (size_t i = 0; io->ovl_n && i < len; i += RFS_BLOCK_SIZE) {
-			struct rfs_ovl_ent *e =
-				ovl_find(io, (off + i) >> RFS_BLOCK_SHIFT);
+	ovl_apply(io, off, buf, len);
+	return 0;
+}
 
-			if (e)
-				memcpy((uint8_t *)buf + i, e->data, RFS_BLOCK_SIZE);
-		}
-		pthread_mutex_unlock(&io->lock);
-	}
+int rfs_io_read_data(struct rfs_io *io, uint64_t off, void *buf, size_t len)
+{
+	if (io->crashed || !rfs_io_map_copy(io, off, buf, len))
+		return rfs_io_read(io, off, buf, len);
+	ovl_apply(io, off, buf, len);
 	return 0;
 }
 

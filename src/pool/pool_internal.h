@@ -109,12 +109,30 @@ struct rfs_io {
 	/* Changed by the commit's flushes (gate + read lock) while
 	 * rfs_pool_stats may read it under the read lock: atomic. */
 	_Atomic uint64_t flushes;
+
+	/* The pool mapped read-only (map.c), NULL when it could not be:
+	 * set at open, before any other thread runs, and unmapped at
+	 * close.  map_faults: copies a SIGBUS cut short (tests), counted
+	 * by any reader: atomic. */
+	const uint8_t *map;
+	uint64_t map_len;
+	_Atomic uint64_t map_faults;
+	/* Blocks the map has populated, a bit each (map.c): seen_leaves
+	 * pointers, fixed while mapped, to leaves allocated on first use
+	 * (published by compare-and-swap) whose words any reader sets:
+	 * atomic. */
+	_Atomic(uint64_t *) *seen;
+	size_t seen_leaves;
 };
 
 void rfs_io_init(struct rfs_io *io, int fd, const char *path, bool is_bdev,
 		 bool crashsim, uint64_t file_size);
 void rfs_io_destroy(struct rfs_io *io);
 int rfs_io_read(struct rfs_io *io, uint64_t off, void *buf, size_t len);
+/* As rfs_io_read, from the pool's mapping when it covers the range
+ * (data blocks: no system call), else, or when the copy faults, with
+ * pread(2). */
+int rfs_io_read_data(struct rfs_io *io, uint64_t off, void *buf, size_t len);
 int rfs_io_write(struct rfs_io *io, uint64_t off, const void *buf, size_t len);
 int rfs_io_flush(struct rfs_io *io);
 int rfs_io_extend(struct rfs_io *io, uint64_t size);
@@ -122,6 +140,29 @@ int rfs_io_extend(struct rfs_io *io, uint64_t size);
  * (PUNCH_HOLE, size kept).  No-op for devices and crash simulation. */
 int rfs_io_punch(struct rfs_io *io, uint64_t off, uint64_t len);
 void rfs_io_crash(struct rfs_io *io, int mode, uint64_t seed);
+
+/* ---- the read-only mapping (map.c) ------------------------------------- */
+
+/* The longest range read from the map, in blocks.  A longer one saves
+ * one system call among many pages: mapping its pages costs more than
+ * that until it has been read some 25 times (a 128 KiB read, in this
+ * guest: bench/README.md, "Session 15"). */
+#define RFS_MAP_MAX_BLOCKS 4
+
+/* Map [0, len) of the pool read-only for rfs_io_read_data, and make the
+ * SIGBUS guard the process's SIGBUS handler (again, if another took its
+ * place since).  Where either cannot be had, logs
+ * why at debug level and leaves io->map NULL: reads use pread(2). */
+void rfs_io_map(struct rfs_io *io, uint64_t len);
+/* Undo rfs_io_map (a no-op when nothing is mapped). */
+void rfs_io_unmap(struct rfs_io *io);
+/* Copy [off, off + len) of the pool from the mapping into buf.  Returns
+ * false, buf's contents undefined, when nothing is mapped, when the
+ * range is longer than RFS_MAP_MAX_BLOCKS or not below the file's known
+ * length, when it is the first read of one of its blocks (noted: the
+ * next maps them), or when the copy faulted (SIGBUS: logged, counted in
+ * io->map_faults): read it with pread(2). */
+bool rfs_io_map_copy(struct rfs_io *io, uint64_t off, void *buf, size_t len);
 
 /* ---- block cache (cache.c) ------------------------------------------- */
 

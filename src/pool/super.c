@@ -420,6 +420,7 @@ int rfs_pool_open(const char *path, unsigned flags, rfs_pool **out)
 	if (ret)
 		goto fail;
 	pool->total_blocks = sb->total_blocks;
+	rfs_io_map(&pool->io, sb->total_blocks << RFS_BLOCK_SHIFT);
 	pool->bitmap_start = sb->bitmap_start;
 	pool->bitmap_blocks = sb->bitmap_blocks;
 	pool->data_start = sb->data_start;

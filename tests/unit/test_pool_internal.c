@@ -12,6 +12,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,6 +391,169 @@ static void test_high_water_file_length(void **state)
 	close_pool(p);
 }
 
+/* Small data reads come from the pool's mapping from their second read
+ * on (the first is a pread, the second maps the blocks), and see every
+ * later write of the same blocks, as pread would; long ones never do. */
+static void test_map_reads_data(void **state)
+{
+	struct ctx *c = *state;
+	enum { N = 8, M = RFS_MAP_MAX_BLOCKS };
+	static uint8_t blk[N * RFS_BLOCK_SIZE], back[N * RFS_BLOCK_SIZE];
+	uint32_t cs[N];
+	uint64_t s, got, bad = 0;
+	rfs_pool *p;
+
+	assert_true(M < N);
+	assert_int_equal(rfs_pool_create(c->path, 64ull << 20, RFS_CREATE_FORCE), 0);
+	p = open_pool(c->path, 0);
+	assert_non_null(p->io.map);
+	assert_int_equal(p->io.map_len, p->total_blocks * RFS_BLOCK_SIZE);
+	assert_int_equal(rfs_alloc_data(p, N, &s, &got), 0);
+	assert_int_equal(got, N);
+	uint64_t off = s << RFS_BLOCK_SHIFT;
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(blk); i++)
+			blk[i] = (uint8_t)(i * 7 + round * 13 + i / RFS_BLOCK_SIZE);
+		assert_int_equal(rfs_data_write(p, s, blk, N, cs), 0);
+		/* the first M blocks: first read noted, second mapped (then
+		 * always); the next block, read once, is not mapped */
+		if (round == 0) {
+			assert_false(rfs_io_map_copy(&p->io, off, back, M * RFS_BLOCK_SIZE));
+			assert_false(rfs_io_map_copy(&p->io, off + M * RFS_BLOCK_SIZE, back,
+						     RFS_BLOCK_SIZE));
+		}
+		for (int k = 0; k < 2; k++) {
+			memset(back, 0, sizeof(back));
+			assert_true(rfs_io_map_copy(&p->io, off, back, M * RFS_BLOCK_SIZE));
+			assert_memory_equal(back, blk, M * RFS_BLOCK_SIZE);
+		}
+		/* one block of the mapped ones, and through the data calls */
+		memset(back, 0, sizeof(back));
+		assert_true(rfs_io_map_copy(&p->io, off + RFS_BLOCK_SIZE, back, RFS_BLOCK_SIZE));
+		assert_memory_equal(back, blk + RFS_BLOCK_SIZE, RFS_BLOCK_SIZE);
+		memset(back, 0, sizeof(back));
+		assert_int_equal(rfs_data_read(p, s, back, M, cs), 0);
+		assert_memory_equal(back, blk, M * RFS_BLOCK_SIZE);
+		memset(back, 0, sizeof(back));
+		assert_int_equal(rfs_data_read_nolock(p, s + 1, back, M - 1, cs + 1, &bad), 0);
+		assert_memory_equal(back, blk + RFS_BLOCK_SIZE, (M - 1) * RFS_BLOCK_SIZE);
+		/* longer than RFS_MAP_MAX_BLOCKS: never from the map, right all the same */
+		assert_false(rfs_io_map_copy(&p->io, off, back, N * RFS_BLOCK_SIZE));
+		assert_false(rfs_io_map_copy(&p->io, off, back, N * RFS_BLOCK_SIZE));
+		memset(back, 0, sizeof(back));
+		assert_int_equal(rfs_data_read(p, s, back, N, cs), 0);
+		assert_memory_equal(back, blk, sizeof(blk));
+	}
+	/* past the end of the mapping, or of the file: not from the map */
+	assert_false(rfs_io_map_copy(&p->io, p->io.map_len - RFS_BLOCK_SIZE, back, 2 * RFS_BLOCK_SIZE));
+	for (int k = 0; k < 3; k++)
+		assert_false(rfs_io_map_copy(&p->io, p->io.file_size, back, RFS_BLOCK_SIZE));
+	assert_int_equal(p->io.map_faults, 0);
+	close_pool(p);
+}
+
+/* The pool file cut short behind the pool's back: the mapped copy
+ * faults (SIGBUS), which is caught, counted and answered by pread,
+ * whose zeros then fail the checksum: -EIO, and the process lives. */
+static void test_map_fault_falls_back(void **state)
+{
+	struct ctx *c = *state;
+	static uint8_t blk[RFS_BLOCK_SIZE], back[RFS_BLOCK_SIZE];
+	uint32_t cs;
+	uint64_t s, got, bad = 0;
+	rfs_pool *p;
+
+#ifdef __SANITIZE_THREAD__
+	/* TSan copies in its own memcpy interceptor and ends the process
+	 * on a fault inside its runtime: the ASan build runs this. */
+	skip();
+#endif
+	assert_int_equal(rfs_pool_create(c->path, 64ull << 20, RFS_CREATE_FORCE), 0);
+	/* opened here, not in setup: cmocka puts its own SIGBUS handler
+	 * back after a setup, and the guard is installed at open */
+	p = open_pool(c->path, 0);
+	assert_int_equal(rfs_alloc_data(p, 1, &s, &got), 0);
+	memset(blk, 0xa5, sizeof(blk));
+	assert_int_equal(rfs_data_write(p, s, blk, 1, &cs), 0);
+	for (int k = 0; k < 2; k++) /* read, then mapped */
+		assert_int_equal(rfs_data_read(p, s, back, 1, &cs), 0);
+	assert_true(rfs_io_map_copy(&p->io, s << RFS_BLOCK_SHIFT, back, RFS_BLOCK_SIZE));
+	assert_int_equal(p->io.map_faults, 0);
+	assert_int_equal(truncate(c->path, (off_t)(s << RFS_BLOCK_SHIFT)), 0);
+	rfs_log_set_sink(quiet, NULL);
+	assert_int_equal(rfs_data_read_nolock(p, s, back, 1, &cs, &bad), -EIO);
+	assert_int_equal(bad, s);
+	assert_int_equal(p->io.map_faults, 1);
+	assert_int_equal(rfs_data_read(p, s, back, 1, &cs), -EIO);
+	assert_int_equal(p->io.map_faults, 2);
+	rfs_log_set_sink(NULL, NULL);
+	/* written again, the block reads back, from the map */
+	assert_int_equal(rfs_data_write(p, s, blk, 1, &cs), 0);
+	memset(back, 0, sizeof(back));
+	assert_true(rfs_io_map_copy(&p->io, s << RFS_BLOCK_SHIFT, back, RFS_BLOCK_SIZE));
+	assert_memory_equal(back, blk, sizeof(blk));
+	assert_int_equal(rfs_data_read(p, s, back, 1, &cs), 0);
+	assert_int_equal(p->io.map_faults, 2);
+	close_pool(p);
+}
+
+static sigjmp_buf other_env;
+static volatile sig_atomic_t other_hits;
+
+static void other_bus(int sig)
+{
+	(void)sig;
+	other_hits++;
+	siglongjmp(other_env, 1);
+}
+
+/* A SIGBUS that is not a guarded copy's goes to the handler that was
+ * there before the pool was opened; with none, it ends the process as
+ * it would have without the guard. */
+static void test_map_guard_passes_others_on(void **state)
+{
+	struct ctx *c = *state;
+	struct sigaction sa = {.sa_handler = other_bus, .sa_flags = SA_NODEFER}, old;
+	rfs_pool *p;
+
+	assert_int_equal(rfs_pool_create(c->path, 64ull << 20, RFS_CREATE_FORCE), 0);
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGBUS, &sa, &old), 0);
+	p = open_pool(c->path, 0);
+	assert_non_null(p->io.map);
+	other_hits = 0;
+	if (!sigsetjmp(other_env, 0))
+		raise(SIGBUS);
+	assert_int_equal(other_hits, 1);
+	close_pool(p);
+	assert_int_equal(sigaction(SIGBUS, &old, NULL), 0);
+
+	/* A real fault outside any copy, with the default action before. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGBUS, SIG_DFL);
+		p = NULL;
+		if (rfs_pool_open(c->path, 0, &p))
+			_exit(2);
+		char f[160];
+		snprintf(f, sizeof(f), "%s/short", c->dir);
+		int fd = open(f, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, 4096))
+			_exit(3);
+		volatile const char *m = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			_exit(4);
+		unlink(f);
+		(void)m[4096]; /* past the end of the file */
+		_exit(5);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGBUS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -395,6 +562,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cache_limit_and_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_writer_no_shard_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_high_water_file_length, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_reads_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_fault_falls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_guard_passes_others_on, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
