@@ -15,7 +15,7 @@
 # filesystems each takes every place equally often; with --reps 1 the
 # fixed order's bias stays.
 #
-#   bench/fs/fio.sh [--keep] [--reps N] [--runtime S] [--jobs "1 2 4"] [--rw LIST]
+#   bench/fs/fio.sh [--keep] [--busy] [--reps N] [--runtime S] [--jobs "1 2 4"] [--rw LIST]
 #     --keep       keep the temporary directory (pool, fio JSON, logs)
 #     --reps N     repetitions of every job (median; default 1)
 #     --runtime S  seconds per fio job (default 5)
@@ -24,6 +24,12 @@
 #                  half reads, half writes, mixed on each job's file, where
 #                  a READ maps the file's delayed writes first; its figure
 #                  counts reads and writes together)
+#     --busy       run one `nice -n 19` busy loop per CPU during the runs,
+#                  so that no CPU goes idle between requests: on a virtual
+#                  machine an idle vCPU halts, and waking it costs a
+#                  single-job run more than the daemons' own work
+#                  (bench/README.md, "Session 15"); figures are named as
+#                  without it
 #
 # stdout: "name: value unit" lines (IOPS per filesystem, and the ratios
 # reflinkfs / passthrough_hp and reflinkfs / native: higher is better;
@@ -51,8 +57,8 @@ exec 3>&1 1>&2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 me=fio.sh
 . "$root/bench/lib.bash"
-keep=0 reps=1 runtime=5 jobs="1 2 4" rw="randread randwrite"
-bench_args 2,46 "keep reps= runtime= jobs= rw=" "$@"
+keep=0 busy=0 reps=1 runtime=5 jobs="1 2 4" rw="randread randwrite"
+bench_args 2,52 "keep busy reps= runtime= jobs= rw=" "$@"
 rt=$runtime rws=$rw
 bench_bin
 command -v fio >/dev/null || { echo "$me: fio is not installed (scripts/install-deps.sh)" >&2; exit 1; }
@@ -142,6 +148,15 @@ fss="native reflinkfs"
 dir_of() { case $1 in native) echo "$work/native" ;; reflinkfs) echo "$mnt" ;; before) echo "$bmnt" ;; *) echo "$ptmnt" ;; esac; }
 pid_of() { case $1 in native) echo "" ;; reflinkfs) echo "$daemon_pid" ;; before) echo "$bpid" ;; *) echo "$pt_pid" ;; esac; }
 log "files of $size per job, ${rt}s per run, $reps repetition(s), jobs: $jobs; filesystems: $fss"
+if [ "$busy" = 1 ]; then
+	# Lowest priority: they take only what nobody else wants.  Killed
+	# by PID first thing at exit (bench_cleanup's kill_pids).
+	for _ in $(seq "$(nproc)"); do
+		nice -n 19 sh -c 'while :; do :; done' &
+		kill_pids="${kill_pids:-} $!"
+	done
+	log "busy: $(nproc) nice 19 busy loops"
+fi
 status=0
 for rw in $rws; do
 	for nj in $jobs; do
