@@ -147,7 +147,9 @@ static int install_guard(void)
 
 void rfs_io_map(struct rfs_io *io, uint64_t len)
 {
-	if (len == 0 || len > SIZE_MAX)
+	/* A pool past 64 TiB would take half of a 47-bit address space
+	 * (and its io->seen array megabytes): read with pread(2). */
+	if (len == 0 || len > SIZE_MAX || len > (uint64_t)1 << 46)
 		return;
 	int err = install_guard();
 	if (err) {
