@@ -112,22 +112,23 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		/* SA_NODEFER left SIGBUS unblocked: nothing to restore. */
 		siglongjmp(*g, 1);
 	}
-	if (prev_bus.sa_flags & SA_SIGINFO) {
+	/* SIG_DFL and SIG_IGN are values of the handler whatever the
+	 * flags say: never called. */
+	if (prev_bus.sa_handler == SIG_DFL || prev_bus.sa_handler == SIG_IGN) {
+		/* As without us: the faulting access runs again and the
+		 * default action ends the process (an ignored fault cannot be
+		 * survived). */
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGBUS, &dfl, NULL);
+		return;
+	}
+	if (prev_bus.sa_flags & SA_SIGINFO)
 		prev_bus.sa_sigaction(sig, si, uc);
-		return;
-	}
-	if (prev_bus.sa_handler != SIG_DFL && prev_bus.sa_handler != SIG_IGN) {
+	else
 		prev_bus.sa_handler(sig);
-		return;
-	}
-	/* As without us: the faulting access runs again and the default
-	 * action ends the process (an ignored fault cannot be survived). */
-	signal(SIGBUS, SIG_DFL);
 }
 
-/* Make on_sigbus the SIGBUS handler unless it is already: at every map,
- * not once, since a program may have put another one in its place (a
- * test framework restores its own after each test).  0 or -errno. */
 static int install_guard(void)
 {
 	struct sigaction cur, sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};

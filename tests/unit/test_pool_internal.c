@@ -528,30 +528,37 @@ static void test_map_guard_passes_others_on(void **state)
 	close_pool(p);
 	assert_int_equal(sigaction(SIGBUS, &old, NULL), 0);
 
-	/* A real fault outside any copy, with the default action before. */
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		signal(SIGBUS, SIG_DFL);
-		p = NULL;
-		if (rfs_pool_open(c->path, 0, &p))
-			_exit(2);
-		char f[160];
-		snprintf(f, sizeof(f), "%s/short", c->dir);
-		int fd = open(f, O_RDWR | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0 || ftruncate(fd, 4096))
-			_exit(3);
-		volatile const char *m = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
-		if (m == MAP_FAILED)
-			_exit(4);
-		unlink(f);
-		(void)m[4096]; /* past the end of the file */
-		_exit(5);
+	/* A real fault outside any copy, with the default action before
+	 * (set plainly, and with SA_SIGINFO, which leaves the handler
+	 * SIG_DFL all the same). */
+	for (int flags = 0; flags < 2; flags++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct sigaction dfl = {.sa_handler = SIG_DFL,
+						.sa_flags = flags ? SA_SIGINFO : 0};
+			sigemptyset(&dfl.sa_mask);
+			sigaction(SIGBUS, &dfl, NULL);
+			p = NULL;
+			if (rfs_pool_open(c->path, 0, &p))
+				_exit(2);
+			char f[160];
+			snprintf(f, sizeof(f), "%s/short", c->dir);
+			int fd = open(f, O_RDWR | O_CREAT | O_TRUNC, 0600);
+			if (fd < 0 || ftruncate(fd, 4096))
+				_exit(3);
+			volatile const char *m = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+			if (m == MAP_FAILED)
+				_exit(4);
+			unlink(f);
+			(void)m[4096]; /* past the end of the file */
+			_exit(5);
+		}
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFSIGNALED(st));
+		assert_int_equal(WTERMSIG(st), SIGBUS);
 	}
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFSIGNALED(st));
-	assert_int_equal(WTERMSIG(st), SIGBUS);
 }
 
 int main(void)
