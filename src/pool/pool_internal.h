@@ -117,10 +117,10 @@ struct rfs_io {
 	const uint8_t *map;
 	uint64_t map_len;
 	_Atomic uint64_t map_faults;
-	/* Blocks the map has populated, a bit each (map.c): seen_leaves
-	 * pointers, fixed while mapped, to leaves allocated on first use
-	 * (published by compare-and-swap) whose words any reader sets:
-	 * atomic. */
+	/* Two bits per block (map.c): read before, and mapped.
+	 * seen_leaves pointers, fixed while mapped, to leaves allocated on
+	 * first use (published by compare-and-swap) whose words any
+	 * reader sets: atomic. */
 	_Atomic(uint64_t *) *seen;
 	size_t seen_leaves;
 };
