@@ -38,6 +38,7 @@ struct committer {
 static void *commit_thread(void *arg)
 {
 	struct committer *c = arg;
+	pthread_setname_np(pthread_self(), "rfs-commit");
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
 		struct timespec ts;

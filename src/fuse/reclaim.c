@@ -65,6 +65,7 @@ static bool nap(struct rfs_reclaimer *r, long ms)
 static void *reclaim_thread(void *arg)
 {
 	struct rfs_reclaimer *r = arg;
+	pthread_setname_np(pthread_self(), "rfs-reclaim");
 	for (;;) {
 		pthread_mutex_lock(&r->lock);
 		bool stop = r->stop;

@@ -84,6 +84,7 @@ struct rfs_mountwatch {
 static void *watch_thread(void *arg)
 {
 	struct rfs_mountwatch *w = arg;
+	pthread_setname_np(pthread_self(), "rfs-mountwatch");
 	for (;;) {
 		struct pollfd p[2] = {{.fd = w->stop[0], .events = POLLIN},
 				      {.fd = w->fd, .events = POLLPRI}};

@@ -94,6 +94,7 @@ static void accept_all(struct rfs_status *st)
 static void *status_thread(void *arg)
 {
 	struct rfs_status *st = arg;
+	pthread_setname_np(pthread_self(), "rfs-status");
 	struct pollfd p[2 + MAX_CLIENTS];
 	for (;;) {
 		p[0] = (struct pollfd){.fd = st->wake[0], .events = POLLIN};

@@ -357,6 +357,7 @@ static int conn_read(struct rfs_watch_server *s, struct wconn *c)
 static void *server_thread(void *arg)
 {
 	struct rfs_watch_server *s = arg;
+	pthread_setname_np(pthread_self(), "rfs-watch");
 	struct pollfd *p = NULL;
 	struct wconn **who = NULL;
 	size_t cap = 0;

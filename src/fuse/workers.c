@@ -101,6 +101,7 @@ int rfs_fuse_workers_run(struct rfs_mount *m, unsigned threads)
 		.ended = fw_ended,
 		.arg = m->se,
 		.name = m->pool,
+		.thread_name = "rfs-fuse",
 	};
 	struct rfs_workpool *p;
 	if (m->uring) {

@@ -248,6 +248,8 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct rfs_workpool *p = w->p;
 	t_self = w;
+	if (p->cfg.thread_name)
+		pthread_setname_np(pthread_self(), p->cfg.thread_name);
 	t_depth = 0;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	unsigned backoff_ms = 0; /* after receives that found no memory */

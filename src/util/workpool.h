@@ -47,6 +47,9 @@ struct rfs_workpool_cfg {
 	bool (*ended)(void *arg);
 	void *arg;
 	const char *name; /* for log lines */
+	/* The workers' thread name (ps -L, top -H, perf), at most 15
+	 * characters; NULL leaves the name the process's. */
+	const char *thread_name;
 };
 
 /* The longest back-off of a worker whose receive found no memory. */
