@@ -25,7 +25,7 @@
 # percentiles and the number of reads that took 1 ms or more.
 # --rt runs the reader and the daemon's FUSE workers (the threads named
 # rfs-fuse) under SCHED_FIFO, priority 50 (chrt), and everything else
-# (cp, the commit, the release, the other sessions' work) as before: on
+# (cp, the commit, the release, anything else on the machine) as before: on
 # a 2-vCPU machine a reader under the normal scheduler waits milliseconds
 # for a CPU whatever the filesystem does (the floor says how long), and
 # with --rt what is left of its wait is what the filesystem makes it
@@ -56,6 +56,14 @@ log "pool $work/pool, load $(cut -d' ' -f1-3 /proc/loadavg)"
 rtcmd=
 if [ -n "$rt" ]; then
 	rtcmd="chrt -f 50"
+	# Each worker names itself as it starts: wait until the count holds.
+	was=-1
+	for _ in $(seq 20); do
+		nw=$(grep -lx rfs-fuse /proc/"$daemon_pid"/task/*/comm 2>/dev/null | wc -l)
+		[ "$nw" = "$was" ] && break
+		was=$nw
+		sleep 0.1
+	done
 	nw=0
 	for c in /proc/"$daemon_pid"/task/*/comm; do
 		[ "$(cat "$c" 2>/dev/null)" = rfs-fuse ] || continue
