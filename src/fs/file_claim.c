@@ -50,16 +50,17 @@ void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k)
 
 /* Claim nb blocks, all or none: 1 taken, 0 when the ordinary path should
  * write (too little space to be sure, a read-only or failed pool, an
- * injected fault: that path says what is wrong).  *delay: the pool has
- * room enough for the mapping to be delayed (file_delay.c), and n is not
- * a deleted file (whose write must fail: read under the gate, as
- * deletions set it holding the write lock). */
+ * injected fault: that path says what is wrong).  The blocks queued
+ * writes reserve (dm_reserved) stay free.  *room: the free data blocks
+ * besides these nb, for the delayed mapping to check its reservation
+ * (file_delay.c); 0 when n is a deleted file (whose write must fail:
+ * read under the gate, as deletions set it holding the write lock). */
 static int take(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t nb, uint64_t meta,
-		bool *delay)
+		uint64_t *room)
 {
 	int ok = 0;
 	c->nruns = 0;
-	*delay = false;
+	*room = 0;
 	/* The gate, not the write lock: a claim changes only allocation
 	 * state that gate holders look at, so readers go on (and need not
 	 * leave first, as for the write lock). */
@@ -70,9 +71,10 @@ static int take(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t nb, ui
 	 * same margin op_begin will ask for the metadata alone. */
 	uint64_t f = rfs_pool_free_blocks(fs->pool);
 	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
-	if (d + (meta < r ? meta : r) < meta + nb)
+	if (d + (meta < r ? meta : r) < meta + nb + dm_reserved(fs))
 		goto out;
-	*delay = d >= nb + dm_room(meta) && !n->dead;
+	if (!n->dead)
+		*room = d - nb;
 	uint64_t have = 0;
 	while (have < nb) {
 		uint64_t start, got, want = nb - have;
@@ -150,52 +152,17 @@ static int map_runs(rfs_fs *fs, struct rfs_irec *r, struct emap *t, uint64_t pos
 	return 0;
 }
 
-/* The order to map k writes in: by file offset when no two overlap, so
- * that each extent edit resumes the last one's descent (ext_replace's
- * finger) where the two share the path; else as given, the later of two
- * overlapping writes mapped last.  The sort is a bottom-up merge of
- * block numbers with the index in their low bits (k <= DM_BATCH): one
- * word per element, and about log2(k) moves of each, where an
- * insertion sort of a random batch cost 170 instructions per write. */
-static void map_order(const struct claim_wr *w, size_t k, uint8_t *ord)
-{
-	_Static_assert(DM_BATCH <= 64, "map_order keeps an index in 6 bits");
-	uint64_t ka[DM_BATCH], kb[DM_BATCH], *src = ka, *dst = kb;
-	for (size_t i = 0; i < k; i++)
-		ka[i] = (w[i].off / BS) << 6 | i;
-	for (size_t run = 1; run < k; run *= 2) {
-		for (size_t lo = 0; lo < k; lo += 2 * run) {
-			size_t mid = lo + run < k ? lo + run : k;
-			size_t hi = lo + 2 * run < k ? lo + 2 * run : k;
-			size_t a = lo, b = mid, o = lo;
-			while (a < mid && b < hi)
-				dst[o++] = src[a] <= src[b] ? src[a++] : src[b++];
-			while (a < mid)
-				dst[o++] = src[a++];
-			while (b < hi)
-				dst[o++] = src[b++];
-		}
-		uint64_t *t = src;
-		src = dst;
-		dst = t;
-	}
-	for (size_t i = 0; i < k; i++)
-		ord[i] = (uint8_t)(src[i] & 63);
-	for (size_t i = 1; i < k; i++)
-		if (w[ord[i - 1]].off + w[ord[i - 1]].size > w[ord[i]].off) {
-			for (size_t j = 0; j < k; j++)
-				ord[j] = (uint8_t)j;
-			return;
-		}
-}
-
 int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 {
-	/* A write's own (1) or a delayed batch's of one file: the ranges
-	 * of its journal records below fit one array. */
+	/* A write's own (1) or a delayed batch's runs of one file, in file
+	 * order (file_delay.c sorts them), so that each extent edit resumes
+	 * the last one's descent (ext_replace's finger) where the two share
+	 * the path: the ranges of its journal records below fit one array. */
 	assert(k <= DM_BATCH);
-	uint8_t ord[DM_BATCH];
-	map_order(w, k, ord);
+#ifndef NDEBUG
+	for (size_t j = 1; j < k; j++)
+		assert(w[j - 1].off + w[j - 1].size <= w[j].off);
+#endif
 	struct rfs_ipath p;
 	size_t i = 0;
 	int ret = ip_load(fs, n, true, &p);
@@ -219,7 +186,7 @@ int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 	struct rfs_tree_edit fin = {.p.h = 0};
 	bool any = false;
 	for (; i < k && !ret; i++) {
-		struct claim_wr *x = &w[ord[i]];
+		struct claim_wr *x = &w[i];
 		uint64_t mapped;
 		ret = map_runs(fs, r, &t, x->off / BS, x, &e, &fin, &mapped);
 		if (mapped) {
@@ -253,7 +220,7 @@ drop:
 	/* The writes not reached keep their claims: give them back (the
 	 * write lock includes the gate). */
 	for (; i < k; i++)
-		drop_runs(fs, &w[ord[i]], 0);
+		drop_runs(fs, &w[i], 0);
 	return ret;
 }
 
@@ -267,9 +234,9 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	/* On the stack (3.1 KiB, as ext_punch's 8.6): no malloc per WRITE. */
 	struct claim cl, *c = &cl;
 	uint64_t meta = op_meta(op_depth(fs, n), 4);
-	bool delay;
+	uint64_t room;
 	int res = 1;
-	if (!take(fs, n, c, nb, meta, &delay))
+	if (!take(fs, n, c, nb, meta, &room))
 		goto out;
 	/* The copy: no lock held.  The blocks are ours alone, and no commit
 	 * names them (pool.h, "Claims"). */
@@ -290,7 +257,7 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	}
 	/* Mapped later with others (file_delay.c), when the pool has room
 	 * and the write is small: the data is in place and checksummed. */
-	if (delay && c->nruns == 1 && dm_queue(fs, n, &w)) {
+	if (room && c->nruns == 1 && dm_queue(fs, n, &w, meta, room)) {
 		*done = size;
 		res = 0;
 		goto out;

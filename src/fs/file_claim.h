@@ -26,9 +26,9 @@ struct claim_wr {
 
 /*
  * The body of the operation that maps the k writes w[0..k) into file n,
- * in order (a later one wins where they overlap): one inode load and
- * store, an extent edit per run, the size and times, a journal record
- * per write.  Pool write lock held (op_begin_claimed or dm's operation).
+ * given in file order and not overlapping (asserted in debug builds):
+ * one inode load and store, an extent edit per run, the size and times,
+ * a journal record per write.  Pool write lock held (op_begin_claimed or dm's operation).
  * Returns 0 or -errno; every run not mapped is given back (nruns 0).
  * With k 1, a short mapping returns 0 with done below size.  k is at
  * most DM_BATCH.
@@ -39,19 +39,25 @@ int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k);
  * lock held). */
 void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k);
 
-/* Data blocks that must stay free beyond a write's own for its mapping to
- * be delayed, given one write's metadata estimate meta: the delayed
- * batch's operation must never fail for space after the WRITE was
- * answered (file_delay.c). */
+/* Data blocks a queued write reserves for its mapping, given one write's
+ * metadata estimate meta: the delayed batch's operations must never fail
+ * for space after the WRITEs were answered (file_delay.c). */
 uint64_t dm_room(uint64_t meta);
+
+/* The blocks the queued writes reserve (the sum of their dm_room): a
+ * claim leaves them free.  No lock needed (an atomic load). */
+uint64_t dm_reserved(rfs_fs *fs);
 
 /*
  * Queue the mapping of w (one run, whole blocks, data in place) on file
  * n, to be done with others: true when queued (the caller answers the
  * write as done), false when it must be mapped now (a watch mark is
- * armed, the run is too long).  Applies the queue when it is full.
- * No pool lock held.
+ * armed, the run is too long, the queue is full, or room -- the free
+ * data blocks besides w's own, when it claimed them -- does not cover
+ * the queued reservations and dm_room(meta) more).  Applies the queue
+ * when it is full.  No pool lock held.
  */
-bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w);
+bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
+	      uint64_t room);
 
 #endif

@@ -7,8 +7,8 @@
  * write's cost (docs/ARCHITECTURE.md, "The mapping is the whole write
  * gap").  So a small one (one run, at most DM_RUN_MAX blocks) is not
  * mapped at once: it is queued here and the WRITE is answered.  The
- * queue is mapped in one operation per file when it holds DM_BATCH
- * writes, and, before that, by anything that could see the file's
+ * queue holds up to DM_QUEUE writes (DM_BLOCKS blocks); it is mapped
+ * when full, and, before that, by anything that could see the file's
  * state:
  *
  *   - every operation (op.c begin), except the best-effort atime update
@@ -21,17 +21,34 @@
  *     follower of the change journal starting to wait (and nothing is
  *     queued while one waits: its wake-up is the journal record).
  *
- * Order: writes are queued in the order their WRITEs were answered and
- * mapped in that order, and any change that does not come through this
- * queue first settles it, so every write is applied after those
- * answered before it.
+ * How a batch is mapped: its writes are cut into blocks and sorted by
+ * (file, block, queue position) (a radix sort: radix.h).  Of a block
+ * written twice only the later write is kept, and the earlier one's
+ * block goes back unused: nobody read it, as readers settle first.
+ * The blocks left are joined into runs where both the file's and the
+ * pool's blocks follow on, and mapped in file order, DM_BATCH runs per
+ * operation.  A big batch is what makes this cheap: thousands of random
+ * writes over a file's few hundred extent leaves edit each leaf many
+ * times in a row, resuming the last descent (claim_map's finger), where
+ * one write at a time, or 64, found every leaf cold.  The pool write
+ * lock is held one operation at a time, so a reader waits for at most
+ * DM_BATCH runs' edits, never for the whole batch.
  *
- * Space: a write is delayed only when the pool has room for the whole
- * batch's metadata besides (dm_room), so the batch's operation does not
- * fail for space after its WRITEs were answered.  If it fails all the
- * same (an I/O error, a pool turned read-only), the error is logged with
- * the inode, kept on the file and returned by its next fsync, as a
- * kernel filesystem reports a failed write-back.
+ * Order: a later write to a block wins over an earlier one, and any
+ * change that does not come through this queue first settles it, so
+ * every write is applied after those answered before it.  The change
+ * journal gets a record per mapped run; together they cover exactly
+ * the ranges the writes did.
+ *
+ * Space: each queued write reserves dm_room(meta) blocks (fs dm_resv,
+ * twice what its share of a batch operation asks for), and a write is
+ * delayed only when the pool's free data blocks cover every reservation
+ * besides its own blocks; a claim that is not delayed must leave the
+ * reservations free too (file_claim.c take).  So a batch's operations do
+ * not fail for space after their WRITEs were answered.  If one fails
+ * all the same (an I/O error, a pool turned read-only), the error is
+ * logged with the inode, kept on the file and returned by its next
+ * fsync, as a kernel filesystem reports a failed write-back.
  *
  * Pre-modification events: a write is delayed only while no watch mark
  * is armed (checked under dm_lock); arming a mark settles the queue
@@ -39,36 +56,76 @@
  * visible by then, and every later one is checked as before.
  *
  * Locks: dm_apply (held from taking writes off the queue until their
- * operation ended) before dm_lock (the queue, a leaf), before any pool
- * lock.  Callers of dm_settle hold no pool lock and no nlock.
+ * operations ended; it also guards the batch scratch, dm_scr) before
+ * dm_lock (the queue, a leaf), before any pool lock.  Callers of
+ * dm_settle hold no pool lock and no nlock.
  */
 #include "fs/file_claim.h"
 #include "fs/op.h"
+#include "util/radix.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #define BS RFS_BLOCK_SIZE
 
+/* A sort key: the file block in the high bits, the write's queue
+ * position in the low DM_POS_BITS, so a later write to a block sorts
+ * after an earlier one.  File blocks are below 2^50 (RFS_FILE_MAX). */
+#define DM_POS_BITS 13u
+_Static_assert(DM_QUEUE <= 1u << DM_POS_BITS, "a queue position fits its key bits");
+_Static_assert(RFS_FILE_MAX / RFS_BLOCK_SIZE <= 1ull << (64 - DM_POS_BITS),
+	       "a file block fits its key bits");
+
 struct dm_ent {
 	struct rfs_node *n;
 	struct claim_run run;
 	uint64_t off;
+	uint64_t resv; /* blocks it holds of fs dm_resv */
 	uint32_t csum[DM_RUN_MAX];
+};
+
+/* A batch's scratch (dm_apply): the writes taken off the queue, their
+ * order by file, a node-to-group table, the sort keys and their
+ * scratch, and the runs to map with their checksums. */
+struct dm_scr {
+	struct dm_ent take[DM_QUEUE];
+	uint16_t ord[DM_QUEUE];
+	struct dm_slot {
+		struct rfs_node *n;
+		uint32_t grp;
+	} slot[2 * DM_QUEUE];
+	uint32_t gcnt[DM_QUEUE + 1];
+	uint64_t key[DM_BLOCKS], tmp[DM_BLOCKS];
+	struct claim_run runs[DM_BLOCKS];
+	uint64_t rblk[DM_BLOCKS]; /* each run's first file block */
+	uint32_t csum[DM_BLOCKS];
 };
 
 uint64_t dm_room(uint64_t meta)
 {
-	/* A batch of DM_BATCH writes, each with a write's metadata, and as
-	 * much again as margin for what else runs meanwhile. */
-	return 2 * (uint64_t)DM_BATCH * (meta + DM_RUN_MAX);
+	/* Its share of a batch operation (op_meta of 4 items per run,
+	 * claim_map), with a run's blocks, twice: a margin for what else
+	 * runs meanwhile. */
+	return 2 * (meta + DM_RUN_MAX);
+}
+
+uint64_t dm_reserved(rfs_fs *fs)
+{
+	return atomic_load_explicit(&fs->dm_resv, memory_order_relaxed);
 }
 
 int dm_init(rfs_fs *fs)
 {
-	fs->dm_q = calloc(DM_BATCH, sizeof(*fs->dm_q));
-	if (!fs->dm_q)
+	fs->dm_q = calloc(DM_QUEUE, sizeof(*fs->dm_q));
+	fs->dm_scr = malloc(sizeof(*fs->dm_scr));
+	if (!fs->dm_q || !fs->dm_scr) {
+		free(fs->dm_q);
+		free(fs->dm_scr);
+		fs->dm_q = NULL;
+		fs->dm_scr = NULL;
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&fs->dm_apply, NULL);
 	pthread_mutex_init(&fs->dm_lock, NULL);
 	return 0;
@@ -81,7 +138,9 @@ void dm_fini(rfs_fs *fs)
 	/* Writes still queued (an abandoned or crashed fs): their claims
 	 * went with the pool. */
 	free(fs->dm_q);
+	free(fs->dm_scr);
 	fs->dm_q = NULL;
+	fs->dm_scr = NULL;
 	pthread_mutex_destroy(&fs->dm_apply);
 	pthread_mutex_destroy(&fs->dm_lock);
 }
@@ -90,7 +149,7 @@ void dm_fini(rfs_fs *fs)
 static void note_err(rfs_fs *fs, struct rfs_node *n, int err, size_t k)
 {
 	rfs_log(RFS_LOG_ERR,
-		"%s: %zu write(s) to inode %llu of volume %llu were answered but could not be mapped (%s): their data is lost; the file's next fsync returns the error",
+		"%s: %zu run(s) of writes to inode %llu of volume %llu were answered but could not be mapped (%s): their data is lost; the file's next fsync returns the error",
 		rfs_pool_path(fs->pool), k, (unsigned long long)n->ino,
 		(unsigned long long)n->vol, strerror(-err));
 	pthread_mutex_lock(&fs->dm_lock);
@@ -99,13 +158,10 @@ static void note_err(rfs_fs *fs, struct rfs_node *n, int err, size_t k)
 	pthread_mutex_unlock(&fs->dm_lock);
 }
 
-/* Map k writes of n in one operation (dm_apply held).  No pool lock. */
-static void map_file(rfs_fs *fs, struct rfs_node *n, struct dm_ent **e, size_t k)
+/* Map k runs of n, in file order and not overlapping, in one operation
+ * (dm_apply held).  No pool lock. */
+static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 {
-	struct claim_wr w[DM_BATCH];
-	for (size_t i = 0; i < k; i++)
-		w[i] = (struct claim_wr){&e[i]->run, 1, e[i]->csum, e[i]->off,
-					 (size_t)e[i]->run.n * BS, 0};
 	struct rfs_op op = {0};
 	op_local(&op, n);
 	uint64_t meta = op_meta(op_depth(fs, n), 4 * (unsigned)k);
@@ -124,37 +180,125 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, struct dm_ent **e, size_t k
 		note_err(fs, n, ret, k);
 }
 
+/* Give back the blocks of the writes a later write to the same block
+ * replaced: keys x[0..m), each naming one block of a taken write. */
+static void drop_replaced(rfs_fs *fs, const struct dm_ent *take, const uint64_t *x, size_t m)
+{
+	if (!m)
+		return;
+	rfs_pool_gate_lock(fs->pool);
+	for (size_t i = 0; i < m; i++) {
+		const struct dm_ent *e = &take[x[i] & ((1u << DM_POS_BITS) - 1)];
+		uint64_t j = (x[i] >> DM_POS_BITS) - e->off / BS;
+		rfs_claim_drop(fs->pool, e->run.start + j, 1);
+	}
+	rfs_pool_unlock(fs->pool);
+}
+
+/* Map the writes take[ord[0..k)] of file n (queue order). */
+static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t k)
+{
+	struct dm_scr *s = fs->dm_scr;
+	size_t m = 0;
+	for (size_t i = 0; i < k; i++) {
+		const struct dm_ent *e = &s->take[ord[i]];
+		for (uint64_t j = 0; j < e->run.n; j++)
+			s->key[m++] = (e->off / BS + j) << DM_POS_BITS | ord[i];
+	}
+	radix_sort_u64(s->key, s->tmp, m);
+	/* The last key of each block wins; the others' blocks go back
+	 * (collected in tmp, free after the sort). */
+	size_t nd = 0, nr = 0, nc = 0;
+	uint64_t prev_b = 0, prev_p = 0;
+	for (size_t i = 0; i < m; i++) {
+		uint64_t b = s->key[i] >> DM_POS_BITS;
+		if (i + 1 < m && s->key[i + 1] >> DM_POS_BITS == b) {
+			s->tmp[nd++] = s->key[i];
+			continue;
+		}
+		const struct dm_ent *e = &s->take[s->key[i] & ((1u << DM_POS_BITS) - 1)];
+		uint64_t j = b - e->off / BS, p = e->run.start + j;
+		if (nr && b == prev_b + 1 && p == prev_p + 1 && s->runs[nr - 1].n < RFS_EXTENT_MAX)
+			s->runs[nr - 1].n++;
+		else {
+			s->rblk[nr] = b;
+			s->runs[nr++] = (struct claim_run){p, 1};
+		}
+		s->csum[nc++] = e->csum[j];
+		prev_b = b;
+		prev_p = p;
+	}
+	drop_replaced(fs, s->take, s->tmp, nd);
+	/* The runs in file order, DM_BATCH per operation. */
+	struct claim_wr w[DM_BATCH];
+	for (size_t r = 0, c = 0; r < nr;) {
+		size_t q = 0;
+		for (; q < DM_BATCH && r < nr; q++, r++) {
+			w[q] = (struct claim_wr){&s->runs[r], 1, &s->csum[c], s->rblk[r] * BS,
+						 (size_t)s->runs[r].n * BS, 0};
+			c += s->runs[r].n;
+		}
+		map_runs_op(fs, n, w, q);
+	}
+}
+
 void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 {
-	struct dm_ent take[DM_BATCH];
-	size_t k = 0;
 	pthread_mutex_lock(&fs->dm_apply);
+	struct dm_scr *s = fs->dm_scr;
+	size_t k = 0, keep = 0, blocks = 0;
 	pthread_mutex_lock(&fs->dm_lock);
-	size_t keep = 0;
 	for (size_t i = 0; i < fs->dm_n; i++) {
-		if (!only || fs->dm_q[i].n == only)
-			take[k++] = fs->dm_q[i];
-		else
+		if (!only || fs->dm_q[i].n == only) {
+			s->take[k++] = fs->dm_q[i];
+			blocks += fs->dm_q[i].run.n;
+		} else {
 			fs->dm_q[keep++] = fs->dm_q[i];
+		}
 	}
 	fs->dm_n = keep;
+	fs->dm_blocks -= blocks;
 	pthread_mutex_unlock(&fs->dm_lock);
-	/* One operation per file, its writes in queue order. */
-	bool done[DM_BATCH] = {false};
+	/* Group the writes by file, in queue order within each: a table
+	 * of the files seen (open addressing, a power of two at least
+	 * twice k), then a counting sort by group. */
+	size_t cap = 2;
+	while (cap < 2 * k)
+		cap *= 2;
+	memset(s->slot, 0, cap * sizeof(*s->slot));
+	uint32_t ng = 0;
 	for (size_t i = 0; i < k; i++) {
-		if (done[i])
-			continue;
-		struct rfs_node *n = take[i].n;
-		struct dm_ent *mine[DM_BATCH];
-		size_t m = 0;
-		for (size_t j = i; j < k; j++)
-			if (!done[j] && take[j].n == n) {
-				mine[m++] = &take[j];
-				done[j] = true;
-			}
-		map_file(fs, n, mine, m);
-		atomic_fetch_sub_explicit(&n->dm_count, (uint32_t)m, memory_order_release);
+		uintptr_t h = (uintptr_t)s->take[i].n;
+		size_t at = (size_t)((h >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (cap - 1);
+		while (s->slot[at].n && s->slot[at].n != s->take[i].n)
+			at = (at + 1) & (cap - 1);
+		if (!s->slot[at].n)
+			s->slot[at] = (struct dm_slot){s->take[i].n, ng++};
+		s->ord[i] = (uint16_t)s->slot[at].grp; /* for now: the group */
 	}
+	memset(s->gcnt, 0, (ng + 1) * sizeof(*s->gcnt));
+	for (size_t i = 0; i < k; i++)
+		s->gcnt[s->ord[i] + 1]++;
+	for (uint32_t g = 0; g < ng; g++)
+		s->gcnt[g + 1] += s->gcnt[g];
+	/* tmp as the positions by group (the keys are built later). */
+	uint16_t *pos = (uint16_t *)s->tmp;
+	for (size_t i = 0; i < k; i++)
+		pos[s->gcnt[s->ord[i]]++] = (uint16_t)i;
+	memcpy(s->ord, pos, k * sizeof(*s->ord));
+	uint64_t resv = 0;
+	for (size_t i = 0; i < k; i++)
+		resv += s->take[i].resv;
+	/* One file at a time; gcnt[g] is now the end of group g. */
+	size_t from = 0;
+	for (uint32_t g = 0; g < ng; g++) {
+		size_t to = s->gcnt[g];
+		struct rfs_node *n = s->take[s->ord[from]].n;
+		map_file(fs, n, s->ord + from, to - from);
+		atomic_fetch_sub_explicit(&n->dm_count, (uint32_t)(to - from), memory_order_release);
+		from = to;
+	}
+	atomic_fetch_sub_explicit(&fs->dm_resv, resv, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&fs->dm_count, (uint32_t)k, memory_order_release);
 	pthread_mutex_unlock(&fs->dm_apply);
 }
@@ -168,19 +312,23 @@ void dm_settle_id(rfs_fs *fs, rfs_nodeid id)
 		dm_settle(fs, n);
 }
 
-bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w)
+bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
+	      uint64_t room)
 {
 	/* A map hook (tests) holds the writer in its mapping: such a test
 	 * means the write's own operation. */
 	if (w->nruns != 1 || w->runs[0].n > DM_RUN_MAX || !fs->dm_q || fs->map_hook)
 		return false;
 	bool full;
+	uint64_t resv = dm_room(meta);
 	pthread_mutex_lock(&fs->dm_lock);
 	/* Under dm_lock: an arm that set its bit before this sees the write
 	 * queued when it settles (rfs_fs_watch_arm).  Not while a follower
 	 * of the change journal waits: it is woken by the journal record,
-	 * which only the mapping writes (rfs_fs_changes_wait). */
-	if (fs->dm_n == DM_BATCH ||
+	 * which only the mapping writes (rfs_fs_changes_wait).  The room
+	 * is checked here, against the reservations queued before. */
+	if (fs->dm_n == DM_QUEUE || fs->dm_blocks + w->runs[0].n > DM_BLOCKS ||
+	    room < dm_reserved(fs) + resv ||
 	    (atomic_load(&fs->watch_state) & WATCH_ARMED_MASK) ||
 	    atomic_load(&fs->cw_waiters)) {
 		pthread_mutex_unlock(&fs->dm_lock);
@@ -190,10 +338,13 @@ bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w)
 	e->n = n;
 	e->run = w->runs[0];
 	e->off = w->off;
+	e->resv = resv;
 	memcpy(e->csum, w->csum, 4 * w->runs[0].n);
+	fs->dm_blocks += w->runs[0].n;
+	atomic_fetch_add_explicit(&fs->dm_resv, resv, memory_order_relaxed);
 	atomic_fetch_add_explicit(&n->dm_count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&fs->dm_count, 1, memory_order_relaxed);
-	full = fs->dm_n == DM_BATCH;
+	full = fs->dm_n == DM_QUEUE || fs->dm_blocks + DM_RUN_MAX > DM_BLOCKS;
 	pthread_mutex_unlock(&fs->dm_lock);
 	if (full)
 		dm_settle(fs, NULL);

@@ -395,13 +395,18 @@ struct rfs_fs {
 	/* Delayed mapping of small writes (file_delay.c).  dm_apply: held
 	 * by whoever maps queued writes, from taking them off the queue
 	 * until their operation ended; taken before dm_lock and any pool
-	 * lock.  dm_lock (a leaf): dm_q (DM_BATCH entries, NULL on a
-	 * read-only fs) and dm_n.  dm_count: writes queued or being mapped
-	 * (atomic: read with no lock by dm_settle). */
+	 * lock; it guards dm_scr, the batch's scratch.  dm_lock (a leaf):
+	 * dm_q (DM_QUEUE entries, NULL on a read-only fs), dm_n and
+	 * dm_blocks (their blocks).  dm_count: writes queued or being
+	 * mapped; dm_resv: the blocks their mapping may need (dm_room each).
+	 * Both atomic, read with no lock (dm_settle, file_claim.c take);
+	 * dm_resv is added to under dm_lock and taken from under dm_apply. */
 	pthread_mutex_t dm_apply, dm_lock;
 	struct dm_ent *dm_q;
-	size_t dm_n;
+	struct dm_scr *dm_scr;
+	size_t dm_n, dm_blocks;
 	_Atomic uint32_t dm_count;
+	_Atomic uint64_t dm_resv;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -1036,9 +1041,12 @@ void watch_release_waiters(rfs_fs *fs);
 
 /* ---- delayed mapping (file_delay.c) ---------------------------------------- */
 
-/* Writes mapped together, and the longest write that is delayed. */
+/* Runs mapped by one operation, the longest write that is delayed, and
+ * the most writes and blocks the queue holds (file_delay.c). */
 #define DM_BATCH 64u
 #define DM_RUN_MAX 16u
+#define DM_QUEUE 8192u
+#define DM_BLOCKS 16384u
 
 /* The queue, at open (-ENOMEM) and at free. */
 int dm_init(rfs_fs *fs);

@@ -561,6 +561,9 @@ static void test_decoded_copies(void **state)
 			assert_int_equal(rfs_fs_write(fs, f[i], buf, sizeof(buf),
 						      (uint64_t)(i + r) * RFS_BLOCK_SIZE),
 					 (ssize_t)sizeof(buf));
+			/* Mapped now, by an operation of its own (a
+			 * delayed batch would load each file once). */
+			rfs_fs_settle(fs);
 		}
 	/* Every write found the root's and d's records (2 per write) and,
 	 * past the first round, mostly its file's. */

@@ -109,14 +109,19 @@ static void test_queue_and_batch(void **state)
 	assert_int_equal(st.st_size, 301 * (off_t)BS);
 	assert_int_equal(queued(fs), 0);
 
-	/* DM_BATCH writes fill the queue: the last one maps them all. */
-	for (unsigned i = 0; i < DM_BATCH - 1; i++)
-		wr(fs, i % 2 ? a : b, 7, 1000 + i, 1);
-	assert_int_equal(queued(fs), DM_BATCH - 1);
-	wr(fs, a, 7, 1000 + DM_BATCH - 1, 1);
+	/* Writes queue while the pool has room for their reservations
+	 * (dm_room each); the first that would go beyond is mapped at
+	 * once, after all those queued (its operation settles them). */
+	unsigned q = 0;
+	while (queued(fs) == q) {
+		wr(fs, q % 2 ? a : b, 7, 1000 + q, 1);
+		q++;
+		assert_true(q < DM_QUEUE);
+	}
 	assert_int_equal(queued(fs), 0);
-	for (unsigned i = 0; i < DM_BATCH; i++)
-		check(fs, i % 2 || i == DM_BATCH - 1 ? a : b, 7, 1000 + i);
+	assert_true(q > DM_BATCH); /* 256 MiB hold more than a batch */
+	for (unsigned i = 0; i < q; i++)
+		check(fs, i % 2 ? a : b, 7, 1000 + i);
 	/* The same block twice in one batch: the later write wins. */
 	wr(fs, a, 8, 2000, 1);
 	wr(fs, a, 9, 2000, 1);
@@ -146,22 +151,99 @@ static void test_close_maps(void **state)
 	assert_int_equal(fx_fsck(), 0);
 }
 
-/* Nothing is queued while the pool is short of room for a batch's
- * metadata (the batch's operation must not fail for space after its
- * writes were answered), nor on a read-only fs's queue-less path. */
+/* Nothing is queued while the pool is short of room for a write's
+ * reservation (the batch's operations must not fail for space after its
+ * writes were answered): such a write is mapped at once. */
 static void test_no_delay_when_short(void **state)
 {
 	(void)state;
 	rfs_fs *fs = fx_fresh(20ull << 20, 0);
 	rfs_nodeid a = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b");
 	struct statvfs sv;
-	assert_int_equal(rfs_fs_statfs(fs, &sv), 0);
 	uint64_t need = dm_room(op_meta(op_depth(fs, node_get(fs, a)), 4));
-	assert_true(sv.f_bfree < need); /* the precondition */
+	/* Fill the pool with b (writes too long to be queued) until less
+	 * than one reservation is free, or it is full (the reserve is in
+	 * f_bfree, not in what data may take): then give 8 blocks back,
+	 * for a's write. */
+	const unsigned nblk = DM_RUN_MAX + 1;
+	uint8_t *buf = calloc(nblk, BS);
+	assert_non_null(buf);
+	uint64_t size = 0;
+	for (;;) {
+		assert_int_equal(rfs_fs_statfs(fs, &sv), 0);
+		if (sv.f_bfree < need)
+			break;
+		ssize_t got = rfs_fs_write(fs, b, buf, (size_t)nblk * BS, size);
+		assert_int_equal(queued(fs), 0);
+		if (got > 0)
+			size += (uint64_t)got;
+		if (got < (ssize_t)nblk * BS) {
+			struct stat st = {.st_size = (off_t)(size - 8 * BS)};
+			assert_int_equal(rfs_fs_setattr(fs, b, &st, RFS_SET_SIZE, NULL), 0);
+			break;
+		}
+	}
+	free(buf);
+	assert_int_equal(rfs_fs_sync(fs), 0);
 	wr(fs, a, 1, 0, 1);
 	assert_int_equal(queued(fs), 0);
 	check(fs, a, 1, 0);
 	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
+/* A queue that fills, by its writes (DM_QUEUE) or by their blocks
+ * (DM_BLOCKS), maps itself with the write that filled it; every write
+ * reads back, also after a reopen. */
+static void test_queue_full(void **state)
+{
+	(void)state;
+	/* Room for DM_QUEUE reservations: a sparse pool of 8 GiB. */
+	rfs_fs *fs = fx_fresh(8ull << 30, 0);
+	rfs_nodeid a = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b");
+	/* Single blocks, random over 3 * DM_QUEUE blocks of two files:
+	 * some written twice, the later winning. */
+	unsigned span = 3 * DM_QUEUE;
+	unsigned *tag = calloc(2 * span, sizeof(*tag));
+	assert_non_null(tag);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (unsigned i = 0; i < DM_QUEUE; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		unsigned f = (unsigned)(x >> 60) & 1, blk = (unsigned)(x % span);
+		assert_int_equal(queued(fs), i);
+		wr(fs, f ? a : b, 10 + i % 200, blk, 1);
+		tag[f * span + blk] = 10 + i % 200;
+	}
+	assert_int_equal(queued(fs), 0);
+	/* DM_BLOCKS / DM_RUN_MAX writes of DM_RUN_MAX blocks fill it by
+	 * blocks. */
+	for (unsigned i = 0; i < DM_BLOCKS / DM_RUN_MAX; i++) {
+		assert_int_equal(queued(fs), i);
+		unsigned blk = span + (i * 7919u) % (DM_BLOCKS / DM_RUN_MAX) * DM_RUN_MAX;
+		wr(fs, a, 3, blk, DM_RUN_MAX);
+	}
+	assert_int_equal(queued(fs), 0);
+	for (unsigned pass = 0; pass < 2; pass++) {
+		for (unsigned f = 0; f < 2; f++)
+			for (unsigned blk = 0; blk < span; blk++)
+				if (tag[f * span + blk])
+					check(fs, f ? a : b, tag[f * span + blk], blk);
+		for (unsigned blk = span; blk < span + DM_BLOCKS; blk += 97)
+			check(fs, a, 3, blk);
+		if (pass == 0) {
+			fs = fx_reopen(fs, 0);
+			struct stat st;
+			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
+			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "b", &b, &st), 0);
+		}
+	}
+	free(tag);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
 }
 
 /* An answered write whose mapping fails: the pool turns read-only (the
@@ -196,9 +278,10 @@ static void test_failure_reaches_fsync(void **state)
 
 /* ---- a batch mapped in file order -----------------------------------------
  *
- * claim_map maps a batch of one file's writes sorted by offset when no
- * two overlap, each extent edit resuming the last one's descent (a
- * finger: ext_replace, rfs_tree_edit_move), else in the order given.
+ * A batch of one file's writes is sorted by offset, a block written twice
+ * keeping the later write (file_delay.c), and claim_map maps the runs
+ * in that order, each extent edit resuming the last one's descent (a
+ * finger: ext_replace, rfs_tree_edit_move).
  * What could go wrong: an edit made in the wrong leaf (a move that
  * misjudges which node's subtree holds the key: writes spread over a
  * tall tree make the finger climb to every level; one in a wrong leaf
@@ -336,14 +419,19 @@ static void mfinish(rfs_fs *fs, struct mfile *m)
 }
 
 /* Issue the k writes of w to m in that order, all queued (the queue is
- * empty before): DM_BATCH of them map themselves with the last, fewer
- * are left queued for the caller to map. */
+ * empty before): DM_BATCH of them are mapped here as one batch (the
+ * queue's settle, as when it fills), fewer are left queued for the
+ * caller to map. */
 static void mbatch(rfs_fs *fs, struct mfile *m, const struct wreq *w, unsigned k)
 {
 	assert_int_equal(queued(fs), 0);
 	for (unsigned i = 0; i < k; i++) {
 		mwrite(fs, m, w[i].b, w[i].nblk);
-		assert_int_equal(queued(fs), i + 1 == DM_BATCH ? 0 : i + 1);
+		assert_int_equal(queued(fs), i + 1);
+	}
+	if (k == DM_BATCH) {
+		rfs_fs_settle(fs);
+		assert_int_equal(queued(fs), 0);
 	}
 }
 
@@ -875,6 +963,8 @@ static void test_batch_on_clone(void **state)
 					mwrite(fs, &a, w[i].b, 1);
 					mwrite(fs, &b, u[i].b, 1);
 				}
+				assert_int_equal(queued(fs), DM_BATCH);
+				rfs_fs_settle(fs);
 				assert_int_equal(queued(fs), 0);
 			}
 			mverify(fs, &a, what);
@@ -898,6 +988,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue_and_batch, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_maps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_delay_when_short, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_queue_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_failure_reaches_fsync, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_order_tall, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_splits_leaves, fx_setup, fx_teardown),
