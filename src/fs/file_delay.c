@@ -180,6 +180,14 @@ static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size
 		note_err(fs, n, ret, k);
 }
 
+/* The taken write a sort key names, and (*j) which of its blocks. */
+static const struct dm_ent *key_ent(const struct dm_ent *take, uint64_t key, uint64_t *j)
+{
+	const struct dm_ent *e = &take[key & ((1u << DM_POS_BITS) - 1)];
+	*j = (key >> DM_POS_BITS) - e->off / BS;
+	return e;
+}
+
 /* Give back the blocks of the writes a later write to the same block
  * replaced: keys x[0..m), each naming one block of a taken write. */
 static void drop_replaced(rfs_fs *fs, const struct dm_ent *take, const uint64_t *x, size_t m)
@@ -188,8 +196,8 @@ static void drop_replaced(rfs_fs *fs, const struct dm_ent *take, const uint64_t 
 		return;
 	rfs_pool_gate_lock(fs->pool);
 	for (size_t i = 0; i < m; i++) {
-		const struct dm_ent *e = &take[x[i] & ((1u << DM_POS_BITS) - 1)];
-		uint64_t j = (x[i] >> DM_POS_BITS) - e->off / BS;
+		uint64_t j;
+		const struct dm_ent *e = key_ent(take, x[i], &j);
 		rfs_claim_drop(fs->pool, e->run.start + j, 1);
 	}
 	rfs_pool_unlock(fs->pool);
@@ -216,8 +224,9 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t
 			s->tmp[nd++] = s->key[i];
 			continue;
 		}
-		const struct dm_ent *e = &s->take[s->key[i] & ((1u << DM_POS_BITS) - 1)];
-		uint64_t j = b - e->off / BS, p = e->run.start + j;
+		uint64_t j;
+		const struct dm_ent *e = key_ent(s->take, s->key[i], &j);
+		uint64_t p = e->run.start + j;
 		if (nr && b == prev_b + 1 && p == prev_p + 1 && s->runs[nr - 1].n < RFS_EXTENT_MAX)
 			s->runs[nr - 1].n++;
 		else {
@@ -244,6 +253,8 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t
 
 void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 {
+	if (!fs->dm_q)
+		return; /* read-only: nothing is ever queued */
 	pthread_mutex_lock(&fs->dm_apply);
 	struct dm_scr *s = fs->dm_scr;
 	size_t k = 0, keep = 0, blocks = 0;

@@ -3,10 +3,22 @@
 
 #include <string.h>
 
+/* Below this many keys an insertion sort is cheaper than the passes'
+ * 256-entry counts (a READ that maps its file's few queued writes). */
+#define RADIX_MIN 48
+
 void radix_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
 {
-	if (n < 2)
+	if (n < RADIX_MIN) {
+		for (size_t i = 1; i < n; i++) {
+			uint64_t v = a[i];
+			size_t j = i;
+			for (; j > 0 && a[j - 1] > v; j--)
+				a[j] = a[j - 1];
+			a[j] = v;
+		}
 		return;
+	}
 	/* Bits that differ somewhere: a byte where none does needs no pass. */
 	uint64_t all_or = 0, all_and = ~0ull;
 	for (size_t i = 0; i < n; i++) {

@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 /*
- * Sort a[0..n) ascending, using tmp[0..n) as scratch.  Stable, O(n) per
- * byte that differs between the keys: bytes every key shares are
- * skipped, so keys with few significant bits take few passes.  The
- * result is in a.
+ * Sort a[0..n) ascending, using tmp[0..n) as scratch.  O(n) per byte
+ * that differs between the keys: bytes every key shares are skipped, so
+ * keys with few significant bits take few passes; a few keys are sorted
+ * by insertion.  The result is in a.
  */
 void radix_sort_u64(uint64_t *a, uint64_t *tmp, size_t n);
 

@@ -67,6 +67,15 @@ static uint32_t queued(rfs_fs *fs)
 	return atomic_load(&fs->dm_count);
 }
 
+/* The pool's free data blocks (claimed ones are not). */
+static uint64_t data_free(rfs_fs *fs)
+{
+	rfs_pool_gate_lock(fs->pool);
+	uint64_t d = rfs_pool_data_free_blocks(fs->pool);
+	rfs_pool_unlock(fs->pool);
+	return d;
+}
+
 static uint32_t queued_on(rfs_fs *fs, rfs_nodeid id)
 {
 	return atomic_load(&node_get(fs, id)->dm_count);
@@ -127,6 +136,17 @@ static void test_queue_and_batch(void **state)
 	wr(fs, a, 9, 2000, 1);
 	assert_int_equal(queued(fs), 2);
 	check(fs, a, 9, 2000);
+	/* A block written again and again in one batch is mapped once:
+	 * the replaced writes' blocks go back, none is left claimed. */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	uint64_t free0 = data_free(fs);
+	for (unsigned i = 0; i < 50; i++)
+		wr(fs, a, 20 + i, 3000, 1);
+	assert_int_equal(queued(fs), 50);
+	assert_true(free0 - data_free(fs) >= 50); /* 50 claims held */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	check(fs, a, 69, 3000);
+	assert_true(free0 - data_free(fs) < 16);
 	assert_int_equal(rfs_fs_close(fs), 0);
 	assert_int_equal(fx_fsck(), 0);
 }

@@ -90,6 +90,9 @@ static void test_shapes(void **state)
 	for (unsigned byte = 0; byte < 8; byte++)
 		check_sort(3000, gen_one_byte, byte);
 	check_sort(4096, gen_desc, 0);
+	/* Around the switch to insertion sort for a few keys. */
+	for (size_t n = 3; n < 100; n += 6)
+		check_sort(n, gen_bits, 40);
 	check_sort(0, gen_bits, 64);
 	check_sort(1, gen_bits, 64);
 	check_sort(2, gen_desc, 0);
