@@ -158,13 +158,33 @@ struct ecent {
 	uint32_t csum[RFS_EXTENT_MAX];
 };
 
+/* Entries of one node's copies at most: their slot fits a key's low
+ * bits. */
+#define EC_SLOT_BITS 13u
+#define EC_NODE_MAX (1u << EC_SLOT_BITS)
+
 struct rfs_ecache {
 	uint64_t gen;    /* rfs_pool_change_gen the copies are of */
 	uint64_t fgen;   /* and the node's fgen */
 	uint32_t n, cap; /* entries used, allocated */
-	uint64_t *lblk;  /* file block of each entry, ascending */
-	struct ecent *x;
+	/* Each entry's file block above EC_SLOT_BITS and its slot in x
+	 * below, ascending: an insertion moves 8 bytes per later entry,
+	 * not an entry's 536 (a 2 MiB memmove per READ of a file of
+	 * thousands of small extents, once its copies outlived a
+	 * batch of delayed writes). */
+	uint64_t *key;
+	struct ecent *x; /* in the order they were added */
 };
+
+static uint64_t ec_lblk(const struct rfs_ecache *c, uint32_t i)
+{
+	return c->key[i] >> EC_SLOT_BITS;
+}
+
+static const struct ecent *ec_ent(const struct rfs_ecache *c, uint32_t i)
+{
+	return &c->x[c->key[i] & (EC_NODE_MAX - 1)];
+}
 
 /* Index of the first entry whose file block is above b. */
 static uint32_t upper(const struct rfs_ecache *c, uint64_t b)
@@ -172,7 +192,7 @@ static uint32_t upper(const struct rfs_ecache *c, uint64_t b)
 	uint32_t lo = 0, hi = c->n;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		if (c->lblk[mid] <= b)
+		if (ec_lblk(c, mid) <= b)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -192,8 +212,8 @@ bool ecache_find(rfs_fs *fs, struct rfs_node *n, uint64_t b, uint64_t nb,
 	if (c && c->gen == gen && c->fgen == fgen) {
 		uint32_t i = upper(c, b);
 		if (i > 0) {
-			const struct ecent *e = &c->x[i - 1];
-			uint64_t from = b - c->lblk[i - 1];
+			const struct ecent *e = ec_ent(c, i - 1);
+			uint64_t from = b - ec_lblk(c, i - 1);
 			if (from + nb <= e->n) {
 				*start = e->start + from;
 				memcpy(csum, e->csum + from, 4 * nb);
@@ -213,12 +233,12 @@ static bool ec_room(rfs_fs *fs, struct rfs_ecache *c)
 	if (c->n < c->cap)
 		return true;
 	uint32_t ncap = c->cap ? 2 * c->cap : 16;
-	if (fs->ec_alloc + (ncap - c->cap) > fs->ec_budget)
+	if (ncap > EC_NODE_MAX || fs->ec_alloc + (ncap - c->cap) > fs->ec_budget)
 		return false;
-	uint64_t *l = realloc(c->lblk, sizeof(*l) * ncap);
+	uint64_t *l = realloc(c->key, sizeof(*l) * ncap);
 	if (!l)
 		return false;
-	c->lblk = l;
+	c->key = l;
 	struct ecent *x = realloc(c->x, sizeof(*x) * ncap);
 	if (!x)
 		return false;
@@ -251,14 +271,13 @@ void ecache_add(rfs_fs *fs, struct rfs_node *n, const struct rfs_ext *x)
 	uint32_t i = upper(c, x->lblk);
 	/* Extents of one generation do not overlap: the one starting at
 	 * x->lblk is x. */
-	if ((i > 0 && c->lblk[i - 1] == x->lblk) || !ec_room(fs, c))
+	if ((i > 0 && ec_lblk(c, i - 1) == x->lblk) || !ec_room(fs, c))
 		goto out;
-	memmove(c->lblk + i + 1, c->lblk + i, sizeof(*c->lblk) * (c->n - i));
-	memmove(c->x + i + 1, c->x + i, sizeof(*c->x) * (c->n - i));
-	c->lblk[i] = x->lblk;
-	c->x[i].start = x->start;
-	c->x[i].n = x->n;
-	memcpy(c->x[i].csum, x->csum, 4 * x->n);
+	memmove(c->key + i + 1, c->key + i, sizeof(*c->key) * (c->n - i));
+	c->key[i] = x->lblk << EC_SLOT_BITS | c->n;
+	c->x[c->n].start = x->start;
+	c->x[c->n].n = x->n;
+	memcpy(c->x[c->n].csum, x->csum, 4 * x->n);
 	c->n++;
 out:
 	pthread_rwlock_unlock(&n->clock);
@@ -271,7 +290,7 @@ void ecache_free(rfs_fs *fs, struct rfs_node *n)
 	if (!c)
 		return;
 	fs->ec_alloc -= c->cap;
-	free(c->lblk);
+	free(c->key);
 	free(c->x);
 	free(c);
 	n->ec = NULL;
@@ -448,14 +467,14 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		if (b1 - b0 > RFS_EXTENT_MAX || !e || e->gen != gen || e->fgen != fgen)
 			goto miss;
 		uint32_t i = upper(e, b0);
-		if (i == 0 || b0 - e->lblk[i - 1] + (b1 - b0) > e->x[i - 1].n)
+		if (i == 0 || b0 - ec_lblk(e, i - 1) + (b1 - b0) > ec_ent(e, i - 1)->n)
 			goto miss;
-		uint64_t from = b0 - e->lblk[i - 1];
+		uint64_t from = b0 - ec_lblk(e, i - 1);
 		x[0].lblk = b0;
-		x[0].start = e->x[i - 1].start + from;
+		x[0].start = ec_ent(e, i - 1)->start + from;
 		x[0].n = b1 - b0;
 		x[0].flags = 0;
-		memcpy(x[0].csum, e->x[i - 1].csum + from, 4 * (b1 - b0));
+		memcpy(x[0].csum, ec_ent(e, i - 1)->csum + from, 4 * (b1 - b0));
 		cnt = 1;
 		ext = true;
 	}
