@@ -795,26 +795,41 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	struct rfs_irec r;
 	size_t got = 0;
 	struct rfs_node *n;
-	/* This file's delayed writes first (file_delay.c); others' stay
-	 * queued. */
-	dm_settle_id(fs, id);
+	/* With writes of this file queued (file_delay.c), the READ puts
+	 * them over what the tree holds, under the read lock; they stay
+	 * queued.  Not past the tree's size: a queued write may have
+	 * grown the file, so the READ maps them first. */
+	struct rfs_node *q = dm_queued(fs, id);
+	int ret;
+	if (q)
+		goto locked;
+nolock:
 	/* From the node's copies with no pool lock, when they answer and
 	 * nothing changed the file meanwhile (rcache.c). */
-	int ret = rcache_read_nolock(fs, id, buf, size, off, &got, &n, &r);
+	ret = rcache_read_nolock(fs, id, buf, size, off, &got, &n, &r);
 	if (ret < 0)
 		return ret;
 	if (ret > 0) {
 		maybe_touch_atime(fs, n, &r);
 		return (ssize_t)got;
 	}
+locked:
 	rfs_pool_rdlock(fs->pool);
 	ret = rcache_read(fs, id, &n, &r);
 	if (!ret && S_ISDIR(r.i.mode))
 		ret = -EISDIR;
 	else if (!ret && !S_ISREG(r.i.mode))
 		ret = -EINVAL;
+	if (!ret && q && size > r.i.size - (off < r.i.size ? off : r.i.size)) {
+		rfs_pool_unlock(fs->pool);
+		dm_settle(fs, q);
+		q = NULL;
+		goto nolock;
+	}
 	if (!ret)
 		ret = read_data(fs, n, &r, buf, size, off, &got);
+	if (!ret && q && got)
+		ret = dm_overlay(fs, q, buf, got, off);
 	rfs_pool_unlock(fs->pool);
 	if (ret)
 		return ret;

@@ -60,4 +60,21 @@ uint64_t dm_reserved(rfs_fs *fs);
 bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
 	      uint64_t room);
 
+/* ---- the index of queued writes (file_delay_index.c), fs dm_lock held ---- */
+
+struct dm_index;
+/* A new, empty index (NULL: out of memory), and its end. */
+struct dm_index *dmx_new(void);
+void dmx_free(struct dm_index *x);
+/* Block lblk of file n is in pool block pblk, with checksum csum: a new
+ * entry, or the one of an earlier write replaced. */
+void dmx_put(struct dm_index *x, struct rfs_node *n, uint64_t lblk, uint64_t pblk,
+	     uint32_t csum);
+/* True, with *pblk and *csum, when a queued write holds block lblk of n. */
+bool dmx_get(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk,
+	     uint64_t *pblk, uint32_t *csum);
+/* Block lblk of n was mapped from pblk, or given back: its entry goes,
+ * unless a later write's replaced it. */
+void dmx_del(struct dm_index *x, const struct rfs_node *n, uint64_t lblk, uint64_t pblk);
+
 #endif

@@ -119,11 +119,14 @@ int dm_init(rfs_fs *fs)
 {
 	fs->dm_q = calloc(DM_QUEUE, sizeof(*fs->dm_q));
 	fs->dm_scr = malloc(sizeof(*fs->dm_scr));
-	if (!fs->dm_q || !fs->dm_scr) {
+	fs->dm_idx = dmx_new();
+	if (!fs->dm_q || !fs->dm_scr || !fs->dm_idx) {
 		free(fs->dm_q);
 		free(fs->dm_scr);
+		dmx_free(fs->dm_idx);
 		fs->dm_q = NULL;
 		fs->dm_scr = NULL;
+		fs->dm_idx = NULL;
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&fs->dm_apply, NULL);
@@ -139,8 +142,10 @@ void dm_fini(rfs_fs *fs)
 	 * went with the pool. */
 	free(fs->dm_q);
 	free(fs->dm_scr);
+	dmx_free(fs->dm_idx);
 	fs->dm_q = NULL;
 	fs->dm_scr = NULL;
+	fs->dm_idx = NULL;
 	pthread_mutex_destroy(&fs->dm_apply);
 	pthread_mutex_destroy(&fs->dm_lock);
 }
@@ -158,28 +163,6 @@ static void note_err(rfs_fs *fs, struct rfs_node *n, int err, size_t k)
 	pthread_mutex_unlock(&fs->dm_lock);
 }
 
-/* Map k runs of n, in file order and not overlapping, in one operation
- * (dm_apply held).  No pool lock. */
-static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
-{
-	struct rfs_op op = {0};
-	op_local(&op, n);
-	uint64_t meta = op_meta(op_depth(fs, n), 4 * (unsigned)k);
-	int ret = op_begin_queued(fs, &op, "write (delayed mapping)", meta);
-	if (ret) {
-		claim_drop(fs, w, k);
-	} else {
-		ret = claim_map(fs, n, w, k);
-		ret = op_end(&op, ret);
-		if (ret == OP_RETRY)
-			ret = -ENOSPC; /* nothing changed: the runs went back */
-	}
-	/* ESTALE: the file was deleted (and not open) after its write was
-	 * queued; nobody can read what it held. */
-	if (ret && ret != -ESTALE)
-		note_err(fs, n, ret, k);
-}
-
 /* The taken write a sort key names, and (*j) which of its blocks. */
 static const struct dm_ent *key_ent(const struct dm_ent *take, uint64_t key, uint64_t *j)
 {
@@ -189,18 +172,65 @@ static const struct dm_ent *key_ent(const struct dm_ent *take, uint64_t key, uin
 }
 
 /* Give back the blocks of the writes a later write to the same block
- * replaced: keys x[0..m), each naming one block of a taken write. */
+ * replaced: keys x[0..m), each naming one block of a taken write.  The
+ * write lock held: a READ that found one in the index before the later
+ * write replaced its entry may be reading it still. */
 static void drop_replaced(rfs_fs *fs, const struct dm_ent *take, const uint64_t *x, size_t m)
 {
-	if (!m)
-		return;
-	rfs_pool_gate_lock(fs->pool);
 	for (size_t i = 0; i < m; i++) {
 		uint64_t j;
 		const struct dm_ent *e = key_ent(take, x[i], &j);
 		rfs_claim_drop(fs->pool, e->run.start + j, 1);
 	}
-	rfs_pool_unlock(fs->pool);
+}
+
+/* The index entries of runs w[0..k) of n go: mapped, or given back
+ * (write lock held, so no READ is between the index and the tree). */
+static void unindex(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, size_t k,
+		    const struct claim_run *runs)
+{
+	pthread_mutex_lock(&fs->dm_lock);
+	for (size_t i = 0; i < k; i++)
+		for (uint64_t j = 0; j < runs[i].n; j++)
+			dmx_del(fs->dm_idx, n, w[i].off / BS + j, runs[i].start + j);
+	pthread_mutex_unlock(&fs->dm_lock);
+}
+
+/* Map k runs of n, in file order and not overlapping, in one operation
+ * (dm_apply held), first giving back the nd replaced blocks drops names.
+ * No pool lock. */
+static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k,
+			const uint64_t *drops, size_t nd)
+{
+	/* The runs as queued: claim_map empties w's as it maps them. */
+	struct claim_run runs[DM_BATCH];
+	for (size_t i = 0; i < k; i++)
+		runs[i] = w[i].runs[0];
+	struct rfs_op op = {0};
+	op_local(&op, n);
+	uint64_t meta = op_meta(op_depth(fs, n), 4 * (unsigned)k);
+	int ret = op_begin_queued(fs, &op, "write (delayed mapping)", meta);
+	if (ret) {
+		/* The write lock all the same, for the index and the READs
+		 * that may read these blocks. */
+		rfs_pool_wrlock_local(fs->pool, &n->fgen);
+		drop_replaced(fs, fs->dm_scr->take, drops, nd);
+		unindex(fs, n, w, k, runs);
+		for (size_t i = 0; i < k; i++)
+			rfs_claim_drop(fs->pool, runs[i].start, runs[i].n);
+		rfs_pool_unlock(fs->pool);
+	} else {
+		drop_replaced(fs, fs->dm_scr->take, drops, nd);
+		ret = claim_map(fs, n, w, k);
+		unindex(fs, n, w, k, runs);
+		ret = op_end(&op, ret);
+		if (ret == OP_RETRY)
+			ret = -ENOSPC; /* nothing changed: the runs went back */
+	}
+	/* ESTALE: the file was deleted (and not open) after its write was
+	 * queued; nobody can read what it held. */
+	if (ret && ret != -ESTALE)
+		note_err(fs, n, ret, k);
 }
 
 /* Map the writes take[ord[0..k)] of file n (queue order). */
@@ -237,8 +267,8 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t
 		prev_b = b;
 		prev_p = p;
 	}
-	drop_replaced(fs, s->take, s->tmp, nd);
-	/* The runs in file order, DM_BATCH per operation. */
+	/* The runs in file order, DM_BATCH per operation; the first gives
+	 * back the replaced blocks. */
 	struct claim_wr w[DM_BATCH];
 	for (size_t r = 0, c = 0; r < nr;) {
 		size_t q = 0;
@@ -247,7 +277,8 @@ static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t
 						 (size_t)s->runs[r].n * BS, 0};
 			c += s->runs[r].n;
 		}
-		map_runs_op(fs, n, w, q);
+		map_runs_op(fs, n, w, q, s->tmp, nd);
+		nd = 0;
 	}
 }
 
@@ -323,6 +354,47 @@ void dm_settle_id(rfs_fs *fs, rfs_nodeid id)
 		dm_settle(fs, n);
 }
 
+struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id)
+{
+	if (!atomic_load_explicit(&fs->dm_count, memory_order_acquire))
+		return NULL;
+	struct rfs_node *n = node_get(fs, id);
+	return n && atomic_load_explicit(&n->dm_count, memory_order_acquire) ? n : NULL;
+}
+
+int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off)
+{
+	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	uint64_t b = off / BS, b1 = (off + len + BS - 1) / BS;
+	while (b < b1) {
+		/* Up to 64 blocks looked up per hold of dm_lock. */
+		uint64_t pb[64], at[64];
+		uint32_t cs[64];
+		size_t h = 0;
+		pthread_mutex_lock(&fs->dm_lock);
+		for (uint64_t end = b + 64 < b1 ? b + 64 : b1; b < end; b++)
+			if (dmx_get(fs->dm_idx, n, b, &pb[h], &cs[h]))
+				at[h++] = b;
+		pthread_mutex_unlock(&fs->dm_lock);
+		for (size_t i = 0; i < h; i++) {
+			uint64_t lo = at[i] * BS, s = lo > off ? lo : off;
+			uint64_t e = lo + BS < off + len ? lo + BS : off + len;
+			int ret;
+			if (s == lo && e == lo + BS) {
+				ret = rfs_data_read(fs->pool, pb[i], buf + (lo - off), 1, &cs[i]);
+			} else {
+				uint8_t blk[BS];
+				ret = rfs_data_read(fs->pool, pb[i], blk, 1, &cs[i]);
+				if (!ret)
+					memcpy(buf + (s - off), blk + (s - lo), e - s);
+			}
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
 bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
 	      uint64_t room)
 {
@@ -351,6 +423,8 @@ bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t
 	e->off = w->off;
 	e->resv = resv;
 	memcpy(e->csum, w->csum, 4 * w->runs[0].n);
+	for (uint64_t j = 0; j < w->runs[0].n; j++)
+		dmx_put(fs->dm_idx, n, w->off / BS + j, w->runs[0].start + j, w->csum[j]);
 	fs->dm_blocks += w->runs[0].n;
 	atomic_fetch_add_explicit(&fs->dm_resv, resv, memory_order_relaxed);
 	atomic_fetch_add_explicit(&n->dm_count, 1, memory_order_relaxed);

@@ -404,6 +404,10 @@ struct rfs_fs {
 	pthread_mutex_t dm_apply, dm_lock;
 	struct dm_ent *dm_q;
 	struct dm_scr *dm_scr;
+	/* The queued writes' blocks by (node, file block), for READ
+	 * (file_delay_index.c).  dm_lock; entries leave with the pool write
+	 * lock held too. */
+	struct dm_index *dm_idx;
 	size_t dm_n, dm_blocks;
 	_Atomic uint32_t dm_count;
 	_Atomic uint64_t dm_resv;
@@ -1062,6 +1066,14 @@ static inline void dm_settle(rfs_fs *fs, struct rfs_node *n)
 }
 /* dm_settle of the node with id, if it is known. */
 void dm_settle_id(rfs_fs *fs, rfs_nodeid id);
+/* The node with id when writes of it are queued, else NULL (one atomic
+ * load when nothing is queued). */
+struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id);
+/* Put the data of n's queued writes over buf, which holds file bytes
+ * [off, off + len) as n's tree has them: what READ returns.  Pool read
+ * lock held (the blocks it reads are not given back meanwhile).
+ * Returns 0 or -errno (a block that does not match its checksum). */
+int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off);
 /* n's first delayed-mapping error since the last call (0: none). */
 int dm_take_err(rfs_fs *fs, struct rfs_node *n);
 

@@ -65,6 +65,9 @@ static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name, int byte,
 	if (len)
 		assert_int_equal(rfs_fs_write(fs, f, b, len, 0), (ssize_t)len);
 	free(b);
+	/* Mapped now: a queued write makes the first READ past the end
+	 * map it, a change between its two looks at the copy. */
+	rfs_fs_settle(fs);
 	return f;
 }
 
@@ -92,8 +95,9 @@ static void expect_(rfs_fs *fs, rfs_nodeid f, size_t len, int byte, size_t hole_
 				fail_msg("line %d: byte %zu: %d, expected %d", g_line, i, b[i], want);
 		}
 		counts(fs, &h, &m);
-		if (pass == 0 && want_miss)
-			assert_int_equal(m, 1);
+		if (pass == 0 && want_miss && m != 1)
+			fail_msg("line %d: the first READ counted %llu misses, expected 1", g_line,
+				 (unsigned long long)m);
 		if (pass == 1) {
 			/* Nothing changed between the two READs, except maybe
 			 * the first one's atime update (a change: a miss). */
@@ -151,6 +155,15 @@ static void test_copy_follows_every_change(void **state)
 	assert_non_null(blk);
 	memset(blk, 'c', 8 * BS);
 	assert_int_equal(rfs_fs_write(fs, f, blk, 8 * BS, 0), 8 * BS);
+	/* Queued (file_delay.c): the tree, and so the copy, is unchanged,
+	 * and a READ inside the file puts the write over it; mapped, the
+	 * copy is old. */
+	uint8_t *rd = malloc(8 * BS);
+	assert_non_null(rd);
+	assert_int_equal(rfs_fs_read(fs, f, rd, 8 * BS, 0), 8 * BS);
+	assert_memory_equal(rd, blk, 8 * BS);
+	free(rd);
+	rfs_fs_settle(fs);
 	expect(fs, f, 8 * BS, 'c', 0, 0, true);
 
 	/* An extending, partial-block write: size and contents. */
@@ -328,8 +341,13 @@ static void test_extent_copies(void **state)
 	ecounts(fs, &h, &m);
 	assert_true(h == 1 && m == 4);
 
-	/* Overwrite block 100: the copy is of an older generation. */
+	/* Overwrite block 100: queued, the READ puts it over the copy
+	 * (eb_read checks the bytes); mapped, the copy is of an older
+	 * generation. */
 	eb_write(fs, f, 100, 1);
+	eb_read(fs, f, 100, 1);
+	rfs_fs_settle(fs);
+	ecounts(fs, &h, &m);
 	eb_read(fs, f, 100, 1);
 	ecounts(fs, &h, &m);
 	assert_true(h == 0 && m == 1);

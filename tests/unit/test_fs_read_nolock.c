@@ -81,6 +81,9 @@ static rfs_nodeid mkfile(rfs_fs *fs, rfs_nodeid dir, const char *name, int byte)
 	for (uint64_t k = 0; k < FAR; k++)
 		assert_int_equal(rfs_fs_write(fs, f, b, BS, (100 + 2 * k) * BS), BS);
 	free(b);
+	/* Mapped now: while writes of a file are queued its READs take
+	 * the lock (they put the writes over the tree, file_delay.c). */
+	rfs_fs_settle(fs);
 	return f;
 }
 
@@ -138,6 +141,7 @@ static void write_blocks(rfs_fs *fs, rfs_nodeid f, int byte)
 	memset(b, byte, NBLK * BS);
 	assert_int_equal(rfs_fs_write(fs, f, b, NBLK * BS, 0), NBLK * BS);
 	free(b);
+	rfs_fs_settle(fs); /* as mkfile */
 }
 
 /* ---- a READ beside a writer held with the write lock -------------------- */
@@ -736,6 +740,10 @@ static void test_holes_and_tails(void **state)
 	rfs_nodeid u = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "u");
 	assert_int_equal(rfs_fs_fallocate(fs, u, 0, 0, NBLK * BS), 0);
 	assert_int_equal(rfs_fs_write(fs, u, buf, BS, 0), BS);
+	/* Queued: READs take the lock and put it over the tree; then
+	 * mapped. */
+	assert_false(range_is(fs, u, 0, NBLK * BS, NBLK * BS, 'h', 1, NBLK));
+	rfs_fs_settle(fs);
 	for (int i = 0; i < 3; i++)
 		(void)range_is(fs, u, 0, NBLK * BS, NBLK * BS, 'h', 1, NBLK);
 	assert_true(range_is(fs, u, 0, NBLK * BS, NBLK * BS, 'h', 1, NBLK));
