@@ -42,7 +42,10 @@ check "mount --help names -o uring and nouring" \
 echo Y >"$P"
 MOUNT_ARGS=(-o threads=2)
 rfs_mount
-check "the daemon serves over io_uring" grep -q "FUSE over io_uring" "$SCRATCH/daemon.log"
+# The line is logged as the INIT reply is made, which may come after the
+# mount is visible.
+check "the daemon serves over io_uring" \
+	wait_until 10 grep -q "FUSE over io_uring" "$SCRATCH/daemon.log"
 nq=$(getconf _NPROCESSORS_CONF)
 # threads=2: two entries per queue (RFS_FUSE_URING_STANDING_MAX, 64, in
 # all, one per queue at least).
