@@ -14,8 +14,13 @@
  *   - every operation (op.c begin), except the best-effort atime update
  *     of a READ that already settled its file;
  *   - every reader that takes a pool lock through fs_rdlock / fs_wrlock;
- *     READ and GETATTR (and RELEASE / FORGET) settle only their own file
+ *     GETATTR (and RELEASE / FORGET) settle only their own file
  *     (dm_settle_id), so a reader of one file never maps another's;
+ *   - not READ: it puts the file's queued writes over what the tree
+ *     holds (dm_overlay, from the index of queued blocks,
+ *     file_delay_index.c), unless it reaches past the file's mapped
+ *     size, which a queued write may have grown: then it maps the
+ *     file's writes first;
  *   - sync, fsync, the background commit (so a write is durable within
  *     the commit interval, as before), freezing, arming a watch mark, a
  *     follower of the change journal starting to wait (and nothing is
@@ -24,7 +29,8 @@
  * How a batch is mapped: its writes are cut into blocks and sorted by
  * (file, block, queue position) (a radix sort: radix.h).  Of a block
  * written twice only the later write is kept, and the earlier one's
- * block goes back unused: nobody read it, as readers settle first.
+ * block goes back unused, under the pool write lock (a READ may have
+ * found it in the index before the later write replaced its entry).
  * The blocks left are joined into runs where both the file's and the
  * pool's blocks follow on, and mapped in file order, DM_BATCH runs per
  * operation.  A big batch is what makes this cheap: thousands of random
@@ -32,7 +38,9 @@
  * times in a row, resuming the last descent (claim_map's finger), where
  * one write at a time, or 64, found every leaf cold.  The pool write
  * lock is held one operation at a time, so a reader waits for at most
- * DM_BATCH runs' edits, never for the whole batch.
+ * DM_BATCH runs' edits, never for the whole batch.  Each operation
+ * also removes its blocks from the index before it lets go of the write
+ * lock, so a READ finds every block either there or in the tree.
  *
  * Order: a later write to a block wins over an earlier one, and any
  * change that does not come through this queue first settles it, so
@@ -358,7 +366,9 @@ struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id)
 {
 	if (!atomic_load_explicit(&fs->dm_count, memory_order_acquire))
 		return NULL;
-	struct rfs_node *n = node_get(fs, id);
+	/* A dead node has nothing queued: its deletion mapped the queue,
+	 * and writes to it are not delayed (file_claim.c take). */
+	struct rfs_node *n = rcache_node(fs, id);
 	return n && atomic_load_explicit(&n->dm_count, memory_order_acquire) ? n : NULL;
 }
 

@@ -647,6 +647,10 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		       size_t *got, struct rfs_node **np, struct rfs_irec *r);
 /* Free n's record copy (node freed; nlock held or n unreachable). */
 void rcache_free(struct rfs_node *n);
+/* id's node for a READ (rcache.c), without nlock when this thread found
+ * it last and no node was freed since; NULL for an unknown or dead one
+ * (the locked path says what).  The caller's handle pins the node. */
+struct rfs_node *rcache_node(rfs_fs *fs, rfs_nodeid id);
 /* READs answered from copies and READs that walked, since open (tests). */
 void rfs_fs_rcache_stats(rfs_fs *fs, uint64_t *hits, uint64_t *misses);
 /*

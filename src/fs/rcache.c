@@ -352,10 +352,7 @@ static _Thread_local struct {
 	uint64_t stamp;
 } last;
 
-/* id's node, without nlock when this thread found it last and no node
- * was freed since; NULL for an unknown or dead one (the locked path
- * says what).  The caller's handle pins the node found. */
-static struct rfs_node *node_find(rfs_fs *fs, rfs_nodeid id)
+struct rfs_node *rcache_node(rfs_fs *fs, rfs_nodeid id)
 {
 	if (last.fs == fs && last.id == id && last.n && last.stamp == node_free_stamp())
 		return last.n;
@@ -435,7 +432,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	int cnt = 0;
 	bool ext = false; /* from an extent copy */
 	size_t len = 0;
-	struct rfs_node *n = node_find(fs, id);
+	struct rfs_node *n = rcache_node(fs, id);
 	if (!n)
 		return 0;
 	fgen = atomic_load(&n->fgen);
