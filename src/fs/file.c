@@ -796,24 +796,21 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	size_t got = 0;
 	struct rfs_node *n;
 	/* With writes of this file queued (file_delay.c), the READ puts
-	 * them over what the tree holds, under the read lock; they stay
-	 * queued.  Not past the tree's size: a queued write may have
-	 * grown the file, so the READ maps them first. */
+	 * them over what the tree holds; they stay queued.  Not past the
+	 * tree's size: a queued write may have grown the file, so the READ
+	 * maps them first. */
 	struct rfs_node *q = dm_queued(fs, id);
 	int ret;
-	if (q)
-		goto locked;
-nolock:
+again:
 	/* From the node's copies with no pool lock, when they answer and
 	 * nothing changed the file meanwhile (rcache.c). */
-	ret = rcache_read_nolock(fs, id, buf, size, off, &got, &n, &r);
+	ret = rcache_read_nolock(fs, id, buf, size, off, q != NULL, &got, &n, &r);
 	if (ret < 0)
 		return ret;
 	if (ret > 0) {
 		maybe_touch_atime(fs, n, &r);
 		return (ssize_t)got;
 	}
-locked:
 	rfs_pool_rdlock(fs->pool);
 	ret = rcache_read(fs, id, &n, &r);
 	if (!ret && S_ISDIR(r.i.mode))
@@ -824,12 +821,12 @@ locked:
 		rfs_pool_unlock(fs->pool);
 		dm_settle(fs, q);
 		q = NULL;
-		goto nolock;
+		goto again;
 	}
 	if (!ret)
 		ret = read_data(fs, n, &r, buf, size, off, &got);
 	if (!ret && q && got)
-		ret = dm_overlay(fs, q, buf, got, off);
+		ret = dm_overlay(fs, q, buf, got, off, NULL);
 	rfs_pool_unlock(fs->pool);
 	if (ret)
 		return ret;

@@ -372,9 +372,17 @@ struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id)
 	return n && atomic_load_explicit(&n->dm_count, memory_order_acquire) ? n : NULL;
 }
 
-int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off)
+/* One block of a queued write, under the read lock or (bad) with none. */
+static int overlay_read(rfs_fs *fs, uint64_t pb, void *dst, const uint32_t *cs, uint64_t *bad)
 {
-	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	return bad ? rfs_data_read_nolock(fs->pool, pb, dst, 1, cs, bad)
+		   : rfs_data_read(fs->pool, pb, dst, 1, cs);
+}
+
+int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off,
+	       uint64_t *bad)
+{
+	RFS_ASSERT_LOCK(bad || rfs_pool_holds_lock(fs->pool));
 	uint64_t b = off / BS, b1 = (off + len + BS - 1) / BS;
 	while (b < b1) {
 		/* Up to 64 blocks looked up per hold of dm_lock. */
@@ -391,10 +399,10 @@ int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_
 			uint64_t e = lo + BS < off + len ? lo + BS : off + len;
 			int ret;
 			if (s == lo && e == lo + BS) {
-				ret = rfs_data_read(fs->pool, pb[i], buf + (lo - off), 1, &cs[i]);
+				ret = overlay_read(fs, pb[i], buf + (lo - off), &cs[i], bad);
 			} else {
 				uint8_t blk[BS];
-				ret = rfs_data_read(fs->pool, pb[i], blk, 1, &cs[i]);
+				ret = overlay_read(fs, pb[i], blk, &cs[i], bad);
 				if (!ret)
 					memcpy(buf + (s - off), blk + (s - lo), e - s);
 			}

@@ -16,7 +16,10 @@
  * their blocks, with the pool write lock held, so a READ holding the
  * read lock sees each block either in the index or in the file's tree,
  * and the blocks it finds here are neither mapped nor given back while
- * it reads them.  All of it under fs dm_lock.
+ * it reads them.  A READ with no lock (rcache_read_nolock) checks
+ * afterwards that the file's generation did not move: every write-lock
+ * hold that maps or gives back a queued block moves it.  All of the
+ * index under fs dm_lock.
  */
 #include "fs/file_claim.h"
 

@@ -640,11 +640,13 @@ int rcache_read(rfs_fs *fs, rfs_nodeid id, struct rfs_node **np, struct rfs_irec
  * node, r->i its inode; r's tail is not filled), 0 when the caller must
  * READ under the lock (no valid copy maps the range, or something
  * changed meanwhile), or a negative error (a checksum mismatch with
- * nothing changed: corruption).  No lock held; the node is pinned by the
+ * nothing changed: corruption).  queued: writes of the node are queued
+ * (dm_queued), to be put over the copies' data, and only a range inside
+ * the mapped size is served.  No lock held; the node is pinned by the
  * caller's handle.
  */
 int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
-		       size_t *got, struct rfs_node **np, struct rfs_irec *r);
+		       bool queued, size_t *got, struct rfs_node **np, struct rfs_irec *r);
 /* Free n's record copy (node freed; nlock held or n unreachable). */
 void rcache_free(struct rfs_node *n);
 /* id's node for a READ (rcache.c), without nlock when this thread found
@@ -1074,10 +1076,14 @@ void dm_settle_id(rfs_fs *fs, rfs_nodeid id);
  * load when nothing is queued). */
 struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id);
 /* Put the data of n's queued writes over buf, which holds file bytes
- * [off, off + len) as n's tree has them: what READ returns.  Pool read
- * lock held (the blocks it reads are not given back meanwhile).
- * Returns 0 or -errno (a block that does not match its checksum). */
-int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off);
+ * [off, off + len) as n's tree has them: what READ returns.  Returns 0
+ * or -errno (a block that does not match its checksum).  With bad NULL,
+ * the pool read lock is held (the blocks it reads are not given back
+ * meanwhile); else no lock is held, and the caller checks afterwards
+ * that n's generation did not move (rcache_read_nolock): a mismatch is
+ * -EIO with the block in *bad, not logged. */
+int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_t off,
+	       uint64_t *bad);
 /* n's first delayed-mapping error since the last call (0: none). */
 int dm_take_err(rfs_fs *fs, struct rfs_node *n);
 

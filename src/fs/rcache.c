@@ -422,7 +422,7 @@ static int read_range(rfs_fs *fs, const struct rfs_ext *x, int cnt, uint8_t *buf
 }
 
 int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t off,
-		       size_t *got, struct rfs_node **np, struct rfs_irec *r)
+		       bool queued, size_t *got, struct rfs_node **np, struct rfs_irec *r)
 {
 	const uint64_t BS = RFS_BLOCK_SIZE;
 	uint64_t gen = rfs_pool_change_gen_now(fs->pool), fgen;
@@ -440,6 +440,11 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 	const struct rfs_rcache *c = n->rc;
 	/* Anything but a regular file's READ: the locked path says what. */
 	if (!c || c->gen != gen || c->fgen != fgen || !S_ISREG(c->i.mode))
+		goto miss;
+	/* With writes queued, only inside the mapped size (one may have
+	 * grown the file) and not inline data (one may replace it). */
+	if (queued && (size > c->i.size - (off < c->i.size ? off : c->i.size) ||
+		       (c->i.flags & RFS_INODE_INLDATA)))
 		goto miss;
 	if (off < c->i.size && size)
 		len = size < c->i.size - off ? size : (size_t)(c->i.size - off);
@@ -484,6 +489,11 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		fs->read_hook(fs->read_arg, 0);
 	if (len && !(r->i.flags & RFS_INODE_INLDATA))
 		ret = read_range(fs, x, cnt, buf, off, len, &bad);
+	/* The queued writes over it: their blocks are given back or
+	 * mapped only under the file's write lock, which moves fgen, so
+	 * the check below covers them too (file_delay_index.c). */
+	if (!ret && queued && len)
+		ret = dm_overlay(fs, n, buf, len, off, &bad);
 	if (fs->read_hook)
 		fs->read_hook(fs->read_arg, 1);
 	/* The data read is done before the generations are read again
