@@ -123,18 +123,24 @@ uint64_t dm_reserved(rfs_fs *fs)
 	return atomic_load_explicit(&fs->dm_resv, memory_order_relaxed);
 }
 
+/* The queue, the batch's scratch and the index (any of them NULL). */
+static void free_bufs(rfs_fs *fs)
+{
+	free(fs->dm_q);
+	free(fs->dm_scr);
+	dmx_free(fs->dm_idx);
+	fs->dm_q = NULL;
+	fs->dm_scr = NULL;
+	fs->dm_idx = NULL;
+}
+
 int dm_init(rfs_fs *fs)
 {
 	fs->dm_q = calloc(DM_QUEUE, sizeof(*fs->dm_q));
 	fs->dm_scr = malloc(sizeof(*fs->dm_scr));
 	fs->dm_idx = dmx_new();
 	if (!fs->dm_q || !fs->dm_scr || !fs->dm_idx) {
-		free(fs->dm_q);
-		free(fs->dm_scr);
-		dmx_free(fs->dm_idx);
-		fs->dm_q = NULL;
-		fs->dm_scr = NULL;
-		fs->dm_idx = NULL;
+		free_bufs(fs);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&fs->dm_apply, NULL);
@@ -148,12 +154,7 @@ void dm_fini(rfs_fs *fs)
 		return;
 	/* Writes still queued (an abandoned or crashed fs): their claims
 	 * went with the pool. */
-	free(fs->dm_q);
-	free(fs->dm_scr);
-	dmx_free(fs->dm_idx);
-	fs->dm_q = NULL;
-	fs->dm_scr = NULL;
-	fs->dm_idx = NULL;
+	free_bufs(fs);
 	pthread_mutex_destroy(&fs->dm_apply);
 	pthread_mutex_destroy(&fs->dm_lock);
 }

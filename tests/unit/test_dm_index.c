@@ -18,14 +18,11 @@
 static struct rfs_node *g_node[NODES];
 static uint64_t g_model[NODES][SPAN]; /* pool block + 1, 0: none */
 
-static uint64_t g_x = 0x2545f4914f6cdd1dull;
+static tu_rng g_rng = {0x2545f4914f6cdd1dull}; /* testutil.h */
 
 static uint64_t rnd(void)
 {
-	g_x ^= g_x << 13;
-	g_x ^= g_x >> 7;
-	g_x ^= g_x << 17;
-	return g_x;
+	return tu_next(&g_rng);
 }
 
 static void check_all(const struct dm_index *x)

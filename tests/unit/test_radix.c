@@ -15,14 +15,11 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static uint64_t g_x = 0x9e3779b97f4a7c15ull;
+static tu_rng g_rng = {0x2545f4914f6cdd1dull}; /* testutil.h */
 
 static uint64_t rnd(void)
 {
-	g_x ^= g_x << 13;
-	g_x ^= g_x >> 7;
-	g_x ^= g_x << 17;
-	return g_x;
+	return tu_next(&g_rng);
 }
 
 /* Sort n keys made by gen with radix_sort_u64 and qsort: equal. */
