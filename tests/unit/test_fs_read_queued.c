@@ -1,0 +1,165 @@
+/*
+ * READs of a file whose writes are queued (src/fs/file_delay.c), racing
+ * the mapping: one thread writes single blocks at random (queued), and
+ * every so often maps them (settle, fsync) or commits; two threads READ
+ * at random, locked and lock-free alike, and check each block they get
+ * against what was answered before the READ began.  What could go
+ * wrong: a block read from the index after its entry should have gone
+ * (mapped, or replaced and given back, then claimed again by a later
+ * write: another version, or a checksum error), a block found in
+ * neither the index nor the tree (an older version), a lock-free READ
+ * that raced a mapping and was not done again.
+ *
+ * Each block holds (block, version) in its first bytes and a body
+ * derived from them: a READ must return a whole version of the right
+ * block, at least as new as the last write to it that returned before
+ * the READ started.  Runs under TSan too (make test).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsfix.h"
+#include "reflinkfs/fs.h"
+
+#define BS RFS_BLOCK_SIZE
+#define NB 512u       /* blocks of the file */
+#define WRITES 40000u /* by the writer */
+
+static const struct rfs_ctx g_ctx = {.uid = 1000, .gid = 1000, .pid = 1};
+
+static rfs_fs *g_fs;
+static rfs_nodeid g_f;
+/* The newest version of each block whose WRITE returned. */
+static _Atomic uint32_t g_done[NB];
+static _Atomic bool g_stop;
+static _Atomic unsigned g_bad; /* reader failures (reported by the main thread) */
+static char g_why[256];
+
+static void fill(uint8_t *p, uint32_t b, uint32_t v)
+{
+	memcpy(p, &b, 4);
+	memcpy(p + 4, &v, 4);
+	for (size_t i = 8; i < BS; i++)
+		p[i] = (uint8_t)(b * 31u + v * 7u + i);
+}
+
+static uint64_t step(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	uint8_t blk[BS];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (uint32_t v = 1; v <= WRITES; v++) {
+		uint32_t b = (uint32_t)(step(&x) % NB);
+		fill(blk, b, v);
+		if (rfs_fs_write(g_fs, g_f, blk, BS, (uint64_t)b * BS) != BS) {
+			snprintf(g_why, sizeof(g_why), "write of block %u version %u failed", b, v);
+			atomic_fetch_add(&g_bad, 1);
+			break;
+		}
+		atomic_store(&g_done[b], v);
+		if (v % 700 == 0)
+			rfs_fs_settle(g_fs);
+		else if (v % 1900 == 0)
+			(void)rfs_fs_fsync(g_fs, g_f);
+		else if (v % 4100 == 0)
+			(void)rfs_fs_sync(g_fs);
+	}
+	atomic_store(&g_stop, true);
+	return NULL;
+}
+
+static void *reader(void *arg)
+{
+	uint64_t x = 0x2545f4914f6cdd1dull + (uintptr_t)arg;
+	enum { RUN = 4 };
+	static _Thread_local uint8_t buf[RUN * BS];
+	uint32_t low[RUN];
+	while (!atomic_load(&g_stop) && !atomic_load(&g_bad)) {
+		uint32_t n = step(&x) % 2 ? 1 : RUN;
+		uint32_t b0 = (uint32_t)(step(&x) % (NB - n + 1));
+		for (uint32_t i = 0; i < n; i++)
+			low[i] = atomic_load(&g_done[b0 + i]);
+		ssize_t got = rfs_fs_read(g_fs, g_f, buf, (size_t)n * BS, (uint64_t)b0 * BS);
+		if (got != (ssize_t)n * BS) {
+			snprintf(g_why, sizeof(g_why), "READ of blocks %u+%u: %zd", b0, n, got);
+			atomic_fetch_add(&g_bad, 1);
+			break;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t b, v;
+			memcpy(&b, buf + (size_t)i * BS, 4);
+			memcpy(&v, buf + (size_t)i * BS + 4, 4);
+			uint8_t want[BS];
+			fill(want, b0 + i, v);
+			if (b != b0 + i || v < low[i] || memcmp(want, buf + (size_t)i * BS, BS)) {
+				snprintf(g_why, sizeof(g_why),
+					 "block %u: read block %u version %u, at least version %u expected%s",
+					 b0 + i, b, v, low[i],
+					 b == b0 + i && v >= low[i] ? " (body torn)" : "");
+				atomic_fetch_add(&g_bad, 1);
+				break;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void test_read_while_mapping(void **state)
+{
+	(void)state;
+	g_fs = fx_fresh(1ull << 30, 0);
+	g_f = fx_create(g_fs, &g_ctx, RFS_ROOT_NODE, "f");
+	/* Version 0 of every block, mapped and committed. */
+	uint8_t *all = malloc((size_t)NB * BS);
+	assert_non_null(all);
+	for (uint32_t b = 0; b < NB; b++)
+		fill(all + (size_t)b * BS, b, 0);
+	assert_int_equal(rfs_fs_write(g_fs, g_f, all, (size_t)NB * BS, 0), (ssize_t)NB * BS);
+	free(all);
+	assert_int_equal(rfs_fs_sync(g_fs), 0);
+	pthread_t w, r[2];
+	assert_int_equal(pthread_create(&w, NULL, writer, NULL), 0);
+	for (uintptr_t i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&r[i], NULL, reader, (void *)i), 0);
+	pthread_join(w, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(r[i], NULL);
+	if (atomic_load(&g_bad))
+		fail_msg("%s", g_why);
+	/* Afterwards, mapped or not: every block's last version. */
+	uint8_t blk[BS], want[BS];
+	for (uint32_t b = 0; b < NB; b++) {
+		assert_int_equal(rfs_fs_read(g_fs, g_f, blk, BS, (uint64_t)b * BS), BS);
+		fill(want, b, atomic_load(&g_done[b]));
+		assert_memory_equal(blk, want, BS);
+	}
+	assert_int_equal(rfs_fs_close(g_fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_read_while_mapping, fx_setup, fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
