@@ -17,10 +17,11 @@
 #
 # Each run: a new pool on RFS_FIO_BENCH_DIR (default /dev/shm), mount,
 # fio 4 KiB at queue depth 16 (libaio, O_DIRECT, 256 MiB per job; as
-# fio.sh), unmount. stdout: one line per run ("DAEMON IOPS CPU_US", the
-# daemon's user + system time per I/O over the ramp and the run), then
-# per daemon the medians, and each daemon's median IOPS against the
-# first's.
+# fio.sh), unmount. stdout: one line per run ("DAEMON IOPS CPU_US
+# P999_US", the daemon's user + system time per I/O over the ramp and the
+# run, and the 99.9th percentile of the completion latency, of writes
+# where the run writes), then per daemon the medians, and each daemon's
+# median IOPS against the first's.
 set -u
 exec 3>&1
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,7 +71,8 @@ run1() {
 	daemon_pid=$pid
 	mount_wait "$mnt" "$pid" || { log "$d did not mount (log: $work/daemon.log)"; return 1; }
 	local f=(--name=f --directory="$mnt" --rw="$rw" --bs=4k --size=256M --numjobs="$jobs"
-		--ioengine=libaio --iodepth=16 --direct=1 --fallocate=none)
+		--ioengine=libaio --iodepth=16 --direct=1 --fallocate=none
+		--percentile_list=99.9)
 	fio "${f[@]}" --create_only=1 >/dev/null 2>>"$work/fio.err"
 	c0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 	fio "${f[@]}" --time_based --runtime="$runtime" --ramp_time=1 --group_reporting \
@@ -85,8 +87,10 @@ text = open(sys.argv[1]).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]
 iops = job["read"]["iops"] + job["write"]["iops"]
 ticks, hz, rt = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+side = job["write"] if job["write"]["iops"] else job["read"]
+p999 = float(next(iter(side["clat_ns"].get("percentile", {"": 0}).values()))) / 1000
 # CPU over ramp + run against the I/O rate of the run
-print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))))
+print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))), "%.0f" % p999)
 EOF
 }
 n=${#args[@]}
@@ -96,7 +100,7 @@ for r in $(seq "$reps"); do
 		line=$(run1 "$i" "${args[$i]}") || exit 1
 		echo "$line" >>"$work/runs"
 		set -- $line
-		printf '%s %s IOPS %s us\n' "${args[$1]}" "$2" "$3" >&3
+		printf '%s %s IOPS %s us p99.9 %s us\n' "${args[$1]}" "$2" "$3" "$4" >&3
 	done
 done
 python3 - "$work/runs" "${args[@]}" <<'EOF' >&3
@@ -104,11 +108,13 @@ import statistics, sys
 names = sys.argv[2:]
 runs = {}
 for line in open(sys.argv[1]):
-    i, iops, cpu = line.split()
-    runs.setdefault(int(i), []).append((int(iops), float(cpu)))
+    i, iops, cpu, p999 = line.split()
+    runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999)))
 base = statistics.median(x[0] for x in runs[0])
 for i, name in enumerate(names):
     iops = statistics.median(x[0] for x in runs[i])
     cpu = statistics.median(x[1] for x in runs[i])
-    print("median %s: %d IOPS, %.2f us CPU per I/O, %.2f of the first" % (name, iops, cpu, iops / base))
+    p999 = statistics.median(x[2] for x in runs[i])
+    print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, %.2f of the first"
+          % (name, iops, cpu, p999, iops / base))
 EOF
