@@ -207,7 +207,8 @@ int claim_map(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k)
 		ret = 0; /* a short write is a complete change of its own */
 	ret = ip_done(fs, &p, 0, ret);
 	if (!ret) {
-		/* A record per write, built from one walk of n's chain
+		/* A range per write (per run of a delayed batch), the
+		 * records built from one walk of n's chain
 		 * (journal_hook.c). */
 		struct rfs_change_range rg[DM_BATCH];
 		size_t m = 0;

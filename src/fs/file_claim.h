@@ -25,10 +25,12 @@ struct claim_wr {
 };
 
 /*
- * The body of the operation that maps the k writes w[0..k) into file n,
- * given in file order and not overlapping (asserted in debug builds):
- * one inode load and store, an extent edit per run, the size and times,
- * a journal record per write.  Pool write lock held (op_begin_claimed or dm's operation).
+ * The body of the operation that maps the k writes w[0..k) into file n
+ * (a WRITE's own, or the runs a delayed batch was merged into), given in
+ * file order and not overlapping (asserted in debug builds): one inode
+ * load and store, an extent edit per run, the size and times, a journal
+ * range per write.  Pool write lock held (op_begin_claimed or the
+ * delayed batch's operation).
  * Returns 0 or -errno; every run not mapped is given back (nruns 0).
  * With k 1, a short mapping returns 0 with done below size.  k is at
  * most DM_BATCH.
