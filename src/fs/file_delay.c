@@ -7,8 +7,12 @@
  * write's cost (docs/ARCHITECTURE.md, "The mapping is the whole write
  * gap").  So a small one (one run, at most DM_RUN_MAX blocks) is not
  * mapped at once: it is queued here and the WRITE is answered.  The
- * queue holds up to DM_QUEUE writes (DM_BLOCKS blocks); it is mapped
- * when full, and, before that, by anything that could see the file's
+ * queue holds up to DM_QUEUE writes (DM_BLOCKS blocks).  The write that
+ * fills it takes it as the batch to map and maps its first operation;
+ * each write queued after maps one more (dm_pace), so the batch's few
+ * milliseconds of work are spread over a hundred-odd writes instead of
+ * stalling the ones in flight behind one.  The rest of the batch, and
+ * the queue, are mapped at once by anything that could see a file's
  * state:
  *
  *   - every operation (op.c begin), except the best-effort atime update
@@ -33,7 +37,8 @@
  * found it in the index before the later write replaced its entry).
  * The blocks left are joined into runs where both the file's and the
  * pool's blocks follow on, and mapped in file order, DM_BATCH runs per
- * operation.  A big batch is what makes this cheap: thousands of random
+ * operation, the batch's files in any order (each file's group on its
+ * own).  A big batch is what makes this cheap: thousands of random
  * writes over a file's few hundred extent leaves edit each leaf many
  * times in a row, resuming the last descent (claim_map's finger), where
  * one write at a time, or 64, found every leaf cold.  The pool write
@@ -63,15 +68,23 @@
  * after it is armed, so every write answered before the arm returns is
  * visible by then, and every later one is checked as before.
  *
- * Locks: dm_apply (held from taking writes off the queue until their
- * operations ended; it also guards the batch scratch, dm_scr) before
- * dm_lock (the queue, a leaf), before any pool lock.  Callers of
- * dm_settle hold no pool lock and no nlock.
+ * A batch is taken only when the last one is mapped: a queue that fills
+ * again first maps the rest of the last batch (dm_fill), and a
+ * settle maps it before the queue.  A settle of one file (GETATTR)
+ * maps that file's group of the batch, and, if writes of the file are
+ * queued too, the rest of the batch (their sort needs its scratch).
+ *
+ * Locks: dm_apply (held by whoever takes writes off the queue or maps
+ * an operation of the batch; it guards the batch, dm_scr, whose
+ * groups left are also read with no lock as a hint) before dm_lock (the
+ * queue, a leaf), before any pool lock.  Callers of dm_settle hold no
+ * pool lock and no nlock.
  */
 #include "fs/file_claim.h"
 #include "fs/op.h"
 #include "util/radix.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -93,9 +106,23 @@ struct dm_ent {
 	uint32_t csum[DM_RUN_MAX];
 };
 
-/* A batch's scratch (dm_apply): the writes taken off the queue, their
- * order by file, a node-to-group table, the sort keys and their
- * scratch, and the runs to map with their checksums. */
+/* A file's writes in the batch being mapped: ord[from..to) (queue order),
+ * its blocks' segment of key/tmp/runs/rblk/csum from b0 (as many as
+ * its writes' blocks), its reservations.  Once ready: nr runs and nd
+ * replaced blocks (in tmp) in the segment, r runs mapped, c checksums
+ * used. */
+struct dm_grp {
+	struct rfs_node *n;
+	uint32_t from, to, b0, nr, nd, r, c;
+	enum { GRP_NEW, GRP_READY, GRP_DONE } state;
+	uint64_t resv;
+};
+
+/* The batch being mapped and its scratch (dm_apply): the writes taken
+ * off the queue, their order by file, a node-to-group table (slot,
+ * cap entries, kept for the batch's life), the groups, the sort keys
+ * and their scratch, and the runs to map with their checksums.  left:
+ * the groups not mapped yet, also read with no lock (dm_queue's hint). */
 struct dm_scr {
 	struct dm_ent take[DM_QUEUE];
 	uint16_t ord[DM_QUEUE];
@@ -103,7 +130,11 @@ struct dm_scr {
 		struct rfs_node *n;
 		uint32_t grp;
 	} slot[2 * DM_QUEUE];
+	size_t cap;
 	uint32_t gcnt[DM_QUEUE + 1];
+	struct dm_grp grp[DM_QUEUE];
+	uint32_t ng, next;
+	_Atomic uint32_t left;
 	uint64_t key[DM_BLOCKS], tmp[DM_BLOCKS];
 	struct claim_run runs[DM_BLOCKS];
 	uint64_t rblk[DM_BLOCKS]; /* each run's first file block */
@@ -211,6 +242,7 @@ static void unindex(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, si
 static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k,
 			const uint64_t *drops, size_t nd)
 {
+	assert(k > 0 && k <= DM_BATCH);
 	/* The runs as queued: claim_map empties w's as it maps them. */
 	struct claim_run runs[DM_BATCH];
 	for (size_t i = 0; i < k; i++)
@@ -242,61 +274,120 @@ static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size
 		note_err(fs, n, ret, k);
 }
 
-/* Map the writes take[ord[0..k)] of file n (queue order). */
-static void map_file(rfs_fs *fs, struct rfs_node *n, const uint16_t *ord, size_t k)
+/* Ready group g to map: its blocks sorted by (file block, queue
+ * position); of a block written twice the later write kept and the
+ * earlier ones' blocks noted (in tmp) to give back; the rest joined into
+ * runs where both the file's and the pool's blocks follow on. */
+static void grp_ready(struct dm_scr *s, struct dm_grp *g)
 {
-	struct dm_scr *s = fs->dm_scr;
+	uint64_t *key = s->key + g->b0, *tmp = s->tmp + g->b0, *rblk = s->rblk + g->b0;
+	struct claim_run *runs = s->runs + g->b0;
+	uint32_t *csum = s->csum + g->b0;
 	size_t m = 0;
-	for (size_t i = 0; i < k; i++) {
-		const struct dm_ent *e = &s->take[ord[i]];
+	for (size_t i = g->from; i < g->to; i++) {
+		const struct dm_ent *e = &s->take[s->ord[i]];
 		for (uint64_t j = 0; j < e->run.n; j++)
-			s->key[m++] = (e->off / BS + j) << DM_POS_BITS | ord[i];
+			key[m++] = (e->off / BS + j) << DM_POS_BITS | s->ord[i];
 	}
-	radix_sort_u64(s->key, s->tmp, m);
-	/* The last key of each block wins; the others' blocks go back
-	 * (collected in tmp, free after the sort). */
+	radix_sort_u64(key, tmp, m);
+	/* The last key of each block wins; the others go to tmp (free
+	 * after the sort, and never longer than the keys). */
 	size_t nd = 0, nr = 0, nc = 0;
 	uint64_t prev_b = 0, prev_p = 0;
 	for (size_t i = 0; i < m; i++) {
-		uint64_t b = s->key[i] >> DM_POS_BITS;
-		if (i + 1 < m && s->key[i + 1] >> DM_POS_BITS == b) {
-			s->tmp[nd++] = s->key[i];
+		uint64_t b = key[i] >> DM_POS_BITS;
+		if (i + 1 < m && key[i + 1] >> DM_POS_BITS == b) {
+			tmp[nd++] = key[i];
 			continue;
 		}
 		uint64_t j;
-		const struct dm_ent *e = key_ent(s->take, s->key[i], &j);
+		const struct dm_ent *e = key_ent(s->take, key[i], &j);
 		uint64_t p = e->run.start + j;
-		if (nr && b == prev_b + 1 && p == prev_p + 1 && s->runs[nr - 1].n < RFS_EXTENT_MAX)
-			s->runs[nr - 1].n++;
+		if (nr && b == prev_b + 1 && p == prev_p + 1 && runs[nr - 1].n < RFS_EXTENT_MAX)
+			runs[nr - 1].n++;
 		else {
-			s->rblk[nr] = b;
-			s->runs[nr++] = (struct claim_run){p, 1};
+			rblk[nr] = b;
+			runs[nr++] = (struct claim_run){p, 1};
 		}
-		s->csum[nc++] = e->csum[j];
+		csum[nc++] = e->csum[j];
 		prev_b = b;
 		prev_p = p;
 	}
-	/* The runs in file order, DM_BATCH per operation; the first gives
-	 * back the replaced blocks. */
-	struct claim_wr w[DM_BATCH];
-	for (size_t r = 0, c = 0; r < nr;) {
-		size_t q = 0;
-		for (; q < DM_BATCH && r < nr; q++, r++) {
-			w[q] = (struct claim_wr){&s->runs[r], 1, &s->csum[c], s->rblk[r] * BS,
-						 (size_t)s->runs[r].n * BS, 0};
-			c += s->runs[r].n;
-		}
-		map_runs_op(fs, n, w, q, s->tmp, nd);
-		nd = 0;
-	}
+	g->nr = (uint32_t)nr;
+	g->nd = (uint32_t)nd;
+	g->r = g->c = 0;
+	g->state = GRP_READY;
 }
 
-void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
+/* Group g is mapped: its writes leave the counters. */
+static void grp_done(rfs_fs *fs, struct dm_grp *g)
 {
-	if (!fs->dm_q)
-		return; /* read-only: nothing is ever queued */
-	pthread_mutex_lock(&fs->dm_apply);
+	uint32_t k = g->to - g->from;
+	g->state = GRP_DONE;
+	atomic_fetch_sub_explicit(&fs->dm_scr->left, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&fs->dm_resv, g->resv, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&g->n->dm_count, k, memory_order_release);
+	atomic_fetch_sub_explicit(&fs->dm_count, k, memory_order_release);
+}
+
+/* One operation of group g: its next DM_BATCH runs, in file order (the
+ * first also gives back the replaced blocks).  dm_apply held. */
+static void grp_step(rfs_fs *fs, struct dm_grp *g)
+{
 	struct dm_scr *s = fs->dm_scr;
+	if (g->state == GRP_NEW)
+		grp_ready(s, g);
+	assert(g->state == GRP_READY);
+	struct claim_run *runs = s->runs + g->b0;
+	struct claim_wr w[DM_BATCH];
+	size_t q = 0;
+	for (; q < DM_BATCH && g->r < g->nr; q++, g->r++) {
+		w[q] = (struct claim_wr){&runs[g->r], 1, s->csum + g->b0 + g->c,
+					 s->rblk[g->b0 + g->r] * BS, (size_t)runs[g->r].n * BS, 0};
+		g->c += runs[g->r].n;
+	}
+	map_runs_op(fs, g->n, w, q, s->tmp + g->b0, g->nd);
+	g->nd = 0;
+	if (g->r == g->nr)
+		grp_done(fs, g);
+}
+
+/* One operation of the batch, of the first group not mapped yet.
+ * dm_apply held, a group left. */
+static void batch_step(rfs_fs *fs)
+{
+	struct dm_scr *s = fs->dm_scr;
+	while (s->grp[s->next].state == GRP_DONE)
+		s->next++;
+	assert(s->next < s->ng);
+	grp_step(fs, &s->grp[s->next]);
+}
+
+/* The rest of the batch.  dm_apply held. */
+static void batch_finish(rfs_fs *fs)
+{
+	while (atomic_load_explicit(&fs->dm_scr->left, memory_order_relaxed))
+		batch_step(fs);
+}
+
+/* The slot of n in the batch's node table: n's, or the empty one where
+ * it would go. */
+static size_t slot_of(const struct dm_scr *s, const struct rfs_node *n)
+{
+	uintptr_t h = (uintptr_t)n;
+	size_t at = (size_t)((h >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (s->cap - 1);
+	while (s->slot[at].n && s->slot[at].n != n)
+		at = (at + 1) & (s->cap - 1);
+	return at;
+}
+
+/* Take the queued writes of only (NULL: all) off the queue as the batch
+ * to map, grouped by file, in queue order within each group.  dm_apply
+ * held, no group of the last batch left.  Returns how many. */
+static size_t batch_take(rfs_fs *fs, struct rfs_node *only)
+{
+	struct dm_scr *s = fs->dm_scr;
+	assert(!atomic_load_explicit(&s->left, memory_order_relaxed));
 	size_t k = 0, keep = 0, blocks = 0;
 	pthread_mutex_lock(&fs->dm_lock);
 	for (size_t i = 0; i < fs->dm_n; i++) {
@@ -310,19 +401,18 @@ void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 	fs->dm_n = keep;
 	fs->dm_blocks -= blocks;
 	pthread_mutex_unlock(&fs->dm_lock);
-	/* Group the writes by file, in queue order within each: a table
-	 * of the files seen (open addressing, a power of two at least
-	 * twice k), then a counting sort by group. */
-	size_t cap = 2;
-	while (cap < 2 * k)
-		cap *= 2;
-	memset(s->slot, 0, cap * sizeof(*s->slot));
+	s->ng = s->next = 0;
+	if (!k)
+		return 0;
+	/* The files seen (open addressing, a power of two at least twice
+	 * k), then a counting sort by group. */
+	s->cap = 2;
+	while (s->cap < 2 * k)
+		s->cap *= 2;
+	memset(s->slot, 0, s->cap * sizeof(*s->slot));
 	uint32_t ng = 0;
 	for (size_t i = 0; i < k; i++) {
-		uintptr_t h = (uintptr_t)s->take[i].n;
-		size_t at = (size_t)((h >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (cap - 1);
-		while (s->slot[at].n && s->slot[at].n != s->take[i].n)
-			at = (at + 1) & (cap - 1);
+		size_t at = slot_of(s, s->take[i].n);
 		if (!s->slot[at].n)
 			s->slot[at] = (struct dm_slot){s->take[i].n, ng++};
 		s->ord[i] = (uint16_t)s->slot[at].grp; /* for now: the group */
@@ -337,20 +427,79 @@ void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 	for (size_t i = 0; i < k; i++)
 		pos[s->gcnt[s->ord[i]]++] = (uint16_t)i;
 	memcpy(s->ord, pos, k * sizeof(*s->ord));
-	uint64_t resv = 0;
-	for (size_t i = 0; i < k; i++)
-		resv += s->take[i].resv;
-	/* One file at a time; gcnt[g] is now the end of group g. */
-	size_t from = 0;
+	/* gcnt[g] is now the end of group g. */
+	uint32_t from = 0, b0 = 0;
 	for (uint32_t g = 0; g < ng; g++) {
-		size_t to = s->gcnt[g];
-		struct rfs_node *n = s->take[s->ord[from]].n;
-		map_file(fs, n, s->ord + from, to - from);
-		atomic_fetch_sub_explicit(&n->dm_count, (uint32_t)(to - from), memory_order_release);
-		from = to;
+		struct dm_grp *gp = &s->grp[g];
+		*gp = (struct dm_grp){.n = s->take[s->ord[from]].n, .from = from,
+				      .to = s->gcnt[g], .b0 = b0, .state = GRP_NEW};
+		for (uint32_t i = from; i < gp->to; i++) {
+			gp->resv += s->take[s->ord[i]].resv;
+			b0 += (uint32_t)s->take[s->ord[i]].run.n;
+		}
+		from = gp->to;
 	}
-	atomic_fetch_sub_explicit(&fs->dm_resv, resv, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&fs->dm_count, (uint32_t)k, memory_order_release);
+	assert(b0 == blocks && blocks <= DM_BLOCKS);
+	s->ng = ng;
+	atomic_store_explicit(&s->left, ng, memory_order_relaxed);
+	return k;
+}
+
+void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
+{
+	if (!fs->dm_q)
+		return; /* read-only: nothing is ever queued */
+	pthread_mutex_lock(&fs->dm_apply);
+	struct dm_scr *s = fs->dm_scr;
+	if (atomic_load_explicit(&s->left, memory_order_relaxed)) {
+		if (only) {
+			/* Only's group of the batch being mapped; then, if
+			 * writes of it are queued still, the rest of the
+			 * batch, whose scratch they need. */
+			struct dm_slot *sl = &s->slot[slot_of(s, only)];
+			if (sl->n) {
+				struct dm_grp *g = &s->grp[sl->grp];
+				while (g->state != GRP_DONE)
+					grp_step(fs, g);
+			}
+			if (!atomic_load_explicit(&only->dm_count, memory_order_acquire))
+				goto out;
+		}
+		batch_finish(fs);
+	}
+	if (batch_take(fs, only))
+		batch_finish(fs);
+out:
+	pthread_mutex_unlock(&fs->dm_apply);
+}
+
+/* The queue is full: whoever comes first maps what is left of the last
+ * batch (its writes since did not) and takes the queue as the next
+ * batch, mapping its first operation; the next writes map the rest. */
+static void dm_fill(rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->dm_apply);
+	pthread_mutex_lock(&fs->dm_lock);
+	bool full = fs->dm_n == DM_QUEUE || fs->dm_blocks + DM_RUN_MAX > DM_BLOCKS;
+	pthread_mutex_unlock(&fs->dm_lock);
+	if (full) {
+		batch_finish(fs);
+		if (batch_take(fs, NULL))
+			batch_step(fs);
+	}
+	pthread_mutex_unlock(&fs->dm_apply);
+}
+
+/* A write was queued: one operation of the batch being mapped, if there
+ * is one and nobody else is at it. */
+static void dm_pace(rfs_fs *fs)
+{
+	struct dm_scr *s = fs->dm_scr;
+	if (!atomic_load_explicit(&s->left, memory_order_relaxed) ||
+	    pthread_mutex_trylock(&fs->dm_apply))
+		return;
+	if (atomic_load_explicit(&s->left, memory_order_relaxed))
+		batch_step(fs);
 	pthread_mutex_unlock(&fs->dm_apply);
 }
 
@@ -421,14 +570,22 @@ bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t
 	 * means the write's own operation. */
 	if (w->nruns != 1 || w->runs[0].n > DM_RUN_MAX || !fs->dm_q || fs->map_hook)
 		return false;
-	bool full;
+	bool full, filled = false;
 	uint64_t resv = dm_room(meta);
+again:
 	pthread_mutex_lock(&fs->dm_lock);
 	/* Under dm_lock: an arm that set its bit before this sees the write
 	 * queued when it settles (rfs_fs_watch_arm).  Not while a follower
 	 * of the change journal waits: it is woken by the journal record,
 	 * which only the mapping writes (rfs_fs_changes_wait).  The room
 	 * is checked here, against the reservations queued before. */
+	if (!filled && (fs->dm_n == DM_QUEUE || fs->dm_blocks + w->runs[0].n > DM_BLOCKS)) {
+		/* Full, its filler not yet at taking it: as the filler. */
+		pthread_mutex_unlock(&fs->dm_lock);
+		dm_fill(fs);
+		filled = true;
+		goto again;
+	}
 	if (fs->dm_n == DM_QUEUE || fs->dm_blocks + w->runs[0].n > DM_BLOCKS ||
 	    room < dm_reserved(fs) + resv ||
 	    (atomic_load(&fs->watch_state) & WATCH_ARMED_MASK) ||
@@ -451,7 +608,9 @@ bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t
 	full = fs->dm_n == DM_QUEUE || fs->dm_blocks + DM_RUN_MAX > DM_BLOCKS;
 	pthread_mutex_unlock(&fs->dm_lock);
 	if (full)
-		dm_settle(fs, NULL);
+		dm_fill(fs);
+	else
+		dm_pace(fs);
 	return true;
 }
 

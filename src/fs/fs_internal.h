@@ -393,12 +393,13 @@ struct rfs_fs {
 	struct irc_ent irc[IRC_SLOTS];
 	uint64_t irc_hits, irc_misses;
 	/* Delayed mapping of small writes (file_delay.c).  dm_apply: held
-	 * by whoever maps queued writes, from taking them off the queue
-	 * until their operation ended; taken before dm_lock and any pool
-	 * lock; it guards dm_scr, the batch's scratch.  dm_lock (a leaf):
+	 * by whoever takes writes off the queue or maps an operation of
+	 * the batch; taken before dm_lock and any pool lock; it guards
+	 * dm_scr, the batch being mapped.  dm_lock (a leaf):
 	 * dm_q (DM_QUEUE entries, NULL on a read-only fs), dm_n and
-	 * dm_blocks (their blocks).  dm_count: writes queued or being
-	 * mapped; dm_resv: the blocks their mapping may need (dm_room each).
+	 * dm_blocks (their blocks).  dm_count: writes queued or in the
+	 * batch being mapped; dm_resv: the blocks their mapping may need
+	 * (dm_room each).
 	 * Both atomic, read with no lock (dm_settle, file_claim.c take);
 	 * dm_resv is added to under dm_lock and taken from under dm_apply. */
 	pthread_mutex_t dm_apply, dm_lock;

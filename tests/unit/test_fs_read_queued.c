@@ -1,7 +1,9 @@
 /*
  * READs of a file whose writes are queued (src/fs/file_delay.c), racing
  * the mapping: one thread writes single blocks at random (queued), and
- * every so often maps them (settle, fsync) or commits; two threads READ
+ * every so often maps them (settle, fsync) or commits; or two threads
+ * write and never settle, so that full batches are mapped a write at a
+ * time by either of them; two threads READ
  * at random, locked and lock-free alike, and check each block they get
  * against what was answered before the READ began.  What could go
  * wrong: a block read from the index after its entry should have gone
@@ -62,13 +64,22 @@ static uint64_t step(uint64_t *x)
 	return *x;
 }
 
+/* A writer: blocks b with b % nw == me, settling every so often or
+ * never (the queue then fills and its batches are mapped a write at a
+ * time, dm_pace, by both writers). */
+struct wcfg {
+	uint32_t me, nw;
+	bool settle;
+};
+static _Atomic unsigned g_writers; /* still writing */
+
 static void *writer(void *arg)
 {
-	(void)arg;
+	const struct wcfg *c = arg;
 	uint8_t blk[BS];
-	uint64_t x = 0x9e3779b97f4a7c15ull;
-	for (uint32_t v = 1; v <= WRITES; v++) {
-		uint32_t b = (uint32_t)(step(&x) % NB);
+	uint64_t x = 0x9e3779b97f4a7c15ull + c->me;
+	for (uint32_t v = 1; v <= WRITES / c->nw; v++) {
+		uint32_t b = (uint32_t)(step(&x) % (NB / c->nw)) * c->nw + c->me;
 		fill(blk, b, v);
 		if (rfs_fs_write(g_fs, g_f, blk, BS, (uint64_t)b * BS) != BS) {
 			snprintf(g_why, sizeof(g_why), "write of block %u version %u failed", b, v);
@@ -76,6 +87,8 @@ static void *writer(void *arg)
 			break;
 		}
 		atomic_store(&g_done[b], v);
+		if (!c->settle)
+			continue;
 		if (v % 700 == 0)
 			rfs_fs_settle(g_fs);
 		else if (v % 1900 == 0)
@@ -83,7 +96,8 @@ static void *writer(void *arg)
 		else if (v % 4100 == 0)
 			(void)rfs_fs_sync(g_fs);
 	}
-	atomic_store(&g_stop, true);
+	if (atomic_fetch_sub(&g_writers, 1) == 1)
+		atomic_store(&g_stop, true);
 	return NULL;
 }
 
@@ -123,10 +137,12 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static void test_read_while_mapping(void **state)
+static void race(uint64_t pool, uint32_t nw, bool settle)
 {
-	(void)state;
-	g_fs = fx_fresh(1ull << 30, 0);
+	g_fs = fx_fresh(pool, 0);
+	atomic_store(&g_stop, false);
+	for (uint32_t b = 0; b < NB; b++)
+		atomic_store(&g_done[b], 0);
 	g_f = fx_create(g_fs, &g_ctx, RFS_ROOT_NODE, "f");
 	/* Version 0 of every block, mapped and committed. */
 	uint8_t *all = malloc((size_t)NB * BS);
@@ -136,11 +152,15 @@ static void test_read_while_mapping(void **state)
 	assert_int_equal(rfs_fs_write(g_fs, g_f, all, (size_t)NB * BS, 0), (ssize_t)NB * BS);
 	free(all);
 	assert_int_equal(rfs_fs_sync(g_fs), 0);
-	pthread_t w, r[2];
-	assert_int_equal(pthread_create(&w, NULL, writer, NULL), 0);
+	pthread_t w[2], r[2];
+	struct wcfg cfg[2] = {{0, nw, settle}, {1, nw, settle}};
+	atomic_store(&g_writers, nw);
+	for (uint32_t i = 0; i < nw; i++)
+		assert_int_equal(pthread_create(&w[i], NULL, writer, &cfg[i]), 0);
 	for (uintptr_t i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&r[i], NULL, reader, (void *)i), 0);
-	pthread_join(w, NULL);
+	for (uint32_t i = 0; i < nw; i++)
+		pthread_join(w[i], NULL);
 	for (int i = 0; i < 2; i++)
 		pthread_join(r[i], NULL);
 	if (atomic_load(&g_bad))
@@ -156,10 +176,29 @@ static void test_read_while_mapping(void **state)
 	assert_int_equal(fx_fsck(), 0);
 }
 
+/* One writer that maps, fsyncs and commits every so often, on a pool
+ * too small to queue a full batch. */
+static void test_read_while_mapping(void **state)
+{
+	(void)state;
+	race(1ull << 30, 1, true);
+}
+
+/* Two writers that never settle, on a pool with room for full batches
+ * (sparse): batches mapped an operation per write, by either writer,
+ * with blocks written many times in each batch and again in the queue
+ * behind it. */
+static void test_read_while_paced(void **state)
+{
+	(void)state;
+	race(8ull << 30, 2, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_while_mapping, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_read_while_paced, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,8 +219,9 @@ static void test_no_delay_when_short(void **state)
 }
 
 /* A queue that fills, by its writes (DM_QUEUE) or by their blocks
- * (DM_BLOCKS), maps itself with the write that filled it; every write
- * reads back, also after a reopen. */
+ * (DM_BLOCKS), is taken as a batch by the write that filled it, and the
+ * writes after it map the batch, an operation each; every write reads
+ * back, also after a reopen. */
 static void test_queue_full(void **state)
 {
 	(void)state;
@@ -243,14 +244,23 @@ static void test_queue_full(void **state)
 		wr(fs, f ? a : b, 10 + i % 200, blk, 1);
 		tag[f * span + blk] = 10 + i % 200;
 	}
-	assert_int_equal(queued(fs), 0);
+	/* Taken off the queue, being mapped: one operation of DM_BATCH
+	 * runs so far, which ended neither file's group. */
+	assert_int_equal(fs->dm_n, 0);
+	assert_int_equal(queued(fs), DM_QUEUE);
 	/* DM_BLOCKS / DM_RUN_MAX writes of DM_RUN_MAX blocks fill it by
-	 * blocks. */
+	 * blocks.  The batch has at most DM_QUEUE runs, in two groups:
+	 * DM_QUEUE / DM_BATCH + 2 writes after the fill mapped it. */
 	for (unsigned i = 0; i < DM_BLOCKS / DM_RUN_MAX; i++) {
-		assert_int_equal(queued(fs), i);
+		assert_int_equal(fs->dm_n, i);
+		if (i == DM_QUEUE / DM_BATCH + 2)
+			assert_int_equal(queued(fs), i);
 		unsigned blk = span + (i * 7919u) % (DM_BLOCKS / DM_RUN_MAX) * DM_RUN_MAX;
 		wr(fs, a, 3, blk, DM_RUN_MAX);
 	}
+	assert_int_equal(fs->dm_n, 0);
+	assert_true(queued(fs) > 0);
+	rfs_fs_settle(fs);
 	assert_int_equal(queued(fs), 0);
 	for (unsigned pass = 0; pass < 2; pass++) {
 		for (unsigned f = 0; f < 2; f++)
@@ -264,6 +274,70 @@ static void test_queue_full(void **state)
 			struct stat st;
 			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
 			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "b", &b, &st), 0);
+		}
+	}
+	free(tag);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
+/* A batch being mapped an operation per write: READ sees its writes,
+ * and later writes over them; a later write to a block of the batch
+ * wins, also after a reopen; GETATTR of one file maps that file's
+ * group and leaves the other's. */
+static void test_batch_paced(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(8ull << 30, 0);
+	rfs_nodeid id[2] = {fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a"),
+			    fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b")};
+	/* Blocks 7 apart mod span: few runs join, so each file's group
+	 * takes many operations. */
+	unsigned span = 2 * DM_QUEUE, top[2] = {0, 0};
+	unsigned *tag = calloc(2 * span, sizeof(*tag));
+	assert_non_null(tag);
+	for (unsigned i = 0; i < DM_QUEUE; i++) {
+		unsigned f = i & 1, blk = (i * 7u) % span;
+		wr(fs, id[f], 20 + i % 100, blk, 1);
+		tag[f * span + blk] = 20 + i % 100;
+		if (blk + 1 > top[f])
+			top[f] = blk + 1;
+	}
+	assert_int_equal(fs->dm_n, 0);
+	assert_int_equal(queued_on(fs, id[0]), DM_QUEUE / 2);
+	assert_int_equal(queued_on(fs, id[1]), DM_QUEUE / 2);
+	/* Later writes to a's blocks of the batch: queued behind it. */
+	unsigned later[3] = {0, 14, 28};
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_not_equal(tag[later[i]], 0);
+		wr(fs, id[0], 7, later[i], 1);
+		tag[later[i]] = 7;
+	}
+	assert_int_equal(fs->dm_n, 3);
+	for (unsigned i = 0; i < 3; i++)
+		check(fs, id[0], 7, later[i]);
+	check(fs, id[0], tag[42], 42);
+	check(fs, id[1], tag[span + 7], 7);
+	assert_int_equal(queued_on(fs, id[0]), DM_QUEUE / 2 + 3);
+	/* GETATTR of b: b's group, nothing of a's. */
+	struct stat st;
+	assert_int_equal(rfs_fs_getattr(fs, id[1], &st), 0);
+	assert_int_equal(st.st_size, (off_t)top[1] * BS);
+	assert_int_equal(queued_on(fs, id[1]), 0);
+	assert_int_equal(queued_on(fs, id[0]), DM_QUEUE / 2 + 3);
+	/* GETATTR of a: the rest. */
+	assert_int_equal(rfs_fs_getattr(fs, id[0], &st), 0);
+	assert_int_equal(st.st_size, (off_t)top[0] * BS);
+	assert_int_equal(queued(fs), 0);
+	for (unsigned pass = 0; pass < 2; pass++) {
+		for (unsigned f = 0; f < 2; f++)
+			for (unsigned blk = 0; blk < span; blk++)
+				if (tag[f * span + blk])
+					check(fs, id[f], tag[f * span + blk], blk);
+		if (pass == 0) {
+			fs = fx_reopen(fs, 0);
+			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &id[0], &st), 0);
+			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "b", &id[1], &st), 0);
 		}
 	}
 	free(tag);
@@ -1028,6 +1102,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_maps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_delay_when_short, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_full, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_paced, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_failure_reaches_fsync, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_order_tall, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_splits_leaves, fx_setup, fx_teardown),
