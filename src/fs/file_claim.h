@@ -54,9 +54,10 @@ uint64_t dm_reserved(rfs_fs *fs);
  * Queue the mapping of w (one run, whole blocks, data in place) on file
  * n, to be done with others: true when queued (the caller answers the
  * write as done), false when it must be mapped now (a watch mark is
- * armed, the run is too long, or room -- the free data blocks besides
- * w's own, when it claimed them -- does not cover the queued
- * reservations and dm_room(meta) more).  A full queue is taken as the
+ * armed, the run is too long, the queue was full again after it was
+ * taken, or room -- the free data blocks besides w's own, when it
+ * claimed them -- does not cover the queued reservations and
+ * dm_room(meta) more).  A full queue is taken as the
  * batch to map (the last batch mapped first), by the write that filled
  * it or the next one to find it full; a queued write then maps one
  * operation of the batch, unless another thread is at it.  No pool lock
