@@ -21,7 +21,9 @@
 # P999_US", the daemon's user + system time per I/O over the ramp and the
 # run, and the 99.9th percentile of the completion latency, of writes
 # where the run writes), then per daemon the medians, and each daemon's
-# median IOPS against the first's.
+# median IOPS against the first's; then, per daemon after the first, the
+# median and range of its IOPS against the first's in the same round
+# (paired: what the host's drift between rounds does not move).
 set -u
 exec 3>&1
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -107,9 +109,13 @@ python3 - "$work/runs" "${args[@]}" <<'EOF' >&3
 import statistics, sys
 names = sys.argv[2:]
 runs = {}
-for line in open(sys.argv[1]):
+rounds = []
+for k, line in enumerate(open(sys.argv[1])):
     i, iops, cpu, p999 = line.split()
     runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999)))
+    if k % len(names) == 0:
+        rounds.append({})
+    rounds[-1][int(i)] = int(iops)
 base = statistics.median(x[0] for x in runs[0])
 for i, name in enumerate(names):
     iops = statistics.median(x[0] for x in runs[i])
@@ -117,4 +123,10 @@ for i, name in enumerate(names):
     p999 = statistics.median(x[2] for x in runs[i])
     print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, %.2f of the first"
           % (name, iops, cpu, p999, iops / base))
+# Each round's ratio to the first daemon in the same round: the host's
+# drift between rounds cancels out of these.
+for i, name in enumerate(names[1:], 1):
+    r = sorted(x[i] / x[0] for x in rounds if 0 in x and i in x)
+    print("paired %s: %.2f of the first (median of %d rounds; %.2f-%.2f)"
+          % (name, statistics.median(r), len(r), r[0], r[-1]))
 EOF
