@@ -345,6 +345,77 @@ static void test_batch_paced(void **state)
 	assert_int_equal(fx_fsck(), 0);
 }
 
+/* A crash while a batch is being mapped: what an fsync returned for is
+ * there, every other block is a whole version that was written (the
+ * last committed or a later one), and the pool checks clean (the
+ * claimed blocks of writes not mapped were never in a commit). */
+static void test_batch_paced_crash(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(8ull << 30, 0);
+	rfs_nodeid a = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b");
+	unsigned span = 2 * DM_QUEUE;
+	unsigned *tag = calloc(span, sizeof(*tag)), *later = calloc(span, sizeof(*later));
+	assert_non_null(tag);
+	assert_non_null(later);
+	/* A batch over a and b, being mapped; writes to a behind it. */
+	for (unsigned i = 0; i < DM_QUEUE; i++) {
+		unsigned blk = (i * 7u) % span;
+		wr(fs, i & 1 ? b : a, 20 + i % 100, blk, 1);
+		if (!(i & 1))
+			tag[blk] = 20 + i % 100;
+	}
+	assert_int_equal(fs->dm_n, 0);
+	assert_int_equal(queued_on(fs, a), DM_QUEUE / 2);
+	wr(fs, a, 9, 0, 1);
+	tag[0] = 9;
+	assert_int_equal(rfs_fs_fsync(fs, a), 0);
+	assert_int_equal(queued_on(fs, a), 0);
+	/* A second batch, over a only, taken and partly mapped (a write
+	 * maps one operation of 64 runs of its thousands). */
+	for (unsigned i = 0; i < DM_QUEUE + 8; i++) {
+		unsigned blk = (i * 11u + 3) % span;
+		wr(fs, a, 120 + i % 100, blk, 1);
+		later[blk] = 120 + i % 100;
+	}
+	assert_int_equal(fs->dm_n, 8);
+	assert_true(queued_on(fs, a) > 8);
+	rfs_fs_abandon(fs);
+	assert_int_equal(rfs_fs_open(g_pool, 0, &fs), 0);
+	struct stat st;
+	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
+	uint8_t got[BS], want[BS];
+	for (unsigned blk = 0; blk < span; blk++) {
+		if (!tag[blk] && !later[blk])
+			continue;
+		if (blk * (uint64_t)BS >= (uint64_t)st.st_size) {
+			assert_int_equal(tag[blk], 0); /* only a later write had it */
+			continue;
+		}
+		assert_int_equal(rfs_fs_read(fs, a, got, BS, (uint64_t)blk * BS), BS);
+		bool ok = false;
+		if (tag[blk]) {
+			fill(want, tag[blk], blk);
+			ok = !memcmp(got, want, BS);
+		} else {
+			memset(want, 0, BS); /* a hole before the crash */
+			ok = !memcmp(got, want, BS);
+		}
+		if (!ok && later[blk]) {
+			fill(want, later[blk], blk);
+			ok = !memcmp(got, want, BS);
+		}
+		if (!ok)
+			fail_msg("block %u of a: neither its fsynced version (%u) nor its later one (%u)",
+				 blk, tag[blk], later[blk]);
+	}
+	free(tag);
+	free(later);
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 /* An answered write whose mapping fails: the pool turns read-only (the
  * last commit intact), the error is kept for the file's fsync, once. */
 static void test_failure_reaches_fsync(void **state)
@@ -1103,6 +1174,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_delay_when_short, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_paced, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_paced_crash, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_failure_reaches_fsync, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_order_tall, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_splits_leaves, fx_setup, fx_teardown),
