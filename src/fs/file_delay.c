@@ -154,6 +154,34 @@ uint64_t dm_reserved(rfs_fs *fs)
 	return atomic_load_explicit(&fs->dm_resv, memory_order_relaxed);
 }
 
+/* The fs whose dm_apply this thread holds (debug checks: it does not
+ * nest, and a thread holds at most one fs's). */
+static _Thread_local const rfs_fs *apply_owner;
+
+static void apply_lock(rfs_fs *fs)
+{
+	RFS_ASSERT_LOCK(apply_owner != fs);
+	pthread_mutex_lock(&fs->dm_apply);
+	apply_owner = fs;
+}
+
+/* True when it took dm_apply. */
+static bool apply_trylock(rfs_fs *fs)
+{
+	RFS_ASSERT_LOCK(apply_owner != fs);
+	if (pthread_mutex_trylock(&fs->dm_apply))
+		return false;
+	apply_owner = fs;
+	return true;
+}
+
+static void apply_unlock(rfs_fs *fs)
+{
+	assert(apply_owner == fs);
+	apply_owner = NULL;
+	pthread_mutex_unlock(&fs->dm_apply);
+}
+
 /* The queue, the batch's scratch and the index (any of them NULL). */
 static void free_bufs(rfs_fs *fs)
 {
@@ -242,6 +270,7 @@ static void unindex(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, si
 static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size_t k,
 			const uint64_t *drops, size_t nd)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	assert(k > 0 && k <= DM_BATCH);
 	/* The runs as queued: claim_map empties w's as it maps them. */
 	struct claim_run runs[DM_BATCH];
@@ -322,6 +351,7 @@ static void grp_ready(struct dm_scr *s, struct dm_grp *g)
 /* Group g is mapped: its writes leave the counters. */
 static void grp_done(rfs_fs *fs, struct dm_grp *g)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	uint32_t k = g->to - g->from;
 	g->state = GRP_DONE;
 	atomic_fetch_sub_explicit(&fs->dm_scr->left, 1, memory_order_relaxed);
@@ -334,6 +364,7 @@ static void grp_done(rfs_fs *fs, struct dm_grp *g)
  * first also gives back the replaced blocks).  dm_apply held. */
 static void grp_step(rfs_fs *fs, struct dm_grp *g)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	struct dm_scr *s = fs->dm_scr;
 	if (g->state == GRP_NEW)
 		grp_ready(s, g);
@@ -356,6 +387,7 @@ static void grp_step(rfs_fs *fs, struct dm_grp *g)
  * dm_apply held, a group left. */
 static void batch_step(rfs_fs *fs)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	struct dm_scr *s = fs->dm_scr;
 	while (s->grp[s->next].state == GRP_DONE)
 		s->next++;
@@ -366,6 +398,7 @@ static void batch_step(rfs_fs *fs)
 /* The rest of the batch.  dm_apply held. */
 static void batch_finish(rfs_fs *fs)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	while (atomic_load_explicit(&fs->dm_scr->left, memory_order_relaxed))
 		batch_step(fs);
 }
@@ -386,6 +419,7 @@ static size_t slot_of(const struct dm_scr *s, const struct rfs_node *n)
  * held, no group of the last batch left.  Returns how many. */
 static size_t batch_take(rfs_fs *fs, struct rfs_node *only)
 {
+	RFS_ASSERT_LOCK(apply_owner == fs);
 	struct dm_scr *s = fs->dm_scr;
 	assert(!atomic_load_explicit(&s->left, memory_order_relaxed));
 	size_t k = 0, keep = 0, blocks = 0;
@@ -449,7 +483,7 @@ void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 {
 	if (!fs->dm_q)
 		return; /* read-only: nothing is ever queued */
-	pthread_mutex_lock(&fs->dm_apply);
+	apply_lock(fs);
 	struct dm_scr *s = fs->dm_scr;
 	if (atomic_load_explicit(&s->left, memory_order_relaxed)) {
 		if (only) {
@@ -470,7 +504,7 @@ void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 	if (batch_take(fs, only))
 		batch_finish(fs);
 out:
-	pthread_mutex_unlock(&fs->dm_apply);
+	apply_unlock(fs);
 }
 
 /* The queue is full: whoever comes first maps what is left of the last
@@ -478,7 +512,7 @@ out:
  * batch, mapping its first operation; the next writes map the rest. */
 static void dm_fill(rfs_fs *fs)
 {
-	pthread_mutex_lock(&fs->dm_apply);
+	apply_lock(fs);
 	pthread_mutex_lock(&fs->dm_lock);
 	bool full = fs->dm_n == DM_QUEUE || fs->dm_blocks + DM_RUN_MAX > DM_BLOCKS;
 	pthread_mutex_unlock(&fs->dm_lock);
@@ -487,7 +521,7 @@ static void dm_fill(rfs_fs *fs)
 		if (batch_take(fs, NULL))
 			batch_step(fs);
 	}
-	pthread_mutex_unlock(&fs->dm_apply);
+	apply_unlock(fs);
 }
 
 /* A write was queued: one operation of the batch being mapped, if there
@@ -495,12 +529,11 @@ static void dm_fill(rfs_fs *fs)
 static void dm_pace(rfs_fs *fs)
 {
 	struct dm_scr *s = fs->dm_scr;
-	if (!atomic_load_explicit(&s->left, memory_order_relaxed) ||
-	    pthread_mutex_trylock(&fs->dm_apply))
+	if (!atomic_load_explicit(&s->left, memory_order_relaxed) || !apply_trylock(fs))
 		return;
 	if (atomic_load_explicit(&s->left, memory_order_relaxed))
 		batch_step(fs);
-	pthread_mutex_unlock(&fs->dm_apply);
+	apply_unlock(fs);
 }
 
 void dm_settle_id(rfs_fs *fs, rfs_nodeid id)
