@@ -81,6 +81,28 @@ static uint32_t queued_on(rfs_fs *fs, rfs_nodeid id)
 	return atomic_load(&node_get(fs, id)->dm_count);
 }
 
+/* Read back every tagged block of the two files named[0..2)
+ * (tag[f * stride + blk], 0: not written), then again after a reopen;
+ * close fs and check the pool. */
+static void check_all_twice(rfs_fs *fs, const char *const named[2], const unsigned *tag,
+			    unsigned stride)
+{
+	for (unsigned pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			fs = fx_reopen(fs, 0);
+		for (unsigned f = 0; f < 2; f++) {
+			rfs_nodeid id;
+			struct stat st;
+			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, named[f], &id, &st), 0);
+			for (unsigned blk = 0; blk < stride; blk++)
+				if (tag[f * stride + blk])
+					check(fs, id, tag[f * stride + blk], blk);
+		}
+	}
+	assert_int_equal(rfs_fs_close(fs), 0);
+	assert_int_equal(fx_fsck(), 0);
+}
+
 /* Small writes are queued, one file's read maps only that file's, and a
  * full queue maps itself. */
 static void test_queue_and_batch(void **state)
@@ -231,8 +253,8 @@ static void test_queue_full(void **state)
 	rfs_nodeid b = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b");
 	/* Single blocks, random over 3 * DM_QUEUE blocks of two files:
 	 * some written twice, the later winning. */
-	unsigned span = 3 * DM_QUEUE;
-	unsigned *tag = calloc(2 * span, sizeof(*tag));
+	unsigned span = 3 * DM_QUEUE, stride = span + DM_BLOCKS;
+	unsigned *tag = calloc(2 * stride, sizeof(*tag));
 	assert_non_null(tag);
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	for (unsigned i = 0; i < DM_QUEUE; i++) {
@@ -242,7 +264,7 @@ static void test_queue_full(void **state)
 		unsigned f = (unsigned)(x >> 60) & 1, blk = (unsigned)(x % span);
 		assert_int_equal(queued(fs), i);
 		wr(fs, f ? a : b, 10 + i % 200, blk, 1);
-		tag[f * span + blk] = 10 + i % 200;
+		tag[f * stride + blk] = 10 + i % 200;
 	}
 	/* Taken off the queue, being mapped: one operation of DM_BATCH
 	 * runs so far, which ended neither file's group. */
@@ -257,28 +279,15 @@ static void test_queue_full(void **state)
 			assert_int_equal(queued(fs), i);
 		unsigned blk = span + (i * 7919u) % (DM_BLOCKS / DM_RUN_MAX) * DM_RUN_MAX;
 		wr(fs, a, 3, blk, DM_RUN_MAX);
+		for (unsigned j = 0; j < DM_RUN_MAX; j++)
+			tag[stride + blk + j] = 3;
 	}
 	assert_int_equal(fs->dm_n, 0);
 	assert_true(queued(fs) > 0);
 	rfs_fs_settle(fs);
 	assert_int_equal(queued(fs), 0);
-	for (unsigned pass = 0; pass < 2; pass++) {
-		for (unsigned f = 0; f < 2; f++)
-			for (unsigned blk = 0; blk < span; blk++)
-				if (tag[f * span + blk])
-					check(fs, f ? a : b, tag[f * span + blk], blk);
-		for (unsigned blk = span; blk < span + DM_BLOCKS; blk += 97)
-			check(fs, a, 3, blk);
-		if (pass == 0) {
-			fs = fx_reopen(fs, 0);
-			struct stat st;
-			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
-			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "b", &b, &st), 0);
-		}
-	}
+	check_all_twice(fs, (const char *const[]){"b", "a"}, tag, stride);
 	free(tag);
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fx_fsck(), 0);
 }
 
 /* A batch being mapped an operation per write: READ sees its writes,
@@ -329,20 +338,8 @@ static void test_batch_paced(void **state)
 	assert_int_equal(rfs_fs_getattr(fs, id[0], &st), 0);
 	assert_int_equal(st.st_size, (off_t)top[0] * BS);
 	assert_int_equal(queued(fs), 0);
-	for (unsigned pass = 0; pass < 2; pass++) {
-		for (unsigned f = 0; f < 2; f++)
-			for (unsigned blk = 0; blk < span; blk++)
-				if (tag[f * span + blk])
-					check(fs, id[f], tag[f * span + blk], blk);
-		if (pass == 0) {
-			fs = fx_reopen(fs, 0);
-			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &id[0], &st), 0);
-			assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "b", &id[1], &st), 0);
-		}
-	}
+	check_all_twice(fs, (const char *const[]){"a", "b"}, tag, span);
 	free(tag);
-	assert_int_equal(rfs_fs_close(fs), 0);
-	assert_int_equal(fx_fsck(), 0);
 }
 
 /* A crash while a batch is being mapped: what an fsync returned for is
