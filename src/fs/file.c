@@ -817,7 +817,7 @@ again:
 		ret = -EISDIR;
 	else if (!ret && !S_ISREG(r.i.mode))
 		ret = -EINVAL;
-	if (!ret && q && size > r.i.size - (off < r.i.size ? off : r.i.size)) {
+	if (!ret && q && dm_read_past(r.i.size, off, size)) {
 		rfs_pool_unlock(fs->pool);
 		dm_settle(fs, q);
 		q = NULL;

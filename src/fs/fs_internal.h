@@ -1073,6 +1073,13 @@ static inline void dm_settle(rfs_fs *fs, struct rfs_node *n)
 }
 /* dm_settle of the node with id, if it is known. */
 void dm_settle_id(rfs_fs *fs, rfs_nodeid id);
+/* True when a READ of size bytes at off reaches past a file of isize
+ * bytes: with writes of the file queued, one of them may have grown it,
+ * so that READ maps them first rather than reading beside them. */
+static inline bool dm_read_past(uint64_t isize, uint64_t off, size_t size)
+{
+	return size > isize - (off < isize ? off : isize);
+}
 /* The node with id when writes of it are queued, else NULL (one atomic
  * load when nothing is queued). */
 struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id);

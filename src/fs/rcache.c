@@ -443,8 +443,7 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		goto miss;
 	/* With writes queued, only inside the mapped size (one may have
 	 * grown the file) and not inline data (one may replace it). */
-	if (queued && (size > c->i.size - (off < c->i.size ? off : c->i.size) ||
-		       (c->i.flags & RFS_INODE_INLDATA)))
+	if (queued && (dm_read_past(c->i.size, off, size) || (c->i.flags & RFS_INODE_INLDATA)))
 		goto miss;
 	if (off < c->i.size && size)
 		len = size < c->i.size - off ? size : (size_t)(c->i.size - off);
