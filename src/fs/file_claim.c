@@ -237,11 +237,6 @@ int file_write_claimed(rfs_fs *fs, struct rfs_node *n, const void *buf, size_t s
 	uint64_t meta = op_meta(op_depth(fs, n), 4);
 	uint64_t room;
 	int res = 1;
-	/* The index slots a queued write will fill (file_delay.c), loaded
-	 * while the claim and the copy go on. */
-	if (fs->dm_q && nb <= DM_RUN_MAX)
-		for (uint64_t j = 0; j < nb; j++)
-			dmx_prefetch(fs->dm_idx, n, off / BS + j);
 	if (!take(fs, n, c, nb, meta, &room))
 		goto out;
 	/* The copy: no lock held.  The blocks are ours alone, and no commit

@@ -76,11 +76,6 @@ void dmx_free(struct dm_index *x);
  * entry, or the one of an earlier write replaced. */
 void dmx_put(struct dm_index *x, struct rfs_node *n, uint64_t lblk, uint64_t pblk,
 	     uint32_t csum);
-/* Start loading the slot of block lblk of n into the cache, for a
- * dmx_put or dmx_del soon after: a random slot of a 2 MiB table is a
- * cache miss, paid here while the caller does other work, not under
- * dm_lock.  No lock needed. */
-void dmx_prefetch(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk);
 /* True, with *pblk and *csum, when a queued write holds block lblk of n. */
 bool dmx_get(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk,
 	     uint64_t *pblk, uint32_t *csum);

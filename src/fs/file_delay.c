@@ -257,14 +257,6 @@ static void drop_replaced(rfs_fs *fs, const struct dm_ent *take, const uint64_t 
 static void unindex(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, size_t k,
 		    const struct claim_run *runs)
 {
-	/* Their slots loaded together, not one miss after another under
-	 * dm_lock (the first DMX_AHEAD blocks: most batches' runs are one
-	 * block each). */
-	enum { DMX_AHEAD = 256 };
-	size_t ahead = 0;
-	for (size_t i = 0; i < k && ahead < DMX_AHEAD; i++)
-		for (uint64_t j = 0; j < runs[i].n && ahead < DMX_AHEAD; j++, ahead++)
-			dmx_prefetch(fs->dm_idx, n, w[i].off / BS + j);
 	pthread_mutex_lock(&fs->dm_lock);
 	for (size_t i = 0; i < k; i++)
 		for (uint64_t j = 0; j < runs[i].n; j++)

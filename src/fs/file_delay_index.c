@@ -24,8 +24,6 @@
 #include "fs/file_claim.h"
 
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 
 #define DMX_SLOTS (4 * DM_BLOCKS)
 _Static_assert((DMX_SLOTS & (DMX_SLOTS - 1)) == 0, "a power of two");
@@ -47,20 +45,9 @@ static size_t home(const struct rfs_node *n, uint64_t lblk)
 	return (size_t)(h >> 32) & (DMX_SLOTS - 1);
 }
 
-/* 2 MiB, one huge page where the kernel gives them on request
- * (transparent_hugepage "madvise"): a put or a delete lands on a random
- * slot, and with 4 KiB pages each also missed the TLB. */
-#define DMX_ALIGN ((size_t)2 << 20)
-
 struct dm_index *dmx_new(void)
 {
-	size_t size = (sizeof(struct dm_index) + DMX_ALIGN - 1) / DMX_ALIGN * DMX_ALIGN;
-	struct dm_index *x = aligned_alloc(DMX_ALIGN, size);
-	if (!x)
-		return NULL;
-	(void)madvise(x, size, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
-	memset(x, 0, sizeof(*x));
-	return x;
+	return calloc(1, sizeof(struct dm_index));
 }
 
 void dmx_free(struct dm_index *x)
@@ -75,12 +62,6 @@ static size_t find(const struct dm_index *x, const struct rfs_node *n, uint64_t 
 	while (x->s[i].n && (x->s[i].n != n || x->s[i].lblk != lblk))
 		i = (i + 1) & (DMX_SLOTS - 1);
 	return i;
-}
-
-void dmx_prefetch(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk)
-{
-	/* No lock: a prefetch reads nothing the caller uses. */
-	__builtin_prefetch(&x->s[home(n, lblk)], 1, 3);
 }
 
 void dmx_put(struct dm_index *x, struct rfs_node *n, uint64_t lblk, uint64_t pblk,
