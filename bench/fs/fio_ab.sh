@@ -18,9 +18,11 @@
 # Each run: a new pool on RFS_FIO_BENCH_DIR (default /dev/shm), mount,
 # fio 4 KiB at queue depth 16 (libaio, O_DIRECT, 256 MiB per job; as
 # fio.sh), unmount. stdout: one line per run ("DAEMON IOPS CPU_US
-# P999_US", the daemon's user + system time per I/O over the ramp and the
-# run, and the 99.9th percentile of the completion latency, of writes
-# where the run writes), then per daemon the medians, and each daemon's
+# P999_US IDLE", the daemon's user + system time per I/O over the ramp and
+# the run, the 99.9th percentile of the completion latency, of writes
+# where the run writes, and the share of the machine's CPU time left
+# idle meanwhile: a daemon that leaves CPUs idle while fio waits on it
+# loses to wake-ups, not work), then per daemon the medians, and each daemon's
 # median IOPS against the first's; then, per daemon after the first, the
 # median and range of its IOPS against the first's in the same round
 # (paired: what the host's drift between rounds does not move).
@@ -77,13 +79,17 @@ run1() {
 		--percentile_list=99.9)
 	fio "${f[@]}" --create_only=1 >/dev/null 2>>"$work/fio.err"
 	c0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	# all CPUs' idle and total ticks (idle + iowait against the sum)
+	local s0 s1
+	s0=$(awk '/^cpu / { t = 0; for (k = 2; k <= NF; k++) t += $k; print $5 + $6, t }' /proc/stat)
 	fio "${f[@]}" --time_based --runtime="$runtime" --ramp_time=1 --group_reporting \
 		--output-format=json >"$work/fio.json" 2>>"$work/fio.err"
 	c1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	s1=$(awk '/^cpu / { t = 0; for (k = 2; k <= NF; k++) t += $k; print $5 + $6, t }' /proc/stat)
 	fusermount3 -u "$mnt"
 	wait "$pid"
 	daemon_pid=
-	python3 - "$work/fio.json" "$i" "$((c1 - c0))" "$(getconf CLK_TCK)" "$runtime" <<'EOF'
+	python3 - "$work/fio.json" "$i" "$((c1 - c0))" "$(getconf CLK_TCK)" "$runtime" $s0 $s1 <<'EOF'
 import json, sys
 text = open(sys.argv[1]).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]
@@ -92,7 +98,9 @@ ticks, hz, rt = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 side = job["write"] if job["write"]["iops"] else job["read"]
 p999 = float(next(iter(side["clat_ns"].get("percentile", {"": 0}).values()))) / 1000
 # CPU over ramp + run against the I/O rate of the run
-print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))), "%.0f" % p999)
+idle = (int(sys.argv[8]) - int(sys.argv[6])) / max(1, int(sys.argv[9]) - int(sys.argv[7]))
+print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))), "%.0f" % p999,
+      "%.1f" % (100 * idle))
 EOF
 }
 n=${#args[@]}
@@ -102,7 +110,7 @@ for r in $(seq "$reps"); do
 		line=$(run1 "$i" "${args[$i]}") || exit 1
 		echo "$line" >>"$work/runs"
 		set -- $line
-		printf '%s %s IOPS %s us p99.9 %s us\n' "${args[$1]}" "$2" "$3" "$4" >&3
+		printf '%s %s IOPS %s us p99.9 %s us idle %s %%\n' "${args[$1]}" "$2" "$3" "$4" "$5" >&3
 	done
 done
 python3 - "$work/runs" "${args[@]}" <<'EOF' >&3
@@ -111,8 +119,8 @@ names = sys.argv[2:]
 runs = {}
 rounds = []
 for k, line in enumerate(open(sys.argv[1])):
-    i, iops, cpu, p999 = line.split()
-    runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999)))
+    i, iops, cpu, p999, idle = line.split()
+    runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999), float(idle)))
     if k % len(names) == 0:
         rounds.append({})
     rounds[-1][int(i)] = int(iops)
@@ -121,8 +129,9 @@ for i, name in enumerate(names):
     iops = statistics.median(x[0] for x in runs[i])
     cpu = statistics.median(x[1] for x in runs[i])
     p999 = statistics.median(x[2] for x in runs[i])
-    print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, %.2f of the first"
-          % (name, iops, cpu, p999, iops / base))
+    idle = statistics.median(x[3] for x in runs[i])
+    print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, CPUs idle %.1f %%, %.2f of the first"
+          % (name, iops, cpu, p999, idle, iops / base))
 # Each round's ratio to the first daemon in the same round: the host's
 # drift between rounds cancels out of these.
 for i, name in enumerate(names[1:], 1):
