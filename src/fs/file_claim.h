@@ -57,14 +57,29 @@ uint64_t dm_reserved(rfs_fs *fs);
  * armed, the run is too long, the queue was full again after it was
  * taken, or room -- the free data blocks besides w's own, when it
  * claimed them -- does not cover the queued reservations and
- * dm_room(meta) more).  A full queue is taken as the
+ * dm_room(meta) more; pre, when not 0, is a reservation w's block
+ * already holds in fs dm_resv (the claim reserve's), checked then: no
+ * room check, and the queued write keeps it; when the write is not
+ * queued the caller still holds it).  A full queue is taken as the
  * batch to map (the last batch mapped first), by the write that filled
  * it or the next one to find it full; a queued write then maps one
  * operation of the batch, unless another thread is at it.  No pool lock
  * held.
  */
 bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
-	      uint64_t room);
+	      uint64_t room, uint64_t pre);
+
+/* Give the claim reserve's blocks and their reservations back
+ * (file_claim.c, "Claim reserve"): a settle of all files.  No pool lock
+ * held. */
+void claim_reserve_drop(rfs_fs *fs);
+/* Fill the claim reserve up to CR_MAX blocks when it is below half and
+ * the pool has room for them and their reservations.  The gate held (a
+ * claim, or a batch operation's write lock). */
+void claim_reserve_refill(rfs_fs *fs);
+/* The deepest file whose WRITEs take blocks from the claim reserve: its
+ * blocks' reservations are a queued write's dm_room at this depth. */
+#define CR_DEPTH 8u
 
 /* ---- the index of queued writes (file_delay_index.c), fs dm_lock held ---- */
 

@@ -204,6 +204,7 @@ int dm_init(rfs_fs *fs)
 	}
 	pthread_mutex_init(&fs->dm_apply, NULL);
 	pthread_mutex_init(&fs->dm_lock, NULL);
+	pthread_mutex_init(&fs->cr_lock, NULL);
 	return 0;
 }
 
@@ -216,6 +217,7 @@ void dm_fini(rfs_fs *fs)
 	free_bufs(fs);
 	pthread_mutex_destroy(&fs->dm_apply);
 	pthread_mutex_destroy(&fs->dm_lock);
+	pthread_mutex_destroy(&fs->cr_lock);
 }
 
 /* The first error of n's delayed writes, kept for its next fsync. */
@@ -290,6 +292,9 @@ static void map_runs_op(rfs_fs *fs, struct rfs_node *n, struct claim_wr *w, size
 			rfs_claim_drop(fs->pool, runs[i].start, runs[i].n);
 		rfs_pool_unlock(fs->pool);
 	} else {
+		/* The gate is ours for the operation: the claims of the
+		 * WRITEs meanwhile come from the reserve. */
+		claim_reserve_refill(fs);
 		drop_replaced(fs, fs->dm_scr->take, drops, nd);
 		ret = claim_map(fs, n, w, k);
 		unindex(fs, n, w, k, runs);
@@ -505,6 +510,8 @@ void dm_settle_slow(rfs_fs *fs, struct rfs_node *only)
 		batch_finish(fs);
 out:
 	apply_unlock(fs);
+	if (!only)
+		claim_reserve_drop(fs);
 }
 
 /* The queue is full: whoever comes first maps what is left of the last
@@ -597,14 +604,14 @@ int dm_overlay(rfs_fs *fs, struct rfs_node *n, uint8_t *buf, size_t len, uint64_
 }
 
 bool dm_queue(rfs_fs *fs, struct rfs_node *n, const struct claim_wr *w, uint64_t meta,
-	      uint64_t room)
+	      uint64_t room, uint64_t pre)
 {
 	/* A map hook (tests) holds the writer in its mapping: such a test
 	 * means the write's own operation. */
 	if (w->nruns != 1 || w->runs[0].n > DM_RUN_MAX || !fs->dm_q || fs->map_hook)
 		return false;
 	bool full, filled = false;
-	uint64_t resv = dm_room(meta);
+	uint64_t resv = pre ? pre : dm_room(meta);
 again:
 	pthread_mutex_lock(&fs->dm_lock);
 	/* Under dm_lock: an arm that set its bit before this sees the write
@@ -620,7 +627,7 @@ again:
 		goto again;
 	}
 	if (fs->dm_n == DM_QUEUE || fs->dm_blocks + w->runs[0].n > DM_BLOCKS ||
-	    room < dm_reserved(fs) + resv ||
+	    (!pre && room < dm_reserved(fs) + resv) ||
 	    (atomic_load(&fs->watch_state) & WATCH_ARMED_MASK) ||
 	    atomic_load(&fs->cw_waiters)) {
 		pthread_mutex_unlock(&fs->dm_lock);
@@ -635,7 +642,8 @@ again:
 	for (uint64_t j = 0; j < w->runs[0].n; j++)
 		dmx_put(fs->dm_idx, n, w->off / BS + j, w->runs[0].start + j, w->csum[j]);
 	fs->dm_blocks += w->runs[0].n;
-	atomic_fetch_add_explicit(&fs->dm_resv, resv, memory_order_relaxed);
+	if (!pre)
+		atomic_fetch_add_explicit(&fs->dm_resv, resv, memory_order_relaxed);
 	atomic_fetch_add_explicit(&n->dm_count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&fs->dm_count, 1, memory_order_relaxed);
 	full = fs->dm_n == DM_QUEUE || fs->dm_blocks + DM_RUN_MAX > DM_BLOCKS;

@@ -284,6 +284,9 @@ struct irc_ent {
 	struct rfs_inode i;
 };
 
+/* Blocks the claim reserve holds at most (file_claim.c). */
+#define CR_MAX 128u
+
 struct rfs_fs {
 	rfs_pool *pool; /* fixed after open */
 	bool rdonly;    /* fixed */
@@ -412,6 +415,15 @@ struct rfs_fs {
 	size_t dm_n, dm_blocks;
 	_Atomic uint32_t dm_count;
 	_Atomic uint64_t dm_resv;
+	/* Blocks claimed ahead for 1-block WRITEs (file_claim.c, "Claim
+	 * reserve"), each holding cr_room() of dm_resv: cr_blk[cr_head ..
+	 * cr_head + cr_n), handed out in claim order, under cr_lock (a
+	 * leaf, taken after the gate when both are held).  cr_n is also
+	 * read with no lock, as a hint (dm_settle, cr_pop). */
+	pthread_mutex_t cr_lock;
+	uint64_t cr_blk[CR_MAX];
+	uint32_t cr_head;
+	_Atomic uint32_t cr_n;
 };
 
 /* One level of a path from the volume root to an inode record. */
@@ -1068,7 +1080,10 @@ void dm_fini(rfs_fs *fs);
 void dm_settle_slow(rfs_fs *fs, struct rfs_node *n);
 static inline void dm_settle(rfs_fs *fs, struct rfs_node *n)
 {
-	if (atomic_load_explicit(n ? &n->dm_count : &fs->dm_count, memory_order_acquire))
+	/* A settle of all files also gives back the claim reserve, whose
+	 * reservations only the queue's space checks count. */
+	if (atomic_load_explicit(n ? &n->dm_count : &fs->dm_count, memory_order_acquire) ||
+	    (!n && atomic_load_explicit(&fs->cr_n, memory_order_relaxed)))
 		dm_settle_slow(fs, n);
 }
 /* dm_settle of the node with id, if it is known. */

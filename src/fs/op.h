@@ -119,6 +119,9 @@ uint64_t op_meta(unsigned depth, unsigned items);
 /* Depth of node below its volume's root (0 for the root; 1 for a
  * link-table inode).  Takes the node-table mutex. */
 unsigned op_depth(rfs_fs *fs, struct rfs_node *n);
+/* op_depth, and (*dead) whether n's record is gone, read under the same
+ * hold of nlock. */
+unsigned op_depth_dead(rfs_fs *fs, struct rfs_node *n, bool *dead);
 
 /*
  * Begin an operation named what: -EROFS on a read-only fs or pool, else
