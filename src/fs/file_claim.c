@@ -97,12 +97,15 @@ void claim_reserve_refill(rfs_fs *fs)
 	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
 	uint64_t resv = dm_reserved(fs);
 	if (d + (meta < r ? meta : r) >= meta + k + resv && d >= k + resv + k * room) {
+		/* One block at a time, the lowest free first, as the
+		 * claims would have taken them: a run of k would send the
+		 * allocator past the blocks a commit freed (warm pages) to
+		 * a free run that long, far up the pool. */
 		while (have < CR_MAX) {
 			uint64_t start, got;
-			if (rfs_claim_data(fs->pool, CR_MAX - have, &start, &got))
+			if (rfs_claim_data(fs->pool, 1, &start, &got))
 				break;
-			for (uint64_t i = 0; i < got; i++)
-				fs->cr_blk[have++] = start + i;
+			fs->cr_blk[have++] = start;
 		}
 		uint64_t added = have - atomic_load_explicit(&fs->cr_n, memory_order_relaxed);
 		atomic_fetch_add_explicit(&fs->dm_resv, added * room, memory_order_relaxed);
