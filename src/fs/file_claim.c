@@ -53,9 +53,11 @@ void claim_drop(rfs_fs *fs, struct claim_wr *w, size_t k)
  * operation holds it (with the write lock) for its 64 runs, about 40 us:
  * a WRITE that came meanwhile slept on the gate with its request in hand
  * (2,562 times in 2 s of fio randwrite, bench/README.md, "Session 19").
- * So whoever holds the gate anyway -- a claim, or a batch operation --
- * also claims up to CR_MAX single blocks ahead into the reserve, and a
- * WRITE of one block takes one from there under cr_lock alone.
+ * So while WRITEs stream in (a batch is being mapped at their pace, or
+ * CR_MAX of them are queued), whoever holds the gate anyway -- a claim,
+ * or a batch operation -- also claims up to CR_MAX single blocks ahead
+ * into the reserve, and a WRITE of one block takes one from there under
+ * cr_lock alone.
  *
  * Each reserved block holds cr_room() of fs dm_resv, checked at refill as
  * dm_queue checks a queued write's (for a file at most CR_DEPTH deep), so
@@ -82,7 +84,13 @@ void claim_reserve_refill(rfs_fs *fs)
 {
 	/* The gate: rfs_claim_data asserts it (pool internals). */
 	RFS_ASSERT_LOCK(rfs_pool_holds_lock(fs->pool));
+	/* Only while WRITEs stream in: a batch is being mapped at their
+	 * pace, or a reserve's worth of them is queued.  A file copy's
+	 * WRITE between two creates (each settles the queue) would fill a
+	 * reserve its next create gives back: work for nothing (cp -a
+	 * 5-20 % slower when every claim filled it). */
 	if (!fs->dm_q || atomic_load_explicit(&fs->cr_n, memory_order_relaxed) >= CR_MAX / 2 ||
+	    (!dm_pacing(fs) && atomic_load_explicit(&fs->dm_count, memory_order_relaxed) < CR_MAX) ||
 	    fs->rdonly || fs->inject_nospc || fs->map_hook || rfs_pool_check_writable(fs->pool))
 		return;
 	pthread_mutex_lock(&fs->cr_lock);

@@ -81,6 +81,10 @@ void claim_reserve_refill(rfs_fs *fs);
  * blocks' reservations are a queued write's dm_room at this depth. */
 #define CR_DEPTH 8u
 
+/* True while a batch is being mapped at the writers' pace (its
+ * operations hold the gate now and then).  No lock: a hint. */
+bool dm_pacing(rfs_fs *fs);
+
 /* ---- the index of queued writes (file_delay_index.c), fs dm_lock held ---- */
 
 struct dm_index;

@@ -543,6 +543,11 @@ static void dm_pace(rfs_fs *fs)
 	apply_unlock(fs);
 }
 
+bool dm_pacing(rfs_fs *fs)
+{
+	return fs->dm_scr && atomic_load_explicit(&fs->dm_scr->left, memory_order_relaxed);
+}
+
 void dm_settle_id(rfs_fs *fs, rfs_nodeid id)
 {
 	if (!atomic_load_explicit(&fs->dm_count, memory_order_acquire))

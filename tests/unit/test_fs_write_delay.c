@@ -179,10 +179,11 @@ static void test_queue_and_batch(void **state)
 }
 
 /* Single-block WRITEs take their blocks from the claim reserve, which a
- * claim (or a batch operation) fills while it holds the gate; every
- * reserved block holds a queued write's reservation, so the space
- * accounting stays exact; a settle of all files gives everything back,
- * and an injected ENOSPC is seen at once, not after the reserve. */
+ * claim (or a batch operation) fills while it holds the gate once WRITEs
+ * stream in; every reserved block holds a queued write's reservation, so
+ * the space accounting stays exact; a settle of all files gives
+ * everything back, and an injected ENOSPC is seen at once, not after the
+ * reserve. */
 static void test_claim_reserve(void **state)
 {
 	(void)state;
@@ -191,60 +192,68 @@ static void test_claim_reserve(void **state)
 	assert_int_equal(rfs_fs_sync(fs), 0);
 	const uint64_t room = dm_room(op_meta(CR_DEPTH, 4));
 	const uint64_t own = dm_room(op_meta(op_depth(fs, node_get(fs, a)), 4));
-	uint64_t free0 = data_free(fs);
+	assert_true(room > own);
+	/* A few queued WRITEs (a file copy's, between creates) fill no
+	 * reserve: a claim each. */
+	for (unsigned i = 0; i < CR_MAX; i++)
+		wr(fs, a, 1, i * 7, 1);
+	assert_int_equal(queued(fs), CR_MAX);
 	assert_int_equal(atomic_load(&fs->cr_n), 0);
-	assert_int_equal(dm_reserved(fs), 0);
-	/* The first claims its block and fills the reserve. */
-	wr(fs, a, 1, 0, 1);
+	assert_int_equal(dm_reserved(fs), CR_MAX * own);
+	/* With CR_MAX queued, the next claim fills it. */
+	uint64_t free1 = data_free(fs);
+	wr(fs, a, 1, CR_MAX * 7, 1);
 	assert_int_equal(atomic_load(&fs->cr_n), CR_MAX);
-	assert_int_equal(free0 - data_free(fs), CR_MAX + 1);
-	assert_int_equal(dm_reserved(fs), own + CR_MAX * room);
+	assert_int_equal(free1 - data_free(fs), CR_MAX + 1);
+	assert_int_equal(dm_reserved(fs), (CR_MAX + 1) * own + CR_MAX * room);
 	/* The next ones take theirs from it: no claim, and each keeps a
 	 * queued write's reservation of the reserved block's. */
-	for (unsigned i = 1; i < 10; i++)
+	for (unsigned i = CR_MAX + 1; i < CR_MAX + 10; i++)
 		wr(fs, a, 1, i * 7, 1);
-	assert_int_equal(queued(fs), 10);
+	assert_int_equal(queued(fs), CR_MAX + 10);
 	assert_int_equal(atomic_load(&fs->cr_n), CR_MAX - 9);
-	assert_int_equal(free0 - data_free(fs), CR_MAX + 1);
-	assert_true(room > own);
-	assert_int_equal(dm_reserved(fs), 10 * own + (CR_MAX - 9) * room);
-	for (unsigned i = 0; i < 10; i++)
-		check(fs, a, 1, i * 7);
+	assert_int_equal(free1 - data_free(fs), CR_MAX + 1);
+	assert_int_equal(dm_reserved(fs), (CR_MAX + 10) * own + (CR_MAX - 9) * room);
 	/* A write of two blocks claims under the gate, and a reserve below
 	 * half is filled up again then. */
-	for (unsigned i = 10; atomic_load(&fs->cr_n) >= CR_MAX / 2; i++)
+	for (unsigned i = CR_MAX + 10; atomic_load(&fs->cr_n) >= CR_MAX / 2; i++)
 		wr(fs, a, 1, i * 7, 1);
 	uint32_t below = atomic_load(&fs->cr_n);
 	wr(fs, a, 2, 5000, 2);
 	assert_int_equal(atomic_load(&fs->cr_n), CR_MAX);
 	assert_true(below < CR_MAX / 2);
 	/* A settle of all files maps the queue and gives the reserve back. */
+	uint64_t free0 = data_free(fs); /* before the settle */
 	rfs_fs_settle(fs);
 	assert_int_equal(queued(fs), 0);
 	assert_int_equal(atomic_load(&fs->cr_n), 0);
 	assert_int_equal(dm_reserved(fs), 0);
-	assert_true(free0 - data_free(fs) < 2 * CR_MAX); /* the mapped blocks, metadata */
+	assert_true(data_free(fs) >= free0 + CR_MAX - 16); /* the reserve's blocks are back */
 	check(fs, a, 2, 5001);
+	for (unsigned i = 0; i < CR_MAX + 10; i += 9)
+		check(fs, a, 1, i * 7);
 	/* An injected ENOSPC gives it back too, and the next write goes
 	 * the way that sees it (an allocation that fails once, which that
 	 * path retries). */
-	wr(fs, a, 3, 6000, 1);
+	for (unsigned i = 0; i <= CR_MAX; i++)
+		wr(fs, a, 3, 6000 + i, 1);
 	assert_true(atomic_load(&fs->cr_n) > 0);
 	rfs_fs_inject_alloc_nospc(fs, 1);
 	assert_int_equal(atomic_load(&fs->cr_n), 0);
 	assert_int_equal(dm_reserved(fs), 0);
-	wr(fs, a, 4, 6002, 1);
+	wr(fs, a, 4, 7000, 1);
 	assert_int_equal(fs->inject_nospc, 0);
 	assert_int_equal(atomic_load(&fs->cr_n), 0);
-	check(fs, a, 3, 6000);
-	check(fs, a, 4, 6002);
+	check(fs, a, 3, 6000 + CR_MAX);
+	check(fs, a, 4, 7000);
 	/* Writes answered from the reserve are there after a reopen. */
 	fs = fx_reopen(fs, 0);
 	struct stat st;
 	assert_int_equal(rfs_fs_lookup(fs, RFS_ROOT_NODE, "a", &a, &st), 0);
-	check(fs, a, 3, 6000);
-	check(fs, a, 4, 6002);
-	check(fs, a, 1, 7);
+	check(fs, a, 3, 6000 + CR_MAX);
+	check(fs, a, 4, 7000);
+	check(fs, a, 1, (CR_MAX + 5) * 7);
+	check(fs, a, 2, 5000);
 	assert_int_equal(rfs_fs_close(fs), 0);
 	assert_int_equal(fx_fsck(), 0);
 }
