@@ -80,6 +80,21 @@ static uint64_t cr_room(void)
 	return dm_room(op_meta(CR_DEPTH, 4));
 }
 
+/* Whether nb blocks may be claimed for a write whose metadata estimate
+ * is meta: the pool writable, no injected fault, and op.c avail() for
+ * the blocks and the metadata, with the same margin op_begin will ask
+ * for the metadata alone, the queued writes' reservations left free.
+ * *d: the free data blocks.  The gate held. */
+static bool claim_fits(rfs_fs *fs, uint64_t nb, uint64_t meta, uint64_t *d)
+{
+	if (fs->rdonly || fs->inject_nospc || rfs_pool_check_writable(fs->pool))
+		return false;
+	uint64_t f = rfs_pool_free_blocks(fs->pool);
+	*d = rfs_pool_data_free_blocks(fs->pool);
+	uint64_t r = (f - *d) / 2;
+	return *d + (meta < r ? meta : r) >= meta + nb + dm_reserved(fs);
+}
+
 void claim_reserve_refill(rfs_fs *fs)
 {
 	/* The gate: rfs_claim_data asserts it (pool internals). */
@@ -91,7 +106,7 @@ void claim_reserve_refill(rfs_fs *fs)
 	 * 5-20 % slower when every claim filled it). */
 	if (!fs->dm_q || atomic_load_explicit(&fs->cr_n, memory_order_relaxed) >= CR_MAX / 2 ||
 	    (!dm_pacing(fs) && atomic_load_explicit(&fs->dm_count, memory_order_relaxed) < CR_MAX) ||
-	    fs->rdonly || fs->inject_nospc || fs->map_hook || rfs_pool_check_writable(fs->pool))
+	    fs->map_hook)
 		return;
 	pthread_mutex_lock(&fs->cr_lock);
 	uint32_t have = atomic_load_explicit(&fs->cr_n, memory_order_relaxed);
@@ -101,10 +116,8 @@ void claim_reserve_refill(rfs_fs *fs)
 	uint64_t k = CR_MAX - have, room = cr_room(), meta = op_meta(CR_DEPTH, 4);
 	/* take()'s check for k blocks and k dm_queue checks: the queued
 	 * writes' reservations and k more stay free besides the k. */
-	uint64_t f = rfs_pool_free_blocks(fs->pool);
-	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
-	uint64_t resv = dm_reserved(fs);
-	if (d + (meta < r ? meta : r) >= meta + k + resv && d >= k + resv + k * room) {
+	uint64_t d;
+	if (claim_fits(fs, k, meta, &d) && d >= k + dm_reserved(fs) + k * room) {
 		/* One block at a time, the lowest free first, as the
 		 * claims would have taken them: a run of k would send the
 		 * allocator past the blocks a commit freed (warm pages) to
@@ -175,13 +188,8 @@ static int take(rfs_fs *fs, struct rfs_node *n, struct claim *c, uint64_t nb, ui
 	 * state that gate holders look at, so readers go on (and need not
 	 * leave first, as for the write lock). */
 	rfs_pool_gate_lock(fs->pool);
-	if (fs->rdonly || fs->inject_nospc || rfs_pool_check_writable(fs->pool))
-		goto out;
-	/* op.c avail() for a write of nb blocks and its metadata, with the
-	 * same margin op_begin will ask for the metadata alone. */
-	uint64_t f = rfs_pool_free_blocks(fs->pool);
-	uint64_t d = rfs_pool_data_free_blocks(fs->pool), r = (f - d) / 2;
-	if (d + (meta < r ? meta : r) < meta + nb + dm_reserved(fs))
+	uint64_t d;
+	if (!claim_fits(fs, nb, meta, &d))
 		goto out;
 	if (!n->dead)
 		*room = d - nb;
