@@ -796,7 +796,9 @@ ssize_t rfs_fs_read(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64_t 
 	size_t got = 0;
 	struct rfs_node *n;
 	/* With writes of this file queued (file_delay.c), the READ puts
-	 * them over what the tree holds; they stay queued.  Not past the
+	 * them over what the tree holds, from the index of queued writes;
+	 * they stay queued (those queued while the index was off are
+	 * mapped first, once: DM_UNINDEXED).  Not past the
 	 * tree's size: a queued write may have grown the file, so the READ
 	 * maps them first. */
 	struct rfs_node *q = dm_queued(fs, id);
@@ -827,6 +829,14 @@ again:
 		ret = read_data(fs, n, &r, buf, size, off, &got);
 	if (!ret && q && got)
 		ret = dm_overlay(fs, q, buf, got, off, NULL);
+	if (ret == DM_UNINDEXED) {
+		/* Writes queued while no READ came: mapped once, and the
+		 * index holds the file's next ones. */
+		rfs_pool_unlock(fs->pool);
+		dm_settle(fs, q);
+		q = NULL;
+		goto again;
+	}
 	rfs_pool_unlock(fs->pool);
 	if (ret)
 		return ret;

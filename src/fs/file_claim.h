@@ -101,5 +101,7 @@ bool dmx_get(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk,
 /* Block lblk of n was mapped from pblk, or given back: its entry goes,
  * unless a later write's replaced it. */
 void dmx_del(struct dm_index *x, const struct rfs_node *n, uint64_t lblk, uint64_t pblk);
+/* How many entries the index holds. */
+size_t dmx_count(const struct dm_index *x);
 
 #endif

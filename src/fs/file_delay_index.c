@@ -12,6 +12,10 @@
  * (file_delay.c dm_settle_slow takes them off the queue before mapping
  * them), so 4 * DM_BLOCKS slots keep it at most half full.
  *
+ * Only writes queued while READs come are here (file_delay.c, "The
+ * index only while READs come"): a READ of a file with writes queued
+ * that are not maps them first.
+ *
  * Entries are added by dm_queue and removed by the operation that maps
  * their blocks, with the pool write lock held, so a READ holding the
  * read lock sees each block either in the index or in the file's tree,
@@ -35,6 +39,7 @@ struct dmx_slot {
 };
 
 struct dm_index {
+	size_t live; /* entries held */
 	struct dmx_slot s[DMX_SLOTS];
 };
 
@@ -68,7 +73,13 @@ void dmx_put(struct dm_index *x, struct rfs_node *n, uint64_t lblk, uint64_t pbl
 	     uint32_t csum)
 {
 	size_t i = find(x, n, lblk);
+	x->live += !x->s[i].n;
 	x->s[i] = (struct dmx_slot){n, lblk, pblk, csum};
+}
+
+size_t dmx_count(const struct dm_index *x)
+{
+	return x->live;
 }
 
 bool dmx_get(const struct dm_index *x, const struct rfs_node *n, uint64_t lblk,
@@ -91,6 +102,7 @@ void dmx_del(struct dm_index *x, const struct rfs_node *n, uint64_t lblk, uint64
 	/* Backward shift: move up every later entry of the probe run
 	 * whose home does not lie cyclically in (i, j]. */
 	size_t j = i;
+	x->live--;
 	for (;;) {
 		x->s[i].n = NULL;
 		for (;;) {

@@ -268,6 +268,11 @@ struct rfs_node {
 	 * its WRITE was answered, for the next fsync (fs dm_lock). */
 	_Atomic uint32_t dm_count;
 	int dm_err;
+	/* Of those, the writes whose blocks are not in the index of queued
+	 * writes (queued while it was off, file_delay.c "The index only
+	 * while READs come"): a READ of the file maps them first.
+	 * fs dm_lock. */
+	uint32_t dm_unidx;
 };
 
 /* A decoded inode record and the bytes it decodes from (inode.c,
@@ -412,6 +417,11 @@ struct rfs_fs {
 	 * (file_delay_index.c).  dm_lock; entries leave with the pool write
 	 * lock held too. */
 	struct dm_index *dm_idx;
+	/* dmx_on: new queued writes go into the index; dmx_used: a READ
+	 * looked there since the last batch was taken (dmx_used implies
+	 * dmx_on).  A batch taken with no READ since turns it off.
+	 * dm_lock. */
+	bool dmx_on, dmx_used;
 	size_t dm_n, dm_blocks;
 	_Atomic uint32_t dm_count;
 	_Atomic uint64_t dm_resv;
@@ -1098,9 +1108,15 @@ static inline bool dm_read_past(uint64_t isize, uint64_t off, size_t size)
 /* The node with id when writes of it are queued, else NULL (one atomic
  * load when nothing is queued). */
 struct rfs_node *dm_queued(rfs_fs *fs, rfs_nodeid id);
+/* dm_overlay's answer when some of n's queued writes are not in the
+ * index: the caller lets go of its locks, maps n's writes (dm_settle)
+ * and reads again, with no overlay. */
+#define DM_UNINDEXED 1
 /* Put the data of n's queued writes over buf, which holds file bytes
- * [off, off + len) as n's tree has them: what READ returns.  Returns 0
- * or -errno (a block that does not match its checksum).  With bad NULL,
+ * [off, off + len) as n's tree has them: what READ returns.  Returns 0,
+ * DM_UNINDEXED (nothing put: a write of n is queued that the index does
+ * not hold) or -errno (a block that does not match its checksum).  It
+ * also turns the index on for the writes queued after.  With bad NULL,
  * the pool read lock is held (the blocks it reads are not given back
  * meanwhile); else no lock is held, and the caller checks afterwards
  * that n's generation did not move (rcache_read_nolock): a mismatch is

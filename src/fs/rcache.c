@@ -495,6 +495,8 @@ int rcache_read_nolock(rfs_fs *fs, rfs_nodeid id, void *buf, size_t size, uint64
 		ret = dm_overlay(fs, n, buf, len, off, &bad);
 	if (fs->read_hook)
 		fs->read_hook(fs->read_arg, 1);
+	if (ret == DM_UNINDEXED)
+		return 0; /* the locked path maps them */
 	/* The data read is done before the generations are read again
 	 * (a fence: the loads below are not made early). */
 	atomic_thread_fence(memory_order_seq_cst);

@@ -10,7 +10,10 @@
  * (mapped, or replaced and given back, then claimed again by a later
  * write: another version, or a checksum error), a block found in
  * neither the index nor the tree (an older version), a lock-free READ
- * that raced a mapping and was not done again.
+ * that raced a mapping and was not done again.  With READs now and then
+ * only, the index of queued writes goes off and on again (file_delay.c,
+ * "The index only while READs come"): a READ must then find the writes
+ * queued while it was off too.
  *
  * Each block holds (block, version) in its first bytes and a body
  * derived from them: a READ must return a whole version of the right
@@ -30,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/fsfix.h"
 #include "reflinkfs/fs.h"
@@ -45,6 +49,7 @@ static rfs_nodeid g_f;
 /* The newest version of each block whose WRITE returned. */
 static _Atomic uint32_t g_done[NB];
 static _Atomic bool g_stop;
+static unsigned g_pause_us; /* readers sleep up to twice this between READs */
 static _Atomic unsigned g_bad; /* reader failures (reported by the main thread) */
 static char g_why[256];
 
@@ -108,6 +113,11 @@ static void *reader(void *arg)
 	static _Thread_local uint8_t buf[RUN * BS];
 	uint32_t low[RUN];
 	while (!atomic_load(&g_stop) && !atomic_load(&g_bad)) {
+		if (g_pause_us) {
+			uint64_t us = step(&x) % (2 * g_pause_us);
+			nanosleep(&(struct timespec){(time_t)(us / 1000000), (long)(us % 1000000) * 1000},
+				  NULL);
+		}
 		uint32_t n = step(&x) % 2 ? 1 : RUN;
 		uint32_t b0 = (uint32_t)(step(&x) % (NB - n + 1));
 		for (uint32_t i = 0; i < n; i++)
@@ -137,8 +147,9 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static void race(uint64_t pool, uint32_t nw, bool settle)
+static void race(uint64_t pool, uint32_t nw, bool settle, unsigned pause_us)
 {
+	g_pause_us = pause_us;
 	g_fs = fx_fresh(pool, 0);
 	atomic_store(&g_stop, false);
 	for (uint32_t b = 0; b < NB; b++)
@@ -181,7 +192,7 @@ static void race(uint64_t pool, uint32_t nw, bool settle)
 static void test_read_while_mapping(void **state)
 {
 	(void)state;
-	race(1ull << 30, 1, true);
+	race(1ull << 30, 1, true, 0);
 }
 
 /* Two writers that never settle, on a pool with room for full batches
@@ -191,7 +202,15 @@ static void test_read_while_mapping(void **state)
 static void test_read_while_paced(void **state)
 {
 	(void)state;
-	race(8ull << 30, 2, false);
+	race(8ull << 30, 2, false, 0);
+}
+
+/* As test_read_while_mapping, READs now and then: the writer's settles
+ * take batches with no READ since, and the index goes off and on. */
+static void test_read_now_and_then(void **state)
+{
+	(void)state;
+	race(1ull << 30, 1, true, 3000);
 }
 
 int main(void)
@@ -199,6 +218,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_while_mapping, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_read_while_paced, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_read_now_and_then, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

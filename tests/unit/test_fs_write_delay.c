@@ -125,12 +125,19 @@ static void test_queue_and_batch(void **state)
 	check(fs, b, 2, 7);
 	check(fs, b, 3, 100 + DM_RUN_MAX);
 
-	/* A READ of a finds a's queued write (the index) and leaves it
-	 * queued; one that reaches past a's mapped size maps a's writes
-	 * only. */
+	/* No READ looked for queued writes yet: the index is off, and
+	 * the first READ of a maps a's writes (only), turning it on; a's
+	 * next write is in the index, and a READ of a leaves it queued.
+	 * One that reaches past a's mapped size maps a's writes only. */
 	wr(fs, a, 4, 0, 1);
 	wr(fs, b, 5, 5, 1);
+	assert_false(fs->dmx_on);
 	check(fs, a, 4, 0);
+	assert_true(fs->dmx_on);
+	assert_int_equal(queued_on(fs, a), 0);
+	assert_int_equal(queued_on(fs, b), 1);
+	wr(fs, a, 4, 1, 1);
+	check(fs, a, 4, 1);
 	assert_int_equal(queued_on(fs, a), 1);
 	uint8_t blk[BS];
 	assert_int_equal(rfs_fs_read(fs, a, blk, 2 * BS, 24 * BS), BS);
@@ -176,6 +183,97 @@ static void test_queue_and_batch(void **state)
 	assert_true(free0 - data_free(fs) < 16);
 	assert_int_equal(rfs_fs_close(fs), 0);
 	assert_int_equal(fx_fsck(), 0);
+}
+
+static uint32_t unidx(rfs_fs *fs, rfs_nodeid id)
+{
+	pthread_mutex_lock(&fs->dm_lock);
+	uint32_t u = node_get(fs, id)->dm_unidx;
+	pthread_mutex_unlock(&fs->dm_lock);
+	return u;
+}
+
+static size_t indexed(rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->dm_lock);
+	size_t k = dmx_count(fs->dm_idx);
+	pthread_mutex_unlock(&fs->dm_lock);
+	return k;
+}
+
+/* The index of queued writes holds them only while READs come: off at
+ * mount, on from the first READ that looks there (which maps its file's
+ * writes queued before, once), off again when a batch of all files is
+ * taken with no READ since (its entries go), and every READ, in each
+ * state, returns the last write of each block. */
+static void test_index_on_reads(void **state)
+{
+	(void)state;
+	rfs_fs *fs = fx_fresh(256ull << 20, 0);
+	rfs_nodeid a = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a");
+	rfs_nodeid b = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b");
+	wr(fs, a, 1, 0, 4);
+	wr(fs, b, 1, 0, 4);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	/* Off: queued, not indexed. */
+	wr(fs, a, 2, 1, 1);
+	wr(fs, b, 2, 1, 2);
+	assert_false(fs->dmx_on);
+	assert_int_equal(indexed(fs), 0);
+	assert_int_equal(unidx(fs, a), 1);
+	assert_int_equal(unidx(fs, b), 1);
+	/* A READ of a maps a's write, not b's, and turns the index on. */
+	check(fs, a, 2, 1);
+	check(fs, a, 1, 0);
+	assert_true(fs->dmx_on && fs->dmx_used);
+	assert_int_equal(queued_on(fs, a), 0);
+	assert_int_equal(unidx(fs, a), 0);
+	assert_int_equal(queued_on(fs, b), 1);
+	/* On: a's and b's new writes are indexed, a block written twice
+	 * has one entry; READs of a leave a's queued. */
+	wr(fs, a, 3, 2, 1);
+	wr(fs, a, 4, 2, 1);
+	wr(fs, a, 3, 3, 1);
+	wr(fs, b, 3, 3, 1);
+	assert_int_equal(indexed(fs), 3);
+	check(fs, a, 4, 2);
+	check(fs, a, 3, 3);
+	assert_int_equal(queued_on(fs, a), 3);
+	/* b has one write outside the index and one in: its READ maps
+	 * both (after which the index holds a's only). */
+	check(fs, b, 3, 3);
+	check(fs, b, 2, 2);
+	assert_int_equal(queued_on(fs, b), 0);
+	assert_int_equal(unidx(fs, b), 0);
+	assert_int_equal(indexed(fs), 2);
+	/* A batch of all files taken after READs keeps it on... */
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_int_equal(indexed(fs), 0);
+	assert_true(fs->dmx_on);
+	assert_false(fs->dmx_used);
+	/* ...and one taken with no READ since turns it off: the entries
+	 * of the writes it takes go, and they still map right. */
+	wr(fs, a, 5, 0, 1);
+	wr(fs, b, 5, 0, 3);
+	assert_int_equal(indexed(fs), 4);
+	assert_int_equal(unidx(fs, a), 0);
+	assert_int_equal(rfs_fs_sync(fs), 0);
+	assert_false(fs->dmx_on);
+	assert_int_equal(indexed(fs), 0);
+	assert_int_equal(unidx(fs, a), 0);
+	assert_int_equal(unidx(fs, b), 0);
+	wr(fs, a, 6, 3, 1);
+	assert_int_equal(indexed(fs), 0);
+	const unsigned tag_a[4] = {5, 2, 4, 6}, tag_b[4] = {5, 5, 5, 3};
+	for (unsigned k = 0; k < 4; k++) {
+		check(fs, a, tag_a[k], k);
+		check(fs, b, tag_b[k], k);
+	}
+	assert_int_equal(queued(fs), 0);
+	assert_true(fs->dmx_on);
+	const char *const named[2] = {"a", "b"};
+	const unsigned tag[8] = {5, 2, 4, 6, 5, 5, 5, 3};
+	check_all_twice(fs, named, tag, 4);
 }
 
 /* Single-block WRITEs take their blocks from the claim reserve, which a
@@ -380,6 +478,14 @@ static void test_batch_paced(void **state)
 	rfs_fs *fs = fx_fresh(8ull << 30, 0);
 	rfs_nodeid id[2] = {fx_create(fs, &g_ctx, RFS_ROOT_NODE, "a"),
 			    fx_create(fs, &g_ctx, RFS_ROOT_NODE, "b")};
+	/* The index on (a READ with a write queued), so that the READs
+	 * below read beside the batch rather than map it. */
+	rfs_nodeid p = fx_create(fs, &g_ctx, RFS_ROOT_NODE, "p");
+	wr(fs, p, 1, 0, 2);
+	assert_int_equal(rfs_fs_fsync(fs, p), 0);
+	wr(fs, p, 2, 0, 1);
+	check(fs, p, 2, 0);
+	assert_true(fs->dmx_on);
 	/* Blocks 7 apart mod span: few runs join, so each file's group
 	 * takes many operations. */
 	unsigned span = 2 * DM_QUEUE, top[2] = {0, 0};
@@ -1248,6 +1354,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_queue_and_batch, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_claim_reserve, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_index_on_reads, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_maps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_delay_when_short, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_full, fx_setup, fx_teardown),
