@@ -18,11 +18,13 @@
 # Each run: a new pool on RFS_FIO_BENCH_DIR (default /dev/shm), mount,
 # fio 4 KiB at queue depth 16 (libaio, O_DIRECT, 256 MiB per job; as
 # fio.sh), unmount. stdout: one line per run ("DAEMON IOPS CPU_US
-# P999_US IDLE", the daemon's user + system time per I/O over the ramp and
-# the run, the 99.9th percentile of the completion latency, of writes
-# where the run writes, and the share of the machine's CPU time left
-# idle meanwhile: a daemon that leaves CPUs idle while fio waits on it
-# loses to wake-ups, not work), then per daemon the medians, and each daemon's
+# P999_US IDLE FIO_US", the daemon's user + system time per I/O over the
+# ramp and the run, the 99.9th percentile of the completion latency, of
+# writes where the run writes, the share of the machine's CPU time left
+# idle meanwhile (a daemon that leaves CPUs idle while fio waits on it
+# loses to wake-ups, not work), and fio's own CPU time per I/O (its
+# usr_cpu + sys_cpu, summed over its jobs: the rest of the machine's
+# work per I/O), then per daemon the medians, and each daemon's
 # median IOPS against the first's; then, per daemon after the first, the
 # median and range of its IOPS against the first's in the same round
 # (paired: what the host's drift between rounds does not move).
@@ -99,8 +101,9 @@ side = job["write"] if job["write"]["iops"] else job["read"]
 p999 = float(next(iter(side["clat_ns"].get("percentile", {"": 0}).values()))) / 1000
 # CPU over ramp + run against the I/O rate of the run
 idle = (int(sys.argv[8]) - int(sys.argv[6])) / max(1, int(sys.argv[9]) - int(sys.argv[7]))
+fio_us = (job["usr_cpu"] + job["sys_cpu"]) / 100 * 1e6 / max(iops, 1)
 print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))), "%.0f" % p999,
-      "%.1f" % (100 * idle))
+      "%.1f" % (100 * idle), "%.2f" % fio_us)
 EOF
 }
 n=${#args[@]}
@@ -110,7 +113,7 @@ for r in $(seq "$reps"); do
 		line=$(run1 "$i" "${args[$i]}") || exit 1
 		echo "$line" >>"$work/runs"
 		set -- $line
-		printf '%s %s IOPS %s us p99.9 %s us idle %s %%\n' "${args[$1]}" "$2" "$3" "$4" "$5" >&3
+		printf '%s %s IOPS %s us p99.9 %s us idle %s %% fio %s us\n' "${args[$1]}" "$2" "$3" "$4" "$5" "$6" >&3
 	done
 done
 python3 - "$work/runs" "${args[@]}" <<'EOF' >&3
@@ -119,8 +122,8 @@ names = sys.argv[2:]
 runs = {}
 rounds = []
 for k, line in enumerate(open(sys.argv[1])):
-    i, iops, cpu, p999, idle = line.split()
-    runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999), float(idle)))
+    i, iops, cpu, p999, idle, fio = line.split()
+    runs.setdefault(int(i), []).append((int(iops), float(cpu), float(p999), float(idle), float(fio)))
     if k % len(names) == 0:
         rounds.append({})
     rounds[-1][int(i)] = int(iops)
@@ -130,8 +133,9 @@ for i, name in enumerate(names):
     cpu = statistics.median(x[1] for x in runs[i])
     p999 = statistics.median(x[2] for x in runs[i])
     idle = statistics.median(x[3] for x in runs[i])
-    print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, CPUs idle %.1f %%, %.2f of the first"
-          % (name, iops, cpu, p999, idle, iops / base))
+    fio = statistics.median(x[4] for x in runs[i])
+    print("median %s: %d IOPS, %.2f us CPU per I/O, p99.9 %.0f us, CPUs idle %.1f %%, fio %.2f us per I/O, %.2f of the first"
+          % (name, iops, cpu, p999, idle, fio, iops / base))
 # Each round's ratio to the first daemon in the same round: the host's
 # drift between rounds cancels out of these.
 for i, name in enumerate(names[1:], 1):
