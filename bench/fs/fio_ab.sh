@@ -23,8 +23,8 @@
 # writes where the run writes, the share of the machine's CPU time left
 # idle meanwhile (a daemon that leaves CPUs idle while fio waits on it
 # loses to wake-ups, not work), and fio's own CPU time per I/O (its
-# usr_cpu + sys_cpu, summed over its jobs: the rest of the machine's
-# work per I/O), then per daemon the medians, and each daemon's
+# usr_cpu + sys_cpu, the jobs' mean times their number: the rest of the
+# machine's work per I/O), then per daemon the medians, and each daemon's
 # median IOPS against the first's; then, per daemon after the first, the
 # median and range of its IOPS against the first's in the same round
 # (paired: what the host's drift between rounds does not move).
@@ -91,7 +91,7 @@ run1() {
 	fusermount3 -u "$mnt"
 	wait "$pid"
 	daemon_pid=
-	python3 - "$work/fio.json" "$i" "$((c1 - c0))" "$(getconf CLK_TCK)" "$runtime" $s0 $s1 <<'EOF'
+	python3 - "$work/fio.json" "$i" "$((c1 - c0))" "$(getconf CLK_TCK)" "$runtime" $s0 $s1 "$jobs" <<'EOF'
 import json, sys
 text = open(sys.argv[1]).read()
 job = json.loads(text[text.index("{"):])["jobs"][0]
@@ -101,7 +101,8 @@ side = job["write"] if job["write"]["iops"] else job["read"]
 p999 = float(next(iter(side["clat_ns"].get("percentile", {"": 0}).values()))) / 1000
 # CPU over ramp + run against the I/O rate of the run
 idle = (int(sys.argv[8]) - int(sys.argv[6])) / max(1, int(sys.argv[9]) - int(sys.argv[7]))
-fio_us = (job["usr_cpu"] + job["sys_cpu"]) / 100 * 1e6 / max(iops, 1)
+# group_reporting gives the jobs' mean CPU share: times the jobs, the total
+fio_us = (job["usr_cpu"] + job["sys_cpu"]) / 100 * int(sys.argv[10]) * 1e6 / max(iops, 1)
 print(sys.argv[2], int(iops), "%.2f" % (ticks / hz * 1e6 / (iops * (rt + 1))), "%.0f" % p999,
       "%.1f" % (100 * idle), "%.2f" % fio_us)
 EOF
