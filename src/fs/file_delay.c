@@ -453,8 +453,9 @@ static size_t batch_take(rfs_fs *fs, struct rfs_node *only)
 	 * was taken: it goes off, and the entries of the writes taken now
 	 * (all it holds: the last batch is mapped) go with it.  An empty
 	 * queue (a settle with nothing queued) is no batch. */
-	bool off = !only && fs->dm_n && fs->dmx_on && !fs->dmx_used;
+	bool off = false;
 	if (!only && fs->dm_n) {
+		off = fs->dmx_on && !fs->dmx_used;
 		fs->dmx_on = fs->dmx_used;
 		fs->dmx_used = false;
 	}
